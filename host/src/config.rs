@@ -1,0 +1,68 @@
+//! The server's settings, from command-line flags or environment variables (flags win).
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+
+use crate::runtime::{ExecutionMode, Limits, RuntimeConfig};
+
+/// Where `cargo xtask build-plugins` puts the example plugins: the default plugin directory
+/// when running from a checkout.
+const BUILT_PLUGINS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins");
+
+/// Serves sandboxed WebAssembly plugins over HTTP.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "host", version, about)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// Directory of `<name>.wasm` plugin files.
+    #[arg(long, env = "PLUGIN_DIR", default_value = BUILT_PLUGINS)]
+    pub plugin_dir: PathBuf,
+
+    /// How plugin code runs: `aot` (native code compiled by the host, default) or `interpreter`.
+    #[arg(long, env = "EXECUTION_MODE", value_enum, default_value_t = ExecutionMode::Aot)]
+    pub execution_mode: ExecutionMode,
+
+    /// Wall-clock budget of one plugin call (init + process + cleanup), in milliseconds.
+    #[arg(long, env = "CALL_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub call_timeout_ms: u64,
+
+    /// Most 64 KiB pages of linear memory a plugin instance may use.
+    #[arg(long, env = "MAX_MEMORY_PAGES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub max_memory_pages: u32,
+
+    /// Largest plugin file accepted, in bytes.
+    #[arg(long, env = "MAX_PLUGIN_BYTES", default_value_t = 16 << 20)]
+    pub max_plugin_bytes: u64,
+
+    /// Plugin calls allowed at once; further requests get 503 with Retry-After.
+    #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight: u32,
+
+    /// Folder for native code compiled from plugins (AOT mode). Default: a private folder
+    /// under the system's temporary directory.
+    #[arg(long, env = "AOT_CACHE_DIR")]
+    pub aot_cache_dir: Option<PathBuf>,
+
+    /// Seconds to let in-flight requests finish after SIGTERM or Ctrl-C.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Config {
+    pub fn runtime(&self) -> RuntimeConfig {
+        RuntimeConfig {
+            mode: self.execution_mode,
+            limits: Limits {
+                call_timeout: Duration::from_millis(self.call_timeout_ms),
+                max_memory_pages: self.max_memory_pages,
+                max_plugin_bytes: self.max_plugin_bytes,
+            },
+            aot_cache_dir: self.aot_cache_dir.clone(),
+            enforce_abi: true,
+        }
+    }
+}

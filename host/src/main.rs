@@ -1,0 +1,38 @@
+//! The `host` binary: read the configuration, set up logging, serve.
+
+use clap::Parser;
+use host::config::Config;
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
+        .init();
+    let config = Config::parse();
+    let state = host::build_state(&config)?;
+    let listener = TcpListener::bind(config.listen).await?;
+    tracing::info!(addr = %listener.local_addr()?, "listening");
+    let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
+    host::serve(listener, state, shutdown_signal(), grace).await
+}
+
+/// Completes on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sigterm) => {
+                sigterm.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

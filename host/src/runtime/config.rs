@@ -1,0 +1,62 @@
+//! Runtime settings: execution mode and the limits every plugin call runs under.
+
+use std::{path::PathBuf, time::Duration};
+
+/// How plugin code is executed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutionMode {
+    /// WasmEdge's interpreter: no compile step, about 100x slower than native on compute.
+    Interpreter,
+    /// Native code compiled by the host itself with WasmEdge's AOT compiler (interruptible,
+    /// so deadlines still apply), cached on disk by content hash. Close to native speed.
+    #[default]
+    Aot,
+}
+
+/// Limits applied to every plugin. Each has a documented default.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Wall-clock budget for one whole call (init + process + cleanup). Default: 1 s.
+    pub call_timeout: Duration,
+    /// Most 64 KiB pages of linear memory an instance may have. Default: 64 (4 MiB).
+    pub max_memory_pages: u32,
+    /// Largest plugin file accepted, in bytes. Default: 16 MiB.
+    pub max_plugin_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { call_timeout: Duration::from_secs(1), max_memory_pages: 64, max_plugin_bytes: 16 << 20 }
+    }
+}
+
+/// Everything the runtime needs to know, passed explicitly (no globals).
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Default: [`ExecutionMode::Aot`] (see ARCHITECTURE.md for the measurements behind it).
+    pub mode: ExecutionMode,
+    pub limits: Limits,
+    /// Where AOT-compiled plugins are kept between runs. Default (`None`): a `plugin-host/aot`
+    /// folder under the system's temporary directory.
+    pub aot_cache_dir: Option<PathBuf>,
+    /// Check the plugin ABI before loading. Default: `true`. Only tests of the runtime's own
+    /// defences turn it off, to load modules that `check-abi` would have refused.
+    pub enforce_abi: bool,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig { mode: ExecutionMode::default(), limits: Limits::default(), aot_cache_dir: None, enforce_abi: true }
+    }
+}
+
+impl RuntimeConfig {
+    pub fn new(mode: ExecutionMode) -> Self {
+        RuntimeConfig { mode, ..Default::default() }
+    }
+
+    pub(crate) fn aot_cache_dir(&self) -> PathBuf {
+        self.aot_cache_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("plugin-host").join("aot"))
+    }
+}

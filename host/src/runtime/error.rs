@@ -1,0 +1,156 @@
+//! The runtime's one error type, with causes a caller can match on.
+
+use std::{fmt, time::Duration};
+
+use wasmedge_sdk::error::{CoreError, CoreExecutionError, WasmEdgeError};
+
+/// The three functions of the plugin ABI.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AbiFunction {
+    Init,
+    Process,
+    Cleanup,
+}
+
+impl AbiFunction {
+    pub fn export_name(self) -> &'static str {
+        match self {
+            AbiFunction::Init => "init",
+            AbiFunction::Process => "process",
+            AbiFunction::Cleanup => "cleanup",
+        }
+    }
+}
+
+impl fmt::Display for AbiFunction {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.export_name())
+    }
+}
+
+/// A negative value returned by a plugin function: the ABI's error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginErrorCode {
+    /// -1: `process` was called before `init`.
+    NotInitialized,
+    /// -2: `init` was called twice.
+    AlreadyInitialized,
+    /// -3: the plugin refused its input.
+    InvalidArgument,
+    /// -4: the plugin failed internally.
+    Internal,
+    /// Any other negative value.
+    Unknown(i32),
+}
+
+impl PluginErrorCode {
+    pub fn from_code(code: i32) -> Self {
+        match plugin_sdk::ErrorCode::from_code(code) {
+            Some(plugin_sdk::ErrorCode::NotInitialized) => PluginErrorCode::NotInitialized,
+            Some(plugin_sdk::ErrorCode::AlreadyInitialized) => PluginErrorCode::AlreadyInitialized,
+            Some(plugin_sdk::ErrorCode::InvalidArgument) => PluginErrorCode::InvalidArgument,
+            Some(plugin_sdk::ErrorCode::Internal) => PluginErrorCode::Internal,
+            None => PluginErrorCode::Unknown(code),
+        }
+    }
+
+    pub fn code(self) -> i32 {
+        match self {
+            PluginErrorCode::NotInitialized => -1,
+            PluginErrorCode::AlreadyInitialized => -2,
+            PluginErrorCode::InvalidArgument => -3,
+            PluginErrorCode::Internal => -4,
+            PluginErrorCode::Unknown(code) => code,
+        }
+    }
+}
+
+impl fmt::Display for PluginErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PluginErrorCode::NotInitialized => f.write_str("not initialized (-1)"),
+            PluginErrorCode::AlreadyInitialized => f.write_str("already initialized (-2)"),
+            PluginErrorCode::InvalidArgument => f.write_str("invalid argument (-3)"),
+            PluginErrorCode::Internal => f.write_str("internal error (-4)"),
+            PluginErrorCode::Unknown(code) => write!(f, "unknown plugin error {code}"),
+        }
+    }
+}
+
+/// Why WebAssembly execution stopped abnormally.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TrapKind {
+    #[error("unreachable executed")]
+    Unreachable,
+    #[error("out-of-bounds memory access")]
+    MemoryOutOfBounds,
+    #[error("integer division by zero")]
+    DivideByZero,
+    #[error("integer overflow")]
+    IntegerOverflow,
+    #[error("invalid conversion to integer")]
+    InvalidConversion,
+    #[error("out-of-bounds table access")]
+    TableOutOfBounds,
+    #[error("indirect call to an undefined or mistyped element")]
+    BadIndirectCall,
+    #[error("call stack exhausted")]
+    StackExhausted,
+    #[error("{0}")]
+    Other(String),
+}
+
+/// Everything that can go wrong between plugin bytes and a result.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("plugin file is {size} bytes, over the {limit}-byte limit")]
+    TooLarge { size: u64, limit: u64 },
+    #[error("plugin breaks the ABI ({} violation(s)): {}", .0.violations.len(), first_violation(.0))]
+    AbiViolation(plugin_sdk::AbiReport),
+    #[error("invalid WebAssembly module: {0}")]
+    InvalidModule(String),
+    #[error("plugin needs {requested} pages of memory, over the {limit}-page limit")]
+    MemoryLimit { requested: u32, limit: u32 },
+    #[error("instantiation failed: {0}")]
+    Instantiation(String),
+    #[error("AOT compilation failed: {0}")]
+    Compilation(String),
+    #[error("`{function}` returned {code}")]
+    Plugin { function: AbiFunction, code: PluginErrorCode },
+    #[error("`{function}` trapped: {trap}")]
+    Trap { function: AbiFunction, trap: TrapKind },
+    #[error("`{function}` did not finish within the {timeout:?} deadline")]
+    Timeout { function: AbiFunction, timeout: Duration },
+    #[error("WasmEdge failed: {0}")]
+    Engine(String),
+}
+
+fn first_violation(report: &plugin_sdk::AbiReport) -> String {
+    report.violations.first().map(|v| v.to_string()).unwrap_or_default()
+}
+
+impl RuntimeError {
+    /// Classifies an error from calling a plugin function.
+    pub(crate) fn from_call(function: AbiFunction, timeout: Duration, error: Box<WasmEdgeError>) -> Self {
+        let trap = match *error {
+            WasmEdgeError::ExecuteTimeout => return RuntimeError::Timeout { function, timeout },
+            WasmEdgeError::Core(CoreError::Execution(e)) => match e {
+                CoreExecutionError::Unreachable => TrapKind::Unreachable,
+                CoreExecutionError::MemoryOutOfBounds => TrapKind::MemoryOutOfBounds,
+                CoreExecutionError::DivideByZero => TrapKind::DivideByZero,
+                CoreExecutionError::IntegerOverflow => TrapKind::IntegerOverflow,
+                CoreExecutionError::InvalidConvToInt => TrapKind::InvalidConversion,
+                CoreExecutionError::TableOutOfBounds => TrapKind::TableOutOfBounds,
+                CoreExecutionError::UninitializedElement
+                | CoreExecutionError::UndefinedElement
+                | CoreExecutionError::IndirectCallTypeMismatch
+                | CoreExecutionError::AccessNullFunc => TrapKind::BadIndirectCall,
+                other => TrapKind::Other(other.to_string()),
+            },
+            WasmEdgeError::Core(CoreError::Common(e)) if e.to_string().contains("stack") => TrapKind::StackExhausted,
+            other => TrapKind::Other(other.to_string()),
+        };
+        RuntimeError::Trap { function, trap }
+    }
+}

@@ -1,0 +1,186 @@
+//! Load once: ABI check, WasmEdge validation and (in AOT mode) native compilation.
+
+use std::{
+    fs,
+    io::ErrorKind,
+    path::{Path, PathBuf},
+    sync::Arc,
+};
+
+use wasmedge_sdk::{
+    CompilerOptimizationLevel, CompilerOutputFormat, Compiler, Module, RunMode,
+    config::{CommonConfigOptions, CompilerConfigOptions, Config, ConfigBuilder, RuntimeConfigOptions},
+};
+
+use super::{ExecutionMode, Limits, RuntimeConfig, RuntimeError};
+
+/// Turns plugin bytes into [`CompiledPlugin`]s. One per process; cheap to share by reference.
+#[derive(Debug)]
+pub struct Engine {
+    settings: RuntimeConfig,
+    /// The WasmEdge configuration every instance runs with (proposals, memory cap, run mode).
+    config: Arc<Config>,
+    /// Set in AOT mode: the compiler and where its output is cached.
+    aot: Option<AotCache>,
+}
+
+impl Engine {
+    pub fn new(settings: RuntimeConfig) -> Result<Self, RuntimeError> {
+        // WasmEdge logs every trap to stderr through spdlog; a hostile plugin could flood the
+        // logs that way. The host reports errors itself, through `tracing`.
+        wasmedge_sdk::LogManager::log_off();
+        let run_mode = match settings.mode {
+            ExecutionMode::Interpreter => RunMode::Interpreter,
+            ExecutionMode::Aot => RunMode::Aot,
+        };
+        let config = Arc::new(wasmedge_config(&settings.limits, run_mode)?);
+        let aot = match settings.mode {
+            ExecutionMode::Interpreter => None,
+            ExecutionMode::Aot => Some(AotCache::new(settings.aot_cache_dir(), &settings.limits)?),
+        };
+        Ok(Engine { settings, config, aot })
+    }
+
+    pub fn settings(&self) -> &RuntimeConfig {
+        &self.settings
+    }
+
+    /// Checks and compiles a plugin. `content_hash` (hex sha256 of `bytes`) names the AOT
+    /// artifact; callers already have it because their caches are keyed by it too.
+    pub fn compile(&self, bytes: &[u8], content_hash: &str) -> Result<CompiledPlugin, RuntimeError> {
+        let limit = self.settings.limits.max_plugin_bytes;
+        if bytes.len() as u64 > limit {
+            return Err(RuntimeError::TooLarge { size: bytes.len() as u64, limit });
+        }
+        let report = plugin_sdk::check(bytes);
+        if self.settings.enforce_abi && !report.is_compliant() {
+            return Err(RuntimeError::AbiViolation(report));
+        }
+        // Parse with WasmEdge even in AOT mode: its validator is the engine's own word on the
+        // module, and a module it refuses must never reach the compiler.
+        let module = Module::from_bytes(Some(&self.config), bytes)
+            .map_err(|e| RuntimeError::InvalidModule(e.to_string()))?;
+        check_memory(&module, self.settings.limits.max_memory_pages)?;
+        let module = match &self.aot {
+            None => module,
+            Some(aot) => aot.load(bytes, content_hash, &self.config)?,
+        };
+        Ok(CompiledPlugin {
+            module,
+            config: Arc::clone(&self.config),
+            timeout: self.settings.limits.call_timeout,
+            abi_version: report.abi_version,
+        })
+    }
+}
+
+/// Rejects a module whose declared initial memory is over the cap before instantiation, so
+/// the error says what happened (WasmEdge's own refusal is a generic instantiation failure).
+fn check_memory(module: &Module, limit: u32) -> Result<(), RuntimeError> {
+    for export in module.exports() {
+        if let Ok(wasmedge_sdk::ExternalInstanceType::Memory(memory)) = export.ty() {
+            if memory.minimum() > limit {
+                return Err(RuntimeError::MemoryLimit { requested: memory.minimum(), limit });
+            }
+        }
+    }
+    Ok(())
+}
+
+fn wasmedge_config(limits: &Limits, run_mode: RunMode) -> Result<Config, RuntimeError> {
+    // Only the proposals ABI v1 allows (see ABI.md), so WasmEdge refuses the rest even for a
+    // module loaded without the ABI check.
+    let common = CommonConfigOptions::default()
+        .simd(false)
+        .relax_simd(false)
+        .multi_memories(false)
+        .threads(false)
+        .gc(false)
+        .tail_call(false)
+        .memory64(false)
+        .exception_handling(false)
+        .function_references(false)
+        .run_mode(run_mode);
+    ConfigBuilder::new(common)
+        .with_runtime_config(RuntimeConfigOptions::default().max_memory_pages(limits.max_memory_pages))
+        .with_compiler_config(
+            CompilerConfigOptions::default()
+                .out_format(CompilerOutputFormat::Native)
+                .optimization_level(CompilerOptimizationLevel::O2)
+                // Interruptible code checks for the deadline, so timeouts work in AOT mode.
+                .interruptible(true),
+        )
+        .build()
+        .map_err(|e| RuntimeError::Engine(e.to_string()))
+}
+
+/// A plugin that passed every check, ready to instantiate any number of times, from any thread.
+#[derive(Debug, Clone)]
+pub struct CompiledPlugin {
+    pub(super) module: Module,
+    pub(super) config: Arc<Config>,
+    pub(super) timeout: std::time::Duration,
+    abi_version: Option<u32>,
+}
+
+impl CompiledPlugin {
+    /// The ABI version the plugin declares (`None`: it does not say, which means version 1).
+    pub fn abi_version(&self) -> Option<u32> {
+        self.abi_version
+    }
+}
+
+/// Native code compiled by this host, never by the plugin's author: an AOT section inside an
+/// uploaded `.wasm` would be code we cannot check, so only files this cache wrote are loaded.
+#[derive(Debug)]
+struct AotCache {
+    dir: PathBuf,
+    compiler: Compiler,
+    /// Part of every artifact's name, so a WasmEdge upgrade or an option change never loads a
+    /// stale artifact.
+    variant: String,
+}
+
+impl AotCache {
+    fn new(dir: PathBuf, limits: &Limits) -> Result<Self, RuntimeError> {
+        ensure_private_dir(&dir)?;
+        let config = wasmedge_config(limits, RunMode::Aot)?;
+        let compiler = Compiler::new(Some(&config)).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let variant = format!("wasmedge{}-o2-interruptible", wasmedge_sdk::utils::CoreVersion::version_string());
+        Ok(AotCache { dir, compiler, variant })
+    }
+
+    fn load(&self, bytes: &[u8], content_hash: &str, config: &Config) -> Result<Module, RuntimeError> {
+        let name = format!("{content_hash}-{}", self.variant);
+        let artifact = self.dir.join(format!("{name}.so"));
+        if !artifact.exists() {
+            // Compile under a unique name and rename: concurrent compilations of the same
+            // plugin (other threads, other processes) never see a half-written file.
+            let temp = format!("{name}.{}.{:?}.tmp", std::process::id(), std::thread::current().id());
+            let temp = self
+                .compiler
+                .compile_from_bytes(bytes, &temp, &self.dir)
+                .map_err(|e| RuntimeError::Compilation(e.to_string()))?;
+            fs::rename(&temp, &artifact).map_err(|e| RuntimeError::Compilation(e.to_string()))?;
+            tracing::info!(artifact = %artifact.display(), "compiled plugin to native code");
+        }
+        Module::from_file(Some(config), &artifact).map_err(|e| RuntimeError::InvalidModule(e.to_string()))
+    }
+}
+
+/// The AOT folder holds code this process will execute: it must be ours alone.
+fn ensure_private_dir(dir: &Path) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    let unsafe_dir = |why: &str| RuntimeError::Engine(format!("AOT cache {}: {why}", dir.display()));
+    match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(unsafe_dir(&e.to_string())),
+    }
+    let meta = fs::symlink_metadata(dir).map_err(|e| unsafe_dir(&e.to_string()))?;
+    let uid = fs::metadata("/proc/self").map(|m| m.uid()).map_err(|e| unsafe_dir(&e.to_string()))?;
+    if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
+        return Err(unsafe_dir("must be a directory owned by this user and writable by nobody else"));
+    }
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! Where plugins come from: the [`PluginStore`] trait and its implementations.
+//!
+//! A store turns a validated [`PluginName`] into the plugin's bytes. It knows nothing about
+//! WebAssembly; the runner decides when to re-read (see [`FileIdentity`]).
+
+mod local;
+mod name;
+
+use std::{fmt, io, time::SystemTime};
+
+pub use local::LocalPluginStore;
+pub use name::{InvalidName, MAX_NAME_LEN, PluginName};
+
+/// A source of plugins, shared by every request as `Arc<dyn PluginStore>`.
+pub trait PluginStore: Send + Sync + fmt::Debug {
+    /// The plugin file's identity, without reading it: cheap enough for every request.
+    fn stat(&self, name: &PluginName) -> Result<FileIdentity, StoreError>;
+    /// Reads the plugin file, opening it afresh.
+    fn load(&self, name: &PluginName) -> Result<PluginFile, StoreError>;
+    /// Every plugin the store holds, sorted by name.
+    fn list(&self) -> Result<Vec<PluginName>, StoreError>;
+    /// Where plugins come from, for logs and `/readyz`.
+    fn describe(&self) -> String;
+}
+
+/// What identifies one version of a plugin file without reading it. Any change (a rewrite, a
+/// replacement by rename) changes at least one field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileIdentity {
+    pub size: u64,
+    pub modified: SystemTime,
+    /// Changes when the file is replaced by a rename, even if size and mtime match.
+    pub inode: u64,
+    /// Changes on every write or metadata change, even within one mtime tick.
+    pub changed: (i64, i64),
+}
+
+/// A plugin file as read from a store.
+#[derive(Debug, Clone)]
+pub struct PluginFile {
+    pub bytes: Vec<u8>,
+    pub identity: FileIdentity,
+}
+
+/// Why a store could not give a plugin.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("plugin `{0}` not found")]
+    NotFound(PluginName),
+    /// A directory, FIFO, device or socket named like a plugin, or a link leaving the root.
+    #[error("plugin `{0}` is not a regular file inside the plugin directory")]
+    NotARegularFile(PluginName),
+    #[error("plugin `{name}` is {size} bytes, over the {limit}-byte limit")]
+    TooLarge { name: PluginName, size: u64, limit: u64 },
+    /// The store as a whole cannot be read right now (for example a storage mount that is
+    /// absent or disconnected); retrying later may succeed.
+    #[error("plugin store unavailable: {0}")]
+    Unavailable(String),
+    #[error("reading plugin `{name}` failed: {source}")]
+    Io { name: PluginName, source: io::Error },
+}

@@ -1,0 +1,665 @@
+//! `cargo xtask build-plugins`: compiles every plugin under `plugins/` to wasm32 and checks the
+//! result against the plugin ABI.
+//!
+//! # Layout
+//!
+//! - `plugins/<name>/<name>.c` or `plugins/<name>/<name>.cpp` is an example plugin. It is built
+//!   to `target/plugins/<name>.wasm`, the folder the host serves, and must be ABI-compliant.
+//!   Names are lowercase ASCII letters, digits, `-` and `_`, which are safe in a URL and a path.
+//! - `plugins/invalid/<rule>.c`, `.cpp` or `.wat` is a negative fixture: a plugin that breaks
+//!   exactly one ABI rule. It is built to `target/plugins/invalid/<rule>.wasm`, a subfolder, so
+//!   it is never served, and it must produce exactly the violation its `expect-violation`
+//!   directive names. `.wat` is for rules C cannot break, such as having a start function; it is
+//!   assembled with the `wat` crate instead of clang.
+//!
+//! # Directives
+//!
+//! The comment lines at the very top of a source file (up to the first line that is neither a
+//! comment nor blank) may carry directives, one per line:
+//!
+//! ```text
+//! // plugin-flags: -O1 -fno-inline
+//! // expect-violation: float-instruction
+//! ```
+//!
+//! - `plugin-flags:` extra clang arguments, split on whitespace (there is no quoting). They come
+//!   after the default arguments, so they override them (`-O1` beats the default `-O2`). The
+//!   directive may repeat; its arguments accumulate. `.wat` files cannot have it.
+//! - `expect-violation:` the [`plugin_sdk::AbiViolation::code`] the fixture must produce, and the
+//!   only one it may produce (any number of times). Every fixture has exactly one, because a
+//!   fixture without an assertion would test nothing; examples have none.
+//!
+//! `.wat` files write the comment as `;;` instead of `//`. A misspelt directive (any other
+//! `plugin-…:` or `expect-…:`) is an error rather than silently ignored.
+//!
+//! # Compilation
+//!
+//! The `cc` crate assembles the clang command line, as it would in a build script: target
+//! `wasm32-wasip1`, `-O2`, warnings as errors, and whatever `CFLAGS`/`CXXFLAGS` (or their
+//! `_wasm32_wasip1` variants) say. On top of that come `-nostdlib -Wl,--no-entry` (a plugin is
+//! a library with no libc and no `main`), `-I plugin-sdk/include`, `-fno-exceptions -fno-rtti`
+//! for C++, and the file's `plugin-flags`. One clang call compiles and links each plugin.
+//!
+//! Outputs are written under a temporary name in their final folder and then renamed, so a
+//! server reading `target/plugins/` never sees half a module. An output newer than its source,
+//! every header in `plugin-sdk/include` and the xtask binary itself (which holds the compile
+//! flags) is up to date and not rebuilt, unless `--force` is given. The ABI check runs on every
+//! output, rebuilt or not, so the verdict never depends on what happened to be rebuilt.
+
+use std::{
+    collections::BTreeSet,
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+    process::Command,
+    sync::atomic::{AtomicU64, Ordering},
+    time::SystemTime,
+};
+
+use anyhow::{Context, bail, ensure};
+use plugin_sdk::AbiReport;
+use xshell::Shell;
+
+use crate::{PLUGIN_OUT_DIR, setup, step};
+
+/// The clang target. `wasm32-wasip1` rather than bare `wasm32` because that is the platform the
+/// host's engine provides; with `-nostdlib` and no imports allowed, nothing WASI-specific is used.
+const TARGET: &str = "wasm32-wasip1";
+
+/// The folder under `plugins/` (and under the output folder) that holds negative fixtures.
+const FIXTURE_DIR: &str = "invalid";
+
+#[derive(Debug, Default, clap::Args)]
+pub struct BuildPlugins {
+    /// Rebuild every plugin, even those whose output is newer than their sources.
+    #[arg(long)]
+    pub force: bool,
+}
+
+impl BuildPlugins {
+    pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let clang = setup::wasm_clang(sh)?;
+        let layout = Layout::in_project(&sh.current_dir());
+        // cc writes its compiler-detection scratch files here; nothing in it is kept.
+        let scratch = sh.create_temp_dir()?;
+        let compiler = Compiler::new(&clang, &layout.include_dir, scratch.path())?;
+        let plugins = discover(&layout.plugins_dir)?;
+        step(format!("building {} plugins into {PLUGIN_OUT_DIR}", plugins.len()));
+
+        let mut failures = String::new();
+        let mut failed = 0;
+        for plugin in &plugins {
+            match build(&compiler, &layout, plugin, self.force) {
+                Ok(built) => {
+                    let action = if built.rebuilt { "built" } else { "up to date" };
+                    println!("{action:>10}  {:<24} {}", plugin.name, built.verdict);
+                }
+                Err(err) => {
+                    failed += 1;
+                    println!("{:>10}  {:<24} (see below)", "FAILED", plugin.name);
+                    let source = plugin.source.strip_prefix(sh.current_dir()).unwrap_or(&plugin.source);
+                    write!(failures, "\n\n{}: {err:#}", source.display())?;
+                }
+            }
+        }
+        ensure!(failed == 0, "{failed} of {} plugins failed to build or check:{failures}", plugins.len());
+        Ok(())
+    }
+}
+
+/// Where plugin sources, the SDK headers and the outputs live. The project uses
+/// [`Layout::in_project`]; tests point the output (and sometimes the sources) elsewhere.
+#[derive(Debug, Clone)]
+pub(crate) struct Layout {
+    pub plugins_dir: PathBuf,
+    pub include_dir: PathBuf,
+    pub out_dir: PathBuf,
+}
+
+impl Layout {
+    pub fn in_project(root: &Path) -> Self {
+        Self {
+            plugins_dir: root.join("plugins"),
+            include_dir: root.join("plugin-sdk/include"),
+            out_dir: root.join(PLUGIN_OUT_DIR),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Language {
+    C,
+    Cpp,
+    Wat,
+}
+
+impl Language {
+    fn from_extension(path: &Path) -> Option<Self> {
+        match path.extension()?.to_str()? {
+            "c" => Some(Self::C),
+            "cpp" => Some(Self::Cpp),
+            "wat" => Some(Self::Wat),
+            _ => None,
+        }
+    }
+
+    /// How a line comment starts in this language, which is where directives live.
+    fn comment_marker(self) -> &'static str {
+        match self {
+            Self::C | Self::Cpp => "//",
+            Self::Wat => ";;",
+        }
+    }
+}
+
+/// One source file to build.
+#[derive(Debug, Clone)]
+pub(crate) struct Plugin {
+    /// `hello` for an example, `invalid/float` for a fixture: the output's path below the output
+    /// folder, without `.wasm`.
+    pub name: String,
+    pub source: PathBuf,
+    pub language: Language,
+    /// Whether this is a negative fixture under `plugins/invalid/`.
+    pub fixture: bool,
+}
+
+/// Finds every example and fixture under `plugins_dir`, sorted by name so output is stable.
+pub(crate) fn discover(plugins_dir: &Path) -> anyhow::Result<Vec<Plugin>> {
+    let mut plugins = Vec::new();
+    for dir in sorted_entries(plugins_dir)? {
+        if !dir.is_dir() {
+            // Files directly in `plugins/` (a README, say) are not plugins.
+            continue;
+        }
+        let dir_name = file_name(&dir)?;
+        if dir_name == FIXTURE_DIR {
+            for source in sorted_entries(&dir)? {
+                // Anything that is not a plugin source (a README, a shared header) is left alone.
+                let Some(language) = Language::from_extension(&source) else { continue };
+                let stem = source.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+                check_name(stem, &source)?;
+                plugins.push(Plugin { name: format!("{FIXTURE_DIR}/{stem}"), source, language, fixture: true });
+            }
+            continue;
+        }
+        check_name(dir_name, &dir)?;
+        let candidates: Vec<(PathBuf, Language)> = [("c", Language::C), ("cpp", Language::Cpp)]
+            .into_iter()
+            .map(|(ext, language)| (dir.join(format!("{dir_name}.{ext}")), language))
+            .filter(|(path, _)| path.is_file())
+            .collect();
+        match candidates.as_slice() {
+            [(source, language)] => {
+                plugins.push(Plugin { name: dir_name.to_owned(), source: source.clone(), language: *language, fixture: false });
+            }
+            [] => bail!("{} holds no plugin: expected {dir_name}.c or {dir_name}.cpp in it", dir.display()),
+            _ => bail!("{} holds both {dir_name}.c and {dir_name}.cpp; keep one", dir.display()),
+        }
+    }
+    Ok(plugins)
+}
+
+fn sorted_entries(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let mut entries = fs::read_dir(dir)
+        .with_context(|| format!("cannot list {}", dir.display()))?
+        .map(|entry| entry.map(|e| e.path()))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("cannot list {}", dir.display()))?;
+    entries.sort();
+    Ok(entries)
+}
+
+fn file_name(path: &Path) -> anyhow::Result<&str> {
+    path.file_name().and_then(|n| n.to_str()).with_context(|| format!("{} has no UTF-8 file name", path.display()))
+}
+
+/// Plugin names become file names and the name a client asks the host for, so they are kept to
+/// characters that need no escaping anywhere.
+fn check_name(name: &str, path: &Path) -> anyhow::Result<()> {
+    let valid = !name.is_empty()
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    ensure!(valid, "{}: plugin names may only use a-z, 0-9, '-' and '_', not {name:?}", path.display());
+    Ok(())
+}
+
+/// The directives at the top of a source file (see the module documentation).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct Directives {
+    pub flags: Vec<String>,
+    pub expect_violation: Option<String>,
+}
+
+impl Directives {
+    pub fn parse(source: &str, language: Language) -> anyhow::Result<Self> {
+        let marker = language.comment_marker();
+        let mut directives = Self::default();
+        for (index, line) in source.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            let Some(comment) = line.strip_prefix(marker) else { break };
+            let comment = comment.trim();
+            let line_no = index + 1;
+            if let Some(flags) = comment.strip_prefix("plugin-flags:") {
+                ensure!(language != Language::Wat, "line {line_no}: plugin-flags has no meaning for a .wat file");
+                directives.flags.extend(flags.split_whitespace().map(str::to_owned));
+            } else if let Some(code) = comment.strip_prefix("expect-violation:") {
+                let code = code.trim();
+                ensure!(!code.is_empty(), "line {line_no}: expect-violation needs a violation code");
+                ensure!(
+                    directives.expect_violation.is_none(),
+                    "line {line_no}: a second expect-violation; a fixture breaks exactly one rule"
+                );
+                directives.expect_violation = Some(code.to_owned());
+            } else if let Some((word, _)) = comment.split_once(':') {
+                let looks_like_directive = (word.starts_with("plugin-") || word.starts_with("expect-"))
+                    && !word.contains(char::is_whitespace);
+                ensure!(
+                    !looks_like_directive,
+                    "line {line_no}: unknown directive `{word}:` (known: plugin-flags, expect-violation)"
+                );
+            }
+        }
+        Ok(directives)
+    }
+}
+
+/// A clang command line per language, assembled once by `cc` and reused for every plugin.
+#[derive(Debug)]
+pub(crate) struct Compiler {
+    c: cc::Tool,
+    cpp: cc::Tool,
+}
+
+impl Compiler {
+    /// `scratch` is where `cc` may write while it inspects the compiler; it must outlive this call only.
+    pub fn new(clang: &Path, include_dir: &Path, scratch: &Path) -> anyhow::Result<Self> {
+        let tool = |cpp: bool| -> anyhow::Result<cc::Tool> {
+            let mut build = cc::Build::new();
+            // Outside a build script cargo provides no TARGET, HOST, OPT_LEVEL, DEBUG or OUT_DIR,
+            // so every one of them is set here, and cargo metadata (meant for a build script's
+            // stdout) is switched off.
+            build
+                .compiler(clang)
+                .cpp(cpp)
+                .target(TARGET)
+                .host(&host_triple())
+                .opt_level(2)
+                .debug(false)
+                .out_dir(scratch)
+                .cargo_metadata(false)
+                .warnings_into_errors(true)
+                .include(include_dir)
+                // A plugin is a library without libc or `main`: the host calls its exports.
+                .flag("-nostdlib")
+                .flag("-Wl,--no-entry");
+            if cpp {
+                // Both need runtime support (unwinding, type_info) that a plugin cannot link.
+                build.flag("-fno-exceptions").flag("-fno-rtti");
+            }
+            build.try_get_compiler().with_context(|| format!("cannot set up {} for {TARGET}", clang.display()))
+        };
+        Ok(Self { c: tool(false)?, cpp: tool(true)? })
+    }
+
+    fn command(&self, cpp: bool) -> Command {
+        if cpp { self.cpp.to_command() } else { self.c.to_command() }
+    }
+}
+
+/// The triple of the machine running xtask. `cc` compares it with the target to know this is a
+/// cross-compile (so it reads `TARGET_CFLAGS`, not `HOST_CFLAGS`); cargo only provides it to
+/// build scripts, and only the architecture and OS matter here.
+fn host_triple() -> String {
+    let arch = std::env::consts::ARCH;
+    match std::env::consts::OS {
+        "linux" => format!("{arch}-unknown-linux-gnu"),
+        "macos" => format!("{arch}-apple-darwin"),
+        "windows" => format!("{arch}-pc-windows-msvc"),
+        os => format!("{arch}-unknown-{os}"),
+    }
+}
+
+/// A plugin's output after [`build`]: where it is, whether this run wrote it, what the ABI check
+/// found, and a one-line verdict for the progress output.
+#[derive(Debug)]
+pub(crate) struct Built {
+    pub output: PathBuf,
+    pub rebuilt: bool,
+    pub report: AbiReport,
+    pub verdict: String,
+}
+
+/// Builds one plugin into `layout.out_dir` (unless it is up to date) and checks the output
+/// against the ABI and the plugin's expectation. An `Err` means the plugin failed the build.
+pub(crate) fn build(compiler: &Compiler, layout: &Layout, plugin: &Plugin, force: bool) -> anyhow::Result<Built> {
+    let text = fs::read_to_string(&plugin.source).with_context(|| format!("cannot read {}", plugin.source.display()))?;
+    let directives = Directives::parse(&text, plugin.language)?;
+    match (plugin.fixture, &directives.expect_violation) {
+        (true, None) => bail!(
+            "this negative fixture has no `expect-violation: <code>` comment at its top; \
+             a fixture without an assertion tests nothing"
+        ),
+        (false, Some(_)) => {
+            bail!("only negative fixtures (in plugins/{FIXTURE_DIR}/) may have an `expect-violation` comment")
+        }
+        _ => {}
+    }
+
+    let output = layout.out_dir.join(format!("{}.wasm", plugin.name));
+    let rebuilt = force || !is_up_to_date(&output, &plugin.source, &layout.include_dir)?;
+    if rebuilt {
+        compile(compiler, plugin, &directives, &output)?;
+    }
+    let wasm = fs::read(&output).with_context(|| format!("cannot read {}", output.display()))?;
+    let report = plugin_sdk::check(&wasm);
+    let verdict = verify(directives.expect_violation.as_deref(), &report)?;
+    Ok(Built { output, rebuilt, report, verdict })
+}
+
+/// Whether `output` is newer than everything that went into it.
+fn is_up_to_date(output: &Path, source: &Path, include_dir: &Path) -> anyhow::Result<bool> {
+    let Ok(built_at) = fs::metadata(output).and_then(|m| m.modified()) else { return Ok(false) };
+    let mut inputs = vec![source.to_path_buf()];
+    inputs.extend(sorted_entries(include_dir)?);
+    // The compile flags live in this binary: a rebuilt xtask may compile differently.
+    inputs.extend(std::env::current_exe().ok());
+    for input in inputs {
+        let modified = fs::metadata(&input)
+            .and_then(|m| m.modified())
+            .with_context(|| format!("cannot read the modification time of {}", input.display()))?;
+        if modified > built_at {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Compiles (or assembles) `plugin` to `output` through a temporary file in the same folder, so
+/// the output appears in one rename.
+fn compile(compiler: &Compiler, plugin: &Plugin, directives: &Directives, output: &Path) -> anyhow::Result<()> {
+    let folder = output.parent().context("an output path always has a folder")?;
+    fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
+    let partial = PartialFile::new(output);
+
+    if plugin.language == Language::Wat {
+        let wasm = wat::parse_file(&plugin.source).map_err(|err| anyhow::anyhow!("{err}"))?;
+        fs::write(&partial.path, wasm).with_context(|| format!("cannot write {}", partial.path.display()))?;
+    } else {
+        let mut command = compiler.command(plugin.language == Language::Cpp);
+        command.args(&directives.flags).arg("-o").arg(&partial.path).arg(&plugin.source);
+        let result = command.output().with_context(|| format!("cannot run {command:?}"))?;
+        let diagnostics = String::from_utf8_lossy(&result.stderr);
+        if !result.status.success() {
+            bail!("clang failed ({}):\n{}\ncommand: {command:?}", result.status, diagnostics.trim_end());
+        }
+    }
+    partial.persist(output)
+}
+
+/// A file being written next to its final name. It is removed if it is never persisted, so a
+/// failed compile leaves no debris in a folder a server reads.
+#[derive(Debug)]
+struct PartialFile {
+    path: PathBuf,
+    persisted: bool,
+}
+
+impl PartialFile {
+    fn new(output: &Path) -> Self {
+        // Unique per process and per call, since tests build the same plugins concurrently. The
+        // leading dot and the suffix keep servers that look for `*.wasm` from picking it up.
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let unique = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = output.file_name().unwrap_or_default().to_string_lossy();
+        let path = output.with_file_name(format!(".{name}.{}-{unique}.partial", std::process::id()));
+        Self { path, persisted: false }
+    }
+
+    fn persist(mut self, output: &Path) -> anyhow::Result<()> {
+        fs::rename(&self.path, output).with_context(|| format!("cannot move {} into place", output.display()))?;
+        self.persisted = true;
+        Ok(())
+    }
+}
+
+impl Drop for PartialFile {
+    fn drop(&mut self) {
+        if !self.persisted {
+            // The file may never have been created; either way there is nothing left to do.
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Checks a report against what the plugin promises: compliance for an example, exactly the
+/// expected violation for a fixture. Returns the verdict line for the progress output.
+pub(crate) fn verify(expect_violation: Option<&str>, report: &AbiReport) -> anyhow::Result<String> {
+    let codes: BTreeSet<&str> = report.violations.iter().map(|v| v.kind.code()).collect();
+    let version = report.abi_version.map_or_else(|| "no ABI version".to_owned(), |v| format!("ABI v{v}"));
+    match expect_violation {
+        None if codes.is_empty() => Ok(format!("ok ({version})")),
+        None => bail!("the plugin breaks the ABI:\n{report}"),
+        Some(expected) if codes.len() == 1 && codes.contains(expected) => {
+            Ok(format!("rejected as expected: {expected}"))
+        }
+        Some(expected) if codes.is_empty() => {
+            bail!("expected violation `{expected}`, but the plugin is ABI-compliant")
+        }
+        Some(expected) => {
+            let found = codes.into_iter().collect::<Vec<_>>().join(", ");
+            bail!("expected only violation `{expected}`, found: {found}\n{report}")
+        }
+    }
+}
+
+/// Exercises the real fixtures and examples with the real compiler, so a test failure means
+/// `cargo xtask build-plugins` would fail the same way.
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    /// A shell rooted at the project, like the one `main` builds.
+    pub(crate) fn project_shell() -> Shell {
+        let sh = Shell::new().expect("a shell");
+        sh.change_dir(crate::project_root());
+        sh
+    }
+
+    /// Everything needed to build plugins, with outputs going to a fresh temporary folder.
+    pub(crate) struct Harness {
+        pub compiler: Compiler,
+        pub layout: Layout,
+        pub out: tempfile::TempDir,
+        _scratch: tempfile::TempDir,
+    }
+
+    impl Harness {
+        pub fn new() -> Self {
+            let sh = project_shell();
+            let clang = setup::wasm_clang(&sh).expect("a clang for wasm32 (run `cargo xtask setup`)");
+            let out = tempfile::tempdir().expect("a temporary folder");
+            let scratch = tempfile::tempdir().expect("a temporary folder");
+            let mut layout = Layout::in_project(&sh.current_dir());
+            layout.out_dir = out.path().to_path_buf();
+            let compiler = Compiler::new(&clang, &layout.include_dir, scratch.path()).expect("cc configures clang");
+            Self { compiler, layout, out, _scratch: scratch }
+        }
+
+        pub fn plugins(&self) -> Vec<Plugin> {
+            discover(&self.layout.plugins_dir).expect("plugins/ is well formed")
+        }
+
+        pub fn build(&self, plugin: &Plugin) -> anyhow::Result<Built> {
+            build(&self.compiler, &self.layout, plugin, false)
+        }
+    }
+
+    #[test]
+    fn every_example_builds_and_is_compliant() {
+        let harness = Harness::new();
+        let examples: Vec<_> = harness.plugins().into_iter().filter(|p| !p.fixture).collect();
+        let names: Vec<_> = examples.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["abi", "checksum", "hello", "primes", "simple"]);
+        for plugin in &examples {
+            let built = harness.build(plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
+            assert!(built.report.is_compliant(), "{}:\n{}", plugin.name, built.report);
+            assert_eq!(built.output, harness.out.path().join(format!("{}.wasm", plugin.name)));
+        }
+    }
+
+    #[test]
+    fn every_fixture_produces_exactly_its_expected_violation() {
+        let harness = Harness::new();
+        let mut expectations = String::new();
+        for plugin in harness.plugins().into_iter().filter(|p| p.fixture) {
+            let text = fs::read_to_string(&plugin.source).unwrap();
+            let expected = Directives::parse(&text, plugin.language).unwrap().expect_violation.unwrap();
+            let built = harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
+            let codes: BTreeSet<_> = built.report.violations.iter().map(|v| v.kind.code()).collect();
+            assert_eq!(codes, BTreeSet::from([expected.as_str()]), "{}:\n{}", plugin.name, built.report);
+            // Fixtures land in a subfolder, never next to the served examples.
+            assert_eq!(built.output, harness.out.path().join(FIXTURE_DIR).join(format!("{}.wasm", file_stem(&plugin.source))));
+            writeln!(expectations, "{} -> {expected}", plugin.name).unwrap();
+        }
+        // The list of fixtures is part of the contract with the host's tests: adding or
+        // renaming one should show up in review.
+        insta::assert_snapshot!(expectations);
+    }
+
+    fn file_stem(path: &Path) -> &str {
+        path.file_stem().unwrap().to_str().unwrap()
+    }
+
+    /// A throwaway `plugins/` folder holding one fixture with the given source.
+    fn scratch_fixture(file: &str, source: &str) -> (tempfile::TempDir, Plugin) {
+        let plugins = tempfile::tempdir().unwrap();
+        fs::create_dir(plugins.path().join(FIXTURE_DIR)).unwrap();
+        fs::write(plugins.path().join(FIXTURE_DIR).join(file), source).unwrap();
+        let found = discover(plugins.path()).unwrap();
+        assert_eq!(found.len(), 1);
+        (plugins, found.into_iter().next().unwrap())
+    }
+
+    const COMPLIANT_C: &str = "#include <wasm_plugin.h>\n\
+        PLUGIN_EXPORT(init) int init(void) { return PLUGIN_OK; }\n\
+        PLUGIN_EXPORT(process) int process(int input) { return input; }\n\
+        PLUGIN_EXPORT(cleanup) int cleanup(void) { return PLUGIN_OK; }\n";
+
+    #[test]
+    fn a_fixture_without_an_expectation_fails_the_build() {
+        let harness = Harness::new();
+        let (_dir, plugin) = scratch_fixture("unasserted.c", COMPLIANT_C);
+        let err = harness.build(&plugin).unwrap_err();
+        assert!(format!("{err:#}").contains("no `expect-violation"), "{err:#}");
+    }
+
+    #[test]
+    fn a_fixture_that_breaks_no_rule_fails_the_build() {
+        let harness = Harness::new();
+        let source = format!("// expect-violation: float-instruction\n{COMPLIANT_C}");
+        let (_dir, plugin) = scratch_fixture("innocent.c", &source);
+        let err = harness.build(&plugin).unwrap_err();
+        assert!(format!("{err:#}").contains("but the plugin is ABI-compliant"), "{err:#}");
+    }
+
+    #[test]
+    fn a_fixture_that_breaks_another_rule_fails_the_build() {
+        let harness = Harness::new();
+        let fixture = harness.layout.plugins_dir.join(FIXTURE_DIR).join("float.c");
+        let source = fs::read_to_string(fixture).unwrap().replace("expect-violation: float-instruction", "expect-violation: memory-grow");
+        let (_dir, plugin) = scratch_fixture("mislabelled.c", &source);
+        let err = format!("{:#}", harness.build(&plugin).unwrap_err());
+        assert!(err.contains("expected only violation `memory-grow`, found: float-instruction"), "{err}");
+    }
+
+    #[test]
+    fn an_example_that_breaks_the_abi_fails_the_build_with_the_report() {
+        let harness = Harness::new();
+        let fixture = harness.layout.plugins_dir.join(FIXTURE_DIR).join("float.c");
+        let mut plugin = discover(&harness.layout.plugins_dir).unwrap().into_iter().find(|p| p.source == fixture).unwrap();
+        // Built as an example, the same source must fail: examples may break no rule at all.
+        // The expectation comment has to go too, or that alone fails the build.
+        let source = fs::read_to_string(&fixture).unwrap().replace("// expect-violation: float-instruction", "");
+        let dir = tempfile::tempdir().unwrap();
+        plugin.source = dir.path().join("float.c");
+        plugin.fixture = false;
+        plugin.name = "float".into();
+        fs::write(&plugin.source, source).unwrap();
+        let err = format!("{:#}", harness.build(&plugin).unwrap_err());
+        assert!(err.contains("breaks the ABI") && err.contains("float"), "{err}");
+    }
+
+    #[test]
+    fn plugin_flags_reach_clang() {
+        let harness = Harness::new();
+        // An unknown warning flag is harmless, but -Werror (from cc) makes an unknown `-W`
+        // option fatal, which proves the flag was passed.
+        let source = format!("// expect-violation: float-instruction\n// plugin-flags: -Wno-such-warning-exists\n{COMPLIANT_C}");
+        let (_dir, plugin) = scratch_fixture("flagged.c", &source);
+        let err = format!("{:#}", harness.build(&plugin).unwrap_err());
+        assert!(err.contains("clang failed") && err.contains("no-such-warning-exists"), "{err}");
+    }
+
+    #[test]
+    fn a_second_build_reuses_up_to_date_outputs() {
+        let harness = Harness::new();
+        let hello = harness.plugins().into_iter().find(|p| p.name == "hello").unwrap();
+        assert!(harness.build(&hello).unwrap().rebuilt);
+        let again = harness.build(&hello).unwrap();
+        assert!(!again.rebuilt, "the output is newer than every input");
+        assert!(again.report.is_compliant(), "an up-to-date output is still checked");
+        let forced = build(&harness.compiler, &harness.layout, &hello, true).unwrap();
+        assert!(forced.rebuilt, "--force rebuilds anyway");
+        // No partial files are left next to the output.
+        let leftovers: Vec<_> = fs::read_dir(harness.out.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers, ["hello.wasm"]);
+    }
+
+    #[test]
+    fn directives_are_read_from_the_leading_comments_only() {
+        let source = "// what this does\n\n// plugin-flags: -O1 -fno-inline\n// plugin-flags: -DX=1\n\
+                      // expect-violation: recursion\n#include <wasm_plugin.h>\n// plugin-flags: -O3\n";
+        let directives = Directives::parse(source, Language::C).unwrap();
+        assert_eq!(
+            directives,
+            Directives { flags: vec!["-O1".into(), "-fno-inline".into(), "-DX=1".into()], expect_violation: Some("recursion".into()) }
+        );
+        let wat = ";; expect-violation: start-function\n(module)\n";
+        assert_eq!(Directives::parse(wat, Language::Wat).unwrap().expect_violation.as_deref(), Some("start-function"));
+    }
+
+    #[test]
+    fn malformed_directives_are_errors() {
+        for (source, message) in [
+            ("// plugin-flag: -O1\n", "unknown directive `plugin-flag:`"),
+            ("// expect-violation:\n", "needs a violation code"),
+            ("// expect-violation: a\n// expect-violation: b\n", "a second expect-violation"),
+        ] {
+            let err = Directives::parse(source, Language::C).unwrap_err().to_string();
+            assert!(err.contains(message), "{source:?}: {err}");
+        }
+        let err = Directives::parse(";; plugin-flags: -O1\n", Language::Wat).unwrap_err().to_string();
+        assert!(err.contains("no meaning for a .wat file"), "{err}");
+    }
+
+    #[test]
+    fn discovery_rejects_unusable_plugin_folders() {
+        let plugins = tempfile::tempdir().unwrap();
+        fs::create_dir(plugins.path().join("empty")).unwrap();
+        let err = discover(plugins.path()).unwrap_err().to_string();
+        assert!(err.contains("expected empty.c or empty.cpp"), "{err}");
+
+        fs::write(plugins.path().join("empty/empty.c"), "").unwrap();
+        fs::write(plugins.path().join("empty/empty.cpp"), "").unwrap();
+        let err = discover(plugins.path()).unwrap_err().to_string();
+        assert!(err.contains("both empty.c and empty.cpp"), "{err}");
+
+        let plugins = tempfile::tempdir().unwrap();
+        fs::create_dir(plugins.path().join("Bad Name")).unwrap();
+        let err = discover(plugins.path()).unwrap_err().to_string();
+        assert!(err.contains("plugin names may only use"), "{err}");
+    }
+}

@@ -1,0 +1,66 @@
+//! `cargo xtask`: the project's automation, written in Rust so it runs wherever cargo does.
+//!
+//! Every command works from a fresh clone: the ones that need a C toolchain or WasmEdge run
+//! [`setup`] first, which finds or installs them (see BUILD.md). Each subcommand lives in its
+//! own module with a `run(self, sh: &Shell)` entry point.
+
+mod build_plugins;
+mod check_abi;
+mod run;
+mod setup;
+mod test;
+
+use std::path::{Path, PathBuf};
+
+use clap::{Parser, Subcommand};
+use xshell::Shell;
+
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", about = "Build, check and run the WebAssembly plugin host")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Find or install clang for wasm32, libclang and WasmEdge 0.17 (idempotent).
+    Setup(setup::Setup),
+    /// Compile every plugin under `plugins/` to `target/plugins/` and check its ABI.
+    BuildPlugins(build_plugins::BuildPlugins),
+    /// Check compiled plugins against the plugin ABI (all of `target/plugins/` by default).
+    CheckAbi(check_abi::CheckAbi),
+    /// Set everything up, build the example plugins and start the server.
+    Run(run::Run),
+    /// Set everything up and run every test in the workspace.
+    Test(test::Test),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let sh = Shell::new()?;
+    sh.change_dir(project_root());
+    match cli.command {
+        Command::Setup(cmd) => cmd.run(&sh).map(drop),
+        Command::BuildPlugins(cmd) => cmd.run(&sh),
+        Command::CheckAbi(cmd) => cmd.run(&sh),
+        Command::Run(cmd) => cmd.run(&sh),
+        Command::Test(cmd) => cmd.run(&sh),
+    }
+}
+
+/// The workspace root: the parent of this crate's manifest directory.
+fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// Where `build-plugins` writes compiled plugins; the host serves this folder by default.
+const PLUGIN_OUT_DIR: &str = "target/plugins";
+
+/// Prints a progress line that stands out from cargo's own output.
+fn step(message: impl std::fmt::Display) {
+    println!("==> {message}");
+}

@@ -1,0 +1,33 @@
+//! `cargo xtask test`: every test in the workspace, from a fresh clone, in one command.
+
+use xshell::{Shell, cmd};
+
+use crate::{build_plugins::BuildPlugins, setup::Setup, step};
+
+#[derive(Debug, clap::Args)]
+pub struct Test {
+    /// Extra arguments for the test runner (for example a test name filter), after `--`.
+    #[arg(last = true)]
+    runner_args: Vec<String>,
+}
+
+impl Test {
+    pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        Setup {}.run(sh)?;
+        // Host tests run the compiled example plugins and fixtures from `target/plugins`.
+        BuildPlugins::default().run(sh)?;
+        let runner_args = self.runner_args;
+        // nextest runs each test in its own process, which isolates WasmEdge's process-wide
+        // state (signal handlers for timeouts) between tests; plain `cargo test` also works.
+        if cmd!(sh, "cargo nextest --version").quiet().ignore_stdout().ignore_stderr().run().is_ok() {
+            step("running tests with cargo-nextest");
+            cmd!(sh, "cargo nextest run --workspace --no-fail-fast {runner_args...}").run()?;
+            step("running doc tests");
+            cmd!(sh, "cargo test --workspace --doc --quiet").run()?;
+        } else {
+            step("running tests with cargo test (install cargo-nextest for per-test isolation)");
+            cmd!(sh, "cargo test --workspace --no-fail-fast {runner_args...}").run()?;
+        }
+        Ok(())
+    }
+}
