@@ -82,6 +82,9 @@ mod tests {
 
     #[test]
     fn display_is_a_readable_phrase() {
-        assert_eq!(ErrorCode::AlreadyInitialized.to_string(), "plugin already initialized");
+        assert_eq!(
+            ErrorCode::AlreadyInitialized.to_string(),
+            "plugin already initialized"
+        );
     }
 }

@@ -59,21 +59,31 @@ mod tests {
 
     #[test]
     fn header_abi_version_matches_the_crate() {
-        assert_eq!(header_define("WASM_PLUGIN_ABI_VERSION"), i64::from(ABI_VERSION));
+        assert_eq!(
+            header_define("WASM_PLUGIN_ABI_VERSION"),
+            i64::from(ABI_VERSION)
+        );
     }
 
     #[test]
     fn header_error_codes_match_the_crate() {
         assert_eq!(header_define("PLUGIN_OK"), 0);
         for code in ErrorCode::ALL {
-            assert_eq!(header_define(code.c_name()), i64::from(code.code()), "{code:?}");
+            assert_eq!(
+                header_define(code.c_name()),
+                i64::from(code.code()),
+                "{code:?}"
+            );
         }
     }
 
     #[test]
     fn header_names_the_custom_section() {
         let directive = format!(".section .custom_section.{CUSTOM_SECTION},");
-        assert!(HEADER.contains(&directive), "wasm_plugin.h must emit {directive}");
+        assert!(
+            HEADER.contains(&directive),
+            "wasm_plugin.h must emit {directive}"
+        );
     }
 
     #[test]

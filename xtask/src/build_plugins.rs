@@ -40,11 +40,12 @@
 //! a library with no libc and no `main`), `-I plugin-sdk/include`, `-fno-exceptions -fno-rtti`
 //! for C++, and the file's `plugin-flags`. One clang call compiles and links each plugin.
 //!
-//! Outputs are written under a temporary name in their final folder and then renamed, so a
-//! server reading `target/plugins/` never sees half a module. An output newer than its source,
-//! every header in `plugin-sdk/include` and the xtask binary itself (which holds the compile
-//! flags) is up to date and not rebuilt, unless `--force` is given. The ABI check runs on every
-//! output, rebuilt or not, so the verdict never depends on what happened to be rebuilt.
+//! Each output is written under a temporary name in its final folder, checked, and only then
+//! renamed into place, so a server reading `target/plugins/` never sees half a module or one
+//! that failed its check; a plugin that fails also loses its previous output. An output newer
+//! than its source, every header in `plugin-sdk/include` and the xtask binary itself (which holds
+//! the compile flags) is up to date and not rebuilt, unless `--force` is given. The ABI check runs
+//! on every output, rebuilt or not, so the verdict never depends on what happened to be rebuilt.
 
 use std::{
     collections::BTreeSet,
@@ -53,7 +54,6 @@ use std::{
     path::{Path, PathBuf},
     process::Command,
     sync::atomic::{AtomicU64, Ordering},
-    time::SystemTime,
 };
 
 use anyhow::{Context, bail, ensure};
@@ -86,17 +86,19 @@ impl BuildPlugins {
         let plugins = discover(&layout.plugins_dir)?;
         step(format!("building {} plugins into {PLUGIN_OUT_DIR}", plugins.len()));
 
+        let shown_output = |plugin: &Plugin| format!("{PLUGIN_OUT_DIR}/{}.wasm", plugin.name);
+        let width = plugins.iter().map(|p| shown_output(p).len()).max().unwrap_or(0);
         let mut failures = String::new();
         let mut failed = 0;
         for plugin in &plugins {
             match build(&compiler, &layout, plugin, self.force) {
                 Ok(built) => {
                     let action = if built.rebuilt { "built" } else { "up to date" };
-                    println!("{action:>10}  {:<24} {}", plugin.name, built.verdict);
+                    println!("{action:>10}  {:<width$}  {}", shown_output(plugin), built.verdict);
                 }
                 Err(err) => {
                     failed += 1;
-                    println!("{:>10}  {:<24} (see below)", "FAILED", plugin.name);
+                    println!("{:>10}  {:<width$}  (see below)", "FAILED", shown_output(plugin));
                     let source = plugin.source.strip_prefix(sh.current_dir()).unwrap_or(&plugin.source);
                     write!(failures, "\n\n{}: {err:#}", source.display())?;
                 }
@@ -326,8 +328,10 @@ fn host_triple() -> String {
 /// found, and a one-line verdict for the progress output.
 #[derive(Debug)]
 pub(crate) struct Built {
+    #[cfg_attr(not(test), expect(dead_code, reason = "tests inspect it; the command prints the verdict"))]
     pub output: PathBuf,
     pub rebuilt: bool,
+    #[cfg_attr(not(test), expect(dead_code, reason = "tests inspect it; the command prints the verdict"))]
     pub report: AbiReport,
     pub verdict: String,
 }
@@ -350,13 +354,33 @@ pub(crate) fn build(compiler: &Compiler, layout: &Layout, plugin: &Plugin, force
 
     let output = layout.out_dir.join(format!("{}.wasm", plugin.name));
     let rebuilt = force || !is_up_to_date(&output, &plugin.source, &layout.include_dir)?;
-    if rebuilt {
-        compile(compiler, plugin, &directives, &output)?;
-    }
-    let wasm = fs::read(&output).with_context(|| format!("cannot read {}", output.display()))?;
+    let (wasm, partial) = if rebuilt {
+        let partial = compile(compiler, plugin, &directives, &output)?;
+        let wasm = fs::read(&partial.path).with_context(|| format!("cannot read {}", partial.path.display()))?;
+        (wasm, Some(partial))
+    } else {
+        (fs::read(&output).with_context(|| format!("cannot read {}", output.display()))?, None)
+    };
     let report = plugin_sdk::check(&wasm);
-    let verdict = verify(directives.expect_violation.as_deref(), &report)?;
-    Ok(Built { output, rebuilt, report, verdict })
+    match verify(directives.expect_violation.as_deref(), &report) {
+        Ok(verdict) => {
+            if let Some(partial) = partial {
+                partial.persist(&output)?;
+            }
+            Ok(Built { output, rebuilt, report, verdict })
+        }
+        Err(err) => {
+            // A plugin that fails its check never reaches the output folder, and an older build
+            // of it leaves: the host serves that folder, and the next run must not call it up to
+            // date. (A new build that failed is dropped with `partial`.)
+            match fs::remove_file(&output) {
+                Ok(()) => {}
+                Err(io) if io.kind() == std::io::ErrorKind::NotFound => {}
+                Err(io) => return Err(err.context(format!("also cannot remove {}: {io}", output.display()))),
+            }
+            Err(err)
+        }
+    }
 }
 
 /// Whether `output` is newer than everything that went into it.
@@ -377,9 +401,10 @@ fn is_up_to_date(output: &Path, source: &Path, include_dir: &Path) -> anyhow::Re
     Ok(true)
 }
 
-/// Compiles (or assembles) `plugin` to `output` through a temporary file in the same folder, so
-/// the output appears in one rename.
-fn compile(compiler: &Compiler, plugin: &Plugin, directives: &Directives, output: &Path) -> anyhow::Result<()> {
+/// Compiles (or assembles) `plugin` into a temporary file next to `output`, which the caller
+/// renames into place once the result passed its check: one rename is atomic, so a server never
+/// sees half a module.
+fn compile(compiler: &Compiler, plugin: &Plugin, directives: &Directives, output: &Path) -> anyhow::Result<PartialFile> {
     let folder = output.parent().context("an output path always has a folder")?;
     fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
     let partial = PartialFile::new(output);
@@ -391,12 +416,12 @@ fn compile(compiler: &Compiler, plugin: &Plugin, directives: &Directives, output
         let mut command = compiler.command(plugin.language == Language::Cpp);
         command.args(&directives.flags).arg("-o").arg(&partial.path).arg(&plugin.source);
         let result = command.output().with_context(|| format!("cannot run {command:?}"))?;
-        let diagnostics = String::from_utf8_lossy(&result.stderr);
         if !result.status.success() {
+            let diagnostics = String::from_utf8_lossy(&result.stderr);
             bail!("clang failed ({}):\n{}\ncommand: {command:?}", result.status, diagnostics.trim_end());
         }
     }
-    partial.persist(output)
+    Ok(partial)
 }
 
 /// A file being written next to its final name. It is removed if it is never persisted, so a

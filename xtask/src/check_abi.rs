@@ -51,7 +51,7 @@ impl CheckAbi {
             Format::Json => println!("{}", serde_json::to_string_pretty(&render_json(&checks))?),
         }
         let failed = checks.iter().filter(|check| !check.passed()).count();
-        ensure!(failed == 0, "{failed} of {} files failed the ABI check", checks.len());
+        ensure!(failed == 0, "{failed} of {} failed the ABI check", files(checks.len()));
         Ok(())
     }
 }
@@ -113,7 +113,7 @@ impl FileCheck {
         let outcome = match target.problem {
             Some(problem) => Err(problem),
             None => fs::read(&target.path)
-                .with_context(|| format!("cannot read {}", target.shown))
+                .context("cannot read the file")
                 .map(|wasm| plugin_sdk::check(&wasm))
                 .map_err(|err| format!("{err:#}")),
         };
@@ -125,42 +125,38 @@ impl FileCheck {
     }
 }
 
-/// Each file's name, then its report indented below it, then a summary line.
+/// Each file's report under its name, a blank line between files, then a summary line.
 pub(crate) fn render_human(checks: &[FileCheck]) -> String {
     let mut out = String::new();
     for check in checks {
-        let body = match &check.outcome {
-            Ok(report) => report.to_string(),
-            Err(problem) => format!("error: {problem}"),
+        let text = match &check.outcome {
+            Ok(report) => report.render(&check.shown),
+            Err(problem) => format!("{}: error: {problem}", check.shown),
         };
-        let _ = writeln!(out, "{}", check.shown);
-        for line in body.trim_end().lines() {
-            let _ = writeln!(out, "  {line}");
-        }
-        out.push('\n');
+        let _ = writeln!(out, "{text}\n");
     }
     let (compliant, violating, unreadable) = tally(checks);
     let _ = writeln!(
         out,
-        "checked {} files: {compliant} compliant, {violating} with violations, {unreadable} unreadable",
-        checks.len()
+        "checked {}: {compliant} compliant, {violating} with violations, {unreadable} unreadable",
+        files(checks.len())
     );
     out
 }
 
-/// One document: `files` holds an entry per file (`path`, `compliant`, and either `abi_version`
-/// plus `violations`, or `error`), `summary` the counts of the human summary line.
+/// One document: `files` holds an entry per file, which is its `path` plus either the report's
+/// fields (`abi_version`, `compliant`, `violations`) or `compliant: false` and an `error`;
+/// `summary` holds the counts of the human summary line.
 pub(crate) fn render_json(checks: &[FileCheck]) -> serde_json::Value {
     let files: Vec<_> = checks
         .iter()
-        .map(|check| match &check.outcome {
-            Ok(report) => json!({
-                "path": check.shown,
-                "compliant": report.is_compliant(),
-                "abi_version": report.abi_version,
-                "violations": serde_json::to_value(report).expect("a report serializes")["violations"].take(),
-            }),
-            Err(problem) => json!({ "path": check.shown, "compliant": false, "error": problem }),
+        .map(|check| {
+            let mut entry = match &check.outcome {
+                Ok(report) => serde_json::to_value(report).expect("a report always serializes"),
+                Err(problem) => json!({ "compliant": false, "error": problem }),
+            };
+            entry["path"] = json!(check.shown);
+            entry
         })
         .collect();
     let (compliant, violating, unreadable) = tally(checks);
@@ -168,6 +164,10 @@ pub(crate) fn render_json(checks: &[FileCheck]) -> serde_json::Value {
         "files": files,
         "summary": { "files": checks.len(), "compliant": compliant, "with_violations": violating, "unreadable": unreadable },
     })
+}
+
+fn files(count: usize) -> String {
+    if count == 1 { "1 file".to_owned() } else { format!("{count} files") }
 }
 
 fn tally(checks: &[FileCheck]) -> (usize, usize, usize) {
@@ -227,12 +227,14 @@ mod tests {
         let built = harness.build(&fixture).unwrap();
         let command = CheckAbi { paths: vec![built.output], format: Format::Json };
         let err = command.run(&project_shell()).unwrap_err();
-        assert_eq!(err.to_string(), "1 of 1 files failed the ABI check");
+        assert_eq!(err.to_string(), "1 of 1 file failed the ABI check");
 
         let missing = harness.out.path().join("missing.wasm");
         let check = FileCheck::run(expand(&missing).remove(0));
-        let problem = check.outcome.unwrap_err();
-        assert!(problem.starts_with(&format!("cannot read {}", missing.display())), "{problem}");
+        let problem = check.outcome.as_ref().unwrap_err();
+        assert!(problem.starts_with("cannot read the file: "), "{problem}");
+        let human = render_human(&[check]);
+        assert!(human.starts_with(&format!("{}: error: cannot read the file", missing.display())), "{human}");
     }
 
     #[test]
@@ -241,6 +243,6 @@ mod tests {
         let checks: Vec<_> = expand(empty.path()).into_iter().map(FileCheck::run).collect();
         assert_eq!(checks.len(), 1);
         assert_eq!(checks[0].outcome.as_ref().unwrap_err(), "this folder holds no .wasm file");
-        assert!(render_human(&checks).ends_with("checked 1 files: 0 compliant, 0 with violations, 1 unreadable\n"));
+        assert!(render_human(&checks).ends_with("checked 1 file: 0 compliant, 0 with violations, 1 unreadable\n"));
     }
 }

@@ -68,7 +68,7 @@ impl ApiError {
                 StoreError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "store_unavailable"),
                 StoreError::Io { .. } => (S::INTERNAL_SERVER_ERROR, "store_error"),
             },
-            ApiError::Run(RunError::Runtime(error)) => match error {
+            ApiError::Run(RunError::Runtime(error)) => match error.primary() {
                 RuntimeError::Plugin { function: AbiFunction::Process, code: PluginErrorCode::InvalidArgument } => {
                     (S::UNPROCESSABLE_ENTITY, "invalid_argument")
                 }
@@ -79,9 +79,10 @@ impl ApiError {
                 RuntimeError::AbiViolation(_) => (S::INTERNAL_SERVER_ERROR, "abi_violation"),
                 RuntimeError::InvalidModule(_) => (S::INTERNAL_SERVER_ERROR, "invalid_module"),
                 RuntimeError::MemoryLimit { .. } => (S::INTERNAL_SERVER_ERROR, "memory_limit"),
-                RuntimeError::Instantiation(_) | RuntimeError::Compilation(_) | RuntimeError::Engine(_) => {
-                    (S::INTERNAL_SERVER_ERROR, "internal_error")
-                }
+                RuntimeError::Instantiation(_)
+                | RuntimeError::Compilation(_)
+                | RuntimeError::Engine(_)
+                | RuntimeError::CleanupAlsoFailed { .. } => (S::INTERNAL_SERVER_ERROR, "internal_error"),
             },
         }
     }

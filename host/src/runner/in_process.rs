@@ -71,8 +71,9 @@ impl InProcessRunner {
         slot.seen = Some(file.identity);
         if let Some(current) = slot.current.as_ref().filter(|c| c.content_hash == content_hash) {
             // Touched or copied over with the same content: nothing to recompile.
+            let plugin = Arc::clone(&current.plugin);
             slot.last_error = None;
-            return Ok(Arc::clone(&current.plugin));
+            return Ok(plugin);
         }
         match self.engine.compile(&file.bytes, &content_hash) {
             Ok(plugin) => {

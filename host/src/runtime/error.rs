@@ -2,7 +2,7 @@
 
 use std::{fmt, time::Duration};
 
-use wasmedge_sdk::error::{CoreError, CoreExecutionError, WasmEdgeError};
+use wasmedge_sdk::error::{CoreCommonError, CoreError, CoreExecutionError, InstanceError, WasmEdgeError};
 
 /// The three functions of the plugin ABI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -95,8 +95,6 @@ pub enum TrapKind {
     TableOutOfBounds,
     #[error("indirect call to an undefined or mistyped element")]
     BadIndirectCall,
-    #[error("call stack exhausted")]
-    StackExhausted,
     #[error("{0}")]
     Other(String),
 }
@@ -122,6 +120,10 @@ pub enum RuntimeError {
     Trap { function: AbiFunction, trap: TrapKind },
     #[error("`{function}` did not finish within the {timeout:?} deadline")]
     Timeout { function: AbiFunction, timeout: Duration },
+    /// The call failed, and so did the `cleanup` that followed. `failure` decides how the
+    /// call is reported; `cleanup` is kept so that it is not lost.
+    #[error("{failure}; cleanup failed too: {cleanup}")]
+    CleanupAlsoFailed { failure: Box<RuntimeError>, cleanup: Box<RuntimeError> },
     #[error("WasmEdge failed: {0}")]
     Engine(String),
 }
@@ -131,6 +133,14 @@ fn first_violation(report: &plugin_sdk::AbiReport) -> String {
 }
 
 impl RuntimeError {
+    /// The error that decides how a failed call is reported.
+    pub fn primary(&self) -> &RuntimeError {
+        match self {
+            RuntimeError::CleanupAlsoFailed { failure, .. } => failure.primary(),
+            other => other,
+        }
+    }
+
     /// Classifies an error from calling a plugin function.
     pub(crate) fn from_call(function: AbiFunction, timeout: Duration, error: Box<WasmEdgeError>) -> Self {
         let trap = match *error {
@@ -148,7 +158,11 @@ impl RuntimeError {
                 | CoreExecutionError::AccessNullFunc => TrapKind::BadIndirectCall,
                 other => TrapKind::Other(other.to_string()),
             },
-            WasmEdgeError::Core(CoreError::Common(e)) if e.to_string().contains("stack") => TrapKind::StackExhausted,
+            // Only reachable for modules loaded without the ABI check.
+            WasmEdgeError::Instance(InstanceError::NotFoundFunc(_))
+            | WasmEdgeError::Core(CoreError::Common(CoreCommonError::FuncNotFound)) => {
+                return RuntimeError::InvalidModule(format!("the module does not export `{function}`"));
+            }
             other => TrapKind::Other(other.to_string()),
         };
         RuntimeError::Trap { function, trap }

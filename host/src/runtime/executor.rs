@@ -51,7 +51,7 @@ impl CompiledPlugin {
     /// The whole lifecycle on a fresh instance: init, process(input), cleanup.
     ///
     /// `cleanup` runs whenever `init` succeeded, also when `process` failed; a cleanup failure
-    /// is returned when it is the only failure and logged when `process` failed first. After a
+    /// is returned on its own, or inside [`RuntimeError::CleanupAlsoFailed`]. After a
     /// timeout the instance is abandoned instead: WasmEdge stops a call by jumping out of it,
     /// which leaves that instance unfit for further calls.
     pub fn call(&self, input: i32) -> Result<i32, RuntimeError> {
@@ -64,9 +64,8 @@ impl CompiledPlugin {
             (Ok(output), Ok(())) => Ok(output),
             (Ok(_), Err(cleanup)) => Err(cleanup),
             (Err(process), Ok(())) => Err(process),
-            (Err(process), Err(cleanup)) => {
-                tracing::warn!(error = %cleanup, "cleanup also failed after a failed process");
-                Err(process)
+            (Err(failure), Err(cleanup)) => {
+                Err(RuntimeError::CleanupAlsoFailed { failure: Box::new(failure), cleanup: Box::new(cleanup) })
             }
         }
     }

@@ -3,8 +3,8 @@
 
 use wasmparser::{BinaryReaderError, Validator, WasmFeatures};
 
-use super::violation::Feature;
 use super::module::to_usize;
+use super::violation::Feature;
 
 /// The features ABI v1 allows: "lime1" (the MVP plus mutable-globals, multi-value,
 /// sign-extension, non-trapping float-to-int, `memory.copy`/`memory.fill`, extended-const and
@@ -51,7 +51,9 @@ fn flags(feature: Feature) -> WasmFeatures {
 }
 
 fn validate(wasm: &[u8], features: WasmFeatures) -> Result<(), BinaryReaderError> {
-    Validator::new_with_features(features).validate_all(wasm).map(drop)
+    Validator::new_with_features(features)
+        .validate_all(wasm)
+        .map(drop)
 }
 
 /// Checks that `wasm` is a valid module when every feature is enabled.

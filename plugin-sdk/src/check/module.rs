@@ -42,6 +42,8 @@ pub(crate) struct ModuleInfo<'a> {
     pub names: BTreeMap<u32, String>,
     /// Contents of every `wasm_plugin_abi` custom section, with their file offsets.
     pub abi_sections: Vec<(usize, &'a [u8])>,
+    /// Every section's name and bytes, header included, in file order.
+    pub sections: Vec<(&'static str, Range<usize>)>,
 }
 
 #[derive(Debug)]
@@ -87,8 +89,19 @@ impl<'a> ModuleInfo<'a> {
     pub(crate) fn parse(wasm: &'a [u8]) -> Result<Self, BinaryReaderError> {
         let mut info = ModuleInfo::default();
         for payload in Parser::new(0).parse_all(wasm) {
-            match payload? {
-                Payload::Version { encoding: Encoding::Component, .. } => {
+            let payload = payload?;
+            if let Some((id, range)) = payload.as_section() {
+                // Sections follow each other, so each one's header starts where the previous
+                // one ends (or after the 8-byte preamble).
+                let start = info.sections.last().map_or(8, |(_, previous)| previous.end);
+                info.sections
+                    .push((section_name(id), start..to_usize(range.end)));
+            }
+            match payload {
+                Payload::Version {
+                    encoding: Encoding::Component,
+                    ..
+                } => {
                     info.is_component = true;
                     return Ok(info);
                 }
@@ -176,7 +189,8 @@ impl<'a> ModuleInfo<'a> {
                 }
                 Payload::CustomSection(reader) => {
                     if reader.name() == crate::CUSTOM_SECTION {
-                        info.abi_sections.push((to_usize(reader.data_offset()), reader.data()));
+                        info.abi_sections
+                            .push((to_usize(reader.data_offset()), reader.data()));
                     } else if let KnownCustom::Name(names) = reader.as_known() {
                         // The name section only makes messages friendlier, and custom sections
                         // are not validated, so a damaged one is ignored rather than reported.
@@ -214,13 +228,45 @@ impl<'a> ModuleInfo<'a> {
         self.types.get(usize::try_from(ty).ok()?)?.as_ref()
     }
 
+    /// The name of the section containing this file offset, if any.
+    pub(crate) fn section_at(&self, offset: usize) -> Option<&'static str> {
+        self.sections
+            .iter()
+            .find(|(_, range)| range.contains(&offset))
+            .map(|(name, _)| *name)
+    }
+
     /// The function whose body contains this file offset, if any.
     pub(crate) fn body_at(&self, offset: usize) -> Option<&BodyInfo> {
         self.bodies.iter().find(|body| body.range.contains(&offset))
     }
 }
 
-fn read_body(index: u32, body: &wasmparser::FunctionBody<'_>) -> Result<BodyInfo, BinaryReaderError> {
+/// The name of a core module section by id, as the specification calls it.
+fn section_name(id: u8) -> &'static str {
+    match id {
+        0 => "custom",
+        1 => "type",
+        2 => "import",
+        3 => "function",
+        4 => "table",
+        5 => "memory",
+        6 => "global",
+        7 => "export",
+        8 => "start",
+        9 => "element",
+        10 => "code",
+        11 => "data",
+        12 => "data count",
+        13 => "tag",
+        _ => "unknown",
+    }
+}
+
+fn read_body(
+    index: u32,
+    body: &wasmparser::FunctionBody<'_>,
+) -> Result<BodyInfo, BinaryReaderError> {
     let mut info = BodyInfo {
         index,
         range: to_usize(body.range().start)..to_usize(body.range().end),

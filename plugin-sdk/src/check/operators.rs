@@ -80,10 +80,16 @@ pub(crate) fn is_float(ty: &ValType) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use wasmparser::{Ieee32, MemArg};
+    use wasmparser::{Ieee32, MemArg, MemArgTarget};
 
     fn memarg() -> MemArg {
-        MemArg { align: 2, max_align: 2, offset: 0, memory: 0 }
+        MemArg {
+            align: 2,
+            max_align: 2,
+            offset: 0,
+            target: MemArgTarget::Memory(0),
+            ordering: None,
+        }
     }
 
     #[test]
@@ -91,15 +97,26 @@ mod tests {
         assert_eq!(mnemonic(&Operator::F64Mul), "f64.mul");
         assert_eq!(mnemonic(&Operator::I32TruncSatF64U), "i32.trunc_sat_f64_u");
         assert_eq!(mnemonic(&Operator::MemoryGrow { mem: 0 }), "memory.grow");
-        assert_eq!(mnemonic(&Operator::CallIndirect { type_index: 0, table_index: 0 }), "call_indirect");
-        assert_eq!(mnemonic(&Operator::I32Load8U { memarg: memarg() }), "i32.load8_u");
+        assert_eq!(
+            mnemonic(&Operator::CallIndirect {
+                type_index: 0,
+                table_index: 0
+            }),
+            "call_indirect"
+        );
+        assert_eq!(
+            mnemonic(&Operator::I32Load8U { memarg: memarg() }),
+            "i32.load8_u"
+        );
         assert_eq!(mnemonic(&Operator::BrIf { relative_depth: 0 }), "br_if");
     }
 
     #[test]
     fn float_instructions_are_recognised_by_name() {
         let floats = [
-            Operator::F32Const { value: Ieee32::from(1.5f32) },
+            Operator::F32Const {
+                value: Ieee32::from(1.5f32),
+            },
             Operator::F32Load { memarg: memarg() },
             Operator::F64Store { memarg: memarg() },
             Operator::I32TruncF32S,
@@ -111,7 +128,9 @@ mod tests {
             Operator::F32x4Add,
             Operator::I32x4TruncSatF32x4S,
             Operator::TypedSelect { ty: ValType::F64 },
-            Operator::Block { blockty: BlockType::Type(ValType::F32) },
+            Operator::Block {
+                blockty: BlockType::Type(ValType::F32),
+            },
         ];
         for op in &floats {
             assert!(float_use(op).is_some(), "{op:?} is floating point");
@@ -122,14 +141,19 @@ mod tests {
             Operator::I32WrapI64,
             Operator::Select,
             Operator::TypedSelect { ty: ValType::I32 },
-            Operator::Block { blockty: BlockType::Type(ValType::I64) },
+            Operator::Block {
+                blockty: BlockType::Type(ValType::I64),
+            },
             Operator::LocalGet { local_index: 0 },
         ];
         for op in &integers {
             assert_eq!(float_use(op), None, "{op:?} is not floating point");
         }
         assert_eq!(
-            float_use(&Operator::Block { blockty: BlockType::Type(ValType::F64) }).as_deref(),
+            float_use(&Operator::Block {
+                blockty: BlockType::Type(ValType::F64)
+            })
+            .as_deref(),
             Some("block (result f64)")
         );
     }

@@ -77,10 +77,14 @@ pub struct Violation {
 impl Violation {
     /// The sentence saying what is wrong and where, without the code or the help.
     pub fn message(&self) -> String {
-        let at = &self.location;
+        let at = self.location.subject();
+        let offset = match self.location.offset() {
+            Some(offset) => format!(" at offset {offset:#x}"),
+            None => String::new(),
+        };
         match &self.kind {
             AbiViolation::Malformed { message } => {
-                format!("the file is not a valid WebAssembly module: {message} ({at})")
+                format!("the file is not a valid WebAssembly module: {message}{offset}")
             }
             AbiViolation::MissingAbiVersion => {
                 "the plugin does not declare which plugin ABI version it was built for".into()
@@ -93,39 +97,46 @@ impl Violation {
             AbiViolation::MissingExport { name } => {
                 format!("the plugin does not export the function `{name}`")
             }
-            AbiViolation::WrongSignature { name, expected, found } => format!(
+            AbiViolation::WrongSignature {
+                name,
+                expected,
+                found,
+            } => format!(
                 "`{name}` is exported with the signature {found}, but the ABI requires {expected}"
             ),
             AbiViolation::UnexpectedExport { name, kind } => format!(
                 "the plugin exports the {kind} `{name}`, which is not part of the plugin ABI"
             ),
-            AbiViolation::Import { module, name } => format!(
-                "the plugin imports `{module}.{name}`, but plugins may not import anything"
-            ),
-            AbiViolation::DynamicAllocation { symbol } => match at {
+            AbiViolation::Import { module, name } => {
+                format!("the plugin imports `{module}.{name}`, but plugins may not import anything")
+            }
+            AbiViolation::DynamicAllocation { symbol } => match &self.location {
                 Location::Import { module, .. } => {
                     format!("the plugin imports the dynamic allocator `{module}.{symbol}`")
                 }
                 _ => format!("{at} is the dynamic allocator `{symbol}`"),
             },
-            AbiViolation::MemoryGrow => format!("{at} grows linear memory (memory.grow)"),
+            AbiViolation::MemoryGrow => format!("{at} grows linear memory (memory.grow){offset}"),
             AbiViolation::FloatType { ty, usage } => match usage {
                 FloatUsage::Param => format!("{at} takes a floating-point parameter ({ty})"),
                 FloatUsage::Result => format!("{at} returns a floating-point value ({ty})"),
-                FloatUsage::Local => format!("{at} has a floating-point local variable ({ty})"),
+                FloatUsage::Local => {
+                    format!("{at} has a floating-point local variable ({ty}){offset}")
+                }
                 FloatUsage::Global => format!("{at} holds a floating-point value ({ty})"),
                 FloatUsage::TypeDefinition => {
                     format!("{at} is a function type with floating-point values ({ty})")
                 }
             },
             AbiViolation::FloatInstruction { op } => {
-                format!("{at} uses floating point ({op})")
+                format!("{at} uses floating point ({op}){offset}")
             }
-            AbiViolation::StartFunction => format!(
-                "{at} is the module's start function, which would run before init()"
-            ),
+            AbiViolation::StartFunction => {
+                format!("{at} is the module's start function, which would run before init()")
+            }
             AbiViolation::UnsupportedFeature { feature } => format!(
-                "{at} uses the WebAssembly feature `{feature}`, which plugin ABI v{} does not allow",
+                "{at} uses the WebAssembly feature `{feature}`{offset}, which plugin ABI v{} does \
+                 not allow",
                 crate::ABI_VERSION
             ),
             AbiViolation::InitialMemoryTooLarge { pages, limit } => format!(
@@ -140,8 +151,11 @@ impl Violation {
                 format!("the plugin has {count} functions; the limit is {limit}")
             }
             AbiViolation::Recursion { cycle } => match cycle.as_slice() {
-                [only] => format!("function {only} calls itself"),
-                _ => format!("functions call each other in a cycle: {}", cycle_text(cycle)),
+                [only] => format!("function {only} calls itself{offset}"),
+                _ => format!(
+                    "functions call each other in a cycle: {}{offset}",
+                    cycle_text(cycle)
+                ),
             },
         }
     }
@@ -150,7 +164,13 @@ impl Violation {
 /// `error[code]: message` and an indented `help:` line.
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error[{}]: {}\n  help: {}", self.kind.code(), self.message(), self.kind.help())
+        write!(
+            f,
+            "error[{}]: {}\n  help: {}",
+            self.kind.code(),
+            self.message(),
+            self.kind.help()
+        )
     }
 }
 
@@ -193,7 +213,11 @@ pub enum Location {
     /// A function; `name` comes from the `name` section or, failing that, from an export, and
     /// `offset` is the byte offset in the file of the offending instruction (or of the
     /// function's local declarations), when there is one.
-    Function { index: u32, name: Option<String>, offset: Option<usize> },
+    Function {
+        index: u32,
+        name: Option<String>,
+        offset: Option<usize>,
+    },
     /// A global variable.
     Global { index: u32 },
     /// A linear memory.
@@ -202,37 +226,64 @@ pub enum Location {
     Table { index: u32 },
     /// An entry of the type section.
     Type { index: u32 },
+    /// A byte offset inside a standard section (such as `memory` or `tag`) where no more
+    /// specific item is known.
+    Section { name: String, offset: usize },
     /// A custom section, by name, at the byte offset of its contents.
     CustomSection { name: String, offset: usize },
 }
 
 impl Location {
     pub(crate) fn function(function: &FunctionRef, offset: Option<usize>) -> Self {
-        Location::Function { index: function.index, name: function.name.clone(), offset }
+        Location::Function {
+            index: function.index,
+            name: function.name.clone(),
+            offset,
+        }
+    }
+
+    /// What is at this location, as the subject of a sentence: `function `process` (#3)`.
+    pub fn subject(&self) -> String {
+        match self {
+            Location::Module | Location::Offset { .. } => "the module".into(),
+            Location::Export { name } => format!("export `{name}`"),
+            Location::Import { module, name } => format!("import `{module}.{name}`"),
+            Location::Function { index, name, .. } => {
+                format!(
+                    "function {}",
+                    FunctionRef {
+                        index: *index,
+                        name: name.clone()
+                    }
+                )
+            }
+            Location::Global { index } => format!("global #{index}"),
+            Location::Memory { index } => format!("memory #{index}"),
+            Location::Table { index } => format!("table #{index}"),
+            Location::Type { index } => format!("type #{index}"),
+            Location::Section { name, .. } => format!("the {name} section"),
+            Location::CustomSection { name, .. } => format!("custom section `{name}`"),
+        }
+    }
+
+    /// The byte offset in the file worth showing, if there is one.
+    pub fn offset(&self) -> Option<usize> {
+        match self {
+            Location::Offset { offset } | Location::Section { offset, .. } => Some(*offset),
+            Location::Function { offset, .. } => *offset,
+            _ => None,
+        }
     }
 }
 
+/// The subject, followed by ` at offset 0x1a4` when there is an offset.
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Location::Module => f.write_str("the module"),
-            Location::Offset { offset } => write!(f, "at offset {offset:#x}"),
-            Location::Export { name } => write!(f, "export `{name}`"),
-            Location::Import { module, name } => write!(f, "import `{module}.{name}`"),
-            Location::Function { index, name, offset } => {
-                let function = FunctionRef { index: *index, name: name.clone() };
-                write!(f, "function {function}")?;
-                if let Some(offset) = offset {
-                    write!(f, " at offset {offset:#x}")?;
-                }
-                Ok(())
-            }
-            Location::Global { index } => write!(f, "global #{index}"),
-            Location::Memory { index } => write!(f, "memory #{index}"),
-            Location::Table { index } => write!(f, "table #{index}"),
-            Location::Type { index } => write!(f, "type #{index}"),
-            Location::CustomSection { name, .. } => write!(f, "custom section `{name}`"),
+        f.write_str(&self.subject())?;
+        if let Some(offset) = self.offset() {
+            write!(f, " at offset {offset:#x}")?;
         }
+        Ok(())
     }
 }
 

@@ -251,13 +251,17 @@ impl AbiViolation {
     /// How a plugin author fixes this, in one or two sentences.
     pub fn help(&self) -> String {
         match self {
-            AbiViolation::Malformed { .. } => "build the plugin with `clang --target=wasm32 -nostdlib -Wl,--no-entry` \
+            AbiViolation::Malformed { .. } => {
+                "build the plugin with `clang --target=wasm32 -nostdlib -Wl,--no-entry` \
                  and check the file was copied completely"
-                .into(),
-            AbiViolation::MissingAbiVersion => "#include \"wasm_plugin.h\" in the plugin's source; it records the ABI \
+                    .into()
+            }
+            AbiViolation::MissingAbiVersion => {
+                "#include \"wasm_plugin.h\" in the plugin's source; it records the ABI \
                  version in the `wasm_plugin_abi` custom section (keep that section if you \
                  post-process the .wasm file)"
-                .into(),
+                    .into()
+            }
             AbiViolation::MalformedAbiSection { .. } => {
                 "do not write a `wasm_plugin_abi` section yourself; including wasm_plugin.h \
                  writes it"
@@ -284,44 +288,60 @@ impl AbiViolation {
                      flags such as -Wl,--export=... or -Wl,--export-all"
                         .into()
                 }
-                ExternKind::Memory => "export the linear memory only as `memory` (wasm-ld's default)".into(),
+                ExternKind::Memory => {
+                    "export the linear memory only as `memory` (wasm-ld's default)".into()
+                }
                 _ => "remove linker flags that add exports, such as -Wl,--export-all, \
                      -Wl,--export-table or -Wl,--export=..."
                     .into(),
             },
-            AbiViolation::Import { .. } => "the host provides no functions and no memory: build with -nostdlib, \
+            AbiViolation::Import { .. } => {
+                "the host provides no functions and no memory: build with -nostdlib, \
                  implement every function you call, and do not link with \
                  -Wl,--allow-undefined, -Wl,--import-memory or -Wl,--import-table"
-                .into(),
-            AbiViolation::DynamicAllocation { .. } => "the plugin ABI forbids malloc/free and C++ new/delete: keep state in \
+                    .into()
+            }
+            AbiViolation::DynamicAllocation { .. } => {
+                "the plugin ABI forbids malloc/free and C++ new/delete: keep state in \
                  static variables or fixed-size static arrays"
-                .into(),
-            AbiViolation::MemoryGrow => "a plugin's memory has a fixed size: use static buffers instead of \
+                    .into()
+            }
+            AbiViolation::MemoryGrow => {
+                "a plugin's memory has a fixed size: use static buffers instead of \
                  __builtin_wasm_memory_grow, sbrk or an allocator"
-                .into(),
+                    .into()
+            }
             AbiViolation::FloatType { .. } | AbiViolation::FloatInstruction { .. } => {
                 "the plugin ABI is integer-only: use integer or fixed-point arithmetic \
                  instead of float and double"
                     .into()
             }
-            AbiViolation::StartFunction => "remove the start function (clang adds one for shared memory and \
+            AbiViolation::StartFunction => {
+                "remove the start function (clang adds one for shared memory and \
                  threads); do one-time setup in init()"
-                .into(),
+                    .into()
+            }
             AbiViolation::UnsupportedFeature { feature } => feature.help().into(),
-            AbiViolation::InitialMemoryTooLarge { .. } => "make static arrays smaller or shrink the stack (-Wl,-z,stack-size=...); \
+            AbiViolation::InitialMemoryTooLarge { .. } => {
+                "make static arrays smaller or shrink the stack (-Wl,-z,stack-size=...); \
                  the host operator can raise the limit"
-                .into(),
-            AbiViolation::TableTooLarge { .. } => "take the address of fewer functions, or ask the host operator to raise \
+                    .into()
+            }
+            AbiViolation::TableTooLarge { .. } => {
+                "take the address of fewer functions, or ask the host operator to raise \
                  the limit"
-                .into(),
+                    .into()
+            }
             AbiViolation::TooManyFunctions { .. } => {
                 "split the plugin or ask the host operator to raise the limit".into()
             }
-            AbiViolation::Recursion { .. } => "rewrite the recursion as a loop (with a fixed-size array as an explicit \
+            AbiViolation::Recursion { .. } => {
+                "rewrite the recursion as a loop (with a fixed-size array as an explicit \
                  stack if needed): plugins run as native code on the host's stack, where \
                  deep recursion would crash the host. Calls through function pointers \
                  count: one may reach any address-taken function of the same type"
-                .into(),
+                    .into()
+            }
         }
     }
 }
@@ -337,7 +357,11 @@ pub(crate) fn entry_point(name: &str) -> Option<&'static str> {
 }
 
 fn list(versions: &[u32]) -> String {
-    versions.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ")
+    versions
+        .iter()
+        .map(|v| format!("v{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `a (#1) -> b (#2) -> a (#1)`: the cycle with its first function repeated at the end, so
@@ -361,12 +385,6 @@ pub enum ValueType {
     V128,
     /// A reference type, in text syntax (`funcref`, `externref`, `(ref null $t)`, ...).
     Ref(String),
-}
-
-impl ValueType {
-    pub(crate) fn is_float(&self) -> bool {
-        matches!(self, ValueType::F32 | ValueType::F64)
-    }
 }
 
 impl From<wasmparser::ValType> for ValueType {
@@ -423,14 +441,21 @@ impl Signature {
             "process" => vec![ValueType::I32],
             _ => return None,
         };
-        Some(Signature { params, results: vec![ValueType::I32] })
+        Some(Signature {
+            params,
+            results: vec![ValueType::I32],
+        })
     }
 }
 
 impl fmt::Display for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let join = |types: &[ValueType]| {
-            types.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ")
+            types
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(" ")
         };
         write!(f, "[{}] -> [{}]", join(&self.params), join(&self.results))
     }
@@ -614,7 +639,9 @@ impl Feature {
             Feature::Simd | Feature::RelaxedSimd => {
                 "compile without -msimd128/-mrelaxed-simd and without wasm_simd128.h"
             }
-            Feature::Threads | Feature::SharedEverythingThreads | Feature::AcquireReleaseAtomics => {
+            Feature::Threads
+            | Feature::SharedEverythingThreads
+            | Feature::AcquireReleaseAtomics => {
                 "compile without -pthread, -matomics or shared memory; plugins are single-threaded"
             }
             Feature::TailCall => "compile without -mtail-call",

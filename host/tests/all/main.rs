@@ -1,0 +1,10 @@
+//! The host's integration tests, in one binary so they link once (WasmEdge makes linking slow).
+//!
+//! They run real things: WasmEdge, the example plugins compiled by `cargo xtask build-plugins`
+//! (in `target/plugins`), small modules written here in WAT, real temporary directories and
+//! a real HTTP server on 127.0.0.1.
+
+mod http;
+mod runner;
+mod runtime;
+mod support;

@@ -1,0 +1,150 @@
+//! Shared fixtures: compiled plugins, WAT modules, engines, temporary plugin folders, servers.
+
+use std::{
+    fs,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+    sync::Arc,
+    time::Duration,
+};
+
+use host::{
+    api::AppState,
+    runner::{InProcessRunner, PluginRunner},
+    runtime::{CompiledPlugin, Engine, ExecutionMode, RuntimeConfig},
+    store::LocalPluginStore,
+};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+/// Where `cargo xtask build-plugins` writes the example plugins.
+pub fn built_plugins() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins")
+}
+
+/// The bytes of a compiled example plugin.
+pub fn plugin_bytes(name: &str) -> Vec<u8> {
+    let path = built_plugins().join(format!("{name}.wasm"));
+    fs::read(&path).unwrap_or_else(|e| {
+        panic!("{}: {e}; run `cargo xtask build-plugins` (or `cargo xtask test`) first", path.display())
+    })
+}
+
+/// A module written in WAT, for behaviour the C examples deliberately do not have.
+pub fn wat(text: &str) -> Vec<u8> {
+    wat::parse_str(text).expect("test WAT is valid")
+}
+
+/// A plugin in WAT whose three functions have the given bodies (each must leave one i32).
+/// It declares ABI version 1 like the header does, so it passes the ABI check unless its
+/// bodies break a rule.
+pub fn wat_plugin(init: &str, process: &str, cleanup: &str) -> Vec<u8> {
+    wat(&format!(
+        r#"(module
+            (memory (export "memory") 1)
+            (func (export "init") (result i32) {init})
+            (func (export "process") (param $input i32) (result i32) {process})
+            (func (export "cleanup") (result i32) {cleanup})
+            (@custom "wasm_plugin_abi" "\01\00\00\00"))"#
+    ))
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// AOT artifacts are content-addressed, so every test can share one folder and compile each
+/// plugin once per test run.
+pub fn shared_aot_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("aot-cache")
+}
+
+pub fn runtime_config(mode: ExecutionMode) -> RuntimeConfig {
+    RuntimeConfig { aot_cache_dir: Some(shared_aot_dir()), ..RuntimeConfig::new(mode) }
+}
+
+pub fn engine(mode: ExecutionMode) -> Engine {
+    Engine::new(runtime_config(mode)).expect("engine starts")
+}
+
+pub fn compile(engine: &Engine, bytes: &[u8]) -> CompiledPlugin {
+    engine.compile(bytes, &sha256_hex(bytes)).expect("plugin compiles")
+}
+
+pub const MODES: [ExecutionMode; 2] = [ExecutionMode::Interpreter, ExecutionMode::Aot];
+
+/// A temporary plugin directory holding copies of the named example plugins.
+pub fn plugin_dir(names: &[&str]) -> TempDir {
+    let dir = TempDir::new().expect("temp dir");
+    for name in names {
+        fs::write(dir.path().join(format!("{name}.wasm")), plugin_bytes(name)).expect("copy plugin");
+    }
+    dir
+}
+
+/// Replaces a plugin file the way deployments should: write aside, then rename over.
+pub fn replace_atomically(dir: &Path, name: &str, bytes: &[u8]) {
+    let temp = dir.join(format!(".{name}.wasm.tmp"));
+    fs::write(&temp, bytes).expect("write new version");
+    fs::rename(&temp, dir.join(format!("{name}.wasm"))).expect("rename over the old version");
+}
+
+pub fn runner_for(dir: &Path, config: RuntimeConfig) -> InProcessRunner {
+    let store = LocalPluginStore::new(dir, config.limits.max_plugin_bytes).expect("store");
+    InProcessRunner::new(Arc::new(store), Engine::new(config).expect("engine"), 16)
+}
+
+/// A real server on 127.0.0.1 with an ephemeral port, stopped when dropped.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub client: reqwest::Client,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl TestServer {
+    pub async fn start(runner: Arc<dyn PluginRunner>, max_in_flight: usize) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let addr = listener.local_addr().expect("local addr");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let state = AppState::new(runner, max_in_flight);
+        tokio::spawn(host::serve(
+            listener,
+            state,
+            async {
+                let _ = stopped.await;
+            },
+            Duration::from_secs(5),
+        ));
+        TestServer { addr, client: reqwest::Client::new(), stop: Some(stop) }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// POSTs a raw JSON body to `/run`; returns the status and the parsed JSON answer.
+    pub async fn run_raw(&self, body: &str) -> (u16, serde_json::Value) {
+        let response = self
+            .client
+            .post(self.url("/run"))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .expect("request sent");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON answer"))
+    }
+
+    pub async fn run(&self, plugin: &str, input: i32) -> (u16, serde_json::Value) {
+        self.run_raw(&serde_json::json!({ "plugin": plugin, "input": input }).to_string()).await
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}

@@ -1,0 +1,439 @@
+//! The ABI rules, each a function from the module's facts to the violations it finds.
+
+use std::collections::BTreeSet;
+
+use wasmparser::{ExternalKind, TypeRef};
+
+use super::AbiLimits;
+use super::features;
+use super::module::ModuleInfo;
+use super::operators::is_float;
+use super::recursion;
+use super::report::{Location, Violation};
+use super::violation::{AbiViolation, ExternKind, FloatUsage, Signature, ValueType};
+
+/// Collects violations in the order the rules run.
+#[derive(Debug, Default)]
+pub(crate) struct Findings(pub Vec<Violation>);
+
+impl Findings {
+    fn push(&mut self, kind: AbiViolation, location: Location) {
+        self.0.push(Violation { kind, location });
+    }
+}
+
+/// The three entry points, in the order the host calls them.
+const ENTRY_POINTS: [&str; 3] = ["init", "process", "cleanup"];
+
+/// The one export allowed besides the entry points: see
+/// [`AbiViolation::UnexpectedExport`].
+const MEMORY_EXPORT: &str = "memory";
+
+/// Reads the declared ABI version and checks it; returns the version if every copy agrees.
+pub(crate) fn abi_version(module: &ModuleInfo<'_>, found: &mut Findings) -> Option<u32> {
+    let Some(&(offset, _)) = module.abi_sections.first() else {
+        found.push(AbiViolation::MissingAbiVersion, Location::Module);
+        return None;
+    };
+    let location = Location::CustomSection {
+        name: crate::CUSTOM_SECTION.to_owned(),
+        offset,
+    };
+    // Several sections of the same name are read as one, like wasm-ld would have merged them.
+    let bytes: Vec<u8> = module
+        .abi_sections
+        .iter()
+        .flat_map(|(_, data)| data.iter().copied())
+        .collect();
+    if bytes.is_empty() || bytes.len() % 4 != 0 {
+        found.push(
+            AbiViolation::MalformedAbiSection {
+                length: bytes.len(),
+            },
+            location,
+        );
+        return None;
+    }
+    let versions: BTreeSet<u32> = bytes
+        .chunks_exact(4)
+        .map(|chunk| u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
+        .collect();
+    let version = match versions.iter().copied().collect::<Vec<_>>().as_slice() {
+        [only] => *only,
+        several => {
+            found.push(
+                AbiViolation::ConflictingAbiVersions {
+                    versions: several.to_vec(),
+                },
+                location,
+            );
+            return None;
+        }
+    };
+    if version != crate::ABI_VERSION {
+        found.push(
+            AbiViolation::UnsupportedAbiVersion {
+                found: version,
+                supported: crate::ABI_VERSION,
+            },
+            location,
+        );
+    }
+    Some(version)
+}
+
+pub(crate) fn exports(module: &ModuleInfo<'_>, found: &mut Findings) {
+    let mut entry_points_seen = BTreeSet::new();
+    for export in &module.exports {
+        let location = Location::Export {
+            name: export.name.to_owned(),
+        };
+        let is_function = matches!(export.kind, ExternalKind::Func | ExternalKind::FuncExact);
+        let required = if is_function {
+            Signature::required(export.name)
+        } else {
+            None
+        };
+        if let Some(expected) = required {
+            entry_points_seen.insert(export.name);
+            let found_signature = module.function_type(export.index).map(Signature::of);
+            if found_signature.as_ref() != Some(&expected) {
+                found.push(
+                    AbiViolation::WrongSignature {
+                        name: export.name.to_owned(),
+                        expected,
+                        // Only a non-function type could be missing here, which validation
+                        // rules out; an empty signature is the honest fallback.
+                        found: found_signature.unwrap_or(Signature {
+                            params: vec![],
+                            results: vec![],
+                        }),
+                    },
+                    location,
+                );
+            }
+        } else if export.kind == ExternalKind::Memory && export.name == MEMORY_EXPORT {
+            // Allowed: see MEMORY_EXPORT.
+        } else {
+            found.push(
+                AbiViolation::UnexpectedExport {
+                    name: export.name.to_owned(),
+                    kind: ExternKind::from(export.kind),
+                },
+                location,
+            );
+        }
+    }
+    for name in ENTRY_POINTS {
+        if !entry_points_seen.contains(name) {
+            found.push(
+                AbiViolation::MissingExport {
+                    name: name.to_owned(),
+                },
+                Location::Module,
+            );
+        }
+    }
+}
+
+pub(crate) fn imports(module: &ModuleInfo<'_>, found: &mut Findings) {
+    for import in &module.imports {
+        let location = Location::Import {
+            module: import.module.to_owned(),
+            name: import.name.to_owned(),
+        };
+        let is_function = matches!(import.ty, TypeRef::Func(_) | TypeRef::FuncExact(_));
+        let kind = if is_function && is_allocator(import.name) {
+            AbiViolation::DynamicAllocation {
+                symbol: import.name.to_owned(),
+            }
+        } else {
+            AbiViolation::Import {
+                module: import.module.to_owned(),
+                name: import.name.to_owned(),
+            }
+        };
+        found.push(kind, location);
+    }
+}
+
+pub(crate) fn start_function(module: &ModuleInfo<'_>, found: &mut Findings) {
+    if let Some(index) = module.start {
+        found.push(
+            AbiViolation::StartFunction,
+            Location::function(&module.function(index), None),
+        );
+    }
+}
+
+pub(crate) fn limits(module: &ModuleInfo<'_>, limits: &AbiLimits, found: &mut Findings) {
+    for (index, memory) in (module.imported_memories..).zip(&module.memories) {
+        if memory.initial > u64::from(limits.max_initial_memory_pages) {
+            found.push(
+                AbiViolation::InitialMemoryTooLarge {
+                    pages: memory.initial,
+                    limit: limits.max_initial_memory_pages,
+                },
+                Location::Memory { index },
+            );
+        }
+    }
+    for (index, table) in (module.imported_tables..).zip(&module.tables) {
+        if table.initial > u64::from(limits.max_table_entries) {
+            found.push(
+                AbiViolation::TableTooLarge {
+                    entries: table.initial,
+                    limit: limits.max_table_entries,
+                },
+                Location::Table { index },
+            );
+        }
+    }
+    let count = u32::try_from(module.function_types.len()).unwrap_or(u32::MAX);
+    if count > limits.max_function_count {
+        found.push(
+            AbiViolation::TooManyFunctions {
+                count,
+                limit: limits.max_function_count,
+            },
+            Location::Module,
+        );
+    }
+}
+
+pub(crate) fn features(module: &ModuleInfo<'_>, wasm: &[u8], found: &mut Findings) {
+    match features::unsupported(wasm) {
+        Ok(used) => {
+            for (feature, offset) in used {
+                let location = if let Some(body) = module.body_at(offset) {
+                    Location::function(&module.function(body.index), Some(offset))
+                } else if let Some(name) = module.section_at(offset) {
+                    Location::Section {
+                        name: name.to_owned(),
+                        offset,
+                    }
+                } else {
+                    Location::Offset { offset }
+                };
+                found.push(AbiViolation::UnsupportedFeature { feature }, location);
+            }
+        }
+        Err(error) => found.push(
+            AbiViolation::Malformed {
+                message: error.message().to_owned(),
+            },
+            Location::Offset {
+                offset: super::module::to_usize(error.offset()),
+            },
+        ),
+    }
+}
+
+/// Float types in signatures, locals, globals and otherwise unused function types, then
+/// float instructions.
+pub(crate) fn floats(module: &ModuleInfo<'_>, found: &mut Findings) {
+    let mut types_with_functions = BTreeSet::new();
+    for body in &module.bodies {
+        let function = module.function(body.index);
+        if let Some(&ty) = usize::try_from(body.index)
+            .ok()
+            .and_then(|i| module.function_types.get(i))
+        {
+            types_with_functions.insert(ty);
+        }
+        if let Some(ty) = module.function_type(body.index) {
+            for (usage, types) in [
+                (FloatUsage::Param, ty.params()),
+                (FloatUsage::Result, ty.results()),
+            ] {
+                let mut reported = Vec::new();
+                for float in types.iter().filter(|ty| is_float(ty)) {
+                    if !reported.contains(float) {
+                        reported.push(*float);
+                        found.push(
+                            AbiViolation::FloatType {
+                                ty: ValueType::from(*float),
+                                usage,
+                            },
+                            Location::function(&function, None),
+                        );
+                    }
+                }
+            }
+        }
+        for &(ty, offset) in &body.float_locals {
+            found.push(
+                AbiViolation::FloatType {
+                    ty: ValueType::from(ty),
+                    usage: FloatUsage::Local,
+                },
+                Location::function(&function, Some(offset)),
+            );
+        }
+    }
+    // Imported functions are already refused as imports; their types count as used.
+    types_with_functions.extend(
+        module
+            .function_types
+            .iter()
+            .take(usize::try_from(module.imported_functions).unwrap_or(usize::MAX)),
+    );
+    for (index, ty) in (0u32..).zip(&module.types) {
+        let Some(ty) = ty else { continue };
+        if types_with_functions.contains(&index) {
+            continue;
+        }
+        if let Some(float) = ty
+            .params()
+            .iter()
+            .chain(ty.results())
+            .find(|ty| is_float(ty))
+        {
+            found.push(
+                AbiViolation::FloatType {
+                    ty: ValueType::from(*float),
+                    usage: FloatUsage::TypeDefinition,
+                },
+                Location::Type { index },
+            );
+        }
+    }
+    for (index, ty) in (module.imported_globals..).zip(&module.globals) {
+        if is_float(ty) {
+            found.push(
+                AbiViolation::FloatType {
+                    ty: ValueType::from(*ty),
+                    usage: FloatUsage::Global,
+                },
+                Location::Global { index },
+            );
+        }
+    }
+    for body in &module.bodies {
+        let function = module.function(body.index);
+        for (op, offset) in &body.float_ops {
+            found.push(
+                AbiViolation::FloatInstruction { op: op.clone() },
+                Location::function(&function, Some(*offset)),
+            );
+        }
+    }
+}
+
+/// Allocators defined in the module (imported ones are reported by [`imports`]), then
+/// `memory.grow`.
+pub(crate) fn allocation(module: &ModuleInfo<'_>, found: &mut Findings) {
+    for body in &module.bodies {
+        let names = module
+            .names
+            .get(&body.index)
+            .into_iter()
+            .map(String::as_str)
+            .chain(
+                module
+                    .exports
+                    .iter()
+                    .filter(|export| {
+                        export.kind == ExternalKind::Func && export.index == body.index
+                    })
+                    .map(|export| export.name),
+            );
+        let allocator = names.into_iter().find(|name| is_allocator(name));
+        if let Some(symbol) = allocator {
+            found.push(
+                AbiViolation::DynamicAllocation {
+                    symbol: symbol.to_owned(),
+                },
+                Location::function(&module.function(body.index), None),
+            );
+        }
+    }
+    for body in &module.bodies {
+        if let Some(offset) = body.memory_grow {
+            found.push(
+                AbiViolation::MemoryGrow,
+                Location::function(&module.function(body.index), Some(offset)),
+            );
+        }
+    }
+}
+
+pub(crate) fn recursion(module: &ModuleInfo<'_>, found: &mut Findings) {
+    for cycle in recursion::cycles(module) {
+        let functions: Vec<_> = cycle
+            .functions
+            .iter()
+            .map(|&index| module.function(index))
+            .collect();
+        let Some(first) = functions.first() else {
+            continue;
+        };
+        let location = Location::function(first, Some(cycle.offset));
+        found.push(AbiViolation::Recursion { cycle: functions }, location);
+    }
+}
+
+/// Whether a function with this name allocates memory dynamically: see
+/// [`AbiViolation::DynamicAllocation`] for the list.
+fn is_allocator(name: &str) -> bool {
+    const C_ALLOCATORS: &[&str] = &[
+        "malloc",
+        "calloc",
+        "realloc",
+        "free",
+        "aligned_alloc",
+        "posix_memalign",
+        "memalign",
+        "valloc",
+        "pvalloc",
+        "reallocarray",
+        "sbrk",
+    ];
+    // Itanium-mangled operator new (`_Znw`), new[] (`_Zna`), delete (`_Zdl`) and delete[]
+    // (`_Zda`), followed by their parameter types; and the same demangled, which is how
+    // wasm-ld writes them into the name section.
+    const CXX_PREFIXES: &[&str] = &[
+        "_Znw",
+        "_Zna",
+        "_Zdl",
+        "_Zda",
+        "operator new(",
+        "operator new[](",
+        "operator delete(",
+        "operator delete[](",
+    ];
+    C_ALLOCATORS.contains(&name) || CXX_PREFIXES.iter().any(|prefix| name.starts_with(prefix))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_allocator;
+
+    #[test]
+    fn allocator_names() {
+        for name in [
+            "malloc",
+            "free",
+            "posix_memalign",
+            "_Znwm",
+            "_Znam",
+            "_ZdlPv",
+            "_ZdaPv",
+            "_ZdlPvm",
+            "_ZnwmSt11align_val_t",
+            "operator new(unsigned long)",
+            "operator delete[](void*)",
+        ] {
+            assert!(is_allocator(name), "{name}");
+        }
+        for name in [
+            "process",
+            "my_malloc",
+            "freeze",
+            "_Z3fooi",
+            "operator+(int)",
+        ] {
+            assert!(!is_allocator(name), "{name}");
+        }
+    }
+}

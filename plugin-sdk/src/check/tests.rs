@@ -1,0 +1,1249 @@
+//! Tests of every ABI rule on small modules written in WAT, plus snapshots of the report.
+
+use wasmparser::{Parser, Payload};
+
+use super::*;
+
+/// The ABI version declaration `wasm_plugin.h` produces.
+const VERSION: &str = r#"(@custom "wasm_plugin_abi" "\01\00\00\00")"#;
+
+/// Compliant entry points: functions 0, 1 and 2 when nothing is imported.
+const ENTRY_POINTS: &str = r#"
+  (memory (export "memory") 2)
+  (global $initialized (mut i32) (i32.const 0))
+  (func $init (export "init") (result i32)
+    (global.set $initialized (i32.const 1))
+    (i32.const 0))
+  (func $process (export "process") (param i32) (result i32)
+    (i32.add (i32.mul (local.get 0) (i32.const 2)) (i32.const 1)))
+  (func $cleanup (export "cleanup") (result i32)
+    (global.set $initialized (i32.const 0))
+    (i32.const 0))
+"#;
+
+fn wasm(wat: &str) -> Vec<u8> {
+    wat::parse_str(wat).unwrap_or_else(|err| panic!("test WAT does not parse: {err}\n{wat}"))
+}
+
+/// A module with the version declaration, the compliant entry points and `items`.
+fn plugin(items: &str) -> Vec<u8> {
+    wasm(&format!("(module {VERSION} {ENTRY_POINTS} {items})"))
+}
+
+/// The violations as (kind, location) pairs, which is what the tests compare.
+fn violations(wasm: &[u8]) -> Vec<(AbiViolation, Location)> {
+    check(wasm)
+        .violations
+        .into_iter()
+        .map(|v| (v.kind, v.location))
+        .collect()
+}
+
+/// The file offset of the first instruction named `mnemonic` in function `index`, found
+/// independently of the checker by walking the code section.
+fn offset_of(wasm: &[u8], index: u32, mnemonic: &str) -> usize {
+    let mut imported = 0;
+    let mut defined = 0;
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.expect("test module parses") {
+            Payload::ImportSection(reader) => {
+                imported += reader
+                    .into_imports()
+                    .filter(|import| {
+                        matches!(
+                            import.as_ref().map(|i| i.ty),
+                            Ok(wasmparser::TypeRef::Func(_))
+                        )
+                    })
+                    .count();
+            }
+            Payload::CodeSectionEntry(body) => {
+                if imported + defined == index as usize {
+                    let mut ops = body.get_operators_reader().expect("operators");
+                    while !ops.eof() {
+                        let (op, offset) = ops.read_with_offset().expect("operator");
+                        if operators::mnemonic(&op) == mnemonic {
+                            return offset as usize;
+                        }
+                    }
+                    panic!("function {index} has no {mnemonic}");
+                }
+                defined += 1;
+            }
+            _ => {}
+        }
+    }
+    panic!("no function {index}");
+}
+
+fn function(index: u32, name: Option<&str>, offset: Option<usize>) -> Location {
+    Location::Function {
+        index,
+        name: name.map(str::to_owned),
+        offset,
+    }
+}
+
+fn custom_section_offset(wasm: &[u8]) -> usize {
+    Parser::new(0)
+        .parse_all(wasm)
+        .find_map(|payload| match payload.expect("test module parses") {
+            Payload::CustomSection(reader) if reader.name() == crate::CUSTOM_SECTION => {
+                Some(reader.data_offset() as usize)
+            }
+            _ => None,
+        })
+        .expect("module has a wasm_plugin_abi section")
+}
+
+fn abi_section_location(wasm: &[u8]) -> Location {
+    Location::CustomSection {
+        name: crate::CUSTOM_SECTION.into(),
+        offset: custom_section_offset(wasm),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// A compliant plugin
+
+#[test]
+fn compliant_plugin_has_an_empty_report() {
+    let report = check(&plugin(""));
+    assert_eq!(report.violations, vec![]);
+    assert!(report.is_compliant());
+    assert_eq!(report.abi_version, Some(1));
+    assert_eq!(report.to_string(), "follows plugin ABI v1");
+}
+
+#[test]
+fn features_clang_emits_are_allowed() {
+    // What clang 19 (and 20, for memory.copy/fill) emits for ordinary C: sign extension, a
+    // mutable global stack pointer, multi-value blocks, function pointers through one
+    // funcref table, and bulk memory copies.
+    let wasm = plugin(
+        r#"
+        (type $unary (func (param i32) (result i32)))
+        (table 2 2 funcref)
+        (elem (i32.const 1) $double)
+        (func $double (type $unary) (i32.mul (local.get 0) (i32.const 2)))
+        (func $helper (param i32) (result i32)
+          (i32.extend8_s (local.get 0))
+          (call_indirect (type $unary) (i32.const 1))
+          (memory.copy (i32.const 0) (i32.const 16) (i32.const 4))
+          (memory.fill (i32.const 0) (i32.const 0) (i32.const 4)))
+        (func $pair (result i32 i32)
+          (block (result i32 i32) (i32.const 1) (i32.const 2))
+          (memory.size) (drop))
+        "#,
+    );
+    assert_eq!(violations(&wasm), vec![]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Not WebAssembly at all
+
+#[test]
+fn garbage_is_one_malformed_violation() {
+    let report = check(b"definitely not wasm");
+    assert_eq!(report.violations.len(), 1);
+    assert_eq!(report.violations[0].kind.code(), "malformed");
+    assert_eq!(
+        report.violations[0].location,
+        Location::Offset { offset: 0 }
+    );
+    assert_eq!(report.abi_version, None);
+}
+
+#[test]
+fn empty_input_is_malformed() {
+    let report = check(b"");
+    assert!(matches!(
+        report.violations.as_slice(),
+        [Violation {
+            kind: AbiViolation::Malformed { .. },
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn truncated_module_is_malformed_at_the_cut() {
+    let mut bytes = plugin("");
+    bytes.truncate(bytes.len() / 2);
+    let cut = bytes.len();
+    let report = check(&bytes);
+    match report.violations.as_slice() {
+        [
+            Violation {
+                kind: AbiViolation::Malformed { .. },
+                location: Location::Offset { offset },
+            },
+        ] => {
+            assert!(*offset <= cut, "offset {offset} is past the end {cut}");
+        }
+        other => panic!("expected one malformed violation, got {other:?}"),
+    }
+}
+
+#[test]
+fn invalid_module_is_malformed() {
+    // Encodable but ill-typed: the function returns an i64 where it declares an i32.
+    let bytes = wasm(r#"(module (func (result i32) (i64.const 0)))"#);
+    assert!(matches!(
+        violations(&bytes).as_slice(),
+        [(AbiViolation::Malformed { .. }, Location::Offset { .. })]
+    ));
+}
+
+#[test]
+fn no_input_makes_the_checker_panic() {
+    // Every truncation and every single-bit flip of a compliant module: the checker must
+    // answer with a report each time, whatever the bytes.
+    let original = plugin("");
+    for len in 0..original.len() {
+        let _ = check(&original[..len]);
+    }
+    for position in 0..original.len() {
+        for bit in 0..8 {
+            let mut bytes = original.clone();
+            bytes[position] ^= 1 << bit;
+            let _ = check(&bytes);
+        }
+    }
+}
+
+#[test]
+fn a_component_is_not_a_plugin() {
+    let bytes = wasm("(component)");
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::UnsupportedFeature {
+                feature: Feature::ComponentModel
+            },
+            Location::Module
+        )]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ABI version declaration
+
+#[test]
+fn missing_abi_version() {
+    let bytes = wasm(&format!("(module {ENTRY_POINTS})"));
+    let report = check(&bytes);
+    assert_eq!(report.abi_version, None);
+    assert_eq!(
+        violations(&bytes),
+        vec![(AbiViolation::MissingAbiVersion, Location::Module)]
+    );
+}
+
+#[test]
+fn repeated_identical_versions_are_one_version() {
+    // Two translation units that both include the header: wasm-ld concatenates the contents.
+    let merged = wasm(&format!(
+        r#"(module (@custom "wasm_plugin_abi" "\01\00\00\00\01\00\00\00") {ENTRY_POINTS})"#
+    ));
+    assert_eq!(check(&merged).violations, vec![]);
+    assert_eq!(check(&merged).abi_version, Some(1));
+    // A producer that keeps them as separate sections.
+    let separate = wasm(&format!("(module {VERSION} {VERSION} {ENTRY_POINTS})"));
+    assert_eq!(check(&separate).violations, vec![]);
+}
+
+#[test]
+fn malformed_abi_section() {
+    let bytes = wasm(&format!(
+        r#"(module (@custom "wasm_plugin_abi" "\01\00\00") {ENTRY_POINTS})"#
+    ));
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::MalformedAbiSection { length: 3 },
+            abi_section_location(&bytes)
+        )]
+    );
+    assert_eq!(check(&bytes).abi_version, None);
+    let empty = wasm(&format!(
+        r#"(module (@custom "wasm_plugin_abi" "") {ENTRY_POINTS})"#
+    ));
+    assert_eq!(
+        violations(&empty),
+        vec![(
+            AbiViolation::MalformedAbiSection { length: 0 },
+            abi_section_location(&empty)
+        )]
+    );
+}
+
+#[test]
+fn conflicting_abi_versions() {
+    let bytes = wasm(&format!(
+        r#"(module (@custom "wasm_plugin_abi" "\02\00\00\00\01\00\00\00\02\00\00\00") {ENTRY_POINTS})"#
+    ));
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::ConflictingAbiVersions {
+                versions: vec![1, 2]
+            },
+            abi_section_location(&bytes)
+        )]
+    );
+    assert_eq!(check(&bytes).abi_version, None);
+}
+
+#[test]
+fn unsupported_abi_version() {
+    let bytes = wasm(&format!(
+        r#"(module (@custom "wasm_plugin_abi" "\02\00\00\00") {ENTRY_POINTS})"#
+    ));
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::UnsupportedAbiVersion {
+                found: 2,
+                supported: 1
+            },
+            abi_section_location(&bytes)
+        )]
+    );
+    assert_eq!(check(&bytes).abi_version, Some(2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exports
+
+#[test]
+fn missing_export() {
+    let bytes = wasm(&format!(
+        r#"(module {VERSION}
+          (func (export "init") (result i32) (i32.const 0))
+          (func (export "process") (param i32) (result i32) (local.get 0)))"#
+    ));
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::MissingExport {
+                name: "cleanup".into()
+            },
+            Location::Module
+        )]
+    );
+}
+
+#[test]
+fn wrong_signature() {
+    let bytes = wasm(&format!(
+        r#"(module {VERSION}
+          (func (export "init") (result i32) (i32.const 0))
+          (func (export "process") (param i64) (result i32) (i32.wrap_i64 (local.get 0)))
+          (func (export "cleanup") (result i32) (i32.const 0)))"#
+    ));
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::WrongSignature {
+                name: "process".into(),
+                expected: Signature {
+                    params: vec![ValueType::I32],
+                    results: vec![ValueType::I32]
+                },
+                found: Signature {
+                    params: vec![ValueType::I64],
+                    results: vec![ValueType::I32]
+                },
+            },
+            Location::Export {
+                name: "process".into()
+            }
+        )]
+    );
+}
+
+#[test]
+fn unexpected_exports() {
+    let bytes = plugin(
+        r#"
+        (func $helper (export "helper") (result i32) (i32.const 7))
+        (global (export "__heap_base") i32 (i32.const 1024))
+        (table (export "__indirect_function_table") 1 funcref)
+        "#,
+    );
+    assert_eq!(
+        violations(&bytes),
+        vec![
+            (
+                AbiViolation::UnexpectedExport {
+                    name: "helper".into(),
+                    kind: ExternKind::Func
+                },
+                Location::Export {
+                    name: "helper".into()
+                }
+            ),
+            (
+                AbiViolation::UnexpectedExport {
+                    name: "__heap_base".into(),
+                    kind: ExternKind::Global
+                },
+                Location::Export {
+                    name: "__heap_base".into()
+                }
+            ),
+            (
+                AbiViolation::UnexpectedExport {
+                    name: "__indirect_function_table".into(),
+                    kind: ExternKind::Table
+                },
+                Location::Export {
+                    name: "__indirect_function_table".into()
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn memory_is_allowed_only_as_memory() {
+    let bytes = wasm(&format!(
+        r#"(module {VERSION}
+          (memory (export "heap") 1)
+          (func (export "init") (result i32) (i32.const 0))
+          (func (export "process") (param i32) (result i32) (local.get 0))
+          (func (export "cleanup") (result i32) (i32.const 0)))"#
+    ));
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::UnexpectedExport {
+                name: "heap".into(),
+                kind: ExternKind::Memory
+            },
+            Location::Export {
+                name: "heap".into()
+            }
+        )]
+    );
+}
+
+#[test]
+fn an_entry_point_that_is_not_a_function_is_missing() {
+    let bytes = wasm(&format!(
+        r#"(module {VERSION}
+          (global (export "init") i32 (i32.const 0))
+          (func (export "process") (param i32) (result i32) (local.get 0))
+          (func (export "cleanup") (result i32) (i32.const 0)))"#
+    ));
+    assert_eq!(
+        violations(&bytes),
+        vec![
+            (
+                AbiViolation::UnexpectedExport {
+                    name: "init".into(),
+                    kind: ExternKind::Global
+                },
+                Location::Export {
+                    name: "init".into()
+                }
+            ),
+            (
+                AbiViolation::MissingExport {
+                    name: "init".into()
+                },
+                Location::Module
+            ),
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Imports and allocation
+
+#[test]
+fn imports_are_refused() {
+    let bytes = wasm(&format!(
+        r#"(module {VERSION}
+          (import "env" "puts" (func (param i32) (result i32)))
+          (import "env" "memory" (memory 1))
+          {}
+        )"#,
+        ENTRY_POINTS.replace(r#"(memory (export "memory") 2)"#, "")
+    ));
+    assert_eq!(
+        violations(&bytes),
+        vec![
+            (
+                AbiViolation::Import {
+                    module: "env".into(),
+                    name: "puts".into()
+                },
+                Location::Import {
+                    module: "env".into(),
+                    name: "puts".into()
+                }
+            ),
+            (
+                AbiViolation::Import {
+                    module: "env".into(),
+                    name: "memory".into()
+                },
+                Location::Import {
+                    module: "env".into(),
+                    name: "memory".into()
+                }
+            ),
+        ]
+    );
+}
+
+#[test]
+fn imported_allocator_is_dynamic_allocation_only() {
+    let bytes = wasm(&format!(
+        r#"(module {VERSION} (import "env" "malloc" (func (param i32) (result i32))) {ENTRY_POINTS})"#
+    ));
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::DynamicAllocation {
+                symbol: "malloc".into()
+            },
+            Location::Import {
+                module: "env".into(),
+                name: "malloc".into()
+            }
+        )]
+    );
+}
+
+#[test]
+fn defined_allocators_are_found_by_name() {
+    // Functions 3 and 4: a C `malloc` and a C++ `operator new(unsigned long)` named as the
+    // name section has them; function 5 is only named by its (unexpected) export.
+    let bytes = plugin(
+        r#"
+        (func $malloc (param i32) (result i32) (i32.const 0))
+        (func $_Znwm (param i32) (result i32) (i32.const 0))
+        (func (export "free") (param i32))
+        "#,
+    );
+    assert_eq!(
+        violations(&bytes),
+        vec![
+            (
+                AbiViolation::UnexpectedExport {
+                    name: "free".into(),
+                    kind: ExternKind::Func
+                },
+                Location::Export {
+                    name: "free".into()
+                }
+            ),
+            (
+                AbiViolation::DynamicAllocation {
+                    symbol: "malloc".into()
+                },
+                function(3, Some("malloc"), None)
+            ),
+            (
+                AbiViolation::DynamicAllocation {
+                    symbol: "_Znwm".into()
+                },
+                function(4, Some("_Znwm"), None)
+            ),
+            (
+                AbiViolation::DynamicAllocation {
+                    symbol: "free".into()
+                },
+                function(5, Some("free"), None)
+            ),
+        ]
+    );
+}
+
+#[test]
+fn memory_grow() {
+    let bytes = plugin(
+        r#"(func $sbrk_like (param i32) (result i32)
+             (memory.grow (local.get 0))
+             (drop (memory.grow (i32.const 1))))"#,
+    );
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::MemoryGrow,
+            function(
+                3,
+                Some("sbrk_like"),
+                Some(offset_of(&bytes, 3, "memory.grow"))
+            )
+        )]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Floating point
+
+#[test]
+fn float_in_a_signature() {
+    let bytes = plugin(r#"(func $half (param f64 f64) (result f32) (f32.const 0.5))"#);
+    let at = |offset| function(3, Some("half"), offset);
+    assert_eq!(
+        violations(&bytes),
+        vec![
+            (
+                AbiViolation::FloatType {
+                    ty: ValueType::F64,
+                    usage: FloatUsage::Param
+                },
+                at(None)
+            ),
+            (
+                AbiViolation::FloatType {
+                    ty: ValueType::F32,
+                    usage: FloatUsage::Result
+                },
+                at(None)
+            ),
+            (
+                AbiViolation::FloatInstruction {
+                    op: "f32.const".into()
+                },
+                at(Some(offset_of(&bytes, 3, "f32.const")))
+            ),
+        ]
+    );
+}
+
+#[test]
+fn float_local() {
+    let bytes = plugin(r#"(func $scratch (local i32 f32 f32))"#);
+    match violations(&bytes).as_slice() {
+        [
+            (
+                AbiViolation::FloatType {
+                    ty: ValueType::F32,
+                    usage: FloatUsage::Local,
+                },
+                location,
+            ),
+        ] => {
+            let Location::Function {
+                index: 3,
+                name: Some(name),
+                offset: Some(offset),
+            } = location
+            else {
+                panic!("unexpected location {location:?}");
+            };
+            assert_eq!(name, "scratch");
+            // The local declaration `2 x f32` is the count 2 followed by the f32 type code.
+            assert_eq!(&bytes[*offset..*offset + 2], &[0x02, 0x7d]);
+        }
+        other => panic!("expected one float local, got {other:?}"),
+    }
+}
+
+#[test]
+fn float_global() {
+    let bytes = plugin(r#"(global $ratio f64 (f64.const 1.5))"#);
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::FloatType {
+                ty: ValueType::F64,
+                usage: FloatUsage::Global
+            },
+            Location::Global { index: 1 }
+        )]
+    );
+}
+
+#[test]
+fn float_type_definition_without_a_function() {
+    // Type 0 is only used by a call_indirect signature.
+    let bytes = wasm(&format!(
+        r#"(module {VERSION} (type $callback (func (param f32))) {ENTRY_POINTS})"#
+    ));
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::FloatType {
+                ty: ValueType::F32,
+                usage: FloatUsage::TypeDefinition
+            },
+            Location::Type { index: 0 }
+        )]
+    );
+}
+
+#[test]
+fn float_instructions_once_per_function_and_op() {
+    let bytes = plugin(
+        r#"(func $scale (param i32) (result i32)
+             (i32.trunc_f64_s
+               (f64.mul (f64.convert_i32_s (local.get 0))
+                        (f64.mul (f64.const 1.5) (f64.const 2)))))"#,
+    );
+    let at = |op| function(3, Some("scale"), Some(offset_of(&bytes, 3, op)));
+    assert_eq!(
+        violations(&bytes),
+        vec![
+            (
+                AbiViolation::FloatInstruction {
+                    op: "f64.convert_i32_s".into()
+                },
+                at("f64.convert_i32_s")
+            ),
+            (
+                AbiViolation::FloatInstruction {
+                    op: "f64.const".into()
+                },
+                at("f64.const")
+            ),
+            (
+                AbiViolation::FloatInstruction {
+                    op: "f64.mul".into()
+                },
+                at("f64.mul")
+            ),
+            (
+                AbiViolation::FloatInstruction {
+                    op: "i32.trunc_f64_s".into()
+                },
+                at("i32.trunc_f64_s")
+            ),
+        ]
+    );
+}
+
+#[test]
+fn float_loads_stores_and_reinterpretations() {
+    let bytes = plugin(
+        r#"(func $bits (result i32)
+             (f32.store (i32.const 0) (f32.load (i32.const 4)))
+             (i32.reinterpret_f32 (f32.load (i32.const 0))))"#,
+    );
+    let ops: Vec<_> = violations(&bytes)
+        .into_iter()
+        .map(|(kind, _)| match kind {
+            AbiViolation::FloatInstruction { op } => op,
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(ops, ["f32.load", "f32.store", "i32.reinterpret_f32"]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start function, features, limits
+
+#[test]
+fn start_function() {
+    let bytes = plugin(r#"(func $setup) (start $setup)"#);
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::StartFunction,
+            function(3, Some("setup"), None)
+        )]
+    );
+}
+
+/// The one violation `items` should cause, for features whose location is an instruction in
+/// function 3 (the first one `items` defines).
+fn feature_in_function_3(items: &str, feature: Feature, mnemonic: &str) {
+    let bytes = plugin(items);
+    let offset = offset_of(&bytes, 3, mnemonic);
+    let report = violations(&bytes);
+    let feature_violations: Vec<_> = report
+        .iter()
+        .filter(|(kind, _)| matches!(kind, AbiViolation::UnsupportedFeature { .. }))
+        .cloned()
+        .collect();
+    assert_eq!(
+        feature_violations,
+        vec![(
+            AbiViolation::UnsupportedFeature { feature },
+            function(3, Some("f"), Some(offset))
+        )],
+        "{items}"
+    );
+}
+
+#[test]
+fn simd_is_unsupported() {
+    feature_in_function_3(
+        r#"(func $f (result i32) (i32x4.extract_lane 0 (v128.const i32x4 1 2 3 4)))"#,
+        Feature::Simd,
+        "v128.const",
+    );
+}
+
+#[test]
+fn atomics_are_unsupported() {
+    feature_in_function_3(
+        r#"(func $f (result i32) (i32.atomic.load (i32.const 0)))"#,
+        Feature::Threads,
+        "i32.atomic_load",
+    );
+}
+
+#[test]
+fn tail_calls_are_unsupported() {
+    feature_in_function_3(
+        r#"(func $f (result i32) (return_call $process (i32.const 1)))"#,
+        Feature::TailCall,
+        "return_call",
+    );
+}
+
+#[test]
+fn exceptions_are_unsupported() {
+    // The tag a `throw` needs is declared before any code, so that is where it is reported.
+    let bytes = plugin(r#"(tag $oops) (func $f (throw $oops))"#);
+    match violations(&bytes).as_slice() {
+        [
+            (
+                AbiViolation::UnsupportedFeature {
+                    feature: Feature::Exceptions,
+                },
+                Location::Section { name, .. },
+            ),
+        ] => {
+            assert_eq!(name, "tag");
+        }
+        other => panic!("expected exception-handling in the tag section, got {other:?}"),
+    }
+}
+
+#[test]
+fn reference_instructions_are_unsupported() {
+    feature_in_function_3(
+        r#"(table $t 1 funcref) (func $f (result i32) (ref.is_null (table.get $t (i32.const 0))))"#,
+        Feature::ReferenceTypes,
+        "table.get",
+    );
+}
+
+#[test]
+fn passive_data_is_unsupported_bulk_memory() {
+    // memory.init needs a passive data segment, which needs the data count section.
+    let bytes = plugin(
+        r#"(data $d "abc") (func $f (memory.init $d (i32.const 0) (i32.const 0) (i32.const 3)))"#,
+    );
+    match violations(&bytes).as_slice() {
+        [
+            (
+                AbiViolation::UnsupportedFeature {
+                    feature: Feature::BulkMemory,
+                },
+                Location::Section { name, .. },
+            ),
+        ] => {
+            assert_eq!(name, "data count");
+        }
+        other => panic!("expected bulk-memory in the data count section, got {other:?}"),
+    }
+}
+
+#[test]
+fn shared_memory_is_unsupported() {
+    let bytes = wasm(&format!(
+        r#"(module {VERSION} {})"#,
+        ENTRY_POINTS.replace(
+            r#"(memory (export "memory") 2)"#,
+            r#"(memory (export "memory") 2 2 shared)"#
+        )
+    ));
+    match violations(&bytes).as_slice() {
+        [
+            (
+                AbiViolation::UnsupportedFeature {
+                    feature: Feature::Threads,
+                },
+                Location::Section { name, .. },
+            ),
+        ] => {
+            assert_eq!(name, "memory");
+        }
+        other => panic!("expected threads, got {other:?}"),
+    }
+}
+
+#[test]
+fn memory64_is_unsupported() {
+    let bytes = wasm(&format!(
+        r#"(module {VERSION} {})"#,
+        ENTRY_POINTS.replace(
+            r#"(memory (export "memory") 2)"#,
+            r#"(memory (export "memory") i64 2)"#
+        )
+    ));
+    match violations(&bytes).as_slice() {
+        [
+            (
+                AbiViolation::UnsupportedFeature {
+                    feature: Feature::Memory64,
+                },
+                Location::Section { name, .. },
+            ),
+        ] => {
+            assert_eq!(name, "memory");
+        }
+        other => panic!("expected memory64, got {other:?}"),
+    }
+}
+
+#[test]
+fn second_memory_is_unsupported() {
+    let bytes = plugin("(memory $scratch 1)");
+    match violations(&bytes).as_slice() {
+        [
+            (
+                AbiViolation::UnsupportedFeature {
+                    feature: Feature::MultiMemory,
+                },
+                Location::Section { name, .. },
+            ),
+        ] => {
+            assert_eq!(name, "memory");
+        }
+        other => panic!("expected multi-memory, got {other:?}"),
+    }
+}
+
+#[test]
+fn externref_is_unsupported() {
+    let bytes = plugin(r#"(func $f (param externref))"#);
+    let features: Vec<_> = violations(&bytes)
+        .into_iter()
+        .filter_map(|(kind, _)| match kind {
+            AbiViolation::UnsupportedFeature { feature } => Some(feature),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(features, vec![Feature::ReferenceTypes]);
+}
+
+#[test]
+fn initial_memory_too_large() {
+    let bytes = wasm(&format!(
+        r#"(module {VERSION} {})"#,
+        ENTRY_POINTS.replace(
+            r#"(memory (export "memory") 2)"#,
+            r#"(memory (export "memory") 17)"#
+        )
+    ));
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::InitialMemoryTooLarge {
+                pages: 17,
+                limit: 16
+            },
+            Location::Memory { index: 0 }
+        )]
+    );
+    let generous = AbiLimits {
+        max_initial_memory_pages: 32,
+        ..AbiLimits::default()
+    };
+    assert!(check_with(&bytes, &generous).is_compliant());
+}
+
+#[test]
+fn table_too_large() {
+    let bytes = plugin("(table 5000 funcref)");
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::TableTooLarge {
+                entries: 5000,
+                limit: 4096
+            },
+            Location::Table { index: 0 }
+        )]
+    );
+}
+
+#[test]
+fn too_many_functions() {
+    let bytes = plugin("(func) (func)");
+    let limits = AbiLimits {
+        max_function_count: 4,
+        ..AbiLimits::default()
+    };
+    let report = check_with(&bytes, &limits);
+    assert_eq!(
+        report.violations,
+        vec![Violation {
+            kind: AbiViolation::TooManyFunctions { count: 5, limit: 4 },
+            location: Location::Module
+        }]
+    );
+}
+
+#[test]
+fn limits_deserialize_with_defaults_and_refuse_unknown_fields() {
+    // Hosts embed AbiLimits in their configuration; JSON stands in for any serde format.
+    let limits: AbiLimits = serde_json::from_str(r#"{"max_initial_memory_pages": 32}"#)
+        .expect("a partial configuration deserializes");
+    assert_eq!(
+        limits,
+        AbiLimits {
+            max_initial_memory_pages: 32,
+            ..AbiLimits::default()
+        }
+    );
+    assert!(serde_json::from_str::<AbiLimits>(r#"{"max_memory": 32}"#).is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Recursion
+
+fn cycle(functions: &[(u32, &str)]) -> Vec<FunctionRef> {
+    functions
+        .iter()
+        .map(|&(index, name)| FunctionRef {
+            index,
+            name: Some(name.into()),
+        })
+        .collect()
+}
+
+#[test]
+fn direct_recursion() {
+    let bytes = plugin(
+        r#"(func $fact (param i32) (result i32)
+             (if (result i32) (i32.eqz (local.get 0))
+               (then (i32.const 1))
+               (else (i32.mul (local.get 0) (call $fact (i32.sub (local.get 0) (i32.const 1)))))))"#,
+    );
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::Recursion {
+                cycle: cycle(&[(3, "fact")])
+            },
+            function(3, Some("fact"), Some(offset_of(&bytes, 3, "call")))
+        )]
+    );
+}
+
+#[test]
+fn mutual_recursion() {
+    let bytes = plugin(
+        r#"(func $even (param i32) (result i32) (call $odd (local.get 0)))
+           (func $odd (param i32) (result i32) (call $even (local.get 0)))
+           (func $not_recursive (result i32) (call $even (i32.const 4)))"#,
+    );
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::Recursion {
+                cycle: cycle(&[(3, "even"), (4, "odd")])
+            },
+            function(3, Some("even"), Some(offset_of(&bytes, 3, "call")))
+        )]
+    );
+}
+
+#[test]
+fn recursion_through_a_function_pointer() {
+    // $walk calls through the table with type $visit; $visitor has that type, is in the table
+    // and calls $walk, so the cycle walk -> visitor -> walk is possible. $other is in the
+    // table too but has another type, so the call_indirect cannot reach it.
+    let bytes = plugin(
+        r#"(type $visit (func (param i32) (result i32)))
+           (table 3 3 funcref)
+           (elem (i32.const 1) $visitor $other)
+           (func $walk (param i32) (result i32) (call_indirect (type $visit) (local.get 0) (i32.const 1)))
+           (func $visitor (type $visit) (call $walk (local.get 0)))
+           (func $other (result i32) (call $walk (i32.const 0)))"#,
+    );
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::Recursion {
+                cycle: cycle(&[(3, "walk"), (4, "visitor")])
+            },
+            function(3, Some("walk"), Some(offset_of(&bytes, 3, "call_indirect")))
+        )]
+    );
+}
+
+#[test]
+fn call_indirect_does_not_reach_functions_outside_the_table() {
+    // $visitor has the right type but its address is never taken.
+    let bytes = plugin(
+        r#"(type $visit (func (param i32) (result i32)))
+           (table 1 1 funcref)
+           (func $walk (param i32) (result i32) (call_indirect (type $visit) (local.get 0) (i32.const 0)))
+           (func $visitor (type $visit) (call $walk (local.get 0)))"#,
+    );
+    assert_eq!(violations(&bytes), vec![]);
+}
+
+#[test]
+fn every_recursive_function_is_on_a_reported_cycle() {
+    // a <-> b and a <-> c form one group; the shortest cycle through a covers b only, so a
+    // second cycle through c follows.
+    let bytes = plugin(
+        r#"(func $a (param i32) (call $b (local.get 0)) (call $c (local.get 0)))
+           (func $b (param i32) (call $a (local.get 0)))
+           (func $c (param i32) (call $a (local.get 0)))"#,
+    );
+    let cycles: Vec<_> = check(&bytes)
+        .violations
+        .into_iter()
+        .map(|v| match v.kind {
+            AbiViolation::Recursion { cycle } => {
+                cycle.into_iter().map(|f| f.index).collect::<Vec<_>>()
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(cycles, vec![vec![3, 4], vec![5, 3]]);
+}
+
+#[test]
+fn names_fall_back_to_exports() {
+    // Without a name section, functions are named after their exports where they have one.
+    let bytes = wasm(&format!(
+        r#"(module {VERSION}
+          (func (export "init") (result i32) (i32.const 0))
+          (func (export "process") (param i32) (result i32) (call 1 (local.get 0)))
+          (func (export "cleanup") (result i32) (i32.const 0)))"#
+    ));
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::Recursion {
+                cycle: cycle(&[(1, "process")])
+            },
+            function(1, Some("process"), Some(offset_of(&bytes, 1, "call")))
+        )]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Presentation
+
+/// A plugin with one violation of most kinds, as a careless author might write it.
+fn careless_plugin() -> Vec<u8> {
+    wasm(&format!(
+        r#"(module {VERSION}
+          (import "env" "malloc" (func $malloc (param i32) (result i32)))
+          (memory (export "memory") 2)
+          (func $init (export "init") (result i32)
+            (drop (call $malloc (i32.const 16)))
+            (drop (memory.grow (i32.const 1)))
+            (i32.const 0))
+          (func $process (export "process") (param f64) (result f64)
+            (f64.mul (local.get 0) (f64.const 2)))
+          (func $fib (param i32) (result i32)
+            (i32.add (call $fib (i32.sub (local.get 0) (i32.const 1)))
+                     (call $fib (i32.sub (local.get 0) (i32.const 2))))))"#
+    ))
+}
+
+#[test]
+fn report_text_snapshot() {
+    insta::assert_snapshot!(check(&careless_plugin()).render("plugins/careless.wasm"));
+}
+
+#[test]
+fn report_json_snapshot() {
+    insta::assert_json_snapshot!(check(&careless_plugin()));
+}
+
+#[test]
+fn one_violation_is_singular() {
+    let bytes = wasm(&format!("(module {ENTRY_POINTS})"));
+    assert!(check(&bytes).to_string().starts_with("1 ABI violation\n"));
+}
+
+#[test]
+fn json_code_matches_code() {
+    // The JSON "code" comes from serde's renaming of the variant name, `code()` from a match;
+    // they must agree for every variant a report can contain.
+    let function = FunctionRef {
+        index: 1,
+        name: None,
+    };
+    let every_kind = [
+        AbiViolation::Malformed {
+            message: "m".into(),
+        },
+        AbiViolation::MissingAbiVersion,
+        AbiViolation::MalformedAbiSection { length: 3 },
+        AbiViolation::ConflictingAbiVersions {
+            versions: vec![1, 2],
+        },
+        AbiViolation::UnsupportedAbiVersion {
+            found: 2,
+            supported: 1,
+        },
+        AbiViolation::MissingExport {
+            name: "init".into(),
+        },
+        AbiViolation::WrongSignature {
+            name: "init".into(),
+            expected: Signature {
+                params: vec![],
+                results: vec![ValueType::I32],
+            },
+            found: Signature {
+                params: vec![],
+                results: vec![],
+            },
+        },
+        AbiViolation::UnexpectedExport {
+            name: "x".into(),
+            kind: ExternKind::Global,
+        },
+        AbiViolation::Import {
+            module: "env".into(),
+            name: "x".into(),
+        },
+        AbiViolation::DynamicAllocation {
+            symbol: "malloc".into(),
+        },
+        AbiViolation::MemoryGrow,
+        AbiViolation::FloatType {
+            ty: ValueType::F32,
+            usage: FloatUsage::Local,
+        },
+        AbiViolation::FloatInstruction {
+            op: "f32.add".into(),
+        },
+        AbiViolation::StartFunction,
+        AbiViolation::UnsupportedFeature {
+            feature: Feature::Simd,
+        },
+        AbiViolation::InitialMemoryTooLarge {
+            pages: 17,
+            limit: 16,
+        },
+        AbiViolation::TableTooLarge {
+            entries: 5000,
+            limit: 4096,
+        },
+        AbiViolation::TooManyFunctions { count: 5, limit: 4 },
+        AbiViolation::Recursion {
+            cycle: vec![function],
+        },
+    ];
+    for kind in every_kind {
+        let violation = Violation {
+            kind,
+            location: Location::Module,
+        };
+        let json = serde_json::to_value(&violation).expect("violations serialize");
+        assert_eq!(json["code"], violation.kind.code(), "{json}");
+        // Every violation explains itself and how to fix it.
+        assert!(!violation.message().is_empty() && !violation.kind.help().is_empty());
+    }
+}
