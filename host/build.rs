@@ -13,9 +13,13 @@ use std::path::Path;
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=WASMEDGE_LIB_DIR");
-    let Some(lib_dir) = std::env::var_os("WASMEDGE_LIB_DIR") else { return };
+    let Some(lib_dir) = std::env::var_os("WASMEDGE_LIB_DIR") else {
+        return;
+    };
     let lib_dir = Path::new(&lib_dir);
-    let Ok(lib_dir) = lib_dir.canonicalize() else { return };
+    let Ok(lib_dir) = lib_dir.canonicalize() else {
+        return;
+    };
     println!("cargo:rerun-if-changed={}", lib_dir.display());
 
     let sysroot = lib_dir.join("../sysroot");

@@ -18,9 +18,17 @@ pub struct Config {
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Directory of `<name>.wasm` plugin files.
+    /// Where plugins come from: `local` (a directory) or `fluid` (a Fluid dataset mount).
+    #[arg(long, env = "PLUGIN_STORE", value_enum, default_value_t = StoreKind::Local)]
+    pub plugin_store: StoreKind,
+
+    /// Directory of `<name>.wasm` plugin files (local store).
     #[arg(long, env = "PLUGIN_DIR", default_value = BUILT_PLUGINS)]
     pub plugin_dir: PathBuf,
+
+    /// Where the Fluid dataset holding `<name>.wasm` files is mounted (fluid store).
+    #[arg(long, env = "FLUID_MOUNT_PATH", default_value = "/mnt/fluid/plugins")]
+    pub fluid_mount_path: PathBuf,
 
     /// How plugin code runs: `aot` (native code compiled by the host, default) or `interpreter`.
     #[arg(long, env = "EXECUTION_MODE", value_enum, default_value_t = ExecutionMode::Aot)]
@@ -50,6 +58,13 @@ pub struct Config {
     /// Seconds to let in-flight requests finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+}
+
+/// The kinds of plugin store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum StoreKind {
+    Local,
+    Fluid,
 }
 
 impl Config {

@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod config;
+pub mod metrics;
 pub mod runner;
 pub mod runtime;
 pub mod store;
@@ -19,21 +20,34 @@ use tokio::net::TcpListener;
 
 use crate::{
     api::AppState,
-    config::Config,
+    config::{Config, StoreKind},
+    metrics::Metrics,
     runner::{InProcessRunner, in_process::DEFAULT_CACHE_CAPACITY},
     runtime::Engine,
-    store::LocalPluginStore,
+    store::{FluidPluginStore, LocalPluginStore, PluginStore},
 };
 
 /// Builds the shared state from the configuration: store, engine, runner.
 pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let runtime = config.runtime();
-    let store = LocalPluginStore::new(&config.plugin_dir, runtime.limits.max_plugin_bytes)
-        .with_context(|| format!("plugin directory {}", config.plugin_dir.display()))?;
-    tracing::info!(store = %store.root().display(), mode = ?runtime.mode, "plugin store ready");
+    let max_bytes = runtime.limits.max_plugin_bytes;
+    let store: Arc<dyn PluginStore> = match config.plugin_store {
+        StoreKind::Local => Arc::new(
+            LocalPluginStore::new(&config.plugin_dir, max_bytes)
+                .with_context(|| format!("plugin directory {}", config.plugin_dir.display()))?,
+        ),
+        // The mount may not be there yet: requests answer 503 until it is.
+        StoreKind::Fluid => Arc::new(FluidPluginStore::new(&config.fluid_mount_path, max_bytes)),
+    };
+    tracing::info!(store = %store.describe(), mode = ?runtime.mode, "plugin store configured");
     let engine = Engine::new(runtime).context("starting the WebAssembly runtime")?;
-    let runner = InProcessRunner::new(Arc::new(store), engine, DEFAULT_CACHE_CAPACITY);
-    Ok(AppState::new(Arc::new(runner), config.max_in_flight as usize))
+    let metrics = Arc::new(Metrics::new());
+    let runner = InProcessRunner::new(store, engine, Arc::clone(&metrics), DEFAULT_CACHE_CAPACITY);
+    Ok(AppState::new(
+        Arc::new(runner),
+        metrics,
+        config.max_in_flight as usize,
+    ))
 }
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish for up to `grace`.
@@ -46,7 +60,10 @@ pub async fn serve(
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, api::app(state)).with_graceful_shutdown(async move {
         shutdown.await;
-        tracing::info!(grace_secs = grace.as_secs(), "shutting down; draining in-flight requests");
+        tracing::info!(
+            grace_secs = grace.as_secs(),
+            "shutting down; draining in-flight requests"
+        );
         let _ = stop_tx.send(true);
     });
     let server = tokio::spawn(server.into_future());

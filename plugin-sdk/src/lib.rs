@@ -14,7 +14,10 @@
 pub mod check;
 mod error_code;
 
-pub use check::{AbiLimits, AbiReport, AbiViolation, Location, Violation, check, check_with};
+pub use check::{
+    AbiLimits, AbiReport, AbiViolation, ExternKind, Feature, FloatUsage, FunctionRef, Location,
+    Signature, ValueType, Violation, check, check_with,
+};
 pub use error_code::ErrorCode;
 
 /// The version of the plugin ABI this crate describes; equal to `WASM_PLUGIN_ABI_VERSION` in

@@ -62,8 +62,9 @@ use xshell::Shell;
 
 use crate::{PLUGIN_OUT_DIR, setup, step};
 
-/// The clang target. `wasm32-wasip1` rather than bare `wasm32` because that is the platform the
-/// host's engine provides; with `-nostdlib` and no imports allowed, nothing WASI-specific is used.
+/// The clang target: `wasm32-wasip1` is today's name for `wasm32-wasi`, the target the project's
+/// design names. With `-nostdlib` and no imports allowed, nothing WASI-specific is used; the
+/// triple mainly defines `__wasi__` for code that wants to know.
 const TARGET: &str = "wasm32-wasip1";
 
 /// The folder under `plugins/` (and under the output folder) that holds negative fixtures.
@@ -84,27 +85,49 @@ impl BuildPlugins {
         let scratch = sh.create_temp_dir()?;
         let compiler = Compiler::new(&clang, &layout.include_dir, scratch.path())?;
         let plugins = discover(&layout.plugins_dir)?;
-        step(format!("building {} plugins into {PLUGIN_OUT_DIR}", plugins.len()));
+        step(format!(
+            "building {} plugins into {PLUGIN_OUT_DIR}",
+            plugins.len()
+        ));
 
         let shown_output = |plugin: &Plugin| format!("{PLUGIN_OUT_DIR}/{}.wasm", plugin.name);
-        let width = plugins.iter().map(|p| shown_output(p).len()).max().unwrap_or(0);
+        let width = plugins
+            .iter()
+            .map(|p| shown_output(p).len())
+            .max()
+            .unwrap_or(0);
         let mut failures = String::new();
         let mut failed = 0;
         for plugin in &plugins {
             match build(&compiler, &layout, plugin, self.force) {
                 Ok(built) => {
                     let action = if built.rebuilt { "built" } else { "up to date" };
-                    println!("{action:>10}  {:<width$}  {}", shown_output(plugin), built.verdict);
+                    println!(
+                        "{action:>10}  {:<width$}  {}",
+                        shown_output(plugin),
+                        built.verdict
+                    );
                 }
                 Err(err) => {
                     failed += 1;
-                    println!("{:>10}  {:<width$}  (see below)", "FAILED", shown_output(plugin));
-                    let source = plugin.source.strip_prefix(sh.current_dir()).unwrap_or(&plugin.source);
+                    println!(
+                        "{:>10}  {:<width$}  (see below)",
+                        "FAILED",
+                        shown_output(plugin)
+                    );
+                    let source = plugin
+                        .source
+                        .strip_prefix(sh.current_dir())
+                        .unwrap_or(&plugin.source);
                     write!(failures, "\n\n{}: {err:#}", source.display())?;
                 }
             }
         }
-        ensure!(failed == 0, "{failed} of {} plugins failed to build or check:{failures}", plugins.len());
+        ensure!(
+            failed == 0,
+            "{failed} of {} plugins failed to build or check:{failures}",
+            plugins.len()
+        );
         Ok(())
     }
 }
@@ -178,10 +201,20 @@ pub(crate) fn discover(plugins_dir: &Path) -> anyhow::Result<Vec<Plugin>> {
         if dir_name == FIXTURE_DIR {
             for source in sorted_entries(&dir)? {
                 // Anything that is not a plugin source (a README, a shared header) is left alone.
-                let Some(language) = Language::from_extension(&source) else { continue };
-                let stem = source.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+                let Some(language) = Language::from_extension(&source) else {
+                    continue;
+                };
+                let stem = source
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or_default();
                 check_name(stem, &source)?;
-                plugins.push(Plugin { name: format!("{FIXTURE_DIR}/{stem}"), source, language, fixture: true });
+                plugins.push(Plugin {
+                    name: format!("{FIXTURE_DIR}/{stem}"),
+                    source,
+                    language,
+                    fixture: true,
+                });
             }
             continue;
         }
@@ -193,10 +226,21 @@ pub(crate) fn discover(plugins_dir: &Path) -> anyhow::Result<Vec<Plugin>> {
             .collect();
         match candidates.as_slice() {
             [(source, language)] => {
-                plugins.push(Plugin { name: dir_name.to_owned(), source: source.clone(), language: *language, fixture: false });
+                plugins.push(Plugin {
+                    name: dir_name.to_owned(),
+                    source: source.clone(),
+                    language: *language,
+                    fixture: false,
+                });
             }
-            [] => bail!("{} holds no plugin: expected {dir_name}.c or {dir_name}.cpp in it", dir.display()),
-            _ => bail!("{} holds both {dir_name}.c and {dir_name}.cpp; keep one", dir.display()),
+            [] => bail!(
+                "{} holds no plugin: expected {dir_name}.c or {dir_name}.cpp in it",
+                dir.display()
+            ),
+            _ => bail!(
+                "{} holds both {dir_name}.c and {dir_name}.cpp; keep one",
+                dir.display()
+            ),
         }
     }
     Ok(plugins)
@@ -213,15 +257,25 @@ fn sorted_entries(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn file_name(path: &Path) -> anyhow::Result<&str> {
-    path.file_name().and_then(|n| n.to_str()).with_context(|| format!("{} has no UTF-8 file name", path.display()))
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{} has no UTF-8 file name", path.display()))
 }
 
-/// Plugin names become file names and the name a client asks the host for, so they are kept to
-/// characters that need no escaping anywhere.
+/// Plugin names become file names and the name a client asks the host for, so they follow the
+/// host's rule for names (`host/src/store/name.rs`: 1 to 64 letters, digits, `_` and `-`,
+/// starting with a letter or digit), narrowed to lowercase so names never differ only in case.
 fn check_name(name: &str, path: &Path) -> anyhow::Result<()> {
-    let valid = !name.is_empty()
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    ensure!(valid, "{}: plugin names may only use a-z, 0-9, '-' and '_', not {name:?}", path.display());
+    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let valid = name.len() <= 64
+        && name.bytes().next().is_some_and(allowed)
+        && name.bytes().all(|b| allowed(b) || b == b'-' || b == b'_');
+    ensure!(
+        valid,
+        "{}: a plugin name is 1 to 64 of a-z, 0-9, '-' and '_', starting with a letter or \
+         digit, not {name:?}",
+        path.display()
+    );
     Ok(())
 }
 
@@ -241,22 +295,33 @@ impl Directives {
             if line.is_empty() {
                 continue;
             }
-            let Some(comment) = line.strip_prefix(marker) else { break };
+            let Some(comment) = line.strip_prefix(marker) else {
+                break;
+            };
             let comment = comment.trim();
             let line_no = index + 1;
             if let Some(flags) = comment.strip_prefix("plugin-flags:") {
-                ensure!(language != Language::Wat, "line {line_no}: plugin-flags has no meaning for a .wat file");
-                directives.flags.extend(flags.split_whitespace().map(str::to_owned));
+                ensure!(
+                    language != Language::Wat,
+                    "line {line_no}: plugin-flags has no meaning for a .wat file"
+                );
+                directives
+                    .flags
+                    .extend(flags.split_whitespace().map(str::to_owned));
             } else if let Some(code) = comment.strip_prefix("expect-violation:") {
                 let code = code.trim();
-                ensure!(!code.is_empty(), "line {line_no}: expect-violation needs a violation code");
+                ensure!(
+                    !code.is_empty(),
+                    "line {line_no}: expect-violation needs a violation code"
+                );
                 ensure!(
                     directives.expect_violation.is_none(),
                     "line {line_no}: a second expect-violation; a fixture breaks exactly one rule"
                 );
                 directives.expect_violation = Some(code.to_owned());
             } else if let Some((word, _)) = comment.split_once(':') {
-                let looks_like_directive = (word.starts_with("plugin-") || word.starts_with("expect-"))
+                let looks_like_directive = (word.starts_with("plugin-")
+                    || word.starts_with("expect-"))
                     && !word.contains(char::is_whitespace);
                 ensure!(
                     !looks_like_directive,
@@ -301,13 +366,22 @@ impl Compiler {
                 // Both need runtime support (unwinding, type_info) that a plugin cannot link.
                 build.flag("-fno-exceptions").flag("-fno-rtti");
             }
-            build.try_get_compiler().with_context(|| format!("cannot set up {} for {TARGET}", clang.display()))
+            build
+                .try_get_compiler()
+                .with_context(|| format!("cannot set up {} for {TARGET}", clang.display()))
         };
-        Ok(Self { c: tool(false)?, cpp: tool(true)? })
+        Ok(Self {
+            c: tool(false)?,
+            cpp: tool(true)?,
+        })
     }
 
     fn command(&self, cpp: bool) -> Command {
-        if cpp { self.cpp.to_command() } else { self.c.to_command() }
+        if cpp {
+            self.cpp.to_command()
+        } else {
+            self.c.to_command()
+        }
     }
 }
 
@@ -328,18 +402,30 @@ fn host_triple() -> String {
 /// found, and a one-line verdict for the progress output.
 #[derive(Debug)]
 pub(crate) struct Built {
-    #[cfg_attr(not(test), expect(dead_code, reason = "tests inspect it; the command prints the verdict"))]
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "tests inspect it; the command prints the verdict")
+    )]
     pub output: PathBuf,
     pub rebuilt: bool,
-    #[cfg_attr(not(test), expect(dead_code, reason = "tests inspect it; the command prints the verdict"))]
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "tests inspect it; the command prints the verdict")
+    )]
     pub report: AbiReport,
     pub verdict: String,
 }
 
 /// Builds one plugin into `layout.out_dir` (unless it is up to date) and checks the output
 /// against the ABI and the plugin's expectation. An `Err` means the plugin failed the build.
-pub(crate) fn build(compiler: &Compiler, layout: &Layout, plugin: &Plugin, force: bool) -> anyhow::Result<Built> {
-    let text = fs::read_to_string(&plugin.source).with_context(|| format!("cannot read {}", plugin.source.display()))?;
+pub(crate) fn build(
+    compiler: &Compiler,
+    layout: &Layout,
+    plugin: &Plugin,
+    force: bool,
+) -> anyhow::Result<Built> {
+    let text = fs::read_to_string(&plugin.source)
+        .with_context(|| format!("cannot read {}", plugin.source.display()))?;
     let directives = Directives::parse(&text, plugin.language)?;
     match (plugin.fixture, &directives.expect_violation) {
         (true, None) => bail!(
@@ -347,7 +433,9 @@ pub(crate) fn build(compiler: &Compiler, layout: &Layout, plugin: &Plugin, force
              a fixture without an assertion tests nothing"
         ),
         (false, Some(_)) => {
-            bail!("only negative fixtures (in plugins/{FIXTURE_DIR}/) may have an `expect-violation` comment")
+            bail!(
+                "only negative fixtures (in plugins/{FIXTURE_DIR}/) may have an `expect-violation` comment"
+            )
         }
         _ => {}
     }
@@ -356,10 +444,14 @@ pub(crate) fn build(compiler: &Compiler, layout: &Layout, plugin: &Plugin, force
     let rebuilt = force || !is_up_to_date(&output, &plugin.source, &layout.include_dir)?;
     let (wasm, partial) = if rebuilt {
         let partial = compile(compiler, plugin, &directives, &output)?;
-        let wasm = fs::read(&partial.path).with_context(|| format!("cannot read {}", partial.path.display()))?;
+        let wasm = fs::read(&partial.path)
+            .with_context(|| format!("cannot read {}", partial.path.display()))?;
         (wasm, Some(partial))
     } else {
-        (fs::read(&output).with_context(|| format!("cannot read {}", output.display()))?, None)
+        (
+            fs::read(&output).with_context(|| format!("cannot read {}", output.display()))?,
+            None,
+        )
     };
     let report = plugin_sdk::check(&wasm);
     match verify(directives.expect_violation.as_deref(), &report) {
@@ -367,7 +459,12 @@ pub(crate) fn build(compiler: &Compiler, layout: &Layout, plugin: &Plugin, force
             if let Some(partial) = partial {
                 partial.persist(&output)?;
             }
-            Ok(Built { output, rebuilt, report, verdict })
+            Ok(Built {
+                output,
+                rebuilt,
+                report,
+                verdict,
+            })
         }
         Err(err) => {
             // A plugin that fails its check never reaches the output folder, and an older build
@@ -376,7 +473,11 @@ pub(crate) fn build(compiler: &Compiler, layout: &Layout, plugin: &Plugin, force
             match fs::remove_file(&output) {
                 Ok(()) => {}
                 Err(io) if io.kind() == std::io::ErrorKind::NotFound => {}
-                Err(io) => return Err(err.context(format!("also cannot remove {}: {io}", output.display()))),
+                Err(io) => {
+                    return Err(
+                        err.context(format!("also cannot remove {}: {io}", output.display()))
+                    );
+                }
             }
             Err(err)
         }
@@ -385,7 +486,9 @@ pub(crate) fn build(compiler: &Compiler, layout: &Layout, plugin: &Plugin, force
 
 /// Whether `output` is newer than everything that went into it.
 fn is_up_to_date(output: &Path, source: &Path, include_dir: &Path) -> anyhow::Result<bool> {
-    let Ok(built_at) = fs::metadata(output).and_then(|m| m.modified()) else { return Ok(false) };
+    let Ok(built_at) = fs::metadata(output).and_then(|m| m.modified()) else {
+        return Ok(false);
+    };
     let mut inputs = vec![source.to_path_buf()];
     inputs.extend(sorted_entries(include_dir)?);
     // The compile flags live in this binary: a rebuilt xtask may compile differently.
@@ -404,21 +507,39 @@ fn is_up_to_date(output: &Path, source: &Path, include_dir: &Path) -> anyhow::Re
 /// Compiles (or assembles) `plugin` into a temporary file next to `output`, which the caller
 /// renames into place once the result passed its check: one rename is atomic, so a server never
 /// sees half a module.
-fn compile(compiler: &Compiler, plugin: &Plugin, directives: &Directives, output: &Path) -> anyhow::Result<PartialFile> {
-    let folder = output.parent().context("an output path always has a folder")?;
+fn compile(
+    compiler: &Compiler,
+    plugin: &Plugin,
+    directives: &Directives,
+    output: &Path,
+) -> anyhow::Result<PartialFile> {
+    let folder = output
+        .parent()
+        .context("an output path always has a folder")?;
     fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
     let partial = PartialFile::new(output);
 
     if plugin.language == Language::Wat {
         let wasm = wat::parse_file(&plugin.source).map_err(|err| anyhow::anyhow!("{err}"))?;
-        fs::write(&partial.path, wasm).with_context(|| format!("cannot write {}", partial.path.display()))?;
+        fs::write(&partial.path, wasm)
+            .with_context(|| format!("cannot write {}", partial.path.display()))?;
     } else {
         let mut command = compiler.command(plugin.language == Language::Cpp);
-        command.args(&directives.flags).arg("-o").arg(&partial.path).arg(&plugin.source);
-        let result = command.output().with_context(|| format!("cannot run {command:?}"))?;
+        command
+            .args(&directives.flags)
+            .arg("-o")
+            .arg(&partial.path)
+            .arg(&plugin.source);
+        let result = command
+            .output()
+            .with_context(|| format!("cannot run {command:?}"))?;
         if !result.status.success() {
             let diagnostics = String::from_utf8_lossy(&result.stderr);
-            bail!("clang failed ({}):\n{}\ncommand: {command:?}", result.status, diagnostics.trim_end());
+            bail!(
+                "clang failed ({}):\n{}\ncommand: {command:?}",
+                result.status,
+                diagnostics.trim_end()
+            );
         }
     }
     Ok(partial)
@@ -439,12 +560,17 @@ impl PartialFile {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let unique = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = output.file_name().unwrap_or_default().to_string_lossy();
-        let path = output.with_file_name(format!(".{name}.{}-{unique}.partial", std::process::id()));
-        Self { path, persisted: false }
+        let path =
+            output.with_file_name(format!(".{name}.{}-{unique}.partial", std::process::id()));
+        Self {
+            path,
+            persisted: false,
+        }
     }
 
     fn persist(mut self, output: &Path) -> anyhow::Result<()> {
-        fs::rename(&self.path, output).with_context(|| format!("cannot move {} into place", output.display()))?;
+        fs::rename(&self.path, output)
+            .with_context(|| format!("cannot move {} into place", output.display()))?;
         self.persisted = true;
         Ok(())
     }
@@ -463,7 +589,9 @@ impl Drop for PartialFile {
 /// expected violation for a fixture. Returns the verdict line for the progress output.
 pub(crate) fn verify(expect_violation: Option<&str>, report: &AbiReport) -> anyhow::Result<String> {
     let codes: BTreeSet<&str> = report.violations.iter().map(|v| v.kind.code()).collect();
-    let version = report.abi_version.map_or_else(|| "no ABI version".to_owned(), |v| format!("ABI v{v}"));
+    let version = report
+        .abi_version
+        .map_or_else(|| "no ABI version".to_owned(), |v| format!("ABI v{v}"));
     match expect_violation {
         None if codes.is_empty() => Ok(format!("ok ({version})")),
         None => bail!("the plugin breaks the ABI:\n{report}"),
@@ -484,6 +612,8 @@ pub(crate) fn verify(expect_violation: Option<&str>, report: &AbiReport) -> anyh
 /// `cargo xtask build-plugins` would fail the same way.
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::time::SystemTime;
+
     use super::*;
 
     /// A shell rooted at the project, like the one `main` builds.
@@ -504,13 +634,20 @@ pub(crate) mod tests {
     impl Harness {
         pub fn new() -> Self {
             let sh = project_shell();
-            let clang = setup::wasm_clang(&sh).expect("a clang for wasm32 (run `cargo xtask setup`)");
+            let clang =
+                setup::wasm_clang(&sh).expect("a clang for wasm32 (run `cargo xtask setup`)");
             let out = tempfile::tempdir().expect("a temporary folder");
             let scratch = tempfile::tempdir().expect("a temporary folder");
             let mut layout = Layout::in_project(&sh.current_dir());
             layout.out_dir = out.path().to_path_buf();
-            let compiler = Compiler::new(&clang, &layout.include_dir, scratch.path()).expect("cc configures clang");
-            Self { compiler, layout, out, _scratch: scratch }
+            let compiler = Compiler::new(&clang, &layout.include_dir, scratch.path())
+                .expect("cc configures clang");
+            Self {
+                compiler,
+                layout,
+                out,
+                _scratch: scratch,
+            }
         }
 
         pub fn plugins(&self) -> Vec<Plugin> {
@@ -525,13 +662,27 @@ pub(crate) mod tests {
     #[test]
     fn every_example_builds_and_is_compliant() {
         let harness = Harness::new();
-        let examples: Vec<_> = harness.plugins().into_iter().filter(|p| !p.fixture).collect();
+        let examples: Vec<_> = harness
+            .plugins()
+            .into_iter()
+            .filter(|p| !p.fixture)
+            .collect();
         let names: Vec<_> = examples.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["abi", "checksum", "hello", "primes", "simple"]);
         for plugin in &examples {
-            let built = harness.build(plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
-            assert!(built.report.is_compliant(), "{}:\n{}", plugin.name, built.report);
-            assert_eq!(built.output, harness.out.path().join(format!("{}.wasm", plugin.name)));
+            let built = harness
+                .build(plugin)
+                .unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
+            assert!(
+                built.report.is_compliant(),
+                "{}:\n{}",
+                plugin.name,
+                built.report
+            );
+            assert_eq!(
+                built.output,
+                harness.out.path().join(format!("{}.wasm", plugin.name))
+            );
         }
     }
 
@@ -541,12 +692,35 @@ pub(crate) mod tests {
         let mut expectations = String::new();
         for plugin in harness.plugins().into_iter().filter(|p| p.fixture) {
             let text = fs::read_to_string(&plugin.source).unwrap();
-            let expected = Directives::parse(&text, plugin.language).unwrap().expect_violation.unwrap();
-            let built = harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
-            let codes: BTreeSet<_> = built.report.violations.iter().map(|v| v.kind.code()).collect();
-            assert_eq!(codes, BTreeSet::from([expected.as_str()]), "{}:\n{}", plugin.name, built.report);
+            let expected = Directives::parse(&text, plugin.language)
+                .unwrap()
+                .expect_violation
+                .unwrap();
+            let built = harness
+                .build(&plugin)
+                .unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
+            let codes: BTreeSet<_> = built
+                .report
+                .violations
+                .iter()
+                .map(|v| v.kind.code())
+                .collect();
+            assert_eq!(
+                codes,
+                BTreeSet::from([expected.as_str()]),
+                "{}:\n{}",
+                plugin.name,
+                built.report
+            );
             // Fixtures land in a subfolder, never next to the served examples.
-            assert_eq!(built.output, harness.out.path().join(FIXTURE_DIR).join(format!("{}.wasm", file_stem(&plugin.source))));
+            assert_eq!(
+                built.output,
+                harness
+                    .out
+                    .path()
+                    .join(FIXTURE_DIR)
+                    .join(format!("{}.wasm", file_stem(&plugin.source)))
+            );
             writeln!(expectations, "{} -> {expected}", plugin.name).unwrap();
         }
         // The list of fixtures is part of the contract with the host's tests: adding or
@@ -558,11 +732,13 @@ pub(crate) mod tests {
         path.file_stem().unwrap().to_str().unwrap()
     }
 
-    /// A throwaway `plugins/` folder holding one fixture with the given source.
-    fn scratch_fixture(file: &str, source: &str) -> (tempfile::TempDir, Plugin) {
+    /// A throwaway `plugins/` folder holding one source file at `path` (say `invalid/x.c` for
+    /// a fixture or `x/x.c` for an example), and the plugin discovery makes of it.
+    fn scratch_plugin(path: &str, source: &str) -> (tempfile::TempDir, Plugin) {
         let plugins = tempfile::tempdir().unwrap();
-        fs::create_dir(plugins.path().join(FIXTURE_DIR)).unwrap();
-        fs::write(plugins.path().join(FIXTURE_DIR).join(file), source).unwrap();
+        let file = plugins.path().join(path);
+        fs::create_dir_all(file.parent().unwrap()).unwrap();
+        fs::write(&file, source).unwrap();
         let found = discover(plugins.path()).unwrap();
         assert_eq!(found.len(), 1);
         (plugins, found.into_iter().next().unwrap())
@@ -573,48 +749,68 @@ pub(crate) mod tests {
         PLUGIN_EXPORT(process) int process(int input) { return input; }\n\
         PLUGIN_EXPORT(cleanup) int cleanup(void) { return PLUGIN_OK; }\n";
 
+    /// The real float fixture, with its `expect-violation` line replaced by `directive`.
+    fn float_fixture_with(harness: &Harness, directive: &str) -> String {
+        let fixture = harness.layout.plugins_dir.join(FIXTURE_DIR).join("float.c");
+        fs::read_to_string(fixture)
+            .unwrap()
+            .replace("// expect-violation: float-instruction", directive)
+    }
+
     #[test]
     fn a_fixture_without_an_expectation_fails_the_build() {
         let harness = Harness::new();
-        let (_dir, plugin) = scratch_fixture("unasserted.c", COMPLIANT_C);
-        let err = harness.build(&plugin).unwrap_err();
-        assert!(format!("{err:#}").contains("no `expect-violation"), "{err:#}");
+        let (_dir, plugin) = scratch_plugin("invalid/unasserted.c", COMPLIANT_C);
+        let err = format!("{:#}", harness.build(&plugin).unwrap_err());
+        assert!(err.contains("no `expect-violation"), "{err}");
     }
 
     #[test]
     fn a_fixture_that_breaks_no_rule_fails_the_build() {
         let harness = Harness::new();
         let source = format!("// expect-violation: float-instruction\n{COMPLIANT_C}");
-        let (_dir, plugin) = scratch_fixture("innocent.c", &source);
-        let err = harness.build(&plugin).unwrap_err();
-        assert!(format!("{err:#}").contains("but the plugin is ABI-compliant"), "{err:#}");
+        let (_dir, plugin) = scratch_plugin("invalid/innocent.c", &source);
+        let err = format!("{:#}", harness.build(&plugin).unwrap_err());
+        assert!(err.contains("but the plugin is ABI-compliant"), "{err}");
     }
 
     #[test]
     fn a_fixture_that_breaks_another_rule_fails_the_build() {
         let harness = Harness::new();
-        let fixture = harness.layout.plugins_dir.join(FIXTURE_DIR).join("float.c");
-        let source = fs::read_to_string(fixture).unwrap().replace("expect-violation: float-instruction", "expect-violation: memory-grow");
-        let (_dir, plugin) = scratch_fixture("mislabelled.c", &source);
+        let source = float_fixture_with(&harness, "// expect-violation: memory-grow");
+        let (_dir, plugin) = scratch_plugin("invalid/mislabelled.c", &source);
         let err = format!("{:#}", harness.build(&plugin).unwrap_err());
-        assert!(err.contains("expected only violation `memory-grow`, found: float-instruction"), "{err}");
+        assert!(
+            err.contains("expected only violation `memory-grow`, found: float-instruction"),
+            "{err}"
+        );
     }
 
     #[test]
-    fn an_example_that_breaks_the_abi_fails_the_build_with_the_report() {
+    fn an_example_that_breaks_the_abi_fails_and_leaves_the_served_folder() {
         let harness = Harness::new();
-        let fixture = harness.layout.plugins_dir.join(FIXTURE_DIR).join("float.c");
-        let mut plugin = discover(&harness.layout.plugins_dir).unwrap().into_iter().find(|p| p.source == fixture).unwrap();
-        // Built as an example, the same source must fail: examples may break no rule at all.
-        // The expectation comment has to go too, or that alone fails the build.
-        let source = fs::read_to_string(&fixture).unwrap().replace("// expect-violation: float-instruction", "");
-        let dir = tempfile::tempdir().unwrap();
-        plugin.source = dir.path().join("float.c");
-        plugin.fixture = false;
-        plugin.name = "float".into();
-        fs::write(&plugin.source, source).unwrap();
+        // As an example, the float fixture must fail: examples may break no rule at all.
+        let source = float_fixture_with(&harness, "");
+        let (_dir, plugin) = scratch_plugin("float/float.c", &source);
+        // An older, good build of the plugin is being served.
+        let served = harness.out.path().join("float.wasm");
+        fs::write(&served, b"an older build").unwrap();
+        fs::File::options()
+            .write(true)
+            .open(&served)
+            .unwrap()
+            .set_modified(SystemTime::UNIX_EPOCH)
+            .unwrap();
+
         let err = format!("{:#}", harness.build(&plugin).unwrap_err());
-        assert!(err.contains("breaks the ABI") && err.contains("float"), "{err}");
+        assert!(err.contains("the plugin breaks the ABI"), "{err}");
+        assert!(err.contains("error[float-instruction]"), "{err}");
+        assert!(
+            !served.exists(),
+            "a failing plugin is not left in the served folder"
+        );
+        let leftovers = fs::read_dir(harness.out.path()).unwrap().count();
+        assert_eq!(leftovers, 0, "no partial file is left behind either");
     }
 
     #[test]
@@ -622,25 +818,65 @@ pub(crate) mod tests {
         let harness = Harness::new();
         // An unknown warning flag is harmless, but -Werror (from cc) makes an unknown `-W`
         // option fatal, which proves the flag was passed.
-        let source = format!("// expect-violation: float-instruction\n// plugin-flags: -Wno-such-warning-exists\n{COMPLIANT_C}");
-        let (_dir, plugin) = scratch_fixture("flagged.c", &source);
+        let source = format!(
+            "// expect-violation: float-instruction\n// plugin-flags: -Wno-such-warning-exists\n{COMPLIANT_C}"
+        );
+        let (_dir, plugin) = scratch_plugin("invalid/flagged.c", &source);
         let err = format!("{:#}", harness.build(&plugin).unwrap_err());
-        assert!(err.contains("clang failed") && err.contains("no-such-warning-exists"), "{err}");
+        assert!(
+            err.contains("clang failed") && err.contains("no-such-warning-exists"),
+            "{err}"
+        );
     }
 
     #[test]
     fn a_second_build_reuses_up_to_date_outputs() {
-        let harness = Harness::new();
-        let hello = harness.plugins().into_iter().find(|p| p.name == "hello").unwrap();
-        assert!(harness.build(&hello).unwrap().rebuilt);
-        let again = harness.build(&hello).unwrap();
+        let mut harness = Harness::new();
+        let (_dir, plugin) = scratch_plugin("fresh/fresh.c", COMPLIANT_C);
+        // A copy of the headers, whose modification time this test may change.
+        let include = tempfile::tempdir().unwrap();
+        for header in sorted_entries(&harness.layout.include_dir).unwrap() {
+            fs::copy(&header, include.path().join(header.file_name().unwrap())).unwrap();
+        }
+        harness.layout.include_dir = include.path().to_path_buf();
+        let header = include.path().join("wasm_plugin.h");
+        // Moving an input's modification time into the future makes it newer than any output;
+        // moving it back makes the output up to date again.
+        let set_modified = |path: &Path, time: SystemTime| {
+            let file = fs::File::options().write(true).open(path).unwrap();
+            file.set_modified(time).unwrap();
+        };
+        let modified = |path: &Path| fs::metadata(path).unwrap().modified().unwrap();
+        let future = SystemTime::now() + std::time::Duration::from_secs(3600);
+
+        assert!(harness.build(&plugin).unwrap().rebuilt);
+        let again = harness.build(&plugin).unwrap();
         assert!(!again.rebuilt, "the output is newer than every input");
-        assert!(again.report.is_compliant(), "an up-to-date output is still checked");
-        let forced = build(&harness.compiler, &harness.layout, &hello, true).unwrap();
+        assert!(
+            again.report.is_compliant(),
+            "an up-to-date output is still checked"
+        );
+        let forced = build(&harness.compiler, &harness.layout, &plugin, true).unwrap();
         assert!(forced.rebuilt, "--force rebuilds anyway");
-        // No partial files are left next to the output.
-        let leftovers: Vec<_> = fs::read_dir(harness.out.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(leftovers, ["hello.wasm"]);
+
+        for input in [&plugin.source, &header] {
+            let before = modified(input);
+            set_modified(input, future);
+            assert!(
+                harness.build(&plugin).unwrap().rebuilt,
+                "{} is newer",
+                input.display()
+            );
+            set_modified(input, before);
+            assert!(!harness.build(&plugin).unwrap().rebuilt);
+        }
+
+        // Only the output is left: partial files were renamed or removed.
+        let files: Vec<_> = fs::read_dir(harness.out.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(files, ["fresh.wasm"]);
     }
 
     #[test]
@@ -650,10 +886,19 @@ pub(crate) mod tests {
         let directives = Directives::parse(source, Language::C).unwrap();
         assert_eq!(
             directives,
-            Directives { flags: vec!["-O1".into(), "-fno-inline".into(), "-DX=1".into()], expect_violation: Some("recursion".into()) }
+            Directives {
+                flags: vec!["-O1".into(), "-fno-inline".into(), "-DX=1".into()],
+                expect_violation: Some("recursion".into())
+            }
         );
         let wat = ";; expect-violation: start-function\n(module)\n";
-        assert_eq!(Directives::parse(wat, Language::Wat).unwrap().expect_violation.as_deref(), Some("start-function"));
+        assert_eq!(
+            Directives::parse(wat, Language::Wat)
+                .unwrap()
+                .expect_violation
+                .as_deref(),
+            Some("start-function")
+        );
     }
 
     #[test]
@@ -661,12 +906,19 @@ pub(crate) mod tests {
         for (source, message) in [
             ("// plugin-flag: -O1\n", "unknown directive `plugin-flag:`"),
             ("// expect-violation:\n", "needs a violation code"),
-            ("// expect-violation: a\n// expect-violation: b\n", "a second expect-violation"),
+            (
+                "// expect-violation: a\n// expect-violation: b\n",
+                "a second expect-violation",
+            ),
         ] {
-            let err = Directives::parse(source, Language::C).unwrap_err().to_string();
+            let err = Directives::parse(source, Language::C)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains(message), "{source:?}: {err}");
         }
-        let err = Directives::parse(";; plugin-flags: -O1\n", Language::Wat).unwrap_err().to_string();
+        let err = Directives::parse(";; plugin-flags: -O1\n", Language::Wat)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("no meaning for a .wat file"), "{err}");
     }
 
@@ -685,6 +937,12 @@ pub(crate) mod tests {
         let plugins = tempfile::tempdir().unwrap();
         fs::create_dir(plugins.path().join("Bad Name")).unwrap();
         let err = discover(plugins.path()).unwrap_err().to_string();
-        assert!(err.contains("plugin names may only use"), "{err}");
+        assert!(err.contains("a plugin name is 1 to 64 of"), "{err}");
+
+        let plugins = tempfile::tempdir().unwrap();
+        fs::create_dir_all(plugins.path().join("invalid")).unwrap();
+        fs::write(plugins.path().join("invalid/-dash.c"), "").unwrap();
+        let err = discover(plugins.path()).unwrap_err().to_string();
+        assert!(err.contains("starting with a letter or digit"), "{err}");
     }
 }

@@ -19,9 +19,19 @@ impl Test {
         let runner_args = self.runner_args;
         // nextest runs each test in its own process, which isolates WasmEdge's process-wide
         // state (signal handlers for timeouts) between tests; plain `cargo test` also works.
-        if cmd!(sh, "cargo nextest --version").quiet().ignore_stdout().ignore_stderr().run().is_ok() {
+        if cmd!(sh, "cargo nextest --version")
+            .quiet()
+            .ignore_stdout()
+            .ignore_stderr()
+            .run()
+            .is_ok()
+        {
             step("running tests with cargo-nextest");
-            cmd!(sh, "cargo nextest run --workspace --no-fail-fast {runner_args...}").run()?;
+            cmd!(
+                sh,
+                "cargo nextest run --workspace --no-fail-fast {runner_args...}"
+            )
+            .run()?;
             step("running doc tests");
             cmd!(sh, "cargo test --workspace --doc --quiet").run()?;
         } else {

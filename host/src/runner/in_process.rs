@@ -5,11 +5,13 @@ use std::{
     sync::{Arc, Mutex, MutexGuard, PoisonError},
 };
 
-use lru::LruCache;
-use sha2::{Digest, Sha256};
+use std::time::{Instant, UNIX_EPOCH};
 
-use super::{PluginRunner, RunError};
+use lru::LruCache;
+
+use super::{AbiStatus, PluginRunner, PluginStatus, RunError, content_hash};
 use crate::{
+    metrics::Metrics,
     runtime::{CompiledPlugin, Engine},
     store::{FileIdentity, PluginName, PluginStore},
 };
@@ -26,6 +28,7 @@ use crate::{
 pub struct InProcessRunner {
     store: Arc<dyn PluginStore>,
     engine: Engine,
+    metrics: Arc<Metrics>,
     /// Least recently used plugins are forgotten first; each entry has its own lock, so a slow
     /// compilation of one plugin never delays calls to another.
     plugins: Mutex<LruCache<PluginName, Arc<Mutex<PluginSlot>>>>,
@@ -51,9 +54,19 @@ struct LoadedVersion {
 }
 
 impl InProcessRunner {
-    pub fn new(store: Arc<dyn PluginStore>, engine: Engine, capacity: usize) -> Self {
+    pub fn new(
+        store: Arc<dyn PluginStore>,
+        engine: Engine,
+        metrics: Arc<Metrics>,
+        capacity: usize,
+    ) -> Self {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
-        InProcessRunner { store, engine, plugins: Mutex::new(LruCache::new(capacity)) }
+        InProcessRunner {
+            store,
+            engine,
+            metrics,
+            plugins: Mutex::new(LruCache::new(capacity)),
+        }
     }
 
     /// The version of `name` a new call should run, loading it if the file changed.
@@ -63,13 +76,19 @@ impl InProcessRunner {
         let identity = self.store.stat(name)?;
         if slot.seen == Some(identity) {
             if let Some(current) = &slot.current {
+                self.metrics.observe_cache(true);
                 return Ok(Arc::clone(&current.plugin));
             }
         }
+        self.metrics.observe_cache(false);
         let file = self.store.load(name)?;
-        let content_hash = hex::encode(Sha256::digest(&file.bytes));
+        let content_hash = content_hash(&file.bytes);
         slot.seen = Some(file.identity);
-        if let Some(current) = slot.current.as_ref().filter(|c| c.content_hash == content_hash) {
+        if let Some(current) = slot
+            .current
+            .as_ref()
+            .filter(|c| c.content_hash == content_hash)
+        {
             // Touched or copied over with the same content: nothing to recompile.
             let plugin = Arc::clone(&current.plugin);
             slot.last_error = None;
@@ -79,7 +98,10 @@ impl InProcessRunner {
             Ok(plugin) => {
                 tracing::info!(plugin = %name, hash = &content_hash[..12], "loaded plugin version");
                 let plugin = Arc::new(plugin);
-                slot.current = Some(LoadedVersion { content_hash, plugin: Arc::clone(&plugin) });
+                slot.current = Some(LoadedVersion {
+                    content_hash,
+                    plugin: Arc::clone(&plugin),
+                });
                 slot.last_error = None;
                 Ok(plugin)
             }
@@ -100,7 +122,55 @@ impl InProcessRunner {
 impl PluginRunner for InProcessRunner {
     fn run(&self, name: &PluginName, input: i32) -> Result<i32, RunError> {
         let plugin = self.current_version(name)?;
-        Ok(plugin.call(input)?)
+        let started = Instant::now();
+        let instance = plugin.instantiate()?;
+        self.metrics.observe_instantiation(started.elapsed());
+        Ok(instance.run(input)?)
+    }
+
+    fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError> {
+        let file = self.store.load(name)?;
+        let sha256 = content_hash(&file.bytes);
+        let slot = lock(&self.plugins).peek(name).cloned();
+        let (loaded, last_error) = match slot {
+            Some(slot) => {
+                let slot = lock(&slot);
+                let loaded = slot
+                    .current
+                    .as_ref()
+                    .is_some_and(|c| c.content_hash == sha256);
+                let failed_now = slot.seen == Some(file.identity);
+                (loaded, slot.last_error.clone().filter(|_| failed_now))
+            }
+            None => (false, None),
+        };
+        Ok(PluginStatus {
+            name: name.clone(),
+            size: file.identity.size,
+            modified_unix: file
+                .identity
+                .modified
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            sha256,
+            abi: AbiStatus::of(&file.bytes),
+            loaded,
+            last_error,
+        })
+    }
+
+    fn list(&self) -> Result<Vec<PluginStatus>, RunError> {
+        let names = self.store.list()?;
+        // A plugin removed or broken between listing and reading is skipped rather than
+        // failing the whole listing.
+        Ok(names
+            .iter()
+            .filter_map(|name| self.inspect(name).ok())
+            .collect())
+    }
+
+    fn describe_store(&self) -> String {
+        self.store.describe()
     }
 }
 

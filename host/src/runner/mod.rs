@@ -13,12 +13,65 @@ use crate::{
     store::{PluginName, StoreError},
 };
 
-/// Executes plugins. Methods block (they run WebAssembly): call them from a blocking context
-/// such as `tokio::task::spawn_blocking`.
+/// Executes plugins. Methods block (they run WebAssembly or read files): call them from a
+/// blocking context such as `tokio::task::spawn_blocking`.
 pub trait PluginRunner: Send + Sync + std::fmt::Debug {
     /// Runs `init`, `process(input)` and `cleanup` of the current version of `name` on a fresh
     /// instance and returns `process`'s result.
     fn run(&self, name: &PluginName, input: i32) -> Result<i32, RunError>;
+
+    /// What the store holds under `name` now, and how loading it went.
+    fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError>;
+
+    /// Every plugin in the store, sorted by name.
+    fn list(&self) -> Result<Vec<PluginStatus>, RunError>;
+
+    /// Where plugins come from, for operators.
+    fn describe_store(&self) -> String;
+}
+
+/// One plugin as `GET /plugins` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PluginStatus {
+    pub name: PluginName,
+    /// File size in bytes.
+    pub size: u64,
+    /// Last modification, in seconds since the Unix epoch.
+    pub modified_unix: u64,
+    /// Hex SHA-256 of the file's contents: the plugin version.
+    pub sha256: String,
+    pub abi: AbiStatus,
+    /// Whether this exact version is compiled and serving.
+    pub loaded: bool,
+    /// Why the latest version of the file failed to load, if it did.
+    pub last_error: Option<String>,
+}
+
+/// The ABI check's verdict on a plugin file.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct AbiStatus {
+    pub compliant: bool,
+    /// The ABI version the plugin declares.
+    pub version: Option<u32>,
+    /// Codes of the violations found (see ABI.md), empty when compliant.
+    pub violations: Vec<&'static str>,
+}
+
+impl AbiStatus {
+    pub fn of(wasm: &[u8]) -> Self {
+        let report = plugin_sdk::check(wasm);
+        AbiStatus {
+            compliant: report.is_compliant(),
+            version: report.abi_version,
+            violations: report.violations.iter().map(|v| v.kind.code()).collect(),
+        }
+    }
+}
+
+/// A plugin version's identity: the hex SHA-256 of its bytes.
+pub fn content_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// Why a run failed: the store could not give the plugin, or the runtime could not run it.

@@ -27,7 +27,11 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { call_timeout: Duration::from_secs(1), max_memory_pages: 64, max_plugin_bytes: 16 << 20 }
+        Limits {
+            call_timeout: Duration::from_secs(1),
+            max_memory_pages: 64,
+            max_plugin_bytes: 16 << 20,
+        }
     }
 }
 
@@ -47,16 +51,26 @@ pub struct RuntimeConfig {
 
 impl Default for RuntimeConfig {
     fn default() -> Self {
-        RuntimeConfig { mode: ExecutionMode::default(), limits: Limits::default(), aot_cache_dir: None, enforce_abi: true }
+        RuntimeConfig {
+            mode: ExecutionMode::default(),
+            limits: Limits::default(),
+            aot_cache_dir: None,
+            enforce_abi: true,
+        }
     }
 }
 
 impl RuntimeConfig {
     pub fn new(mode: ExecutionMode) -> Self {
-        RuntimeConfig { mode, ..Default::default() }
+        RuntimeConfig {
+            mode,
+            ..Default::default()
+        }
     }
 
     pub(crate) fn aot_cache_dir(&self) -> PathBuf {
-        self.aot_cache_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("plugin-host").join("aot"))
+        self.aot_cache_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("plugin-host").join("aot"))
     }
 }

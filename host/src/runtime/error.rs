@@ -2,7 +2,9 @@
 
 use std::{fmt, time::Duration};
 
-use wasmedge_sdk::error::{CoreCommonError, CoreError, CoreExecutionError, InstanceError, WasmEdgeError};
+use wasmedge_sdk::error::{
+    CoreCommonError, CoreError, CoreExecutionError, InstanceError, WasmEdgeError,
+};
 
 /// The three functions of the plugin ABI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -115,21 +117,37 @@ pub enum RuntimeError {
     #[error("AOT compilation failed: {0}")]
     Compilation(String),
     #[error("`{function}` returned {code}")]
-    Plugin { function: AbiFunction, code: PluginErrorCode },
+    Plugin {
+        function: AbiFunction,
+        code: PluginErrorCode,
+    },
     #[error("`{function}` trapped: {trap}")]
-    Trap { function: AbiFunction, trap: TrapKind },
+    Trap {
+        function: AbiFunction,
+        trap: TrapKind,
+    },
     #[error("`{function}` did not finish within the {timeout:?} deadline")]
-    Timeout { function: AbiFunction, timeout: Duration },
+    Timeout {
+        function: AbiFunction,
+        timeout: Duration,
+    },
     /// The call failed, and so did the `cleanup` that followed. `failure` decides how the
     /// call is reported; `cleanup` is kept so that it is not lost.
     #[error("{failure}; cleanup failed too: {cleanup}")]
-    CleanupAlsoFailed { failure: Box<RuntimeError>, cleanup: Box<RuntimeError> },
+    CleanupAlsoFailed {
+        failure: Box<RuntimeError>,
+        cleanup: Box<RuntimeError>,
+    },
     #[error("WasmEdge failed: {0}")]
     Engine(String),
 }
 
 fn first_violation(report: &plugin_sdk::AbiReport) -> String {
-    report.violations.first().map(|v| v.to_string()).unwrap_or_default()
+    report
+        .violations
+        .first()
+        .map(|v| v.to_string())
+        .unwrap_or_default()
 }
 
 impl RuntimeError {
@@ -142,7 +160,11 @@ impl RuntimeError {
     }
 
     /// Classifies an error from calling a plugin function.
-    pub(crate) fn from_call(function: AbiFunction, timeout: Duration, error: Box<WasmEdgeError>) -> Self {
+    pub(crate) fn from_call(
+        function: AbiFunction,
+        timeout: Duration,
+        error: Box<WasmEdgeError>,
+    ) -> Self {
         let trap = match *error {
             WasmEdgeError::ExecuteTimeout => return RuntimeError::Timeout { function, timeout },
             WasmEdgeError::Core(CoreError::Execution(e)) => match e {
@@ -161,7 +183,9 @@ impl RuntimeError {
             // Only reachable for modules loaded without the ABI check.
             WasmEdgeError::Instance(InstanceError::NotFoundFunc(_))
             | WasmEdgeError::Core(CoreError::Common(CoreCommonError::FuncNotFound)) => {
-                return RuntimeError::InvalidModule(format!("the module does not export `{function}`"));
+                return RuntimeError::InvalidModule(format!(
+                    "the module does not export `{function}`"
+                ));
             }
             other => TrapKind::Other(other.to_string()),
         };

@@ -25,7 +25,9 @@ pub struct PluginInstance {
 
 impl std::fmt::Debug for PluginInstance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginInstance").field("deadline", &self.deadline).finish_non_exhaustive()
+        f.debug_struct("PluginInstance")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
     }
 }
 
@@ -40,22 +42,36 @@ impl CompiledPlugin {
     /// Creates a fresh instance; the deadline for its whole lifecycle starts now.
     pub fn instantiate(&self) -> Result<PluginInstance, RuntimeError> {
         let deadline = Instant::now() + self.timeout;
-        let store = Store::new(Some(&self.config), HashMap::<String, &'static mut dyn SyncInst>::new())
-            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let store = Store::new(
+            Some(&self.config),
+            HashMap::<String, &'static mut dyn SyncInst>::new(),
+        )
+        .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let mut vm = Vm::new(store);
         vm.register_module(None, self.module.clone())
             .map_err(|e| RuntimeError::Instantiation(e.to_string()))?;
-        Ok(PluginInstance { vm, deadline, timeout: self.timeout })
+        Ok(PluginInstance {
+            vm,
+            deadline,
+            timeout: self.timeout,
+        })
     }
 
-    /// The whole lifecycle on a fresh instance: init, process(input), cleanup.
+    /// The whole lifecycle on a fresh instance; see [`PluginInstance::run`].
+    pub fn call(&self, input: i32) -> Result<i32, RuntimeError> {
+        self.instantiate()?.run(input)
+    }
+}
+
+impl PluginInstance {
+    /// The whole lifecycle: init, process(input), cleanup.
     ///
     /// `cleanup` runs whenever `init` succeeded, also when `process` failed; a cleanup failure
     /// is returned on its own, or inside [`RuntimeError::CleanupAlsoFailed`]. After a
     /// timeout the instance is abandoned instead: WasmEdge stops a call by jumping out of it,
     /// which leaves that instance unfit for further calls.
-    pub fn call(&self, input: i32) -> Result<i32, RuntimeError> {
-        let mut instance = self.instantiate()?.init()?;
+    pub fn run(self, input: i32) -> Result<i32, RuntimeError> {
+        let mut instance = self.init()?;
         let processed = instance.process(input);
         if matches!(processed, Err(RuntimeError::Timeout { .. })) {
             return processed;
@@ -64,14 +80,13 @@ impl CompiledPlugin {
             (Ok(output), Ok(())) => Ok(output),
             (Ok(_), Err(cleanup)) => Err(cleanup),
             (Err(process), Ok(())) => Err(process),
-            (Err(failure), Err(cleanup)) => {
-                Err(RuntimeError::CleanupAlsoFailed { failure: Box::new(failure), cleanup: Box::new(cleanup) })
-            }
+            (Err(failure), Err(cleanup)) => Err(RuntimeError::CleanupAlsoFailed {
+                failure: Box::new(failure),
+                cleanup: Box::new(cleanup),
+            }),
         }
     }
-}
 
-impl PluginInstance {
     /// Calls the plugin's `init`. Returns the instance that may now process input.
     pub fn init(mut self) -> Result<InitializedInstance, RuntimeError> {
         self.invoke(AbiFunction::Init, None)?;
@@ -81,14 +96,22 @@ impl PluginInstance {
     /// Calls one ABI function regardless of the lifecycle, and maps its result like the
     /// lifecycle methods do. Only for checking how a plugin handles misuse (its
     /// "not initialized" and "already initialized" answers); the host itself never does this.
-    pub fn call_out_of_order(&mut self, function: AbiFunction, input: i32) -> Result<i32, RuntimeError> {
+    pub fn call_out_of_order(
+        &mut self,
+        function: AbiFunction,
+        input: i32,
+    ) -> Result<i32, RuntimeError> {
         let argument = (function == AbiFunction::Process).then_some(input);
         self.invoke(function, argument)
     }
 
     /// Runs an export within what is left of the deadline; negative results are the ABI's
     /// error codes.
-    fn invoke(&mut self, function: AbiFunction, argument: Option<i32>) -> Result<i32, RuntimeError> {
+    fn invoke(
+        &mut self,
+        function: AbiFunction,
+        argument: Option<i32>,
+    ) -> Result<i32, RuntimeError> {
         let timeout = self.timeout;
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -99,11 +122,15 @@ impl PluginInstance {
             .vm
             .run_func_with_timeout(None, function.export_name(), args, remaining)
             .map_err(|e| RuntimeError::from_call(function, timeout, e))?;
-        let value = returns.first().map(WasmValue::to_i32).ok_or_else(|| {
-            RuntimeError::Engine(format!("`{function}` returned no value"))
-        })?;
+        let value = returns
+            .first()
+            .map(WasmValue::to_i32)
+            .ok_or_else(|| RuntimeError::Engine(format!("`{function}` returned no value")))?;
         if value < 0 {
-            return Err(RuntimeError::Plugin { function, code: PluginErrorCode::from_code(value) });
+            return Err(RuntimeError::Plugin {
+                function,
+                code: PluginErrorCode::from_code(value),
+            });
         }
         Ok(value)
     }

@@ -3,11 +3,14 @@
 //! A store turns a validated [`PluginName`] into the plugin's bytes. It knows nothing about
 //! WebAssembly; the runner decides when to re-read (see [`FileIdentity`]).
 
+mod dir;
+mod fluid;
 mod local;
 mod name;
 
 use std::{fmt, io, time::SystemTime};
 
+pub use fluid::{FaultInjector, FluidPluginStore};
 pub use local::LocalPluginStore;
 pub use name::{InvalidName, MAX_NAME_LEN, PluginName};
 
@@ -51,11 +54,15 @@ pub enum StoreError {
     #[error("plugin `{0}` is not a regular file inside the plugin directory")]
     NotARegularFile(PluginName),
     #[error("plugin `{name}` is {size} bytes, over the {limit}-byte limit")]
-    TooLarge { name: PluginName, size: u64, limit: u64 },
+    TooLarge {
+        name: PluginName,
+        size: u64,
+        limit: u64,
+    },
     /// The store as a whole cannot be read right now (for example a storage mount that is
     /// absent or disconnected); retrying later may succeed.
     #[error("plugin store unavailable: {0}")]
     Unavailable(String),
-    #[error("reading plugin `{name}` failed: {source}")]
-    Io { name: PluginName, source: io::Error },
+    #[error("{context}: {source}")]
+    Io { context: String, source: io::Error },
 }

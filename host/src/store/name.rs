@@ -22,7 +22,9 @@ pub enum InvalidName {
     Empty,
     #[error("the plugin name is longer than {MAX_NAME_LEN} bytes")]
     TooLong,
-    #[error("the plugin name may only contain ASCII letters, digits, '_' and '-', and must start with a letter or digit")]
+    #[error(
+        "the plugin name may only contain ASCII letters, digits, '_' and '-', and must start with a letter or digit"
+    )]
     BadCharacter,
 }
 
@@ -68,7 +70,13 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for name in ["hello", "a", "rate-classifier_v2", "X9", &"a".repeat(MAX_NAME_LEN)] {
+        for name in [
+            "hello",
+            "a",
+            "rate-classifier_v2",
+            "X9",
+            &"a".repeat(MAX_NAME_LEN),
+        ] {
             assert_eq!(PluginName::new(name).unwrap().as_str(), name);
         }
     }
@@ -76,15 +84,38 @@ mod tests {
     #[test]
     fn refuses_everything_that_could_become_a_path() {
         let bad = [
-            "../hello", "..", ".", "/etc/passwd", "hello/../../x", "..\\hello", "hello\\x", "a/b",
-            "hello\0", "\0", "hel\nlo", "hello\t", "%2e%2e%2fhello", "..%2Fhello", ".hidden",
-            "hello.wasm", "-rf", "_x", "héllo", "hello ", " hello", "～", "hello\u{7f}",
+            "../hello",
+            "..",
+            ".",
+            "/etc/passwd",
+            "hello/../../x",
+            "..\\hello",
+            "hello\\x",
+            "a/b",
+            "hello\0",
+            "\0",
+            "hel\nlo",
+            "hello\t",
+            "%2e%2e%2fhello",
+            "..%2Fhello",
+            ".hidden",
+            "hello.wasm",
+            "-rf",
+            "_x",
+            "héllo",
+            "hello ",
+            " hello",
+            "～",
+            "hello\u{7f}",
         ];
         for name in bad {
             assert!(PluginName::new(name).is_err(), "{name:?} was accepted");
         }
         assert_eq!(PluginName::new(""), Err(InvalidName::Empty));
-        assert_eq!(PluginName::new(&"a".repeat(MAX_NAME_LEN + 1)), Err(InvalidName::TooLong));
+        assert_eq!(
+            PluginName::new(&"a".repeat(MAX_NAME_LEN + 1)),
+            Err(InvalidName::TooLong)
+        );
     }
 
     #[test]

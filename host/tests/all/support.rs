@@ -10,6 +10,7 @@ use std::{
 
 use host::{
     api::AppState,
+    metrics::Metrics,
     runner::{InProcessRunner, PluginRunner},
     runtime::{CompiledPlugin, Engine, ExecutionMode, RuntimeConfig},
     store::LocalPluginStore,
@@ -26,7 +27,10 @@ pub fn built_plugins() -> PathBuf {
 pub fn plugin_bytes(name: &str) -> Vec<u8> {
     let path = built_plugins().join(format!("{name}.wasm"));
     fs::read(&path).unwrap_or_else(|e| {
-        panic!("{}: {e}; run `cargo xtask build-plugins` (or `cargo xtask test`) first", path.display())
+        panic!(
+            "{}: {e}; run `cargo xtask build-plugins` (or `cargo xtask test`) first",
+            path.display()
+        )
     })
 }
 
@@ -50,7 +54,10 @@ pub fn wat_plugin(init: &str, process: &str, cleanup: &str) -> Vec<u8> {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// AOT artifacts are content-addressed, so every test can share one folder and compile each
@@ -60,7 +67,10 @@ pub fn shared_aot_dir() -> PathBuf {
 }
 
 pub fn runtime_config(mode: ExecutionMode) -> RuntimeConfig {
-    RuntimeConfig { aot_cache_dir: Some(shared_aot_dir()), ..RuntimeConfig::new(mode) }
+    RuntimeConfig {
+        aot_cache_dir: Some(shared_aot_dir()),
+        ..RuntimeConfig::new(mode)
+    }
 }
 
 pub fn engine(mode: ExecutionMode) -> Engine {
@@ -68,7 +78,9 @@ pub fn engine(mode: ExecutionMode) -> Engine {
 }
 
 pub fn compile(engine: &Engine, bytes: &[u8]) -> CompiledPlugin {
-    engine.compile(bytes, &sha256_hex(bytes)).expect("plugin compiles")
+    engine
+        .compile(bytes, &sha256_hex(bytes))
+        .expect("plugin compiles")
 }
 
 pub const MODES: [ExecutionMode; 2] = [ExecutionMode::Interpreter, ExecutionMode::Aot];
@@ -77,7 +89,8 @@ pub const MODES: [ExecutionMode; 2] = [ExecutionMode::Interpreter, ExecutionMode
 pub fn plugin_dir(names: &[&str]) -> TempDir {
     let dir = TempDir::new().expect("temp dir");
     for name in names {
-        fs::write(dir.path().join(format!("{name}.wasm")), plugin_bytes(name)).expect("copy plugin");
+        fs::write(dir.path().join(format!("{name}.wasm")), plugin_bytes(name))
+            .expect("copy plugin");
     }
     dir
 }
@@ -91,7 +104,12 @@ pub fn replace_atomically(dir: &Path, name: &str, bytes: &[u8]) {
 
 pub fn runner_for(dir: &Path, config: RuntimeConfig) -> InProcessRunner {
     let store = LocalPluginStore::new(dir, config.limits.max_plugin_bytes).expect("store");
-    InProcessRunner::new(Arc::new(store), Engine::new(config).expect("engine"), 16)
+    InProcessRunner::new(
+        Arc::new(store),
+        Engine::new(config).expect("engine"),
+        Arc::new(Metrics::new()),
+        16,
+    )
 }
 
 /// A real server on 127.0.0.1 with an ephemeral port, stopped when dropped.
@@ -103,10 +121,12 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(runner: Arc<dyn PluginRunner>, max_in_flight: usize) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState::new(runner, max_in_flight);
+        let state = AppState::new(runner, Arc::new(Metrics::new()), max_in_flight);
         tokio::spawn(host::serve(
             listener,
             state,
@@ -115,7 +135,11 @@ impl TestServer {
             },
             Duration::from_secs(5),
         ));
-        TestServer { addr, client: reqwest::Client::new(), stop: Some(stop) }
+        TestServer {
+            addr,
+            client: reqwest::Client::new(),
+            stop: Some(stop),
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -137,7 +161,8 @@ impl TestServer {
     }
 
     pub async fn run(&self, plugin: &str, input: i32) -> (u16, serde_json::Value) {
-        self.run_raw(&serde_json::json!({ "plugin": plugin, "input": input }).to_string()).await
+        self.run_raw(&serde_json::json!({ "plugin": plugin, "input": input }).to_string())
+            .await
     }
 }
 

@@ -16,7 +16,8 @@
 //! | `memory-grow` | it never grows its memory |
 //! | `recursion` | no function can call itself, directly or indirectly |
 //!
-//! Violations are listed in that order (the order of this table, by rule).
+//! Violations are grouped by rule in the order of this table, except that an allocator the
+//! module defines (rather than imports) is listed just before `memory-grow`.
 
 mod features;
 mod module;

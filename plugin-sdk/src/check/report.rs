@@ -114,7 +114,12 @@ impl Violation {
                 Location::Import { module, .. } => {
                     format!("the plugin imports the dynamic allocator `{module}.{symbol}`")
                 }
-                _ => format!("{at} is the dynamic allocator `{symbol}`"),
+                Location::Function {
+                    name: Some(name), ..
+                } if name == symbol => {
+                    format!("{at} is a dynamic memory allocator")
+                }
+                _ => format!("{at} is the dynamic memory allocator `{symbol}`"),
             },
             AbiViolation::MemoryGrow => format!("{at} grows linear memory (memory.grow){offset}"),
             AbiViolation::FloatType { ty, usage } => match usage {

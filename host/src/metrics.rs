@@ -1,0 +1,148 @@
+//! Prometheus metrics: what operators need to see about plugin traffic.
+//!
+//! One [`Metrics`] per process, passed explicitly (no global registry), shared by the HTTP
+//! layer (requests, latency, in-flight) and the runner (instantiation, compiled-plugin cache).
+
+use std::time::Duration;
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{counter::Counter, family::Family, gauge::Gauge, histogram::Histogram},
+    registry::Registry,
+};
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct RequestLabels {
+    /// Empty when the request named no existing plugin, so that clients cannot create an
+    /// unbounded number of series by sending made-up names.
+    plugin: String,
+    /// `ok`, or the error code of the answer.
+    outcome: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginLabel {
+    plugin: String,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CacheLabels {
+    /// `hit`: the compiled current version was reused; `miss`: the file was read again.
+    result: &'static str,
+}
+
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<RequestLabels, Counter>,
+    latency: Family<PluginLabel, Histogram>,
+    instantiation: Histogram,
+    cache: Family<CacheLabels, Counter>,
+    in_flight: Gauge,
+}
+
+/// 50 us to about 3 s: from a cached fast call to a call near its deadline.
+fn latency_buckets() -> impl Iterator<Item = f64> {
+    prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 3.0, 11)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("plugin_host");
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "requests",
+            "Plugin run requests by plugin and outcome",
+            requests.clone(),
+        );
+        let latency = Family::<PluginLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(latency_buckets())
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time to answer a run request",
+            latency.clone(),
+        );
+        let instantiation = Histogram::new(latency_buckets());
+        registry.register(
+            "instantiation_duration_seconds",
+            "Time to create a fresh plugin instance",
+            instantiation.clone(),
+        );
+        let cache = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "plugin_cache",
+            "Compiled-plugin cache lookups by result",
+            cache.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "requests_in_flight",
+            "Plugin calls running now",
+            in_flight.clone(),
+        );
+        Metrics {
+            registry,
+            requests,
+            latency,
+            instantiation,
+            cache,
+            in_flight,
+        }
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The Prometheus text exposition format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        encode(&mut text, &self.registry).expect("writing to a String cannot fail");
+        text
+    }
+
+    pub fn observe_request(&self, plugin: Option<&str>, outcome: &str, duration: Duration) {
+        let plugin = plugin.unwrap_or_default().to_string();
+        self.requests
+            .get_or_create(&RequestLabels {
+                plugin: plugin.clone(),
+                outcome: outcome.to_string(),
+            })
+            .inc();
+        if !plugin.is_empty() {
+            self.latency
+                .get_or_create(&PluginLabel { plugin })
+                .observe(duration.as_secs_f64());
+        }
+    }
+
+    pub fn observe_instantiation(&self, duration: Duration) {
+        self.instantiation.observe(duration.as_secs_f64());
+    }
+
+    pub fn observe_cache(&self, hit: bool) {
+        self.cache
+            .get_or_create(&CacheLabels {
+                result: if hit { "hit" } else { "miss" },
+            })
+            .inc();
+    }
+
+    /// Counts a call as in flight until the returned guard is dropped.
+    pub fn track_in_flight(&self) -> InFlight<'_> {
+        self.in_flight.inc();
+        InFlight(&self.in_flight)
+    }
+}
+
+#[derive(Debug)]
+pub struct InFlight<'a>(&'a Gauge);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}

@@ -1,0 +1,115 @@
+//! Plugin files in one directory: the filesystem rules both stores share.
+
+use std::{
+    fs::{self, File, OpenOptions},
+    io::{self, Read},
+    os::unix::fs::{MetadataExt, OpenOptionsExt},
+    path::{Path, PathBuf},
+    time::UNIX_EPOCH,
+};
+
+use super::{FileIdentity, PluginFile, PluginName, StoreError};
+
+/// `<root>/<name>.wasm` files, where `root` is canonical. Anything that is not a regular file
+/// inside the root (a symlink pointing outside, a directory, FIFO or device named like a
+/// plugin, a file over the size limit) is refused without being read.
+#[derive(Debug, Clone)]
+pub(super) struct PluginDir<'a> {
+    pub root: &'a Path,
+    pub max_bytes: u64,
+}
+
+impl PluginDir<'_> {
+    pub fn stat(&self, name: &PluginName) -> Result<FileIdentity, StoreError> {
+        let path = self.resolve(name)?;
+        let meta = fs::metadata(&path).map_err(|e| io_error(name, e))?;
+        self.check_metadata(name, &meta)
+    }
+
+    pub fn load(&self, name: &PluginName) -> Result<PluginFile, StoreError> {
+        let path = self.resolve(name)?;
+        // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
+        // The type is then checked on the open descriptor, so a file swapped between the
+        // checks above and this open cannot slip through.
+        let file = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&path)
+            .map_err(|e| io_error(name, e))?;
+        let meta = file.metadata().map_err(|e| io_error(name, e))?;
+        let identity = self.check_metadata(name, &meta)?;
+        let bytes = read_at_most(file, self.max_bytes).map_err(|e| io_error(name, e))?;
+        if bytes.len() as u64 > self.max_bytes {
+            return Err(StoreError::TooLarge {
+                name: name.clone(),
+                size: bytes.len() as u64,
+                limit: self.max_bytes,
+            });
+        }
+        Ok(PluginFile { bytes, identity })
+    }
+
+    pub fn list(&self) -> io::Result<Vec<PluginName>> {
+        let mut names: Vec<PluginName> = fs::read_dir(self.root)?
+            .filter_map(|entry| {
+                PluginName::from_file_name(&entry.ok()?.file_name().to_string_lossy())
+            })
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// The plugin's path after following links, if it stays directly inside the root.
+    fn resolve(&self, name: &PluginName) -> Result<PathBuf, StoreError> {
+        let real = self
+            .root
+            .join(name.file_name())
+            .canonicalize()
+            .map_err(|e| io_error(name, e))?;
+        if real.parent() != Some(self.root) {
+            return Err(StoreError::NotARegularFile(name.clone()));
+        }
+        Ok(real)
+    }
+
+    fn check_metadata(
+        &self,
+        name: &PluginName,
+        meta: &fs::Metadata,
+    ) -> Result<FileIdentity, StoreError> {
+        if !meta.file_type().is_file() {
+            return Err(StoreError::NotARegularFile(name.clone()));
+        }
+        if meta.len() > self.max_bytes {
+            return Err(StoreError::TooLarge {
+                name: name.clone(),
+                size: meta.len(),
+                limit: self.max_bytes,
+            });
+        }
+        Ok(FileIdentity {
+            size: meta.len(),
+            modified: meta.modified().unwrap_or(UNIX_EPOCH),
+            inode: meta.ino(),
+            changed: (meta.ctime(), meta.ctime_nsec()),
+        })
+    }
+}
+
+/// Reads to the end, but never more than `limit + 1` bytes, so a file that grows while being
+/// read cannot make the host allocate without bound.
+fn read_at_most(file: File, limit: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+fn io_error(name: &PluginName, error: io::Error) -> StoreError {
+    match error.kind() {
+        io::ErrorKind::NotFound => StoreError::NotFound(name.clone()),
+        _ => StoreError::Io {
+            context: format!("reading plugin `{name}`"),
+            source: error,
+        },
+    }
+}

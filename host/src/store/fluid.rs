@@ -1,0 +1,250 @@
+//! A Fluid dataset mounted into the pod: the local rules, plus what a FUSE mount does.
+//!
+//! Fluid (AlluxioRuntime, JuiceFSRuntime, ...) exposes a remote dataset as a FUSE filesystem.
+//! Such a mount differs from a local directory in ways that matter here:
+//! - it can be absent or not ready yet (the pod started before the runtime), so every access
+//!   first checks that the path is a mount point (`/proc/self/mountinfo`) and that its root
+//!   answers a `stat`;
+//! - after the FUSE daemon restarts, reads fail with `ENOTCONN` ("Transport endpoint is not
+//!   connected") or `EIO` until it is back: those are retried with backoff and then reported as
+//!   [`StoreError::Unavailable`] (HTTP 503 with Retry-After), never as "not found";
+//! - files are opened afresh on every load and no descriptor is kept, so a remount is picked up;
+//! - attributes may be cached upstream for a long time, so a changed file can take that long to
+//!   be noticed (hot swap through Fluid is only as fast as its attribute cache).
+
+use std::{
+    fs, io,
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use super::{FileIdentity, PluginFile, PluginName, PluginStore, StoreError, dir::PluginDir};
+
+/// Injects an I/O error before a store operation (given by name); for testing failure handling.
+pub type FaultInjector = Arc<dyn Fn(&str) -> Option<io::Error> + Send + Sync>;
+
+/// Serves `<mount>/<name>.wasm` from a Fluid dataset mount. Never fails to construct: a mount
+/// that is not there yet makes requests answer "unavailable" until it appears.
+pub struct FluidPluginStore {
+    mount_path: PathBuf,
+    max_bytes: u64,
+    /// Where the process's mounts are listed. Default: `/proc/self/mountinfo`.
+    mountinfo: PathBuf,
+    /// Tries per operation when the mount answers with a transient error. Default: 4.
+    attempts: u32,
+    /// Wait before the first retry; each later wait is four times longer. Default: 10 ms.
+    first_backoff: Duration,
+    /// How long a successful readiness check is trusted. Default: 1 s.
+    recheck_interval: Duration,
+    last_ready: Mutex<Option<(Instant, PathBuf)>>,
+    fault: Option<FaultInjector>,
+}
+
+impl std::fmt::Debug for FluidPluginStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FluidPluginStore")
+            .field("mount_path", &self.mount_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FluidPluginStore {
+    pub fn new(mount_path: impl Into<PathBuf>, max_bytes: u64) -> Self {
+        FluidPluginStore {
+            mount_path: mount_path.into(),
+            max_bytes,
+            mountinfo: PathBuf::from("/proc/self/mountinfo"),
+            attempts: 4,
+            first_backoff: Duration::from_millis(10),
+            recheck_interval: Duration::from_secs(1),
+            last_ready: Mutex::new(None),
+            fault: None,
+        }
+    }
+
+    /// Reads the mount table from another file (tests stand a temporary directory in for the
+    /// mount by listing it in a mountinfo file of their own).
+    pub fn with_mountinfo(mut self, path: impl Into<PathBuf>) -> Self {
+        self.mountinfo = path.into();
+        self
+    }
+
+    pub fn with_recheck_interval(mut self, interval: Duration) -> Self {
+        self.recheck_interval = interval;
+        self
+    }
+
+    pub fn with_fault_injector(mut self, fault: FaultInjector) -> Self {
+        self.fault = Some(fault);
+        self
+    }
+
+    /// The canonical root, once the mount is present and answering.
+    fn ready_root(&self) -> Result<PathBuf, StoreError> {
+        let mut last_ready = self.last_ready.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((checked, root)) = last_ready.as_ref() {
+            if checked.elapsed() < self.recheck_interval {
+                return Ok(root.clone());
+            }
+        }
+        *last_ready = None;
+        if !self.is_mount_point()? {
+            return Err(StoreError::Unavailable(format!(
+                "{} is not mounted",
+                self.mount_path.display()
+            )));
+        }
+        let unavailable = |e: io::Error| {
+            StoreError::Unavailable(format!("mount {}: {e}", self.mount_path.display()))
+        };
+        let meta = fs::metadata(&self.mount_path).map_err(unavailable)?;
+        if !meta.is_dir() {
+            return Err(StoreError::Unavailable(format!(
+                "{} is not a directory",
+                self.mount_path.display()
+            )));
+        }
+        let root = self.mount_path.canonicalize().map_err(unavailable)?;
+        *last_ready = Some((Instant::now(), root.clone()));
+        Ok(root)
+    }
+
+    fn is_mount_point(&self) -> Result<bool, StoreError> {
+        let table = fs::read_to_string(&self.mountinfo).map_err(|e| {
+            StoreError::Unavailable(format!("cannot read {}: {e}", self.mountinfo.display()))
+        })?;
+        Ok(mount_points(&table).any(|point| Path::new(&point) == self.mount_path))
+    }
+
+    /// Runs `operation` against the ready mount, retrying transient failures with backoff.
+    fn with_retries<T>(
+        &self,
+        what: &str,
+        operation: impl Fn(PluginDir<'_>) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let mut backoff = self.first_backoff;
+        for attempt in 1..=self.attempts {
+            let result = self.ready_root().and_then(|root| {
+                if let Some(error) = self.fault.as_ref().and_then(|fault| fault(what)) {
+                    return Err(StoreError::Io {
+                        context: what.to_string(),
+                        source: error,
+                    });
+                }
+                operation(PluginDir {
+                    root: &root,
+                    max_bytes: self.max_bytes,
+                })
+            });
+            match result {
+                Err(error) if is_transient(&error) => {
+                    // The mount may have been replaced: check it again before the next try.
+                    *self.last_ready.lock().unwrap_or_else(|p| p.into_inner()) = None;
+                    if attempt == self.attempts {
+                        return Err(StoreError::Unavailable(format!(
+                            "{what} kept failing: {error}"
+                        )));
+                    }
+                    tracing::warn!(%error, attempt, "plugin store: transient error, retrying");
+                    std::thread::sleep(backoff);
+                    backoff *= 4;
+                }
+                other => return other,
+            }
+        }
+        unreachable!("the last attempt always returns")
+    }
+}
+
+/// `ENOTCONN` and `EIO` are what a FUSE mount answers while its daemon is down or restarting;
+/// `ESTALE` what it answers for a handle from before a remount.
+fn is_transient(error: &StoreError) -> bool {
+    matches!(error, StoreError::Io { source, .. }
+        if matches!(source.raw_os_error(), Some(libc::ENOTCONN | libc::EIO | libc::ESTALE)))
+}
+
+/// The mount points listed in a mountinfo table (field 5; spaces and the like are octal
+/// escapes, as in `\040`).
+fn mount_points(table: &str) -> impl Iterator<Item = String> + '_ {
+    table
+        .lines()
+        .filter_map(|line| line.split(' ').nth(4))
+        .map(unescape_octal)
+}
+
+fn unescape_octal(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escape = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match escape {
+            Some(digits) => {
+                out.push(
+                    digits
+                        .iter()
+                        .fold(0u8, |n, d| n.wrapping_mul(8) + (d - b'0')),
+                );
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+impl PluginStore for FluidPluginStore {
+    fn stat(&self, name: &PluginName) -> Result<FileIdentity, StoreError> {
+        self.with_retries("stat", |dir| dir.stat(name))
+    }
+
+    fn load(&self, name: &PluginName) -> Result<PluginFile, StoreError> {
+        self.with_retries("load", |dir| dir.load(name))
+    }
+
+    fn list(&self) -> Result<Vec<PluginName>, StoreError> {
+        self.with_retries("list", |dir| {
+            dir.list().map_err(|source| StoreError::Io {
+                context: "listing plugins".to_string(),
+                source,
+            })
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("Fluid dataset mounted at {}", self.mount_path.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_mount_points_with_escapes() {
+        let table = "36 35 98:0 /mnt1 /mnt/parent rw,noatime master:1 - ext3 /dev/root rw\n\
+                     40 35 0:50 / /mnt/fluid/my\\040plugins rw - fuse.alluxio-fuse alluxio-fuse rw\n";
+        let points: Vec<String> = mount_points(table).collect();
+        assert_eq!(points, ["/mnt/parent", "/mnt/fluid/my plugins"]);
+    }
+
+    #[test]
+    fn only_fuse_outage_errors_are_transient() {
+        let io = |code| StoreError::Io {
+            context: "test".into(),
+            source: io::Error::from_raw_os_error(code),
+        };
+        assert!(is_transient(&io(libc::ENOTCONN)));
+        assert!(is_transient(&io(libc::EIO)));
+        assert!(!is_transient(&io(libc::EACCES)));
+        assert!(!is_transient(&StoreError::NotFound(
+            PluginName::new("x").unwrap()
+        )));
+    }
+}
