@@ -197,12 +197,14 @@ fn apt_install(sh: &Shell, packages: &[String], what: &str) -> anyhow::Result<()
         bail!("{what} is missing; run `sudo apt-get update && sudo {command}` and re-run");
     }
     step(format!("installing {}", packages.join(" ")));
-    // A fresh machine has no package lists yet; refreshing them once is cheap and makes the
-    // install deterministic.
-    cmd!(sh, "apt-get update -qq").run()?;
+    // A fresh machine has no package lists yet; refresh them once per run.
+    static LISTS_UPDATED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if !LISTS_UPDATED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+        cmd!(sh, "apt-get update -qq").run()?;
+    }
     cmd!(
         sh,
-        "apt-get install -y -qq --no-install-recommends {packages...}"
+        "apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends {packages...}"
     )
     .env("DEBIAN_FRONTEND", "noninteractive")
     .run()

@@ -26,14 +26,16 @@ impl Test {
             .run()
             .is_ok()
         {
+            // nextest does not run doc tests; run them first so that the summary printed last
+            // is the one that counts every other test.
+            step("running doc tests");
+            cmd!(sh, "cargo test --workspace --doc --quiet").run()?;
             step("running tests with cargo-nextest");
             cmd!(
                 sh,
                 "cargo nextest run --workspace --no-fail-fast {runner_args...}"
             )
             .run()?;
-            step("running doc tests");
-            cmd!(sh, "cargo test --workspace --doc --quiet").run()?;
         } else {
             step("running tests with cargo test (install cargo-nextest for per-test isolation)");
             cmd!(sh, "cargo test --workspace --no-fail-fast {runner_args...}").run()?;

@@ -13,7 +13,7 @@ use super::{AbiStatus, PluginRunner, PluginStatus, RunError, content_hash};
 use crate::{
     metrics::Metrics,
     runtime::{CompiledPlugin, Engine},
-    store::{FileIdentity, PluginName, PluginStore},
+    store::{FileIdentity, PluginName, PluginStore, StoreError},
 };
 
 /// Compiles each plugin version once and runs every call on a fresh instance of it.
@@ -74,12 +74,11 @@ impl InProcessRunner {
         let slot = Arc::clone(lock(&self.plugins).get_or_insert(name.clone(), Default::default));
         let mut slot = lock(&slot);
         let identity = self.store.stat(name)?;
-        if slot.seen == Some(identity) {
-            if let Some(current) = &slot.current {
+        if slot.seen == Some(identity)
+            && let Some(current) = &slot.current {
                 self.metrics.observe_cache(true);
                 return Ok(Arc::clone(&current.plugin));
             }
-        }
         self.metrics.observe_cache(false);
         let file = self.store.load(name)?;
         let content_hash = content_hash(&file.bytes);
@@ -160,13 +159,17 @@ impl PluginRunner for InProcessRunner {
     }
 
     fn list(&self) -> Result<Vec<PluginStatus>, RunError> {
-        let names = self.store.list()?;
-        // A plugin removed or broken between listing and reading is skipped rather than
-        // failing the whole listing.
-        Ok(names
-            .iter()
-            .filter_map(|name| self.inspect(name).ok())
-            .collect())
+        let mut plugins = Vec::new();
+        for name in self.store.list()? {
+            match self.inspect(&name) {
+                Ok(status) => plugins.push(status),
+                // The store itself failed: the listing would be wrong, not just shorter.
+                Err(error @ RunError::Store(StoreError::Unavailable(_))) => return Err(error),
+                // Removed since it was listed, or not a plugin file: not part of the listing.
+                Err(_) => {}
+            }
+        }
+        Ok(plugins)
     }
 
     fn describe_store(&self) -> String {

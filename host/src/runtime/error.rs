@@ -163,9 +163,9 @@ impl RuntimeError {
     pub(crate) fn from_call(
         function: AbiFunction,
         timeout: Duration,
-        error: Box<WasmEdgeError>,
+        error: WasmEdgeError,
     ) -> Self {
-        let trap = match *error {
+        let trap = match error {
             WasmEdgeError::ExecuteTimeout => return RuntimeError::Timeout { function, timeout },
             WasmEdgeError::Core(CoreError::Execution(e)) => match e {
                 CoreExecutionError::Unreachable => TrapKind::Unreachable,

@@ -121,7 +121,7 @@ impl PluginInstance {
         let returns = self
             .vm
             .run_func_with_timeout(None, function.export_name(), args, remaining)
-            .map_err(|e| RuntimeError::from_call(function, timeout, e))?;
+            .map_err(|e| RuntimeError::from_call(function, timeout, *e))?;
         let value = returns
             .first()
             .map(WasmValue::to_i32)

@@ -91,14 +91,13 @@ impl Engine {
 /// the error says what happened (WasmEdge's own refusal is a generic instantiation failure).
 fn check_memory(module: &Module, limit: u32) -> Result<(), RuntimeError> {
     for export in module.exports() {
-        if let Ok(wasmedge_sdk::ExternalInstanceType::Memory(memory)) = export.ty() {
-            if memory.minimum() > limit {
+        if let Ok(wasmedge_sdk::ExternalInstanceType::Memory(memory)) = export.ty()
+            && memory.minimum() > limit {
                 return Err(RuntimeError::MemoryLimit {
                     requested: memory.minimum(),
                     limit,
                 });
             }
-        }
     }
     Ok(())
 }

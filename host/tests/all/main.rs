@@ -7,4 +7,5 @@
 mod http;
 mod runner;
 mod runtime;
+mod stores;
 mod support;

@@ -11,9 +11,9 @@ use std::{
 use host::{
     api::AppState,
     metrics::Metrics,
-    runner::{InProcessRunner, PluginRunner},
+    runner::InProcessRunner,
     runtime::{CompiledPlugin, Engine, ExecutionMode, RuntimeConfig},
-    store::LocalPluginStore,
+    store::{LocalPluginStore, PluginStore},
 };
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -104,12 +104,25 @@ pub fn replace_atomically(dir: &Path, name: &str, bytes: &[u8]) {
 
 pub fn runner_for(dir: &Path, config: RuntimeConfig) -> InProcessRunner {
     let store = LocalPluginStore::new(dir, config.limits.max_plugin_bytes).expect("store");
-    InProcessRunner::new(
-        Arc::new(store),
-        Engine::new(config).expect("engine"),
-        Arc::new(Metrics::new()),
-        16,
-    )
+    let engine = Engine::new(config).expect("engine");
+    InProcessRunner::new(Arc::new(store), engine, Arc::new(Metrics::new()), 16)
+}
+
+/// What `host::build_state` makes, over any store: one metrics registry shared by the runner
+/// and the HTTP layer.
+pub fn app_state(
+    store: Arc<dyn PluginStore>,
+    config: RuntimeConfig,
+    max_in_flight: usize,
+) -> AppState {
+    let metrics = Arc::new(Metrics::new());
+    let engine = Engine::new(config).expect("engine");
+    let runner = InProcessRunner::new(store, engine, Arc::clone(&metrics), 16);
+    AppState::new(Arc::new(runner), metrics, max_in_flight)
+}
+
+pub fn local_store(dir: &Path) -> Arc<dyn PluginStore> {
+    Arc::new(LocalPluginStore::new(dir, 16 << 20).expect("store"))
 }
 
 /// A real server on 127.0.0.1 with an ephemeral port, stopped when dropped.
@@ -120,13 +133,12 @@ pub struct TestServer {
 }
 
 impl TestServer {
-    pub async fn start(runner: Arc<dyn PluginRunner>, max_in_flight: usize) -> Self {
+    pub async fn start(state: AppState) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let state = AppState::new(runner, Arc::new(Metrics::new()), max_in_flight);
         tokio::spawn(host::serve(
             listener,
             state,
