@@ -75,10 +75,11 @@ impl InProcessRunner {
         let mut slot = lock(&slot);
         let identity = self.store.stat(name)?;
         if slot.seen == Some(identity)
-            && let Some(current) = &slot.current {
-                self.metrics.observe_cache(true);
-                return Ok(Arc::clone(&current.plugin));
-            }
+            && let Some(current) = &slot.current
+        {
+            self.metrics.observe_cache(true);
+            return Ok(Arc::clone(&current.plugin));
+        }
         self.metrics.observe_cache(false);
         let file = self.store.load(name)?;
         let content_hash = content_hash(&file.bytes);

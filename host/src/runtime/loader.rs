@@ -92,12 +92,13 @@ impl Engine {
 fn check_memory(module: &Module, limit: u32) -> Result<(), RuntimeError> {
     for export in module.exports() {
         if let Ok(wasmedge_sdk::ExternalInstanceType::Memory(memory)) = export.ty()
-            && memory.minimum() > limit {
-                return Err(RuntimeError::MemoryLimit {
-                    requested: memory.minimum(),
-                    limit,
-                });
-            }
+            && memory.minimum() > limit
+        {
+            return Err(RuntimeError::MemoryLimit {
+                requested: memory.minimum(),
+                limit,
+            });
+        }
     }
     Ok(())
 }

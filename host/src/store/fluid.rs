@@ -84,9 +84,10 @@ impl FluidPluginStore {
     fn ready_root(&self) -> Result<PathBuf, StoreError> {
         let mut last_ready = self.last_ready.lock().unwrap_or_else(|p| p.into_inner());
         if let Some((checked, root)) = last_ready.as_ref()
-            && checked.elapsed() < self.recheck_interval {
-                return Ok(root.clone());
-            }
+            && checked.elapsed() < self.recheck_interval
+        {
+            return Ok(root.clone());
+        }
         *last_ready = None;
         if !self.is_mount_point()? {
             return Err(StoreError::Unavailable(format!(

@@ -4,6 +4,7 @@
 //! (in `target/plugins`), small modules written here in WAT, real temporary directories and
 //! a real HTTP server on 127.0.0.1.
 
+mod binary;
 mod http;
 mod runner;
 mod runtime;
