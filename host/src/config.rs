@@ -34,6 +34,20 @@ pub struct Config {
     #[arg(long, env = "EXECUTION_MODE", value_enum, default_value_t = ExecutionMode::Aot)]
     pub execution_mode: ExecutionMode,
 
+    /// Where plugin code runs: `process` (supervised worker processes: a crashing plugin
+    /// cannot take the server down; default) or `in-process` (faster, for trusted plugins).
+    #[arg(long, env = "ISOLATION", value_enum, default_value_t = Isolation::Process)]
+    pub isolation: Isolation,
+
+    /// Worker processes (process isolation). Default: the number of CPUs.
+    #[arg(long, env = "WORKERS", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: Option<u32>,
+
+    /// Memory limit of each worker process in MiB (heap and private writable memory,
+    /// RLIMIT_DATA), enforced by the kernel.
+    #[arg(long, env = "WORKER_MEMORY_MB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(64..))]
+    pub worker_memory_mb: u64,
+
     /// Wall-clock budget of one plugin call (init + process + cleanup), in milliseconds.
     #[arg(long, env = "CALL_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
     pub call_timeout_ms: u64,
@@ -58,6 +72,13 @@ pub struct Config {
     /// Seconds to let in-flight requests finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
+}
+
+/// Where plugin code runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Isolation {
+    Process,
+    InProcess,
 }
 
 /// The kinds of plugin store.

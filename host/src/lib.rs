@@ -20,14 +20,14 @@ use tokio::net::TcpListener;
 
 use crate::{
     api::AppState,
-    config::{Config, StoreKind},
+    config::{Config, Isolation, StoreKind},
     metrics::Metrics,
-    runner::{InProcessRunner, in_process::DEFAULT_CACHE_CAPACITY},
+    runner::{DEFAULT_CACHE_CAPACITY, InProcessRunner, PluginRunner, WorkerPoolRunner, WorkerSettings},
     runtime::Engine,
     store::{FluidPluginStore, LocalPluginStore, PluginStore},
 };
 
-/// Builds the shared state from the configuration: store, engine, runner.
+/// Builds the shared state from the configuration: store, runner (in-process or worker pool).
 pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let runtime = config.runtime();
     let max_bytes = runtime.limits.max_plugin_bytes;
@@ -39,15 +39,27 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
         // The mount may not be there yet: requests answer 503 until it is.
         StoreKind::Fluid => Arc::new(FluidPluginStore::new(&config.fluid_mount_path, max_bytes)),
     };
-    tracing::info!(store = %store.describe(), mode = ?runtime.mode, "plugin store configured");
-    let engine = Engine::new(runtime).context("starting the WebAssembly runtime")?;
+    tracing::info!(store = %store.describe(), mode = ?runtime.mode, isolation = ?config.isolation, "plugin store configured");
     let metrics = Arc::new(Metrics::new());
-    let runner = InProcessRunner::new(store, engine, Arc::clone(&metrics), DEFAULT_CACHE_CAPACITY);
-    Ok(AppState::new(
-        Arc::new(runner),
-        metrics,
-        config.max_in_flight as usize,
-    ))
+    let runner: Arc<dyn PluginRunner> = match config.isolation {
+        Isolation::InProcess => {
+            let engine = Engine::new(runtime).context("starting the WebAssembly runtime")?;
+            Arc::new(InProcessRunner::new(store, engine, Arc::clone(&metrics), DEFAULT_CACHE_CAPACITY))
+        }
+        Isolation::Process => {
+            let executable = std::env::current_exe().context("finding this executable to start workers")?;
+            let mut settings = WorkerSettings::new(executable);
+            if let Some(workers) = config.workers {
+                settings.workers = workers as usize;
+            }
+            settings.memory_limit_bytes = Some(config.worker_memory_mb << 20);
+            Arc::new(
+                WorkerPoolRunner::new(store, runtime, settings, Arc::clone(&metrics), DEFAULT_CACHE_CAPACITY)
+                    .context("starting worker processes")?,
+            )
+        }
+    };
+    Ok(AppState::new(runner, metrics, config.max_in_flight as usize))
 }
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish for up to `grace`.
@@ -60,10 +72,7 @@ pub async fn serve(
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     let server = axum::serve(listener, api::app(state)).with_graceful_shutdown(async move {
         shutdown.await;
-        tracing::info!(
-            grace_secs = grace.as_secs(),
-            "shutting down; draining in-flight requests"
-        );
+        tracing::info!(grace_secs = grace.as_secs(), "shutting down; draining in-flight requests");
         let _ = stop_tx.send(true);
     });
     let server = tokio::spawn(server.into_future());

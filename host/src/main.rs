@@ -1,21 +1,29 @@
-//! The `host` binary: read the configuration, set up logging, serve.
+//! The `host` binary: read the configuration, set up logging, serve. Started with
+//! [`WORKER_ARG`] it is a worker process of another host instead (see `runner::worker`).
 
 use clap::Parser;
-use host::config::Config;
+use host::{
+    config::Config,
+    runner::worker::{WORKER_ARG, run_worker},
+};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
+        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
         // Colours only for people: log collectors get plain `key=value` text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+    if std::env::args().nth(1).as_deref() == Some(WORKER_ARG) {
+        return run_worker();
+    }
     let config = Config::parse();
+    tokio::runtime::Runtime::new()?.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
     let state = host::build_state(&config)?;
     let listener = TcpListener::bind(config.listen).await?;
     tracing::info!(addr = %listener.local_addr()?, "listening");

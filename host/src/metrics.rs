@@ -39,6 +39,8 @@ pub struct Metrics {
     instantiation: Histogram,
     cache: Family<CacheLabels, Counter>,
     in_flight: Gauge,
+    worker_crashes: Family<PluginLabel, Counter>,
+    quarantined: Family<PluginLabel, Gauge>,
 }
 
 /// 50 us to about 3 s: from a cached fast call to a call near its deadline.
@@ -50,19 +52,9 @@ impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::with_prefix("plugin_host");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
-            "requests",
-            "Plugin run requests by plugin and outcome",
-            requests.clone(),
-        );
-        let latency = Family::<PluginLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(latency_buckets())
-        });
-        registry.register(
-            "request_duration_seconds",
-            "Time to answer a run request",
-            latency.clone(),
-        );
+        registry.register("requests", "Plugin run requests by plugin and outcome", requests.clone());
+        let latency = Family::<PluginLabel, Histogram>::new_with_constructor(|| Histogram::new(latency_buckets()));
+        registry.register("request_duration_seconds", "Time to answer a run request", latency.clone());
         let instantiation = Histogram::new(latency_buckets());
         registry.register(
             "instantiation_duration_seconds",
@@ -70,25 +62,18 @@ impl Default for Metrics {
             instantiation.clone(),
         );
         let cache = Family::<CacheLabels, Counter>::default();
-        registry.register(
-            "plugin_cache",
-            "Compiled-plugin cache lookups by result",
-            cache.clone(),
-        );
+        registry.register("plugin_cache", "Compiled-plugin cache lookups by result", cache.clone());
         let in_flight = Gauge::default();
+        registry.register("requests_in_flight", "Plugin calls running now", in_flight.clone());
+        let worker_crashes = Family::<PluginLabel, Counter>::default();
+        registry.register("worker_crashes", "Worker processes lost while running a plugin", worker_crashes.clone());
+        let quarantined = Family::<PluginLabel, Gauge>::default();
         registry.register(
-            "requests_in_flight",
-            "Plugin calls running now",
-            in_flight.clone(),
+            "plugin_quarantined",
+            "1 while a plugin is quarantined for crashing workers",
+            quarantined.clone(),
         );
-        Metrics {
-            registry,
-            requests,
-            latency,
-            instantiation,
-            cache,
-            in_flight,
-        }
+        Metrics { registry, requests, latency, instantiation, cache, in_flight, worker_crashes, quarantined }
     }
 }
 
@@ -106,16 +91,9 @@ impl Metrics {
 
     pub fn observe_request(&self, plugin: Option<&str>, outcome: &str, duration: Duration) {
         let plugin = plugin.unwrap_or_default().to_string();
-        self.requests
-            .get_or_create(&RequestLabels {
-                plugin: plugin.clone(),
-                outcome: outcome.to_string(),
-            })
-            .inc();
+        self.requests.get_or_create(&RequestLabels { plugin: plugin.clone(), outcome: outcome.to_string() }).inc();
         if !plugin.is_empty() {
-            self.latency
-                .get_or_create(&PluginLabel { plugin })
-                .observe(duration.as_secs_f64());
+            self.latency.get_or_create(&PluginLabel { plugin }).observe(duration.as_secs_f64());
         }
     }
 
@@ -124,11 +102,15 @@ impl Metrics {
     }
 
     pub fn observe_cache(&self, hit: bool) {
-        self.cache
-            .get_or_create(&CacheLabels {
-                result: if hit { "hit" } else { "miss" },
-            })
-            .inc();
+        self.cache.get_or_create(&CacheLabels { result: if hit { "hit" } else { "miss" } }).inc();
+    }
+
+    pub fn observe_worker_crash(&self, plugin: &str) {
+        self.worker_crashes.get_or_create(&PluginLabel { plugin: plugin.to_string() }).inc();
+    }
+
+    pub fn set_quarantined(&self, plugin: &str, quarantined: bool) {
+        self.quarantined.get_or_create(&PluginLabel { plugin: plugin.to_string() }).set(i64::from(quarantined));
     }
 
     /// Counts a call as in flight until the returned guard is dropped.

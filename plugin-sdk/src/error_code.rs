@@ -29,12 +29,8 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code the ABI defines, from -1 downwards.
-    pub const ALL: [ErrorCode; 4] = [
-        ErrorCode::NotInitialized,
-        ErrorCode::AlreadyInitialized,
-        ErrorCode::InvalidArgument,
-        ErrorCode::Internal,
-    ];
+    pub const ALL: [ErrorCode; 4] =
+        [ErrorCode::NotInitialized, ErrorCode::AlreadyInitialized, ErrorCode::InvalidArgument, ErrorCode::Internal];
 
     /// The error a plugin meant by returning `code`, or `None` if the ABI defines no such
     /// error (including every non-negative value, which means success).
@@ -82,9 +78,6 @@ mod tests {
 
     #[test]
     fn display_is_a_readable_phrase() {
-        assert_eq!(
-            ErrorCode::AlreadyInitialized.to_string(),
-            "plugin already initialized"
-        );
+        assert_eq!(ErrorCode::AlreadyInitialized.to_string(), "plugin already initialized");
     }
 }

@@ -15,8 +15,8 @@ pub mod check;
 mod error_code;
 
 pub use check::{
-    AbiLimits, AbiReport, AbiViolation, ExternKind, Feature, FloatUsage, FunctionRef, Location,
-    Signature, ValueType, Violation, check, check_with,
+    AbiLimits, AbiReport, AbiViolation, ExternKind, Feature, FloatUsage, FunctionRef, Location, Signature, ValueType,
+    Violation, check, check_with,
 };
 pub use error_code::ErrorCode;
 
@@ -51,9 +51,7 @@ mod tests {
             .lines()
             .find_map(|line| {
                 let mut words = line.split_whitespace();
-                (words.next() == Some("#define") && words.next() == Some(name))
-                    .then(|| words.next())
-                    .flatten()
+                (words.next() == Some("#define") && words.next() == Some(name)).then(|| words.next()).flatten()
             })
             .unwrap_or_else(|| panic!("wasm_plugin.h does not #define {name}"))
             .parse()
@@ -62,31 +60,21 @@ mod tests {
 
     #[test]
     fn header_abi_version_matches_the_crate() {
-        assert_eq!(
-            header_define("WASM_PLUGIN_ABI_VERSION"),
-            i64::from(ABI_VERSION)
-        );
+        assert_eq!(header_define("WASM_PLUGIN_ABI_VERSION"), i64::from(ABI_VERSION));
     }
 
     #[test]
     fn header_error_codes_match_the_crate() {
         assert_eq!(header_define("PLUGIN_OK"), 0);
         for code in ErrorCode::ALL {
-            assert_eq!(
-                header_define(code.c_name()),
-                i64::from(code.code()),
-                "{code:?}"
-            );
+            assert_eq!(header_define(code.c_name()), i64::from(code.code()), "{code:?}");
         }
     }
 
     #[test]
     fn header_names_the_custom_section() {
         let directive = format!(".section .custom_section.{CUSTOM_SECTION},");
-        assert!(
-            HEADER.contains(&directive),
-            "wasm_plugin.h must emit {directive}"
-        );
+        assert!(HEADER.contains(&directive), "wasm_plugin.h must emit {directive}");
     }
 
     #[test]

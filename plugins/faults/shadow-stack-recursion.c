@@ -1,16 +1,17 @@
 // expect-violation: recursion
 //
 // Fault plugin: process() recurses with a 4 KiB array in every frame. Arrays whose address is
-// taken live on the C shadow stack, which clang keeps in linear memory (64 KiB by default, below
-// the static data) and moves with the global `__stack_pointer`. After about 16 frames the stack
-// pointer runs below address 0 and wraps around to near 4 GiB, so the next store is out of
-// bounds: the engine traps (WasmEdge: "out of bounds memory access") long before the native
-// stack is in danger. Unlike deep-recursion.c, this one must end in an ordinary trap, in AOT
-// as in the interpreter.
+// taken live on the C shadow stack, which clang keeps in linear memory and moves with the
+// global `__stack_pointer`; wasm-ld reserves 64 KiB for it right after the static data, and it
+// grows down towards address 0 (over the static data, of which this plugin has none). 16
+// frames fill it; the 17th moves the stack pointer below 0, where it wraps around to near
+// 4 GiB, so that frame's first store is out of bounds: the engine traps
+// (WasmEdge: MemoryOutOfBounds) long before the native stack is in danger. Unlike
+// deep-recursion.c, this one must end in an ordinary trap, in AOT as in the interpreter.
 //
 //   init()      0 (PLUGIN_OK), always
-//   process(n)  for every n: traps with an out-of-bounds memory access, within about 20 calls
-//               (it would return 0 after 2^30 calls, which no 4 GiB memory can hold)
+//   process(n)  for every n: traps with an out-of-bounds memory access, 17 calls deep (it
+//               would return 0 after 2^30 calls, which no 4 GiB memory can hold)
 //   cleanup()   0 (PLUGIN_OK), always
 //
 // The array is volatile and indexed by the depth, so clang must give it memory in every frame

@@ -11,6 +11,15 @@
 //!   it is never served, and it must produce exactly the violation its `expect-violation`
 //!   directive names. `.wat` is for rules C cannot break, such as having a start function; it is
 //!   assembled with the `wat` crate instead of clang.
+//! - `plugins/faults/<name>.c`, `.cpp` or `.wat` is a fault plugin: a hostile plugin (an
+//!   infinite loop, a stack overflow, a trap, a module that does not validate...) for the host's
+//!   tests, which load it with the host's ABI check switched off to prove the host survives it.
+//!   It is built to `target/plugins/faults/<name>.wasm`, a subfolder that is never served. Some
+//!   faults break an ABI rule and some are compliant but misbehave at run time, so each states
+//!   which with a directive (`expect-violation` or `expect-abi: compliant`), and the build fails
+//!   unless the ABI check agrees: the suite cannot drift from what the host's tests assume.
+//!
+//! `invalid` and `faults` are therefore not available as example names.
 //!
 //! # Directives
 //!
@@ -25,9 +34,15 @@
 //! - `plugin-flags:` extra clang arguments, split on whitespace (there is no quoting). They come
 //!   after the default arguments, so they override them (`-O1` beats the default `-O2`). The
 //!   directive may repeat; its arguments accumulate. `.wat` files cannot have it.
-//! - `expect-violation:` the [`plugin_sdk::AbiViolation::code`] the fixture must produce, and the
-//!   only one it may produce (any number of times). Every fixture has exactly one, because a
-//!   fixture without an assertion would test nothing; examples have none.
+//! - `expect-violation:` the [`plugin_sdk::AbiViolation::code`] the fixture or fault must
+//!   produce, and the only one it may produce (any number of times). Every fixture has exactly
+//!   one, because a fixture without an assertion would test nothing.
+//! - `expect-abi: compliant` (the only value): the fault plugin must pass the ABI check; it is
+//!   hostile only at run time. Only faults may have it: an example is compliant by definition and
+//!   a fixture must break a rule.
+//!
+//! Every fault has exactly one of the two expectations, since the host's tests rely on knowing
+//! whether the host's own ABI check would have refused the plugin; examples have neither.
 //!
 //! `.wat` files write the comment as `;;` instead of `//`. A misspelt directive (any other
 //! `plugin-…:` or `expect-…:`) is an error rather than silently ignored.
@@ -70,6 +85,9 @@ const TARGET: &str = "wasm32-wasip1";
 /// The folder under `plugins/` (and under the output folder) that holds negative fixtures.
 const FIXTURE_DIR: &str = "invalid";
 
+/// The folder under `plugins/` (and under the output folder) that holds fault plugins.
+const FAULT_DIR: &str = "faults";
+
 #[derive(Debug, Default, clap::Args)]
 pub struct BuildPlugins {
     /// Rebuild every plugin, even those whose output is newer than their sources.
@@ -85,49 +103,27 @@ impl BuildPlugins {
         let scratch = sh.create_temp_dir()?;
         let compiler = Compiler::new(&clang, &layout.include_dir, scratch.path())?;
         let plugins = discover(&layout.plugins_dir)?;
-        step(format!(
-            "building {} plugins into {PLUGIN_OUT_DIR}",
-            plugins.len()
-        ));
+        step(format!("building {} plugins into {PLUGIN_OUT_DIR}", plugins.len()));
 
         let shown_output = |plugin: &Plugin| format!("{PLUGIN_OUT_DIR}/{}.wasm", plugin.name);
-        let width = plugins
-            .iter()
-            .map(|p| shown_output(p).len())
-            .max()
-            .unwrap_or(0);
+        let width = plugins.iter().map(|p| shown_output(p).len()).max().unwrap_or(0);
         let mut failures = String::new();
         let mut failed = 0;
         for plugin in &plugins {
             match build(&compiler, &layout, plugin, self.force) {
                 Ok(built) => {
                     let action = if built.rebuilt { "built" } else { "up to date" };
-                    println!(
-                        "{action:>10}  {:<width$}  {}",
-                        shown_output(plugin),
-                        built.verdict
-                    );
+                    println!("{action:>10}  {:<width$}  {}", shown_output(plugin), built.verdict);
                 }
                 Err(err) => {
                     failed += 1;
-                    println!(
-                        "{:>10}  {:<width$}  (see below)",
-                        "FAILED",
-                        shown_output(plugin)
-                    );
-                    let source = plugin
-                        .source
-                        .strip_prefix(sh.current_dir())
-                        .unwrap_or(&plugin.source);
+                    println!("{:>10}  {:<width$}  (see below)", "FAILED", shown_output(plugin));
+                    let source = plugin.source.strip_prefix(sh.current_dir()).unwrap_or(&plugin.source);
                     write!(failures, "\n\n{}: {err:#}", source.display())?;
                 }
             }
         }
-        ensure!(
-            failed == 0,
-            "{failed} of {} plugins failed to build or check:{failures}",
-            plugins.len()
-        );
+        ensure!(failed == 0, "{failed} of {} plugins failed to build or check:{failures}", plugins.len());
         Ok(())
     }
 }
@@ -177,19 +173,40 @@ impl Language {
     }
 }
 
+/// What a plugin is for, which decides where it goes and what its ABI check must say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// `plugins/<name>/<name>.{c,cpp}`: served, and must be ABI-compliant.
+    Example,
+    /// `plugins/invalid/<rule>.{c,cpp,wat}`: must break exactly the rule it names.
+    Fixture,
+    /// `plugins/faults/<name>.{c,cpp,wat}`: hostile at run time; compliant or not, as it states.
+    Fault,
+}
+
 /// One source file to build.
 #[derive(Debug, Clone)]
 pub(crate) struct Plugin {
-    /// `hello` for an example, `invalid/float` for a fixture: the output's path below the output
-    /// folder, without `.wasm`.
+    /// `hello` for an example, `invalid/float` for a fixture, `faults/traps` for a fault: the
+    /// output's path below the output folder, without `.wasm`.
     pub name: String,
     pub source: PathBuf,
     pub language: Language,
-    /// Whether this is a negative fixture under `plugins/invalid/`.
+    pub kind: Kind,
+    /// Whether this is a negative fixture under `plugins/invalid/`, that is `kind ==
+    /// Kind::Fixture`. Redundant, but check_abi's tests select the fixtures by it; [`Plugin::new`]
+    /// keeps the two in step.
+    #[cfg_attr(not(test), expect(dead_code, reason = "only check_abi's tests read it"))]
     pub fixture: bool,
 }
 
-/// Finds every example and fixture under `plugins_dir`, sorted by name so output is stable.
+impl Plugin {
+    fn new(name: String, source: PathBuf, language: Language, kind: Kind) -> Self {
+        Self { name, source, language, kind, fixture: kind == Kind::Fixture }
+    }
+}
+
+/// Finds every example, fixture and fault under `plugins_dir`, sorted by name so output is stable.
 pub(crate) fn discover(plugins_dir: &Path) -> anyhow::Result<Vec<Plugin>> {
     let mut plugins = Vec::new();
     for dir in sorted_entries(plugins_dir)? {
@@ -198,23 +215,22 @@ pub(crate) fn discover(plugins_dir: &Path) -> anyhow::Result<Vec<Plugin>> {
             continue;
         }
         let dir_name = file_name(&dir)?;
-        if dir_name == FIXTURE_DIR {
+        // Fixtures and faults are loose files in their folder: they are many and small, and a
+        // folder each would only add noise.
+        let loose_kind = match dir_name {
+            FIXTURE_DIR => Some(Kind::Fixture),
+            FAULT_DIR => Some(Kind::Fault),
+            _ => None,
+        };
+        if let Some(kind) = loose_kind {
             for source in sorted_entries(&dir)? {
                 // Anything that is not a plugin source (a README, a shared header) is left alone.
                 let Some(language) = Language::from_extension(&source) else {
                     continue;
                 };
-                let stem = source
-                    .file_stem()
-                    .and_then(|s| s.to_str())
-                    .unwrap_or_default();
+                let stem = source.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
                 check_name(stem, &source)?;
-                plugins.push(Plugin {
-                    name: format!("{FIXTURE_DIR}/{stem}"),
-                    source,
-                    language,
-                    fixture: true,
-                });
+                plugins.push(Plugin::new(format!("{dir_name}/{stem}"), source, language, kind));
             }
             continue;
         }
@@ -226,21 +242,10 @@ pub(crate) fn discover(plugins_dir: &Path) -> anyhow::Result<Vec<Plugin>> {
             .collect();
         match candidates.as_slice() {
             [(source, language)] => {
-                plugins.push(Plugin {
-                    name: dir_name.to_owned(),
-                    source: source.clone(),
-                    language: *language,
-                    fixture: false,
-                });
+                plugins.push(Plugin::new(dir_name.to_owned(), source.clone(), *language, Kind::Example));
             }
-            [] => bail!(
-                "{} holds no plugin: expected {dir_name}.c or {dir_name}.cpp in it",
-                dir.display()
-            ),
-            _ => bail!(
-                "{} holds both {dir_name}.c and {dir_name}.cpp; keep one",
-                dir.display()
-            ),
+            [] => bail!("{} holds no plugin: expected {dir_name}.c or {dir_name}.cpp in it", dir.display()),
+            _ => bail!("{} holds both {dir_name}.c and {dir_name}.cpp; keep one", dir.display()),
         }
     }
     Ok(plugins)
@@ -257,9 +262,7 @@ fn sorted_entries(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn file_name(path: &Path) -> anyhow::Result<&str> {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .with_context(|| format!("{} has no UTF-8 file name", path.display()))
+    path.file_name().and_then(|n| n.to_str()).with_context(|| format!("{} has no UTF-8 file name", path.display()))
 }
 
 /// Plugin names become file names and the name a client asks the host for, so they follow the
@@ -283,7 +286,35 @@ fn check_name(name: &str, path: &Path) -> anyhow::Result<()> {
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Directives {
     pub flags: Vec<String>,
-    pub expect_violation: Option<String>,
+    pub expect: Option<Expectation>,
+}
+
+/// What a fixture or fault states the ABI check must find.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Expectation {
+    /// `expect-abi: compliant`: no violation at all.
+    Compliant,
+    /// `expect-violation: <code>`: this violation and no other.
+    Violation(String),
+}
+
+impl Directives {
+    /// The violation the plugin must produce, if it states one; `None` means it must comply.
+    fn expected_violation(&self) -> Option<&str> {
+        match &self.expect {
+            Some(Expectation::Violation(code)) => Some(code),
+            Some(Expectation::Compliant) | None => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Expectation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Compliant => f.write_str("compliant"),
+            Self::Violation(code) => f.write_str(code),
+        }
+    }
 }
 
 impl Directives {
@@ -301,35 +332,42 @@ impl Directives {
             let comment = comment.trim();
             let line_no = index + 1;
             if let Some(flags) = comment.strip_prefix("plugin-flags:") {
-                ensure!(
-                    language != Language::Wat,
-                    "line {line_no}: plugin-flags has no meaning for a .wat file"
-                );
-                directives
-                    .flags
-                    .extend(flags.split_whitespace().map(str::to_owned));
+                ensure!(language != Language::Wat, "line {line_no}: plugin-flags has no meaning for a .wat file");
+                directives.flags.extend(flags.split_whitespace().map(str::to_owned));
             } else if let Some(code) = comment.strip_prefix("expect-violation:") {
                 let code = code.trim();
+                ensure!(!code.is_empty(), "line {line_no}: expect-violation needs a violation code");
+                directives.expect_once(Expectation::Violation(code.to_owned()), line_no)?;
+            } else if let Some(verdict) = comment.strip_prefix("expect-abi:") {
+                // Only one verdict exists: a plugin that breaks a rule names the rule instead,
+                // which asserts more than a bare "violating" would.
                 ensure!(
-                    !code.is_empty(),
-                    "line {line_no}: expect-violation needs a violation code"
+                    verdict.trim() == "compliant",
+                    "line {line_no}: expect-abi takes only `compliant`, not {:?}; a plugin that breaks \
+                     a rule names it with `expect-violation: <code>`",
+                    verdict.trim()
                 );
-                ensure!(
-                    directives.expect_violation.is_none(),
-                    "line {line_no}: a second expect-violation; a fixture breaks exactly one rule"
-                );
-                directives.expect_violation = Some(code.to_owned());
+                directives.expect_once(Expectation::Compliant, line_no)?;
             } else if let Some((word, _)) = comment.split_once(':') {
-                let looks_like_directive = (word.starts_with("plugin-")
-                    || word.starts_with("expect-"))
-                    && !word.contains(char::is_whitespace);
+                let looks_like_directive =
+                    (word.starts_with("plugin-") || word.starts_with("expect-")) && !word.contains(char::is_whitespace);
                 ensure!(
                     !looks_like_directive,
-                    "line {line_no}: unknown directive `{word}:` (known: plugin-flags, expect-violation)"
+                    "line {line_no}: unknown directive `{word}:` (known: plugin-flags, expect-violation, expect-abi)"
                 );
             }
         }
         Ok(directives)
+    }
+
+    fn expect_once(&mut self, expectation: Expectation, line_no: usize) -> anyhow::Result<()> {
+        ensure!(
+            self.expect.is_none(),
+            "line {line_no}: a second expectation; a plugin states exactly one, either one \
+             `expect-violation` (it breaks exactly one rule) or `expect-abi: compliant`"
+        );
+        self.expect = Some(expectation);
+        Ok(())
     }
 }
 
@@ -366,22 +404,13 @@ impl Compiler {
                 // Both need runtime support (unwinding, type_info) that a plugin cannot link.
                 build.flag("-fno-exceptions").flag("-fno-rtti");
             }
-            build
-                .try_get_compiler()
-                .with_context(|| format!("cannot set up {} for {TARGET}", clang.display()))
+            build.try_get_compiler().with_context(|| format!("cannot set up {} for {TARGET}", clang.display()))
         };
-        Ok(Self {
-            c: tool(false)?,
-            cpp: tool(true)?,
-        })
+        Ok(Self { c: tool(false)?, cpp: tool(true)? })
     }
 
     fn command(&self, cpp: bool) -> Command {
-        if cpp {
-            self.cpp.to_command()
-        } else {
-            self.c.to_command()
-        }
+        if cpp { self.cpp.to_command() } else { self.c.to_command() }
     }
 }
 
@@ -402,69 +431,56 @@ fn host_triple() -> String {
 /// found, and a one-line verdict for the progress output.
 #[derive(Debug)]
 pub(crate) struct Built {
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "tests inspect it; the command prints the verdict")
-    )]
+    #[cfg_attr(not(test), expect(dead_code, reason = "tests inspect it; the command prints the verdict"))]
     pub output: PathBuf,
     pub rebuilt: bool,
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "tests inspect it; the command prints the verdict")
-    )]
+    #[cfg_attr(not(test), expect(dead_code, reason = "tests inspect it; the command prints the verdict"))]
     pub report: AbiReport,
     pub verdict: String,
 }
 
 /// Builds one plugin into `layout.out_dir` (unless it is up to date) and checks the output
 /// against the ABI and the plugin's expectation. An `Err` means the plugin failed the build.
-pub(crate) fn build(
-    compiler: &Compiler,
-    layout: &Layout,
-    plugin: &Plugin,
-    force: bool,
-) -> anyhow::Result<Built> {
-    let text = fs::read_to_string(&plugin.source)
-        .with_context(|| format!("cannot read {}", plugin.source.display()))?;
+pub(crate) fn build(compiler: &Compiler, layout: &Layout, plugin: &Plugin, force: bool) -> anyhow::Result<Built> {
+    let text =
+        fs::read_to_string(&plugin.source).with_context(|| format!("cannot read {}", plugin.source.display()))?;
     let directives = Directives::parse(&text, plugin.language)?;
-    match (plugin.fixture, &directives.expect_violation) {
-        (true, None) => bail!(
+    match (plugin.kind, &directives.expect) {
+        (Kind::Example, None) | (Kind::Fixture, Some(Expectation::Violation(_))) | (Kind::Fault, Some(_)) => {}
+        (Kind::Fixture, None) => bail!(
             "this negative fixture has no `expect-violation: <code>` comment at its top; \
              a fixture without an assertion tests nothing"
         ),
-        (false, Some(_)) => {
-            bail!(
-                "only negative fixtures (in plugins/{FIXTURE_DIR}/) may have an `expect-violation` comment"
-            )
-        }
-        _ => {}
+        (Kind::Fault, None) => bail!(
+            "this fault plugin has no `expect-violation: <code>` or `expect-abi: compliant` comment at \
+             its top; the host's tests rely on knowing whether the ABI check would refuse it"
+        ),
+        (Kind::Example, Some(Expectation::Violation(_))) => bail!(
+            "only negative fixtures (in plugins/{FIXTURE_DIR}/) and fault plugins (in plugins/{FAULT_DIR}/) \
+             may have an `expect-violation` comment"
+        ),
+        (Kind::Example | Kind::Fixture, Some(Expectation::Compliant)) => bail!(
+            "only fault plugins (in plugins/{FAULT_DIR}/) may have an `expect-abi` comment: an example is \
+             compliant anyway, and a negative fixture must name the rule it breaks"
+        ),
     }
 
     let output = layout.out_dir.join(format!("{}.wasm", plugin.name));
     let rebuilt = force || !is_up_to_date(&output, &plugin.source, &layout.include_dir)?;
     let (wasm, partial) = if rebuilt {
         let partial = compile(compiler, plugin, &directives, &output)?;
-        let wasm = fs::read(&partial.path)
-            .with_context(|| format!("cannot read {}", partial.path.display()))?;
+        let wasm = fs::read(&partial.path).with_context(|| format!("cannot read {}", partial.path.display()))?;
         (wasm, Some(partial))
     } else {
-        (
-            fs::read(&output).with_context(|| format!("cannot read {}", output.display()))?,
-            None,
-        )
+        (fs::read(&output).with_context(|| format!("cannot read {}", output.display()))?, None)
     };
     let report = plugin_sdk::check(&wasm);
-    match verify(directives.expect_violation.as_deref(), &report) {
+    match verify(directives.expected_violation(), &report) {
         Ok(verdict) => {
             if let Some(partial) = partial {
                 partial.persist(&output)?;
             }
-            Ok(Built {
-                output,
-                rebuilt,
-                report,
-                verdict,
-            })
+            Ok(Built { output, rebuilt, report, verdict })
         }
         Err(err) => {
             // A plugin that fails its check never reaches the output folder, and an older build
@@ -474,9 +490,7 @@ pub(crate) fn build(
                 Ok(()) => {}
                 Err(io) if io.kind() == std::io::ErrorKind::NotFound => {}
                 Err(io) => {
-                    return Err(
-                        err.context(format!("also cannot remove {}: {io}", output.display()))
-                    );
+                    return Err(err.context(format!("also cannot remove {}: {io}", output.display())));
                 }
             }
             Err(err)
@@ -513,33 +527,22 @@ fn compile(
     directives: &Directives,
     output: &Path,
 ) -> anyhow::Result<PartialFile> {
-    let folder = output
-        .parent()
-        .context("an output path always has a folder")?;
+    let folder = output.parent().context("an output path always has a folder")?;
     fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
     let partial = PartialFile::new(output);
 
     if plugin.language == Language::Wat {
+        // `wat` only parses and encodes; it does not validate (no type checking of function
+        // bodies), which faults/invalid-module.wat relies on to reach the host ill-typed.
         let wasm = wat::parse_file(&plugin.source).map_err(|err| anyhow::anyhow!("{err}"))?;
-        fs::write(&partial.path, wasm)
-            .with_context(|| format!("cannot write {}", partial.path.display()))?;
+        fs::write(&partial.path, wasm).with_context(|| format!("cannot write {}", partial.path.display()))?;
     } else {
         let mut command = compiler.command(plugin.language == Language::Cpp);
-        command
-            .args(&directives.flags)
-            .arg("-o")
-            .arg(&partial.path)
-            .arg(&plugin.source);
-        let result = command
-            .output()
-            .with_context(|| format!("cannot run {command:?}"))?;
+        command.args(&directives.flags).arg("-o").arg(&partial.path).arg(&plugin.source);
+        let result = command.output().with_context(|| format!("cannot run {command:?}"))?;
         if !result.status.success() {
             let diagnostics = String::from_utf8_lossy(&result.stderr);
-            bail!(
-                "clang failed ({}):\n{}\ncommand: {command:?}",
-                result.status,
-                diagnostics.trim_end()
-            );
+            bail!("clang failed ({}):\n{}\ncommand: {command:?}", result.status, diagnostics.trim_end());
         }
     }
     Ok(partial)
@@ -560,17 +563,12 @@ impl PartialFile {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let unique = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = output.file_name().unwrap_or_default().to_string_lossy();
-        let path =
-            output.with_file_name(format!(".{name}.{}-{unique}.partial", std::process::id()));
-        Self {
-            path,
-            persisted: false,
-        }
+        let path = output.with_file_name(format!(".{name}.{}-{unique}.partial", std::process::id()));
+        Self { path, persisted: false }
     }
 
     fn persist(mut self, output: &Path) -> anyhow::Result<()> {
-        fs::rename(&self.path, output)
-            .with_context(|| format!("cannot move {} into place", output.display()))?;
+        fs::rename(&self.path, output).with_context(|| format!("cannot move {} into place", output.display()))?;
         self.persisted = true;
         Ok(())
     }
@@ -585,13 +583,12 @@ impl Drop for PartialFile {
     }
 }
 
-/// Checks a report against what the plugin promises: compliance for an example, exactly the
-/// expected violation for a fixture. Returns the verdict line for the progress output.
+/// Checks a report against what the plugin promises: exactly the expected violation for a
+/// fixture or a fault that names one, compliance for everything else. Returns the verdict line
+/// for the progress output.
 pub(crate) fn verify(expect_violation: Option<&str>, report: &AbiReport) -> anyhow::Result<String> {
     let codes: BTreeSet<&str> = report.violations.iter().map(|v| v.kind.code()).collect();
-    let version = report
-        .abi_version
-        .map_or_else(|| "no ABI version".to_owned(), |v| format!("ABI v{v}"));
+    let version = report.abi_version.map_or_else(|| "no ABI version".to_owned(), |v| format!("ABI v{v}"));
     match expect_violation {
         None if codes.is_empty() => Ok(format!("ok ({version})")),
         None => bail!("the plugin breaks the ABI:\n{report}"),
@@ -634,20 +631,13 @@ pub(crate) mod tests {
     impl Harness {
         pub fn new() -> Self {
             let sh = project_shell();
-            let clang =
-                setup::wasm_clang(&sh).expect("a clang for wasm32 (run `cargo xtask setup`)");
+            let clang = setup::wasm_clang(&sh).expect("a clang for wasm32 (run `cargo xtask setup`)");
             let out = tempfile::tempdir().expect("a temporary folder");
             let scratch = tempfile::tempdir().expect("a temporary folder");
             let mut layout = Layout::in_project(&sh.current_dir());
             layout.out_dir = out.path().to_path_buf();
-            let compiler = Compiler::new(&clang, &layout.include_dir, scratch.path())
-                .expect("cc configures clang");
-            Self {
-                compiler,
-                layout,
-                out,
-                _scratch: scratch,
-            }
+            let compiler = Compiler::new(&clang, &layout.include_dir, scratch.path()).expect("cc configures clang");
+            Self { compiler, layout, out, _scratch: scratch }
         }
 
         pub fn plugins(&self) -> Vec<Plugin> {
@@ -662,27 +652,13 @@ pub(crate) mod tests {
     #[test]
     fn every_example_builds_and_is_compliant() {
         let harness = Harness::new();
-        let examples: Vec<_> = harness
-            .plugins()
-            .into_iter()
-            .filter(|p| !p.fixture)
-            .collect();
+        let examples: Vec<_> = harness.plugins().into_iter().filter(|p| p.kind == Kind::Example).collect();
         let names: Vec<_> = examples.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["abi", "checksum", "hello", "primes", "simple"]);
         for plugin in &examples {
-            let built = harness
-                .build(plugin)
-                .unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
-            assert!(
-                built.report.is_compliant(),
-                "{}:\n{}",
-                plugin.name,
-                built.report
-            );
-            assert_eq!(
-                built.output,
-                harness.out.path().join(format!("{}.wasm", plugin.name))
-            );
+            let built = harness.build(plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
+            assert!(built.report.is_compliant(), "{}:\n{}", plugin.name, built.report);
+            assert_eq!(built.output, harness.out.path().join(format!("{}.wasm", plugin.name)));
         }
     }
 
@@ -690,41 +666,49 @@ pub(crate) mod tests {
     fn every_fixture_produces_exactly_its_expected_violation() {
         let harness = Harness::new();
         let mut expectations = String::new();
-        for plugin in harness.plugins().into_iter().filter(|p| p.fixture) {
+        for plugin in harness.plugins().into_iter().filter(|p| p.kind == Kind::Fixture) {
             let text = fs::read_to_string(&plugin.source).unwrap();
-            let expected = Directives::parse(&text, plugin.language)
-                .unwrap()
-                .expect_violation
-                .unwrap();
-            let built = harness
-                .build(&plugin)
-                .unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
-            let codes: BTreeSet<_> = built
-                .report
-                .violations
-                .iter()
-                .map(|v| v.kind.code())
-                .collect();
-            assert_eq!(
-                codes,
-                BTreeSet::from([expected.as_str()]),
-                "{}:\n{}",
-                plugin.name,
-                built.report
-            );
+            let Some(Expectation::Violation(expected)) = Directives::parse(&text, plugin.language).unwrap().expect
+            else {
+                panic!("{}: a fixture always names a violation", plugin.name)
+            };
+            let built = harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
+            let codes: BTreeSet<_> = built.report.violations.iter().map(|v| v.kind.code()).collect();
+            assert_eq!(codes, BTreeSet::from([expected.as_str()]), "{}:\n{}", plugin.name, built.report);
             // Fixtures land in a subfolder, never next to the served examples.
             assert_eq!(
                 built.output,
-                harness
-                    .out
-                    .path()
-                    .join(FIXTURE_DIR)
-                    .join(format!("{}.wasm", file_stem(&plugin.source)))
+                harness.out.path().join(FIXTURE_DIR).join(format!("{}.wasm", file_stem(&plugin.source)))
             );
             writeln!(expectations, "{} -> {expected}", plugin.name).unwrap();
         }
         // The list of fixtures is part of the contract with the host's tests: adding or
         // renaming one should show up in review.
+        insta::assert_snapshot!(expectations);
+    }
+
+    #[test]
+    fn every_fault_builds_and_meets_its_expectation() {
+        let harness = Harness::new();
+        let mut expectations = String::new();
+        for plugin in harness.plugins().into_iter().filter(|p| p.kind == Kind::Fault) {
+            let text = fs::read_to_string(&plugin.source).unwrap();
+            let expected = Directives::parse(&text, plugin.language).unwrap().expect.unwrap();
+            let built = harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
+            let codes: BTreeSet<_> = built.report.violations.iter().map(|v| v.kind.code()).collect();
+            let wanted = match &expected {
+                Expectation::Compliant => BTreeSet::new(),
+                Expectation::Violation(code) => BTreeSet::from([code.as_str()]),
+            };
+            assert_eq!(codes, wanted, "{}:\n{}", plugin.name, built.report);
+            // Faults land in their own subfolder, never where the host serves plugins from.
+            assert_eq!(
+                built.output,
+                harness.out.path().join(FAULT_DIR).join(format!("{}.wasm", file_stem(&plugin.source)))
+            );
+            writeln!(expectations, "{} -> {expected}", plugin.name).unwrap();
+        }
+        // The host's tests load these by name and assume these verdicts: a change shows up here.
         insta::assert_snapshot!(expectations);
     }
 
@@ -752,9 +736,7 @@ pub(crate) mod tests {
     /// The real float fixture, with its `expect-violation` line replaced by `directive`.
     fn float_fixture_with(harness: &Harness, directive: &str) -> String {
         let fixture = harness.layout.plugins_dir.join(FIXTURE_DIR).join("float.c");
-        fs::read_to_string(fixture)
-            .unwrap()
-            .replace("// expect-violation: float-instruction", directive)
+        fs::read_to_string(fixture).unwrap().replace("// expect-violation: float-instruction", directive)
     }
 
     #[test]
@@ -763,6 +745,47 @@ pub(crate) mod tests {
         let (_dir, plugin) = scratch_plugin("invalid/unasserted.c", COMPLIANT_C);
         let err = format!("{:#}", harness.build(&plugin).unwrap_err());
         assert!(err.contains("no `expect-violation"), "{err}");
+    }
+
+    #[test]
+    fn a_fault_without_an_expectation_fails_the_build() {
+        let harness = Harness::new();
+        let (_dir, plugin) = scratch_plugin("faults/unasserted.c", COMPLIANT_C);
+        assert_eq!(plugin.kind, Kind::Fault);
+        let err = format!("{:#}", harness.build(&plugin).unwrap_err());
+        assert!(err.contains("no `expect-violation: <code>` or `expect-abi: compliant`"), "{err}");
+        assert_eq!(fs::read_dir(harness.out.path()).unwrap().count(), 0, "nothing was built");
+    }
+
+    #[test]
+    fn a_fault_is_held_to_its_expectation_both_ways() {
+        let harness = Harness::new();
+        let source = float_fixture_with(&harness, "// expect-abi: compliant");
+        let (_dir, plugin) = scratch_plugin("faults/not-compliant.c", &source);
+        let err = format!("{:#}", harness.build(&plugin).unwrap_err());
+        assert!(err.contains("the plugin breaks the ABI") && err.contains("error[float-instruction]"), "{err}");
+
+        let source = format!("// expect-violation: recursion\n{COMPLIANT_C}");
+        let (_dir, plugin) = scratch_plugin("faults/harmless.c", &source);
+        let err = format!("{:#}", harness.build(&plugin).unwrap_err());
+        assert!(err.contains("expected violation `recursion`, but the plugin is ABI-compliant"), "{err}");
+
+        let source = format!("// expect-abi: compliant\n{COMPLIANT_C}");
+        let (_dir, plugin) = scratch_plugin("faults/compliant.c", &source);
+        let built = harness.build(&plugin).unwrap();
+        assert!(built.report.is_compliant());
+        assert_eq!(built.output, harness.out.path().join("faults/compliant.wasm"));
+    }
+
+    #[test]
+    fn expect_abi_is_only_for_faults() {
+        let harness = Harness::new();
+        let source = format!("// expect-abi: compliant\n{COMPLIANT_C}");
+        for path in ["compliant/compliant.c", "invalid/compliant.c"] {
+            let (_dir, plugin) = scratch_plugin(path, &source);
+            let err = format!("{:#}", harness.build(&plugin).unwrap_err());
+            assert!(err.contains("only fault plugins (in plugins/faults/) may have an `expect-abi`"), "{path}: {err}");
+        }
     }
 
     #[test]
@@ -780,10 +803,7 @@ pub(crate) mod tests {
         let source = float_fixture_with(&harness, "// expect-violation: memory-grow");
         let (_dir, plugin) = scratch_plugin("invalid/mislabelled.c", &source);
         let err = format!("{:#}", harness.build(&plugin).unwrap_err());
-        assert!(
-            err.contains("expected only violation `memory-grow`, found: float-instruction"),
-            "{err}"
-        );
+        assert!(err.contains("expected only violation `memory-grow`, found: float-instruction"), "{err}");
     }
 
     #[test]
@@ -795,20 +815,12 @@ pub(crate) mod tests {
         // An older, good build of the plugin is being served.
         let served = harness.out.path().join("float.wasm");
         fs::write(&served, b"an older build").unwrap();
-        fs::File::options()
-            .write(true)
-            .open(&served)
-            .unwrap()
-            .set_modified(SystemTime::UNIX_EPOCH)
-            .unwrap();
+        fs::File::options().write(true).open(&served).unwrap().set_modified(SystemTime::UNIX_EPOCH).unwrap();
 
         let err = format!("{:#}", harness.build(&plugin).unwrap_err());
         assert!(err.contains("the plugin breaks the ABI"), "{err}");
         assert!(err.contains("error[float-instruction]"), "{err}");
-        assert!(
-            !served.exists(),
-            "a failing plugin is not left in the served folder"
-        );
+        assert!(!served.exists(), "a failing plugin is not left in the served folder");
         let leftovers = fs::read_dir(harness.out.path()).unwrap().count();
         assert_eq!(leftovers, 0, "no partial file is left behind either");
     }
@@ -818,15 +830,11 @@ pub(crate) mod tests {
         let harness = Harness::new();
         // An unknown warning flag is harmless, but -Werror (from cc) makes an unknown `-W`
         // option fatal, which proves the flag was passed.
-        let source = format!(
-            "// expect-violation: float-instruction\n// plugin-flags: -Wno-such-warning-exists\n{COMPLIANT_C}"
-        );
+        let source =
+            format!("// expect-violation: float-instruction\n// plugin-flags: -Wno-such-warning-exists\n{COMPLIANT_C}");
         let (_dir, plugin) = scratch_plugin("invalid/flagged.c", &source);
         let err = format!("{:#}", harness.build(&plugin).unwrap_err());
-        assert!(
-            err.contains("clang failed") && err.contains("no-such-warning-exists"),
-            "{err}"
-        );
+        assert!(err.contains("clang failed") && err.contains("no-such-warning-exists"), "{err}");
     }
 
     #[test]
@@ -852,30 +860,20 @@ pub(crate) mod tests {
         assert!(harness.build(&plugin).unwrap().rebuilt);
         let again = harness.build(&plugin).unwrap();
         assert!(!again.rebuilt, "the output is newer than every input");
-        assert!(
-            again.report.is_compliant(),
-            "an up-to-date output is still checked"
-        );
+        assert!(again.report.is_compliant(), "an up-to-date output is still checked");
         let forced = build(&harness.compiler, &harness.layout, &plugin, true).unwrap();
         assert!(forced.rebuilt, "--force rebuilds anyway");
 
         for input in [&plugin.source, &header] {
             let before = modified(input);
             set_modified(input, future);
-            assert!(
-                harness.build(&plugin).unwrap().rebuilt,
-                "{} is newer",
-                input.display()
-            );
+            assert!(harness.build(&plugin).unwrap().rebuilt, "{} is newer", input.display());
             set_modified(input, before);
             assert!(!harness.build(&plugin).unwrap().rebuilt);
         }
 
         // Only the output is left: partial files were renamed or removed.
-        let files: Vec<_> = fs::read_dir(harness.out.path())
-            .unwrap()
-            .map(|e| e.unwrap().file_name())
-            .collect();
+        let files: Vec<_> = fs::read_dir(harness.out.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(files, ["fresh.wasm"]);
     }
 
@@ -888,17 +886,16 @@ pub(crate) mod tests {
             directives,
             Directives {
                 flags: vec!["-O1".into(), "-fno-inline".into(), "-DX=1".into()],
-                expect_violation: Some("recursion".into())
+                expect: Some(Expectation::Violation("recursion".into()))
             }
         );
         let wat = ";; expect-violation: start-function\n(module)\n";
         assert_eq!(
-            Directives::parse(wat, Language::Wat)
-                .unwrap()
-                .expect_violation
-                .as_deref(),
-            Some("start-function")
+            Directives::parse(wat, Language::Wat).unwrap().expect,
+            Some(Expectation::Violation("start-function".into()))
         );
+        let wat = ";; expect-abi: compliant\n(module)\n";
+        assert_eq!(Directives::parse(wat, Language::Wat).unwrap().expect, Some(Expectation::Compliant));
     }
 
     #[test]
@@ -906,19 +903,17 @@ pub(crate) mod tests {
         for (source, message) in [
             ("// plugin-flag: -O1\n", "unknown directive `plugin-flag:`"),
             ("// expect-violation:\n", "needs a violation code"),
-            (
-                "// expect-violation: a\n// expect-violation: b\n",
-                "a second expect-violation",
-            ),
+            ("// expect-violation: a\n// expect-violation: b\n", "a second expectation"),
+            ("// expect-abi: compliant\n// expect-violation: b\n", "a second expectation"),
+            ("// expect-violation: a\n// expect-abi: compliant\n", "a second expectation"),
+            ("// expect-abi: violating\n", "expect-abi takes only `compliant`, not \"violating\""),
+            ("// expect-abi:\n", "expect-abi takes only `compliant`"),
+            ("// expect-abis: compliant\n", "unknown directive `expect-abis:`"),
         ] {
-            let err = Directives::parse(source, Language::C)
-                .unwrap_err()
-                .to_string();
+            let err = Directives::parse(source, Language::C).unwrap_err().to_string();
             assert!(err.contains(message), "{source:?}: {err}");
         }
-        let err = Directives::parse(";; plugin-flags: -O1\n", Language::Wat)
-            .unwrap_err()
-            .to_string();
+        let err = Directives::parse(";; plugin-flags: -O1\n", Language::Wat).unwrap_err().to_string();
         assert!(err.contains("no meaning for a .wat file"), "{err}");
     }
 
@@ -944,5 +939,11 @@ pub(crate) mod tests {
         fs::write(plugins.path().join("invalid/-dash.c"), "").unwrap();
         let err = discover(plugins.path()).unwrap_err().to_string();
         assert!(err.contains("starting with a letter or digit"), "{err}");
+
+        let plugins = tempfile::tempdir().unwrap();
+        fs::create_dir_all(plugins.path().join("faults")).unwrap();
+        fs::write(plugins.path().join("faults/Loud.c"), "").unwrap();
+        let err = discover(plugins.path()).unwrap_err().to_string();
+        assert!(err.contains("not \"Loud\""), "{err}");
     }
 }

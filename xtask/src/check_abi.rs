@@ -38,10 +38,7 @@ impl CheckAbi {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let targets = if self.paths.is_empty() {
             let served = sh.current_dir().join(PLUGIN_OUT_DIR);
-            ensure!(
-                served.is_dir(),
-                "{PLUGIN_OUT_DIR} does not exist: run `cargo xtask build-plugins` first"
-            );
+            ensure!(served.is_dir(), "{PLUGIN_OUT_DIR} does not exist: run `cargo xtask build-plugins` first");
             wasm_files_in(&served, Path::new(PLUGIN_OUT_DIR))
         } else {
             // Paths from the command line are relative to where the user ran cargo, which is
@@ -54,11 +51,7 @@ impl CheckAbi {
             Format::Json => println!("{}", serde_json::to_string_pretty(&render_json(&checks))?),
         }
         let failed = checks.iter().filter(|check| !check.passed()).count();
-        ensure!(
-            failed == 0,
-            "{failed} of {} failed the ABI check",
-            file_count(checks.len())
-        );
+        ensure!(failed == 0, "{failed} of {} failed the ABI check", file_count(checks.len()));
         Ok(())
     }
 }
@@ -74,20 +67,12 @@ pub(crate) struct Target {
 
 /// A command-line path: the path itself, or the `*.wasm` files in it if it is a folder.
 fn expand(path: &Path) -> Vec<Target> {
-    if path.is_dir() {
-        wasm_files_in(path, path)
-    } else {
-        vec![Target::file(path.to_path_buf(), path)]
-    }
+    if path.is_dir() { wasm_files_in(path, path) } else { vec![Target::file(path.to_path_buf(), path)] }
 }
 
 impl Target {
     fn file(path: PathBuf, shown: &Path) -> Self {
-        Self {
-            path,
-            shown: shown.display().to_string(),
-            problem: None,
-        }
+        Self { path, shown: shown.display().to_string(), problem: None }
     }
 }
 
@@ -96,17 +81,10 @@ impl Target {
 /// folder that cannot be listed or has no `.wasm` file becomes one failing entry, because
 /// checking nothing is more likely a mistake than a success.
 pub(crate) fn wasm_files_in(dir: &Path, shown_dir: &Path) -> Vec<Target> {
-    let listing = fs::read_dir(dir).and_then(|entries| {
-        entries
-            .map(|e| e.map(|e| e.path()))
-            .collect::<Result<Vec<_>, _>>()
-    });
+    let listing =
+        fs::read_dir(dir).and_then(|entries| entries.map(|e| e.map(|e| e.path())).collect::<Result<Vec<_>, _>>());
     let problem = |problem: String| {
-        vec![Target {
-            path: dir.to_path_buf(),
-            shown: shown_dir.display().to_string(),
-            problem: Some(problem),
-        }]
+        vec![Target { path: dir.to_path_buf(), shown: shown_dir.display().to_string(), problem: Some(problem) }]
     };
     let mut files = match listing {
         Ok(entries) => entries,
@@ -142,10 +120,7 @@ impl FileCheck {
                 .map(|wasm| plugin_sdk::check(&wasm))
                 .map_err(|err| format!("{err:#}")),
         };
-        Self {
-            shown: target.shown,
-            outcome,
-        }
+        Self { shown: target.shown, outcome }
     }
 
     fn passed(&self) -> bool {
@@ -195,11 +170,7 @@ pub(crate) fn render_json(checks: &[FileCheck]) -> serde_json::Value {
 }
 
 fn file_count(count: usize) -> String {
-    if count == 1 {
-        "1 file".to_owned()
-    } else {
-        format!("{count} files")
-    }
+    if count == 1 { "1 file".to_owned() } else { format!("{count} files") }
 }
 
 fn tally(checks: &[FileCheck]) -> (usize, usize, usize) {
@@ -218,15 +189,10 @@ mod tests {
     fn checked_fixtures() -> Vec<FileCheck> {
         let harness = Harness::new();
         for plugin in harness.plugins().into_iter().filter(|p| p.fixture) {
-            harness
-                .build(&plugin)
-                .unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
+            harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
         }
         let shown = Path::new(PLUGIN_OUT_DIR).join("invalid");
-        wasm_files_in(&harness.out.path().join("invalid"), &shown)
-            .into_iter()
-            .map(FileCheck::run)
-            .collect()
+        wasm_files_in(&harness.out.path().join("invalid"), &shown).into_iter().map(FileCheck::run).collect()
     }
 
     #[test]
@@ -236,18 +202,14 @@ mod tests {
 
     #[test]
     fn json_report_over_the_fixtures() {
-        insta::assert_snapshot!(
-            serde_json::to_string_pretty(&render_json(&checked_fixtures())).unwrap()
-        );
+        insta::assert_snapshot!(serde_json::to_string_pretty(&render_json(&checked_fixtures())).unwrap());
     }
 
     #[test]
     fn compliant_plugins_pass_and_the_served_folder_excludes_fixtures() {
         let harness = Harness::new();
         for plugin in harness.plugins() {
-            harness
-                .build(&plugin)
-                .unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
+            harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
         }
         let out = harness.out.path().to_str().unwrap().to_owned();
         // The default target list: only the examples, not what is in `invalid/`.
@@ -255,31 +217,18 @@ mod tests {
         let shown: Vec<_> = served.iter().map(|t| t.shown.as_str()).collect();
         assert_eq!(
             shown,
-            ["abi", "checksum", "hello", "primes", "simple"]
-                .map(|name| format!("{PLUGIN_OUT_DIR}/{name}.wasm"))
+            ["abi", "checksum", "hello", "primes", "simple"].map(|name| format!("{PLUGIN_OUT_DIR}/{name}.wasm"))
         );
-        let command = CheckAbi {
-            paths: vec![out.into()],
-            format: Format::Human,
-        };
-        command
-            .run(&project_shell())
-            .expect("every example is compliant");
+        let command = CheckAbi { paths: vec![out.into()], format: Format::Human };
+        command.run(&project_shell()).expect("every example is compliant");
     }
 
     #[test]
     fn violations_and_unreadable_files_fail_the_command() {
         let harness = Harness::new();
-        let fixture = harness
-            .plugins()
-            .into_iter()
-            .find(|p| p.name == "invalid/float")
-            .unwrap();
+        let fixture = harness.plugins().into_iter().find(|p| p.name == "invalid/float").unwrap();
         let built = harness.build(&fixture).unwrap();
-        let command = CheckAbi {
-            paths: vec![built.output],
-            format: Format::Json,
-        };
+        let command = CheckAbi { paths: vec![built.output], format: Format::Json };
         let err = command.run(&project_shell()).unwrap_err();
         assert_eq!(err.to_string(), "1 of 1 file failed the ABI check");
 
@@ -288,30 +237,15 @@ mod tests {
         let problem = check.outcome.as_ref().unwrap_err();
         assert!(problem.starts_with("cannot read the file: "), "{problem}");
         let human = render_human(&[check]);
-        assert!(
-            human.starts_with(&format!(
-                "{}: error: cannot read the file",
-                missing.display()
-            )),
-            "{human}"
-        );
+        assert!(human.starts_with(&format!("{}: error: cannot read the file", missing.display())), "{human}");
     }
 
     #[test]
     fn a_folder_without_plugins_is_an_error_not_an_empty_success() {
         let empty = tempfile::tempdir().unwrap();
-        let checks: Vec<_> = expand(empty.path())
-            .into_iter()
-            .map(FileCheck::run)
-            .collect();
+        let checks: Vec<_> = expand(empty.path()).into_iter().map(FileCheck::run).collect();
         assert_eq!(checks.len(), 1);
-        assert_eq!(
-            checks[0].outcome.as_ref().unwrap_err(),
-            "this folder holds no .wasm file"
-        );
-        assert!(
-            render_human(&checks)
-                .ends_with("checked 1 file: 0 compliant, 0 with violations, 1 unreadable\n")
-        );
+        assert_eq!(checks[0].outcome.as_ref().unwrap_err(), "this folder holds no .wasm file");
+        assert!(render_human(&checks).ends_with("checked 1 file: 0 compliant, 0 with violations, 1 unreadable\n"));
     }
 }

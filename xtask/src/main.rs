@@ -16,10 +16,7 @@ use clap::{Parser, Subcommand};
 use xshell::Shell;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "cargo xtask",
-    about = "Build, check and run the WebAssembly plugin host"
-)]
+#[command(name = "cargo xtask", about = "Build, check and run the WebAssembly plugin host")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -21,11 +21,7 @@ impl Run {
         let release = self.release.then_some("--release");
         let host_args = self.host_args;
         step("starting the host (Ctrl-C to stop)");
-        cmd!(
-            sh,
-            "cargo run --quiet {release...} --package host -- {host_args...}"
-        )
-        .run()?;
+        cmd!(sh, "cargo run --quiet {release...} --package host -- {host_args...}").run()?;
         Ok(())
     }
 }

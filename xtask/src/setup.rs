@@ -88,10 +88,7 @@ fn find_wasm_clang(sh: &Shell) -> Option<PathBuf> {
     }
     candidates.push("clang".into());
     candidates.extend((15..=22).rev().map(|v| PathBuf::from(format!("clang-{v}"))));
-    candidates
-        .into_iter()
-        .filter_map(|c| resolve_program(&c))
-        .find(|c| builds_wasm(sh, c))
+    candidates.into_iter().filter_map(|c| resolve_program(&c)).find(|c| builds_wasm(sh, c))
 }
 
 /// Checks a clang by building the smallest possible plugin, which exercises the wasm32 backend
@@ -102,23 +99,15 @@ fn builds_wasm(sh: &Shell, clang: &Path) -> bool {
     };
     let src = dir.path().join("probe.c");
     let out = dir.path().join("probe.wasm");
-    if fs::write(
-        &src,
-        "__attribute__((export_name(\"init\"))) int init(void) { return 0; }\n",
-    )
-    .is_err()
-    {
+    if fs::write(&src, "__attribute__((export_name(\"init\"))) int init(void) { return 0; }\n").is_err() {
         return false;
     }
-    cmd!(
-        sh,
-        "{clang} --target=wasm32 -nostdlib -Wl,--no-entry -o {out} {src}"
-    )
-    .quiet()
-    .ignore_stdout()
-    .ignore_stderr()
-    .run()
-    .is_ok()
+    cmd!(sh, "{clang} --target=wasm32 -nostdlib -Wl,--no-entry -o {out} {src}")
+        .quiet()
+        .ignore_stdout()
+        .ignore_stderr()
+        .run()
+        .is_ok()
         && out.exists()
 }
 
@@ -127,9 +116,7 @@ fn resolve_program(program: &Path) -> Option<PathBuf> {
     if program.components().count() > 1 {
         return program.is_file().then(|| program.to_path_buf());
     }
-    std::env::split_paths(&std::env::var_os("PATH")?)
-        .map(|dir| dir.join(program))
-        .find(|candidate| candidate.is_file())
+    std::env::split_paths(&std::env::var_os("PATH")?).map(|dir| dir.join(program)).find(|candidate| candidate.is_file())
 }
 
 /// wasmedge-sys generates its bindings with bindgen, which loads libclang at build time.
@@ -137,57 +124,38 @@ fn ensure_libclang(sh: &Shell) -> anyhow::Result<()> {
     if find_libclang().is_some() {
         return Ok(());
     }
-    apt_install(
-        sh,
-        &[format!("libclang-{DEBIAN_LLVM}-dev")],
-        "libclang (for bindgen)",
-    )?;
-    find_libclang()
-        .map(drop)
-        .context("libclang was installed but still cannot be found")
+    apt_install(sh, &[format!("libclang-{DEBIAN_LLVM}-dev")], "libclang (for bindgen)")?;
+    find_libclang().map(drop).context("libclang was installed but still cannot be found")
 }
 
 /// Looks where clang-sys looks: `LIBCLANG_PATH`, then the distribution's LLVM folders.
 fn find_libclang() -> Option<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::env::var_os("LIBCLANG_PATH")
-        .map(PathBuf::from)
-        .into_iter()
-        .collect();
+    let mut dirs: Vec<PathBuf> = std::env::var_os("LIBCLANG_PATH").map(PathBuf::from).into_iter().collect();
     if let Ok(entries) = fs::read_dir("/usr/lib") {
         dirs.extend(
             entries
                 .flatten()
                 .map(|e| e.path())
-                .filter(|p| {
-                    p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with("llvm-"))
-                })
+                .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("llvm-")))
                 .map(|p| p.join("lib")),
         );
     }
     dirs.extend(["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/local/lib"].map(PathBuf::from));
     dirs.into_iter().find_map(|dir| {
-        fs::read_dir(&dir)
-            .ok()?
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                p.file_name().is_some_and(|n| {
-                    n.to_string_lossy().starts_with("libclang")
-                        && n.to_string_lossy().contains(".so")
-                        && !n.to_string_lossy().starts_with("libclang-cpp")
-                })
+        fs::read_dir(&dir).ok()?.flatten().map(|e| e.path()).find(|p| {
+            p.file_name().is_some_and(|n| {
+                n.to_string_lossy().starts_with("libclang")
+                    && n.to_string_lossy().contains(".so")
+                    && !n.to_string_lossy().starts_with("libclang-cpp")
             })
+        })
     })
 }
 
 /// Installs distribution packages when that is possible without asking anybody (root on a
 /// Debian-family machine); otherwise fails with the exact command to run.
 fn apt_install(sh: &Shell, packages: &[String], what: &str) -> anyhow::Result<()> {
-    let command = format!(
-        "apt-get install -y --no-install-recommends {}",
-        packages.join(" ")
-    );
+    let command = format!("apt-get install -y --no-install-recommends {}", packages.join(" "));
     if !is_debian_family() {
         bail!(
             "{what} is missing; install it with your package manager (on Debian/Ubuntu: `sudo {command}`) and re-run"
@@ -202,13 +170,10 @@ fn apt_install(sh: &Shell, packages: &[String], what: &str) -> anyhow::Result<()
     if !LISTS_UPDATED.swap(true, std::sync::atomic::Ordering::Relaxed) {
         cmd!(sh, "apt-get update -qq").run()?;
     }
-    cmd!(
-        sh,
-        "apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends {packages...}"
-    )
-    .env("DEBIAN_FRONTEND", "noninteractive")
-    .run()
-    .with_context(|| format!("`{command}` failed"))
+    cmd!(sh, "apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends {packages...}")
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .run()
+        .with_context(|| format!("`{command}` failed"))
 }
 
 fn is_debian_family() -> bool {
@@ -216,10 +181,7 @@ fn is_debian_family() -> bool {
 }
 
 fn is_root(sh: &Shell) -> bool {
-    cmd!(sh, "id -u")
-        .quiet()
-        .read()
-        .is_ok_and(|uid| uid.trim() == "0")
+    cmd!(sh, "id -u").quiet().read().is_ok_and(|uid| uid.trim() == "0")
 }
 
 /// Finds a WasmEdge 0.17.x install, or makes the private one.
@@ -234,10 +196,7 @@ fn ensure_wasmedge(sh: &Shell) -> anyhow::Result<WasmEdgeInstall> {
                 return Ok(WasmEdgeInstall { dir, version });
             }
             Some(version) => {
-                step(format!(
-                    "ignoring WasmEdge {version} in {} (need {WASMEDGE_VERSION_PREFIX}x)",
-                    dir.display()
-                ));
+                step(format!("ignoring WasmEdge {version} in {} (need {WASMEDGE_VERSION_PREFIX}x)", dir.display()));
             }
             None => {}
         }
@@ -249,17 +208,11 @@ fn ensure_wasmedge(sh: &Shell) -> anyhow::Result<WasmEdgeInstall> {
         );
     }
     debian_wasmedge::install(sh, &private)?;
-    let version =
-        installed_version(&private).context("the private WasmEdge install has no version.h")?;
+    let version = installed_version(&private).context("the private WasmEdge install has no version.h")?;
     if !version.starts_with(WASMEDGE_VERSION_PREFIX) {
-        bail!(
-            "Debian's libwasmedge is {version}, but wasmedge-sdk 0.17.1 needs {WASMEDGE_VERSION_PREFIX}x"
-        );
+        bail!("Debian's libwasmedge is {version}, but wasmedge-sdk 0.17.1 needs {WASMEDGE_VERSION_PREFIX}x");
     }
-    Ok(WasmEdgeInstall {
-        dir: private,
-        version,
-    })
+    Ok(WasmEdgeInstall { dir: private, version })
 }
 
 /// Install folders to try, most specific first. Each holds `include/wasmedge/` and `lib/`.
@@ -279,30 +232,18 @@ fn wasmedge_candidates(private: &Path) -> Vec<PathBuf> {
 /// Reads the version from the install's `version.h`, which needs no running of anything.
 fn installed_version(dir: &Path) -> Option<String> {
     let header = fs::read_to_string(dir.join("include/wasmedge/version.h")).ok()?;
-    let line = header
-        .lines()
-        .find(|l| l.contains("#define WASMEDGE_VERSION "))?;
+    let line = header.lines().find(|l| l.contains("#define WASMEDGE_VERSION "))?;
     Some(line.split('"').nth(1)?.to_string())
 }
 
 /// Makes `.toolchain/wasmedge/{include,lib}` point at a system install, so the fixed paths in
 /// `.cargo/config.toml` work whichever install was found.
 fn link_private_to(private: &Path, install: &Path) -> anyhow::Result<()> {
-    let lib = [
-        "lib64",
-        "lib",
-        "lib/x86_64-linux-gnu",
-        "lib/aarch64-linux-gnu",
-    ]
-    .into_iter()
-    .map(|l| install.join(l))
-    .find(|l| l.join("libwasmedge.so").exists())
-    .with_context(|| {
-        format!(
-            "{} has WasmEdge headers but no libwasmedge.so",
-            install.display()
-        )
-    })?;
+    let lib = ["lib64", "lib", "lib/x86_64-linux-gnu", "lib/aarch64-linux-gnu"]
+        .into_iter()
+        .map(|l| install.join(l))
+        .find(|l| l.join("libwasmedge.so").exists())
+        .with_context(|| format!("{} has WasmEdge headers but no libwasmedge.so", install.display()))?;
     if private.exists() {
         fs::remove_dir_all(private)?;
     }
@@ -341,10 +282,7 @@ mod debian_wasmedge {
     const SUITE: &str = "forky";
 
     pub(super) fn install(sh: &Shell, target: &Path) -> anyhow::Result<()> {
-        step(format!(
-            "installing Debian's libwasmedge 0.17 into {}",
-            target.display()
-        ));
+        step(format!("installing Debian's libwasmedge 0.17 into {}", target.display()));
         ensure_tools(sh)?;
         let debs = download(sh)?;
         let staging = target.with_extension("partial");
@@ -386,10 +324,7 @@ mod debian_wasmedge {
                         .ok()?
                         .flatten()
                         .map(|e| e.path())
-                        .find(|f| {
-                            f.file_name()
-                                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("{p}_")))
-                        })
+                        .find(|f| f.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("{p}_"))))
                 })
                 .collect();
             found.sort();
@@ -407,11 +342,7 @@ mod debian_wasmedge {
         fs::create_dir_all(&debs_dir)?;
         let sources = cache.join("sources.list");
         let keyring = "/usr/share/keyrings/debian-archive-keyring.gpg";
-        let signed_by = if Path::new(keyring).exists() {
-            format!("[signed-by={keyring}] ")
-        } else {
-            String::new()
-        };
+        let signed_by = if Path::new(keyring).exists() { format!("[signed-by={keyring}] ") } else { String::new() };
         fs::write(&sources, format!("deb {signed_by}{mirror} {SUITE} main\n"))?;
         let apt_options = [
             format!("-oDir::Etc::sourcelist={}", sources.display()),
@@ -422,10 +353,7 @@ mod debian_wasmedge {
             // The cache lives in the invoking user's home, which apt's `_apt` user cannot write.
             "-oAPT::Sandbox::User=root".to_string(),
         ];
-        step(format!(
-            "fetching the {SUITE} package index from {mirror} (private apt state in {})",
-            cache.display()
-        ));
+        step(format!("fetching the {SUITE} package index from {mirror} (private apt state in {})", cache.display()));
         let apt_options = &apt_options;
         cmd!(sh, "apt-get -qq {apt_options...} update")
             .run()
@@ -436,12 +364,7 @@ mod debian_wasmedge {
             .context("downloading Debian's libwasmedge packages failed")?;
         let downloaded = existing(&debs_dir);
         if downloaded.len() != PACKAGES.len() {
-            bail!(
-                "expected {} packages in {}, found {}",
-                PACKAGES.len(),
-                debs_dir.display(),
-                downloaded.len()
-            );
+            bail!("expected {} packages in {}, found {}", PACKAGES.len(), debs_dir.display(), downloaded.len());
         }
         Ok(downloaded)
     }
@@ -471,9 +394,7 @@ mod debian_wasmedge {
             .iter()
             .flat_map(|text| source_uris(text))
             .find(|uri| is_debian_archive(uri))
-            .context(
-                "no Debian archive found in /etc/apt/sources.list{,.d}; set DEBIAN_MIRROR to one",
-            )
+            .context("no Debian archive found in /etc/apt/sources.list{,.d}; set DEBIAN_MIRROR to one")
     }
 
     /// The archive URIs in an apt sources file, in either the one-line or the deb822 format.
@@ -512,28 +433,16 @@ mod debian_wasmedge {
         let headers = unpacked.join("usr/include/wasmedge");
         cmd!(sh, "cp -a {headers} {include}").quiet().run()?;
 
-        let multiarch = [
-            "usr/lib/x86_64-linux-gnu",
-            "lib/x86_64-linux-gnu",
-            "usr/lib/aarch64-linux-gnu",
-            "lib/aarch64-linux-gnu",
-        ];
-        for dir in multiarch
-            .iter()
-            .map(|d| unpacked.join(d))
-            .filter(|d| d.is_dir())
-        {
+        let multiarch =
+            ["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu", "usr/lib/aarch64-linux-gnu", "lib/aarch64-linux-gnu"];
+        for dir in multiarch.iter().map(|d| unpacked.join(d)).filter(|d| d.is_dir()) {
             for entry in fs::read_dir(&dir)?.flatten() {
                 let path = entry.path();
                 let name = entry.file_name().to_string_lossy().into_owned();
                 if !name.contains(".so") || path.is_dir() {
                     continue;
                 }
-                let dest = if name.starts_with("libwasmedge.so") {
-                    &lib
-                } else {
-                    &sysroot
-                };
+                let dest = if name.starts_with("libwasmedge.so") { &lib } else { &sysroot };
                 cmd!(sh, "cp -a {path} {dest}").quiet().run()?;
             }
         }
@@ -544,16 +453,9 @@ mod debian_wasmedge {
         // The libraries carry DT_RUNPATH, which hides the executable's rpath from their own
         // dependencies; point them at their neighbours instead.
         let libwasmedge = real_file(&lib, "libwasmedge.so.")?;
-        cmd!(
-            sh,
-            "patchelf --set-rpath $ORIGIN:$ORIGIN/../sysroot {libwasmedge}"
-        )
-        .quiet()
-        .run()?;
+        cmd!(sh, "patchelf --set-rpath $ORIGIN:$ORIGIN/../sysroot {libwasmedge}").quiet().run()?;
         let libllvm = real_file(&sysroot, "libLLVM.so.")?;
-        cmd!(sh, "patchelf --set-rpath $ORIGIN {libllvm}")
-            .quiet()
-            .run()?;
+        cmd!(sh, "patchelf --set-rpath $ORIGIN {libllvm}").quiet().run()?;
         Ok(())
     }
 
@@ -562,11 +464,7 @@ mod debian_wasmedge {
         fs::read_dir(dir)?
             .flatten()
             .map(|e| e.path())
-            .find(|p| {
-                !p.is_symlink()
-                    && p.file_name()
-                        .is_some_and(|n| n.to_string_lossy().starts_with(prefix))
-            })
+            .find(|p| !p.is_symlink() && p.file_name().is_some_and(|n| n.to_string_lossy().starts_with(prefix)))
             .with_context(|| format!("no {prefix}* in {}", dir.display()))
     }
 }
@@ -581,29 +479,11 @@ mod tests {
                       Types: deb\nURIs: http://mirror.example/debian-security\nSuites: bookworm-security\n";
         let one_line = "deb [arch=amd64 signed-by=/k.gpg] http://other.example/debian/ bookworm main\n\
                         deb https://vendor.example/apt stable main\n";
-        assert_eq!(
-            source_uris(deb822),
-            [
-                "http://mirror.example/debian",
-                "http://mirror.example/debian-security"
-            ]
-        );
-        assert_eq!(
-            source_uris(one_line),
-            ["http://other.example/debian/", "https://vendor.example/apt"]
-        );
+        assert_eq!(source_uris(deb822), ["http://mirror.example/debian", "http://mirror.example/debian-security"]);
+        assert_eq!(source_uris(one_line), ["http://other.example/debian/", "https://vendor.example/apt"]);
 
-        let archives: Vec<_> = source_uris(deb822)
-            .into_iter()
-            .chain(source_uris(one_line))
-            .filter(|u| is_debian_archive(u))
-            .collect();
-        assert_eq!(
-            archives,
-            [
-                "http://mirror.example/debian",
-                "http://other.example/debian/"
-            ]
-        );
+        let archives: Vec<_> =
+            source_uris(deb822).into_iter().chain(source_uris(one_line)).filter(|u| is_debian_archive(u)).collect();
+        assert_eq!(archives, ["http://mirror.example/debian", "http://other.example/debian/"]);
     }
 }

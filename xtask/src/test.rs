@@ -19,23 +19,13 @@ impl Test {
         let runner_args = self.runner_args;
         // nextest runs each test in its own process, which isolates WasmEdge's process-wide
         // state (signal handlers for timeouts) between tests; plain `cargo test` also works.
-        if cmd!(sh, "cargo nextest --version")
-            .quiet()
-            .ignore_stdout()
-            .ignore_stderr()
-            .run()
-            .is_ok()
-        {
+        if cmd!(sh, "cargo nextest --version").quiet().ignore_stdout().ignore_stderr().run().is_ok() {
             // nextest does not run doc tests; run them first so that the summary printed last
             // is the one that counts every other test.
             step("running doc tests");
             cmd!(sh, "cargo test --workspace --doc --quiet").run()?;
             step("running tests with cargo-nextest");
-            cmd!(
-                sh,
-                "cargo nextest run --workspace --no-fail-fast {runner_args...}"
-            )
-            .run()?;
+            cmd!(sh, "cargo nextest run --workspace --no-fail-fast {runner_args...}").run()?;
         } else {
             step("running tests with cargo test (install cargo-nextest for per-test isolation)");
             cmd!(sh, "cargo test --workspace --no-fail-fast {runner_args...}").run()?;

@@ -10,7 +10,7 @@ use serde_json::json;
 
 use super::RETRY_AFTER;
 use crate::{
-    runner::RunError,
+    runner::{RunError, WorkerFailure},
     runtime::{AbiFunction, PluginErrorCode, RuntimeError},
     store::{InvalidName, StoreError},
 };
@@ -63,18 +63,21 @@ impl ApiError {
             ApiError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded"),
             ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal_error"),
             ApiError::Run(RunError::Store(error)) => match error {
-                StoreError::NotFound(_) | StoreError::NotARegularFile(_) => {
-                    (S::NOT_FOUND, "plugin_not_found")
-                }
+                StoreError::NotFound(_) | StoreError::NotARegularFile(_) => (S::NOT_FOUND, "plugin_not_found"),
                 StoreError::TooLarge { .. } => (S::INTERNAL_SERVER_ERROR, "plugin_too_large"),
                 StoreError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "store_unavailable"),
                 StoreError::Io { .. } => (S::INTERNAL_SERVER_ERROR, "store_error"),
             },
+            ApiError::Run(RunError::Worker(failure)) => match failure {
+                WorkerFailure::Crashed { .. } => (S::INTERNAL_SERVER_ERROR, "plugin_crashed"),
+                WorkerFailure::Unresponsive { .. } => (S::GATEWAY_TIMEOUT, "plugin_timeout"),
+                WorkerFailure::Spawn(_) => (S::INTERNAL_SERVER_ERROR, "internal_error"),
+            },
+            ApiError::Run(RunError::Quarantined(_)) => (S::SERVICE_UNAVAILABLE, "plugin_quarantined"),
             ApiError::Run(RunError::Runtime(error)) => match error.primary() {
-                RuntimeError::Plugin {
-                    function: AbiFunction::Process,
-                    code: PluginErrorCode::InvalidArgument,
-                } => (S::UNPROCESSABLE_ENTITY, "invalid_argument"),
+                RuntimeError::Plugin { function: AbiFunction::Process, code: PluginErrorCode::InvalidArgument } => {
+                    (S::UNPROCESSABLE_ENTITY, "invalid_argument")
+                }
                 RuntimeError::Plugin { .. } => (S::INTERNAL_SERVER_ERROR, "plugin_error"),
                 RuntimeError::Trap { .. } => (S::INTERNAL_SERVER_ERROR, "plugin_trapped"),
                 RuntimeError::Timeout { .. } => (S::GATEWAY_TIMEOUT, "plugin_timeout"),
@@ -85,9 +88,7 @@ impl ApiError {
                 RuntimeError::Instantiation(_)
                 | RuntimeError::Compilation(_)
                 | RuntimeError::Engine(_)
-                | RuntimeError::CleanupAlsoFailed { .. } => {
-                    (S::INTERNAL_SERVER_ERROR, "internal_error")
-                }
+                | RuntimeError::CleanupAlsoFailed { .. } => (S::INTERNAL_SERVER_ERROR, "internal_error"),
             },
         }
     }
@@ -99,18 +100,14 @@ impl ApiError {
             ApiError::Internal(_)
             | ApiError::Run(RunError::Store(StoreError::Io { .. } | StoreError::Unavailable(_)))
             | ApiError::Run(RunError::Runtime(
-                RuntimeError::Instantiation(_)
-                | RuntimeError::Compilation(_)
-                | RuntimeError::Engine(_),
+                RuntimeError::Instantiation(_) | RuntimeError::Compilation(_) | RuntimeError::Engine(_),
             )) => match self.status_and_code().0 {
-                StatusCode::SERVICE_UNAVAILABLE => {
-                    "the plugin store is unavailable; retry shortly".into()
-                }
+                StatusCode::SERVICE_UNAVAILABLE => "the plugin store is unavailable; retry shortly".into(),
                 _ => "internal error".into(),
             },
-            ApiError::Run(RunError::Store(
-                StoreError::NotFound(_) | StoreError::NotARegularFile(_),
-            )) => "no such plugin".into(),
+            ApiError::Run(RunError::Store(StoreError::NotFound(_) | StoreError::NotARegularFile(_))) => {
+                "no such plugin".into()
+            }
             ApiError::Run(RunError::Runtime(RuntimeError::InvalidModule(_))) => {
                 "the plugin is not a valid WebAssembly module".into()
             }
@@ -129,12 +126,11 @@ impl IntoResponse for ApiError {
         }
         let body = Json(json!({ "error": { "code": code, "message": self.public_message() } }));
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            return (
-                status,
-                [(header::RETRY_AFTER, RETRY_AFTER.as_secs().to_string())],
-                body,
-            )
-                .into_response();
+            let retry_after = match &self {
+                ApiError::Run(RunError::Quarantined(quarantine)) => quarantine.retry_after_secs.max(1),
+                _ => RETRY_AFTER.as_secs(),
+            };
+            return (status, [(header::RETRY_AFTER, retry_after.to_string())], body).into_response();
         }
         (status, body).into_response()
     }

@@ -47,11 +47,7 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(runner: Arc<dyn PluginRunner>, metrics: Arc<Metrics>, max_in_flight: usize) -> Self {
-        AppState {
-            runner,
-            metrics,
-            in_flight: Arc::new(Semaphore::new(max_in_flight)),
-        }
+        AppState { runner, metrics, in_flight: Arc::new(Semaphore::new(max_in_flight)) }
     }
 }
 
@@ -60,11 +56,7 @@ pub fn app(state: AppState) -> Router {
     // Every request gets an id (or keeps the caller's `x-request-id`), which is logged with
     // everything the request does and returned in the response.
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-        let id = request
-            .headers()
-            .get(REQUEST_ID)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("-");
+        let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
         tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
     });
     Router::new()
@@ -110,11 +102,7 @@ async fn run(
     };
     // Only names that exist become label values (see `Metrics`).
     let known = plugin.filter(|_| !matches!(outcome, "plugin_not_found" | "invalid_plugin_name"));
-    state.metrics.observe_request(
-        known.as_ref().map(PluginName::as_str),
-        outcome,
-        started.elapsed(),
-    );
+    state.metrics.observe_request(known.as_ref().map(PluginName::as_str), outcome, started.elapsed());
     result
 }
 
@@ -126,9 +114,7 @@ async fn run_plugin(
     let Json(request) = request.map_err(ApiError::from_rejection)?;
     let name = PluginName::new(&request.plugin).map_err(ApiError::InvalidName)?;
     *plugin = Some(name.clone());
-    let permit = Arc::clone(&state.in_flight)
-        .try_acquire_owned()
-        .map_err(|_| ApiError::Overloaded)?;
+    let permit = Arc::clone(&state.in_flight).try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
     let (runner, metrics) = (Arc::clone(&state.runner), Arc::clone(&state.metrics));
     let output = tokio::task::spawn_blocking(move || {
         let _permit = permit;
@@ -169,11 +155,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
         status: "ready",
         store: state.runner.describe_store(),
         plugins: plugins.len(),
-        unloadable: plugins
-            .into_iter()
-            .filter(|p| !p.abi.compliant)
-            .map(|p| p.name)
-            .collect(),
+        unloadable: plugins.into_iter().filter(|p| !p.abi.compliant).map(|p| p.name).collect(),
     }))
 }
 
@@ -182,23 +164,14 @@ async fn list_plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginSt
     Ok(Json(blocking(move || runner.list()).await?))
 }
 
-async fn show_plugin(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
-) -> Result<Json<PluginStatus>, ApiError> {
+async fn show_plugin(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<PluginStatus>, ApiError> {
     let name = PluginName::new(&name).map_err(ApiError::InvalidName)?;
     let runner = Arc::clone(&state.runner);
     Ok(Json(blocking(move || runner.inspect(&name)).await?))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        state.metrics.encode(),
-    )
+    ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }
 
 /// Runs store work off the async threads: a slow or hung mount must not stall the server.

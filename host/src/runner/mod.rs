@@ -4,9 +4,13 @@
 //! [`InProcessRunner`] executes in this process; a runner that executes in supervised worker
 //! processes implements the same trait, so callers do not change with the isolation mode.
 
-pub mod in_process;
+mod catalog;
+mod in_process;
+pub mod worker;
 
+pub use catalog::DEFAULT_CACHE_CAPACITY;
 pub use in_process::InProcessRunner;
+pub use worker::{WorkerFailure, WorkerPoolRunner, WorkerSettings};
 
 use crate::{
     runtime::RuntimeError,
@@ -45,6 +49,17 @@ pub struct PluginStatus {
     pub loaded: bool,
     /// Why the latest version of the file failed to load, if it did.
     pub last_error: Option<String>,
+    /// Set while the plugin is quarantined for crashing worker processes.
+    pub quarantine: Option<QuarantineStatus>,
+}
+
+/// A plugin refused for a while because it kept crashing worker processes.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct QuarantineStatus {
+    /// Crashes in a row (a successful call resets the count).
+    pub consecutive_crashes: u32,
+    /// Seconds until calls are tried again.
+    pub retry_after_secs: u64,
 }
 
 /// The ABI check's verdict on a plugin file.
@@ -74,11 +89,16 @@ pub fn content_hash(bytes: &[u8]) -> String {
     hex::encode(sha2::Sha256::digest(bytes))
 }
 
-/// Why a run failed: the store could not give the plugin, or the runtime could not run it.
+/// Why a run failed: the store could not give the plugin, the runtime could not run it, or the
+/// worker process running it failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Worker(#[from] WorkerFailure),
+    #[error("plugin quarantined after {} crashes in a row; retry in {} s", .0.consecutive_crashes, .0.retry_after_secs)]
+    Quarantined(QuarantineStatus),
 }

@@ -3,7 +3,7 @@
 use std::{path::PathBuf, time::Duration};
 
 /// How plugin code is executed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutionMode {
     /// WasmEdge's interpreter: no compile step, about 100x slower than native on compute.
@@ -15,7 +15,7 @@ pub enum ExecutionMode {
 }
 
 /// Limits applied to every plugin. Each has a documented default.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Wall-clock budget for one whole call (init + process + cleanup). Default: 1 s.
     pub call_timeout: Duration,
@@ -27,16 +27,12 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            call_timeout: Duration::from_secs(1),
-            max_memory_pages: 64,
-            max_plugin_bytes: 16 << 20,
-        }
+        Limits { call_timeout: Duration::from_secs(1), max_memory_pages: 64, max_plugin_bytes: 16 << 20 }
     }
 }
 
 /// Everything the runtime needs to know, passed explicitly (no globals).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RuntimeConfig {
     /// Default: [`ExecutionMode::Aot`] (see ARCHITECTURE.md for the measurements behind it).
     pub mode: ExecutionMode,
@@ -62,15 +58,10 @@ impl Default for RuntimeConfig {
 
 impl RuntimeConfig {
     pub fn new(mode: ExecutionMode) -> Self {
-        RuntimeConfig {
-            mode,
-            ..Default::default()
-        }
+        RuntimeConfig { mode, ..Default::default() }
     }
 
     pub(crate) fn aot_cache_dir(&self) -> PathBuf {
-        self.aot_cache_dir
-            .clone()
-            .unwrap_or_else(|| std::env::temp_dir().join("plugin-host").join("aot"))
+        self.aot_cache_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("plugin-host").join("aot"))
     }
 }

@@ -2,12 +2,10 @@
 
 use std::{fmt, time::Duration};
 
-use wasmedge_sdk::error::{
-    CoreCommonError, CoreError, CoreExecutionError, InstanceError, WasmEdgeError,
-};
+use wasmedge_sdk::error::{CoreCommonError, CoreError, CoreExecutionError, InstanceError, WasmEdgeError};
 
 /// The three functions of the plugin ABI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AbiFunction {
     Init,
@@ -81,7 +79,7 @@ impl fmt::Display for PluginErrorCode {
 }
 
 /// Why WebAssembly execution stopped abnormally.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum TrapKind {
     #[error("unreachable executed")]
     Unreachable,
@@ -117,37 +115,21 @@ pub enum RuntimeError {
     #[error("AOT compilation failed: {0}")]
     Compilation(String),
     #[error("`{function}` returned {code}")]
-    Plugin {
-        function: AbiFunction,
-        code: PluginErrorCode,
-    },
+    Plugin { function: AbiFunction, code: PluginErrorCode },
     #[error("`{function}` trapped: {trap}")]
-    Trap {
-        function: AbiFunction,
-        trap: TrapKind,
-    },
+    Trap { function: AbiFunction, trap: TrapKind },
     #[error("`{function}` did not finish within the {timeout:?} deadline")]
-    Timeout {
-        function: AbiFunction,
-        timeout: Duration,
-    },
+    Timeout { function: AbiFunction, timeout: Duration },
     /// The call failed, and so did the `cleanup` that followed. `failure` decides how the
     /// call is reported; `cleanup` is kept so that it is not lost.
     #[error("{failure}; cleanup failed too: {cleanup}")]
-    CleanupAlsoFailed {
-        failure: Box<RuntimeError>,
-        cleanup: Box<RuntimeError>,
-    },
+    CleanupAlsoFailed { failure: Box<RuntimeError>, cleanup: Box<RuntimeError> },
     #[error("WasmEdge failed: {0}")]
     Engine(String),
 }
 
 fn first_violation(report: &plugin_sdk::AbiReport) -> String {
-    report
-        .violations
-        .first()
-        .map(|v| v.to_string())
-        .unwrap_or_default()
+    report.violations.first().map(|v| v.to_string()).unwrap_or_default()
 }
 
 impl RuntimeError {
@@ -160,11 +142,7 @@ impl RuntimeError {
     }
 
     /// Classifies an error from calling a plugin function.
-    pub(crate) fn from_call(
-        function: AbiFunction,
-        timeout: Duration,
-        error: WasmEdgeError,
-    ) -> Self {
+    pub(crate) fn from_call(function: AbiFunction, timeout: Duration, error: WasmEdgeError) -> Self {
         let trap = match error {
             WasmEdgeError::ExecuteTimeout => return RuntimeError::Timeout { function, timeout },
             WasmEdgeError::Core(CoreError::Execution(e)) => match e {
@@ -183,9 +161,7 @@ impl RuntimeError {
             // Only reachable for modules loaded without the ABI check.
             WasmEdgeError::Instance(InstanceError::NotFoundFunc(_))
             | WasmEdgeError::Core(CoreError::Common(CoreCommonError::FuncNotFound)) => {
-                return RuntimeError::InvalidModule(format!(
-                    "the module does not export `{function}`"
-                ));
+                return RuntimeError::InvalidModule(format!("the module does not export `{function}`"));
             }
             other => TrapKind::Other(other.to_string()),
         };

@@ -25,9 +25,7 @@ pub struct PluginInstance {
 
 impl std::fmt::Debug for PluginInstance {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PluginInstance")
-            .field("deadline", &self.deadline)
-            .finish_non_exhaustive()
+        f.debug_struct("PluginInstance").field("deadline", &self.deadline).finish_non_exhaustive()
     }
 }
 
@@ -42,19 +40,11 @@ impl CompiledPlugin {
     /// Creates a fresh instance; the deadline for its whole lifecycle starts now.
     pub fn instantiate(&self) -> Result<PluginInstance, RuntimeError> {
         let deadline = Instant::now() + self.timeout;
-        let store = Store::new(
-            Some(&self.config),
-            HashMap::<String, &'static mut dyn SyncInst>::new(),
-        )
-        .map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let store = Store::new(Some(&self.config), HashMap::<String, &'static mut dyn SyncInst>::new())
+            .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let mut vm = Vm::new(store);
-        vm.register_module(None, self.module.clone())
-            .map_err(|e| RuntimeError::Instantiation(e.to_string()))?;
-        Ok(PluginInstance {
-            vm,
-            deadline,
-            timeout: self.timeout,
-        })
+        vm.register_module(None, self.module.clone()).map_err(|e| RuntimeError::Instantiation(e.to_string()))?;
+        Ok(PluginInstance { vm, deadline, timeout: self.timeout })
     }
 
     /// The whole lifecycle on a fresh instance; see [`PluginInstance::run`].
@@ -80,10 +70,9 @@ impl PluginInstance {
             (Ok(output), Ok(())) => Ok(output),
             (Ok(_), Err(cleanup)) => Err(cleanup),
             (Err(process), Ok(())) => Err(process),
-            (Err(failure), Err(cleanup)) => Err(RuntimeError::CleanupAlsoFailed {
-                failure: Box::new(failure),
-                cleanup: Box::new(cleanup),
-            }),
+            (Err(failure), Err(cleanup)) => {
+                Err(RuntimeError::CleanupAlsoFailed { failure: Box::new(failure), cleanup: Box::new(cleanup) })
+            }
         }
     }
 
@@ -96,22 +85,14 @@ impl PluginInstance {
     /// Calls one ABI function regardless of the lifecycle, and maps its result like the
     /// lifecycle methods do. Only for checking how a plugin handles misuse (its
     /// "not initialized" and "already initialized" answers); the host itself never does this.
-    pub fn call_out_of_order(
-        &mut self,
-        function: AbiFunction,
-        input: i32,
-    ) -> Result<i32, RuntimeError> {
+    pub fn call_out_of_order(&mut self, function: AbiFunction, input: i32) -> Result<i32, RuntimeError> {
         let argument = (function == AbiFunction::Process).then_some(input);
         self.invoke(function, argument)
     }
 
     /// Runs an export within what is left of the deadline; negative results are the ABI's
     /// error codes.
-    fn invoke(
-        &mut self,
-        function: AbiFunction,
-        argument: Option<i32>,
-    ) -> Result<i32, RuntimeError> {
+    fn invoke(&mut self, function: AbiFunction, argument: Option<i32>) -> Result<i32, RuntimeError> {
         let timeout = self.timeout;
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -127,10 +108,7 @@ impl PluginInstance {
             .map(WasmValue::to_i32)
             .ok_or_else(|| RuntimeError::Engine(format!("`{function}` returned no value")))?;
         if value < 0 {
-            return Err(RuntimeError::Plugin {
-                function,
-                code: PluginErrorCode::from_code(value),
-            });
+            return Err(RuntimeError::Plugin { function, code: PluginErrorCode::from_code(value) });
         }
         Ok(value)
     }

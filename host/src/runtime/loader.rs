@@ -9,9 +9,7 @@ use std::{
 
 use wasmedge_sdk::{
     Compiler, CompilerOptimizationLevel, CompilerOutputFormat, Module, RunMode,
-    config::{
-        CommonConfigOptions, CompilerConfigOptions, Config, ConfigBuilder, RuntimeConfigOptions,
-    },
+    config::{CommonConfigOptions, CompilerConfigOptions, Config, ConfigBuilder, RuntimeConfigOptions},
 };
 
 use super::{ExecutionMode, Limits, RuntimeConfig, RuntimeError};
@@ -40,11 +38,7 @@ impl Engine {
             ExecutionMode::Interpreter => None,
             ExecutionMode::Aot => Some(AotCache::new(settings.aot_cache_dir(), &settings.limits)?),
         };
-        Ok(Engine {
-            settings,
-            config,
-            aot,
-        })
+        Ok(Engine { settings, config, aot })
     }
 
     pub fn settings(&self) -> &RuntimeConfig {
@@ -53,17 +47,10 @@ impl Engine {
 
     /// Checks and compiles a plugin. `content_hash` (hex sha256 of `bytes`) names the AOT
     /// artifact; callers already have it because their caches are keyed by it too.
-    pub fn compile(
-        &self,
-        bytes: &[u8],
-        content_hash: &str,
-    ) -> Result<CompiledPlugin, RuntimeError> {
+    pub fn compile(&self, bytes: &[u8], content_hash: &str) -> Result<CompiledPlugin, RuntimeError> {
         let limit = self.settings.limits.max_plugin_bytes;
         if bytes.len() as u64 > limit {
-            return Err(RuntimeError::TooLarge {
-                size: bytes.len() as u64,
-                limit,
-            });
+            return Err(RuntimeError::TooLarge { size: bytes.len() as u64, limit });
         }
         let report = plugin_sdk::check(bytes);
         if self.settings.enforce_abi && !report.is_compliant() {
@@ -71,8 +58,8 @@ impl Engine {
         }
         // Parse with WasmEdge even in AOT mode: its validator is the engine's own word on the
         // module, and a module it refuses must never reach the compiler.
-        let module = Module::from_bytes(Some(&self.config), bytes)
-            .map_err(|e| RuntimeError::InvalidModule(e.to_string()))?;
+        let module =
+            Module::from_bytes(Some(&self.config), bytes).map_err(|e| RuntimeError::InvalidModule(e.to_string()))?;
         check_memory(&module, self.settings.limits.max_memory_pages)?;
         let module = match &self.aot {
             None => module,
@@ -94,10 +81,7 @@ fn check_memory(module: &Module, limit: u32) -> Result<(), RuntimeError> {
         if let Ok(wasmedge_sdk::ExternalInstanceType::Memory(memory)) = export.ty()
             && memory.minimum() > limit
         {
-            return Err(RuntimeError::MemoryLimit {
-                requested: memory.minimum(),
-                limit,
-            });
+            return Err(RuntimeError::MemoryLimit { requested: memory.minimum(), limit });
         }
     }
     Ok(())
@@ -118,9 +102,7 @@ fn wasmedge_config(limits: &Limits, run_mode: RunMode) -> Result<Config, Runtime
         .function_references(false)
         .run_mode(run_mode);
     ConfigBuilder::new(common)
-        .with_runtime_config(
-            RuntimeConfigOptions::default().max_memory_pages(limits.max_memory_pages),
-        )
+        .with_runtime_config(RuntimeConfigOptions::default().max_memory_pages(limits.max_memory_pages))
         .with_compiler_config(
             CompilerConfigOptions::default()
                 .out_format(CompilerOutputFormat::Native)
@@ -163,35 +145,18 @@ impl AotCache {
     fn new(dir: PathBuf, limits: &Limits) -> Result<Self, RuntimeError> {
         ensure_private_dir(&dir)?;
         let config = wasmedge_config(limits, RunMode::Aot)?;
-        let compiler =
-            Compiler::new(Some(&config)).map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        let variant = format!(
-            "wasmedge{}-o2-interruptible",
-            wasmedge_sdk::utils::CoreVersion::version_string()
-        );
-        Ok(AotCache {
-            dir,
-            compiler,
-            variant,
-        })
+        let compiler = Compiler::new(Some(&config)).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let variant = format!("wasmedge{}-o2-interruptible", wasmedge_sdk::utils::CoreVersion::version_string());
+        Ok(AotCache { dir, compiler, variant })
     }
 
-    fn load(
-        &self,
-        bytes: &[u8],
-        content_hash: &str,
-        config: &Config,
-    ) -> Result<Module, RuntimeError> {
+    fn load(&self, bytes: &[u8], content_hash: &str, config: &Config) -> Result<Module, RuntimeError> {
         let name = format!("{content_hash}-{}", self.variant);
         let artifact = self.dir.join(format!("{name}.so"));
         if !artifact.exists() {
             // Compile under a unique name and rename: concurrent compilations of the same
             // plugin (other threads, other processes) never see a half-written file.
-            let temp = format!(
-                "{name}.{}.{:?}.tmp",
-                std::process::id(),
-                std::thread::current().id()
-            );
+            let temp = format!("{name}.{}.{:?}.tmp", std::process::id(), std::thread::current().id());
             let temp = self
                 .compiler
                 .compile_from_bytes(bytes, &temp, &self.dir)
@@ -199,33 +164,23 @@ impl AotCache {
             fs::rename(&temp, &artifact).map_err(|e| RuntimeError::Compilation(e.to_string()))?;
             tracing::info!(artifact = %artifact.display(), "compiled plugin to native code");
         }
-        Module::from_file(Some(config), &artifact)
-            .map_err(|e| RuntimeError::InvalidModule(e.to_string()))
+        Module::from_file(Some(config), &artifact).map_err(|e| RuntimeError::InvalidModule(e.to_string()))
     }
 }
 
 /// The AOT folder holds code this process will execute: it must be ours alone.
 fn ensure_private_dir(dir: &Path) -> Result<(), RuntimeError> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let unsafe_dir =
-        |why: &str| RuntimeError::Engine(format!("AOT cache {}: {why}", dir.display()));
-    match fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-    {
+    let unsafe_dir = |why: &str| RuntimeError::Engine(format!("AOT cache {}: {why}", dir.display()));
+    match fs::DirBuilder::new().recursive(true).mode(0o700).create(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
         Err(e) => return Err(unsafe_dir(&e.to_string())),
     }
     let meta = fs::symlink_metadata(dir).map_err(|e| unsafe_dir(&e.to_string()))?;
-    let uid = fs::metadata("/proc/self")
-        .map(|m| m.uid())
-        .map_err(|e| unsafe_dir(&e.to_string()))?;
+    let uid = fs::metadata("/proc/self").map(|m| m.uid()).map_err(|e| unsafe_dir(&e.to_string()))?;
     if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
-        return Err(unsafe_dir(
-            "must be a directory owned by this user and writable by nobody else",
-        ));
+        return Err(unsafe_dir("must be a directory owned by this user and writable by nobody else"));
     }
     Ok(())
 }

@@ -31,29 +31,20 @@ impl PluginDir<'_> {
         // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
         // The type is then checked on the open descriptor, so a file swapped between the
         // checks above and this open cannot slip through.
-        let file = OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_NONBLOCK)
-            .open(&path)
-            .map_err(|e| io_error(name, e))?;
+        let file =
+            OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).map_err(|e| io_error(name, e))?;
         let meta = file.metadata().map_err(|e| io_error(name, e))?;
         let identity = self.check_metadata(name, &meta)?;
         let bytes = read_at_most(file, self.max_bytes).map_err(|e| io_error(name, e))?;
         if bytes.len() as u64 > self.max_bytes {
-            return Err(StoreError::TooLarge {
-                name: name.clone(),
-                size: bytes.len() as u64,
-                limit: self.max_bytes,
-            });
+            return Err(StoreError::TooLarge { name: name.clone(), size: bytes.len() as u64, limit: self.max_bytes });
         }
         Ok(PluginFile { bytes, identity })
     }
 
     pub fn list(&self) -> io::Result<Vec<PluginName>> {
         let mut names: Vec<PluginName> = fs::read_dir(self.root)?
-            .filter_map(|entry| {
-                PluginName::from_file_name(&entry.ok()?.file_name().to_string_lossy())
-            })
+            .filter_map(|entry| PluginName::from_file_name(&entry.ok()?.file_name().to_string_lossy()))
             .collect();
         names.sort();
         Ok(names)
@@ -61,31 +52,19 @@ impl PluginDir<'_> {
 
     /// The plugin's path after following links, if it stays directly inside the root.
     fn resolve(&self, name: &PluginName) -> Result<PathBuf, StoreError> {
-        let real = self
-            .root
-            .join(name.file_name())
-            .canonicalize()
-            .map_err(|e| io_error(name, e))?;
+        let real = self.root.join(name.file_name()).canonicalize().map_err(|e| io_error(name, e))?;
         if real.parent() != Some(self.root) {
             return Err(StoreError::NotARegularFile(name.clone()));
         }
         Ok(real)
     }
 
-    fn check_metadata(
-        &self,
-        name: &PluginName,
-        meta: &fs::Metadata,
-    ) -> Result<FileIdentity, StoreError> {
+    fn check_metadata(&self, name: &PluginName, meta: &fs::Metadata) -> Result<FileIdentity, StoreError> {
         if !meta.file_type().is_file() {
             return Err(StoreError::NotARegularFile(name.clone()));
         }
         if meta.len() > self.max_bytes {
-            return Err(StoreError::TooLarge {
-                name: name.clone(),
-                size: meta.len(),
-                limit: self.max_bytes,
-            });
+            return Err(StoreError::TooLarge { name: name.clone(), size: meta.len(), limit: self.max_bytes });
         }
         Ok(FileIdentity {
             size: meta.len(),
@@ -107,9 +86,6 @@ fn read_at_most(file: File, limit: u64) -> io::Result<Vec<u8>> {
 fn io_error(name: &PluginName, error: io::Error) -> StoreError {
     match error.kind() {
         io::ErrorKind::NotFound => StoreError::NotFound(name.clone()),
-        _ => StoreError::Io {
-            context: format!("reading plugin `{name}`"),
-            source: error,
-        },
+        _ => StoreError::Io { context: format!("reading plugin `{name}`"), source: error },
     }
 }

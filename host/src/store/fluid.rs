@@ -43,9 +43,7 @@ pub struct FluidPluginStore {
 
 impl std::fmt::Debug for FluidPluginStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FluidPluginStore")
-            .field("mount_path", &self.mount_path)
-            .finish_non_exhaustive()
+        f.debug_struct("FluidPluginStore").field("mount_path", &self.mount_path).finish_non_exhaustive()
     }
 }
 
@@ -90,20 +88,12 @@ impl FluidPluginStore {
         }
         *last_ready = None;
         if !self.is_mount_point()? {
-            return Err(StoreError::Unavailable(format!(
-                "{} is not mounted",
-                self.mount_path.display()
-            )));
+            return Err(StoreError::Unavailable(format!("{} is not mounted", self.mount_path.display())));
         }
-        let unavailable = |e: io::Error| {
-            StoreError::Unavailable(format!("mount {}: {e}", self.mount_path.display()))
-        };
+        let unavailable = |e: io::Error| StoreError::Unavailable(format!("mount {}: {e}", self.mount_path.display()));
         let meta = fs::metadata(&self.mount_path).map_err(unavailable)?;
         if !meta.is_dir() {
-            return Err(StoreError::Unavailable(format!(
-                "{} is not a directory",
-                self.mount_path.display()
-            )));
+            return Err(StoreError::Unavailable(format!("{} is not a directory", self.mount_path.display())));
         }
         let root = self.mount_path.canonicalize().map_err(unavailable)?;
         *last_ready = Some((Instant::now(), root.clone()));
@@ -111,9 +101,8 @@ impl FluidPluginStore {
     }
 
     fn is_mount_point(&self) -> Result<bool, StoreError> {
-        let table = fs::read_to_string(&self.mountinfo).map_err(|e| {
-            StoreError::Unavailable(format!("cannot read {}: {e}", self.mountinfo.display()))
-        })?;
+        let table = fs::read_to_string(&self.mountinfo)
+            .map_err(|e| StoreError::Unavailable(format!("cannot read {}: {e}", self.mountinfo.display())))?;
         Ok(mount_points(&table).any(|point| Path::new(&point) == self.mount_path))
     }
 
@@ -127,24 +116,16 @@ impl FluidPluginStore {
         for attempt in 1..=self.attempts {
             let result = self.ready_root().and_then(|root| {
                 if let Some(error) = self.fault.as_ref().and_then(|fault| fault(what)) {
-                    return Err(StoreError::Io {
-                        context: what.to_string(),
-                        source: error,
-                    });
+                    return Err(StoreError::Io { context: what.to_string(), source: error });
                 }
-                operation(PluginDir {
-                    root: &root,
-                    max_bytes: self.max_bytes,
-                })
+                operation(PluginDir { root: &root, max_bytes: self.max_bytes })
             });
             match result {
                 Err(error) if is_transient(&error) => {
                     // The mount may have been replaced: check it again before the next try.
                     *self.last_ready.lock().unwrap_or_else(|p| p.into_inner()) = None;
                     if attempt == self.attempts {
-                        return Err(StoreError::Unavailable(format!(
-                            "{what} kept failing: {error}"
-                        )));
+                        return Err(StoreError::Unavailable(format!("{what} kept failing: {error}")));
                     }
                     tracing::warn!(%error, attempt, "plugin store: transient error, retrying");
                     std::thread::sleep(backoff);
@@ -167,10 +148,7 @@ fn is_transient(error: &StoreError) -> bool {
 /// The mount points listed in a mountinfo table (field 5; spaces and the like are octal
 /// escapes, as in `\040`).
 fn mount_points(table: &str) -> impl Iterator<Item = String> + '_ {
-    table
-        .lines()
-        .filter_map(|line| line.split(' ').nth(4))
-        .map(unescape_octal)
+    table.lines().filter_map(|line| line.split(' ').nth(4)).map(unescape_octal)
 }
 
 fn unescape_octal(field: &str) -> String {
@@ -178,16 +156,11 @@ fn unescape_octal(field: &str) -> String {
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
-        let escape = bytes
-            .get(i + 1..i + 4)
-            .filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        let escape =
+            bytes.get(i + 1..i + 4).filter(|d| bytes[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
         match escape {
             Some(digits) => {
-                out.push(
-                    digits
-                        .iter()
-                        .fold(0u8, |n, d| n.wrapping_mul(8) + (d - b'0')),
-                );
+                out.push(digits.iter().fold(0u8, |n, d| n.wrapping_mul(8) + (d - b'0')));
                 i += 4;
             }
             None => {
@@ -210,10 +183,7 @@ impl PluginStore for FluidPluginStore {
 
     fn list(&self) -> Result<Vec<PluginName>, StoreError> {
         self.with_retries("list", |dir| {
-            dir.list().map_err(|source| StoreError::Io {
-                context: "listing plugins".to_string(),
-                source,
-            })
+            dir.list().map_err(|source| StoreError::Io { context: "listing plugins".to_string(), source })
         })
     }
 
@@ -236,15 +206,10 @@ mod tests {
 
     #[test]
     fn only_fuse_outage_errors_are_transient() {
-        let io = |code| StoreError::Io {
-            context: "test".into(),
-            source: io::Error::from_raw_os_error(code),
-        };
+        let io = |code| StoreError::Io { context: "test".into(), source: io::Error::from_raw_os_error(code) };
         assert!(is_transient(&io(libc::ENOTCONN)));
         assert!(is_transient(&io(libc::EIO)));
         assert!(!is_transient(&io(libc::EACCES)));
-        assert!(!is_transient(&StoreError::NotFound(
-            PluginName::new("x").unwrap()
-        )));
+        assert!(!is_transient(&StoreError::NotFound(PluginName::new("x").unwrap())));
     }
 }

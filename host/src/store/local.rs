@@ -21,10 +21,7 @@ impl LocalPluginStore {
     pub fn new(root: impl AsRef<Path>, max_bytes: u64) -> io::Result<Self> {
         let root = root.as_ref().canonicalize()?;
         if !root.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                format!("{} is not a directory", root.display()),
-            ));
+            return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not a directory", root.display())));
         }
         Ok(LocalPluginStore { root, max_bytes })
     }
@@ -34,10 +31,7 @@ impl LocalPluginStore {
     }
 
     fn dir(&self) -> PluginDir<'_> {
-        PluginDir {
-            root: &self.root,
-            max_bytes: self.max_bytes,
-        }
+        PluginDir { root: &self.root, max_bytes: self.max_bytes }
     }
 }
 
@@ -51,9 +45,7 @@ impl PluginStore for LocalPluginStore {
     }
 
     fn list(&self) -> Result<Vec<PluginName>, StoreError> {
-        self.dir()
-            .list()
-            .map_err(|e| StoreError::Unavailable(e.to_string()))
+        self.dir().list().map_err(|e| StoreError::Unavailable(e.to_string()))
     }
 
     fn describe(&self) -> String {

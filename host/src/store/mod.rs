@@ -54,11 +54,7 @@ pub enum StoreError {
     #[error("plugin `{0}` is not a regular file inside the plugin directory")]
     NotARegularFile(PluginName),
     #[error("plugin `{name}` is {size} bytes, over the {limit}-byte limit")]
-    TooLarge {
-        name: PluginName,
-        size: u64,
-        limit: u64,
-    },
+    TooLarge { name: PluginName, size: u64, limit: u64 },
     /// The store as a whole cannot be read right now (for example a storage mount that is
     /// absent or disconnected); retrying later may succeed.
     #[error("plugin store unavailable: {0}")]

@@ -70,13 +70,7 @@ mod tests {
 
     #[test]
     fn accepts_ordinary_names() {
-        for name in [
-            "hello",
-            "a",
-            "rate-classifier_v2",
-            "X9",
-            &"a".repeat(MAX_NAME_LEN),
-        ] {
+        for name in ["hello", "a", "rate-classifier_v2", "X9", &"a".repeat(MAX_NAME_LEN)] {
             assert_eq!(PluginName::new(name).unwrap().as_str(), name);
         }
     }
@@ -112,10 +106,7 @@ mod tests {
             assert!(PluginName::new(name).is_err(), "{name:?} was accepted");
         }
         assert_eq!(PluginName::new(""), Err(InvalidName::Empty));
-        assert_eq!(
-            PluginName::new(&"a".repeat(MAX_NAME_LEN + 1)),
-            Err(InvalidName::TooLong)
-        );
+        assert_eq!(PluginName::new(&"a".repeat(MAX_NAME_LEN + 1)), Err(InvalidName::TooLong));
     }
 
     #[test]

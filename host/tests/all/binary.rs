@@ -30,14 +30,8 @@ fn start(configure: impl FnOnce(&mut Command)) -> (Child, String, mpsc::Receiver
         }
     });
     let addr = loop {
-        let line = lines
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the host logs that it listens");
-        if let Some(rest) = line
-            .split("addr=")
-            .nth(1)
-            .filter(|_| line.contains("listening"))
-        {
+        let line = lines.recv_timeout(Duration::from_secs(20)).expect("the host logs that it listens");
+        if let Some(rest) = line.split("addr=").nth(1).filter(|_| line.contains("listening")) {
             break rest.split_whitespace().next().unwrap().to_string();
         }
     };
@@ -45,10 +39,7 @@ fn start(configure: impl FnOnce(&mut Command)) -> (Child, String, mpsc::Receiver
 }
 
 fn sigterm(child: &Child) {
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
@@ -56,46 +47,24 @@ fn sigterm(child: &Child) {
 async fn serves_plugins_and_drains_in_flight_requests_on_sigterm() {
     let dir = plugin_dir(&["hello"]);
     // A call that takes a while: counting primes in the interpreter.
-    std::fs::write(
-        dir.path().join("slow.wasm"),
-        crate::support::plugin_bytes("primes"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("slow.wasm"), crate::support::plugin_bytes("primes")).unwrap();
     let (mut child, addr, _lines) = start(|c| {
         c.env("PLUGIN_DIR", "/nonexistent/overridden/by/the/flag")
             .args(["--plugin-dir", dir.path().to_str().unwrap()])
-            .args([
-                "--execution-mode",
-                "interpreter",
-                "--call-timeout-ms",
-                "20000",
-            ]);
+            .args(["--execution-mode", "interpreter", "--call-timeout-ms", "20000"]);
     });
     let client = reqwest::Client::new();
     let url = format!("http://{addr}/run");
-    let response = client
-        .post(&url)
-        .json(&serde_json::json!({"plugin": "hello", "input": 21}))
-        .send()
-        .await
-        .unwrap();
+    let response = client.post(&url).json(&serde_json::json!({"plugin": "hello", "input": 21})).send().await.unwrap();
     assert_eq!(response.text().await.unwrap(), r#"{"output":43}"#);
 
     let slow = tokio::spawn({
         let (client, url) = (client.clone(), url.clone());
         async move {
             let started = std::time::Instant::now();
-            let response = client
-                .post(&url)
-                .json(&serde_json::json!({"plugin": "slow", "input": 300000}))
-                .send()
-                .await
-                .unwrap();
-            (
-                response.status().as_u16(),
-                response.text().await.unwrap(),
-                started.elapsed(),
-            )
+            let response =
+                client.post(&url).json(&serde_json::json!({"plugin": "slow", "input": 300000})).send().await.unwrap();
+            (response.status().as_u16(), response.text().await.unwrap(), started.elapsed())
         }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -106,36 +75,18 @@ async fn serves_plugins_and_drains_in_flight_requests_on_sigterm() {
         (200, r#"{"output":25997}"#),
         "the in-flight request finished (after {took:?})"
     );
-    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap())
-        .await
-        .unwrap();
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
     assert!(exit.success(), "clean exit after draining: {exit}");
 }
 
 #[test]
 fn invalid_settings_stop_start_up_with_a_clear_message() {
     let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
-        (
-            &["--listen", "not-an-address"],
-            &[],
-            "invalid value 'not-an-address' for '--listen",
-        ),
-        (
-            &[],
-            &[("PLUGIN_STORE", "s3")],
-            "invalid value 's3' for '--plugin-store",
-        ),
-        (
-            &["--execution-mode", "jit"],
-            &[],
-            "invalid value 'jit' for '--execution-mode",
-        ),
+        (&["--listen", "not-an-address"], &[], "invalid value 'not-an-address' for '--listen"),
+        (&[], &[("PLUGIN_STORE", "s3")], "invalid value 's3' for '--plugin-store"),
+        (&["--execution-mode", "jit"], &[], "invalid value 'jit' for '--execution-mode"),
         (&["--call-timeout-ms", "0"], &[], "--call-timeout-ms"),
-        (
-            &["--plugin-dir", "/nonexistent/plugins"],
-            &[],
-            "plugin directory /nonexistent/plugins",
-        ),
+        (&["--plugin-dir", "/nonexistent/plugins"], &[], "plugin directory /nonexistent/plugins"),
     ];
     for (args, env, message) in cases {
         let output = Command::new(env!("CARGO_BIN_EXE_host"))
@@ -168,13 +119,7 @@ async fn a_plugin_that_breaks_the_abi_is_refused_with_the_violation_named() {
     assert_eq!(response.status().as_u16(), 500);
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "abi_violation");
-    assert!(
-        body["error"]["message"]
-            .as_str()
-            .unwrap()
-            .contains("float-instruction"),
-        "{body}"
-    );
+    assert!(body["error"]["message"].as_str().unwrap().contains("float-instruction"), "{body}");
     child.kill().unwrap();
     child.wait().unwrap();
 }

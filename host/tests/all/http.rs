@@ -9,11 +9,7 @@ use crate::support::{TestServer, app_state, local_store, plugin_dir, runtime_con
 
 async fn server_with(names: &[&str]) -> (TestServer, tempfile::TempDir) {
     let dir = plugin_dir(names);
-    let state = app_state(
-        local_store(dir.path()),
-        runtime_config(ExecutionMode::Aot),
-        256,
-    );
+    let state = app_state(local_store(dir.path()), runtime_config(ExecutionMode::Aot), 256);
     (TestServer::start(state).await, dir)
 }
 
@@ -27,11 +23,7 @@ async fn hello_answers_43_for_21() {
 #[tokio::test]
 async fn errors_have_stable_codes_and_statuses() {
     let (server, dir) = server_with(&["hello", "abi"]).await;
-    std::fs::write(
-        dir.path().join("trap.wasm"),
-        wat_plugin("i32.const 0", "unreachable", "i32.const 0"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("trap.wasm"), wat_plugin("i32.const 0", "unreachable", "i32.const 0")).unwrap();
     std::fs::write(dir.path().join("broken.wasm"), b"\0asm\x01\0\0\0garbage").unwrap();
 
     let cases: &[(&str, u16, &str)] = &[
@@ -39,38 +31,14 @@ async fn errors_have_stable_codes_and_statuses() {
         (r#"{"plugin": "hello""#, 400, "invalid_json"),
         (r#"{"input": 1}"#, 400, "invalid_request"),
         (r#"{"plugin": "hello"}"#, 400, "invalid_request"),
-        (
-            r#"{"plugin": "hello", "input": "21"}"#,
-            400,
-            "invalid_request",
-        ),
-        (
-            r#"{"plugin": "hello", "input": 2.5}"#,
-            400,
-            "invalid_request",
-        ),
-        (
-            r#"{"plugin": "hello", "input": 2147483648}"#,
-            400,
-            "invalid_request",
-        ),
-        (
-            r#"{"plugin": "hello", "input": 1, "extra": true}"#,
-            400,
-            "invalid_request",
-        ),
+        (r#"{"plugin": "hello", "input": "21"}"#, 400, "invalid_request"),
+        (r#"{"plugin": "hello", "input": 2.5}"#, 400, "invalid_request"),
+        (r#"{"plugin": "hello", "input": 2147483648}"#, 400, "invalid_request"),
+        (r#"{"plugin": "hello", "input": 1, "extra": true}"#, 400, "invalid_request"),
         (r#"{"plugin": 7, "input": 1}"#, 400, "invalid_request"),
         (r#"{"plugin": "", "input": 1}"#, 400, "invalid_plugin_name"),
-        (
-            r#"{"plugin": "../hello", "input": 1}"#,
-            400,
-            "invalid_plugin_name",
-        ),
-        (
-            r#"{"plugin": "missing", "input": 1}"#,
-            404,
-            "plugin_not_found",
-        ),
+        (r#"{"plugin": "../hello", "input": 1}"#, 400, "invalid_plugin_name"),
+        (r#"{"plugin": "missing", "input": 1}"#, 404, "plugin_not_found"),
         (r#"{"plugin": "abi", "input": -1}"#, 422, "invalid_argument"),
         (r#"{"plugin": "abi", "input": 50000}"#, 500, "plugin_error"),
         (r#"{"plugin": "trap", "input": 1}"#, 500, "plugin_trapped"),
@@ -78,34 +46,17 @@ async fn errors_have_stable_codes_and_statuses() {
     ];
     for &(body, status, code) in cases {
         let (got_status, got) = server.run_raw(body).await;
-        assert_eq!(
-            (got_status, got["error"]["code"].as_str()),
-            (status, Some(code)),
-            "{body}: {got}"
-        );
+        assert_eq!((got_status, got["error"]["code"].as_str()), (status, Some(code)), "{body}: {got}");
         let message = got["error"]["message"].as_str().unwrap_or_default();
-        assert!(
-            !message.is_empty() && !message.contains("../"),
-            "{body}: {got}"
-        );
+        assert!(!message.is_empty() && !message.contains("../"), "{body}: {got}");
     }
 }
 
 #[tokio::test]
 async fn other_methods_get_405_with_allow() {
     let (server, _dir) = server_with(&["hello"]).await;
-    for method in [
-        reqwest::Method::GET,
-        reqwest::Method::PUT,
-        reqwest::Method::DELETE,
-        reqwest::Method::PATCH,
-    ] {
-        let response = server
-            .client
-            .request(method.clone(), server.url("/run"))
-            .send()
-            .await
-            .unwrap();
+    for method in [reqwest::Method::GET, reqwest::Method::PUT, reqwest::Method::DELETE, reqwest::Method::PATCH] {
+        let response = server.client.request(method.clone(), server.url("/run")).send().await.unwrap();
         assert_eq!(response.status().as_u16(), 405, "{method}");
         assert_eq!(response.headers()["allow"], "POST");
         let body: serde_json::Value = response.json().await.unwrap();
@@ -116,15 +67,9 @@ async fn other_methods_get_405_with_allow() {
 #[tokio::test]
 async fn bodies_over_the_limit_get_413_and_wrong_content_types_415() {
     let (server, _dir) = server_with(&["hello"]).await;
-    let huge = format!(
-        r#"{{"plugin": "hello", "input": 1, "pad": "{}"}}"#,
-        "x".repeat(host::api::MAX_BODY_BYTES)
-    );
+    let huge = format!(r#"{{"plugin": "hello", "input": 1, "pad": "{}"}}"#, "x".repeat(host::api::MAX_BODY_BYTES));
     let (status, body) = server.run_raw(&huge).await;
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (413, Some("body_too_large"))
-    );
+    assert_eq!((status, body["error"]["code"].as_str()), (413, Some("body_too_large")));
 
     let response = server
         .client
@@ -144,17 +89,9 @@ async fn two_hundred_concurrent_requests_all_get_their_own_answer() {
     let requests = (0..200).map(|i| {
         let server = Arc::clone(&server);
         tokio::spawn(async move {
-            let (plugin, expected) = if i % 2 == 0 {
-                ("hello", 2 * i + 1)
-            } else {
-                ("abi", i * i)
-            };
+            let (plugin, expected) = if i % 2 == 0 { ("hello", 2 * i + 1) } else { ("abi", i * i) };
             let (status, body) = server.run(plugin, i).await;
-            assert_eq!(
-                (status, body),
-                (200, json!({ "output": expected })),
-                "{plugin}({i})"
-            );
+            assert_eq!((status, body), (200, json!({ "output": expected })), "{plugin}({i})");
         })
     });
     for request in requests.collect::<Vec<_>>() {
@@ -165,47 +102,24 @@ async fn two_hundred_concurrent_requests_all_get_their_own_answer() {
 #[tokio::test]
 async fn the_seeds_failure_cases_answer_clearly() {
     let (server, dir) = server_with(&["hello"]).await;
-    let write = |name: &str, bytes: &[u8]| {
-        std::fs::write(dir.path().join(format!("{name}.wasm")), bytes).unwrap()
-    };
-    write(
-        "uninitialized",
-        &wat_plugin("i32.const 0", "i32.const -1", "i32.const 0"),
-    );
-    write(
-        "double-init",
-        &wat_plugin("i32.const -2", "local.get $input", "i32.const 0"),
-    );
-    write(
-        "no-exports",
-        &crate::support::wat(r#"(module (@custom "wasm_plugin_abi" "\01\00\00\00"))"#),
-    );
+    let write = |name: &str, bytes: &[u8]| std::fs::write(dir.path().join(format!("{name}.wasm")), bytes).unwrap();
+    write("uninitialized", &wat_plugin("i32.const 0", "i32.const -1", "i32.const 0"));
+    write("double-init", &wat_plugin("i32.const -2", "local.get $input", "i32.const 0"));
+    write("no-exports", &crate::support::wat(r#"(module (@custom "wasm_plugin_abi" "\01\00\00\00"))"#));
     write("invalid", b"this is not wasm");
 
     let cases = [
         ("missing", 404, "plugin_not_found", "no such plugin"),
         ("invalid", 500, "abi_violation", "malformed"),
         ("uninitialized", 500, "plugin_error", "not initialized (-1)"),
-        (
-            "double-init",
-            500,
-            "plugin_error",
-            "already initialized (-2)",
-        ),
+        ("double-init", 500, "plugin_error", "already initialized (-2)"),
         ("no-exports", 500, "abi_violation", "init"),
     ];
     for (plugin, status, code, message) in cases {
         let (got_status, body) = server.run(plugin, 1).await;
-        assert_eq!(
-            (got_status, body["error"]["code"].as_str()),
-            (status, Some(code)),
-            "{plugin}: {body}"
-        );
+        assert_eq!((got_status, body["error"]["code"].as_str()), (status, Some(code)), "{plugin}: {body}");
         let got_message = body["error"]["message"].as_str().unwrap();
-        assert!(
-            got_message.contains(message),
-            "{plugin}: {got_message:?} should mention {message:?}"
-        );
+        assert!(got_message.contains(message), "{plugin}: {got_message:?} should mention {message:?}");
     }
 }
 
@@ -213,11 +127,7 @@ async fn the_seeds_failure_cases_answer_clearly() {
 async fn path_traversal_in_any_spelling_is_refused_before_the_filesystem() {
     let (server, dir) = server_with(&["hello"]).await;
     // A real plugin outside the plugin directory, where traversal would lead.
-    std::fs::write(
-        dir.path().parent().unwrap().join("outside.wasm"),
-        crate::support::plugin_bytes("hello"),
-    )
-    .ok();
+    std::fs::write(dir.path().parent().unwrap().join("outside.wasm"), crate::support::plugin_bytes("hello")).ok();
     let spellings = [
         "../outside",
         "..",
@@ -239,25 +149,11 @@ async fn path_traversal_in_any_spelling_is_refused_before_the_filesystem() {
         "\u{202e}olleh",
     ];
     for name in spellings {
-        let (status, body) = server
-            .run_raw(&json!({ "plugin": name, "input": 1 }).to_string())
-            .await;
-        assert_eq!(
-            (status, body["error"]["code"].as_str()),
-            (400, Some("invalid_plugin_name")),
-            "{name:?}: {body}"
-        );
-        assert!(
-            !body.to_string().contains(name.trim()) || name.trim().is_empty(),
-            "{name:?} echoed: {body}"
-        );
+        let (status, body) = server.run_raw(&json!({ "plugin": name, "input": 1 }).to_string()).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (400, Some("invalid_plugin_name")), "{name:?}: {body}");
+        assert!(!body.to_string().contains(name.trim()) || name.trim().is_empty(), "{name:?} echoed: {body}");
     }
-    let response = server
-        .client
-        .get(server.url("/plugins/..%2Foutside"))
-        .send()
-        .await
-        .unwrap();
+    let response = server.client.get(server.url("/plugins/..%2Foutside")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 400);
 }
 
@@ -265,59 +161,29 @@ async fn path_traversal_in_any_spelling_is_refused_before_the_filesystem() {
 async fn things_named_like_plugins_that_are_not_plugin_files_are_not_found() {
     let (server, dir) = server_with(&["hello"]).await;
     let outside = tempfile::TempDir::new().unwrap();
-    std::fs::write(
-        outside.path().join("secret.wasm"),
-        crate::support::plugin_bytes("hello"),
-    )
-    .unwrap();
-    std::os::unix::fs::symlink(
-        outside.path().join("secret.wasm"),
-        dir.path().join("escape.wasm"),
-    )
-    .unwrap();
+    std::fs::write(outside.path().join("secret.wasm"), crate::support::plugin_bytes("hello")).unwrap();
+    std::os::unix::fs::symlink(outside.path().join("secret.wasm"), dir.path().join("escape.wasm")).unwrap();
     std::fs::create_dir(dir.path().join("folder.wasm")).unwrap();
-    let made_fifo = std::process::Command::new("mkfifo")
-        .arg(dir.path().join("fifo.wasm"))
-        .status()
-        .unwrap();
+    let made_fifo = std::process::Command::new("mkfifo").arg(dir.path().join("fifo.wasm")).status().unwrap();
     assert!(made_fifo.success(), "mkfifo");
     // A symlink that stays inside the directory is fine.
-    std::os::unix::fs::symlink(dir.path().join("hello.wasm"), dir.path().join("alias.wasm"))
-        .unwrap();
+    std::os::unix::fs::symlink(dir.path().join("hello.wasm"), dir.path().join("alias.wasm")).unwrap();
 
     for name in ["escape", "folder", "fifo"] {
         let started = std::time::Instant::now();
         let (status, body) = server.run(name, 1).await;
-        assert_eq!(
-            (status, body["error"]["code"].as_str()),
-            (404, Some("plugin_not_found")),
-            "{name}: {body}"
-        );
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(2),
-            "{name} took {:?}",
-            started.elapsed()
-        );
+        assert_eq!((status, body["error"]["code"].as_str()), (404, Some("plugin_not_found")), "{name}: {body}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(2), "{name} took {:?}", started.elapsed());
     }
-    assert_eq!(
-        server.run("alias", 21).await,
-        (200, json!({ "output": 43 }))
-    );
+    assert_eq!(server.run("alias", 21).await, (200, json!({ "output": 43 })));
 }
 
 #[tokio::test]
 async fn a_full_server_sheds_load_with_503_and_retry_after() {
     let dir = plugin_dir(&[]);
-    std::fs::write(
-        dir.path().join("slow.wasm"),
-        wat_plugin("i32.const 0", "(loop br 0) i32.const 0", "i32.const 0"),
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("quick.wasm"),
-        crate::support::plugin_bytes("hello"),
-    )
-    .unwrap();
+    std::fs::write(dir.path().join("slow.wasm"), wat_plugin("i32.const 0", "(loop br 0) i32.const 0", "i32.const 0"))
+        .unwrap();
+    std::fs::write(dir.path().join("quick.wasm"), crate::support::plugin_bytes("hello")).unwrap();
     let mut config = runtime_config(ExecutionMode::Aot);
     config.limits.call_timeout = std::time::Duration::from_millis(500);
     let server = Arc::new(TestServer::start(app_state(local_store(dir.path()), config, 1)).await);
@@ -327,13 +193,8 @@ async fn a_full_server_sheds_load_with_503_and_retry_after() {
         async move { server.run("slow", 1).await }
     });
     tokio::time::sleep(std::time::Duration::from_millis(150)).await;
-    let response = server
-        .client
-        .post(server.url("/run"))
-        .json(&json!({ "plugin": "quick", "input": 1 }))
-        .send()
-        .await
-        .unwrap();
+    let response =
+        server.client.post(server.url("/run")).json(&json!({ "plugin": "quick", "input": 1 })).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 503);
     assert_eq!(response.headers()["retry-after"], "1");
     let body: serde_json::Value = response.json().await.unwrap();
@@ -341,25 +202,16 @@ async fn a_full_server_sheds_load_with_503_and_retry_after() {
 
     // The slow call hits its deadline: 504.
     let (status, body) = busy.await.unwrap();
-    assert_eq!(
-        (status, body["error"]["code"].as_str()),
-        (504, Some("plugin_timeout"))
-    );
+    assert_eq!((status, body["error"]["code"].as_str()), (504, Some("plugin_timeout")));
     // And the server serves again.
-    assert_eq!(
-        server.run("quick", 21).await,
-        (200, json!({ "output": 43 }))
-    );
+    assert_eq!(server.run("quick", 21).await, (200, json!({ "output": 43 })));
 }
 
 #[tokio::test]
 async fn hot_swap_under_http_load_never_fails_a_request() {
     let (server, dir) = server_with(&["hello"]).await;
     let server = Arc::new(server);
-    let versions = [
-        crate::support::plugin_bytes("hello"),
-        crate::support::plugin_bytes("simple"),
-    ];
+    let versions = [crate::support::plugin_bytes("hello"), crate::support::plugin_bytes("simple")];
     let swapper = {
         let dir = dir.path().to_path_buf();
         std::thread::spawn(move || {
@@ -376,10 +228,7 @@ async fn hot_swap_under_http_load_never_fails_a_request() {
                 for _ in 0..40 {
                     let (status, body) = server.run("hello", 5).await;
                     assert_eq!(status, 200, "{body}");
-                    assert!(
-                        body == json!({"output": 11}) || body == json!({"output": 6}),
-                        "{body}"
-                    );
+                    assert!(body == json!({"output": 11}) || body == json!({"output": 6}), "{body}");
                 }
             })
         })
@@ -400,10 +249,7 @@ async fn operations_endpoints_describe_the_service() {
 
     let get = |path: &str| server.client.get(server.url(path)).send();
     let health = get("/healthz").await.unwrap();
-    assert_eq!(
-        (health.status().as_u16(), health.text().await.unwrap()),
-        (200, "ok".to_string())
-    );
+    assert_eq!((health.status().as_u16(), health.text().await.unwrap()), (200, "ok".to_string()));
 
     let ready: serde_json::Value = get("/readyz").await.unwrap().json().await.unwrap();
     assert_eq!(ready["status"], "ready");
@@ -423,10 +269,7 @@ async fn operations_endpoints_describe_the_service() {
     assert_eq!(one.status().as_u16(), 200);
     let one: serde_json::Value = one.json().await.unwrap();
     assert_eq!(one["loaded"], true);
-    assert_eq!(
-        one["sha256"],
-        crate::support::sha256_hex(&crate::support::plugin_bytes("hello"))
-    );
+    assert_eq!(one["sha256"], crate::support::sha256_hex(&crate::support::plugin_bytes("hello")));
     assert_eq!(get("/plugins/nope").await.unwrap().status().as_u16(), 404);
 
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
@@ -446,17 +289,9 @@ async fn operations_endpoints_describe_the_service() {
 #[tokio::test]
 async fn responses_carry_a_request_id() {
     let (server, _dir) = server_with(&["hello"]).await;
-    let response = server
-        .client
-        .post(server.url("/run"))
-        .json(&json!({"plugin": "hello", "input": 1}))
-        .send()
-        .await
-        .unwrap();
-    let id = response.headers()["x-request-id"]
-        .to_str()
-        .unwrap()
-        .to_string();
+    let response =
+        server.client.post(server.url("/run")).json(&json!({"plugin": "hello", "input": 1})).send().await.unwrap();
+    let id = response.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(id.len(), 36, "a UUID: {id}");
     let response = server
         .client
@@ -475,16 +310,12 @@ async fn error_bodies_are_stable() {
     let bodies = [
         server.run_raw("{").await,
         server.run_raw(r#"{"plugin": "hello", "input": 1.5}"#).await,
-        server
-            .run_raw(r#"{"plugin": "../etc/passwd", "input": 1}"#)
-            .await,
+        server.run_raw(r#"{"plugin": "../etc/passwd", "input": 1}"#).await,
         server.run("missing", 1).await,
         server.run("abi", -1).await,
         server.run("abi", 50000).await,
     ];
-    let bodies: Vec<serde_json::Value> = bodies
-        .into_iter()
-        .map(|(status, body)| json!({ "status": status, "body": body }))
-        .collect();
+    let bodies: Vec<serde_json::Value> =
+        bodies.into_iter().map(|(status, body)| json!({ "status": status, "body": body })).collect();
     insta::assert_json_snapshot!("error_bodies", bodies);
 }

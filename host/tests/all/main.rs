@@ -6,6 +6,7 @@
 
 mod binary;
 mod http;
+mod isolation;
 mod runner;
 mod runtime;
 mod stores;

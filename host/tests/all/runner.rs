@@ -28,17 +28,11 @@ fn runs_plugins_by_name_and_reports_missing_ones() {
     let runner = runner_for(dir.path(), runtime_config(ExecutionMode::Aot));
     assert_eq!(runner.run(&name("hello"), 21).unwrap(), 43);
     let err = runner.run(&name("nope"), 1).unwrap_err();
-    assert!(
-        matches!(err, RunError::Store(StoreError::NotFound(_))),
-        "{err:?}"
-    );
+    assert!(matches!(err, RunError::Store(StoreError::NotFound(_))), "{err:?}");
 
     // Deleting the file makes the plugin disappear, even though a version was loaded.
     fs::remove_file(dir.path().join("hello.wasm")).unwrap();
-    assert!(matches!(
-        runner.run(&name("hello"), 1),
-        Err(RunError::Store(StoreError::NotFound(_)))
-    ));
+    assert!(matches!(runner.run(&name("hello"), 1), Err(RunError::Store(StoreError::NotFound(_)))));
 }
 
 #[test]
@@ -48,19 +42,11 @@ fn a_replaced_file_is_picked_up_by_the_next_call() {
     assert_eq!(runner.run(&name("hello"), 5).unwrap(), 11);
 
     replace_atomically(dir.path(), "hello", &plugin_bytes("simple"));
-    assert_eq!(
-        runner.run(&name("hello"), 5).unwrap(),
-        6,
-        "replaced by rename"
-    );
+    assert_eq!(runner.run(&name("hello"), 5).unwrap(), 6, "replaced by rename");
 
     // Rewritten in place (same inode), as an editor or `cp` would.
     fs::write(dir.path().join("hello.wasm"), plugin_bytes("abi")).unwrap();
-    assert_eq!(
-        runner.run(&name("hello"), 5).unwrap(),
-        25,
-        "rewritten in place"
-    );
+    assert_eq!(runner.run(&name("hello"), 5).unwrap(), 25, "rewritten in place");
 }
 
 #[test]
@@ -71,31 +57,16 @@ fn a_half_written_file_never_runs_and_the_previous_version_keeps_serving() {
 
     let next = plugin_bytes("simple");
     fs::write(dir.path().join("hello.wasm"), &next[..next.len() / 2]).unwrap();
-    assert_eq!(
-        runner.run(&name("hello"), 5).unwrap(),
-        11,
-        "still the previous version"
-    );
-    assert_eq!(
-        runner.run(&name("hello"), 5).unwrap(),
-        11,
-        "and again, without re-reading"
-    );
+    assert_eq!(runner.run(&name("hello"), 5).unwrap(), 11, "still the previous version");
+    assert_eq!(runner.run(&name("hello"), 5).unwrap(), 11, "and again, without re-reading");
 
     fs::write(dir.path().join("hello.wasm"), &next).unwrap();
-    assert_eq!(
-        runner.run(&name("hello"), 5).unwrap(),
-        6,
-        "the completed file is the new version"
-    );
+    assert_eq!(runner.run(&name("hello"), 5).unwrap(), 6, "the completed file is the new version");
 
     // With no good version to fall back on, the failure is the answer.
     fs::write(dir.path().join("fresh.wasm"), &next[..10]).unwrap();
     let err = runner.run(&name("fresh"), 5).unwrap_err();
-    assert!(
-        matches!(err, RunError::Runtime(RuntimeError::AbiViolation(_))),
-        "{err:?}"
-    );
+    assert!(matches!(err, RunError::Runtime(RuntimeError::AbiViolation(_))), "{err:?}");
 }
 
 #[test]
@@ -133,8 +104,5 @@ fn hot_swap_under_concurrent_calls_never_fails_a_call() {
         totals[1] += seen[1];
     }
     println!("calls answered by the old/new version: {totals:?}");
-    assert!(
-        totals[0] > 0 && totals[1] > 0,
-        "both versions served: {totals:?}"
-    );
+    assert!(totals[0] > 0 && totals[1] > 0, "both versions served: {totals:?}");
 }

@@ -2,35 +2,23 @@
 
 use std::time::{Duration, Instant};
 
-use host::runtime::{
-    AbiFunction, Engine, ExecutionMode, PluginErrorCode, RuntimeConfig, RuntimeError, TrapKind,
-};
+use host::runtime::{AbiFunction, Engine, ExecutionMode, PluginErrorCode, RuntimeConfig, RuntimeError, TrapKind};
 
-use crate::support::{
-    MODES, compile, engine, plugin_bytes, runtime_config, sha256_hex, wat, wat_plugin,
-};
+use crate::support::{MODES, compile, engine, plugin_bytes, runtime_config, sha256_hex, wat, wat_plugin};
 
 fn compile_err(engine: &Engine, bytes: &[u8]) -> RuntimeError {
-    engine
-        .compile(bytes, &sha256_hex(bytes))
-        .expect_err("must not compile")
+    engine.compile(bytes, &sha256_hex(bytes)).expect_err("must not compile")
 }
 
 fn violation_codes(error: &RuntimeError) -> Vec<&'static str> {
     match error {
-        RuntimeError::AbiViolation(report) => {
-            report.violations.iter().map(|v| v.kind.code()).collect()
-        }
+        RuntimeError::AbiViolation(report) => report.violations.iter().map(|v| v.kind.code()).collect(),
         other => panic!("expected an ABI violation, got {other:?}"),
     }
 }
 
 fn unchecked_engine(mode: ExecutionMode) -> Engine {
-    Engine::new(RuntimeConfig {
-        enforce_abi: false,
-        ..runtime_config(mode)
-    })
-    .expect("engine")
+    Engine::new(RuntimeConfig { enforce_abi: false, ..runtime_config(mode) }).expect("engine")
 }
 
 #[test]
@@ -67,13 +55,7 @@ fn every_example_plugin_answers_as_documented() {
         let result = compile(&engine, &plugin_bytes(name)).call(input);
         match (expected, result) {
             (Ok(want), Ok(got)) => assert_eq!(got, want, "{name}({input})"),
-            (
-                Err(code),
-                Err(RuntimeError::Plugin {
-                    function: AbiFunction::Process,
-                    code: got,
-                }),
-            ) => {
+            (Err(code), Err(RuntimeError::Plugin { function: AbiFunction::Process, code: got })) => {
                 assert_eq!(got.code(), code, "{name}({input})")
             }
             (want, got) => panic!("{name}({input}): expected {want:?}, got {got:?}"),
@@ -87,48 +69,23 @@ fn abi_plugin_reports_misuse_with_its_error_codes() {
 
     // process before init: -1.
     let mut fresh = plugin.instantiate().unwrap();
-    let err = fresh
-        .call_out_of_order(AbiFunction::Process, 3)
-        .unwrap_err();
+    let err = fresh.call_out_of_order(AbiFunction::Process, 3).unwrap_err();
     assert!(
-        matches!(
-            err,
-            RuntimeError::Plugin {
-                function: AbiFunction::Process,
-                code: PluginErrorCode::NotInitialized
-            }
-        ),
+        matches!(err, RuntimeError::Plugin { function: AbiFunction::Process, code: PluginErrorCode::NotInitialized }),
         "{err:?}"
     );
     // cleanup before init: -1 as well.
-    let err = fresh
-        .call_out_of_order(AbiFunction::Cleanup, 0)
-        .unwrap_err();
+    let err = fresh.call_out_of_order(AbiFunction::Cleanup, 0).unwrap_err();
     assert!(
-        matches!(
-            err,
-            RuntimeError::Plugin {
-                function: AbiFunction::Cleanup,
-                code: PluginErrorCode::NotInitialized
-            }
-        ),
+        matches!(err, RuntimeError::Plugin { function: AbiFunction::Cleanup, code: PluginErrorCode::NotInitialized }),
         "{err:?}"
     );
 
     // init twice: -2, and the instance stays usable.
     let mut running = plugin.instantiate().unwrap().init().unwrap();
-    let err = running
-        .instance_mut()
-        .call_out_of_order(AbiFunction::Init, 0)
-        .unwrap_err();
+    let err = running.instance_mut().call_out_of_order(AbiFunction::Init, 0).unwrap_err();
     assert!(
-        matches!(
-            err,
-            RuntimeError::Plugin {
-                function: AbiFunction::Init,
-                code: PluginErrorCode::AlreadyInitialized
-            }
-        ),
+        matches!(err, RuntimeError::Plugin { function: AbiFunction::Init, code: PluginErrorCode::AlreadyInitialized }),
         "{err:?}"
     );
     assert_eq!(running.process(12).unwrap(), 144);
@@ -137,90 +94,42 @@ fn abi_plugin_reports_misuse_with_its_error_codes() {
 
     // Invalid argument (-3) and internal error (-4) through the normal lifecycle.
     let err = running.process(-5).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RuntimeError::Plugin {
-                code: PluginErrorCode::InvalidArgument,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, RuntimeError::Plugin { code: PluginErrorCode::InvalidArgument, .. }), "{err:?}");
     let err = running.process(50_000).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RuntimeError::Plugin {
-                code: PluginErrorCode::Internal,
-                ..
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, RuntimeError::Plugin { code: PluginErrorCode::Internal, .. }), "{err:?}");
     running.cleanup().unwrap();
 }
 
 #[test]
 fn unknown_negative_codes_are_reported_as_such() {
     let bytes = wat_plugin("i32.const 0", "i32.const -77", "i32.const 0");
-    let err = compile(&engine(ExecutionMode::Interpreter), &bytes)
-        .call(1)
-        .unwrap_err();
-    assert!(
-        matches!(
-            err,
-            RuntimeError::Plugin {
-                code: PluginErrorCode::Unknown(-77),
-                ..
-            }
-        ),
-        "{err:?}"
-    );
-    assert_eq!(
-        err.to_string(),
-        "`process` returned unknown plugin error -77"
-    );
+    let err = compile(&engine(ExecutionMode::Interpreter), &bytes).call(1).unwrap_err();
+    assert!(matches!(err, RuntimeError::Plugin { code: PluginErrorCode::Unknown(-77), .. }), "{err:?}");
+    assert_eq!(err.to_string(), "`process` returned unknown plugin error -77");
 }
 
 #[test]
 fn loading_refuses_what_is_not_a_plugin() {
     let engine = engine(ExecutionMode::Aot);
     let hello = plugin_bytes("hello");
-    let random: Vec<u8> = (0..512u32)
-        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-        .collect();
-    for (what, bytes) in [
-        ("empty", &[][..]),
-        ("random", &random[..]),
-        ("truncated", &hello[..hello.len() / 2]),
-    ] {
+    let random: Vec<u8> = (0..512u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    for (what, bytes) in [("empty", &[][..]), ("random", &random[..]), ("truncated", &hello[..hello.len() / 2])] {
         let err = compile_err(&engine, bytes);
         assert_eq!(violation_codes(&err), ["malformed"], "{what}: {err}");
     }
     // Without the ABI check, WasmEdge's own validation refuses them too.
     let unchecked = unchecked_engine(ExecutionMode::Interpreter);
     for bytes in [&[][..], &random[..], &hello[..hello.len() / 2]] {
-        assert!(matches!(
-            compile_err(&unchecked, bytes),
-            RuntimeError::InvalidModule(_)
-        ));
+        assert!(matches!(compile_err(&unchecked, bytes), RuntimeError::InvalidModule(_)));
     }
 }
 
 #[test]
 fn loading_refuses_valid_wasm_that_breaks_the_abi() {
     let engine = engine(ExecutionMode::Interpreter);
-    let float = wat_plugin(
-        "i32.const 0",
-        "f32.const 1.5 i32.trunc_f32_s",
-        "i32.const 0",
-    );
+    let float = wat_plugin("i32.const 0", "f32.const 1.5 i32.trunc_f32_s", "i32.const 0");
     // Two float instructions: the constant and the conversion.
-    assert_eq!(
-        violation_codes(&compile_err(&engine, &float)),
-        ["float-instruction"; 2]
-    );
+    assert_eq!(violation_codes(&compile_err(&engine, &float)), ["float-instruction"; 2]);
 
     let missing_cleanup = wat(r#"(module (memory (export "memory") 1)
         (func (export "init") (result i32) i32.const 0)
@@ -231,14 +140,9 @@ fn loading_refuses_valid_wasm_that_breaks_the_abi() {
     assert!(err.to_string().contains("cleanup"), "{err}");
 
     // A module that skipped the check still cannot be run without its exports.
-    let plugin = unchecked_engine(ExecutionMode::Interpreter)
-        .compile(&missing_cleanup, "x")
-        .unwrap();
+    let plugin = unchecked_engine(ExecutionMode::Interpreter).compile(&missing_cleanup, "x").unwrap();
     let err = plugin.call(1).unwrap_err();
-    assert!(
-        matches!(err, RuntimeError::InvalidModule(ref m) if m.contains("cleanup")),
-        "{err:?}"
-    );
+    assert!(matches!(err, RuntimeError::InvalidModule(ref m) if m.contains("cleanup")), "{err:?}");
 }
 
 #[test]
@@ -247,16 +151,7 @@ fn oversized_files_are_refused_before_parsing() {
     config.limits.max_plugin_bytes = 100;
     let engine = Engine::new(config).unwrap();
     let err = compile_err(&engine, &[0u8; 101]);
-    assert!(
-        matches!(
-            err,
-            RuntimeError::TooLarge {
-                size: 101,
-                limit: 100
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, RuntimeError::TooLarge { size: 101, limit: 100 }), "{err:?}");
 }
 
 #[test]
@@ -264,10 +159,7 @@ fn traps_are_typed() {
     let cases = [
         ("unreachable", TrapKind::Unreachable),
         ("i32.const 1 i32.const 0 i32.div_s", TrapKind::DivideByZero),
-        (
-            "i32.const -2147483648 i32.const -1 i32.div_s",
-            TrapKind::IntegerOverflow,
-        ),
+        ("i32.const -2147483648 i32.const -1 i32.div_s", TrapKind::IntegerOverflow),
         ("i32.const 1000000 i32.load", TrapKind::MemoryOutOfBounds),
     ];
     for mode in MODES {
@@ -276,10 +168,9 @@ fn traps_are_typed() {
             let plugin = compile(&engine, &wat_plugin("i32.const 0", body, "i32.const 0"));
             let err = plugin.call(1).unwrap_err();
             match err {
-                RuntimeError::Trap {
-                    function: AbiFunction::Process,
-                    trap: got,
-                } => assert_eq!(&got, trap, "{mode:?} {body}"),
+                RuntimeError::Trap { function: AbiFunction::Process, trap: got } => {
+                    assert_eq!(&got, trap, "{mode:?} {body}")
+                }
                 other => panic!("{mode:?} {body}: {other:?}"),
             }
         }
@@ -292,58 +183,24 @@ fn an_infinite_loop_stops_at_the_deadline_and_the_next_call_works() {
         let mut config = runtime_config(mode);
         config.limits.call_timeout = Duration::from_millis(200);
         let engine = Engine::new(config).unwrap();
-        let plugin = compile(
-            &engine,
-            &wat_plugin("i32.const 0", "(loop br 0) i32.const 0", "i32.const 0"),
-        );
+        let plugin = compile(&engine, &wat_plugin("i32.const 0", "(loop br 0) i32.const 0", "i32.const 0"));
         let started = Instant::now();
         let err = plugin.call(1).unwrap_err();
         let elapsed = started.elapsed();
-        assert!(
-            matches!(
-                err,
-                RuntimeError::Timeout {
-                    function: AbiFunction::Process,
-                    ..
-                }
-            ),
-            "{mode:?}: {err:?}"
-        );
-        assert!(
-            elapsed < Duration::from_millis(250),
-            "{mode:?}: stopped after {elapsed:?}"
-        );
+        assert!(matches!(err, RuntimeError::Timeout { function: AbiFunction::Process, .. }), "{mode:?}: {err:?}");
+        assert!(elapsed < Duration::from_millis(250), "{mode:?}: stopped after {elapsed:?}");
 
-        let looping_init = compile(
-            &engine,
-            &wat_plugin("(loop br 0) i32.const 0", "local.get $input", "i32.const 0"),
-        );
+        let looping_init = compile(&engine, &wat_plugin("(loop br 0) i32.const 0", "local.get $input", "i32.const 0"));
         let err = looping_init.call(1).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                RuntimeError::Timeout {
-                    function: AbiFunction::Init,
-                    ..
-                }
-            ),
-            "{mode:?}: {err:?}"
-        );
+        assert!(matches!(err, RuntimeError::Timeout { function: AbiFunction::Init, .. }), "{mode:?}: {err:?}");
 
-        assert_eq!(
-            compile(&engine, &plugin_bytes("hello")).call(21).unwrap(),
-            43,
-            "{mode:?}"
-        );
+        assert_eq!(compile(&engine, &plugin_bytes("hello")).call(21).unwrap(), 43, "{mode:?}");
     }
 }
 
 #[test]
 fn memory_over_the_cap_is_refused() {
-    let mut config = RuntimeConfig {
-        enforce_abi: false,
-        ..runtime_config(ExecutionMode::Interpreter)
-    };
+    let mut config = RuntimeConfig { enforce_abi: false, ..runtime_config(ExecutionMode::Interpreter) };
     config.limits.max_memory_pages = 16;
     let engine = Engine::new(config).unwrap();
     let big = wat(r#"(module (memory (export "memory") 17)
@@ -351,16 +208,7 @@ fn memory_over_the_cap_is_refused() {
         (func (export "process") (param i32) (result i32) local.get 0)
         (func (export "cleanup") (result i32) i32.const 0))"#);
     let err = compile_err(&engine, &big);
-    assert!(
-        matches!(
-            err,
-            RuntimeError::MemoryLimit {
-                requested: 17,
-                limit: 16
-            }
-        ),
-        "{err:?}"
-    );
+    assert!(matches!(err, RuntimeError::MemoryLimit { requested: 17, limit: 16 }), "{err:?}");
 
     // Growing past the cap fails inside the plugin (memory.grow answers -1), never in the host.
     let grower = wat(r#"(module (memory (export "memory") 1)
@@ -370,13 +218,7 @@ fn memory_over_the_cap_is_refused() {
     let plugin = engine.compile(&grower, "grower").unwrap();
     let err = plugin.call(0).unwrap_err();
     assert!(
-        matches!(
-            err,
-            RuntimeError::Plugin {
-                code: PluginErrorCode::NotInitialized,
-                ..
-            }
-        ),
+        matches!(err, RuntimeError::Plugin { code: PluginErrorCode::NotInitialized, .. }),
         "memory.grow must answer -1: {err:?}"
     );
 }
@@ -385,69 +227,36 @@ fn memory_over_the_cap_is_refused() {
 fn cleanup_runs_after_a_failed_process_and_its_failure_is_reported() {
     let engine = engine(ExecutionMode::Interpreter);
     // process fails (-3), cleanup fails too (-4): both are reported, process's decides.
-    let plugin = compile(
-        &engine,
-        &wat_plugin("i32.const 0", "i32.const -3", "i32.const -4"),
-    );
+    let plugin = compile(&engine, &wat_plugin("i32.const 0", "i32.const -3", "i32.const -4"));
     let err = plugin.call(1).unwrap_err();
     match &err {
         RuntimeError::CleanupAlsoFailed { failure, cleanup } => {
             assert!(matches!(
                 **failure,
-                RuntimeError::Plugin {
-                    function: AbiFunction::Process,
-                    code: PluginErrorCode::InvalidArgument
-                }
+                RuntimeError::Plugin { function: AbiFunction::Process, code: PluginErrorCode::InvalidArgument }
             ));
             assert!(matches!(
                 **cleanup,
-                RuntimeError::Plugin {
-                    function: AbiFunction::Cleanup,
-                    code: PluginErrorCode::Internal
-                }
+                RuntimeError::Plugin { function: AbiFunction::Cleanup, code: PluginErrorCode::Internal }
             ));
         }
         other => panic!("{other:?}"),
     }
-    assert!(matches!(
-        err.primary(),
-        RuntimeError::Plugin {
-            function: AbiFunction::Process,
-            ..
-        }
-    ));
+    assert!(matches!(err.primary(), RuntimeError::Plugin { function: AbiFunction::Process, .. }));
 
     // process succeeds, cleanup traps: the call fails with cleanup's error.
-    let plugin = compile(
-        &engine,
-        &wat_plugin("i32.const 0", "local.get $input", "unreachable"),
-    );
+    let plugin = compile(&engine, &wat_plugin("i32.const 0", "local.get $input", "unreachable"));
     let err = plugin.call(1).unwrap_err();
     assert!(
-        matches!(
-            err,
-            RuntimeError::Trap {
-                function: AbiFunction::Cleanup,
-                trap: TrapKind::Unreachable
-            }
-        ),
+        matches!(err, RuntimeError::Trap { function: AbiFunction::Cleanup, trap: TrapKind::Unreachable }),
         "{err:?}"
     );
 
     // init fails: there is nothing to clean up, and process never runs.
-    let plugin = compile(
-        &engine,
-        &wat_plugin("i32.const -4", "unreachable", "unreachable"),
-    );
+    let plugin = compile(&engine, &wat_plugin("i32.const -4", "unreachable", "unreachable"));
     let err = plugin.call(1).unwrap_err();
     assert!(
-        matches!(
-            err,
-            RuntimeError::Plugin {
-                function: AbiFunction::Init,
-                code: PluginErrorCode::Internal
-            }
-        ),
+        matches!(err, RuntimeError::Plugin { function: AbiFunction::Init, code: PluginErrorCode::Internal }),
         "{err:?}"
     );
 }
@@ -455,10 +264,8 @@ fn cleanup_runs_after_a_failed_process_and_its_failure_is_reported() {
 #[test]
 fn aot_artifacts_are_reused_across_restarts() {
     let dir = tempfile::TempDir::new().unwrap();
-    let config = RuntimeConfig {
-        aot_cache_dir: Some(dir.path().join("aot")),
-        ..RuntimeConfig::new(ExecutionMode::Aot)
-    };
+    let config =
+        RuntimeConfig { aot_cache_dir: Some(dir.path().join("aot")), ..RuntimeConfig::new(ExecutionMode::Aot) };
     let bytes = plugin_bytes("checksum");
     let artifacts = || -> Vec<(std::path::PathBuf, std::time::SystemTime)> {
         std::fs::read_dir(dir.path().join("aot"))
@@ -472,14 +279,7 @@ fn aot_artifacts_are_reused_across_restarts() {
     assert_eq!(compile(&first, &bytes).call(12345).unwrap(), 5);
     let after_first = artifacts();
     assert_eq!(after_first.len(), 1, "one native artifact: {after_first:?}");
-    assert!(
-        after_first[0]
-            .0
-            .file_name()
-            .unwrap()
-            .to_string_lossy()
-            .starts_with(&sha256_hex(&bytes))
-    );
+    assert!(after_first[0].0.file_name().unwrap().to_string_lossy().starts_with(&sha256_hex(&bytes)));
     drop(first);
 
     // A new engine (a restarted host) loads the artifact instead of compiling again.
@@ -497,10 +297,7 @@ fn the_aot_cache_folder_must_be_private() {
     let shared = dir.path().join("shared");
     std::fs::create_dir(&shared).unwrap();
     std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o777)).unwrap();
-    let config = RuntimeConfig {
-        aot_cache_dir: Some(shared),
-        ..RuntimeConfig::new(ExecutionMode::Aot)
-    };
+    let config = RuntimeConfig { aot_cache_dir: Some(shared), ..RuntimeConfig::new(ExecutionMode::Aot) };
     let err = Engine::new(config).unwrap_err();
     assert!(err.to_string().contains("writable by nobody else"), "{err}");
 }
@@ -526,9 +323,6 @@ fn ten_thousand_calls_leave_resident_memory_flat() {
         }
         let after = resident_kib();
         println!("{mode:?}: resident memory {before} KiB before, {after} KiB after 10,000 calls");
-        assert!(
-            after < before + 8 * 1024,
-            "{mode:?}: resident memory grew from {before} KiB to {after} KiB"
-        );
+        assert!(after < before + 8 * 1024, "{mode:?}: resident memory grew from {before} KiB to {after} KiB");
     }
 }

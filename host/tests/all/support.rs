@@ -27,10 +27,7 @@ pub fn built_plugins() -> PathBuf {
 pub fn plugin_bytes(name: &str) -> Vec<u8> {
     let path = built_plugins().join(format!("{name}.wasm"));
     fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e}; run `cargo xtask build-plugins` (or `cargo xtask test`) first",
-            path.display()
-        )
+        panic!("{}: {e}; run `cargo xtask build-plugins` (or `cargo xtask test`) first", path.display())
     })
 }
 
@@ -54,10 +51,7 @@ pub fn wat_plugin(init: &str, process: &str, cleanup: &str) -> Vec<u8> {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// AOT artifacts are content-addressed, so every test can share one folder and compile each
@@ -67,10 +61,7 @@ pub fn shared_aot_dir() -> PathBuf {
 }
 
 pub fn runtime_config(mode: ExecutionMode) -> RuntimeConfig {
-    RuntimeConfig {
-        aot_cache_dir: Some(shared_aot_dir()),
-        ..RuntimeConfig::new(mode)
-    }
+    RuntimeConfig { aot_cache_dir: Some(shared_aot_dir()), ..RuntimeConfig::new(mode) }
 }
 
 pub fn engine(mode: ExecutionMode) -> Engine {
@@ -78,9 +69,7 @@ pub fn engine(mode: ExecutionMode) -> Engine {
 }
 
 pub fn compile(engine: &Engine, bytes: &[u8]) -> CompiledPlugin {
-    engine
-        .compile(bytes, &sha256_hex(bytes))
-        .expect("plugin compiles")
+    engine.compile(bytes, &sha256_hex(bytes)).expect("plugin compiles")
 }
 
 pub const MODES: [ExecutionMode; 2] = [ExecutionMode::Interpreter, ExecutionMode::Aot];
@@ -89,8 +78,7 @@ pub const MODES: [ExecutionMode; 2] = [ExecutionMode::Interpreter, ExecutionMode
 pub fn plugin_dir(names: &[&str]) -> TempDir {
     let dir = TempDir::new().expect("temp dir");
     for name in names {
-        fs::write(dir.path().join(format!("{name}.wasm")), plugin_bytes(name))
-            .expect("copy plugin");
+        fs::write(dir.path().join(format!("{name}.wasm")), plugin_bytes(name)).expect("copy plugin");
     }
     dir
 }
@@ -110,11 +98,7 @@ pub fn runner_for(dir: &Path, config: RuntimeConfig) -> InProcessRunner {
 
 /// What `host::build_state` makes, over any store: one metrics registry shared by the runner
 /// and the HTTP layer.
-pub fn app_state(
-    store: Arc<dyn PluginStore>,
-    config: RuntimeConfig,
-    max_in_flight: usize,
-) -> AppState {
+pub fn app_state(store: Arc<dyn PluginStore>, config: RuntimeConfig, max_in_flight: usize) -> AppState {
     let metrics = Arc::new(Metrics::new());
     let engine = Engine::new(config).expect("engine");
     let runner = InProcessRunner::new(store, engine, Arc::clone(&metrics), 16);
@@ -134,9 +118,7 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(state: AppState) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind 127.0.0.1:0");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(host::serve(
@@ -147,11 +129,7 @@ impl TestServer {
             },
             Duration::from_secs(5),
         ));
-        TestServer {
-            addr,
-            client: reqwest::Client::new(),
-            stop: Some(stop),
-        }
+        TestServer { addr, client: reqwest::Client::new(), stop: Some(stop) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -173,8 +151,7 @@ impl TestServer {
     }
 
     pub async fn run(&self, plugin: &str, input: i32) -> (u16, serde_json::Value) {
-        self.run_raw(&serde_json::json!({ "plugin": plugin, "input": input }).to_string())
-            .await
+        self.run_raw(&serde_json::json!({ "plugin": plugin, "input": input }).to_string()).await
     }
 }
 

@@ -51,9 +51,7 @@ fn flags(feature: Feature) -> WasmFeatures {
 }
 
 fn validate(wasm: &[u8], features: WasmFeatures) -> Result<(), BinaryReaderError> {
-    Validator::new_with_features(features)
-        .validate_all(wasm)
-        .map(drop)
+    Validator::new_with_features(features).validate_all(wasm).map(drop)
 }
 
 /// Checks that `wasm` is a valid module when every feature is enabled.

@@ -65,11 +65,7 @@ pub struct AbiLimits {
 
 impl Default for AbiLimits {
     fn default() -> Self {
-        AbiLimits {
-            max_initial_memory_pages: 16,
-            max_table_entries: 4096,
-            max_function_count: 4096,
-        }
+        AbiLimits { max_initial_memory_pages: 16, max_table_entries: 4096, max_function_count: 4096 }
     }
 }
 
@@ -86,12 +82,8 @@ pub fn check_with(wasm: &[u8], limits: &AbiLimits) -> AbiReport {
     let malformed = |error: wasmparser::BinaryReaderError| AbiReport {
         abi_version: None,
         violations: vec![Violation {
-            kind: AbiViolation::Malformed {
-                message: error.message().to_owned(),
-            },
-            location: Location::Offset {
-                offset: module::to_usize(error.offset()),
-            },
+            kind: AbiViolation::Malformed { message: error.message().to_owned() },
+            location: Location::Offset { offset: module::to_usize(error.offset()) },
         }],
     };
     if let Err(error) = features::validate_everything(wasm) {
@@ -105,9 +97,7 @@ pub fn check_with(wasm: &[u8], limits: &AbiLimits) -> AbiReport {
         return AbiReport {
             abi_version: None,
             violations: vec![Violation {
-                kind: AbiViolation::UnsupportedFeature {
-                    feature: Feature::ComponentModel,
-                },
+                kind: AbiViolation::UnsupportedFeature { feature: Feature::ComponentModel },
                 location: Location::Module,
             }],
         };
@@ -123,8 +113,5 @@ pub fn check_with(wasm: &[u8], limits: &AbiLimits) -> AbiReport {
     rules::floats(&module, &mut found);
     rules::allocation(&module, &mut found);
     rules::recursion(&module, &mut found);
-    AbiReport {
-        abi_version,
-        violations: found.0,
-    }
+    AbiReport { abi_version, violations: found.0 }
 }

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use wasmparser::{
-    BinaryReaderError, ElementItems, Encoding, Export, FuncType, KnownCustom, MemoryType, Name,
-    Operator, Parser, Payload, TableType, TypeRef, ValType,
+    BinaryReaderError, ElementItems, Encoding, Export, FuncType, KnownCustom, MemoryType, Name, Operator, Parser,
+    Payload, TableType, TypeRef, ValType,
 };
 
 use super::operators;
@@ -94,14 +94,10 @@ impl<'a> ModuleInfo<'a> {
                 // Sections follow each other, so each one's header starts where the previous
                 // one ends (or after the 8-byte preamble).
                 let start = info.sections.last().map_or(8, |(_, previous)| previous.end);
-                info.sections
-                    .push((section_name(id), start..to_usize(range.end)));
+                info.sections.push((section_name(id), start..to_usize(range.end)));
             }
             match payload {
-                Payload::Version {
-                    encoding: Encoding::Component,
-                    ..
-                } => {
+                Payload::Version { encoding: Encoding::Component, .. } => {
                     info.is_component = true;
                     return Ok(info);
                 }
@@ -128,11 +124,7 @@ impl<'a> ModuleInfo<'a> {
                             TypeRef::Global(_) => info.imported_globals += 1,
                             TypeRef::Tag(_) => {}
                         }
-                        info.imports.push(ImportInfo {
-                            module: import.module,
-                            name: import.name,
-                            ty: import.ty,
-                        });
+                        info.imports.push(ImportInfo { module: import.module, name: import.name, ty: import.ty });
                     }
                 }
                 Payload::FunctionSection(reader) => {
@@ -189,8 +181,7 @@ impl<'a> ModuleInfo<'a> {
                 }
                 Payload::CustomSection(reader) => {
                     if reader.name() == crate::CUSTOM_SECTION {
-                        info.abi_sections
-                            .push((to_usize(reader.data_offset()), reader.data()));
+                        info.abi_sections.push((to_usize(reader.data_offset()), reader.data()));
                     } else if let KnownCustom::Name(names) = reader.as_known() {
                         // The name section only makes messages friendlier, and custom sections
                         // are not validated, so a damaged one is ignored rather than reported.
@@ -209,9 +200,7 @@ impl<'a> ModuleInfo<'a> {
         let name = self.names.get(&index).cloned().or_else(|| {
             self.exports
                 .iter()
-                .find(|export| {
-                    matches!(export.kind, wasmparser::ExternalKind::Func) && export.index == index
-                })
+                .find(|export| matches!(export.kind, wasmparser::ExternalKind::Func) && export.index == index)
                 .map(|export| export.name.to_owned())
         });
         FunctionRef { index, name }
@@ -230,10 +219,7 @@ impl<'a> ModuleInfo<'a> {
 
     /// The name of the section containing this file offset, if any.
     pub(crate) fn section_at(&self, offset: usize) -> Option<&'static str> {
-        self.sections
-            .iter()
-            .find(|(_, range)| range.contains(&offset))
-            .map(|(name, _)| *name)
+        self.sections.iter().find(|(_, range)| range.contains(&offset)).map(|(name, _)| *name)
     }
 
     /// The function whose body contains this file offset, if any.
@@ -263,10 +249,7 @@ fn section_name(id: u8) -> &'static str {
     }
 }
 
-fn read_body(
-    index: u32,
-    body: &wasmparser::FunctionBody<'_>,
-) -> Result<BodyInfo, BinaryReaderError> {
+fn read_body(index: u32, body: &wasmparser::FunctionBody<'_>) -> Result<BodyInfo, BinaryReaderError> {
     let mut info = BodyInfo {
         index,
         range: to_usize(body.range().start)..to_usize(body.range().end),

@@ -24,9 +24,8 @@ fn visit_name(op: &Operator<'_>) -> &'static str {
 
 /// Prefixes that the text format separates from the rest of the name with a dot.
 const DOTTED_PREFIXES: &[&str] = &[
-    "i32", "i64", "f32", "f64", "v128", "i8x16", "i16x8", "i32x4", "i64x2", "f32x4", "f64x2",
-    "memory", "local", "global", "table", "ref", "data", "elem", "atomic", "struct", "array",
-    "any", "extern", "i31",
+    "i32", "i64", "f32", "f64", "v128", "i8x16", "i16x8", "i32x4", "i64x2", "f32x4", "f64x2", "memory", "local",
+    "global", "table", "ref", "data", "elem", "atomic", "struct", "array", "any", "extern", "i31",
 ];
 
 /// The instruction's name in the text format, such as `f64.mul` or `call_indirect`.
@@ -58,19 +57,15 @@ pub(crate) fn float_use(op: &Operator<'_>) -> Option<String> {
         return Some(mnemonic(op));
     }
     let annotated = match op {
-        Operator::Block { blockty } | Operator::Loop { blockty } | Operator::If { blockty } => {
-            match blockty {
-                BlockType::Type(ty) => Some(*ty),
-                BlockType::Empty | BlockType::FuncType(_) => None,
-            }
-        }
+        Operator::Block { blockty } | Operator::Loop { blockty } | Operator::If { blockty } => match blockty {
+            BlockType::Type(ty) => Some(*ty),
+            BlockType::Empty | BlockType::FuncType(_) => None,
+        },
         Operator::TypedSelect { ty } => Some(*ty),
         Operator::TypedSelectMulti { tys } => tys.iter().copied().find(is_float),
         _ => None,
     };
-    annotated
-        .filter(is_float)
-        .map(|ty| format!("{} (result {ty})", mnemonic(op)))
+    annotated.filter(is_float).map(|ty| format!("{} (result {ty})", mnemonic(op)))
 }
 
 pub(crate) fn is_float(ty: &ValType) -> bool {
@@ -83,13 +78,7 @@ mod tests {
     use wasmparser::{Ieee32, MemArg, MemArgTarget};
 
     fn memarg() -> MemArg {
-        MemArg {
-            align: 2,
-            max_align: 2,
-            offset: 0,
-            target: MemArgTarget::Memory(0),
-            ordering: None,
-        }
+        MemArg { align: 2, max_align: 2, offset: 0, target: MemArgTarget::Memory(0), ordering: None }
     }
 
     #[test]
@@ -97,26 +86,15 @@ mod tests {
         assert_eq!(mnemonic(&Operator::F64Mul), "f64.mul");
         assert_eq!(mnemonic(&Operator::I32TruncSatF64U), "i32.trunc_sat_f64_u");
         assert_eq!(mnemonic(&Operator::MemoryGrow { mem: 0 }), "memory.grow");
-        assert_eq!(
-            mnemonic(&Operator::CallIndirect {
-                type_index: 0,
-                table_index: 0
-            }),
-            "call_indirect"
-        );
-        assert_eq!(
-            mnemonic(&Operator::I32Load8U { memarg: memarg() }),
-            "i32.load8_u"
-        );
+        assert_eq!(mnemonic(&Operator::CallIndirect { type_index: 0, table_index: 0 }), "call_indirect");
+        assert_eq!(mnemonic(&Operator::I32Load8U { memarg: memarg() }), "i32.load8_u");
         assert_eq!(mnemonic(&Operator::BrIf { relative_depth: 0 }), "br_if");
     }
 
     #[test]
     fn float_instructions_are_recognised_by_name() {
         let floats = [
-            Operator::F32Const {
-                value: Ieee32::from(1.5f32),
-            },
+            Operator::F32Const { value: Ieee32::from(1.5f32) },
             Operator::F32Load { memarg: memarg() },
             Operator::F64Store { memarg: memarg() },
             Operator::I32TruncF32S,
@@ -128,9 +106,7 @@ mod tests {
             Operator::F32x4Add,
             Operator::I32x4TruncSatF32x4S,
             Operator::TypedSelect { ty: ValType::F64 },
-            Operator::Block {
-                blockty: BlockType::Type(ValType::F32),
-            },
+            Operator::Block { blockty: BlockType::Type(ValType::F32) },
         ];
         for op in &floats {
             assert!(float_use(op).is_some(), "{op:?} is floating point");
@@ -141,19 +117,14 @@ mod tests {
             Operator::I32WrapI64,
             Operator::Select,
             Operator::TypedSelect { ty: ValType::I32 },
-            Operator::Block {
-                blockty: BlockType::Type(ValType::I64),
-            },
+            Operator::Block { blockty: BlockType::Type(ValType::I64) },
             Operator::LocalGet { local_index: 0 },
         ];
         for op in &integers {
             assert_eq!(float_use(op), None, "{op:?} is not floating point");
         }
         assert_eq!(
-            float_use(&Operator::Block {
-                blockty: BlockType::Type(ValType::F64)
-            })
-            .as_deref(),
+            float_use(&Operator::Block { blockty: BlockType::Type(ValType::F64) }).as_deref(),
             Some("block (result f64)")
         );
     }

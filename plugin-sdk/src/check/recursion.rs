@@ -25,12 +25,8 @@ struct CallGraph {
 
 impl CallGraph {
     fn build(module: &ModuleInfo<'_>) -> Self {
-        let node_of: HashMap<u32, usize> = module
-            .bodies
-            .iter()
-            .enumerate()
-            .map(|(node, body)| (body.index, node))
-            .collect();
+        let node_of: HashMap<u32, usize> =
+            module.bodies.iter().enumerate().map(|(node, body)| (body.index, node)).collect();
         // Indirect targets depend only on the call's type, so each type is resolved once.
         let mut indirect_targets: HashMap<u32, Vec<usize>> = HashMap::new();
         let mut edges = Vec::with_capacity(module.bodies.len());
@@ -46,9 +42,7 @@ impl CallGraph {
                             module
                                 .address_taken
                                 .iter()
-                                .filter(|&&index| {
-                                    wanted.is_some() && module.function_type(index) == wanted
-                                })
+                                .filter(|&&index| wanted.is_some() && module.function_type(index) == wanted)
                                 .filter_map(|index| node_of.get(index).copied())
                                 .collect()
                         })
@@ -60,10 +54,7 @@ impl CallGraph {
             }
             edges.push(out);
         }
-        CallGraph {
-            functions: module.bodies.iter().map(|body| body.index).collect(),
-            edges,
-        }
+        CallGraph { functions: module.bodies.iter().map(|body| body.index).collect(), edges }
     }
 
     /// Strongly connected components (Tarjan's algorithm), iteratively so that a module with
@@ -77,11 +68,7 @@ impl CallGraph {
         let mut stack = Vec::new();
         let mut next = 0;
         let mut components = Vec::new();
-        let successors: Vec<Vec<usize>> = self
-            .edges
-            .iter()
-            .map(|out| out.keys().copied().collect())
-            .collect();
+        let successors: Vec<Vec<usize>> = self.edges.iter().map(|out| out.keys().copied().collect()).collect();
 
         for root in 0..n {
             if index[root] != UNVISITED {

@@ -89,24 +89,21 @@ impl Violation {
             AbiViolation::MissingAbiVersion => {
                 "the plugin does not declare which plugin ABI version it was built for".into()
             }
-            AbiViolation::MalformedAbiSection { length } => format!(
-                "{at} is {length} bytes long; it should hold one or more 4-byte version numbers"
-            ),
-            AbiViolation::ConflictingAbiVersions { .. }
-            | AbiViolation::UnsupportedAbiVersion { .. } => self.kind.to_string(),
+            AbiViolation::MalformedAbiSection { length } => {
+                format!("{at} is {length} bytes long; it should hold one or more 4-byte version numbers")
+            }
+            AbiViolation::ConflictingAbiVersions { .. } | AbiViolation::UnsupportedAbiVersion { .. } => {
+                self.kind.to_string()
+            }
             AbiViolation::MissingExport { name } => {
                 format!("the plugin does not export the function `{name}`")
             }
-            AbiViolation::WrongSignature {
-                name,
-                expected,
-                found,
-            } => format!(
-                "`{name}` is exported with the signature {found}, but the ABI requires {expected}"
-            ),
-            AbiViolation::UnexpectedExport { name, kind } => format!(
-                "the plugin exports the {kind} `{name}`, which is not part of the plugin ABI"
-            ),
+            AbiViolation::WrongSignature { name, expected, found } => {
+                format!("`{name}` is exported with the signature {found}, but the ABI requires {expected}")
+            }
+            AbiViolation::UnexpectedExport { name, kind } => {
+                format!("the plugin exports the {kind} `{name}`, which is not part of the plugin ABI")
+            }
             AbiViolation::Import { module, name } => {
                 format!("the plugin imports `{module}.{name}`, but plugins may not import anything")
             }
@@ -114,9 +111,7 @@ impl Violation {
                 Location::Import { module, .. } => {
                     format!("the plugin imports the dynamic allocator `{module}.{symbol}`")
                 }
-                Location::Function {
-                    name: Some(name), ..
-                } if name == symbol => {
+                Location::Function { name: Some(name), .. } if name == symbol => {
                     format!("{at} is a dynamic memory allocator")
                 }
                 _ => format!("{at} is the dynamic memory allocator `{symbol}`"),
@@ -157,10 +152,7 @@ impl Violation {
             }
             AbiViolation::Recursion { cycle } => match cycle.as_slice() {
                 [only] => format!("function {only} calls itself{offset}"),
-                _ => format!(
-                    "functions call each other in a cycle: {}{offset}",
-                    cycle_text(cycle)
-                ),
+                _ => format!("functions call each other in a cycle: {}{offset}", cycle_text(cycle)),
             },
         }
     }
@@ -169,13 +161,7 @@ impl Violation {
 /// `error[code]: message` and an indented `help:` line.
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "error[{}]: {}\n  help: {}",
-            self.kind.code(),
-            self.message(),
-            self.kind.help()
-        )
+        write!(f, "error[{}]: {}\n  help: {}", self.kind.code(), self.message(), self.kind.help())
     }
 }
 
@@ -192,13 +178,8 @@ impl Serialize for Violation {
             help: String,
             location: &'a Location,
         }
-        Json {
-            kind: &self.kind,
-            message: self.message(),
-            help: self.kind.help(),
-            location: &self.location,
-        }
-        .serialize(serializer)
+        Json { kind: &self.kind, message: self.message(), help: self.kind.help(), location: &self.location }
+            .serialize(serializer)
     }
 }
 
@@ -218,11 +199,7 @@ pub enum Location {
     /// A function; `name` comes from the `name` section or, failing that, from an export, and
     /// `offset` is the byte offset in the file of the offending instruction (or of the
     /// function's local declarations), when there is one.
-    Function {
-        index: u32,
-        name: Option<String>,
-        offset: Option<usize>,
-    },
+    Function { index: u32, name: Option<String>, offset: Option<usize> },
     /// A global variable.
     Global { index: u32 },
     /// A linear memory.
@@ -240,11 +217,7 @@ pub enum Location {
 
 impl Location {
     pub(crate) fn function(function: &FunctionRef, offset: Option<usize>) -> Self {
-        Location::Function {
-            index: function.index,
-            name: function.name.clone(),
-            offset,
-        }
+        Location::Function { index: function.index, name: function.name.clone(), offset }
     }
 
     /// What is at this location, as the subject of a sentence: `function `process` (#3)`.
@@ -254,13 +227,7 @@ impl Location {
             Location::Export { name } => format!("export `{name}`"),
             Location::Import { module, name } => format!("import `{module}.{name}`"),
             Location::Function { index, name, .. } => {
-                format!(
-                    "function {}",
-                    FunctionRef {
-                        index: *index,
-                        name: name.clone()
-                    }
-                )
+                format!("function {}", FunctionRef { index: *index, name: name.clone() })
             }
             Location::Global { index } => format!("global #{index}"),
             Location::Memory { index } => format!("memory #{index}"),

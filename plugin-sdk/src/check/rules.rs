@@ -35,49 +35,24 @@ pub(crate) fn abi_version(module: &ModuleInfo<'_>, found: &mut Findings) -> Opti
         found.push(AbiViolation::MissingAbiVersion, Location::Module);
         return None;
     };
-    let location = Location::CustomSection {
-        name: crate::CUSTOM_SECTION.to_owned(),
-        offset,
-    };
+    let location = Location::CustomSection { name: crate::CUSTOM_SECTION.to_owned(), offset };
     // Several sections of the same name are read as one, like wasm-ld would have merged them.
-    let bytes: Vec<u8> = module
-        .abi_sections
-        .iter()
-        .flat_map(|(_, data)| data.iter().copied())
-        .collect();
+    let bytes: Vec<u8> = module.abi_sections.iter().flat_map(|(_, data)| data.iter().copied()).collect();
     if bytes.is_empty() || bytes.len() % 4 != 0 {
-        found.push(
-            AbiViolation::MalformedAbiSection {
-                length: bytes.len(),
-            },
-            location,
-        );
+        found.push(AbiViolation::MalformedAbiSection { length: bytes.len() }, location);
         return None;
     }
-    let versions: BTreeSet<u32> = bytes
-        .chunks_exact(4)
-        .map(|chunk| u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]))
-        .collect();
+    let versions: BTreeSet<u32> =
+        bytes.chunks_exact(4).map(|chunk| u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])).collect();
     let version = match versions.iter().copied().collect::<Vec<_>>().as_slice() {
         [only] => *only,
         several => {
-            found.push(
-                AbiViolation::ConflictingAbiVersions {
-                    versions: several.to_vec(),
-                },
-                location,
-            );
+            found.push(AbiViolation::ConflictingAbiVersions { versions: several.to_vec() }, location);
             return None;
         }
     };
     if version != crate::ABI_VERSION {
-        found.push(
-            AbiViolation::UnsupportedAbiVersion {
-                found: version,
-                supported: crate::ABI_VERSION,
-            },
-            location,
-        );
+        found.push(AbiViolation::UnsupportedAbiVersion { found: version, supported: crate::ABI_VERSION }, location);
     }
     Some(version)
 }
@@ -85,15 +60,9 @@ pub(crate) fn abi_version(module: &ModuleInfo<'_>, found: &mut Findings) -> Opti
 pub(crate) fn exports(module: &ModuleInfo<'_>, found: &mut Findings) {
     let mut entry_points_seen = BTreeSet::new();
     for export in &module.exports {
-        let location = Location::Export {
-            name: export.name.to_owned(),
-        };
+        let location = Location::Export { name: export.name.to_owned() };
         let is_function = matches!(export.kind, ExternalKind::Func | ExternalKind::FuncExact);
-        let required = if is_function {
-            Signature::required(export.name)
-        } else {
-            None
-        };
+        let required = if is_function { Signature::required(export.name) } else { None };
         if let Some(expected) = required {
             entry_points_seen.insert(export.name);
             let found_signature = module.function_type(export.index).map(Signature::of);
@@ -104,10 +73,7 @@ pub(crate) fn exports(module: &ModuleInfo<'_>, found: &mut Findings) {
                         expected,
                         // Only a non-function type could be missing here, which validation
                         // rules out; an empty signature is the honest fallback.
-                        found: found_signature.unwrap_or(Signature {
-                            params: vec![],
-                            results: vec![],
-                        }),
+                        found: found_signature.unwrap_or(Signature { params: vec![], results: vec![] }),
                     },
                     location,
                 );
@@ -116,42 +82,26 @@ pub(crate) fn exports(module: &ModuleInfo<'_>, found: &mut Findings) {
             // Allowed: see MEMORY_EXPORT.
         } else {
             found.push(
-                AbiViolation::UnexpectedExport {
-                    name: export.name.to_owned(),
-                    kind: ExternKind::from(export.kind),
-                },
+                AbiViolation::UnexpectedExport { name: export.name.to_owned(), kind: ExternKind::from(export.kind) },
                 location,
             );
         }
     }
     for name in ENTRY_POINTS {
         if !entry_points_seen.contains(name) {
-            found.push(
-                AbiViolation::MissingExport {
-                    name: name.to_owned(),
-                },
-                Location::Module,
-            );
+            found.push(AbiViolation::MissingExport { name: name.to_owned() }, Location::Module);
         }
     }
 }
 
 pub(crate) fn imports(module: &ModuleInfo<'_>, found: &mut Findings) {
     for import in &module.imports {
-        let location = Location::Import {
-            module: import.module.to_owned(),
-            name: import.name.to_owned(),
-        };
+        let location = Location::Import { module: import.module.to_owned(), name: import.name.to_owned() };
         let is_function = matches!(import.ty, TypeRef::Func(_) | TypeRef::FuncExact(_));
         let kind = if is_function && is_allocator(import.name) {
-            AbiViolation::DynamicAllocation {
-                symbol: import.name.to_owned(),
-            }
+            AbiViolation::DynamicAllocation { symbol: import.name.to_owned() }
         } else {
-            AbiViolation::Import {
-                module: import.module.to_owned(),
-                name: import.name.to_owned(),
-            }
+            AbiViolation::Import { module: import.module.to_owned(), name: import.name.to_owned() }
         };
         found.push(kind, location);
     }
@@ -159,10 +109,7 @@ pub(crate) fn imports(module: &ModuleInfo<'_>, found: &mut Findings) {
 
 pub(crate) fn start_function(module: &ModuleInfo<'_>, found: &mut Findings) {
     if let Some(index) = module.start {
-        found.push(
-            AbiViolation::StartFunction,
-            Location::function(&module.function(index), None),
-        );
+        found.push(AbiViolation::StartFunction, Location::function(&module.function(index), None));
     }
 }
 
@@ -170,10 +117,7 @@ pub(crate) fn limits(module: &ModuleInfo<'_>, limits: &AbiLimits, found: &mut Fi
     for (index, memory) in (module.imported_memories..).zip(&module.memories) {
         if memory.initial > u64::from(limits.max_initial_memory_pages) {
             found.push(
-                AbiViolation::InitialMemoryTooLarge {
-                    pages: memory.initial,
-                    limit: limits.max_initial_memory_pages,
-                },
+                AbiViolation::InitialMemoryTooLarge { pages: memory.initial, limit: limits.max_initial_memory_pages },
                 Location::Memory { index },
             );
         }
@@ -181,23 +125,14 @@ pub(crate) fn limits(module: &ModuleInfo<'_>, limits: &AbiLimits, found: &mut Fi
     for (index, table) in (module.imported_tables..).zip(&module.tables) {
         if table.initial > u64::from(limits.max_table_entries) {
             found.push(
-                AbiViolation::TableTooLarge {
-                    entries: table.initial,
-                    limit: limits.max_table_entries,
-                },
+                AbiViolation::TableTooLarge { entries: table.initial, limit: limits.max_table_entries },
                 Location::Table { index },
             );
         }
     }
     let count = u32::try_from(module.function_types.len()).unwrap_or(u32::MAX);
     if count > limits.max_function_count {
-        found.push(
-            AbiViolation::TooManyFunctions {
-                count,
-                limit: limits.max_function_count,
-            },
-            Location::Module,
-        );
+        found.push(AbiViolation::TooManyFunctions { count, limit: limits.max_function_count }, Location::Module);
     }
 }
 
@@ -208,10 +143,7 @@ pub(crate) fn features(module: &ModuleInfo<'_>, wasm: &[u8], found: &mut Finding
                 let location = if let Some(body) = module.body_at(offset) {
                     Location::function(&module.function(body.index), Some(offset))
                 } else if let Some(name) = module.section_at(offset) {
-                    Location::Section {
-                        name: name.to_owned(),
-                        offset,
-                    }
+                    Location::Section { name: name.to_owned(), offset }
                 } else {
                     Location::Offset { offset }
                 };
@@ -219,12 +151,8 @@ pub(crate) fn features(module: &ModuleInfo<'_>, wasm: &[u8], found: &mut Finding
             }
         }
         Err(error) => found.push(
-            AbiViolation::Malformed {
-                message: error.message().to_owned(),
-            },
-            Location::Offset {
-                offset: super::module::to_usize(error.offset()),
-            },
+            AbiViolation::Malformed { message: error.message().to_owned() },
+            Location::Offset { offset: super::module::to_usize(error.offset()) },
         ),
     }
 }
@@ -235,26 +163,17 @@ pub(crate) fn floats(module: &ModuleInfo<'_>, found: &mut Findings) {
     let mut types_with_functions = BTreeSet::new();
     for body in &module.bodies {
         let function = module.function(body.index);
-        if let Some(&ty) = usize::try_from(body.index)
-            .ok()
-            .and_then(|i| module.function_types.get(i))
-        {
+        if let Some(&ty) = usize::try_from(body.index).ok().and_then(|i| module.function_types.get(i)) {
             types_with_functions.insert(ty);
         }
         if let Some(ty) = module.function_type(body.index) {
-            for (usage, types) in [
-                (FloatUsage::Param, ty.params()),
-                (FloatUsage::Result, ty.results()),
-            ] {
+            for (usage, types) in [(FloatUsage::Param, ty.params()), (FloatUsage::Result, ty.results())] {
                 let mut reported = Vec::new();
                 for float in types.iter().filter(|ty| is_float(ty)) {
                     if !reported.contains(float) {
                         reported.push(*float);
                         found.push(
-                            AbiViolation::FloatType {
-                                ty: ValueType::from(*float),
-                                usage,
-                            },
+                            AbiViolation::FloatType { ty: ValueType::from(*float), usage },
                             Location::function(&function, None),
                         );
                     }
@@ -263,37 +182,22 @@ pub(crate) fn floats(module: &ModuleInfo<'_>, found: &mut Findings) {
         }
         for &(ty, offset) in &body.float_locals {
             found.push(
-                AbiViolation::FloatType {
-                    ty: ValueType::from(ty),
-                    usage: FloatUsage::Local,
-                },
+                AbiViolation::FloatType { ty: ValueType::from(ty), usage: FloatUsage::Local },
                 Location::function(&function, Some(offset)),
             );
         }
     }
     // Imported functions are already refused as imports; their types count as used.
-    types_with_functions.extend(
-        module
-            .function_types
-            .iter()
-            .take(usize::try_from(module.imported_functions).unwrap_or(usize::MAX)),
-    );
+    types_with_functions
+        .extend(module.function_types.iter().take(usize::try_from(module.imported_functions).unwrap_or(usize::MAX)));
     for (index, ty) in (0u32..).zip(&module.types) {
         let Some(ty) = ty else { continue };
         if types_with_functions.contains(&index) {
             continue;
         }
-        if let Some(float) = ty
-            .params()
-            .iter()
-            .chain(ty.results())
-            .find(|ty| is_float(ty))
-        {
+        if let Some(float) = ty.params().iter().chain(ty.results()).find(|ty| is_float(ty)) {
             found.push(
-                AbiViolation::FloatType {
-                    ty: ValueType::from(*float),
-                    usage: FloatUsage::TypeDefinition,
-                },
+                AbiViolation::FloatType { ty: ValueType::from(*float), usage: FloatUsage::TypeDefinition },
                 Location::Type { index },
             );
         }
@@ -301,10 +205,7 @@ pub(crate) fn floats(module: &ModuleInfo<'_>, found: &mut Findings) {
     for (index, ty) in (module.imported_globals..).zip(&module.globals) {
         if is_float(ty) {
             found.push(
-                AbiViolation::FloatType {
-                    ty: ValueType::from(*ty),
-                    usage: FloatUsage::Global,
-                },
+                AbiViolation::FloatType { ty: ValueType::from(*ty), usage: FloatUsage::Global },
                 Location::Global { index },
             );
         }
@@ -312,10 +213,7 @@ pub(crate) fn floats(module: &ModuleInfo<'_>, found: &mut Findings) {
     for body in &module.bodies {
         let function = module.function(body.index);
         for (op, offset) in &body.float_ops {
-            found.push(
-                AbiViolation::FloatInstruction { op: op.clone() },
-                Location::function(&function, Some(*offset)),
-            );
+            found.push(AbiViolation::FloatInstruction { op: op.clone() }, Location::function(&function, Some(*offset)));
         }
     }
 }
@@ -324,47 +222,31 @@ pub(crate) fn floats(module: &ModuleInfo<'_>, found: &mut Findings) {
 /// `memory.grow`.
 pub(crate) fn allocation(module: &ModuleInfo<'_>, found: &mut Findings) {
     for body in &module.bodies {
-        let names = module
-            .names
-            .get(&body.index)
-            .into_iter()
-            .map(String::as_str)
-            .chain(
-                module
-                    .exports
-                    .iter()
-                    .filter(|export| {
-                        export.kind == ExternalKind::Func && export.index == body.index
-                    })
-                    .map(|export| export.name),
-            );
+        let names = module.names.get(&body.index).into_iter().map(String::as_str).chain(
+            module
+                .exports
+                .iter()
+                .filter(|export| export.kind == ExternalKind::Func && export.index == body.index)
+                .map(|export| export.name),
+        );
         let allocator = names.into_iter().find(|name| is_allocator(name));
         if let Some(symbol) = allocator {
             found.push(
-                AbiViolation::DynamicAllocation {
-                    symbol: symbol.to_owned(),
-                },
+                AbiViolation::DynamicAllocation { symbol: symbol.to_owned() },
                 Location::function(&module.function(body.index), None),
             );
         }
     }
     for body in &module.bodies {
         if let Some(offset) = body.memory_grow {
-            found.push(
-                AbiViolation::MemoryGrow,
-                Location::function(&module.function(body.index), Some(offset)),
-            );
+            found.push(AbiViolation::MemoryGrow, Location::function(&module.function(body.index), Some(offset)));
         }
     }
 }
 
 pub(crate) fn recursion(module: &ModuleInfo<'_>, found: &mut Findings) {
     for cycle in recursion::cycles(module) {
-        let functions: Vec<_> = cycle
-            .functions
-            .iter()
-            .map(|&index| module.function(index))
-            .collect();
+        let functions: Vec<_> = cycle.functions.iter().map(|&index| module.function(index)).collect();
         let Some(first) = functions.first() else {
             continue;
         };
@@ -392,16 +274,8 @@ fn is_allocator(name: &str) -> bool {
     // Itanium-mangled operator new (`_Znw`), new[] (`_Zna`), delete (`_Zdl`) and delete[]
     // (`_Zda`), followed by their parameter types; and the same demangled, which is how
     // wasm-ld writes them into the name section.
-    const CXX_PREFIXES: &[&str] = &[
-        "_Znw",
-        "_Zna",
-        "_Zdl",
-        "_Zda",
-        "operator new(",
-        "operator new[](",
-        "operator delete(",
-        "operator delete[](",
-    ];
+    const CXX_PREFIXES: &[&str] =
+        &["_Znw", "_Zna", "_Zdl", "_Zda", "operator new(", "operator new[](", "operator delete(", "operator delete[]("];
     C_ALLOCATORS.contains(&name) || CXX_PREFIXES.iter().any(|prefix| name.starts_with(prefix))
 }
 
@@ -426,13 +300,7 @@ mod tests {
         ] {
             assert!(is_allocator(name), "{name}");
         }
-        for name in [
-            "process",
-            "my_malloc",
-            "freeze",
-            "_Z3fooi",
-            "operator+(int)",
-        ] {
+        for name in ["process", "my_malloc", "freeze", "_Z3fooi", "operator+(int)"] {
             assert!(!is_allocator(name), "{name}");
         }
     }

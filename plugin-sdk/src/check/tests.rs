@@ -32,11 +32,7 @@ fn plugin(items: &str) -> Vec<u8> {
 
 /// The violations as (kind, location) pairs, which is what the tests compare.
 fn violations(wasm: &[u8]) -> Vec<(AbiViolation, Location)> {
-    check(wasm)
-        .violations
-        .into_iter()
-        .map(|v| (v.kind, v.location))
-        .collect()
+    check(wasm).violations.into_iter().map(|v| (v.kind, v.location)).collect()
 }
 
 /// The file offset of the first instruction named `mnemonic` in function `index`, found
@@ -49,12 +45,7 @@ fn offset_of(wasm: &[u8], index: u32, mnemonic: &str) -> usize {
             Payload::ImportSection(reader) => {
                 imported += reader
                     .into_imports()
-                    .filter(|import| {
-                        matches!(
-                            import.as_ref().map(|i| i.ty),
-                            Ok(wasmparser::TypeRef::Func(_))
-                        )
-                    })
+                    .filter(|import| matches!(import.as_ref().map(|i| i.ty), Ok(wasmparser::TypeRef::Func(_))))
                     .count();
             }
             Payload::CodeSectionEntry(body) => {
@@ -77,11 +68,7 @@ fn offset_of(wasm: &[u8], index: u32, mnemonic: &str) -> usize {
 }
 
 fn function(index: u32, name: Option<&str>, offset: Option<usize>) -> Location {
-    Location::Function {
-        index,
-        name: name.map(str::to_owned),
-        offset,
-    }
+    Location::Function { index, name: name.map(str::to_owned), offset }
 }
 
 fn custom_section_offset(wasm: &[u8]) -> usize {
@@ -97,10 +84,7 @@ fn custom_section_offset(wasm: &[u8]) -> usize {
 }
 
 fn abi_section_location(wasm: &[u8]) -> Location {
-    Location::CustomSection {
-        name: crate::CUSTOM_SECTION.into(),
-        offset: custom_section_offset(wasm),
-    }
+    Location::CustomSection { name: crate::CUSTOM_SECTION.into(), offset: custom_section_offset(wasm) }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -147,23 +131,14 @@ fn garbage_is_one_malformed_violation() {
     let report = check(b"definitely not wasm");
     assert_eq!(report.violations.len(), 1);
     assert_eq!(report.violations[0].kind.code(), "malformed");
-    assert_eq!(
-        report.violations[0].location,
-        Location::Offset { offset: 0 }
-    );
+    assert_eq!(report.violations[0].location, Location::Offset { offset: 0 });
     assert_eq!(report.abi_version, None);
 }
 
 #[test]
 fn empty_input_is_malformed() {
     let report = check(b"");
-    assert!(matches!(
-        report.violations.as_slice(),
-        [Violation {
-            kind: AbiViolation::Malformed { .. },
-            ..
-        }]
-    ));
+    assert!(matches!(report.violations.as_slice(), [Violation { kind: AbiViolation::Malformed { .. }, .. }]));
 }
 
 #[test]
@@ -173,12 +148,7 @@ fn truncated_module_is_malformed_at_the_cut() {
     let cut = bytes.len();
     let report = check(&bytes);
     match report.violations.as_slice() {
-        [
-            Violation {
-                kind: AbiViolation::Malformed { .. },
-                location: Location::Offset { offset },
-            },
-        ] => {
+        [Violation { kind: AbiViolation::Malformed { .. }, location: Location::Offset { offset } }] => {
             assert!(*offset <= cut, "offset {offset} is past the end {cut}");
         }
         other => panic!("expected one malformed violation, got {other:?}"),
@@ -189,10 +159,7 @@ fn truncated_module_is_malformed_at_the_cut() {
 fn invalid_module_is_malformed() {
     // Encodable but ill-typed: the function returns an i64 where it declares an i32.
     let bytes = wasm(r#"(module (func (result i32) (i64.const 0)))"#);
-    assert!(matches!(
-        violations(&bytes).as_slice(),
-        [(AbiViolation::Malformed { .. }, Location::Offset { .. })]
-    ));
+    assert!(matches!(violations(&bytes).as_slice(), [(AbiViolation::Malformed { .. }, Location::Offset { .. })]));
 }
 
 #[test]
@@ -217,12 +184,7 @@ fn a_component_is_not_a_plugin() {
     let bytes = wasm("(component)");
     assert_eq!(
         violations(&bytes),
-        vec![(
-            AbiViolation::UnsupportedFeature {
-                feature: Feature::ComponentModel
-            },
-            Location::Module
-        )]
+        vec![(AbiViolation::UnsupportedFeature { feature: Feature::ComponentModel }, Location::Module)]
     );
 }
 
@@ -234,18 +196,13 @@ fn missing_abi_version() {
     let bytes = wasm(&format!("(module {ENTRY_POINTS})"));
     let report = check(&bytes);
     assert_eq!(report.abi_version, None);
-    assert_eq!(
-        violations(&bytes),
-        vec![(AbiViolation::MissingAbiVersion, Location::Module)]
-    );
+    assert_eq!(violations(&bytes), vec![(AbiViolation::MissingAbiVersion, Location::Module)]);
 }
 
 #[test]
 fn repeated_identical_versions_are_one_version() {
     // Two translation units that both include the header: wasm-ld concatenates the contents.
-    let merged = wasm(&format!(
-        r#"(module (@custom "wasm_plugin_abi" "\01\00\00\00\01\00\00\00") {ENTRY_POINTS})"#
-    ));
+    let merged = wasm(&format!(r#"(module (@custom "wasm_plugin_abi" "\01\00\00\00\01\00\00\00") {ENTRY_POINTS})"#));
     assert_eq!(check(&merged).violations, vec![]);
     assert_eq!(check(&merged).abi_version, Some(1));
     // A producer that keeps them as separate sections.
@@ -255,60 +212,36 @@ fn repeated_identical_versions_are_one_version() {
 
 #[test]
 fn malformed_abi_section() {
-    let bytes = wasm(&format!(
-        r#"(module (@custom "wasm_plugin_abi" "\01\00\00") {ENTRY_POINTS})"#
-    ));
+    let bytes = wasm(&format!(r#"(module (@custom "wasm_plugin_abi" "\01\00\00") {ENTRY_POINTS})"#));
     assert_eq!(
         violations(&bytes),
-        vec![(
-            AbiViolation::MalformedAbiSection { length: 3 },
-            abi_section_location(&bytes)
-        )]
+        vec![(AbiViolation::MalformedAbiSection { length: 3 }, abi_section_location(&bytes))]
     );
     assert_eq!(check(&bytes).abi_version, None);
-    let empty = wasm(&format!(
-        r#"(module (@custom "wasm_plugin_abi" "") {ENTRY_POINTS})"#
-    ));
+    let empty = wasm(&format!(r#"(module (@custom "wasm_plugin_abi" "") {ENTRY_POINTS})"#));
     assert_eq!(
         violations(&empty),
-        vec![(
-            AbiViolation::MalformedAbiSection { length: 0 },
-            abi_section_location(&empty)
-        )]
+        vec![(AbiViolation::MalformedAbiSection { length: 0 }, abi_section_location(&empty))]
     );
 }
 
 #[test]
 fn conflicting_abi_versions() {
-    let bytes = wasm(&format!(
-        r#"(module (@custom "wasm_plugin_abi" "\02\00\00\00\01\00\00\00\02\00\00\00") {ENTRY_POINTS})"#
-    ));
+    let bytes =
+        wasm(&format!(r#"(module (@custom "wasm_plugin_abi" "\02\00\00\00\01\00\00\00\02\00\00\00") {ENTRY_POINTS})"#));
     assert_eq!(
         violations(&bytes),
-        vec![(
-            AbiViolation::ConflictingAbiVersions {
-                versions: vec![1, 2]
-            },
-            abi_section_location(&bytes)
-        )]
+        vec![(AbiViolation::ConflictingAbiVersions { versions: vec![1, 2] }, abi_section_location(&bytes))]
     );
     assert_eq!(check(&bytes).abi_version, None);
 }
 
 #[test]
 fn unsupported_abi_version() {
-    let bytes = wasm(&format!(
-        r#"(module (@custom "wasm_plugin_abi" "\02\00\00\00") {ENTRY_POINTS})"#
-    ));
+    let bytes = wasm(&format!(r#"(module (@custom "wasm_plugin_abi" "\02\00\00\00") {ENTRY_POINTS})"#));
     assert_eq!(
         violations(&bytes),
-        vec![(
-            AbiViolation::UnsupportedAbiVersion {
-                found: 2,
-                supported: 1
-            },
-            abi_section_location(&bytes)
-        )]
+        vec![(AbiViolation::UnsupportedAbiVersion { found: 2, supported: 1 }, abi_section_location(&bytes))]
     );
     assert_eq!(check(&bytes).abi_version, Some(2));
 }
@@ -323,15 +256,7 @@ fn missing_export() {
           (func (export "init") (result i32) (i32.const 0))
           (func (export "process") (param i32) (result i32) (local.get 0)))"#
     ));
-    assert_eq!(
-        violations(&bytes),
-        vec![(
-            AbiViolation::MissingExport {
-                name: "cleanup".into()
-            },
-            Location::Module
-        )]
-    );
+    assert_eq!(violations(&bytes), vec![(AbiViolation::MissingExport { name: "cleanup".into() }, Location::Module)]);
 }
 
 #[test]
@@ -347,18 +272,10 @@ fn wrong_signature() {
         vec![(
             AbiViolation::WrongSignature {
                 name: "process".into(),
-                expected: Signature {
-                    params: vec![ValueType::I32],
-                    results: vec![ValueType::I32]
-                },
-                found: Signature {
-                    params: vec![ValueType::I64],
-                    results: vec![ValueType::I32]
-                },
+                expected: Signature { params: vec![ValueType::I32], results: vec![ValueType::I32] },
+                found: Signature { params: vec![ValueType::I64], results: vec![ValueType::I32] },
             },
-            Location::Export {
-                name: "process".into()
-            }
+            Location::Export { name: "process".into() }
         )]
     );
 }
@@ -376,31 +293,16 @@ fn unexpected_exports() {
         violations(&bytes),
         vec![
             (
-                AbiViolation::UnexpectedExport {
-                    name: "helper".into(),
-                    kind: ExternKind::Func
-                },
-                Location::Export {
-                    name: "helper".into()
-                }
+                AbiViolation::UnexpectedExport { name: "helper".into(), kind: ExternKind::Func },
+                Location::Export { name: "helper".into() }
             ),
             (
-                AbiViolation::UnexpectedExport {
-                    name: "__heap_base".into(),
-                    kind: ExternKind::Global
-                },
-                Location::Export {
-                    name: "__heap_base".into()
-                }
+                AbiViolation::UnexpectedExport { name: "__heap_base".into(), kind: ExternKind::Global },
+                Location::Export { name: "__heap_base".into() }
             ),
             (
-                AbiViolation::UnexpectedExport {
-                    name: "__indirect_function_table".into(),
-                    kind: ExternKind::Table
-                },
-                Location::Export {
-                    name: "__indirect_function_table".into()
-                }
+                AbiViolation::UnexpectedExport { name: "__indirect_function_table".into(), kind: ExternKind::Table },
+                Location::Export { name: "__indirect_function_table".into() }
             ),
         ]
     );
@@ -418,13 +320,8 @@ fn memory_is_allowed_only_as_memory() {
     assert_eq!(
         violations(&bytes),
         vec![(
-            AbiViolation::UnexpectedExport {
-                name: "heap".into(),
-                kind: ExternKind::Memory
-            },
-            Location::Export {
-                name: "heap".into()
-            }
+            AbiViolation::UnexpectedExport { name: "heap".into(), kind: ExternKind::Memory },
+            Location::Export { name: "heap".into() }
         )]
     );
 }
@@ -441,20 +338,10 @@ fn an_entry_point_that_is_not_a_function_is_missing() {
         violations(&bytes),
         vec![
             (
-                AbiViolation::UnexpectedExport {
-                    name: "init".into(),
-                    kind: ExternKind::Global
-                },
-                Location::Export {
-                    name: "init".into()
-                }
+                AbiViolation::UnexpectedExport { name: "init".into(), kind: ExternKind::Global },
+                Location::Export { name: "init".into() }
             ),
-            (
-                AbiViolation::MissingExport {
-                    name: "init".into()
-                },
-                Location::Module
-            ),
+            (AbiViolation::MissingExport { name: "init".into() }, Location::Module),
         ]
     );
 }
@@ -476,24 +363,12 @@ fn imports_are_refused() {
         violations(&bytes),
         vec![
             (
-                AbiViolation::Import {
-                    module: "env".into(),
-                    name: "puts".into()
-                },
-                Location::Import {
-                    module: "env".into(),
-                    name: "puts".into()
-                }
+                AbiViolation::Import { module: "env".into(), name: "puts".into() },
+                Location::Import { module: "env".into(), name: "puts".into() }
             ),
             (
-                AbiViolation::Import {
-                    module: "env".into(),
-                    name: "memory".into()
-                },
-                Location::Import {
-                    module: "env".into(),
-                    name: "memory".into()
-                }
+                AbiViolation::Import { module: "env".into(), name: "memory".into() },
+                Location::Import { module: "env".into(), name: "memory".into() }
             ),
         ]
     );
@@ -501,19 +376,13 @@ fn imports_are_refused() {
 
 #[test]
 fn imported_allocator_is_dynamic_allocation_only() {
-    let bytes = wasm(&format!(
-        r#"(module {VERSION} (import "env" "malloc" (func (param i32) (result i32))) {ENTRY_POINTS})"#
-    ));
+    let bytes =
+        wasm(&format!(r#"(module {VERSION} (import "env" "malloc" (func (param i32) (result i32))) {ENTRY_POINTS})"#));
     assert_eq!(
         violations(&bytes),
         vec![(
-            AbiViolation::DynamicAllocation {
-                symbol: "malloc".into()
-            },
-            Location::Import {
-                module: "env".into(),
-                name: "malloc".into()
-            }
+            AbiViolation::DynamicAllocation { symbol: "malloc".into() },
+            Location::Import { module: "env".into(), name: "malloc".into() }
         )]
     );
 }
@@ -533,32 +402,12 @@ fn defined_allocators_are_found_by_name() {
         violations(&bytes),
         vec![
             (
-                AbiViolation::UnexpectedExport {
-                    name: "free".into(),
-                    kind: ExternKind::Func
-                },
-                Location::Export {
-                    name: "free".into()
-                }
+                AbiViolation::UnexpectedExport { name: "free".into(), kind: ExternKind::Func },
+                Location::Export { name: "free".into() }
             ),
-            (
-                AbiViolation::DynamicAllocation {
-                    symbol: "malloc".into()
-                },
-                function(3, Some("malloc"), None)
-            ),
-            (
-                AbiViolation::DynamicAllocation {
-                    symbol: "_Znwm".into()
-                },
-                function(4, Some("_Znwm"), None)
-            ),
-            (
-                AbiViolation::DynamicAllocation {
-                    symbol: "free".into()
-                },
-                function(5, Some("free"), None)
-            ),
+            (AbiViolation::DynamicAllocation { symbol: "malloc".into() }, function(3, Some("malloc"), None)),
+            (AbiViolation::DynamicAllocation { symbol: "_Znwm".into() }, function(4, Some("_Znwm"), None)),
+            (AbiViolation::DynamicAllocation { symbol: "free".into() }, function(5, Some("free"), None)),
         ]
     );
 }
@@ -572,14 +421,7 @@ fn memory_grow() {
     );
     assert_eq!(
         violations(&bytes),
-        vec![(
-            AbiViolation::MemoryGrow,
-            function(
-                3,
-                Some("sbrk_like"),
-                Some(offset_of(&bytes, 3, "memory.grow"))
-            )
-        )]
+        vec![(AbiViolation::MemoryGrow, function(3, Some("sbrk_like"), Some(offset_of(&bytes, 3, "memory.grow"))))]
     );
 }
 
@@ -593,26 +435,9 @@ fn float_in_a_signature() {
     assert_eq!(
         violations(&bytes),
         vec![
-            (
-                AbiViolation::FloatType {
-                    ty: ValueType::F64,
-                    usage: FloatUsage::Param
-                },
-                at(None)
-            ),
-            (
-                AbiViolation::FloatType {
-                    ty: ValueType::F32,
-                    usage: FloatUsage::Result
-                },
-                at(None)
-            ),
-            (
-                AbiViolation::FloatInstruction {
-                    op: "f32.const".into()
-                },
-                at(Some(offset_of(&bytes, 3, "f32.const")))
-            ),
+            (AbiViolation::FloatType { ty: ValueType::F64, usage: FloatUsage::Param }, at(None)),
+            (AbiViolation::FloatType { ty: ValueType::F32, usage: FloatUsage::Result }, at(None)),
+            (AbiViolation::FloatInstruction { op: "f32.const".into() }, at(Some(offset_of(&bytes, 3, "f32.const")))),
         ]
     );
 }
@@ -621,21 +446,8 @@ fn float_in_a_signature() {
 fn float_local() {
     let bytes = plugin(r#"(func $scratch (local i32 f32 f32))"#);
     match violations(&bytes).as_slice() {
-        [
-            (
-                AbiViolation::FloatType {
-                    ty: ValueType::F32,
-                    usage: FloatUsage::Local,
-                },
-                location,
-            ),
-        ] => {
-            let Location::Function {
-                index: 3,
-                name: Some(name),
-                offset: Some(offset),
-            } = location
-            else {
+        [(AbiViolation::FloatType { ty: ValueType::F32, usage: FloatUsage::Local }, location)] => {
+            let Location::Function { index: 3, name: Some(name), offset: Some(offset) } = location else {
                 panic!("unexpected location {location:?}");
             };
             assert_eq!(name, "scratch");
@@ -652,10 +464,7 @@ fn float_global() {
     assert_eq!(
         violations(&bytes),
         vec![(
-            AbiViolation::FloatType {
-                ty: ValueType::F64,
-                usage: FloatUsage::Global
-            },
+            AbiViolation::FloatType { ty: ValueType::F64, usage: FloatUsage::Global },
             Location::Global { index: 1 }
         )]
     );
@@ -664,16 +473,11 @@ fn float_global() {
 #[test]
 fn float_type_definition_without_a_function() {
     // Type 0 is only used by a call_indirect signature.
-    let bytes = wasm(&format!(
-        r#"(module {VERSION} (type $callback (func (param f32))) {ENTRY_POINTS})"#
-    ));
+    let bytes = wasm(&format!(r#"(module {VERSION} (type $callback (func (param f32))) {ENTRY_POINTS})"#));
     assert_eq!(
         violations(&bytes),
         vec![(
-            AbiViolation::FloatType {
-                ty: ValueType::F32,
-                usage: FloatUsage::TypeDefinition
-            },
+            AbiViolation::FloatType { ty: ValueType::F32, usage: FloatUsage::TypeDefinition },
             Location::Type { index: 0 }
         )]
     );
@@ -691,30 +495,10 @@ fn float_instructions_once_per_function_and_op() {
     assert_eq!(
         violations(&bytes),
         vec![
-            (
-                AbiViolation::FloatInstruction {
-                    op: "f64.convert_i32_s".into()
-                },
-                at("f64.convert_i32_s")
-            ),
-            (
-                AbiViolation::FloatInstruction {
-                    op: "f64.const".into()
-                },
-                at("f64.const")
-            ),
-            (
-                AbiViolation::FloatInstruction {
-                    op: "f64.mul".into()
-                },
-                at("f64.mul")
-            ),
-            (
-                AbiViolation::FloatInstruction {
-                    op: "i32.trunc_f64_s".into()
-                },
-                at("i32.trunc_f64_s")
-            ),
+            (AbiViolation::FloatInstruction { op: "f64.convert_i32_s".into() }, at("f64.convert_i32_s")),
+            (AbiViolation::FloatInstruction { op: "f64.const".into() }, at("f64.const")),
+            (AbiViolation::FloatInstruction { op: "f64.mul".into() }, at("f64.mul")),
+            (AbiViolation::FloatInstruction { op: "i32.trunc_f64_s".into() }, at("i32.trunc_f64_s")),
         ]
     );
 }
@@ -742,13 +526,7 @@ fn float_loads_stores_and_reinterpretations() {
 #[test]
 fn start_function() {
     let bytes = plugin(r#"(func $setup) (start $setup)"#);
-    assert_eq!(
-        violations(&bytes),
-        vec![(
-            AbiViolation::StartFunction,
-            function(3, Some("setup"), None)
-        )]
-    );
+    assert_eq!(violations(&bytes), vec![(AbiViolation::StartFunction, function(3, Some("setup"), None))]);
 }
 
 /// The one violation `items` should cause, for features whose location is an instruction in
@@ -757,17 +535,11 @@ fn feature_in_function_3(items: &str, feature: Feature, mnemonic: &str) {
     let bytes = plugin(items);
     let offset = offset_of(&bytes, 3, mnemonic);
     let report = violations(&bytes);
-    let feature_violations: Vec<_> = report
-        .iter()
-        .filter(|(kind, _)| matches!(kind, AbiViolation::UnsupportedFeature { .. }))
-        .cloned()
-        .collect();
+    let feature_violations: Vec<_> =
+        report.iter().filter(|(kind, _)| matches!(kind, AbiViolation::UnsupportedFeature { .. })).cloned().collect();
     assert_eq!(
         feature_violations,
-        vec![(
-            AbiViolation::UnsupportedFeature { feature },
-            function(3, Some("f"), Some(offset))
-        )],
+        vec![(AbiViolation::UnsupportedFeature { feature }, function(3, Some("f"), Some(offset)))],
         "{items}"
     );
 }
@@ -804,14 +576,7 @@ fn exceptions_are_unsupported() {
     // The tag a `throw` needs is declared before any code, so that is where it is reported.
     let bytes = plugin(r#"(tag $oops) (func $f (throw $oops))"#);
     match violations(&bytes).as_slice() {
-        [
-            (
-                AbiViolation::UnsupportedFeature {
-                    feature: Feature::Exceptions,
-                },
-                Location::Section { name, .. },
-            ),
-        ] => {
+        [(AbiViolation::UnsupportedFeature { feature: Feature::Exceptions }, Location::Section { name, .. })] => {
             assert_eq!(name, "tag");
         }
         other => panic!("expected exception-handling in the tag section, got {other:?}"),
@@ -830,18 +595,9 @@ fn reference_instructions_are_unsupported() {
 #[test]
 fn passive_data_is_unsupported_bulk_memory() {
     // memory.init needs a passive data segment, which needs the data count section.
-    let bytes = plugin(
-        r#"(data $d "abc") (func $f (memory.init $d (i32.const 0) (i32.const 0) (i32.const 3)))"#,
-    );
+    let bytes = plugin(r#"(data $d "abc") (func $f (memory.init $d (i32.const 0) (i32.const 0) (i32.const 3)))"#);
     match violations(&bytes).as_slice() {
-        [
-            (
-                AbiViolation::UnsupportedFeature {
-                    feature: Feature::BulkMemory,
-                },
-                Location::Section { name, .. },
-            ),
-        ] => {
+        [(AbiViolation::UnsupportedFeature { feature: Feature::BulkMemory }, Location::Section { name, .. })] => {
             assert_eq!(name, "data count");
         }
         other => panic!("expected bulk-memory in the data count section, got {other:?}"),
@@ -852,20 +608,10 @@ fn passive_data_is_unsupported_bulk_memory() {
 fn shared_memory_is_unsupported() {
     let bytes = wasm(&format!(
         r#"(module {VERSION} {})"#,
-        ENTRY_POINTS.replace(
-            r#"(memory (export "memory") 2)"#,
-            r#"(memory (export "memory") 2 2 shared)"#
-        )
+        ENTRY_POINTS.replace(r#"(memory (export "memory") 2)"#, r#"(memory (export "memory") 2 2 shared)"#)
     ));
     match violations(&bytes).as_slice() {
-        [
-            (
-                AbiViolation::UnsupportedFeature {
-                    feature: Feature::Threads,
-                },
-                Location::Section { name, .. },
-            ),
-        ] => {
+        [(AbiViolation::UnsupportedFeature { feature: Feature::Threads }, Location::Section { name, .. })] => {
             assert_eq!(name, "memory");
         }
         other => panic!("expected threads, got {other:?}"),
@@ -876,20 +622,10 @@ fn shared_memory_is_unsupported() {
 fn memory64_is_unsupported() {
     let bytes = wasm(&format!(
         r#"(module {VERSION} {})"#,
-        ENTRY_POINTS.replace(
-            r#"(memory (export "memory") 2)"#,
-            r#"(memory (export "memory") i64 2)"#
-        )
+        ENTRY_POINTS.replace(r#"(memory (export "memory") 2)"#, r#"(memory (export "memory") i64 2)"#)
     ));
     match violations(&bytes).as_slice() {
-        [
-            (
-                AbiViolation::UnsupportedFeature {
-                    feature: Feature::Memory64,
-                },
-                Location::Section { name, .. },
-            ),
-        ] => {
+        [(AbiViolation::UnsupportedFeature { feature: Feature::Memory64 }, Location::Section { name, .. })] => {
             assert_eq!(name, "memory");
         }
         other => panic!("expected memory64, got {other:?}"),
@@ -900,14 +636,7 @@ fn memory64_is_unsupported() {
 fn second_memory_is_unsupported() {
     let bytes = plugin("(memory $scratch 1)");
     match violations(&bytes).as_slice() {
-        [
-            (
-                AbiViolation::UnsupportedFeature {
-                    feature: Feature::MultiMemory,
-                },
-                Location::Section { name, .. },
-            ),
-        ] => {
+        [(AbiViolation::UnsupportedFeature { feature: Feature::MultiMemory }, Location::Section { name, .. })] => {
             assert_eq!(name, "memory");
         }
         other => panic!("expected multi-memory, got {other:?}"),
@@ -931,25 +660,13 @@ fn externref_is_unsupported() {
 fn initial_memory_too_large() {
     let bytes = wasm(&format!(
         r#"(module {VERSION} {})"#,
-        ENTRY_POINTS.replace(
-            r#"(memory (export "memory") 2)"#,
-            r#"(memory (export "memory") 17)"#
-        )
+        ENTRY_POINTS.replace(r#"(memory (export "memory") 2)"#, r#"(memory (export "memory") 17)"#)
     ));
     assert_eq!(
         violations(&bytes),
-        vec![(
-            AbiViolation::InitialMemoryTooLarge {
-                pages: 17,
-                limit: 16
-            },
-            Location::Memory { index: 0 }
-        )]
+        vec![(AbiViolation::InitialMemoryTooLarge { pages: 17, limit: 16 }, Location::Memory { index: 0 })]
     );
-    let generous = AbiLimits {
-        max_initial_memory_pages: 32,
-        ..AbiLimits::default()
-    };
+    let generous = AbiLimits { max_initial_memory_pages: 32, ..AbiLimits::default() };
     assert!(check_with(&bytes, &generous).is_compliant());
 }
 
@@ -958,45 +675,27 @@ fn table_too_large() {
     let bytes = plugin("(table 5000 funcref)");
     assert_eq!(
         violations(&bytes),
-        vec![(
-            AbiViolation::TableTooLarge {
-                entries: 5000,
-                limit: 4096
-            },
-            Location::Table { index: 0 }
-        )]
+        vec![(AbiViolation::TableTooLarge { entries: 5000, limit: 4096 }, Location::Table { index: 0 })]
     );
 }
 
 #[test]
 fn too_many_functions() {
     let bytes = plugin("(func) (func)");
-    let limits = AbiLimits {
-        max_function_count: 4,
-        ..AbiLimits::default()
-    };
+    let limits = AbiLimits { max_function_count: 4, ..AbiLimits::default() };
     let report = check_with(&bytes, &limits);
     assert_eq!(
         report.violations,
-        vec![Violation {
-            kind: AbiViolation::TooManyFunctions { count: 5, limit: 4 },
-            location: Location::Module
-        }]
+        vec![Violation { kind: AbiViolation::TooManyFunctions { count: 5, limit: 4 }, location: Location::Module }]
     );
 }
 
 #[test]
 fn limits_deserialize_with_defaults_and_refuse_unknown_fields() {
     // Hosts embed AbiLimits in their configuration; JSON stands in for any serde format.
-    let limits: AbiLimits = serde_json::from_str(r#"{"max_initial_memory_pages": 32}"#)
-        .expect("a partial configuration deserializes");
-    assert_eq!(
-        limits,
-        AbiLimits {
-            max_initial_memory_pages: 32,
-            ..AbiLimits::default()
-        }
-    );
+    let limits: AbiLimits =
+        serde_json::from_str(r#"{"max_initial_memory_pages": 32}"#).expect("a partial configuration deserializes");
+    assert_eq!(limits, AbiLimits { max_initial_memory_pages: 32, ..AbiLimits::default() });
     assert!(serde_json::from_str::<AbiLimits>(r#"{"max_memory": 32}"#).is_err());
 }
 
@@ -1004,13 +703,7 @@ fn limits_deserialize_with_defaults_and_refuse_unknown_fields() {
 // Recursion
 
 fn cycle(functions: &[(u32, &str)]) -> Vec<FunctionRef> {
-    functions
-        .iter()
-        .map(|&(index, name)| FunctionRef {
-            index,
-            name: Some(name.into()),
-        })
-        .collect()
+    functions.iter().map(|&(index, name)| FunctionRef { index, name: Some(name.into()) }).collect()
 }
 
 #[test]
@@ -1024,9 +717,7 @@ fn direct_recursion() {
     assert_eq!(
         violations(&bytes),
         vec![(
-            AbiViolation::Recursion {
-                cycle: cycle(&[(3, "fact")])
-            },
+            AbiViolation::Recursion { cycle: cycle(&[(3, "fact")]) },
             function(3, Some("fact"), Some(offset_of(&bytes, 3, "call")))
         )]
     );
@@ -1042,9 +733,7 @@ fn mutual_recursion() {
     assert_eq!(
         violations(&bytes),
         vec![(
-            AbiViolation::Recursion {
-                cycle: cycle(&[(3, "even"), (4, "odd")])
-            },
+            AbiViolation::Recursion { cycle: cycle(&[(3, "even"), (4, "odd")]) },
             function(3, Some("even"), Some(offset_of(&bytes, 3, "call")))
         )]
     );
@@ -1066,9 +755,7 @@ fn recursion_through_a_function_pointer() {
     assert_eq!(
         violations(&bytes),
         vec![(
-            AbiViolation::Recursion {
-                cycle: cycle(&[(3, "walk"), (4, "visitor")])
-            },
+            AbiViolation::Recursion { cycle: cycle(&[(3, "walk"), (4, "visitor")]) },
             function(3, Some("walk"), Some(offset_of(&bytes, 3, "call_indirect")))
         )]
     );
@@ -1099,9 +786,7 @@ fn every_recursive_function_is_on_a_reported_cycle() {
         .violations
         .into_iter()
         .map(|v| match v.kind {
-            AbiViolation::Recursion { cycle } => {
-                cycle.into_iter().map(|f| f.index).collect::<Vec<_>>()
-            }
+            AbiViolation::Recursion { cycle } => cycle.into_iter().map(|f| f.index).collect::<Vec<_>>(),
             other => panic!("unexpected {other:?}"),
         })
         .collect();
@@ -1120,9 +805,7 @@ fn names_fall_back_to_exports() {
     assert_eq!(
         violations(&bytes),
         vec![(
-            AbiViolation::Recursion {
-                cycle: cycle(&[(1, "process")])
-            },
+            AbiViolation::Recursion { cycle: cycle(&[(1, "process")]) },
             function(1, Some("process"), Some(offset_of(&bytes, 1, "call")))
         )]
     );
@@ -1169,78 +852,34 @@ fn one_violation_is_singular() {
 fn json_code_matches_code() {
     // The JSON "code" comes from serde's renaming of the variant name, `code()` from a match;
     // they must agree for every variant a report can contain.
-    let function = FunctionRef {
-        index: 1,
-        name: None,
-    };
+    let function = FunctionRef { index: 1, name: None };
     let every_kind = [
-        AbiViolation::Malformed {
-            message: "m".into(),
-        },
+        AbiViolation::Malformed { message: "m".into() },
         AbiViolation::MissingAbiVersion,
         AbiViolation::MalformedAbiSection { length: 3 },
-        AbiViolation::ConflictingAbiVersions {
-            versions: vec![1, 2],
-        },
-        AbiViolation::UnsupportedAbiVersion {
-            found: 2,
-            supported: 1,
-        },
-        AbiViolation::MissingExport {
-            name: "init".into(),
-        },
+        AbiViolation::ConflictingAbiVersions { versions: vec![1, 2] },
+        AbiViolation::UnsupportedAbiVersion { found: 2, supported: 1 },
+        AbiViolation::MissingExport { name: "init".into() },
         AbiViolation::WrongSignature {
             name: "init".into(),
-            expected: Signature {
-                params: vec![],
-                results: vec![ValueType::I32],
-            },
-            found: Signature {
-                params: vec![],
-                results: vec![],
-            },
+            expected: Signature { params: vec![], results: vec![ValueType::I32] },
+            found: Signature { params: vec![], results: vec![] },
         },
-        AbiViolation::UnexpectedExport {
-            name: "x".into(),
-            kind: ExternKind::Global,
-        },
-        AbiViolation::Import {
-            module: "env".into(),
-            name: "x".into(),
-        },
-        AbiViolation::DynamicAllocation {
-            symbol: "malloc".into(),
-        },
+        AbiViolation::UnexpectedExport { name: "x".into(), kind: ExternKind::Global },
+        AbiViolation::Import { module: "env".into(), name: "x".into() },
+        AbiViolation::DynamicAllocation { symbol: "malloc".into() },
         AbiViolation::MemoryGrow,
-        AbiViolation::FloatType {
-            ty: ValueType::F32,
-            usage: FloatUsage::Local,
-        },
-        AbiViolation::FloatInstruction {
-            op: "f32.add".into(),
-        },
+        AbiViolation::FloatType { ty: ValueType::F32, usage: FloatUsage::Local },
+        AbiViolation::FloatInstruction { op: "f32.add".into() },
         AbiViolation::StartFunction,
-        AbiViolation::UnsupportedFeature {
-            feature: Feature::Simd,
-        },
-        AbiViolation::InitialMemoryTooLarge {
-            pages: 17,
-            limit: 16,
-        },
-        AbiViolation::TableTooLarge {
-            entries: 5000,
-            limit: 4096,
-        },
+        AbiViolation::UnsupportedFeature { feature: Feature::Simd },
+        AbiViolation::InitialMemoryTooLarge { pages: 17, limit: 16 },
+        AbiViolation::TableTooLarge { entries: 5000, limit: 4096 },
         AbiViolation::TooManyFunctions { count: 5, limit: 4 },
-        AbiViolation::Recursion {
-            cycle: vec![function],
-        },
+        AbiViolation::Recursion { cycle: vec![function] },
     ];
     for kind in every_kind {
-        let violation = Violation {
-            kind,
-            location: Location::Module,
-        };
+        let violation = Violation { kind, location: Location::Module };
         let json = serde_json::to_value(&violation).expect("violations serialize");
         assert_eq!(json["code"], violation.kind.code(), "{json}");
         // Every violation explains itself and how to fix it.

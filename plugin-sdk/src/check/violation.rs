@@ -251,17 +251,13 @@ impl AbiViolation {
     /// How a plugin author fixes this, in one or two sentences.
     pub fn help(&self) -> String {
         match self {
-            AbiViolation::Malformed { .. } => {
-                "build the plugin with `clang --target=wasm32 -nostdlib -Wl,--no-entry` \
+            AbiViolation::Malformed { .. } => "build the plugin with `clang --target=wasm32 -nostdlib -Wl,--no-entry` \
                  and check the file was copied completely"
-                    .into()
-            }
-            AbiViolation::MissingAbiVersion => {
-                "#include \"wasm_plugin.h\" in the plugin's source; it records the ABI \
+                .into(),
+            AbiViolation::MissingAbiVersion => "#include \"wasm_plugin.h\" in the plugin's source; it records the ABI \
                  version in the `wasm_plugin_abi` custom section (keep that section if you \
                  post-process the .wasm file)"
-                    .into()
-            }
+                .into(),
             AbiViolation::MalformedAbiSection { .. } => {
                 "do not write a `wasm_plugin_abi` section yourself; including wasm_plugin.h \
                  writes it"
@@ -275,52 +271,40 @@ impl AbiViolation {
             }
             AbiViolation::MissingExport { name } | AbiViolation::WrongSignature { name, .. } => {
                 match entry_point(name) {
-                    Some(prototype) => format!(
-                        "define `{prototype}` with PLUGIN_EXPORT({name}) from wasm_plugin.h"
-                    ),
+                    Some(prototype) => format!("define `{prototype}` with PLUGIN_EXPORT({name}) from wasm_plugin.h"),
                     None => "export only `init`, `process` and `cleanup`".into(),
                 }
             }
             AbiViolation::UnexpectedExport { kind, .. } => match kind {
-                ExternKind::Func => {
-                    "export only `init`, `process` and `cleanup`: drop PLUGIN_EXPORT, \
+                ExternKind::Func => "export only `init`, `process` and `cleanup`: drop PLUGIN_EXPORT, \
                      export_name or visibility attributes from helper functions, and linker \
                      flags such as -Wl,--export=... or -Wl,--export-all"
-                        .into()
-                }
-                ExternKind::Memory => {
-                    "export the linear memory only as `memory` (wasm-ld's default)".into()
-                }
+                    .into(),
+                ExternKind::Memory => "export the linear memory only as `memory` (wasm-ld's default)".into(),
                 _ => "remove linker flags that add exports, such as -Wl,--export-all, \
                      -Wl,--export-table or -Wl,--export=..."
                     .into(),
             },
-            AbiViolation::Import { .. } => {
-                "the host provides no functions and no memory: build with -nostdlib, \
+            AbiViolation::Import { .. } => "the host provides no functions and no memory: build with -nostdlib, \
                  implement every function you call, and do not link with \
                  -Wl,--allow-undefined, -Wl,--import-memory or -Wl,--import-table"
-                    .into()
-            }
+                .into(),
             AbiViolation::DynamicAllocation { .. } => {
                 "the plugin ABI forbids malloc/free and C++ new/delete: keep state in \
                  static variables or fixed-size static arrays"
                     .into()
             }
-            AbiViolation::MemoryGrow => {
-                "a plugin's memory has a fixed size: use static buffers instead of \
+            AbiViolation::MemoryGrow => "a plugin's memory has a fixed size: use static buffers instead of \
                  __builtin_wasm_memory_grow, sbrk or an allocator"
-                    .into()
-            }
+                .into(),
             AbiViolation::FloatType { .. } | AbiViolation::FloatInstruction { .. } => {
                 "the plugin ABI is integer-only: use integer or fixed-point arithmetic \
                  instead of float and double"
                     .into()
             }
-            AbiViolation::StartFunction => {
-                "remove the start function (clang adds one for shared memory and \
+            AbiViolation::StartFunction => "remove the start function (clang adds one for shared memory and \
                  threads); do one-time setup in init()"
-                    .into()
-            }
+                .into(),
             AbiViolation::UnsupportedFeature { feature } => feature.help().into(),
             AbiViolation::InitialMemoryTooLarge { .. } => {
                 "make static arrays smaller or shrink the stack (-Wl,-z,stack-size=...); \
@@ -357,22 +341,13 @@ pub(crate) fn entry_point(name: &str) -> Option<&'static str> {
 }
 
 fn list(versions: &[u32]) -> String {
-    versions
-        .iter()
-        .map(|v| format!("v{v}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    versions.iter().map(|v| format!("v{v}")).collect::<Vec<_>>().join(", ")
 }
 
 /// `a (#1) -> b (#2) -> a (#1)`: the cycle with its first function repeated at the end, so
 /// it reads as the path of calls it is.
 pub(crate) fn cycle_text(cycle: &[FunctionRef]) -> String {
-    cycle
-        .iter()
-        .chain(cycle.first())
-        .map(ToString::to_string)
-        .collect::<Vec<_>>()
-        .join(" -> ")
+    cycle.iter().chain(cycle.first()).map(ToString::to_string).collect::<Vec<_>>().join(" -> ")
 }
 
 /// A WebAssembly value type, as written in the text format.
@@ -441,22 +416,13 @@ impl Signature {
             "process" => vec![ValueType::I32],
             _ => return None,
         };
-        Some(Signature {
-            params,
-            results: vec![ValueType::I32],
-        })
+        Some(Signature { params, results: vec![ValueType::I32] })
     }
 }
 
 impl fmt::Display for Signature {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let join = |types: &[ValueType]| {
-            types
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join(" ")
-        };
+        let join = |types: &[ValueType]| types.iter().map(ToString::to_string).collect::<Vec<_>>().join(" ");
         write!(f, "[{}] -> [{}]", join(&self.params), join(&self.results))
     }
 }
@@ -475,9 +441,7 @@ pub enum ExternKind {
 impl From<wasmparser::ExternalKind> for ExternKind {
     fn from(kind: wasmparser::ExternalKind) -> Self {
         match kind {
-            wasmparser::ExternalKind::Func | wasmparser::ExternalKind::FuncExact => {
-                ExternKind::Func
-            }
+            wasmparser::ExternalKind::Func | wasmparser::ExternalKind::FuncExact => ExternKind::Func,
             wasmparser::ExternalKind::Table => ExternKind::Table,
             wasmparser::ExternalKind::Memory => ExternKind::Memory,
             wasmparser::ExternalKind::Global => ExternKind::Global,
@@ -639,9 +603,7 @@ impl Feature {
             Feature::Simd | Feature::RelaxedSimd => {
                 "compile without -msimd128/-mrelaxed-simd and without wasm_simd128.h"
             }
-            Feature::Threads
-            | Feature::SharedEverythingThreads
-            | Feature::AcquireReleaseAtomics => {
+            Feature::Threads | Feature::SharedEverythingThreads | Feature::AcquireReleaseAtomics => {
                 "compile without -pthread, -matomics or shared memory; plugins are single-threaded"
             }
             Feature::TailCall => "compile without -mtail-call",
@@ -658,9 +620,7 @@ impl Feature {
                 "only memory.copy and memory.fill are allowed: do not use passive segments, \
                  memory.init or table instructions (clang emits them for shared memory)"
             }
-            Feature::ComponentModel => {
-                "build a core WebAssembly module with clang, not a component"
-            }
+            Feature::ComponentModel => "build a core WebAssembly module with clang, not a component",
             Feature::CustomPageSizes
             | Feature::MemoryControl
             | Feature::StackSwitching

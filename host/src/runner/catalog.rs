@@ -1,0 +1,161 @@
+//! Each plugin's current version: what every runner keeps between calls.
+
+use std::{
+    num::NonZeroUsize,
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::UNIX_EPOCH,
+};
+
+use lru::LruCache;
+
+use super::{AbiStatus, PluginStatus, RunError, content_hash};
+use crate::{
+    metrics::Metrics,
+    runtime::RuntimeError,
+    store::{FileIdentity, PluginName, PluginStore, StoreError},
+};
+
+/// Default number of plugins whose current version is kept.
+pub const DEFAULT_CACHE_CAPACITY: usize = 256;
+
+/// Keeps, per plugin name, the loaded form `M` of the file's current version (a compiled
+/// module in-process, checked bytes for worker processes).
+///
+/// Hot swap: every call first asks the store for the file's identity (a `stat`, no read). If
+/// the file changed, it is read, hashed and, unless the content is the same, loaded again; new
+/// calls get the new version while calls already running finish on the one they started with
+/// (`M` is shared, typically an `Arc`). If a changed file fails to load (for example it is half
+/// written), the previous version keeps serving and the failure is logged and kept for
+/// `GET /plugins`; a plugin with no good version returns the failure.
+#[derive(Debug)]
+pub struct Catalog<M> {
+    store: Arc<dyn PluginStore>,
+    metrics: Arc<Metrics>,
+    /// Least recently used plugins are forgotten first; each entry has its own lock, so a slow
+    /// load of one plugin never delays calls to another.
+    slots: Mutex<LruCache<PluginName, Arc<Mutex<Slot<M>>>>>,
+}
+
+#[derive(Debug)]
+struct Slot<M> {
+    /// The file version last examined, successfully or not.
+    seen: Option<FileIdentity>,
+    /// The last version that loaded successfully.
+    current: Option<Version<M>>,
+    /// Why the file version in `seen` failed to load, if it did.
+    last_error: Option<String>,
+}
+
+impl<M> Default for Slot<M> {
+    fn default() -> Self {
+        Slot { seen: None, current: None, last_error: None }
+    }
+}
+
+#[derive(Debug)]
+struct Version<M> {
+    content_hash: String,
+    module: M,
+}
+
+impl<M: Clone> Catalog<M> {
+    pub fn new(store: Arc<dyn PluginStore>, metrics: Arc<Metrics>, capacity: usize) -> Self {
+        let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
+        Catalog { store, metrics, slots: Mutex::new(LruCache::new(capacity)) }
+    }
+
+    pub fn store(&self) -> &dyn PluginStore {
+        self.store.as_ref()
+    }
+
+    /// The version of `name` a new call should run, loading it with `load(bytes, content_hash)`
+    /// if the file changed.
+    pub fn current(
+        &self,
+        name: &PluginName,
+        load: impl FnOnce(&[u8], &str) -> Result<M, RuntimeError>,
+    ) -> Result<M, RunError> {
+        let slot = Arc::clone(lock(&self.slots).get_or_insert(name.clone(), Default::default));
+        let mut slot = lock(&slot);
+        let identity = self.store.stat(name)?;
+        if let Some(current) = slot.current.as_ref().filter(|_| slot.seen == Some(identity)) {
+            self.metrics.observe_cache(true);
+            return Ok(current.module.clone());
+        }
+        self.metrics.observe_cache(false);
+        let file = self.store.load(name)?;
+        let content_hash = content_hash(&file.bytes);
+        slot.seen = Some(file.identity);
+        if let Some(current) = slot.current.as_ref().filter(|c| c.content_hash == content_hash) {
+            // Touched or copied over with the same content: nothing to load again.
+            let module = current.module.clone();
+            slot.last_error = None;
+            return Ok(module);
+        }
+        match load(&file.bytes, &content_hash) {
+            Ok(module) => {
+                tracing::info!(plugin = %name, hash = &content_hash[..12], "loaded plugin version");
+                slot.current = Some(Version { content_hash, module: module.clone() });
+                slot.last_error = None;
+                Ok(module)
+            }
+            Err(error) => {
+                slot.last_error = Some(error.to_string());
+                match &slot.current {
+                    Some(previous) => {
+                        tracing::warn!(plugin = %name, %error, "new plugin version failed to load; still serving the previous one");
+                        Ok(previous.module.clone())
+                    }
+                    None => Err(error.into()),
+                }
+            }
+        }
+    }
+
+    /// What the store holds under `name` now, and how loading it went.
+    pub fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError> {
+        let file = self.store.load(name)?;
+        let sha256 = content_hash(&file.bytes);
+        let slot = lock(&self.slots).peek(name).cloned();
+        let (loaded, last_error) = match slot {
+            Some(slot) => {
+                let slot = lock(&slot);
+                let loaded = slot.current.as_ref().is_some_and(|c| c.content_hash == sha256);
+                let failed_now = slot.seen == Some(file.identity);
+                (loaded, slot.last_error.clone().filter(|_| failed_now))
+            }
+            None => (false, None),
+        };
+        Ok(PluginStatus {
+            name: name.clone(),
+            size: file.identity.size,
+            modified_unix: file.identity.modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+            sha256,
+            abi: AbiStatus::of(&file.bytes),
+            loaded,
+            last_error,
+            quarantine: None,
+        })
+    }
+
+    /// Every plugin in the store, sorted by name.
+    pub fn list(&self) -> Result<Vec<PluginStatus>, RunError> {
+        let mut plugins = Vec::new();
+        for name in self.store.list()? {
+            match self.inspect(&name) {
+                Ok(status) => plugins.push(status),
+                // The store itself failed: the listing would be wrong, not just shorter.
+                Err(error @ RunError::Store(StoreError::Unavailable(_))) => return Err(error),
+                // Removed since it was listed, or not a plugin file: not part of the listing.
+                Err(_) => {}
+            }
+        }
+        Ok(plugins)
+    }
+}
+
+/// A panic while holding one of these locks cannot leave the data half-updated in a way that
+/// matters (every update is a whole-field assignment), so a poisoned lock is used as is.
+pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}

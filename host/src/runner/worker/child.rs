@@ -1,0 +1,85 @@
+//! The worker process: runs plugins for the server, one request at a time.
+//!
+//! It is the host binary started with [`WORKER_ARG`]; it reads requests on stdin and answers on
+//! stdout (both ends of one Unix socket), and exits when the server closes the socket. If a
+//! plugin crashes WasmEdge, only this process dies; the server notices and starts another.
+
+use std::{
+    io::{self, BufReader, BufWriter},
+    num::NonZeroUsize,
+    time::Instant,
+};
+
+use anyhow::{Context, bail};
+use lru::LruCache;
+
+use super::protocol::{PROTOCOL_VERSION, Reply, Request, read_frame, write_frame};
+use crate::runtime::{CompiledPlugin, Engine};
+
+/// The first argument that makes the host binary a worker.
+pub const WORKER_ARG: &str = "__plugin-worker";
+
+/// Compiled modules a worker keeps; the server resends any it has forgotten.
+const MODULE_CACHE: usize = 64;
+
+/// Serves requests from stdin until it closes.
+pub fn run() -> anyhow::Result<()> {
+    serve(BufReader::new(io::stdin().lock()), BufWriter::new(io::stdout().lock()))
+}
+
+fn serve(mut input: impl io::Read, mut output: impl io::Write) -> anyhow::Result<()> {
+    let (hello, _): (Request, _) = read_frame(&mut input).context("reading the server's hello")?;
+    let Request::Hello { version, runtime, memory_limit_bytes } = hello else {
+        bail!("the server did not start with a hello");
+    };
+    write_frame(&mut output, &Reply::Ready { version: PROTOCOL_VERSION }, &[])?;
+    if version != PROTOCOL_VERSION {
+        bail!("server speaks protocol {version}, this worker {PROTOCOL_VERSION}");
+    }
+    if let Some(limit) = memory_limit_bytes {
+        // The last line of defence, enforced by the kernel: whatever WasmEdge or a plugin does,
+        // this process cannot hold more heap and private writable memory than this. Not
+        // RLIMIT_AS: WasmEdge reserves about 8 GiB of (inaccessible) address space per linear
+        // memory as a guard region, which an address-space limit would count.
+        rlimit::setrlimit(rlimit::Resource::DATA, limit, limit).context("setting the memory limit")?;
+    }
+    let engine = Engine::new(runtime)?;
+    let mut modules: LruCache<String, CompiledPlugin> =
+        LruCache::new(NonZeroUsize::new(MODULE_CACHE).expect("non-zero"));
+    loop {
+        let (request, blob) = match read_frame::<Request>(&mut input) {
+            Ok(frame) => frame,
+            // The server closed the socket: it is shutting down or replacing this worker.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e).context("reading a request"),
+        };
+        let Request::Run { content_hash, input: argument, with_module } = request else {
+            bail!("unexpected request after hello");
+        };
+        if with_module {
+            match engine.compile(&blob, &content_hash) {
+                Ok(plugin) => {
+                    modules.put(content_hash.clone(), plugin);
+                }
+                Err(error) => {
+                    let reply = Reply::Done { result: Err(error.into()), instantiation: Default::default() };
+                    write_frame(&mut output, &reply, &[])?;
+                    continue;
+                }
+            }
+        }
+        let Some(plugin) = modules.get(&content_hash) else {
+            write_frame(&mut output, &Reply::NeedModule, &[])?;
+            continue;
+        };
+        let started = Instant::now();
+        let reply = match plugin.instantiate() {
+            Ok(instance) => {
+                let instantiation = started.elapsed();
+                Reply::Done { result: instance.run(argument).map_err(Into::into), instantiation }
+            }
+            Err(error) => Reply::Done { result: Err(error.into()), instantiation: started.elapsed() },
+        };
+        write_frame(&mut output, &reply, &[])?;
+    }
+}

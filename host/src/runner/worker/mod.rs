@@ -1,0 +1,386 @@
+//! Runs plugins in a supervised pool of worker processes, so that no plugin can take the
+//! server down.
+//!
+//! Each worker is the host binary re-executed in worker mode ([`child`]); the server talks to
+//! it over a Unix socket with a small versioned protocol ([`protocol`]). A worker that dies (a
+//! WasmEdge crash, a native stack overflow in AOT code, the kernel's memory limit) or does not
+//! answer in time is killed and replaced, and the request that caused it gets a clear error.
+//! A plugin that keeps crashing workers is quarantined with exponential backoff.
+//!
+//! The server keeps the store, the hot-swap logic ([`Catalog`]) and the ABI check; workers get
+//! checked module bytes once per version and keep them compiled, so a warm call costs one round
+//! trip over the socket.
+
+mod child;
+mod protocol;
+
+use std::{
+    collections::{HashMap, HashSet},
+    io,
+    os::{fd::OwnedFd, unix::net::UnixStream, unix::process::ExitStatusExt},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::{Arc, Condvar, Mutex},
+    time::{Duration, Instant},
+};
+
+pub use child::{WORKER_ARG, run as run_worker};
+
+use self::protocol::{PROTOCOL_VERSION, Reply, Request, read_frame, write_frame};
+use super::{
+    PluginRunner, PluginStatus, QuarantineStatus, RunError,
+    catalog::{Catalog, lock},
+};
+use crate::{
+    metrics::Metrics,
+    runtime::{RuntimeConfig, RuntimeError},
+    store::{PluginName, PluginStore},
+};
+
+/// How the pool runs. Every field documents its default.
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    /// The binary to start in worker mode. Default: this executable.
+    pub executable: PathBuf,
+    /// Worker processes. Default: the number of CPUs.
+    pub workers: usize,
+    /// Memory limit of each worker (RLIMIT_DATA: heap and private writable mappings),
+    /// enforced by the kernel. Default: 1 GiB.
+    pub memory_limit_bytes: Option<u64>,
+    /// Crashes in a row after which a plugin is quarantined. Default: 3.
+    pub quarantine_after: u32,
+    /// First quarantine; each further crash doubles it. Default: 1 s.
+    pub quarantine_base: Duration,
+    /// Longest quarantine. Default: 5 minutes.
+    pub quarantine_max: Duration,
+}
+
+impl WorkerSettings {
+    pub fn new(executable: PathBuf) -> Self {
+        WorkerSettings {
+            executable,
+            workers: std::thread::available_parallelism().map_or(2, usize::from),
+            memory_limit_bytes: Some(1 << 30),
+            quarantine_after: 3,
+            quarantine_base: Duration::from_secs(1),
+            quarantine_max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// How a worker process failed a request.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerFailure {
+    /// The worker died while running the plugin: a crash inside WasmEdge or the plugin's code.
+    #[error("the plugin crashed its worker process ({})", describe_exit(*.signal, *.exit_code))]
+    Crashed { signal: Option<i32>, exit_code: Option<i32> },
+    /// The worker did not answer within the call's deadline plus a margin, and was killed.
+    #[error("the worker process did not answer within {after:?} and was killed")]
+    Unresponsive { after: Duration },
+    #[error("starting a worker process failed: {0}")]
+    Spawn(String),
+}
+
+fn describe_exit(signal: Option<i32>, exit_code: Option<i32>) -> String {
+    match (signal, exit_code) {
+        (Some(libc::SIGSEGV), _) => "segmentation fault".into(),
+        (Some(libc::SIGKILL), _) => "killed, likely by the memory limit".into(),
+        (Some(libc::SIGABRT), _) => "aborted".into(),
+        (Some(signal), _) => format!("signal {signal}"),
+        (None, Some(code)) => format!("exit code {code}"),
+        (None, None) => "unknown cause".into(),
+    }
+}
+
+/// A module that passed the server's checks, as sent to workers.
+#[derive(Debug)]
+struct CheckedModule {
+    content_hash: String,
+    bytes: Vec<u8>,
+}
+
+/// Runs every call in a worker process. See the module documentation.
+#[derive(Debug)]
+pub struct WorkerPoolRunner {
+    catalog: Catalog<Arc<CheckedModule>>,
+    pool: Pool,
+    runtime: RuntimeConfig,
+    settings: WorkerSettings,
+    metrics: Arc<Metrics>,
+    crashes: Mutex<HashMap<PluginName, CrashRecord>>,
+}
+
+#[derive(Debug, Default)]
+struct CrashRecord {
+    consecutive: u32,
+    quarantined_until: Option<Instant>,
+}
+
+impl WorkerPoolRunner {
+    /// Starts the workers; fails if they cannot start (a broken install should stop start-up,
+    /// not the first request).
+    pub fn new(
+        store: Arc<dyn PluginStore>,
+        runtime: RuntimeConfig,
+        settings: WorkerSettings,
+        metrics: Arc<Metrics>,
+        capacity: usize,
+    ) -> Result<Self, WorkerFailure> {
+        // Workers trust the server's ABI check instead of repeating it.
+        let worker_runtime = RuntimeConfig { enforce_abi: false, ..runtime.clone() };
+        let pool = Pool::new(settings.clone(), worker_runtime)?;
+        let catalog = Catalog::new(store, Arc::clone(&metrics), capacity);
+        Ok(WorkerPoolRunner { catalog, pool, runtime, settings, metrics, crashes: Mutex::new(HashMap::new()) })
+    }
+
+    /// The same checks an in-process load starts with; WasmEdge's own validation happens in
+    /// the worker, where a crash in it is contained too.
+    fn check(&self, bytes: &[u8], content_hash: &str) -> Result<Arc<CheckedModule>, RuntimeError> {
+        let limit = self.runtime.limits.max_plugin_bytes;
+        if bytes.len() as u64 > limit {
+            return Err(RuntimeError::TooLarge { size: bytes.len() as u64, limit });
+        }
+        if self.runtime.enforce_abi {
+            let report = plugin_sdk::check(bytes);
+            if !report.is_compliant() {
+                return Err(RuntimeError::AbiViolation(report));
+            }
+        }
+        Ok(Arc::new(CheckedModule { content_hash: content_hash.to_string(), bytes: bytes.to_vec() }))
+    }
+
+    fn quarantine_status(&self, name: &PluginName) -> Option<QuarantineStatus> {
+        let crashes = lock(&self.crashes);
+        let record = crashes.get(name)?;
+        let remaining = record.quarantined_until?.checked_duration_since(Instant::now())?;
+        Some(QuarantineStatus {
+            consecutive_crashes: record.consecutive,
+            retry_after_secs: remaining.as_secs_f64().ceil() as u64,
+        })
+    }
+
+    fn record_outcome(&self, name: &PluginName, crashed: bool) {
+        let mut crashes = lock(&self.crashes);
+        if !crashed {
+            if crashes.remove(name).is_some_and(|r| r.quarantined_until.is_some()) {
+                self.metrics.set_quarantined(name.as_str(), false);
+            }
+            return;
+        }
+        self.metrics.observe_worker_crash(name.as_str());
+        let record = crashes.entry(name.clone()).or_default();
+        record.consecutive += 1;
+        if record.consecutive >= self.settings.quarantine_after {
+            let doublings = (record.consecutive - self.settings.quarantine_after).min(20);
+            let backoff = (self.settings.quarantine_base * 2u32.pow(doublings)).min(self.settings.quarantine_max);
+            record.quarantined_until = Some(Instant::now() + backoff);
+            self.metrics.set_quarantined(name.as_str(), true);
+            tracing::warn!(plugin = %name, crashes = record.consecutive, ?backoff, "plugin quarantined for crashing workers");
+        }
+    }
+}
+
+impl PluginRunner for WorkerPoolRunner {
+    fn run(&self, name: &PluginName, input: i32) -> Result<i32, RunError> {
+        if let Some(status) = self.quarantine_status(name) {
+            return Err(RunError::Quarantined(status));
+        }
+        let module = self.catalog.current(name, |bytes, hash| self.check(bytes, hash))?;
+        let mut worker = self.pool.checkout()?;
+        match worker.call(&module, input, self.runtime.limits.call_timeout) {
+            Ok((result, instantiation)) => {
+                self.pool.checkin(worker);
+                self.metrics.observe_instantiation(instantiation);
+                self.record_outcome(name, false);
+                Ok(result.map_err(RuntimeError::from)?)
+            }
+            Err(failure) => {
+                tracing::error!(plugin = %name, error = %failure, "worker process failed; replacing it");
+                self.pool.discard(worker);
+                self.record_outcome(name, true);
+                Err(failure.into())
+            }
+        }
+    }
+
+    fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError> {
+        let mut status = self.catalog.inspect(name)?;
+        status.quarantine = self.quarantine_status(name);
+        Ok(status)
+    }
+
+    fn list(&self) -> Result<Vec<PluginStatus>, RunError> {
+        let mut plugins = self.catalog.list()?;
+        for status in &mut plugins {
+            status.quarantine = self.quarantine_status(&status.name);
+        }
+        Ok(plugins)
+    }
+
+    fn describe_store(&self) -> String {
+        self.catalog.store().describe()
+    }
+}
+
+/// The worker processes. A request checks one out, uses it alone, and checks it back in; a
+/// failed worker is discarded and the next checkout starts a replacement.
+#[derive(Debug)]
+struct Pool {
+    settings: WorkerSettings,
+    runtime: RuntimeConfig,
+    state: Mutex<PoolState>,
+    available: Condvar,
+}
+
+#[derive(Debug)]
+struct PoolState {
+    idle: Vec<Worker>,
+    /// Workers alive, idle or checked out.
+    alive: usize,
+}
+
+impl Pool {
+    fn new(settings: WorkerSettings, runtime: RuntimeConfig) -> Result<Self, WorkerFailure> {
+        let workers = settings.workers.max(1);
+        let pool = Pool {
+            settings,
+            runtime,
+            state: Mutex::new(PoolState { idle: Vec::new(), alive: 0 }),
+            available: Condvar::new(),
+        };
+        let started = (0..workers).map(|_| pool.spawn()).collect::<Result<Vec<_>, _>>()?;
+        *lock(&pool.state) = PoolState { alive: started.len(), idle: started };
+        Ok(pool)
+    }
+
+    fn checkout(&self) -> Result<Worker, WorkerFailure> {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(worker) = state.idle.pop() {
+                return Ok(worker);
+            }
+            if state.alive < self.settings.workers.max(1) {
+                state.alive += 1;
+                drop(state);
+                return self.spawn().inspect_err(|_| {
+                    lock(&self.state).alive -= 1;
+                    self.available.notify_one();
+                });
+            }
+            state = self.available.wait(state).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    fn checkin(&self, worker: Worker) {
+        lock(&self.state).idle.push(worker);
+        self.available.notify_one();
+    }
+
+    fn discard(&self, mut worker: Worker) {
+        worker.kill();
+        lock(&self.state).alive -= 1;
+        self.available.notify_one();
+    }
+
+    fn spawn(&self) -> Result<Worker, WorkerFailure> {
+        let spawn_error = |e: io::Error| WorkerFailure::Spawn(e.to_string());
+        let (socket, theirs) = UnixStream::pair().map_err(spawn_error)?;
+        let child = Command::new(&self.settings.executable)
+            .arg(WORKER_ARG)
+            .stdin(Stdio::from(OwnedFd::from(theirs.try_clone().map_err(spawn_error)?)))
+            .stdout(Stdio::from(OwnedFd::from(theirs)))
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| WorkerFailure::Spawn(format!("{}: {e}", self.settings.executable.display())))?;
+        let mut worker = Worker { child, socket, known: HashSet::new() };
+        let hello = Request::Hello {
+            version: PROTOCOL_VERSION,
+            runtime: self.runtime.clone(),
+            memory_limit_bytes: self.settings.memory_limit_bytes,
+        };
+        let handshake = (|| -> io::Result<Reply> {
+            write_frame(&mut worker.socket, &hello, &[])?;
+            worker.socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+            Ok(read_frame::<Reply>(&mut worker.socket)?.0)
+        })();
+        match handshake {
+            Ok(Reply::Ready { version: PROTOCOL_VERSION }) => Ok(worker),
+            Ok(other) => {
+                worker.kill();
+                Err(WorkerFailure::Spawn(format!("worker answered {other:?} to hello")))
+            }
+            Err(e) => {
+                worker.kill();
+                Err(WorkerFailure::Spawn(format!("worker handshake failed: {e}")))
+            }
+        }
+    }
+}
+
+/// One worker process and the server's end of its socket.
+#[derive(Debug)]
+struct Worker {
+    child: Child,
+    socket: UnixStream,
+    /// Content hashes this worker has been sent (it may have evicted some since).
+    known: HashSet<String>,
+}
+
+/// Time a worker gets beyond the call's own deadline before it is declared unresponsive:
+/// WasmEdge stops a late call itself, so only a worker stuck outside plugin code needs this.
+const RESPONSE_MARGIN: Duration = Duration::from_secs(1);
+/// Extra time when the module travels along: the worker compiles it first (AOT: tens of ms).
+const COMPILE_MARGIN: Duration = Duration::from_secs(30);
+
+type CallResult = (Result<i32, protocol::WireError>, Duration);
+
+impl Worker {
+    fn call(&mut self, module: &CheckedModule, input: i32, timeout: Duration) -> Result<CallResult, WorkerFailure> {
+        let mut with_module = !self.known.contains(&module.content_hash);
+        loop {
+            let allowed = timeout + RESPONSE_MARGIN + if with_module { COMPILE_MARGIN } else { Duration::ZERO };
+            let request = Request::Run { content_hash: module.content_hash.clone(), input, with_module };
+            let blob = if with_module { &module.bytes[..] } else { &[] };
+            let reply = write_frame(&mut self.socket, &request, blob)
+                .and_then(|()| self.socket.set_read_timeout(Some(allowed)))
+                .and_then(|()| read_frame::<Reply>(&mut self.socket));
+            match reply {
+                Ok((Reply::Done { result, instantiation }, _)) => {
+                    self.known.insert(module.content_hash.clone());
+                    return Ok((result, instantiation));
+                }
+                Ok((Reply::NeedModule, _)) if !with_module => with_module = true,
+                Ok((other, _)) => {
+                    tracing::error!(?other, "worker broke the protocol");
+                    return Err(self.failure());
+                }
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                    return Err(WorkerFailure::Unresponsive { after: allowed });
+                }
+                Err(_) => return Err(self.failure()),
+            }
+        }
+    }
+
+    /// The worker stopped talking: reap it and say how it ended. Its socket closes as it dies,
+    /// so give it a moment to finish dying before deciding it has to be killed.
+    fn failure(&mut self) -> WorkerFailure {
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let status = loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => break Some(status),
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(2)),
+                _ => {
+                    self.kill();
+                    break self.child.try_wait().ok().flatten();
+                }
+            }
+        };
+        WorkerFailure::Crashed { signal: status.and_then(|s| s.signal()), exit_code: status.and_then(|s| s.code()) }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

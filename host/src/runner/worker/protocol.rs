@@ -1,0 +1,174 @@
+//! The protocol between the server and its worker processes.
+//!
+//! Frames over a Unix socket (the worker's stdin and stdout): a little-endian `u32` length and
+//! a JSON header, then a little-endian `u32` length and raw bytes (a module, or nothing). JSON
+//! keeps the messages readable in a debugger and easy to extend; the module bytes travel raw.
+//! The first exchange is `Hello`/`Ready`, each carrying [`PROTOCOL_VERSION`]: a worker built
+//! from another version of the host is refused instead of misread.
+
+use std::{
+    io::{self, Read, Write},
+    time::Duration,
+};
+
+use serde::{Deserialize, Serialize, de::DeserializeOwned};
+
+use crate::runtime::{AbiFunction, PluginErrorCode, RuntimeConfig, RuntimeError, TrapKind};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest JSON header accepted: messages are small; anything bigger is a corrupt stream.
+const MAX_HEADER_BYTES: usize = 64 * 1024;
+/// Largest blob accepted: a module, bounded by the largest plugin file the host allows.
+const MAX_BLOB_BYTES: usize = 256 << 20;
+
+/// Server to worker.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Request {
+    /// First message: how to run plugins, and the OS limits to put on itself.
+    Hello { version: u32, runtime: RuntimeConfig, memory_limit_bytes: Option<u64> },
+    /// Run the module with this content hash; its bytes follow when `with_module` is set.
+    Run { content_hash: String, input: i32, with_module: bool },
+}
+
+/// Worker to server.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Reply {
+    Ready {
+        version: u32,
+    },
+    /// The worker does not have that module (any more): send it along.
+    NeedModule,
+    Done {
+        result: Result<i32, WireError>,
+        instantiation: Duration,
+    },
+}
+
+/// [`RuntimeError`] as it crosses the process boundary.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum WireError {
+    TooLarge { size: u64, limit: u64 },
+    InvalidModule(String),
+    MemoryLimit { requested: u32, limit: u32 },
+    Instantiation(String),
+    Compilation(String),
+    Plugin { function: AbiFunction, code: i32 },
+    Trap { function: AbiFunction, trap: TrapKind },
+    Timeout { function: AbiFunction, timeout: Duration },
+    CleanupAlsoFailed { failure: Box<WireError>, cleanup: Box<WireError> },
+    Engine(String),
+}
+
+impl From<RuntimeError> for WireError {
+    fn from(error: RuntimeError) -> Self {
+        match error {
+            RuntimeError::TooLarge { size, limit } => WireError::TooLarge { size, limit },
+            RuntimeError::InvalidModule(m) => WireError::InvalidModule(m),
+            RuntimeError::MemoryLimit { requested, limit } => WireError::MemoryLimit { requested, limit },
+            RuntimeError::Instantiation(m) => WireError::Instantiation(m),
+            RuntimeError::Compilation(m) => WireError::Compilation(m),
+            RuntimeError::Plugin { function, code } => WireError::Plugin { function, code: code.code() },
+            RuntimeError::Trap { function, trap } => WireError::Trap { function, trap },
+            RuntimeError::Timeout { function, timeout } => WireError::Timeout { function, timeout },
+            RuntimeError::CleanupAlsoFailed { failure, cleanup } => WireError::CleanupAlsoFailed {
+                failure: Box::new((*failure).into()),
+                cleanup: Box::new((*cleanup).into()),
+            },
+            // The server checks the ABI before a module reaches a worker; should a worker ever
+            // report it, the message still gets through.
+            RuntimeError::AbiViolation(report) => WireError::Engine(format!("ABI violation in worker: {report}")),
+            RuntimeError::Engine(m) => WireError::Engine(m),
+        }
+    }
+}
+
+impl From<WireError> for RuntimeError {
+    fn from(error: WireError) -> Self {
+        match error {
+            WireError::TooLarge { size, limit } => RuntimeError::TooLarge { size, limit },
+            WireError::InvalidModule(m) => RuntimeError::InvalidModule(m),
+            WireError::MemoryLimit { requested, limit } => RuntimeError::MemoryLimit { requested, limit },
+            WireError::Instantiation(m) => RuntimeError::Instantiation(m),
+            WireError::Compilation(m) => RuntimeError::Compilation(m),
+            WireError::Plugin { function, code } => {
+                RuntimeError::Plugin { function, code: PluginErrorCode::from_code(code) }
+            }
+            WireError::Trap { function, trap } => RuntimeError::Trap { function, trap },
+            WireError::Timeout { function, timeout } => RuntimeError::Timeout { function, timeout },
+            WireError::CleanupAlsoFailed { failure, cleanup } => RuntimeError::CleanupAlsoFailed {
+                failure: Box::new((*failure).into()),
+                cleanup: Box::new((*cleanup).into()),
+            },
+            WireError::Engine(m) => RuntimeError::Engine(m),
+        }
+    }
+}
+
+pub fn write_frame(writer: &mut impl Write, header: &impl Serialize, blob: &[u8]) -> io::Result<()> {
+    let header = serde_json::to_vec(header).map_err(io::Error::other)?;
+    let mut frame = Vec::with_capacity(8 + header.len() + blob.len());
+    frame.extend_from_slice(&(header.len() as u32).to_le_bytes());
+    frame.extend_from_slice(&header);
+    frame.extend_from_slice(&(blob.len() as u32).to_le_bytes());
+    frame.extend_from_slice(blob);
+    // One write per frame, so a frame is never interleaved with another writer's.
+    writer.write_all(&frame)?;
+    writer.flush()
+}
+
+/// Reads one frame. End of stream before the first byte is `UnexpectedEof`, like a cut-off
+/// frame: either way the peer is gone.
+pub fn read_frame<T: DeserializeOwned>(reader: &mut impl Read) -> io::Result<(T, Vec<u8>)> {
+    let header = read_block(reader, MAX_HEADER_BYTES)?;
+    let message = serde_json::from_slice(&header).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
+    let blob = read_block(reader, MAX_BLOB_BYTES)?;
+    Ok((message, blob))
+}
+
+fn read_block(reader: &mut impl Read, limit: usize) -> io::Result<Vec<u8>> {
+    let mut length = [0u8; 4];
+    reader.read_exact(&mut length)?;
+    let length = u32::from_le_bytes(length) as usize;
+    if length > limit {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {length} bytes is over {limit}")));
+    }
+    let mut block = vec![0u8; length];
+    reader.read_exact(&mut block)?;
+    Ok(block)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_round_trip_and_errors_keep_their_cause() {
+        let mut buffer = Vec::new();
+        let request = Request::Run { content_hash: "ab".into(), input: -7, with_module: true };
+        write_frame(&mut buffer, &request, b"\0asm").unwrap();
+        let error =
+            WireError::from(RuntimeError::Trap { function: AbiFunction::Process, trap: TrapKind::DivideByZero });
+        let reply = Reply::Done { result: Err(error), instantiation: Duration::from_micros(12) };
+        write_frame(&mut buffer, &reply, &[]).unwrap();
+
+        let mut reader = &buffer[..];
+        let (request, blob): (Request, _) = read_frame(&mut reader).unwrap();
+        assert!(matches!(request, Request::Run { input: -7, with_module: true, .. }));
+        assert_eq!(blob, b"\0asm");
+        let (reply, blob): (Reply, _) = read_frame(&mut reader).unwrap();
+        assert!(blob.is_empty());
+        let Reply::Done { result: Err(error), .. } = reply else { panic!("{reply:?}") };
+        assert!(matches!(
+            RuntimeError::from(error),
+            RuntimeError::Trap { function: AbiFunction::Process, trap: TrapKind::DivideByZero }
+        ));
+        assert_eq!(read_frame::<Reply>(&mut reader).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn oversized_frames_are_refused_without_allocating() {
+        let mut reader = &u32::MAX.to_le_bytes()[..];
+        assert_eq!(read_frame::<Reply>(&mut reader).unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+}

@@ -1,0 +1,262 @@
+//! Crash containment: hostile plugins run in worker processes and never take the server down.
+//!
+//! The fault plugins (`plugins/faults/`, built into `target/plugins/faults/`) are loaded with
+//! the ABI check off, as if they had skipped `check-abi`: the server must survive them anyway.
+
+use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
+
+use host::{
+    api::AppState,
+    metrics::Metrics,
+    runner::{WorkerPoolRunner, WorkerSettings},
+    runtime::{ExecutionMode, RuntimeConfig},
+};
+use serde_json::{Value, json};
+
+use crate::support::{TestServer, built_plugins, local_store, plugin_bytes, runtime_config};
+
+fn fault_bytes(name: &str) -> Vec<u8> {
+    let path = built_plugins().join("faults").join(format!("{name}.wasm"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask build-plugins`", path.display()))
+}
+
+const FAULTS: [&str; 9] = [
+    "loop-process",
+    "loop-init",
+    "deep-recursion",
+    "shadow-stack-recursion",
+    "grow-memory",
+    "huge-memory",
+    "traps",
+    "invalid-module",
+    "crash-on-some-inputs",
+];
+
+struct Isolated {
+    server: TestServer,
+    metrics: Arc<Metrics>,
+    _dir: tempfile::TempDir,
+}
+
+/// A server whose plugins run in worker processes, over a folder with `hello`, `abi` and every
+/// fault plugin, with the ABI check off.
+async fn isolated_server(timeout: Duration, settings: impl FnOnce(&mut WorkerSettings)) -> Isolated {
+    let dir = crate::support::plugin_dir(&["hello", "abi"]);
+    for fault in FAULTS {
+        std::fs::write(dir.path().join(format!("{fault}.wasm")), fault_bytes(fault)).unwrap();
+    }
+    let mut runtime = RuntimeConfig { enforce_abi: false, ..runtime_config(ExecutionMode::Aot) };
+    runtime.limits.call_timeout = timeout;
+    let mut worker_settings = WorkerSettings::new(PathBuf::from(env!("CARGO_BIN_EXE_host")));
+    worker_settings.workers = 2;
+    settings(&mut worker_settings);
+    let metrics = Arc::new(Metrics::new());
+    let runner = WorkerPoolRunner::new(local_store(dir.path()), runtime, worker_settings, Arc::clone(&metrics), 64)
+        .expect("workers start");
+    let server = TestServer::start(AppState::new(Arc::new(runner), Arc::clone(&metrics), 64)).await;
+    Isolated { server, metrics, _dir: dir }
+}
+
+fn code(body: &Value) -> Option<&str> {
+    body["error"]["code"].as_str()
+}
+
+#[tokio::test]
+async fn every_fault_gets_its_error_and_the_server_keeps_serving() {
+    let isolated = isolated_server(Duration::from_millis(300), |_| {}).await;
+    let server = &isolated.server;
+    // (plugin, input, status, code, words the message must contain)
+    let cases: &[(&str, i32, u16, Option<&str>, &str)] = &[
+        ("loop-process", 1, 504, Some("plugin_timeout"), "process"),
+        ("loop-init", 1, 504, Some("plugin_timeout"), "init"),
+        ("deep-recursion", 1, 500, Some("plugin_crashed"), "crashed its worker"),
+        ("shadow-stack-recursion", 1, 500, Some("plugin_trapped"), "out-of-bounds memory"),
+        ("huge-memory", 1, 500, Some("memory_limit"), "pages of memory"),
+        ("traps", 1, 500, Some("plugin_trapped"), "unreachable"),
+        ("traps", 2, 500, Some("plugin_trapped"), "division by zero"),
+        ("traps", 3, 500, Some("plugin_trapped"), "integer overflow"),
+        ("traps", 4, 500, Some("plugin_trapped"), "out-of-bounds memory"),
+        ("traps", 5, 500, Some("plugin_trapped"), "indirect call"),
+        ("invalid-module", 1, 500, Some("invalid_module"), "not a valid"),
+        ("crash-on-some-inputs", 7, 500, Some("plugin_crashed"), "crashed its worker"),
+    ];
+    for &(plugin, input, status, expected_code, words) in cases {
+        let (got_status, body) = server.run(plugin, input).await;
+        assert_eq!((got_status, code(&body)), (status, expected_code), "{plugin}({input}): {body}");
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(words), "{plugin}({input}): {message:?} lacks {words:?}");
+        // Right after each fault, a normal plugin answers correctly.
+        assert_eq!(server.run("hello", 21).await, (200, json!({ "output": 43 })), "after {plugin}({input})");
+    }
+    // Growing memory stops at the host's page cap (64 pages by default): an answer, not a crash.
+    assert_eq!(server.run("grow-memory", 1).await, (200, json!({ "output": 64 })));
+    // A plugin that crashes only on some inputs serves the others.
+    assert_eq!(server.run("crash-on-some-inputs", 8).await, (200, json!({ "output": 8 })));
+    assert_eq!(server.run("traps", 9).await, (200, json!({ "output": 9 })));
+}
+
+#[tokio::test]
+async fn a_plugin_that_keeps_crashing_is_quarantined_and_others_are_unaffected() {
+    let isolated = isolated_server(Duration::from_millis(300), |s| {
+        s.quarantine_after = 2;
+        s.quarantine_base = Duration::from_secs(2);
+    })
+    .await;
+    let server = &isolated.server;
+    for _ in 0..2 {
+        let (status, body) = server.run("deep-recursion", 1).await;
+        assert_eq!((status, code(&body)), (500, Some("plugin_crashed")), "{body}");
+    }
+    let response = server
+        .client
+        .post(server.url("/run"))
+        .json(&json!({"plugin": "deep-recursion", "input": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers()["retry-after"], "2");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(code(&body), Some("plugin_quarantined"), "{body}");
+
+    assert_eq!(server.run("hello", 21).await, (200, json!({ "output": 43 })), "other plugins are unaffected");
+    let status: Value =
+        server.client.get(server.url("/plugins/deep-recursion")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(status["quarantine"]["consecutive_crashes"], 2, "{status}");
+    let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains(r#"plugin_host_worker_crashes_total{plugin="deep-recursion"} 2"#), "{metrics}");
+    assert!(metrics.contains(r#"plugin_host_plugin_quarantined{plugin="deep-recursion"} 1"#), "{metrics}");
+    drop(isolated.metrics);
+
+    // After the backoff the plugin is tried again (and crashes again, doubling the quarantine).
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, body) = server.run("deep-recursion", 1).await;
+    assert_eq!((status, code(&body)), (500, Some("plugin_crashed")), "{body}");
+    let (status, body) = server.run("deep-recursion", 1).await;
+    assert_eq!((status, code(&body)), (503, Some("plugin_quarantined")), "{body}");
+}
+
+#[tokio::test]
+async fn workers_keep_hot_swap_and_every_version_answers() {
+    let isolated = isolated_server(Duration::from_secs(1), |_| {}).await;
+    let server = &isolated.server;
+    let dir = isolated._dir.path();
+    assert_eq!(server.run("hello", 5).await, (200, json!({ "output": 11 })));
+    crate::support::replace_atomically(dir, "hello", &plugin_bytes("simple"));
+    // Both workers must pick up the new version: ask more times than there are workers.
+    for _ in 0..6 {
+        assert_eq!(server.run("hello", 5).await, (200, json!({ "output": 6 })));
+    }
+}
+
+/// Resident memory of a process, in KiB.
+fn resident_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kib| kib.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The worker processes of this test process (children running the worker argument).
+fn worker_pids() -> Vec<u32> {
+    let me = std::process::id().to_string();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            // Field 4 of stat is the parent pid (after the parenthesised command name).
+            let parent = stat.rsplit(')').next().and_then(|rest| rest.split_whitespace().nth(1)).unwrap_or("");
+            parent == me && String::from_utf8_lossy(&cmdline).contains("__plugin-worker")
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn soak_ten_thousand_mixed_requests_a_third_hostile() {
+    let isolated = isolated_server(Duration::from_millis(50), |s| s.quarantine_after = 1_000_000).await;
+    let server = Arc::new(isolated.server);
+    let before = resident_kib(std::process::id());
+
+    // Each case: plugin, input, and what a correct answer is.
+    #[derive(Clone, Copy, Debug)]
+    enum Expect {
+        Output(i64),
+        Error(u16, &'static str),
+    }
+    let case = |i: i32| -> (&'static str, i32, Expect) {
+        match i % 9 {
+            0 => ("traps", 1 + (i / 9) % 5, Expect::Error(500, "plugin_trapped")),
+            1 => ("crash-on-some-inputs", 7 * (i / 9 % 50), Expect::Error(500, "plugin_crashed")),
+            2 => ("loop-process", i, Expect::Error(504, "plugin_timeout")),
+            3 => ("hello", i % 1000, Expect::Output(2 * i64::from(i % 1000) + 1)),
+            4 => ("abi", i % 46340, Expect::Output(i64::from(i % 46340).pow(2))),
+            5 => ("crash-on-some-inputs", 7 * (i % 1000) + 1, Expect::Output(7 * i64::from(i % 1000) + 1)),
+            6 => ("primes", 1000, Expect::Output(168)),
+            7 => ("checksum", 12345, Expect::Output(5)),
+            _ => ("simple", i, Expect::Output(i64::from(i) + 1)),
+        }
+    };
+    for name in ["primes", "checksum", "simple"] {
+        std::fs::write(isolated._dir.path().join(format!("{name}.wasm")), plugin_bytes(name)).unwrap();
+    }
+
+    let started = std::time::Instant::now();
+    let next = Arc::new(std::sync::atomic::AtomicI32::new(0));
+    let clients: Vec<_> = (0..16)
+        .map(|_| {
+            let (server, next) = (Arc::clone(&server), Arc::clone(&next));
+            tokio::spawn(async move {
+                let mut seen = BTreeMap::<String, u32>::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= 10_000 {
+                        return seen;
+                    }
+                    let (plugin, input, expect) = case(i);
+                    let (status, body) = server.run(plugin, input).await;
+                    match expect {
+                        Expect::Output(output) => {
+                            assert_eq!((status, &body), (200, &json!({ "output": output })), "{plugin}({input})")
+                        }
+                        Expect::Error(want_status, want_code) => {
+                            assert_eq!(
+                                (status, code(&body)),
+                                (want_status, Some(want_code)),
+                                "{plugin}({input}): {body}"
+                            )
+                        }
+                    }
+                    *seen.entry(format!("{status}")).or_default() += 1;
+                }
+            })
+        })
+        .collect();
+    let mut statuses = BTreeMap::<String, u32>::new();
+    let mut peak_workers = 0;
+    for client in clients {
+        peak_workers = peak_workers.max(worker_pids().len());
+        for (status, count) in client.await.unwrap() {
+            *statuses.entry(status).or_default() += count;
+        }
+    }
+    let elapsed = started.elapsed();
+    let after = resident_kib(std::process::id());
+    let workers = worker_pids();
+    let worker_rss: Vec<u64> = workers.iter().map(|&pid| resident_kib(pid)).collect();
+    println!(
+        "soak: 10,000 requests in {elapsed:?} ({:.0}/s), answers by status {statuses:?}; server RSS {before} KiB -> {after} KiB; \
+         workers alive {} (peak seen {peak_workers}), worker RSS KiB {worker_rss:?}",
+        10_000.0 / elapsed.as_secs_f64(),
+        workers.len(),
+    );
+    assert_eq!(statuses.values().sum::<u32>(), 10_000);
+    assert!(workers.len() <= 2, "worker count stays at the pool size: {workers:?}");
+    assert!(after < before + 64 * 1024, "server RSS grew from {before} KiB to {after} KiB");
+    assert!(worker_rss.iter().all(|&kib| kib < 256 * 1024), "worker RSS {worker_rss:?}");
+}
