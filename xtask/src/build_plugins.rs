@@ -298,16 +298,6 @@ pub(crate) enum Expectation {
     Violation(String),
 }
 
-impl Directives {
-    /// The violation the plugin must produce, if it states one; `None` means it must comply.
-    fn expected_violation(&self) -> Option<&str> {
-        match &self.expect {
-            Some(Expectation::Violation(code)) => Some(code),
-            Some(Expectation::Compliant) | None => None,
-        }
-    }
-}
-
 impl std::fmt::Display for Expectation {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -358,6 +348,14 @@ impl Directives {
             }
         }
         Ok(directives)
+    }
+
+    /// The violation the plugin must produce, if it states one; `None` means it must comply.
+    fn expected_violation(&self) -> Option<&str> {
+        match &self.expect {
+            Some(Expectation::Violation(code)) => Some(code),
+            Some(Expectation::Compliant) | None => None,
+        }
     }
 
     fn expect_once(&mut self, expectation: Expectation, line_no: usize) -> anyhow::Result<()> {

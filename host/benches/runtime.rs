@@ -1,0 +1,111 @@
+//! Runtime micro-benchmarks: what one plugin call costs, from the native floor to the seed's
+//! load-every-call design, for an overhead-bound plugin (`hello`) and a compute-bound one
+//! (`primes`). Run by `cargo xtask bench`, which reads the results into BENCHMARKS.md.
+//!
+//! Every variant runs the same logic and returns the same answer (checked before measuring):
+//! - `native`: the plugin's logic as a Rust function (the floor);
+//! - `seed_load_every_call`: read the file, validate and load it into a new VM, then
+//!   init/process/cleanup: the seed's design, in WasmEdge's interpreter (it has no compile
+//!   step; compiling AOT on every call would be slower still);
+//! - `cached_interpreter`, `cached_aot`: the module compiled once, a fresh instance per call;
+//! - `in_process_runner`, `worker_process_runner`: the whole runner path the server uses
+//!   (store `stat`, hot-swap check, fresh instance), in this process or in a worker process.
+
+use std::{hint::black_box, path::Path, sync::Arc, time::Duration};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use host::{
+    metrics::Metrics,
+    runner::{InProcessRunner, PluginRunner, WorkerPoolRunner, WorkerSettings},
+    runtime::{Engine, ExecutionMode, RuntimeConfig},
+    store::{LocalPluginStore, PluginName},
+};
+
+fn plugin_dir() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins"))
+}
+
+fn config(mode: ExecutionMode) -> RuntimeConfig {
+    let aot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-aot-cache");
+    RuntimeConfig { aot_cache_dir: Some(aot), ..RuntimeConfig::new(mode) }
+}
+
+fn native_hello(x: i32) -> i32 {
+    2 * x + 1
+}
+
+/// The same trial division as `plugins/primes/primes.c`.
+fn native_primes(n: i32) -> i32 {
+    let is_prime = |n: i32| {
+        if n < 4 {
+            return n >= 2;
+        }
+        if n % 2 == 0 {
+            return false;
+        }
+        let mut d = 3;
+        while d <= n / d {
+            if n % d == 0 {
+                return false;
+            }
+            d += 2;
+        }
+        true
+    };
+    (2..=n).filter(|&k| is_prime(k)).count() as i32
+}
+
+/// The compute-bound workload's input: large enough that compute dominates the call.
+const PRIMES_INPUT: i32 = 20_000;
+
+fn workload(c: &mut Criterion, plugin: &str, input: i32, native: fn(i32) -> i32) {
+    let expected = native(input);
+    let file = plugin_dir().join(format!("{plugin}.wasm"));
+    let bytes = std::fs::read(&file).expect("run `cargo xtask build-plugins` first");
+    let hash = host::runner::content_hash(&bytes);
+    let mut group = c.benchmark_group(plugin);
+
+    group.bench_function("native", |b| b.iter(|| native(black_box(input))));
+
+    let interpreter = Engine::new(config(ExecutionMode::Interpreter)).unwrap();
+    let seed_call = || {
+        let bytes = std::fs::read(&file).unwrap();
+        interpreter.compile(&bytes, &hash).unwrap().call(black_box(input)).unwrap()
+    };
+    assert_eq!(seed_call(), expected);
+    group.bench_function("seed_load_every_call", |b| b.iter(seed_call));
+
+    for (name, mode) in [("cached_interpreter", ExecutionMode::Interpreter), ("cached_aot", ExecutionMode::Aot)] {
+        let engine = Engine::new(config(mode)).unwrap();
+        let compiled = engine.compile(&bytes, &hash).unwrap();
+        assert_eq!(compiled.call(input).unwrap(), expected);
+        group.bench_function(name, |b| b.iter(|| compiled.call(black_box(input)).unwrap()));
+    }
+
+    let name = PluginName::new(plugin).unwrap();
+    let store = || Arc::new(LocalPluginStore::new(plugin_dir(), 16 << 20).unwrap());
+    let metrics = Arc::new(Metrics::new());
+    let engine = Engine::new(config(ExecutionMode::Aot)).unwrap();
+    let in_process = InProcessRunner::new(store(), engine, Arc::clone(&metrics), 16);
+    assert_eq!(in_process.run(&name, input).unwrap(), expected);
+    group.bench_function("in_process_runner", |b| b.iter(|| in_process.run(&name, black_box(input)).unwrap()));
+
+    let mut settings = WorkerSettings::new(env!("CARGO_BIN_EXE_host").into());
+    settings.workers = 1;
+    let workers = WorkerPoolRunner::new(store(), config(ExecutionMode::Aot), settings, metrics, 16).unwrap();
+    assert_eq!(workers.run(&name, input).unwrap(), expected);
+    group.bench_function("worker_process_runner", |b| b.iter(|| workers.run(&name, black_box(input)).unwrap()));
+    group.finish();
+}
+
+fn benches(c: &mut Criterion) {
+    workload(c, "hello", 21, native_hello);
+    workload(c, "primes", PRIMES_INPUT, native_primes);
+}
+
+criterion_group! {
+    name = runtime;
+    config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(3));
+    targets = benches
+}
+criterion_main!(runtime);
