@@ -99,6 +99,7 @@ impl Config {
             },
             aot_cache_dir: self.aot_cache_dir.clone(),
             enforce_abi: true,
+            external_deadline: false,
         }
     }
 }

@@ -40,9 +40,17 @@ pub struct RuntimeConfig {
     /// Where AOT-compiled plugins are kept between runs. Default (`None`): a `plugin-host/aot`
     /// folder under the system's temporary directory.
     pub aot_cache_dir: Option<PathBuf>,
-    /// Check the plugin ABI before loading. Default: `true`. Only tests of the runtime's own
-    /// defences turn it off, to load modules that `check-abi` would have refused.
+    /// Check the plugin ABI before loading. Default: `true`. Worker processes turn it off
+    /// because their server already checked, and tests of the host's own defences turn it off
+    /// to load modules that `check-abi` would have refused.
     pub enforce_abi: bool,
+    /// Leave the call deadline to a supervisor outside this process. Default: `false`.
+    ///
+    /// WasmEdge stops a late call with a POSIX timer and a signal per function call, which
+    /// costs about 6 us each (three per request; measured, see BENCHMARKS.md). A worker process
+    /// whose server kills it at the deadline does not need that, so workers run calls without
+    /// it. Never set this where nothing else enforces the deadline.
+    pub external_deadline: bool,
 }
 
 impl Default for RuntimeConfig {
@@ -52,6 +60,7 @@ impl Default for RuntimeConfig {
             limits: Limits::default(),
             aot_cache_dir: None,
             enforce_abi: true,
+            external_deadline: false,
         }
     }
 }

@@ -21,6 +21,9 @@ pub struct PluginInstance {
     /// not get three timeouts' worth of CPU by being slow in each function.
     deadline: Instant,
     timeout: Duration,
+    /// Set when a supervisor outside this process enforces the deadline (see
+    /// [`RuntimeConfig::external_deadline`](super::RuntimeConfig::external_deadline)).
+    external_deadline: bool,
 }
 
 impl std::fmt::Debug for PluginInstance {
@@ -44,7 +47,7 @@ impl CompiledPlugin {
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let mut vm = Vm::new(store);
         vm.register_module(None, self.module.clone()).map_err(|e| RuntimeError::Instantiation(e.to_string()))?;
-        Ok(PluginInstance { vm, deadline, timeout: self.timeout })
+        Ok(PluginInstance { vm, deadline, timeout: self.timeout, external_deadline: self.external_deadline })
     }
 
     /// The whole lifecycle on a fresh instance; see [`PluginInstance::run`].
@@ -99,10 +102,12 @@ impl PluginInstance {
             return Err(RuntimeError::Timeout { function, timeout });
         }
         let args = argument.map(WasmValue::from_i32);
-        let returns = self
-            .vm
-            .run_func_with_timeout(None, function.export_name(), args, remaining)
-            .map_err(|e| RuntimeError::from_call(function, timeout, *e))?;
+        let returns = if self.external_deadline {
+            self.vm.run_func(None, function.export_name(), args)
+        } else {
+            self.vm.run_func_with_timeout(None, function.export_name(), args, remaining)
+        }
+        .map_err(|e| RuntimeError::from_call(function, timeout, *e))?;
         let value = returns
             .first()
             .map(WasmValue::to_i32)

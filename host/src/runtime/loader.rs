@@ -69,6 +69,7 @@ impl Engine {
             module,
             config: Arc::clone(&self.config),
             timeout: self.settings.limits.call_timeout,
+            external_deadline: self.settings.external_deadline,
             abi_version: report.abi_version,
         })
     }
@@ -120,6 +121,7 @@ pub struct CompiledPlugin {
     pub(super) module: Module,
     pub(super) config: Arc<Config>,
     pub(super) timeout: std::time::Duration,
+    pub(super) external_deadline: bool,
     abi_version: Option<u32>,
 }
 

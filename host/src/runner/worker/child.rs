@@ -53,21 +53,21 @@ fn serve(mut input: impl io::Read, mut output: impl io::Write) -> anyhow::Result
             Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e).context("reading a request"),
         };
-        let Request::Run { content_hash, input: argument, with_module } = request else {
-            bail!("unexpected request after hello");
-        };
-        if with_module {
-            match engine.compile(&blob, &content_hash) {
-                Ok(plugin) => {
-                    modules.put(content_hash.clone(), plugin);
-                }
-                Err(error) => {
-                    let reply = Reply::Done { result: Err(error.into()), instantiation: Default::default() };
-                    write_frame(&mut output, &reply, &[])?;
-                    continue;
-                }
+        let (content_hash, argument) = match request {
+            Request::Run { content_hash, input } => (content_hash, input),
+            Request::Load { content_hash } => {
+                let reply = match engine.compile(&blob, &content_hash) {
+                    Ok(plugin) => {
+                        modules.put(content_hash, plugin);
+                        Reply::Loaded
+                    }
+                    Err(error) => Reply::Done { result: Err(error.into()), instantiation: Default::default() },
+                };
+                write_frame(&mut output, &reply, &[])?;
+                continue;
             }
-        }
+            Request::Hello { .. } => bail!("a second hello"),
+        };
         let Some(plugin) = modules.get(&content_hash) else {
             write_frame(&mut output, &Reply::NeedModule, &[])?;
             continue;

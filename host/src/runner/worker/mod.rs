@@ -74,9 +74,10 @@ pub enum WorkerFailure {
     /// The worker died while running the plugin: a crash inside WasmEdge or the plugin's code.
     #[error("the plugin crashed its worker process ({})", describe_exit(*.signal, *.exit_code))]
     Crashed { signal: Option<i32>, exit_code: Option<i32> },
-    /// The worker did not answer within the call's deadline plus a margin, and was killed.
-    #[error("the worker process did not answer within {after:?} and was killed")]
-    Unresponsive { after: Duration },
+    /// The call ran past its deadline, so its worker was killed (workers run calls without
+    /// WasmEdge's own timer; the server is the timer).
+    #[error("the plugin did not finish within its {deadline:?} deadline; its worker process was stopped")]
+    Unresponsive { deadline: Duration },
     #[error("starting a worker process failed: {0}")]
     Spawn(String),
 }
@@ -126,8 +127,9 @@ impl WorkerPoolRunner {
         metrics: Arc<Metrics>,
         capacity: usize,
     ) -> Result<Self, WorkerFailure> {
-        // Workers trust the server's ABI check instead of repeating it.
-        let worker_runtime = RuntimeConfig { enforce_abi: false, ..runtime.clone() };
+        // Workers trust the server's ABI check instead of repeating it, and the server enforces
+        // the deadline by killing a late worker, which spares every call WasmEdge's timer.
+        let worker_runtime = RuntimeConfig { enforce_abi: false, external_deadline: true, ..runtime.clone() };
         let pool = Pool::new(settings.clone(), worker_runtime)?;
         let catalog = Catalog::new(store, Arc::clone(&metrics), capacity);
         Ok(WorkerPoolRunner { catalog, pool, runtime, settings, metrics, crashes: Mutex::new(HashMap::new()) })
@@ -326,39 +328,72 @@ struct Worker {
     known: HashSet<String>,
 }
 
-/// Time a worker gets beyond the call's own deadline before it is declared unresponsive:
-/// WasmEdge stops a late call itself, so only a worker stuck outside plugin code needs this.
-const RESPONSE_MARGIN: Duration = Duration::from_secs(1);
-/// Extra time when the module travels along: the worker compiles it first (AOT: tens of ms).
-const COMPILE_MARGIN: Duration = Duration::from_secs(30);
+/// Time a worker gets beyond the call's deadline for the round trip itself.
+const RESPONSE_MARGIN: Duration = Duration::from_millis(20);
+/// Time a worker gets to validate and compile a module (AOT: tens of milliseconds for a small
+/// plugin, more for a large one; loaded from the disk cache when another worker compiled it).
+const COMPILE_ALLOWANCE: Duration = Duration::from_secs(30);
 
 type CallResult = (Result<i32, protocol::WireError>, Duration);
 
 impl Worker {
+    /// Runs one call. The module travels only when this worker has not been sent it yet (or
+    /// has evicted it); compiling it gets its own, generous allowance, the call itself only its
+    /// deadline.
     fn call(&mut self, module: &CheckedModule, input: i32, timeout: Duration) -> Result<CallResult, WorkerFailure> {
-        let mut with_module = !self.known.contains(&module.content_hash);
-        loop {
-            let allowed = timeout + RESPONSE_MARGIN + if with_module { COMPILE_MARGIN } else { Duration::ZERO };
-            let request = Request::Run { content_hash: module.content_hash.clone(), input, with_module };
-            let blob = if with_module { &module.bytes[..] } else { &[] };
-            let reply = write_frame(&mut self.socket, &request, blob)
-                .and_then(|()| self.socket.set_read_timeout(Some(allowed)))
-                .and_then(|()| read_frame::<Reply>(&mut self.socket));
-            match reply {
-                Ok((Reply::Done { result, instantiation }, _)) => {
-                    self.known.insert(module.content_hash.clone());
-                    return Ok((result, instantiation));
-                }
-                Ok((Reply::NeedModule, _)) if !with_module => with_module = true,
-                Ok((other, _)) => {
-                    tracing::error!(?other, "worker broke the protocol");
-                    return Err(self.failure());
-                }
-                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                    return Err(WorkerFailure::Unresponsive { after: allowed });
-                }
-                Err(_) => return Err(self.failure()),
+        let hash = &module.content_hash;
+        if !self.known.contains(hash) {
+            if let Some(failed) = self.load(module)? {
+                return Ok(failed);
             }
+        }
+        let run = Request::Run { content_hash: hash.clone(), input };
+        match self.exchange(&run, &[], timeout + RESPONSE_MARGIN) {
+            Ok(Reply::Done { result, instantiation }) => Ok((result, instantiation)),
+            Ok(Reply::NeedModule) => {
+                self.known.remove(hash);
+                if let Some(failed) = self.load(module)? {
+                    return Ok(failed);
+                }
+                match self.exchange(&run, &[], timeout + RESPONSE_MARGIN) {
+                    Ok(Reply::Done { result, instantiation }) => Ok((result, instantiation)),
+                    other => Err(self.broken(other, timeout)),
+                }
+            }
+            other => Err(self.broken(other, timeout)),
+        }
+    }
+
+    /// Sends a module; returns the compile failure as the call's result, if any.
+    fn load(&mut self, module: &CheckedModule) -> Result<Option<CallResult>, WorkerFailure> {
+        let load = Request::Load { content_hash: module.content_hash.clone() };
+        match self.exchange(&load, &module.bytes, COMPILE_ALLOWANCE) {
+            Ok(Reply::Loaded) => {
+                self.known.insert(module.content_hash.clone());
+                Ok(None)
+            }
+            Ok(Reply::Done { result, instantiation }) => Ok(Some((result, instantiation))),
+            other => Err(self.broken(other, COMPILE_ALLOWANCE)),
+        }
+    }
+
+    fn exchange(&mut self, request: &Request, blob: &[u8], allowed: Duration) -> io::Result<Reply> {
+        write_frame(&mut self.socket, request, blob)?;
+        self.socket.set_read_timeout(Some(allowed))?;
+        Ok(read_frame::<Reply>(&mut self.socket)?.0)
+    }
+
+    /// What went wrong with an exchange that did not give the expected reply.
+    fn broken(&mut self, outcome: io::Result<Reply>, deadline: Duration) -> WorkerFailure {
+        match outcome {
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                WorkerFailure::Unresponsive { deadline }
+            }
+            Ok(reply) => {
+                tracing::error!(?reply, "worker broke the protocol");
+                self.failure()
+            }
+            Err(_) => self.failure(),
         }
     }
 

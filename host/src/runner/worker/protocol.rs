@@ -27,8 +27,10 @@ const MAX_BLOB_BYTES: usize = 256 << 20;
 pub enum Request {
     /// First message: how to run plugins, and the OS limits to put on itself.
     Hello { version: u32, runtime: RuntimeConfig, memory_limit_bytes: Option<u64> },
-    /// Run the module with this content hash; its bytes follow when `with_module` is set.
-    Run { content_hash: String, input: i32, with_module: bool },
+    /// Compile and keep the module whose bytes follow.
+    Load { content_hash: String },
+    /// Run the module with this content hash on a fresh instance.
+    Run { content_hash: String, input: i32 },
 }
 
 /// Worker to server.
@@ -37,7 +39,9 @@ pub enum Reply {
     Ready {
         version: u32,
     },
-    /// The worker does not have that module (any more): send it along.
+    /// The module is compiled and kept.
+    Loaded,
+    /// The worker does not have that module (any more): load it first.
     NeedModule,
     Done {
         result: Result<i32, WireError>,
@@ -145,7 +149,7 @@ mod tests {
     #[test]
     fn frames_round_trip_and_errors_keep_their_cause() {
         let mut buffer = Vec::new();
-        let request = Request::Run { content_hash: "ab".into(), input: -7, with_module: true };
+        let request = Request::Load { content_hash: "ab".into() };
         write_frame(&mut buffer, &request, b"\0asm").unwrap();
         let error =
             WireError::from(RuntimeError::Trap { function: AbiFunction::Process, trap: TrapKind::DivideByZero });
@@ -154,7 +158,7 @@ mod tests {
 
         let mut reader = &buffer[..];
         let (request, blob): (Request, _) = read_frame(&mut reader).unwrap();
-        assert!(matches!(request, Request::Run { input: -7, with_module: true, .. }));
+        assert!(matches!(request, Request::Load { ref content_hash } if content_hash == "ab"));
         assert_eq!(blob, b"\0asm");
         let (reply, blob): (Reply, _) = read_frame(&mut reader).unwrap();
         assert!(blob.is_empty());
