@@ -8,6 +8,8 @@
 //!   init/process/cleanup: the seed's design, in WasmEdge's interpreter (it has no compile
 //!   step; compiling AOT on every call would be slower still);
 //! - `cached_interpreter`, `cached_aot`: the module compiled once, a fresh instance per call;
+//! - `cached_aot_supervised`: the same without WasmEdge's per-call timer, as worker processes
+//!   run calls (their server enforces the deadline);
 //! - `in_process_runner`, `worker_process_runner`: the whole runner path the server uses
 //!   (store `stat`, hot-swap check, fresh instance), in this process or in a worker process.
 
@@ -75,8 +77,14 @@ fn workload(c: &mut Criterion, plugin: &str, input: i32, native: fn(i32) -> i32)
     assert_eq!(seed_call(), expected);
     group.bench_function("seed_load_every_call", |b| b.iter(seed_call));
 
-    for (name, mode) in [("cached_interpreter", ExecutionMode::Interpreter), ("cached_aot", ExecutionMode::Aot)] {
-        let engine = Engine::new(config(mode)).unwrap();
+    let variants = [
+        ("cached_interpreter", config(ExecutionMode::Interpreter)),
+        ("cached_aot", config(ExecutionMode::Aot)),
+        // What worker processes run: no per-call WasmEdge timer, the server enforces the deadline.
+        ("cached_aot_supervised", RuntimeConfig { external_deadline: true, ..config(ExecutionMode::Aot) }),
+    ];
+    for (name, config) in variants {
+        let engine = Engine::new(config).unwrap();
         let compiled = engine.compile(&bytes, &hash).unwrap();
         assert_eq!(compiled.call(input).unwrap(), expected);
         group.bench_function(name, |b| b.iter(|| compiled.call(black_box(input)).unwrap()));

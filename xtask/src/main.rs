@@ -4,6 +4,7 @@
 //! [`setup`] first, which finds or installs them (see BUILD.md). Each subcommand lives in its
 //! own module with a `run(self, sh: &Shell)` entry point.
 
+mod bench;
 mod build_plugins;
 mod check_abi;
 mod run;
@@ -34,6 +35,8 @@ enum Command {
     Run(run::Run),
     /// Set everything up and run every test in the workspace.
     Test(test::Test),
+    /// Run every benchmark (release build) and write BENCHMARKS.md and docs/benchmarks.svg.
+    Bench(bench::Bench),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,6 +49,7 @@ fn main() -> anyhow::Result<()> {
         Command::CheckAbi(cmd) => cmd.run(&sh),
         Command::Run(cmd) => cmd.run(&sh),
         Command::Test(cmd) => cmd.run(&sh),
+        Command::Bench(cmd) => cmd.run(&sh),
     }
 }
 

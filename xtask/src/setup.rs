@@ -112,7 +112,7 @@ fn builds_wasm(sh: &Shell, clang: &Path) -> bool {
 }
 
 /// Resolves a bare program name through `PATH`; paths are taken as they are.
-fn resolve_program(program: &Path) -> Option<PathBuf> {
+pub(crate) fn resolve_program(program: &Path) -> Option<PathBuf> {
     if program.components().count() > 1 {
         return program.is_file().then(|| program.to_path_buf());
     }
@@ -154,7 +154,7 @@ fn find_libclang() -> Option<PathBuf> {
 
 /// Installs distribution packages when that is possible without asking anybody (root on a
 /// Debian-family machine); otherwise fails with the exact command to run.
-fn apt_install(sh: &Shell, packages: &[String], what: &str) -> anyhow::Result<()> {
+pub(crate) fn apt_install(sh: &Shell, packages: &[String], what: &str) -> anyhow::Result<()> {
     let command = format!("apt-get install -y --no-install-recommends {}", packages.join(" "));
     if !is_debian_family() {
         bail!(

@@ -1,0 +1,49 @@
+//! The HTTP baseline for `cargo xtask bench`: the host's own HTTP stack (routes, JSON, error
+//! mapping, blocking pool, metrics) answering `POST /run` with native Rust functions instead of
+//! plugins. The difference between this server and the real one is the cost of WebAssembly.
+//!
+//! `cargo run --release -p host --example native_server -- 127.0.0.1:8090`
+
+use std::sync::Arc;
+
+use host::{
+    api::{AppState, app},
+    metrics::Metrics,
+    runner::{PluginRunner, PluginStatus, RunError},
+    store::{PluginName, StoreError},
+};
+
+/// `hello` computes what `plugins/hello` does.
+#[derive(Debug)]
+struct NativeRunner;
+
+impl PluginRunner for NativeRunner {
+    fn run(&self, name: &PluginName, input: i32) -> Result<i32, RunError> {
+        match name.as_str() {
+            "hello" => Ok(2 * input + 1),
+            _ => Err(StoreError::NotFound(name.clone()).into()),
+        }
+    }
+
+    fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError> {
+        Err(StoreError::NotFound(name.clone()).into())
+    }
+
+    fn list(&self) -> Result<Vec<PluginStatus>, RunError> {
+        Ok(Vec::new())
+    }
+
+    fn describe_store(&self) -> String {
+        "native functions (benchmark baseline)".into()
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8090".into());
+    let listener = tokio::net::TcpListener::bind(&addr).await?;
+    eprintln!("native baseline listening addr={}", listener.local_addr()?);
+    let state = AppState::new(Arc::new(NativeRunner), Arc::new(Metrics::new()), 256);
+    axum::serve(listener, app(state)).await?;
+    Ok(())
+}

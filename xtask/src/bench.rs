@@ -1,0 +1,426 @@
+//! `cargo xtask bench`: every benchmark in one run, written up in BENCHMARKS.md.
+//!
+//! 1. Runtime micro-benchmarks (criterion, `host/benches/runtime.rs`): one plugin call from
+//!    the native floor to the seed's load-every-call design, for `hello` and `primes`.
+//! 2. HTTP load on 127.0.0.1 with `wrk` at concurrency 1, 16 and 64: `POST /run` hello on the
+//!    host in process isolation and in-process, next to the same HTTP stack answering with a
+//!    native function (`host/examples/native_server.rs`). Resident memory of each server (and
+//!    its workers) is read before and after, over every request it served.
+//!
+//! The figures go between the `bench:begin`/`bench:end` markers of BENCHMARKS.md, and a bar
+//! chart to `docs/benchmarks.svg`. Nothing here fails on slow numbers: benchmarks report.
+
+use std::{
+    fmt::Write as _,
+    fs,
+    io::{BufRead, BufReader},
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::mpsc,
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+use xshell::{Shell, cmd};
+
+use crate::{build_plugins::BuildPlugins, setup, step};
+
+#[derive(Debug, clap::Args)]
+pub struct Bench {
+    /// Seconds per HTTP load run.
+    #[arg(long, default_value_t = 5)]
+    seconds: u32,
+}
+
+/// One criterion result: group/function and its mean time in nanoseconds.
+#[derive(Debug)]
+struct Micro {
+    group: String,
+    function: String,
+    mean_ns: f64,
+}
+
+#[derive(Debug)]
+struct Load {
+    server: &'static str,
+    connections: u32,
+    requests_per_sec: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    errors: u64,
+}
+
+#[derive(Debug)]
+struct Memory {
+    server: &'static str,
+    requests: u64,
+    before_kib: u64,
+    after_kib: u64,
+}
+
+const MICRO_FUNCTIONS: [&str; 7] = [
+    "native",
+    "seed_load_every_call",
+    "cached_interpreter",
+    "cached_aot",
+    "cached_aot_supervised",
+    "in_process_runner",
+    "worker_process_runner",
+];
+
+impl Bench {
+    pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        setup::Setup {}.run(sh)?;
+        BuildPlugins::default().run(sh)?;
+
+        step("runtime micro-benchmarks (criterion)");
+        cmd!(sh, "cargo bench --package host --bench runtime").run()?;
+        let micro = read_criterion(&sh.current_dir().join("target/criterion"))?;
+
+        step("building the release server and the native baseline");
+        cmd!(sh, "cargo build --quiet --release --package host --bin host --example native_server").run()?;
+        let wrk = ensure_wrk(sh)?;
+        let script = sh.create_temp_dir()?;
+        let lua = script.path().join("post.lua");
+        fs::write(
+            &lua,
+            "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json\"\n\
+             wrk.body = '{\"plugin\":\"hello\",\"input\":21}'\n",
+        )?;
+
+        let plugins = sh.current_dir().join(crate::PLUGIN_OUT_DIR);
+        let host = sh.current_dir().join("target/release/host");
+        let native = sh.current_dir().join("target/release/examples/native_server");
+        let servers: [(&'static str, Command); 3] = [
+            ("native", {
+                let mut c = Command::new(&native);
+                c.arg("127.0.0.1:0");
+                c
+            }),
+            ("in-process", host_command(&host, &plugins, "in-process")),
+            ("process", host_command(&host, &plugins, "process")),
+        ];
+        let mut loads = Vec::new();
+        let mut memory = Vec::new();
+        for (server, command) in servers {
+            step(format!("HTTP load: {server}"));
+            let running = RunningServer::start(command)?;
+            let url = format!("http://{}/run", running.addr);
+            // Warm up: compile caches, connection pools, worker processes.
+            wrk_run(&wrk, &lua, &url, 16, 1)?;
+            let before = running.resident_kib();
+            let mut requests = 0;
+            for connections in [1, 16, 64] {
+                let (load, served) = wrk_run(&wrk, &lua, &url, connections, self.seconds)?;
+                requests += served;
+                println!("    {server} c={connections}: {load:?}");
+                loads.push(Load { server, ..load });
+            }
+            let after = running.resident_kib();
+            memory.push(Memory { server, requests, before_kib: before, after_kib: after });
+            running.stop();
+        }
+
+        let report = render(&micro, &loads, &memory);
+        write_report(sh, &report)?;
+        fs::create_dir_all(sh.current_dir().join("docs"))?;
+        fs::write(sh.current_dir().join("docs/benchmarks.svg"), chart(&micro))?;
+        step("wrote BENCHMARKS.md and docs/benchmarks.svg");
+        println!("{report}");
+        Ok(())
+    }
+}
+
+fn host_command(host: &Path, plugins: &Path, isolation: &str) -> Command {
+    let mut command = Command::new(host);
+    command
+        .env("LISTEN_ADDR", "127.0.0.1:0")
+        .env("PLUGIN_DIR", plugins)
+        .env("ISOLATION", isolation)
+        .env("RUST_LOG", "warn,host=info")
+        .env("MAX_IN_FLIGHT", "1024");
+    command
+}
+
+fn ensure_wrk(sh: &Shell) -> anyhow::Result<std::path::PathBuf> {
+    if let Some(wrk) = setup::resolve_program(Path::new("wrk")) {
+        return Ok(wrk);
+    }
+    setup::apt_install(sh, &["wrk".to_string()], "the wrk load generator")?;
+    setup::resolve_program(Path::new("wrk")).context("wrk was installed but is not on PATH")
+}
+
+/// A server process and the address it said it listens on.
+struct RunningServer {
+    child: Child,
+    addr: String,
+}
+
+impl RunningServer {
+    fn start(mut command: Command) -> anyhow::Result<Self> {
+        let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+        let stderr = BufReader::new(child.stderr.take().context("stderr")?);
+        let (lines_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        loop {
+            let line = lines.recv_timeout(Duration::from_secs(60)).context("the server did not report its address")?;
+            if let Some(addr) = line.split("addr=").nth(1) {
+                let addr = addr.split_whitespace().next().unwrap_or_default().to_string();
+                return Ok(RunningServer { child, addr });
+            }
+        }
+    }
+
+    /// Resident memory of the server and every process it started (its workers), in KiB.
+    fn resident_kib(&self) -> u64 {
+        let pid = self.child.id();
+        let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        std::iter::once(pid)
+            .chain(children.split_whitespace().filter_map(|c| c.parse().ok()))
+            .map(|pid| {
+                let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+                status
+                    .lines()
+                    .find(|l| l.starts_with("VmRSS:"))
+                    .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+                    .unwrap_or(0)
+            })
+            .sum()
+    }
+
+    fn stop(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs wrk and parses its report; returns the figures and the number of requests.
+fn wrk_run(wrk: &Path, lua: &Path, url: &str, connections: u32, seconds: u32) -> anyhow::Result<(Load, u64)> {
+    let threads = connections.min(2);
+    let output = Command::new(wrk)
+        .args(["--latency", "-t", &threads.to_string(), "-c", &connections.to_string()])
+        .args(["-d", &format!("{seconds}s"), "-s"])
+        .arg(lua)
+        .arg(url)
+        .output()
+        .context("running wrk")?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        bail!("wrk failed: {text}{}", String::from_utf8_lossy(&output.stderr));
+    }
+    let field = |prefix: &str| -> Option<String> {
+        text.lines().map(str::trim).find_map(|l| l.strip_prefix(prefix)).map(|rest| rest.trim().to_string())
+    };
+    let requests_per_sec = field("Requests/sec:").and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let p50_ms = field("50%").map(|v| duration_ms(&v)).unwrap_or(f64::NAN);
+    let p99_ms = field("99%").map(|v| duration_ms(&v)).unwrap_or(f64::NAN);
+    let non_2xx: u64 = field("Non-2xx or 3xx responses:").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let socket_errors: u64 = field("Socket errors:")
+        .map(|v| v.split(',').filter_map(|part| part.split_whitespace().last()?.parse::<u64>().ok()).sum())
+        .unwrap_or(0);
+    let served = text
+        .lines()
+        .find(|l| l.contains("requests in"))
+        .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0);
+    let load = Load { server: "", connections, requests_per_sec, p50_ms, p99_ms, errors: non_2xx + socket_errors };
+    Ok((load, served))
+}
+
+/// wrk prints durations as `812.00us`, `1.20ms` or `2.01s`.
+fn duration_ms(text: &str) -> f64 {
+    let split = text.find(|c: char| c.is_ascii_alphabetic()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: f64 = number.parse().unwrap_or(f64::NAN);
+    match unit {
+        "us" => number / 1000.0,
+        "ms" => number,
+        "s" => number * 1000.0,
+        _ => f64::NAN,
+    }
+}
+
+fn read_criterion(dir: &Path) -> anyhow::Result<Vec<Micro>> {
+    let mut results = Vec::new();
+    for group in ["hello", "primes"] {
+        for function in MICRO_FUNCTIONS {
+            let path = dir.join(group).join(function).join("new/estimates.json");
+            let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let estimates: serde_json::Value = serde_json::from_str(&text)?;
+            let mean_ns = estimates["mean"]["point_estimate"].as_f64().context("criterion estimate")?;
+            results.push(Micro { group: group.into(), function: function.into(), mean_ns });
+        }
+    }
+    Ok(results)
+}
+
+fn mean(micro: &[Micro], group: &str, function: &str) -> f64 {
+    micro.iter().find(|m| m.group == group && m.function == function).map_or(f64::NAN, |m| m.mean_ns)
+}
+
+fn human_time(ns: f64) -> String {
+    match ns {
+        ns if ns < 1_000.0 => format!("{ns:.1} ns"),
+        ns if ns < 1_000_000.0 => format!("{:.1} µs", ns / 1_000.0),
+        ns => format!("{:.2} ms", ns / 1_000_000.0),
+    }
+}
+
+fn render(micro: &[Micro], loads: &[Load], memory: &[Memory]) -> String {
+    let mut out = String::new();
+    let machine = fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_default();
+    let cores = std::thread::available_parallelism().map_or(0, usize::from);
+    let _ = writeln!(out, "Measured by `cargo xtask bench` on {cores} cores ({machine}).\n");
+    let _ = writeln!(out, "### One plugin call (criterion, mean)\n");
+    let _ = writeln!(out, "| variant | hello | primes(20000) |");
+    let _ = writeln!(out, "|---|---|---|");
+    for function in MICRO_FUNCTIONS {
+        let _ = writeln!(
+            out,
+            "| `{function}` | {} | {} |",
+            human_time(mean(micro, "hello", function)),
+            human_time(mean(micro, "primes", function))
+        );
+    }
+    let _ = writeln!(out, "\n![call cost by variant](docs/benchmarks.svg)\n");
+    let _ = writeln!(out, "### `POST /run` hello over HTTP (wrk, 127.0.0.1)\n");
+    let _ = writeln!(out, "| server | connections | requests/s | p50 | p99 | errors |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    for load in loads {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.0} | {:.3} ms | {:.3} ms | {} |",
+            load.server, load.connections, load.requests_per_sec, load.p50_ms, load.p99_ms, load.errors
+        );
+    }
+    let _ = writeln!(out, "\n### Resident memory over the load runs (server and its workers)\n");
+    let _ = writeln!(out, "| server | requests served | RSS before | RSS after |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for m in memory {
+        let _ = writeln!(out, "| {} | {} | {} KiB | {} KiB |", m.server, m.requests, m.before_kib, m.after_kib);
+    }
+
+    let load = |server: &str, c: u32| loads.iter().find(|l| l.server == server && l.connections == c);
+    let _ = writeln!(out, "\n### Targets\n");
+    let _ = writeln!(out, "| target | measured | met |");
+    let _ = writeln!(out, "|---|---|---|");
+    let seed = mean(micro, "hello", "seed_load_every_call");
+    for function in ["cached_aot", "cached_aot_supervised"] {
+        let ratio = seed / mean(micro, "hello", function);
+        let _ = writeln!(
+            out,
+            "| fresh-state call ≥ 4x cheaper than the seed's load-every-call (`{function}`) | {ratio:.1}x | {} |",
+            yes(ratio >= 4.0)
+        );
+    }
+    for function in ["cached_aot", "cached_aot_supervised"] {
+        let ratio = mean(micro, "primes", function) / mean(micro, "primes", "native");
+        let _ = writeln!(
+            out,
+            "| compute-bound plugin within 2x of native (`{function}`) | {ratio:.2}x | {} |",
+            yes(ratio <= 2.0)
+        );
+    }
+    if let Some(native) = load("native", 16) {
+        for server in ["in-process", "process"] {
+            if let Some(ours) = load(server, 16) {
+                let share = ours.requests_per_sec / native.requests_per_sec;
+                let p99 = ours.p99_ms / native.p99_ms;
+                let _ = writeln!(
+                    out,
+                    "| c=16 throughput ≥ 50% of native, {server} | {:.0}% | {} |",
+                    share * 100.0,
+                    yes(share >= 0.5)
+                );
+                let _ = writeln!(out, "| c=16 p99 ≤ 2x native, {server} | {p99:.1}x | {} |", yes(p99 <= 2.0));
+                let _ = writeln!(out, "| c=16 zero errors, {server} | {} | {} |", ours.errors, yes(ours.errors == 0));
+            }
+        }
+    }
+    for m in memory.iter().filter(|m| m.server != "native") {
+        let growth = m.after_kib as f64 / m.before_kib.max(1) as f64;
+        let _ = writeln!(
+            out,
+            "| resident memory flat over ≥ 100,000 requests, {} | {} requests, {:+.1}% | {} |",
+            m.server,
+            m.requests,
+            (growth - 1.0) * 100.0,
+            yes(m.requests >= 100_000 && growth < 1.10)
+        );
+    }
+    out
+}
+
+fn yes(met: bool) -> &'static str {
+    if met { "yes" } else { "**no**" }
+}
+
+/// Replaces the generated part of BENCHMARKS.md, keeping the prose around it.
+fn write_report(sh: &Shell, report: &str) -> anyhow::Result<()> {
+    let path = sh.current_dir().join("BENCHMARKS.md");
+    let (begin, end) = ("<!-- bench:begin -->", "<!-- bench:end -->");
+    let text = fs::read_to_string(&path).unwrap_or_else(|_| format!("# Benchmarks\n\n{begin}\n{end}\n"));
+    let (Some(start), Some(stop)) = (text.find(begin), text.find(end)) else {
+        bail!("BENCHMARKS.md lacks the {begin} / {end} markers");
+    };
+    let updated = format!("{}{begin}\n{report}{}", &text[..start], &text[stop..]);
+    fs::write(&path, updated)?;
+    Ok(())
+}
+
+/// A horizontal bar chart of the hello call cost per variant, on a log scale, as SVG.
+fn chart(micro: &[Micro]) -> String {
+    let rows: Vec<(&str, f64)> = MICRO_FUNCTIONS.iter().map(|f| (*f, mean(micro, "hello", f))).collect();
+    let (width, row, left) = (760.0, 28.0, 190.0);
+    let height = 60.0 + row * rows.len() as f64;
+    let max_log = rows.iter().map(|(_, ns)| ns.log10()).fold(0.0, f64::max).ceil();
+    let scale = |ns: f64| (ns.max(1.0).log10() / max_log) * (width - left - 110.0);
+    let mut svg = format!(
+        "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" font-family=\"sans-serif\" font-size=\"13\">\n\
+         <rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n\
+         <text x=\"10\" y=\"22\" font-size=\"15\" font-weight=\"bold\">One call of the hello plugin (log scale, lower is better)</text>\n"
+    );
+    for (i, (name, ns)) in rows.iter().enumerate() {
+        let y = 40.0 + row * i as f64;
+        let bar = scale(*ns);
+        let _ = writeln!(
+            svg,
+            "<text x=\"{x}\" y=\"{ty}\" text-anchor=\"end\">{name}</text>\
+             <rect x=\"{left}\" y=\"{y}\" width=\"{bar:.1}\" height=\"{h}\" fill=\"#4a78c2\"/>\
+             <text x=\"{lx:.1}\" y=\"{ty}\">{label}</text>",
+            x = left - 8.0,
+            ty = y + 15.0,
+            h = row - 8.0,
+            lx = left + bar + 6.0,
+            label = human_time(*ns),
+        );
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_wrk_durations() {
+        assert_eq!(duration_ms("812.00us"), 0.812);
+        assert_eq!(duration_ms("1.20ms"), 1.2);
+        assert_eq!(duration_ms("2.01s"), 2010.0);
+        assert!(duration_ms("soon").is_nan());
+    }
+}
