@@ -13,6 +13,10 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
+        // A closed or full log destination must not take the server down: by default the
+        // subscriber reports its own write errors with `eprintln!`, which panics when stderr
+        // itself is what failed.
+        .log_internal_errors(false)
         // Colours only for people: log collectors get plain `key=value` text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();

@@ -161,11 +161,10 @@ impl RunningServer {
         let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
         let stderr = BufReader::new(child.stderr.take().context("stderr")?);
         let (lines_tx, lines) = mpsc::channel();
+        // Keep reading to the end: a server whose log pipe closes would see write errors.
         std::thread::spawn(move || {
             for line in stderr.lines().map_while(Result::ok) {
-                if lines_tx.send(line).is_err() {
-                    break;
-                }
+                let _ = lines_tx.send(line);
             }
         });
         loop {

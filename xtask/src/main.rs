@@ -44,7 +44,7 @@ fn main() -> anyhow::Result<()> {
     let sh = Shell::new()?;
     sh.change_dir(project_root());
     match cli.command {
-        Command::Setup(cmd) => cmd.run(&sh).map(drop),
+        Command::Setup(cmd) => cmd.run(&sh),
         Command::BuildPlugins(cmd) => cmd.run(&sh),
         Command::CheckAbi(cmd) => cmd.run(&sh),
         Command::Run(cmd) => cmd.run(&sh),

@@ -35,7 +35,7 @@ const DEBIAN_LLVM: &str = "19";
 pub struct Setup {}
 
 impl Setup {
-    pub fn run(self, sh: &Shell) -> anyhow::Result<Toolchain> {
+    pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let clang = wasm_clang(sh)?;
         ensure_libclang(sh)?;
         let wasmedge = ensure_wasmedge(sh)?;
@@ -45,17 +45,8 @@ impl Setup {
             wasmedge.version,
             wasmedge.dir.display()
         ));
-        Ok(Toolchain { clang, wasmedge })
+        Ok(())
     }
-}
-
-/// What [`Setup::run`] found or installed.
-#[derive(Debug)]
-pub struct Toolchain {
-    #[allow(dead_code, reason = "kept for callers that want to report it")]
-    pub clang: PathBuf,
-    #[allow(dead_code, reason = "kept for callers that want to report it")]
-    pub wasmedge: WasmEdgeInstall,
 }
 
 /// A WasmEdge install whose version has been checked.

@@ -123,3 +123,37 @@ async fn a_plugin_that_breaks_the_abi_is_refused_with_the_violation_named() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+#[tokio::test]
+async fn a_failing_log_destination_does_not_take_the_server_down() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let dir = plugin_dir(&["hello"]);
+    // Every write to /dev/full fails (ENOSPC), like a log pipe whose reader went away.
+    let full = std::fs::OpenOptions::new().write(true).open("/dev/full").unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_host"))
+        .env_clear()
+        .env("LISTEN_ADDR", format!("127.0.0.1:{port}"))
+        .env("AOT_CACHE_DIR", shared_aot_dir())
+        .env("RUST_LOG", "debug")
+        .args(["--plugin-dir", dir.path().to_str().unwrap(), "--isolation", "in-process"])
+        .stdout(Stdio::null())
+        .stderr(full)
+        .spawn()
+        .unwrap();
+    let client = reqwest::Client::new();
+    let mut answer = None;
+    for _ in 0..200 {
+        let request = client
+            .post(format!("http://127.0.0.1:{port}/run"))
+            .json(&serde_json::json!({"plugin": "hello", "input": 21}));
+        if let Ok(response) = request.send().await {
+            answer = Some(response.text().await.unwrap());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(answer.as_deref(), Some(r#"{"output":43}"#));
+    assert!(child.try_wait().unwrap().is_none(), "the server is still running");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}

@@ -1,0 +1,38 @@
+//! Run a plugin's whole lifecycle for a few inputs (the seed's `cmd/simple`).
+//!
+//! `cargo run -p host --example simple -- [PLUGIN.wasm] [INPUT...]` (default: the `simple`
+//! example plugin and the inputs 1, 41 and -1). Compiles the plugin once, ahead of time, then
+//! gives every input a fresh instance and prints its answer and how long the call took.
+
+use std::{path::PathBuf, time::Instant};
+
+use host::runtime::{Engine, ExecutionMode, RuntimeConfig};
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1).peekable();
+    let path = match args.peek() {
+        Some(arg) if arg.ends_with(".wasm") => PathBuf::from(args.next().unwrap_or_default()),
+        _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins/simple.wasm")),
+    };
+    let mut inputs: Vec<i32> = args.map(|a| a.parse()).collect::<Result<_, _>>()?;
+    if inputs.is_empty() {
+        inputs = vec![1, 41, -1];
+    }
+    let bytes = std::fs::read(&path)
+        .map_err(|e| anyhow::anyhow!("{}: {e} (run `cargo xtask build-plugins`)", path.display()))?;
+
+    let engine = Engine::new(RuntimeConfig::new(ExecutionMode::Aot))?;
+    let started = Instant::now();
+    let plugin = engine.compile(&bytes, &host::runner::content_hash(&bytes))?;
+    println!("{}: checked and compiled to native code in {:?}", path.display(), started.elapsed());
+    for input in inputs {
+        let started = Instant::now();
+        let result = plugin.call(input);
+        let took = started.elapsed();
+        match result {
+            Ok(output) => println!("  process({input}) = {output}   ({took:?}, fresh instance)"),
+            Err(error) => println!("  process({input}) failed: {error}   ({took:?})"),
+        }
+    }
+    Ok(())
+}
