@@ -34,9 +34,13 @@ impl PluginRunner for InProcessRunner {
     fn run(&self, name: &PluginName, input: i32) -> Result<i32, RunError> {
         let plugin = self.compiled(name)?;
         let started = Instant::now();
-        let instance = plugin.instantiate()?;
+        let instance = plugin.checkout()?;
         self.metrics.observe_instantiation(started.elapsed());
-        Ok(instance.run(input)?)
+        let (result, recycled) = instance.run_recycling(input);
+        if let Some(instance) = recycled {
+            plugin.recycle(instance);
+        }
+        Ok(result?)
     }
 
     fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError> {

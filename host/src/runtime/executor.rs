@@ -10,13 +10,23 @@ use std::{
     time::{Duration, Instant},
 };
 
-use wasmedge_sdk::{Store, Vm, WasmValue, vm::SyncInst};
+use wasmedge_sdk::{AsInstance, Store, Vm, WasmValue, vm::SyncInst};
 
-use super::{AbiFunction, CompiledPlugin, PluginErrorCode, RuntimeError};
+use super::{
+    AbiFunction, CompiledPlugin, PluginErrorCode, RuntimeError,
+    reuse::{IDLE_LIMIT, MEMORY_EXPORT, ReuseState, Snapshot},
+};
+
+/// Nothing holding these locks can leave them half-updated (a push or a pop).
+fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+const PAGE_BYTES: u32 = 65536;
 
 /// A freshly instantiated plugin: its own store and linear memory, `init` not yet called.
 pub struct PluginInstance {
-    vm: Vm<'static, dyn SyncInst>,
+    vm: Vm<'static, dyn SyncInst + Send>,
     /// One wall-clock budget for the whole lifecycle, not one per function: a plugin must
     /// not get three timeouts' worth of CPU by being slow in each function.
     deadline: Instant,
@@ -24,6 +34,8 @@ pub struct PluginInstance {
     /// Set when a supervisor outside this process enforces the deadline (see
     /// [`RuntimeConfig::external_deadline`](super::RuntimeConfig::external_deadline)).
     external_deadline: bool,
+    /// Set when this instance can be put back into its fresh state (see `reuse`).
+    reuse: Option<std::sync::Arc<ReuseState>>,
 }
 
 impl std::fmt::Debug for PluginInstance {
@@ -43,16 +55,54 @@ impl CompiledPlugin {
     /// Creates a fresh instance; the deadline for its whole lifecycle starts now.
     pub fn instantiate(&self) -> Result<PluginInstance, RuntimeError> {
         let deadline = Instant::now() + self.timeout;
-        let store = Store::new(Some(&self.config), HashMap::<String, &'static mut dyn SyncInst>::new())
+        let store = Store::new(Some(&self.config), HashMap::<String, &'static mut (dyn SyncInst + Send)>::new())
             .map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let mut vm = Vm::new(store);
         vm.register_module(None, self.module.clone()).map_err(|e| RuntimeError::Instantiation(e.to_string()))?;
-        Ok(PluginInstance { vm, deadline, timeout: self.timeout, external_deadline: self.external_deadline })
+        if let Some(reuse) = &self.reuse {
+            // Every fresh instance of a module starts identical, so the first one's state is
+            // the state every reused instance is put back to.
+            reuse.snapshot.get_or_init(|| capture(&vm, &reuse.globals));
+        }
+        Ok(PluginInstance {
+            vm,
+            deadline,
+            timeout: self.timeout,
+            external_deadline: self.external_deadline,
+            reuse: self.reuse.clone(),
+        })
     }
 
-    /// The whole lifecycle on a fresh instance; see [`PluginInstance::run`].
+    /// An instance ready for a whole lifecycle: a recycled one when one is idle (put back
+    /// into exactly its freshly instantiated state), else a new one.
+    pub fn checkout(&self) -> Result<PluginInstance, RuntimeError> {
+        let recycled = self.reuse.as_ref().and_then(|reuse| lock(&reuse.idle).pop());
+        match recycled {
+            Some(mut instance) => {
+                instance.renew_deadline();
+                Ok(instance)
+            }
+            None => self.instantiate(),
+        }
+    }
+
+    /// Keeps an instance returned by [`PluginInstance::run_recycling`] for a later call.
+    pub fn recycle(&self, instance: PluginInstance) {
+        if let Some(reuse) = &self.reuse {
+            let mut idle = lock(&reuse.idle);
+            if idle.len() < IDLE_LIMIT {
+                idle.push(instance);
+            }
+        }
+    }
+
+    /// The whole lifecycle on an instance in its fresh state; see [`PluginInstance::run`].
     pub fn call(&self, input: i32) -> Result<i32, RuntimeError> {
-        self.instantiate()?.run(input)
+        let (result, recycled) = self.checkout()?.run_recycling(input);
+        if let Some(instance) = recycled {
+            self.recycle(instance);
+        }
+        result
     }
 }
 
@@ -63,16 +113,51 @@ impl PluginInstance {
     /// is returned on its own, or inside [`RuntimeError::CleanupAlsoFailed`]. After a
     /// timeout the instance is abandoned instead: WasmEdge stops a call by jumping out of it,
     /// which leaves that instance unfit for further calls.
-    pub fn run(self, input: i32) -> Result<i32, RuntimeError> {
-        let mut instance = self.init()?;
-        let processed = instance.process(input);
+    pub fn run(mut self, input: i32) -> Result<i32, RuntimeError> {
+        self.lifecycle(input)
+    }
+
+    /// [`run`](Self::run), then, if every call returned normally (with a result or an error
+    /// code, not a trap or a timeout) and the plugin allows it, the instance put back into
+    /// exactly its freshly instantiated state, ready for another lifecycle.
+    pub fn run_recycling(mut self, input: i32) -> (Result<i32, RuntimeError>, Option<PluginInstance>) {
+        let result = self.lifecycle(input);
+        let returned_normally = result.as_ref().err().is_none_or(returned_normally);
+        let recycled = (returned_normally && self.reset()).then_some(self);
+        (result, recycled)
+    }
+
+    /// Starts the deadline of a new lifecycle on a recycled instance.
+    pub fn renew_deadline(&mut self) {
+        self.deadline = Instant::now() + self.timeout;
+    }
+
+    /// Writes the fresh state back; `false` if this instance cannot be reused.
+    fn reset(&mut self) -> bool {
+        let Some(snapshot) = self.reuse.as_ref().and_then(|r| r.snapshot.get()).and_then(Option::as_ref) else {
+            return false;
+        };
+        let Some(instance) = self.vm.active_module_mut() else { return false };
+        let memory_restored = instance.get_memory_mut(MEMORY_EXPORT).is_ok_and(|mut memory| {
+            // The size cannot change (ABI v1 forbids memory.grow), but check rather than trust.
+            memory.size() * PAGE_BYTES == snapshot.memory.len() as u32 && memory.set_data(&snapshot.memory, 0).is_ok()
+        });
+        memory_restored
+            && snapshot.globals.iter().all(|(name, value)| {
+                instance.get_global_mut(name).is_ok_and(|mut global| global.set_value(*value).is_ok())
+            })
+    }
+
+    fn lifecycle(&mut self, input: i32) -> Result<i32, RuntimeError> {
+        self.invoke(AbiFunction::Init, None)?;
+        let processed = self.invoke(AbiFunction::Process, Some(input));
         if matches!(processed, Err(RuntimeError::Timeout { .. })) {
             return processed;
         }
-        match (processed, instance.cleanup()) {
-            (Ok(output), Ok(())) => Ok(output),
+        match (processed, self.invoke(AbiFunction::Cleanup, None)) {
+            (Ok(output), Ok(_)) => Ok(output),
             (Ok(_), Err(cleanup)) => Err(cleanup),
-            (Err(process), Ok(())) => Err(process),
+            (Err(process), Ok(_)) => Err(process),
             (Err(failure), Err(cleanup)) => {
                 Err(RuntimeError::CleanupAlsoFailed { failure: Box::new(failure), cleanup: Box::new(cleanup) })
             }
@@ -133,5 +218,38 @@ impl InitializedInstance {
     /// Access to out-of-order calls, for checking a plugin's "already initialized" answer.
     pub fn instance_mut(&mut self) -> &mut PluginInstance {
         &mut self.instance
+    }
+}
+
+/// Whether every plugin function involved returned (with an error code) rather than trapping,
+/// timing out or failing inside the engine.
+fn returned_normally(error: &RuntimeError) -> bool {
+    match error {
+        RuntimeError::Plugin { .. } => true,
+        RuntimeError::CleanupAlsoFailed { failure, cleanup } => {
+            returned_normally(failure) && returned_normally(cleanup)
+        }
+        _ => false,
+    }
+}
+
+/// The state of a fresh instance: its memory and the values of its mutable globals.
+fn capture(vm: &Vm<'static, dyn SyncInst + Send>, globals: &[String]) -> Option<Snapshot> {
+    let instance = vm.active_module()?;
+    let memory = instance.get_memory_ref(MEMORY_EXPORT).ok()?;
+    let memory = memory.get_data(0, memory.size() * PAGE_BYTES).ok()?;
+    let globals = globals
+        .iter()
+        .map(|name| Some((name.clone(), instance.get_global(name).ok()?.get_value())))
+        .collect::<Option<Vec<_>>>()?;
+    Some(Snapshot { memory, globals })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn instances_can_move_between_threads() {
+        fn assert_send<T: Send>() {}
+        assert_send::<super::PluginInstance>();
     }
 }

@@ -12,7 +12,10 @@ use wasmedge_sdk::{
     config::{CommonConfigOptions, CompilerConfigOptions, Config, ConfigBuilder, RuntimeConfigOptions},
 };
 
-use super::{ExecutionMode, Limits, RuntimeConfig, RuntimeError};
+use super::{
+    ExecutionMode, Limits, RuntimeConfig, RuntimeError,
+    reuse::{self, ReuseState},
+};
 
 /// Turns plugin bytes into [`CompiledPlugin`]s. One per process; cheap to share by reference.
 #[derive(Debug)]
@@ -56,6 +59,21 @@ impl Engine {
         if self.settings.enforce_abi && !report.is_compliant() {
             return Err(RuntimeError::AbiViolation(report));
         }
+        // Only a module that follows the ABI has no state beyond memory and globals, so only
+        // such a module is prepared for instance reuse (see `reuse`).
+        let exposed = if report.is_compliant() { reuse::expose_state(bytes) } else { None };
+        let (bytes, artifact_key, reuse) = match &exposed {
+            Some((rewritten, globals)) => (
+                &rewritten[..],
+                format!("{content_hash}-reusable"),
+                Some(Arc::new(ReuseState {
+                    globals: globals.iter().map(|&i| reuse::global_export(i)).collect(),
+                    snapshot: Default::default(),
+                    idle: Default::default(),
+                })),
+            ),
+            None => (bytes, content_hash.to_string(), None),
+        };
         // Parse with WasmEdge even in AOT mode: its validator is the engine's own word on the
         // module, and a module it refuses must never reach the compiler.
         let module =
@@ -63,7 +81,7 @@ impl Engine {
         check_memory(&module, self.settings.limits.max_memory_pages)?;
         let module = match &self.aot {
             None => module,
-            Some(aot) => aot.load(bytes, content_hash, &self.config)?,
+            Some(aot) => aot.load(bytes, &artifact_key, &self.config)?,
         };
         Ok(CompiledPlugin {
             module,
@@ -71,6 +89,7 @@ impl Engine {
             timeout: self.settings.limits.call_timeout,
             external_deadline: self.settings.external_deadline,
             abi_version: report.abi_version,
+            reuse,
         })
     }
 }
@@ -122,10 +141,17 @@ pub struct CompiledPlugin {
     pub(super) config: Arc<Config>,
     pub(super) timeout: std::time::Duration,
     pub(super) external_deadline: bool,
+    pub(super) reuse: Option<Arc<ReuseState>>,
     abi_version: Option<u32>,
 }
 
 impl CompiledPlugin {
+    /// Whether calls reuse instances put back into their fresh state (plugins that follow the
+    /// ABI) rather than creating a new one each time (see `runtime::reuse`).
+    pub fn reuses_instances(&self) -> bool {
+        self.reuse.is_some()
+    }
+
     /// The ABI version the plugin declares (`None`: it does not say, which means version 1).
     pub fn abi_version(&self) -> Option<u32> {
         self.abi_version

@@ -17,6 +17,7 @@ mod config;
 mod error;
 mod executor;
 mod loader;
+mod reuse;
 
 pub use config::{ExecutionMode, Limits, RuntimeConfig};
 pub use error::{AbiFunction, PluginErrorCode, RuntimeError, TrapKind};

@@ -183,12 +183,16 @@ fn an_infinite_loop_stops_at_the_deadline_and_the_next_call_works() {
         let mut config = runtime_config(mode);
         config.limits.call_timeout = Duration::from_millis(200);
         let engine = Engine::new(config).unwrap();
-        let plugin = compile(&engine, &wat_plugin("i32.const 0", "(loop br 0) i32.const 0", "i32.const 0"));
+        // Loops forever on input 0, answers any other input.
+        let body = "(if (i32.eqz (local.get $input)) (then (loop br 0))) local.get $input";
+        let plugin = compile(&engine, &wat_plugin("i32.const 0", body, "i32.const 0"));
         let started = Instant::now();
-        let err = plugin.call(1).unwrap_err();
+        let err = plugin.call(0).unwrap_err();
         let elapsed = started.elapsed();
         assert!(matches!(err, RuntimeError::Timeout { function: AbiFunction::Process, .. }), "{mode:?}: {err:?}");
         assert!(elapsed < Duration::from_millis(250), "{mode:?}: stopped after {elapsed:?}");
+        // The same compiled plugin serves the next call normally.
+        assert_eq!(plugin.call(5).unwrap(), 5, "{mode:?}");
 
         let looping_init = compile(&engine, &wat_plugin("(loop br 0) i32.const 0", "local.get $input", "i32.const 0"));
         let err = looping_init.call(1).unwrap_err();
@@ -325,4 +329,53 @@ fn ten_thousand_calls_leave_resident_memory_flat() {
         println!("{mode:?}: resident memory {before} KiB before, {after} KiB after 10,000 calls");
         assert!(after < before + 8 * 1024, "{mode:?}: resident memory grew from {before} KiB to {after} KiB");
     }
+}
+
+#[test]
+fn no_state_survives_between_calls_even_when_instances_are_reused() {
+    // Counts calls in a (non-exported) mutable global, in initialised data and in zeroed
+    // memory: a fresh instance answers 1 + 15 + 1000 every time; leaked state would grow it.
+    let counter = wat(r#"(module
+        (memory (export "memory") 1)
+        (global $count (mut i32) (i32.const 0))
+        (data (i32.const 16) "\05\00\00\00")
+        (func (export "init") (result i32) i32.const 0)
+        (func (export "process") (param $input i32) (result i32)
+            (global.set $count (i32.add (global.get $count) (i32.const 1)))
+            (i32.store (i32.const 16) (i32.add (i32.load (i32.const 16)) (i32.const 10)))
+            (i32.store (i32.const 100) (i32.add (i32.load (i32.const 100)) (i32.const 1000)))
+            (if (i32.lt_s (local.get $input) (i32.const 0)) (then (return (i32.const -3))))
+            (i32.add (global.get $count) (i32.add (i32.load (i32.const 16)) (i32.load (i32.const 100)))))
+        (func (export "cleanup") (result i32) i32.const 0)
+        (@custom "wasm_plugin_abi" "\01\00\00\00"))"#);
+    for mode in MODES {
+        let plugin = compile(&engine(mode), &counter);
+        assert!(plugin.reuses_instances(), "{mode:?}: an ABI-compliant plugin reuses instances");
+        for i in 0..50 {
+            // Every third call fails with an error code: that instance is reused too.
+            let input = if i % 3 == 0 { -1 } else { i };
+            match plugin.call(input) {
+                Ok(output) => assert_eq!(output, 1016, "{mode:?}: call {i} saw state from an earlier call"),
+                Err(RuntimeError::Plugin { code: PluginErrorCode::InvalidArgument, .. }) => assert!(input < 0),
+                Err(other) => panic!("{mode:?}: {other:?}"),
+            }
+        }
+        // hello refuses a second init (-2): if its "initialized" flag leaked, calls would fail.
+        let hello = compile(&engine(mode), &plugin_bytes("hello"));
+        for i in 0..50 {
+            assert_eq!(hello.call(i).unwrap(), 2 * i + 1, "{mode:?}");
+        }
+    }
+    // A module that skipped the ABI check is never reused: its state is not known to be
+    // limited to memory and globals.
+    let unchecked = unchecked_engine(ExecutionMode::Interpreter).compile(&counter, "x").unwrap();
+    assert!(unchecked.reuses_instances(), "the counter itself is compliant");
+    let grower = wat(r#"(module (memory (export "memory") 1)
+        (func (export "init") (result i32) i32.const 0)
+        (func (export "process") (param i32) (result i32) (memory.grow (i32.const 1)))
+        (func (export "cleanup") (result i32) i32.const 0))"#);
+    let grower = unchecked_engine(ExecutionMode::Interpreter).compile(&grower, "g").unwrap();
+    assert!(!grower.reuses_instances());
+    assert_eq!(grower.call(0).unwrap(), 1, "a fresh instance every time: memory always starts at 1 page");
+    assert_eq!(grower.call(0).unwrap(), 1);
 }

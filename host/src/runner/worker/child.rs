@@ -73,10 +73,14 @@ fn serve(mut input: impl io::Read, mut output: impl io::Write) -> anyhow::Result
             continue;
         };
         let started = Instant::now();
-        let reply = match plugin.instantiate() {
+        let reply = match plugin.checkout() {
             Ok(instance) => {
                 let instantiation = started.elapsed();
-                Reply::Done { result: instance.run(argument).map_err(Into::into), instantiation }
+                let (result, recycled) = instance.run_recycling(argument);
+                if let Some(instance) = recycled {
+                    plugin.recycle(instance);
+                }
+                Reply::Done { result: result.map_err(Into::into), instantiation }
             }
             Err(error) => Reply::Done { result: Err(error.into()), instantiation: started.elapsed() },
         };
