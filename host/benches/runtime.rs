@@ -7,7 +7,8 @@
 //! - `seed_load_every_call`: read the file, validate and load it into a new VM, then
 //!   init/process/cleanup: the seed's design, in WasmEdge's interpreter (it has no compile
 //!   step; compiling AOT on every call would be slower still);
-//! - `cached_interpreter`, `cached_aot`: the module compiled once, a fresh instance per call;
+//! - `cached_interpreter`, `cached_aot`: the module compiled once; every call gets an instance
+//!   in its fresh state (a recycled one, reset, when the plugin follows the ABI);
 //! - `cached_aot_supervised`: the same without WasmEdge's per-call timer, as worker processes
 //!   run calls (their server enforces the deadline);
 //! - `in_process_runner`, `worker_process_runner`: the whole runner path the server uses
@@ -70,10 +71,7 @@ fn workload(c: &mut Criterion, plugin: &str, input: i32, native: fn(i32) -> i32)
     group.bench_function("native", |b| b.iter(|| native(black_box(input))));
 
     let interpreter = Engine::new(config(ExecutionMode::Interpreter)).unwrap();
-    let seed_call = || {
-        let bytes = std::fs::read(&file).unwrap();
-        interpreter.compile(&bytes, &hash).unwrap().call(black_box(input)).unwrap()
-    };
+    let seed_call = || interpreter.call_uncached(&std::fs::read(&file).unwrap(), black_box(input)).unwrap();
     assert_eq!(seed_call(), expected);
     group.bench_function("seed_load_every_call", |b| b.iter(seed_call));
 
