@@ -10,6 +10,7 @@ mod check_abi;
 mod run;
 mod setup;
 mod test;
+mod tidy;
 
 use std::path::{Path, PathBuf};
 

@@ -81,7 +81,9 @@ async fn serves_plugins_and_drains_in_flight_requests_on_sigterm() {
 
 #[test]
 fn invalid_settings_stop_start_up_with_a_clear_message() {
-    let cases: &[(&[&str], &[(&str, &str)], &str)] = &[
+    // (flags, environment, what the error message must say)
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: &[Case] = &[
         (&["--listen", "not-an-address"], &[], "invalid value 'not-an-address' for '--listen"),
         (&[], &[("PLUGIN_STORE", "s3")], "invalid value 's3' for '--plugin-store"),
         (&["--execution-mode", "jit"], &[], "invalid value 'jit' for '--execution-mode"),

@@ -342,10 +342,10 @@ impl Worker {
     /// deadline.
     fn call(&mut self, module: &CheckedModule, input: i32, timeout: Duration) -> Result<CallResult, WorkerFailure> {
         let hash = &module.content_hash;
-        if !self.known.contains(hash) {
-            if let Some(failed) = self.load(module)? {
-                return Ok(failed);
-            }
+        if !self.known.contains(hash)
+            && let Some(failed) = self.load(module)?
+        {
+            return Ok(failed);
         }
         let run = Request::Run { content_hash: hash.clone(), input };
         match self.exchange(&run, &[], timeout + RESPONSE_MARGIN) {
