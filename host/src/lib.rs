@@ -2,7 +2,8 @@
 //!
 //! Layers, outermost first (see ARCHITECTURE.md):
 //! - [`api`]: axum routes, JSON in and out, status codes;
-//! - [`runner`]: runs a plugin by name, keeping compiled versions current (hot swap);
+//! - [`runner`]: runs a plugin by name, keeping versions current (hot swap), in this process
+//!   or in supervised worker processes;
 //! - [`store`]: where plugin files come from;
 //! - [`runtime`]: WasmEdge, and nothing else touches it.
 

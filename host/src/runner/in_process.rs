@@ -25,7 +25,7 @@ impl InProcessRunner {
     }
 
     /// The compiled current version of `name`.
-    pub fn compiled(&self, name: &PluginName) -> Result<Arc<CompiledPlugin>, RunError> {
+    fn compiled(&self, name: &PluginName) -> Result<Arc<CompiledPlugin>, RunError> {
         self.catalog.current(name, |bytes, hash| self.engine.compile(bytes, hash).map(Arc::new))
     }
 }
