@@ -37,8 +37,8 @@ pub struct RuntimeConfig {
     /// Default: [`ExecutionMode::Aot`] (see ARCHITECTURE.md for the measurements behind it).
     pub mode: ExecutionMode,
     pub limits: Limits,
-    /// Where AOT-compiled plugins are kept between runs. Default (`None`): a `plugin-host/aot`
-    /// folder under the system's temporary directory.
+    /// Where AOT-compiled plugins are kept between runs. Default (`None`):
+    /// `plugin-host-<uid>/aot` under the system's temporary directory.
     pub aot_cache_dir: Option<PathBuf>,
     /// Check the plugin ABI before loading. Default: `true`. Worker processes turn it off
     /// because their server already checked, and tests of the host's own defences turn it off
@@ -71,6 +71,10 @@ impl RuntimeConfig {
     }
 
     pub(crate) fn aot_cache_dir(&self) -> PathBuf {
-        self.aot_cache_dir.clone().unwrap_or_else(|| std::env::temp_dir().join("plugin-host").join("aot"))
+        // Per user, so that nobody else can own (and plant code in) the default folder.
+        self.aot_cache_dir.clone().unwrap_or_else(|| {
+            let user = std::fs::metadata("/proc/self").map_or(0, |m| std::os::unix::fs::MetadataExt::uid(&m));
+            std::env::temp_dir().join(format!("plugin-host-{user}")).join("aot")
+        })
     }
 }

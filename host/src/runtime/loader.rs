@@ -229,5 +229,16 @@ fn ensure_private_dir(dir: &Path) -> Result<(), RuntimeError> {
     if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
         return Err(unsafe_dir("must be a directory owned by this user and writable by nobody else"));
     }
+    // Whoever controls the parent can swap the folder for another: it must be ours or root's,
+    // and not writable by others (unless sticky, like /tmp itself).
+    if let Some(parent) = dir.parent().and_then(|p| fs::metadata(p).ok()) {
+        let trusted_owner = parent.uid() == uid || parent.uid() == 0;
+        let others_can_swap = parent.mode() & 0o022 != 0 && parent.mode() & 0o1000 == 0;
+        if !trusted_owner || others_can_swap {
+            return Err(unsafe_dir(
+                "its parent folder must belong to this user or root and be writable by nobody else",
+            ));
+        }
+    }
     Ok(())
 }

@@ -304,6 +304,13 @@ fn the_aot_cache_folder_must_be_private() {
     let config = RuntimeConfig { aot_cache_dir: Some(shared), ..RuntimeConfig::new(ExecutionMode::Aot) };
     let err = Engine::new(config).unwrap_err();
     assert!(err.to_string().contains("writable by nobody else"), "{err}");
+
+    // A private folder inside a folder anybody may write to could be swapped for another.
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let config =
+        RuntimeConfig { aot_cache_dir: Some(dir.path().join("aot")), ..RuntimeConfig::new(ExecutionMode::Aot) };
+    let err = Engine::new(config).unwrap_err();
+    assert!(err.to_string().contains("parent folder"), "{err}");
 }
 
 /// Resident memory, in KiB, from /proc.
