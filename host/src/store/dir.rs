@@ -20,19 +20,24 @@ pub(super) struct PluginDir<'a> {
 }
 
 impl PluginDir<'_> {
+    /// Runs on every call, so the common case (a plain file, no link) costs one `lstat`.
     pub fn stat(&self, name: &PluginName) -> Result<FileIdentity, StoreError> {
-        let path = self.resolve(name)?;
-        let meta = fs::metadata(&path).map_err(|e| io_error(name, e))?;
+        let (path, meta) = self.locate(name)?;
+        let meta = match meta {
+            Some(meta) => meta,
+            None => fs::metadata(&path).map_err(|e| io_error(name, e))?,
+        };
         self.check_metadata(name, &meta)
     }
 
     pub fn load(&self, name: &PluginName) -> Result<PluginFile, StoreError> {
-        let path = self.resolve(name)?;
+        let (path, not_a_link) = self.locate(name)?;
         // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
-        // The type is then checked on the open descriptor, so a file swapped between the
-        // checks above and this open cannot slip through.
-        let file =
-            OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(&path).map_err(|e| io_error(name, e))?;
+        // O_NOFOLLOW when the name was not a link: if it became one since, the open fails
+        // rather than following it. The type is then checked on the open descriptor, so a file
+        // swapped between the checks above and this open cannot slip through.
+        let flags = libc::O_NONBLOCK | if not_a_link.is_some() { libc::O_NOFOLLOW } else { 0 };
+        let file = OpenOptions::new().read(true).custom_flags(flags).open(&path).map_err(|e| io_error(name, e))?;
         let meta = file.metadata().map_err(|e| io_error(name, e))?;
         let identity = self.check_metadata(name, &meta)?;
         let bytes = read_at_most(file, self.max_bytes).map_err(|e| io_error(name, e))?;
@@ -50,13 +55,22 @@ impl PluginDir<'_> {
         Ok(names)
     }
 
-    /// The plugin's path after following links, if it stays directly inside the root.
-    fn resolve(&self, name: &PluginName) -> Result<PathBuf, StoreError> {
-        let real = self.root.join(name.file_name()).canonicalize().map_err(|e| io_error(name, e))?;
+    /// The plugin's path, and its metadata when it is not a symbolic link.
+    ///
+    /// A validated name has no separators and the root is canonical, so `<root>/<name>.wasm`
+    /// is directly inside the root unless it is a link; only a link is followed, and only if
+    /// it leads to a file directly inside the root.
+    fn locate(&self, name: &PluginName) -> Result<(PathBuf, Option<fs::Metadata>), StoreError> {
+        let path = self.root.join(name.file_name());
+        let meta = fs::symlink_metadata(&path).map_err(|e| io_error(name, e))?;
+        if !meta.file_type().is_symlink() {
+            return Ok((path, Some(meta)));
+        }
+        let real = path.canonicalize().map_err(|e| io_error(name, e))?;
         if real.parent() != Some(self.root) {
             return Err(StoreError::NotARegularFile(name.clone()));
         }
-        Ok(real)
+        Ok((real, None))
     }
 
     fn check_metadata(&self, name: &PluginName, meta: &fs::Metadata) -> Result<FileIdentity, StoreError> {
