@@ -47,7 +47,7 @@ pub struct RuntimeConfig {
     /// Leave the call deadline to a supervisor outside this process. Default: `false`.
     ///
     /// WasmEdge stops a late call with a POSIX timer and a signal per function call, which
-    /// costs about 6 us each (three per request; measured, see BENCHMARKS.md). A worker process
+    /// costs 2-6 us each (three per request; measured, see BENCHMARKS.md). A worker process
     /// whose server kills it at the deadline does not need that, so workers run calls without
     /// it. Never set this where nothing else enforces the deadline.
     pub external_deadline: bool,
