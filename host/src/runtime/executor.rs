@@ -1,4 +1,7 @@
-//! Run per call: a fresh instance driven through init -> process -> cleanup.
+//! Run per call: an instance in its fresh state driven through init -> process -> cleanup.
+//!
+//! An instance is new, or one recycled after a clean lifecycle and reset to exactly its
+//! freshly instantiated state (see `reuse` for when that is allowed and why it is safe).
 //!
 //! The lifecycle is enforced by types: [`PluginInstance::init`] consumes the fresh instance and
 //! returns an [`InitializedInstance`], the only type with `process` and `cleanup`, and `cleanup`
@@ -24,7 +27,8 @@ fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 const PAGE_BYTES: u32 = 65536;
 
-/// A freshly instantiated plugin: its own store and linear memory, `init` not yet called.
+/// A plugin instance in its fresh state (its own store and linear memory), `init` not yet
+/// called.
 pub struct PluginInstance {
     vm: Vm<'static, dyn SyncInst + Send>,
     /// One wall-clock budget for the whole lifecycle, not one per function: a plugin must
@@ -128,7 +132,7 @@ impl PluginInstance {
     }
 
     /// Starts the deadline of a new lifecycle on a recycled instance.
-    pub fn renew_deadline(&mut self) {
+    fn renew_deadline(&mut self) {
         self.deadline = Instant::now() + self.timeout;
     }
 
