@@ -193,7 +193,12 @@ impl RunningServer {
             .sum()
     }
 
-    fn stop(mut self) {
+    fn stop(self) {}
+}
+
+/// Stops the server (and so its workers, which exit with it) however the run ends.
+impl Drop for RunningServer {
+    fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

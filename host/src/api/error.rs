@@ -72,6 +72,7 @@ impl ApiError {
                 WorkerFailure::Crashed { .. } => (S::INTERNAL_SERVER_ERROR, "plugin_crashed"),
                 WorkerFailure::Unresponsive { .. } => (S::GATEWAY_TIMEOUT, "plugin_timeout"),
                 WorkerFailure::Spawn(_) => (S::INTERNAL_SERVER_ERROR, "internal_error"),
+                WorkerFailure::Busy => (S::SERVICE_UNAVAILABLE, "overloaded"),
             },
             ApiError::Run(RunError::Quarantined(_)) => (S::SERVICE_UNAVAILABLE, "plugin_quarantined"),
             ApiError::Run(RunError::Runtime(error)) => match error.primary() {
@@ -96,20 +97,18 @@ impl ApiError {
     /// The message sent to the client: plugin-level facts (which function failed and how)
     /// help plugin authors; host-level causes stay in the logs.
     fn public_message(&self) -> String {
+        match self.status_and_code().1 {
+            // Whatever the cause, its details are the host's business: they go to the log.
+            "internal_error" | "store_error" => return "internal error".into(),
+            "store_unavailable" => return "the plugin store is unavailable; retry shortly".into(),
+            "plugin_not_found" => return "no such plugin".into(),
+            "invalid_module" => return "the plugin is not a valid WebAssembly module".into(),
+            _ => {}
+        }
         match self {
-            ApiError::Internal(_)
-            | ApiError::Run(RunError::Store(StoreError::Io { .. } | StoreError::Unavailable(_)))
-            | ApiError::Run(RunError::Runtime(
-                RuntimeError::Instantiation(_) | RuntimeError::Compilation(_) | RuntimeError::Engine(_),
-            )) => match self.status_and_code().0 {
-                StatusCode::SERVICE_UNAVAILABLE => "the plugin store is unavailable; retry shortly".into(),
-                _ => "internal error".into(),
-            },
-            ApiError::Run(RunError::Store(StoreError::NotFound(_) | StoreError::NotARegularFile(_))) => {
-                "no such plugin".into()
-            }
-            ApiError::Run(RunError::Runtime(RuntimeError::InvalidModule(_))) => {
-                "the plugin is not a valid WebAssembly module".into()
+            // Say what the plugin did; a cleanup that failed inside the engine stays in the log.
+            ApiError::Run(RunError::Runtime(RuntimeError::CleanupAlsoFailed { failure, .. })) => {
+                format!("{failure}; cleanup failed too")
             }
             other => other.to_string(),
         }

@@ -100,8 +100,10 @@ async fn run(
         Ok(_) => "ok",
         Err(error) => error.status_and_code().1,
     };
-    // Only names that exist become label values (see `Metrics`).
-    let known = plugin.filter(|_| !matches!(outcome, "plugin_not_found" | "invalid_plugin_name"));
+    // Only names the runner found become label values (see `Metrics`): these outcomes come
+    // before or without finding the plugin.
+    let unknown = ["plugin_not_found", "invalid_plugin_name", "overloaded", "store_unavailable", "store_error"];
+    let known = plugin.filter(|_| !unknown.contains(&outcome));
     state.metrics.observe_request(known.as_ref().map(PluginName::as_str), outcome, started.elapsed());
     result
 }
@@ -150,7 +152,7 @@ pub struct Readiness {
 /// is not there yet) makes this 503 so that no traffic is routed here.
 async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     let runner = Arc::clone(&state.runner);
-    let plugins = blocking(move || runner.list()).await?;
+    let plugins = blocking(&state, move || runner.list()).await?;
     Ok(Json(Readiness {
         status: "ready",
         store: state.runner.describe_store(),
@@ -161,27 +163,34 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
 
 async fn list_plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginStatus>>, ApiError> {
     let runner = Arc::clone(&state.runner);
-    Ok(Json(blocking(move || runner.list()).await?))
+    Ok(Json(blocking(&state, move || runner.list()).await?))
 }
 
 async fn show_plugin(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<PluginStatus>, ApiError> {
     let name = PluginName::new(&name).map_err(ApiError::InvalidName)?;
     let runner = Arc::clone(&state.runner);
-    Ok(Json(blocking(move || runner.inspect(&name)).await?))
+    Ok(Json(blocking(&state, move || runner.inspect(&name)).await?))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }
 
-/// Runs store work off the async threads: a slow or hung mount must not stall the server.
+/// Runs store work off the async threads (a slow or hung mount must not stall the server),
+/// counted against the same concurrency limit as plugin calls: listing reads every plugin, so
+/// unbounded listings could crowd out the calls.
 async fn blocking<T: Send + 'static>(
+    state: &AppState,
     work: impl FnOnce() -> Result<T, RunError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|join_error| ApiError::Internal(format!("store task panicked: {join_error}")))?
-        .map_err(ApiError::from)
+    let permit = Arc::clone(&state.in_flight).try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        work()
+    })
+    .await
+    .map_err(|join_error| ApiError::Internal(format!("store task panicked: {join_error}")))?
+    .map_err(ApiError::from)
 }
 
 /// Seconds a client should wait before retrying a 503.

@@ -75,9 +75,10 @@ impl<M: Clone> Catalog<M> {
         name: &PluginName,
         load: impl FnOnce(&[u8], &str) -> Result<M, RuntimeError>,
     ) -> Result<M, RunError> {
+        // Stat first: a name the store does not have must not take (and evict) a slot.
+        let identity = self.store.stat(name)?;
         let slot = Arc::clone(lock(&self.slots).get_or_insert(name.clone(), Default::default));
         let mut slot = lock(&slot);
-        let identity = self.store.stat(name)?;
         if let Some(current) = slot.current.as_ref().filter(|_| slot.seen == Some(identity)) {
             self.metrics.observe_cache(true);
             return Ok(current.module.clone());

@@ -200,6 +200,9 @@ impl AotCache {
     fn load(&self, bytes: &[u8], content_hash: &str, config: &Config) -> Result<Module, RuntimeError> {
         let name = format!("{content_hash}-{}", self.variant);
         let artifact = self.dir.join(format!("{name}.so"));
+        // Checked again before every use, not only at start-up: code found here is executed,
+        // and a folder under /tmp can be cleaned away and recreated by somebody else.
+        ensure_private_dir(&self.dir)?;
         if !artifact.exists() {
             // Compile under a unique name and rename: concurrent compilations of the same
             // plugin (other threads, other processes) never see a half-written file.

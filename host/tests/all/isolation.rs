@@ -34,7 +34,6 @@ const FAULTS: [&str; 9] = [
 
 struct Isolated {
     server: TestServer,
-    metrics: Arc<Metrics>,
     _dir: tempfile::TempDir,
 }
 
@@ -54,7 +53,7 @@ async fn isolated_server(timeout: Duration, settings: impl FnOnce(&mut WorkerSet
     let runner = WorkerPoolRunner::new(local_store(dir.path()), runtime, worker_settings, Arc::clone(&metrics), 64)
         .expect("workers start");
     let server = TestServer::start(AppState::new(Arc::new(runner), Arc::clone(&metrics), 64)).await;
-    Isolated { server, metrics, _dir: dir }
+    Isolated { server, _dir: dir }
 }
 
 fn code(body: &Value) -> Option<&str> {
@@ -126,7 +125,6 @@ async fn a_plugin_that_keeps_crashing_is_quarantined_and_others_are_unaffected()
     let metrics = server.client.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
     assert!(metrics.contains(r#"plugin_host_worker_crashes_total{plugin="deep-recursion"} 2"#), "{metrics}");
     assert!(metrics.contains(r#"plugin_host_plugin_quarantined{plugin="deep-recursion"} 1"#), "{metrics}");
-    drop(isolated.metrics);
 
     // After the backoff the plugin is tried again (and crashes again, doubling the quarantine).
     tokio::time::sleep(Duration::from_millis(2100)).await;
@@ -147,6 +145,16 @@ async fn workers_keep_hot_swap_and_every_version_answers() {
     for _ in 0..6 {
         assert_eq!(server.run("hello", 5).await, (200, json!({ "output": 6 })));
     }
+
+    // A version the workers cannot run (memory over the host's cap, refused by WasmEdge
+    // inside a worker) does not replace the one that works.
+    crate::support::replace_atomically(dir, "hello", &fault_bytes("huge-memory"));
+    for _ in 0..3 {
+        assert_eq!(server.run("hello", 5).await, (200, json!({ "output": 6 })), "still the previous version");
+    }
+    let status: Value = server.client.get(server.url("/plugins/hello")).send().await.unwrap().json().await.unwrap();
+    let last_error = status["last_error"].as_str().unwrap_or_default();
+    assert!(last_error.contains("pages of memory"), "{status}");
 }
 
 /// Resident memory of a process, in KiB.

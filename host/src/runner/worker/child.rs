@@ -32,10 +32,12 @@ fn serve(mut input: impl io::Read, mut output: impl io::Write) -> anyhow::Result
     let Request::Hello { version, runtime, memory_limit_bytes } = hello else {
         bail!("the server did not start with a hello");
     };
-    write_frame(&mut output, &Reply::Ready { version: PROTOCOL_VERSION }, &[])?;
     if version != PROTOCOL_VERSION {
+        // Say which version this worker speaks, so the server can report the mismatch.
+        write_frame(&mut output, &Reply::Ready { version: PROTOCOL_VERSION }, &[])?;
         bail!("server speaks protocol {version}, this worker {PROTOCOL_VERSION}");
     }
+    watch_parent();
     if let Some(limit) = memory_limit_bytes {
         // The last line of defence, enforced by the kernel: whatever WasmEdge or a plugin does,
         // this process cannot hold more heap and private writable memory than this. Not
@@ -44,6 +46,9 @@ fn serve(mut input: impl io::Read, mut output: impl io::Write) -> anyhow::Result
         rlimit::setrlimit(rlimit::Resource::DATA, limit, limit).context("setting the memory limit")?;
     }
     let engine = Engine::new(runtime)?;
+    // Ready only once this worker can run plugins: a broken setup (an unusable AOT cache
+    // folder, say) then fails the server's start-up instead of every request.
+    write_frame(&mut output, &Reply::Ready { version: PROTOCOL_VERSION }, &[])?;
     let mut modules: LruCache<String, CompiledPlugin> =
         LruCache::new(NonZeroUsize::new(MODULE_CACHE).expect("non-zero"));
     loop {
@@ -86,4 +91,18 @@ fn serve(mut input: impl io::Read, mut output: impl io::Write) -> anyhow::Result
         };
         write_frame(&mut output, &reply, &[])?;
     }
+}
+
+/// Exits when the server goes away. Plugin code runs here without a timer of its own (the
+/// server is the timer), so a worker whose server died mid-call would otherwise spin forever.
+fn watch_parent() {
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || {
+        loop {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            if std::os::unix::process::parent_id() != parent {
+                std::process::exit(1);
+            }
+        }
+    });
 }

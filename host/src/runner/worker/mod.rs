@@ -53,6 +53,8 @@ pub struct WorkerSettings {
     pub quarantine_base: Duration,
     /// Longest quarantine. Default: 5 minutes.
     pub quarantine_max: Duration,
+    /// Longest a call waits for a free worker before it is refused as overload. Default: 10 s.
+    pub queue_timeout: Duration,
 }
 
 impl WorkerSettings {
@@ -64,6 +66,7 @@ impl WorkerSettings {
             quarantine_after: 3,
             quarantine_base: Duration::from_secs(1),
             quarantine_max: Duration::from_secs(300),
+            queue_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -80,12 +83,15 @@ pub enum WorkerFailure {
     Unresponsive { deadline: Duration },
     #[error("starting a worker process failed: {0}")]
     Spawn(String),
+    /// Every worker stayed busy for the whole queue timeout.
+    #[error("no worker process became free in time")]
+    Busy,
 }
 
 fn describe_exit(signal: Option<i32>, exit_code: Option<i32>) -> String {
     match (signal, exit_code) {
         (Some(libc::SIGSEGV), _) => "segmentation fault".into(),
-        (Some(libc::SIGKILL), _) => "killed, likely by the memory limit".into(),
+        (Some(libc::SIGKILL), _) => "killed".into(),
         (Some(libc::SIGABRT), _) => "aborted".into(),
         (Some(signal), _) => format!("signal {signal}"),
         (None, Some(code)) => format!("exit code {code}"),
@@ -148,13 +154,37 @@ impl WorkerPoolRunner {
                 return Err(RuntimeError::AbiViolation(report));
             }
         }
-        Ok(Arc::new(CheckedModule { content_hash: content_hash.to_string(), bytes: bytes.to_vec() }))
+        let module = Arc::new(CheckedModule { content_hash: content_hash.to_string(), bytes: bytes.to_vec() });
+        // A worker validates and compiles it now, while the catalog still holds the previous
+        // version: a new version that cannot run (WasmEdge refuses it, its memory is over the
+        // cap, compilation fails) must not replace one that can.
+        let mut worker =
+            self.pool.checkout(self.settings.queue_timeout).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        match worker.load(&module) {
+            Ok(None) => {
+                self.pool.checkin(worker);
+                Ok(module)
+            }
+            Ok(Some((result, _))) => {
+                self.pool.checkin(worker);
+                Err(result.map_or_else(RuntimeError::from, |_| {
+                    RuntimeError::Engine("worker ran a module it was only asked to load".into())
+                }))
+            }
+            Err(failure) => {
+                self.pool.discard(worker);
+                Err(RuntimeError::Engine(format!("loading the plugin in a worker failed: {failure}")))
+            }
+        }
     }
 
     fn quarantine_status(&self, name: &PluginName) -> Option<QuarantineStatus> {
         let crashes = lock(&self.crashes);
         let record = crashes.get(name)?;
-        let remaining = record.quarantined_until?.checked_duration_since(Instant::now())?;
+        let Some(remaining) = record.quarantined_until?.checked_duration_since(Instant::now()) else {
+            self.metrics.set_quarantined(name.as_str(), false);
+            return None;
+        };
         Some(QuarantineStatus {
             consecutive_crashes: record.consecutive,
             retry_after_secs: remaining.as_secs_f64().ceil() as u64,
@@ -188,7 +218,7 @@ impl PluginRunner for WorkerPoolRunner {
             return Err(RunError::Quarantined(status));
         }
         let module = self.catalog.current(name, |bytes, hash| self.check(bytes, hash))?;
-        let mut worker = self.pool.checkout()?;
+        let mut worker = self.pool.checkout(self.settings.queue_timeout)?;
         match worker.call(&module, input, self.runtime.limits.call_timeout) {
             Ok((result, instantiation)) => {
                 self.pool.checkin(worker);
@@ -199,7 +229,9 @@ impl PluginRunner for WorkerPoolRunner {
             Err(failure) => {
                 tracing::error!(plugin = %name, error = %failure, "worker process failed; replacing it");
                 self.pool.discard(worker);
-                self.record_outcome(name, true);
+                // Only crashes count towards quarantine: a call past its deadline costs a worker
+                // restart, but a slow input is not a reason to refuse the plugin to everybody.
+                self.record_outcome(name, matches!(failure, WorkerFailure::Crashed { .. }));
                 Err(failure.into())
             }
         }
@@ -255,11 +287,19 @@ impl Pool {
         Ok(pool)
     }
 
-    fn checkout(&self) -> Result<Worker, WorkerFailure> {
+    /// A worker for one call, waiting at most `patience` for one to become free.
+    fn checkout(&self, patience: Duration) -> Result<Worker, WorkerFailure> {
+        let give_up = Instant::now() + patience;
         let mut state = lock(&self.state);
         loop {
-            if let Some(worker) = state.idle.pop() {
-                return Ok(worker);
+            while let Some(mut worker) = state.idle.pop() {
+                // A worker that died while idle (killed from outside) is nobody's fault: replace
+                // it instead of blaming the next plugin.
+                if matches!(worker.child.try_wait(), Ok(None)) {
+                    return Ok(worker);
+                }
+                worker.kill();
+                state.alive -= 1;
             }
             if state.alive < self.settings.workers.max(1) {
                 state.alive += 1;
@@ -269,7 +309,11 @@ impl Pool {
                     self.available.notify_one();
                 });
             }
-            state = self.available.wait(state).unwrap_or_else(|p| p.into_inner());
+            let wait = give_up.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
+                return Err(WorkerFailure::Busy);
+            }
+            state = self.available.wait_timeout(state, wait).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
 
