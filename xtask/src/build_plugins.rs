@@ -19,7 +19,14 @@
 //!   which with a directive (`expect-violation` or `expect-abi: compliant`), and the build fails
 //!   unless the ABI check agrees: the suite cannot drift from what the host's tests assume.
 //!
-//! `invalid` and `faults` are therefore not available as example names.
+//! - `plugins/compat/<name>.c` or `.cpp` is a compatibility fixture: a plugin written to the
+//!   seed's original contract **without** `wasm_plugin.h`, in one of the common ways of building
+//!   such a plugin. It is compiled without the SDK's include folder, so it cannot include the
+//!   header, and at `-O0`, `-O2` and `-Oz`, each into `target/plugins/compat/<name>[-<variant>]-<level>.wasm`
+//!   (`-o0`, `-o2`, `-oz`). Each must pass the ABI check as v1 with exactly the
+//!   `missing-abi-version` warning (so none may declare a version); the host's tests serve them.
+//!
+//! `invalid`, `faults` and `compat` are therefore not available as example names.
 //!
 //! # Directives
 //!
@@ -40,6 +47,9 @@
 //! - `expect-abi: compliant` (the only value): the fault plugin must pass the ABI check; it is
 //!   hostile only at run time. Only faults may have it: an example is compliant by definition and
 //!   a fixture must break a rule.
+//! - `plugin-variant: <variant> [flags]` (compat plugins only; may repeat): build the plugin once
+//!   more per variant, with these extra clang arguments, named `<name>-<variant>-<level>`. The
+//!   variant name follows the rule for plugin names.
 //!
 //! Every fault has exactly one of the two expectations, since the host's tests rely on knowing
 //! whether the host's own ABI check would have refused the plugin; examples have neither.
@@ -87,6 +97,13 @@ const FIXTURE_DIR: &str = "invalid";
 
 /// The folder under `plugins/` (and under the output folder) that holds fault plugins.
 const FAULT_DIR: &str = "faults";
+
+/// The folder under `plugins/` (and under the output folder) that holds compatibility fixtures.
+const COMPAT_DIR: &str = "compat";
+
+/// The optimisation levels every compatibility fixture is built at, with their name suffixes:
+/// plugin authors ship debug builds, speed builds and size builds, and each must run.
+const COMPAT_LEVELS: [(&str, &str); 3] = [("o0", "-O0"), ("o2", "-O2"), ("oz", "-Oz")];
 
 #[derive(Debug, Default, clap::Args)]
 pub struct BuildPlugins {
@@ -182,13 +199,17 @@ pub(crate) enum Kind {
     Fixture,
     /// `plugins/faults/<name>.{c,cpp,wat}`: hostile at run time; compliant or not, as it states.
     Fault,
+    /// `plugins/compat/<name>.{c,cpp}`: the seed's contract without the header; compliant as
+    /// v1 with only the `missing-abi-version` warning.
+    Compat,
 }
 
 /// One source file to build.
 #[derive(Debug, Clone)]
 pub(crate) struct Plugin {
-    /// `hello` for an example, `invalid/float` for a fixture, `faults/traps` for a fault: the
-    /// output's path below the output folder, without `.wasm`.
+    /// `hello` for an example, `invalid/float` for a fixture, `faults/traps` for a fault,
+    /// `compat/export-name-wasm32-o2` for a compatibility fixture: the output's path below the
+    /// output folder, without `.wasm`.
     pub name: String,
     pub source: PathBuf,
     pub language: Language,
@@ -198,11 +219,38 @@ pub(crate) struct Plugin {
     /// keeps the two in step.
     #[cfg_attr(not(test), expect(dead_code, reason = "only check_abi's tests read it"))]
     pub fixture: bool,
+    /// Clang arguments of this build of the source, after its `plugin-flags` (a compat
+    /// fixture's variant and optimisation level); empty for everything else.
+    pub build_flags: Vec<String>,
 }
 
 impl Plugin {
     fn new(name: String, source: PathBuf, language: Language, kind: Kind) -> Self {
-        Self { name, source, language, kind, fixture: kind == Kind::Fixture }
+        Self { name, source, language, kind, fixture: kind == Kind::Fixture, build_flags: Vec::new() }
+    }
+
+    /// Every build of a compatibility fixture: each variant it names (or the source as it is)
+    /// at each of [`COMPAT_LEVELS`].
+    fn compat_builds(stem: &str, source: &Path, language: Language) -> anyhow::Result<Vec<Self>> {
+        let text = fs::read_to_string(source).with_context(|| format!("cannot read {}", source.display()))?;
+        let directives = Directives::parse(&text, language).with_context(|| source.display().to_string())?;
+        let variants = match directives.variants.as_slice() {
+            [] => vec![Variant { name: String::new(), flags: Vec::new() }],
+            named => named.to_vec(),
+        };
+        let mut builds = Vec::new();
+        for variant in variants {
+            for (level, flag) in COMPAT_LEVELS {
+                let name = match variant.name.as_str() {
+                    "" => format!("{COMPAT_DIR}/{stem}-{level}"),
+                    variant => format!("{COMPAT_DIR}/{stem}-{variant}-{level}"),
+                };
+                let mut plugin = Self::new(name, source.to_path_buf(), language, Kind::Compat);
+                plugin.build_flags = variant.flags.iter().cloned().chain([flag.to_owned()]).collect();
+                builds.push(plugin);
+            }
+        }
+        Ok(builds)
     }
 }
 
@@ -220,6 +268,7 @@ pub(crate) fn discover(plugins_dir: &Path) -> anyhow::Result<Vec<Plugin>> {
         let loose_kind = match dir_name {
             FIXTURE_DIR => Some(Kind::Fixture),
             FAULT_DIR => Some(Kind::Fault),
+            COMPAT_DIR => Some(Kind::Compat),
             _ => None,
         };
         if let Some(kind) = loose_kind {
@@ -230,7 +279,12 @@ pub(crate) fn discover(plugins_dir: &Path) -> anyhow::Result<Vec<Plugin>> {
                 };
                 let stem = source.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
                 check_name(stem, &source)?;
-                plugins.push(Plugin::new(format!("{dir_name}/{stem}"), source, language, kind));
+                if kind == Kind::Compat {
+                    ensure!(language != Language::Wat, "{}: a compat plugin is C or C++", source.display());
+                    plugins.extend(Plugin::compat_builds(stem, &source, language)?);
+                } else {
+                    plugins.push(Plugin::new(format!("{dir_name}/{stem}"), source, language, kind));
+                }
             }
             continue;
         }
@@ -287,6 +341,14 @@ fn check_name(name: &str, path: &Path) -> anyhow::Result<()> {
 pub(crate) struct Directives {
     pub flags: Vec<String>,
     pub expect: Option<Expectation>,
+    pub variants: Vec<Variant>,
+}
+
+/// One `plugin-variant:` line: a named build with extra clang arguments.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Variant {
+    pub name: String,
+    pub flags: Vec<String>,
 }
 
 /// What a fixture or fault states the ABI check must find.
@@ -328,6 +390,16 @@ impl Directives {
                 let code = code.trim();
                 ensure!(!code.is_empty(), "line {line_no}: expect-violation needs a violation code");
                 directives.expect_once(Expectation::Violation(code.to_owned()), line_no)?;
+            } else if let Some(variant) = comment.strip_prefix("plugin-variant:") {
+                ensure!(language != Language::Wat, "line {line_no}: plugin-variant has no meaning for a .wat file");
+                let mut words = variant.split_whitespace().map(str::to_owned);
+                let name = words.next().with_context(|| format!("line {line_no}: plugin-variant needs a name"))?;
+                check_name(&name, Path::new(&format!("line {line_no}: plugin-variant")))?;
+                ensure!(
+                    directives.variants.iter().all(|v| v.name != name),
+                    "line {line_no}: a second plugin-variant named {name:?}"
+                );
+                directives.variants.push(Variant { name, flags: words.collect() });
             } else if let Some(verdict) = comment.strip_prefix("expect-abi:") {
                 // Only one verdict exists: a plugin that breaks a rule names the rule instead,
                 // which asserts more than a bare "violating" would.
@@ -343,7 +415,8 @@ impl Directives {
                     (word.starts_with("plugin-") || word.starts_with("expect-")) && !word.contains(char::is_whitespace);
                 ensure!(
                     !looks_like_directive,
-                    "line {line_no}: unknown directive `{word}:` (known: plugin-flags, expect-violation, expect-abi)"
+                    "line {line_no}: unknown directive `{word}:` (known: plugin-flags, plugin-variant, \
+                     expect-violation, expect-abi)"
                 );
             }
         }
@@ -374,6 +447,9 @@ impl Directives {
 pub(crate) struct Compiler {
     c: cc::Tool,
     cpp: cc::Tool,
+    /// `plugin-sdk/include`, given to every plugin but the compatibility fixtures, which must
+    /// build without it.
+    include_dir: PathBuf,
 }
 
 impl Compiler {
@@ -394,7 +470,6 @@ impl Compiler {
                 .out_dir(scratch)
                 .cargo_metadata(false)
                 .warnings_into_errors(true)
-                .include(include_dir)
                 // A plugin is a library without libc or `main`: the host calls its exports.
                 .flag("-nostdlib")
                 .flag("-Wl,--no-entry");
@@ -404,11 +479,15 @@ impl Compiler {
             }
             build.try_get_compiler().with_context(|| format!("cannot set up {} for {TARGET}", clang.display()))
         };
-        Ok(Self { c: tool(false)?, cpp: tool(true)? })
+        Ok(Self { c: tool(false)?, cpp: tool(true)?, include_dir: include_dir.to_path_buf() })
     }
 
-    fn command(&self, cpp: bool) -> Command {
-        if cpp { self.cpp.to_command() } else { self.c.to_command() }
+    fn command(&self, plugin: &Plugin) -> Command {
+        let mut command = if plugin.language == Language::Cpp { self.cpp.to_command() } else { self.c.to_command() };
+        if plugin.kind != Kind::Compat {
+            command.arg("-I").arg(&self.include_dir);
+        }
+        command
     }
 }
 
@@ -443,8 +522,18 @@ pub(crate) fn build(compiler: &Compiler, layout: &Layout, plugin: &Plugin, force
     let text =
         fs::read_to_string(&plugin.source).with_context(|| format!("cannot read {}", plugin.source.display()))?;
     let directives = Directives::parse(&text, plugin.language)?;
+    ensure!(
+        directives.variants.is_empty() || plugin.kind == Kind::Compat,
+        "only compatibility fixtures (in plugins/{COMPAT_DIR}/) may have a `plugin-variant` comment"
+    );
     match (plugin.kind, &directives.expect) {
-        (Kind::Example, None) | (Kind::Fixture, Some(Expectation::Violation(_))) | (Kind::Fault, Some(_)) => {}
+        (Kind::Example | Kind::Compat, None)
+        | (Kind::Fixture, Some(Expectation::Violation(_)))
+        | (Kind::Fault, Some(_)) => {}
+        (Kind::Compat, Some(_)) => bail!(
+            "a compatibility fixture (in plugins/{COMPAT_DIR}/) has no expectation comment: it must \
+             pass the ABI check as v1, with only the warning that it declares no version"
+        ),
         (Kind::Fixture, None) => bail!(
             "this negative fixture has no `expect-violation: <code>` comment at its top; \
              a fixture without an assertion tests nothing"
@@ -473,7 +562,7 @@ pub(crate) fn build(compiler: &Compiler, layout: &Layout, plugin: &Plugin, force
         (fs::read(&output).with_context(|| format!("cannot read {}", output.display()))?, None)
     };
     let report = plugin_sdk::check(&wasm);
-    match verify(directives.expected_violation(), &report) {
+    match verify(plugin.kind, directives.expected_violation(), &report) {
         Ok(verdict) => {
             if let Some(partial) = partial {
                 partial.persist(&output)?;
@@ -535,8 +624,8 @@ fn compile(
         let wasm = wat::parse_file(&plugin.source).map_err(|err| anyhow::anyhow!("{err}"))?;
         fs::write(&partial.path, wasm).with_context(|| format!("cannot write {}", partial.path.display()))?;
     } else {
-        let mut command = compiler.command(plugin.language == Language::Cpp);
-        command.args(&directives.flags).arg("-o").arg(&partial.path).arg(&plugin.source);
+        let mut command = compiler.command(plugin);
+        command.args(&directives.flags).args(&plugin.build_flags).arg("-o").arg(&partial.path).arg(&plugin.source);
         let result = command.output().with_context(|| format!("cannot run {command:?}"))?;
         if !result.status.success() {
             let diagnostics = String::from_utf8_lossy(&result.stderr);
@@ -582,11 +671,25 @@ impl Drop for PartialFile {
 }
 
 /// Checks a report against what the plugin promises: exactly the expected violation for a
-/// fixture or a fault that names one, compliance for everything else. Returns the verdict line
-/// for the progress output.
-pub(crate) fn verify(expect_violation: Option<&str>, report: &AbiReport) -> anyhow::Result<String> {
+/// fixture or a fault that names one, compliance for everything else; and whether it declares
+/// its ABI version: a compatibility fixture must not (it is built without the header, and the
+/// check must say so with exactly the `missing-abi-version` warning), everything else must
+/// (it includes the header), so no other warning is allowed. Returns the verdict line for the
+/// progress output.
+pub(crate) fn verify(kind: Kind, expect_violation: Option<&str>, report: &AbiReport) -> anyhow::Result<String> {
     let codes: BTreeSet<&str> = report.violations.iter().map(|v| v.kind.code()).collect();
-    let version = report.abi_version.map_or_else(|| "no ABI version".to_owned(), |v| format!("ABI v{v}"));
+    let warnings: Vec<&str> = report.warnings.iter().map(|w| w.kind.code()).collect();
+    let expected_warnings: &[&str] = if kind == Kind::Compat { &["missing-abi-version"] } else { &[] };
+    ensure!(
+        warnings == expected_warnings,
+        "expected the warnings {expected_warnings:?}, found {warnings:?}{}:\n{report}",
+        if kind == Kind::Compat { " (a compatibility fixture must not include wasm_plugin.h)" } else { "" }
+    );
+    let version = match (report.declared_abi_version, report.abi_version) {
+        (Some(declared), _) => format!("ABI v{declared}"),
+        (None, Some(implied)) => format!("ABI v{implied}, implied: no version declared"),
+        (None, None) => "no ABI version".to_owned(),
+    };
     match expect_violation {
         None if codes.is_empty() => Ok(format!("ok ({version})")),
         None => bail!("the plugin breaks the ABI:\n{report}"),
@@ -710,19 +813,68 @@ pub(crate) mod tests {
         insta::assert_snapshot!(expectations);
     }
 
+    #[test]
+    fn every_compat_fixture_builds_at_every_level_as_an_undeclared_v1_plugin() {
+        let harness = Harness::new();
+        let mut builds = String::new();
+        for plugin in harness.plugins().into_iter().filter(|p| p.kind == Kind::Compat) {
+            let built = harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
+            assert!(built.report.is_compliant(), "{}:\n{}", plugin.name, built.report);
+            assert_eq!((built.report.declared_abi_version, built.report.abi_version), (None, Some(1)));
+            assert_eq!(built.output, harness.out.path().join(format!("{}.wasm", plugin.name)));
+            writeln!(builds, "{} <- {} {}", plugin.name, file_stem(&plugin.source), plugin.build_flags.join(" "))
+                .unwrap();
+        }
+        // The host's tests serve every one of these: a new build style shows up here.
+        insta::assert_snapshot!(builds);
+    }
+
+    #[test]
+    fn a_compat_fixture_cannot_include_the_header() {
+        let harness = Harness::new();
+        let (_dir, plugin) = scratch_plugin("compat/with-header.c", COMPLIANT_C);
+        assert_eq!(plugin.name, "compat/with-header-o0");
+        let err = format!("{:#}", harness.build(&plugin).unwrap_err());
+        assert!(err.contains("clang failed") && err.contains("wasm_plugin.h"), "{err}");
+    }
+
+    #[test]
+    fn a_compat_fixture_that_declares_a_version_fails_the_build() {
+        let harness = Harness::new();
+        // A hand-written marker, so that the file builds without the header.
+        let source = "__attribute__((export_name(\"init\"))) int init(void) { return 0; }\n\
+            __attribute__((export_name(\"process\"))) int process(int x) { return x; }\n\
+            __attribute__((export_name(\"cleanup\"))) int cleanup(void) { return 0; }\n\
+            __asm__(\".section .custom_section.wasm_plugin_abi,\\\"\\\",@\\n.int32 1\\n.text\\n\");\n";
+        let (_dir, plugin) = scratch_plugin("compat/marked.c", source);
+        let err = format!("{:#}", harness.build(&plugin).unwrap_err());
+        assert!(err.contains("expected the warnings [\"missing-abi-version\"], found []"), "{err}");
+    }
+
+    #[test]
+    fn plugin_variant_is_only_for_compat_fixtures() {
+        let harness = Harness::new();
+        let source = format!("// plugin-variant: small -Oz\n{COMPLIANT_C}");
+        let (_dir, plugin) = scratch_plugin("varied/varied.c", &source);
+        let err = format!("{:#}", harness.build(&plugin).unwrap_err());
+        assert!(err.contains("only compatibility fixtures"), "{err}");
+    }
+
     fn file_stem(path: &Path) -> &str {
         path.file_stem().unwrap().to_str().unwrap()
     }
 
     /// A throwaway `plugins/` folder holding one source file at `path` (say `invalid/x.c` for
-    /// a fixture or `x/x.c` for an example), and the plugin discovery makes of it.
+    /// a fixture or `x/x.c` for an example), and the plugin discovery makes of it (the first
+    /// build, for a compat fixture, which has one per optimisation level).
     fn scratch_plugin(path: &str, source: &str) -> (tempfile::TempDir, Plugin) {
         let plugins = tempfile::tempdir().unwrap();
         let file = plugins.path().join(path);
         fs::create_dir_all(file.parent().unwrap()).unwrap();
         fs::write(&file, source).unwrap();
         let found = discover(plugins.path()).unwrap();
-        assert_eq!(found.len(), 1);
+        let builds = if path.starts_with("compat/") { COMPAT_LEVELS.len() } else { 1 };
+        assert_eq!(found.len(), builds);
         (plugins, found.into_iter().next().unwrap())
     }
 
@@ -884,7 +1036,8 @@ pub(crate) mod tests {
             directives,
             Directives {
                 flags: vec!["-O1".into(), "-fno-inline".into(), "-DX=1".into()],
-                expect: Some(Expectation::Violation("recursion".into()))
+                expect: Some(Expectation::Violation("recursion".into())),
+                variants: vec![],
             }
         );
         let wat = ";; expect-violation: start-function\n(module)\n";

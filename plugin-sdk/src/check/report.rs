@@ -13,13 +13,27 @@ pub struct AbiReport {
     /// The ABI version the plugin declares in its `wasm_plugin_abi` custom section, or `None`
     /// if it declares none or the section cannot be read as one version (the violations say
     /// which). A declared but unsupported version is still reported here.
+    pub declared_abi_version: Option<u32>,
+    /// The version the plugin was checked as, and runs as: the declared version, or
+    /// [`IMPLIED_ABI_VERSION`](crate::IMPLIED_ABI_VERSION) when none is declared. `None` when
+    /// the declaration cannot be read or names a version this checker does not know, which are
+    /// violations.
     pub abi_version: Option<u32>,
     /// Every violation found, grouped by rule; empty for a compliant plugin.
     pub violations: Vec<Violation>,
+    /// Rules broken in a way the host tolerates ([`AbiViolation::is_warning`]): the plugin is
+    /// compliant and runs regardless.
+    pub warnings: Vec<Violation>,
 }
 
 impl AbiReport {
-    /// Whether the plugin follows the ABI, i.e. there are no violations.
+    /// The report on a file that is refused before its rules can be read (not a module, or a
+    /// component): this one violation and nothing else.
+    pub(crate) fn refused(violation: Violation) -> Self {
+        AbiReport { declared_abi_version: None, abi_version: None, violations: vec![violation], warnings: vec![] }
+    }
+
+    /// Whether the plugin follows the ABI, i.e. there are no violations. Warnings do not count.
     pub fn is_compliant(&self) -> bool {
         self.violations.is_empty()
     }
@@ -35,16 +49,22 @@ impl AbiReport {
 }
 
 /// Several lines for a plugin author: a summary, then per violation an `error[code]:` line
-/// saying what is wrong and where, and a `help:` line saying how to fix it. There is no
-/// trailing newline.
+/// saying what is wrong and where, and a `help:` line saying how to fix it, then the warnings
+/// the same way as `warning[code]:`. There is no trailing newline.
 impl fmt::Display for AbiReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.violations.len() {
-            0 => return write!(f, "follows plugin ABI v{}", crate::ABI_VERSION),
-            1 => f.write_str("1 ABI violation")?,
-            n => write!(f, "{n} ABI violations")?,
+        match (self.violations.len(), self.abi_version) {
+            (0, Some(version)) => write!(f, "follows plugin ABI v{version}")?,
+            (0, None) => f.write_str("follows the plugin ABI")?,
+            (1, _) => f.write_str("1 ABI violation")?,
+            (n, _) => write!(f, "{n} ABI violations")?,
         }
-        for violation in &self.violations {
+        match self.warnings.len() {
+            0 => {}
+            1 => f.write_str(", 1 warning")?,
+            n => write!(f, ", {n} warnings")?,
+        }
+        for violation in self.violations.iter().chain(&self.warnings) {
             for line in violation.to_string().lines() {
                 write!(f, "\n  {line}")?;
             }
@@ -53,14 +73,16 @@ impl fmt::Display for AbiReport {
     }
 }
 
-/// `{"abi_version": 1, "compliant": false, "violations": [...]}`, each violation as described
-/// on [`Violation`].
+/// `{"abi_version": 1, "declared_abi_version": null, "compliant": true, "violations": [...],
+/// "warnings": [...]}`, each violation and warning as described on [`Violation`].
 impl Serialize for AbiReport {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut report = serializer.serialize_struct("AbiReport", 3)?;
+        let mut report = serializer.serialize_struct("AbiReport", 5)?;
         report.serialize_field("abi_version", &self.abi_version)?;
+        report.serialize_field("declared_abi_version", &self.declared_abi_version)?;
         report.serialize_field("compliant", &self.is_compliant())?;
         report.serialize_field("violations", &self.violations)?;
+        report.serialize_field("warnings", &self.warnings)?;
         report.end()
     }
 }
@@ -86,9 +108,11 @@ impl Violation {
             AbiViolation::Malformed { message } => {
                 format!("the file is not a valid WebAssembly module: {message}{offset}")
             }
-            AbiViolation::MissingAbiVersion => {
-                "the plugin does not declare which plugin ABI version it was built for".into()
-            }
+            AbiViolation::MissingAbiVersion => format!(
+                "the plugin does not declare which plugin ABI version it was built for; it is checked \
+                 and run as v{}, the original contract",
+                crate::IMPLIED_ABI_VERSION
+            ),
             AbiViolation::MalformedAbiSection { length } => {
                 format!("{at} is {length} bytes long; it should hold one or more 4-byte version numbers")
             }
@@ -101,7 +125,7 @@ impl Violation {
             AbiViolation::WrongSignature { name, expected, found } => {
                 format!("`{name}` is exported with the signature {found}, but the ABI requires {expected}")
             }
-            AbiViolation::UnexpectedExport { name, kind } => {
+            AbiViolation::UnexpectedExport { name, kind, .. } => {
                 format!("the plugin exports the {kind} `{name}`, which is not part of the plugin ABI")
             }
             AbiViolation::Import { module, name } => {
@@ -158,10 +182,11 @@ impl Violation {
     }
 }
 
-/// `error[code]: message` and an indented `help:` line.
+/// `error[code]: message` (`warning[code]:` for a warning) and an indented `help:` line.
 impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "error[{}]: {}\n  help: {}", self.kind.code(), self.message(), self.kind.help())
+        let severity = if self.kind.is_warning() { "warning" } else { "error" };
+        write!(f, "{severity}[{}]: {}\n  help: {}", self.kind.code(), self.message(), self.kind.help())
     }
 }
 

@@ -192,11 +192,32 @@ fn a_component_is_not_a_plugin() {
 // The ABI version declaration
 
 #[test]
-fn missing_abi_version() {
+fn a_missing_abi_version_is_a_warning_and_means_v1() {
+    // The seed's original contract defined no marker: such a plugin is v1 and compliant.
     let bytes = wasm(&format!("(module {ENTRY_POINTS})"));
     let report = check(&bytes);
-    assert_eq!(report.abi_version, None);
-    assert_eq!(violations(&bytes), vec![(AbiViolation::MissingAbiVersion, Location::Module)]);
+    assert_eq!(report.declared_abi_version, None);
+    assert_eq!(report.abi_version, Some(1));
+    assert!(report.is_compliant(), "{report}");
+    assert_eq!(violations(&bytes), vec![]);
+    let warnings: Vec<_> = report.warnings.iter().map(|w| (w.kind.clone(), w.location.clone())).collect();
+    assert_eq!(warnings, vec![(AbiViolation::MissingAbiVersion, Location::Module)]);
+    let text = report.to_string();
+    assert!(text.starts_with("follows plugin ABI v1, 1 warning\n  warning[missing-abi-version]: "), "{text}");
+    assert!(text.contains("checked and run as v1"), "{text}");
+    assert!(text.contains("--deny-warnings"), "{text}");
+}
+
+#[test]
+fn an_unmarked_plugin_is_still_held_to_every_v1_rule() {
+    let bytes = wasm(&format!("(module {ENTRY_POINTS} (func $f (param f32)))"));
+    let report = check(&bytes);
+    assert_eq!(report.abi_version, Some(1));
+    assert_eq!(report.warnings.len(), 1);
+    assert_eq!(
+        violations(&bytes),
+        vec![(AbiViolation::FloatType { ty: ValueType::F32, usage: FloatUsage::Param }, function(3, Some("f"), None))]
+    );
 }
 
 #[test]
@@ -205,6 +226,8 @@ fn repeated_identical_versions_are_one_version() {
     let merged = wasm(&format!(r#"(module (@custom "wasm_plugin_abi" "\01\00\00\00\01\00\00\00") {ENTRY_POINTS})"#));
     assert_eq!(check(&merged).violations, vec![]);
     assert_eq!(check(&merged).abi_version, Some(1));
+    assert_eq!(check(&merged).declared_abi_version, Some(1));
+    assert_eq!(check(&merged).warnings, vec![]);
     // A producer that keeps them as separate sections.
     let separate = wasm(&format!("(module {VERSION} {VERSION} {ENTRY_POINTS})"));
     assert_eq!(check(&separate).violations, vec![]);
@@ -243,7 +266,8 @@ fn unsupported_abi_version() {
         violations(&bytes),
         vec![(AbiViolation::UnsupportedAbiVersion { found: 2, supported: 1 }, abi_section_location(&bytes))]
     );
-    assert_eq!(check(&bytes).abi_version, Some(2));
+    // Declared, but not something the plugin can be checked or run as.
+    assert_eq!((check(&bytes).declared_abi_version, check(&bytes).abi_version), (Some(2), None));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -293,19 +317,58 @@ fn unexpected_exports() {
         violations(&bytes),
         vec![
             (
-                AbiViolation::UnexpectedExport { name: "helper".into(), kind: ExternKind::Func },
+                AbiViolation::UnexpectedExport {
+                    name: "helper".into(),
+                    kind: ExternKind::Func,
+                    cause: ExportCause::ExportAll
+                },
                 Location::Export { name: "helper".into() }
             ),
             (
-                AbiViolation::UnexpectedExport { name: "__heap_base".into(), kind: ExternKind::Global },
+                AbiViolation::UnexpectedExport {
+                    name: "__heap_base".into(),
+                    kind: ExternKind::Global,
+                    cause: ExportCause::ExportAll,
+                },
                 Location::Export { name: "__heap_base".into() }
             ),
             (
-                AbiViolation::UnexpectedExport { name: "__indirect_function_table".into(), kind: ExternKind::Table },
+                AbiViolation::UnexpectedExport {
+                    name: "__indirect_function_table".into(),
+                    kind: ExternKind::Table,
+                    cause: ExportCause::ExportAll,
+                },
                 Location::Export { name: "__indirect_function_table".into() }
             ),
         ]
     );
+}
+
+#[test]
+fn extra_exports_name_the_linker_flag_that_made_them() {
+    let help_for = |items: &str| -> Vec<String> {
+        check(&plugin(items)).violations.iter().map(|v| v.kind.help()).collect::<Vec<_>>()
+    };
+    // `--export-all`: linker-defined symbols among the exports.
+    let export_all = help_for(
+        r#"(func (export "helper") (result i32) (i32.const 1))
+           (func (export "__wasm_call_ctors"))
+           (global (export "__data_end") i32 (i32.const 1024))"#,
+    );
+    assert_eq!(export_all.len(), 3);
+    assert!(export_all.iter().all(|help| help.starts_with("drop `-Wl,--export-all`")), "{export_all:?}");
+    // `--export-dynamic` with default visibility: program variables among the exports.
+    let export_dynamic = help_for(
+        r#"(func (export "helper") (result i32) (i32.const 1))
+           (global (export "counter") i32 (i32.const 1024))"#,
+    );
+    assert_eq!(export_dynamic.len(), 2);
+    assert!(export_dynamic.iter().all(|help| help.starts_with("drop `-Wl,--export-dynamic`")), "{export_dynamic:?}");
+    assert!(export_dynamic[0].contains("declare `helper` static"), "{export_dynamic:?}");
+    // One helper function: every flag that could have exported it, by name.
+    let one = help_for(r#"(func (export "helper") (result i32) (i32.const 1))"#);
+    assert_eq!(one.len(), 1);
+    assert!(one[0].contains("drop `-Wl,--export=helper`") && one[0].contains("`-Wl,--export-dynamic`"), "{one:?}");
 }
 
 #[test]
@@ -320,7 +383,11 @@ fn memory_is_allowed_only_as_memory() {
     assert_eq!(
         violations(&bytes),
         vec![(
-            AbiViolation::UnexpectedExport { name: "heap".into(), kind: ExternKind::Memory },
+            AbiViolation::UnexpectedExport {
+                name: "heap".into(),
+                kind: ExternKind::Memory,
+                cause: ExportCause::Unknown,
+            },
             Location::Export { name: "heap".into() }
         )]
     );
@@ -338,7 +405,11 @@ fn an_entry_point_that_is_not_a_function_is_missing() {
         violations(&bytes),
         vec![
             (
-                AbiViolation::UnexpectedExport { name: "init".into(), kind: ExternKind::Global },
+                AbiViolation::UnexpectedExport {
+                    name: "init".into(),
+                    kind: ExternKind::Global,
+                    cause: ExportCause::ExportDynamic,
+                },
                 Location::Export { name: "init".into() }
             ),
             (AbiViolation::MissingExport { name: "init".into() }, Location::Module),
@@ -402,7 +473,11 @@ fn defined_allocators_are_found_by_name() {
         violations(&bytes),
         vec![
             (
-                AbiViolation::UnexpectedExport { name: "free".into(), kind: ExternKind::Func },
+                AbiViolation::UnexpectedExport {
+                    name: "free".into(),
+                    kind: ExternKind::Func,
+                    cause: ExportCause::Unknown,
+                },
                 Location::Export { name: "free".into() }
             ),
             (AbiViolation::DynamicAllocation { symbol: "malloc".into() }, function(3, Some("malloc"), None)),
@@ -844,7 +919,7 @@ fn report_json_snapshot() {
 
 #[test]
 fn one_violation_is_singular() {
-    let bytes = wasm(&format!("(module {ENTRY_POINTS})"));
+    let bytes = plugin("(func $f (param f32))");
     assert!(check(&bytes).to_string().starts_with("1 ABI violation\n"));
 }
 
@@ -865,7 +940,7 @@ fn json_code_matches_code() {
             expected: Signature { params: vec![], results: vec![ValueType::I32] },
             found: Signature { params: vec![], results: vec![] },
         },
-        AbiViolation::UnexpectedExport { name: "x".into(), kind: ExternKind::Global },
+        AbiViolation::UnexpectedExport { name: "x".into(), kind: ExternKind::Global, cause: ExportCause::Unknown },
         AbiViolation::Import { module: "env".into(), name: "x".into() },
         AbiViolation::DynamicAllocation { symbol: "malloc".into() },
         AbiViolation::MemoryGrow,

@@ -29,9 +29,13 @@ pub enum AbiViolation {
     },
 
     /// The plugin records no ABI version: it has no `wasm_plugin_abi` custom section, which
-    /// every plugin that includes `wasm_plugin.h` has. Without it the host cannot tell which
-    /// ABI the plugin was written for.
-    #[error("the plugin does not declare its plugin ABI version")]
+    /// every plugin that includes `wasm_plugin.h` has.
+    ///
+    /// This is a **warning**, not an error (see [`AbiViolation::is_warning`]): the seed's
+    /// original contract (three integer functions) defined no marker, so plugins built for it
+    /// carry none. Such a plugin is checked and run as [`IMPLIED_ABI_VERSION`](crate::IMPLIED_ABI_VERSION),
+    /// the original contract; newer versions are never implied.
+    #[error("the plugin does not declare its plugin ABI version; it is checked as v{}", crate::IMPLIED_ABI_VERSION)]
     MissingAbiVersion,
 
     /// The `wasm_plugin_abi` section is empty or not a whole number of 4-byte versions, so it
@@ -85,12 +89,17 @@ pub enum AbiViolation {
     /// (its `__stack_pointer` global and `__indirect_function_table` stay internal), so
     /// every other export (globals, tables, helper functions, a memory under another name)
     /// comes from extra attributes or linker flags such as `--export-all` and is refused.
+    ///
+    /// The report names the linker flag to drop when the module's exports show which one
+    /// produced them (see [`ExportCause`]).
     #[error("unexpected {kind} export `{name}`")]
     UnexpectedExport {
         /// The export's name.
         name: String,
         /// What kind of item is exported.
         kind: ExternKind,
+        /// What most likely produced the export, judged from the module's whole export list.
+        cause: ExportCause,
     },
 
     /// The plugin imports something. Plugins get no host functions, no WASI and no imported
@@ -248,15 +257,22 @@ impl AbiViolation {
         }
     }
 
+    /// Whether this rule is only a warning: the plugin is still compliant and runs, and
+    /// `check-abi` passes unless asked to deny warnings. Only a missing ABI version is.
+    pub fn is_warning(&self) -> bool {
+        matches!(self, AbiViolation::MissingAbiVersion)
+    }
+
     /// How a plugin author fixes this, in one or two sentences.
     pub fn help(&self) -> String {
         match self {
             AbiViolation::Malformed { .. } => "build the plugin with `clang --target=wasm32 -nostdlib -Wl,--no-entry` \
                  and check the file was copied completely"
                 .into(),
-            AbiViolation::MissingAbiVersion => "#include \"wasm_plugin.h\" in the plugin's source; it records the ABI \
-                 version in the `wasm_plugin_abi` custom section (keep that section if you \
-                 post-process the .wasm file)"
+            AbiViolation::MissingAbiVersion => "to declare the version, #include \"wasm_plugin.h\" in the plugin's \
+                 source (it records the version in the `wasm_plugin_abi` custom section), or add \
+                 that custom section yourself holding the version as a little-endian u32; \
+                 `check-abi --deny-warnings` makes this an error"
                 .into(),
             AbiViolation::MalformedAbiSection { .. } => {
                 "do not write a `wasm_plugin_abi` section yourself; including wasm_plugin.h \
@@ -275,15 +291,29 @@ impl AbiViolation {
                     None => "export only `init`, `process` and `cleanup`".into(),
                 }
             }
-            AbiViolation::UnexpectedExport { kind, .. } => match kind {
-                ExternKind::Func => "export only `init`, `process` and `cleanup`: drop PLUGIN_EXPORT, \
-                     export_name or visibility attributes from helper functions, and linker \
-                     flags such as -Wl,--export=... or -Wl,--export-all"
+            AbiViolation::UnexpectedExport { name, kind, cause } => match (cause, kind) {
+                (ExportCause::ExportAll, _) => "drop `-Wl,--export-all`: it exports every function and every linker \
+                     symbol; export only the three entry points, with \
+                     `-Wl,--export=init -Wl,--export=process -Wl,--export=cleanup` or export_name \
+                     attributes"
                     .into(),
-                ExternKind::Memory => "export the linear memory only as `memory` (wasm-ld's default)".into(),
-                _ => "remove linker flags that add exports, such as -Wl,--export-all, \
-                     -Wl,--export-table or -Wl,--export=..."
-                    .into(),
+                (ExportCause::ExportDynamic, _) => format!(
+                    "drop `-Wl,--export-dynamic`: with default symbol visibility (-fvisibility=default or \
+                     visibility(\"default\")) it exports every non-static function and variable; export \
+                     only the three entry points with `-Wl,--export=<name>`, or declare `{name}` static"
+                ),
+                (ExportCause::Unknown, ExternKind::Func) => format!(
+                    "export only `init`, `process` and `cleanup`: drop `-Wl,--export={name}` or the \
+                     export_name/PLUGIN_EXPORT attribute on `{name}`; if you link with \
+                     `-Wl,--export-dynamic`, declare `{name}` static"
+                ),
+                (ExportCause::Unknown, ExternKind::Memory) => {
+                    "export the linear memory only as `memory` (wasm-ld's default)".into()
+                }
+                (ExportCause::Unknown, ExternKind::Table) => {
+                    format!("drop `-Wl,--export-table` (or `-Wl,--export={name}`): the table stays internal by default")
+                }
+                (ExportCause::Unknown, _) => format!("drop `-Wl,--export={name}`"),
             },
             AbiViolation::Import { .. } => "the host provides no functions and no memory: build with -nostdlib, \
                  implement every function you call, and do not link with \
@@ -460,6 +490,26 @@ impl fmt::Display for ExternKind {
             ExternKind::Tag => "tag",
         })
     }
+}
+
+/// What put an unexpected export into a module: which linker flag to drop.
+///
+/// wasm-ld exports nothing but `memory` and the symbols named by `-Wl,--export=<name>` or an
+/// `export_name` attribute, unless told otherwise. Two flags export more, and each leaves a
+/// fingerprint in the export list: `--export-all` also exports the symbols the linker defines
+/// itself (`__wasm_call_ctors`, `__data_end`, `__heap_base`, ...), and `--export-dynamic`
+/// exports every symbol of default visibility, data included (as an `i32` global holding its
+/// address), which clang builds only with `-fvisibility=default` or a visibility attribute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExportCause {
+    /// The module exports linker-defined symbols: `-Wl,--export-all`.
+    ExportAll,
+    /// The module exports a program variable: `-Wl,--export-dynamic`.
+    ExportDynamic,
+    /// One export among the expected ones: `-Wl,--export=<name>`, an `export_name` attribute,
+    /// or `--export-dynamic` with one non-static function; the help names each.
+    Unknown,
 }
 
 /// Where a floating-point type appears.
