@@ -89,6 +89,7 @@ impl From<Verdict> for std::process::ExitCode {
 impl Format {
     /// Reports a problem with the command itself, in this format: a JSON document on stdout
     /// (so a tool reading it always gets one), or a line on stderr.
+    #[expect(clippy::print_stderr, reason = "a command-line tool's diagnostics go to stderr")]
     pub fn usage_error(self, problem: &str) -> Verdict {
         match self {
             Format::Human => eprintln!("error: {problem}"),

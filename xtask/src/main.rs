@@ -67,6 +67,7 @@ fn main() -> ExitCode {
 
 /// A command that failed: the error with its causes (and a backtrace if one was captured), as
 /// `main` returning the error would print it.
+#[expect(clippy::print_stderr, reason = "what `main` returning the error would print")]
 fn failed(error: anyhow::Error) -> ExitCode {
     eprintln!("Error: {error:?}");
     ExitCode::FAILURE

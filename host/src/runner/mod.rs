@@ -66,19 +66,28 @@ pub struct QuarantineStatus {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AbiStatus {
     pub compliant: bool,
-    /// The ABI version the plugin declares.
+    /// The ABI version the plugin is checked and runs as: the one it declares or, when it
+    /// declares none, 1 (the original contract). `None` when its declaration is unreadable or
+    /// names a version this host does not support.
     pub version: Option<u32>,
+    /// The version the plugin's `wasm_plugin_abi` marker declares; `None` without a marker.
+    pub declared_version: Option<u32>,
     /// Codes of the violations found (see ABI.md), empty when compliant.
     pub violations: Vec<&'static str>,
+    /// Codes of the warnings (such as `missing-abi-version`), which do not stop the plugin.
+    pub warnings: Vec<&'static str>,
 }
 
 impl AbiStatus {
     pub fn of(wasm: &[u8]) -> Self {
         let report = plugin_sdk::check(wasm);
+        let codes = |list: &[plugin_sdk::Violation]| list.iter().map(|v| v.kind.code()).collect();
         AbiStatus {
             compliant: report.is_compliant(),
             version: report.abi_version,
-            violations: report.violations.iter().map(|v| v.kind.code()).collect(),
+            declared_version: report.declared_abi_version,
+            violations: codes(&report.violations),
+            warnings: codes(&report.warnings),
         }
     }
 }
