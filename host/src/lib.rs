@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod config;
+pub mod failure;
 pub mod metrics;
 pub mod runner;
 pub mod runtime;

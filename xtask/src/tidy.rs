@@ -1,4 +1,5 @@
-//! House rules, checked by `cargo test` so that they hold without anyone remembering them.
+//! House rules and the architecture invariants ARCHITECTURE.md states, checked by `cargo test`
+//! so that they hold without anyone remembering them.
 
 #[cfg(test)]
 mod tests {
@@ -44,5 +45,78 @@ mod tests {
             }
         }
         assert!(problems.is_empty(), "house rules broken:\n{}", problems.join("\n"));
+    }
+
+    /// Every Rust file under `dir` (relative to the project root) with its text.
+    fn sources_under(dir: &str) -> Vec<(PathBuf, String)> {
+        let mut files = Vec::new();
+        rust_files(&crate::project_root().join(dir), &mut files);
+        assert!(!files.is_empty(), "{dir} holds no Rust file");
+        files.into_iter().map(|file| (file.clone(), fs::read_to_string(&file).unwrap())).collect()
+    }
+
+    /// The lines of `text` that are code, not comments.
+    fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+        text.lines().enumerate().filter(|(_, line)| !line.trim_start().starts_with("//")).map(|(i, line)| (i + 1, line))
+    }
+
+    /// Where files under `dir` (other than those under `except`) write `pattern` in code.
+    fn uses(dir: &str, except: Option<&str>, pattern: &str) -> Vec<String> {
+        let exempt = except.map(|e| crate::project_root().join(e));
+        let mut found = Vec::new();
+        for (file, text) in sources_under(dir) {
+            if exempt.as_ref().is_some_and(|e| file.starts_with(e)) {
+                continue;
+            }
+            for (number, line) in code_lines(&text).filter(|(_, line)| line.contains(pattern)) {
+                found.push(format!("{}:{number}: {}", file.display(), line.trim()));
+            }
+        }
+        found
+    }
+
+    /// ARCHITECTURE.md: "only `host/src/runtime` imports `wasmedge_sdk`".
+    #[test]
+    fn invariant_only_the_runtime_touches_wasmedge() {
+        let found = uses("host/src", Some("host/src/runtime"), "wasmedge_sdk");
+        assert!(found.is_empty(), "wasmedge_sdk used outside host/src/runtime:\n{}", found.join("\n"));
+    }
+
+    /// ARCHITECTURE.md: "the HTTP layer knows nothing about WasmEdge or files; it sees the
+    /// runner's types, the failure table and the plugin name".
+    #[test]
+    fn invariant_the_http_layer_sees_only_the_runner() {
+        let mut found = uses("host/src/api", None, "runtime::");
+        found.extend(uses("host/src/api", None, "wasmedge_sdk"));
+        found.extend(uses("host/src/api", None, "std::fs"));
+        for (file, text) in sources_under("host/src/api") {
+            for (number, line) in code_lines(&text) {
+                // From the store, only the name type (the allowlist a name passes before it can
+                // reach any file system) may be used.
+                let store_items = line.split("store::").skip(1).flat_map(|rest| match rest.strip_prefix('{') {
+                    Some(group) => group.split('}').next().unwrap_or_default().split(',').map(str::trim).collect(),
+                    None => vec![rest.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap_or_default()],
+                });
+                for item in store_items.filter(|item| !["PluginName", "InvalidName", ""].contains(item)) {
+                    found.push(format!("{}:{number}: store::{item}", file.display()));
+                }
+            }
+        }
+        assert!(found.is_empty(), "the HTTP layer reaches below the runner:\n{}", found.join("\n"));
+    }
+
+    /// ARCHITECTURE.md: "xtask does not depend on `host`" (it must build before WasmEdge exists),
+    /// and neither does the ABI crate, which both sides share.
+    #[test]
+    fn invariant_xtask_and_the_abi_crate_do_not_depend_on_the_host() {
+        for manifest in ["xtask/Cargo.toml", "plugin-sdk/Cargo.toml"] {
+            let text = fs::read_to_string(crate::project_root().join(manifest)).unwrap();
+            let dependencies = text.lines().filter(|line| {
+                let name = line.split(['=', '.']).next().unwrap_or_default().trim();
+                name == "host" || name == "wasmedge-sdk" || name == "wasmedge-sys"
+            });
+            let found: Vec<_> = dependencies.collect();
+            assert!(found.is_empty(), "{manifest} depends on {found:?}");
+        }
     }
 }

@@ -96,14 +96,13 @@ async fn run(
     let started = Instant::now();
     let mut plugin = None;
     let result = run_plugin(&state, request, &mut plugin).await;
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(error) => error.status_and_code().1,
+    let (outcome, plugin_found) = match &result {
+        Ok(_) => ("ok", true),
+        Err(error) => (error.kind().code(), error.kind().plugin_found()),
     };
-    // Only names the runner found become label values (see `Metrics`): these outcomes come
-    // before or without finding the plugin.
-    let unknown = ["plugin_not_found", "invalid_plugin_name", "overloaded", "store_unavailable", "store_error"];
-    let known = plugin.filter(|_| !unknown.contains(&outcome));
+    // Only names the store has become label values (see `Metrics`), so clients cannot create
+    // series by inventing names.
+    let known = plugin.filter(|_| plugin_found);
     state.metrics.observe_request(known.as_ref().map(PluginName::as_str), outcome, started.elapsed());
     result
 }

@@ -11,7 +11,6 @@ use lru::LruCache;
 use super::{AbiStatus, PluginStatus, RunError, content_hash};
 use crate::{
     metrics::Metrics,
-    runtime::RuntimeError,
     store::{FileIdentity, PluginName, PluginStore, StoreError},
 };
 
@@ -26,7 +25,9 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 256;
 /// calls get the new version while calls already running finish on the one they started with
 /// (`M` is shared, typically an `Arc`). If a changed file fails to load (for example it is half
 /// written), the previous version keeps serving and the failure is logged and kept for
-/// `GET /plugins`; a plugin with no good version returns the failure.
+/// `GET /plugins`; a plugin with no good version returns the failure. A transient failure (no
+/// worker free to load it, say) is not a verdict on the file: it is not kept, and the next call
+/// tries to load the file again.
 #[derive(Debug)]
 pub struct Catalog<M> {
     store: Arc<dyn PluginStore>,
@@ -38,7 +39,7 @@ pub struct Catalog<M> {
 
 #[derive(Debug)]
 struct Slot<M> {
-    /// The file version last examined, successfully or not.
+    /// The file version last examined, successfully or with a permanent failure.
     seen: Option<FileIdentity>,
     /// The last version that loaded successfully.
     current: Option<Version<M>>,
@@ -73,7 +74,7 @@ impl<M: Clone> Catalog<M> {
     pub fn current(
         &self,
         name: &PluginName,
-        load: impl FnOnce(&[u8], &str) -> Result<M, RuntimeError>,
+        load: impl FnOnce(&[u8], &str) -> Result<M, RunError>,
     ) -> Result<M, RunError> {
         // Stat first: a name the store does not have must not take (and evict) a slot.
         let identity = self.store.stat(name)?;
@@ -86,28 +87,34 @@ impl<M: Clone> Catalog<M> {
         self.metrics.observe_cache(false);
         let file = self.store.load(name)?;
         let content_hash = content_hash(&file.bytes);
-        slot.seen = Some(file.identity);
         if let Some(current) = slot.current.as_ref().filter(|c| c.content_hash == content_hash) {
             // Touched or copied over with the same content: nothing to load again.
             let module = current.module.clone();
+            slot.seen = Some(file.identity);
             slot.last_error = None;
             return Ok(module);
         }
         match load(&file.bytes, &content_hash) {
             Ok(module) => {
                 tracing::info!(plugin = %name, hash = &content_hash[..12], "loaded plugin version");
+                slot.seen = Some(file.identity);
                 slot.current = Some(Version { content_hash, module: module.clone() });
                 slot.last_error = None;
                 Ok(module)
             }
             Err(error) => {
-                slot.last_error = Some(error.to_string());
+                let transient = error.kind().is_transient();
+                if !transient {
+                    // The verdict on this file version: not tried again until the file changes.
+                    slot.seen = Some(file.identity);
+                    slot.last_error = Some(error.to_string());
+                }
                 match &slot.current {
                     Some(previous) => {
-                        tracing::warn!(plugin = %name, %error, "new plugin version failed to load; still serving the previous one");
+                        tracing::warn!(plugin = %name, %error, transient, "new plugin version failed to load; still serving the previous one");
                         Ok(previous.module.clone())
                     }
-                    None => Err(error.into()),
+                    None => Err(error),
                 }
             }
         }

@@ -26,7 +26,7 @@ impl InProcessRunner {
 
     /// The compiled current version of `name`.
     fn compiled(&self, name: &PluginName) -> Result<Arc<CompiledPlugin>, RunError> {
-        self.catalog.current(name, |bytes, hash| self.engine.compile(bytes, hash).map(Arc::new))
+        self.catalog.current(name, |bytes, hash| Ok(self.engine.compile(bytes, hash).map(Arc::new)?))
     }
 }
 

@@ -13,6 +13,7 @@ pub use in_process::InProcessRunner;
 pub use worker::{WorkerFailure, WorkerPoolRunner, WorkerSettings};
 
 use crate::{
+    failure::FailureKind,
     runtime::RuntimeError,
     store::{PluginName, StoreError},
 };
@@ -110,4 +111,36 @@ pub enum RunError {
     Worker(#[from] WorkerFailure),
     #[error("plugin quarantined after {} crashes in a row; retry in {} s", .0.consecutive_crashes, .0.retry_after_secs)]
     Quarantined(QuarantineStatus),
+}
+
+impl RunError {
+    /// How the host reports this (see [`crate::failure`]).
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            RunError::Store(error) => error.kind(),
+            RunError::Runtime(error) => error.kind(),
+            RunError::Worker(failure) => failure.kind(),
+            RunError::Quarantined(_) => FailureKind::PluginQuarantined,
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for transient failures that know better
+    /// than the default (a quarantine knows when it ends).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            RunError::Quarantined(quarantine) => Some(quarantine.retry_after_secs.max(1)),
+            _ => None,
+        }
+    }
+
+    /// The message for the client when the kind discloses details: what the plugin did. A
+    /// cleanup that failed inside the engine after the call failed stays in the log.
+    pub fn public_details(&self) -> String {
+        match self {
+            RunError::Runtime(RuntimeError::CleanupAlsoFailed { failure, .. }) => {
+                format!("{failure}; cleanup failed too")
+            }
+            other => other.to_string(),
+        }
+    }
 }

@@ -10,6 +10,8 @@ mod name;
 
 use std::{fmt, io, time::SystemTime};
 
+use crate::failure::FailureKind;
+
 pub use fluid::{FaultInjector, FluidPluginStore};
 pub use local::LocalPluginStore;
 pub use name::{InvalidName, MAX_NAME_LEN, PluginName};
@@ -61,4 +63,16 @@ pub enum StoreError {
     Unavailable(String),
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
+}
+
+impl StoreError {
+    /// How the host reports this (see [`crate::failure`]).
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            StoreError::NotFound(_) | StoreError::NotARegularFile(_) => FailureKind::PluginNotFound,
+            StoreError::TooLarge { .. } => FailureKind::PluginTooLarge,
+            StoreError::Unavailable(_) => FailureKind::StoreUnavailable,
+            StoreError::Io { .. } => FailureKind::StoreError,
+        }
+    }
 }

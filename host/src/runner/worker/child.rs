@@ -66,7 +66,7 @@ fn serve(mut input: impl io::Read, mut output: impl io::Write) -> anyhow::Result
                         modules.put(content_hash, plugin);
                         Reply::Loaded
                     }
-                    Err(error) => Reply::Done { result: Err(error.into()), instantiation: Default::default() },
+                    Err(error) => Reply::Done { result: Err(error), instantiation: Default::default() },
                 };
                 write_frame(&mut output, &reply, &[])?;
                 continue;
@@ -85,9 +85,9 @@ fn serve(mut input: impl io::Read, mut output: impl io::Write) -> anyhow::Result
                 if let Some(instance) = recycled {
                     plugin.recycle(instance);
                 }
-                Reply::Done { result: result.map_err(Into::into), instantiation }
+                Reply::Done { result, instantiation }
             }
-            Err(error) => Reply::Done { result: Err(error.into()), instantiation: started.elapsed() },
+            Err(error) => Reply::Done { result: Err(error), instantiation: started.elapsed() },
         };
         write_frame(&mut output, &reply, &[])?;
     }

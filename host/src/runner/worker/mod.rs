@@ -32,6 +32,7 @@ use super::{
     catalog::{Catalog, lock},
 };
 use crate::{
+    failure::FailureKind,
     metrics::Metrics,
     runtime::{RuntimeConfig, RuntimeError},
     store::{PluginName, PluginStore},
@@ -86,6 +87,18 @@ pub enum WorkerFailure {
     /// Every worker stayed busy for the whole queue timeout.
     #[error("no worker process became free in time")]
     Busy,
+}
+
+impl WorkerFailure {
+    /// How the host reports this (see [`crate::failure`]).
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            WorkerFailure::Crashed { .. } => FailureKind::PluginCrashed,
+            WorkerFailure::Unresponsive { .. } => FailureKind::PluginTimeout,
+            WorkerFailure::Spawn(_) => FailureKind::Internal,
+            WorkerFailure::Busy => FailureKind::Overloaded,
+        }
+    }
 }
 
 fn describe_exit(signal: Option<i32>, exit_code: Option<i32>) -> String {
@@ -143,23 +156,23 @@ impl WorkerPoolRunner {
 
     /// The same checks an in-process load starts with; WasmEdge's own validation happens in
     /// the worker, where a crash in it is contained too.
-    fn check(&self, bytes: &[u8], content_hash: &str) -> Result<Arc<CheckedModule>, RuntimeError> {
+    fn check(&self, bytes: &[u8], content_hash: &str) -> Result<Arc<CheckedModule>, RunError> {
         let limit = self.runtime.limits.max_plugin_bytes;
         if bytes.len() as u64 > limit {
-            return Err(RuntimeError::TooLarge { size: bytes.len() as u64, limit });
+            return Err(RuntimeError::TooLarge { size: bytes.len() as u64, limit }.into());
         }
         if self.runtime.enforce_abi {
             let report = plugin_sdk::check(bytes);
             if !report.is_compliant() {
-                return Err(RuntimeError::AbiViolation(report));
+                return Err(RuntimeError::AbiViolation(report).into());
             }
         }
         let module = Arc::new(CheckedModule { content_hash: content_hash.to_string(), bytes: bytes.to_vec() });
         // A worker validates and compiles it now, while the catalog still holds the previous
         // version: a new version that cannot run (WasmEdge refuses it, its memory is over the
         // cap, compilation fails) must not replace one that can.
-        let mut worker =
-            self.pool.checkout(self.settings.queue_timeout).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        // A busy pool is a transient failure (the catalog tries again on the next call).
+        let mut worker = self.pool.checkout(self.settings.queue_timeout)?;
         match worker.load(&module) {
             Ok(None) => {
                 self.pool.checkin(worker);
@@ -167,13 +180,15 @@ impl WorkerPoolRunner {
             }
             Ok(Some((result, _))) => {
                 self.pool.checkin(worker);
-                Err(result.map_or_else(RuntimeError::from, |_| {
-                    RuntimeError::Engine("worker ran a module it was only asked to load".into())
-                }))
+                let error = result
+                    .err()
+                    .unwrap_or_else(|| RuntimeError::Engine("worker ran a module it was only asked to load".into()));
+                Err(error.into())
             }
             Err(failure) => {
+                tracing::error!(error = %failure, "worker process failed while loading a plugin; replacing it");
                 self.pool.discard(worker);
-                Err(RuntimeError::Engine(format!("loading the plugin in a worker failed: {failure}")))
+                Err(failure.into())
             }
         }
     }
@@ -224,7 +239,7 @@ impl PluginRunner for WorkerPoolRunner {
                 self.pool.checkin(worker);
                 self.metrics.observe_instantiation(instantiation);
                 self.record_outcome(name, false);
-                Ok(result.map_err(RuntimeError::from)?)
+                Ok(result?)
             }
             Err(failure) => {
                 tracing::error!(plugin = %name, error = %failure, "worker process failed; replacing it");
@@ -378,7 +393,7 @@ const RESPONSE_MARGIN: Duration = Duration::from_millis(20);
 /// plugin, more for a large one; loaded from the disk cache when another worker compiled it).
 const COMPILE_ALLOWANCE: Duration = Duration::from_secs(30);
 
-type CallResult = (Result<i32, protocol::WireError>, Duration);
+type CallResult = (Result<i32, RuntimeError>, Duration);
 
 impl Worker {
     /// Runs one call. The module travels only when this worker has not been sent it yet (or
