@@ -175,19 +175,19 @@ impl WorkerPoolRunner {
         let mut worker = self.pool.checkout(self.settings.queue_timeout)?;
         match worker.load(&module) {
             Ok(None) => {
-                self.pool.checkin(worker);
+                worker.release();
                 Ok(module)
             }
             Ok(Some((result, _))) => {
-                self.pool.checkin(worker);
+                worker.release();
                 let error = result
                     .err()
                     .unwrap_or_else(|| RuntimeError::Engine("worker ran a module it was only asked to load".into()));
                 Err(error.into())
             }
             Err(failure) => {
+                // Dropping the worker without releasing it replaces it.
                 tracing::error!(error = %failure, "worker process failed while loading a plugin; replacing it");
-                self.pool.discard(worker);
                 Err(failure.into())
             }
         }
@@ -236,14 +236,14 @@ impl PluginRunner for WorkerPoolRunner {
         let mut worker = self.pool.checkout(self.settings.queue_timeout)?;
         match worker.call(&module, input, self.runtime.limits.call_timeout) {
             Ok((result, instantiation)) => {
-                self.pool.checkin(worker);
+                worker.release();
                 self.metrics.observe_instantiation(instantiation);
                 self.record_outcome(name, false);
                 Ok(result?)
             }
             Err(failure) => {
+                // Dropping the worker without releasing it replaces it.
                 tracing::error!(plugin = %name, error = %failure, "worker process failed; replacing it");
-                self.pool.discard(worker);
                 // Only crashes count towards quarantine: a call past its deadline costs a worker
                 // restart, but a slow input is not a reason to refuse the plugin to everybody.
                 self.record_outcome(name, matches!(failure, WorkerFailure::Crashed { .. }));
@@ -302,8 +302,13 @@ impl Pool {
         Ok(pool)
     }
 
-    /// A worker for one call, waiting at most `patience` for one to become free.
-    fn checkout(&self, patience: Duration) -> Result<Worker, WorkerFailure> {
+    /// A worker for one call, waiting at most `patience` for one to become free. The guard
+    /// gives it back (see [`PooledWorker`]).
+    fn checkout(&self, patience: Duration) -> Result<PooledWorker<'_>, WorkerFailure> {
+        self.take_worker(patience).map(|worker| PooledWorker { pool: self, worker: Some(worker) })
+    }
+
+    fn take_worker(&self, patience: Duration) -> Result<Worker, WorkerFailure> {
         let give_up = Instant::now() + patience;
         let mut state = lock(&self.state);
         loop {
@@ -374,6 +379,47 @@ impl Pool {
                 worker.kill();
                 Err(WorkerFailure::Spawn(format!("worker handshake failed: {e}")))
             }
+        }
+    }
+}
+
+/// A worker checked out of the pool. [`PooledWorker::release`] returns it to the idle list
+/// once a call ended in a known state; dropping it any other way (a failed exchange, an early
+/// return, a panic) kills and replaces it, since what is left in its socket is unknown. No
+/// call site has to remember to give a worker back, and the pool's count stays right.
+#[derive(Debug)]
+struct PooledWorker<'a> {
+    pool: &'a Pool,
+    /// Always `Some` until released or dropped.
+    worker: Option<Worker>,
+}
+
+impl PooledWorker<'_> {
+    /// The call ended with a reply read in full: the worker is ready for the next one.
+    fn release(mut self) {
+        if let Some(worker) = self.worker.take() {
+            self.pool.checkin(worker);
+        }
+    }
+}
+
+impl std::ops::Deref for PooledWorker<'_> {
+    type Target = Worker;
+    fn deref(&self) -> &Worker {
+        self.worker.as_ref().expect("a pooled worker holds its worker until released or dropped")
+    }
+}
+
+impl std::ops::DerefMut for PooledWorker<'_> {
+    fn deref_mut(&mut self) -> &mut Worker {
+        self.worker.as_mut().expect("a pooled worker holds its worker until released or dropped")
+    }
+}
+
+impl Drop for PooledWorker<'_> {
+    fn drop(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            self.pool.discard(worker);
         }
     }
 }
