@@ -1,12 +1,9 @@
 //! Each plugin's current version: what every runner keeps between calls.
 
-use std::{
-    num::NonZeroUsize,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::UNIX_EPOCH,
-};
+use std::{num::NonZeroUsize, sync::Arc, time::UNIX_EPOCH};
 
 use lru::LruCache;
+use parking_lot::Mutex;
 
 use super::{AbiStatus, PluginStatus, RunError, content_hash};
 use crate::{
@@ -78,8 +75,8 @@ impl<M: Clone> Catalog<M> {
     ) -> Result<M, RunError> {
         // Stat first: a name the store does not have must not take (and evict) a slot.
         let identity = self.store.stat(name)?;
-        let slot = Arc::clone(lock(&self.slots).get_or_insert(name.clone(), Default::default));
-        let mut slot = lock(&slot);
+        let slot = Arc::clone(self.slots.lock().get_or_insert(name.clone(), Default::default));
+        let mut slot = slot.lock();
         if let Some(current) = slot.current.as_ref().filter(|_| slot.seen == Some(identity)) {
             self.metrics.observe_cache(true);
             return Ok(current.module.clone());
@@ -124,10 +121,10 @@ impl<M: Clone> Catalog<M> {
     pub fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError> {
         let file = self.store.load(name)?;
         let sha256 = content_hash(&file.bytes);
-        let slot = lock(&self.slots).peek(name).cloned();
+        let slot = self.slots.lock().peek(name).cloned();
         let (loaded, last_error) = match slot {
             Some(slot) => {
-                let slot = lock(&slot);
+                let slot = slot.lock();
                 let loaded = slot.current.as_ref().is_some_and(|c| c.content_hash == sha256);
                 let failed_now = slot.seen == Some(file.identity);
                 (loaded, slot.last_error.clone().filter(|_| failed_now))
@@ -160,10 +157,4 @@ impl<M: Clone> Catalog<M> {
         }
         Ok(plugins)
     }
-}
-
-/// A panic while holding one of these locks cannot leave the data half-updated in a way that
-/// matters (every update is a whole-field assignment), so a poisoned lock is used as is.
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

@@ -20,11 +20,6 @@ use super::{
     reuse::{IDLE_LIMIT, MEMORY_EXPORT, ReuseState, Snapshot},
 };
 
-/// Nothing holding these locks can leave them half-updated (a push or a pop).
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
 const PAGE_BYTES: u32 = 65536;
 
 /// A plugin instance in its fresh state (its own store and linear memory), `init` not yet
@@ -80,7 +75,7 @@ impl CompiledPlugin {
     /// An instance ready for a whole lifecycle: a recycled one when one is idle (put back
     /// into exactly its freshly instantiated state), else a new one.
     pub fn checkout(&self) -> Result<PluginInstance, RuntimeError> {
-        let recycled = self.reuse.as_ref().and_then(|reuse| lock(&reuse.idle).pop());
+        let recycled = self.reuse.as_ref().and_then(|reuse| reuse.idle.lock().pop());
         match recycled {
             Some(mut instance) => {
                 instance.renew_deadline();
@@ -93,7 +88,7 @@ impl CompiledPlugin {
     /// Keeps an instance returned by [`PluginInstance::run_recycling`] for a later call.
     pub fn recycle(&self, instance: PluginInstance) {
         if let Some(reuse) = &self.reuse {
-            let mut idle = lock(&reuse.idle);
+            let mut idle = reuse.idle.lock();
             if idle.len() < IDLE_LIMIT {
                 idle.push(instance);
             }

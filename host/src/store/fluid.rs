@@ -15,9 +15,12 @@
 use std::{
     fs, io,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
+    sync::Arc,
     time::{Duration, Instant},
 };
+
+use backon::{BlockingRetryable, ExponentialBuilder};
+use parking_lot::Mutex;
 
 use super::{FileIdentity, PluginFile, PluginName, PluginStore, StoreError, dir::PluginDir};
 
@@ -80,7 +83,7 @@ impl FluidPluginStore {
 
     /// The canonical root, once the mount is present and answering.
     fn ready_root(&self) -> Result<PathBuf, StoreError> {
-        let mut last_ready = self.last_ready.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last_ready = self.last_ready.lock();
         if let Some((checked, root)) = last_ready.as_ref()
             && checked.elapsed() < self.recheck_interval
         {
@@ -106,35 +109,39 @@ impl FluidPluginStore {
         Ok(mount_points(&table).any(|point| Path::new(&point) == self.mount_path))
     }
 
-    /// Runs `operation` against the ready mount, retrying transient failures with backoff.
+    /// Runs `operation` against the ready mount, retrying transient failures with backoff;
+    /// one that keeps failing makes the store unavailable (503), never "not found".
     fn with_retries<T>(
         &self,
         what: &str,
         operation: impl Fn(PluginDir<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut backoff = self.first_backoff;
-        for attempt in 1..=self.attempts {
-            let result = self.ready_root().and_then(|root| {
+        let attempt = || {
+            self.ready_root().and_then(|root| {
                 if let Some(error) = self.fault.as_ref().and_then(|fault| fault(what)) {
                     return Err(StoreError::Io { context: what.to_string(), source: error });
                 }
                 operation(PluginDir { root: &root, max_bytes: self.max_bytes })
-            });
-            match result {
-                Err(error) if is_transient(&error) => {
-                    // The mount may have been replaced: check it again before the next try.
-                    *self.last_ready.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                    if attempt == self.attempts {
-                        return Err(StoreError::Unavailable(format!("{what} kept failing: {error}")));
-                    }
-                    tracing::warn!(%error, attempt, "plugin store: transient error, retrying");
-                    std::thread::sleep(backoff);
-                    backoff *= 4;
-                }
-                other => return other,
-            }
-        }
-        unreachable!("the last attempt always returns")
+            })
+        };
+        let backoff = ExponentialBuilder::new()
+            .with_min_delay(self.first_backoff)
+            .with_factor(4.0)
+            .with_max_times(self.attempts.saturating_sub(1) as usize);
+        attempt
+            .retry(backoff)
+            .sleep(std::thread::sleep)
+            .when(is_transient)
+            .notify(|error, wait| {
+                // The mount may have been replaced: check it again before the next try.
+                *self.last_ready.lock() = None;
+                tracing::warn!(%error, ?wait, "plugin store: transient error, retrying");
+            })
+            .call()
+            .map_err(|error| match is_transient(&error) {
+                true => StoreError::Unavailable(format!("{what} kept failing: {error}")),
+                false => error,
+            })
     }
 }
 
