@@ -31,7 +31,7 @@ use crate::{
 
 /// Builds the shared state from the configuration: store, runner (in-process or worker pool).
 pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
-    let runtime = config.runtime();
+    let runtime = config.runtime().map_err(anyhow::Error::msg)?;
     let max_bytes = runtime.limits.max_plugin_bytes;
     let store: Arc<dyn PluginStore> = match config.plugin_store {
         StoreKind::Local => Arc::new(

@@ -4,6 +4,7 @@ use std::{num::NonZeroUsize, sync::Arc, time::UNIX_EPOCH};
 
 use lru::LruCache;
 use parking_lot::Mutex;
+use plugin_sdk::AbiLimits;
 
 use super::{AbiStatus, PluginStatus, RunError, content_hash};
 use crate::{
@@ -32,6 +33,8 @@ pub struct Catalog<M> {
     /// Least recently used plugins are forgotten first; each entry has its own lock, so a slow
     /// load of one plugin never delays calls to another.
     slots: Mutex<LruCache<PluginName, Arc<Mutex<Slot<M>>>>>,
+    /// What `GET /plugins` checks files against: the limits plugins are loaded with.
+    abi_limits: AbiLimits,
 }
 
 #[derive(Debug)]
@@ -57,9 +60,9 @@ struct Version<M> {
 }
 
 impl<M: Clone> Catalog<M> {
-    pub fn new(store: Arc<dyn PluginStore>, metrics: Arc<Metrics>, capacity: usize) -> Self {
+    pub fn new(store: Arc<dyn PluginStore>, metrics: Arc<Metrics>, capacity: usize, abi_limits: AbiLimits) -> Self {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
-        Catalog { store, metrics, slots: Mutex::new(LruCache::new(capacity)) }
+        Catalog { store, metrics, slots: Mutex::new(LruCache::new(capacity)), abi_limits }
     }
 
     pub fn store(&self) -> &dyn PluginStore {
@@ -136,7 +139,7 @@ impl<M: Clone> Catalog<M> {
             size: file.identity.size,
             modified_unix: file.identity.modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
             sha256,
-            abi: AbiStatus::of(&file.bytes),
+            abi: AbiStatus::of(&file.bytes, &self.abi_limits),
             loaded,
             last_error,
             quarantine: None,

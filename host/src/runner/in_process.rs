@@ -20,7 +20,8 @@ pub struct InProcessRunner {
 
 impl InProcessRunner {
     pub fn new(store: Arc<dyn PluginStore>, engine: Engine, metrics: Arc<Metrics>, capacity: usize) -> Self {
-        let catalog = Catalog::new(store, Arc::clone(&metrics), capacity);
+        let abi_limits = engine.settings().limits.abi.clone();
+        let catalog = Catalog::new(store, Arc::clone(&metrics), capacity, abi_limits);
         InProcessRunner { catalog, engine, metrics }
     }
 

@@ -80,8 +80,9 @@ pub struct AbiStatus {
 }
 
 impl AbiStatus {
-    pub fn of(wasm: &[u8]) -> Self {
-        let report = plugin_sdk::check(wasm);
+    /// The verdict on `wasm` under the limits the host runs plugins with.
+    pub fn of(wasm: &[u8], limits: &plugin_sdk::AbiLimits) -> Self {
+        let report = plugin_sdk::check_with(wasm, limits);
         let codes = |list: &[plugin_sdk::Violation]| list.iter().map(|v| v.kind.code()).collect();
         AbiStatus {
             compliant: report.is_compliant(),

@@ -55,7 +55,7 @@ impl Engine {
         if bytes.len() as u64 > limit {
             return Err(RuntimeError::TooLarge { size: bytes.len() as u64, limit });
         }
-        let report = plugin_sdk::check(bytes);
+        let report = plugin_sdk::check_with(bytes, &self.settings.limits.abi);
         if self.settings.enforce_abi && !report.is_compliant() {
             return Err(RuntimeError::AbiViolation(report));
         }

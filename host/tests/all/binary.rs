@@ -89,6 +89,11 @@ fn invalid_settings_stop_start_up_with_a_clear_message() {
         (&["--execution-mode", "jit"], &[], "invalid value 'jit' for '--execution-mode"),
         (&["--call-timeout-ms", "0"], &[], "--call-timeout-ms"),
         (&["--plugin-dir", "/nonexistent/plugins"], &[], "plugin directory /nonexistent/plugins"),
+        (
+            &["--max-memory-pages", "32"],
+            &[("ABI_MAX_INITIAL_MEMORY_PAGES", "48")],
+            "--abi-max-initial-memory-pages (48) must not exceed --max-memory-pages (32)",
+        ),
     ];
     for (args, env, message) in cases {
         let output = Command::new(env!("CARGO_BIN_EXE_host"))

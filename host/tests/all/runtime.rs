@@ -386,3 +386,21 @@ fn no_state_survives_between_calls_even_when_instances_are_reused() {
     assert_eq!(grower.call(0).unwrap(), 1, "a fresh instance every time: memory always starts at 1 page");
     assert_eq!(grower.call(0).unwrap(), 1);
 }
+
+/// The ABI check's size limits are the operator's to raise, as its messages say they are.
+#[test]
+fn an_operator_can_raise_the_abi_size_limits() {
+    let big = wat(r#"(module (@custom "wasm_plugin_abi" "\01\00\00\00")
+        (memory (export "memory") 20)
+        (func (export "init") (result i32) (i32.const 0))
+        (func (export "process") (param i32) (result i32) (local.get 0))
+        (func (export "cleanup") (result i32) (i32.const 0)))"#);
+    let error = compile_err(&engine(ExecutionMode::Aot), &big);
+    assert_eq!(violation_codes(&error), ["initial-memory-too-large"]);
+    assert!(error.to_string().contains("limit"), "{error}");
+
+    let mut raised = runtime_config(ExecutionMode::Aot);
+    raised.limits.abi.max_initial_memory_pages = 32;
+    let engine = Engine::new(raised).expect("engine");
+    assert_eq!(compile(&engine, &big).instantiate().unwrap().run(7).unwrap(), 7);
+}

@@ -53,11 +53,14 @@ pub struct WorkerSettings {
 }
 
 impl WorkerSettings {
+    /// The default of [`WorkerSettings::memory_limit_bytes`]: 1 GiB.
+    pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 1 << 30;
+
     pub fn new(executable: PathBuf) -> Self {
         WorkerSettings {
             executable,
             workers: std::thread::available_parallelism().map_or(2, usize::from),
-            memory_limit_bytes: Some(1 << 30),
+            memory_limit_bytes: Some(Self::DEFAULT_MEMORY_LIMIT_BYTES),
             quarantine_after: 3,
             quarantine_base: Duration::from_secs(1),
             quarantine_max: Duration::from_secs(300),
@@ -138,7 +141,7 @@ impl WorkerPoolRunner {
         // the deadline by killing a late worker, which spares every call WasmEdge's timer.
         let worker_runtime = RuntimeConfig { enforce_abi: false, external_deadline: true, ..runtime.clone() };
         let pool = Pool::new(settings.clone(), worker_runtime)?;
-        let catalog = Catalog::new(store, Arc::clone(&metrics), capacity);
+        let catalog = Catalog::new(store, Arc::clone(&metrics), capacity, runtime.limits.abi.clone());
         let policy = QuarantinePolicy {
             after: settings.quarantine_after,
             base: settings.quarantine_base,
@@ -156,7 +159,7 @@ impl WorkerPoolRunner {
             return Err(RuntimeError::TooLarge { size: bytes.len() as u64, limit }.into());
         }
         if self.runtime.enforce_abi {
-            let report = plugin_sdk::check(bytes);
+            let report = plugin_sdk::check_with(bytes, &self.runtime.limits.abi);
             if !report.is_compliant() {
                 return Err(RuntimeError::AbiViolation(report).into());
             }
