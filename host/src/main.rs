@@ -29,8 +29,12 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let state = host::build_state(&config)?;
-    let listener = TcpListener::bind(config.listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, "listening");
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (--listen / LISTEN_ADDR): {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    host::announce_listening(addr)?;
     let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
     host::serve(listener, state, shutdown_signal(), grace).await
 }

@@ -9,7 +9,8 @@ use std::{
 
 use crate::support::{plugin_dir, shared_aot_dir, wat_plugin};
 
-/// Starts the binary and waits for its "listening" log line; returns the child and its address.
+/// Starts the binary and waits for the `{"listening": ...}` line it prints on stdout; returns
+/// the child, its address and its log lines (stderr).
 fn start(configure: impl FnOnce(&mut Command)) -> (Child, String, mpsc::Receiver<String>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
     command
@@ -19,7 +20,7 @@ fn start(configure: impl FnOnce(&mut Command)) -> (Child, String, mpsc::Receiver
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
-        .stdout(Stdio::null());
+        .stdout(Stdio::piped());
     configure(&mut command);
     let mut child = command.spawn().expect("host starts");
     let (lines_tx, lines) = mpsc::channel();
@@ -29,12 +30,12 @@ fn start(configure: impl FnOnce(&mut Command)) -> (Child, String, mpsc::Receiver
             let _ = lines_tx.send(line);
         }
     });
-    let addr = loop {
-        let line = lines.recv_timeout(Duration::from_secs(20)).expect("the host logs that it listens");
-        if let Some(rest) = line.split("addr=").nth(1).filter(|_| line.contains("listening")) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first_line = String::new();
+    stdout.read_line(&mut first_line).expect("the host prints where it listens");
+    let announced: serde_json::Value = serde_json::from_str(&first_line).expect("a JSON line");
+    let addr = announced["listening"].as_str().expect("a listening address").to_owned();
+    assert!(addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"), "{addr}");
     (child, addr, lines)
 }
 
