@@ -5,8 +5,9 @@
 //!
 //! The lifecycle is enforced by types: [`PluginInstance::init`] consumes the fresh instance and
 //! returns an [`InitializedInstance`], the only type with `process` and `cleanup`, and `cleanup`
-//! consumes that. Tests of how a plugin handles misuse (its -1 and -2 paths) use the explicitly
-//! named [`PluginInstance::call_out_of_order`].
+//! consumes that. Tests of how a plugin handles misuse (its -1 and -2 paths) use
+//! [`testing::call_out_of_order`](super::testing::call_out_of_order), which production code never
+//! calls.
 
 use std::{
     collections::HashMap,
@@ -169,17 +170,9 @@ impl PluginInstance {
         Ok(InitializedInstance { instance: self })
     }
 
-    /// Calls one ABI function regardless of the lifecycle, and maps its result like the
-    /// lifecycle methods do. Only for checking how a plugin handles misuse (its
-    /// "not initialized" and "already initialized" answers); the host itself never does this.
-    pub fn call_out_of_order(&mut self, function: AbiFunction, input: i32) -> Result<i32, RuntimeError> {
-        let argument = (function == AbiFunction::Process).then_some(input);
-        self.invoke(function, argument)
-    }
-
     /// Runs an export within what is left of the deadline; negative results are the ABI's
     /// error codes.
-    fn invoke(&mut self, function: AbiFunction, argument: Option<i32>) -> Result<i32, RuntimeError> {
+    pub(super) fn invoke(&mut self, function: AbiFunction, argument: Option<i32>) -> Result<i32, RuntimeError> {
         let timeout = self.timeout;
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {

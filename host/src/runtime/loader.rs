@@ -20,9 +20,9 @@ use super::{
 /// Turns plugin bytes into [`CompiledPlugin`]s. One per process; cheap to share by reference.
 #[derive(Debug)]
 pub struct Engine {
-    settings: RuntimeConfig,
+    pub(super) settings: RuntimeConfig,
     /// The WasmEdge configuration every instance runs with (proposals, memory cap, run mode).
-    config: Arc<Config>,
+    pub(super) config: Arc<Config>,
     /// Set in AOT mode: the compiler and where its output is cached.
     aot: Option<AotCache>,
 }
@@ -94,25 +94,6 @@ impl Engine {
     }
 }
 
-impl Engine {
-    /// Loads, validates and runs a module in one go, keeping nothing: the seed's
-    /// load-every-call design, without its ABI check or any preparation for reuse. Kept only as
-    /// the baseline the benchmarks compare against; the host never runs plugins this way.
-    pub fn call_uncached(&self, bytes: &[u8], input: i32) -> Result<i32, RuntimeError> {
-        let module =
-            Module::from_bytes(Some(&self.config), bytes).map_err(|e| RuntimeError::InvalidModule(e.to_string()))?;
-        let plugin = CompiledPlugin {
-            module,
-            config: Arc::clone(&self.config),
-            timeout: self.settings.limits.call_timeout,
-            external_deadline: self.settings.external_deadline,
-            abi_version: None,
-            reuse: None,
-        };
-        plugin.instantiate()?.run(input)
-    }
-}
-
 /// Rejects a module whose declared initial memory is over the cap before instantiation, so
 /// the error says what happened (WasmEdge's own refusal is a generic instantiation failure).
 fn check_memory(module: &Module, limit: u32) -> Result<(), RuntimeError> {
@@ -161,7 +142,7 @@ pub struct CompiledPlugin {
     pub(super) timeout: std::time::Duration,
     pub(super) external_deadline: bool,
     pub(super) reuse: Option<Arc<ReuseState>>,
-    abi_version: Option<u32>,
+    pub(super) abi_version: Option<u32>,
 }
 
 impl CompiledPlugin {

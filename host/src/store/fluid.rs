@@ -15,7 +15,6 @@
 use std::{
     fs, io,
     path::{Path, PathBuf},
-    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -23,9 +22,6 @@ use backon::{BlockingRetryable, ExponentialBuilder};
 use parking_lot::Mutex;
 
 use super::{FileIdentity, PluginFile, PluginName, PluginStore, StoreError, dir::PluginDir};
-
-/// Injects an I/O error before a store operation (given by name); for testing failure handling.
-pub type FaultInjector = Arc<dyn Fn(&str) -> Option<io::Error> + Send + Sync>;
 
 /// Serves `<mount>/<name>.wasm` from a Fluid dataset mount. Never fails to construct: a mount
 /// that is not there yet makes requests answer "unavailable" until it appears.
@@ -41,7 +37,6 @@ pub struct FluidPluginStore {
     /// How long a successful readiness check is trusted. Default: 1 s.
     recheck_interval: Duration,
     last_ready: Mutex<Option<(Instant, PathBuf)>>,
-    fault: Option<FaultInjector>,
 }
 
 impl std::fmt::Debug for FluidPluginStore {
@@ -60,24 +55,14 @@ impl FluidPluginStore {
             first_backoff: Duration::from_millis(10),
             recheck_interval: Duration::from_secs(1),
             last_ready: Mutex::new(None),
-            fault: None,
         }
     }
 
-    /// Reads the mount table from another file (tests stand a temporary directory in for the
-    /// mount by listing it in a mountinfo file of their own).
-    pub fn with_mountinfo(mut self, path: impl Into<PathBuf>) -> Self {
-        self.mountinfo = path.into();
-        self
-    }
-
+    /// How long a successful readiness check of the mount is trusted before the next request
+    /// checks again (default 1 s): longer saves a `stat` and a read of the mount table per
+    /// request, shorter notices a lost mount sooner.
     pub fn with_recheck_interval(mut self, interval: Duration) -> Self {
         self.recheck_interval = interval;
-        self
-    }
-
-    pub fn with_fault_injector(mut self, fault: FaultInjector) -> Self {
-        self.fault = Some(fault);
         self
     }
 
@@ -116,14 +101,8 @@ impl FluidPluginStore {
         what: &str,
         operation: impl Fn(PluginDir<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let attempt = || {
-            self.ready_root().and_then(|root| {
-                if let Some(error) = self.fault.as_ref().and_then(|fault| fault(what)) {
-                    return Err(StoreError::Io { context: what.to_string(), source: error });
-                }
-                operation(PluginDir { root: &root, max_bytes: self.max_bytes })
-            })
-        };
+        let attempt =
+            || self.ready_root().and_then(|root| operation(PluginDir { root: &root, max_bytes: self.max_bytes }));
         let backoff = ExponentialBuilder::new()
             .with_min_delay(self.first_backoff)
             .with_factor(4.0)
@@ -201,7 +180,57 @@ impl PluginStore for FluidPluginStore {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::*;
+
+    /// A store over a temporary folder that a mountinfo file of the test's own lists as a
+    /// mount point. (The host's integration tests use a real FUSE mount; this is for the retry
+    /// logic, which needs failures on demand.)
+    fn listed_store() -> (FluidPluginStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let mountinfo = dir.path().join("mountinfo");
+        fs::write(&mountinfo, format!("40 35 0:50 / {} rw - fuse.bindfs src rw\n", dir.path().display())).unwrap();
+        let mut store = FluidPluginStore::new(dir.path(), 1 << 20);
+        store.mountinfo = mountinfo;
+        (store, dir)
+    }
+
+    fn enotconn() -> StoreError {
+        StoreError::Io { context: "stat".into(), source: io::Error::from_raw_os_error(libc::ENOTCONN) }
+    }
+
+    #[test]
+    fn a_fuse_outage_that_ends_within_the_retries_is_invisible() {
+        let (store, _dir) = listed_store();
+        let attempts = Cell::new(0);
+        let result = store.with_retries("stat", |_| {
+            attempts.set(attempts.get() + 1);
+            if attempts.get() <= 2 { Err(enotconn()) } else { Ok("served") }
+        });
+        assert_eq!(result.unwrap(), "served");
+        assert_eq!(attempts.get(), 3, "two failed attempts and one that worked");
+    }
+
+    #[test]
+    fn a_fuse_outage_that_lasts_makes_the_store_unavailable_never_not_found() {
+        let (store, _dir) = listed_store();
+        let attempts = Cell::new(0);
+        let result: Result<(), _> = store.with_retries("load", |_| {
+            attempts.set(attempts.get() + 1);
+            Err(enotconn())
+        });
+        assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+        assert_eq!(attempts.get(), 4, "every attempt was made");
+        // Other errors are not retried: they are answers, not outages.
+        let attempts = Cell::new(0);
+        let result: Result<(), _> = store.with_retries("load", |_| {
+            attempts.set(attempts.get() + 1);
+            Err(StoreError::NotFound(PluginName::new("x").unwrap()))
+        });
+        assert!(matches!(result, Err(StoreError::NotFound(_))));
+        assert_eq!(attempts.get(), 1);
+    }
 
     #[test]
     fn reads_mount_points_with_escapes() {

@@ -12,7 +12,7 @@ use std::{fmt, io, time::SystemTime};
 
 use crate::failure::FailureKind;
 
-pub use fluid::{FaultInjector, FluidPluginStore};
+pub use fluid::FluidPluginStore;
 pub use local::LocalPluginStore;
 pub use name::{InvalidName, MAX_NAME_LEN, PluginName};
 

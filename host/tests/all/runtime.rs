@@ -2,7 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use host::runtime::{AbiFunction, Engine, ExecutionMode, PluginErrorCode, RuntimeConfig, RuntimeError, TrapKind};
+use host::runtime::{
+    AbiFunction, Engine, ExecutionMode, PluginErrorCode, RuntimeConfig, RuntimeError, TrapKind,
+    testing::call_out_of_order,
+};
 
 use crate::support::{MODES, compile, engine, plugin_bytes, runtime_config, sha256_hex, wat, wat_plugin};
 
@@ -69,13 +72,13 @@ fn abi_plugin_reports_misuse_with_its_error_codes() {
 
     // process before init: -1.
     let mut fresh = plugin.instantiate().unwrap();
-    let err = fresh.call_out_of_order(AbiFunction::Process, 3).unwrap_err();
+    let err = call_out_of_order(&mut fresh, AbiFunction::Process, 3).unwrap_err();
     assert!(
         matches!(err, RuntimeError::Plugin { function: AbiFunction::Process, code: PluginErrorCode::NotInitialized }),
         "{err:?}"
     );
     // cleanup before init: -1 as well.
-    let err = fresh.call_out_of_order(AbiFunction::Cleanup, 0).unwrap_err();
+    let err = call_out_of_order(&mut fresh, AbiFunction::Cleanup, 0).unwrap_err();
     assert!(
         matches!(err, RuntimeError::Plugin { function: AbiFunction::Cleanup, code: PluginErrorCode::NotInitialized }),
         "{err:?}"
@@ -83,7 +86,7 @@ fn abi_plugin_reports_misuse_with_its_error_codes() {
 
     // init twice: -2, and the instance stays usable.
     let mut running = plugin.instantiate().unwrap().init().unwrap();
-    let err = running.instance_mut().call_out_of_order(AbiFunction::Init, 0).unwrap_err();
+    let err = call_out_of_order(running.instance_mut(), AbiFunction::Init, 0).unwrap_err();
     assert!(
         matches!(err, RuntimeError::Plugin { function: AbiFunction::Init, code: PluginErrorCode::AlreadyInitialized }),
         "{err:?}"
