@@ -185,14 +185,19 @@ impl AotCache {
         // and a folder under /tmp can be cleaned away and recreated by somebody else.
         ensure_private_dir(&self.dir)?;
         if !artifact.exists() {
-            // Compile under a unique name and rename: concurrent compilations of the same
-            // plugin (other threads, other processes) never see a half-written file.
-            let temp = format!("{name}.{}.{:?}.tmp", std::process::id(), std::thread::current().id());
-            let temp = self
-                .compiler
-                .compile_from_bytes(bytes, &temp, &self.dir)
-                .map_err(|e| RuntimeError::Compilation(e.to_string()))?;
-            fs::rename(&temp, &artifact).map_err(|e| RuntimeError::Compilation(e.to_string()))?;
+            // Compile into a file of its own and rename it into place: concurrent compilations
+            // of the same plugin (other threads, other processes) never see a half-written
+            // file, and a failed one leaves nothing behind (the reserved file is removed when
+            // dropped). WasmEdge writes `<dir>/<name>.so`, so it gets the reserved file's stem.
+            let failed = |e: &dyn std::fmt::Display| RuntimeError::Compilation(e.to_string());
+            let reserved = tempfile::Builder::new()
+                .prefix(&format!(".{name}."))
+                .suffix(".so")
+                .tempfile_in(&self.dir)
+                .map_err(|e| failed(&e))?;
+            let stem = reserved.path().file_stem().and_then(|s| s.to_str()).ok_or_else(|| failed(&"temporary name"))?;
+            self.compiler.compile_from_bytes(bytes, stem, &self.dir).map_err(|e| failed(&e))?;
+            reserved.persist(&artifact).map_err(|e| failed(&e))?;
             tracing::info!(artifact = %artifact.display(), "compiled plugin to native code");
         }
         Module::from_file(Some(config), &artifact).map_err(|e| RuntimeError::InvalidModule(e.to_string()))
