@@ -153,7 +153,7 @@ impl<M: Clone> Catalog<M> {
             match self.inspect(&name) {
                 Ok(status) => plugins.push(status),
                 // The store itself failed: the listing would be wrong, not just shorter.
-                Err(error @ RunError::Store(StoreError::Unavailable(_))) => return Err(error),
+                Err(error @ RunError::Store(StoreError::Unavailable { .. })) => return Err(error),
                 // Removed since it was listed, or not a plugin file: not part of the listing.
                 Err(_) => {}
             }

@@ -86,7 +86,7 @@ impl RuntimeConfig {
     pub(crate) fn aot_cache_dir(&self) -> PathBuf {
         // Per user, so that nobody else can own (and plant code in) the default folder.
         self.aot_cache_dir.clone().unwrap_or_else(|| {
-            let user = std::fs::metadata("/proc/self").map_or(0, |m| std::os::unix::fs::MetadataExt::uid(&m));
+            let user = rustix::process::getuid().as_raw();
             std::env::temp_dir().join(format!("plugin-host-{user}")).join("aot")
         })
     }

@@ -214,7 +214,7 @@ fn ensure_private_dir(dir: &Path) -> Result<(), RuntimeError> {
         Err(e) => return Err(unsafe_dir(&e.to_string())),
     }
     let meta = fs::symlink_metadata(dir).map_err(|e| unsafe_dir(&e.to_string()))?;
-    let uid = fs::metadata("/proc/self").map(|m| m.uid()).map_err(|e| unsafe_dir(&e.to_string()))?;
+    let uid = rustix::process::getuid().as_raw();
     if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
         return Err(unsafe_dir("must be a directory owned by this user and writable by nobody else"));
     }

@@ -76,12 +76,14 @@ impl FluidPluginStore {
         }
         *last_ready = None;
         if !self.is_mount_point()? {
-            return Err(StoreError::Unavailable(format!("{} is not mounted", self.mount_path.display())));
+            let what = format!("{} is not mounted", self.mount_path.display());
+            return Err(StoreError::Unavailable { what, source: None });
         }
-        let unavailable = |e: io::Error| StoreError::Unavailable(format!("mount {}: {e}", self.mount_path.display()));
+        let unavailable = |e: io::Error| StoreError::unavailable(format!("mount {}", self.mount_path.display()), e);
         let meta = fs::metadata(&self.mount_path).map_err(unavailable)?;
         if !meta.is_dir() {
-            return Err(StoreError::Unavailable(format!("{} is not a directory", self.mount_path.display())));
+            let what = format!("{} is not a directory", self.mount_path.display());
+            return Err(StoreError::Unavailable { what, source: None });
         }
         let root = self.mount_path.canonicalize().map_err(unavailable)?;
         *last_ready = Some((Instant::now(), root.clone()));
@@ -90,7 +92,7 @@ impl FluidPluginStore {
 
     fn is_mount_point(&self) -> Result<bool, StoreError> {
         let table = fs::read_to_string(&self.mountinfo)
-            .map_err(|e| StoreError::Unavailable(format!("cannot read {}: {e}", self.mountinfo.display())))?;
+            .map_err(|e| StoreError::unavailable(format!("cannot read {}", self.mountinfo.display()), e))?;
         Ok(mount_points(&table).any(|point| Path::new(&point) == self.mount_path))
     }
 
@@ -117,9 +119,11 @@ impl FluidPluginStore {
                 tracing::warn!(%error, ?wait, "plugin store: transient error, retrying");
             })
             .call()
-            .map_err(|error| match is_transient(&error) {
-                true => StoreError::Unavailable(format!("{what} kept failing: {error}")),
-                false => error,
+            .map_err(|error| match error {
+                StoreError::Io { context, source } if is_fuse_outage(&source) => {
+                    StoreError::unavailable(format!("{what} kept failing ({context})"), source)
+                }
+                other => other,
             })
     }
 }
@@ -127,8 +131,11 @@ impl FluidPluginStore {
 /// `ENOTCONN` and `EIO` are what a FUSE mount answers while its daemon is down or restarting;
 /// `ESTALE` what it answers for a handle from before a remount.
 fn is_transient(error: &StoreError) -> bool {
-    matches!(error, StoreError::Io { source, .. }
-        if matches!(source.raw_os_error(), Some(libc::ENOTCONN | libc::EIO | libc::ESTALE)))
+    matches!(error, StoreError::Io { source, .. } if is_fuse_outage(source))
+}
+
+fn is_fuse_outage(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENOTCONN | libc::EIO | libc::ESTALE))
 }
 
 /// The mount points listed in a mountinfo table (field 5; spaces and the like are octal
@@ -220,7 +227,8 @@ mod tests {
             attempts.set(attempts.get() + 1);
             Err(enotconn())
         });
-        assert!(matches!(result, Err(StoreError::Unavailable(_))), "{result:?}");
+        let Err(StoreError::Unavailable { source: Some(cause), .. }) = result else { panic!("{result:?}") };
+        assert_eq!(cause.raw_os_error(), Some(libc::ENOTCONN), "the cause is kept, typed");
         assert_eq!(attempts.get(), 4, "every attempt was made");
         // Other errors are not retried: they are answers, not outages.
         let attempts = Cell::new(0);
