@@ -965,11 +965,8 @@ fn one_of_each_rule() -> Vec<AbiViolation> {
 
 #[test]
 fn every_rule_has_one_example() {
-    let examples = one_of_each_rule();
-    let mut codes: Vec<&str> = examples.iter().map(AbiViolation::code).collect();
-    codes.sort_unstable();
-    codes.dedup();
-    assert_eq!(codes.len(), examples.len(), "two examples share a code, so some rule has none");
+    let codes: Vec<&str> = one_of_each_rule().iter().map(AbiViolation::code).collect();
+    assert_eq!(codes, AbiViolation::CODES, "one example per rule, in the order of the table");
 }
 
 #[test]
