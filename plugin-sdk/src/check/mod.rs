@@ -1,7 +1,9 @@
 //! Checks a compiled plugin against the plugin ABI: a pure function from `.wasm` bytes to a
 //! report of every violation, shared by `xtask` (at build time) and the host (at load time).
 //!
-//! The rules, one [`AbiViolation`] variant each:
+//! The rules, one [`AbiViolation`] variant each (each rule's code, message, help and
+//! documentation are one row of the table in `violation.rs`; a test checks that this table
+//! and the one in `ABI.md` name every code):
 //!
 //! | code | rule |
 //! |------|------|
@@ -21,7 +23,9 @@
 //! only warnings ([`AbiViolation::is_warning`]) are reported apart, in
 //! [`AbiReport::warnings`].
 
+mod details;
 mod features;
+mod location;
 mod module;
 mod operators;
 mod recursion;
@@ -34,8 +38,11 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
-pub use report::{AbiReport, FunctionRef, Location, Violation};
-pub use violation::{AbiViolation, ExportCause, ExternKind, Feature, FloatUsage, Signature, ValueType};
+pub use details::{ExportCause, ExternKind, FloatUsage, Signature, ValueType};
+pub use features::Feature;
+pub use location::{FunctionRef, Location};
+pub use report::{AbiReport, Violation};
+pub use violation::AbiViolation;
 
 use module::ModuleInfo;
 use rules::Findings;

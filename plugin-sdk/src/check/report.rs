@@ -5,7 +5,8 @@ use std::fmt;
 
 use serde::{Serialize, Serializer, ser::SerializeStruct};
 
-use super::violation::{AbiViolation, FloatUsage, cycle_text};
+use super::location::Location;
+use super::violation::AbiViolation;
 
 /// Everything [`check`](super::check) found out about one plugin.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,86 +100,7 @@ pub struct Violation {
 impl Violation {
     /// The sentence saying what is wrong and where, without the code or the help.
     pub fn message(&self) -> String {
-        let at = self.location.subject();
-        let offset = match self.location.offset() {
-            Some(offset) => format!(" at offset {offset:#x}"),
-            None => String::new(),
-        };
-        match &self.kind {
-            AbiViolation::Malformed { message } => {
-                format!("the file is not a valid WebAssembly module: {message}{offset}")
-            }
-            AbiViolation::MissingAbiVersion => format!(
-                "the plugin does not declare which plugin ABI version it was built for; it is checked \
-                 and run as v{}, the original contract",
-                crate::IMPLIED_ABI_VERSION
-            ),
-            AbiViolation::MalformedAbiSection { length } => {
-                format!("{at} is {length} bytes long; it should hold one or more 4-byte version numbers")
-            }
-            AbiViolation::ConflictingAbiVersions { .. } | AbiViolation::UnsupportedAbiVersion { .. } => {
-                self.kind.to_string()
-            }
-            AbiViolation::MissingExport { name } => {
-                format!("the plugin does not export the function `{name}`")
-            }
-            AbiViolation::WrongSignature { name, expected, found } => {
-                format!("`{name}` is exported with the signature {found}, but the ABI requires {expected}")
-            }
-            AbiViolation::UnexpectedExport { name, kind, .. } => {
-                format!("the plugin exports the {kind} `{name}`, which is not part of the plugin ABI")
-            }
-            AbiViolation::Import { module, name } => {
-                format!("the plugin imports `{module}.{name}`, but plugins may not import anything")
-            }
-            AbiViolation::DynamicAllocation { symbol } => match &self.location {
-                Location::Import { module, .. } => {
-                    format!("the plugin imports the dynamic allocator `{module}.{symbol}`")
-                }
-                Location::Function { name: Some(name), .. } if name == symbol => {
-                    format!("{at} is a dynamic memory allocator")
-                }
-                _ => format!("{at} is the dynamic memory allocator `{symbol}`"),
-            },
-            AbiViolation::MemoryGrow => format!("{at} grows linear memory (memory.grow){offset}"),
-            AbiViolation::FloatType { ty, usage } => match usage {
-                FloatUsage::Param => format!("{at} takes a floating-point parameter ({ty})"),
-                FloatUsage::Result => format!("{at} returns a floating-point value ({ty})"),
-                FloatUsage::Local => {
-                    format!("{at} has a floating-point local variable ({ty}){offset}")
-                }
-                FloatUsage::Global => format!("{at} holds a floating-point value ({ty})"),
-                FloatUsage::TypeDefinition => {
-                    format!("{at} is a function type with floating-point values ({ty})")
-                }
-            },
-            AbiViolation::FloatInstruction { op } => {
-                format!("{at} uses floating point ({op}){offset}")
-            }
-            AbiViolation::StartFunction => {
-                format!("{at} is the module's start function, which would run before init()")
-            }
-            AbiViolation::UnsupportedFeature { feature } => format!(
-                "{at} uses the WebAssembly feature `{feature}`{offset}, which plugin ABI v{} does \
-                 not allow",
-                crate::ABI_VERSION
-            ),
-            AbiViolation::InitialMemoryTooLarge { pages, limit } => format!(
-                "{at} starts with {pages} pages ({} KiB); the limit is {limit} pages ({} KiB)",
-                pages.saturating_mul(64),
-                u64::from(*limit) * 64
-            ),
-            AbiViolation::TableTooLarge { entries, limit } => {
-                format!("{at} starts with {entries} entries; the limit is {limit}")
-            }
-            AbiViolation::TooManyFunctions { count, limit } => {
-                format!("the plugin has {count} functions; the limit is {limit}")
-            }
-            AbiViolation::Recursion { cycle } => match cycle.as_slice() {
-                [only] => format!("function {only} calls itself{offset}"),
-                _ => format!("functions call each other in a cycle: {}{offset}", cycle_text(cycle)),
-            },
-        }
+        self.kind.message(&self.location)
     }
 }
 
@@ -205,99 +127,5 @@ impl Serialize for Violation {
         }
         Json { kind: &self.kind, message: self.message(), help: self.kind.help(), location: &self.location }
             .serialize(serializer)
-    }
-}
-
-/// Where in the module a violation is. Indices are WebAssembly index spaces, which count
-/// imported items first.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "kind", rename_all = "kebab-case")]
-pub enum Location {
-    /// The module as a whole (something is missing, or a count is too high).
-    Module,
-    /// A byte offset in the file that belongs to no more specific item.
-    Offset { offset: usize },
-    /// An export, by name.
-    Export { name: String },
-    /// An import, by module and field name.
-    Import { module: String, name: String },
-    /// A function; `name` comes from the `name` section or, failing that, from an export, and
-    /// `offset` is the byte offset in the file of the offending instruction (or of the
-    /// function's local declarations), when there is one.
-    Function { index: u32, name: Option<String>, offset: Option<usize> },
-    /// A global variable.
-    Global { index: u32 },
-    /// A linear memory.
-    Memory { index: u32 },
-    /// A table.
-    Table { index: u32 },
-    /// An entry of the type section.
-    Type { index: u32 },
-    /// A byte offset inside a standard section (such as `memory` or `tag`) where no more
-    /// specific item is known.
-    Section { name: String, offset: usize },
-    /// A custom section, by name, at the byte offset of its contents.
-    CustomSection { name: String, offset: usize },
-}
-
-impl Location {
-    pub(crate) fn function(function: &FunctionRef, offset: Option<usize>) -> Self {
-        Location::Function { index: function.index, name: function.name.clone(), offset }
-    }
-
-    /// What is at this location, as the subject of a sentence: `function `process` (#3)`.
-    pub fn subject(&self) -> String {
-        match self {
-            Location::Module | Location::Offset { .. } => "the module".into(),
-            Location::Export { name } => format!("export `{name}`"),
-            Location::Import { module, name } => format!("import `{module}.{name}`"),
-            Location::Function { index, name, .. } => {
-                format!("function {}", FunctionRef { index: *index, name: name.clone() })
-            }
-            Location::Global { index } => format!("global #{index}"),
-            Location::Memory { index } => format!("memory #{index}"),
-            Location::Table { index } => format!("table #{index}"),
-            Location::Type { index } => format!("type #{index}"),
-            Location::Section { name, .. } => format!("the {name} section"),
-            Location::CustomSection { name, .. } => format!("custom section `{name}`"),
-        }
-    }
-
-    /// The byte offset in the file worth showing, if there is one.
-    pub fn offset(&self) -> Option<usize> {
-        match self {
-            Location::Offset { offset } | Location::Section { offset, .. } => Some(*offset),
-            Location::Function { offset, .. } => *offset,
-            _ => None,
-        }
-    }
-}
-
-/// The subject, followed by ` at offset 0x1a4` when there is an offset.
-impl fmt::Display for Location {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.subject())?;
-        if let Some(offset) = self.offset() {
-            write!(f, " at offset {offset:#x}")?;
-        }
-        Ok(())
-    }
-}
-
-/// A function, by index in the function index space and, when known, by name.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
-pub struct FunctionRef {
-    pub index: u32,
-    /// From the `name` section or, failing that, from an export.
-    pub name: Option<String>,
-}
-
-/// `` `name` (#3) `` or `#3`.
-impl fmt::Display for FunctionRef {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.name {
-            Some(name) => write!(f, "`{name}` (#{})", self.index),
-            None => write!(f, "#{}", self.index),
-        }
     }
 }

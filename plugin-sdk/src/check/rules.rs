@@ -5,12 +5,14 @@ use std::collections::BTreeSet;
 use wasmparser::{ExternalKind, TypeRef};
 
 use super::AbiLimits;
+use super::details::{ExportCause, ExternKind, FloatUsage, Signature, ValueType};
 use super::features;
+use super::location::Location;
 use super::module::ModuleInfo;
 use super::operators::is_float;
 use super::recursion;
-use super::report::{Location, Violation};
-use super::violation::{AbiViolation, ExportCause, ExternKind, FloatUsage, Signature, ValueType};
+use super::report::Violation;
+use super::violation::AbiViolation;
 
 /// Collects violations in the order the rules run.
 #[derive(Debug, Default)]

@@ -923,41 +923,136 @@ fn one_violation_is_singular() {
     assert!(check(&bytes).to_string().starts_with("1 ABI violation\n"));
 }
 
+/// One violation of every rule, in declaration order.
+///
+/// Each example is chosen by an exhaustive `match` on the one before it, so a new rule does
+/// not compile until it gets an arm here, and [`every_rule_has_one_example`] fails until that
+/// arm leads to an example of it.
+fn one_of_each_rule() -> Vec<AbiViolation> {
+    use AbiViolation as V;
+    let next = |previous: Option<&AbiViolation>| match previous {
+        None => Some(V::Malformed { message: "unexpected end-of-file".into() }),
+        Some(V::Malformed { .. }) => Some(V::MissingAbiVersion),
+        Some(V::MissingAbiVersion) => Some(V::MalformedAbiSection { length: 3 }),
+        Some(V::MalformedAbiSection { .. }) => Some(V::ConflictingAbiVersions { versions: vec![1, 2] }),
+        Some(V::ConflictingAbiVersions { .. }) => Some(V::UnsupportedAbiVersion { found: 2, supported: 1 }),
+        Some(V::UnsupportedAbiVersion { .. }) => Some(V::MissingExport { name: "cleanup".into() }),
+        Some(V::MissingExport { .. }) => Some(V::WrongSignature {
+            name: "process".into(),
+            expected: Signature { params: vec![ValueType::I32], results: vec![ValueType::I32] },
+            found: Signature { params: vec![ValueType::I64, ValueType::Ref("funcref".into())], results: vec![] },
+        }),
+        Some(V::WrongSignature { .. }) => {
+            Some(V::UnexpectedExport { name: "helper".into(), kind: ExternKind::Func, cause: ExportCause::Unknown })
+        }
+        Some(V::UnexpectedExport { .. }) => Some(V::Import { module: "env".into(), name: "log".into() }),
+        Some(V::Import { .. }) => Some(V::DynamicAllocation { symbol: "malloc".into() }),
+        Some(V::DynamicAllocation { .. }) => Some(V::MemoryGrow),
+        Some(V::MemoryGrow) => Some(V::FloatType { ty: ValueType::F32, usage: FloatUsage::Local }),
+        Some(V::FloatType { .. }) => Some(V::FloatInstruction { op: "f64.mul".into() }),
+        Some(V::FloatInstruction { .. }) => Some(V::StartFunction),
+        Some(V::StartFunction) => Some(V::UnsupportedFeature { feature: Feature::Simd }),
+        Some(V::UnsupportedFeature { .. }) => Some(V::InitialMemoryTooLarge { pages: 17, limit: 16 }),
+        Some(V::InitialMemoryTooLarge { .. }) => Some(V::TableTooLarge { entries: 5000, limit: 4096 }),
+        Some(V::TableTooLarge { .. }) => Some(V::TooManyFunctions { count: 5000, limit: 4096 }),
+        Some(V::TooManyFunctions { .. }) => Some(V::Recursion {
+            cycle: vec![FunctionRef { index: 3, name: Some("even".into()) }, FunctionRef { index: 4, name: None }],
+        }),
+        Some(V::Recursion { .. }) => None,
+    };
+    std::iter::successors(next(None), |previous| next(Some(previous))).collect()
+}
+
+#[test]
+fn every_rule_has_one_example() {
+    let codes: Vec<&str> = one_of_each_rule().iter().map(AbiViolation::code).collect();
+    assert_eq!(codes, AbiViolation::CODES, "one example per rule, in the order of the table");
+}
+
 #[test]
 fn json_code_matches_code() {
-    // The JSON "code" comes from serde's renaming of the variant name, `code()` from a match;
-    // they must agree for every variant a report can contain.
-    let function = FunctionRef { index: 1, name: None };
-    let every_kind = [
-        AbiViolation::Malformed { message: "m".into() },
-        AbiViolation::MissingAbiVersion,
-        AbiViolation::MalformedAbiSection { length: 3 },
-        AbiViolation::ConflictingAbiVersions { versions: vec![1, 2] },
-        AbiViolation::UnsupportedAbiVersion { found: 2, supported: 1 },
-        AbiViolation::MissingExport { name: "init".into() },
-        AbiViolation::WrongSignature {
-            name: "init".into(),
-            expected: Signature { params: vec![], results: vec![ValueType::I32] },
-            found: Signature { params: vec![], results: vec![] },
-        },
-        AbiViolation::UnexpectedExport { name: "x".into(), kind: ExternKind::Global, cause: ExportCause::Unknown },
-        AbiViolation::Import { module: "env".into(), name: "x".into() },
-        AbiViolation::DynamicAllocation { symbol: "malloc".into() },
-        AbiViolation::MemoryGrow,
-        AbiViolation::FloatType { ty: ValueType::F32, usage: FloatUsage::Local },
-        AbiViolation::FloatInstruction { op: "f32.add".into() },
-        AbiViolation::StartFunction,
-        AbiViolation::UnsupportedFeature { feature: Feature::Simd },
-        AbiViolation::InitialMemoryTooLarge { pages: 17, limit: 16 },
-        AbiViolation::TableTooLarge { entries: 5000, limit: 4096 },
-        AbiViolation::TooManyFunctions { count: 5, limit: 4 },
-        AbiViolation::Recursion { cycle: vec![function] },
-    ];
-    for kind in every_kind {
+    for kind in one_of_each_rule() {
         let violation = Violation { kind, location: Location::Module };
         let json = serde_json::to_value(&violation).expect("violations serialize");
         assert_eq!(json["code"], violation.kind.code(), "{json}");
         // Every violation explains itself and how to fix it.
         assert!(!violation.message().is_empty() && !violation.kind.help().is_empty());
     }
+}
+
+/// Every rule at a typical location, plus each location or detail that changes a rule's
+/// message or help: the exact text plugin authors see, all of it in one snapshot.
+fn every_message() -> Vec<Violation> {
+    let at_function = |offset| Location::Function { index: 3, name: Some("process".into()), offset };
+    let typical = |kind: &AbiViolation| match kind {
+        AbiViolation::Malformed { .. } => Location::Offset { offset: 0x1a },
+        AbiViolation::MissingAbiVersion
+        | AbiViolation::MissingExport { .. }
+        | AbiViolation::TooManyFunctions { .. }
+        | AbiViolation::UnsupportedAbiVersion { .. } => Location::Module,
+        AbiViolation::MalformedAbiSection { .. } | AbiViolation::ConflictingAbiVersions { .. } => {
+            Location::CustomSection { name: crate::CUSTOM_SECTION.into(), offset: 0x2b }
+        }
+        AbiViolation::WrongSignature { name, .. } | AbiViolation::UnexpectedExport { name, .. } => {
+            Location::Export { name: name.clone() }
+        }
+        AbiViolation::Import { module, name } => Location::Import { module: module.clone(), name: name.clone() },
+        AbiViolation::InitialMemoryTooLarge { .. } => Location::Memory { index: 0 },
+        AbiViolation::TableTooLarge { .. } => Location::Table { index: 0 },
+        AbiViolation::StartFunction | AbiViolation::DynamicAllocation { .. } => at_function(None),
+        _ => at_function(Some(0x40)),
+    };
+    let mut all: Vec<Violation> =
+        one_of_each_rule().into_iter().map(|kind| Violation { location: typical(&kind), kind }).collect();
+    let export = |name: &str, kind, cause| Violation {
+        kind: AbiViolation::UnexpectedExport { name: name.into(), kind, cause },
+        location: Location::Export { name: name.into() },
+    };
+    all.extend([
+        export("__data_end", ExternKind::Global, ExportCause::ExportAll),
+        export("counter", ExternKind::Global, ExportCause::ExportDynamic),
+        export("mem", ExternKind::Memory, ExportCause::Unknown),
+        export("__indirect_function_table", ExternKind::Table, ExportCause::Unknown),
+        export("tag", ExternKind::Tag, ExportCause::Unknown),
+    ]);
+    let missing = |name: &str| AbiViolation::MissingExport { name: name.into() };
+    all.extend(
+        [missing("init"), missing("process"), missing("main")]
+            .map(|kind| Violation { kind, location: Location::Module }),
+    );
+    let allocation =
+        |location| Violation { kind: AbiViolation::DynamicAllocation { symbol: "malloc".into() }, location };
+    all.extend([
+        allocation(Location::Import { module: "env".into(), name: "malloc".into() }),
+        allocation(Location::Function { index: 5, name: Some("malloc".into()), offset: None }),
+        allocation(Location::Function { index: 5, name: None, offset: None }),
+    ]);
+    let float = |usage, location| Violation { kind: AbiViolation::FloatType { ty: ValueType::F64, usage }, location };
+    all.extend([
+        float(FloatUsage::Param, at_function(None)),
+        float(FloatUsage::Result, at_function(None)),
+        float(FloatUsage::Local, at_function(None)),
+        float(FloatUsage::Global, Location::Global { index: 2 }),
+        float(FloatUsage::TypeDefinition, Location::Type { index: 7 }),
+    ]);
+    all.extend(Feature::ALL.into_iter().map(|feature| Violation {
+        kind: AbiViolation::UnsupportedFeature { feature },
+        location: Location::Section { name: "memory".into(), offset: 0x33 },
+    }));
+    all.push(Violation {
+        kind: AbiViolation::Recursion { cycle: vec![FunctionRef { index: 3, name: Some("fib".into()) }] },
+        location: at_function(Some(0x79)),
+    });
+    all
+}
+
+#[test]
+fn every_message_text_snapshot() {
+    let text: Vec<String> = every_message().iter().map(ToString::to_string).collect();
+    insta::assert_snapshot!(text.join("\n"));
+}
+
+#[test]
+fn every_message_json_snapshot() {
+    insta::assert_json_snapshot!(every_message());
 }
