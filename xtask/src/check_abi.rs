@@ -265,7 +265,7 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build_plugins::tests::{Harness, project_shell};
+    use crate::test_support::{Harness, project_shell};
 
     /// Builds every negative fixture into a temporary folder and checks them as
     /// `check-abi target/plugins/invalid` would, naming files as it would.
