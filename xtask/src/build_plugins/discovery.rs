@@ -41,6 +41,11 @@ impl Layout {
             out_dir: root.join(PLUGIN_OUT_DIR),
         }
     }
+
+    /// Where `plugin` is built to: its name below the output folder, as a `.wasm` file.
+    pub(super) fn output(&self, plugin: &Plugin) -> PathBuf {
+        self.out_dir.join(format!("{}.wasm", plugin.name))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,11 +98,6 @@ pub(crate) struct Plugin {
     pub(crate) source: PathBuf,
     pub(super) language: Language,
     pub(crate) kind: Kind,
-    /// Whether this is a negative fixture under `plugins/invalid/`, that is `kind ==
-    /// Kind::Fixture`. Redundant, but check_abi's tests select the fixtures by it; [`Plugin::new`]
-    /// keeps the two in step.
-    #[cfg_attr(not(test), expect(dead_code, reason = "only check_abi's tests read it"))]
-    pub(crate) fixture: bool,
     /// Clang arguments of this build of the source, after its `plugin-flags` (a compat
     /// fixture's variant and optimisation level); empty for everything else.
     pub(super) build_flags: Vec<String>,
@@ -105,7 +105,7 @@ pub(crate) struct Plugin {
 
 impl Plugin {
     fn new(name: String, source: PathBuf, language: Language, kind: Kind) -> Self {
-        Self { name, source, language, kind, fixture: kind == Kind::Fixture, build_flags: Vec::new() }
+        Self { name, source, language, kind, build_flags: Vec::new() }
     }
 
     /// Every build of a compatibility fixture: each variant it names (or the source as it is)

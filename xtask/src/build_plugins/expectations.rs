@@ -11,9 +11,8 @@ use super::discovery::Kind;
 /// fixture or a fault that names one, compliance for everything else; and whether it declares
 /// its ABI version: a compatibility fixture must not (it is built without the header, and the
 /// check must say so with exactly the `missing-abi-version` warning), everything else must
-/// (it includes the header), so no other warning is allowed. Returns the verdict line for the
-/// progress output.
-pub(super) fn verify(kind: Kind, expect_violation: Option<&str>, report: &AbiReport) -> anyhow::Result<String> {
+/// (it includes the header), so no other warning is allowed.
+pub(super) fn verify(kind: Kind, expect_violation: Option<&str>, report: &AbiReport) -> anyhow::Result<()> {
     let codes: BTreeSet<&str> = report.violations.iter().map(|v| v.kind.code()).collect();
     let warnings: Vec<&str> = report.warnings.iter().map(|w| w.kind.code()).collect();
     let expected_warnings: &[&str] = if kind == Kind::Compat { &["missing-abi-version"] } else { &[] };
@@ -22,17 +21,10 @@ pub(super) fn verify(kind: Kind, expect_violation: Option<&str>, report: &AbiRep
         "expected the warnings {expected_warnings:?}, found {warnings:?}{}:\n{report}",
         if kind == Kind::Compat { " (a compatibility fixture must not include wasm_plugin.h)" } else { "" }
     );
-    let version = match (report.declared_abi_version, report.abi_version) {
-        (Some(declared), _) => format!("ABI v{declared}"),
-        (None, Some(implied)) => format!("ABI v{implied}, implied: no version declared"),
-        (None, None) => "no ABI version".to_owned(),
-    };
     match expect_violation {
-        None if codes.is_empty() => Ok(format!("ok ({version})")),
+        None if codes.is_empty() => Ok(()),
         None => bail!("the plugin breaks the ABI:\n{report}"),
-        Some(expected) if codes.len() == 1 && codes.contains(expected) => {
-            Ok(format!("rejected as expected: {expected}"))
-        }
+        Some(expected) if codes.len() == 1 && codes.contains(expected) => Ok(()),
         Some(expected) if codes.is_empty() => {
             bail!("expected violation `{expected}`, but the plugin is ABI-compliant")
         }
@@ -41,6 +33,20 @@ pub(super) fn verify(kind: Kind, expect_violation: Option<&str>, report: &AbiRep
             bail!("expected only violation `{expected}`, found: {found}\n{report}")
         }
     }
+}
+
+/// The progress output's one-line verdict on a report that passed [`verify`], which leaves only
+/// two cases: no violation, or the one violation the plugin expected.
+pub(super) fn verdict(report: &AbiReport) -> String {
+    if let Some(violation) = report.violations.first() {
+        return format!("rejected as expected: {}", violation.kind.code());
+    }
+    let version = match (report.declared_abi_version, report.abi_version) {
+        (Some(declared), _) => format!("ABI v{declared}"),
+        (None, Some(implied)) => format!("ABI v{implied}, implied: no version declared"),
+        (None, None) => "no ABI version".to_owned(),
+    };
+    format!("ok ({version})")
 }
 
 #[cfg(test)]

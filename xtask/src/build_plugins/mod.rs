@@ -78,7 +78,11 @@ mod discovery;
 mod expectations;
 mod output;
 
-use std::{fmt::Write as _, fs, path::PathBuf};
+use std::{
+    fmt::Write as _,
+    fs,
+    path::{Path, PathBuf},
+};
 
 use anyhow::{Context, ensure};
 use plugin_sdk::AbiReport;
@@ -111,21 +115,21 @@ impl BuildPlugins {
         let plugins = discover(&layout.plugins_dir)?;
         step(format!("building {} plugins into {PLUGIN_OUT_DIR}", plugins.len()));
 
-        let shown_output = |plugin: &Plugin| format!("{PLUGIN_OUT_DIR}/{}.wasm", plugin.name);
-        let width = plugins.iter().map(|p| shown_output(p).len()).max().unwrap_or(0);
+        let root = sh.current_dir();
+        let shown = |path: &Path| path.strip_prefix(&root).unwrap_or(path).display().to_string();
+        let width = plugins.iter().map(|p| shown(&layout.output(p)).len()).max().unwrap_or(0);
         let mut failures = String::new();
         let mut failed = 0;
         for plugin in &plugins {
             match build(&compiler, &layout, plugin, self.force) {
                 Ok(built) => {
                     let action = if built.rebuilt { "built" } else { "up to date" };
-                    println!("{action:>10}  {:<width$}  {}", shown_output(plugin), built.verdict);
+                    println!("{action:>10}  {:<width$}  {}", shown(&built.output), built.verdict());
                 }
                 Err(err) => {
                     failed += 1;
-                    println!("{:>10}  {:<width$}  (see below)", "FAILED", shown_output(plugin));
-                    let source = plugin.source.strip_prefix(sh.current_dir()).unwrap_or(&plugin.source);
-                    write!(failures, "\n\n{}: {err:#}", source.display())?;
+                    println!("{:>10}  {:<width$}  (see below)", "FAILED", shown(&layout.output(plugin)));
+                    write!(failures, "\n\n{}: {err:#}", shown(&plugin.source))?;
                 }
             }
         }
@@ -134,16 +138,20 @@ impl BuildPlugins {
     }
 }
 
-/// A plugin's output after [`build`]: where it is, whether this run wrote it, what the ABI check
-/// found, and a one-line verdict for the progress output.
+/// A plugin's output after [`build`], which met its expectation: where it is, whether this run
+/// wrote it, and what the ABI check found.
 #[derive(Debug)]
 pub(crate) struct Built {
-    #[cfg_attr(not(test), expect(dead_code, reason = "tests inspect it; the command prints the verdict"))]
-    pub output: PathBuf,
-    pub rebuilt: bool,
-    #[cfg_attr(not(test), expect(dead_code, reason = "tests inspect it; the command prints the verdict"))]
-    pub report: AbiReport,
-    pub verdict: String,
+    pub(crate) output: PathBuf,
+    rebuilt: bool,
+    report: AbiReport,
+}
+
+impl Built {
+    /// The one-line verdict for the progress output.
+    fn verdict(&self) -> String {
+        expectations::verdict(&self.report)
+    }
 }
 
 /// Builds one plugin into `layout.out_dir` (unless it is up to date) and checks the output
@@ -154,7 +162,7 @@ pub(crate) fn build(compiler: &Compiler, layout: &Layout, plugin: &Plugin, force
     let directives = Directives::parse(&text, plugin.language)?;
     directives.check_allowed_for(plugin.kind)?;
 
-    let output = layout.out_dir.join(format!("{}.wasm", plugin.name));
+    let output = layout.output(plugin);
     let rebuilt = force || !compiling::is_up_to_date(&output, &plugin.source, &layout.include_dir)?;
     let (wasm, partial) = if rebuilt {
         let partial = PartialFile::next_to(&output)?;
@@ -166,11 +174,11 @@ pub(crate) fn build(compiler: &Compiler, layout: &Layout, plugin: &Plugin, force
     };
     let report = plugin_sdk::check(&wasm);
     match expectations::verify(plugin.kind, directives.expected_violation(), &report) {
-        Ok(verdict) => {
+        Ok(()) => {
             if let Some(partial) = partial {
                 partial.persist(&output)?;
             }
-            Ok(Built { output, rebuilt, report, verdict })
+            Ok(Built { output, rebuilt, report })
         }
         Err(err) => {
             // A plugin that fails its check never reaches the output folder, and an older build
@@ -186,7 +194,7 @@ pub(crate) fn build(compiler: &Compiler, layout: &Layout, plugin: &Plugin, force
 
 #[cfg(test)]
 mod tests {
-    use std::{collections::BTreeSet, path::Path};
+    use std::collections::BTreeSet;
 
     use super::{
         directives::Expectation,
