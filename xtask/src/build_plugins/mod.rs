@@ -93,9 +93,9 @@ pub(crate) use self::{
     discovery::{Layout, Plugin, discover},
 };
 // Tests elsewhere pick plugins by what they are for.
+use self::directives::Directives;
 #[cfg(test)]
 pub(crate) use self::discovery::Kind;
-use self::{directives::Directives, output::PartialFile};
 use crate::{PLUGIN_OUT_DIR, setup, step};
 
 #[derive(Debug, Default, clap::Args)]
@@ -165,7 +165,7 @@ pub(crate) fn build(compiler: &Compiler, layout: &Layout, plugin: &Plugin, force
     let output = layout.output(plugin);
     let rebuilt = force || !compiling::is_up_to_date(&output, &plugin.source, &layout.include_dir)?;
     let (wasm, partial) = if rebuilt {
-        let partial = PartialFile::next_to(&output)?;
+        let partial = output::partial_file(&output)?;
         compiling::compile(compiler, plugin, &directives, partial.path())?;
         let wasm = fs::read(partial.path()).with_context(|| format!("cannot read {}", partial.path().display()))?;
         (wasm, Some(partial))
@@ -176,7 +176,7 @@ pub(crate) fn build(compiler: &Compiler, layout: &Layout, plugin: &Plugin, force
     match expectations::verify(plugin.kind, directives.expected_violation(), &report) {
         Ok(()) => {
             if let Some(partial) = partial {
-                partial.persist(&output)?;
+                output::persist(partial, &output)?;
             }
             Ok(Built { output, rebuilt, report })
         }

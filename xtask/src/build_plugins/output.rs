@@ -1,55 +1,39 @@
 //! A plugin's output file in the folder the host serves: written under a temporary name next to
 //! it, moved into place only once it passed its check, and removed when the plugin fails.
 
-use std::{
-    fs, io,
-    path::{Path, PathBuf},
-    sync::atomic::{AtomicU64, Ordering},
-};
+use std::{fs, io, os::unix::fs::PermissionsExt, path::Path};
 
 use anyhow::Context;
+use tempfile::NamedTempFile;
 
-/// A file being written next to its final name. It is removed if it is never persisted, so a
-/// failed compile leaves no debris in a folder a server reads.
-#[derive(Debug)]
-pub(super) struct PartialFile {
-    path: PathBuf,
-    persisted: bool,
+/// A new, empty file for the next build of `output`, in `output`'s folder (created if need be)
+/// so that [`persist`] is one atomic rename. Dropped without being persisted, it is removed, so a
+/// failed build leaves no debris in a folder a server reads. Whoever writes it may replace the
+/// file at its path (the linker does), as long as the returned value still owns that path.
+pub(super) fn partial_file(output: &Path) -> anyhow::Result<NamedTempFile> {
+    let folder = output.parent().context("an output path always has a folder")?;
+    fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
+    // The leading dot and the suffix keep servers that look for `*.wasm` from picking it up; the
+    // random part keeps builds of the same plugin apart (tests run them concurrently).
+    let prefix = format!(".{}.", output.file_name().unwrap_or_default().to_string_lossy());
+    tempfile::Builder::new()
+        .prefix(&prefix)
+        .suffix(".partial")
+        // tempfile makes files only their owner may read; an output is for the server to read,
+        // so it gets what any new file gets (0o666 less the umask).
+        .permissions(fs::Permissions::from_mode(0o666))
+        .tempfile_in(folder)
+        .with_context(|| format!("cannot create a temporary file in {}", folder.display()))
 }
 
-impl PartialFile {
-    /// A name for the new version of `output`, in `output`'s folder (created if need be), so
-    /// that moving it into place is one atomic rename.
-    pub(super) fn next_to(output: &Path) -> anyhow::Result<Self> {
-        let folder = output.parent().context("an output path always has a folder")?;
-        fs::create_dir_all(folder).with_context(|| format!("cannot create {}", folder.display()))?;
-        // Unique per process and per call, since tests build the same plugins concurrently. The
-        // leading dot and the suffix keep servers that look for `*.wasm` from picking it up.
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let unique = NEXT.fetch_add(1, Ordering::Relaxed);
-        let name = output.file_name().unwrap_or_default().to_string_lossy();
-        let path = output.with_file_name(format!(".{name}.{}-{unique}.partial", std::process::id()));
-        Ok(Self { path, persisted: false })
-    }
-
-    pub(super) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub(super) fn persist(mut self, output: &Path) -> anyhow::Result<()> {
-        fs::rename(&self.path, output).with_context(|| format!("cannot move {} into place", output.display()))?;
-        self.persisted = true;
-        Ok(())
-    }
-}
-
-impl Drop for PartialFile {
-    fn drop(&mut self) {
-        if !self.persisted {
-            // The file may never have been created; either way there is nothing left to do.
-            let _ = fs::remove_file(&self.path);
-        }
-    }
+/// Moves a partial file whose content passed its check into place, replacing an older build.
+pub(super) fn persist(partial: NamedTempFile, output: &Path) -> anyhow::Result<()> {
+    // A failed rename hands the file back in the error; dropping it here removes it.
+    partial
+        .persist(output)
+        .map_err(|err| err.error)
+        .with_context(|| format!("cannot move {} into place", output.display()))?;
+    Ok(())
 }
 
 /// Removes an older build of a plugin that has just failed its check, if there is one: the host
