@@ -265,13 +265,16 @@ impl Tally {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build_plugins::tests::{Harness, project_shell};
+    use crate::{
+        build_plugins::Kind,
+        test_support::{Harness, project_shell},
+    };
 
     /// Builds every negative fixture into a temporary folder and checks them as
     /// `check-abi target/plugins/invalid` would, naming files as it would.
     fn checked_fixtures() -> Vec<FileCheck> {
         let harness = Harness::new();
-        for plugin in harness.plugins().into_iter().filter(|p| p.fixture) {
+        for plugin in harness.plugins().into_iter().filter(|p| p.kind == Kind::Fixture) {
             harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
         }
         let shown = Path::new(PLUGIN_OUT_DIR).join("invalid");
@@ -281,8 +284,7 @@ mod tests {
     /// The compatibility fixtures at -O2, checked as `check-abi target/plugins/compat` would.
     fn checked_compat_builds() -> Vec<FileCheck> {
         let harness = Harness::new();
-        for plugin in harness.plugins().into_iter().filter(|p| p.name.starts_with("compat/") && p.name.ends_with("-o2"))
-        {
+        for plugin in harness.plugins().into_iter().filter(|p| p.kind == Kind::Compat && p.name.ends_with("-o2")) {
             harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
         }
         let shown = Path::new(PLUGIN_OUT_DIR).join("compat");

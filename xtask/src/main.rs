@@ -10,6 +10,8 @@ mod check_abi;
 mod run;
 mod setup;
 mod test;
+#[cfg(test)]
+mod test_support;
 mod tidy;
 
 use std::{
