@@ -39,21 +39,25 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     host::serve(listener, state, shutdown_signal(), grace).await
 }
 
-/// Completes on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
+/// Completes on Ctrl-C, SIGTERM (what Kubernetes sends before killing a pod) or SIGHUP (a
+/// closed terminal, or an operator's reload habit): each drains in-flight requests rather than
+/// dying at once, which is what SIGHUP's default action would do.
 async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
+    let on = |kind: SignalKind| async move {
+        match signal(kind) {
+            Ok(mut stream) => {
+                stream.recv().await;
             }
             Err(_) => std::future::pending().await,
         }
     };
     tokio::select! {
         () = ctrl_c => {}
-        () = terminate => {}
+        () = on(SignalKind::terminate()) => {}
+        () = on(SignalKind::hangup()) => {}
     }
 }

@@ -26,6 +26,8 @@ pub enum ApiError {
     InvalidRequest,
     #[error("the request must have Content-Type: application/json")]
     UnsupportedMediaType,
+    #[error("the request body must not be compressed: send it without Content-Encoding")]
+    UnsupportedEncoding,
     #[error("the request body is too large")]
     BodyTooLarge,
     #[error("{0}")]
@@ -56,7 +58,7 @@ impl ApiError {
         match self {
             ApiError::InvalidJson => FailureKind::InvalidJson,
             ApiError::InvalidRequest => FailureKind::InvalidRequest,
-            ApiError::UnsupportedMediaType => FailureKind::UnsupportedMediaType,
+            ApiError::UnsupportedMediaType | ApiError::UnsupportedEncoding => FailureKind::UnsupportedMediaType,
             ApiError::BodyTooLarge => FailureKind::BodyTooLarge,
             ApiError::InvalidName(_) => FailureKind::InvalidPluginName,
             ApiError::MethodNotAllowed => FailureKind::MethodNotAllowed,

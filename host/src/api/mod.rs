@@ -70,7 +70,36 @@ pub fn app(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(screen_request))
         .with_state(state)
+}
+
+/// Longest caller-chosen request id kept; a longer one is replaced by a fresh id.
+pub const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// What every request goes through before anything else:
+/// - a caller's `x-request-id` is logged and echoed, so only a short, plain one is kept
+///   (letters, digits, `-`, `_`, `.`, `:`, at most [`MAX_REQUEST_ID_LEN`] bytes); any other is
+///   dropped and a fresh id is made for the request;
+/// - a compressed body (`Content-Encoding` other than `identity`) is refused: the host does not
+///   decompress, and reading gzip as JSON would only give a confusing error.
+async fn screen_request(mut request: Request<axum::body::Body>) -> Result<Request<axum::body::Body>, ApiError> {
+    let usable_id = |id: &[u8]| {
+        !id.is_empty()
+            && id.len() <= MAX_REQUEST_ID_LEN
+            && id.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    };
+    if request.headers().get(REQUEST_ID).is_some_and(|id| !usable_id(id.as_bytes())) {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    let encoded = request
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        return Err(ApiError::UnsupportedEncoding);
+    }
+    Ok(request)
 }
 
 /// Body of `POST /run`.

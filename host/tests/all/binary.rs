@@ -39,13 +39,23 @@ fn start(configure: impl FnOnce(&mut Command)) -> (Child, String, mpsc::Receiver
     (child, addr, lines)
 }
 
-fn sigterm(child: &Child) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+fn send_signal(child: &Child, signal: &str) {
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
     assert!(status.success());
 }
 
 #[tokio::test]
 async fn serves_plugins_and_drains_in_flight_requests_on_sigterm() {
+    serves_and_drains_on("TERM").await;
+}
+
+/// SIGHUP's default action kills at once; the host drains instead, as for SIGTERM.
+#[tokio::test]
+async fn sighup_drains_like_sigterm() {
+    serves_and_drains_on("HUP").await;
+}
+
+async fn serves_and_drains_on(signal: &str) {
     let dir = plugin_dir(&["hello"]);
     // A call that takes a while: counting primes in the interpreter.
     std::fs::write(dir.path().join("slow.wasm"), crate::support::plugin_bytes("primes")).unwrap();
@@ -69,7 +79,7 @@ async fn serves_plugins_and_drains_in_flight_requests_on_sigterm() {
         }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    sigterm(&child);
+    send_signal(&child, signal);
     let (status, body, took) = slow.await.unwrap();
     assert_eq!(
         (status, body.as_str()),

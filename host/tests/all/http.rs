@@ -302,6 +302,41 @@ async fn responses_carry_a_request_id() {
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "caller-chosen-42");
+
+    // Ids that would make logs and echoes a vehicle for the caller are replaced.
+    for unusable in ["x".repeat(65), "<script>alert(1)</script>".to_owned(), "two words".to_owned()] {
+        let response = server
+            .client
+            .post(server.url("/run"))
+            .header("x-request-id", &unusable)
+            .json(&json!({"plugin": "hello", "input": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let id = response.headers()["x-request-id"].to_str().unwrap();
+        assert_eq!(id.len(), 36, "{unusable:?} was replaced by a fresh id, not {id:?}");
+    }
+}
+
+#[tokio::test]
+async fn compressed_bodies_are_refused_not_misread() {
+    let (server, _dir) = server_with(&["hello"]).await;
+    let post = |encoding: &'static str| {
+        server
+            .client
+            .post(server.url("/run"))
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(r#"{"plugin": "hello", "input": 21}"#)
+            .send()
+    };
+    let response = post("gzip").await.unwrap();
+    assert_eq!(response.status().as_u16(), 415);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unsupported_media_type", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("Content-Encoding"), "{body}");
+    assert_eq!(post("identity").await.unwrap().status().as_u16(), 200);
 }
 
 #[tokio::test]
