@@ -166,14 +166,19 @@ async fn things_named_like_plugins_that_are_not_plugin_files_are_not_found() {
     std::fs::create_dir(dir.path().join("folder.wasm")).unwrap();
     let made_fifo = std::process::Command::new("mkfifo").arg(dir.path().join("fifo.wasm")).status().unwrap();
     assert!(made_fifo.success(), "mkfifo");
+    let _socket = std::os::unix::net::UnixListener::bind(dir.path().join("socket.wasm")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("loop.wasm"), dir.path().join("loop.wasm")).unwrap();
     // A symlink that stays inside the directory is fine.
     std::os::unix::fs::symlink(dir.path().join("hello.wasm"), dir.path().join("alias.wasm")).unwrap();
 
-    for name in ["escape", "folder", "fifo"] {
+    // The same answer from every endpoint that names the plugin.
+    for name in ["escape", "folder", "fifo", "socket", "loop"] {
         let started = std::time::Instant::now();
         let (status, body) = server.run(name, 1).await;
         assert_eq!((status, body["error"]["code"].as_str()), (404, Some("plugin_not_found")), "{name}: {body}");
         assert!(started.elapsed() < std::time::Duration::from_secs(2), "{name} took {:?}", started.elapsed());
+        let response = server.client.get(server.url(&format!("/plugins/{name}"))).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 404, "GET /plugins/{name}");
     }
     assert_eq!(server.run("alias", 21).await, (200, json!({ "output": 43 })));
 }
