@@ -126,6 +126,27 @@ impl FluidPluginStore {
                 other => other,
             })
     }
+
+    /// An answer that an absent mount would also give ("no such plugin", "no plugins") is
+    /// only trusted once the mount is verified afresh: the readiness check is cached for
+    /// `recheck_interval`, and in that window an unmounted mount point is just an empty
+    /// folder. A missing mount is never reported as a missing plugin.
+    fn confirmed<T>(
+        &self,
+        answer: Result<T, StoreError>,
+        absent_mount_could_say_this: impl Fn(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        let suspicious = match &answer {
+            Err(StoreError::NotFound(_)) => true,
+            Ok(value) => absent_mount_could_say_this(value),
+            Err(_) => false,
+        };
+        if suspicious {
+            *self.last_ready.lock() = None;
+            self.ready_root()?;
+        }
+        answer
+    }
 }
 
 /// `ENOTCONN` and `EIO` are what a FUSE mount answers while its daemon is down or restarting;
@@ -167,17 +188,18 @@ fn unescape_octal(field: &str) -> String {
 
 impl PluginStore for FluidPluginStore {
     fn stat(&self, name: &PluginName) -> Result<FileIdentity, StoreError> {
-        self.with_retries("stat", |dir| dir.stat(name))
+        self.confirmed(self.with_retries("stat", |dir| dir.stat(name)), |_| false)
     }
 
     fn load(&self, name: &PluginName) -> Result<PluginFile, StoreError> {
-        self.with_retries("load", |dir| dir.load(name))
+        self.confirmed(self.with_retries("load", |dir| dir.load(name)), |_| false)
     }
 
     fn list(&self) -> Result<Vec<PluginName>, StoreError> {
-        self.with_retries("list", |dir| {
+        let listing = self.with_retries("list", |dir| {
             dir.list().map_err(|source| StoreError::Io { context: "listing plugins".to_string(), source })
-        })
+        });
+        self.confirmed(listing, Vec::is_empty)
     }
 
     fn describe(&self) -> String {

@@ -138,3 +138,24 @@ async fn a_mount_that_is_not_there_at_start_up_is_unavailable_until_it_appears()
     mount.mount();
     assert_eq!(server.run("hello", 21).await, (200, json!({ "output": 43 })));
 }
+
+/// The store trusts a readiness check for a second (default), but never answers "not found"
+/// or "no plugins" from a mount point whose mount has gone in that second: such answers are
+/// confirmed against the mount table first. (It used to answer 404 for about a second.)
+#[tokio::test]
+async fn a_mount_that_just_disappeared_is_unavailable_not_an_empty_folder() {
+    let mut mount = FuseMount::new();
+    mount.mount();
+    let store = FluidPluginStore::new(mount.path(), 1 << 20);
+    let server = serve(store).await;
+    assert_eq!(server.run("hello", 21).await, (200, json!({ "output": 43 })));
+    let listed = server.client.get(server.url("/plugins")).send().await.unwrap();
+    assert_eq!(listed.status().as_u16(), 200);
+
+    mount.unmount();
+    let started = Instant::now();
+    assert_unavailable(&server).await;
+    let listing = server.client.get(server.url("/plugins")).send().await.unwrap();
+    assert_eq!(listing.status().as_u16(), 503, "an empty mount point is not an empty dataset");
+    assert!(started.elapsed() < Duration::from_secs(1), "still inside the readiness cache's second");
+}
