@@ -171,8 +171,8 @@ pub struct Readiness {
     pub status: &'static str,
     pub store: String,
     pub plugins: usize,
-    /// Plugins in the store that would be refused (they break the ABI); the service is still
-    /// ready to serve the others.
+    /// Plugins in the store that would be refused (they break the ABI, or cannot be read, or
+    /// are over the size limit); the service is still ready to serve the others.
     pub unloadable: Vec<PluginName>,
 }
 
@@ -185,7 +185,11 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
         status: "ready",
         store: state.runner.describe_store(),
         plugins: plugins.len(),
-        unloadable: plugins.into_iter().filter(|p| !p.abi.compliant).map(|p| p.name).collect(),
+        unloadable: plugins
+            .into_iter()
+            .filter(|p| p.abi.as_ref().is_none_or(|abi| !abi.compliant))
+            .map(|p| p.name)
+            .collect(),
     }))
 }
 

@@ -120,9 +120,30 @@ impl<M: Clone> Catalog<M> {
         }
     }
 
-    /// What the store holds under `name` now, and how loading it went.
+    /// What the store holds under `name` now, and how loading it went. A file the store has
+    /// but cannot give (too large, unreadable) is described rather than refused; only a name
+    /// the store does not have, and a store that cannot answer, are errors.
     pub fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError> {
-        let file = self.store.load(name)?;
+        let file = match self.store.load(name) {
+            Ok(file) => file,
+            Err(error @ (StoreError::TooLarge { .. } | StoreError::Io { .. })) => {
+                let size = match &error {
+                    StoreError::TooLarge { size, .. } => Some(*size),
+                    _ => None,
+                };
+                return Ok(PluginStatus {
+                    name: name.clone(),
+                    size,
+                    modified_unix: None,
+                    sha256: None,
+                    abi: None,
+                    loaded: false,
+                    last_error: Some(error.to_string()),
+                    quarantine: None,
+                });
+            }
+            Err(error) => return Err(error.into()),
+        };
         let sha256 = content_hash(&file.bytes);
         let slot = self.slots.lock().peek(name).cloned();
         let (loaded, last_error) = match slot {
@@ -136,10 +157,10 @@ impl<M: Clone> Catalog<M> {
         };
         Ok(PluginStatus {
             name: name.clone(),
-            size: file.identity.size,
-            modified_unix: file.identity.modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-            sha256,
-            abi: AbiStatus::of(&file.bytes, &self.abi_limits),
+            size: Some(file.identity.size),
+            modified_unix: file.identity.modified.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs()),
+            sha256: Some(sha256),
+            abi: Some(AbiStatus::of(&file.bytes, &self.abi_limits)),
             loaded,
             last_error,
             quarantine: None,
@@ -154,7 +175,8 @@ impl<M: Clone> Catalog<M> {
                 Ok(status) => plugins.push(status),
                 // The store itself failed: the listing would be wrong, not just shorter.
                 Err(error @ RunError::Store(StoreError::Unavailable { .. })) => return Err(error),
-                // Removed since it was listed, or not a plugin file: not part of the listing.
+                // Removed since it was listed, or not a plugin file (a folder, a FIFO): not part
+                // of the listing. Files it cannot read are listed by `inspect` with the error.
                 Err(_) => {}
             }
         }

@@ -35,17 +35,20 @@ pub trait PluginRunner: Send + Sync + std::fmt::Debug {
     fn describe_store(&self) -> String;
 }
 
-/// One plugin as `GET /plugins` shows it.
+/// One plugin as `GET /plugins` shows it. A file the store holds but cannot give (over the
+/// size limit, unreadable) is listed too, with what is known and `last_error` saying why:
+/// an operator looking for it must find it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PluginStatus {
     pub name: PluginName,
-    /// File size in bytes.
-    pub size: u64,
-    /// Last modification, in seconds since the Unix epoch.
-    pub modified_unix: u64,
-    /// Hex SHA-256 of the file's contents: the plugin version.
-    pub sha256: String,
-    pub abi: AbiStatus,
+    /// File size in bytes, when known.
+    pub size: Option<u64>,
+    /// Last modification, in seconds since the Unix epoch, when the file could be read.
+    pub modified_unix: Option<u64>,
+    /// Hex SHA-256 of the file's contents (the plugin version), when the file could be read.
+    pub sha256: Option<String>,
+    /// The ABI check's verdict, when the file could be read.
+    pub abi: Option<AbiStatus>,
     /// Whether this exact version is compiled and serving.
     pub loaded: bool,
     /// Why the latest version of the file failed to load, if it did.

@@ -359,3 +359,33 @@ async fn error_bodies_are_stable() {
         bodies.into_iter().map(|(status, body)| json!({ "status": status, "body": body })).collect();
     insta::assert_json_snapshot!("error_bodies", bodies);
 }
+
+/// A file the store holds but will not give (here: over the size limit) is listed with the
+/// reason, and counts as unloadable for /readyz; an operator looking for it finds it.
+#[tokio::test]
+async fn oversized_plugins_are_listed_with_the_reason() {
+    let dir = plugin_dir(&["hello"]);
+    std::fs::write(dir.path().join("big.wasm"), vec![0u8; 4096]).unwrap();
+    let hello_size = std::fs::metadata(dir.path().join("hello.wasm")).unwrap().len();
+    let store = Arc::new(host::store::LocalPluginStore::new(dir.path(), hello_size.max(1024)).unwrap());
+    let server = TestServer::start(app_state(store, runtime_config(ExecutionMode::Aot), 16)).await;
+
+    let listing: serde_json::Value =
+        server.client.get(server.url("/plugins")).send().await.unwrap().json().await.unwrap();
+    let names: Vec<_> = listing.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["big", "hello"]);
+    let big = &listing[0];
+    assert_eq!(
+        (&big["size"], &big["sha256"], &big["abi"], &big["loaded"]),
+        (&json!(4096), &json!(null), &json!(null), &json!(false))
+    );
+    assert!(big["last_error"].as_str().unwrap().contains("over the"), "{big}");
+
+    let one: serde_json::Value =
+        server.client.get(server.url("/plugins/big")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(&one, big);
+    let ready: serde_json::Value = server.client.get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["unloadable"], json!(["big"]));
+    let (status, body) = server.run("big", 1).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (500, Some("plugin_too_large")), "{body}");
+}
