@@ -23,9 +23,14 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 256;
 /// calls get the new version while calls already running finish on the one they started with
 /// (`M` is shared, typically an `Arc`). If a changed file fails to load (for example it is half
 /// written), the previous version keeps serving and the failure is logged and kept for
-/// `GET /plugins`; a plugin with no good version returns the failure. A transient failure (no
-/// worker free to load it, say) is not a verdict on the file: it is not kept, and the next call
-/// tries to load the file again.
+/// `GET /plugins`; a plugin with no good version returns the failure, remembered: the same file
+/// is not read and checked again on every request, only once it changes. A transient failure
+/// (no worker free to load it, say) is not a verdict on the file: it is not kept, and the next
+/// call tries to load the file again.
+///
+/// Listings (`GET /plugins`, `/readyz`) cost one `stat` per plugin: what a file's content says
+/// (its hash, the ABI check's verdict) is kept per file identity and recomputed only when the
+/// file changes.
 #[derive(Debug)]
 pub struct Catalog<M> {
     store: Arc<dyn PluginStore>,
@@ -35,6 +40,15 @@ pub struct Catalog<M> {
     slots: Mutex<LruCache<PluginName, Arc<Mutex<Slot<M>>>>>,
     /// What `GET /plugins` checks files against: the limits plugins are loaded with.
     abi_limits: AbiLimits,
+    /// What each file's content says, by file identity, for listings.
+    facts: Mutex<LruCache<PluginName, (FileIdentity, FileFacts)>>,
+}
+
+/// What a plugin file's bytes say, kept while the file is unchanged.
+#[derive(Debug, Clone)]
+struct FileFacts {
+    sha256: String,
+    abi: AbiStatus,
 }
 
 #[derive(Debug)]
@@ -44,7 +58,7 @@ struct Slot<M> {
     /// The last version that loaded successfully.
     current: Option<Version<M>>,
     /// Why the file version in `seen` failed to load, if it did.
-    last_error: Option<String>,
+    last_error: Option<Arc<RunError>>,
 }
 
 impl<M> Default for Slot<M> {
@@ -62,7 +76,8 @@ struct Version<M> {
 impl<M: Clone> Catalog<M> {
     pub fn new(store: Arc<dyn PluginStore>, metrics: Arc<Metrics>, capacity: usize, abi_limits: AbiLimits) -> Self {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
-        Catalog { store, metrics, slots: Mutex::new(LruCache::new(capacity)), abi_limits }
+        let facts = Mutex::new(LruCache::new(capacity.saturating_mul(NonZeroUsize::new(4).expect("non-zero"))));
+        Catalog { store, metrics, slots: Mutex::new(LruCache::new(capacity)), abi_limits, facts }
     }
 
     pub fn store(&self) -> &dyn PluginStore {
@@ -80,9 +95,16 @@ impl<M: Clone> Catalog<M> {
         let identity = self.store.stat(name)?;
         let slot = Arc::clone(self.slots.lock().get_or_insert(name.clone(), Default::default));
         let mut slot = slot.lock();
-        if let Some(current) = slot.current.as_ref().filter(|_| slot.seen == Some(identity)) {
-            self.metrics.observe_cache(true);
-            return Ok(current.module.clone());
+        if slot.seen == Some(identity) {
+            if let Some(current) = &slot.current {
+                self.metrics.observe_cache(true);
+                return Ok(current.module.clone());
+            }
+            if let Some(failure) = &slot.last_error {
+                // This very file failed before, for a reason that does not pass by itself.
+                self.metrics.observe_cache(true);
+                return Err(RunError::Remembered(Arc::clone(failure)));
+            }
         }
         self.metrics.observe_cache(false);
         let file = self.store.load(name)?;
@@ -104,11 +126,15 @@ impl<M: Clone> Catalog<M> {
             }
             Err(error) => {
                 let transient = error.kind().is_transient();
-                if !transient {
+                let error = if transient {
+                    error
+                } else {
                     // The verdict on this file version: not tried again until the file changes.
+                    let failure = Arc::new(error);
                     slot.seen = Some(file.identity);
-                    slot.last_error = Some(error.to_string());
-                }
+                    slot.last_error = Some(Arc::clone(&failure));
+                    RunError::Remembered(failure)
+                };
                 match &slot.current {
                     Some(previous) => {
                         tracing::warn!(plugin = %name, %error, transient, "new plugin version failed to load; still serving the previous one");
@@ -124,8 +150,8 @@ impl<M: Clone> Catalog<M> {
     /// but cannot give (too large, unreadable) is described rather than refused; only a name
     /// the store does not have, and a store that cannot answer, are errors.
     pub fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError> {
-        let file = match self.store.load(name) {
-            Ok(file) => file,
+        let facts = match self.facts_of(name) {
+            Ok(facts) => facts,
             Err(error @ (StoreError::TooLarge { .. } | StoreError::Io { .. })) => {
                 let size = match &error {
                     StoreError::TooLarge { size, .. } => Some(*size),
@@ -144,27 +170,42 @@ impl<M: Clone> Catalog<M> {
             }
             Err(error) => return Err(error.into()),
         };
-        let sha256 = content_hash(&file.bytes);
+        let (identity, facts) = facts;
         let slot = self.slots.lock().peek(name).cloned();
         let (loaded, last_error) = match slot {
             Some(slot) => {
                 let slot = slot.lock();
-                let loaded = slot.current.as_ref().is_some_and(|c| c.content_hash == sha256);
-                let failed_now = slot.seen == Some(file.identity);
-                (loaded, slot.last_error.clone().filter(|_| failed_now))
+                let loaded = slot.current.as_ref().is_some_and(|c| c.content_hash == facts.sha256);
+                let failed_now = slot.seen == Some(identity);
+                (loaded, slot.last_error.as_ref().filter(|_| failed_now).map(ToString::to_string))
             }
             None => (false, None),
         };
         Ok(PluginStatus {
             name: name.clone(),
-            size: Some(file.identity.size),
-            modified_unix: file.identity.modified.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs()),
-            sha256: Some(sha256),
-            abi: Some(AbiStatus::of(&file.bytes, &self.abi_limits)),
+            size: Some(identity.size),
+            modified_unix: identity.modified.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs()),
+            sha256: Some(facts.sha256),
+            abi: Some(facts.abi),
             loaded,
             last_error,
             quarantine: None,
         })
+    }
+
+    /// The file's identity and what its content says: from the cache while the file is
+    /// unchanged (one `stat`), else read, hashed and checked once.
+    fn facts_of(&self, name: &PluginName) -> Result<(FileIdentity, FileFacts), StoreError> {
+        let identity = self.store.stat(name)?;
+        if let Some((seen, facts)) = self.facts.lock().get(name)
+            && *seen == identity
+        {
+            return Ok((identity, facts.clone()));
+        }
+        let file = self.store.load(name)?;
+        let facts = FileFacts { sha256: content_hash(&file.bytes), abi: AbiStatus::of(&file.bytes, &self.abi_limits) };
+        self.facts.lock().put(name.clone(), (file.identity, facts.clone()));
+        Ok((file.identity, facts))
     }
 
     /// Every plugin in the store, sorted by name.

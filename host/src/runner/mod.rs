@@ -12,6 +12,8 @@ pub use catalog::DEFAULT_CACHE_CAPACITY;
 pub use in_process::InProcessRunner;
 pub use worker::{WorkerFailure, WorkerPoolRunner, WorkerSettings};
 
+use std::sync::Arc;
+
 use crate::{
     failure::FailureKind,
     runtime::RuntimeError,
@@ -115,9 +117,22 @@ pub enum RunError {
     Worker(#[from] WorkerFailure),
     #[error("plugin quarantined after {} crashes in a row; retry in {} s", .0.consecutive_crashes, .0.retry_after_secs)]
     Quarantined(QuarantineStatus),
+    /// The failure this very plugin file gave when it was last loaded; it is not loaded again
+    /// until it changes.
+    #[error(transparent)]
+    Remembered(Arc<RunError>),
 }
 
 impl RunError {
+    /// The failure itself, whether it happened now or is remembered from an earlier load of
+    /// the same file: what to match on.
+    pub fn root(&self) -> &RunError {
+        match self {
+            RunError::Remembered(error) => error.root(),
+            other => other,
+        }
+    }
+
     /// How the host reports this (see [`crate::failure`]).
     pub fn kind(&self) -> FailureKind {
         match self {
@@ -125,6 +140,7 @@ impl RunError {
             RunError::Runtime(error) => error.kind(),
             RunError::Worker(failure) => failure.kind(),
             RunError::Quarantined(_) => FailureKind::PluginQuarantined,
+            RunError::Remembered(error) => error.kind(),
         }
     }
 
@@ -133,6 +149,7 @@ impl RunError {
     pub fn retry_after_secs(&self) -> Option<u64> {
         match self {
             RunError::Quarantined(quarantine) => Some(quarantine.retry_after_secs.max(1)),
+            RunError::Remembered(error) => error.retry_after_secs(),
             _ => None,
         }
     }
@@ -144,6 +161,7 @@ impl RunError {
             RunError::Runtime(RuntimeError::CleanupAlsoFailed { failure, .. }) => {
                 format!("{failure}; cleanup failed too")
             }
+            RunError::Remembered(error) => error.public_details(),
             other => other.to_string(),
         }
     }
