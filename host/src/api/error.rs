@@ -36,6 +36,10 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("the server is at its concurrency limit; retry shortly")]
     Overloaded,
+    #[error("the server is close to its limit of open files; retry shortly")]
+    OutOfDescriptors,
+    #[error("the plugin store did not answer in time")]
+    StoreTooSlow,
     #[error(transparent)]
     Run(#[from] RunError),
     #[error("internal error: {0}")]
@@ -62,7 +66,8 @@ impl ApiError {
             ApiError::BodyTooLarge => FailureKind::BodyTooLarge,
             ApiError::InvalidName(_) => FailureKind::InvalidPluginName,
             ApiError::MethodNotAllowed => FailureKind::MethodNotAllowed,
-            ApiError::Overloaded => FailureKind::Overloaded,
+            ApiError::Overloaded | ApiError::OutOfDescriptors => FailureKind::Overloaded,
+            ApiError::StoreTooSlow => FailureKind::StoreUnavailable,
             ApiError::Run(error) => error.kind(),
             ApiError::Internal(_) => FailureKind::Internal,
         }

@@ -43,11 +43,31 @@ pub struct AppState {
     /// Calls allowed to run at once; more are refused with 503 instead of queueing without
     /// bound behind the CPU.
     pub in_flight: Arc<Semaphore>,
+    /// Listings (`/readyz`, `/plugins`) allowed at once: a budget of their own, so a flood of
+    /// calls cannot make a probe answer "overloaded" (and take every replica out of its
+    /// Service at once), and a flood of listings cannot crowd out calls.
+    pub listings: Arc<Semaphore>,
 }
+
+/// Listings that may run at once; each stats every plugin file.
+pub const MAX_LISTINGS: usize = 4;
+
+/// Longest a listing may take before the answer is "store unavailable": Kubernetes' default
+/// probe timeout is 1 s, and a store that cannot list its plugins in that time cannot serve.
+pub const LISTING_DEADLINE: Duration = Duration::from_millis(900);
+
+/// File descriptors kept free for what the server must always be able to do (accept a probe,
+/// restart a worker, open a plugin file); fewer free than this makes `/readyz` say not ready.
+pub const FD_HEADROOM: u64 = 64;
 
 impl AppState {
     pub fn new(runner: Arc<dyn PluginRunner>, metrics: Arc<Metrics>, max_in_flight: usize) -> Self {
-        AppState { runner, metrics, in_flight: Arc::new(Semaphore::new(max_in_flight)) }
+        AppState {
+            runner,
+            metrics,
+            in_flight: Arc::new(Semaphore::new(max_in_flight)),
+            listings: Arc::new(Semaphore::new(MAX_LISTINGS)),
+        }
     }
 }
 
@@ -174,16 +194,39 @@ pub struct Readiness {
     /// Plugins in the store that would be refused (they break the ABI, or cannot be read, or
     /// are over the size limit); the service is still ready to serve the others.
     pub unloadable: Vec<PluginName>,
+    pub file_descriptors: Descriptors,
 }
 
-/// Ready when the store answers; a store that cannot be listed (for example a Fluid mount that
-/// is not there yet) makes this 503 so that no traffic is routed here.
+/// This process's open file descriptors against its limit.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Descriptors {
+    pub open: u64,
+    pub limit: u64,
+}
+
+impl Descriptors {
+    /// Now, from `/proc/self/fd` and `RLIMIT_NOFILE`'s soft limit.
+    fn now() -> Option<Self> {
+        let open = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
+        let (limit, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).ok()?;
+        Some(Descriptors { open, limit })
+    }
+}
+
+/// Ready when the host can serve: the store answers within [`LISTING_DEADLINE`] (a store that
+/// cannot be listed, for example a Fluid mount that is not there yet, makes this 503 so that no
+/// traffic is routed here) and file descriptors are not about to run out.
 async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
+    let file_descriptors = Descriptors::now().unwrap_or(Descriptors { open: 0, limit: u64::MAX });
+    if file_descriptors.open.saturating_add(FD_HEADROOM) > file_descriptors.limit {
+        return Err(ApiError::OutOfDescriptors);
+    }
     let runner = Arc::clone(&state.runner);
-    let plugins = blocking(&state, move || runner.list()).await?;
+    let plugins = listing(&state, move || runner.list()).await?;
     Ok(Json(Readiness {
         status: "ready",
         store: state.runner.describe_store(),
+        file_descriptors,
         plugins: plugins.len(),
         unloadable: plugins
             .into_iter()
@@ -195,13 +238,13 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
 
 async fn list_plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginStatus>>, ApiError> {
     let runner = Arc::clone(&state.runner);
-    Ok(Json(blocking(&state, move || runner.list()).await?))
+    Ok(Json(listing(&state, move || runner.list()).await?))
 }
 
 async fn show_plugin(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<PluginStatus>, ApiError> {
     let name = PluginName::new(&name).map_err(ApiError::InvalidName)?;
     let runner = Arc::clone(&state.runner);
-    Ok(Json(blocking(&state, move || runner.inspect(&name)).await?))
+    Ok(Json(listing(&state, move || runner.inspect(&name)).await?))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
@@ -209,20 +252,23 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Runs store work off the async threads (a slow or hung mount must not stall the server),
-/// counted against the same concurrency limit as plugin calls: listing reads every plugin, so
-/// unbounded listings could crowd out the calls.
-async fn blocking<T: Send + 'static>(
+/// within the listings' own budget ([`MAX_LISTINGS`], [`LISTING_DEADLINE`]). A listing past
+/// its deadline keeps its permit until the store answers, so a hung store cannot pile up
+/// blocked threads.
+async fn listing<T: Send + 'static>(
     state: &AppState,
     work: impl FnOnce() -> Result<T, RunError> + Send + 'static,
 ) -> Result<T, ApiError> {
-    let permit = Arc::clone(&state.in_flight).try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
-    tokio::task::spawn_blocking(move || {
+    let permit = Arc::clone(&state.listings).try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
+    let task = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         work()
-    })
-    .await
-    .map_err(|join_error| ApiError::Internal(format!("store task panicked: {join_error}")))?
-    .map_err(ApiError::from)
+    });
+    tokio::time::timeout(LISTING_DEADLINE, task)
+        .await
+        .map_err(|_| ApiError::StoreTooSlow)?
+        .map_err(|join_error| ApiError::Internal(format!("store task panicked: {join_error}")))?
+        .map_err(ApiError::from)
 }
 
 /// Seconds a client should wait before retrying a 503.

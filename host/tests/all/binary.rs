@@ -12,7 +12,13 @@ use crate::support::{plugin_dir, shared_aot_dir, wat_plugin};
 /// Starts the binary and waits for the `{"listening": ...}` line it prints on stdout; returns
 /// the child, its address and its log lines (stderr).
 fn start(configure: impl FnOnce(&mut Command)) -> (Child, String, mpsc::Receiver<String>) {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
+    start_command(Command::new(env!("CARGO_BIN_EXE_host")), configure)
+}
+
+fn start_command(
+    mut command: Command,
+    configure: impl FnOnce(&mut Command),
+) -> (Child, String, mpsc::Receiver<String>) {
     command
         .env_clear()
         .env("LISTEN_ADDR", "127.0.0.1:0")
@@ -174,4 +180,36 @@ async fn a_failing_log_destination_does_not_take_the_server_down() {
     assert!(child.try_wait().unwrap().is_none(), "the server is still running");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// A host about to run out of file descriptors says it is not ready (so traffic goes
+/// elsewhere) while it still can, instead of failing accepts and plugin loads.
+#[tokio::test]
+async fn readiness_reflects_file_descriptor_headroom() {
+    let dir = plugin_dir(&["hello"]);
+    let ready_with = |limit: u32| {
+        let mut command = Command::new("prlimit");
+        command.arg(format!("--nofile={limit}:{limit}")).arg(env!("CARGO_BIN_EXE_host"));
+        let (child, addr, _lines) = start_command(command, |c| {
+            c.args(["--plugin-dir", dir.path().to_str().unwrap(), "--isolation", "in-process"]);
+        });
+        (child, addr)
+    };
+    for (limit, ready) in [(70, false), (4096, true)] {
+        let (mut child, addr) = ready_with(limit);
+        let response = reqwest::get(format!("http://{addr}/readyz")).await.unwrap();
+        let status = response.status().as_u16();
+        let body: serde_json::Value = response.json().await.unwrap();
+        if ready {
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["file_descriptors"]["limit"], limit, "{body}");
+        } else {
+            assert_eq!((status, body["error"]["code"].as_str()), (503, Some("overloaded")), "{body}");
+            assert!(body["error"]["message"].as_str().unwrap().contains("open files"), "{body}");
+            // Liveness is another matter: the process is fine.
+            assert_eq!(reqwest::get(format!("http://{addr}/healthz")).await.unwrap().status().as_u16(), 200);
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
 }

@@ -204,6 +204,13 @@ async fn a_full_server_sheds_load_with_503_and_retry_after() {
     assert_eq!(response.headers()["retry-after"], "1");
     let body: serde_json::Value = response.json().await.unwrap();
     assert_eq!(body["error"]["code"], "overloaded");
+    // Probes have a budget of their own: a full server is still ready, and says so at once.
+    let started = std::time::Instant::now();
+    let ready = server.client.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200, "a flood of calls must not make the replica unready");
+    let ready: serde_json::Value = ready.json().await.unwrap();
+    assert!(ready["file_descriptors"]["open"].as_u64().unwrap() > 0, "{ready}");
+    assert!(started.elapsed() < std::time::Duration::from_millis(400));
 
     // The slow call hits its deadline: 504.
     let (status, body) = busy.await.unwrap();
