@@ -120,6 +120,10 @@ failure_kinds! {
     /// The plugin crashed its worker process.
     PluginCrashed => INTERNAL_SERVER_ERROR "plugin_crashed", transient: false, plugin_found: true,
         client_sees: Details;
+    /// The worker running the call was killed from outside (an operator, the OOM killer), on
+    /// the call and on its one retry.
+    WorkerLost => SERVICE_UNAVAILABLE "worker_lost", transient: true, plugin_found: true,
+        client_sees: Fixed("the worker process running the call was stopped from outside; retry shortly");
     /// The call ran past its deadline.
     PluginTimeout => GATEWAY_TIMEOUT "plugin_timeout", transient: false, plugin_found: true, client_sees: Details;
     /// The plugin kept crashing workers and is refused for a while.

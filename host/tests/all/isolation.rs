@@ -312,3 +312,40 @@ fn a_transient_load_failure_is_retried_on_the_next_call() {
     // A worker is free again: the new version loads and answers (abi squares its input).
     assert_eq!(runner.run(&name("hello"), 21).unwrap(), 441);
 }
+
+/// A worker killed from outside (an operator, the OOM killer) is nobody's fault: the call is
+/// retried once on another worker and succeeds, and the plugin is not charged with a crash.
+#[test]
+fn a_worker_killed_from_outside_is_retried_not_blamed() {
+    let dir = crate::support::plugin_dir(&["primes"]);
+    let mut runtime = runtime_config(ExecutionMode::Interpreter);
+    runtime.limits.call_timeout = Duration::from_secs(30);
+    let mut settings = WorkerSettings::new(PathBuf::from(env!("CARGO_BIN_EXE_host")));
+    settings.workers = 1;
+    settings.quarantine_after = 1;
+    let metrics = Arc::new(Metrics::new());
+    let runner = Arc::new(
+        WorkerPoolRunner::new(local_store(dir.path()), runtime, settings, Arc::clone(&metrics), 16)
+            .expect("workers start"),
+    );
+    let name = host::store::PluginName::new("primes").unwrap();
+    assert_eq!(runner.run(&name, 100).unwrap(), 25, "loaded and warm");
+
+    // A slow call (counting primes below 300000 in the interpreter), and an outside kill.
+    let call = std::thread::spawn({
+        let (runner, name) = (Arc::clone(&runner), name.clone());
+        move || runner.run(&name, 300_000)
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(!call.is_finished(), "the kill must land while the call runs");
+    let victims = worker_pids();
+    assert_eq!(victims.len(), 1, "{victims:?}");
+    let killed = std::process::Command::new("kill").arg("-KILL").arg(victims[0].to_string()).status().unwrap();
+    assert!(killed.success());
+
+    assert_eq!(call.join().unwrap().unwrap(), 25997, "retried on another worker");
+    let status = runner.inspect(&name).unwrap();
+    assert!(status.quarantine.is_none(), "not blamed, even with quarantine after one crash");
+    let text = metrics.encode();
+    assert!(!text.contains(r#"plugin_host_worker_crashes_total{plugin="primes"} 1"#), "{text}");
+}

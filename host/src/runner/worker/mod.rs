@@ -87,9 +87,18 @@ pub enum WorkerFailure {
 }
 
 impl WorkerFailure {
+    /// Whether the worker was killed from outside (SIGKILL that the server did not send: an
+    /// operator, the kernel's OOM killer) rather than by what it ran. The server kills workers
+    /// only for missing a deadline, which is reported as `Unresponsive`, and a plugin cannot
+    /// make its own process receive SIGKILL; its faults end in SIGSEGV, SIGABRT or an exit.
+    pub fn killed_from_outside(&self) -> bool {
+        matches!(self, WorkerFailure::Crashed { signal: Some(libc::SIGKILL), .. })
+    }
+
     /// How the host reports this (see [`crate::failure`]).
     pub fn kind(&self) -> FailureKind {
         match self {
+            failure if failure.killed_from_outside() => FailureKind::WorkerLost,
             WorkerFailure::Crashed { .. } => FailureKind::PluginCrashed,
             WorkerFailure::Unresponsive { .. } => FailureKind::PluginTimeout,
             WorkerFailure::Spawn(_) => FailureKind::Internal,
@@ -153,7 +162,7 @@ impl WorkerPoolRunner {
 
     /// The same checks an in-process load starts with; WasmEdge's own validation happens in
     /// the worker, where a crash in it is contained too.
-    fn check(&self, bytes: &[u8], content_hash: &str) -> Result<Arc<CheckedModule>, RunError> {
+    fn check(&self, name: &PluginName, bytes: &[u8], content_hash: &str) -> Result<Arc<CheckedModule>, RunError> {
         let limit = self.runtime.limits.max_plugin_bytes;
         if bytes.len() as u64 > limit {
             return Err(RuntimeError::TooLarge { size: bytes.len() as u64, limit }.into());
@@ -184,7 +193,12 @@ impl WorkerPoolRunner {
             }
             Err(failure) => {
                 // Dropping the worker without releasing it replaces it.
-                tracing::error!(error = %failure, "worker process failed while loading a plugin; replacing it");
+                tracing::error!(plugin = %name, error = %failure, "worker process failed while loading a plugin; replacing it");
+                // A plugin that crashes the engine while it compiles is quarantined like one
+                // that crashes it while it runs.
+                if failure.kind() == FailureKind::PluginCrashed {
+                    self.quarantine.record(name, true);
+                }
                 Err(failure.into())
             }
         }
@@ -196,22 +210,35 @@ impl PluginRunner for WorkerPoolRunner {
         if let Some(status) = self.quarantine.status(name) {
             return Err(RunError::Quarantined(status));
         }
-        let module = self.catalog.current(name, |bytes, hash| self.check(bytes, hash))?;
-        let mut worker = self.pool.checkout(self.settings.queue_timeout)?;
-        match worker.call(&module, input, self.runtime.limits.call_timeout) {
-            Ok((result, instantiation)) => {
-                worker.release();
-                self.metrics.observe_instantiation(instantiation);
-                self.quarantine.record(name, false);
-                Ok(result?)
-            }
-            Err(failure) => {
-                // Dropping the worker without releasing it replaces it.
-                tracing::error!(plugin = %name, error = %failure, "worker process failed; replacing it");
-                // Only crashes count towards quarantine: a call past its deadline costs a worker
-                // restart, but a slow input is not a reason to refuse the plugin to everybody.
-                self.quarantine.record(name, matches!(failure, WorkerFailure::Crashed { .. }));
-                Err(failure.into())
+        let module = self.catalog.current(name, |bytes, hash| self.check(name, bytes, hash))?;
+        // A worker killed from outside is the infrastructure's fault, not the plugin's: the
+        // call is tried once more on another worker (every call starts from a fresh state, so
+        // nothing is run twice that could be seen).
+        let mut attempts_left = 2;
+        loop {
+            attempts_left -= 1;
+            let mut worker = self.pool.checkout(self.settings.queue_timeout)?;
+            match worker.call(&module, input, self.runtime.limits.call_timeout) {
+                Ok((result, instantiation)) => {
+                    worker.release();
+                    self.metrics.observe_instantiation(instantiation);
+                    self.quarantine.record(name, false);
+                    return Ok(result?);
+                }
+                Err(failure) => {
+                    // Dropping the worker without releasing it replaces it.
+                    drop(worker);
+                    if failure.killed_from_outside() && attempts_left > 0 {
+                        tracing::warn!(plugin = %name, error = %failure, "worker killed from outside; trying the call on another");
+                        continue;
+                    }
+                    tracing::error!(plugin = %name, error = %failure, "worker process failed; replacing it");
+                    // Only the plugin's crashes count towards quarantine: a call past its
+                    // deadline costs a worker restart, but a slow input is not a reason to
+                    // refuse the plugin to everybody, and an outside kill is nobody's fault.
+                    self.quarantine.record(name, failure.kind() == FailureKind::PluginCrashed);
+                    return Err(failure.into());
+                }
             }
         }
     }
