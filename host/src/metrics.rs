@@ -3,7 +3,10 @@
 //! One [`Metrics`] per process, passed explicitly (no global registry), shared by the HTTP
 //! layer (requests, latency, in-flight) and the runner (instantiation, compiled-plugin cache).
 
-use std::time::Duration;
+use std::{collections::BTreeSet, num::NonZeroUsize, time::Duration};
+
+use lru::LruCache;
+use parking_lot::Mutex;
 
 use prometheus_client::{
     encoding::{EncodeLabelSet, text::encode},
@@ -41,7 +44,14 @@ pub struct Metrics {
     in_flight: Gauge,
     worker_crashes: Family<PluginLabel, Counter>,
     quarantined: Family<PluginLabel, Gauge>,
+    /// The plugin names that have series, most recently used last, with the request outcomes
+    /// seen for each: when more than the limit have series, the least recently used name's
+    /// series are removed, so `/metrics` stays bounded however many plugins come and go.
+    labelled: Mutex<LruCache<String, BTreeSet<String>>>,
 }
+
+/// Most plugin names with series in `/metrics` at once (default of [`Metrics::new`]).
+pub const MAX_PLUGIN_SERIES: usize = 1000;
 
 /// Upper bounds of the latency histograms, in seconds: 50 us to 5 s in 1-2.5-5 steps, from a
 /// cached fast call to one past the default deadline. Written out rather than computed, so that
@@ -56,6 +66,13 @@ fn latency_buckets() -> impl Iterator<Item = f64> {
 
 impl Default for Metrics {
     fn default() -> Self {
+        Self::with_plugin_series_limit(MAX_PLUGIN_SERIES)
+    }
+}
+
+impl Metrics {
+    /// A registry keeping series for at most `limit` plugin names.
+    pub fn with_plugin_series_limit(limit: usize) -> Self {
         let mut registry = Registry::with_prefix("plugin_host");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("requests", "Plugin run requests by plugin and outcome", requests.clone());
@@ -79,7 +96,28 @@ impl Default for Metrics {
             "1 while a plugin is quarantined for crashing workers",
             quarantined.clone(),
         );
-        Metrics { registry, requests, latency, instantiation, cache, in_flight, worker_crashes, quarantined }
+        let labelled = Mutex::new(LruCache::new(NonZeroUsize::new(limit).unwrap_or(NonZeroUsize::MIN)));
+        Metrics { registry, requests, latency, instantiation, cache, in_flight, worker_crashes, quarantined, labelled }
+    }
+
+    /// Notes that `plugin` (with this request outcome, if any) has series, and removes the
+    /// series of the plugin name that falls out of the bounded set.
+    fn track(&self, plugin: &str, outcome: Option<&str>) {
+        let mut labelled = self.labelled.lock();
+        if let Some(outcomes) = labelled.get_mut(plugin) {
+            outcomes.extend(outcome.map(str::to_owned));
+            return;
+        }
+        let evicted = labelled.push(plugin.to_owned(), outcome.map(str::to_owned).into_iter().collect());
+        if let Some((name, outcomes)) = evicted.filter(|(name, _)| name != plugin) {
+            let label = PluginLabel { plugin: name };
+            for outcome in outcomes {
+                self.requests.remove(&RequestLabels { plugin: label.plugin.clone(), outcome });
+            }
+            self.latency.remove(&label);
+            self.worker_crashes.remove(&label);
+            self.quarantined.remove(&label);
+        }
     }
 }
 
@@ -97,6 +135,9 @@ impl Metrics {
 
     pub fn observe_request(&self, plugin: Option<&str>, outcome: &str, duration: Duration) {
         let plugin = plugin.unwrap_or_default().to_string();
+        if !plugin.is_empty() {
+            self.track(&plugin, Some(outcome));
+        }
         self.requests.get_or_create(&RequestLabels { plugin: plugin.clone(), outcome: outcome.to_string() }).inc();
         if !plugin.is_empty() {
             self.latency.get_or_create(&PluginLabel { plugin }).observe(duration.as_secs_f64());
@@ -112,10 +153,12 @@ impl Metrics {
     }
 
     pub fn observe_worker_crash(&self, plugin: &str) {
+        self.track(plugin, None);
         self.worker_crashes.get_or_create(&PluginLabel { plugin: plugin.to_string() }).inc();
     }
 
     pub fn set_quarantined(&self, plugin: &str, quarantined: bool) {
+        self.track(plugin, None);
         self.quarantined.get_or_create(&PluginLabel { plugin: plugin.to_string() }).set(i64::from(quarantined));
     }
 
@@ -161,5 +204,25 @@ mod tests {
         for metric in ["plugin_host_request_duration_seconds", "plugin_host_instantiation_duration_seconds"] {
             assert_eq!(bucket_bounds(&text, metric), expected, "{metric}:\n{text}");
         }
+    }
+
+    #[test]
+    fn series_stay_bounded_however_many_plugins_come_and_go() {
+        let metrics = Metrics::with_plugin_series_limit(3);
+        for i in 0..10 {
+            let plugin = format!("plugin-{i}");
+            metrics.observe_request(Some(&plugin), "ok", Duration::from_micros(100));
+            metrics.observe_request(Some(&plugin), "plugin_error", Duration::from_micros(100));
+            metrics.observe_worker_crash(&plugin);
+            metrics.set_quarantined(&plugin, true);
+        }
+        let text = metrics.encode();
+        for i in 0..10 {
+            let present = text.contains(&format!("plugin=\"plugin-{i}\""));
+            assert_eq!(present, i >= 7, "plugin-{i}:\n{text}");
+        }
+        // Every series of the last three is there.
+        assert!(text.contains(r#"plugin_host_requests_total{plugin="plugin-9",outcome="plugin_error"} 1"#), "{text}");
+        assert!(text.contains(r#"plugin_host_plugin_quarantined{plugin="plugin-9"} 1"#), "{text}");
     }
 }
