@@ -349,3 +349,33 @@ fn a_worker_killed_from_outside_is_retried_not_blamed() {
     let text = metrics.encode();
     assert!(!text.contains(r#"plugin_host_worker_crashes_total{plugin="primes"} 1"#), "{text}");
 }
+
+/// Workers are replaced between calls after a number of module loads (WasmEdge keeps part of
+/// every load), before they can grow into their memory limit in somebody's call.
+#[test]
+fn workers_are_recycled_after_many_loads_between_calls() {
+    let names = ["hello", "abi", "simple", "checksum", "primes"];
+    let dir = crate::support::plugin_dir(&names);
+    let mut settings = WorkerSettings::new(PathBuf::from(env!("CARGO_BIN_EXE_host")));
+    settings.workers = 1;
+    settings.recycle_after_loads = 3;
+    let runner = WorkerPoolRunner::new(
+        local_store(dir.path()),
+        runtime_config(ExecutionMode::Aot),
+        settings,
+        Arc::new(Metrics::new()),
+        16,
+    )
+    .expect("workers start");
+    let mut pids = Vec::new();
+    for name in names {
+        runner.run(&host::store::PluginName::new(name).unwrap(), 7).expect("every call succeeds");
+        pids.push(worker_pids());
+    }
+    // Each version is loaded once to check it (and again by a fresh worker that runs it):
+    // workers were replaced along the way, one at a time, and no call failed.
+    let distinct: std::collections::BTreeSet<_> = pids.iter().flatten().collect();
+    assert!(distinct.len() >= 2, "replaced after three loads: {pids:?}");
+    assert!(pids.iter().all(|alive| alive.len() <= 1), "never more than the one worker: {pids:?}");
+    assert_eq!(pids[0], pids[1], "the first worker served two versions: {pids:?}");
+}

@@ -50,6 +50,10 @@ pub struct WorkerSettings {
     pub quarantine_max: Duration,
     /// Longest a call waits for a free worker before it is refused as overload. Default: 10 s.
     pub queue_timeout: Duration,
+    /// Module loads after which a worker is replaced (between calls), because WasmEdge never
+    /// frees part of what it allocates per load. Default: 256 (about 64 MB kept by WasmEdge
+    /// at 250 KB a load, well below the default 1 GiB memory limit).
+    pub recycle_after_loads: u32,
 }
 
 impl WorkerSettings {
@@ -65,6 +69,7 @@ impl WorkerSettings {
             quarantine_base: Duration::from_secs(1),
             quarantine_max: Duration::from_secs(300),
             queue_timeout: Duration::from_secs(10),
+            recycle_after_loads: 256,
         }
     }
 }

@@ -105,7 +105,7 @@ impl Pool {
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| WorkerFailure::Spawn(format!("{}: {e}", self.settings.executable.display())))?;
-        let mut worker = Worker { child, socket, known: HashSet::new() };
+        let mut worker = Worker { child, socket, known: HashSet::new(), loads: 0 };
         let hello = Request::Hello {
             version: PROTOCOL_VERSION,
             runtime: self.runtime.clone(),
@@ -142,10 +142,17 @@ pub(super) struct PooledWorker<'a> {
 }
 
 impl PooledWorker<'_> {
-    /// The call ended with a reply read in full: the worker is ready for the next one.
+    /// The call ended with a reply read in full: the worker is ready for the next one, unless
+    /// it is due for replacement (see [`Worker::worn_out`]), in which case it is stopped now,
+    /// idle, between calls, and the next checkout starts a fresh one.
     pub fn release(mut self) {
         if let Some(worker) = self.worker.take() {
-            self.pool.checkin(worker);
+            if worker.worn_out(&self.pool.settings) {
+                tracing::info!(loads = worker.loads, "recycling a worker process");
+                self.pool.discard(worker);
+            } else {
+                self.pool.checkin(worker);
+            }
         }
     }
 }
@@ -178,6 +185,8 @@ pub(super) struct Worker {
     socket: UnixStream,
     /// Content hashes this worker has been sent (it may have evicted some since).
     known: HashSet<String>,
+    /// Modules this worker has been sent to compile, in its life.
+    loads: u32,
 }
 
 /// Time a worker gets beyond the call's deadline for the round trip itself.
@@ -189,6 +198,21 @@ const COMPILE_ALLOWANCE: Duration = Duration::from_secs(30);
 pub(super) type CallResult = (Result<i32, RuntimeError>, Duration);
 
 impl Worker {
+    /// Whether to replace this worker: WasmEdge keeps part of every module it loads (about
+    /// 250 KB and two mappings, never freed), so a worker that has loaded many versions grows
+    /// towards its memory limit and would die in the middle of somebody's call. It is replaced
+    /// after [`WorkerSettings::recycle_after_loads`] loads, or once its data segment is past
+    /// three quarters of its memory limit (read only after a load, so calls pay nothing).
+    fn worn_out(&self, settings: &WorkerSettings) -> bool {
+        if self.loads >= settings.recycle_after_loads {
+            return true;
+        }
+        let (Some(limit), true) = (settings.memory_limit_bytes, self.loads > 0) else {
+            return false;
+        };
+        data_bytes(self.child.id()).is_some_and(|data| data > limit / 4 * 3)
+    }
+
     /// Runs one call. The module travels only when this worker has not been sent it yet (or
     /// has evicted it); compiling it gets its own, generous allowance, the call itself only its
     /// deadline.
@@ -222,6 +246,7 @@ impl Worker {
         match self.exchange(&load, &module.bytes, COMPILE_ALLOWANCE) {
             Ok(Reply::Loaded) => {
                 self.known.insert(module.content_hash.clone());
+                self.loads += 1;
                 Ok(None)
             }
             Ok(Reply::Done { result, instantiation }) => Ok(Some((result, instantiation))),
@@ -266,4 +291,13 @@ impl Worker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A process's data segment (`VmData`: heap and private writable mappings, what RLIMIT_DATA
+/// limits), in bytes.
+fn data_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib: u64 =
+        status.lines().find_map(|line| line.strip_prefix("VmData:"))?.split_whitespace().next()?.parse().ok()?;
+    Some(kib * 1024)
 }
