@@ -95,6 +95,11 @@ pub struct Config {
     #[arg(long, env = "AOT_CACHE_DIR")]
     pub aot_cache_dir: Option<PathBuf>,
 
+    /// Most MiB of compiled plugins kept in the AOT cache folder (oldest removed first, when
+    /// the host or a worker starts).
+    #[arg(long, env = "AOT_CACHE_MAX_MB", default_value_t = RuntimeConfig::default().aot_cache_max_bytes >> 20)]
+    pub aot_cache_max_mb: u64,
+
     /// Seconds to let in-flight requests finish after SIGTERM or Ctrl-C.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -153,6 +158,7 @@ impl Config {
                 },
             },
             aot_cache_dir: self.aot_cache_dir.clone(),
+            aot_cache_max_bytes: self.aot_cache_max_mb << 20,
             ..RuntimeConfig::default()
         })
     }

@@ -53,6 +53,9 @@ pub struct RuntimeConfig {
     /// Where AOT-compiled plugins are kept between runs. Default (`None`):
     /// `plugin-host-<uid>/aot` under the system's temporary directory.
     pub aot_cache_dir: Option<PathBuf>,
+    /// Most bytes of compiled plugins kept in the AOT cache folder; beyond it the oldest are
+    /// removed when an engine starts. Default: 1 GiB.
+    pub aot_cache_max_bytes: u64,
     /// Check the plugin ABI before loading. Default: `true`. Worker processes turn it off
     /// because their server already checked, and tests of the host's own defences turn it off
     /// to load modules that `check-abi` would have refused.
@@ -72,6 +75,7 @@ impl Default for RuntimeConfig {
             mode: ExecutionMode::default(),
             limits: Limits::default(),
             aot_cache_dir: None,
+            aot_cache_max_bytes: 1 << 30,
             enforce_abi: true,
             external_deadline: false,
         }

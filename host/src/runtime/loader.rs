@@ -39,7 +39,9 @@ impl Engine {
         let config = Arc::new(wasmedge_config(&settings.limits, run_mode)?);
         let aot = match settings.mode {
             ExecutionMode::Interpreter => None,
-            ExecutionMode::Aot => Some(AotCache::new(settings.aot_cache_dir(), &settings.limits)?),
+            ExecutionMode::Aot => {
+                Some(AotCache::new(settings.aot_cache_dir(), &settings.limits, settings.aot_cache_max_bytes)?)
+            }
         };
         Ok(Engine { settings, config, aot })
     }
@@ -170,12 +172,50 @@ struct AotCache {
 }
 
 impl AotCache {
-    fn new(dir: PathBuf, limits: &Limits) -> Result<Self, RuntimeError> {
+    fn new(dir: PathBuf, limits: &Limits, max_bytes: u64) -> Result<Self, RuntimeError> {
         ensure_private_dir(&dir)?;
         let config = wasmedge_config(limits, RunMode::Aot)?;
         let compiler = Compiler::new(Some(&config)).map_err(|e| RuntimeError::Engine(e.to_string()))?;
         let variant = format!("wasmedge{}-o2-interruptible", wasmedge_sdk::utils::CoreVersion::version_string());
-        Ok(AotCache { dir, compiler, variant })
+        let cache = AotCache { dir, compiler, variant };
+        cache.clean(max_bytes);
+        Ok(cache)
+    }
+
+    /// Keeps the folder from growing without bound, once per engine start: removes artifacts
+    /// this engine can never use (another WasmEdge release or compile options), compilations
+    /// abandoned over an hour ago, and then the oldest artifacts until the rest fit in
+    /// `max_bytes`. Removing a file another process has loaded is safe: its mapping stays.
+    fn clean(&self, max_bytes: u64) {
+        let Ok(entries) = fs::read_dir(&self.dir) else { return };
+        let suffix = format!("-{}.so", self.variant);
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let mut kept = Vec::new();
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Ok(meta) = entry.metadata() else { continue };
+            if !meta.is_file() {
+                continue;
+            }
+            let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
+            let abandoned = name.starts_with('.') && modified < hour_ago;
+            let foreign = !name.starts_with('.') && !name.ends_with(&suffix);
+            if abandoned || foreign {
+                let _ = fs::remove_file(entry.path());
+            } else if !name.starts_with('.') {
+                kept.push((modified, meta.len(), entry.path()));
+            }
+        }
+        kept.sort();
+        let mut total: u64 = kept.iter().map(|(_, len, _)| len).sum();
+        for (_, len, path) in kept {
+            if total <= max_bytes {
+                break;
+            }
+            if fs::remove_file(&path).is_ok() {
+                total -= len;
+            }
+        }
     }
 
     fn load(&self, bytes: &[u8], content_hash: &str, config: &Config) -> Result<Module, RuntimeError> {

@@ -407,3 +407,44 @@ fn an_operator_can_raise_the_abi_size_limits() {
     let engine = Engine::new(raised).expect("engine");
     assert_eq!(compile(&engine, &big).instantiate().unwrap().run(7).unwrap(), 7);
 }
+
+/// The AOT cache does not grow without bound: an engine starting up removes what it can never
+/// use and then the oldest artifacts beyond its size limit.
+#[test]
+fn the_aot_cache_is_cleaned_when_an_engine_starts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |max_bytes: u64| RuntimeConfig {
+        aot_cache_dir: Some(dir.path().to_path_buf()),
+        aot_cache_max_bytes: max_bytes,
+        ..RuntimeConfig::new(ExecutionMode::Aot)
+    };
+    compile(&Engine::new(config(1 << 30)).unwrap(), &plugin_bytes("hello"));
+    let listing = || {
+        let mut names: Vec<String> =
+            std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        names.sort();
+        names
+    };
+    let real = listing().pop().expect("hello's artifact");
+    let suffix = &real[real.find("-wasmedge").unwrap()..];
+    let aged = |name: &str, bytes: usize, age_secs: u64| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, vec![0u8; bytes]).unwrap();
+        let file = std::fs::File::options().write(true).open(&path).unwrap();
+        file.set_modified(std::time::SystemTime::now() - Duration::from_secs(age_secs)).unwrap();
+    };
+    aged("old-wasmedge0.16.0-o2-interruptible.so", 10, 0);
+    aged(".abandoned.123.so", 10, 7200);
+    aged(".compiling.456.so", 10, 0);
+    aged(&format!("oldest{suffix}"), 100_000, 300);
+    aged(&format!("older{suffix}"), 100_000, 200);
+    let real_size = std::fs::metadata(dir.path().join(&real)).unwrap().len();
+
+    Engine::new(config(real_size + 150_000)).unwrap();
+    let left = listing();
+    assert!(!left.iter().any(|n| n.contains("wasmedge0.16.0")), "another release's artifact goes: {left:?}");
+    assert!(!left.contains(&".abandoned.123.so".to_owned()), "{left:?}");
+    assert!(left.contains(&".compiling.456.so".to_owned()), "a compilation in progress stays: {left:?}");
+    assert!(!left.contains(&format!("oldest{suffix}")), "the oldest goes first: {left:?}");
+    assert!(left.contains(&format!("older{suffix}")) && left.contains(&real), "{left:?}");
+}
