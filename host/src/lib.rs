@@ -83,9 +83,11 @@ pub async fn serve(
     grace: Duration,
 ) -> anyhow::Result<()> {
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+    let stopping = Arc::clone(&state.stopping);
     let server = axum::serve(listener, api::app(state)).with_graceful_shutdown(async move {
         shutdown.await;
         tracing::info!(grace_secs = grace.as_secs(), "shutting down; draining in-flight requests");
+        stopping.store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = stop_tx.send(true);
     });
     let server = tokio::spawn(server.into_future());

@@ -24,7 +24,12 @@ fn main() -> anyhow::Result<()> {
         return run_worker();
     }
     let config = Config::parse();
-    tokio::runtime::Runtime::new()?.block_on(serve(config))
+    let runtime = tokio::runtime::Runtime::new()?;
+    let served = runtime.block_on(serve(config));
+    // The grace period is over (or the server failed): calls still running on blocking
+    // threads are abandoned rather than waited for, so shutdown takes what it promised.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    served
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {

@@ -40,6 +40,8 @@ pub enum ApiError {
     OutOfDescriptors,
     #[error("the plugin store did not answer in time")]
     StoreTooSlow,
+    #[error("the server is shutting down; retry on another replica")]
+    ShuttingDown,
     #[error(transparent)]
     Run(#[from] RunError),
     #[error("internal error: {0}")]
@@ -66,7 +68,7 @@ impl ApiError {
             ApiError::BodyTooLarge => FailureKind::BodyTooLarge,
             ApiError::InvalidName(_) => FailureKind::InvalidPluginName,
             ApiError::MethodNotAllowed => FailureKind::MethodNotAllowed,
-            ApiError::Overloaded | ApiError::OutOfDescriptors => FailureKind::Overloaded,
+            ApiError::Overloaded | ApiError::OutOfDescriptors | ApiError::ShuttingDown => FailureKind::Overloaded,
             ApiError::StoreTooSlow => FailureKind::StoreUnavailable,
             ApiError::Run(error) => error.kind(),
             ApiError::Internal(_) => FailureKind::Internal,

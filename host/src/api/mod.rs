@@ -47,6 +47,9 @@ pub struct AppState {
     /// calls cannot make a probe answer "overloaded" (and take every replica out of its
     /// Service at once), and a flood of listings cannot crowd out calls.
     pub listings: Arc<Semaphore>,
+    /// Set when shutdown begins: calls accepted but not yet started are refused (503) rather
+    /// than started during or after the grace period.
+    pub stopping: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Listings that may run at once; each stats every plugin file.
@@ -67,6 +70,7 @@ impl AppState {
             metrics,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             listings: Arc::new(Semaphore::new(MAX_LISTINGS)),
+            stopping: Arc::default(),
         }
     }
 }
@@ -165,11 +169,15 @@ async fn run_plugin(
     let name = PluginName::new(&request.plugin).map_err(ApiError::InvalidName)?;
     *plugin = Some(name.clone());
     let permit = Arc::clone(&state.in_flight).try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
-    let (runner, metrics) = (Arc::clone(&state.runner), Arc::clone(&state.metrics));
+    let (runner, metrics, stopping) =
+        (Arc::clone(&state.runner), Arc::clone(&state.metrics), Arc::clone(&state.stopping));
     let output = tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        if stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ApiError::ShuttingDown);
+        }
         let _in_flight = metrics.track_in_flight();
-        runner.run(&name, request.input)
+        runner.run(&name, request.input).map_err(ApiError::from)
     })
     .await
     .map_err(|join_error| ApiError::Internal(format!("plugin call panicked: {join_error}")))??;

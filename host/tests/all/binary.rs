@@ -213,3 +213,38 @@ async fn readiness_reflects_file_descriptor_headroom() {
         child.wait().unwrap();
     }
 }
+
+/// Shutdown takes the grace period it promises, not as long as the slowest call: a call
+/// still running when the grace period ends is abandoned and the process exits.
+#[tokio::test]
+async fn shutdown_ends_with_its_grace_period() {
+    let dir = plugin_dir(&["primes"]);
+    let (mut child, addr, _lines) = start(|c| {
+        c.args(["--plugin-dir", dir.path().to_str().unwrap()]).args([
+            "--execution-mode",
+            "interpreter",
+            "--call-timeout-ms",
+            "30000",
+            "--shutdown-grace-secs",
+            "1",
+        ]);
+    });
+    let url = format!("http://{addr}/run");
+    // Counting the primes below a million in the interpreter takes several seconds.
+    let slow = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(&url)
+            .json(&serde_json::json!({"plugin": "primes", "input": 1_000_000}))
+            .send()
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    send_signal(&child, "TERM");
+    let signalled = std::time::Instant::now();
+    let exit = tokio::task::spawn_blocking(move || child.wait().unwrap()).await.unwrap();
+    let took = signalled.elapsed();
+    assert!(took < Duration::from_millis(2500), "exited {took:?} after SIGTERM with a 1 s grace period");
+    assert!(exit.success(), "{exit}");
+    let abandoned = slow.await.unwrap();
+    assert!(abandoned.is_err() || !abandoned.unwrap().status().is_success(), "the slow call did not finish");
+}
