@@ -10,6 +10,7 @@ use clap::{Parser, ValueEnum, builder::PossibleValue};
 use plugin_sdk::AbiLimits;
 
 use crate::{
+    ServeOptions,
     runner::WorkerSettings,
     runtime::{ExecutionMode, Limits, RuntimeConfig},
 };
@@ -100,9 +101,20 @@ pub struct Config {
     #[arg(long, env = "AOT_CACHE_MAX_MB", default_value_t = RuntimeConfig::default().aot_cache_max_bytes >> 20)]
     pub aot_cache_max_mb: u64,
 
-    /// Seconds to let in-flight requests finish after SIGTERM or Ctrl-C.
-    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    /// Seconds to let in-flight requests finish after SIGTERM, SIGHUP or Ctrl-C.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = ServeOptions::default().grace.as_secs())]
     pub shutdown_grace_secs: u64,
+
+    /// Seconds a connection may take to send a request's headers, and stay idle between
+    /// requests, before it is closed.
+    #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = ServeOptions::default().idle_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_secs: u64,
+
+    /// Connections served at once; a few more get only the probes, the rest are closed.
+    #[arg(long, env = "MAX_CONNECTIONS", default_value_t = ServeOptions::default().max_connections as u32,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
 }
 
 /// Where plugin code runs.
@@ -135,6 +147,15 @@ impl ValueEnum for ExecutionMode {
 }
 
 impl Config {
+    /// How connections are served.
+    pub fn serve_options(&self) -> ServeOptions {
+        ServeOptions {
+            grace: Duration::from_secs(self.shutdown_grace_secs),
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            max_connections: self.max_connections as usize,
+        }
+    }
+
     /// The runtime settings these flags describe, or the first setting that contradicts
     /// another (named as on the command line).
     pub fn runtime(&self) -> Result<RuntimeConfig, String> {

@@ -13,12 +13,14 @@ pub mod failure;
 pub mod metrics;
 pub mod runner;
 pub mod runtime;
+pub mod server;
 pub mod store;
 
-use std::{future::Future, sync::Arc, time::Duration};
+pub use server::{ServeOptions, serve};
+
+use std::sync::Arc;
 
 use anyhow::Context;
-use tokio::net::TcpListener;
 
 use crate::{
     api::AppState,
@@ -73,33 +75,4 @@ pub fn announce_listening(addr: std::net::SocketAddr) -> std::io::Result<()> {
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "{}", serde_json::json!({ "listening": addr.to_string() }))?;
     stdout.flush()
-}
-
-/// Serves until `shutdown` completes, then lets in-flight requests finish for up to `grace`.
-pub async fn serve(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-    grace: Duration,
-) -> anyhow::Result<()> {
-    let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
-    let stopping = Arc::clone(&state.stopping);
-    let server = axum::serve(listener, api::app(state)).with_graceful_shutdown(async move {
-        shutdown.await;
-        tracing::info!(grace_secs = grace.as_secs(), "shutting down; draining in-flight requests");
-        stopping.store(true, std::sync::atomic::Ordering::Relaxed);
-        let _ = stop_tx.send(true);
-    });
-    let server = tokio::spawn(server.into_future());
-    let drained = async {
-        let _ = stop_rx.wait_for(|stopped| *stopped).await;
-        tokio::time::sleep(grace).await;
-    };
-    tokio::select! {
-        result = server => result.context("server task failed")?.context("server failed"),
-        () = drained => {
-            tracing::warn!("grace period over; dropping the requests still in flight");
-            Ok(())
-        }
-    }
 }

@@ -33,6 +33,16 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    let options = config.serve_options();
+    let workers = match config.isolation {
+        host::config::Isolation::Process => {
+            config.workers.map_or_else(host::runner::WorkerSettings::default_workers, |workers| workers as usize)
+        }
+        host::config::Isolation::InProcess => 0,
+    };
+    let open_files =
+        host::server::ensure_descriptor_headroom(options.max_connections, workers).map_err(anyhow::Error::msg)?;
+    tracing::info!(open_files, max_connections = options.max_connections, "file descriptor limit");
     let state = host::build_state(&config)?;
     let listener = TcpListener::bind(config.listen)
         .await
@@ -40,8 +50,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     host::announce_listening(addr)?;
-    let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
-    host::serve(listener, state, shutdown_signal(), grace).await
+    host::serve(listener, state, shutdown_signal(), options).await
 }
 
 /// Completes on Ctrl-C, SIGTERM (what Kubernetes sends before killing a pod) or SIGHUP (a

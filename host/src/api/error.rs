@@ -42,6 +42,8 @@ pub enum ApiError {
     StoreTooSlow,
     #[error("the server is shutting down; retry on another replica")]
     ShuttingDown,
+    #[error("the server has too many open connections; retry shortly")]
+    TooManyConnections,
     #[error(transparent)]
     Run(#[from] RunError),
     #[error("internal error: {0}")]
@@ -68,7 +70,10 @@ impl ApiError {
             ApiError::BodyTooLarge => FailureKind::BodyTooLarge,
             ApiError::InvalidName(_) => FailureKind::InvalidPluginName,
             ApiError::MethodNotAllowed => FailureKind::MethodNotAllowed,
-            ApiError::Overloaded | ApiError::OutOfDescriptors | ApiError::ShuttingDown => FailureKind::Overloaded,
+            ApiError::Overloaded
+            | ApiError::OutOfDescriptors
+            | ApiError::ShuttingDown
+            | ApiError::TooManyConnections => FailureKind::Overloaded,
             ApiError::StoreTooSlow => FailureKind::StoreUnavailable,
             ApiError::Run(error) => error.kind(),
             ApiError::Internal(_) => FailureKind::Internal,

@@ -59,10 +59,6 @@ pub const MAX_LISTINGS: usize = 4;
 /// probe timeout is 1 s, and a store that cannot list its plugins in that time cannot serve.
 pub const LISTING_DEADLINE: Duration = Duration::from_millis(900);
 
-/// File descriptors kept free for what the server must always be able to do (accept a probe,
-/// restart a worker, open a plugin file); fewer free than this makes `/readyz` say not ready.
-pub const FD_HEADROOM: u64 = 64;
-
 impl AppState {
     pub fn new(runner: Arc<dyn PluginRunner>, metrics: Arc<Metrics>, max_in_flight: usize) -> Self {
         AppState {
@@ -96,6 +92,16 @@ pub fn app(state: AppState) -> Router {
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .layer(axum::middleware::map_request(screen_request))
         .with_state(state)
+}
+
+/// What connections beyond the server's connection limit get (see `server`): liveness is
+/// answered (the process is fine), readiness says no (this replica is at its connection limit:
+/// send traffic elsewhere), and everything else gets 503 `overloaded`, closing the connection.
+pub fn probes_only(state: AppState) -> Router {
+    async fn refuse() -> impl IntoResponse {
+        ([(header::CONNECTION, "close")], ApiError::TooManyConnections)
+    }
+    Router::new().route("/healthz", get(healthz)).fallback(refuse).with_state(state)
 }
 
 /// Longest caller-chosen request id kept; a longer one is replaced by a fresh id.
@@ -202,31 +208,15 @@ pub struct Readiness {
     /// Plugins in the store that would be refused (they break the ABI, or cannot be read, or
     /// are over the size limit); the service is still ready to serve the others.
     pub unloadable: Vec<PluginName>,
-    pub file_descriptors: Descriptors,
-}
-
-/// This process's open file descriptors against its limit.
-#[derive(Debug, Clone, Copy, Serialize)]
-pub struct Descriptors {
-    pub open: u64,
-    pub limit: u64,
-}
-
-impl Descriptors {
-    /// Now, from `/proc/self/fd` and `RLIMIT_NOFILE`'s soft limit.
-    fn now() -> Option<Self> {
-        let open = std::fs::read_dir("/proc/self/fd").ok()?.count() as u64;
-        let (limit, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).ok()?;
-        Some(Descriptors { open, limit })
-    }
+    pub file_descriptors: crate::server::Descriptors,
 }
 
 /// Ready when the host can serve: the store answers within [`LISTING_DEADLINE`] (a store that
 /// cannot be listed, for example a Fluid mount that is not there yet, makes this 503 so that no
 /// traffic is routed here) and file descriptors are not about to run out.
 async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
-    let file_descriptors = Descriptors::now().unwrap_or(Descriptors { open: 0, limit: u64::MAX });
-    if file_descriptors.open.saturating_add(FD_HEADROOM) > file_descriptors.limit {
+    let file_descriptors = crate::server::Descriptors::now();
+    if !file_descriptors.have_headroom() {
         return Err(ApiError::OutOfDescriptors);
     }
     let runner = Arc::clone(&state.runner);

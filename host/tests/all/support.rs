@@ -127,7 +127,7 @@ impl TestServer {
             async {
                 let _ = stopped.await;
             },
-            Duration::from_secs(5),
+            host::ServeOptions { grace: Duration::from_secs(5), ..Default::default() },
         ));
         TestServer { addr, client: reqwest::Client::new(), stop: Some(stop) }
     }

@@ -60,10 +60,15 @@ impl WorkerSettings {
     /// The default of [`WorkerSettings::memory_limit_bytes`]: 1 GiB.
     pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 1 << 30;
 
+    /// The default of [`WorkerSettings::workers`]: the number of CPUs.
+    pub fn default_workers() -> usize {
+        std::thread::available_parallelism().map_or(2, usize::from)
+    }
+
     pub fn new(executable: PathBuf) -> Self {
         WorkerSettings {
             executable,
-            workers: std::thread::available_parallelism().map_or(2, usize::from),
+            workers: Self::default_workers(),
             memory_limit_bytes: Some(Self::DEFAULT_MEMORY_LIMIT_BYTES),
             quarantine_after: 3,
             quarantine_base: Duration::from_secs(1),
