@@ -15,14 +15,22 @@ pub mod check;
 mod error_code;
 
 pub use check::{
-    AbiLimits, AbiReport, AbiViolation, ExportCause, ExternKind, Feature, FloatUsage, FunctionRef, Location, Signature,
-    ValueType, Violation, check, check_with,
+    AbiLimits, AbiReport, AbiViolation, Buffer, BufferKind, ExportCause, ExternKind, Feature, FloatUsage, FunctionKind,
+    FunctionRef, Location, PluginFunction, Signature, StreamPart, V2Layout, ValueType, Violation, check, check_with,
+    is_valid_function_name,
 };
 pub use error_code::ErrorCode;
 
-/// The version of the plugin ABI this crate describes; equal to `WASM_PLUGIN_ABI_VERSION` in
-/// the header.
-pub const ABI_VERSION: u32 = 1;
+/// The newest version of the plugin ABI this crate describes: the version `wasm_plugin_v2.h`
+/// declares (`WASM_PLUGIN_ABI_VERSION`). Every version in [`SUPPORTED_ABI_VERSIONS`] is
+/// checked and runs; a plugin says which one it follows.
+pub const ABI_VERSION: u32 = 2;
+
+/// Every ABI version the checker knows, oldest first: v1 (three integer functions, header
+/// `wasm_plugin.h`) and v2 (bytes in and out through two static buffers, several functions,
+/// streaming; header `wasm_plugin_v2.h`). A plugin declaring any other version is refused
+/// ([`AbiViolation::UnsupportedAbiVersion`]).
+pub const SUPPORTED_ABI_VERSIONS: [u32; 2] = [1, 2];
 
 /// The version a plugin that declares none is checked and run as: the seed's original
 /// contract (three integer functions), which defined no version marker. Plugins built for it

@@ -23,23 +23,29 @@
 //! only warnings ([`AbiViolation::is_warning`]) are reported apart, in
 //! [`AbiReport::warnings`].
 
+mod constant;
 mod details;
 mod features;
+mod layout;
 mod location;
 mod module;
 mod operators;
 mod recursion;
 mod report;
 mod rules;
+mod v2;
 mod violation;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v2;
 
 use serde::{Deserialize, Serialize};
 
 pub use details::{ExportCause, ExternKind, FloatUsage, Signature, ValueType};
 pub use features::Feature;
+pub use layout::{Buffer, BufferKind, FunctionKind, PluginFunction, StreamPart, V2Layout, is_valid_function_name};
 pub use location::{FunctionRef, Location};
 pub use report::{AbiReport, Violation};
 pub use violation::AbiViolation;
@@ -70,11 +76,25 @@ pub struct AbiLimits {
     /// Default: 4096. The host compiles every function ahead of time before the first call, so
     /// this bounds the work a single plugin can cause at load time.
     pub max_function_count: u32,
+    /// Largest capacity of each of an ABI v2 plugin's two buffers, in bytes.
+    ///
+    /// Default: 1048576 (1 MiB). It bounds what the host copies into and out of an instance per
+    /// call. Both buffers also have to fit in the initial memory, which
+    /// `max_initial_memory_pages` bounds (16 pages, 1 MiB, by default), so with both defaults
+    /// the two buffers together hold less than 1 MiB; an operator raising this limit usually
+    /// raises that one too. Inputs larger than the input buffer go through a streaming
+    /// function, in chunks.
+    pub max_buffer_capacity: u32,
 }
 
 impl Default for AbiLimits {
     fn default() -> Self {
-        AbiLimits { max_initial_memory_pages: 16, max_table_entries: 4096, max_function_count: 4096 }
+        AbiLimits {
+            max_initial_memory_pages: 16,
+            max_table_entries: 4096,
+            max_function_count: 4096,
+            max_buffer_capacity: 1 << 20,
+        }
     }
 }
 
@@ -103,21 +123,36 @@ pub fn check_with(wasm: &[u8], limits: &AbiLimits) -> AbiReport {
     };
     if module.is_component {
         return AbiReport::refused(Violation {
-            kind: AbiViolation::UnsupportedFeature { feature: Feature::ComponentModel },
+            kind: AbiViolation::UnsupportedFeature {
+                feature: Feature::ComponentModel,
+                abi_version: crate::IMPLIED_ABI_VERSION,
+            },
             location: Location::Module,
         });
     }
 
     let mut found = Findings::default();
     let version = rules::abi_version(&module, &mut found);
-    rules::exports(&module, &mut found);
+    // The interface (which exports, with which types) is what the versions differ in. A version
+    // that cannot be read or is not supported leaves it unchecked: the checker does not guess at
+    // a contract it does not know, and the version violation already refuses the plugin.
+    let layout = match version.checked_as {
+        Some(1) => {
+            rules::exports(&module, &mut found);
+            None
+        }
+        Some(2) => v2::interface(&module, limits, &mut found),
+        _ => None,
+    };
     rules::imports(&module, &mut found);
     rules::start_function(&module, &mut found);
     rules::limits(&module, limits, &mut found);
-    rules::features(&module, wasm, &mut found);
+    rules::features(&module, wasm, version.checked_as.unwrap_or(crate::IMPLIED_ABI_VERSION), &mut found);
     rules::floats(&module, &mut found);
     rules::allocation(&module, &mut found);
     rules::recursion(&module, &mut found);
-    let (warnings, violations) = found.0.into_iter().partition(|v| v.kind.is_warning());
-    AbiReport { declared_abi_version: version.declared, abi_version: version.checked_as, violations, warnings }
+    let (warnings, violations): (Vec<_>, Vec<_>) = found.0.into_iter().partition(|v| v.kind.is_warning());
+    // The layout is the host's to rely on, so only a plugin that passed every rule has one.
+    let v2 = layout.filter(|_| violations.is_empty());
+    AbiReport { declared_abi_version: version.declared, abi_version: version.checked_as, violations, warnings, v2 }
 }
