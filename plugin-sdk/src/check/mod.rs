@@ -8,8 +8,10 @@
 //! | code | rule |
 //! |------|------|
 //! | `malformed` | the bytes are a valid WebAssembly module |
-//! | `missing-abi-version` (a warning), `malformed-abi-section`, `conflicting-abi-versions`, `unsupported-abi-version` | the module declares ABI v1 in the `wasm_plugin_abi` custom section; a module without that section is checked as v1 |
-//! | `missing-export`, `wrong-signature`, `unexpected-export` | it exports exactly `init: [] -> [i32]`, `process: [i32] -> [i32]`, `cleanup: [] -> [i32]` (and optionally `memory`) |
+//! | `missing-abi-version` (a warning), `malformed-abi-section`, `conflicting-abi-versions`, `unsupported-abi-version` | the module declares a supported ABI version (1 or 2) in the `wasm_plugin_abi` custom section; a module without that section is checked as v1 |
+//! | `missing-export`, `wrong-signature`, `unexpected-export` | v1: it exports exactly `init: [] -> [i32]`, `process: [i32] -> [i32]`, `cleanup: [] -> [i32]` (and optionally `memory`); v2: `init`, `cleanup`, the buffer functions and its functions, with their types, and nothing else |
+//! | `v1-export-in-v2`, `invalid-function-name`, `missing-memory-export`, `missing-buffer-export`, `no-functions`, `incomplete-stream`, `duplicate-function-name` | v2: no `process`; `fn_<name>` and `stream_<name>_{begin,feed,end}` with valid names, streams complete, names unique, at least one `fn_`; `memory` and the four buffer functions exported |
+//! | `buffer-not-constant`, `empty-buffer`, `buffer-capacity-too-large`, `buffer-outside-memory`, `buffers-overlap` | v2: the buffer functions return constants describing two non-empty buffers within [`AbiLimits`], inside the initial memory and apart |
 //! | `import`, `dynamic-allocation` | it imports nothing, and has no allocator |
 //! | `start-function` | it has no start function |
 //! | `initial-memory-too-large`, `table-too-large`, `too-many-functions` | it stays within [`AbiLimits`] |
@@ -17,6 +19,10 @@
 //! | `float-type`, `float-instruction` | it uses no floating point |
 //! | `memory-grow` | it never grows its memory |
 //! | `recursion` | no function can call itself, directly or indirectly |
+//!
+//! Which interface rules apply depends on the declared version (v1's three exports, or v2's
+//! buffers and functions, see [`V2Layout`]); a version that cannot be read or is not supported
+//! leaves the interface unchecked. Every other rule applies to every version.
 //!
 //! Violations are grouped by rule in the order of this table, except that an allocator the
 //! module defines (rather than imports) is listed just before `memory-grow`. Rules that are
