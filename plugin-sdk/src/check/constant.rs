@@ -99,8 +99,9 @@ mod tests {
 
     /// The result of evaluating the only function of a module holding `body`.
     fn eval(locals: &str, body: &str) -> Result<i32, String> {
-        let wasm = wat::parse_str(format!("(module (global $g i32 (i32.const 7)) (func (result i32) {locals} {body}))"))
-            .expect("test WAT parses");
+        let wasm =
+            wat::parse_str(format!("(module (global $g i32 (i32.const 7)) (func (result i32) {locals} {body}))"))
+                .expect("test WAT parses");
         for payload in Parser::new(0).parse_all(&wasm) {
             if let Payload::CodeSectionEntry(body) = payload.expect("test module parses") {
                 return evaluate(&body).map_err(|not| not.op);
@@ -129,6 +130,9 @@ mod tests {
         assert_eq!(eval("", "(block (result i32) (i32.const 1))"), Err("block".into()));
         assert_eq!(eval("", "(memory.size)"), Err("memory.size".into()));
         assert_eq!(eval("(local i32)", "(i32.mul (i32.const 2) (i32.const 3))"), Err("i32.mul".into()));
-        assert_eq!(eval("(local i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)", "(i32.const 1)"), Err("17 local variables".into()));
+        assert_eq!(
+            eval("(local i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)", "(i32.const 1)"),
+            Err("17 local variables".into())
+        );
     }
 }

@@ -110,9 +110,7 @@ impl PluginFunction {
     pub fn exports(&self) -> Vec<String> {
         match self.kind {
             FunctionKind::Call => vec![format!("fn_{}", self.name)],
-            FunctionKind::Stream => {
-                StreamPart::ALL.iter().map(|part| part.export(&self.name)).collect()
-            }
+            FunctionKind::Stream => StreamPart::ALL.iter().map(|part| part.export(&self.name)).collect(),
         }
     }
 }

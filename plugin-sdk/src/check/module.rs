@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use wasmparser::{
-    BinaryReaderError, ElementItems, Encoding, Export, FuncType, FunctionBody, KnownCustom, MemoryType, Name,
-    Operator, Parser, Payload, TableType, TypeRef, ValType,
+    BinaryReaderError, ElementItems, Encoding, Export, FuncType, FunctionBody, KnownCustom, MemoryType, Name, Operator,
+    Parser, Payload, TableType, TypeRef, ValType,
 };
 
 use super::location::FunctionRef;

@@ -959,14 +959,12 @@ fn one_of_each_rule() -> Vec<AbiViolation> {
             expected: Signature { params: vec![ValueType::I32], results: vec![ValueType::I32] },
             found: Signature { params: vec![ValueType::I64, ValueType::Ref("funcref".into())], results: vec![] },
         }),
-        Some(V::WrongSignature { .. }) => {
-            Some(V::UnexpectedExport {
+        Some(V::WrongSignature { .. }) => Some(V::UnexpectedExport {
             name: "helper".into(),
             kind: ExternKind::Func,
             cause: ExportCause::Unknown,
             abi_version: 1,
-        })
-        }
+        }),
         Some(V::UnexpectedExport { .. }) => Some(V::V1ExportInV2 { name: "process".into() }),
         Some(V::V1ExportInV2 { .. }) => Some(V::InvalidFunctionName { name: "fn_Upper".into() }),
         Some(V::InvalidFunctionName { .. }) => Some(V::MissingMemoryExport),

@@ -216,7 +216,10 @@ fn a_stream_is_all_three_or_none() {
 #[test]
 fn a_name_is_a_function_or_a_stream_not_both() {
     let bytes = v2_with(&[], r#"(func (export "fn_sum") (param i32) (result i32) (local.get 0))"#);
-    assert_eq!(violations(&bytes), vec![(AbiViolation::DuplicateFunctionName { name: "sum".into() }, export("fn_sum"))]);
+    assert_eq!(
+        violations(&bytes),
+        vec![(AbiViolation::DuplicateFunctionName { name: "sum".into() }, export("fn_sum"))]
+    );
 }
 
 #[test]
@@ -274,7 +277,10 @@ fn buffer_functions_must_be_constant() {
     );
     match violations(&bytes).as_slice() {
         [(AbiViolation::BufferNotConstant { name, op }, Location::Function { name: Some(function), offset, .. })] => {
-            assert_eq!((name.as_str(), op.as_str(), function.as_str()), ("plugin_input_capacity", "global.get", name.as_str()));
+            assert_eq!(
+                (name.as_str(), op.as_str(), function.as_str()),
+                ("plugin_input_capacity", "global.get", name.as_str())
+            );
             assert!(offset.is_some());
         }
         other => panic!("expected buffer-not-constant, got {other:?}"),
@@ -283,7 +289,13 @@ fn buffer_functions_must_be_constant() {
 
 #[test]
 fn an_empty_buffer() {
-    let bytes = v2_with(&[(r#"(export "plugin_output_capacity") (result i32) (i32.const 0x1000)"#, r#"(export "plugin_output_capacity") (result i32) (i32.const 0)"#)], "");
+    let bytes = v2_with(
+        &[(
+            r#"(export "plugin_output_capacity") (result i32) (i32.const 0x1000)"#,
+            r#"(export "plugin_output_capacity") (result i32) (i32.const 0)"#,
+        )],
+        "",
+    );
     assert_eq!(
         violations(&bytes),
         vec![(AbiViolation::EmptyBuffer { buffer: BufferKind::Output }, export("plugin_output_capacity"))]
@@ -293,9 +305,15 @@ fn an_empty_buffer() {
 #[test]
 fn a_buffer_over_the_limit_is_reported_once() {
     // 2 MiB does not fit in 2 pages either; the capacity is the one mistake reported.
-    let bytes = v2_with(&[(r#"(i32.const 0x1000))
-  (func (export "plugin_output_ptr")"#, r#"(i32.const 0x200000))
-  (func (export "plugin_output_ptr")"#)], "");
+    let bytes = v2_with(
+        &[(
+            r#"(i32.const 0x1000))
+  (func (export "plugin_output_ptr")"#,
+            r#"(i32.const 0x200000))
+  (func (export "plugin_output_ptr")"#,
+        )],
+        "",
+    );
     assert_eq!(
         violations(&bytes),
         vec![(
@@ -304,15 +322,27 @@ fn a_buffer_over_the_limit_is_reported_once() {
         )]
     );
     // A negative size reads as more than 2 GiB.
-    let bytes = v2_with(&[(r#"(i32.const 0x1000))
-  (func (export "plugin_output_ptr")"#, r#"(i32.const -1))
-  (func (export "plugin_output_ptr")"#)], "");
+    let bytes = v2_with(
+        &[(
+            r#"(i32.const 0x1000))
+  (func (export "plugin_output_ptr")"#,
+            r#"(i32.const -1))
+  (func (export "plugin_output_ptr")"#,
+        )],
+        "",
+    );
     assert_eq!(codes(&check(&bytes)), ["buffer-capacity-too-large"]);
     // The limit is configurable, and then the memory is what is too small.
     let limits = AbiLimits { max_buffer_capacity: 4 << 20, ..AbiLimits::default() };
-    let bytes = v2_with(&[(r#"(i32.const 0x1000))
-  (func (export "plugin_output_ptr")"#, r#"(i32.const 0x200000))
-  (func (export "plugin_output_ptr")"#)], "");
+    let bytes = v2_with(
+        &[(
+            r#"(i32.const 0x1000))
+  (func (export "plugin_output_ptr")"#,
+            r#"(i32.const 0x200000))
+  (func (export "plugin_output_ptr")"#,
+        )],
+        "",
+    );
     assert_eq!(codes(&check_with(&bytes, &limits)), ["buffer-outside-memory"]);
 }
 
