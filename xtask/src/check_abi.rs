@@ -209,7 +209,8 @@ pub(crate) fn render_human(checks: &[FileCheck], deny_warnings: bool) -> String 
 
 /// One document: `files` holds an entry per file, which is its `path` plus either the report's
 /// fields (`abi_version`, the version the file is checked and run as; `declared_abi_version`,
-/// what its marker says, `null` without one; `compliant`; `violations`; `warnings`) or
+/// what its marker says, `null` without one; `compliant`; `violations`; `warnings`; and for a
+/// compliant ABI v2 plugin `v2`, its buffers and functions) or
 /// `compliant: false` and an `error`; `summary` holds the counts of the human summary line;
 /// `passed` is the exit status as a boolean.
 pub(crate) fn render_json(checks: &[FileCheck], deny_warnings: bool) -> serde_json::Value {
