@@ -1,9 +1,12 @@
 /*
  * wasm_plugin.h - the plugin ABI, version 1, for plugins written in C or C++.
  *
- * This is the only header a plugin includes. It declares the three functions
- * every plugin defines, the error codes they return, and it records the ABI
- * version the plugin was built against inside the compiled .wasm file.
+ * This is the only header a v1 plugin includes. It declares the three
+ * functions every v1 plugin defines, the error codes they return, and it
+ * records the ABI version the plugin was built against inside the compiled
+ * .wasm file. (A v2 plugin, which passes bytes through memory, includes
+ * wasm_plugin_v2.h instead; that header includes this one for what both
+ * versions share: the error codes, PLUGIN_EXPORT and the version marker.)
  *
  * A complete plugin:
  *
@@ -52,13 +55,21 @@
 #define WASM_PLUGIN_H
 
 /*
- * The version of the plugin ABI this header describes.
+ * The version of the plugin ABI this header describes: 1, unless
+ * wasm_plugin_v2.h included it and set 2.
  *
  * It changes only when a plugin built against the old header could misbehave
  * under a host expecting the new one; the host refuses a plugin whose version
  * it does not support instead of guessing.
  */
+#ifndef WASM_PLUGIN_ABI_VERSION
 #define WASM_PLUGIN_ABI_VERSION 1
+#endif
+#if WASM_PLUGIN_ABI_VERSION == 2 && !defined(WASM_PLUGIN_V2_H)
+#error "for plugin ABI v2, include wasm_plugin_v2.h instead of wasm_plugin.h"
+#elif WASM_PLUGIN_ABI_VERSION != 1 && WASM_PLUGIN_ABI_VERSION != 2
+#error "WASM_PLUGIN_ABI_VERSION must be 1 (wasm_plugin.h) or 2 (wasm_plugin_v2.h)"
+#endif
 
 /* Returned by init() and cleanup() on success. */
 #define PLUGIN_OK 0
@@ -102,18 +113,23 @@
 #endif
 
 /*
- * Called once after the plugin is loaded, before any process() call.
- * Returns PLUGIN_OK, or PLUGIN_ERR_ALREADY_INITIALIZED if called twice.
+ * Called once after the plugin is loaded, before any process() call (v2:
+ * before any function). Returns PLUGIN_OK, or PLUGIN_ERR_ALREADY_INITIALIZED
+ * if called twice.
  */
 PLUGIN_EXPORT(init) int init(void);
 
+#if WASM_PLUGIN_ABI_VERSION == 1
 /*
  * Computes the plugin's result for `input`; called any number of times after
  * init(). Returns the result (zero or positive), or a negative PLUGIN_ERR_*
  * code: PLUGIN_ERR_NOT_INITIALIZED before init(), PLUGIN_ERR_INVALID_ARGUMENT
  * for inputs the plugin does not accept.
+ *
+ * (A v2 plugin must not export it, so wasm_plugin_v2.h leaves it out.)
  */
 PLUGIN_EXPORT(process) int process(int input);
+#endif
 
 /*
  * Called once before the plugin is unloaded; resets the state init() set up.

@@ -5,24 +5,33 @@
 //! [`check()`] after compiling each plugin (and for `cargo xtask check-abi`), and the host runs
 //! it again before loading a plugin and refuses one whose [`AbiReport`] is not compliant.
 //!
-//! Plugin authors never see the Rust side. They include `include/wasm_plugin.h`
+//! Plugin authors never see the Rust side. A v1 plugin includes `include/wasm_plugin.h`
 //! ([`HEADER`], in [`INCLUDE_DIR`]), which declares the three entry points, defines the error
-//! codes below as `PLUGIN_ERR_*` and records [`ABI_VERSION`] in the compiled module as the
-//! custom section [`CUSTOM_SECTION`]. A test in this crate keeps the header's numbers equal to
-//! the constants here.
+//! codes below as `PLUGIN_ERR_*` and records the version 1 in the compiled module as the custom
+//! section [`CUSTOM_SECTION`]; a v2 plugin includes `include/wasm_plugin_v2.h`
+//! ([`HEADER_V2`]), which declares the buffers and functions of v2 and records the version 2.
+//! A test in this crate keeps the headers' numbers equal to the constants here.
 
 pub mod check;
 mod error_code;
 
 pub use check::{
-    AbiLimits, AbiReport, AbiViolation, ExportCause, ExternKind, Feature, FloatUsage, FunctionRef, Location, Signature,
-    ValueType, Violation, check, check_with,
+    AbiLimits, AbiReport, AbiViolation, Buffer, BufferKind, ExportCause, ExternKind, Feature, FloatUsage, FunctionKind,
+    FunctionRef, Location, PluginFunction, Signature, StreamPart, V2Layout, ValueType, Violation, check, check_with,
+    is_valid_function_name,
 };
 pub use error_code::ErrorCode;
 
-/// The version of the plugin ABI this crate describes; equal to `WASM_PLUGIN_ABI_VERSION` in
-/// the header.
-pub const ABI_VERSION: u32 = 1;
+/// The newest version of the plugin ABI this crate describes: the version `wasm_plugin_v2.h`
+/// declares (`WASM_PLUGIN_ABI_VERSION`). Every version in [`SUPPORTED_ABI_VERSIONS`] is
+/// checked and runs; a plugin says which one it follows.
+pub const ABI_VERSION: u32 = 2;
+
+/// Every ABI version the checker knows, oldest first: v1 (three integer functions, header
+/// `wasm_plugin.h`) and v2 (bytes in and out through two static buffers, several functions,
+/// streaming; header `wasm_plugin_v2.h`). A plugin declaring any other version is refused
+/// ([`AbiViolation::UnsupportedAbiVersion`]).
+pub const SUPPORTED_ABI_VERSIONS: [u32; 2] = [1, 2];
 
 /// The version a plugin that declares none is checked and run as: the seed's original
 /// contract (three integer functions), which defined no version marker. Plugins built for it
@@ -44,8 +53,11 @@ pub const CUSTOM_SECTION: &str = "wasm_plugin_abi";
 /// tests need; a program shipped elsewhere should write out [`HEADER`] instead.
 pub const INCLUDE_DIR: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/include");
 
-/// The text of `wasm_plugin.h`, the only header plugins include.
+/// The text of `wasm_plugin.h`, the header v1 plugins include (and `wasm_plugin_v2.h` too).
 pub const HEADER: &str = include_str!("../include/wasm_plugin.h");
+
+/// The text of `wasm_plugin_v2.h`, the header v2 plugins include; it includes [`HEADER`].
+pub const HEADER_V2: &str = include_str!("../include/wasm_plugin_v2.h");
 
 #[cfg(test)]
 mod tests {
@@ -53,20 +65,41 @@ mod tests {
 
     /// Returns the value of `#define NAME value` in the header.
     fn header_define(name: &str) -> i64 {
-        HEADER
-            .lines()
+        define_in(HEADER, "wasm_plugin.h", name)
+    }
+
+    /// Returns the value of `#define NAME value` in `text`, a header called `file`.
+    fn define_in(text: &str, file: &str, name: &str) -> i64 {
+        text.lines()
             .find_map(|line| {
                 let mut words = line.split_whitespace();
                 (words.next() == Some("#define") && words.next() == Some(name)).then(|| words.next()).flatten()
             })
-            .unwrap_or_else(|| panic!("wasm_plugin.h does not #define {name}"))
+            .unwrap_or_else(|| panic!("{file} does not #define {name}"))
             .parse()
-            .unwrap_or_else(|err| panic!("{name} in wasm_plugin.h is not an integer: {err}"))
+            .unwrap_or_else(|err| panic!("{name} in {file} is not an integer: {err}"))
     }
 
     #[test]
-    fn header_abi_version_matches_the_crate() {
-        assert_eq!(header_define("WASM_PLUGIN_ABI_VERSION"), i64::from(ABI_VERSION));
+    fn header_abi_versions_match_the_crate() {
+        // wasm_plugin.h is v1 by default; wasm_plugin_v2.h sets the newest version first.
+        assert_eq!(header_define("WASM_PLUGIN_ABI_VERSION"), i64::from(IMPLIED_ABI_VERSION));
+        assert_eq!(define_in(HEADER_V2, "wasm_plugin_v2.h", "WASM_PLUGIN_ABI_VERSION"), i64::from(ABI_VERSION));
+        assert_eq!(SUPPORTED_ABI_VERSIONS, [IMPLIED_ABI_VERSION, ABI_VERSION]);
+    }
+
+    #[test]
+    fn the_v2_header_defines_what_the_checker_requires() {
+        // The buffer functions the checker looks for are the ones PLUGIN_BUFFERS defines, and
+        // the prefixes it reads are the ones the function macros paste.
+        for name in ["plugin_input_ptr", "plugin_input_capacity", "plugin_output_ptr", "plugin_output_capacity"] {
+            assert!(HEADER_V2.contains(&format!("PLUGIN_EXPORT({name}) int {name}(void) {{")), "{name}");
+        }
+        assert!(HEADER_V2.contains("PLUGIN_EXPORT(fn_##name) int fn_##name(int input_len)"));
+        for part in StreamPart::ALL {
+            let export = format!("stream_##name##_{}", part.suffix());
+            assert!(HEADER_V2.contains(&format!("PLUGIN_EXPORT({export}) int {export}(")), "{export}");
+        }
     }
 
     #[test]
@@ -84,9 +117,11 @@ mod tests {
     }
 
     #[test]
-    fn include_dir_holds_the_header() {
-        let on_disk = std::fs::read_to_string(format!("{INCLUDE_DIR}/wasm_plugin.h"))
-            .expect("INCLUDE_DIR/wasm_plugin.h is readable");
-        assert_eq!(on_disk, HEADER);
+    fn include_dir_holds_the_headers() {
+        for (file, text) in [("wasm_plugin.h", HEADER), ("wasm_plugin_v2.h", HEADER_V2)] {
+            let on_disk =
+                std::fs::read_to_string(format!("{INCLUDE_DIR}/{file}")).expect("INCLUDE_DIR holds the headers");
+            assert_eq!(on_disk, text, "{file}");
+        }
     }
 }

@@ -209,7 +209,8 @@ pub(crate) fn render_human(checks: &[FileCheck], deny_warnings: bool) -> String 
 
 /// One document: `files` holds an entry per file, which is its `path` plus either the report's
 /// fields (`abi_version`, the version the file is checked and run as; `declared_abi_version`,
-/// what its marker says, `null` without one; `compliant`; `violations`; `warnings`) or
+/// what its marker says, `null` without one; `compliant`; `violations`; `warnings`; and for a
+/// compliant ABI v2 plugin `v2`, its buffers and functions) or
 /// `compliant: false` and an `error`; `summary` holds the counts of the human summary line;
 /// `passed` is the exit status as a boolean.
 pub(crate) fn render_json(checks: &[FileCheck], deny_warnings: bool) -> serde_json::Value {
@@ -302,6 +303,25 @@ mod tests {
     }
 
     #[test]
+    fn v2_plugins_show_their_buffers_and_functions() {
+        let harness = Harness::new();
+        let mut checks = Vec::new();
+        for plugin in harness.plugins().into_iter().filter(|p| p.kind == Kind::Example) {
+            let built = harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
+            let shown = Path::new(PLUGIN_OUT_DIR).join(format!("{}.wasm", plugin.name));
+            let check = FileCheck::run(Target::file(built.output, &shown));
+            if check.outcome.as_ref().is_ok_and(|report| report.v2.is_some()) {
+                checks.push(check);
+            }
+        }
+        assert_eq!(checks.len(), 4);
+        insta::assert_snapshot!("v2_human", render_human(&checks, true));
+        let json = render_json(&checks, true);
+        assert_eq!(json["passed"], json!(true));
+        insta::assert_snapshot!("v2_json", serde_json::to_string_pretty(&json).unwrap());
+    }
+
+    #[test]
     fn plugins_without_a_marker_pass_with_a_warning_unless_warnings_are_denied() {
         let checks = checked_compat_builds();
         assert_eq!(checks.len(), 5, "one -O2 build per compat variant");
@@ -350,7 +370,8 @@ mod tests {
         let shown: Vec<_> = served.iter().map(|t| t.shown.as_str()).collect();
         assert_eq!(
             shown,
-            ["abi", "checksum", "hello", "primes", "simple"].map(|name| format!("{PLUGIN_OUT_DIR}/{name}.wasm"))
+            ["abi", "checksum", "csvsum", "hello", "primes", "redact", "sha256", "simple", "text"]
+                .map(|name| format!("{PLUGIN_OUT_DIR}/{name}.wasm"))
         );
         let command = CheckAbi { paths: vec![out.into()], format: Format::Human, deny_warnings: true };
         assert_eq!(command.run(&project_shell()), Verdict::Passed, "every example is compliant, without warnings");

@@ -65,7 +65,17 @@ impl Signature {
         }
     }
 
-    /// The signature the ABI requires of an entry point, or `None` if `name` is not one.
+    /// `[] -> [i32]`: `init`, `cleanup`, the v2 buffer functions, a stream's begin and end.
+    pub(crate) fn nullary() -> Self {
+        Signature { params: vec![], results: vec![ValueType::I32] }
+    }
+
+    /// `[i32] -> [i32]`: v1's `process`, a v2 `fn_<name>` or a stream's feed.
+    pub(crate) fn unary() -> Self {
+        Signature { params: vec![ValueType::I32], results: vec![ValueType::I32] }
+    }
+
+    /// The signature ABI v1 requires of an entry point, or `None` if `name` is not one.
     pub(crate) fn required(name: &str) -> Option<Self> {
         let params = match name {
             "init" | "cleanup" => vec![],

@@ -8,8 +8,10 @@
 //! | code | rule |
 //! |------|------|
 //! | `malformed` | the bytes are a valid WebAssembly module |
-//! | `missing-abi-version` (a warning), `malformed-abi-section`, `conflicting-abi-versions`, `unsupported-abi-version` | the module declares ABI v1 in the `wasm_plugin_abi` custom section; a module without that section is checked as v1 |
-//! | `missing-export`, `wrong-signature`, `unexpected-export` | it exports exactly `init: [] -> [i32]`, `process: [i32] -> [i32]`, `cleanup: [] -> [i32]` (and optionally `memory`) |
+//! | `missing-abi-version` (a warning), `malformed-abi-section`, `conflicting-abi-versions`, `unsupported-abi-version` | the module declares a supported ABI version (1 or 2) in the `wasm_plugin_abi` custom section; a module without that section is checked as v1 |
+//! | `missing-export`, `wrong-signature`, `unexpected-export` | v1: it exports exactly `init: [] -> [i32]`, `process: [i32] -> [i32]`, `cleanup: [] -> [i32]` (and optionally `memory`); v2: `init`, `cleanup`, the buffer functions and its functions, with their types, and nothing else |
+//! | `v1-export-in-v2`, `invalid-function-name`, `missing-memory-export`, `missing-buffer-export`, `no-functions`, `incomplete-stream`, `duplicate-function-name` | v2: no `process`; `fn_<name>` and `stream_<name>_{begin,feed,end}` with valid names, streams complete, names unique, at least one `fn_`; `memory` and the four buffer functions exported |
+//! | `buffer-not-constant`, `empty-buffer`, `buffer-capacity-too-large`, `buffer-outside-memory`, `buffers-overlap` | v2: the buffer functions return constants describing two non-empty buffers within [`AbiLimits`], inside the initial memory and apart |
 //! | `import`, `dynamic-allocation` | it imports nothing, and has no allocator |
 //! | `start-function` | it has no start function |
 //! | `initial-memory-too-large`, `table-too-large`, `too-many-functions` | it stays within [`AbiLimits`] |
@@ -18,28 +20,38 @@
 //! | `memory-grow` | it never grows its memory |
 //! | `recursion` | no function can call itself, directly or indirectly |
 //!
+//! Which interface rules apply depends on the declared version (v1's three exports, or v2's
+//! buffers and functions, see [`V2Layout`]); a version that cannot be read or is not supported
+//! leaves the interface unchecked. Every other rule applies to every version.
+//!
 //! Violations are grouped by rule in the order of this table, except that an allocator the
 //! module defines (rather than imports) is listed just before `memory-grow`. Rules that are
 //! only warnings ([`AbiViolation::is_warning`]) are reported apart, in
 //! [`AbiReport::warnings`].
 
+mod constant;
 mod details;
 mod features;
+mod layout;
 mod location;
 mod module;
 mod operators;
 mod recursion;
 mod report;
 mod rules;
+mod v2;
 mod violation;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_v2;
 
 use serde::{Deserialize, Serialize};
 
 pub use details::{ExportCause, ExternKind, FloatUsage, Signature, ValueType};
 pub use features::Feature;
+pub use layout::{Buffer, BufferKind, FunctionKind, PluginFunction, StreamPart, V2Layout, is_valid_function_name};
 pub use location::{FunctionRef, Location};
 pub use report::{AbiReport, Violation};
 pub use violation::AbiViolation;
@@ -70,11 +82,25 @@ pub struct AbiLimits {
     /// Default: 4096. The host compiles every function ahead of time before the first call, so
     /// this bounds the work a single plugin can cause at load time.
     pub max_function_count: u32,
+    /// Largest capacity of each of an ABI v2 plugin's two buffers, in bytes.
+    ///
+    /// Default: 1048576 (1 MiB). It bounds what the host copies into and out of an instance per
+    /// call. Both buffers also have to fit in the initial memory, which
+    /// `max_initial_memory_pages` bounds (16 pages, 1 MiB, by default), so with both defaults
+    /// the two buffers together hold less than 1 MiB; an operator raising this limit usually
+    /// raises that one too. Inputs larger than the input buffer go through a streaming
+    /// function, in chunks.
+    pub max_buffer_capacity: u32,
 }
 
 impl Default for AbiLimits {
     fn default() -> Self {
-        AbiLimits { max_initial_memory_pages: 16, max_table_entries: 4096, max_function_count: 4096 }
+        AbiLimits {
+            max_initial_memory_pages: 16,
+            max_table_entries: 4096,
+            max_function_count: 4096,
+            max_buffer_capacity: 1 << 20,
+        }
     }
 }
 
@@ -103,21 +129,36 @@ pub fn check_with(wasm: &[u8], limits: &AbiLimits) -> AbiReport {
     };
     if module.is_component {
         return AbiReport::refused(Violation {
-            kind: AbiViolation::UnsupportedFeature { feature: Feature::ComponentModel },
+            kind: AbiViolation::UnsupportedFeature {
+                feature: Feature::ComponentModel,
+                abi_version: crate::IMPLIED_ABI_VERSION,
+            },
             location: Location::Module,
         });
     }
 
     let mut found = Findings::default();
     let version = rules::abi_version(&module, &mut found);
-    rules::exports(&module, &mut found);
+    // The interface (which exports, with which types) is what the versions differ in. A version
+    // that cannot be read or is not supported leaves it unchecked: the checker does not guess at
+    // a contract it does not know, and the version violation already refuses the plugin.
+    let layout = match version.checked_as {
+        Some(1) => {
+            rules::exports(&module, &mut found);
+            None
+        }
+        Some(2) => v2::interface(&module, limits, &mut found),
+        _ => None,
+    };
     rules::imports(&module, &mut found);
     rules::start_function(&module, &mut found);
     rules::limits(&module, limits, &mut found);
-    rules::features(&module, wasm, &mut found);
+    rules::features(&module, wasm, version.checked_as.unwrap_or(crate::IMPLIED_ABI_VERSION), &mut found);
     rules::floats(&module, &mut found);
     rules::allocation(&module, &mut found);
     rules::recursion(&module, &mut found);
-    let (warnings, violations) = found.0.into_iter().partition(|v| v.kind.is_warning());
-    AbiReport { declared_abi_version: version.declared, abi_version: version.checked_as, violations, warnings }
+    let (warnings, violations): (Vec<_>, Vec<_>) = found.0.into_iter().partition(|v| v.kind.is_warning());
+    // The layout is the host's to rely on, so only a plugin that passed every rule has one.
+    let v2 = layout.filter(|_| violations.is_empty());
+    AbiReport { declared_abi_version: version.declared, abi_version: version.checked_as, violations, warnings, v2 }
 }

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use wasmparser::{
-    BinaryReaderError, ElementItems, Encoding, Export, FuncType, KnownCustom, MemoryType, Name, Operator, Parser,
-    Payload, TableType, TypeRef, ValType,
+    BinaryReaderError, ElementItems, Encoding, Export, FuncType, FunctionBody, KnownCustom, MemoryType, Name, Operator,
+    Parser, Payload, TableType, TypeRef, ValType,
 };
 
 use super::location::FunctionRef;
@@ -38,6 +38,9 @@ pub(crate) struct ModuleInfo<'a> {
     /// `call_indirect` can reach.
     pub address_taken: BTreeSet<u32>,
     pub bodies: Vec<BodyInfo>,
+    /// The code of each body in `bodies`, in the same order, for rules that read one
+    /// function's instructions again (the v2 buffer functions).
+    pub code: Vec<FunctionBody<'a>>,
     /// Function names from the `name` section.
     pub names: BTreeMap<u32, String>,
     /// Contents of every `wasm_plugin_abi` custom section, with their file offsets.
@@ -178,6 +181,7 @@ impl<'a> ModuleInfo<'a> {
                     let defined = u32::try_from(info.bodies.len()).unwrap_or(u32::MAX);
                     let index = info.imported_functions.saturating_add(defined);
                     info.bodies.push(read_body(index, &body)?);
+                    info.code.push(body);
                 }
                 Payload::CustomSection(reader) => {
                     if reader.name() == crate::CUSTOM_SECTION {
@@ -222,6 +226,12 @@ impl<'a> ModuleInfo<'a> {
         self.sections.iter().find(|(_, range)| range.contains(&offset)).map(|(name, _)| *name)
     }
 
+    /// The code of the function with this index, if the module defines it.
+    pub(crate) fn code_of(&self, index: u32) -> Option<&FunctionBody<'a>> {
+        let defined = index.checked_sub(self.imported_functions)?;
+        self.code.get(usize::try_from(defined).ok()?)
+    }
+
     /// The function whose body contains this file offset, if any.
     pub(crate) fn body_at(&self, offset: usize) -> Option<&BodyInfo> {
         self.bodies.iter().find(|body| body.range.contains(&offset))
@@ -249,7 +259,7 @@ fn section_name(id: u8) -> &'static str {
     }
 }
 
-fn read_body(index: u32, body: &wasmparser::FunctionBody<'_>) -> Result<BodyInfo, BinaryReaderError> {
+fn read_body(index: u32, body: &FunctionBody<'_>) -> Result<BodyInfo, BinaryReaderError> {
     let mut info = BodyInfo {
         index,
         range: to_usize(body.range().start)..to_usize(body.range().end),

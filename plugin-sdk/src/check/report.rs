@@ -5,6 +5,7 @@ use std::fmt;
 
 use serde::{Serialize, Serializer, ser::SerializeStruct};
 
+use super::layout::{FunctionKind, V2Layout};
 use super::location::Location;
 use super::violation::AbiViolation;
 
@@ -25,13 +26,23 @@ pub struct AbiReport {
     /// Rules broken in a way the host tolerates ([`AbiViolation::is_warning`]): the plugin is
     /// compliant and runs regardless.
     pub warnings: Vec<Violation>,
+    /// Where a v2 plugin's buffers are and which functions it offers: `Some` exactly when the
+    /// plugin is checked as ABI v2 and is compliant, `None` for every v1 plugin and every
+    /// plugin with a violation.
+    pub v2: Option<V2Layout>,
 }
 
 impl AbiReport {
     /// The report on a file that is refused before its rules can be read (not a module, or a
     /// component): this one violation and nothing else.
     pub(crate) fn refused(violation: Violation) -> Self {
-        AbiReport { declared_abi_version: None, abi_version: None, violations: vec![violation], warnings: vec![] }
+        AbiReport {
+            declared_abi_version: None,
+            abi_version: None,
+            violations: vec![violation],
+            warnings: vec![],
+            v2: None,
+        }
     }
 
     /// Whether the plugin follows the ABI, i.e. there are no violations. Warnings do not count.
@@ -65,6 +76,19 @@ impl fmt::Display for AbiReport {
             1 => f.write_str(", 1 warning")?,
             n => write!(f, ", {n} warnings")?,
         }
+        if let Some(layout) = &self.v2 {
+            write!(f, "\n  input buffer: {}\n  output buffer: {}", layout.input, layout.output)?;
+            let names = |kind: FunctionKind| {
+                let names: Vec<&str> =
+                    layout.functions.iter().filter(|f| f.kind == kind).map(|f| f.name.as_str()).collect();
+                names.join(", ")
+            };
+            write!(f, "\n  functions: {}", names(FunctionKind::Call))?;
+            let streams = names(FunctionKind::Stream);
+            if !streams.is_empty() {
+                write!(f, "\n  streaming functions: {streams}")?;
+            }
+        }
         for violation in self.violations.iter().chain(&self.warnings) {
             for line in violation.to_string().lines() {
                 write!(f, "\n  {line}")?;
@@ -75,15 +99,22 @@ impl fmt::Display for AbiReport {
 }
 
 /// `{"abi_version": 1, "declared_abi_version": null, "compliant": true, "violations": [...],
-/// "warnings": [...]}`, each violation and warning as described on [`Violation`].
+/// "warnings": [...]}`, each violation and warning as described on [`Violation`]; a compliant
+/// v2 plugin's report also has `"v2": {"input": {"offset", "capacity"}, "output": {...},
+/// "functions": [{"name", "kind": "call" | "stream"}]}` (absent otherwise, so that v1 reports
+/// stay as they were).
 impl Serialize for AbiReport {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut report = serializer.serialize_struct("AbiReport", 5)?;
+        let mut report = serializer.serialize_struct("AbiReport", 6)?;
         report.serialize_field("abi_version", &self.abi_version)?;
         report.serialize_field("declared_abi_version", &self.declared_abi_version)?;
         report.serialize_field("compliant", &self.is_compliant())?;
         report.serialize_field("violations", &self.violations)?;
         report.serialize_field("warnings", &self.warnings)?;
+        match &self.v2 {
+            Some(layout) => report.serialize_field("v2", layout)?,
+            None => report.skip_field("v2")?,
+        }
         report.end()
     }
 }

@@ -19,7 +19,7 @@ use super::violation::AbiViolation;
 pub(crate) struct Findings(pub Vec<Violation>);
 
 impl Findings {
-    fn push(&mut self, kind: AbiViolation, location: Location) {
+    pub(crate) fn push(&mut self, kind: AbiViolation, location: Location) {
         self.0.push(Violation { kind, location });
     }
 }
@@ -29,7 +29,7 @@ const ENTRY_POINTS: [&str; 3] = ["init", "process", "cleanup"];
 
 /// The one export allowed besides the entry points: see
 /// [`AbiViolation::UnexpectedExport`].
-const MEMORY_EXPORT: &str = "memory";
+pub(crate) const MEMORY_EXPORT: &str = "memory";
 
 /// The ABI version a module declares, and the one it is checked (and run) as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,8 +64,11 @@ pub(crate) fn abi_version(module: &ModuleInfo<'_>, found: &mut Findings) -> AbiV
             return unknown;
         }
     };
-    if version != crate::ABI_VERSION {
-        found.push(AbiViolation::UnsupportedAbiVersion { found: version, supported: crate::ABI_VERSION }, location);
+    if !crate::SUPPORTED_ABI_VERSIONS.contains(&version) {
+        found.push(
+            AbiViolation::UnsupportedAbiVersion { found: version, supported: crate::SUPPORTED_ABI_VERSIONS.to_vec() },
+            location,
+        );
         return AbiVersion { declared: Some(version), checked_as: None };
     }
     AbiVersion { declared: Some(version), checked_as: Some(version) }
@@ -93,7 +96,7 @@ const LINKER_SYMBOLS: &[&str] = &[
 
 /// Which linker flag most likely produced the module's unexpected exports (see
 /// [`ExportCause`]).
-fn export_cause(module: &ModuleInfo<'_>) -> ExportCause {
+pub(crate) fn export_cause(module: &ModuleInfo<'_>) -> ExportCause {
     let exported = |kind: ExternalKind| module.exports.iter().filter(move |e| e.kind == kind).map(|e| e.name);
     if module.exports.iter().any(|export| LINKER_SYMBOLS.contains(&export.name)) {
         ExportCause::ExportAll
@@ -106,6 +109,7 @@ fn export_cause(module: &ModuleInfo<'_>) -> ExportCause {
     }
 }
 
+/// ABI v1's interface: exactly `init`, `process` and `cleanup`, and optionally `memory`.
 pub(crate) fn exports(module: &ModuleInfo<'_>, found: &mut Findings) {
     let cause = export_cause(module);
     let mut entry_points_seen = BTreeSet::new();
@@ -136,6 +140,7 @@ pub(crate) fn exports(module: &ModuleInfo<'_>, found: &mut Findings) {
                     name: export.name.to_owned(),
                     kind: ExternKind::from(export.kind),
                     cause,
+                    abi_version: 1,
                 },
                 location,
             );
@@ -190,7 +195,8 @@ pub(crate) fn limits(module: &ModuleInfo<'_>, limits: &AbiLimits, found: &mut Fi
     }
 }
 
-pub(crate) fn features(module: &ModuleInfo<'_>, wasm: &[u8], found: &mut Findings) {
+/// `abi_version` is the version the plugin is checked as, which the messages name.
+pub(crate) fn features(module: &ModuleInfo<'_>, wasm: &[u8], abi_version: u32, found: &mut Findings) {
     match features::unsupported(wasm) {
         Ok(used) => {
             for (feature, offset) in used {
@@ -201,7 +207,7 @@ pub(crate) fn features(module: &ModuleInfo<'_>, wasm: &[u8], found: &mut Finding
                 } else {
                     Location::Offset { offset }
                 };
-                found.push(AbiViolation::UnsupportedFeature { feature }, location);
+                found.push(AbiViolation::UnsupportedFeature { feature, abi_version }, location);
             }
         }
         Err(error) => found.push(

@@ -184,7 +184,7 @@ fn a_component_is_not_a_plugin() {
     let bytes = wasm("(component)");
     assert_eq!(
         violations(&bytes),
-        vec![(AbiViolation::UnsupportedFeature { feature: Feature::ComponentModel }, Location::Module)]
+        vec![(AbiViolation::UnsupportedFeature { feature: Feature::ComponentModel, abi_version: 1 }, Location::Module)]
     );
 }
 
@@ -261,13 +261,24 @@ fn conflicting_abi_versions() {
 
 #[test]
 fn unsupported_abi_version() {
-    let bytes = wasm(&format!(r#"(module (@custom "wasm_plugin_abi" "\02\00\00\00") {ENTRY_POINTS})"#));
+    let bytes = wasm(&format!(r#"(module (@custom "wasm_plugin_abi" "\03\00\00\00") {ENTRY_POINTS})"#));
     assert_eq!(
         violations(&bytes),
-        vec![(AbiViolation::UnsupportedAbiVersion { found: 2, supported: 1 }, abi_section_location(&bytes))]
+        vec![(AbiViolation::UnsupportedAbiVersion { found: 3, supported: vec![1, 2] }, abi_section_location(&bytes))]
     );
     // Declared, but not something the plugin can be checked or run as.
-    assert_eq!((check(&bytes).declared_abi_version, check(&bytes).abi_version), (Some(2), None));
+    assert_eq!((check(&bytes).declared_abi_version, check(&bytes).abi_version), (Some(3), None));
+    let message = check(&bytes).violations[0].message();
+    assert!(message.contains("v3, which this host does not support (it supports v1, v2)"), "{message}");
+}
+
+#[test]
+fn the_interface_of_an_unknown_version_is_not_checked() {
+    // Not v1's exports, not v2's: only the version violation, since the checker cannot know
+    // what a v3 plugin should export. The rules every version shares still apply.
+    let bytes = wasm(r#"(module (@custom "wasm_plugin_abi" "\03\00\00\00") (func (export "anything") (param f32)))"#);
+    let codes: Vec<_> = check(&bytes).violations.iter().map(|v| v.kind.code()).collect();
+    assert_eq!(codes, ["unsupported-abi-version", "float-type"]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -320,7 +331,8 @@ fn unexpected_exports() {
                 AbiViolation::UnexpectedExport {
                     name: "helper".into(),
                     kind: ExternKind::Func,
-                    cause: ExportCause::ExportAll
+                    cause: ExportCause::ExportAll,
+                    abi_version: 1,
                 },
                 Location::Export { name: "helper".into() }
             ),
@@ -329,6 +341,7 @@ fn unexpected_exports() {
                     name: "__heap_base".into(),
                     kind: ExternKind::Global,
                     cause: ExportCause::ExportAll,
+                    abi_version: 1,
                 },
                 Location::Export { name: "__heap_base".into() }
             ),
@@ -337,6 +350,7 @@ fn unexpected_exports() {
                     name: "__indirect_function_table".into(),
                     kind: ExternKind::Table,
                     cause: ExportCause::ExportAll,
+                    abi_version: 1,
                 },
                 Location::Export { name: "__indirect_function_table".into() }
             ),
@@ -387,6 +401,7 @@ fn memory_is_allowed_only_as_memory() {
                 name: "heap".into(),
                 kind: ExternKind::Memory,
                 cause: ExportCause::Unknown,
+                abi_version: 1,
             },
             Location::Export { name: "heap".into() }
         )]
@@ -409,6 +424,7 @@ fn an_entry_point_that_is_not_a_function_is_missing() {
                     name: "init".into(),
                     kind: ExternKind::Global,
                     cause: ExportCause::ExportDynamic,
+                    abi_version: 1,
                 },
                 Location::Export { name: "init".into() }
             ),
@@ -477,6 +493,7 @@ fn defined_allocators_are_found_by_name() {
                     name: "free".into(),
                     kind: ExternKind::Func,
                     cause: ExportCause::Unknown,
+                    abi_version: 1,
                 },
                 Location::Export { name: "free".into() }
             ),
@@ -614,7 +631,7 @@ fn feature_in_function_3(items: &str, feature: Feature, mnemonic: &str) {
         report.iter().filter(|(kind, _)| matches!(kind, AbiViolation::UnsupportedFeature { .. })).cloned().collect();
     assert_eq!(
         feature_violations,
-        vec![(AbiViolation::UnsupportedFeature { feature }, function(3, Some("f"), Some(offset)))],
+        vec![(AbiViolation::UnsupportedFeature { feature, abi_version: 1 }, function(3, Some("f"), Some(offset)))],
         "{items}"
     );
 }
@@ -651,7 +668,7 @@ fn exceptions_are_unsupported() {
     // The tag a `throw` needs is declared before any code, so that is where it is reported.
     let bytes = plugin(r#"(tag $oops) (func $f (throw $oops))"#);
     match violations(&bytes).as_slice() {
-        [(AbiViolation::UnsupportedFeature { feature: Feature::Exceptions }, Location::Section { name, .. })] => {
+        [(AbiViolation::UnsupportedFeature { feature: Feature::Exceptions, .. }, Location::Section { name, .. })] => {
             assert_eq!(name, "tag");
         }
         other => panic!("expected exception-handling in the tag section, got {other:?}"),
@@ -672,7 +689,7 @@ fn passive_data_is_unsupported_bulk_memory() {
     // memory.init needs a passive data segment, which needs the data count section.
     let bytes = plugin(r#"(data $d "abc") (func $f (memory.init $d (i32.const 0) (i32.const 0) (i32.const 3)))"#);
     match violations(&bytes).as_slice() {
-        [(AbiViolation::UnsupportedFeature { feature: Feature::BulkMemory }, Location::Section { name, .. })] => {
+        [(AbiViolation::UnsupportedFeature { feature: Feature::BulkMemory, .. }, Location::Section { name, .. })] => {
             assert_eq!(name, "data count");
         }
         other => panic!("expected bulk-memory in the data count section, got {other:?}"),
@@ -686,7 +703,7 @@ fn shared_memory_is_unsupported() {
         ENTRY_POINTS.replace(r#"(memory (export "memory") 2)"#, r#"(memory (export "memory") 2 2 shared)"#)
     ));
     match violations(&bytes).as_slice() {
-        [(AbiViolation::UnsupportedFeature { feature: Feature::Threads }, Location::Section { name, .. })] => {
+        [(AbiViolation::UnsupportedFeature { feature: Feature::Threads, .. }, Location::Section { name, .. })] => {
             assert_eq!(name, "memory");
         }
         other => panic!("expected threads, got {other:?}"),
@@ -700,7 +717,7 @@ fn memory64_is_unsupported() {
         ENTRY_POINTS.replace(r#"(memory (export "memory") 2)"#, r#"(memory (export "memory") i64 2)"#)
     ));
     match violations(&bytes).as_slice() {
-        [(AbiViolation::UnsupportedFeature { feature: Feature::Memory64 }, Location::Section { name, .. })] => {
+        [(AbiViolation::UnsupportedFeature { feature: Feature::Memory64, .. }, Location::Section { name, .. })] => {
             assert_eq!(name, "memory");
         }
         other => panic!("expected memory64, got {other:?}"),
@@ -711,7 +728,7 @@ fn memory64_is_unsupported() {
 fn second_memory_is_unsupported() {
     let bytes = plugin("(memory $scratch 1)");
     match violations(&bytes).as_slice() {
-        [(AbiViolation::UnsupportedFeature { feature: Feature::MultiMemory }, Location::Section { name, .. })] => {
+        [(AbiViolation::UnsupportedFeature { feature: Feature::MultiMemory, .. }, Location::Section { name, .. })] => {
             assert_eq!(name, "memory");
         }
         other => panic!("expected multi-memory, got {other:?}"),
@@ -724,7 +741,7 @@ fn externref_is_unsupported() {
     let features: Vec<_> = violations(&bytes)
         .into_iter()
         .filter_map(|(kind, _)| match kind {
-            AbiViolation::UnsupportedFeature { feature } => Some(feature),
+            AbiViolation::UnsupportedFeature { feature, .. } => Some(feature),
             _ => None,
         })
         .collect();
@@ -935,23 +952,53 @@ fn one_of_each_rule() -> Vec<AbiViolation> {
         Some(V::Malformed { .. }) => Some(V::MissingAbiVersion),
         Some(V::MissingAbiVersion) => Some(V::MalformedAbiSection { length: 3 }),
         Some(V::MalformedAbiSection { .. }) => Some(V::ConflictingAbiVersions { versions: vec![1, 2] }),
-        Some(V::ConflictingAbiVersions { .. }) => Some(V::UnsupportedAbiVersion { found: 2, supported: 1 }),
+        Some(V::ConflictingAbiVersions { .. }) => Some(V::UnsupportedAbiVersion { found: 3, supported: vec![1, 2] }),
         Some(V::UnsupportedAbiVersion { .. }) => Some(V::MissingExport { name: "cleanup".into() }),
         Some(V::MissingExport { .. }) => Some(V::WrongSignature {
             name: "process".into(),
             expected: Signature { params: vec![ValueType::I32], results: vec![ValueType::I32] },
             found: Signature { params: vec![ValueType::I64, ValueType::Ref("funcref".into())], results: vec![] },
         }),
-        Some(V::WrongSignature { .. }) => {
-            Some(V::UnexpectedExport { name: "helper".into(), kind: ExternKind::Func, cause: ExportCause::Unknown })
+        Some(V::WrongSignature { .. }) => Some(V::UnexpectedExport {
+            name: "helper".into(),
+            kind: ExternKind::Func,
+            cause: ExportCause::Unknown,
+            abi_version: 1,
+        }),
+        Some(V::UnexpectedExport { .. }) => Some(V::V1ExportInV2 { name: "process".into() }),
+        Some(V::V1ExportInV2 { .. }) => Some(V::InvalidFunctionName { name: "fn_Upper".into() }),
+        Some(V::InvalidFunctionName { .. }) => Some(V::MissingMemoryExport),
+        Some(V::MissingMemoryExport) => Some(V::MissingBufferExport { name: "plugin_output_capacity".into() }),
+        Some(V::MissingBufferExport { .. }) => Some(V::NoFunctions),
+        Some(V::NoFunctions) => Some(V::IncompleteStream {
+            name: "sum".into(),
+            missing: vec!["stream_sum_feed".into(), "stream_sum_end".into()],
+        }),
+        Some(V::IncompleteStream { .. }) => Some(V::DuplicateFunctionName { name: "sha256".into() }),
+        Some(V::DuplicateFunctionName { .. }) => {
+            Some(V::BufferNotConstant { name: "plugin_input_capacity".into(), op: "global.get".into() })
         }
-        Some(V::UnexpectedExport { .. }) => Some(V::Import { module: "env".into(), name: "log".into() }),
+        Some(V::BufferNotConstant { .. }) => Some(V::EmptyBuffer { buffer: BufferKind::Output }),
+        Some(V::EmptyBuffer { .. }) => {
+            Some(V::BufferCapacityTooLarge { buffer: BufferKind::Input, capacity: 2 << 20, limit: 1 << 20 })
+        }
+        Some(V::BufferCapacityTooLarge { .. }) => Some(V::BufferOutsideMemory {
+            buffer: BufferKind::Input,
+            offset: 0x400,
+            capacity: 0x20000,
+            memory_bytes: 0x20000,
+        }),
+        Some(V::BufferOutsideMemory { .. }) => Some(V::BuffersOverlap {
+            input: Buffer { offset: 0x400, capacity: 0x1000 },
+            output: Buffer { offset: 0x1000, capacity: 0x1000 },
+        }),
+        Some(V::BuffersOverlap { .. }) => Some(V::Import { module: "env".into(), name: "log".into() }),
         Some(V::Import { .. }) => Some(V::DynamicAllocation { symbol: "malloc".into() }),
         Some(V::DynamicAllocation { .. }) => Some(V::MemoryGrow),
         Some(V::MemoryGrow) => Some(V::FloatType { ty: ValueType::F32, usage: FloatUsage::Local }),
         Some(V::FloatType { .. }) => Some(V::FloatInstruction { op: "f64.mul".into() }),
         Some(V::FloatInstruction { .. }) => Some(V::StartFunction),
-        Some(V::StartFunction) => Some(V::UnsupportedFeature { feature: Feature::Simd }),
+        Some(V::StartFunction) => Some(V::UnsupportedFeature { feature: Feature::Simd, abi_version: 1 }),
         Some(V::UnsupportedFeature { .. }) => Some(V::InitialMemoryTooLarge { pages: 17, limit: 16 }),
         Some(V::InitialMemoryTooLarge { .. }) => Some(V::TableTooLarge { entries: 5000, limit: 4096 }),
         Some(V::TableTooLarge { .. }) => Some(V::TooManyFunctions { count: 5000, limit: 4096 }),
@@ -998,6 +1045,21 @@ fn every_message() -> Vec<Violation> {
         }
         AbiViolation::Import { module, name } => Location::Import { module: module.clone(), name: name.clone() },
         AbiViolation::InitialMemoryTooLarge { .. } => Location::Memory { index: 0 },
+        AbiViolation::MissingMemoryExport
+        | AbiViolation::MissingBufferExport { .. }
+        | AbiViolation::NoFunctions
+        | AbiViolation::BuffersOverlap { .. } => Location::Module,
+        AbiViolation::V1ExportInV2 { name }
+        | AbiViolation::InvalidFunctionName { name }
+        | AbiViolation::DuplicateFunctionName { name } => Location::Export { name: name.clone() },
+        AbiViolation::IncompleteStream { name, .. } => Location::Export { name: format!("stream_{name}_begin") },
+        AbiViolation::EmptyBuffer { buffer } | AbiViolation::BufferCapacityTooLarge { buffer, .. } => {
+            Location::Export { name: buffer.capacity_export().into() }
+        }
+        AbiViolation::BufferOutsideMemory { buffer, .. } => Location::Export { name: buffer.ptr_export().into() },
+        AbiViolation::BufferNotConstant { name, .. } => {
+            Location::Function { index: 4, name: Some(name.clone()), offset: Some(0x52) }
+        }
         AbiViolation::TableTooLarge { .. } => Location::Table { index: 0 },
         AbiViolation::StartFunction | AbiViolation::DynamicAllocation { .. } => at_function(None),
         _ => at_function(Some(0x40)),
@@ -1005,7 +1067,7 @@ fn every_message() -> Vec<Violation> {
     let mut all: Vec<Violation> =
         one_of_each_rule().into_iter().map(|kind| Violation { location: typical(&kind), kind }).collect();
     let export = |name: &str, kind, cause| Violation {
-        kind: AbiViolation::UnexpectedExport { name: name.into(), kind, cause },
+        kind: AbiViolation::UnexpectedExport { name: name.into(), kind, cause, abi_version: 1 },
         location: Location::Export { name: name.into() },
     };
     all.extend([
@@ -1015,6 +1077,33 @@ fn every_message() -> Vec<Violation> {
         export("__indirect_function_table", ExternKind::Table, ExportCause::Unknown),
         export("tag", ExternKind::Tag, ExportCause::Unknown),
     ]);
+    // ABI v2 names other exports, and with them the advice.
+    let v2_export = |name: &str, kind, cause| Violation {
+        kind: AbiViolation::UnexpectedExport { name: name.into(), kind, cause, abi_version: 2 },
+        location: Location::Export { name: name.into() },
+    };
+    all.extend([
+        v2_export("helper", ExternKind::Func, ExportCause::Unknown),
+        v2_export("__data_end", ExternKind::Global, ExportCause::ExportAll),
+        v2_export("counter", ExternKind::Global, ExportCause::ExportDynamic),
+    ]);
+    let signature = |name: &str, expected: Signature| Violation {
+        kind: AbiViolation::WrongSignature {
+            name: name.into(),
+            expected,
+            found: Signature { params: vec![ValueType::I64], results: vec![ValueType::I64] },
+        },
+        location: Location::Export { name: name.into() },
+    };
+    all.extend([
+        signature("fn_upper", Signature::unary()),
+        signature("stream_sum_feed", Signature::unary()),
+        signature("plugin_input_ptr", Signature::nullary()),
+    ]);
+    all.push(Violation {
+        kind: AbiViolation::UnsupportedFeature { feature: Feature::Simd, abi_version: 2 },
+        location: at_function(Some(0x40)),
+    });
     let missing = |name: &str| AbiViolation::MissingExport { name: name.into() };
     all.extend(
         [missing("init"), missing("process"), missing("main")]
@@ -1036,7 +1125,7 @@ fn every_message() -> Vec<Violation> {
         float(FloatUsage::TypeDefinition, Location::Type { index: 7 }),
     ]);
     all.extend(Feature::ALL.into_iter().map(|feature| Violation {
-        kind: AbiViolation::UnsupportedFeature { feature },
+        kind: AbiViolation::UnsupportedFeature { feature, abi_version: 1 },
         location: Location::Section { name: "memory".into(), offset: 0x33 },
     }));
     all.push(Violation {

@@ -8,13 +8,14 @@ use serde::Serialize;
 
 use super::details::{ExportCause, ExternKind, FloatUsage, Signature, ValueType};
 use super::features::Feature;
+use super::layout::{Buffer, BufferKind};
 use super::location::{FunctionRef, Location};
 
 /// Declares [`AbiViolation`] from the table below, one row per rule:
 ///
 /// ```text
 /// /// Documentation of the rule.
-/// Variant { /// Documentation of the field.
+/// Variant { /// Documentation of the field (and any other attribute, such as a serde one).
 ///           field: Type, ... }          (or no braces for a rule without details)
 /// => error "code",                      (or `warning "code"`)
 /// message |at, offset, location| <String: what is wrong, and where>,
@@ -37,7 +38,7 @@ macro_rules! abi_rules {
         pub enum AbiViolation {$(
             $(#[doc = $doc:literal])*
             $rule:ident $({$(
-                $(#[doc = $field_doc:literal])*
+                $(#[$field_meta:meta])*
                 $field:ident: $type:ty
             ),* $(,)?})?
             => $severity:ident $code:literal,
@@ -51,7 +52,7 @@ macro_rules! abi_rules {
         pub enum AbiViolation {$(
             $(#[doc = $doc])*
             #[serde(rename = $code)]
-            $rule $({$($(#[doc = $field_doc])* $field: $type,)*})?,
+            $rule $({$($(#[$field_meta])* $field: $type,)*})?,
         )*}
 
         impl AbiViolation {
@@ -165,16 +166,22 @@ abi_rules! {
         message |_, _, _| format!("the plugin declares several ABI versions: {}", list(versions)),
         help "rebuild every source file against the same wasm_plugin.h";
 
-        /// The plugin was built for an ABI version this checker does not implement.
+        /// The plugin was built for an ABI version this checker does not implement. Its exports
+        /// are then not checked at all: the checker does not guess at a contract it does not
+        /// know.
         UnsupportedAbiVersion {
             /// The version the plugin declares.
             found: u32,
-            /// The version this crate implements ([`crate::ABI_VERSION`]).
-            supported: u32,
+            /// The versions this crate implements ([`crate::SUPPORTED_ABI_VERSIONS`]).
+            supported: Vec<u32>,
         }
         => error "unsupported-abi-version",
-        message |_, _, _| format!("the plugin was built for plugin ABI v{found}, but v{supported} is required"),
-        help "rebuild the plugin against the wasm_plugin.h that ships with this host";
+        message |_, _, _| format!(
+            "the plugin was built for plugin ABI v{found}, which this host does not support (it supports {})",
+            list(supported)
+        ),
+        help "rebuild the plugin against the headers that ship with this host: wasm_plugin.h for ABI v1, \
+              wasm_plugin_v2.h for ABI v2";
 
         /// One of `init`, `process` and `cleanup` is not exported as a function.
         MissingExport {
@@ -198,7 +205,10 @@ abi_rules! {
         message |_, _, _| format!("`{name}` is exported with the signature {found}, but the ABI requires {expected}"),
         help define_entry_point(name);
 
-        /// An export other than the three entry points and the allowed `memory`.
+        /// An export other than the three entry points and the allowed `memory` (in ABI v2:
+        /// other than `memory`, `init`, `cleanup`, the four buffer functions, `fn_*` and
+        /// `stream_*`; a v2 export that starts with `fn_` or `stream_` but is malformed is an
+        /// [`AbiViolation::InvalidFunctionName`] instead).
         ///
         /// Allowed besides the entry points: one linear memory exported as `memory`. wasm-ld
         /// exports the memory under that name by default, and it is harmless: the host may read
@@ -216,10 +226,15 @@ abi_rules! {
             kind: ExternKind,
             /// What most likely produced the export, judged from the module's whole export list.
             cause: ExportCause,
+            /// The version the plugin is checked as, which decides which exports the help lists.
+            /// Not serialized: the report says the version once.
+            #[serde(skip_serializing)]
+            abi_version: u32,
         }
         => error "unexpected-export",
         message |_, _, _| format!("the plugin exports the {kind} `{name}`, which is not part of the plugin ABI"),
         help match (cause, kind) {
+            _ if *abi_version == 2 => unexpected_v2_export(name, *kind, *cause),
             (ExportCause::ExportAll, _) => "drop `-Wl,--export-all`: it exports every function and every linker \
                  symbol; export only the three entry points, with \
                  `-Wl,--export=init -Wl,--export=process -Wl,--export=cleanup` or export_name attributes"
@@ -242,6 +257,171 @@ abi_rules! {
             }
             (ExportCause::Unknown, _) => format!("drop `-Wl,--export={name}`"),
         };
+
+        /// A plugin that declares ABI v2 exports `process`, the v1 entry point. v2 offers its work
+        /// as `fn_<name>` functions, and a module that has both would be a v1 plugin under the
+        /// wrong marker or a v2 plugin with a leftover: either way the host could not tell which
+        /// contract the author meant.
+        V1ExportInV2 {
+            /// The v1 export (`process`).
+            name: String,
+        }
+        => error "v1-export-in-v2",
+        message |_, _, _| format!("the plugin declares ABI v2 but exports `{name}`, the ABI v1 entry point"),
+        help format!(
+            "a v2 plugin offers its work as `fn_<name>(int input_len)` functions (PLUGIN_FUNCTION(name) from \
+             wasm_plugin_v2.h): drop or rename `{name}`, or include wasm_plugin.h instead of wasm_plugin_v2.h to \
+             build a v1 plugin"
+        );
+
+        /// An ABI v2 export that starts with `fn_` or `stream_` but is not `fn_<name>` or
+        /// `stream_<name>_begin`, `_feed` or `_end` with a `<name>` matching
+        /// `[a-z][a-z0-9_]{0,31}` ([`is_valid_function_name`](crate::is_valid_function_name)).
+        InvalidFunctionName {
+            /// The export's name.
+            name: String,
+        }
+        => error "invalid-function-name",
+        message |_, _, _| format!(
+            "the plugin exports `{name}`, which is neither `fn_<name>` nor `stream_<name>_begin`, `_feed` or `_end` \
+             with a <name> of 1 to 32 lowercase letters, digits and `_` starting with a letter"
+        ),
+        help "name each function like `word_count` or `sha256` and export it with PLUGIN_FUNCTION(name) or \
+              PLUGIN_STREAM(name, begin, feed, end) from wasm_plugin_v2.h: names appear in URLs and JSON as they are";
+
+        /// An ABI v2 plugin does not export its linear memory as `memory`: the host writes inputs
+        /// into it and reads outputs from it. (A v1 plugin may leave it unexported.)
+        MissingMemoryExport
+        => error "missing-memory-export",
+        message |_, _, _| "the plugin does not export a linear memory named `memory`, which ABI v2 requires".to_owned(),
+        help "define the memory in the module and export it as `memory`, which wasm-ld does by default: do not link \
+              with -Wl,--import-memory, and do not rename it with -Wl,--export-memory=<name>";
+
+        /// One of the four ABI v2 buffer functions, `plugin_input_ptr`, `plugin_input_capacity`,
+        /// `plugin_output_ptr` and `plugin_output_capacity` (each `[] -> [i32]`), is not exported.
+        MissingBufferExport {
+            /// The missing buffer function.
+            name: String,
+        }
+        => error "missing-buffer-export",
+        message |_, _, _| format!("the plugin does not export the buffer function `{name}`"),
+        help "declare both buffers once with PLUGIN_BUFFERS(input_capacity, output_capacity) from wasm_plugin_v2.h, \
+              which defines all four buffer functions";
+
+        /// An ABI v2 plugin exports no `fn_<name>` function, so a host has nothing to call:
+        /// every v2 plugin offers at least one (streams are optional, on top).
+        NoFunctions
+        => error "no-functions",
+        message |_, _, _| "the plugin exports no `fn_<name>` function, so the host has nothing to call".to_owned(),
+        help "define at least one function with PLUGIN_FUNCTION(name) from wasm_plugin_v2.h";
+
+        /// An ABI v2 streaming function lacks one or two of `stream_<name>_begin`,
+        /// `stream_<name>_feed` and `stream_<name>_end`: a stream is all three or none.
+        IncompleteStream {
+            /// The stream's name.
+            name: String,
+            /// The missing exports, in the order the host would call them.
+            missing: Vec<String>,
+        }
+        => error "incomplete-stream",
+        message |_, _, _| format!(
+            "the streaming function `{name}` lacks {}: a stream needs begin, feed and end",
+            missing.iter().map(|export| format!("`{export}`")).collect::<Vec<_>>().join(" and ")
+        ),
+        help "define all three at once with PLUGIN_STREAM(name, begin, feed, end) from wasm_plugin_v2.h";
+
+        /// An ABI v2 name is both a function (`fn_<name>`) and a stream (`stream_<name>_*`). A
+        /// client calls a function by name, so each name means one function.
+        DuplicateFunctionName {
+            /// The name used twice.
+            name: String,
+        }
+        => error "duplicate-function-name",
+        message |_, _, _| format!(
+            "`{name}` is both a function (`fn_{name}`) and a streaming function (`stream_{name}_*`)"
+        ),
+        help "give the one-shot function and the stream different names, such as `sha256` and `sha256sum`";
+
+        /// An ABI v2 buffer function does not return a constant the checker can read without
+        /// running it: its body must be a straight line of `i32.const`, locals, `i32.add`,
+        /// `i32.sub` and `return`, which is what clang emits for `return (int)buf;` and
+        /// `return sizeof buf;` at every optimisation level. Anything else (a global, a load, a
+        /// call, a branch) could move a buffer at run time, so it is refused: the host knows
+        /// both buffers before the plugin runs, and checks them once.
+        BufferNotConstant {
+            /// The buffer function.
+            name: String,
+            /// The first instruction the checker could not follow, in WebAssembly text syntax.
+            op: String,
+        }
+        => error "buffer-not-constant",
+        message |at, offset, _| format!(
+            "{at} does not return a constant: the checker cannot follow `{op}`{offset}"
+        ),
+        help "return the address or the size of a static array and nothing else (`return (int)buf;`, \
+              `return sizeof buf;`), as PLUGIN_BUFFERS from wasm_plugin_v2.h does: the host must know where both \
+              buffers are before the plugin runs";
+
+        /// An ABI v2 buffer has a capacity of 0 bytes (or its capacity function returns a
+        /// negative number, which reads as a size of more than 2 GiB and is reported as too
+        /// large instead).
+        EmptyBuffer {
+            /// Which buffer.
+            buffer: BufferKind,
+        }
+        => error "empty-buffer",
+        message |_, _, _| format!("the {buffer} buffer has a capacity of 0 bytes"),
+        help "give both buffers at least one byte: PLUGIN_BUFFERS(input_capacity, output_capacity)";
+
+        /// An ABI v2 buffer is larger than [`AbiLimits::max_buffer_capacity`](super::AbiLimits).
+        BufferCapacityTooLarge {
+            /// Which buffer.
+            buffer: BufferKind,
+            /// Its capacity in bytes (a negative `i32` read as unsigned).
+            capacity: u32,
+            /// The limit in force.
+            limit: u32,
+        }
+        => error "buffer-capacity-too-large",
+        message |_, _, _| format!("the {buffer} buffer holds {capacity} bytes; the limit is {limit} bytes"),
+        help "make the buffer smaller (a streaming function takes inputs of any size through a small buffer), or \
+              ask the host operator to raise the limit";
+
+        /// An ABI v2 buffer does not lie inside the module's initial linear memory, the memory
+        /// every instance starts with and, without `memory.grow`, keeps. Checked in 64-bit
+        /// arithmetic, so an address near 4 GiB cannot wrap around.
+        BufferOutsideMemory {
+            /// Which buffer.
+            buffer: BufferKind,
+            /// Its address.
+            offset: u32,
+            /// Its capacity in bytes.
+            capacity: u32,
+            /// The size of the initial linear memory in bytes (0 without a memory).
+            memory_bytes: u64,
+        }
+        => error "buffer-outside-memory",
+        message |_, _, _| format!(
+            "the {buffer} buffer ({}) ends at {:#x}, past the end of linear memory ({memory_bytes:#x} bytes)",
+            Buffer { offset: *offset, capacity: *capacity },
+            Buffer { offset: *offset, capacity: *capacity }.end()
+        ),
+        help "return the address and the size of the same static array from a buffer's two functions, as \
+              PLUGIN_BUFFERS from wasm_plugin_v2.h does: memory holds exactly what the module declares, and a v2 \
+              plugin cannot grow it";
+
+        /// The ABI v2 input and output buffers share bytes. The host writes the input before a
+        /// call and reads the output after it; a plugin writing its output while still reading
+        /// its input would overwrite it.
+        BuffersOverlap {
+            /// The input buffer.
+            input: Buffer,
+            /// The output buffer.
+            output: Buffer,
+        }
+        => error "buffers-overlap",
+        message |_, _, _| format!("the input buffer ({input}) and the output buffer ({output}) overlap"),
+        help "use two separate static arrays for input and output, as PLUGIN_BUFFERS from wasm_plugin_v2.h does";
 
         /// The plugin imports something. Plugins get no host functions, no WASI and no imported
         /// memory or table: everything a plugin runs must be inside the plugin, so the host can
@@ -345,11 +525,14 @@ abi_rules! {
         UnsupportedFeature {
             /// The feature.
             feature: Feature,
+            /// The version the plugin is checked as (every supported version allows the same
+            /// features). Not serialized: the report says the version once.
+            #[serde(skip_serializing)]
+            abi_version: u32,
         }
         => error "unsupported-feature",
         message |at, offset, _| format!(
-            "{at} uses the WebAssembly feature `{feature}`{offset}, which plugin ABI v{} does not allow",
-            crate::ABI_VERSION
+            "{at} uses the WebAssembly feature `{feature}`{offset}, which plugin ABI v{abi_version} does not allow"
         ),
         help feature.help();
 
@@ -440,9 +623,50 @@ const INTEGER_ONLY: &str =
 
 /// How to export the entry point `name` correctly, for a missing or mistyped one.
 fn define_entry_point(name: &str) -> String {
+    if let Some(function) = name.strip_prefix("fn_") {
+        return format!("define `int {name}(int input_len)` with PLUGIN_FUNCTION({function}) from wasm_plugin_v2.h");
+    }
+    if let Some(stream) = name.strip_prefix("stream_") {
+        let stream = ["_begin", "_feed", "_end"].iter().find_map(|part| stream.strip_suffix(part)).unwrap_or(stream);
+        return format!(
+            "define the stream with PLUGIN_STREAM({stream}, begin, feed, end) from wasm_plugin_v2.h: \
+             `int begin(void)`, `int feed(int input_len)`, `int end(void)`"
+        );
+    }
+    if name.starts_with("plugin_") {
+        return "declare the buffers with PLUGIN_BUFFERS(input_capacity, output_capacity) from wasm_plugin_v2.h, \
+                which defines the four buffer functions as `int (void)`"
+            .into();
+    }
     match entry_point(name) {
         Some(prototype) => format!("define `{prototype}` with PLUGIN_EXPORT({name}) from wasm_plugin.h"),
         None => "export only `init`, `process` and `cleanup`".into(),
+    }
+}
+
+/// How to get rid of an export a v2 plugin should not have.
+fn unexpected_v2_export(name: &str, kind: ExternKind, cause: ExportCause) -> String {
+    const ALLOWED: &str = "a v2 plugin exports only `memory`, `init`, `cleanup`, the four buffer functions, \
+                           `fn_<name>` functions and `stream_<name>_*` trios";
+    match (cause, kind) {
+        (ExportCause::ExportAll, _) => {
+            format!("drop `-Wl,--export-all`: it exports every function and every linker symbol; {ALLOWED}")
+        }
+        (ExportCause::ExportDynamic, _) => format!(
+            "drop `-Wl,--export-dynamic`: with default symbol visibility it exports every non-static function and \
+             variable; {ALLOWED}; or declare `{name}` static"
+        ),
+        (ExportCause::Unknown, ExternKind::Func) => format!(
+            "{ALLOWED}: drop `-Wl,--export={name}` or the export_name/PLUGIN_EXPORT attribute on `{name}`; if you \
+             link with `-Wl,--export-dynamic`, declare `{name}` static"
+        ),
+        (ExportCause::Unknown, ExternKind::Memory) => {
+            "export the linear memory only as `memory` (wasm-ld's default)".into()
+        }
+        (ExportCause::Unknown, ExternKind::Table) => {
+            format!("drop `-Wl,--export-table` (or `-Wl,--export={name}`): the table stays internal by default")
+        }
+        (ExportCause::Unknown, _) => format!("drop `-Wl,--export={name}`"),
     }
 }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use anyhow::{bail, ensure};
-use plugin_sdk::AbiReport;
+use plugin_sdk::{AbiReport, FunctionKind};
 
 use super::discovery::Kind;
 
@@ -40,6 +40,17 @@ pub(super) fn verify(kind: Kind, expect_violation: Option<&str>, report: &AbiRep
 pub(super) fn verdict(report: &AbiReport) -> String {
     if let Some(violation) = report.violations.first() {
         return format!("rejected as expected: {}", violation.kind.code());
+    }
+    if let Some(layout) = &report.v2 {
+        let functions: Vec<String> = layout
+            .functions
+            .iter()
+            .map(|f| match f.kind {
+                FunctionKind::Call => f.name.clone(),
+                FunctionKind::Stream => format!("{} (stream)", f.name),
+            })
+            .collect();
+        return format!("ok (ABI v2: {})", functions.join(", "));
     }
     let version = match (report.declared_abi_version, report.abi_version) {
         (Some(declared), _) => format!("ABI v{declared}"),

@@ -76,6 +76,8 @@ mod compiling;
 mod directives;
 mod discovery;
 mod expectations;
+#[cfg(test)]
+mod native;
 mod output;
 
 use std::{
@@ -208,12 +210,36 @@ mod tests {
         let harness = Harness::new();
         let examples: Vec<_> = harness.plugins().into_iter().filter(|p| p.kind == Kind::Example).collect();
         let names: Vec<_> = examples.iter().map(|p| p.name.as_str()).collect();
-        assert_eq!(names, ["abi", "checksum", "hello", "primes", "simple"]);
+        assert_eq!(names, ["abi", "checksum", "csvsum", "hello", "primes", "redact", "sha256", "simple", "text"]);
+        let mut v2 = String::new();
         for plugin in &examples {
             let built = harness.build(plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
             assert!(built.report.is_compliant(), "{}:\n{}", plugin.name, built.report);
             assert_eq!(built.output, harness.out.path().join(format!("{}.wasm", plugin.name)));
+            if built.report.v2.is_some() {
+                writeln!(v2, "{}", built.report.render(&plugin.name)).unwrap();
+            }
         }
+        // What the host's tests and clients will rely on: each v2 example's buffers and functions.
+        insta::assert_snapshot!("v2_examples", v2);
+    }
+
+    #[test]
+    fn every_v2_example_passes_its_native_test() {
+        let harness = Harness::new();
+        let mut tested = Vec::new();
+        for plugin in harness.plugins().into_iter().filter(|p| p.kind == Kind::Example) {
+            let built = harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
+            if built.report.v2.is_none() {
+                continue;
+            }
+            let test = native::test_source(&plugin)
+                .unwrap_or_else(|| panic!("{}: a v2 example needs a native test of its logic", plugin.name));
+            let scratch = tempfile::tempdir().unwrap();
+            native::run(&test, &harness.layout, scratch.path()).unwrap_or_else(|err| panic!("{err:#}"));
+            tested.push(plugin.name);
+        }
+        assert_eq!(tested, ["csvsum", "redact", "sha256", "text"]);
     }
 
     #[test]
