@@ -87,6 +87,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(3..))]
     pub abi_max_functions: u32,
 
+    /// ABI check (v2 plugins): largest input or output buffer a plugin may declare, in bytes.
+    #[arg(long, env = "ABI_MAX_BUFFER_BYTES", default_value_t = AbiLimits::default().max_buffer_capacity,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub abi_max_buffer_bytes: u32,
+
     /// Plugin calls allowed at once; further requests get 503 with Retry-After.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
@@ -176,6 +181,7 @@ impl Config {
                     max_initial_memory_pages: self.abi_max_initial_memory_pages,
                     max_table_entries: self.abi_max_table_entries,
                     max_function_count: self.abi_max_functions,
+                    max_buffer_capacity: self.abi_max_buffer_bytes,
                 },
             },
             aot_cache_dir: self.aot_cache_dir.clone(),

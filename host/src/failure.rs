@@ -102,6 +102,8 @@ failure_kinds! {
     /// The plugin file is over the size limit.
     PluginTooLarge => INTERNAL_SERVER_ERROR "plugin_too_large", transient: false, plugin_found: true,
         client_sees: Details;
+    /// The call is for another ABI version than the plugin's (an integer call on a v2 plugin).
+    WrongAbiVersion => BAD_REQUEST "wrong_abi_version", transient: false, plugin_found: true, client_sees: Details;
     /// The plugin breaks the ABI.
     AbiViolation => INTERNAL_SERVER_ERROR "abi_violation", transient: false, plugin_found: true, client_sees: Details;
     /// WebAssembly validation refused the module.

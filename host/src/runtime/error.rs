@@ -148,6 +148,12 @@ pub enum RuntimeError {
     CleanupAlsoFailed { failure: Box<RuntimeError>, cleanup: Box<RuntimeError> },
     #[error("WasmEdge failed: {0}")]
     Engine(String),
+    /// An integer call (`init`, `process`, `cleanup`) on a plugin of another ABI version.
+    #[error(
+        "this plugin follows ABI v{version} (byte functions called by name), and this host calls only ABI v1 \
+         plugins (`POST /run` with an integer input) so far"
+    )]
+    WrongAbiVersion { version: u32 },
 }
 
 fn first_violation(report: &plugin_sdk::AbiReport) -> String {
@@ -177,6 +183,7 @@ impl RuntimeError {
             RuntimeError::AbiViolation(_) => FailureKind::AbiViolation,
             RuntimeError::InvalidModule(_) => FailureKind::InvalidModule,
             RuntimeError::MemoryLimit { .. } => FailureKind::MemoryLimit,
+            RuntimeError::WrongAbiVersion { .. } => FailureKind::WrongAbiVersion,
             RuntimeError::Instantiation(_)
             | RuntimeError::Compilation(_)
             | RuntimeError::Engine(_)

@@ -76,6 +76,11 @@ impl CompiledPlugin {
     /// An instance ready for a whole lifecycle: a recycled one when one is idle (put back
     /// into exactly its freshly instantiated state), else a new one.
     pub fn checkout(&self) -> Result<PluginInstance, RuntimeError> {
+        // The integer lifecycle (init, process, cleanup) is ABI v1's; a v2 plugin has no
+        // `process` and is called by function name with bytes.
+        if let Some(version) = self.abi_version().filter(|&v| v != 1) {
+            return Err(RuntimeError::WrongAbiVersion { version });
+        }
         let recycled = self.reuse.as_ref().and_then(|reuse| reuse.idle.lock().pop());
         match recycled {
             Some(mut instance) => {

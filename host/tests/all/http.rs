@@ -396,3 +396,16 @@ async fn oversized_plugins_are_listed_with_the_reason() {
     let (status, body) = server.run("big", 1).await;
     assert_eq!((status, body["error"]["code"].as_str()), (500, Some("plugin_too_large")), "{body}");
 }
+
+/// An ABI v2 plugin (bytes in and out, functions by name) cannot be called with an integer:
+/// the answer says so, instead of a missing `process` looking like a broken module.
+#[tokio::test]
+async fn an_integer_call_on_a_v2_plugin_says_what_the_plugin_is() {
+    let (server, _dir) = server_with(&["text"]).await;
+    let (status, body) = server.run("text", 1).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (400, Some("wrong_abi_version")), "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("ABI v2"), "{body}");
+    let listed: serde_json::Value =
+        server.client.get(server.url("/plugins/text")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((&listed["abi"]["version"], &listed["abi"]["compliant"]), (&json!(2), &json!(true)), "{listed}");
+}
