@@ -109,6 +109,19 @@ pub fn check(wasm: &[u8]) -> AbiReport {
     check_with(wasm, &AbiLimits::default())
 }
 
+/// The parser's message, except where it quotes the file's own first bytes (a file that is not
+/// WebAssembly at all: a text file, a secret copied by mistake): reports travel to HTTP clients
+/// and logs, and must not carry the content of whatever was put where a plugin belongs.
+fn without_file_bytes(message: &str) -> String {
+    if message.contains("magic") {
+        "the file does not start with the WebAssembly magic number (\\0asm)".to_owned()
+    } else if message.contains("version") && (message.contains("0x") || message.contains("actual")) {
+        "the file is not a WebAssembly binary of a version this checker reads (version 1)".to_owned()
+    } else {
+        message.to_owned()
+    }
+}
+
 /// Checks `wasm` against the ABI with the given limits and reports every violation.
 ///
 /// Never panics and never fails: bytes that are not a valid WebAssembly module give a report
@@ -116,7 +129,7 @@ pub fn check(wasm: &[u8]) -> AbiReport {
 pub fn check_with(wasm: &[u8], limits: &AbiLimits) -> AbiReport {
     let malformed = |error: wasmparser::BinaryReaderError| {
         AbiReport::refused(Violation {
-            kind: AbiViolation::Malformed { message: error.message().to_owned() },
+            kind: AbiViolation::Malformed { message: without_file_bytes(error.message()) },
             location: Location::Offset { offset: module::to_usize(error.offset()) },
         })
     };

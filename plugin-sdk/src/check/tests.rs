@@ -136,6 +136,19 @@ fn garbage_is_one_malformed_violation() {
 }
 
 #[test]
+fn a_file_that_is_not_wasm_is_not_quoted_back() {
+    // Reports reach HTTP clients and logs: the file's own bytes must not.
+    for contents in [&b"SECRET-TOKEN-12345"[..], b"\0asm\x53\x45\x43\x52 and more"] {
+        let report = check(contents);
+        let text = format!("{report} {}", serde_json::to_string(&report).unwrap());
+        assert_eq!(report.violations[0].kind.code(), "malformed");
+        for leak in ["0x53", "0x45", "SECR", "[83", "83,"] {
+            assert!(!text.contains(leak), "{leak:?} leaked: {text}");
+        }
+    }
+}
+
+#[test]
 fn empty_input_is_malformed() {
     let report = check(b"");
     assert!(matches!(report.violations.as_slice(), [Violation { kind: AbiViolation::Malformed { .. }, .. }]));

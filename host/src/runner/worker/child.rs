@@ -54,8 +54,11 @@ fn serve(mut input: impl io::Read, mut output: impl io::Write) -> anyhow::Result
     loop {
         let (request, blob) = match read_frame::<Request>(&mut input) {
             Ok(frame) => frame,
-            // The server closed the socket: it is shutting down or replacing this worker.
-            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(()),
+            // The server closed the socket (or died, resetting it): it is shutting down or
+            // replacing this worker. Nothing to report.
+            Err(e) if matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset) => {
+                return Ok(());
+            }
             Err(e) => return Err(e).context("reading a request"),
         };
         let (content_hash, argument) = match request {

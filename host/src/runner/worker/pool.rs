@@ -105,7 +105,7 @@ impl Pool {
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| WorkerFailure::Spawn(format!("{}: {e}", self.settings.executable.display())))?;
-        let mut worker = Worker { child, socket, known: HashSet::new(), loads: 0 };
+        let mut worker = Worker { child, socket, known: HashSet::new(), loads: 0, loads_checked: 0 };
         let hello = Request::Hello {
             version: PROTOCOL_VERSION,
             runtime: self.runtime.clone(),
@@ -146,7 +146,7 @@ impl PooledWorker<'_> {
     /// it is due for replacement (see [`Worker::worn_out`]), in which case it is stopped now,
     /// idle, between calls, and the next checkout starts a fresh one.
     pub fn release(mut self) {
-        if let Some(worker) = self.worker.take() {
+        if let Some(mut worker) = self.worker.take() {
             if worker.worn_out(&self.pool.settings) {
                 tracing::info!(loads = worker.loads, "recycling a worker process");
                 self.pool.discard(worker);
@@ -187,6 +187,9 @@ pub(super) struct Worker {
     known: HashSet<String>,
     /// Modules this worker has been sent to compile, in its life.
     loads: u32,
+    /// `loads` when its memory was last looked at: it grows only with loads, so it is read
+    /// again only after one.
+    loads_checked: u32,
 }
 
 /// Time a worker gets beyond the call's deadline for the round trip itself.
@@ -203,13 +206,14 @@ impl Worker {
     /// towards its memory limit and would die in the middle of somebody's call. It is replaced
     /// after [`WorkerSettings::recycle_after_loads`] loads, or once its data segment is past
     /// three quarters of its memory limit (read only after a load, so calls pay nothing).
-    fn worn_out(&self, settings: &WorkerSettings) -> bool {
+    fn worn_out(&mut self, settings: &WorkerSettings) -> bool {
         if self.loads >= settings.recycle_after_loads {
             return true;
         }
-        let (Some(limit), true) = (settings.memory_limit_bytes, self.loads > 0) else {
+        let (Some(limit), true) = (settings.memory_limit_bytes, self.loads > self.loads_checked) else {
             return false;
         };
+        self.loads_checked = self.loads;
         data_bytes(self.child.id()).is_some_and(|data| data > limit / 4 * 3)
     }
 
