@@ -2,7 +2,7 @@
 
 use xshell::{Shell, cmd};
 
-use crate::{build_plugins::BuildPlugins, setup::Setup, step};
+use crate::{build_plugins::BuildPlugins, check_deploy::CheckDeploy, setup::Setup, step};
 
 #[derive(Debug, clap::Args)]
 pub struct Test {
@@ -16,6 +16,8 @@ impl Test {
         Setup {}.run(sh)?;
         // Host tests run the compiled example plugins and fixtures from `target/plugins`.
         BuildPlugins::default().run(sh)?;
+        // The container image definition and Kubernetes manifests, validated offline.
+        CheckDeploy {}.run(sh)?;
         let runner_args = self.runner_args;
         // nextest runs each test in its own process, which isolates WasmEdge's process-wide
         // state (signal handlers for timeouts) between tests; plain `cargo test` also works.
