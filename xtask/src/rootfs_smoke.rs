@@ -375,6 +375,7 @@ rm -rf "$root"/var/lib/apt/lists/*
     cmd!(sh, "unshare --mount --propagation private sh -c {script} sh {staging} {apt_options...}")
         .env("PACKAGES", packages.join(" "))
         .quiet()
+        .ignore_stdout()
         .run()
         .context("installing the runtime stage's packages failed")?;
     fs::rename(&staging, &rootfs)?;
@@ -559,20 +560,23 @@ impl RunningHost {
         PathBuf::from(format!("/proc/{}/root{path}", self.pid()))
     }
 
-    /// The user and group IDs of the server and each of its worker processes.
-    fn ids(&self) -> anyhow::Result<Vec<(u32, String)>> {
+    /// The real, effective, saved and file-system user and group IDs of the server and each of
+    /// its worker processes.
+    fn ids(&self) -> anyhow::Result<Vec<(u32, Vec<u32>, Vec<u32>)>> {
         let pid = self.pid();
         let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))?;
         std::iter::once(pid)
             .chain(children.split_whitespace().filter_map(|c| c.parse().ok()))
             .map(|pid| {
                 let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
-                let ids = status
-                    .lines()
-                    .filter(|l| l.starts_with("Uid:") || l.starts_with("Gid:"))
-                    .collect::<Vec<_>>()
-                    .join(" ");
-                Ok((pid, ids))
+                let ids = |field: &str| -> Vec<u32> {
+                    status
+                        .lines()
+                        .find_map(|l| l.strip_prefix(field))
+                        .map(|ids| ids.split_whitespace().filter_map(|id| id.parse().ok()).collect())
+                        .unwrap_or_default()
+                };
+                Ok((pid, ids("Uid:"), ids("Gid:")))
             })
             .collect()
     }
@@ -629,7 +633,8 @@ fn expect(
         got == status && text.contains(contains),
         "{method} {path}: expected {status} with {contains:?}, got {got}: {text}"
     );
-    println!("{method} {path} {} -> {got} {}", body.unwrap_or_default(), text.trim());
+    let body = body.map(|b| format!(" {b}")).unwrap_or_default();
+    println!("{method} {path}{body} -> {got} {}", text.trim());
     Ok(())
 }
 
@@ -664,13 +669,19 @@ fn smoke_base(env: &Environment<'_>, stage: &RuntimeStage, pod: &Pod, plugins: u
     let ids = host.ids()?;
     let workers = env_value(&environment, "WORKERS").and_then(|w| w.parse::<usize>().ok());
     ensure!(workers.is_none_or(|w| ids.len() == w + 1), "expected {workers:?} workers, found {}", ids.len() - 1);
-    for (pid, line) in &ids {
-        let expected = format!("{}", pod.user.0);
+    for (pid, uids, gids) in &ids {
         ensure!(
-            line.split_whitespace().filter(|w| w.parse::<u32>().is_ok()).take(4).all(|id| id == expected),
-            "process {pid} does not run as {}: {line}",
-            pod.user.0
+            uids.len() == 4 && uids.iter().all(|&id| id == pod.user.0) && gids.iter().all(|&id| id == pod.user.1),
+            "process {pid} does not run as {}:{} (uids {uids:?}, gids {gids:?})",
+            pod.user.0,
+            pod.user.1
         );
+    }
+    // The host's own view of its root: every shell is an empty file, so nothing it did (or
+    // its workers did) can have needed one.
+    for shell in SHELLS.iter().filter(|s| env.rootfs.join(s).is_file()) {
+        let len = fs::metadata(host.view(&format!("/{shell}")))?.len();
+        ensure!(len == 0, "/{shell} is not hidden from the host ({len} bytes)");
     }
     println!("server and {} workers run as {}:{}, with every shell hidden", ids.len() - 1, pod.user.0, pod.user.1);
     host.stop(grace(stage, pod))?;
