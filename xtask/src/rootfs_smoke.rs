@@ -562,7 +562,7 @@ impl RunningHost {
 
     /// The real, effective, saved and file-system user and group IDs of the server and each of
     /// its worker processes.
-    fn ids(&self) -> anyhow::Result<Vec<(u32, Vec<u32>, Vec<u32>)>> {
+    fn ids(&self) -> anyhow::Result<Vec<ProcessIds>> {
         let pid = self.pid();
         let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))?;
         std::iter::once(pid)
@@ -576,7 +576,7 @@ impl RunningHost {
                         .map(|ids| ids.split_whitespace().filter_map(|id| id.parse().ok()).collect())
                         .unwrap_or_default()
                 };
-                Ok((pid, ids("Uid:"), ids("Gid:")))
+                Ok(ProcessIds { pid, uids: ids("Uid:"), gids: ids("Gid:") })
             })
             .collect()
     }
@@ -600,6 +600,14 @@ impl RunningHost {
     fn log_text(&self) -> String {
         fs::read_to_string(&self.log).unwrap_or_default()
     }
+}
+
+/// A process's real, effective, saved and file-system IDs, from `/proc/PID/status`.
+#[derive(Debug)]
+struct ProcessIds {
+    pid: u32,
+    uids: Vec<u32>,
+    gids: Vec<u32>,
 }
 
 impl Drop for RunningHost {
@@ -669,7 +677,7 @@ fn smoke_base(env: &Environment<'_>, stage: &RuntimeStage, pod: &Pod, plugins: u
     let ids = host.ids()?;
     let workers = env_value(&environment, "WORKERS").and_then(|w| w.parse::<usize>().ok());
     ensure!(workers.is_none_or(|w| ids.len() == w + 1), "expected {workers:?} workers, found {}", ids.len() - 1);
-    for (pid, uids, gids) in &ids {
+    for ProcessIds { pid, uids, gids } in &ids {
         ensure!(
             uids.len() == 4 && uids.iter().all(|&id| id == pod.user.0) && gids.iter().all(|&id| id == pod.user.1),
             "process {pid} does not run as {}:{} (uids {uids:?}, gids {gids:?})",
