@@ -350,7 +350,7 @@ pub(crate) struct Tools {
 
 impl Tools {
     pub(crate) fn find_or_install(sh: &Shell) -> anyhow::Result<Self> {
-        let kustomize = kustomize_command()?;
+        let kustomize = kustomize_command(sh)?;
         let crds = crd_folder(sh)?;
         let venv = python_venv(sh)?;
         Ok(Tools { kustomize, venv, crds })
@@ -376,19 +376,30 @@ impl Tools {
     }
 }
 
-/// kustomize as kubectl embeds it, or standalone. Neither comes from a Debian package on
-/// Debian 12, so the project cannot install it; say exactly what to get instead.
-fn kustomize_command() -> anyhow::Result<Vec<String>> {
-    if let Some(kubectl) = setup::resolve_program(Path::new("kubectl")) {
-        return Ok(vec![kubectl.display().to_string(), "kustomize".into()]);
+/// kustomize as kubectl embeds it, or standalone. Debian 12 itself packages neither; where the
+/// machine's apt knows a `kubectl` package (the project's machines have Google's repository
+/// configured), it is installed from there. Otherwise the message says what to get.
+fn kustomize_command(sh: &Shell) -> anyhow::Result<Vec<String>> {
+    let found = || {
+        if let Some(kubectl) = setup::resolve_program(Path::new("kubectl")) {
+            return Some(vec![kubectl.display().to_string(), "kustomize".into()]);
+        }
+        setup::resolve_program(Path::new("kustomize")).map(|k| vec![k.display().to_string(), "build".into()])
+    };
+    if let Some(command) = found() {
+        return Ok(command);
     }
-    if let Some(kustomize) = setup::resolve_program(Path::new("kustomize")) {
-        return Ok(vec![kustomize.display().to_string(), "build".into()]);
+    let apt_has_kubectl = cmd!(sh, "apt-cache show kubectl").quiet().ignore_stdout().ignore_stderr().run().is_ok();
+    if apt_has_kubectl
+        && setup::apt_install(sh, &["kubectl".to_string()], "kubectl (for kustomize)").is_ok()
+        && let Some(command) = found()
+    {
+        return Ok(command);
     }
     bail!(
-        "neither kubectl nor kustomize is on PATH. Install kubectl 1.27 or newer (it embeds kustomize; \
-         https://kubernetes.io/docs/tasks/tools/install-kubectl-linux/) or a standalone kustomize 5 \
-         (https://kubectl.docs.kubernetes.io/installation/kustomize/), then re-run"
+        "neither kubectl nor kustomize is on PATH, and apt has no kubectl package. Install kubectl 1.27 or \
+         newer (it embeds kustomize; https://kubernetes.io/docs/tasks/tools/install-kubectl-linux/) or a \
+         standalone kustomize 5 (https://kubectl.docs.kubernetes.io/installation/kustomize/), then re-run"
     )
 }
 
