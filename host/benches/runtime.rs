@@ -71,7 +71,9 @@ fn workload(c: &mut Criterion, plugin: &str, input: i32, native: fn(i32) -> i32)
     group.bench_function("native", |b| b.iter(|| native(black_box(input))));
 
     let interpreter = Engine::new(config(ExecutionMode::Interpreter)).unwrap();
-    let seed_call = || interpreter.call_uncached(&std::fs::read(&file).unwrap(), black_box(input)).unwrap();
+    let seed_call = || {
+        host::runtime::testing::call_uncached(&interpreter, &std::fs::read(&file).unwrap(), black_box(input)).unwrap()
+    };
     assert_eq!(seed_call(), expected);
     group.bench_function("seed_load_every_call", |b| b.iter(seed_call));
 

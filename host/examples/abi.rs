@@ -5,7 +5,7 @@
 
 use std::path::PathBuf;
 
-use host::runtime::{AbiFunction, Engine, ExecutionMode, RuntimeConfig, RuntimeError};
+use host::runtime::{AbiFunction, Engine, ExecutionMode, RuntimeConfig, RuntimeError, testing::call_out_of_order};
 
 fn main() -> anyhow::Result<()> {
     let path = std::env::args()
@@ -22,11 +22,11 @@ fn main() -> anyhow::Result<()> {
 
     println!("Instance a fresh one: its own linear memory, nothing shared with any other call");
     let mut fresh = plugin.instantiate()?;
-    show("process(3) before init", fresh.call_out_of_order(AbiFunction::Process, 3));
+    show("process(3) before init", call_out_of_order(&mut fresh, AbiFunction::Process, 3));
 
     let mut running = plugin.instantiate()?.init()?;
     println!("Init     init() -> 0 (ok)");
-    show("init() a second time", running.instance_mut().call_out_of_order(AbiFunction::Init, 0));
+    show("init() a second time", call_out_of_order(running.instance_mut(), AbiFunction::Init, 0));
     for input in [12, 0, -5, 50_000] {
         show(&format!("process({input})"), running.process(input));
     }

@@ -42,11 +42,8 @@ impl PluginRunner for NativeRunner {
 async fn main() -> anyhow::Result<()> {
     let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:8090".into());
     let listener = tokio::net::TcpListener::bind(&addr).await?;
-    // `cargo xtask bench` reads the address from this line, as it does from the host's log.
-    #[allow(clippy::print_stderr)]
-    {
-        eprintln!("native baseline listening addr={}", listener.local_addr()?);
-    }
+    // `cargo xtask bench` reads the address from this line, as it does from the host's.
+    host::announce_listening(listener.local_addr()?)?;
     let state = AppState::new(Arc::new(NativeRunner), Arc::new(Metrics::new()), 256);
     axum::serve(listener, app(state)).await?;
     Ok(())

@@ -1,10 +1,18 @@
 //! The server's settings, from command-line flags or environment variables (flags win).
+//!
+//! This is the only place that knows about the command line: it maps flags onto the plain
+//! settings types of the inner layers ([`RuntimeConfig`], [`Limits`], [`AbiLimits`],
+//! [`WorkerSettings`]) and takes its defaults from them, so every default is written once.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::Parser;
+use clap::{Parser, ValueEnum, builder::PossibleValue};
+use plugin_sdk::AbiLimits;
 
-use crate::runtime::{ExecutionMode, Limits, RuntimeConfig};
+use crate::{
+    runner::WorkerSettings,
+    runtime::{ExecutionMode, Limits, RuntimeConfig},
+};
 
 /// Where `cargo xtask build-plugins` puts the example plugins: the default plugin directory
 /// when running from a checkout.
@@ -30,8 +38,8 @@ pub struct Config {
     #[arg(long, env = "FLUID_MOUNT_PATH", default_value = "/mnt/fluid/plugins")]
     pub fluid_mount_path: PathBuf,
 
-    /// How plugin code runs: `aot` (native code compiled by the host, default) or `interpreter`.
-    #[arg(long, env = "EXECUTION_MODE", value_enum, default_value_t = ExecutionMode::Aot)]
+    /// How plugin code runs: `aot` (native code compiled by the host) or `interpreter`.
+    #[arg(long, env = "EXECUTION_MODE", value_enum, default_value_t = ExecutionMode::default())]
     pub execution_mode: ExecutionMode,
 
     /// Where plugin code runs: `process` (supervised worker processes: a crashing plugin
@@ -45,20 +53,38 @@ pub struct Config {
 
     /// Memory limit of each worker process in MiB (heap and private writable memory,
     /// RLIMIT_DATA), enforced by the kernel.
-    #[arg(long, env = "WORKER_MEMORY_MB", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(64..))]
+    #[arg(long, env = "WORKER_MEMORY_MB", default_value_t = WorkerSettings::DEFAULT_MEMORY_LIMIT_BYTES >> 20,
+          value_parser = clap::value_parser!(u64).range(64..))]
     pub worker_memory_mb: u64,
 
     /// Wall-clock budget of one plugin call (init + process + cleanup), in milliseconds.
-    #[arg(long, env = "CALL_TIMEOUT_MS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "CALL_TIMEOUT_MS", default_value_t = Limits::default().call_timeout.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub call_timeout_ms: u64,
 
     /// Most 64 KiB pages of linear memory a plugin instance may use.
-    #[arg(long, env = "MAX_MEMORY_PAGES", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=65536))]
+    #[arg(long, env = "MAX_MEMORY_PAGES", default_value_t = Limits::default().max_memory_pages,
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
     pub max_memory_pages: u32,
 
     /// Largest plugin file accepted, in bytes.
-    #[arg(long, env = "MAX_PLUGIN_BYTES", default_value_t = 16 << 20)]
+    #[arg(long, env = "MAX_PLUGIN_BYTES", default_value_t = Limits::default().max_plugin_bytes)]
     pub max_plugin_bytes: u64,
+
+    /// ABI check: largest initial linear memory a plugin may declare, in 64 KiB pages (at
+    /// most `--max-memory-pages`).
+    #[arg(long, env = "ABI_MAX_INITIAL_MEMORY_PAGES", default_value_t = AbiLimits::default().max_initial_memory_pages,
+          value_parser = clap::value_parser!(u32).range(1..=65536))]
+    pub abi_max_initial_memory_pages: u32,
+
+    /// ABI check: largest initial table a plugin may declare, in entries.
+    #[arg(long, env = "ABI_MAX_TABLE_ENTRIES", default_value_t = AbiLimits::default().max_table_entries)]
+    pub abi_max_table_entries: u32,
+
+    /// ABI check: most functions a plugin may have (each is compiled before the first call).
+    #[arg(long, env = "ABI_MAX_FUNCTIONS", default_value_t = AbiLimits::default().max_function_count,
+          value_parser = clap::value_parser!(u32).range(3..))]
+    pub abi_max_functions: u32,
 
     /// Plugin calls allowed at once; further requests get 503 with Retry-After.
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
@@ -88,18 +114,46 @@ pub enum StoreKind {
     Fluid,
 }
 
+/// The command line names `ExecutionMode`'s values; the runtime layer itself knows nothing of
+/// clap.
+impl ValueEnum for ExecutionMode {
+    fn value_variants<'a>() -> &'a [Self] {
+        &[ExecutionMode::Aot, ExecutionMode::Interpreter]
+    }
+
+    fn to_possible_value(&self) -> Option<PossibleValue> {
+        Some(PossibleValue::new(match self {
+            ExecutionMode::Aot => "aot",
+            ExecutionMode::Interpreter => "interpreter",
+        }))
+    }
+}
+
 impl Config {
-    pub fn runtime(&self) -> RuntimeConfig {
-        RuntimeConfig {
+    /// The runtime settings these flags describe, or the first setting that contradicts
+    /// another (named as on the command line).
+    pub fn runtime(&self) -> Result<RuntimeConfig, String> {
+        if self.abi_max_initial_memory_pages > self.max_memory_pages {
+            return Err(format!(
+                "--abi-max-initial-memory-pages ({}) must not exceed --max-memory-pages ({}): a plugin the ABI \
+                 check accepts must also fit in memory",
+                self.abi_max_initial_memory_pages, self.max_memory_pages
+            ));
+        }
+        Ok(RuntimeConfig {
             mode: self.execution_mode,
             limits: Limits {
                 call_timeout: Duration::from_millis(self.call_timeout_ms),
                 max_memory_pages: self.max_memory_pages,
                 max_plugin_bytes: self.max_plugin_bytes,
+                abi: AbiLimits {
+                    max_initial_memory_pages: self.abi_max_initial_memory_pages,
+                    max_table_entries: self.abi_max_table_entries,
+                    max_function_count: self.abi_max_functions,
+                },
             },
             aot_cache_dir: self.aot_cache_dir.clone(),
-            enforce_abi: true,
-            external_deadline: false,
-        }
+            ..RuntimeConfig::default()
+        })
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod config;
+pub mod failure;
 pub mod metrics;
 pub mod runner;
 pub mod runtime;
@@ -30,7 +31,7 @@ use crate::{
 
 /// Builds the shared state from the configuration: store, runner (in-process or worker pool).
 pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
-    let runtime = config.runtime();
+    let runtime = config.runtime().map_err(anyhow::Error::msg)?;
     let max_bytes = runtime.limits.max_plugin_bytes;
     let store: Arc<dyn PluginStore> = match config.plugin_store {
         StoreKind::Local => Arc::new(
@@ -61,6 +62,17 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
         }
     };
     Ok(AppState::new(runner, metrics, config.max_in_flight as usize))
+}
+
+/// Tells whoever started the server where it listens, in a form programs can read: one JSON
+/// line on stdout, `{"listening":"127.0.0.1:8080"}`, printed once the socket is bound (logs go
+/// to stderr, so stdout holds nothing else). Tests and benchmarks that start the binary on
+/// port 0 read the address from it instead of scraping logs.
+pub fn announce_listening(addr: std::net::SocketAddr) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{}", serde_json::json!({ "listening": addr.to_string() }))?;
+    stdout.flush()
 }
 
 /// Serves until `shutdown` completes, then lets in-flight requests finish for up to `grace`.

@@ -29,27 +29,35 @@ fn main() -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     let state = host::build_state(&config)?;
-    let listener = TcpListener::bind(config.listen).await?;
-    tracing::info!(addr = %listener.local_addr()?, "listening");
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {} (--listen / LISTEN_ADDR): {e}", config.listen))?;
+    let addr = listener.local_addr()?;
+    tracing::info!(%addr, "listening");
+    host::announce_listening(addr)?;
     let grace = std::time::Duration::from_secs(config.shutdown_grace_secs);
     host::serve(listener, state, shutdown_signal(), grace).await
 }
 
-/// Completes on Ctrl-C or SIGTERM (what Kubernetes sends before killing a pod).
+/// Completes on Ctrl-C, SIGTERM (what Kubernetes sends before killing a pod) or SIGHUP (a
+/// closed terminal, or an operator's reload habit): each drains in-flight requests rather than
+/// dying at once, which is what SIGHUP's default action would do.
 async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
     };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut sigterm) => {
-                sigterm.recv().await;
+    let on = |kind: SignalKind| async move {
+        match signal(kind) {
+            Ok(mut stream) => {
+                stream.recv().await;
             }
             Err(_) => std::future::pending().await,
         }
     };
     tokio::select! {
         () = ctrl_c => {}
-        () = terminate => {}
+        () = on(SignalKind::terminate()) => {}
+        () = on(SignalKind::hangup()) => {}
     }
 }

@@ -43,9 +43,15 @@ pub struct Metrics {
     quarantined: Family<PluginLabel, Gauge>,
 }
 
-/// 50 us to about 3 s: from a cached fast call to a call near its deadline.
+/// Upper bounds of the latency histograms, in seconds: 50 us to 5 s in 1-2.5-5 steps, from a
+/// cached fast call to one past the default deadline. Written out rather than computed, so that
+/// `/metrics` prints each bound as the exact decimal it is here (`0.00025`, not the
+/// `0.00025000000000000006` a multiplication gives).
+pub const LATENCY_BUCKETS: [f64; 16] =
+    [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+
 fn latency_buckets() -> impl Iterator<Item = f64> {
-    prometheus_client::metrics::histogram::exponential_buckets(0.000_05, 3.0, 11)
+    LATENCY_BUCKETS.into_iter()
 }
 
 impl Default for Metrics {
@@ -126,5 +132,34 @@ pub struct InFlight<'a>(&'a Gauge);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `le` label of every bucket line of `metric`, in order.
+    fn bucket_bounds(text: &str, metric: &str) -> Vec<String> {
+        let prefix = format!("{metric}_bucket{{");
+        text.lines()
+            .filter(|line| line.starts_with(&prefix))
+            .map(|line| line.split("le=\"").nth(1).and_then(|rest| rest.split('"').next()).unwrap().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn histogram_bounds_print_as_the_decimals_they_were_configured_as() {
+        let metrics = Metrics::new();
+        metrics.observe_request(Some("hello"), "ok", Duration::from_micros(300));
+        metrics.observe_instantiation(Duration::from_micros(30));
+        let text = metrics.encode();
+        let expected = [
+            "0.00005", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
+            "0.25", "0.5", "1.0", "2.5", "5.0", "+Inf",
+        ];
+        for metric in ["plugin_host_request_duration_seconds", "plugin_host_instantiation_duration_seconds"] {
+            assert_eq!(bucket_bounds(&text, metric), expected, "{metric}:\n{text}");
+        }
     }
 }

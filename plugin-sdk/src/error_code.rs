@@ -2,36 +2,61 @@
 
 use serde::Serialize;
 
-/// An error a plugin reports by returning a negative number from `init`, `process` or
-/// `cleanup`; the header defines each as `PLUGIN_ERR_*`.
-///
-/// Success is `0` (`PLUGIN_OK`) for `init` and `cleanup`, and any non-negative result for
-/// `process`, so it has no variant here: a return value is either a result or one of these.
-/// Negative values outside this list are not errors the ABI defines; [`ErrorCode::from_code`]
-/// returns `None` for them and the host decides how to treat them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error, Serialize)]
-#[serde(rename_all = "kebab-case")]
-#[repr(i32)]
-pub enum ErrorCode {
-    /// `PLUGIN_ERR_NOT_INITIALIZED`: `process` or `cleanup` ran before `init` succeeded.
-    #[error("plugin not initialized")]
-    NotInitialized = -1,
-    /// `PLUGIN_ERR_ALREADY_INITIALIZED`: `init` ran twice without `cleanup` in between.
-    #[error("plugin already initialized")]
-    AlreadyInitialized = -2,
-    /// `PLUGIN_ERR_INVALID_ARGUMENT`: the plugin does not accept this input.
-    #[error("invalid argument")]
-    InvalidArgument = -3,
-    /// `PLUGIN_ERR_INTERNAL`: anything else went wrong inside the plugin.
-    #[error("internal plugin error")]
-    Internal = -4,
+/// Declares [`ErrorCode`] from a table with one row per code: its documentation, its value, the
+/// name of its `#define` in `wasm_plugin.h` and its message. The list of every code is derived
+/// from the rows, so a new code is one new row (and one `#define` in the header, which a test
+/// checks).
+macro_rules! error_codes {
+    ($(
+        $(#[doc = $doc:literal])*
+        $code:ident = $value:literal, $c_name:literal, $message:literal;
+    )*) => {
+        /// An error a plugin reports by returning a negative number from `init`, `process` or
+        /// `cleanup`; the header defines each as `PLUGIN_ERR_*`.
+        ///
+        /// Success is `0` (`PLUGIN_OK`) for `init` and `cleanup`, and any non-negative result for
+        /// `process`, so it has no variant here: a return value is either a result or one of these.
+        /// Negative values outside this list are not errors the ABI defines; [`ErrorCode::from_code`]
+        /// returns `None` for them and the host decides how to treat them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error, Serialize)]
+        #[serde(rename_all = "kebab-case")]
+        #[repr(i32)]
+        pub enum ErrorCode {
+            $(
+                $(#[doc = $doc])*
+                #[doc = ""]
+                #[doc = concat!("In `wasm_plugin.h`: `", $c_name, "`.")]
+                #[error($message)]
+                $code = $value,
+            )*
+        }
+
+        impl ErrorCode {
+            /// Every code the ABI defines, from -1 downwards.
+            pub const ALL: [ErrorCode; [$($value),*].len()] = [$(ErrorCode::$code),*];
+
+            /// The name of this code's `#define` in `wasm_plugin.h`.
+            pub fn c_name(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$code => $c_name,)*
+                }
+            }
+        }
+    };
+}
+
+error_codes! {
+    /// `process` or `cleanup` ran before `init` succeeded.
+    NotInitialized = -1, "PLUGIN_ERR_NOT_INITIALIZED", "plugin not initialized";
+    /// `init` ran twice without `cleanup` in between.
+    AlreadyInitialized = -2, "PLUGIN_ERR_ALREADY_INITIALIZED", "plugin already initialized";
+    /// The plugin does not accept this input.
+    InvalidArgument = -3, "PLUGIN_ERR_INVALID_ARGUMENT", "invalid argument";
+    /// Anything else went wrong inside the plugin.
+    Internal = -4, "PLUGIN_ERR_INTERNAL", "internal plugin error";
 }
 
 impl ErrorCode {
-    /// Every code the ABI defines, from -1 downwards.
-    pub const ALL: [ErrorCode; 4] =
-        [ErrorCode::NotInitialized, ErrorCode::AlreadyInitialized, ErrorCode::InvalidArgument, ErrorCode::Internal];
-
     /// The error a plugin meant by returning `code`, or `None` if the ABI defines no such
     /// error (including every non-negative value, which means success).
     pub fn from_code(code: i32) -> Option<Self> {
@@ -41,16 +66,6 @@ impl ErrorCode {
     /// The number a plugin returns for this error.
     pub fn code(self) -> i32 {
         self as i32
-    }
-
-    /// The name of this code's `#define` in `wasm_plugin.h`.
-    pub fn c_name(self) -> &'static str {
-        match self {
-            ErrorCode::NotInitialized => "PLUGIN_ERR_NOT_INITIALIZED",
-            ErrorCode::AlreadyInitialized => "PLUGIN_ERR_ALREADY_INITIALIZED",
-            ErrorCode::InvalidArgument => "PLUGIN_ERR_INVALID_ARGUMENT",
-            ErrorCode::Internal => "PLUGIN_ERR_INTERNAL",
-        }
     }
 }
 
@@ -73,6 +88,15 @@ mod tests {
     fn success_and_unknown_codes_are_not_errors() {
         for value in [0, 1, 43, i32::MAX, -5, i32::MIN] {
             assert_eq!(ErrorCode::from_code(value), None, "{value}");
+        }
+    }
+
+    #[test]
+    fn abi_md_lists_every_code() {
+        let abi_md = include_str!("../../ABI.md");
+        for code in ErrorCode::ALL {
+            let row = format!("| `{}` | `{}` |", code.code(), code.c_name());
+            assert!(abi_md.lines().any(|line| line.starts_with(&row)), "ABI.md lacks a row starting with {row:?}");
         }
     }
 

@@ -15,14 +15,20 @@ pub mod check;
 mod error_code;
 
 pub use check::{
-    AbiLimits, AbiReport, AbiViolation, ExternKind, Feature, FloatUsage, FunctionRef, Location, Signature, ValueType,
-    Violation, check, check_with,
+    AbiLimits, AbiReport, AbiViolation, ExportCause, ExternKind, Feature, FloatUsage, FunctionRef, Location, Signature,
+    ValueType, Violation, check, check_with,
 };
 pub use error_code::ErrorCode;
 
 /// The version of the plugin ABI this crate describes; equal to `WASM_PLUGIN_ABI_VERSION` in
 /// the header.
 pub const ABI_VERSION: u32 = 1;
+
+/// The version a plugin that declares none is checked and run as: the seed's original
+/// contract (three integer functions), which defined no version marker. Plugins built for it
+/// must keep running, so a missing marker means this version and is only a warning; any later
+/// version must be declared.
+pub const IMPLIED_ABI_VERSION: u32 = 1;
 
 /// Name of the custom section in which a plugin records the ABI version it was built for.
 ///

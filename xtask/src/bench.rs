@@ -137,7 +137,7 @@ fn host_command(host: &Path, plugins: &Path, isolation: &str) -> Command {
         .env("LISTEN_ADDR", "127.0.0.1:0")
         .env("PLUGIN_DIR", plugins)
         .env("ISOLATION", isolation)
-        .env("RUST_LOG", "warn,host=info")
+        .env("RUST_LOG", "warn")
         .env("MAX_IN_FLIGHT", "1024");
     command
 }
@@ -157,23 +157,23 @@ struct RunningServer {
 }
 
 impl RunningServer {
+    /// Starts `command` and reads the address from the one JSON line the server prints on
+    /// stdout, `{"listening":"127.0.0.1:PORT"}` (see `host::announce_listening`).
     fn start(mut command: Command) -> anyhow::Result<Self> {
-        let mut child = command.stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
-        let stderr = BufReader::new(child.stderr.take().context("stderr")?);
-        let (lines_tx, lines) = mpsc::channel();
-        // Keep reading to the end: a server whose log pipe closes would see write errors.
+        let mut child = command.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn()?;
+        let stdout = BufReader::new(child.stdout.take().context("stdout")?);
+        let (line_tx, line) = mpsc::channel();
         std::thread::spawn(move || {
-            for line in stderr.lines().map_while(Result::ok) {
-                let _ = lines_tx.send(line);
-            }
+            let first = stdout.lines().next().and_then(Result::ok);
+            let _ = line_tx.send(first);
         });
-        loop {
-            let line = lines.recv_timeout(Duration::from_secs(60)).context("the server did not report its address")?;
-            if let Some(addr) = line.split("addr=").nth(1) {
-                let addr = addr.split_whitespace().next().unwrap_or_default().to_string();
-                return Ok(RunningServer { child, addr });
-            }
-        }
+        let first = line.recv_timeout(Duration::from_secs(60)).ok().flatten();
+        let announced: serde_json::Value = first
+            .as_deref()
+            .and_then(|line| serde_json::from_str(line).ok())
+            .context("the server did not print where it listens")?;
+        let addr = announced["listening"].as_str().context("no listening address")?.to_owned();
+        Ok(RunningServer { child, addr })
     }
 
     /// Resident memory of the server and every process it started (its workers), in KiB.

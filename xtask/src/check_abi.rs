@@ -3,8 +3,14 @@
 //!
 //! Without paths it checks the plugins the host serves, `target/plugins/*.wasm` (not the
 //! negative fixtures in `target/plugins/invalid/`). A folder given as a path stands for the
-//! `*.wasm` files directly inside it. The command fails if any file breaks the ABI or cannot be
-//! read, so CI can run it as is.
+//! `*.wasm` files directly inside it.
+//!
+//! It behaves like a linter: a report is its output, not an error. It exits 0 when every file
+//! complies, warnings included (a plugin without an ABI version marker is a warning: it is
+//! checked and run as v1), and 1, with no error chain or backtrace, when a file breaks the ABI
+//! or cannot be read, or has warnings under `--deny-warnings`. With `--format json`, stdout
+//! holds exactly one JSON document whatever happens (a bad command line included); anything
+//! else goes to stderr.
 
 use std::{
     fmt::Write as _,
@@ -12,7 +18,7 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use anyhow::{Context, ensure};
+use anyhow::Context;
 use plugin_sdk::AbiReport;
 use serde_json::json;
 use xshell::Shell;
@@ -25,20 +31,37 @@ pub struct CheckAbi {
     paths: Vec<PathBuf>,
     /// How to print the results: a readable report, or one JSON document.
     #[arg(long, value_enum, default_value = "human")]
-    format: Format,
+    pub format: Format,
+    /// Fail on warnings too, such as a plugin that does not declare its ABI version.
+    #[arg(long)]
+    deny_warnings: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub(crate) enum Format {
+pub enum Format {
     Human,
     Json,
 }
 
+/// How a `check-abi` run ended, which decides its exit status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every file passed.
+    Passed,
+    /// At least one file failed; the report says which and why.
+    Failed,
+}
+
 impl CheckAbi {
-    pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+    /// Checks, prints the report, and says whether every file passed. Problems with the command
+    /// itself (no plugins built yet) are part of the report too: a linter has one output.
+    pub fn run(self, sh: &Shell) -> Verdict {
         let targets = if self.paths.is_empty() {
             let served = sh.current_dir().join(PLUGIN_OUT_DIR);
-            ensure!(served.is_dir(), "{PLUGIN_OUT_DIR} does not exist: run `cargo xtask build-plugins` first");
+            if !served.is_dir() {
+                let problem = format!("{PLUGIN_OUT_DIR} does not exist: run `cargo xtask build-plugins` first");
+                return self.format.usage_error(&problem);
+            }
             wasm_files_in(&served, Path::new(PLUGIN_OUT_DIR))
         } else {
             // Paths from the command line are relative to where the user ran cargo, which is
@@ -47,12 +70,32 @@ impl CheckAbi {
         };
         let checks: Vec<FileCheck> = targets.into_iter().map(FileCheck::run).collect();
         match self.format {
-            Format::Human => print!("{}", render_human(&checks)),
-            Format::Json => println!("{}", serde_json::to_string_pretty(&render_json(&checks))?),
+            Format::Human => print!("{}", render_human(&checks, self.deny_warnings)),
+            Format::Json => println!("{:#}", render_json(&checks, self.deny_warnings)),
         }
-        let failed = checks.iter().filter(|check| !check.passed()).count();
-        ensure!(failed == 0, "{failed} of {} failed the ABI check", file_count(checks.len()));
-        Ok(())
+        if checks.iter().all(|check| check.passed(self.deny_warnings)) { Verdict::Passed } else { Verdict::Failed }
+    }
+}
+
+impl From<Verdict> for std::process::ExitCode {
+    fn from(verdict: Verdict) -> Self {
+        match verdict {
+            Verdict::Passed => std::process::ExitCode::SUCCESS,
+            Verdict::Failed => std::process::ExitCode::FAILURE,
+        }
+    }
+}
+
+impl Format {
+    /// Reports a problem with the command itself, in this format: a JSON document on stdout
+    /// (so a tool reading it always gets one), or a line on stderr.
+    #[expect(clippy::print_stderr, reason = "a command-line tool's diagnostics go to stderr")]
+    pub fn usage_error(self, problem: &str) -> Verdict {
+        match self {
+            Format::Human => eprintln!("error: {problem}"),
+            Format::Json => println!("{:#}", json!({ "error": problem, "files": [], "passed": false })),
+        }
+        Verdict::Failed
     }
 }
 
@@ -123,13 +166,17 @@ impl FileCheck {
         Self { shown: target.shown, outcome }
     }
 
-    fn passed(&self) -> bool {
-        self.outcome.as_ref().is_ok_and(AbiReport::is_compliant)
+    fn passed(&self, deny_warnings: bool) -> bool {
+        self.outcome.as_ref().is_ok_and(|report| report.is_compliant() && !(deny_warnings && has_warnings(report)))
     }
 }
 
+fn has_warnings(report: &AbiReport) -> bool {
+    !report.warnings.is_empty()
+}
+
 /// Each file's report under its name, a blank line between files, then a summary line.
-pub(crate) fn render_human(checks: &[FileCheck]) -> String {
+pub(crate) fn render_human(checks: &[FileCheck], deny_warnings: bool) -> String {
     let mut out = String::new();
     for check in checks {
         let text = match &check.outcome {
@@ -138,19 +185,34 @@ pub(crate) fn render_human(checks: &[FileCheck]) -> String {
         };
         let _ = writeln!(out, "{text}\n");
     }
-    let (compliant, violating, unreadable) = tally(checks);
-    let _ = writeln!(
+    let tally = Tally::of(checks);
+    let _ = write!(
         out,
-        "checked {}: {compliant} compliant, {violating} with violations, {unreadable} unreadable",
-        file_count(checks.len())
+        "checked {}: {} compliant, {} with violations, {} unreadable",
+        file_count(checks.len()),
+        tally.compliant,
+        tally.violating,
+        tally.unreadable
     );
+    match (tally.with_warnings, deny_warnings) {
+        (0, _) => {}
+        (n, false) => {
+            let _ = write!(out, "; {} with warnings (pass --deny-warnings to fail on them)", file_count(n));
+        }
+        (n, true) => {
+            let _ = write!(out, "; {} with warnings, failing (--deny-warnings)", file_count(n));
+        }
+    }
+    out.push('\n');
     out
 }
 
 /// One document: `files` holds an entry per file, which is its `path` plus either the report's
-/// fields (`abi_version`, `compliant`, `violations`) or `compliant: false` and an `error`;
-/// `summary` holds the counts of the human summary line.
-pub(crate) fn render_json(checks: &[FileCheck]) -> serde_json::Value {
+/// fields (`abi_version`, the version the file is checked and run as; `declared_abi_version`,
+/// what its marker says, `null` without one; `compliant`; `violations`; `warnings`) or
+/// `compliant: false` and an `error`; `summary` holds the counts of the human summary line;
+/// `passed` is the exit status as a boolean.
+pub(crate) fn render_json(checks: &[FileCheck], deny_warnings: bool) -> serde_json::Value {
     let files: Vec<_> = checks
         .iter()
         .map(|check| {
@@ -162,10 +224,18 @@ pub(crate) fn render_json(checks: &[FileCheck]) -> serde_json::Value {
             entry
         })
         .collect();
-    let (compliant, violating, unreadable) = tally(checks);
+    let tally = Tally::of(checks);
     json!({
         "files": files,
-        "summary": { "files": checks.len(), "compliant": compliant, "with_violations": violating, "unreadable": unreadable },
+        "summary": {
+            "files": checks.len(),
+            "compliant": tally.compliant,
+            "with_violations": tally.violating,
+            "unreadable": tally.unreadable,
+            "with_warnings": tally.with_warnings,
+        },
+        "deny_warnings": deny_warnings,
+        "passed": checks.iter().all(|check| check.passed(deny_warnings)),
     })
 }
 
@@ -173,36 +243,99 @@ fn file_count(count: usize) -> String {
     if count == 1 { "1 file".to_owned() } else { format!("{count} files") }
 }
 
-fn tally(checks: &[FileCheck]) -> (usize, usize, usize) {
-    let compliant = checks.iter().filter(|c| c.passed()).count();
-    let unreadable = checks.iter().filter(|c| c.outcome.is_err()).count();
-    (compliant, checks.len() - compliant - unreadable, unreadable)
+/// How many files ended which way. `with_warnings` counts compliant files with warnings, which
+/// also count as compliant.
+struct Tally {
+    compliant: usize,
+    violating: usize,
+    unreadable: usize,
+    with_warnings: usize,
+}
+
+impl Tally {
+    fn of(checks: &[FileCheck]) -> Self {
+        let reports = || checks.iter().filter_map(|c| c.outcome.as_ref().ok());
+        let compliant = reports().filter(|r| r.is_compliant()).count();
+        let unreadable = checks.iter().filter(|c| c.outcome.is_err()).count();
+        let with_warnings = reports().filter(|r| r.is_compliant() && has_warnings(r)).count();
+        Tally { compliant, violating: checks.len() - compliant - unreadable, unreadable, with_warnings }
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::build_plugins::tests::{Harness, project_shell};
+    use crate::{
+        build_plugins::Kind,
+        test_support::{Harness, project_shell},
+    };
 
     /// Builds every negative fixture into a temporary folder and checks them as
     /// `check-abi target/plugins/invalid` would, naming files as it would.
     fn checked_fixtures() -> Vec<FileCheck> {
         let harness = Harness::new();
-        for plugin in harness.plugins().into_iter().filter(|p| p.fixture) {
+        for plugin in harness.plugins().into_iter().filter(|p| p.kind == Kind::Fixture) {
             harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
         }
         let shown = Path::new(PLUGIN_OUT_DIR).join("invalid");
         wasm_files_in(&harness.out.path().join("invalid"), &shown).into_iter().map(FileCheck::run).collect()
     }
 
+    /// The compatibility fixtures at -O2, checked as `check-abi target/plugins/compat` would.
+    fn checked_compat_builds() -> Vec<FileCheck> {
+        let harness = Harness::new();
+        for plugin in harness.plugins().into_iter().filter(|p| p.kind == Kind::Compat && p.name.ends_with("-o2")) {
+            harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
+        }
+        let shown = Path::new(PLUGIN_OUT_DIR).join("compat");
+        wasm_files_in(&harness.out.path().join("compat"), &shown).into_iter().map(FileCheck::run).collect()
+    }
+
     #[test]
     fn human_report_over_the_fixtures() {
-        insta::assert_snapshot!(render_human(&checked_fixtures()));
+        insta::assert_snapshot!(render_human(&checked_fixtures(), false));
     }
 
     #[test]
     fn json_report_over_the_fixtures() {
-        insta::assert_snapshot!(serde_json::to_string_pretty(&render_json(&checked_fixtures())).unwrap());
+        insta::assert_snapshot!(serde_json::to_string_pretty(&render_json(&checked_fixtures(), false)).unwrap());
+    }
+
+    #[test]
+    fn plugins_without_a_marker_pass_with_a_warning_unless_warnings_are_denied() {
+        let checks = checked_compat_builds();
+        assert_eq!(checks.len(), 5, "one -O2 build per compat variant");
+        assert!(checks.iter().all(|check| check.passed(false)));
+        assert!(checks.iter().all(|check| !check.passed(true)));
+        insta::assert_snapshot!("compat_human", render_human(&checks, false));
+        let denied = render_human(&checks, true);
+        assert!(denied.ends_with("5 files with warnings, failing (--deny-warnings)\n"), "{denied}");
+        // JSON tells the declared version (none) from the version the file is checked as.
+        let json = render_json(&checks, false);
+        for file in json["files"].as_array().unwrap() {
+            assert_eq!((&file["declared_abi_version"], &file["abi_version"]), (&json!(null), &json!(1)), "{file}");
+            assert_eq!(file["compliant"], json!(true));
+            assert_eq!(file["warnings"][0]["code"], json!("missing-abi-version"));
+        }
+        assert_eq!((&json["summary"]["with_warnings"], &json["passed"]), (&json!(5), &json!(true)));
+        assert_eq!(render_json(&checks, true)["passed"], json!(false));
+    }
+
+    #[test]
+    fn extra_exports_from_linker_flags_say_which_flag_to_drop() {
+        let checks = checked_fixtures();
+        let help = |name: &str| -> Vec<String> {
+            let check = checks.iter().find(|c| c.shown.ends_with(&format!("/{name}.wasm"))).unwrap();
+            check.outcome.as_ref().unwrap().violations.iter().map(|v| v.kind.help()).collect()
+        };
+        let export_all = help("export-all");
+        assert!(
+            !export_all.is_empty() && export_all.iter().all(|h| h.starts_with("drop `-Wl,--export-all`")),
+            "{export_all:?}"
+        );
+        let export_dynamic = help("export-dynamic");
+        assert_eq!(export_dynamic.len(), 2, "`helper` and `calls`: {export_dynamic:?}");
+        assert!(export_dynamic.iter().all(|h| h.starts_with("drop `-Wl,--export-dynamic`")), "{export_dynamic:?}");
     }
 
     #[test]
@@ -219,8 +352,8 @@ mod tests {
             shown,
             ["abi", "checksum", "hello", "primes", "simple"].map(|name| format!("{PLUGIN_OUT_DIR}/{name}.wasm"))
         );
-        let command = CheckAbi { paths: vec![out.into()], format: Format::Human };
-        command.run(&project_shell()).expect("every example is compliant");
+        let command = CheckAbi { paths: vec![out.into()], format: Format::Human, deny_warnings: true };
+        assert_eq!(command.run(&project_shell()), Verdict::Passed, "every example is compliant, without warnings");
     }
 
     #[test]
@@ -228,15 +361,14 @@ mod tests {
         let harness = Harness::new();
         let fixture = harness.plugins().into_iter().find(|p| p.name == "invalid/float").unwrap();
         let built = harness.build(&fixture).unwrap();
-        let command = CheckAbi { paths: vec![built.output], format: Format::Json };
-        let err = command.run(&project_shell()).unwrap_err();
-        assert_eq!(err.to_string(), "1 of 1 file failed the ABI check");
+        let command = CheckAbi { paths: vec![built.output], format: Format::Json, deny_warnings: false };
+        assert_eq!(command.run(&project_shell()), Verdict::Failed);
 
         let missing = harness.out.path().join("missing.wasm");
         let check = FileCheck::run(expand(&missing).remove(0));
         let problem = check.outcome.as_ref().unwrap_err();
         assert!(problem.starts_with("cannot read the file: "), "{problem}");
-        let human = render_human(&[check]);
+        let human = render_human(&[check], false);
         assert!(human.starts_with(&format!("{}: error: cannot read the file", missing.display())), "{human}");
     }
 
@@ -246,6 +378,8 @@ mod tests {
         let checks: Vec<_> = expand(empty.path()).into_iter().map(FileCheck::run).collect();
         assert_eq!(checks.len(), 1);
         assert_eq!(checks[0].outcome.as_ref().unwrap_err(), "this folder holds no .wasm file");
-        assert!(render_human(&checks).ends_with("checked 1 file: 0 compliant, 0 with violations, 1 unreadable\n"));
+        assert!(
+            render_human(&checks, false).ends_with("checked 1 file: 0 compliant, 0 with violations, 1 unreadable\n")
+        );
     }
 }

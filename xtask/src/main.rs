@@ -12,9 +12,14 @@ mod rootfs_smoke;
 mod run;
 mod setup;
 mod test;
+#[cfg(test)]
+mod test_support;
 mod tidy;
 
-use std::path::{Path, PathBuf};
+use std::{
+    path::{Path, PathBuf},
+    process::ExitCode,
+};
 
 use clap::{Parser, Subcommand};
 use xshell::Shell;
@@ -46,20 +51,52 @@ enum Command {
     RootfsSmoke(rootfs_smoke::RootfsSmoke),
 }
 
-fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
-    let sh = Shell::new()?;
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return command_line_error(error),
+    };
+    let sh = match Shell::new() {
+        Ok(sh) => sh,
+        Err(error) => return failed(error.into()),
+    };
     sh.change_dir(project_root());
-    match cli.command {
+    let result = match cli.command {
         Command::Setup(cmd) => cmd.run(&sh),
         Command::BuildPlugins(cmd) => cmd.run(&sh),
-        Command::CheckAbi(cmd) => cmd.run(&sh),
+        // A linter's findings are its output, not an error: no error chain, no backtrace.
+        Command::CheckAbi(cmd) => return cmd.run(&sh).into(),
         Command::Run(cmd) => cmd.run(&sh),
         Command::Test(cmd) => cmd.run(&sh),
         Command::Bench(cmd) => cmd.run(&sh),
         Command::CheckDeploy(cmd) => cmd.run(&sh),
         Command::RootfsSmoke(cmd) => cmd.run(&sh),
+    };
+    result.map_or_else(failed, |()| ExitCode::SUCCESS)
+}
+
+/// A command that failed: the error with its causes (and a backtrace if one was captured), as
+/// `main` returning the error would print it.
+#[expect(clippy::print_stderr, reason = "what `main` returning the error would print")]
+fn failed(error: anyhow::Error) -> ExitCode {
+    eprintln!("Error: {error:?}");
+    ExitCode::FAILURE
+}
+
+/// A command line clap refused (or `--help`). `check-abi --format json` promises one JSON
+/// document on stdout whatever happens, so it gets one here too; the message goes to stderr.
+fn command_line_error(error: clap::Error) -> ExitCode {
+    let args: Vec<String> = std::env::args().collect();
+    let wants_json = args.iter().any(|a| a == "check-abi")
+        && (args.iter().any(|a| a == "--format=json") || args.windows(2).any(|w| w[0] == "--format" && w[1] == "json"));
+    if wants_json && error.use_stderr() {
+        let _ = error.print();
+        let text = error.render().to_string();
+        let first_line = text.lines().next().unwrap_or("invalid command line").trim_start_matches("error: ");
+        return check_abi::Format::Json.usage_error(first_line).into();
     }
+    let _ = error.print();
+    ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2))
 }
 
 /// The workspace root: the parent of this crate's manifest directory.

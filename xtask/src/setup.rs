@@ -1,9 +1,11 @@
 //! `cargo xtask setup`: finds or installs the native toolchain the project needs.
 //!
-//! Three things are needed beyond the Rust toolchain:
+//! Four things are needed beyond the Rust toolchain:
 //! - a clang that targets wasm32, with `wasm-ld`, to compile plugins;
 //! - libclang, which wasmedge-sys uses (through bindgen) to read WasmEdge's C header;
-//! - the WasmEdge **0.17.x** C library, which `wasmedge-sdk` 0.17.1 binds to.
+//! - the WasmEdge **0.17.x** C library, which `wasmedge-sdk` 0.17.1 binds to;
+//! - `bindfs`, a FUSE file system the Fluid store's tests mount for real (killing its daemon
+//!   gives the same `ENOTCONN` a crashed Fluid FUSE pod does).
 //!
 //! An existing, matching install is always preferred. Otherwise, on Debian-family machines,
 //! clang and libclang come from the distribution, and WasmEdge comes from Debian's own
@@ -39,6 +41,7 @@ impl Setup {
         let clang = wasm_clang(sh)?;
         ensure_libclang(sh)?;
         let wasmedge = ensure_wasmedge(sh)?;
+        ensure_bindfs(sh)?;
         step(format!(
             "toolchain ready: {} and WasmEdge {} in {}",
             clang.display(),
@@ -173,6 +176,14 @@ fn is_debian_family() -> bool {
 
 pub(crate) fn is_root(sh: &Shell) -> bool {
     cmd!(sh, "id -u").quiet().read().is_ok_and(|uid| uid.trim() == "0")
+}
+
+/// `bindfs` for the Fluid store's tests (see the module documentation).
+fn ensure_bindfs(sh: &Shell) -> anyhow::Result<()> {
+    if resolve_program(Path::new("bindfs")).is_some() {
+        return Ok(());
+    }
+    apt_install(sh, &["bindfs".to_owned()], "bindfs (a FUSE file system the tests mount)")
 }
 
 /// Finds a WasmEdge 0.17.x install, or makes the private one.

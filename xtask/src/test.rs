@@ -1,4 +1,5 @@
-//! `cargo xtask test`: every test in the workspace, from a fresh clone, in one command.
+//! `cargo xtask test`: every test in the workspace, from a fresh clone, in one command, after
+//! the formatting and lint gates.
 
 use xshell::{Shell, cmd};
 
@@ -16,6 +17,12 @@ impl Test {
         Setup {}.run(sh)?;
         // Host tests run the compiled example plugins and fixtures from `target/plugins`.
         BuildPlugins::default().run(sh)?;
+        // The same gates as the GitHub workflow, so that `.ci/run` (which runs this command)
+        // refuses what it would refuse.
+        step("checking formatting (cargo fmt --check)");
+        cmd!(sh, "cargo fmt --all --check").run()?;
+        step("linting (cargo clippy, warnings denied)");
+        cmd!(sh, "cargo clippy --quiet --workspace --all-targets -- -D warnings").run()?;
         // The container image definition and Kubernetes manifests, validated offline.
         CheckDeploy {}.run(sh)?;
         let runner_args = self.runner_args;

@@ -1,4 +1,5 @@
-//! House rules, checked by `cargo test` so that they hold without anyone remembering them.
+//! House rules and the architecture invariants ARCHITECTURE.md states, checked by `cargo test`
+//! so that they hold without anyone remembering them.
 
 #[cfg(test)]
 mod tests {
@@ -6,6 +7,17 @@ mod tests {
         fs,
         path::{Path, PathBuf},
     };
+
+    /// The crates of the workspace (root `Cargo.toml`); a test below keeps the list honest.
+    const WORKSPACE_MEMBERS: [&str; 3] = ["host", "plugin-sdk", "xtask"];
+
+    #[test]
+    fn the_member_list_matches_the_workspace() {
+        let manifest = fs::read_to_string(crate::project_root().join("Cargo.toml")).unwrap();
+        let members = manifest.lines().find(|line| line.starts_with("members")).expect("a members line");
+        let listed: Vec<&str> = members.split('"').skip(1).step_by(2).collect();
+        assert_eq!(listed, WORKSPACE_MEMBERS);
+    }
 
     fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
         for entry in fs::read_dir(dir).unwrap().flatten() {
@@ -24,8 +36,11 @@ mod tests {
 
     #[test]
     fn every_rust_file_says_what_it_owns_and_has_no_debugging_leftovers() {
+        // The workspace's crates; build output and other checkouts' folders are not ours.
         let mut files = Vec::new();
-        rust_files(&crate::project_root(), &mut files);
+        for member in WORKSPACE_MEMBERS {
+            rust_files(&crate::project_root().join(member), &mut files);
+        }
         assert!(files.len() > 30, "found only {} files", files.len());
         let mut problems = Vec::new();
         for file in &files {
@@ -44,5 +59,107 @@ mod tests {
             }
         }
         assert!(problems.is_empty(), "house rules broken:\n{}", problems.join("\n"));
+    }
+
+    /// Every Rust file under `dir` (relative to the project root) with its text.
+    fn sources_under(dir: &str) -> Vec<(PathBuf, String)> {
+        let mut files = Vec::new();
+        rust_files(&crate::project_root().join(dir), &mut files);
+        assert!(!files.is_empty(), "{dir} holds no Rust file");
+        files.into_iter().map(|file| (file.clone(), fs::read_to_string(&file).unwrap())).collect()
+    }
+
+    /// The lines of `text` that are code, not comments.
+    fn code_lines(text: &str) -> impl Iterator<Item = (usize, &str)> {
+        text.lines().enumerate().filter(|(_, line)| !line.trim_start().starts_with("//")).map(|(i, line)| (i + 1, line))
+    }
+
+    /// Where files under `dir` (other than those under `except`) write `pattern` in code.
+    fn uses(dir: &str, except: Option<&str>, pattern: &str) -> Vec<String> {
+        let exempt = except.map(|e| crate::project_root().join(e));
+        let mut found = Vec::new();
+        for (file, text) in sources_under(dir) {
+            // This file names the patterns it looks for.
+            if exempt.as_ref().is_some_and(|e| file.starts_with(e)) || file.ends_with("xtask/src/tidy.rs") {
+                continue;
+            }
+            for (number, line) in code_lines(&text).filter(|(_, line)| line.contains(pattern)) {
+                found.push(format!("{}:{number}: {}", file.display(), line.trim()));
+            }
+        }
+        found
+    }
+
+    /// ARCHITECTURE.md: "only `host/src/runtime` imports `wasmedge_sdk`".
+    #[test]
+    fn invariant_only_the_runtime_touches_wasmedge() {
+        let found = uses("host/src", Some("host/src/runtime"), "wasmedge_sdk");
+        assert!(found.is_empty(), "wasmedge_sdk used outside host/src/runtime:\n{}", found.join("\n"));
+    }
+
+    /// ARCHITECTURE.md: "the HTTP layer knows nothing about WasmEdge or files; it sees the
+    /// runner's types, the failure table and the plugin name".
+    #[test]
+    fn invariant_the_http_layer_sees_only_the_runner() {
+        let mut found = uses("host/src/api", None, "runtime::");
+        found.extend(uses("host/src/api", None, "wasmedge_sdk"));
+        found.extend(uses("host/src/api", None, "std::fs"));
+        for (file, text) in sources_under("host/src/api") {
+            for (number, line) in code_lines(&text) {
+                // From the store, only the name type (the allowlist a name passes before it can
+                // reach any file system) may be used.
+                let store_items = line.split("store::").skip(1).flat_map(|rest| match rest.strip_prefix('{') {
+                    Some(group) => group.split('}').next().unwrap_or_default().split(',').map(str::trim).collect(),
+                    None => vec![rest.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap_or_default()],
+                });
+                for item in store_items.filter(|item| !["PluginName", "InvalidName", ""].contains(item)) {
+                    found.push(format!("{}:{number}: store::{item}", file.display()));
+                }
+            }
+        }
+        assert!(found.is_empty(), "the HTTP layer reaches below the runner:\n{}", found.join("\n"));
+    }
+
+    /// ARCHITECTURE.md: "xtask does not depend on `host`" (it must build before WasmEdge exists),
+    /// and neither does the ABI crate, which both sides share.
+    #[test]
+    fn invariant_xtask_and_the_abi_crate_do_not_depend_on_the_host() {
+        for manifest in ["xtask/Cargo.toml", "plugin-sdk/Cargo.toml"] {
+            let text = fs::read_to_string(crate::project_root().join(manifest)).unwrap();
+            let dependencies = text.lines().filter(|line| {
+                let name = line.split(['=', '.']).next().unwrap_or_default().trim();
+                name == "host" || name == "wasmedge-sdk" || name == "wasmedge-sys"
+            });
+            let found: Vec<_> = dependencies.collect();
+            assert!(found.is_empty(), "{manifest} depends on {found:?}");
+        }
+    }
+
+    /// ARCHITECTURE.md: "the rules exist only in `plugin-sdk`; xtask and host both call
+    /// `check`". Rules need a WebAssembly parser: outside the ABI crate, only the runtime's
+    /// reuse rewrite (which decides nothing) may use one, and both other crates must call the
+    /// shared checker.
+    #[test]
+    fn invariant_abi_rules_live_only_in_the_abi_crate() {
+        let mut parsers = uses("host/src", Some("host/src/runtime/reuse.rs"), "wasmparser");
+        parsers.extend(uses("xtask/src", None, "wasmparser"));
+        assert!(parsers.is_empty(), "WebAssembly parsed outside plugin-sdk:\n{}", parsers.join("\n"));
+        for crate_dir in ["host/src", "xtask/src"] {
+            assert!(
+                !uses(crate_dir, None, "plugin_sdk::check").is_empty(),
+                "{crate_dir} does not call the shared checker"
+            );
+        }
+    }
+
+    /// ARCHITECTURE.md: "a name reaches the filesystem only as a validated `PluginName`": no
+    /// function of the store takes a name as a plain string, except the validation itself.
+    #[test]
+    fn invariant_names_reach_the_store_only_validated() {
+        let found: Vec<_> = uses("host/src/store", Some("host/src/store/name.rs"), "fn ")
+            .into_iter()
+            .filter(|line| line.contains("name: &str") || line.contains("name: String"))
+            .collect();
+        assert!(found.is_empty(), "store functions taking unvalidated names:\n{}", found.join("\n"));
     }
 }

@@ -1,4 +1,5 @@
-//! The API's one error type: every failure as a status and a stable JSON error code.
+//! The API's one error type: every failure of a request, answered as the status, stable code
+//! and disclosure its [`FailureKind`] says (see [`crate::failure`]).
 
 use axum::{
     Json,
@@ -10,13 +11,13 @@ use serde_json::json;
 
 use super::RETRY_AFTER;
 use crate::{
-    runner::{RunError, WorkerFailure},
-    runtime::{AbiFunction, PluginErrorCode, RuntimeError},
-    store::{InvalidName, StoreError},
+    failure::{Disclosure, FailureKind},
+    runner::RunError,
+    store::InvalidName,
 };
 
-/// Everything `/run` can answer besides success. Messages are written for the client and never
-/// contain internal details or the client's raw input; internal causes are logged instead.
+/// Everything an endpoint can answer besides success. Messages are written for the client and
+/// never contain internal details or the client's raw input; internal causes are logged instead.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("the request body is not valid JSON")]
@@ -25,6 +26,8 @@ pub enum ApiError {
     InvalidRequest,
     #[error("the request must have Content-Type: application/json")]
     UnsupportedMediaType,
+    #[error("the request body must not be compressed: send it without Content-Encoding")]
+    UnsupportedEncoding,
     #[error("the request body is too large")]
     BodyTooLarge,
     #[error("{0}")]
@@ -35,7 +38,7 @@ pub enum ApiError {
     Overloaded,
     #[error(transparent)]
     Run(#[from] RunError),
-    #[error("internal error")]
+    #[error("internal error: {0}")]
     Internal(String),
 }
 
@@ -50,85 +53,48 @@ impl ApiError {
         }
     }
 
-    /// The HTTP status and the stable, machine-readable error code.
-    pub fn status_and_code(&self) -> (StatusCode, &'static str) {
-        use StatusCode as S;
+    /// Which failure this is; the status, the code and the rest follow from it.
+    pub fn kind(&self) -> FailureKind {
         match self {
-            ApiError::InvalidJson => (S::BAD_REQUEST, "invalid_json"),
-            ApiError::InvalidRequest => (S::BAD_REQUEST, "invalid_request"),
-            ApiError::UnsupportedMediaType => (S::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
-            ApiError::BodyTooLarge => (S::PAYLOAD_TOO_LARGE, "body_too_large"),
-            ApiError::InvalidName(_) => (S::BAD_REQUEST, "invalid_plugin_name"),
-            ApiError::MethodNotAllowed => (S::METHOD_NOT_ALLOWED, "method_not_allowed"),
-            ApiError::Overloaded => (S::SERVICE_UNAVAILABLE, "overloaded"),
-            ApiError::Internal(_) => (S::INTERNAL_SERVER_ERROR, "internal_error"),
-            ApiError::Run(RunError::Store(error)) => match error {
-                StoreError::NotFound(_) | StoreError::NotARegularFile(_) => (S::NOT_FOUND, "plugin_not_found"),
-                StoreError::TooLarge { .. } => (S::INTERNAL_SERVER_ERROR, "plugin_too_large"),
-                StoreError::Unavailable(_) => (S::SERVICE_UNAVAILABLE, "store_unavailable"),
-                StoreError::Io { .. } => (S::INTERNAL_SERVER_ERROR, "store_error"),
-            },
-            ApiError::Run(RunError::Worker(failure)) => match failure {
-                WorkerFailure::Crashed { .. } => (S::INTERNAL_SERVER_ERROR, "plugin_crashed"),
-                WorkerFailure::Unresponsive { .. } => (S::GATEWAY_TIMEOUT, "plugin_timeout"),
-                WorkerFailure::Spawn(_) => (S::INTERNAL_SERVER_ERROR, "internal_error"),
-                WorkerFailure::Busy => (S::SERVICE_UNAVAILABLE, "overloaded"),
-            },
-            ApiError::Run(RunError::Quarantined(_)) => (S::SERVICE_UNAVAILABLE, "plugin_quarantined"),
-            ApiError::Run(RunError::Runtime(error)) => match error.primary() {
-                RuntimeError::Plugin { function: AbiFunction::Process, code: PluginErrorCode::InvalidArgument } => {
-                    (S::UNPROCESSABLE_ENTITY, "invalid_argument")
-                }
-                RuntimeError::Plugin { .. } => (S::INTERNAL_SERVER_ERROR, "plugin_error"),
-                RuntimeError::Trap { .. } => (S::INTERNAL_SERVER_ERROR, "plugin_trapped"),
-                RuntimeError::Timeout { .. } => (S::GATEWAY_TIMEOUT, "plugin_timeout"),
-                RuntimeError::TooLarge { .. } => (S::INTERNAL_SERVER_ERROR, "plugin_too_large"),
-                RuntimeError::AbiViolation(_) => (S::INTERNAL_SERVER_ERROR, "abi_violation"),
-                RuntimeError::InvalidModule(_) => (S::INTERNAL_SERVER_ERROR, "invalid_module"),
-                RuntimeError::MemoryLimit { .. } => (S::INTERNAL_SERVER_ERROR, "memory_limit"),
-                RuntimeError::Instantiation(_)
-                | RuntimeError::Compilation(_)
-                | RuntimeError::Engine(_)
-                | RuntimeError::CleanupAlsoFailed { .. } => (S::INTERNAL_SERVER_ERROR, "internal_error"),
-            },
+            ApiError::InvalidJson => FailureKind::InvalidJson,
+            ApiError::InvalidRequest => FailureKind::InvalidRequest,
+            ApiError::UnsupportedMediaType | ApiError::UnsupportedEncoding => FailureKind::UnsupportedMediaType,
+            ApiError::BodyTooLarge => FailureKind::BodyTooLarge,
+            ApiError::InvalidName(_) => FailureKind::InvalidPluginName,
+            ApiError::MethodNotAllowed => FailureKind::MethodNotAllowed,
+            ApiError::Overloaded => FailureKind::Overloaded,
+            ApiError::Run(error) => error.kind(),
+            ApiError::Internal(_) => FailureKind::Internal,
         }
     }
 
     /// The message sent to the client: plugin-level facts (which function failed and how)
     /// help plugin authors; host-level causes stay in the logs.
     fn public_message(&self) -> String {
-        match self.status_and_code().1 {
-            // Whatever the cause, its details are the host's business: they go to the log.
-            "internal_error" | "store_error" => return "internal error".into(),
-            "store_unavailable" => return "the plugin store is unavailable; retry shortly".into(),
-            "plugin_not_found" => return "no such plugin".into(),
-            "invalid_module" => return "the plugin is not a valid WebAssembly module".into(),
-            _ => {}
-        }
-        match self {
-            // Say what the plugin did; a cleanup that failed inside the engine stays in the log.
-            ApiError::Run(RunError::Runtime(RuntimeError::CleanupAlsoFailed { failure, .. })) => {
-                format!("{failure}; cleanup failed too")
-            }
-            other => other.to_string(),
+        match (self.kind().disclosure(), self) {
+            (Disclosure::Fixed(sentence), _) => sentence.to_owned(),
+            (Disclosure::Details, ApiError::Run(error)) => error.public_details(),
+            (Disclosure::Details, other) => other.to_string(),
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
+        let kind = self.kind();
+        let (status, code) = (kind.status(), kind.code());
         if status.is_server_error() {
             tracing::error!(error = %self, ?self, code, "request failed");
         } else {
             tracing::debug!(error = %self, code, "request refused");
         }
         let body = Json(json!({ "error": { "code": code, "message": self.public_message() } }));
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        if kind.is_transient() {
             let retry_after = match &self {
-                ApiError::Run(RunError::Quarantined(quarantine)) => quarantine.retry_after_secs.max(1),
-                _ => RETRY_AFTER.as_secs(),
+                ApiError::Run(error) => error.retry_after_secs(),
+                _ => None,
             };
+            let retry_after = retry_after.unwrap_or(RETRY_AFTER.as_secs());
             return (status, [(header::RETRY_AFTER, retry_after.to_string())], body).into_response();
         }
         (status, body).into_response()

@@ -70,7 +70,36 @@ pub fn app(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(axum::middleware::map_request(screen_request))
         .with_state(state)
+}
+
+/// Longest caller-chosen request id kept; a longer one is replaced by a fresh id.
+pub const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// What every request goes through before anything else:
+/// - a caller's `x-request-id` is logged and echoed, so only a short, plain one is kept
+///   (letters, digits, `-`, `_`, `.`, `:`, at most [`MAX_REQUEST_ID_LEN`] bytes); any other is
+///   dropped and a fresh id is made for the request;
+/// - a compressed body (`Content-Encoding` other than `identity`) is refused: the host does not
+///   decompress, and reading gzip as JSON would only give a confusing error.
+async fn screen_request(mut request: Request<axum::body::Body>) -> Result<Request<axum::body::Body>, ApiError> {
+    let usable_id = |id: &[u8]| {
+        !id.is_empty()
+            && id.len() <= MAX_REQUEST_ID_LEN
+            && id.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    };
+    if request.headers().get(REQUEST_ID).is_some_and(|id| !usable_id(id.as_bytes())) {
+        request.headers_mut().remove(REQUEST_ID);
+    }
+    let encoded = request
+        .headers()
+        .get(header::CONTENT_ENCODING)
+        .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"));
+    if encoded {
+        return Err(ApiError::UnsupportedEncoding);
+    }
+    Ok(request)
 }
 
 /// Body of `POST /run`.
@@ -96,14 +125,13 @@ async fn run(
     let started = Instant::now();
     let mut plugin = None;
     let result = run_plugin(&state, request, &mut plugin).await;
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(error) => error.status_and_code().1,
+    let (outcome, plugin_found) = match &result {
+        Ok(_) => ("ok", true),
+        Err(error) => (error.kind().code(), error.kind().plugin_found()),
     };
-    // Only names the runner found become label values (see `Metrics`): these outcomes come
-    // before or without finding the plugin.
-    let unknown = ["plugin_not_found", "invalid_plugin_name", "overloaded", "store_unavailable", "store_error"];
-    let known = plugin.filter(|_| !unknown.contains(&outcome));
+    // Only names the store has become label values (see `Metrics`), so clients cannot create
+    // series by inventing names.
+    let known = plugin.filter(|_| plugin_found);
     state.metrics.observe_request(known.as_ref().map(PluginName::as_str), outcome, started.elapsed());
     result
 }
@@ -143,8 +171,8 @@ pub struct Readiness {
     pub status: &'static str,
     pub store: String,
     pub plugins: usize,
-    /// Plugins in the store that would be refused (they break the ABI); the service is still
-    /// ready to serve the others.
+    /// Plugins in the store that would be refused (they break the ABI, or cannot be read, or
+    /// are over the size limit); the service is still ready to serve the others.
     pub unloadable: Vec<PluginName>,
 }
 
@@ -157,7 +185,11 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
         status: "ready",
         store: state.runner.describe_store(),
         plugins: plugins.len(),
-        unloadable: plugins.into_iter().filter(|p| !p.abi.compliant).map(|p| p.name).collect(),
+        unloadable: plugins
+            .into_iter()
+            .filter(|p| p.abi.as_ref().is_none_or(|abi| !abi.compliant))
+            .map(|p| p.name)
+            .collect(),
     }))
 }
 

@@ -1,17 +1,14 @@
 //! Each plugin's current version: what every runner keeps between calls.
 
-use std::{
-    num::NonZeroUsize,
-    sync::{Arc, Mutex, MutexGuard, PoisonError},
-    time::UNIX_EPOCH,
-};
+use std::{num::NonZeroUsize, sync::Arc, time::UNIX_EPOCH};
 
 use lru::LruCache;
+use parking_lot::Mutex;
+use plugin_sdk::AbiLimits;
 
 use super::{AbiStatus, PluginStatus, RunError, content_hash};
 use crate::{
     metrics::Metrics,
-    runtime::RuntimeError,
     store::{FileIdentity, PluginName, PluginStore, StoreError},
 };
 
@@ -26,7 +23,14 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 256;
 /// calls get the new version while calls already running finish on the one they started with
 /// (`M` is shared, typically an `Arc`). If a changed file fails to load (for example it is half
 /// written), the previous version keeps serving and the failure is logged and kept for
-/// `GET /plugins`; a plugin with no good version returns the failure.
+/// `GET /plugins`; a plugin with no good version returns the failure, remembered: the same file
+/// is not read and checked again on every request, only once it changes. A transient failure
+/// (no worker free to load it, say) is not a verdict on the file: it is not kept, and the next
+/// call tries to load the file again.
+///
+/// Listings (`GET /plugins`, `/readyz`) cost one `stat` per plugin: what a file's content says
+/// (its hash, the ABI check's verdict) is kept per file identity and recomputed only when the
+/// file changes.
 #[derive(Debug)]
 pub struct Catalog<M> {
     store: Arc<dyn PluginStore>,
@@ -34,16 +38,27 @@ pub struct Catalog<M> {
     /// Least recently used plugins are forgotten first; each entry has its own lock, so a slow
     /// load of one plugin never delays calls to another.
     slots: Mutex<LruCache<PluginName, Arc<Mutex<Slot<M>>>>>,
+    /// What `GET /plugins` checks files against: the limits plugins are loaded with.
+    abi_limits: AbiLimits,
+    /// What each file's content says, by file identity, for listings.
+    facts: Mutex<LruCache<PluginName, (FileIdentity, FileFacts)>>,
+}
+
+/// What a plugin file's bytes say, kept while the file is unchanged.
+#[derive(Debug, Clone)]
+struct FileFacts {
+    sha256: String,
+    abi: AbiStatus,
 }
 
 #[derive(Debug)]
 struct Slot<M> {
-    /// The file version last examined, successfully or not.
+    /// The file version last examined, successfully or with a permanent failure.
     seen: Option<FileIdentity>,
     /// The last version that loaded successfully.
     current: Option<Version<M>>,
     /// Why the file version in `seen` failed to load, if it did.
-    last_error: Option<String>,
+    last_error: Option<Arc<RunError>>,
 }
 
 impl<M> Default for Slot<M> {
@@ -59,9 +74,10 @@ struct Version<M> {
 }
 
 impl<M: Clone> Catalog<M> {
-    pub fn new(store: Arc<dyn PluginStore>, metrics: Arc<Metrics>, capacity: usize) -> Self {
+    pub fn new(store: Arc<dyn PluginStore>, metrics: Arc<Metrics>, capacity: usize, abi_limits: AbiLimits) -> Self {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
-        Catalog { store, metrics, slots: Mutex::new(LruCache::new(capacity)) }
+        let facts = Mutex::new(LruCache::new(capacity.saturating_mul(NonZeroUsize::new(4).expect("non-zero"))));
+        Catalog { store, metrics, slots: Mutex::new(LruCache::new(capacity)), abi_limits, facts }
     }
 
     pub fn store(&self) -> &dyn PluginStore {
@@ -73,70 +89,123 @@ impl<M: Clone> Catalog<M> {
     pub fn current(
         &self,
         name: &PluginName,
-        load: impl FnOnce(&[u8], &str) -> Result<M, RuntimeError>,
+        load: impl FnOnce(&[u8], &str) -> Result<M, RunError>,
     ) -> Result<M, RunError> {
         // Stat first: a name the store does not have must not take (and evict) a slot.
         let identity = self.store.stat(name)?;
-        let slot = Arc::clone(lock(&self.slots).get_or_insert(name.clone(), Default::default));
-        let mut slot = lock(&slot);
-        if let Some(current) = slot.current.as_ref().filter(|_| slot.seen == Some(identity)) {
-            self.metrics.observe_cache(true);
-            return Ok(current.module.clone());
+        let slot = Arc::clone(self.slots.lock().get_or_insert(name.clone(), Default::default));
+        let mut slot = slot.lock();
+        if slot.seen == Some(identity) {
+            if let Some(current) = &slot.current {
+                self.metrics.observe_cache(true);
+                return Ok(current.module.clone());
+            }
+            if let Some(failure) = &slot.last_error {
+                // This very file failed before, for a reason that does not pass by itself.
+                self.metrics.observe_cache(true);
+                return Err(RunError::Remembered(Arc::clone(failure)));
+            }
         }
         self.metrics.observe_cache(false);
         let file = self.store.load(name)?;
         let content_hash = content_hash(&file.bytes);
-        slot.seen = Some(file.identity);
         if let Some(current) = slot.current.as_ref().filter(|c| c.content_hash == content_hash) {
             // Touched or copied over with the same content: nothing to load again.
             let module = current.module.clone();
+            slot.seen = Some(file.identity);
             slot.last_error = None;
             return Ok(module);
         }
         match load(&file.bytes, &content_hash) {
             Ok(module) => {
                 tracing::info!(plugin = %name, hash = &content_hash[..12], "loaded plugin version");
+                slot.seen = Some(file.identity);
                 slot.current = Some(Version { content_hash, module: module.clone() });
                 slot.last_error = None;
                 Ok(module)
             }
             Err(error) => {
-                slot.last_error = Some(error.to_string());
+                let transient = error.kind().is_transient();
+                let error = if transient {
+                    error
+                } else {
+                    // The verdict on this file version: not tried again until the file changes.
+                    let failure = Arc::new(error);
+                    slot.seen = Some(file.identity);
+                    slot.last_error = Some(Arc::clone(&failure));
+                    RunError::Remembered(failure)
+                };
                 match &slot.current {
                     Some(previous) => {
-                        tracing::warn!(plugin = %name, %error, "new plugin version failed to load; still serving the previous one");
+                        tracing::warn!(plugin = %name, %error, transient, "new plugin version failed to load; still serving the previous one");
                         Ok(previous.module.clone())
                     }
-                    None => Err(error.into()),
+                    None => Err(error),
                 }
             }
         }
     }
 
-    /// What the store holds under `name` now, and how loading it went.
+    /// What the store holds under `name` now, and how loading it went. A file the store has
+    /// but cannot give (too large, unreadable) is described rather than refused; only a name
+    /// the store does not have, and a store that cannot answer, are errors.
     pub fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError> {
-        let file = self.store.load(name)?;
-        let sha256 = content_hash(&file.bytes);
-        let slot = lock(&self.slots).peek(name).cloned();
+        let facts = match self.facts_of(name) {
+            Ok(facts) => facts,
+            Err(error @ (StoreError::TooLarge { .. } | StoreError::Io { .. })) => {
+                let size = match &error {
+                    StoreError::TooLarge { size, .. } => Some(*size),
+                    _ => None,
+                };
+                return Ok(PluginStatus {
+                    name: name.clone(),
+                    size,
+                    modified_unix: None,
+                    sha256: None,
+                    abi: None,
+                    loaded: false,
+                    last_error: Some(error.to_string()),
+                    quarantine: None,
+                });
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let (identity, facts) = facts;
+        let slot = self.slots.lock().peek(name).cloned();
         let (loaded, last_error) = match slot {
             Some(slot) => {
-                let slot = lock(&slot);
-                let loaded = slot.current.as_ref().is_some_and(|c| c.content_hash == sha256);
-                let failed_now = slot.seen == Some(file.identity);
-                (loaded, slot.last_error.clone().filter(|_| failed_now))
+                let slot = slot.lock();
+                let loaded = slot.current.as_ref().is_some_and(|c| c.content_hash == facts.sha256);
+                let failed_now = slot.seen == Some(identity);
+                (loaded, slot.last_error.as_ref().filter(|_| failed_now).map(ToString::to_string))
             }
             None => (false, None),
         };
         Ok(PluginStatus {
             name: name.clone(),
-            size: file.identity.size,
-            modified_unix: file.identity.modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
-            sha256,
-            abi: AbiStatus::of(&file.bytes),
+            size: Some(identity.size),
+            modified_unix: identity.modified.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs()),
+            sha256: Some(facts.sha256),
+            abi: Some(facts.abi),
             loaded,
             last_error,
             quarantine: None,
         })
+    }
+
+    /// The file's identity and what its content says: from the cache while the file is
+    /// unchanged (one `stat`), else read, hashed and checked once.
+    fn facts_of(&self, name: &PluginName) -> Result<(FileIdentity, FileFacts), StoreError> {
+        let identity = self.store.stat(name)?;
+        if let Some((seen, facts)) = self.facts.lock().get(name)
+            && *seen == identity
+        {
+            return Ok((identity, facts.clone()));
+        }
+        let file = self.store.load(name)?;
+        let facts = FileFacts { sha256: content_hash(&file.bytes), abi: AbiStatus::of(&file.bytes, &self.abi_limits) };
+        self.facts.lock().put(name.clone(), (file.identity, facts.clone()));
+        Ok((file.identity, facts))
     }
 
     /// Every plugin in the store, sorted by name.
@@ -146,17 +215,12 @@ impl<M: Clone> Catalog<M> {
             match self.inspect(&name) {
                 Ok(status) => plugins.push(status),
                 // The store itself failed: the listing would be wrong, not just shorter.
-                Err(error @ RunError::Store(StoreError::Unavailable(_))) => return Err(error),
-                // Removed since it was listed, or not a plugin file: not part of the listing.
+                Err(error @ RunError::Store(StoreError::Unavailable { .. })) => return Err(error),
+                // Removed since it was listed, or not a plugin file (a folder, a FIFO): not part
+                // of the listing. Files it cannot read are listed by `inspect` with the error.
                 Err(_) => {}
             }
         }
         Ok(plugins)
     }
-}
-
-/// A panic while holding one of these locks cannot leave the data half-updated in a way that
-/// matters (every update is a whole-field assignment), so a poisoned lock is used as is.
-pub(super) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }

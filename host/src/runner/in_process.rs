@@ -20,13 +20,14 @@ pub struct InProcessRunner {
 
 impl InProcessRunner {
     pub fn new(store: Arc<dyn PluginStore>, engine: Engine, metrics: Arc<Metrics>, capacity: usize) -> Self {
-        let catalog = Catalog::new(store, Arc::clone(&metrics), capacity);
+        let abi_limits = engine.settings().limits.abi.clone();
+        let catalog = Catalog::new(store, Arc::clone(&metrics), capacity, abi_limits);
         InProcessRunner { catalog, engine, metrics }
     }
 
     /// The compiled current version of `name`.
     fn compiled(&self, name: &PluginName) -> Result<Arc<CompiledPlugin>, RunError> {
-        self.catalog.current(name, |bytes, hash| self.engine.compile(bytes, hash).map(Arc::new))
+        self.catalog.current(name, |bytes, hash| Ok(self.engine.compile(bytes, hash).map(Arc::new)?))
     }
 }
 

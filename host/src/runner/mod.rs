@@ -12,7 +12,10 @@ pub use catalog::DEFAULT_CACHE_CAPACITY;
 pub use in_process::InProcessRunner;
 pub use worker::{WorkerFailure, WorkerPoolRunner, WorkerSettings};
 
+use std::sync::Arc;
+
 use crate::{
+    failure::FailureKind,
     runtime::RuntimeError,
     store::{PluginName, StoreError},
 };
@@ -34,17 +37,20 @@ pub trait PluginRunner: Send + Sync + std::fmt::Debug {
     fn describe_store(&self) -> String;
 }
 
-/// One plugin as `GET /plugins` shows it.
+/// One plugin as `GET /plugins` shows it. A file the store holds but cannot give (over the
+/// size limit, unreadable) is listed too, with what is known and `last_error` saying why:
+/// an operator looking for it must find it.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PluginStatus {
     pub name: PluginName,
-    /// File size in bytes.
-    pub size: u64,
-    /// Last modification, in seconds since the Unix epoch.
-    pub modified_unix: u64,
-    /// Hex SHA-256 of the file's contents: the plugin version.
-    pub sha256: String,
-    pub abi: AbiStatus,
+    /// File size in bytes, when known.
+    pub size: Option<u64>,
+    /// Last modification, in seconds since the Unix epoch, when the file could be read.
+    pub modified_unix: Option<u64>,
+    /// Hex SHA-256 of the file's contents (the plugin version), when the file could be read.
+    pub sha256: Option<String>,
+    /// The ABI check's verdict, when the file could be read.
+    pub abi: Option<AbiStatus>,
     /// Whether this exact version is compiled and serving.
     pub loaded: bool,
     /// Why the latest version of the file failed to load, if it did.
@@ -66,19 +72,29 @@ pub struct QuarantineStatus {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct AbiStatus {
     pub compliant: bool,
-    /// The ABI version the plugin declares.
+    /// The ABI version the plugin is checked and runs as: the one it declares or, when it
+    /// declares none, 1 (the original contract). `None` when its declaration is unreadable or
+    /// names a version this host does not support.
     pub version: Option<u32>,
+    /// The version the plugin's `wasm_plugin_abi` marker declares; `None` without a marker.
+    pub declared_version: Option<u32>,
     /// Codes of the violations found (see ABI.md), empty when compliant.
     pub violations: Vec<&'static str>,
+    /// Codes of the warnings (such as `missing-abi-version`), which do not stop the plugin.
+    pub warnings: Vec<&'static str>,
 }
 
 impl AbiStatus {
-    pub fn of(wasm: &[u8]) -> Self {
-        let report = plugin_sdk::check(wasm);
+    /// The verdict on `wasm` under the limits the host runs plugins with.
+    pub fn of(wasm: &[u8], limits: &plugin_sdk::AbiLimits) -> Self {
+        let report = plugin_sdk::check_with(wasm, limits);
+        let codes = |list: &[plugin_sdk::Violation]| list.iter().map(|v| v.kind.code()).collect();
         AbiStatus {
             compliant: report.is_compliant(),
             version: report.abi_version,
-            violations: report.violations.iter().map(|v| v.kind.code()).collect(),
+            declared_version: report.declared_abi_version,
+            violations: codes(&report.violations),
+            warnings: codes(&report.warnings),
         }
     }
 }
@@ -101,4 +117,52 @@ pub enum RunError {
     Worker(#[from] WorkerFailure),
     #[error("plugin quarantined after {} crashes in a row; retry in {} s", .0.consecutive_crashes, .0.retry_after_secs)]
     Quarantined(QuarantineStatus),
+    /// The failure this very plugin file gave when it was last loaded; it is not loaded again
+    /// until it changes.
+    #[error(transparent)]
+    Remembered(Arc<RunError>),
+}
+
+impl RunError {
+    /// The failure itself, whether it happened now or is remembered from an earlier load of
+    /// the same file: what to match on.
+    pub fn root(&self) -> &RunError {
+        match self {
+            RunError::Remembered(error) => error.root(),
+            other => other,
+        }
+    }
+
+    /// How the host reports this (see [`crate::failure`]).
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            RunError::Store(error) => error.kind(),
+            RunError::Runtime(error) => error.kind(),
+            RunError::Worker(failure) => failure.kind(),
+            RunError::Quarantined(_) => FailureKind::PluginQuarantined,
+            RunError::Remembered(error) => error.kind(),
+        }
+    }
+
+    /// Seconds a client should wait before retrying, for transient failures that know better
+    /// than the default (a quarantine knows when it ends).
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            RunError::Quarantined(quarantine) => Some(quarantine.retry_after_secs.max(1)),
+            RunError::Remembered(error) => error.retry_after_secs(),
+            _ => None,
+        }
+    }
+
+    /// The message for the client when the kind discloses details: what the plugin did. A
+    /// cleanup that failed inside the engine after the call failed stays in the log.
+    pub fn public_details(&self) -> String {
+        match self {
+            RunError::Runtime(RuntimeError::CleanupAlsoFailed { failure, .. }) => {
+                format!("{failure}; cleanup failed too")
+            }
+            RunError::Remembered(error) => error.public_details(),
+            other => other.to_string(),
+        }
+    }
 }

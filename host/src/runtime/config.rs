@@ -2,8 +2,10 @@
 
 use std::{path::PathBuf, time::Duration};
 
+use plugin_sdk::AbiLimits;
+
 /// How plugin code is executed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ExecutionMode {
     /// WasmEdge's interpreter: no compile step, about 100x slower than native on compute.
@@ -14,20 +16,31 @@ pub enum ExecutionMode {
     Aot,
 }
 
-/// Limits applied to every plugin. Each has a documented default.
+/// Limits applied to every plugin. Each has a documented default, written here once: the
+/// command line takes its defaults from [`Limits::default`].
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Limits {
     /// Wall-clock budget for one whole call (init + process + cleanup). Default: 1 s.
     pub call_timeout: Duration,
-    /// Most 64 KiB pages of linear memory an instance may have. Default: 64 (4 MiB).
+    /// Most 64 KiB pages of linear memory an instance may have, grown or not. Default: 64
+    /// (4 MiB).
     pub max_memory_pages: u32,
     /// Largest plugin file accepted, in bytes. Default: 16 MiB.
     pub max_plugin_bytes: u64,
+    /// The ABI check's size limits (initial memory, table entries, functions), which its
+    /// messages tell plugin authors an operator can raise. Default: [`AbiLimits::default`]
+    /// (16 pages, 4096 entries, 4096 functions).
+    pub abi: AbiLimits,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { call_timeout: Duration::from_secs(1), max_memory_pages: 64, max_plugin_bytes: 16 << 20 }
+        Limits {
+            call_timeout: Duration::from_secs(1),
+            max_memory_pages: 64,
+            max_plugin_bytes: 16 << 20,
+            abi: AbiLimits::default(),
+        }
     }
 }
 
@@ -73,7 +86,7 @@ impl RuntimeConfig {
     pub(crate) fn aot_cache_dir(&self) -> PathBuf {
         // Per user, so that nobody else can own (and plant code in) the default folder.
         self.aot_cache_dir.clone().unwrap_or_else(|| {
-            let user = std::fs::metadata("/proc/self").map_or(0, |m| std::os::unix::fs::MetadataExt::uid(&m));
+            let user = rustix::process::getuid().as_raw();
             std::env::temp_dir().join(format!("plugin-host-{user}")).join("aot")
         })
     }

@@ -4,6 +4,8 @@ use std::{fmt, time::Duration};
 
 use wasmedge_sdk::error::{CoreCommonError, CoreError, CoreExecutionError, InstanceError, WasmEdgeError};
 
+use crate::failure::FailureKind;
+
 /// The three functions of the plugin ABI.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -29,8 +31,10 @@ impl fmt::Display for AbiFunction {
     }
 }
 
-/// A negative value returned by a plugin function: the ABI's error codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// A negative value returned by a plugin function: the ABI's error codes. Serialized as the
+/// number itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(from = "i32", into = "i32")]
 pub enum PluginErrorCode {
     /// -1: `process` was called before `init`.
     NotInitialized,
@@ -63,6 +67,18 @@ impl PluginErrorCode {
             PluginErrorCode::Internal => -4,
             PluginErrorCode::Unknown(code) => code,
         }
+    }
+}
+
+impl From<i32> for PluginErrorCode {
+    fn from(code: i32) -> Self {
+        PluginErrorCode::from_code(code)
+    }
+}
+
+impl From<PluginErrorCode> for i32 {
+    fn from(code: PluginErrorCode) -> Self {
+        code.code()
     }
 }
 
@@ -100,11 +116,17 @@ pub enum TrapKind {
 }
 
 /// Everything that can go wrong between plugin bytes and a result.
-#[derive(Debug, thiserror::Error)]
+///
+/// Worker processes send it to the server as it is (serde): one type on both sides of the
+/// process boundary. Engine messages are strings because WasmEdge's errors cannot cross it.
+#[derive(Debug, thiserror::Error, serde::Serialize, serde::Deserialize)]
 pub enum RuntimeError {
     #[error("plugin file is {size} bytes, over the {limit}-byte limit")]
     TooLarge { size: u64, limit: u64 },
+    /// Never crosses the process boundary: workers do not check the ABI (the server does before
+    /// a module reaches them), so this variant is not serialized.
     #[error("plugin breaks the ABI ({} violation(s)): {}", .0.violations.len(), first_violation(.0))]
+    #[serde(skip)]
     AbiViolation(plugin_sdk::AbiReport),
     #[error("invalid WebAssembly module: {0}")]
     InvalidModule(String),
@@ -138,6 +160,27 @@ impl RuntimeError {
         match self {
             RuntimeError::CleanupAlsoFailed { failure, .. } => failure.primary(),
             other => other,
+        }
+    }
+
+    /// How the host reports this (see [`crate::failure`]): by the failure that decided the
+    /// call, not a cleanup that failed after it.
+    pub fn kind(&self) -> FailureKind {
+        match self.primary() {
+            RuntimeError::Plugin { function: AbiFunction::Process, code: PluginErrorCode::InvalidArgument } => {
+                FailureKind::InvalidArgument
+            }
+            RuntimeError::Plugin { .. } => FailureKind::PluginError,
+            RuntimeError::Trap { .. } => FailureKind::PluginTrapped,
+            RuntimeError::Timeout { .. } => FailureKind::PluginTimeout,
+            RuntimeError::TooLarge { .. } => FailureKind::PluginTooLarge,
+            RuntimeError::AbiViolation(_) => FailureKind::AbiViolation,
+            RuntimeError::InvalidModule(_) => FailureKind::InvalidModule,
+            RuntimeError::MemoryLimit { .. } => FailureKind::MemoryLimit,
+            RuntimeError::Instantiation(_)
+            | RuntimeError::Compilation(_)
+            | RuntimeError::Engine(_)
+            | RuntimeError::CleanupAlsoFailed { .. } => FailureKind::Internal,
         }
     }
 

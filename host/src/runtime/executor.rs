@@ -5,8 +5,9 @@
 //!
 //! The lifecycle is enforced by types: [`PluginInstance::init`] consumes the fresh instance and
 //! returns an [`InitializedInstance`], the only type with `process` and `cleanup`, and `cleanup`
-//! consumes that. Tests of how a plugin handles misuse (its -1 and -2 paths) use the explicitly
-//! named [`PluginInstance::call_out_of_order`].
+//! consumes that. Tests of how a plugin handles misuse (its -1 and -2 paths) use
+//! [`testing::call_out_of_order`](super::testing::call_out_of_order), which production code never
+//! calls.
 
 use std::{
     collections::HashMap,
@@ -19,11 +20,6 @@ use super::{
     AbiFunction, CompiledPlugin, PluginErrorCode, RuntimeError,
     reuse::{IDLE_LIMIT, MEMORY_EXPORT, ReuseState, Snapshot},
 };
-
-/// Nothing holding these locks can leave them half-updated (a push or a pop).
-fn lock<T>(mutex: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
 
 const PAGE_BYTES: u32 = 65536;
 
@@ -80,7 +76,7 @@ impl CompiledPlugin {
     /// An instance ready for a whole lifecycle: a recycled one when one is idle (put back
     /// into exactly its freshly instantiated state), else a new one.
     pub fn checkout(&self) -> Result<PluginInstance, RuntimeError> {
-        let recycled = self.reuse.as_ref().and_then(|reuse| lock(&reuse.idle).pop());
+        let recycled = self.reuse.as_ref().and_then(|reuse| reuse.idle.lock().pop());
         match recycled {
             Some(mut instance) => {
                 instance.renew_deadline();
@@ -93,7 +89,7 @@ impl CompiledPlugin {
     /// Keeps an instance returned by [`PluginInstance::run_recycling`] for a later call.
     pub fn recycle(&self, instance: PluginInstance) {
         if let Some(reuse) = &self.reuse {
-            let mut idle = lock(&reuse.idle);
+            let mut idle = reuse.idle.lock();
             if idle.len() < IDLE_LIMIT {
                 idle.push(instance);
             }
@@ -174,17 +170,9 @@ impl PluginInstance {
         Ok(InitializedInstance { instance: self })
     }
 
-    /// Calls one ABI function regardless of the lifecycle, and maps its result like the
-    /// lifecycle methods do. Only for checking how a plugin handles misuse (its
-    /// "not initialized" and "already initialized" answers); the host itself never does this.
-    pub fn call_out_of_order(&mut self, function: AbiFunction, input: i32) -> Result<i32, RuntimeError> {
-        let argument = (function == AbiFunction::Process).then_some(input);
-        self.invoke(function, argument)
-    }
-
     /// Runs an export within what is left of the deadline; negative results are the ABI's
     /// error codes.
-    fn invoke(&mut self, function: AbiFunction, argument: Option<i32>) -> Result<i32, RuntimeError> {
+    pub(super) fn invoke(&mut self, function: AbiFunction, argument: Option<i32>) -> Result<i32, RuntimeError> {
         let timeout = self.timeout;
         let remaining = self.deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {

@@ -20,9 +20,9 @@ use super::{
 /// Turns plugin bytes into [`CompiledPlugin`]s. One per process; cheap to share by reference.
 #[derive(Debug)]
 pub struct Engine {
-    settings: RuntimeConfig,
+    pub(super) settings: RuntimeConfig,
     /// The WasmEdge configuration every instance runs with (proposals, memory cap, run mode).
-    config: Arc<Config>,
+    pub(super) config: Arc<Config>,
     /// Set in AOT mode: the compiler and where its output is cached.
     aot: Option<AotCache>,
 }
@@ -55,7 +55,7 @@ impl Engine {
         if bytes.len() as u64 > limit {
             return Err(RuntimeError::TooLarge { size: bytes.len() as u64, limit });
         }
-        let report = plugin_sdk::check(bytes);
+        let report = plugin_sdk::check_with(bytes, &self.settings.limits.abi);
         if self.settings.enforce_abi && !report.is_compliant() {
             return Err(RuntimeError::AbiViolation(report));
         }
@@ -91,25 +91,6 @@ impl Engine {
             abi_version: report.abi_version,
             reuse,
         })
-    }
-}
-
-impl Engine {
-    /// Loads, validates and runs a module in one go, keeping nothing: the seed's
-    /// load-every-call design, without its ABI check or any preparation for reuse. Kept only as
-    /// the baseline the benchmarks compare against; the host never runs plugins this way.
-    pub fn call_uncached(&self, bytes: &[u8], input: i32) -> Result<i32, RuntimeError> {
-        let module =
-            Module::from_bytes(Some(&self.config), bytes).map_err(|e| RuntimeError::InvalidModule(e.to_string()))?;
-        let plugin = CompiledPlugin {
-            module,
-            config: Arc::clone(&self.config),
-            timeout: self.settings.limits.call_timeout,
-            external_deadline: self.settings.external_deadline,
-            abi_version: None,
-            reuse: None,
-        };
-        plugin.instantiate()?.run(input)
     }
 }
 
@@ -161,7 +142,7 @@ pub struct CompiledPlugin {
     pub(super) timeout: std::time::Duration,
     pub(super) external_deadline: bool,
     pub(super) reuse: Option<Arc<ReuseState>>,
-    abi_version: Option<u32>,
+    pub(super) abi_version: Option<u32>,
 }
 
 impl CompiledPlugin {
@@ -204,14 +185,19 @@ impl AotCache {
         // and a folder under /tmp can be cleaned away and recreated by somebody else.
         ensure_private_dir(&self.dir)?;
         if !artifact.exists() {
-            // Compile under a unique name and rename: concurrent compilations of the same
-            // plugin (other threads, other processes) never see a half-written file.
-            let temp = format!("{name}.{}.{:?}.tmp", std::process::id(), std::thread::current().id());
-            let temp = self
-                .compiler
-                .compile_from_bytes(bytes, &temp, &self.dir)
-                .map_err(|e| RuntimeError::Compilation(e.to_string()))?;
-            fs::rename(&temp, &artifact).map_err(|e| RuntimeError::Compilation(e.to_string()))?;
+            // Compile into a file of its own and rename it into place: concurrent compilations
+            // of the same plugin (other threads, other processes) never see a half-written
+            // file, and a failed one leaves nothing behind (the reserved file is removed when
+            // dropped). WasmEdge writes `<dir>/<name>.so`, so it gets the reserved file's stem.
+            let failed = |e: &dyn std::fmt::Display| RuntimeError::Compilation(e.to_string());
+            let reserved = tempfile::Builder::new()
+                .prefix(&format!(".{name}."))
+                .suffix(".so")
+                .tempfile_in(&self.dir)
+                .map_err(|e| failed(&e))?;
+            let stem = reserved.path().file_stem().and_then(|s| s.to_str()).ok_or_else(|| failed(&"temporary name"))?;
+            self.compiler.compile_from_bytes(bytes, stem, &self.dir).map_err(|e| failed(&e))?;
+            reserved.persist(&artifact).map_err(|e| failed(&e))?;
             tracing::info!(artifact = %artifact.display(), "compiled plugin to native code");
         }
         Module::from_file(Some(config), &artifact).map_err(|e| RuntimeError::InvalidModule(e.to_string()))
@@ -228,7 +214,7 @@ fn ensure_private_dir(dir: &Path) -> Result<(), RuntimeError> {
         Err(e) => return Err(unsafe_dir(&e.to_string())),
     }
     let meta = fs::symlink_metadata(dir).map_err(|e| unsafe_dir(&e.to_string()))?;
-    let uid = fs::metadata("/proc/self").map(|m| m.uid()).map_err(|e| unsafe_dir(&e.to_string()))?;
+    let uid = rustix::process::getuid().as_raw();
     if !meta.is_dir() || meta.uid() != uid || meta.mode() & 0o022 != 0 {
         return Err(unsafe_dir("must be a directory owned by this user and writable by nobody else"));
     }

@@ -18,6 +18,7 @@ mod error;
 mod executor;
 mod loader;
 mod reuse;
+pub mod testing;
 
 pub use config::{ExecutionMode, Limits, RuntimeConfig};
 pub use error::{AbiFunction, PluginErrorCode, RuntimeError, TrapKind};

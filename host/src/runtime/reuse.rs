@@ -12,10 +12,9 @@
 //! So only modules that passed the ABI check are reused, and an instance is only reused after
 //! a lifecycle in which every call returned (a trap or timeout discards it).
 
-use std::{
-    convert::Infallible,
-    sync::{Mutex, OnceLock},
-};
+use std::{convert::Infallible, sync::OnceLock};
+
+use parking_lot::Mutex;
 
 use wasm_encoder::reencode::{Error as ReencodeError, Reencode, utils};
 use wasmparser::{Parser, Payload};

@@ -32,6 +32,11 @@ impl PluginDir<'_> {
 
     pub fn load(&self, name: &PluginName) -> Result<PluginFile, StoreError> {
         let (path, not_a_link) = self.locate(name)?;
+        // Refuse what is not a plugin before opening it (a socket cannot even be opened), so
+        // that `load` answers exactly as `stat` does.
+        if let Some(meta) = &not_a_link {
+            self.check_metadata(name, meta)?;
+        }
         // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever.
         // O_NOFOLLOW when the name was not a link: if it became one since, the open fails
         // rather than following it. The type is then checked on the open descriptor, so a file
@@ -100,6 +105,10 @@ fn read_at_most(file: File, limit: u64) -> io::Result<Vec<u8>> {
 fn io_error(name: &PluginName, error: io::Error) -> StoreError {
     match error.kind() {
         io::ErrorKind::NotFound => StoreError::NotFound(name.clone()),
+        // A symbolic link that loops, or leads through a non-directory: a name, not a plugin.
+        _ if matches!(error.raw_os_error(), Some(libc::ELOOP | libc::ENOTDIR)) => {
+            StoreError::NotARegularFile(name.clone())
+        }
         _ => StoreError::Io { context: format!("reading plugin `{name}`"), source: error },
     }
 }

@@ -15,14 +15,13 @@
 use std::{
     fs, io,
     path::{Path, PathBuf},
-    sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
 
-use super::{FileIdentity, PluginFile, PluginName, PluginStore, StoreError, dir::PluginDir};
+use backon::{BlockingRetryable, ExponentialBuilder};
+use parking_lot::Mutex;
 
-/// Injects an I/O error before a store operation (given by name); for testing failure handling.
-pub type FaultInjector = Arc<dyn Fn(&str) -> Option<io::Error> + Send + Sync>;
+use super::{FileIdentity, PluginFile, PluginName, PluginStore, StoreError, dir::PluginDir};
 
 /// Serves `<mount>/<name>.wasm` from a Fluid dataset mount. Never fails to construct: a mount
 /// that is not there yet makes requests answer "unavailable" until it appears.
@@ -38,7 +37,6 @@ pub struct FluidPluginStore {
     /// How long a successful readiness check is trusted. Default: 1 s.
     recheck_interval: Duration,
     last_ready: Mutex<Option<(Instant, PathBuf)>>,
-    fault: Option<FaultInjector>,
 }
 
 impl std::fmt::Debug for FluidPluginStore {
@@ -57,30 +55,20 @@ impl FluidPluginStore {
             first_backoff: Duration::from_millis(10),
             recheck_interval: Duration::from_secs(1),
             last_ready: Mutex::new(None),
-            fault: None,
         }
     }
 
-    /// Reads the mount table from another file (tests stand a temporary directory in for the
-    /// mount by listing it in a mountinfo file of their own).
-    pub fn with_mountinfo(mut self, path: impl Into<PathBuf>) -> Self {
-        self.mountinfo = path.into();
-        self
-    }
-
+    /// How long a successful readiness check of the mount is trusted before the next request
+    /// checks again (default 1 s): longer saves a `stat` and a read of the mount table per
+    /// request, shorter notices a lost mount sooner.
     pub fn with_recheck_interval(mut self, interval: Duration) -> Self {
         self.recheck_interval = interval;
         self
     }
 
-    pub fn with_fault_injector(mut self, fault: FaultInjector) -> Self {
-        self.fault = Some(fault);
-        self
-    }
-
     /// The canonical root, once the mount is present and answering.
     fn ready_root(&self) -> Result<PathBuf, StoreError> {
-        let mut last_ready = self.last_ready.lock().unwrap_or_else(|p| p.into_inner());
+        let mut last_ready = self.last_ready.lock();
         if let Some((checked, root)) = last_ready.as_ref()
             && checked.elapsed() < self.recheck_interval
         {
@@ -88,12 +76,14 @@ impl FluidPluginStore {
         }
         *last_ready = None;
         if !self.is_mount_point()? {
-            return Err(StoreError::Unavailable(format!("{} is not mounted", self.mount_path.display())));
+            let what = format!("{} is not mounted", self.mount_path.display());
+            return Err(StoreError::Unavailable { what, source: None });
         }
-        let unavailable = |e: io::Error| StoreError::Unavailable(format!("mount {}: {e}", self.mount_path.display()));
+        let unavailable = |e: io::Error| StoreError::unavailable(format!("mount {}", self.mount_path.display()), e);
         let meta = fs::metadata(&self.mount_path).map_err(unavailable)?;
         if !meta.is_dir() {
-            return Err(StoreError::Unavailable(format!("{} is not a directory", self.mount_path.display())));
+            let what = format!("{} is not a directory", self.mount_path.display());
+            return Err(StoreError::Unavailable { what, source: None });
         }
         let root = self.mount_path.canonicalize().map_err(unavailable)?;
         *last_ready = Some((Instant::now(), root.clone()));
@@ -102,47 +92,71 @@ impl FluidPluginStore {
 
     fn is_mount_point(&self) -> Result<bool, StoreError> {
         let table = fs::read_to_string(&self.mountinfo)
-            .map_err(|e| StoreError::Unavailable(format!("cannot read {}: {e}", self.mountinfo.display())))?;
+            .map_err(|e| StoreError::unavailable(format!("cannot read {}", self.mountinfo.display()), e))?;
         Ok(mount_points(&table).any(|point| Path::new(&point) == self.mount_path))
     }
 
-    /// Runs `operation` against the ready mount, retrying transient failures with backoff.
+    /// Runs `operation` against the ready mount, retrying transient failures with backoff;
+    /// one that keeps failing makes the store unavailable (503), never "not found".
     fn with_retries<T>(
         &self,
         what: &str,
         operation: impl Fn(PluginDir<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let mut backoff = self.first_backoff;
-        for attempt in 1..=self.attempts {
-            let result = self.ready_root().and_then(|root| {
-                if let Some(error) = self.fault.as_ref().and_then(|fault| fault(what)) {
-                    return Err(StoreError::Io { context: what.to_string(), source: error });
+        let attempt =
+            || self.ready_root().and_then(|root| operation(PluginDir { root: &root, max_bytes: self.max_bytes }));
+        let backoff = ExponentialBuilder::new()
+            .with_min_delay(self.first_backoff)
+            .with_factor(4.0)
+            .with_max_times(self.attempts.saturating_sub(1) as usize);
+        attempt
+            .retry(backoff)
+            .sleep(std::thread::sleep)
+            .when(is_transient)
+            .notify(|error, wait| {
+                // The mount may have been replaced: check it again before the next try.
+                *self.last_ready.lock() = None;
+                tracing::warn!(%error, ?wait, "plugin store: transient error, retrying");
+            })
+            .call()
+            .map_err(|error| match error {
+                StoreError::Io { context, source } if is_fuse_outage(&source) => {
+                    StoreError::unavailable(format!("{what} kept failing ({context})"), source)
                 }
-                operation(PluginDir { root: &root, max_bytes: self.max_bytes })
-            });
-            match result {
-                Err(error) if is_transient(&error) => {
-                    // The mount may have been replaced: check it again before the next try.
-                    *self.last_ready.lock().unwrap_or_else(|p| p.into_inner()) = None;
-                    if attempt == self.attempts {
-                        return Err(StoreError::Unavailable(format!("{what} kept failing: {error}")));
-                    }
-                    tracing::warn!(%error, attempt, "plugin store: transient error, retrying");
-                    std::thread::sleep(backoff);
-                    backoff *= 4;
-                }
-                other => return other,
-            }
+                other => other,
+            })
+    }
+
+    /// An answer that an absent mount would also give ("no such plugin", "no plugins") is
+    /// only trusted once the mount is verified afresh: the readiness check is cached for
+    /// `recheck_interval`, and in that window an unmounted mount point is just an empty
+    /// folder. A missing mount is never reported as a missing plugin.
+    fn confirmed<T>(
+        &self,
+        answer: Result<T, StoreError>,
+        absent_mount_could_say_this: impl Fn(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        let suspicious = match &answer {
+            Err(StoreError::NotFound(_)) => true,
+            Ok(value) => absent_mount_could_say_this(value),
+            Err(_) => false,
+        };
+        if suspicious {
+            *self.last_ready.lock() = None;
+            self.ready_root()?;
         }
-        unreachable!("the last attempt always returns")
+        answer
     }
 }
 
 /// `ENOTCONN` and `EIO` are what a FUSE mount answers while its daemon is down or restarting;
 /// `ESTALE` what it answers for a handle from before a remount.
 fn is_transient(error: &StoreError) -> bool {
-    matches!(error, StoreError::Io { source, .. }
-        if matches!(source.raw_os_error(), Some(libc::ENOTCONN | libc::EIO | libc::ESTALE)))
+    matches!(error, StoreError::Io { source, .. } if is_fuse_outage(source))
+}
+
+fn is_fuse_outage(error: &io::Error) -> bool {
+    matches!(error.raw_os_error(), Some(libc::ENOTCONN | libc::EIO | libc::ESTALE))
 }
 
 /// The mount points listed in a mountinfo table (field 5; spaces and the like are octal
@@ -174,17 +188,18 @@ fn unescape_octal(field: &str) -> String {
 
 impl PluginStore for FluidPluginStore {
     fn stat(&self, name: &PluginName) -> Result<FileIdentity, StoreError> {
-        self.with_retries("stat", |dir| dir.stat(name))
+        self.confirmed(self.with_retries("stat", |dir| dir.stat(name)), |_| false)
     }
 
     fn load(&self, name: &PluginName) -> Result<PluginFile, StoreError> {
-        self.with_retries("load", |dir| dir.load(name))
+        self.confirmed(self.with_retries("load", |dir| dir.load(name)), |_| false)
     }
 
     fn list(&self) -> Result<Vec<PluginName>, StoreError> {
-        self.with_retries("list", |dir| {
+        let listing = self.with_retries("list", |dir| {
             dir.list().map_err(|source| StoreError::Io { context: "listing plugins".to_string(), source })
-        })
+        });
+        self.confirmed(listing, Vec::is_empty)
     }
 
     fn describe(&self) -> String {
@@ -194,7 +209,58 @@ impl PluginStore for FluidPluginStore {
 
 #[cfg(test)]
 mod tests {
+    use std::cell::Cell;
+
     use super::*;
+
+    /// A store over a temporary folder that a mountinfo file of the test's own lists as a
+    /// mount point. (The host's integration tests use a real FUSE mount; this is for the retry
+    /// logic, which needs failures on demand.)
+    fn listed_store() -> (FluidPluginStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let mountinfo = dir.path().join("mountinfo");
+        fs::write(&mountinfo, format!("40 35 0:50 / {} rw - fuse.bindfs src rw\n", dir.path().display())).unwrap();
+        let mut store = FluidPluginStore::new(dir.path(), 1 << 20);
+        store.mountinfo = mountinfo;
+        (store, dir)
+    }
+
+    fn enotconn() -> StoreError {
+        StoreError::Io { context: "stat".into(), source: io::Error::from_raw_os_error(libc::ENOTCONN) }
+    }
+
+    #[test]
+    fn a_fuse_outage_that_ends_within_the_retries_is_invisible() {
+        let (store, _dir) = listed_store();
+        let attempts = Cell::new(0);
+        let result = store.with_retries("stat", |_| {
+            attempts.set(attempts.get() + 1);
+            if attempts.get() <= 2 { Err(enotconn()) } else { Ok("served") }
+        });
+        assert_eq!(result.unwrap(), "served");
+        assert_eq!(attempts.get(), 3, "two failed attempts and one that worked");
+    }
+
+    #[test]
+    fn a_fuse_outage_that_lasts_makes_the_store_unavailable_never_not_found() {
+        let (store, _dir) = listed_store();
+        let attempts = Cell::new(0);
+        let result: Result<(), _> = store.with_retries("load", |_| {
+            attempts.set(attempts.get() + 1);
+            Err(enotconn())
+        });
+        let Err(StoreError::Unavailable { source: Some(cause), .. }) = result else { panic!("{result:?}") };
+        assert_eq!(cause.raw_os_error(), Some(libc::ENOTCONN), "the cause is kept, typed");
+        assert_eq!(attempts.get(), 4, "every attempt was made");
+        // Other errors are not retried: they are answers, not outages.
+        let attempts = Cell::new(0);
+        let result: Result<(), _> = store.with_retries("load", |_| {
+            attempts.set(attempts.get() + 1);
+            Err(StoreError::NotFound(PluginName::new("x").unwrap()))
+        });
+        assert!(matches!(result, Err(StoreError::NotFound(_))));
+        assert_eq!(attempts.get(), 1);
+    }
 
     #[test]
     fn reads_mount_points_with_escapes() {

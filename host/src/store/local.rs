@@ -45,7 +45,7 @@ impl PluginStore for LocalPluginStore {
     }
 
     fn list(&self) -> Result<Vec<PluginName>, StoreError> {
-        self.dir().list().map_err(|e| StoreError::Unavailable(e.to_string()))
+        self.dir().list().map_err(|e| StoreError::unavailable("listing the plugin directory", e))
     }
 
     fn describe(&self) -> String {

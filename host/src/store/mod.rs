@@ -10,7 +10,9 @@ mod name;
 
 use std::{fmt, io, time::SystemTime};
 
-pub use fluid::{FaultInjector, FluidPluginStore};
+use crate::failure::FailureKind;
+
+pub use fluid::FluidPluginStore;
 pub use local::LocalPluginStore;
 pub use name::{InvalidName, MAX_NAME_LEN, PluginName};
 
@@ -56,9 +58,31 @@ pub enum StoreError {
     #[error("plugin `{name}` is {size} bytes, over the {limit}-byte limit")]
     TooLarge { name: PluginName, size: u64, limit: u64 },
     /// The store as a whole cannot be read right now (for example a storage mount that is
-    /// absent or disconnected); retrying later may succeed.
-    #[error("plugin store unavailable: {0}")]
-    Unavailable(String),
+    /// absent or disconnected); retrying later may succeed. `what` says which part failed,
+    /// `source` the operating system's error when there is one.
+    #[error("plugin store unavailable: {what}")]
+    Unavailable {
+        what: String,
+        #[source]
+        source: Option<io::Error>,
+    },
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
+}
+
+impl StoreError {
+    /// The store is unavailable because of this operating-system error.
+    pub(crate) fn unavailable(what: impl Into<String>, source: io::Error) -> Self {
+        StoreError::Unavailable { what: what.into(), source: Some(source) }
+    }
+
+    /// How the host reports this (see [`crate::failure`]).
+    pub fn kind(&self) -> FailureKind {
+        match self {
+            StoreError::NotFound(_) | StoreError::NotARegularFile(_) => FailureKind::PluginNotFound,
+            StoreError::TooLarge { .. } => FailureKind::PluginTooLarge,
+            StoreError::Unavailable { .. } => FailureKind::StoreUnavailable,
+            StoreError::Io { .. } => FailureKind::StoreError,
+        }
+    }
 }

@@ -9,7 +9,8 @@ use std::{
 
 use crate::support::{plugin_dir, shared_aot_dir, wat_plugin};
 
-/// Starts the binary and waits for its "listening" log line; returns the child and its address.
+/// Starts the binary and waits for the `{"listening": ...}` line it prints on stdout; returns
+/// the child, its address and its log lines (stderr).
 fn start(configure: impl FnOnce(&mut Command)) -> (Child, String, mpsc::Receiver<String>) {
     let mut command = Command::new(env!("CARGO_BIN_EXE_host"));
     command
@@ -19,7 +20,7 @@ fn start(configure: impl FnOnce(&mut Command)) -> (Child, String, mpsc::Receiver
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
-        .stdout(Stdio::null());
+        .stdout(Stdio::piped());
     configure(&mut command);
     let mut child = command.spawn().expect("host starts");
     let (lines_tx, lines) = mpsc::channel();
@@ -29,22 +30,32 @@ fn start(configure: impl FnOnce(&mut Command)) -> (Child, String, mpsc::Receiver
             let _ = lines_tx.send(line);
         }
     });
-    let addr = loop {
-        let line = lines.recv_timeout(Duration::from_secs(20)).expect("the host logs that it listens");
-        if let Some(rest) = line.split("addr=").nth(1).filter(|_| line.contains("listening")) {
-            break rest.split_whitespace().next().unwrap().to_string();
-        }
-    };
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut first_line = String::new();
+    stdout.read_line(&mut first_line).expect("the host prints where it listens");
+    let announced: serde_json::Value = serde_json::from_str(&first_line).expect("a JSON line");
+    let addr = announced["listening"].as_str().expect("a listening address").to_owned();
+    assert!(addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"), "{addr}");
     (child, addr, lines)
 }
 
-fn sigterm(child: &Child) {
-    let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+fn send_signal(child: &Child, signal: &str) {
+    let status = Command::new("kill").arg(format!("-{signal}")).arg(child.id().to_string()).status().unwrap();
     assert!(status.success());
 }
 
 #[tokio::test]
 async fn serves_plugins_and_drains_in_flight_requests_on_sigterm() {
+    serves_and_drains_on("TERM").await;
+}
+
+/// SIGHUP's default action kills at once; the host drains instead, as for SIGTERM.
+#[tokio::test]
+async fn sighup_drains_like_sigterm() {
+    serves_and_drains_on("HUP").await;
+}
+
+async fn serves_and_drains_on(signal: &str) {
     let dir = plugin_dir(&["hello"]);
     // A call that takes a while: counting primes in the interpreter.
     std::fs::write(dir.path().join("slow.wasm"), crate::support::plugin_bytes("primes")).unwrap();
@@ -68,7 +79,7 @@ async fn serves_plugins_and_drains_in_flight_requests_on_sigterm() {
         }
     });
     tokio::time::sleep(Duration::from_millis(200)).await;
-    sigterm(&child);
+    send_signal(&child, signal);
     let (status, body, took) = slow.await.unwrap();
     assert_eq!(
         (status, body.as_str()),
@@ -89,6 +100,11 @@ fn invalid_settings_stop_start_up_with_a_clear_message() {
         (&["--execution-mode", "jit"], &[], "invalid value 'jit' for '--execution-mode"),
         (&["--call-timeout-ms", "0"], &[], "--call-timeout-ms"),
         (&["--plugin-dir", "/nonexistent/plugins"], &[], "plugin directory /nonexistent/plugins"),
+        (
+            &["--max-memory-pages", "32"],
+            &[("ABI_MAX_INITIAL_MEMORY_PAGES", "48")],
+            "--abi-max-initial-memory-pages (48) must not exceed --max-memory-pages (32)",
+        ),
     ];
     for (args, env, message) in cases {
         let output = Command::new(env!("CARGO_BIN_EXE_host"))

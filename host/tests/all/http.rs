@@ -166,14 +166,19 @@ async fn things_named_like_plugins_that_are_not_plugin_files_are_not_found() {
     std::fs::create_dir(dir.path().join("folder.wasm")).unwrap();
     let made_fifo = std::process::Command::new("mkfifo").arg(dir.path().join("fifo.wasm")).status().unwrap();
     assert!(made_fifo.success(), "mkfifo");
+    let _socket = std::os::unix::net::UnixListener::bind(dir.path().join("socket.wasm")).unwrap();
+    std::os::unix::fs::symlink(dir.path().join("loop.wasm"), dir.path().join("loop.wasm")).unwrap();
     // A symlink that stays inside the directory is fine.
     std::os::unix::fs::symlink(dir.path().join("hello.wasm"), dir.path().join("alias.wasm")).unwrap();
 
-    for name in ["escape", "folder", "fifo"] {
+    // The same answer from every endpoint that names the plugin.
+    for name in ["escape", "folder", "fifo", "socket", "loop"] {
         let started = std::time::Instant::now();
         let (status, body) = server.run(name, 1).await;
         assert_eq!((status, body["error"]["code"].as_str()), (404, Some("plugin_not_found")), "{name}: {body}");
         assert!(started.elapsed() < std::time::Duration::from_secs(2), "{name} took {:?}", started.elapsed());
+        let response = server.client.get(server.url(&format!("/plugins/{name}"))).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 404, "GET /plugins/{name}");
     }
     assert_eq!(server.run("alias", 21).await, (200, json!({ "output": 43 })));
 }
@@ -302,6 +307,41 @@ async fn responses_carry_a_request_id() {
         .await
         .unwrap();
     assert_eq!(response.headers()["x-request-id"], "caller-chosen-42");
+
+    // Ids that would make logs and echoes a vehicle for the caller are replaced.
+    for unusable in ["x".repeat(65), "<script>alert(1)</script>".to_owned(), "two words".to_owned()] {
+        let response = server
+            .client
+            .post(server.url("/run"))
+            .header("x-request-id", &unusable)
+            .json(&json!({"plugin": "hello", "input": 1}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        let id = response.headers()["x-request-id"].to_str().unwrap();
+        assert_eq!(id.len(), 36, "{unusable:?} was replaced by a fresh id, not {id:?}");
+    }
+}
+
+#[tokio::test]
+async fn compressed_bodies_are_refused_not_misread() {
+    let (server, _dir) = server_with(&["hello"]).await;
+    let post = |encoding: &'static str| {
+        server
+            .client
+            .post(server.url("/run"))
+            .header("content-type", "application/json")
+            .header("content-encoding", encoding)
+            .body(r#"{"plugin": "hello", "input": 21}"#)
+            .send()
+    };
+    let response = post("gzip").await.unwrap();
+    assert_eq!(response.status().as_u16(), 415);
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "unsupported_media_type", "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("Content-Encoding"), "{body}");
+    assert_eq!(post("identity").await.unwrap().status().as_u16(), 200);
 }
 
 #[tokio::test]
@@ -318,4 +358,34 @@ async fn error_bodies_are_stable() {
     let bodies: Vec<serde_json::Value> =
         bodies.into_iter().map(|(status, body)| json!({ "status": status, "body": body })).collect();
     insta::assert_json_snapshot!("error_bodies", bodies);
+}
+
+/// A file the store holds but will not give (here: over the size limit) is listed with the
+/// reason, and counts as unloadable for /readyz; an operator looking for it finds it.
+#[tokio::test]
+async fn oversized_plugins_are_listed_with_the_reason() {
+    let dir = plugin_dir(&["hello"]);
+    std::fs::write(dir.path().join("big.wasm"), vec![0u8; 4096]).unwrap();
+    let hello_size = std::fs::metadata(dir.path().join("hello.wasm")).unwrap().len();
+    let store = Arc::new(host::store::LocalPluginStore::new(dir.path(), hello_size.max(1024)).unwrap());
+    let server = TestServer::start(app_state(store, runtime_config(ExecutionMode::Aot), 16)).await;
+
+    let listing: serde_json::Value =
+        server.client.get(server.url("/plugins")).send().await.unwrap().json().await.unwrap();
+    let names: Vec<_> = listing.as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["big", "hello"]);
+    let big = &listing[0];
+    assert_eq!(
+        (&big["size"], &big["sha256"], &big["abi"], &big["loaded"]),
+        (&json!(4096), &json!(null), &json!(null), &json!(false))
+    );
+    assert!(big["last_error"].as_str().unwrap().contains("over the"), "{big}");
+
+    let one: serde_json::Value =
+        server.client.get(server.url("/plugins/big")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(&one, big);
+    let ready: serde_json::Value = server.client.get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(ready["unloadable"], json!(["big"]));
+    let (status, body) = server.run("big", 1).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (500, Some("plugin_too_large")), "{body}");
 }

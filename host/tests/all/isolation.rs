@@ -8,7 +8,7 @@ use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 use host::{
     api::AppState,
     metrics::Metrics,
-    runner::{WorkerPoolRunner, WorkerSettings},
+    runner::{PluginRunner, WorkerPoolRunner, WorkerSettings},
     runtime::{ExecutionMode, RuntimeConfig},
 };
 use serde_json::{Value, json};
@@ -187,7 +187,9 @@ fn worker_pids() -> Vec<u32> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn soak_ten_thousand_mixed_requests_a_third_hostile() {
-    let isolated = isolated_server(Duration::from_millis(50), |s| s.quarantine_after = 1_000_000).await;
+    // The deadline must leave a crashing call time to crash on a loaded 2-core machine (a
+    // native stack overflow takes a few milliseconds of CPU), or it is reported as a timeout.
+    let isolated = isolated_server(Duration::from_millis(150), |s| s.quarantine_after = 1_000_000).await;
     let server = Arc::new(isolated.server);
     let before = resident_kib(std::process::id());
 
@@ -271,4 +273,42 @@ async fn soak_ten_thousand_mixed_requests_a_third_hostile() {
     assert!(workers.len() <= 2, "worker count stays at the pool size: {workers:?}");
     assert!(after < before + 64 * 1024, "server RSS grew from {before} KiB to {after} KiB");
     assert!(worker_rss.iter().all(|&kib| kib < 256 * 1024), "worker RSS {worker_rss:?}");
+}
+
+/// A new plugin version that cannot be loaded *now* (every worker is busy) is not a bad
+/// version: the next call loads it. (It used to be remembered like a broken file, so the old
+/// version served until the file changed again.)
+#[test]
+fn a_transient_load_failure_is_retried_on_the_next_call() {
+    let dir = crate::support::plugin_dir(&["hello"]);
+    std::fs::write(dir.path().join("loop-process.wasm"), fault_bytes("loop-process")).unwrap();
+    let mut runtime = runtime_config(ExecutionMode::Aot);
+    runtime.limits.call_timeout = Duration::from_millis(600);
+    let mut settings = WorkerSettings::new(PathBuf::from(env!("CARGO_BIN_EXE_host")));
+    settings.workers = 1;
+    settings.queue_timeout = Duration::from_millis(50);
+    let runner = Arc::new(
+        WorkerPoolRunner::new(local_store(dir.path()), runtime, settings, Arc::new(Metrics::new()), 16)
+            .expect("workers start"),
+    );
+    let name = |n: &str| host::store::PluginName::new(n).unwrap();
+    assert_eq!(runner.run(&name("hello"), 21).unwrap(), 43);
+
+    // Hold the only worker with a call that runs to its deadline, then publish a new version.
+    let busy = std::thread::spawn({
+        let runner = Arc::clone(&runner);
+        move || runner.run(&name("loop-process"), 1)
+    });
+    std::thread::sleep(Duration::from_millis(150));
+    crate::support::replace_atomically(dir.path(), "hello", &plugin_bytes("abi"));
+    // No worker can load the new version (nor run the old one) within the queue timeout.
+    let overloaded = runner.run(&name("hello"), 21).unwrap_err();
+    assert_eq!(overloaded.kind().code(), "overloaded", "{overloaded}");
+    let status = runner.inspect(&name("hello")).unwrap();
+    assert_eq!((status.loaded, status.last_error), (false, None), "a busy pool is no verdict on the file");
+
+    let timed_out = busy.join().unwrap().unwrap_err();
+    assert_eq!(timed_out.kind().code(), "plugin_timeout");
+    // A worker is free again: the new version loads and answers (abi squares its input).
+    assert_eq!(runner.run(&name("hello"), 21).unwrap(), 441);
 }

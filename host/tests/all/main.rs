@@ -5,6 +5,7 @@
 //! a real HTTP server on 127.0.0.1.
 
 mod binary;
+mod compat;
 mod http;
 mod isolation;
 mod runner;

@@ -66,7 +66,7 @@ fn a_half_written_file_never_runs_and_the_previous_version_keeps_serving() {
     // With no good version to fall back on, the failure is the answer.
     fs::write(dir.path().join("fresh.wasm"), &next[..10]).unwrap();
     let err = runner.run(&name("fresh"), 5).unwrap_err();
-    assert!(matches!(err, RunError::Runtime(RuntimeError::AbiViolation(_))), "{err:?}");
+    assert!(matches!(err.root(), RunError::Runtime(RuntimeError::AbiViolation(_))), "{err:?}");
 }
 
 #[test]
@@ -105,4 +105,83 @@ fn hot_swap_under_concurrent_calls_never_fails_a_call() {
     }
     println!("calls answered by the old/new version: {totals:?}");
     assert!(totals[0] > 0 && totals[1] > 0, "both versions served: {totals:?}");
+}
+
+/// A real local store that counts how often each plugin file is read.
+#[derive(Debug)]
+struct CountingStore {
+    inner: host::store::LocalPluginStore,
+    loads: std::sync::Mutex<std::collections::HashMap<String, u32>>,
+}
+
+impl CountingStore {
+    fn loads(&self, plugin: &str) -> u32 {
+        self.loads.lock().unwrap().get(plugin).copied().unwrap_or(0)
+    }
+}
+
+impl host::store::PluginStore for CountingStore {
+    fn stat(&self, name: &PluginName) -> Result<host::store::FileIdentity, StoreError> {
+        self.inner.stat(name)
+    }
+    fn load(&self, name: &PluginName) -> Result<host::store::PluginFile, StoreError> {
+        *self.loads.lock().unwrap().entry(name.to_string()).or_default() += 1;
+        self.inner.load(name)
+    }
+    fn list(&self) -> Result<Vec<PluginName>, StoreError> {
+        self.inner.list()
+    }
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+}
+
+fn counting_runner(dir: &std::path::Path) -> (host::runner::InProcessRunner, Arc<CountingStore>) {
+    let store = Arc::new(CountingStore {
+        inner: host::store::LocalPluginStore::new(dir, 16 << 20).unwrap(),
+        loads: Default::default(),
+    });
+    let engine = host::runtime::Engine::new(runtime_config(ExecutionMode::Aot)).unwrap();
+    let metrics = Arc::new(host::metrics::Metrics::new());
+    let store_dyn: Arc<dyn host::store::PluginStore> = Arc::clone(&store) as _;
+    (host::runner::InProcessRunner::new(store_dyn, engine, metrics, 16), store)
+}
+
+/// A file that failed to load is remembered: the same error again, without reading and
+/// checking the file on every request, until the file changes.
+#[test]
+fn a_broken_file_is_read_once_until_it_changes() {
+    let dir = plugin_dir(&["hello"]);
+    fs::write(dir.path().join("broken.wasm"), b"not a module").unwrap();
+    let (runner, store) = counting_runner(dir.path());
+    let first = runner.run(&name("broken"), 1).unwrap_err();
+    for _ in 0..5 {
+        let again = runner.run(&name("broken"), 1).unwrap_err();
+        assert_eq!((again.kind(), again.to_string()), (first.kind(), first.to_string()));
+    }
+    assert_eq!(first.kind().code(), "abi_violation");
+    assert_eq!(store.loads("broken"), 1, "read once, then remembered");
+
+    replace_atomically(dir.path(), "broken", &plugin_bytes("hello"));
+    assert_eq!(runner.run(&name("broken"), 21).unwrap(), 43, "a fixed file is loaded at once");
+    assert_eq!(store.loads("broken"), 2);
+}
+
+/// Listings (`GET /plugins`, `/readyz`) stat each file and read only the ones that changed.
+#[test]
+fn listings_read_each_file_once_while_it_is_unchanged() {
+    let dir = plugin_dir(&["hello", "abi"]);
+    let (runner, store) = counting_runner(dir.path());
+    let first = runner.list().unwrap();
+    for _ in 0..3 {
+        let again = runner.list().unwrap();
+        assert_eq!(again.len(), first.len());
+    }
+    assert_eq!((store.loads("hello"), store.loads("abi")), (1, 1));
+
+    replace_atomically(dir.path(), "abi", &plugin_bytes("simple"));
+    let listed = runner.list().unwrap();
+    assert_eq!((store.loads("hello"), store.loads("abi")), (1, 2), "only the changed file is read again");
+    let abi = listed.iter().find(|p| p.name.as_str() == "abi").unwrap();
+    assert_eq!(abi.sha256.as_deref(), Some(crate::support::sha256_hex(&plugin_bytes("simple")).as_str()));
 }

@@ -2,7 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use host::runtime::{AbiFunction, Engine, ExecutionMode, PluginErrorCode, RuntimeConfig, RuntimeError, TrapKind};
+use host::runtime::{
+    AbiFunction, Engine, ExecutionMode, PluginErrorCode, RuntimeConfig, RuntimeError, TrapKind,
+    testing::call_out_of_order,
+};
 
 use crate::support::{MODES, compile, engine, plugin_bytes, runtime_config, sha256_hex, wat, wat_plugin};
 
@@ -69,13 +72,13 @@ fn abi_plugin_reports_misuse_with_its_error_codes() {
 
     // process before init: -1.
     let mut fresh = plugin.instantiate().unwrap();
-    let err = fresh.call_out_of_order(AbiFunction::Process, 3).unwrap_err();
+    let err = call_out_of_order(&mut fresh, AbiFunction::Process, 3).unwrap_err();
     assert!(
         matches!(err, RuntimeError::Plugin { function: AbiFunction::Process, code: PluginErrorCode::NotInitialized }),
         "{err:?}"
     );
     // cleanup before init: -1 as well.
-    let err = fresh.call_out_of_order(AbiFunction::Cleanup, 0).unwrap_err();
+    let err = call_out_of_order(&mut fresh, AbiFunction::Cleanup, 0).unwrap_err();
     assert!(
         matches!(err, RuntimeError::Plugin { function: AbiFunction::Cleanup, code: PluginErrorCode::NotInitialized }),
         "{err:?}"
@@ -83,7 +86,7 @@ fn abi_plugin_reports_misuse_with_its_error_codes() {
 
     // init twice: -2, and the instance stays usable.
     let mut running = plugin.instantiate().unwrap().init().unwrap();
-    let err = running.instance_mut().call_out_of_order(AbiFunction::Init, 0).unwrap_err();
+    let err = call_out_of_order(running.instance_mut(), AbiFunction::Init, 0).unwrap_err();
     assert!(
         matches!(err, RuntimeError::Plugin { function: AbiFunction::Init, code: PluginErrorCode::AlreadyInitialized }),
         "{err:?}"
@@ -385,4 +388,22 @@ fn no_state_survives_between_calls_even_when_instances_are_reused() {
     assert!(!grower.reuses_instances());
     assert_eq!(grower.call(0).unwrap(), 1, "a fresh instance every time: memory always starts at 1 page");
     assert_eq!(grower.call(0).unwrap(), 1);
+}
+
+/// The ABI check's size limits are the operator's to raise, as its messages say they are.
+#[test]
+fn an_operator_can_raise_the_abi_size_limits() {
+    let big = wat(r#"(module (@custom "wasm_plugin_abi" "\01\00\00\00")
+        (memory (export "memory") 20)
+        (func (export "init") (result i32) (i32.const 0))
+        (func (export "process") (param i32) (result i32) (local.get 0))
+        (func (export "cleanup") (result i32) (i32.const 0)))"#);
+    let error = compile_err(&engine(ExecutionMode::Aot), &big);
+    assert_eq!(violation_codes(&error), ["initial-memory-too-large"]);
+    assert!(error.to_string().contains("limit"), "{error}");
+
+    let mut raised = runtime_config(ExecutionMode::Aot);
+    raised.limits.abi.max_initial_memory_pages = 32;
+    let engine = Engine::new(raised).expect("engine");
+    assert_eq!(compile(&engine, &big).instantiate().unwrap().run(7).unwrap(), 7);
 }

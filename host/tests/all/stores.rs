@@ -1,58 +1,94 @@
-//! The Fluid store against a temporary directory standing in for the dataset mount.
+//! The Fluid store on a real FUSE mount: `bindfs` of a temporary plugin folder, mounted and
+//! unmounted by the tests. Killing its daemon with SIGKILL leaves the mount in place answering
+//! `ENOTCONN` ("Transport endpoint is not connected"), exactly what a crashed Fluid FUSE pod
+//! leaves behind. Needs root (or FUSE rights) and `bindfs`, which `cargo xtask setup` installs.
 
 use std::{
-    fs, io,
-    path::{Path, PathBuf},
-    sync::{
-        Arc,
-        atomic::{AtomicU32, Ordering},
-    },
-    time::Duration,
+    path::Path,
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
 };
 
-use host::{
-    runtime::ExecutionMode,
-    store::{FaultInjector, FluidPluginStore},
-};
+use host::{runtime::ExecutionMode, store::FluidPluginStore};
 use serde_json::json;
 use tempfile::TempDir;
 
 use crate::support::{TestServer, app_state, plugin_dir, runtime_config};
 
-/// A plugin folder listed as a mount point in a mountinfo file of the test's own.
-struct FakeMount {
-    plugins: TempDir,
-    mountinfo: PathBuf,
-    _mountinfo_dir: TempDir,
+/// A plugin folder (`hello`) and a mount point, with a `bindfs` daemon serving the one at the
+/// other while mounted. Unmounted and cleaned up when dropped.
+struct FuseMount {
+    source: TempDir,
+    point: TempDir,
+    daemon: Option<Child>,
 }
 
-impl FakeMount {
+impl FuseMount {
     fn new() -> Self {
-        let plugins = plugin_dir(&["hello"]);
-        let mountinfo_dir = TempDir::new().unwrap();
-        let mount =
-            FakeMount { mountinfo: mountinfo_dir.path().join("mountinfo"), plugins, _mountinfo_dir: mountinfo_dir };
-        mount.set_mounted(true);
-        mount
+        FuseMount { source: plugin_dir(&["hello"]), point: TempDir::new().unwrap(), daemon: None }
     }
 
     fn path(&self) -> &Path {
-        self.plugins.path()
+        self.point.path()
     }
 
-    /// Lists (or unlists) the folder the way the kernel lists a Fluid FUSE mount.
-    fn set_mounted(&self, mounted: bool) {
-        let mut table = String::from("22 27 0:21 / /proc rw,relatime - proc proc rw\n");
-        if mounted {
-            table += &format!("40 35 0:50 / {} rw,nosuid - fuse.alluxio-fuse alluxio-fuse rw\n", self.path().display());
+    fn is_listed(&self) -> bool {
+        let table = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let point = self.path().to_str().unwrap();
+        table.lines().any(|line| line.split(' ').nth(4) == Some(point))
+    }
+
+    /// Starts `bindfs` in the foreground (so the test owns the daemon) and waits until the
+    /// kernel lists the mount.
+    fn mount(&mut self) {
+        let daemon = Command::new("bindfs")
+            .arg("-f")
+            .arg(self.source.path())
+            .arg(self.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("bindfs runs (`cargo xtask setup` installs it; FUSE needs root or the fuse group)");
+        self.daemon = Some(daemon);
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while !self.is_listed() {
+            assert!(Instant::now() < give_up, "bindfs did not mount {}", self.path().display());
+            std::thread::sleep(Duration::from_millis(10));
         }
-        fs::write(&self.mountinfo, table).unwrap();
+    }
+
+    /// Kills the FUSE daemon the way a crash does: the mount stays listed, every access to it
+    /// fails with ENOTCONN.
+    fn crash_daemon(&mut self) {
+        let mut daemon = self.daemon.take().expect("mounted");
+        daemon.kill().unwrap();
+        daemon.wait().unwrap();
+        assert!(self.is_listed(), "a crashed FUSE daemon leaves its mount behind");
+        // (Not a `stat` of the root: the kernel may answer that from its attribute cache.)
+        let error = std::fs::read_dir(self.path()).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::ENOTCONN), "{error}");
+    }
+
+    /// Detaches the mount (lazily, like Fluid's recovery does for a dead mount).
+    fn unmount(&mut self) {
+        if let Some(mut daemon) = self.daemon.take() {
+            let _ = daemon.kill();
+            let _ = daemon.wait();
+        }
+        if self.is_listed() {
+            let status = Command::new("umount").arg("-l").arg(self.path()).status().unwrap();
+            assert!(status.success(), "umount -l {}", self.path().display());
+        }
     }
 
     fn store(&self) -> FluidPluginStore {
-        FluidPluginStore::new(self.path(), 1 << 20)
-            .with_mountinfo(&self.mountinfo)
-            .with_recheck_interval(Duration::ZERO)
+        FluidPluginStore::new(self.path(), 1 << 20).with_recheck_interval(Duration::ZERO)
+    }
+}
+
+impl Drop for FuseMount {
+    fn drop(&mut self) {
+        self.unmount();
     }
 }
 
@@ -69,62 +105,57 @@ async fn assert_unavailable(server: &TestServer) {
     assert_eq!(body["error"]["code"], "store_unavailable", "{body}");
     let ready = server.client.get(server.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status().as_u16(), 503);
+    // Liveness does not depend on the mount.
+    assert_eq!(server.client.get(server.url("/healthz")).send().await.unwrap().status().as_u16(), 200);
 }
 
 #[tokio::test]
-async fn serves_from_the_mount_and_survives_it_going_away_and_coming_back() {
-    let mount = FakeMount::new();
+async fn serves_from_a_fuse_mount_and_survives_its_daemon_crashing() {
+    let mut mount = FuseMount::new();
+    mount.mount();
     let server = serve(mount.store()).await;
     assert_eq!(server.run("hello", 21).await, (200, json!({ "output": 43 })));
     assert_eq!(server.run("missing", 21).await.0, 404, "a missing plugin in a ready mount is 404");
 
-    // Unmounted: 503, not 404 or 500.
-    mount.set_mounted(false);
+    // The FUSE daemon crashes: ENOTCONN, retried, then 503; never 404 or 500.
+    mount.crash_daemon();
     assert_unavailable(&server).await;
-    mount.set_mounted(true);
-    assert_eq!(server.run("hello", 21).await, (200, json!({ "output": 43 })), "back without a restart");
 
-    // Still listed as mounted, but the root is gone (a FUSE daemon that lost its backing).
-    let aside = mount.path().with_extension("aside");
-    fs::rename(mount.path(), &aside).unwrap();
+    // Fluid's recovery replaces the dead mount: served again without a restart.
+    mount.unmount();
     assert_unavailable(&server).await;
-    fs::rename(&aside, mount.path()).unwrap();
-    assert_eq!(server.run("hello", 21).await, (200, json!({ "output": 43 })));
+    mount.mount();
+    assert_eq!(server.run("hello", 21).await, (200, json!({ "output": 43 })), "back without a restart");
 }
 
 #[tokio::test]
 async fn a_mount_that_is_not_there_at_start_up_is_unavailable_until_it_appears() {
-    let mount = FakeMount::new();
-    mount.set_mounted(false);
+    let mut mount = FuseMount::new();
+    // The mount point exists but nothing is mounted on it: a pod that started before its
+    // dataset. Its (empty) folder must not be read as "no plugins".
     let server = serve(mount.store()).await;
     assert_unavailable(&server).await;
-    mount.set_mounted(true);
+    mount.mount();
     assert_eq!(server.run("hello", 21).await, (200, json!({ "output": 43 })));
 }
 
-fn enotconn_for(failures: u32, operation: &'static str) -> (FaultInjector, Arc<AtomicU32>) {
-    let count = Arc::new(AtomicU32::new(0));
-    let seen = Arc::clone(&count);
-    let fault: FaultInjector = Arc::new(move |op: &str| {
-        (op == operation && seen.fetch_add(1, Ordering::SeqCst) < failures)
-            .then(|| io::Error::from_raw_os_error(libc::ENOTCONN))
-    });
-    (fault, count)
-}
-
+/// The store trusts a readiness check for a second (default), but never answers "not found"
+/// or "no plugins" from a mount point whose mount has gone in that second: such answers are
+/// confirmed against the mount table first. (It used to answer 404 for about a second.)
 #[tokio::test]
-async fn transient_enotconn_is_retried_and_persistent_enotconn_is_unavailable() {
-    let mount = FakeMount::new();
-    // Two failures, then the FUSE daemon is back: the request succeeds after retries.
-    let (fault, attempts) = enotconn_for(2, "stat");
-    let server = serve(mount.store().with_fault_injector(fault)).await;
+async fn a_mount_that_just_disappeared_is_unavailable_not_an_empty_folder() {
+    let mut mount = FuseMount::new();
+    mount.mount();
+    let store = FluidPluginStore::new(mount.path(), 1 << 20);
+    let server = serve(store).await;
     assert_eq!(server.run("hello", 21).await, (200, json!({ "output": 43 })));
-    assert_eq!(attempts.load(Ordering::SeqCst), 3, "two failed attempts and one that worked");
+    let listed = server.client.get(server.url("/plugins")).send().await.unwrap();
+    assert_eq!(listed.status().as_u16(), 200);
 
-    // Never back: 503 after the retries, and the server is otherwise fine.
-    let (fault, attempts) = enotconn_for(u32::MAX, "load");
-    let server = serve(mount.store().with_fault_injector(fault)).await;
+    mount.unmount();
+    let started = Instant::now();
     assert_unavailable(&server).await;
-    assert!(attempts.load(Ordering::SeqCst) >= 4, "retried before giving up");
-    assert_eq!(server.client.get(server.url("/healthz")).send().await.unwrap().status().as_u16(), 200);
+    let listing = server.client.get(server.url("/plugins")).send().await.unwrap();
+    assert_eq!(listing.status().as_u16(), 503, "an empty mount point is not an empty dataset");
+    assert!(started.elapsed() < Duration::from_secs(1), "still inside the readiness cache's second");
 }

@@ -1,10 +1,130 @@
-//! Which WebAssembly features ABI v1 allows, and finding out which disallowed ones a module
-//! uses by asking wasmparser's validator rather than re-implementing its knowledge.
+//! Which WebAssembly features ABI v1 allows, the table of those it does not ([`Feature`]: name,
+//! validator flags and advice per row), and finding out which disallowed ones a module uses by
+//! asking wasmparser's validator rather than re-implementing its knowledge.
 
+use std::fmt;
+
+use serde::{Serialize, Serializer};
 use wasmparser::{BinaryReaderError, Validator, WasmFeatures};
 
 use super::module::to_usize;
-use super::violation::Feature;
+
+/// Declares [`Feature`] from a table with one row per feature: its documentation, its name,
+/// the validator flags that make it up, and how a plugin author avoids it. The list of every
+/// feature is derived from the rows, so a new feature is one new row.
+macro_rules! features {
+    ($(
+        $(#[doc = $doc:literal])*
+        $feature:ident $name:literal => $flags:ident, help: $help:expr;
+    )*) => {
+        /// A WebAssembly feature (proposal) that ABI v1 does not allow.
+        ///
+        /// Named as in the WebAssembly proposals and clang's `-m<feature>` flags.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Feature {
+            $($(#[doc = $doc])* $feature,)*
+        }
+
+        impl Feature {
+            /// Every feature, in the order they are checked and reported.
+            pub const ALL: [Feature; [$($name),*].len()] = [$(Feature::$feature),*];
+
+            /// The feature's kebab-case name.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(Feature::$feature => $name,)*
+                }
+            }
+
+            /// How a plugin author avoids the feature, in one sentence.
+            pub(crate) fn help(self) -> &'static str {
+                match self {
+                    $(Feature::$feature => $help,)*
+                }
+            }
+
+            /// The validator flags that make up the feature.
+            fn flags(self) -> WasmFeatures {
+                match self {
+                    $(Feature::$feature => WasmFeatures::$flags,)*
+                }
+            }
+        }
+    };
+}
+
+// Advice that several features share.
+const NO_SIMD: &str = "compile without -msimd128/-mrelaxed-simd and without wasm_simd128.h";
+const SINGLE_THREADED: &str = "compile without -pthread, -matomics or shared memory; plugins are single-threaded";
+const NO_EXCEPTIONS: &str = "compile C++ with -fno-exceptions (and without -fwasm-exceptions)";
+const PLAIN_POINTERS: &str =
+    "use plain function pointers and C data; do not use __funcref, __externref_t or table builtins";
+const DEFAULT_FEATURES: &str = "compile with clang's default features (-mcpu=generic, or -mcpu=lime1 with clang 20 \
+     and later) and no extra -m<feature> flags";
+
+features! {
+    /// 128-bit SIMD (`v128`), clang `-msimd128`.
+    Simd "simd" => SIMD, help: NO_SIMD;
+    /// Relaxed SIMD, clang `-mrelaxed-simd`.
+    RelaxedSimd "relaxed-simd" => RELAXED_SIMD, help: NO_SIMD;
+    /// Atomics and shared memory, clang `-matomics`/`-pthread`.
+    Threads "threads" => THREADS, help: SINGLE_THREADED;
+    /// Shared-everything threads.
+    SharedEverythingThreads "shared-everything-threads" => SHARED_EVERYTHING_THREADS, help: SINGLE_THREADED;
+    /// Tail calls, clang `-mtail-call`.
+    TailCall "tail-call" => TAIL_CALL, help: "compile without -mtail-call";
+    /// Exception handling, clang `-fwasm-exceptions`.
+    Exceptions "exception-handling" => EXCEPTIONS, help: NO_EXCEPTIONS;
+    /// The legacy (phase 1) exception handling encoding.
+    LegacyExceptions "legacy-exception-handling" => LEGACY_EXCEPTIONS, help: NO_EXCEPTIONS;
+    /// 64-bit memories (`--target=wasm64`).
+    Memory64 "memory64" => MEMORY64, help: "compile with --target=wasm32, not wasm64";
+    /// More than one linear memory.
+    MultiMemory "multi-memory" => MULTI_MEMORY, help: "use a single linear memory";
+    /// Reference types beyond the over-long `call_indirect` encoding: `externref`,
+    /// `ref.func`, `table.*` instructions, more than one table.
+    ReferenceTypes "reference-types" => REFERENCE_TYPES, help: PLAIN_POINTERS;
+    /// Bulk memory beyond `memory.copy`/`memory.fill`: passive data or element segments,
+    /// `memory.init`, `data.drop`, `table.init`, `table.copy`, `elem.drop`.
+    BulkMemory "bulk-memory" => BULK_MEMORY,
+        help: "only memory.copy and memory.fill are allowed: do not use passive segments, memory.init or table \
+               instructions (clang emits them for shared memory)";
+    /// Typed function references.
+    FunctionReferences "function-references" => FUNCTION_REFERENCES, help: PLAIN_POINTERS;
+    /// Garbage collection.
+    Gc "gc" => GC, help: PLAIN_POINTERS;
+    /// Custom page sizes.
+    CustomPageSizes "custom-page-sizes" => CUSTOM_PAGE_SIZES, help: DEFAULT_FEATURES;
+    /// Memory control.
+    MemoryControl "memory-control" => MEMORY_CONTROL, help: DEFAULT_FEATURES;
+    /// Stack switching.
+    StackSwitching "stack-switching" => STACK_SWITCHING, help: DEFAULT_FEATURES;
+    /// Wide arithmetic.
+    WideArithmetic "wide-arithmetic" => WIDE_ARITHMETIC, help: DEFAULT_FEATURES;
+    /// Custom descriptors.
+    CustomDescriptors "custom-descriptors" => CUSTOM_DESCRIPTORS, help: DEFAULT_FEATURES;
+    /// Acquire-release atomics.
+    AcquireReleaseAtomics "acquire-release-atomics" => ACQUIRE_RELEASE_ATOMICS, help: SINGLE_THREADED;
+    /// Multibyte array access.
+    MultibyteArrayAccess "multibyte-array-access" => MULTIBYTE_ARRAY_ACCESS, help: DEFAULT_FEATURES;
+    /// The compact import section encoding.
+    CompactImports "compact-imports" => COMPACT_IMPORTS, help: DEFAULT_FEATURES;
+    /// A WebAssembly component rather than a core module.
+    ComponentModel "component-model" => COMPONENT_MODEL,
+        help: "build a core WebAssembly module with clang, not a component";
+}
+
+impl fmt::Display for Feature {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl Serialize for Feature {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.name())
+    }
+}
 
 /// The features ABI v1 allows: "lime1" (the MVP plus mutable-globals, multi-value,
 /// sign-extension, non-trapping float-to-int, `memory.copy`/`memory.fill`, extended-const and
@@ -20,34 +140,6 @@ pub(crate) const ALLOWED: WasmFeatures = WasmFeatures::LIME1.union(WasmFeatures:
 /// uses: every feature wasmparser knows, so that "invalid" means invalid, not "unsupported".
 pub(crate) fn everything() -> WasmFeatures {
     WasmFeatures::all()
-}
-
-/// The validator flags that make up one feature.
-fn flags(feature: Feature) -> WasmFeatures {
-    match feature {
-        Feature::Simd => WasmFeatures::SIMD,
-        Feature::RelaxedSimd => WasmFeatures::RELAXED_SIMD,
-        Feature::Threads => WasmFeatures::THREADS,
-        Feature::SharedEverythingThreads => WasmFeatures::SHARED_EVERYTHING_THREADS,
-        Feature::TailCall => WasmFeatures::TAIL_CALL,
-        Feature::Exceptions => WasmFeatures::EXCEPTIONS,
-        Feature::LegacyExceptions => WasmFeatures::LEGACY_EXCEPTIONS,
-        Feature::Memory64 => WasmFeatures::MEMORY64,
-        Feature::MultiMemory => WasmFeatures::MULTI_MEMORY,
-        Feature::ReferenceTypes => WasmFeatures::REFERENCE_TYPES,
-        Feature::BulkMemory => WasmFeatures::BULK_MEMORY,
-        Feature::FunctionReferences => WasmFeatures::FUNCTION_REFERENCES,
-        Feature::Gc => WasmFeatures::GC,
-        Feature::CustomPageSizes => WasmFeatures::CUSTOM_PAGE_SIZES,
-        Feature::MemoryControl => WasmFeatures::MEMORY_CONTROL,
-        Feature::StackSwitching => WasmFeatures::STACK_SWITCHING,
-        Feature::WideArithmetic => WasmFeatures::WIDE_ARITHMETIC,
-        Feature::CustomDescriptors => WasmFeatures::CUSTOM_DESCRIPTORS,
-        Feature::AcquireReleaseAtomics => WasmFeatures::ACQUIRE_RELEASE_ATOMICS,
-        Feature::MultibyteArrayAccess => WasmFeatures::MULTIBYTE_ARRAY_ACCESS,
-        Feature::CompactImports => WasmFeatures::COMPACT_IMPORTS,
-        Feature::ComponentModel => WasmFeatures::COMPONENT_MODEL,
-    }
 }
 
 fn validate(wasm: &[u8], features: WasmFeatures) -> Result<(), BinaryReaderError> {
@@ -83,7 +175,7 @@ pub(crate) fn unsupported(wasm: &[u8]) -> Result<Vec<(Feature, usize)>, BinaryRe
         .filter_map(|feature| {
             // Removing a feature can remove bits that ALLOWED grants on its own (bulk memory
             // contains memory.copy/fill), so those are put back.
-            let without = everything().difference(flags(feature)).union(ALLOWED);
+            let without = everything().difference(feature.flags()).union(ALLOWED);
             fails(without).map(|error| (feature, to_usize(error.offset())))
         })
         .collect();
@@ -96,11 +188,11 @@ pub(crate) fn unsupported(wasm: &[u8]) -> Result<Vec<(Feature, usize)>, BinaryRe
         if fails(enabled).is_none() {
             break;
         }
-        enabled |= flags(feature);
+        enabled |= feature.flags();
         added.push(feature);
     }
     added.retain(|feature| {
-        let without = enabled.difference(flags(*feature)).union(ALLOWED);
+        let without = enabled.difference(feature.flags()).union(ALLOWED);
         if fails(without).is_none() {
             enabled = without;
             false

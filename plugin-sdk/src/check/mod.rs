@@ -1,12 +1,14 @@
 //! Checks a compiled plugin against the plugin ABI: a pure function from `.wasm` bytes to a
 //! report of every violation, shared by `xtask` (at build time) and the host (at load time).
 //!
-//! The rules, one [`AbiViolation`] variant each:
+//! The rules, one [`AbiViolation`] variant each (each rule's code, message, help and
+//! documentation are one row of the table in `violation.rs`; a test checks that this table
+//! and the one in `ABI.md` name every code):
 //!
 //! | code | rule |
 //! |------|------|
 //! | `malformed` | the bytes are a valid WebAssembly module |
-//! | `missing-abi-version`, `malformed-abi-section`, `conflicting-abi-versions`, `unsupported-abi-version` | the module declares ABI v1 in the `wasm_plugin_abi` custom section |
+//! | `missing-abi-version` (a warning), `malformed-abi-section`, `conflicting-abi-versions`, `unsupported-abi-version` | the module declares ABI v1 in the `wasm_plugin_abi` custom section; a module without that section is checked as v1 |
 //! | `missing-export`, `wrong-signature`, `unexpected-export` | it exports exactly `init: [] -> [i32]`, `process: [i32] -> [i32]`, `cleanup: [] -> [i32]` (and optionally `memory`) |
 //! | `import`, `dynamic-allocation` | it imports nothing, and has no allocator |
 //! | `start-function` | it has no start function |
@@ -17,9 +19,13 @@
 //! | `recursion` | no function can call itself, directly or indirectly |
 //!
 //! Violations are grouped by rule in the order of this table, except that an allocator the
-//! module defines (rather than imports) is listed just before `memory-grow`.
+//! module defines (rather than imports) is listed just before `memory-grow`. Rules that are
+//! only warnings ([`AbiViolation::is_warning`]) are reported apart, in
+//! [`AbiReport::warnings`].
 
+mod details;
 mod features;
+mod location;
 mod module;
 mod operators;
 mod recursion;
@@ -32,8 +38,11 @@ mod tests;
 
 use serde::{Deserialize, Serialize};
 
-pub use report::{AbiReport, FunctionRef, Location, Violation};
-pub use violation::{AbiViolation, ExternKind, Feature, FloatUsage, Signature, ValueType};
+pub use details::{ExportCause, ExternKind, FloatUsage, Signature, ValueType};
+pub use features::Feature;
+pub use location::{FunctionRef, Location};
+pub use report::{AbiReport, Violation};
+pub use violation::AbiViolation;
 
 use module::ModuleInfo;
 use rules::Findings;
@@ -79,12 +88,11 @@ pub fn check(wasm: &[u8]) -> AbiReport {
 /// Never panics and never fails: bytes that are not a valid WebAssembly module give a report
 /// with the single violation [`AbiViolation::Malformed`], located at the offending byte.
 pub fn check_with(wasm: &[u8], limits: &AbiLimits) -> AbiReport {
-    let malformed = |error: wasmparser::BinaryReaderError| AbiReport {
-        abi_version: None,
-        violations: vec![Violation {
+    let malformed = |error: wasmparser::BinaryReaderError| {
+        AbiReport::refused(Violation {
             kind: AbiViolation::Malformed { message: error.message().to_owned() },
             location: Location::Offset { offset: module::to_usize(error.offset()) },
-        }],
+        })
     };
     if let Err(error) = features::validate_everything(wasm) {
         return malformed(error);
@@ -94,17 +102,14 @@ pub fn check_with(wasm: &[u8], limits: &AbiLimits) -> AbiReport {
         Err(error) => return malformed(error),
     };
     if module.is_component {
-        return AbiReport {
-            abi_version: None,
-            violations: vec![Violation {
-                kind: AbiViolation::UnsupportedFeature { feature: Feature::ComponentModel },
-                location: Location::Module,
-            }],
-        };
+        return AbiReport::refused(Violation {
+            kind: AbiViolation::UnsupportedFeature { feature: Feature::ComponentModel },
+            location: Location::Module,
+        });
     }
 
     let mut found = Findings::default();
-    let abi_version = rules::abi_version(&module, &mut found);
+    let version = rules::abi_version(&module, &mut found);
     rules::exports(&module, &mut found);
     rules::imports(&module, &mut found);
     rules::start_function(&module, &mut found);
@@ -113,5 +118,6 @@ pub fn check_with(wasm: &[u8], limits: &AbiLimits) -> AbiReport {
     rules::floats(&module, &mut found);
     rules::allocation(&module, &mut found);
     rules::recursion(&module, &mut found);
-    AbiReport { abi_version, violations: found.0 }
+    let (warnings, violations) = found.0.into_iter().partition(|v| v.kind.is_warning());
+    AbiReport { declared_abi_version: version.declared, abi_version: version.checked_as, violations, warnings }
 }

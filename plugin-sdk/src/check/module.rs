@@ -9,8 +9,8 @@ use wasmparser::{
     Payload, TableType, TypeRef, ValType,
 };
 
+use super::location::FunctionRef;
 use super::operators;
-use super::report::FunctionRef;
 
 /// What the rules need to know about a module, with byte offsets into the file.
 #[derive(Debug, Default)]

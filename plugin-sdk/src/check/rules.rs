@@ -5,12 +5,14 @@ use std::collections::BTreeSet;
 use wasmparser::{ExternalKind, TypeRef};
 
 use super::AbiLimits;
+use super::details::{ExportCause, ExternKind, FloatUsage, Signature, ValueType};
 use super::features;
+use super::location::Location;
 use super::module::ModuleInfo;
 use super::operators::is_float;
 use super::recursion;
-use super::report::{Location, Violation};
-use super::violation::{AbiViolation, ExternKind, FloatUsage, Signature, ValueType};
+use super::report::Violation;
+use super::violation::AbiViolation;
 
 /// Collects violations in the order the rules run.
 #[derive(Debug, Default)]
@@ -29,18 +31,29 @@ const ENTRY_POINTS: [&str; 3] = ["init", "process", "cleanup"];
 /// [`AbiViolation::UnexpectedExport`].
 const MEMORY_EXPORT: &str = "memory";
 
-/// Reads the declared ABI version and checks it; returns the version if every copy agrees.
-pub(crate) fn abi_version(module: &ModuleInfo<'_>, found: &mut Findings) -> Option<u32> {
+/// The ABI version a module declares, and the one it is checked (and run) as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AbiVersion {
+    /// What the `wasm_plugin_abi` section says, if it says one version.
+    pub declared: Option<u32>,
+    /// The declared version if it is supported, the implied version if none is declared, and
+    /// `None` if the declaration is unreadable or names an unsupported version.
+    pub checked_as: Option<u32>,
+}
+
+/// Reads the declared ABI version and checks it.
+pub(crate) fn abi_version(module: &ModuleInfo<'_>, found: &mut Findings) -> AbiVersion {
+    let unknown = AbiVersion { declared: None, checked_as: None };
     let Some(&(offset, _)) = module.abi_sections.first() else {
         found.push(AbiViolation::MissingAbiVersion, Location::Module);
-        return None;
+        return AbiVersion { declared: None, checked_as: Some(crate::IMPLIED_ABI_VERSION) };
     };
     let location = Location::CustomSection { name: crate::CUSTOM_SECTION.to_owned(), offset };
     // Several sections of the same name are read as one, like wasm-ld would have merged them.
     let bytes: Vec<u8> = module.abi_sections.iter().flat_map(|(_, data)| data.iter().copied()).collect();
     if bytes.is_empty() || bytes.len() % 4 != 0 {
         found.push(AbiViolation::MalformedAbiSection { length: bytes.len() }, location);
-        return None;
+        return unknown;
     }
     let versions: BTreeSet<u32> =
         bytes.chunks_exact(4).map(|chunk| u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]])).collect();
@@ -48,16 +61,53 @@ pub(crate) fn abi_version(module: &ModuleInfo<'_>, found: &mut Findings) -> Opti
         [only] => *only,
         several => {
             found.push(AbiViolation::ConflictingAbiVersions { versions: several.to_vec() }, location);
-            return None;
+            return unknown;
         }
     };
     if version != crate::ABI_VERSION {
         found.push(AbiViolation::UnsupportedAbiVersion { found: version, supported: crate::ABI_VERSION }, location);
+        return AbiVersion { declared: Some(version), checked_as: None };
     }
-    Some(version)
+    AbiVersion { declared: Some(version), checked_as: Some(version) }
+}
+
+/// Symbols wasm-ld defines itself. Only `-Wl,--export-all` exports them (or a deliberate
+/// `-Wl,--export=` of one), so finding one among the exports identifies that flag.
+const LINKER_SYMBOLS: &[&str] = &[
+    "__wasm_call_ctors",
+    "__wasm_apply_data_relocs",
+    "__wasm_init_memory",
+    "__dso_handle",
+    "__data_end",
+    "__stack_low",
+    "__stack_high",
+    "__global_base",
+    "__heap_base",
+    "__heap_end",
+    "__memory_base",
+    "__table_base",
+    "__tls_base",
+    "__tls_size",
+    "__tls_align",
+];
+
+/// Which linker flag most likely produced the module's unexpected exports (see
+/// [`ExportCause`]).
+fn export_cause(module: &ModuleInfo<'_>) -> ExportCause {
+    let exported = |kind: ExternalKind| module.exports.iter().filter(move |e| e.kind == kind).map(|e| e.name);
+    if module.exports.iter().any(|export| LINKER_SYMBOLS.contains(&export.name)) {
+        ExportCause::ExportAll
+    } else if exported(ExternalKind::Global).any(|name| !name.starts_with("__")) {
+        // A program variable exported as the global holding its address: only
+        // `--export-dynamic` does that for a whole program's worth of symbols.
+        ExportCause::ExportDynamic
+    } else {
+        ExportCause::Unknown
+    }
 }
 
 pub(crate) fn exports(module: &ModuleInfo<'_>, found: &mut Findings) {
+    let cause = export_cause(module);
     let mut entry_points_seen = BTreeSet::new();
     for export in &module.exports {
         let location = Location::Export { name: export.name.to_owned() };
@@ -82,7 +132,11 @@ pub(crate) fn exports(module: &ModuleInfo<'_>, found: &mut Findings) {
             // Allowed: see MEMORY_EXPORT.
         } else {
             found.push(
-                AbiViolation::UnexpectedExport { name: export.name.to_owned(), kind: ExternKind::from(export.kind) },
+                AbiViolation::UnexpectedExport {
+                    name: export.name.to_owned(),
+                    kind: ExternKind::from(export.kind),
+                    cause,
+                },
                 location,
             );
         }

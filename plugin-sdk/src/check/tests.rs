@@ -192,11 +192,32 @@ fn a_component_is_not_a_plugin() {
 // The ABI version declaration
 
 #[test]
-fn missing_abi_version() {
+fn a_missing_abi_version_is_a_warning_and_means_v1() {
+    // The seed's original contract defined no marker: such a plugin is v1 and compliant.
     let bytes = wasm(&format!("(module {ENTRY_POINTS})"));
     let report = check(&bytes);
-    assert_eq!(report.abi_version, None);
-    assert_eq!(violations(&bytes), vec![(AbiViolation::MissingAbiVersion, Location::Module)]);
+    assert_eq!(report.declared_abi_version, None);
+    assert_eq!(report.abi_version, Some(1));
+    assert!(report.is_compliant(), "{report}");
+    assert_eq!(violations(&bytes), vec![]);
+    let warnings: Vec<_> = report.warnings.iter().map(|w| (w.kind.clone(), w.location.clone())).collect();
+    assert_eq!(warnings, vec![(AbiViolation::MissingAbiVersion, Location::Module)]);
+    let text = report.to_string();
+    assert!(text.starts_with("follows plugin ABI v1, 1 warning\n  warning[missing-abi-version]: "), "{text}");
+    assert!(text.contains("checked and run as v1"), "{text}");
+    assert!(text.contains("--deny-warnings"), "{text}");
+}
+
+#[test]
+fn an_unmarked_plugin_is_still_held_to_every_v1_rule() {
+    let bytes = wasm(&format!("(module {ENTRY_POINTS} (func $f (param f32)))"));
+    let report = check(&bytes);
+    assert_eq!(report.abi_version, Some(1));
+    assert_eq!(report.warnings.len(), 1);
+    assert_eq!(
+        violations(&bytes),
+        vec![(AbiViolation::FloatType { ty: ValueType::F32, usage: FloatUsage::Param }, function(3, Some("f"), None))]
+    );
 }
 
 #[test]
@@ -205,6 +226,8 @@ fn repeated_identical_versions_are_one_version() {
     let merged = wasm(&format!(r#"(module (@custom "wasm_plugin_abi" "\01\00\00\00\01\00\00\00") {ENTRY_POINTS})"#));
     assert_eq!(check(&merged).violations, vec![]);
     assert_eq!(check(&merged).abi_version, Some(1));
+    assert_eq!(check(&merged).declared_abi_version, Some(1));
+    assert_eq!(check(&merged).warnings, vec![]);
     // A producer that keeps them as separate sections.
     let separate = wasm(&format!("(module {VERSION} {VERSION} {ENTRY_POINTS})"));
     assert_eq!(check(&separate).violations, vec![]);
@@ -243,7 +266,8 @@ fn unsupported_abi_version() {
         violations(&bytes),
         vec![(AbiViolation::UnsupportedAbiVersion { found: 2, supported: 1 }, abi_section_location(&bytes))]
     );
-    assert_eq!(check(&bytes).abi_version, Some(2));
+    // Declared, but not something the plugin can be checked or run as.
+    assert_eq!((check(&bytes).declared_abi_version, check(&bytes).abi_version), (Some(2), None));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -293,19 +317,58 @@ fn unexpected_exports() {
         violations(&bytes),
         vec![
             (
-                AbiViolation::UnexpectedExport { name: "helper".into(), kind: ExternKind::Func },
+                AbiViolation::UnexpectedExport {
+                    name: "helper".into(),
+                    kind: ExternKind::Func,
+                    cause: ExportCause::ExportAll
+                },
                 Location::Export { name: "helper".into() }
             ),
             (
-                AbiViolation::UnexpectedExport { name: "__heap_base".into(), kind: ExternKind::Global },
+                AbiViolation::UnexpectedExport {
+                    name: "__heap_base".into(),
+                    kind: ExternKind::Global,
+                    cause: ExportCause::ExportAll,
+                },
                 Location::Export { name: "__heap_base".into() }
             ),
             (
-                AbiViolation::UnexpectedExport { name: "__indirect_function_table".into(), kind: ExternKind::Table },
+                AbiViolation::UnexpectedExport {
+                    name: "__indirect_function_table".into(),
+                    kind: ExternKind::Table,
+                    cause: ExportCause::ExportAll,
+                },
                 Location::Export { name: "__indirect_function_table".into() }
             ),
         ]
     );
+}
+
+#[test]
+fn extra_exports_name_the_linker_flag_that_made_them() {
+    let help_for = |items: &str| -> Vec<String> {
+        check(&plugin(items)).violations.iter().map(|v| v.kind.help()).collect::<Vec<_>>()
+    };
+    // `--export-all`: linker-defined symbols among the exports.
+    let export_all = help_for(
+        r#"(func (export "helper") (result i32) (i32.const 1))
+           (func (export "__wasm_call_ctors"))
+           (global (export "__data_end") i32 (i32.const 1024))"#,
+    );
+    assert_eq!(export_all.len(), 3);
+    assert!(export_all.iter().all(|help| help.starts_with("drop `-Wl,--export-all`")), "{export_all:?}");
+    // `--export-dynamic` with default visibility: program variables among the exports.
+    let export_dynamic = help_for(
+        r#"(func (export "helper") (result i32) (i32.const 1))
+           (global (export "counter") i32 (i32.const 1024))"#,
+    );
+    assert_eq!(export_dynamic.len(), 2);
+    assert!(export_dynamic.iter().all(|help| help.starts_with("drop `-Wl,--export-dynamic`")), "{export_dynamic:?}");
+    assert!(export_dynamic[0].contains("declare `helper` static"), "{export_dynamic:?}");
+    // One helper function: every flag that could have exported it, by name.
+    let one = help_for(r#"(func (export "helper") (result i32) (i32.const 1))"#);
+    assert_eq!(one.len(), 1);
+    assert!(one[0].contains("drop `-Wl,--export=helper`") && one[0].contains("`-Wl,--export-dynamic`"), "{one:?}");
 }
 
 #[test]
@@ -320,7 +383,11 @@ fn memory_is_allowed_only_as_memory() {
     assert_eq!(
         violations(&bytes),
         vec![(
-            AbiViolation::UnexpectedExport { name: "heap".into(), kind: ExternKind::Memory },
+            AbiViolation::UnexpectedExport {
+                name: "heap".into(),
+                kind: ExternKind::Memory,
+                cause: ExportCause::Unknown,
+            },
             Location::Export { name: "heap".into() }
         )]
     );
@@ -338,7 +405,11 @@ fn an_entry_point_that_is_not_a_function_is_missing() {
         violations(&bytes),
         vec![
             (
-                AbiViolation::UnexpectedExport { name: "init".into(), kind: ExternKind::Global },
+                AbiViolation::UnexpectedExport {
+                    name: "init".into(),
+                    kind: ExternKind::Global,
+                    cause: ExportCause::ExportDynamic,
+                },
                 Location::Export { name: "init".into() }
             ),
             (AbiViolation::MissingExport { name: "init".into() }, Location::Module),
@@ -402,7 +473,11 @@ fn defined_allocators_are_found_by_name() {
         violations(&bytes),
         vec![
             (
-                AbiViolation::UnexpectedExport { name: "free".into(), kind: ExternKind::Func },
+                AbiViolation::UnexpectedExport {
+                    name: "free".into(),
+                    kind: ExternKind::Func,
+                    cause: ExportCause::Unknown,
+                },
                 Location::Export { name: "free".into() }
             ),
             (AbiViolation::DynamicAllocation { symbol: "malloc".into() }, function(3, Some("malloc"), None)),
@@ -844,45 +919,140 @@ fn report_json_snapshot() {
 
 #[test]
 fn one_violation_is_singular() {
-    let bytes = wasm(&format!("(module {ENTRY_POINTS})"));
+    let bytes = plugin("(func $f (param f32))");
     assert!(check(&bytes).to_string().starts_with("1 ABI violation\n"));
+}
+
+/// One violation of every rule, in declaration order.
+///
+/// Each example is chosen by an exhaustive `match` on the one before it, so a new rule does
+/// not compile until it gets an arm here, and [`every_rule_has_one_example`] fails until that
+/// arm leads to an example of it.
+fn one_of_each_rule() -> Vec<AbiViolation> {
+    use AbiViolation as V;
+    let next = |previous: Option<&AbiViolation>| match previous {
+        None => Some(V::Malformed { message: "unexpected end-of-file".into() }),
+        Some(V::Malformed { .. }) => Some(V::MissingAbiVersion),
+        Some(V::MissingAbiVersion) => Some(V::MalformedAbiSection { length: 3 }),
+        Some(V::MalformedAbiSection { .. }) => Some(V::ConflictingAbiVersions { versions: vec![1, 2] }),
+        Some(V::ConflictingAbiVersions { .. }) => Some(V::UnsupportedAbiVersion { found: 2, supported: 1 }),
+        Some(V::UnsupportedAbiVersion { .. }) => Some(V::MissingExport { name: "cleanup".into() }),
+        Some(V::MissingExport { .. }) => Some(V::WrongSignature {
+            name: "process".into(),
+            expected: Signature { params: vec![ValueType::I32], results: vec![ValueType::I32] },
+            found: Signature { params: vec![ValueType::I64, ValueType::Ref("funcref".into())], results: vec![] },
+        }),
+        Some(V::WrongSignature { .. }) => {
+            Some(V::UnexpectedExport { name: "helper".into(), kind: ExternKind::Func, cause: ExportCause::Unknown })
+        }
+        Some(V::UnexpectedExport { .. }) => Some(V::Import { module: "env".into(), name: "log".into() }),
+        Some(V::Import { .. }) => Some(V::DynamicAllocation { symbol: "malloc".into() }),
+        Some(V::DynamicAllocation { .. }) => Some(V::MemoryGrow),
+        Some(V::MemoryGrow) => Some(V::FloatType { ty: ValueType::F32, usage: FloatUsage::Local }),
+        Some(V::FloatType { .. }) => Some(V::FloatInstruction { op: "f64.mul".into() }),
+        Some(V::FloatInstruction { .. }) => Some(V::StartFunction),
+        Some(V::StartFunction) => Some(V::UnsupportedFeature { feature: Feature::Simd }),
+        Some(V::UnsupportedFeature { .. }) => Some(V::InitialMemoryTooLarge { pages: 17, limit: 16 }),
+        Some(V::InitialMemoryTooLarge { .. }) => Some(V::TableTooLarge { entries: 5000, limit: 4096 }),
+        Some(V::TableTooLarge { .. }) => Some(V::TooManyFunctions { count: 5000, limit: 4096 }),
+        Some(V::TooManyFunctions { .. }) => Some(V::Recursion {
+            cycle: vec![FunctionRef { index: 3, name: Some("even".into()) }, FunctionRef { index: 4, name: None }],
+        }),
+        Some(V::Recursion { .. }) => None,
+    };
+    std::iter::successors(next(None), |previous| next(Some(previous))).collect()
+}
+
+#[test]
+fn every_rule_has_one_example() {
+    let codes: Vec<&str> = one_of_each_rule().iter().map(AbiViolation::code).collect();
+    assert_eq!(codes, AbiViolation::CODES, "one example per rule, in the order of the table");
 }
 
 #[test]
 fn json_code_matches_code() {
-    // The JSON "code" comes from serde's renaming of the variant name, `code()` from a match;
-    // they must agree for every variant a report can contain.
-    let function = FunctionRef { index: 1, name: None };
-    let every_kind = [
-        AbiViolation::Malformed { message: "m".into() },
-        AbiViolation::MissingAbiVersion,
-        AbiViolation::MalformedAbiSection { length: 3 },
-        AbiViolation::ConflictingAbiVersions { versions: vec![1, 2] },
-        AbiViolation::UnsupportedAbiVersion { found: 2, supported: 1 },
-        AbiViolation::MissingExport { name: "init".into() },
-        AbiViolation::WrongSignature {
-            name: "init".into(),
-            expected: Signature { params: vec![], results: vec![ValueType::I32] },
-            found: Signature { params: vec![], results: vec![] },
-        },
-        AbiViolation::UnexpectedExport { name: "x".into(), kind: ExternKind::Global },
-        AbiViolation::Import { module: "env".into(), name: "x".into() },
-        AbiViolation::DynamicAllocation { symbol: "malloc".into() },
-        AbiViolation::MemoryGrow,
-        AbiViolation::FloatType { ty: ValueType::F32, usage: FloatUsage::Local },
-        AbiViolation::FloatInstruction { op: "f32.add".into() },
-        AbiViolation::StartFunction,
-        AbiViolation::UnsupportedFeature { feature: Feature::Simd },
-        AbiViolation::InitialMemoryTooLarge { pages: 17, limit: 16 },
-        AbiViolation::TableTooLarge { entries: 5000, limit: 4096 },
-        AbiViolation::TooManyFunctions { count: 5, limit: 4 },
-        AbiViolation::Recursion { cycle: vec![function] },
-    ];
-    for kind in every_kind {
+    for kind in one_of_each_rule() {
         let violation = Violation { kind, location: Location::Module };
         let json = serde_json::to_value(&violation).expect("violations serialize");
         assert_eq!(json["code"], violation.kind.code(), "{json}");
         // Every violation explains itself and how to fix it.
         assert!(!violation.message().is_empty() && !violation.kind.help().is_empty());
     }
+}
+
+/// Every rule at a typical location, plus each location or detail that changes a rule's
+/// message or help: the exact text plugin authors see, all of it in one snapshot.
+fn every_message() -> Vec<Violation> {
+    let at_function = |offset| Location::Function { index: 3, name: Some("process".into()), offset };
+    let typical = |kind: &AbiViolation| match kind {
+        AbiViolation::Malformed { .. } => Location::Offset { offset: 0x1a },
+        AbiViolation::MissingAbiVersion
+        | AbiViolation::MissingExport { .. }
+        | AbiViolation::TooManyFunctions { .. }
+        | AbiViolation::UnsupportedAbiVersion { .. } => Location::Module,
+        AbiViolation::MalformedAbiSection { .. } | AbiViolation::ConflictingAbiVersions { .. } => {
+            Location::CustomSection { name: crate::CUSTOM_SECTION.into(), offset: 0x2b }
+        }
+        AbiViolation::WrongSignature { name, .. } | AbiViolation::UnexpectedExport { name, .. } => {
+            Location::Export { name: name.clone() }
+        }
+        AbiViolation::Import { module, name } => Location::Import { module: module.clone(), name: name.clone() },
+        AbiViolation::InitialMemoryTooLarge { .. } => Location::Memory { index: 0 },
+        AbiViolation::TableTooLarge { .. } => Location::Table { index: 0 },
+        AbiViolation::StartFunction | AbiViolation::DynamicAllocation { .. } => at_function(None),
+        _ => at_function(Some(0x40)),
+    };
+    let mut all: Vec<Violation> =
+        one_of_each_rule().into_iter().map(|kind| Violation { location: typical(&kind), kind }).collect();
+    let export = |name: &str, kind, cause| Violation {
+        kind: AbiViolation::UnexpectedExport { name: name.into(), kind, cause },
+        location: Location::Export { name: name.into() },
+    };
+    all.extend([
+        export("__data_end", ExternKind::Global, ExportCause::ExportAll),
+        export("counter", ExternKind::Global, ExportCause::ExportDynamic),
+        export("mem", ExternKind::Memory, ExportCause::Unknown),
+        export("__indirect_function_table", ExternKind::Table, ExportCause::Unknown),
+        export("tag", ExternKind::Tag, ExportCause::Unknown),
+    ]);
+    let missing = |name: &str| AbiViolation::MissingExport { name: name.into() };
+    all.extend(
+        [missing("init"), missing("process"), missing("main")]
+            .map(|kind| Violation { kind, location: Location::Module }),
+    );
+    let allocation =
+        |location| Violation { kind: AbiViolation::DynamicAllocation { symbol: "malloc".into() }, location };
+    all.extend([
+        allocation(Location::Import { module: "env".into(), name: "malloc".into() }),
+        allocation(Location::Function { index: 5, name: Some("malloc".into()), offset: None }),
+        allocation(Location::Function { index: 5, name: None, offset: None }),
+    ]);
+    let float = |usage, location| Violation { kind: AbiViolation::FloatType { ty: ValueType::F64, usage }, location };
+    all.extend([
+        float(FloatUsage::Param, at_function(None)),
+        float(FloatUsage::Result, at_function(None)),
+        float(FloatUsage::Local, at_function(None)),
+        float(FloatUsage::Global, Location::Global { index: 2 }),
+        float(FloatUsage::TypeDefinition, Location::Type { index: 7 }),
+    ]);
+    all.extend(Feature::ALL.into_iter().map(|feature| Violation {
+        kind: AbiViolation::UnsupportedFeature { feature },
+        location: Location::Section { name: "memory".into(), offset: 0x33 },
+    }));
+    all.push(Violation {
+        kind: AbiViolation::Recursion { cycle: vec![FunctionRef { index: 3, name: Some("fib".into()) }] },
+        location: at_function(Some(0x79)),
+    });
+    all
+}
+
+#[test]
+fn every_message_text_snapshot() {
+    let text: Vec<String> = every_message().iter().map(ToString::to_string).collect();
+    insta::assert_snapshot!(text.join("\n"));
+}
+
+#[test]
+fn every_message_json_snapshot() {
+    insta::assert_json_snapshot!(every_message());
 }

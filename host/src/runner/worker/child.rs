@@ -66,7 +66,7 @@ fn serve(mut input: impl io::Read, mut output: impl io::Write) -> anyhow::Result
                         modules.put(content_hash, plugin);
                         Reply::Loaded
                     }
-                    Err(error) => Reply::Done { result: Err(error.into()), instantiation: Default::default() },
+                    Err(error) => Reply::Done { result: Err(error), instantiation: Default::default() },
                 };
                 write_frame(&mut output, &reply, &[])?;
                 continue;
@@ -85,9 +85,9 @@ fn serve(mut input: impl io::Read, mut output: impl io::Write) -> anyhow::Result
                 if let Some(instance) = recycled {
                     plugin.recycle(instance);
                 }
-                Reply::Done { result: result.map_err(Into::into), instantiation }
+                Reply::Done { result, instantiation }
             }
-            Err(error) => Reply::Done { result: Err(error.into()), instantiation: started.elapsed() },
+            Err(error) => Reply::Done { result: Err(error), instantiation: started.elapsed() },
         };
         write_frame(&mut output, &reply, &[])?;
     }
@@ -95,6 +95,10 @@ fn serve(mut input: impl io::Read, mut output: impl io::Write) -> anyhow::Result
 
 /// Exits when the server goes away. Plugin code runs here without a timer of its own (the
 /// server is the timer), so a worker whose server died mid-call would otherwise spin forever.
+///
+/// Polling, not `PR_SET_PDEATHSIG`: the kernel sends that signal when the *thread* that
+/// started the worker exits, and workers are started from tokio's blocking threads, which exit
+/// after a while idle; every worker would die with them.
 fn watch_parent() {
     let parent = std::os::unix::process::parent_id();
     std::thread::spawn(move || {

@@ -13,9 +13,10 @@ use std::{
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::runtime::{AbiFunction, PluginErrorCode, RuntimeConfig, RuntimeError, TrapKind};
+use crate::runtime::{RuntimeConfig, RuntimeError};
 
-pub const PROTOCOL_VERSION: u32 = 1;
+/// Version 2: errors travel as [`RuntimeError`] itself.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Largest JSON header accepted: messages are small; anything bigger is a corrupt stream.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -44,69 +45,9 @@ pub enum Reply {
     /// The worker does not have that module (any more): load it first.
     NeedModule,
     Done {
-        result: Result<i32, WireError>,
+        result: Result<i32, RuntimeError>,
         instantiation: Duration,
     },
-}
-
-/// [`RuntimeError`] as it crosses the process boundary.
-#[derive(Debug, Serialize, Deserialize)]
-pub enum WireError {
-    TooLarge { size: u64, limit: u64 },
-    InvalidModule(String),
-    MemoryLimit { requested: u32, limit: u32 },
-    Instantiation(String),
-    Compilation(String),
-    Plugin { function: AbiFunction, code: i32 },
-    Trap { function: AbiFunction, trap: TrapKind },
-    Timeout { function: AbiFunction, timeout: Duration },
-    CleanupAlsoFailed { failure: Box<WireError>, cleanup: Box<WireError> },
-    Engine(String),
-}
-
-impl From<RuntimeError> for WireError {
-    fn from(error: RuntimeError) -> Self {
-        match error {
-            RuntimeError::TooLarge { size, limit } => WireError::TooLarge { size, limit },
-            RuntimeError::InvalidModule(m) => WireError::InvalidModule(m),
-            RuntimeError::MemoryLimit { requested, limit } => WireError::MemoryLimit { requested, limit },
-            RuntimeError::Instantiation(m) => WireError::Instantiation(m),
-            RuntimeError::Compilation(m) => WireError::Compilation(m),
-            RuntimeError::Plugin { function, code } => WireError::Plugin { function, code: code.code() },
-            RuntimeError::Trap { function, trap } => WireError::Trap { function, trap },
-            RuntimeError::Timeout { function, timeout } => WireError::Timeout { function, timeout },
-            RuntimeError::CleanupAlsoFailed { failure, cleanup } => WireError::CleanupAlsoFailed {
-                failure: Box::new((*failure).into()),
-                cleanup: Box::new((*cleanup).into()),
-            },
-            // The server checks the ABI before a module reaches a worker; should a worker ever
-            // report it, the message still gets through.
-            RuntimeError::AbiViolation(report) => WireError::Engine(format!("ABI violation in worker: {report}")),
-            RuntimeError::Engine(m) => WireError::Engine(m),
-        }
-    }
-}
-
-impl From<WireError> for RuntimeError {
-    fn from(error: WireError) -> Self {
-        match error {
-            WireError::TooLarge { size, limit } => RuntimeError::TooLarge { size, limit },
-            WireError::InvalidModule(m) => RuntimeError::InvalidModule(m),
-            WireError::MemoryLimit { requested, limit } => RuntimeError::MemoryLimit { requested, limit },
-            WireError::Instantiation(m) => RuntimeError::Instantiation(m),
-            WireError::Compilation(m) => RuntimeError::Compilation(m),
-            WireError::Plugin { function, code } => {
-                RuntimeError::Plugin { function, code: PluginErrorCode::from_code(code) }
-            }
-            WireError::Trap { function, trap } => RuntimeError::Trap { function, trap },
-            WireError::Timeout { function, timeout } => RuntimeError::Timeout { function, timeout },
-            WireError::CleanupAlsoFailed { failure, cleanup } => RuntimeError::CleanupAlsoFailed {
-                failure: Box::new((*failure).into()),
-                cleanup: Box::new((*cleanup).into()),
-            },
-            WireError::Engine(m) => RuntimeError::Engine(m),
-        }
-    }
 }
 
 pub fn write_frame(writer: &mut impl Write, header: &impl Serialize, blob: &[u8]) -> io::Result<()> {
@@ -145,14 +86,20 @@ fn read_block(reader: &mut impl Read, limit: usize) -> io::Result<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::{AbiFunction, PluginErrorCode, TrapKind};
 
     #[test]
     fn frames_round_trip_and_errors_keep_their_cause() {
         let mut buffer = Vec::new();
         let request = Request::Load { content_hash: "ab".into() };
         write_frame(&mut buffer, &request, b"\0asm").unwrap();
-        let error =
-            WireError::from(RuntimeError::Trap { function: AbiFunction::Process, trap: TrapKind::DivideByZero });
+        let error = RuntimeError::CleanupAlsoFailed {
+            failure: Box::new(RuntimeError::Trap { function: AbiFunction::Process, trap: TrapKind::DivideByZero }),
+            cleanup: Box::new(RuntimeError::Plugin {
+                function: AbiFunction::Cleanup,
+                code: PluginErrorCode::Unknown(-9),
+            }),
+        };
         let reply = Reply::Done { result: Err(error), instantiation: Duration::from_micros(12) };
         write_frame(&mut buffer, &reply, &[]).unwrap();
 
@@ -163,9 +110,14 @@ mod tests {
         let (reply, blob): (Reply, _) = read_frame(&mut reader).unwrap();
         assert!(blob.is_empty());
         let Reply::Done { result: Err(error), .. } = reply else { panic!("{reply:?}") };
+        let RuntimeError::CleanupAlsoFailed { failure, cleanup } = error else { panic!("{error:?}") };
         assert!(matches!(
-            RuntimeError::from(error),
+            *failure,
             RuntimeError::Trap { function: AbiFunction::Process, trap: TrapKind::DivideByZero }
+        ));
+        assert!(matches!(
+            *cleanup,
+            RuntimeError::Plugin { function: AbiFunction::Cleanup, code: PluginErrorCode::Unknown(-9) }
         ));
         assert_eq!(read_frame::<Reply>(&mut reader).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
     }

@@ -1,0 +1,158 @@
+//! The one classification of every failure the host reports.
+//!
+//! Each layer keeps its own error type with typed, matchable causes (`StoreError`,
+//! `RuntimeError`, `WorkerFailure`, `RunError`, `ApiError`), and each says which
+//! [`FailureKind`] it is with a `kind()` method. Everything else about a failure is decided
+//! here, once, in the table below: the stable code clients and dashboards rely on, the HTTP
+//! status, whether retrying later can succeed without anything changing (the catalog retries a
+//! transient load failure on the next call instead of remembering it; 503s carry
+//! `Retry-After`), whether the plugin was found (so metric labels only ever hold names the
+//! store has), and what a client may be told. Adding a failure means one row here plus the
+//! `kind()` arm of the error that produces it; a test checks the table against the README.
+
+use axum::http::StatusCode;
+
+/// What a client is told about a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Disclosure {
+    /// The error's own message: facts about the request or the plugin (which function failed
+    /// and how), written for the plugin's author or the caller.
+    Details,
+    /// Only this fixed sentence. The cause is the host's business and goes to its log: a file
+    /// system path, an engine's message, an internal invariant.
+    Fixed(&'static str),
+}
+
+macro_rules! failure_kinds {
+    ($(
+        $(#[doc = $doc:literal])*
+        $kind:ident => $status:ident $code:literal, transient: $transient:literal, plugin_found: $found:literal,
+            client_sees: $disclosure:expr;
+    )*) => {
+        /// Every kind of failure the host reports; see the module documentation.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum FailureKind {
+            $($(#[doc = $doc])* $kind,)*
+        }
+
+        impl FailureKind {
+            /// Every kind, in the order of the table.
+            pub const ALL: &[FailureKind] = &[$(FailureKind::$kind,)*];
+
+            /// The stable, machine-readable code (`"error": {"code": ...}`, metric outcomes).
+            pub fn code(self) -> &'static str {
+                match self { $(FailureKind::$kind => $code,)* }
+            }
+
+            /// The HTTP status of the answer.
+            pub fn status(self) -> StatusCode {
+                match self { $(FailureKind::$kind => StatusCode::$status,)* }
+            }
+
+            /// Whether the same request may succeed later with nothing changed: a full server,
+            /// an unavailable store, a quarantine that will end. A transient failure is never
+            /// remembered as the verdict on a plugin version.
+            pub fn is_transient(self) -> bool {
+                match self { $(FailureKind::$kind => $transient,)* }
+            }
+
+            /// Whether the failure happened after the store found the plugin, so that the name
+            /// is known to exist (and may become a metric label).
+            pub fn plugin_found(self) -> bool {
+                match self { $(FailureKind::$kind => $found,)* }
+            }
+
+            /// What a client may be told.
+            pub fn disclosure(self) -> Disclosure {
+                match self { $(FailureKind::$kind => $disclosure,)* }
+            }
+        }
+    };
+}
+
+use Disclosure::{Details, Fixed};
+
+failure_kinds! {
+    /// The request body is not JSON.
+    InvalidJson => BAD_REQUEST "invalid_json", transient: false, plugin_found: false, client_sees: Details;
+    /// A field is missing, unknown or of the wrong type.
+    InvalidRequest => BAD_REQUEST "invalid_request", transient: false, plugin_found: false, client_sees: Details;
+    /// The request is not `application/json`.
+    UnsupportedMediaType => UNSUPPORTED_MEDIA_TYPE "unsupported_media_type", transient: false, plugin_found: false,
+        client_sees: Details;
+    /// The request body is over the limit.
+    BodyTooLarge => PAYLOAD_TOO_LARGE "body_too_large", transient: false, plugin_found: false, client_sees: Details;
+    /// The plugin name breaks the name rules.
+    InvalidPluginName => BAD_REQUEST "invalid_plugin_name", transient: false, plugin_found: false,
+        client_sees: Details;
+    /// A method other than the route's.
+    MethodNotAllowed => METHOD_NOT_ALLOWED "method_not_allowed", transient: false, plugin_found: false,
+        client_sees: Details;
+    /// The server is at its concurrency limit, or no worker became free in time.
+    Overloaded => SERVICE_UNAVAILABLE "overloaded", transient: true, plugin_found: false, client_sees: Details;
+    /// No plugin by that name (or only something that is not a regular file).
+    PluginNotFound => NOT_FOUND "plugin_not_found", transient: false, plugin_found: false,
+        client_sees: Fixed("no such plugin");
+    /// The store cannot be read right now (an absent or disconnected mount).
+    StoreUnavailable => SERVICE_UNAVAILABLE "store_unavailable", transient: true, plugin_found: false,
+        client_sees: Fixed("the plugin store is unavailable; retry shortly");
+    /// Reading the plugin failed otherwise.
+    StoreError => INTERNAL_SERVER_ERROR "store_error", transient: false, plugin_found: false,
+        client_sees: Fixed("internal error");
+    /// The plugin file is over the size limit.
+    PluginTooLarge => INTERNAL_SERVER_ERROR "plugin_too_large", transient: false, plugin_found: true,
+        client_sees: Details;
+    /// The plugin breaks the ABI.
+    AbiViolation => INTERNAL_SERVER_ERROR "abi_violation", transient: false, plugin_found: true, client_sees: Details;
+    /// WebAssembly validation refused the module.
+    InvalidModule => INTERNAL_SERVER_ERROR "invalid_module", transient: false, plugin_found: true,
+        client_sees: Fixed("the plugin is not a valid WebAssembly module");
+    /// The plugin's memory is over the host's cap.
+    MemoryLimit => INTERNAL_SERVER_ERROR "memory_limit", transient: false, plugin_found: true, client_sees: Details;
+    /// `process` refused its input (-3).
+    InvalidArgument => UNPROCESSABLE_ENTITY "invalid_argument", transient: false, plugin_found: true,
+        client_sees: Details;
+    /// The plugin returned another error code.
+    PluginError => INTERNAL_SERVER_ERROR "plugin_error", transient: false, plugin_found: true, client_sees: Details;
+    /// The plugin trapped.
+    PluginTrapped => INTERNAL_SERVER_ERROR "plugin_trapped", transient: false, plugin_found: true,
+        client_sees: Details;
+    /// The plugin crashed its worker process.
+    PluginCrashed => INTERNAL_SERVER_ERROR "plugin_crashed", transient: false, plugin_found: true,
+        client_sees: Details;
+    /// The call ran past its deadline.
+    PluginTimeout => GATEWAY_TIMEOUT "plugin_timeout", transient: false, plugin_found: true, client_sees: Details;
+    /// The plugin kept crashing workers and is refused for a while.
+    PluginQuarantined => SERVICE_UNAVAILABLE "plugin_quarantined", transient: true, plugin_found: true,
+        client_sees: Details;
+    /// A fault in the host.
+    Internal => INTERNAL_SERVER_ERROR "internal_error", transient: false, plugin_found: true,
+        client_sees: Fixed("internal error");
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_every_503_is_transient() {
+        let codes: HashSet<_> = FailureKind::ALL.iter().map(|kind| kind.code()).collect();
+        assert_eq!(codes.len(), FailureKind::ALL.len());
+        for kind in FailureKind::ALL {
+            // A 503 promises that retrying can help, and carries Retry-After.
+            assert_eq!(kind.status() == StatusCode::SERVICE_UNAVAILABLE, kind.is_transient(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn the_readme_lists_every_code_with_its_status() {
+        let readme = include_str!("../../README.md");
+        for kind in FailureKind::ALL {
+            let row = format!("| {} | `{}` |", kind.status().as_u16(), kind.code());
+            let listed = readme.lines().any(|line| line.starts_with(&row));
+            assert!(listed, "README.md's error table lacks a row starting with {row:?}");
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The worker processes: starting them, handing one to each call, talking to it, and
+//! replacing it when it fails.
+
+use std::{
+    collections::HashSet,
+    io,
+    os::{fd::OwnedFd, unix::net::UnixStream, unix::process::ExitStatusExt},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use parking_lot::{Condvar, Mutex};
+use wait_timeout::ChildExt;
+
+use super::{
+    CheckedModule, WORKER_ARG, WorkerFailure, WorkerSettings,
+    protocol::{PROTOCOL_VERSION, Reply, Request, read_frame, write_frame},
+};
+use crate::runtime::{RuntimeConfig, RuntimeError};
+
+/// The worker processes. A request checks one out, uses it alone, and checks it back in; a
+/// failed worker is discarded and the next checkout starts a replacement.
+#[derive(Debug)]
+pub(super) struct Pool {
+    settings: WorkerSettings,
+    runtime: RuntimeConfig,
+    state: Mutex<PoolState>,
+    available: Condvar,
+}
+
+#[derive(Debug)]
+struct PoolState {
+    idle: Vec<Worker>,
+    /// Workers alive, idle or checked out.
+    alive: usize,
+}
+
+impl Pool {
+    pub fn new(settings: WorkerSettings, runtime: RuntimeConfig) -> Result<Self, WorkerFailure> {
+        let workers = settings.workers.max(1);
+        let pool = Pool {
+            settings,
+            runtime,
+            state: Mutex::new(PoolState { idle: Vec::new(), alive: 0 }),
+            available: Condvar::new(),
+        };
+        let started = (0..workers).map(|_| pool.spawn()).collect::<Result<Vec<_>, _>>()?;
+        *pool.state.lock() = PoolState { alive: started.len(), idle: started };
+        Ok(pool)
+    }
+
+    /// A worker for one call, waiting at most `patience` for one to become free. The guard
+    /// gives it back (see [`PooledWorker`]).
+    pub fn checkout(&self, patience: Duration) -> Result<PooledWorker<'_>, WorkerFailure> {
+        self.take_worker(patience).map(|worker| PooledWorker { pool: self, worker: Some(worker) })
+    }
+
+    fn take_worker(&self, patience: Duration) -> Result<Worker, WorkerFailure> {
+        let give_up = Instant::now() + patience;
+        let mut state = self.state.lock();
+        loop {
+            while let Some(mut worker) = state.idle.pop() {
+                // A worker that died while idle (killed from outside) is nobody's fault: replace
+                // it instead of blaming the next plugin.
+                if matches!(worker.child.try_wait(), Ok(None)) {
+                    return Ok(worker);
+                }
+                worker.kill();
+                state.alive -= 1;
+            }
+            if state.alive < self.settings.workers.max(1) {
+                state.alive += 1;
+                drop(state);
+                return self.spawn().inspect_err(|_| {
+                    self.state.lock().alive -= 1;
+                    self.available.notify_one();
+                });
+            }
+            let wait = give_up.saturating_duration_since(Instant::now());
+            if wait.is_zero() {
+                return Err(WorkerFailure::Busy);
+            }
+            self.available.wait_for(&mut state, wait);
+        }
+    }
+
+    fn checkin(&self, worker: Worker) {
+        self.state.lock().idle.push(worker);
+        self.available.notify_one();
+    }
+
+    fn discard(&self, mut worker: Worker) {
+        worker.kill();
+        self.state.lock().alive -= 1;
+        self.available.notify_one();
+    }
+
+    fn spawn(&self) -> Result<Worker, WorkerFailure> {
+        let spawn_error = |e: io::Error| WorkerFailure::Spawn(e.to_string());
+        let (socket, theirs) = UnixStream::pair().map_err(spawn_error)?;
+        let child = Command::new(&self.settings.executable)
+            .arg(WORKER_ARG)
+            .stdin(Stdio::from(OwnedFd::from(theirs.try_clone().map_err(spawn_error)?)))
+            .stdout(Stdio::from(OwnedFd::from(theirs)))
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| WorkerFailure::Spawn(format!("{}: {e}", self.settings.executable.display())))?;
+        let mut worker = Worker { child, socket, known: HashSet::new() };
+        let hello = Request::Hello {
+            version: PROTOCOL_VERSION,
+            runtime: self.runtime.clone(),
+            memory_limit_bytes: self.settings.memory_limit_bytes,
+        };
+        let handshake = (|| -> io::Result<Reply> {
+            write_frame(&mut worker.socket, &hello, &[])?;
+            worker.socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+            Ok(read_frame::<Reply>(&mut worker.socket)?.0)
+        })();
+        match handshake {
+            Ok(Reply::Ready { version: PROTOCOL_VERSION }) => Ok(worker),
+            Ok(other) => {
+                worker.kill();
+                Err(WorkerFailure::Spawn(format!("worker answered {other:?} to hello")))
+            }
+            Err(e) => {
+                worker.kill();
+                Err(WorkerFailure::Spawn(format!("worker handshake failed: {e}")))
+            }
+        }
+    }
+}
+
+/// A worker checked out of the pool. [`PooledWorker::release`] returns it to the idle list
+/// once a call ended in a known state; dropping it any other way (a failed exchange, an early
+/// return, a panic) kills and replaces it, since what is left in its socket is unknown. No
+/// call site has to remember to give a worker back, and the pool's count stays right.
+#[derive(Debug)]
+pub(super) struct PooledWorker<'a> {
+    pool: &'a Pool,
+    /// Always `Some` until released or dropped.
+    worker: Option<Worker>,
+}
+
+impl PooledWorker<'_> {
+    /// The call ended with a reply read in full: the worker is ready for the next one.
+    pub fn release(mut self) {
+        if let Some(worker) = self.worker.take() {
+            self.pool.checkin(worker);
+        }
+    }
+}
+
+impl std::ops::Deref for PooledWorker<'_> {
+    type Target = Worker;
+    fn deref(&self) -> &Worker {
+        self.worker.as_ref().expect("a pooled worker holds its worker until released or dropped")
+    }
+}
+
+impl std::ops::DerefMut for PooledWorker<'_> {
+    fn deref_mut(&mut self) -> &mut Worker {
+        self.worker.as_mut().expect("a pooled worker holds its worker until released or dropped")
+    }
+}
+
+impl Drop for PooledWorker<'_> {
+    fn drop(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            self.pool.discard(worker);
+        }
+    }
+}
+
+/// One worker process and the server's end of its socket.
+#[derive(Debug)]
+pub(super) struct Worker {
+    child: Child,
+    socket: UnixStream,
+    /// Content hashes this worker has been sent (it may have evicted some since).
+    known: HashSet<String>,
+}
+
+/// Time a worker gets beyond the call's deadline for the round trip itself.
+const RESPONSE_MARGIN: Duration = Duration::from_millis(20);
+/// Time a worker gets to validate and compile a module (AOT: tens of milliseconds for a small
+/// plugin, more for a large one; loaded from the disk cache when another worker compiled it).
+const COMPILE_ALLOWANCE: Duration = Duration::from_secs(30);
+
+pub(super) type CallResult = (Result<i32, RuntimeError>, Duration);
+
+impl Worker {
+    /// Runs one call. The module travels only when this worker has not been sent it yet (or
+    /// has evicted it); compiling it gets its own, generous allowance, the call itself only its
+    /// deadline.
+    pub fn call(&mut self, module: &CheckedModule, input: i32, timeout: Duration) -> Result<CallResult, WorkerFailure> {
+        let hash = &module.content_hash;
+        if !self.known.contains(hash)
+            && let Some(failed) = self.load(module)?
+        {
+            return Ok(failed);
+        }
+        let run = Request::Run { content_hash: hash.clone(), input };
+        match self.exchange(&run, &[], timeout + RESPONSE_MARGIN) {
+            Ok(Reply::Done { result, instantiation }) => Ok((result, instantiation)),
+            Ok(Reply::NeedModule) => {
+                self.known.remove(hash);
+                if let Some(failed) = self.load(module)? {
+                    return Ok(failed);
+                }
+                match self.exchange(&run, &[], timeout + RESPONSE_MARGIN) {
+                    Ok(Reply::Done { result, instantiation }) => Ok((result, instantiation)),
+                    other => Err(self.broken(other, timeout)),
+                }
+            }
+            other => Err(self.broken(other, timeout)),
+        }
+    }
+
+    /// Sends a module; returns the compile failure as the call's result, if any.
+    pub fn load(&mut self, module: &CheckedModule) -> Result<Option<CallResult>, WorkerFailure> {
+        let load = Request::Load { content_hash: module.content_hash.clone() };
+        match self.exchange(&load, &module.bytes, COMPILE_ALLOWANCE) {
+            Ok(Reply::Loaded) => {
+                self.known.insert(module.content_hash.clone());
+                Ok(None)
+            }
+            Ok(Reply::Done { result, instantiation }) => Ok(Some((result, instantiation))),
+            other => Err(self.broken(other, COMPILE_ALLOWANCE)),
+        }
+    }
+
+    fn exchange(&mut self, request: &Request, blob: &[u8], allowed: Duration) -> io::Result<Reply> {
+        write_frame(&mut self.socket, request, blob)?;
+        self.socket.set_read_timeout(Some(allowed))?;
+        Ok(read_frame::<Reply>(&mut self.socket)?.0)
+    }
+
+    /// What went wrong with an exchange that did not give the expected reply.
+    fn broken(&mut self, outcome: io::Result<Reply>, deadline: Duration) -> WorkerFailure {
+        match outcome {
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                WorkerFailure::Unresponsive { deadline }
+            }
+            Ok(reply) => {
+                tracing::error!(?reply, "worker broke the protocol");
+                self.failure()
+            }
+            Err(_) => self.failure(),
+        }
+    }
+
+    /// The worker stopped talking: reap it and say how it ended. Its socket closes as it dies,
+    /// so give it a moment to finish dying before deciding it has to be killed.
+    fn failure(&mut self) -> WorkerFailure {
+        let status = match self.child.wait_timeout(Duration::from_secs(1)) {
+            Ok(Some(status)) => Some(status),
+            _ => {
+                self.kill();
+                self.child.try_wait().ok().flatten()
+            }
+        };
+        WorkerFailure::Crashed { signal: status.and_then(|s| s.signal()), exit_code: status.and_then(|s| s.code()) }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
