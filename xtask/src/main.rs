@@ -7,6 +7,8 @@
 mod bench;
 mod build_plugins;
 mod check_abi;
+mod check_deploy;
+mod rootfs_smoke;
 mod run;
 mod setup;
 mod test;
@@ -43,6 +45,10 @@ enum Command {
     Test(test::Test),
     /// Run every benchmark (release build) and write BENCHMARKS.md and docs/benchmarks.svg.
     Bench(bench::Bench),
+    /// Validate the Containerfile and the Kubernetes manifests under `deploy/` offline.
+    CheckDeploy(check_deploy::CheckDeploy),
+    /// Build the container image's file system without a container daemon and run the host in it.
+    RootfsSmoke(rootfs_smoke::RootfsSmoke),
 }
 
 fn main() -> ExitCode {
@@ -63,6 +69,8 @@ fn main() -> ExitCode {
         Command::Run(cmd) => cmd.run(&sh),
         Command::Test(cmd) => cmd.run(&sh),
         Command::Bench(cmd) => cmd.run(&sh),
+        Command::CheckDeploy(cmd) => cmd.run(&sh),
+        Command::RootfsSmoke(cmd) => cmd.run(&sh),
     };
     result.map_or_else(failed, |()| ExitCode::SUCCESS)
 }

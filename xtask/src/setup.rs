@@ -174,7 +174,7 @@ fn is_debian_family() -> bool {
     Path::new("/etc/debian_version").exists() && Path::new("/usr/bin/apt-get").exists()
 }
 
-fn is_root(sh: &Shell) -> bool {
+pub(crate) fn is_root(sh: &Shell) -> bool {
     cmd!(sh, "id -u").quiet().read().is_ok_and(|uid| uid.trim() == "0")
 }
 
@@ -254,6 +254,10 @@ fn link_private_to(private: &Path, install: &Path) -> anyhow::Result<()> {
     std::os::unix::fs::symlink(lib, private.join("lib"))?;
     Ok(())
 }
+
+/// The machine's Debian archive and the project's cache folder, also used by `rootfs-smoke` and
+/// `check-deploy`.
+pub(crate) use debian_wasmedge::{cache_dir, debian_mirror};
 
 /// Debian's `libwasmedge` 0.17.1 build, which only exists in Debian testing ("forky"), made to
 /// run on an older Debian by shipping its runtime libraries and their loader beside it.
@@ -371,7 +375,7 @@ mod debian_wasmedge {
         Ok(downloaded)
     }
 
-    fn cache_dir() -> PathBuf {
+    pub(crate) fn cache_dir() -> PathBuf {
         std::env::var_os("XDG_CACHE_HOME")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
@@ -381,7 +385,7 @@ mod debian_wasmedge {
 
     /// The Debian archive the machine itself is configured to use: never a hard-coded mirror.
     /// `DEBIAN_MIRROR` overrides it.
-    fn debian_mirror() -> anyhow::Result<String> {
+    pub(crate) fn debian_mirror() -> anyhow::Result<String> {
         if let Ok(mirror) = std::env::var("DEBIAN_MIRROR") {
             return Ok(mirror);
         }

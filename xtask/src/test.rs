@@ -3,7 +3,7 @@
 
 use xshell::{Shell, cmd};
 
-use crate::{build_plugins::BuildPlugins, setup::Setup, step};
+use crate::{build_plugins::BuildPlugins, check_deploy::CheckDeploy, setup::Setup, step};
 
 #[derive(Debug, clap::Args)]
 pub struct Test {
@@ -23,6 +23,8 @@ impl Test {
         cmd!(sh, "cargo fmt --all --check").run()?;
         step("linting (cargo clippy, warnings denied)");
         cmd!(sh, "cargo clippy --quiet --workspace --all-targets -- -D warnings").run()?;
+        // The container image definition and Kubernetes manifests, validated offline.
+        CheckDeploy {}.run(sh)?;
         let runner_args = self.runner_args;
         // nextest runs each test in its own process, which isolates WasmEdge's process-wide
         // state (signal handlers for timeouts) between tests; plain `cargo test` also works.
