@@ -109,6 +109,33 @@ pub(crate) fn export_cause(module: &ModuleInfo<'_>) -> ExportCause {
     }
 }
 
+/// Checks that the exported function `export` has the signature `expected`, reporting
+/// `wrong-signature` at `location` if not; returns whether it has. Shared by every version's
+/// export rules.
+pub(crate) fn signature(
+    module: &ModuleInfo<'_>,
+    export: &wasmparser::Export<'_>,
+    expected: Signature,
+    location: Location,
+    found: &mut Findings,
+) -> bool {
+    let found_signature = module.function_type(export.index).map(Signature::of);
+    if found_signature.as_ref() == Some(&expected) {
+        return true;
+    }
+    found.push(
+        AbiViolation::WrongSignature {
+            name: export.name.to_owned(),
+            expected,
+            // Only a non-function type could be missing here, which validation rules out; an
+            // empty signature is the honest fallback.
+            found: found_signature.unwrap_or(Signature { params: vec![], results: vec![] }),
+        },
+        location,
+    );
+    false
+}
+
 /// ABI v1's interface: exactly `init`, `process` and `cleanup`, and optionally `memory`.
 pub(crate) fn exports(module: &ModuleInfo<'_>, found: &mut Findings) {
     let cause = export_cause(module);
@@ -119,19 +146,7 @@ pub(crate) fn exports(module: &ModuleInfo<'_>, found: &mut Findings) {
         let required = if is_function { Signature::required(export.name) } else { None };
         if let Some(expected) = required {
             entry_points_seen.insert(export.name);
-            let found_signature = module.function_type(export.index).map(Signature::of);
-            if found_signature.as_ref() != Some(&expected) {
-                found.push(
-                    AbiViolation::WrongSignature {
-                        name: export.name.to_owned(),
-                        expected,
-                        // Only a non-function type could be missing here, which validation
-                        // rules out; an empty signature is the honest fallback.
-                        found: found_signature.unwrap_or(Signature { params: vec![], results: vec![] }),
-                    },
-                    location,
-                );
-            }
+            signature(module, export, expected, location, found);
         } else if export.kind == ExternalKind::Memory && export.name == MEMORY_EXPORT {
             // Allowed: see MEMORY_EXPORT.
         } else {

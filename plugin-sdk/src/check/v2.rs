@@ -12,7 +12,7 @@ use super::details::{ExternKind, Signature};
 use super::layout::{Buffer, BufferKind, FunctionKind, PluginFunction, StreamPart, V2Layout};
 use super::location::Location;
 use super::module::ModuleInfo;
-use super::rules::{Findings, MEMORY_EXPORT, export_cause};
+use super::rules::{self, Findings, MEMORY_EXPORT, export_cause};
 use super::violation::AbiViolation;
 
 /// The lifecycle exports a v2 plugin shares with v1, in the order the host calls them.
@@ -116,21 +116,11 @@ pub(crate) fn interface(module: &ModuleInfo<'_>, limits: &AbiLimits, found: &mut
                 continue;
             }
         };
-        let found_signature = module.function_type(export.index).map(Signature::of);
-        if found_signature.as_ref() != Some(&expected) {
-            if let Export::Fixed(name) = meaning {
-                // A buffer function of the wrong type cannot be read as a buffer.
-                fixed.remove(name);
-            }
-            found.push(
-                AbiViolation::WrongSignature {
-                    name: export.name.to_owned(),
-                    expected,
-                    // Validation rules out a function export without a function type.
-                    found: found_signature.unwrap_or(Signature { params: vec![], results: vec![] }),
-                },
-                location,
-            );
+        if !rules::signature(module, export, expected, location, found)
+            && let Export::Fixed(name) = meaning
+        {
+            // A buffer function of the wrong type cannot be read as a buffer.
+            fixed.remove(name);
         }
     }
 
