@@ -9,7 +9,7 @@ use std::sync::Arc;
 use host::{
     api::{AppState, app},
     metrics::Metrics,
-    runner::{PluginRunner, PluginStatus, RunError},
+    runner::{Interface, PluginRunner, PluginStatus, PluginStream, RunError},
     store::{PluginName, StoreError},
 };
 
@@ -23,6 +23,21 @@ impl PluginRunner for NativeRunner {
             "hello" => Ok(2 * input + 1),
             _ => Err(StoreError::NotFound(name.clone()).into()),
         }
+    }
+
+    fn interface(&self, name: &PluginName) -> Result<Interface, RunError> {
+        match name.as_str() {
+            "hello" => Ok(Interface::V1),
+            _ => Err(StoreError::NotFound(name.clone()).into()),
+        }
+    }
+
+    fn call(&self, name: &PluginName, function: &str, _input: &[u8]) -> Result<Vec<u8>, RunError> {
+        Err(self.interface(name)?.function_kind(function).err().expect("hello has no functions"))
+    }
+
+    fn open_stream(&self, name: &PluginName, function: &str) -> Result<Box<dyn PluginStream>, RunError> {
+        Err(self.interface(name)?.function_kind(function).err().expect("hello has no functions"))
     }
 
     fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError> {

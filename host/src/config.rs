@@ -11,6 +11,7 @@ use plugin_sdk::AbiLimits;
 
 use crate::{
     ServeOptions,
+    api::StreamLimits,
     runner::WorkerSettings,
     runtime::{ExecutionMode, Limits, RuntimeConfig},
 };
@@ -116,6 +117,21 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_secs: u64,
 
+    /// Most bytes a stream (a streaming function's request body) may have.
+    #[arg(long, env = "STREAM_MAX_BYTES", default_value_t = StreamLimits::default().max_bytes,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_max_bytes: u64,
+
+    /// Longest a stream may last, in seconds.
+    #[arg(long, env = "STREAM_MAX_SECS", default_value_t = StreamLimits::default().max_duration.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_max_secs: u64,
+
+    /// Longest a client may send nothing in the middle of a stream, in seconds.
+    #[arg(long, env = "STREAM_IDLE_SECS", default_value_t = StreamLimits::default().idle_timeout.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_idle_secs: u64,
+
     /// Connections served at once; a few more get only the probes, the rest are closed.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = ServeOptions::default().max_connections as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -152,6 +168,15 @@ impl ValueEnum for ExecutionMode {
 }
 
 impl Config {
+    /// The limits on streams.
+    pub fn stream_limits(&self) -> StreamLimits {
+        StreamLimits {
+            max_bytes: self.stream_max_bytes,
+            max_duration: Duration::from_secs(self.stream_max_secs),
+            idle_timeout: Duration::from_secs(self.stream_idle_secs),
+        }
+    }
+
     /// How connections are served.
     pub fn serve_options(&self) -> ServeOptions {
         ServeOptions {

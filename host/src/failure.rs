@@ -102,8 +102,21 @@ failure_kinds! {
     /// The plugin file is over the size limit.
     PluginTooLarge => INTERNAL_SERVER_ERROR "plugin_too_large", transient: false, plugin_found: true,
         client_sees: Details;
-    /// The call is for another ABI version than the plugin's (an integer call on a v2 plugin).
+    /// The call is for another ABI version than the plugin's (an integer call on a v2 plugin,
+    /// or a call by function name on a v1 plugin).
     WrongAbiVersion => BAD_REQUEST "wrong_abi_version", transient: false, plugin_found: true, client_sees: Details;
+    /// The v2 plugin has no function by that name.
+    FunctionNotFound => NOT_FOUND "function_not_found", transient: false, plugin_found: true,
+        client_sees: Details;
+    /// The input is over the plugin's input buffer (or an NDJSON line is).
+    InputTooLarge => PAYLOAD_TOO_LARGE "input_too_large", transient: false, plugin_found: true,
+        client_sees: Details;
+    /// A stream went past the host's limit on its total size.
+    StreamTooLarge => PAYLOAD_TOO_LARGE "stream_too_large", transient: false, plugin_found: true,
+        client_sees: Details;
+    /// A stream went past the host's limit on its duration, or its client stopped sending.
+    StreamTimeout => REQUEST_TIMEOUT "stream_timeout", transient: false, plugin_found: true,
+        client_sees: Details;
     /// The plugin breaks the ABI.
     AbiViolation => INTERNAL_SERVER_ERROR "abi_violation", transient: false, plugin_found: true, client_sees: Details;
     /// WebAssembly validation refused the module.
@@ -111,11 +124,14 @@ failure_kinds! {
         client_sees: Fixed("the plugin is not a valid WebAssembly module");
     /// The plugin's memory is over the host's cap.
     MemoryLimit => INTERNAL_SERVER_ERROR "memory_limit", transient: false, plugin_found: true, client_sees: Details;
-    /// `process` refused its input (-3).
+    /// `process` or a v2 function refused its input (-3).
     InvalidArgument => UNPROCESSABLE_ENTITY "invalid_argument", transient: false, plugin_found: true,
         client_sees: Details;
     /// The plugin returned another error code.
     PluginError => INTERNAL_SERVER_ERROR "plugin_error", transient: false, plugin_found: true, client_sees: Details;
+    /// A v2 plugin broke the buffer contract (an output length over its capacity, a buffer
+    /// that moved).
+    BufferFault => INTERNAL_SERVER_ERROR "buffer_fault", transient: false, plugin_found: true, client_sees: Details;
     /// The plugin trapped.
     PluginTrapped => INTERNAL_SERVER_ERROR "plugin_trapped", transient: false, plugin_found: true,
         client_sees: Details;

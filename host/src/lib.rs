@@ -63,7 +63,9 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
             )
         }
     };
-    Ok(AppState::new(runner, metrics, config.max_in_flight as usize))
+    let mut state = AppState::new(runner, metrics, config.max_in_flight as usize);
+    state.stream_limits = config.stream_limits();
+    Ok(state)
 }
 
 /// Tells whoever started the server where it listens, in a form programs can read: one JSON

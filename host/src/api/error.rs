@@ -22,8 +22,30 @@ use crate::{
 pub enum ApiError {
     #[error("the request body is not valid JSON")]
     InvalidJson,
-    #[error("the request must be a JSON object {{\"plugin\": string, \"input\": 32-bit integer}}")]
+    #[error(
+        "the request must be a JSON object: {{\"plugin\": string, \"input\": 32-bit integer}} for an ABI v1 \
+         plugin, or {{\"plugin\": string, \"function\": string, \"input\": string}} (or \"input_base64\" \
+         instead of \"input\", and \"output_base64\": true for binary output) for an ABI v2 plugin"
+    )]
     InvalidRequest,
+    /// A request that is well-formed JSON but mixes the two call forms.
+    #[error("{0}")]
+    InvalidCall(&'static str),
+    #[error("function names are 1 to 32 of a-z, 0-9 and `_`, starting with a letter")]
+    InvalidFunctionName,
+    #[error("the input is over the plugin's {capacity}-byte input buffer")]
+    InputTooLarge { capacity: u32 },
+    #[error("an NDJSON line is longer than the plugin's {capacity}-byte input buffer")]
+    LineTooLong { capacity: usize },
+    #[error("the stream is over the {limit}-byte limit")]
+    StreamTooLarge { limit: u64 },
+    #[error("the stream went past the {limit:?} limit on its duration")]
+    StreamTooLong { limit: std::time::Duration },
+    #[error("the client sent nothing for {idle:?} in the middle of a stream")]
+    StreamIdle { idle: std::time::Duration },
+    /// The client disconnected or its body broke: nobody is left to answer.
+    #[error("the client went away")]
+    ClientGone,
     #[error("the request must have Content-Type: application/json")]
     UnsupportedMediaType,
     #[error("the request body must not be compressed: send it without Content-Encoding")]
@@ -65,7 +87,13 @@ impl ApiError {
     pub fn kind(&self) -> FailureKind {
         match self {
             ApiError::InvalidJson => FailureKind::InvalidJson,
-            ApiError::InvalidRequest => FailureKind::InvalidRequest,
+            ApiError::InvalidRequest
+            | ApiError::InvalidCall(_)
+            | ApiError::InvalidFunctionName
+            | ApiError::ClientGone => FailureKind::InvalidRequest,
+            ApiError::InputTooLarge { .. } | ApiError::LineTooLong { .. } => FailureKind::InputTooLarge,
+            ApiError::StreamTooLarge { .. } => FailureKind::StreamTooLarge,
+            ApiError::StreamTooLong { .. } | ApiError::StreamIdle { .. } => FailureKind::StreamTimeout,
             ApiError::UnsupportedMediaType | ApiError::UnsupportedEncoding => FailureKind::UnsupportedMediaType,
             ApiError::BodyTooLarge => FailureKind::BodyTooLarge,
             ApiError::InvalidName(_) => FailureKind::InvalidPluginName,

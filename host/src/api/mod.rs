@@ -2,6 +2,7 @@
 //! WasmEdge or the filesystem.
 
 mod error;
+mod functions;
 
 use std::{
     sync::Arc,
@@ -23,6 +24,7 @@ use tower_http::{
 };
 
 pub use error::ApiError;
+pub use functions::StreamLimits;
 
 use crate::{
     metrics::Metrics,
@@ -30,8 +32,10 @@ use crate::{
     store::PluginName,
 };
 
-/// Largest request body accepted; a `/run` request is a few dozen bytes.
-pub const MAX_BODY_BYTES: usize = 16 * 1024;
+/// Largest `POST /run` body accepted: room for a v2 input as large as the largest default
+/// buffer (1 MiB), escaped as a JSON string or encoded in base64. (The raw function endpoints
+/// have their own limits: the plugin's input capacity, or the stream limits.)
+pub const MAX_BODY_BYTES: usize = 4 << 20;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -50,6 +54,8 @@ pub struct AppState {
     /// Set when shutdown begins: calls accepted but not yet started are refused (503) rather
     /// than started during or after the grace period.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Limits on streams (`POST /plugins/{name}/functions/{function}` of a streaming function).
+    pub stream_limits: StreamLimits,
 }
 
 /// Listings that may run at once; each stats every plugin file.
@@ -67,6 +73,7 @@ impl AppState {
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             listings: Arc::new(Semaphore::new(MAX_LISTINGS)),
             stopping: Arc::default(),
+            stream_limits: StreamLimits::default(),
         }
     }
 }
@@ -85,6 +92,10 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/plugins", get(list_plugins))
         .route("/plugins/{name}", get(show_plugin))
+        .route(
+            "/plugins/{name}/functions/{function}",
+            post(functions::call_function).fallback(method_not_allowed),
+        )
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -132,26 +143,102 @@ async fn screen_request(mut request: Request<axum::body::Body>) -> Result<Reques
     Ok(request)
 }
 
-/// Body of `POST /run`.
+/// Body of `POST /run`: `{"plugin", "input": integer}` calls an ABI v1 plugin;
+/// `{"plugin", "function", "input": string}` (or `"input_base64"`) calls a function of an ABI
+/// v2 plugin.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
     /// The plugin's name (see [`PluginName`] for what is allowed).
     pub plugin: String,
-    /// The argument passed to the plugin's `process`.
-    pub input: i32,
+    /// ABI v2: the function to call.
+    #[serde(default)]
+    pub function: Option<String>,
+    /// ABI v1: the argument passed to `process`. ABI v2: the input as UTF-8 text.
+    #[serde(default)]
+    pub input: Option<RunInput>,
+    /// ABI v2: the input as base64 (standard alphabet, padded), for binary input.
+    #[serde(default)]
+    pub input_base64: Option<String>,
+    /// ABI v2: answer with `"output_base64"` even when the output is valid UTF-8.
+    #[serde(default)]
+    pub output_base64: bool,
 }
 
-/// Answer of a successful `POST /run`.
+/// The `"input"` of a `POST /run`: an integer for v1, text for v2.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RunInput {
+    Integer(i32),
+    Text(String),
+}
+
+/// Answer of a successful ABI v1 `POST /run`.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RunResponse {
     pub output: i32,
 }
 
+/// Answer of a successful ABI v2 `POST /run`: `"output"` when the output is UTF-8 text (and
+/// base64 was not asked for), `"output_base64"` otherwise.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FunctionResponse {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output_base64: Option<String>,
+}
+
+impl FunctionResponse {
+    fn new(output: Vec<u8>, base64_asked: bool) -> Self {
+        use base64::Engine as _;
+        match String::from_utf8(output) {
+            Ok(text) if !base64_asked => FunctionResponse { output: Some(text), output_base64: None },
+            Ok(text) => FunctionResponse { output: None, output_base64: Some(BASE64.encode(text)) },
+            Err(binary) => {
+                FunctionResponse { output: None, output_base64: Some(BASE64.encode(binary.into_bytes())) }
+            }
+        }
+    }
+}
+
+const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
+
+/// What a `POST /run` asks for, checked.
+enum Call {
+    V1(i32),
+    V2 { function: String, input: Vec<u8>, output_base64: bool },
+}
+
+impl Call {
+    fn of(request: RunRequest) -> Result<Self, ApiError> {
+        use base64::Engine as _;
+        match (request.function, request.input, request.input_base64) {
+            (None, Some(RunInput::Integer(input)), None) if !request.output_base64 => Ok(Call::V1(input)),
+            (None, _, _) => Err(ApiError::InvalidCall(
+                "an ABI v1 call has an integer \"input\" and nothing else; name a \"function\" to call an ABI v2 \
+                 plugin",
+            )),
+            (Some(function), Some(RunInput::Text(text)), None) => {
+                Ok(Call::V2 { function, input: text.into_bytes(), output_base64: request.output_base64 })
+            }
+            (Some(function), None, Some(encoded)) => {
+                let input = BASE64
+                    .decode(encoded)
+                    .map_err(|_| ApiError::InvalidCall("\"input_base64\" is not valid base64 (standard, padded)"))?;
+                Ok(Call::V2 { function, input, output_base64: request.output_base64 })
+            }
+            (Some(_), _, _) => Err(ApiError::InvalidCall(
+                "a call by \"function\" has exactly one of \"input\" (a string) or \"input_base64\"",
+            )),
+        }
+    }
+}
+
 async fn run(
     State(state): State<AppState>,
     request: Result<Json<RunRequest>, JsonRejection>,
-) -> Result<Json<RunResponse>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let started = Instant::now();
     let mut plugin = None;
     let result = run_plugin(&state, request, &mut plugin).await;
@@ -170,24 +257,30 @@ async fn run_plugin(
     state: &AppState,
     request: Result<Json<RunRequest>, JsonRejection>,
     plugin: &mut Option<PluginName>,
-) -> Result<Json<RunResponse>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let Json(request) = request.map_err(ApiError::from_rejection)?;
     let name = PluginName::new(&request.plugin).map_err(ApiError::InvalidName)?;
     *plugin = Some(name.clone());
+    let call = Call::of(request)?;
     let permit = Arc::clone(&state.in_flight).try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
     let (runner, metrics, stopping) =
         (Arc::clone(&state.runner), Arc::clone(&state.metrics), Arc::clone(&state.stopping));
-    let output = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let _permit = permit;
         if stopping.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(ApiError::ShuttingDown);
         }
         let _in_flight = metrics.track_in_flight();
-        runner.run(&name, request.input).map_err(ApiError::from)
+        Ok(match call {
+            Call::V1(input) => Json(RunResponse { output: runner.run(&name, input)? }).into_response(),
+            Call::V2 { function, input, output_base64 } => {
+                let output = runner.call(&name, &function, &input)?;
+                Json(FunctionResponse::new(output, output_base64)).into_response()
+            }
+        })
     })
     .await
-    .map_err(|join_error| ApiError::Internal(format!("plugin call panicked: {join_error}")))??;
-    Ok(Json(RunResponse { output }))
+    .map_err(|join_error| ApiError::Internal(format!("plugin call panicked: {join_error}")))?
 }
 
 async fn method_not_allowed() -> impl IntoResponse {

@@ -3,10 +3,10 @@
 
 use std::{sync::Arc, time::Instant};
 
-use super::{PluginRunner, PluginStatus, RunError, catalog::Catalog};
+use super::{Interface, PluginRunner, PluginStatus, PluginStream, RunError, catalog::Catalog};
 use crate::{
     metrics::Metrics,
-    runtime::{CompiledPlugin, Engine},
+    runtime::{CompiledPlugin, Engine, RuntimeError, StreamSession},
     store::{PluginName, PluginStore},
 };
 
@@ -44,6 +44,23 @@ impl PluginRunner for InProcessRunner {
         Ok(result?)
     }
 
+    fn interface(&self, name: &PluginName) -> Result<Interface, RunError> {
+        let plugin = self.compiled(name)?;
+        Ok(match plugin.interface() {
+            Ok(layout) => Interface::V2(Arc::clone(layout)),
+            Err(RuntimeError::WrongAbiVersion { .. }) => Interface::V1,
+            Err(other) => return Err(other.into()),
+        })
+    }
+
+    fn call(&self, name: &PluginName, function: &str, input: &[u8]) -> Result<Vec<u8>, RunError> {
+        Ok(self.compiled(name)?.call_function(function, input)?)
+    }
+
+    fn open_stream(&self, name: &PluginName, function: &str) -> Result<Box<dyn PluginStream>, RunError> {
+        Ok(Box::new(self.compiled(name)?.open_stream(function)?))
+    }
+
     fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError> {
         self.catalog.inspect(name)
     }
@@ -54,5 +71,19 @@ impl PluginRunner for InProcessRunner {
 
     fn describe_store(&self) -> String {
         self.catalog.store().describe()
+    }
+}
+
+impl PluginStream for StreamSession {
+    fn chunk_capacity(&self) -> usize {
+        StreamSession::chunk_capacity(self)
+    }
+
+    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<u8>, RunError> {
+        Ok(StreamSession::feed(self, chunk)?)
+    }
+
+    fn finish(self: Box<Self>) -> Result<Vec<u8>, RunError> {
+        Ok(StreamSession::finish(*self)?)
     }
 }

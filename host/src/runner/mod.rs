@@ -24,8 +24,19 @@ use crate::{
 /// blocking context such as `tokio::task::spawn_blocking`.
 pub trait PluginRunner: Send + Sync + std::fmt::Debug {
     /// Runs `init`, `process(input)` and `cleanup` of the current version of `name` on a fresh
-    /// instance and returns `process`'s result.
+    /// instance and returns `process`'s result (ABI v1).
     fn run(&self, name: &PluginName, input: i32) -> Result<i32, RunError>;
+
+    /// What the current version of `name` offers: v1's integer call, or v2's functions and
+    /// buffers.
+    fn interface(&self, name: &PluginName) -> Result<Interface, RunError>;
+
+    /// Calls the v2 function `function` of the current version of `name` with `input` on a
+    /// fresh instance and returns its output. A streaming function runs as one whole stream.
+    fn call(&self, name: &PluginName, function: &str, input: &[u8]) -> Result<Vec<u8>, RunError>;
+
+    /// Begins the v2 stream `function` of the current version of `name`.
+    fn open_stream(&self, name: &PluginName, function: &str) -> Result<Box<dyn PluginStream>, RunError>;
 
     /// What the store holds under `name` now, and how loading it went.
     fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError>;
@@ -35,6 +46,48 @@ pub trait PluginRunner: Send + Sync + std::fmt::Debug {
 
     /// Where plugins come from, for operators.
     fn describe_store(&self) -> String;
+}
+
+/// What a plugin version can be called with.
+#[derive(Debug, Clone)]
+pub enum Interface {
+    /// ABI v1: `init`, `process(i32) -> i32`, `cleanup`.
+    V1,
+    /// ABI v2: byte functions and streams, called by name.
+    V2(Arc<plugin_sdk::V2Layout>),
+}
+
+impl Interface {
+    /// The kind of the v2 function `function`, or why it cannot be called by name.
+    pub fn function_kind(&self, function: &str) -> Result<plugin_sdk::FunctionKind, RunError> {
+        match self {
+            Interface::V1 => Err(RuntimeError::WrongAbiVersion { plugin: 1 }.into()),
+            Interface::V2(layout) => Ok(crate::runtime::function_kind(layout, function)?),
+        }
+    }
+
+    /// A v2 plugin's input capacity, in bytes.
+    pub fn input_capacity(&self) -> Option<u32> {
+        match self {
+            Interface::V1 => None,
+            Interface::V2(layout) => Some(layout.input.capacity),
+        }
+    }
+}
+
+/// A v2 stream in progress, on an instance (and, with worker processes, a worker) of its own.
+/// Feed it chunks of at most [`chunk_capacity`](Self::chunk_capacity) bytes, then
+/// [`finish`](Self::finish) it. Dropping it abandons the stream. After an error the stream is
+/// over. Methods block, like [`PluginRunner`]'s.
+pub trait PluginStream: Send {
+    /// The plugin's input capacity: the largest chunk it takes at once.
+    fn chunk_capacity(&self) -> usize;
+
+    /// Feeds one chunk; returns the output the plugin produced for it.
+    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<u8>, RunError>;
+
+    /// Ends the stream; returns the final output.
+    fn finish(self: Box<Self>) -> Result<Vec<u8>, RunError>;
 }
 
 /// One plugin as `GET /plugins` shows it. A file the store holds but cannot give (over the
@@ -82,6 +135,11 @@ pub struct AbiStatus {
     pub violations: Vec<&'static str>,
     /// Codes of the warnings (such as `missing-abi-version`), which do not stop the plugin.
     pub warnings: Vec<&'static str>,
+    /// A compliant v2 plugin's interface: its buffers (`input` and `output`, each `offset`
+    /// and `capacity` in bytes) and its `functions` (each a `name` and a `kind`, `call` or
+    /// `stream`). Absent for v1 plugins.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub v2: Option<plugin_sdk::V2Layout>,
 }
 
 impl AbiStatus {
@@ -95,6 +153,7 @@ impl AbiStatus {
             declared_version: report.declared_abi_version,
             violations: codes(&report.violations),
             warnings: codes(&report.warnings),
+            v2: report.v2,
         }
     }
 }

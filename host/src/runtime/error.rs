@@ -6,21 +6,34 @@ use wasmedge_sdk::error::{CoreCommonError, CoreError, CoreExecutionError, Instan
 
 use crate::failure::FailureKind;
 
-/// The three functions of the plugin ABI.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+/// A plugin function the host calls: v1's three, or any of a v2 plugin's exports by name.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AbiFunction {
     Init,
     Process,
     Cleanup,
+    /// A v2 export: `fn_<name>`, `stream_<name>_<part>` or a buffer function.
+    Export(String),
 }
 
 impl AbiFunction {
-    pub fn export_name(self) -> &'static str {
+    pub fn export_name(&self) -> &str {
         match self {
             AbiFunction::Init => "init",
             AbiFunction::Process => "process",
             AbiFunction::Cleanup => "cleanup",
+            AbiFunction::Export(name) => name,
+        }
+    }
+
+    /// Whether the function is given the caller's input, so that -3 means "this input is
+    /// refused" (422) rather than a plugin failure.
+    pub fn takes_input(&self) -> bool {
+        match self {
+            AbiFunction::Process => true,
+            AbiFunction::Export(name) => name.starts_with("fn_") || name.starts_with("stream_"),
+            AbiFunction::Init | AbiFunction::Cleanup => false,
         }
     }
 }
@@ -148,12 +161,34 @@ pub enum RuntimeError {
     CleanupAlsoFailed { failure: Box<RuntimeError>, cleanup: Box<RuntimeError> },
     #[error("WasmEdge failed: {0}")]
     Engine(String),
-    /// An integer call (`init`, `process`, `cleanup`) on a plugin of another ABI version.
-    #[error(
-        "this plugin follows ABI v{version} (byte functions called by name), and this host calls only ABI v1 \
-         plugins (`POST /run` with an integer input) so far"
-    )]
-    WrongAbiVersion { version: u32 },
+    /// A call of one ABI version on a plugin of another: an integer call on a v2 plugin, or a
+    /// call by function name on a v1 plugin.
+    #[error("{}", wrong_abi_version(*.plugin))]
+    WrongAbiVersion { plugin: u32 },
+    /// A v2 call names a function the plugin does not have.
+    #[error("the plugin has no function `{function}`; it has: {}", .available.join(", "))]
+    FunctionNotFound { function: String, available: Vec<String> },
+    /// A stream was opened on a function that is not a stream.
+    #[error("the plugin's function `{function}` is not a stream")]
+    NotAStream { function: String },
+    /// A stream was fed or finished after it failed or ended (a host bug, not the plugin's).
+    #[error("the stream is over")]
+    StreamOver,
+    /// A v2 call's input is over the plugin's input buffer.
+    #[error("the input is {size} bytes, over the plugin's {capacity}-byte input buffer")]
+    InputTooLarge { size: u64, capacity: u32 },
+    /// A v2 plugin broke its side of the buffer contract: a length over its output buffer, a
+    /// buffer that moved or left memory. The instance is discarded.
+    #[error("`{function}` broke the buffer contract: {problem}")]
+    BufferFault { function: AbiFunction, problem: String },
+}
+
+fn wrong_abi_version(plugin: u32) -> String {
+    if plugin == 1 {
+        "this plugin follows ABI v1: it has no named functions; call it with an integer input and no function".into()
+    } else {
+        format!("this plugin follows ABI v{plugin}: call one of its functions by name, with bytes as input")
+    }
 }
 
 fn first_violation(report: &plugin_sdk::AbiReport) -> String {
@@ -173,7 +208,7 @@ impl RuntimeError {
     /// call, not a cleanup that failed after it.
     pub fn kind(&self) -> FailureKind {
         match self.primary() {
-            RuntimeError::Plugin { function: AbiFunction::Process, code: PluginErrorCode::InvalidArgument } => {
+            RuntimeError::Plugin { function, code: PluginErrorCode::InvalidArgument } if function.takes_input() => {
                 FailureKind::InvalidArgument
             }
             RuntimeError::Plugin { .. } => FailureKind::PluginError,
@@ -184,9 +219,13 @@ impl RuntimeError {
             RuntimeError::InvalidModule(_) => FailureKind::InvalidModule,
             RuntimeError::MemoryLimit { .. } => FailureKind::MemoryLimit,
             RuntimeError::WrongAbiVersion { .. } => FailureKind::WrongAbiVersion,
+            RuntimeError::FunctionNotFound { .. } | RuntimeError::NotAStream { .. } => FailureKind::FunctionNotFound,
+            RuntimeError::InputTooLarge { .. } => FailureKind::InputTooLarge,
+            RuntimeError::BufferFault { .. } => FailureKind::BufferFault,
             RuntimeError::Instantiation(_)
             | RuntimeError::Compilation(_)
             | RuntimeError::Engine(_)
+            | RuntimeError::StreamOver
             | RuntimeError::CleanupAlsoFailed { .. } => FailureKind::Internal,
         }
     }

@@ -26,11 +26,11 @@ const PAGE_BYTES: u32 = 65536;
 /// A plugin instance in its fresh state (its own store and linear memory), `init` not yet
 /// called.
 pub struct PluginInstance {
-    vm: Vm<'static, dyn SyncInst + Send>,
+    pub(super) vm: Vm<'static, dyn SyncInst + Send>,
     /// One wall-clock budget for the whole lifecycle, not one per function: a plugin must
     /// not get three timeouts' worth of CPU by being slow in each function.
     deadline: Instant,
-    timeout: Duration,
+    pub(super) timeout: Duration,
     /// Set when a supervisor outside this process enforces the deadline (see
     /// [`RuntimeConfig::external_deadline`](super::RuntimeConfig::external_deadline)).
     external_deadline: bool,
@@ -73,14 +73,19 @@ impl CompiledPlugin {
         })
     }
 
-    /// An instance ready for a whole lifecycle: a recycled one when one is idle (put back
-    /// into exactly its freshly instantiated state), else a new one.
+    /// An instance ready for a whole v1 lifecycle (init, process, cleanup): a recycled one
+    /// when one is idle (put back into exactly its freshly instantiated state), else a new one.
     pub fn checkout(&self) -> Result<PluginInstance, RuntimeError> {
-        // The integer lifecycle (init, process, cleanup) is ABI v1's; a v2 plugin has no
-        // `process` and is called by function name with bytes.
+        // The integer lifecycle is ABI v1's; a v2 plugin has no `process` and is called by
+        // function name with bytes (see `functions`).
         if let Some(version) = self.abi_version().filter(|&v| v != 1) {
-            return Err(RuntimeError::WrongAbiVersion { version });
+            return Err(RuntimeError::WrongAbiVersion { plugin: version });
         }
+        self.checkout_any()
+    }
+
+    /// An instance in its fresh state, whatever the ABI version.
+    pub(super) fn checkout_any(&self) -> Result<PluginInstance, RuntimeError> {
         let recycled = self.reuse.as_ref().and_then(|reuse| reuse.idle.lock().pop());
         match recycled {
             Some(mut instance) => {
@@ -132,8 +137,22 @@ impl PluginInstance {
         (result, recycled)
     }
 
-    /// Starts the deadline of a new lifecycle on a recycled instance.
-    fn renew_deadline(&mut self) {
+    /// Puts this instance back into its fresh state and keeps it for a later call, if it can
+    /// be reused; otherwise drops it.
+    pub(super) fn recycle_after_reset(mut self) {
+        if let Some(reuse) = self.reuse.clone()
+            && self.reset()
+        {
+            let mut idle = reuse.idle.lock();
+            if idle.len() < IDLE_LIMIT {
+                idle.push(self);
+            }
+        }
+    }
+
+    /// Starts a new deadline: of a new lifecycle on a recycled instance, or of the next call
+    /// of a stream.
+    pub(super) fn renew_deadline(&mut self) {
         self.deadline = Instant::now() + self.timeout;
     }
 
@@ -155,18 +174,7 @@ impl PluginInstance {
 
     fn lifecycle(&mut self, input: i32) -> Result<i32, RuntimeError> {
         self.invoke(AbiFunction::Init, None)?;
-        let processed = self.invoke(AbiFunction::Process, Some(input));
-        if matches!(processed, Err(RuntimeError::Timeout { .. })) {
-            return processed;
-        }
-        match (processed, self.invoke(AbiFunction::Cleanup, None)) {
-            (Ok(output), Ok(_)) => Ok(output),
-            (Ok(_), Err(cleanup)) => Err(cleanup),
-            (Err(process), Ok(_)) => Err(process),
-            (Err(failure), Err(cleanup)) => {
-                Err(RuntimeError::CleanupAlsoFailed { failure: Box::new(failure), cleanup: Box::new(cleanup) })
-            }
-        }
+        with_cleanup(self, |instance| instance.invoke(AbiFunction::Process, Some(input)))
     }
 
     /// Calls the plugin's `init`. Returns the instance that may now process input.
@@ -188,8 +196,8 @@ impl PluginInstance {
             self.vm.run_func(None, function.export_name(), args)
         } else {
             self.vm.run_func_with_timeout(None, function.export_name(), args, remaining)
-        }
-        .map_err(|e| RuntimeError::from_call(function, timeout, *e))?;
+        };
+        let returns = returns.map_err(|e| RuntimeError::from_call(function.clone(), timeout, *e))?;
         let value = returns
             .first()
             .map(WasmValue::to_i32)
@@ -218,9 +226,33 @@ impl InitializedInstance {
     }
 }
 
+/// Runs `work` on an initialized instance, then the plugin's `cleanup`, also when `work`
+/// failed; a cleanup failure is returned on its own, or inside
+/// [`RuntimeError::CleanupAlsoFailed`]. After a timeout the instance is abandoned instead:
+/// WasmEdge stops a call by jumping out of it, which leaves that instance unfit for further
+/// calls.
+pub(super) fn with_cleanup<T>(
+    instance: &mut PluginInstance,
+    work: impl FnOnce(&mut PluginInstance) -> Result<T, RuntimeError>,
+) -> Result<T, RuntimeError> {
+    let worked = work(instance);
+    if matches!(worked, Err(RuntimeError::Timeout { .. })) {
+        return worked;
+    }
+    match (worked, instance.invoke(AbiFunction::Cleanup, None)) {
+        (Ok(output), Ok(_)) => Ok(output),
+        (Ok(_), Err(cleanup)) => Err(cleanup),
+        (Err(failure), Ok(_)) => Err(failure),
+        (Err(failure), Err(cleanup)) => {
+            Err(RuntimeError::CleanupAlsoFailed { failure: Box::new(failure), cleanup: Box::new(cleanup) })
+        }
+    }
+}
+
 /// Whether every plugin function involved returned (with an error code) rather than trapping,
-/// timing out or failing inside the engine.
-fn returned_normally(error: &RuntimeError) -> bool {
+/// timing out, breaking the buffer contract or failing inside the engine: only then is an
+/// instance put back into its fresh state and reused.
+pub(super) fn returned_normally(error: &RuntimeError) -> bool {
     match error {
         RuntimeError::Plugin { .. } => true,
         RuntimeError::CleanupAlsoFailed { failure, cleanup } => {

@@ -91,6 +91,7 @@ impl Engine {
             timeout: self.settings.limits.call_timeout,
             external_deadline: self.settings.external_deadline,
             abi_version: report.abi_version,
+            interface: report.v2.clone().map(Arc::new),
             reuse,
         })
     }
@@ -145,6 +146,8 @@ pub struct CompiledPlugin {
     pub(super) external_deadline: bool,
     pub(super) reuse: Option<Arc<ReuseState>>,
     pub(super) abi_version: Option<u32>,
+    /// A v2 plugin's buffers and functions, as the checker read them.
+    pub(super) interface: Option<Arc<plugin_sdk::V2Layout>>,
 }
 
 impl CompiledPlugin {

@@ -16,6 +16,7 @@
 mod config;
 mod error;
 mod executor;
+mod functions;
 mod loader;
 mod reuse;
 pub mod testing;
@@ -23,4 +24,5 @@ pub mod testing;
 pub use config::{ExecutionMode, Limits, RuntimeConfig};
 pub use error::{AbiFunction, PluginErrorCode, RuntimeError, TrapKind};
 pub use executor::{InitializedInstance, PluginInstance};
+pub use functions::{StreamSession, function_kind};
 pub use loader::{CompiledPlugin, Engine};

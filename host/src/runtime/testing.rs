@@ -34,6 +34,7 @@ pub fn call_uncached(engine: &Engine, bytes: &[u8], input: i32) -> Result<i32, R
         timeout: engine.settings.limits.call_timeout,
         external_deadline: engine.settings.external_deadline,
         abi_version: None,
+        interface: None,
         reuse: None,
     };
     plugin.instantiate()?.run(input)

@@ -14,7 +14,7 @@ use anyhow::{Context, bail};
 use lru::LruCache;
 
 use super::protocol::{PROTOCOL_VERSION, Reply, Request, read_frame, write_frame};
-use crate::runtime::{CompiledPlugin, Engine};
+use crate::runtime::{CompiledPlugin, Engine, RuntimeError, StreamSession};
 
 /// The first argument that makes the host binary a worker.
 pub const WORKER_ARG: &str = "__plugin-worker";
@@ -51,6 +51,8 @@ fn serve(mut input: impl io::Read, mut output: impl io::Write) -> anyhow::Result
     write_frame(&mut output, &Reply::Ready { version: PROTOCOL_VERSION }, &[])?;
     let mut modules: LruCache<String, CompiledPlugin> =
         LruCache::new(NonZeroUsize::new(MODULE_CACHE).expect("non-zero"));
+    // The open v2 stream, if any; every request but a feed or finish abandons it.
+    let mut stream: Option<StreamSession> = None;
     loop {
         let (request, blob) = match read_frame::<Request>(&mut input) {
             Ok(frame) => frame,
@@ -61,38 +63,67 @@ fn serve(mut input: impl io::Read, mut output: impl io::Write) -> anyhow::Result
             }
             Err(e) => return Err(e).context("reading a request"),
         };
-        let (content_hash, argument) = match request {
-            Request::Run { content_hash, input } => (content_hash, input),
-            Request::Load { content_hash } => {
-                let reply = match engine.compile(&blob, &content_hash) {
-                    Ok(plugin) => {
-                        modules.put(content_hash, plugin);
-                        Reply::Loaded
-                    }
-                    Err(error) => Reply::Done { result: Err(error), instantiation: Default::default() },
-                };
-                write_frame(&mut output, &reply, &[])?;
-                continue;
-            }
+        if !matches!(request, Request::StreamFeed | Request::StreamFinish) {
+            stream = None;
+        }
+        let (reply, produced) = match request {
             Request::Hello { .. } => bail!("a second hello"),
-        };
-        let Some(plugin) = modules.get(&content_hash) else {
-            write_frame(&mut output, &Reply::NeedModule, &[])?;
-            continue;
-        };
-        let started = Instant::now();
-        let reply = match plugin.checkout() {
-            Ok(instance) => {
-                let instantiation = started.elapsed();
-                let (result, recycled) = instance.run_recycling(argument);
-                if let Some(instance) = recycled {
-                    plugin.recycle(instance);
+            Request::Load { content_hash } => match engine.compile(&blob, &content_hash) {
+                Ok(plugin) => {
+                    modules.put(content_hash, plugin);
+                    (Reply::Loaded, Vec::new())
                 }
-                Reply::Done { result, instantiation }
+                Err(error) => (Reply::Done { result: Err(error), instantiation: Default::default() }, Vec::new()),
+            },
+            Request::Run { content_hash, input } => match modules.get(&content_hash) {
+                None => (Reply::NeedModule, Vec::new()),
+                Some(plugin) => (run_v1(plugin, input), Vec::new()),
+            },
+            Request::Call { content_hash, function } => match modules.get(&content_hash) {
+                None => (Reply::NeedModule, Vec::new()),
+                Some(plugin) => output_reply(plugin.call_function(&function, &blob)),
+            },
+            Request::StreamOpen { content_hash, function } => match modules.get(&content_hash) {
+                None => (Reply::NeedModule, Vec::new()),
+                Some(plugin) => output_reply(plugin.open_stream(&function).map(|opened| {
+                    stream = Some(opened);
+                    Vec::new()
+                })),
+            },
+            Request::StreamFeed => {
+                let fed = stream.as_mut().ok_or(RuntimeError::StreamOver).and_then(|open| open.feed(&blob));
+                if fed.is_err() {
+                    stream = None;
+                }
+                output_reply(fed)
             }
-            Err(error) => Reply::Done { result: Err(error), instantiation: started.elapsed() },
+            Request::StreamFinish => output_reply(stream.take().ok_or(RuntimeError::StreamOver).and_then(StreamSession::finish)),
         };
-        write_frame(&mut output, &reply, &[])?;
+        write_frame(&mut output, &reply, &produced)?;
+    }
+}
+
+/// Runs a v1 lifecycle on an instance in its fresh state.
+fn run_v1(plugin: &CompiledPlugin, input: i32) -> Reply {
+    let started = Instant::now();
+    match plugin.checkout() {
+        Ok(instance) => {
+            let instantiation = started.elapsed();
+            let (result, recycled) = instance.run_recycling(input);
+            if let Some(instance) = recycled {
+                plugin.recycle(instance);
+            }
+            Reply::Done { result, instantiation }
+        }
+        Err(error) => Reply::Done { result: Err(error), instantiation: started.elapsed() },
+    }
+}
+
+/// A v2 step's reply, with the output as the frame's bytes.
+fn output_reply(result: Result<Vec<u8>, RuntimeError>) -> (Reply, Vec<u8>) {
+    match result {
+        Ok(output) => (Reply::Output { result: Ok(()) }, output),
+        Err(error) => (Reply::Output { result: Err(error) }, Vec::new()),
     }
 }
 

@@ -16,15 +16,22 @@ mod pool;
 mod protocol;
 mod quarantine;
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    path::PathBuf,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
 
 pub use child::{WORKER_ARG, run as run_worker};
 
 use self::{
-    pool::Pool,
+    pool::{Pool, PooledWorker, Worker},
     quarantine::{Quarantine, QuarantinePolicy},
 };
-use super::{PluginRunner, PluginStatus, RunError, catalog::Catalog};
+use super::{Interface, PluginRunner, PluginStatus, PluginStream, RunError, catalog::Catalog};
 use crate::{
     failure::FailureKind,
     metrics::Metrics,
@@ -94,6 +101,10 @@ pub enum WorkerFailure {
     /// Every worker stayed busy for the whole queue timeout.
     #[error("no worker process became free in time")]
     Busy,
+    /// As many streams are open as workers may hold (all but one, so that calls always have a
+    /// worker).
+    #[error("{limit} stream(s) are open, as many as this server's worker processes can hold")]
+    TooManyStreams { limit: usize },
 }
 
 impl WorkerFailure {
@@ -112,7 +123,7 @@ impl WorkerFailure {
             WorkerFailure::Crashed { .. } => FailureKind::PluginCrashed,
             WorkerFailure::Unresponsive { .. } => FailureKind::PluginTimeout,
             WorkerFailure::Spawn(_) => FailureKind::Internal,
-            WorkerFailure::Busy => FailureKind::Overloaded,
+            WorkerFailure::Busy | WorkerFailure::TooManyStreams { .. } => FailureKind::Overloaded,
         }
     }
 }
@@ -133,17 +144,21 @@ fn describe_exit(signal: Option<i32>, exit_code: Option<i32>) -> String {
 struct CheckedModule {
     content_hash: String,
     bytes: Vec<u8>,
+    /// A v2 plugin's buffers and functions, as the checker read them; `None` for v1.
+    interface: Option<Arc<plugin_sdk::V2Layout>>,
 }
 
 /// Runs every call in a worker process. See the module documentation.
 #[derive(Debug)]
 pub struct WorkerPoolRunner {
     catalog: Catalog<Arc<CheckedModule>>,
-    pool: Pool,
+    pool: Arc<Pool>,
     runtime: RuntimeConfig,
     settings: WorkerSettings,
     metrics: Arc<Metrics>,
-    quarantine: Quarantine,
+    quarantine: Arc<Quarantine>,
+    /// Streams open now; each holds a worker for as long as it lasts.
+    open_streams: Arc<AtomicUsize>,
 }
 
 impl WorkerPoolRunner {
@@ -159,15 +174,16 @@ impl WorkerPoolRunner {
         // Workers trust the server's ABI check instead of repeating it, and the server enforces
         // the deadline by killing a late worker, which spares every call WasmEdge's timer.
         let worker_runtime = RuntimeConfig { enforce_abi: false, external_deadline: true, ..runtime.clone() };
-        let pool = Pool::new(settings.clone(), worker_runtime)?;
+        let pool = Arc::new(Pool::new(settings.clone(), worker_runtime)?);
         let catalog = Catalog::new(store, Arc::clone(&metrics), capacity, runtime.limits.abi.clone());
         let policy = QuarantinePolicy {
             after: settings.quarantine_after,
             base: settings.quarantine_base,
             max: settings.quarantine_max,
         };
-        let quarantine = Quarantine::new(policy, Arc::clone(&metrics));
-        Ok(WorkerPoolRunner { catalog, pool, runtime, settings, metrics, quarantine })
+        let quarantine = Arc::new(Quarantine::new(policy, Arc::clone(&metrics)));
+        let open_streams = Arc::default();
+        Ok(WorkerPoolRunner { catalog, pool, runtime, settings, metrics, quarantine, open_streams })
     }
 
     /// The same checks an in-process load starts with; WasmEdge's own validation happens in
@@ -177,29 +193,24 @@ impl WorkerPoolRunner {
         if bytes.len() as u64 > limit {
             return Err(RuntimeError::TooLarge { size: bytes.len() as u64, limit }.into());
         }
-        if self.runtime.enforce_abi {
-            let report = plugin_sdk::check_with(bytes, &self.runtime.limits.abi);
-            if !report.is_compliant() {
-                return Err(RuntimeError::AbiViolation(report).into());
-            }
+        let report = plugin_sdk::check_with(bytes, &self.runtime.limits.abi);
+        if self.runtime.enforce_abi && !report.is_compliant() {
+            return Err(RuntimeError::AbiViolation(report).into());
         }
-        let module = Arc::new(CheckedModule { content_hash: content_hash.to_string(), bytes: bytes.to_vec() });
+        let module = Arc::new(CheckedModule {
+            content_hash: content_hash.to_string(),
+            bytes: bytes.to_vec(),
+            interface: report.v2.map(Arc::new),
+        });
         // A worker validates and compiles it now, while the catalog still holds the previous
         // version: a new version that cannot run (WasmEdge refuses it, its memory is over the
         // cap, compilation fails) must not replace one that can.
         // A busy pool is a transient failure (the catalog tries again on the next call).
         let mut worker = self.pool.checkout(self.settings.queue_timeout)?;
         match worker.load(&module) {
-            Ok(None) => {
+            Ok(loaded) => {
                 worker.release();
-                Ok(module)
-            }
-            Ok(Some((result, _))) => {
-                worker.release();
-                let error = result
-                    .err()
-                    .unwrap_or_else(|| RuntimeError::Engine("worker ran a module it was only asked to load".into()));
-                Err(error.into())
+                loaded.map(|()| module).map_err(RunError::from)
             }
             Err(failure) => {
                 // Dropping the worker without releasing it replaces it.
@@ -215,12 +226,21 @@ impl WorkerPoolRunner {
     }
 }
 
-impl PluginRunner for WorkerPoolRunner {
-    fn run(&self, name: &PluginName, input: i32) -> Result<i32, RunError> {
+impl WorkerPoolRunner {
+    /// The checked current version of `name`, unless the plugin is quarantined.
+    fn module(&self, name: &PluginName) -> Result<Arc<CheckedModule>, RunError> {
         if let Some(status) = self.quarantine.status(name) {
             return Err(RunError::Quarantined(status));
         }
-        let module = self.catalog.current(name, |bytes, hash| self.check(name, bytes, hash))?;
+        self.catalog.current(name, |bytes, hash| self.check(name, bytes, hash))
+    }
+
+    /// Runs `work` on a worker and gives the worker back, or replaces it if it failed.
+    fn on_worker<T>(
+        &self,
+        name: &PluginName,
+        mut work: impl FnMut(&mut Worker) -> Result<Result<T, RuntimeError>, WorkerFailure>,
+    ) -> Result<T, RunError> {
         // A worker killed from outside is the infrastructure's fault, not the plugin's: the
         // call is tried once more on another worker (every call starts from a fresh state, so
         // nothing is run twice that could be seen).
@@ -228,10 +248,9 @@ impl PluginRunner for WorkerPoolRunner {
         loop {
             attempts_left -= 1;
             let mut worker = self.pool.checkout(self.settings.queue_timeout)?;
-            match worker.call(&module, input, self.runtime.limits.call_timeout) {
-                Ok((result, instantiation)) => {
+            match work(&mut worker) {
+                Ok(result) => {
                     worker.release();
-                    self.metrics.observe_instantiation(instantiation);
                     self.quarantine.record(name, false);
                     return Ok(result?);
                 }
@@ -243,12 +262,67 @@ impl PluginRunner for WorkerPoolRunner {
                         continue;
                     }
                     tracing::error!(plugin = %name, error = %failure, "worker process failed; replacing it");
-                    // Only the plugin's crashes count towards quarantine: a call past its
-                    // deadline costs a worker restart, but a slow input is not a reason to
-                    // refuse the plugin to everybody, and an outside kill is nobody's fault.
-                    self.quarantine.record(name, failure.kind() == FailureKind::PluginCrashed);
+                    self.quarantine.record_failure(name, &failure);
                     return Err(failure.into());
                 }
+            }
+        }
+    }
+}
+
+impl PluginRunner for WorkerPoolRunner {
+    fn run(&self, name: &PluginName, input: i32) -> Result<i32, RunError> {
+        let module = self.module(name)?;
+        let timeout = self.runtime.limits.call_timeout;
+        self.on_worker(name, |worker| {
+            let (result, instantiation) = worker.call(&module, input, timeout)?;
+            self.metrics.observe_instantiation(instantiation);
+            Ok(result)
+        })
+    }
+
+    fn interface(&self, name: &PluginName) -> Result<Interface, RunError> {
+        let module = self.module(name)?;
+        Ok(module.interface.as_ref().map_or(Interface::V1, |layout| Interface::V2(Arc::clone(layout))))
+    }
+
+    fn call(&self, name: &PluginName, function: &str, input: &[u8]) -> Result<Vec<u8>, RunError> {
+        let module = self.module(name)?;
+        let timeout = self.runtime.limits.call_timeout;
+        self.on_worker(name, |worker| worker.call_function(&module, function, input, timeout))
+    }
+
+    fn open_stream(&self, name: &PluginName, function: &str) -> Result<Box<dyn PluginStream>, RunError> {
+        let module = self.module(name)?;
+        let Some(layout) = module.interface.clone() else {
+            return Err(RuntimeError::WrongAbiVersion { plugin: 1 }.into());
+        };
+        // Each stream holds a worker for as long as it lasts: all but one worker may stream,
+        // so calls always have one.
+        let limit = self.settings.workers.saturating_sub(1).max(1);
+        let slot = StreamSlot::take(&self.open_streams, limit).ok_or(WorkerFailure::TooManyStreams { limit })?;
+        let timeout = self.runtime.limits.call_timeout;
+        let mut worker = self.pool.checkout(self.settings.queue_timeout)?;
+        match worker.open_stream(&module, function, timeout) {
+            Ok(opened) => {
+                if let Err(error) = opened {
+                    worker.release();
+                    return Err(error.into());
+                }
+                Ok(Box::new(WorkerStream {
+                    worker: Some(worker),
+                    name: name.clone(),
+                    chunk_capacity: layout.input.capacity as usize,
+                    timeout,
+                    quarantine: Arc::clone(&self.quarantine),
+                    _slot: slot,
+                }))
+            }
+            Err(failure) => {
+                drop(worker);
+                tracing::error!(plugin = %name, error = %failure, "worker process failed; replacing it");
+                self.quarantine.record_failure(name, &failure);
+                Err(failure.into())
             }
         }
     }
@@ -269,5 +343,89 @@ impl PluginRunner for WorkerPoolRunner {
 
     fn describe_store(&self) -> String {
         self.catalog.store().describe()
+    }
+}
+
+/// A place among the streams that may be open at once, given back when dropped.
+#[derive(Debug)]
+struct StreamSlot(Arc<AtomicUsize>);
+
+impl StreamSlot {
+    fn take(open: &Arc<AtomicUsize>, limit: usize) -> Option<Self> {
+        open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).ok()?;
+        Some(StreamSlot(Arc::clone(open)))
+    }
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// A v2 stream open on a worker, which it holds until the stream ends. A stream abandoned
+/// (dropped) after a step that completed leaves the worker in a known state: it is given back,
+/// and its next request discards the stream.
+struct WorkerStream {
+    /// `None` once the stream is over.
+    worker: Option<PooledWorker>,
+    name: PluginName,
+    chunk_capacity: usize,
+    timeout: Duration,
+    quarantine: Arc<Quarantine>,
+    _slot: StreamSlot,
+}
+
+impl WorkerStream {
+    /// One step on the worker; the stream ends on any error, and a failed worker is replaced.
+    fn step(
+        &mut self,
+        last: bool,
+        work: impl FnOnce(&mut Worker, Duration) -> Result<Result<Vec<u8>, RuntimeError>, WorkerFailure>,
+    ) -> Result<Vec<u8>, RunError> {
+        let mut worker = self.worker.take().ok_or(RuntimeError::StreamOver)?;
+        match work(&mut worker, self.timeout) {
+            Ok(Ok(output)) => {
+                if last {
+                    worker.release();
+                    self.quarantine.record(&self.name, false);
+                } else {
+                    self.worker = Some(worker);
+                }
+                Ok(output)
+            }
+            Ok(Err(error)) => {
+                worker.release();
+                Err(error.into())
+            }
+            Err(failure) => {
+                drop(worker);
+                tracing::error!(plugin = %self.name, error = %failure, "worker process failed mid-stream; replacing it");
+                self.quarantine.record_failure(&self.name, &failure);
+                Err(failure.into())
+            }
+        }
+    }
+}
+
+impl PluginStream for WorkerStream {
+    fn chunk_capacity(&self) -> usize {
+        self.chunk_capacity
+    }
+
+    fn feed(&mut self, chunk: &[u8]) -> Result<Vec<u8>, RunError> {
+        self.step(false, |worker, timeout| worker.feed(chunk, timeout))
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<Vec<u8>, RunError> {
+        self.step(true, |worker, timeout| worker.finish(timeout))
+    }
+}
+
+impl Drop for WorkerStream {
+    fn drop(&mut self) {
+        if let Some(worker) = self.worker.take() {
+            worker.release();
+        }
     }
 }

@@ -6,6 +6,7 @@ use std::{
     io,
     os::{fd::OwnedFd, unix::net::UnixStream, unix::process::ExitStatusExt},
     process::{Child, Command, Stdio},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -51,8 +52,8 @@ impl Pool {
 
     /// A worker for one call, waiting at most `patience` for one to become free. The guard
     /// gives it back (see [`PooledWorker`]).
-    pub fn checkout(&self, patience: Duration) -> Result<PooledWorker<'_>, WorkerFailure> {
-        self.take_worker(patience).map(|worker| PooledWorker { pool: self, worker: Some(worker) })
+    pub fn checkout(self: &Arc<Self>, patience: Duration) -> Result<PooledWorker, WorkerFailure> {
+        self.take_worker(patience).map(|worker| PooledWorker { pool: Arc::clone(self), worker: Some(worker) })
     }
 
     fn take_worker(&self, patience: Duration) -> Result<Worker, WorkerFailure> {
@@ -135,13 +136,13 @@ impl Pool {
 /// return, a panic) kills and replaces it, since what is left in its socket is unknown. No
 /// call site has to remember to give a worker back, and the pool's count stays right.
 #[derive(Debug)]
-pub(super) struct PooledWorker<'a> {
-    pool: &'a Pool,
+pub(super) struct PooledWorker {
+    pool: Arc<Pool>,
     /// Always `Some` until released or dropped.
     worker: Option<Worker>,
 }
 
-impl PooledWorker<'_> {
+impl PooledWorker {
     /// The call ended with a reply read in full: the worker is ready for the next one, unless
     /// it is due for replacement (see [`Worker::worn_out`]), in which case it is stopped now,
     /// idle, between calls, and the next checkout starts a fresh one.
@@ -157,20 +158,20 @@ impl PooledWorker<'_> {
     }
 }
 
-impl std::ops::Deref for PooledWorker<'_> {
+impl std::ops::Deref for PooledWorker {
     type Target = Worker;
     fn deref(&self) -> &Worker {
         self.worker.as_ref().expect("a pooled worker holds its worker until released or dropped")
     }
 }
 
-impl std::ops::DerefMut for PooledWorker<'_> {
+impl std::ops::DerefMut for PooledWorker {
     fn deref_mut(&mut self) -> &mut Worker {
         self.worker.as_mut().expect("a pooled worker holds its worker until released or dropped")
     }
 }
 
-impl Drop for PooledWorker<'_> {
+impl Drop for PooledWorker {
     fn drop(&mut self) {
         if let Some(worker) = self.worker.take() {
             self.pool.discard(worker);
@@ -217,51 +218,120 @@ impl Worker {
         data_bytes(self.child.id()).is_some_and(|data| data > limit / 4 * 3)
     }
 
-    /// Runs one call. The module travels only when this worker has not been sent it yet (or
+    /// Runs one v1 call. The module travels only when this worker has not been sent it yet (or
     /// has evicted it); compiling it gets its own, generous allowance, the call itself only its
     /// deadline.
     pub fn call(&mut self, module: &CheckedModule, input: i32, timeout: Duration) -> Result<CallResult, WorkerFailure> {
-        let hash = &module.content_hash;
-        if !self.known.contains(hash)
-            && let Some(failed) = self.load(module)?
-        {
-            return Ok(failed);
-        }
-        let run = Request::Run { content_hash: hash.clone(), input };
-        match self.exchange(&run, &[], timeout + RESPONSE_MARGIN) {
-            Ok(Reply::Done { result, instantiation }) => Ok((result, instantiation)),
-            Ok(Reply::NeedModule) => {
-                self.known.remove(hash);
-                if let Some(failed) = self.load(module)? {
-                    return Ok(failed);
-                }
-                match self.exchange(&run, &[], timeout + RESPONSE_MARGIN) {
-                    Ok(Reply::Done { result, instantiation }) => Ok((result, instantiation)),
-                    other => Err(self.broken(other, timeout)),
-                }
-            }
-            other => Err(self.broken(other, timeout)),
+        let run = Request::Run { content_hash: module.content_hash.clone(), input };
+        match self.exchange_with_module(module, &run, &[], timeout)? {
+            Err(load_failure) => Ok((Err(load_failure), Duration::ZERO)),
+            Ok((Reply::Done { result, instantiation }, _)) => Ok((result, instantiation)),
+            Ok((other, _)) => Err(self.broken(Ok(other), timeout)),
         }
     }
 
-    /// Sends a module; returns the compile failure as the call's result, if any.
-    pub fn load(&mut self, module: &CheckedModule) -> Result<Option<CallResult>, WorkerFailure> {
+    /// Calls a v2 function with `input` on a fresh instance; returns its output.
+    pub fn call_function(
+        &mut self,
+        module: &CheckedModule,
+        function: &str,
+        input: &[u8],
+        timeout: Duration,
+    ) -> Result<Result<Vec<u8>, RuntimeError>, WorkerFailure> {
+        let call = Request::Call { content_hash: module.content_hash.clone(), function: function.to_owned() };
+        match self.exchange_with_module(module, &call, input, timeout)? {
+            Err(load_failure) => Ok(Err(load_failure)),
+            Ok(reply) => self.output(Ok(reply), timeout),
+        }
+    }
+
+    /// Begins a v2 stream; the worker holds it until it is finished or another request comes.
+    pub fn open_stream(
+        &mut self,
+        module: &CheckedModule,
+        function: &str,
+        timeout: Duration,
+    ) -> Result<Result<(), RuntimeError>, WorkerFailure> {
+        let open = Request::StreamOpen { content_hash: module.content_hash.clone(), function: function.to_owned() };
+        match self.exchange_with_module(module, &open, &[], timeout)? {
+            Err(load_failure) => Ok(Err(load_failure)),
+            Ok(reply) => Ok(self.output(Ok(reply), timeout)?.map(drop)),
+        }
+    }
+
+    /// Feeds the open stream one chunk; returns the output it produced.
+    pub fn feed(&mut self, chunk: &[u8], timeout: Duration) -> Result<Result<Vec<u8>, RuntimeError>, WorkerFailure> {
+        let reply = self.exchange(&Request::StreamFeed, chunk, timeout + RESPONSE_MARGIN);
+        self.output(reply, timeout)
+    }
+
+    /// Ends the open stream; returns its final output.
+    pub fn finish(&mut self, timeout: Duration) -> Result<Result<Vec<u8>, RuntimeError>, WorkerFailure> {
+        let reply = self.exchange(&Request::StreamFinish, &[], timeout + RESPONSE_MARGIN);
+        self.output(reply, timeout)
+    }
+
+    /// The output of a v2 step, from its reply.
+    fn output(
+        &mut self,
+        reply: io::Result<(Reply, Vec<u8>)>,
+        timeout: Duration,
+    ) -> Result<Result<Vec<u8>, RuntimeError>, WorkerFailure> {
+        match reply {
+            Ok((Reply::Output { result }, output)) => Ok(result.map(|()| output)),
+            other => Err(self.broken(other.map(|(reply, _)| reply), timeout)),
+        }
+    }
+
+    /// Sends a module to compile and keep; the inner error is why it cannot (WasmEdge refused
+    /// it, its memory is over the cap, compilation failed).
+    pub fn load(&mut self, module: &CheckedModule) -> Result<Result<(), RuntimeError>, WorkerFailure> {
         let load = Request::Load { content_hash: module.content_hash.clone() };
         match self.exchange(&load, &module.bytes, COMPILE_ALLOWANCE) {
-            Ok(Reply::Loaded) => {
+            Ok((Reply::Loaded, _)) => {
                 self.known.insert(module.content_hash.clone());
                 self.loads += 1;
-                Ok(None)
+                Ok(Ok(()))
             }
-            Ok(Reply::Done { result, instantiation }) => Ok(Some((result, instantiation))),
-            other => Err(self.broken(other, COMPILE_ALLOWANCE)),
+            Ok((Reply::Done { result, .. }, _)) => Ok(Err(result
+                .err()
+                .unwrap_or_else(|| RuntimeError::Engine("worker ran a module it was only asked to load".into())))),
+            other => Err(self.broken(other.map(|(reply, _)| reply), COMPILE_ALLOWANCE)),
         }
     }
 
-    fn exchange(&mut self, request: &Request, blob: &[u8], allowed: Duration) -> io::Result<Reply> {
+    /// Sends `request` about `module`, sending the module first when this worker has not been
+    /// sent it (or answers that it evicted it). The inner error is the module's load failure.
+    fn exchange_with_module(
+        &mut self,
+        module: &CheckedModule,
+        request: &Request,
+        blob: &[u8],
+        timeout: Duration,
+    ) -> Result<Result<(Reply, Vec<u8>), RuntimeError>, WorkerFailure> {
+        let mut resent = false;
+        loop {
+            if !self.known.contains(&module.content_hash)
+                && let Err(load_failure) = self.load(module)?
+            {
+                return Ok(Err(load_failure));
+            }
+            match self.exchange(request, blob, timeout + RESPONSE_MARGIN) {
+                Ok((Reply::NeedModule, _)) if !resent => {
+                    self.known.remove(&module.content_hash);
+                    resent = true;
+                }
+                Ok((Reply::NeedModule, _)) => return Err(self.broken(Ok(Reply::NeedModule), timeout)),
+                Ok(reply) => return Ok(Ok(reply)),
+                Err(e) => return Err(self.broken(Err(e), timeout)),
+            }
+        }
+    }
+
+    fn exchange(&mut self, request: &Request, blob: &[u8], allowed: Duration) -> io::Result<(Reply, Vec<u8>)> {
         write_frame(&mut self.socket, request, blob)?;
         self.socket.set_read_timeout(Some(allowed))?;
-        Ok(read_frame::<Reply>(&mut self.socket)?.0)
+        read_frame::<Reply>(&mut self.socket)
     }
 
     /// What went wrong with an exchange that did not give the expected reply.

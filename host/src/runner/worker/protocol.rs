@@ -1,7 +1,8 @@
 //! The protocol between the server and its worker processes.
 //!
 //! Frames over a Unix socket (the worker's stdin and stdout): a little-endian `u32` length and
-//! a JSON header, then a little-endian `u32` length and raw bytes (a module, or nothing). JSON
+//! a JSON header, then a little-endian `u32` length and raw bytes (a module, a v2 input or
+//! output, or nothing). JSON
 //! keeps the messages readable in a debugger and easy to extend; the module bytes travel raw.
 //! The first exchange is `Hello`/`Ready`, each carrying [`PROTOCOL_VERSION`]: a worker built
 //! from another version of the host is refused instead of misread.
@@ -15,8 +16,8 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::runtime::{RuntimeConfig, RuntimeError};
 
-/// Version 2: errors travel as [`RuntimeError`] itself.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// Version 3: ABI v2 calls and streams (version 2: errors travel as [`RuntimeError`] itself).
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// Largest JSON header accepted: messages are small; anything bigger is a corrupt stream.
 const MAX_HEADER_BYTES: usize = 64 * 1024;
@@ -30,8 +31,17 @@ pub enum Request {
     Hello { version: u32, runtime: RuntimeConfig, memory_limit_bytes: Option<u64> },
     /// Compile and keep the module whose bytes follow.
     Load { content_hash: String },
-    /// Run the module with this content hash on a fresh instance.
+    /// Run the module with this content hash on a fresh instance (ABI v1).
     Run { content_hash: String, input: i32 },
+    /// Call a v2 function with the input that follows, on a fresh instance.
+    Call { content_hash: String, function: String },
+    /// Begin a v2 stream on an instance of its own. A worker holds at most one stream: any
+    /// other request ends (abandons) the open one.
+    StreamOpen { content_hash: String, function: String },
+    /// Feed the open stream the chunk that follows.
+    StreamFeed,
+    /// End the open stream.
+    StreamFinish,
 }
 
 /// Worker to server.
@@ -47,6 +57,10 @@ pub enum Reply {
     Done {
         result: Result<i32, RuntimeError>,
         instantiation: Duration,
+    },
+    /// A v2 call or stream step: on success the output follows as the frame's bytes.
+    Output {
+        result: Result<(), RuntimeError>,
     },
 }
 

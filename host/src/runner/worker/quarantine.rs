@@ -56,6 +56,13 @@ impl Quarantine {
         })
     }
 
+    /// Counts a call whose worker failed. Only the plugin's crashes count towards quarantine: a
+    /// call past its deadline costs a worker restart, but a slow input is not a reason to
+    /// refuse the plugin to everybody, and an outside kill is nobody's fault.
+    pub fn record_failure(&self, name: &PluginName, failure: &super::WorkerFailure) {
+        self.record(name, failure.kind() == crate::failure::FailureKind::PluginCrashed);
+    }
+
     /// Counts a call's outcome: a crash adds to the plugin's crashes in a row (and may start a
     /// quarantine); anything else ends the run of crashes.
     pub fn record(&self, name: &PluginName, crashed: bool) {

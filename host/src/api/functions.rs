@@ -1,0 +1,402 @@
+//! `POST /plugins/{name}/functions/{function}`: an ABI v2 function called with the raw request
+//! body as its input, answering with its raw output (`application/octet-stream`).
+//!
+//! A plain function gets the whole body at once, so the body may be at most the plugin's input
+//! capacity (413 `input_too_large` beyond). A streaming function gets the body as it arrives,
+//! cut into chunks of its input capacity, and its output goes back as it is produced
+//! (chunked). With `Content-Type: application/x-ndjson` the chunks end at line ends, so the
+//! plugin never sees part of a record (a line longer than the input capacity is 413).
+//!
+//! A stream's status is decided by its first output: an error before any output is an
+//! ordinary JSON error answer; an error after output has gone out (the plugin failed in
+//! mid-stream, or the stream broke a limit) can no longer change the status, so the response
+//! is cut off without its final chunk, which every HTTP client reports as an incomplete body,
+//! and the error is logged with the request id.
+//!
+//! Limits ([`StreamLimits`]): total bytes, total duration, and the longest the client may send
+//! nothing. Each chunk the plugin is fed gets the whole call deadline.
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::{Duration, Instant},
+};
+
+use axum::{
+    body::{Body, Bytes},
+    extract::{Path, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use http_body_util::BodyExt;
+use plugin_sdk::FunctionKind;
+use tokio::sync::mpsc;
+
+use super::{ApiError, AppState};
+use crate::{
+    runner::PluginStream,
+    store::PluginName,
+};
+
+/// Limits on streams, with their defaults.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimits {
+    /// Most bytes a stream's request body may have. Default: 4 GiB.
+    pub max_bytes: u64,
+    /// Longest a stream may last, from its first byte to its last output. Default: 5 minutes.
+    pub max_duration: Duration,
+    /// Longest a client may send nothing in the middle of a stream. Default: 30 s.
+    pub idle_timeout: Duration,
+}
+
+impl Default for StreamLimits {
+    fn default() -> Self {
+        StreamLimits {
+            max_bytes: 4 << 30,
+            max_duration: Duration::from_secs(300),
+            idle_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The content type whose streams are cut at line ends.
+const NDJSON: &str = "application/x-ndjson";
+
+/// Chunks waiting between the body reader and the plugin, and outputs between the plugin and
+/// the client: small, so a stream of any length holds a few chunks of memory at most.
+const PIPELINE_DEPTH: usize = 2;
+
+pub(super) async fn call_function(
+    State(state): State<AppState>,
+    Path((plugin, function)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    let started = Instant::now();
+    let mut known_plugin = None;
+    match serve(&state, &plugin, function, &headers, body, &mut known_plugin, started).await {
+        // A stream reports its outcome when it ends (see `drive`).
+        Ok(Served::Stream(response)) => response,
+        Ok(Served::Whole(output)) => {
+            state.metrics.observe_request(known_plugin.as_ref().map(PluginName::as_str), "ok", started.elapsed());
+            ([(header::CONTENT_TYPE, "application/octet-stream")], output).into_response()
+        }
+        Err(error) => {
+            let kind = error.kind();
+            let known = known_plugin.filter(|_| kind.plugin_found());
+            state.metrics.observe_request(known.as_ref().map(PluginName::as_str), kind.code(), started.elapsed());
+            error.into_response()
+        }
+    }
+}
+
+enum Served {
+    Whole(Vec<u8>),
+    Stream(Response),
+}
+
+async fn serve(
+    state: &AppState,
+    plugin: &str,
+    function: String,
+    headers: &HeaderMap,
+    body: Body,
+    known_plugin: &mut Option<PluginName>,
+    started: Instant,
+) -> Result<Served, ApiError> {
+    let name = PluginName::new(plugin).map_err(ApiError::InvalidName)?;
+    *known_plugin = Some(name.clone());
+    if !plugin_sdk::is_valid_function_name(&function) {
+        return Err(ApiError::InvalidFunctionName);
+    }
+    let permit = Arc::clone(&state.in_flight).try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
+    let runner = Arc::clone(&state.runner);
+    let lookup = name.clone();
+    let interface = blocking(move || runner.interface(&lookup).map_err(ApiError::from)).await?;
+    match interface.function_kind(&function)? {
+        FunctionKind::Call => {
+            let capacity = interface.input_capacity().unwrap_or_default();
+            let input = axum::body::to_bytes(body, capacity as usize)
+                .await
+                .map_err(|_| ApiError::InputTooLarge { capacity })?;
+            let (runner, stopping) = (Arc::clone(&state.runner), Arc::clone(&state.stopping));
+            let output = blocking(move || {
+                let _permit = permit;
+                if stopping.load(Ordering::Relaxed) {
+                    return Err(ApiError::ShuttingDown);
+                }
+                runner.call(&name, &function, &input).map_err(ApiError::from)
+            })
+            .await?;
+            Ok(Served::Whole(output))
+        }
+        FunctionKind::Stream => {
+            let lines = headers
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(NDJSON)));
+            let runner = Arc::clone(&state.runner);
+            let opened = name.clone();
+            let stream = blocking(move || runner.open_stream(&opened, &function).map_err(ApiError::from)).await?;
+            Ok(Served::Stream(stream_response(state, name, stream, body, lines, permit, started).await))
+        }
+    }
+}
+
+/// Runs blocking runner work off the async threads.
+async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join_error| ApiError::Internal(format!("plugin call panicked: {join_error}")))?
+}
+
+/// What the body reader hands the plugin's thread.
+enum Input {
+    Chunk(Vec<u8>),
+    /// The body ended: finish the stream.
+    End,
+    /// The body broke a limit: end the stream with this error.
+    Failed(ApiError),
+}
+
+/// What the plugin's thread hands the response.
+enum Output {
+    Bytes(Bytes),
+    Done,
+    Failed(ApiError),
+}
+
+/// Wires the request body, the plugin and the response together (see the module
+/// documentation) and answers once the stream's first output, or its end, is known.
+async fn stream_response(
+    state: &AppState,
+    name: PluginName,
+    stream: Box<dyn PluginStream>,
+    body: Body,
+    lines: bool,
+    permit: tokio::sync::OwnedSemaphorePermit,
+    started: Instant,
+) -> Response {
+    let (input_tx, input_rx) = mpsc::channel(PIPELINE_DEPTH);
+    let (output_tx, mut output_rx) = mpsc::channel(PIPELINE_DEPTH);
+    let framer = Framer::new(stream.chunk_capacity(), lines);
+    let deadline = tokio::time::Instant::from_std(started + state.stream_limits.max_duration);
+    tokio::spawn(read_body(body, framer, input_tx, state.stream_limits, deadline));
+    let metrics = Arc::clone(&state.metrics);
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let outcome = drive(stream, input_rx, &output_tx);
+        metrics.observe_request(Some(name.as_str()), outcome, started.elapsed());
+    });
+    match output_rx.recv().await {
+        Some(Output::Failed(error)) => error.into_response(),
+        None => ApiError::Internal("the stream's thread ended without an answer".into()).into_response(),
+        Some(first) => {
+            let body = futures_util::stream::unfold((Some(first), output_rx), |(next, mut rx)| async move {
+                let item = match next {
+                    Some(item) => item,
+                    None => rx.recv().await?,
+                };
+                match item {
+                    Output::Bytes(bytes) => Some((Ok(bytes), (None, rx))),
+                    Output::Done => None,
+                    Output::Failed(error) => {
+                        tracing::error!(%error, code = error.kind().code(), "stream failed after its output began; cutting the response off");
+                        Some((Err(std::io::Error::other(error.to_string())), (None, rx)))
+                    }
+                }
+            });
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(body)).into_response()
+        }
+    }
+}
+
+/// The plugin's side of a stream, on a blocking thread: feeds it what the body reader sends,
+/// passes its output on, and returns the request's outcome for the metrics.
+fn drive(
+    mut stream: Box<dyn PluginStream>,
+    mut input: mpsc::Receiver<Input>,
+    output: &mpsc::Sender<Output>,
+) -> &'static str {
+    let fail = |error: ApiError| {
+        let code = error.kind().code();
+        let _ = output.blocking_send(Output::Failed(error));
+        code
+    };
+    loop {
+        match input.blocking_recv() {
+            Some(Input::Chunk(chunk)) => match stream.feed(&chunk) {
+                Ok(produced) => {
+                    let sent = produced.is_empty() || output.blocking_send(Output::Bytes(produced.into())).is_ok();
+                    if !sent {
+                        // The client went away; dropping the stream abandons it.
+                        return "client_gone";
+                    }
+                }
+                Err(error) => return fail(error.into()),
+            },
+            Some(Input::End) => {
+                return match stream.finish() {
+                    Ok(produced) => {
+                        if !produced.is_empty() {
+                            let _ = output.blocking_send(Output::Bytes(produced.into()));
+                        }
+                        let _ = output.blocking_send(Output::Done);
+                        "ok"
+                    }
+                    Err(error) => fail(error.into()),
+                };
+            }
+            Some(Input::Failed(error)) => return fail(error),
+            // The body reader stopped: the client disconnected mid-upload.
+            None => return "client_gone",
+        }
+    }
+}
+
+/// Reads the request body as it arrives and sends it on in chunks, within the stream's limits.
+async fn read_body(
+    mut body: Body,
+    mut framer: Framer,
+    chunks: mpsc::Sender<Input>,
+    limits: StreamLimits,
+    deadline: tokio::time::Instant,
+) {
+    let mut total: u64 = 0;
+    let outcome: Result<(), ApiError> = async {
+        loop {
+            let wait = tokio::time::Instant::now() + limits.idle_timeout;
+            let frame = match tokio::time::timeout_at(wait.min(deadline), body.frame()).await {
+                Err(_) if wait < deadline => return Err(ApiError::StreamIdle { idle: limits.idle_timeout }),
+                Err(_) => return Err(ApiError::StreamTooLong { limit: limits.max_duration }),
+                Ok(None) => break,
+                // The client disconnected or sent a broken body: nobody is left to answer.
+                Ok(Some(Err(_))) => return Err(ApiError::ClientGone),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else { continue };
+            total += data.len() as u64;
+            if total > limits.max_bytes {
+                return Err(ApiError::StreamTooLarge { limit: limits.max_bytes });
+            }
+            for chunk in framer.push(&data)? {
+                send(&chunks, Input::Chunk(chunk), deadline, limits).await?;
+            }
+        }
+        for chunk in framer.finish()? {
+            send(&chunks, Input::Chunk(chunk), deadline, limits).await?;
+        }
+        send(&chunks, Input::End, deadline, limits).await
+    }
+    .await;
+    match outcome {
+        Ok(()) | Err(ApiError::ClientGone) => {}
+        Err(error) => {
+            let _ = chunks.send(Input::Failed(error)).await;
+        }
+    }
+}
+
+/// Hands a chunk to the plugin's thread, waiting (backpressure) at most until the deadline.
+async fn send(
+    chunks: &mpsc::Sender<Input>,
+    input: Input,
+    deadline: tokio::time::Instant,
+    limits: StreamLimits,
+) -> Result<(), ApiError> {
+    match tokio::time::timeout_at(deadline, chunks.send(input)).await {
+        Ok(Ok(())) => Ok(()),
+        // The plugin's thread stopped (the stream failed): nothing more to send.
+        Ok(Err(_)) => Err(ApiError::ClientGone),
+        Err(_) => Err(ApiError::StreamTooLong { limit: limits.max_duration }),
+    }
+}
+
+/// Cuts a body into the chunks a stream is fed: as full as the input capacity allows, and, for
+/// NDJSON, ending at line ends.
+#[derive(Debug)]
+pub(super) struct Framer {
+    capacity: usize,
+    lines: bool,
+    pending: Vec<u8>,
+}
+
+impl Framer {
+    pub(super) fn new(capacity: usize, lines: bool) -> Self {
+        Framer { capacity: capacity.max(1), lines, pending: Vec::new() }
+    }
+
+    /// Takes the next bytes of the body; returns the chunks now complete.
+    pub(super) fn push(&mut self, data: &[u8]) -> Result<Vec<Vec<u8>>, ApiError> {
+        self.pending.extend_from_slice(data);
+        let mut chunks = Vec::new();
+        while self.pending.len() >= self.capacity {
+            chunks.push(self.cut()?);
+        }
+        Ok(chunks)
+    }
+
+    /// The body ended: the rest, as chunks (a last line needs no newline).
+    pub(super) fn finish(mut self) -> Result<Vec<Vec<u8>>, ApiError> {
+        let mut chunks = Vec::new();
+        while self.pending.len() > self.capacity {
+            chunks.push(self.cut()?);
+        }
+        if !self.pending.is_empty() {
+            chunks.push(std::mem::take(&mut self.pending));
+        }
+        Ok(chunks)
+    }
+
+    /// The next chunk from `pending`, which holds more than a chunk.
+    fn cut(&mut self) -> Result<Vec<u8>, ApiError> {
+        let end = if self.lines {
+            let window = &self.pending[..self.capacity];
+            match window.iter().rposition(|&b| b == b'\n') {
+                Some(newline) => newline + 1,
+                None => return Err(ApiError::LineTooLong { capacity: self.capacity }),
+            }
+        } else {
+            self.capacity
+        };
+        let rest = self.pending.split_off(end);
+        Ok(std::mem::replace(&mut self.pending, rest))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(capacity: usize, lines: bool, pieces: &[&[u8]]) -> Result<Vec<Vec<u8>>, ApiError> {
+        let mut framer = Framer::new(capacity, lines);
+        let mut chunks = Vec::new();
+        for piece in pieces {
+            chunks.extend(framer.push(piece)?);
+        }
+        chunks.extend(framer.finish()?);
+        Ok(chunks)
+    }
+
+    #[test]
+    fn bytes_are_cut_into_full_chunks() {
+        let chunks = frame(4, false, &[b"ab", b"cdefghij", b"k"]).unwrap();
+        assert_eq!(chunks, [b"abcd".to_vec(), b"efgh".to_vec(), b"ijk".to_vec()]);
+        assert!(frame(4, false, &[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn ndjson_chunks_end_at_line_ends() {
+        let chunks = frame(8, true, &[b"{\"a\"", b":1}\n{\"b\":2}\n", b"{}\n{}"]).unwrap();
+        for chunk in &chunks[..chunks.len() - 1] {
+            assert!(chunk.len() <= 8 && chunk.ends_with(b"\n"), "{chunk:?}");
+        }
+        assert_eq!(chunks.concat(), b"{\"a\":1}\n{\"b\":2}\n{}\n{}");
+        assert_eq!(chunks, [b"{\"a\":1}\n".to_vec(), b"{\"b\":2}\n".to_vec(), b"{}\n{}".to_vec()]);
+    }
+
+    #[test]
+    fn an_ndjson_line_longer_than_a_chunk_is_refused() {
+        assert!(matches!(frame(4, true, &[b"12345\n"]), Err(ApiError::LineTooLong { capacity: 4 })));
+        assert!(matches!(frame(4, true, &[b"12\n", b"45678"]), Err(ApiError::LineTooLong { capacity: 4 })));
+    }
+}

@@ -1,0 +1,282 @@
+//! ABI v2: byte functions called by name, and streams.
+//!
+//! The host writes the input at the start of the plugin's input buffer, calls
+//! `fn_<name>(input_len)`, and copies the number of bytes the function returns from the start
+//! of the output buffer. A stream is `stream_<name>_begin`, any number of
+//! `stream_<name>_feed(chunk_len)` and `stream_<name>_end` on one instance, each output copied
+//! out as it is produced.
+//!
+//! Where the buffers are is known from the checker, which read the constants the four buffer
+//! functions return. The host still never trusts it: before every call that uses the buffers
+//! it asks the plugin again and checks the answer against the checked layout and the size of
+//! memory, in 64-bit arithmetic, and it checks every returned length against the output
+//! capacity. A plugin that says otherwise is faulty ([`RuntimeError::BufferFault`]): the call
+//! fails and the instance is discarded, never reused. The buffer functions are called without
+//! a deadline: the checker proved each is a single constant, so none can loop.
+//!
+//! Fresh state: one-shot calls get an instance in its fresh state, like v1; a reused instance
+//! has had its whole memory (buffers included) written back from the fresh image, so nothing
+//! of one call's input or output is visible to the next.
+
+use std::sync::Arc;
+
+use plugin_sdk::{Buffer, BufferKind, FunctionKind, StreamPart, V2Layout};
+use wasmedge_sdk::{AsInstance, WasmValue};
+
+use super::{AbiFunction, CompiledPlugin, PluginInstance, RuntimeError, executor::{returned_normally, with_cleanup}};
+
+/// The memory a v2 plugin exports (ABI v2 requires this name).
+const MEMORY: &str = "memory";
+
+const PAGE_BYTES: u64 = 65536;
+
+impl CompiledPlugin {
+    /// The v2 interface: buffers and functions. A v1 plugin has none.
+    pub fn interface(&self) -> Result<&Arc<V2Layout>, RuntimeError> {
+        match (&self.interface, self.abi_version) {
+            (Some(layout), _) => Ok(layout),
+            (None, None | Some(1)) => Err(RuntimeError::WrongAbiVersion { plugin: 1 }),
+            // Only reachable with the ABI check switched off: the plugin says v2 but the
+            // checker found no usable interface.
+            (None, Some(version)) => Err(RuntimeError::InvalidModule(format!(
+                "the plugin declares ABI v{version} but its buffers or functions break the ABI"
+            ))),
+        }
+    }
+
+    /// Calls the function `name` with `input` on an instance in its fresh state and returns its
+    /// output. A streaming function is run as one whole stream: begun, fed `input` in chunks of
+    /// the input capacity, and ended, its outputs joined.
+    pub fn call_function(&self, name: &str, input: &[u8]) -> Result<Vec<u8>, RuntimeError> {
+        let layout = self.interface()?;
+        match function_kind(layout, name)? {
+            FunctionKind::Call => {
+                let capacity = layout.input.capacity;
+                if input.len() as u64 > u64::from(capacity) {
+                    return Err(RuntimeError::InputTooLarge { size: input.len() as u64, capacity });
+                }
+                let mut instance = self.checkout_any()?;
+                let function = AbiFunction::Export(format!("fn_{name}"));
+                instance.invoke(AbiFunction::Init, None)?;
+                let result = with_cleanup(&mut instance, |instance| instance.call_with_input(layout, function, input));
+                if result.as_ref().err().is_none_or(returned_normally) {
+                    instance.recycle_after_reset();
+                }
+                result
+            }
+            FunctionKind::Stream => {
+                let mut stream = self.open_stream(name)?;
+                let mut output = Vec::new();
+                for chunk in input.chunks(layout.input.capacity as usize) {
+                    output.extend(stream.feed(chunk)?);
+                }
+                output.extend(stream.finish()?);
+                Ok(output)
+            }
+        }
+    }
+
+    /// Begins the stream `name` on an instance of its own (`init`, then `stream_<name>_begin`).
+    pub fn open_stream(&self, name: &str) -> Result<StreamSession, RuntimeError> {
+        let layout = Arc::clone(self.interface()?);
+        if function_kind(&layout, name)? != FunctionKind::Stream {
+            return Err(RuntimeError::NotAStream { function: name.to_owned() });
+        }
+        let mut instance = self.checkout_any()?;
+        let export = |part: StreamPart| AbiFunction::Export(part.export(name));
+        instance.invoke(AbiFunction::Init, None)?;
+        let begun = with_cleanup_on_error(&mut instance, |instance| {
+            instance.check_buffers(&layout, &export(StreamPart::Begin))?;
+            instance.invoke(export(StreamPart::Begin), None).map(drop)
+        });
+        begun?;
+        Ok(StreamSession {
+            instance: Some(instance),
+            layout,
+            feed: export(StreamPart::Feed),
+            end: export(StreamPart::End),
+            fed_bytes: 0,
+        })
+    }
+}
+
+/// What kind of function `name` is, or the error listing the plugin's functions.
+pub fn function_kind(layout: &V2Layout, name: &str) -> Result<FunctionKind, RuntimeError> {
+    layout.function(name).map(|function| function.kind).ok_or_else(|| RuntimeError::FunctionNotFound {
+        function: name.to_owned(),
+        available: layout.functions.iter().map(|function| function.name.clone()).collect(),
+    })
+}
+
+/// Runs `work`, and on failure runs the plugin's `cleanup` too (after a timeout the instance is
+/// abandoned instead), so a stream that cannot begin still ends its lifecycle.
+fn with_cleanup_on_error(
+    instance: &mut PluginInstance,
+    work: impl FnOnce(&mut PluginInstance) -> Result<(), RuntimeError>,
+) -> Result<(), RuntimeError> {
+    match work(instance) {
+        Ok(()) => Ok(()),
+        Err(failure) => with_cleanup(instance, |_| Err(failure)),
+    }
+}
+
+/// A stream begun on one instance. Feed it chunks of at most the input capacity, then
+/// [`finish`](Self::finish) it; dropping it instead abandons the instance (the plugin's state
+/// is mid-stream, so it is never reused). After any error the stream is over.
+#[derive(Debug)]
+pub struct StreamSession {
+    /// `None` once the stream failed or ended.
+    instance: Option<PluginInstance>,
+    layout: Arc<V2Layout>,
+    feed: AbiFunction,
+    end: AbiFunction,
+    fed_bytes: u64,
+}
+
+impl StreamSession {
+    /// The largest chunk [`feed`](Self::feed) takes: the plugin's input capacity.
+    pub fn chunk_capacity(&self) -> usize {
+        self.layout.input.capacity as usize
+    }
+
+    /// Bytes fed so far.
+    pub fn fed_bytes(&self) -> u64 {
+        self.fed_bytes
+    }
+
+    /// Feeds one chunk and returns the output the plugin produced for it. Each chunk gets the
+    /// whole call deadline.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<Vec<u8>, RuntimeError> {
+        let capacity = self.layout.input.capacity;
+        if chunk.len() as u64 > u64::from(capacity) {
+            return Err(RuntimeError::InputTooLarge { size: chunk.len() as u64, capacity });
+        }
+        let mut instance = self.instance.take().ok_or(RuntimeError::StreamOver)?;
+        instance.renew_deadline();
+        let output = instance.call_with_input(&self.layout, self.feed.clone(), chunk);
+        if output.is_ok() {
+            self.fed_bytes += chunk.len() as u64;
+            self.instance = Some(instance);
+        } else if output.as_ref().err().is_some_and(returned_normally) {
+            // The plugin refused the chunk with an error code: end its lifecycle properly, then
+            // drop it (its state is mid-stream).
+            return with_cleanup(&mut instance, |_| output);
+        }
+        output
+    }
+
+    /// Ends the stream (`stream_<name>_end`, then `cleanup`) and returns the final output. The
+    /// instance is put back into its fresh state for reuse when every call returned normally.
+    pub fn finish(mut self) -> Result<Vec<u8>, RuntimeError> {
+        let mut instance = self.instance.take().ok_or(RuntimeError::StreamOver)?;
+        instance.renew_deadline();
+        let (layout, end) = (Arc::clone(&self.layout), self.end.clone());
+        let result = with_cleanup(&mut instance, |instance| {
+            instance.check_buffers(&layout, &end)?;
+            let length = instance.invoke(end.clone(), None)?;
+            instance.read_output(&layout, &end, length)
+        });
+        if result.as_ref().err().is_none_or(returned_normally) {
+            instance.recycle_after_reset();
+        }
+        result
+    }
+}
+
+impl PluginInstance {
+    /// Writes `input` into the input buffer, calls `function(input.len())` and copies its
+    /// output out.
+    fn call_with_input(
+        &mut self,
+        layout: &V2Layout,
+        function: AbiFunction,
+        input: &[u8],
+    ) -> Result<Vec<u8>, RuntimeError> {
+        self.check_buffers(layout, &function)?;
+        self.write_memory(&function, layout.input.offset, input)?;
+        let length = i32::try_from(input.len()).expect("inputs are at most the input capacity, an i32");
+        let written = self.invoke(function.clone(), Some(length))?;
+        self.read_output(layout, &function, written)
+    }
+
+    /// The `length` bytes `function` says it wrote at the start of the output buffer.
+    fn read_output(&mut self, layout: &V2Layout, function: &AbiFunction, length: i32) -> Result<Vec<u8>, RuntimeError> {
+        // `invoke` turned negative values into error codes, so `length` is at least 0 here.
+        let length = u32::try_from(length).expect("non-negative");
+        if length > layout.output.capacity {
+            return Err(RuntimeError::BufferFault {
+                function: function.clone(),
+                problem: format!(
+                    "it returned {length} bytes of output, over its {}-byte output buffer",
+                    layout.output.capacity
+                ),
+            });
+        }
+        self.read_memory(function, layout.output.offset, length)
+    }
+
+    /// Asks the plugin where its buffers are and checks the answer: the same as the checker
+    /// read, and inside memory as it is now. See the module documentation.
+    fn check_buffers(&mut self, layout: &V2Layout, function: &AbiFunction) -> Result<(), RuntimeError> {
+        let memory_bytes = self.memory_bytes(function)?;
+        for (kind, checked) in [(BufferKind::Input, layout.input), (BufferKind::Output, layout.output)] {
+            let offset = self.buffer_query(kind.ptr_export())?;
+            let capacity = self.buffer_query(kind.capacity_export())?;
+            let fault = |problem: String| RuntimeError::BufferFault { function: function.clone(), problem };
+            // Read as the unsigned values they are (a pointer above 2 GiB is negative as i32).
+            let said = Buffer { offset: offset as u32, capacity: capacity as u32 };
+            if said != checked {
+                return Err(fault(format!("its {kind} buffer moved: it now says {said}, it was checked as {checked}")));
+            }
+            if said.end() > memory_bytes {
+                return Err(fault(format!("its {kind} buffer ({said}) ends outside its {memory_bytes}-byte memory")));
+            }
+        }
+        if layout.input.overlaps(&layout.output) {
+            return Err(RuntimeError::BufferFault { function: function.clone(), problem: "its buffers overlap".into() });
+        }
+        Ok(())
+    }
+
+    /// Calls one of the four buffer functions.
+    fn buffer_query(&mut self, export: &str) -> Result<i32, RuntimeError> {
+        let function = AbiFunction::Export(export.to_owned());
+        let returns = self
+            .vm
+            .run_func(None, export, [])
+            .map_err(|e| RuntimeError::from_call(function.clone(), self.timeout, *e))?;
+        returns.first().map(WasmValue::to_i32).ok_or_else(|| RuntimeError::BufferFault {
+            function,
+            problem: "it returned no value".into(),
+        })
+    }
+
+    fn memory_bytes(&mut self, function: &AbiFunction) -> Result<u64, RuntimeError> {
+        let instance = self.active_instance()?;
+        let memory = instance.get_memory_mut(MEMORY).map_err(|_| no_memory(function))?;
+        Ok(u64::from(memory.size()) * PAGE_BYTES)
+    }
+
+    fn write_memory(&mut self, function: &AbiFunction, offset: u32, data: &[u8]) -> Result<(), RuntimeError> {
+        let instance = self.active_instance()?;
+        let mut memory = instance.get_memory_mut(MEMORY).map_err(|_| no_memory(function))?;
+        memory.set_data(data, offset).map_err(|e| RuntimeError::Engine(format!("writing the input: {e}")))
+    }
+
+    fn read_memory(&mut self, function: &AbiFunction, offset: u32, length: u32) -> Result<Vec<u8>, RuntimeError> {
+        let instance = self.active_instance()?;
+        let memory = instance.get_memory_mut(MEMORY).map_err(|_| no_memory(function))?;
+        memory.get_data(offset, length).map_err(|e| RuntimeError::Engine(format!("reading the output: {e}")))
+    }
+
+    fn active_instance(&mut self) -> Result<&mut wasmedge_sdk::Instance, RuntimeError> {
+        self.vm.active_module_mut().ok_or_else(|| RuntimeError::Engine("no active module".into()))
+    }
+}
+
+fn no_memory(function: &AbiFunction) -> RuntimeError {
+    RuntimeError::BufferFault {
+        function: function.clone(),
+        problem: format!("the module exports no memory named `{MEMORY}`"),
+    }
+}
