@@ -280,3 +280,70 @@ fn no_memory(function: &AbiFunction) -> RuntimeError {
         problem: format!("the module exports no memory named `{MEMORY}`"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{Engine, ExecutionMode, RuntimeConfig};
+
+    /// A v2 plugin in WAT: 256-byte buffers at 1024 and 2048, and `fn_echo`.
+    fn echo_plugin() -> CompiledPlugin {
+        let wasm = wat::parse_str(
+            r#"(module
+                (memory (export "memory") 1)
+                (func (export "plugin_input_ptr") (result i32) i32.const 1024)
+                (func (export "plugin_input_capacity") (result i32) i32.const 256)
+                (func (export "plugin_output_ptr") (result i32) i32.const 2048)
+                (func (export "plugin_output_capacity") (result i32) i32.const 256)
+                (func (export "init") (result i32) i32.const 0)
+                (func (export "cleanup") (result i32) i32.const 0)
+                (func (export "fn_echo") (param $n i32) (result i32)
+                    (memory.copy (i32.const 2048) (i32.const 1024) (local.get $n))
+                    local.get $n)
+                (@custom "wasm_plugin_abi" "\02\00\00\00"))"#,
+        )
+        .unwrap();
+        let engine = Engine::new(RuntimeConfig::new(ExecutionMode::Interpreter)).unwrap();
+        engine.compile(&wasm, "echo-test").unwrap()
+    }
+
+    /// The plugin as if the checker had read another layout than the plugin now reports.
+    fn with_layout(plugin: &CompiledPlugin, change: impl FnOnce(&mut V2Layout)) -> CompiledPlugin {
+        let mut layout = V2Layout::clone(plugin.interface().unwrap());
+        change(&mut layout);
+        CompiledPlugin { interface: Some(Arc::new(layout)), ..plugin.clone() }
+    }
+
+    #[test]
+    fn bytes_go_in_and_come_out() {
+        let plugin = echo_plugin();
+        assert!(plugin.reuses_instances());
+        for _ in 0..3 {
+            assert_eq!(plugin.call_function("echo", b"hello").unwrap(), b"hello");
+        }
+        assert!(matches!(
+            plugin.call_function("echo", &[0; 257]),
+            Err(RuntimeError::InputTooLarge { size: 257, capacity: 256 })
+        ));
+    }
+
+    #[test]
+    fn a_buffer_that_moved_is_a_plugin_fault() {
+        let plugin = with_layout(&echo_plugin(), |layout| layout.input.offset = 1028);
+        let error = plugin.call_function("echo", b"hi").unwrap_err();
+        let RuntimeError::BufferFault { problem, .. } = &error else { panic!("{error:?}") };
+        assert!(problem.contains("input buffer moved"), "{problem}");
+    }
+
+    #[test]
+    fn a_length_over_the_output_capacity_is_a_plugin_fault() {
+        // (The hostile example `plugins/faults/v2-hostile.c` does this through HTTP.)
+        let plugin = echo_plugin();
+        let mut instance = plugin.checkout_any().unwrap();
+        let layout = V2Layout::clone(plugin.interface().unwrap());
+        let function = AbiFunction::Export("fn_echo".into());
+        let error = instance.read_output(&layout, &function, 257).unwrap_err();
+        let RuntimeError::BufferFault { problem, .. } = &error else { panic!("{error:?}") };
+        assert!(problem.contains("257 bytes of output, over its 256-byte output buffer"), "{problem}");
+    }
+}

@@ -6,6 +6,7 @@
 
 mod binary;
 mod compat;
+mod functions;
 mod http;
 mod isolation;
 mod runner;
