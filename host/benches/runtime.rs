@@ -13,6 +13,10 @@
 //!   run calls (their server enforces the deadline);
 //! - `in_process_runner`, `worker_process_runner`: the whole runner path the server uses
 //!   (store `stat`, hot-swap check, fresh instance), in this process or in a worker process.
+//!
+//! The `bytes` group prices ABI v2: `text`'s `upper` with 16 B, 1 KiB and 64 KiB of input and
+//! output (`v2_<size>`), next to a v1 `hello` call (`v1_hello`), each on a cached AOT module
+//! (`cached_aot`) and through the worker runner (`worker_process_runner`).
 
 use std::{hint::black_box, path::Path, sync::Arc, time::Duration};
 
@@ -106,9 +110,55 @@ fn workload(c: &mut Criterion, plugin: &str, input: i32, native: fn(i32) -> i32)
     group.finish();
 }
 
+/// What a v2 call costs per input size, next to a v1 call, in the same group.
+fn bytes(c: &mut Criterion) {
+    let load = |plugin: &str| {
+        let bytes =
+            std::fs::read(plugin_dir().join(format!("{plugin}.wasm"))).expect("run `cargo xtask build-plugins` first");
+        let hash = host::runner::content_hash(&bytes);
+        (bytes, hash)
+    };
+    let engine = Engine::new(config(ExecutionMode::Aot)).unwrap();
+    let (hello, hello_hash) = load("hello");
+    let hello = engine.compile(&hello, &hello_hash).unwrap();
+    let (text, text_hash) = load("text");
+    let text = engine.compile(&text, &text_hash).unwrap();
+    let mut settings = WorkerSettings::new(env!("CARGO_BIN_EXE_host").into());
+    settings.workers = 1;
+    let store = Arc::new(LocalPluginStore::new(plugin_dir(), 16 << 20).unwrap());
+    let workers =
+        WorkerPoolRunner::new(store, config(ExecutionMode::Aot), settings, Arc::new(Metrics::new()), 16).unwrap();
+    let (hello_name, text_name) = (PluginName::new("hello").unwrap(), PluginName::new("text").unwrap());
+
+    let mut group = c.benchmark_group("bytes");
+    assert_eq!(hello.call(21).unwrap(), 43);
+    group.bench_function("cached_aot_v1_hello", |b| b.iter(|| hello.call(black_box(21)).unwrap()));
+    assert_eq!(workers.run(&hello_name, 21).unwrap(), 43);
+    group.bench_function("worker_process_runner_v1_hello", |b| {
+        b.iter(|| workers.run(&hello_name, black_box(21)).unwrap())
+    });
+    for (label, size) in BYTE_SIZES {
+        let input = vec![b'a'; size];
+        let expected = vec![b'A'; size];
+        assert_eq!(text.call_function("upper", &input).unwrap(), expected);
+        group.bench_function(format!("cached_aot_v2_{label}"), |b| {
+            b.iter(|| text.call_function("upper", black_box(&input)).unwrap())
+        });
+        assert_eq!(workers.call(&text_name, "upper", &input).unwrap(), expected);
+        group.bench_function(format!("worker_process_runner_v2_{label}"), |b| {
+            b.iter(|| workers.call(&text_name, "upper", black_box(&input)).unwrap())
+        });
+    }
+    group.finish();
+}
+
+/// The v2 input sizes measured, with their labels.
+const BYTE_SIZES: [(&str, usize); 3] = [("16B", 16), ("1KiB", 1024), ("64KiB", 65536)];
+
 fn benches(c: &mut Criterion) {
     workload(c, "hello", 21, native_hello);
     workload(c, "primes", PRIMES_INPUT, native_primes);
+    bytes(c);
 }
 
 criterion_group! {

@@ -33,11 +33,11 @@ impl PluginRunner for NativeRunner {
     }
 
     fn call(&self, name: &PluginName, function: &str, _input: &[u8]) -> Result<Vec<u8>, RunError> {
-        Err(self.interface(name)?.function_kind(function).err().expect("hello has no functions"))
+        Err(self.interface(name)?.function_kind(function).expect_err("hello has no functions"))
     }
 
     fn open_stream(&self, name: &PluginName, function: &str) -> Result<Box<dyn PluginStream>, RunError> {
-        Err(self.interface(name)?.function_kind(function).err().expect("hello has no functions"))
+        Err(self.interface(name)?.function_kind(function).expect_err("hello has no functions"))
     }
 
     fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError> {

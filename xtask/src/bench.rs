@@ -6,6 +6,11 @@
 //!    host in process isolation and in-process, next to the same HTTP stack answering with a
 //!    native function (`host/examples/native_server.rs`). Resident memory of each server (and
 //!    its workers) is read before and after, over every request it served.
+//! 3. ABI v2: the `bytes` criterion group (a v2 call with 16 B, 1 KiB and 64 KiB next to a v1
+//!    call), `POST /plugins/text/functions/upper` with 1 KiB at concurrency 16, and a streaming
+//!    SHA-256 of 256 MiB through the host next to the same C source compiled natively
+//!    (`plugins/sha256/sha256.bench.c`) and next to Rust's `sha2`; resident memory is sampled
+//!    while 1 GiB streams through.
 //!
 //! The figures go between the `bench:begin`/`bench:end` markers of BENCHMARKS.md, and a bar
 //! chart to `docs/benchmarks.svg`. Nothing here fails on slow numbers: benchmarks report.
@@ -20,7 +25,7 @@ use std::{
     time::Duration,
 };
 
-use anyhow::{Context, bail};
+use anyhow::{Context, bail, ensure};
 use xshell::{Shell, cmd};
 
 use crate::{build_plugins::BuildPlugins, setup, step};
@@ -57,6 +62,28 @@ struct Memory {
     before_kib: u64,
     after_kib: u64,
 }
+
+/// ABI v2 stream throughput: where the SHA-256 ran, and how fast.
+#[derive(Debug)]
+struct Throughput {
+    runner: String,
+    mib_per_sec: f64,
+}
+
+/// Resident memory of the process server (and its workers) while 1 GiB streams through it.
+#[derive(Debug)]
+struct StreamMemory {
+    after_64_mib_kib: u64,
+    peak_kib: u64,
+}
+
+/// The `bytes` criterion group's runners and calls.
+const BYTES_RUNNERS: [&str; 2] = ["cached_aot", "worker_process_runner"];
+const BYTES_CALLS: [&str; 4] = ["v1_hello", "v2_16B", "v2_1KiB", "v2_64KiB"];
+
+/// Bytes the SHA-256 stream benchmark sends, and how many the memory check sends.
+const STREAM_MIB: u64 = 256;
+const MEMORY_STREAM_MIB: u64 = 1024;
 
 const MICRO_FUNCTIONS: [&str; 7] = [
     "native",
@@ -100,8 +127,19 @@ impl Bench {
             ("in-process", host_command(&host, &plugins, "in-process")),
             ("process", host_command(&host, &plugins, "process")),
         ];
+        let upper_lua = script.path().join("upper.lua");
+        fs::write(
+            &upper_lua,
+            format!(
+                "wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/octet-stream\"\n\
+                 wrk.body = '{}'\n",
+                "a".repeat(1024)
+            ),
+        )?;
         let mut loads = Vec::new();
         let mut memory = Vec::new();
+        let mut streams = Vec::new();
+        let mut stream_memory = None;
         for (server, command) in servers {
             step(format!("HTTP load: {server}"));
             let running = RunningServer::start(command)?;
@@ -118,10 +156,33 @@ impl Bench {
             }
             let after = running.resident_kib();
             memory.push(Memory { server, requests, before_kib: before, after_kib: after });
+            if server != "native" {
+                let url = format!("http://{}/plugins/text/functions/upper", running.addr);
+                wrk_run(&wrk, &upper_lua, &url, 16, 1)?;
+                let (load, _) = wrk_run(&wrk, &upper_lua, &url, 16, self.seconds)?;
+                println!("    {server} raw upper 1 KiB c=16: {load:?}");
+                loads.push(Load { server: raw_label(server), ..load });
+                let (seconds, _) = stream_sha256(&running, STREAM_MIB, |_, _| {})?;
+                streams
+                    .push(Throughput { runner: format!("host, {server}"), mib_per_sec: STREAM_MIB as f64 / seconds });
+                if server == "process" {
+                    let (mut after_64, mut peak) = (0, 0);
+                    stream_sha256(&running, MEMORY_STREAM_MIB, |sent_mib, rss| {
+                        if sent_mib == 64 {
+                            after_64 = rss;
+                        }
+                        peak = peak.max(rss);
+                    })?;
+                    stream_memory = Some(StreamMemory { after_64_mib_kib: after_64, peak_kib: peak });
+                }
+            }
             running.stop();
         }
+        streams.push(native_c_sha256(sh)?);
+        streams.push(native_rust_sha256());
+        println!("    streams: {streams:?}, memory: {stream_memory:?}");
 
-        let report = render(&micro, &loads, &memory);
+        let report = render(&micro, &loads, &memory) + &render_v2(&micro, &loads, &streams, stream_memory.as_ref());
         write_report(sh, &report)?;
         fs::create_dir_all(sh.current_dir().join("docs"))?;
         fs::write(sh.current_dir().join("docs/benchmarks.svg"), chart(&micro))?;
@@ -129,6 +190,145 @@ impl Bench {
         println!("{report}");
         Ok(())
     }
+}
+
+/// The label of the raw-endpoint load run on `server`.
+fn raw_label(server: &str) -> &'static str {
+    if server == "process" { "process, raw upper 1 KiB" } else { "in-process, raw upper 1 KiB" }
+}
+
+/// The bytes the SHA-256 stream benchmarks hash: the pattern `sha256.bench.c` writes into its
+/// input buffer, repeated.
+fn stream_pattern() -> Vec<u8> {
+    (0..65536u32).map(|i| (i.wrapping_mul(31).wrapping_add(7)) as u8).collect()
+}
+
+/// Streams `mib` MiB of the pattern through `POST /plugins/sha256/functions/sha256sum` and
+/// checks the digest; returns the seconds it took and the digest. `sample(sent_mib, rss_kib)`
+/// is called after every 64 MiB sent, with the server's resident memory then.
+fn stream_sha256(running: &RunningServer, mib: u64, mut sample: impl FnMut(u64, u64)) -> anyhow::Result<(f64, String)> {
+    use std::io::{Read, Write};
+    let pattern = stream_pattern();
+    let total = mib << 20;
+    let started = std::time::Instant::now();
+    let mut socket = std::net::TcpStream::connect(&running.addr)?;
+    // HTTP/1.0: the answer ends when the connection closes, so no chunked decoding is needed.
+    write!(
+        socket,
+        "POST /plugins/sha256/functions/sha256sum HTTP/1.0\r\nHost: bench\r\nContent-Type: application/octet-stream\r\nContent-Length: {total}\r\n\r\n"
+    )?;
+    let mut sent = 0u64;
+    while sent < total {
+        socket.write_all(&pattern)?;
+        sent += pattern.len() as u64;
+        if sent.is_multiple_of(64 << 20) {
+            sample(sent >> 20, running.resident_kib());
+        }
+    }
+    let mut answer = Vec::new();
+    socket.read_to_end(&mut answer)?;
+    let seconds = started.elapsed().as_secs_f64();
+    let answer = String::from_utf8_lossy(&answer);
+    let (head, body) = answer.split_once("\r\n\r\n").context("no HTTP answer")?;
+    ensure!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "stream failed: {answer}");
+    let expected = rust_sha256_hex(&pattern, total);
+    ensure!(body == expected, "the host's digest {body} is not {expected}");
+    Ok((seconds, body.to_string()))
+}
+
+fn rust_sha256_hex(pattern: &[u8], total: u64) -> String {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    for _ in 0..total / pattern.len() as u64 {
+        digest.update(pattern);
+    }
+    digest.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The same C source as the plugin, compiled natively at the plugin's -O2, on the same bytes.
+fn native_c_sha256(sh: &Shell) -> anyhow::Result<Throughput> {
+    let root = sh.current_dir();
+    let binary = root.join("target/bench-sha256-native");
+    let (include, plugins, source) =
+        (root.join("plugin-sdk/include"), root.join("plugins"), root.join("plugins/sha256/sha256.bench.c"));
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
+    cmd!(sh, "{cc} -std=c11 -O2 -I {include} -I {plugins} -o {binary} {source}").run()?;
+    let mib = STREAM_MIB.to_string();
+    let output = cmd!(sh, "{binary} {mib}").read()?;
+    let report: serde_json::Value = serde_json::from_str(&output)?;
+    let seconds = report["seconds"].as_f64().context("seconds")?;
+    let expected = rust_sha256_hex(&stream_pattern(), STREAM_MIB << 20);
+    ensure!(report["digest"] == expected.as_str(), "the native C digest is wrong: {output}");
+    Ok(Throughput { runner: "native C (same source, -O2)".into(), mib_per_sec: STREAM_MIB as f64 / seconds })
+}
+
+/// Rust's `sha2` over the same bytes, in chunks of the same size.
+fn native_rust_sha256() -> Throughput {
+    let started = std::time::Instant::now();
+    std::hint::black_box(rust_sha256_hex(&stream_pattern(), STREAM_MIB << 20));
+    Throughput { runner: "native Rust (sha2)".into(), mib_per_sec: STREAM_MIB as f64 / started.elapsed().as_secs_f64() }
+}
+
+fn render_v2(micro: &[Micro], loads: &[Load], streams: &[Throughput], memory: Option<&StreamMemory>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "\n### ABI v2: one call with bytes (criterion, mean; `text`'s `upper`)\n");
+    let _ = writeln!(out, "| runner | v1 `hello` | v2, 16 B | v2, 1 KiB | v2, 64 KiB |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for runner in BYTES_RUNNERS {
+        let cells: Vec<String> =
+            BYTES_CALLS.iter().map(|call| human_time(mean(micro, "bytes", &format!("{runner}_{call}")))).collect();
+        let _ = writeln!(out, "| `{runner}` | {} |", cells.join(" | "));
+    }
+    let _ = writeln!(out, "\n### ABI v2: `POST /plugins/text/functions/upper`, 1 KiB in and out (wrk, c=16)\n");
+    let _ = writeln!(out, "| server | requests/s | p50 | p99 | errors |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for load in loads.iter().filter(|l| l.server.contains("raw")) {
+        let _ = writeln!(
+            out,
+            "| {} | {:.0} | {:.3} ms | {:.3} ms | {} |",
+            load.server, load.requests_per_sec, load.p50_ms, load.p99_ms, load.errors
+        );
+    }
+    let _ = writeln!(out, "\n### ABI v2: streaming SHA-256 of {STREAM_MIB} MiB\n");
+    let _ = writeln!(out, "| runner | MiB/s |");
+    let _ = writeln!(out, "|---|---|");
+    for stream in streams {
+        let _ = writeln!(out, "| {} | {:.0} |", stream.runner, stream.mib_per_sec);
+    }
+    let _ = writeln!(out, "\n### ABI v2 targets\n");
+    let _ = writeln!(out, "| target | measured | met |");
+    let _ = writeln!(out, "|---|---|---|");
+    for runner in BYTES_RUNNERS {
+        let ratio =
+            mean(micro, "bytes", &format!("{runner}_v2_1KiB")) / mean(micro, "bytes", &format!("{runner}_v1_hello"));
+        let _ = writeln!(
+            out,
+            "| a 1 KiB v2 call costs ≤ 1.5x a v1 call (`{runner}`) | {ratio:.2}x | {} |",
+            yes(ratio <= 1.5)
+        );
+    }
+    let native_c = streams.iter().find(|s| s.runner.starts_with("native C")).map_or(f64::NAN, |s| s.mib_per_sec);
+    for stream in streams.iter().filter(|s| s.runner.starts_with("host")) {
+        let share = stream.mib_per_sec / native_c;
+        let _ = writeln!(
+            out,
+            "| streaming SHA-256 ≥ 50% of the same C run natively ({}) | {:.0}% | {} |",
+            stream.runner,
+            share * 100.0,
+            yes(share >= 0.5)
+        );
+    }
+    if let Some(memory) = memory {
+        let growth_kib = memory.peak_kib.saturating_sub(memory.after_64_mib_kib);
+        let _ = writeln!(
+            out,
+            "| resident memory flat over a {MEMORY_STREAM_MIB} MiB stream (process; peak vs after 64 MiB) | {} KiB -> {} KiB (+{growth_kib} KiB) | {} |",
+            memory.after_64_mib_kib,
+            memory.peak_kib,
+            yes(growth_kib <= 16 * 1024)
+        );
+    }
+    out
 }
 
 fn host_command(host: &Path, plugins: &Path, isolation: &str) -> Command {
@@ -251,15 +451,18 @@ fn duration_ms(text: &str) -> f64 {
 }
 
 fn read_criterion(dir: &Path) -> anyhow::Result<Vec<Micro>> {
+    let bytes = BYTES_RUNNERS.iter().flat_map(|runner| BYTES_CALLS.iter().map(move |call| format!("{runner}_{call}")));
+    let entries = ["hello", "primes"]
+        .iter()
+        .flat_map(|group| MICRO_FUNCTIONS.iter().map(move |function| (*group, function.to_string())))
+        .chain(bytes.map(|function| ("bytes", function)));
     let mut results = Vec::new();
-    for group in ["hello", "primes"] {
-        for function in MICRO_FUNCTIONS {
-            let path = dir.join(group).join(function).join("new/estimates.json");
-            let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let estimates: serde_json::Value = serde_json::from_str(&text)?;
-            let mean_ns = estimates["mean"]["point_estimate"].as_f64().context("criterion estimate")?;
-            results.push(Micro { group: group.into(), function: function.into(), mean_ns });
-        }
+    for (group, function) in entries {
+        let path = dir.join(group).join(&function).join("new/estimates.json");
+        let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+        let estimates: serde_json::Value = serde_json::from_str(&text)?;
+        let mean_ns = estimates["mean"]["point_estimate"].as_f64().context("criterion estimate")?;
+        results.push(Micro { group: group.into(), function, mean_ns });
     }
     Ok(results)
 }

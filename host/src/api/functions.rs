@@ -32,10 +32,7 @@ use plugin_sdk::FunctionKind;
 use tokio::sync::mpsc;
 
 use super::{ApiError, AppState};
-use crate::{
-    runner::PluginStream,
-    store::PluginName,
-};
+use crate::{runner::PluginStream, store::PluginName};
 
 /// Limits on streams, with their defaults.
 #[derive(Debug, Clone, Copy)]
@@ -143,7 +140,9 @@ async fn serve(
 }
 
 /// Runs blocking runner work off the async threads.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, ApiError> + Send + 'static) -> Result<T, ApiError> {
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|join_error| ApiError::Internal(format!("plugin call panicked: {join_error}")))?
@@ -205,7 +204,8 @@ async fn stream_response(
                     }
                 }
             });
-            (StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(body)).into_response()
+            (StatusCode::OK, [(header::CONTENT_TYPE, "application/octet-stream")], Body::from_stream(body))
+                .into_response()
         }
     }
 }

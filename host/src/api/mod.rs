@@ -92,10 +92,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/plugins", get(list_plugins))
         .route("/plugins/{name}", get(show_plugin))
-        .route(
-            "/plugins/{name}/functions/{function}",
-            post(functions::call_function).fallback(method_not_allowed),
-        )
+        .route("/plugins/{name}/functions/{function}", post(functions::call_function).fallback(method_not_allowed))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -195,9 +192,7 @@ impl FunctionResponse {
         match String::from_utf8(output) {
             Ok(text) if !base64_asked => FunctionResponse { output: Some(text), output_base64: None },
             Ok(text) => FunctionResponse { output: None, output_base64: Some(BASE64.encode(text)) },
-            Err(binary) => {
-                FunctionResponse { output: None, output_base64: Some(BASE64.encode(binary.into_bytes())) }
-            }
+            Err(binary) => FunctionResponse { output: None, output_base64: Some(BASE64.encode(binary.into_bytes())) },
         }
     }
 }

@@ -23,7 +23,10 @@ use std::sync::Arc;
 use plugin_sdk::{Buffer, BufferKind, FunctionKind, StreamPart, V2Layout};
 use wasmedge_sdk::{AsInstance, WasmValue};
 
-use super::{AbiFunction, CompiledPlugin, PluginInstance, RuntimeError, executor::{returned_normally, with_cleanup}};
+use super::{
+    AbiFunction, CompiledPlugin, PluginInstance, RuntimeError,
+    executor::{returned_normally, with_cleanup},
+};
 
 /// The memory a v2 plugin exports (ABI v2 requires this name).
 const MEMORY: &str = "memory";
@@ -233,7 +236,10 @@ impl PluginInstance {
             }
         }
         if layout.input.overlaps(&layout.output) {
-            return Err(RuntimeError::BufferFault { function: function.clone(), problem: "its buffers overlap".into() });
+            return Err(RuntimeError::BufferFault {
+                function: function.clone(),
+                problem: "its buffers overlap".into(),
+            });
         }
         Ok(())
     }
@@ -245,10 +251,10 @@ impl PluginInstance {
             .vm
             .run_func(None, export, [])
             .map_err(|e| RuntimeError::from_call(function.clone(), self.timeout, *e))?;
-        returns.first().map(WasmValue::to_i32).ok_or_else(|| RuntimeError::BufferFault {
-            function,
-            problem: "it returned no value".into(),
-        })
+        returns
+            .first()
+            .map(WasmValue::to_i32)
+            .ok_or_else(|| RuntimeError::BufferFault { function, problem: "it returned no value".into() })
     }
 
     fn memory_bytes(&mut self, function: &AbiFunction) -> Result<u64, RuntimeError> {

@@ -57,7 +57,9 @@ async fn server(isolation: Isolation, timeout: Duration, limits: StreamLimits) -
         Isolation::Workers => {
             let mut settings = WorkerSettings::new(PathBuf::from(env!("CARGO_BIN_EXE_host")));
             settings.workers = 2;
-            Arc::new(WorkerPoolRunner::new(local_store(dir.path()), runtime, settings, Arc::clone(&metrics), 16).unwrap())
+            Arc::new(
+                WorkerPoolRunner::new(local_store(dir.path()), runtime, settings, Arc::clone(&metrics), 16).unwrap(),
+            )
         }
     };
     let mut state = AppState::new(runner, metrics, 64);
@@ -168,7 +170,8 @@ async fn functions_are_called_by_name_with_text_or_base64() {
         }
         // A stream's input longer than its capacity is fed in chunks through `POST /run` too.
         let long = "x".repeat(200_000);
-        let (status, body) = server.call_json(json!({"plugin": "sha256", "function": "sha256sum", "input": long})).await;
+        let (status, body) =
+            server.call_json(json!({"plugin": "sha256", "function": "sha256sum", "input": long})).await;
         assert_eq!((status, body["output"].as_str()), (200, Some(sha256_hex(long.as_bytes()).as_str())));
     }
 }
@@ -189,7 +192,12 @@ async fn wrong_calls_get_clear_errors() {
                 "65536-byte input buffer",
             ),
             // `reverse` refuses invalid UTF-8 with -3.
-            (json!({"plugin": "text", "function": "reverse", "input_base64": b64(&[0xff])}), 422, "invalid_argument", "-3"),
+            (
+                json!({"plugin": "text", "function": "reverse", "input_base64": b64(&[0xff])}),
+                422,
+                "invalid_argument",
+                "-3",
+            ),
             (json!({"plugin": "text", "function": "upper", "input": 5}), 400, "invalid_request", "exactly one"),
             (
                 json!({"plugin": "text", "function": "upper", "input": "a", "input_base64": "YQ=="}),
@@ -232,15 +240,17 @@ async fn the_raw_endpoint_takes_and_gives_bytes_and_streams_bodies_of_any_length
     for isolation in ISOLATIONS {
         let server = default_server(isolation).await;
         let (status, content_type, body) = server.call_raw("text", "reverse", "hello world").await;
-        assert_eq!((status, content_type.as_str(), body.as_slice()), (200, "application/octet-stream", &b"dlrow olleh"[..]));
+        assert_eq!(
+            (status, content_type.as_str(), body.as_slice()),
+            (200, "application/octet-stream", &b"dlrow olleh"[..])
+        );
         let (status, _, body) = server.call_raw("v2-hostile", "echo", vec![0u8, 255, 7]).await;
         assert_eq!((status, body), (200, vec![0, 255, 7]));
 
         // 3 MB in irregular pieces: the plugin sees 64 KiB chunks; the digest is the whole body's.
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         let pieces = data.chunks(100_003).map(<[u8]>::to_vec).collect();
-        let (status, _, body) =
-            server.call_raw("sha256", "sha256sum", body_in_pieces(pieces, Duration::ZERO)).await;
+        let (status, _, body) = server.call_raw("sha256", "sha256sum", body_in_pieces(pieces, Duration::ZERO)).await;
         assert_eq!((status, String::from_utf8(body).unwrap()), (200, sha256_hex(&data)), "{isolation:?}");
         let (status, _, body) = server.call_raw("sha256", "sha256sum", Vec::new()).await;
         assert_eq!((status, String::from_utf8(body).unwrap()), (200, sha256_hex(b"")));
@@ -248,7 +258,8 @@ async fn the_raw_endpoint_takes_and_gives_bytes_and_streams_bodies_of_any_length
         // CSV lines split anywhere between chunks.
         let csv: String = (0..20_000).map(|i| format!("k{},{}\n", i % 7, i)).collect();
         let (status, _, body) = server.call_raw("csvsum", "aggregate", csv.clone()).await;
-        let (_, expected) = server.call_json(json!({"plugin": "csvsum", "function": "totals", "input": "k0,0\n"})).await;
+        let (_, expected) =
+            server.call_json(json!({"plugin": "csvsum", "function": "totals", "input": "k0,0\n"})).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
         let totals = String::from_utf8(body).unwrap();
         assert!(expected["output"].as_str().unwrap().starts_with("key,count,sum,min,max\n"));
@@ -256,7 +267,8 @@ async fn the_raw_endpoint_takes_and_gives_bytes_and_streams_bodies_of_any_length
         assert_eq!(totals.lines().count(), 8, "{totals}");
 
         // The plugin's description lists its functions and buffers.
-        let described: Value = server.client.get(server.url("/plugins/sha256")).send().await.unwrap().json().await.unwrap();
+        let described: Value =
+            server.client.get(server.url("/plugins/sha256")).send().await.unwrap().json().await.unwrap();
         assert_eq!(described["abi"]["version"], 2);
         assert_eq!(described["abi"]["v2"]["input"]["capacity"], 65536);
         assert_eq!(described["abi"]["v2"]["output"]["capacity"], 64);
@@ -264,7 +276,8 @@ async fn the_raw_endpoint_takes_and_gives_bytes_and_streams_bodies_of_any_length
             described["abi"]["v2"]["functions"],
             json!([{"name": "sha256", "kind": "call"}, {"name": "sha256sum", "kind": "stream"}])
         );
-        let described: Value = server.client.get(server.url("/plugins/hello")).send().await.unwrap().json().await.unwrap();
+        let described: Value =
+            server.client.get(server.url("/plugins/hello")).send().await.unwrap().json().await.unwrap();
         assert!(described["abi"].get("v2").is_none(), "{described}");
     }
 }
@@ -329,10 +342,15 @@ async fn streams_that_break_a_limit_end_with_an_error_the_client_sees() {
             .unwrap();
         assert_eq!(response.status().as_u16(), 200, "{isolation:?}");
         let read = response.bytes().await;
-        assert!(read.is_err(), "{isolation:?}: a cut-off stream must not read as complete ({:?} bytes)", read.map(|b| b.len()));
+        assert!(
+            read.is_err(),
+            "{isolation:?}: a cut-off stream must not read as complete ({:?} bytes)",
+            read.map(|b| b.len())
+        );
         // A client that stops sending in mid-stream.
         let pieces = vec![vec![1u8; 1000], vec![2u8; 1000]];
-        let (status, _, body) = server.call_raw("sha256", "sha256sum", body_in_pieces(pieces, Duration::from_millis(1500))).await;
+        let (status, _, body) =
+            server.call_raw("sha256", "sha256sum", body_in_pieces(pieces, Duration::from_millis(1500))).await;
         let body: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!((status, code(&body)), (408, Some("stream_timeout")), "{isolation:?}: {body}");
         server.hello_still_answers("limits").await;
@@ -389,7 +407,10 @@ async fn no_byte_of_one_call_is_visible_to_the_next() {
             for function in ["peek", "stale"] {
                 let (status, _, body) = server.call_raw("v2-hostile", function, "").await;
                 assert_eq!((status, body.len()), (200, 4096), "{isolation:?} {function}");
-                assert!(body.iter().all(|&b| b == 0), "{isolation:?} round {round}: `{function}` saw an earlier call's bytes");
+                assert!(
+                    body.iter().all(|&b| b == 0),
+                    "{isolation:?} round {round}: `{function}` saw an earlier call's bytes"
+                );
             }
         }
     }

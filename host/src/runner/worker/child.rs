@@ -97,7 +97,9 @@ fn serve(mut input: impl io::Read, mut output: impl io::Write) -> anyhow::Result
                 }
                 output_reply(fed)
             }
-            Request::StreamFinish => output_reply(stream.take().ok_or(RuntimeError::StreamOver).and_then(StreamSession::finish)),
+            Request::StreamFinish => {
+                output_reply(stream.take().ok_or(RuntimeError::StreamOver).and_then(StreamSession::finish))
+            }
         };
         write_frame(&mut output, &reply, &produced)?;
     }
