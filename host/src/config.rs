@@ -49,9 +49,21 @@ pub struct Config {
     #[arg(long, env = "ISOLATION", value_enum, default_value_t = Isolation::Process)]
     pub isolation: Isolation,
 
-    /// Worker processes (process isolation). Default: the number of CPUs.
+    /// Worker processes (process isolation). Default: the number of CPUs plus one.
     #[arg(long, env = "WORKERS", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub workers: Option<u32>,
+
+    /// Most worker processes one plugin may hold at once. Default: all but one, so that a
+    /// plugin whose calls loop to their deadline never takes every worker.
+    #[arg(long, env = "MAX_WORKERS_PER_PLUGIN", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_workers_per_plugin: Option<u32>,
+
+    /// Longest a call waits for a free worker process before it is answered 503 `overloaded`,
+    /// in milliseconds.
+    #[arg(long, env = "QUEUE_TIMEOUT_MS",
+          default_value_t = WorkerSettings::new(PathBuf::new()).queue_timeout.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub queue_timeout_ms: u64,
 
     /// Memory limit of each worker process in MiB (heap and private writable memory,
     /// RLIMIT_DATA), enforced by the kernel.

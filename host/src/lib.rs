@@ -56,6 +56,8 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
             if let Some(workers) = config.workers {
                 settings.workers = workers as usize;
             }
+            settings.max_workers_per_plugin = config.max_workers_per_plugin.map(|cap| cap as usize);
+            settings.queue_timeout = std::time::Duration::from_millis(config.queue_timeout_ms);
             settings.memory_limit_bytes = Some(config.worker_memory_mb << 20);
             Arc::new(
                 WorkerPoolRunner::new(store, runtime, settings, Arc::clone(&metrics), DEFAULT_CACHE_CAPACITY)

@@ -157,6 +157,56 @@ async fn workers_keep_hot_swap_and_every_version_answers() {
     assert!(last_error.contains("pages of memory"), "{status}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_looping_plugin_never_takes_every_worker() {
+    // Three workers, so one plugin may hold two. Six clients keep calling a plugin that loops
+    // to its 2 s deadline: without a per-plugin limit they would hold all three workers and
+    // every other call would wait for a deadline to pass.
+    let isolated = isolated_server(Duration::from_secs(2), |s| {
+        s.workers = 3;
+        s.queue_timeout = Duration::from_secs(5);
+    })
+    .await;
+    let server = Arc::new(isolated.server);
+    let loopers: Vec<_> = (0..6)
+        .map(|_| {
+            let server = Arc::clone(&server);
+            tokio::spawn(async move {
+                let mut codes = Vec::new();
+                for _ in 0..2 {
+                    let (status, body) = server.run("loop-process", 1).await;
+                    codes.push((status, code(&body).map(str::to_owned)));
+                }
+                codes
+            })
+        })
+        .collect();
+    // Let the loopers take their share and queue behind it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    for i in 0..20 {
+        let started = std::time::Instant::now();
+        assert_eq!(server.run("hello", i).await, (200, json!({ "output": 2 * i + 1 })));
+        // Served by the worker the looping plugin may not take: far sooner than any of the
+        // looping calls can end.
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "hello waited {:?} behind the looping plugin",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for looper in loopers {
+        for (status, code) in looper.await.unwrap() {
+            // Each looping call runs to its deadline, or waits its turn past the queue timeout.
+            assert!(
+                (status, code.as_deref()) == (504, Some("plugin_timeout"))
+                    || (status, code.as_deref()) == (503, Some("overloaded")),
+                "{status} {code:?}"
+            );
+        }
+    }
+}
+
 /// Resident memory of a process, in KiB.
 fn resident_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();

@@ -44,8 +44,12 @@ use crate::{
 pub struct WorkerSettings {
     /// The binary to start in worker mode. Default: this executable.
     pub executable: PathBuf,
-    /// Worker processes. Default: the number of CPUs.
+    /// Worker processes. Default: the number of CPUs plus one, so that one plugin can use
+    /// every core and another still finds a worker free (see `max_workers_per_plugin`).
     pub workers: usize,
+    /// Most workers one plugin may hold at once. Default (`None`): all but one, so that a
+    /// plugin whose calls loop to their deadline never takes every worker.
+    pub max_workers_per_plugin: Option<usize>,
     /// Memory limit of each worker (RLIMIT_DATA: heap and private writable mappings),
     /// enforced by the kernel. Default: 1 GiB.
     pub memory_limit_bytes: Option<u64>,
@@ -55,7 +59,9 @@ pub struct WorkerSettings {
     pub quarantine_base: Duration,
     /// Longest quarantine. Default: 5 minutes.
     pub quarantine_max: Duration,
-    /// Longest a call waits for a free worker before it is refused as overload. Default: 10 s.
+    /// Longest a call waits for a free worker before it is refused as overload (503
+    /// `overloaded`). Default: 10 s. With the call deadline this bounds a call's latency:
+    /// at most the queue timeout plus the deadline.
     pub queue_timeout: Duration,
     /// Module loads after which a worker is replaced (between calls), because WasmEdge never
     /// frees part of what it allocates per load. Default: 256 (about 64 MB kept by WasmEdge
@@ -67,15 +73,22 @@ impl WorkerSettings {
     /// The default of [`WorkerSettings::memory_limit_bytes`]: 1 GiB.
     pub const DEFAULT_MEMORY_LIMIT_BYTES: u64 = 1 << 30;
 
-    /// The default of [`WorkerSettings::workers`]: the number of CPUs.
+    /// The default of [`WorkerSettings::workers`]: the number of CPUs plus one.
     pub fn default_workers() -> usize {
-        std::thread::available_parallelism().map_or(2, usize::from)
+        std::thread::available_parallelism().map_or(2, usize::from) + 1
+    }
+
+    /// Most workers one plugin may hold at once (see the field).
+    pub fn max_workers_per_plugin(&self) -> usize {
+        let workers = self.workers.max(1);
+        self.max_workers_per_plugin.unwrap_or(workers - 1).clamp(1, workers)
     }
 
     pub fn new(executable: PathBuf) -> Self {
         WorkerSettings {
             executable,
             workers: Self::default_workers(),
+            max_workers_per_plugin: None,
             memory_limit_bytes: Some(Self::DEFAULT_MEMORY_LIMIT_BYTES),
             quarantine_after: 3,
             quarantine_base: Duration::from_secs(1),
@@ -206,7 +219,7 @@ impl WorkerPoolRunner {
         // version: a new version that cannot run (WasmEdge refuses it, its memory is over the
         // cap, compilation fails) must not replace one that can.
         // A busy pool is a transient failure (the catalog tries again on the next call).
-        let mut worker = self.pool.checkout(self.settings.queue_timeout)?;
+        let mut worker = self.pool.checkout(name, self.settings.queue_timeout)?;
         match worker.load(&module) {
             Ok(loaded) => {
                 worker.release();
@@ -247,7 +260,7 @@ impl WorkerPoolRunner {
         let mut attempts_left = 2;
         loop {
             attempts_left -= 1;
-            let mut worker = self.pool.checkout(self.settings.queue_timeout)?;
+            let mut worker = self.pool.checkout(name, self.settings.queue_timeout)?;
             match work(&mut worker) {
                 Ok(result) => {
                     worker.release();
@@ -302,7 +315,7 @@ impl PluginRunner for WorkerPoolRunner {
         let limit = self.settings.workers.saturating_sub(1).max(1);
         let slot = StreamSlot::take(&self.open_streams, limit).ok_or(WorkerFailure::TooManyStreams { limit })?;
         let timeout = self.runtime.limits.call_timeout;
-        let mut worker = self.pool.checkout(self.settings.queue_timeout)?;
+        let mut worker = self.pool.checkout(name, self.settings.queue_timeout)?;
         match worker.open_stream(&module, function, timeout) {
             Ok(opened) => {
                 if let Err(error) = opened {

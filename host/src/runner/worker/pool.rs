@@ -2,7 +2,7 @@
 //! replacing it when it fails.
 
 use std::{
-    collections::HashSet,
+    collections::{HashMap, HashSet, VecDeque},
     io,
     os::{fd::OwnedFd, unix::net::UnixStream, unix::process::ExitStatusExt},
     process::{Child, Command, Stdio},
@@ -17,83 +17,162 @@ use super::{
     CheckedModule, WORKER_ARG, WorkerFailure, WorkerSettings,
     protocol::{PROTOCOL_VERSION, Reply, Request, read_frame, write_frame},
 };
-use crate::runtime::{RuntimeConfig, RuntimeError};
+use crate::{
+    runtime::{RuntimeConfig, RuntimeError},
+    store::PluginName,
+};
 
-/// The worker processes. A request checks one out, uses it alone, and checks it back in; a
+/// The worker processes. A call checks one out, uses it alone, and checks it back in; a
 /// failed worker is discarded and the next checkout starts a replacement.
+///
+/// Fair sharing: each plugin may hold at most [`WorkerSettings::max_workers_per_plugin`]
+/// workers at once (by default all but one), so a plugin whose calls loop to their deadline
+/// can never take every worker. Calls that wait are served by fewest running calls of their
+/// plugin first, then in arrival order: a plugin with a long queue does not delay one that
+/// has nothing running. A waiting call is handed its worker directly (each waiter has its own
+/// condition variable), so a release wakes exactly one thread.
 #[derive(Debug)]
 pub(super) struct Pool {
     settings: WorkerSettings,
     runtime: RuntimeConfig,
     state: Mutex<PoolState>,
-    available: Condvar,
 }
 
 #[derive(Debug)]
 struct PoolState {
     idle: Vec<Worker>,
-    /// Workers alive, idle or checked out.
+    /// Workers alive, idle or checked out (or granted to a waiter that is starting one).
     alive: usize,
+    /// Workers each plugin holds now.
+    running: HashMap<PluginName, usize>,
+    /// Calls waiting for a worker, in arrival order.
+    waiting: VecDeque<Arc<Waiter>>,
+}
+
+/// A call waiting for a worker.
+#[derive(Debug)]
+struct Waiter {
+    plugin: PluginName,
+    grant: Mutex<Option<Grant>>,
+    granted: Condvar,
+}
+
+/// What a waiting call is given.
+#[derive(Debug)]
+enum Grant {
+    Idle(Worker),
+    /// A place in the pool: the call starts the worker itself (outside the pool's lock).
+    Spawn,
 }
 
 impl Pool {
     pub fn new(settings: WorkerSettings, runtime: RuntimeConfig) -> Result<Self, WorkerFailure> {
         let workers = settings.workers.max(1);
-        let pool = Pool {
-            settings,
-            runtime,
-            state: Mutex::new(PoolState { idle: Vec::new(), alive: 0 }),
-            available: Condvar::new(),
-        };
+        let state = PoolState { idle: Vec::new(), alive: 0, running: HashMap::new(), waiting: VecDeque::new() };
+        let pool = Pool { settings, runtime, state: Mutex::new(state) };
         let started = (0..workers).map(|_| pool.spawn()).collect::<Result<Vec<_>, _>>()?;
-        *pool.state.lock() = PoolState { alive: started.len(), idle: started };
+        {
+            let mut state = pool.state.lock();
+            state.alive = started.len();
+            state.idle = started;
+        }
         Ok(pool)
     }
 
-    /// A worker for one call, waiting at most `patience` for one to become free. The guard
-    /// gives it back (see [`PooledWorker`]).
-    pub fn checkout(self: &Arc<Self>, patience: Duration) -> Result<PooledWorker, WorkerFailure> {
-        self.take_worker(patience).map(|worker| PooledWorker { pool: Arc::clone(self), worker: Some(worker) })
+    /// A worker for one call of `plugin`, waiting at most `patience` for one to become free.
+    /// The guard gives it back (see [`PooledWorker`]).
+    pub fn checkout(self: &Arc<Self>, plugin: &PluginName, patience: Duration) -> Result<PooledWorker, WorkerFailure> {
+        let give_up = Instant::now() + patience;
+        let waiter = Arc::new(Waiter { plugin: plugin.clone(), grant: Mutex::new(None), granted: Condvar::new() });
+        {
+            let mut state = self.state.lock();
+            state.waiting.push_back(Arc::clone(&waiter));
+            self.dispatch(&mut state);
+        }
+        let grant = {
+            let mut grant = waiter.grant.lock();
+            while grant.is_none() && !waiter.granted.wait_until(&mut grant, give_up).timed_out() {}
+            grant.take()
+        };
+        let grant = match grant {
+            Some(grant) => grant,
+            None => {
+                // Out of patience, unless a worker was granted in the meantime (grants are
+                // made under the pool's lock, so this check cannot miss one).
+                let mut state = self.state.lock();
+                match waiter.grant.lock().take() {
+                    Some(grant) => grant,
+                    None => {
+                        state.waiting.retain(|other| !Arc::ptr_eq(other, &waiter));
+                        return Err(WorkerFailure::Busy);
+                    }
+                }
+            }
+        };
+        let worker = match grant {
+            Grant::Idle(worker) => worker,
+            Grant::Spawn => self.spawn().inspect_err(|_| {
+                let mut state = self.state.lock();
+                state.alive -= 1;
+                state.stop_running(plugin);
+                self.dispatch(&mut state);
+            })?,
+        };
+        Ok(PooledWorker { pool: Arc::clone(self), plugin: plugin.clone(), worker: Some(worker) })
     }
 
-    fn take_worker(&self, patience: Duration) -> Result<Worker, WorkerFailure> {
-        let give_up = Instant::now() + patience;
-        let mut state = self.state.lock();
+    /// Hands free workers (idle ones, or places for new ones) to waiting calls, fairly (see
+    /// [`Pool`]).
+    fn dispatch(&self, state: &mut PoolState) {
+        let cap = self.settings.max_workers_per_plugin();
         loop {
-            while let Some(mut worker) = state.idle.pop() {
-                // A worker that died while idle (killed from outside) is nobody's fault: replace
-                // it instead of blaming the next plugin.
-                if matches!(worker.child.try_wait(), Ok(None)) {
-                    return Ok(worker);
-                }
-                worker.kill();
-                state.alive -= 1;
-            }
-            if state.alive < self.settings.workers.max(1) {
-                state.alive += 1;
-                drop(state);
-                return self.spawn().inspect_err(|_| {
-                    self.state.lock().alive -= 1;
-                    self.available.notify_one();
-                });
-            }
-            let wait = give_up.saturating_duration_since(Instant::now());
-            if wait.is_zero() {
-                return Err(WorkerFailure::Busy);
-            }
-            self.available.wait_for(&mut state, wait);
+            let eligible = state
+                .waiting
+                .iter()
+                .enumerate()
+                .map(|(position, waiter)| (state.running_of(&waiter.plugin), position))
+                .filter(|&(running, _)| running < cap)
+                .min();
+            let Some((_, position)) = eligible else { return };
+            let Some(grant) = self.free_worker(state) else { return };
+            let waiter = state.waiting.remove(position).expect("the position was just found");
+            *state.running.entry(waiter.plugin.clone()).or_default() += 1;
+            *waiter.grant.lock() = Some(grant);
+            waiter.granted.notify_one();
         }
     }
 
-    fn checkin(&self, worker: Worker) {
-        self.state.lock().idle.push(worker);
-        self.available.notify_one();
+    /// An idle worker that is still alive, or a place to start one.
+    fn free_worker(&self, state: &mut PoolState) -> Option<Grant> {
+        while let Some(mut worker) = state.idle.pop() {
+            // A worker that died while idle (killed from outside) is nobody's fault: replace
+            // it instead of blaming the next plugin.
+            if matches!(worker.child.try_wait(), Ok(None)) {
+                return Some(Grant::Idle(worker));
+            }
+            worker.kill();
+            state.alive -= 1;
+        }
+        if state.alive < self.settings.workers.max(1) {
+            state.alive += 1;
+            return Some(Grant::Spawn);
+        }
+        None
     }
 
-    fn discard(&self, mut worker: Worker) {
+    fn checkin(&self, plugin: &PluginName, worker: Worker) {
+        let mut state = self.state.lock();
+        state.stop_running(plugin);
+        state.idle.push(worker);
+        self.dispatch(&mut state);
+    }
+
+    fn discard(&self, plugin: &PluginName, mut worker: Worker) {
         worker.kill();
-        self.state.lock().alive -= 1;
-        self.available.notify_one();
+        let mut state = self.state.lock();
+        state.alive -= 1;
+        state.stop_running(plugin);
+        self.dispatch(&mut state);
     }
 
     fn spawn(&self) -> Result<Worker, WorkerFailure> {
@@ -138,8 +217,25 @@ impl Pool {
 #[derive(Debug)]
 pub(super) struct PooledWorker {
     pool: Arc<Pool>,
+    /// The plugin the worker was checked out for (its share of the pool).
+    plugin: PluginName,
     /// Always `Some` until released or dropped.
     worker: Option<Worker>,
+}
+
+impl PoolState {
+    fn running_of(&self, plugin: &PluginName) -> usize {
+        self.running.get(plugin).copied().unwrap_or(0)
+    }
+
+    fn stop_running(&mut self, plugin: &PluginName) {
+        if let Some(running) = self.running.get_mut(plugin) {
+            *running -= 1;
+            if *running == 0 {
+                self.running.remove(plugin);
+            }
+        }
+    }
 }
 
 impl PooledWorker {
@@ -150,9 +246,9 @@ impl PooledWorker {
         if let Some(mut worker) = self.worker.take() {
             if worker.worn_out(&self.pool.settings) {
                 tracing::info!(loads = worker.loads, "recycling a worker process");
-                self.pool.discard(worker);
+                self.pool.discard(&self.plugin, worker);
             } else {
-                self.pool.checkin(worker);
+                self.pool.checkin(&self.plugin, worker);
             }
         }
     }
@@ -174,7 +270,7 @@ impl std::ops::DerefMut for PooledWorker {
 impl Drop for PooledWorker {
     fn drop(&mut self) {
         if let Some(worker) = self.worker.take() {
-            self.pool.discard(worker);
+            self.pool.discard(&self.plugin, worker);
         }
     }
 }
