@@ -178,11 +178,14 @@ impl Bench {
             }
             running.stop();
         }
+        let fairness = fairness(sh, &wrk, &lua, &host, self.seconds)?;
         streams.push(native_c_sha256(sh)?);
         streams.push(native_rust_sha256());
         println!("    streams: {streams:?}, memory: {stream_memory:?}");
 
-        let report = render(&micro, &loads, &memory) + &render_v2(&micro, &loads, &streams, stream_memory.as_ref());
+        let report = render(&micro, &loads, &memory)
+            + &render_v2(&micro, &loads, &streams, stream_memory.as_ref())
+            + &render_fairness(&fairness);
         write_report(sh, &report)?;
         fs::create_dir_all(sh.current_dir().join("docs"))?;
         fs::write(sh.current_dir().join("docs/benchmarks.svg"), chart(&micro))?;
@@ -190,6 +193,97 @@ impl Bench {
         println!("{report}");
         Ok(())
     }
+}
+
+/// `hello` under load alone, and next to clients calling a plugin that loops to its deadline.
+#[derive(Debug)]
+struct Fairness {
+    alone: Load,
+    beside: Load,
+    looping_clients: usize,
+    looping_calls: u64,
+}
+
+/// Clients calling the looping plugin during the fairness run: more than there are workers.
+const LOOPING_CLIENTS: usize = 8;
+
+/// What a plugin whose calls loop to their deadline costs other plugins: `hello` at c=16 on the
+/// process server (default settings) alone, then while [`LOOPING_CLIENTS`] clients keep calling
+/// `faults/loop-process`.
+fn fairness(sh: &Shell, wrk: &Path, lua: &Path, host: &Path, seconds: u32) -> anyhow::Result<Fairness> {
+    use std::{
+        io::{Read, Write},
+        sync::{
+            Arc,
+            atomic::{AtomicBool, AtomicU64, Ordering},
+        },
+    };
+    step("fairness: hello next to a plugin that loops to its deadline");
+    let plugins = sh.create_temp_dir()?;
+    let built = sh.current_dir().join(crate::PLUGIN_OUT_DIR);
+    fs::copy(built.join("hello.wasm"), plugins.path().join("hello.wasm"))?;
+    fs::copy(built.join("faults/loop-process.wasm"), plugins.path().join("loop-process.wasm"))?;
+    let running = RunningServer::start(host_command(host, plugins.path(), "process"))?;
+    let url = format!("http://{}/run", running.addr);
+    wrk_run(wrk, lua, &url, 16, 1)?;
+    let (alone, _) = wrk_run(wrk, lua, &url, 16, seconds)?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicU64::new(0));
+    let clients: Vec<_> = (0..LOOPING_CLIENTS)
+        .map(|_| {
+            let (stop, calls, addr) = (Arc::clone(&stop), Arc::clone(&calls), running.addr.clone());
+            std::thread::spawn(move || {
+                let body = r#"{"plugin":"loop-process","input":1}"#;
+                while !stop.load(Ordering::Relaxed) {
+                    let Ok(mut socket) = std::net::TcpStream::connect(&addr) else { continue };
+                    let request = format!(
+                        "POST /run HTTP/1.0\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let mut answer = Vec::new();
+                    if socket.write_all(request.as_bytes()).is_ok() && socket.read_to_end(&mut answer).is_ok() {
+                        calls.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            })
+        })
+        .collect();
+    // Let the looping calls take their share of the workers first.
+    std::thread::sleep(Duration::from_millis(500));
+    let (beside, _) = wrk_run(wrk, lua, &url, 16, seconds)?;
+    stop.store(true, Ordering::Relaxed);
+    for client in clients {
+        let _ = client.join();
+    }
+    println!("    hello alone: {alone:?}\n    hello beside the looping plugin: {beside:?}");
+    Ok(Fairness { alone, beside, looping_clients: LOOPING_CLIENTS, looping_calls: calls.load(Ordering::Relaxed) })
+}
+
+fn render_fairness(fairness: &Fairness) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "\n### A plugin that loops to its deadline, next to `hello` (process isolation, default settings, wrk c=16)\n"
+    );
+    let _ = writeln!(out, "| `hello` | requests/s | p50 | p99 | errors |");
+    let _ = writeln!(out, "|---|---|---|---|---|");
+    for (label, load) in [
+        ("alone".to_string(), &fairness.alone),
+        (
+            format!(
+                "while {} clients call `loop-process` ({} calls answered, each after the 1 s deadline)",
+                fairness.looping_clients, fairness.looping_calls
+            ),
+            &fairness.beside,
+        ),
+    ] {
+        let _ = writeln!(
+            out,
+            "| {label} | {:.0} | {:.3} ms | {:.3} ms | {} |",
+            load.requests_per_sec, load.p50_ms, load.p99_ms, load.errors
+        );
+    }
+    out
 }
 
 /// The label of the raw-endpoint load run on `server`.
