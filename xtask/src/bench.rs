@@ -473,9 +473,16 @@ impl RunningServer {
     /// Resident memory of the server and every process it started (its workers), in KiB.
     fn resident_kib(&self) -> u64 {
         let pid = self.child.id();
-        let children = fs::read_to_string(format!("/proc/{pid}/task/{pid}/children")).unwrap_or_default();
+        // Workers are started from any of the server's threads, and each thread lists its own.
+        let children: Vec<u32> = fs::read_dir(format!("/proc/{pid}/task"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|task| fs::read_to_string(task.path().join("children")).ok())
+            .flat_map(|list| list.split_whitespace().filter_map(|c| c.parse().ok()).collect::<Vec<u32>>())
+            .collect();
         std::iter::once(pid)
-            .chain(children.split_whitespace().filter_map(|c| c.parse().ok()))
+            .chain(children)
             .map(|pid| {
                 let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
                 status

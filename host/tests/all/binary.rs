@@ -11,7 +11,7 @@ use crate::support::{plugin_dir, shared_aot_dir, wat_plugin};
 
 /// Starts the binary and waits for the `{"listening": ...}` line it prints on stdout; returns
 /// the child, its address and its log lines (stderr).
-fn start(configure: impl FnOnce(&mut Command)) -> (Child, String, mpsc::Receiver<String>) {
+pub(crate) fn start(configure: impl FnOnce(&mut Command)) -> (Child, String, mpsc::Receiver<String>) {
     start_command(Command::new(env!("CARGO_BIN_EXE_host")), configure)
 }
 

@@ -9,6 +9,7 @@ mod compat;
 mod functions;
 mod http;
 mod isolation;
+mod long;
 mod runner;
 mod runtime;
 mod stores;
