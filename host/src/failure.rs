@@ -138,6 +138,11 @@ failure_kinds! {
     /// The plugin crashed its worker process.
     PluginCrashed => INTERNAL_SERVER_ERROR "plugin_crashed", transient: false, plugin_found: true,
         client_sees: Details;
+    /// No worker process is alive and none can be started (the executable is gone, the process
+    /// limit is reached): a fault of this replica, not of the plugin, and never remembered as
+    /// a verdict on the plugin's file.
+    NoWorkers => SERVICE_UNAVAILABLE "no_workers", transient: true, plugin_found: false,
+        client_sees: Fixed("no worker process could be started; retry shortly or on another replica");
     /// The worker running the call was killed from outside (an operator, the OOM killer), on
     /// the call and on its one retry.
     WorkerLost => SERVICE_UNAVAILABLE "worker_lost", transient: true, plugin_found: true,

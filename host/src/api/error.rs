@@ -60,6 +60,8 @@ pub enum ApiError {
     Overloaded,
     #[error("the server is close to its limit of open files; retry shortly")]
     OutOfDescriptors,
+    #[error("no worker process is alive and none can be started; retry on another replica")]
+    NoWorkers,
     #[error("the plugin store did not answer in time")]
     StoreTooSlow,
     #[error("the server is shutting down; retry on another replica")]
@@ -103,6 +105,7 @@ impl ApiError {
             | ApiError::ShuttingDown
             | ApiError::TooManyConnections => FailureKind::Overloaded,
             ApiError::StoreTooSlow => FailureKind::StoreUnavailable,
+            ApiError::NoWorkers => FailureKind::NoWorkers,
             ApiError::Run(error) => error.kind(),
             ApiError::Internal(_) => FailureKind::Internal,
         }

@@ -28,7 +28,7 @@ pub use functions::StreamLimits;
 
 use crate::{
     metrics::Metrics,
-    runner::{PluginRunner, PluginStatus, RunError},
+    runner::{PluginRunner, PluginStatus, RunError, WorkerPoolStatus},
     store::PluginName,
 };
 
@@ -297,6 +297,9 @@ pub struct Readiness {
     /// are over the size limit); the service is still ready to serve the others.
     pub unloadable: Vec<PluginName>,
     pub file_descriptors: crate::server::Descriptors,
+    /// The worker processes (process isolation only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<WorkerPoolStatus>,
 }
 
 /// Ready when the host can serve: the store answers within [`LISTING_DEADLINE`] (a store that
@@ -307,12 +310,17 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
     if !file_descriptors.have_headroom() {
         return Err(ApiError::OutOfDescriptors);
     }
+    let workers = state.runner.workers();
+    if workers.as_ref().is_some_and(|workers| !workers.can_serve()) {
+        return Err(ApiError::NoWorkers);
+    }
     let runner = Arc::clone(&state.runner);
     let plugins = listing(&state, move || runner.list()).await?;
     Ok(Json(Readiness {
         status: "ready",
         store: state.runner.describe_store(),
         file_descriptors,
+        workers,
         plugins: plugins.len(),
         unloadable: plugins
             .into_iter()

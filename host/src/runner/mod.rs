@@ -10,7 +10,7 @@ pub mod worker;
 
 pub use catalog::DEFAULT_CACHE_CAPACITY;
 pub use in_process::InProcessRunner;
-pub use worker::{WorkerFailure, WorkerPoolRunner, WorkerSettings};
+pub use worker::{WorkerFailure, WorkerPoolRunner, WorkerPoolStatus, WorkerSettings};
 
 use std::sync::Arc;
 
@@ -46,6 +46,11 @@ pub trait PluginRunner: Send + Sync + std::fmt::Debug {
 
     /// Where plugins come from, for operators.
     fn describe_store(&self) -> String;
+
+    /// The worker processes, when plugins run in them.
+    fn workers(&self) -> Option<WorkerPoolStatus> {
+        None
+    }
 }
 
 /// What a plugin version can be called with.

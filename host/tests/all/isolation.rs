@@ -429,3 +429,53 @@ fn workers_are_recycled_after_many_loads_between_calls() {
     assert!(pids.iter().all(|alive| alive.len() <= 1), "never more than the one worker: {pids:?}");
     assert_eq!(pids[0], pids[1], "the first worker served two versions: {pids:?}");
 }
+
+/// `/readyz` says whether the host can serve, not only whether the store answers: with every
+/// worker gone and none able to start (here its executable was removed), the replica is not
+/// ready, and it is again once workers start.
+#[tokio::test]
+async fn readiness_follows_the_workers() {
+    let dir = crate::support::plugin_dir(&["hello"]);
+    let bin = tempfile::TempDir::new().unwrap();
+    let executable = bin.path().join("host");
+    std::fs::copy(env!("CARGO_BIN_EXE_host"), &executable).unwrap();
+    let mut settings = WorkerSettings::new(executable.clone());
+    settings.workers = 1;
+    let metrics = Arc::new(Metrics::new());
+    let runner = WorkerPoolRunner::new(
+        local_store(dir.path()),
+        runtime_config(ExecutionMode::Aot),
+        settings,
+        Arc::clone(&metrics),
+        16,
+    )
+    .expect("workers start");
+    let server = TestServer::start(AppState::new(Arc::new(runner), metrics, 16)).await;
+    let readyz = || async {
+        let response = server.client.get(server.url("/readyz")).send().await.unwrap();
+        (response.status().as_u16(), response.json::<Value>().await.unwrap())
+    };
+    let (status, body) = readyz().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!((body["workers"]["configured"].as_u64(), body["workers"]["alive"].as_u64()), (Some(1), Some(1)));
+
+    std::fs::remove_file(&executable).unwrap();
+    for pid in worker_pids() {
+        std::process::Command::new("kill").arg("-KILL").arg(pid.to_string()).status().unwrap();
+    }
+    // Calls now find their worker dead (the first may still reach it as it dies, which is
+    // `worker_lost`) and cannot start another.
+    for _ in 0..2 {
+        let (status, body) = server.run("hello", 21).await;
+        assert!(matches!(code(&body), Some("no_workers" | "worker_lost")), "{status} {body}");
+    }
+    let (status, body) = readyz().await;
+    assert_eq!((status, code(&body)), (503, Some("no_workers")), "{body}");
+
+    std::fs::copy(env!("CARGO_BIN_EXE_host"), &executable).unwrap();
+    // A worker failing to start is no verdict on the plugin: the next call loads it again.
+    assert_eq!(server.run("hello", 21).await, (200, json!({ "output": 43 })));
+    let (status, body) = readyz().await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["workers"]["spawn_failure"].is_null(), "{body}");
+}

@@ -135,7 +135,7 @@ impl WorkerFailure {
             failure if failure.killed_from_outside() => FailureKind::WorkerLost,
             WorkerFailure::Crashed { .. } => FailureKind::PluginCrashed,
             WorkerFailure::Unresponsive { .. } => FailureKind::PluginTimeout,
-            WorkerFailure::Spawn(_) => FailureKind::Internal,
+            WorkerFailure::Spawn(_) => FailureKind::NoWorkers,
             WorkerFailure::Busy | WorkerFailure::TooManyStreams { .. } => FailureKind::Overloaded,
         }
     }
@@ -149,6 +149,28 @@ fn describe_exit(signal: Option<i32>, exit_code: Option<i32>) -> String {
         (Some(signal), _) => format!("signal {signal}"),
         (None, Some(code)) => format!("exit code {code}"),
         (None, None) => "unknown cause".into(),
+    }
+}
+
+/// The worker pool as `/readyz` shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WorkerPoolStatus {
+    /// Workers the pool runs when it can.
+    pub configured: usize,
+    /// Workers alive now.
+    pub alive: usize,
+    /// Workers running a call (or holding a stream).
+    pub busy: usize,
+    /// Calls waiting for a worker.
+    pub waiting: usize,
+    /// Why the last attempt to start a worker failed, while none has started since.
+    pub spawn_failure: Option<String>,
+}
+
+impl WorkerPoolStatus {
+    /// Whether calls can be served: a worker is alive, or workers can be started.
+    pub fn can_serve(&self) -> bool {
+        self.alive > 0 || self.spawn_failure.is_none()
     }
 }
 
@@ -352,6 +374,10 @@ impl PluginRunner for WorkerPoolRunner {
             status.quarantine = self.quarantine.status(&status.name);
         }
         Ok(plugins)
+    }
+
+    fn workers(&self) -> Option<WorkerPoolStatus> {
+        Some(self.pool.status())
     }
 
     fn describe_store(&self) -> String {

@@ -14,7 +14,7 @@ use parking_lot::{Condvar, Mutex};
 use wait_timeout::ChildExt;
 
 use super::{
-    CheckedModule, WORKER_ARG, WorkerFailure, WorkerSettings,
+    CheckedModule, WORKER_ARG, WorkerFailure, WorkerPoolStatus, WorkerSettings,
     protocol::{PROTOCOL_VERSION, Reply, Request, read_frame, write_frame},
 };
 use crate::{
@@ -47,6 +47,8 @@ struct PoolState {
     running: HashMap<PluginName, usize>,
     /// Calls waiting for a worker, in arrival order.
     waiting: VecDeque<Arc<Waiter>>,
+    /// Why the last attempt to start a worker failed, until one starts again.
+    spawn_failure: Option<String>,
 }
 
 /// A call waiting for a worker.
@@ -68,7 +70,13 @@ enum Grant {
 impl Pool {
     pub fn new(settings: WorkerSettings, runtime: RuntimeConfig) -> Result<Self, WorkerFailure> {
         let workers = settings.workers.max(1);
-        let state = PoolState { idle: Vec::new(), alive: 0, running: HashMap::new(), waiting: VecDeque::new() };
+        let state = PoolState {
+            idle: Vec::new(),
+            alive: 0,
+            running: HashMap::new(),
+            waiting: VecDeque::new(),
+            spawn_failure: None,
+        };
         let pool = Pool { settings, runtime, state: Mutex::new(state) };
         let started = (0..workers).map(|_| pool.spawn()).collect::<Result<Vec<_>, _>>()?;
         {
@@ -111,14 +119,34 @@ impl Pool {
         };
         let worker = match grant {
             Grant::Idle(worker) => worker,
-            Grant::Spawn => self.spawn().inspect_err(|_| {
-                let mut state = self.state.lock();
-                state.alive -= 1;
-                state.stop_running(plugin);
-                self.dispatch(&mut state);
-            })?,
+            Grant::Spawn => match self.spawn() {
+                Ok(worker) => {
+                    self.state.lock().spawn_failure = None;
+                    worker
+                }
+                Err(failure) => {
+                    let mut state = self.state.lock();
+                    state.alive -= 1;
+                    state.stop_running(plugin);
+                    state.spawn_failure = Some(failure.to_string());
+                    self.dispatch(&mut state);
+                    return Err(failure);
+                }
+            },
         };
         Ok(PooledWorker { pool: Arc::clone(self), plugin: plugin.clone(), worker: Some(worker) })
+    }
+
+    /// What `/readyz` reports about the pool.
+    pub fn status(&self) -> WorkerPoolStatus {
+        let state = self.state.lock();
+        WorkerPoolStatus {
+            configured: self.settings.workers.max(1),
+            alive: state.alive,
+            busy: state.alive - state.idle.len(),
+            waiting: state.waiting.len(),
+            spawn_failure: state.spawn_failure.clone(),
+        }
     }
 
     /// Hands free workers (idle ones, or places for new ones) to waiting calls, fairly (see
