@@ -185,9 +185,14 @@ pub enum RuntimeError {
 
 fn wrong_abi_version(plugin: u32) -> String {
     if plugin == 1 {
-        "this plugin follows ABI v1: it has no named functions; call it with an integer input and no function".into()
+        "this plugin follows ABI v1: it has no named functions; call it with an integer \"input\" and no \
+         \"function\""
+            .into()
     } else {
-        format!("this plugin follows ABI v{plugin}: call one of its functions by name, with bytes as input")
+        format!(
+            "this plugin follows ABI v{plugin}: name one of its functions (\"function\") and send bytes (\"input\" \
+             as text or \"input_base64\"), or POST the bytes to /plugins/<name>/functions/<function>"
+        )
     }
 }
 

@@ -182,7 +182,7 @@ async fn wrong_calls_get_clear_errors() {
         let server = default_server(isolation).await;
         // (request, status, code, words the message must contain)
         let cases = [
-            (json!({"plugin": "text", "input": 21}), 400, "wrong_abi_version", "call one of its functions by name"),
+            (json!({"plugin": "text", "input": 21}), 400, "wrong_abi_version", "name one of its functions"),
             (json!({"plugin": "hello", "function": "upper", "input": "x"}), 400, "wrong_abi_version", "ABI v1"),
             (json!({"plugin": "text", "function": "shout", "input": "x"}), 404, "function_not_found", "lower, reverse"),
             (
