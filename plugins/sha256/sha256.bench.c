@@ -2,6 +2,7 @@
 // compiled for the build machine at the same optimisation level as the plugin (-O2), fed
 // `argv[1]` MiB of a fixed pattern in chunks of the input capacity, as the host feeds them.
 // Prints one JSON line: {"bytes": N, "seconds": S, "digest": "<hex>"}.
+#define _POSIX_C_SOURCE 199309L /* clock_gettime under -std=c11 */
 #include "sha256.c"
 
 #include <stdio.h>
