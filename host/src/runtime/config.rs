@@ -10,8 +10,10 @@ use plugin_sdk::AbiLimits;
 pub enum ExecutionMode {
     /// WasmEdge's interpreter: no compile step, about 100x slower than native on compute.
     Interpreter,
-    /// Native code compiled by the host itself with WasmEdge's AOT compiler (interruptible,
-    /// so deadlines still apply), cached on disk by content hash. Close to native speed.
+    /// Native code compiled by the host itself with WasmEdge's AOT compiler, cached on disk by
+    /// content hash. Close to native speed. In-process it is compiled interruptible, so
+    /// WasmEdge's timer can stop it at the deadline; in worker processes, which the server
+    /// kills at the deadline, without those checks, which cost a loop about 10 ns a turn.
     #[default]
     Aot,
 }

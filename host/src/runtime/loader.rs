@@ -36,12 +36,16 @@ impl Engine {
             ExecutionMode::Interpreter => RunMode::Interpreter,
             ExecutionMode::Aot => RunMode::Aot,
         };
-        let config = Arc::new(wasmedge_config(&settings.limits, run_mode)?);
+        let interruptible = !settings.external_deadline;
+        let config = Arc::new(wasmedge_config(&settings.limits, run_mode, interruptible)?);
         let aot = match settings.mode {
             ExecutionMode::Interpreter => None,
-            ExecutionMode::Aot => {
-                Some(AotCache::new(settings.aot_cache_dir(), &settings.limits, settings.aot_cache_max_bytes)?)
-            }
+            ExecutionMode::Aot => Some(AotCache::new(
+                settings.aot_cache_dir(),
+                &settings.limits,
+                interruptible,
+                settings.aot_cache_max_bytes,
+            )?),
         };
         Ok(Engine { settings, config, aot })
     }
@@ -110,7 +114,12 @@ fn check_memory(module: &Module, limit: u32) -> Result<(), RuntimeError> {
     Ok(())
 }
 
-fn wasmedge_config(limits: &Limits, run_mode: RunMode) -> Result<Config, RuntimeError> {
+/// `interruptible`: AOT code checks for a stop request at every loop back-edge and function
+/// entry, which is what lets WasmEdge's own timer stop a call in this process. The check is an
+/// atomic exchange, about 10 ns each time (measured: three quarters of a byte loop's time), so
+/// code run under an external deadline (worker processes, which the server kills when late)
+/// is compiled without it.
+fn wasmedge_config(limits: &Limits, run_mode: RunMode, interruptible: bool) -> Result<Config, RuntimeError> {
     // Only the proposals ABI v1 allows (see ABI.md), so WasmEdge refuses the rest even for a
     // module loaded without the ABI check.
     let common = CommonConfigOptions::default()
@@ -130,8 +139,7 @@ fn wasmedge_config(limits: &Limits, run_mode: RunMode) -> Result<Config, Runtime
             CompilerConfigOptions::default()
                 .out_format(CompilerOutputFormat::Native)
                 .optimization_level(CompilerOptimizationLevel::O2)
-                // Interruptible code checks for the deadline, so timeouts work in AOT mode.
-                .interruptible(true),
+                .interruptible(interruptible),
         )
         .build()
         .map_err(|e| RuntimeError::Engine(e.to_string()))
@@ -174,24 +182,32 @@ struct AotCache {
     variant: String,
 }
 
+/// The artifact variants a host of this WasmEdge release compiles: in-process engines use the
+/// interruptible one, worker processes the other, and both may share one folder.
+fn variants() -> [String; 2] {
+    let release = format!("wasmedge{}-o2", wasmedge_sdk::utils::CoreVersion::version_string());
+    [format!("{release}-interruptible"), release]
+}
+
 impl AotCache {
-    fn new(dir: PathBuf, limits: &Limits, max_bytes: u64) -> Result<Self, RuntimeError> {
+    fn new(dir: PathBuf, limits: &Limits, interruptible: bool, max_bytes: u64) -> Result<Self, RuntimeError> {
         ensure_private_dir(&dir)?;
-        let config = wasmedge_config(limits, RunMode::Aot)?;
+        let config = wasmedge_config(limits, RunMode::Aot, interruptible)?;
         let compiler = Compiler::new(Some(&config)).map_err(|e| RuntimeError::Engine(e.to_string()))?;
-        let variant = format!("wasmedge{}-o2-interruptible", wasmedge_sdk::utils::CoreVersion::version_string());
+        let [with_checks, without] = variants();
+        let variant = if interruptible { with_checks } else { without };
         let cache = AotCache { dir, compiler, variant };
         cache.clean(max_bytes);
         Ok(cache)
     }
 
     /// Keeps the folder from growing without bound, once per engine start: removes artifacts
-    /// this engine can never use (another WasmEdge release or compile options), compilations
+    /// no engine of this release can use (another WasmEdge release or compile options), compilations
     /// abandoned over an hour ago, and then the oldest artifacts until the rest fit in
     /// `max_bytes`. Removing a file another process has loaded is safe: its mapping stays.
     fn clean(&self, max_bytes: u64) {
         let Ok(entries) = fs::read_dir(&self.dir) else { return };
-        let suffix = format!("-{}.so", self.variant);
+        let suffixes = variants().map(|variant| format!("-{variant}.so"));
         let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
         let mut kept = Vec::new();
         for entry in entries.flatten() {
@@ -202,7 +218,7 @@ impl AotCache {
             }
             let modified = meta.modified().unwrap_or(std::time::UNIX_EPOCH);
             let abandoned = name.starts_with('.') && modified < hour_ago;
-            let foreign = !name.starts_with('.') && !name.ends_with(&suffix);
+            let foreign = !name.starts_with('.') && !suffixes.iter().any(|suffix| name.ends_with(suffix.as_str()));
             if abandoned || foreign {
                 let _ = fs::remove_file(entry.path());
             } else if !name.starts_with('.') {
