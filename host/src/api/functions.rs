@@ -115,12 +115,14 @@ async fn serve(
             let input = axum::body::to_bytes(body, capacity as usize)
                 .await
                 .map_err(|_| ApiError::InputTooLarge { capacity })?;
-            let (runner, stopping) = (Arc::clone(&state.runner), Arc::clone(&state.stopping));
+            let (runner, stopping, metrics) =
+                (Arc::clone(&state.runner), Arc::clone(&state.stopping), Arc::clone(&state.metrics));
             let output = blocking(move || {
                 let _permit = permit;
                 if stopping.load(Ordering::Relaxed) {
                     return Err(ApiError::ShuttingDown);
                 }
+                let _in_flight = metrics.track_in_flight();
                 runner.call(&name, &function, &input).map_err(ApiError::from)
             })
             .await?;
@@ -183,6 +185,7 @@ async fn stream_response(
     let metrics = Arc::clone(&state.metrics);
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        let _in_flight = metrics.track_in_flight();
         let outcome = drive(stream, input_rx, &output_tx);
         metrics.observe_request(Some(name.as_str()), outcome, started.elapsed());
     });
