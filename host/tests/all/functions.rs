@@ -423,8 +423,17 @@ async fn a_worker_holds_at_most_its_share_of_streams() {
     let slow = body_in_pieces(vec![vec![1u8; 100]; 20], Duration::from_millis(100));
     let client = server.client.clone();
     let url = server.url("/plugins/sha256/functions/sha256sum");
+    // Compiled first, so that the stream below opens at once.
+    assert_eq!(server.call_raw("sha256", "sha256sum", "warm").await.0, 200);
     let first = tokio::spawn(async move { client.post(url).body(slow).send().await.unwrap().status().as_u16() });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    // Wait until the stream holds its worker.
+    for _ in 0..100 {
+        let ready: Value = server.client.get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
+        if ready["workers"]["busy"] == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let (status, _, body) = server.call_raw("sha256", "sha256sum", "x").await;
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!((status, code(&body)), (503, Some("overloaded")), "{body}");

@@ -239,7 +239,7 @@ fn worker_pids() -> Vec<u32> {
 async fn soak_ten_thousand_mixed_requests_a_third_hostile() {
     // The deadline must leave a crashing call time to crash on a loaded 2-core machine (a
     // native stack overflow takes a few milliseconds of CPU), or it is reported as a timeout.
-    let isolated = isolated_server(Duration::from_millis(150), |s| s.quarantine_after = 1_000_000).await;
+    let isolated = isolated_server(Duration::from_millis(300), |s| s.quarantine_after = 1_000_000).await;
     let server = Arc::new(isolated.server);
     let before = resident_kib(std::process::id());
 

@@ -193,7 +193,8 @@ fn an_infinite_loop_stops_at_the_deadline_and_the_next_call_works() {
         let err = plugin.call(0).unwrap_err();
         let elapsed = started.elapsed();
         assert!(matches!(err, RuntimeError::Timeout { function: AbiFunction::Process, .. }), "{mode:?}: {err:?}");
-        assert!(elapsed < Duration::from_millis(250), "{mode:?}: stopped after {elapsed:?}");
+        // Stopped at the deadline, not run on: generous, for a loaded machine.
+        assert!(elapsed < Duration::from_secs(1), "{mode:?}: stopped after {elapsed:?}");
         // The same compiled plugin serves the next call normally.
         assert_eq!(plugin.call(5).unwrap(), 5, "{mode:?}");
 
