@@ -21,7 +21,7 @@ impl PluginRunner for NativeRunner {
     fn run(&self, name: &PluginName, input: i32) -> Result<i32, RunError> {
         match name.as_str() {
             "hello" => Ok(2 * input + 1),
-            _ => Err(StoreError::NotFound(name.clone()).into()),
+            _ => Err(StoreError::NotFound(name.into()).into()),
         }
     }
 
@@ -41,7 +41,7 @@ impl PluginRunner for NativeRunner {
     }
 
     fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError> {
-        Err(StoreError::NotFound(name.clone()).into())
+        Err(StoreError::NotFound(name.into()).into())
     }
 
     fn list(&self) -> Result<Vec<PluginStatus>, RunError> {

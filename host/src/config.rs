@@ -14,6 +14,7 @@ use crate::{
     api::StreamLimits,
     runner::WorkerSettings,
     runtime::{ExecutionMode, Limits, RuntimeConfig},
+    store::oci::{Credentials, OciSettings},
 };
 
 /// Where `cargo xtask build-plugins` puts the example plugins: the default plugin directory
@@ -28,7 +29,8 @@ pub struct Config {
     #[arg(long, env = "LISTEN_ADDR", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
-    /// Where plugins come from: `local` (a directory) or `fluid` (a Fluid dataset mount).
+    /// Where plugins come from: `local` (a directory), `fluid` (a Fluid dataset mount) or `oci`
+    /// (an OCI registry).
     #[arg(long, env = "PLUGIN_STORE", value_enum, default_value_t = StoreKind::Local)]
     pub plugin_store: StoreKind,
 
@@ -39,6 +41,47 @@ pub struct Config {
     /// Where the Fluid dataset holding `<name>.wasm` files is mounted (fluid store).
     #[arg(long, env = "FLUID_MOUNT_PATH", default_value = "/mnt/fluid/plugins")]
     pub fluid_mount_path: PathBuf,
+
+    /// The OCI registry and path plugins are under (oci store): `<registry-host[:port]>/<prefix>`;
+    /// version `V` of plugin `NAME` is `<prefix>/NAME:V`.
+    #[arg(long, env = "OCI_REPOSITORY", required_if_eq("plugin_store", "oci"))]
+    pub oci_repository: Option<String>,
+
+    /// Talk to the registry over plain HTTP instead of HTTPS (oci store).
+    #[arg(long, env = "OCI_INSECURE", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    pub oci_insecure: bool,
+
+    /// User name for the registry (oci store; with `--oci-password`). Without it, the
+    /// registry's entry in the Docker `config.json` (`$DOCKER_CONFIG`, else `~/.docker`) is
+    /// used if there is one, else no credentials.
+    #[arg(long, env = "OCI_USERNAME", requires = "oci_password")]
+    pub oci_username: Option<String>,
+
+    /// Password or token for the registry (oci store).
+    #[arg(long, env = "OCI_PASSWORD", requires = "oci_username", hide_env_values = true)]
+    pub oci_password: Option<String>,
+
+    /// Folder of pulled plugins, by digest (oci store). Default: a private folder under the
+    /// system's temporary directory.
+    #[arg(long, env = "OCI_CACHE_DIR")]
+    pub oci_cache_dir: Option<PathBuf>,
+
+    /// Most MiB of pulled plugins kept in the cache folder, least recently used removed first.
+    #[arg(long, env = "OCI_CACHE_MAX_MB", default_value_t = OciSettings::DEFAULT_CACHE_MAX_BYTES >> 20,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub oci_cache_max_mb: u64,
+
+    /// Longest one registry request may take, in milliseconds (a blob pull: four times that).
+    #[arg(long, env = "OCI_TIMEOUT_MS", default_value_t = OciSettings::DEFAULT_TIMEOUT.as_millis() as u64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub oci_timeout_ms: u64,
+
+    /// How long, in milliseconds, a tag listing or a tag's digest is trusted before the registry
+    /// is asked again (a new version becomes the default this much later at most; a pinned one
+    /// is found at once).
+    #[arg(long, env = "OCI_REFRESH_MS", default_value_t = OciSettings::DEFAULT_REFRESH.as_millis() as u64)]
+    pub oci_refresh_ms: u64,
 
     /// How plugin code runs: `aot` (native code compiled by the host) or `interpreter`.
     #[arg(long, env = "EXECUTION_MODE", value_enum, default_value_t = ExecutionMode::default())]
@@ -162,6 +205,7 @@ pub enum Isolation {
 pub enum StoreKind {
     Local,
     Fluid,
+    Oci,
 }
 
 /// The command line names `ExecutionMode`'s values; the runtime layer itself knows nothing of
@@ -196,6 +240,34 @@ impl Config {
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             max_connections: self.max_connections as usize,
         }
+    }
+
+    /// The OCI store's settings, when the store is `oci`: credentials from the flags, else from
+    /// the Docker `config.json`.
+    pub fn oci(&self, max_plugin_bytes: u64) -> Result<OciSettings, String> {
+        let repository = self.oci_repository.clone().ok_or("--oci-repository (OCI_REPOSITORY) is required")?;
+        let (registry, _) = crate::store::oci::split_repository(&repository)
+            .map_err(|error| format!("--oci-repository: {error}"))?;
+        let credentials = match (&self.oci_username, &self.oci_password) {
+            (Some(username), Some(password)) => {
+                Credentials::Basic { username: username.clone(), password: password.clone() }
+            }
+            _ => match Credentials::docker_config_path() {
+                Some(path) => Credentials::from_docker_config(&path, &registry)?.unwrap_or_default(),
+                None => Credentials::Anonymous,
+            },
+        };
+        let mut settings = OciSettings::new(repository);
+        settings.insecure = self.oci_insecure;
+        settings.credentials = credentials;
+        if let Some(dir) = &self.oci_cache_dir {
+            settings.cache_dir = dir.clone();
+        }
+        settings.cache_max_bytes = self.oci_cache_max_mb << 20;
+        settings.timeout = Duration::from_millis(self.oci_timeout_ms);
+        settings.refresh = Duration::from_millis(self.oci_refresh_ms);
+        settings.max_plugin_bytes = max_plugin_bytes;
+        Ok(settings)
     }
 
     /// The runtime settings these flags describe, or the first setting that contradicts

@@ -93,6 +93,14 @@ failure_kinds! {
     /// No plugin by that name (or only something that is not a regular file).
     PluginNotFound => NOT_FOUND "plugin_not_found", transient: false, plugin_found: false,
         client_sees: Fixed("no such plugin");
+    /// The plugin exists, but no version of it satisfies the request's requirement.
+    VersionNotFound => NOT_FOUND "version_not_found", transient: false, plugin_found: true, client_sees: Details;
+    /// The version requirement is not Cargo syntax.
+    InvalidVersionRequirement => BAD_REQUEST "invalid_version_requirement", transient: false, plugin_found: false,
+        client_sees: Details;
+    /// A registry sent content that does not match its digest; it was refused, never run.
+    DigestMismatch => BAD_GATEWAY "digest_mismatch", transient: false, plugin_found: true,
+        client_sees: Fixed("the plugin registry sent content that does not match its digest; it was refused");
     /// The store cannot be read right now (an absent or disconnected mount).
     StoreUnavailable => SERVICE_UNAVAILABLE "store_unavailable", transient: true, plugin_found: false,
         client_sees: Fixed("the plugin store is unavailable; retry shortly");

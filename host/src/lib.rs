@@ -28,7 +28,7 @@ use crate::{
     metrics::Metrics,
     runner::{DEFAULT_CACHE_CAPACITY, InProcessRunner, PluginRunner, WorkerPoolRunner, WorkerSettings},
     runtime::Engine,
-    store::{FluidPluginStore, LocalPluginStore, PluginStore},
+    store::{FluidPluginStore, LocalPluginStore, OciPluginStore, PluginStore},
 };
 
 /// Builds the shared state from the configuration: store, runner (in-process or worker pool).
@@ -42,6 +42,12 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
         ),
         // The mount may not be there yet: requests answer 503 until it is.
         StoreKind::Fluid => Arc::new(FluidPluginStore::new(&config.fluid_mount_path, max_bytes)),
+        // The registry may not answer yet either: only settings that cannot work stop start-up.
+        StoreKind::Oci => {
+            let settings = config.oci(max_bytes).map_err(anyhow::Error::msg)?;
+            let cache = settings.cache_dir.clone();
+            Arc::new(OciPluginStore::new(settings).with_context(|| format!("OCI store (cache {})", cache.display()))?)
+        }
     };
     tracing::info!(store = %store.describe(), mode = ?runtime.mode, isolation = ?config.isolation, "plugin store configured");
     let metrics = Arc::new(Metrics::new());

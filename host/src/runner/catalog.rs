@@ -9,7 +9,7 @@ use plugin_sdk::AbiLimits;
 use super::{AbiStatus, PluginStatus, RunError, content_hash};
 use crate::{
     metrics::Metrics,
-    store::{FileIdentity, PluginName, PluginStore, StoreError},
+    store::{FileIdentity, PluginName, PluginRef, PluginStore, StoreError},
 };
 
 /// Default number of plugins whose current version is kept.
@@ -92,7 +92,7 @@ impl<M: Clone> Catalog<M> {
         load: impl FnOnce(&[u8], &str) -> Result<M, RunError>,
     ) -> Result<M, RunError> {
         // Stat first: a name the store does not have must not take (and evict) a slot.
-        let identity = self.store.stat(name)?;
+        let identity = self.store.stat(&PluginRef::from(name))?;
         let slot = Arc::clone(self.slots.lock().get_or_insert(name.clone(), Default::default));
         let mut slot = slot.lock();
         if slot.seen == Some(identity) {
@@ -107,7 +107,7 @@ impl<M: Clone> Catalog<M> {
             }
         }
         self.metrics.observe_cache(false);
-        let file = self.store.load(name)?;
+        let file = self.store.load(&PluginRef::from(name))?;
         let content_hash = content_hash(&file.bytes);
         if let Some(current) = slot.current.as_ref().filter(|c| c.content_hash == content_hash) {
             // Touched or copied over with the same content: nothing to load again.
@@ -196,13 +196,13 @@ impl<M: Clone> Catalog<M> {
     /// The file's identity and what its content says: from the cache while the file is
     /// unchanged (one `stat`), else read, hashed and checked once.
     fn facts_of(&self, name: &PluginName) -> Result<(FileIdentity, FileFacts), StoreError> {
-        let identity = self.store.stat(name)?;
+        let identity = self.store.stat(&PluginRef::from(name))?;
         if let Some((seen, facts)) = self.facts.lock().get(name)
             && *seen == identity
         {
             return Ok((identity, facts.clone()));
         }
-        let file = self.store.load(name)?;
+        let file = self.store.load(&PluginRef::from(name))?;
         let facts = FileFacts { sha256: content_hash(&file.bytes), abi: AbiStatus::of(&file.bytes, &self.abi_limits) };
         self.facts.lock().put(name.clone(), (file.identity, facts.clone()));
         Ok((file.identity, facts))

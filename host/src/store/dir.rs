@@ -1,4 +1,4 @@
-//! Plugin files in one directory: the filesystem rules both stores share.
+//! Plugin files in one directory: the filesystem rules both file stores share.
 
 use std::{
     fs::{self, File, OpenOptions},
@@ -8,11 +8,16 @@ use std::{
     time::UNIX_EPOCH,
 };
 
-use super::{FileIdentity, PluginFile, PluginName, StoreError};
+use super::{
+    FileIdentity, PluginFile, PluginName, PluginRef, StoreError, Versions,
+    version::{version_file_name, version_from_file_name},
+};
 
-/// `<root>/<name>.wasm` files, where `root` is canonical. Anything that is not a regular file
-/// inside the root (a symlink pointing outside, a directory, FIFO or device named like a
-/// plugin, a file over the size limit) is refused without being read.
+/// `<root>/<name>.wasm` files (unversioned plugins) and `<root>/<name>/<version>.wasm` files
+/// (versions), where `root` is canonical. Anything that is not a regular file directly inside
+/// the root or a plugin's version folder (a symlink pointing elsewhere, a directory, FIFO or
+/// device named like a plugin, a version folder that is itself a link, a file over the size
+/// limit) is refused without being read.
 #[derive(Debug, Clone)]
 pub(super) struct PluginDir<'a> {
     pub root: &'a Path,
@@ -21,7 +26,7 @@ pub(super) struct PluginDir<'a> {
 
 impl PluginDir<'_> {
     /// Runs on every call, so the common case (a plain file, no link) costs one `lstat`.
-    pub fn stat(&self, name: &PluginName) -> Result<FileIdentity, StoreError> {
+    pub fn stat(&self, name: &PluginRef) -> Result<FileIdentity, StoreError> {
         let (path, meta) = self.locate(name)?;
         let meta = match meta {
             Some(meta) => meta,
@@ -30,7 +35,7 @@ impl PluginDir<'_> {
         self.check_metadata(name, &meta)
     }
 
-    pub fn load(&self, name: &PluginName) -> Result<PluginFile, StoreError> {
+    pub fn load(&self, name: &PluginRef) -> Result<PluginFile, StoreError> {
         let (path, not_a_link) = self.locate(name)?;
         // Refuse what is not a plugin before opening it (a socket cannot even be opened), so
         // that `load` answers exactly as `stat` does.
@@ -52,33 +57,92 @@ impl PluginDir<'_> {
         Ok(PluginFile { bytes, identity })
     }
 
+    /// Every name with an unversioned plugin file or a version folder, sorted.
     pub fn list(&self) -> io::Result<Vec<PluginName>> {
         let mut names: Vec<PluginName> = fs::read_dir(self.root)?
-            .filter_map(|entry| PluginName::from_file_name(&entry.ok()?.file_name().to_string_lossy()))
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                let file_name = entry.file_name();
+                let file_name = file_name.to_string_lossy();
+                match PluginName::from_file_name(&file_name) {
+                    Some(name) => Some(name),
+                    None => PluginName::new(&file_name).ok().filter(|_| entry.file_type().is_ok_and(|t| t.is_dir())),
+                }
+            })
             .collect();
         names.sort();
+        names.dedup();
         Ok(names)
+    }
+
+    /// The unversioned plugin (if `<name>.wasm` is there at all) and the versions in
+    /// `<name>/`. A file there whose name is not `<version>.wasm` is ignored with a warning; a
+    /// version folder that is a link is ignored entirely (its files could be anywhere).
+    pub fn versions(&self, name: &PluginName) -> io::Result<Versions> {
+        let unversioned = match fs::symlink_metadata(self.root.join(name.file_name())) {
+            Ok(_) => true,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => false,
+            Err(error) => return Err(error),
+        };
+        let folder = self.root.join(name.as_str());
+        let mut versions = Vec::new();
+        match fs::symlink_metadata(&folder) {
+            Ok(meta) if meta.is_dir() => {
+                for entry in fs::read_dir(&folder)? {
+                    let file_name = entry?.file_name();
+                    let file_name = file_name.to_string_lossy();
+                    match version_from_file_name(&file_name) {
+                        Some(version) => versions.push(version),
+                        // Temporary files of an atomic write are expected; anything else is
+                        // probably a mistake worth telling the operator about.
+                        None if file_name.starts_with('.') => {}
+                        None => tracing::warn!(plugin = %name, file = %file_name, "ignoring a file in the plugin's version folder: its name is not `<semver>.wasm`"),
+                    }
+                }
+            }
+            Ok(meta) if meta.file_type().is_symlink() => {
+                tracing::warn!(plugin = %name, "ignoring the plugin's version folder: it is a symbolic link");
+            }
+            Ok(_) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => return Err(error),
+        }
+        versions.sort();
+        Ok(Versions { unversioned, versions })
     }
 
     /// The plugin's path, and its metadata when it is not a symbolic link.
     ///
-    /// A validated name has no separators and the root is canonical, so `<root>/<name>.wasm`
-    /// is directly inside the root unless it is a link; only a link is followed, and only if
-    /// it leads to a file directly inside the root.
-    fn locate(&self, name: &PluginName) -> Result<(PathBuf, Option<fs::Metadata>), StoreError> {
-        let path = self.root.join(name.file_name());
-        let meta = fs::symlink_metadata(&path).map_err(|e| io_error(name, e))?;
+    /// A validated name and a version have no separators and the root is canonical, so
+    /// `<root>/<name>.wasm` is directly inside the root and `<root>/<name>/<version>.wasm`
+    /// directly inside the version folder unless it is a link; only a link is followed, and
+    /// only if it leads to a file directly inside the same folder. The version folder itself
+    /// must be a real directory, not a link.
+    fn locate(&self, plugin: &PluginRef) -> Result<(PathBuf, Option<fs::Metadata>), StoreError> {
+        let (folder, file_name) = match &plugin.version {
+            None => (self.root.to_path_buf(), plugin.name.file_name()),
+            Some(version) => {
+                let folder = self.root.join(plugin.name.as_str());
+                let meta = fs::symlink_metadata(&folder).map_err(|e| io_error(plugin, e))?;
+                if !meta.is_dir() {
+                    return Err(StoreError::NotFound(plugin.clone()));
+                }
+                (folder, version_file_name(version))
+            }
+        };
+        let path = folder.join(file_name);
+        let meta = fs::symlink_metadata(&path).map_err(|e| io_error(plugin, e))?;
         if !meta.file_type().is_symlink() {
             return Ok((path, Some(meta)));
         }
-        let real = path.canonicalize().map_err(|e| io_error(name, e))?;
-        if real.parent() != Some(self.root) {
-            return Err(StoreError::NotARegularFile(name.clone()));
+        let real = path.canonicalize().map_err(|e| io_error(plugin, e))?;
+        if real.parent() != Some(folder.as_path()) {
+            return Err(StoreError::NotARegularFile(plugin.clone()));
         }
         Ok((real, None))
     }
 
-    fn check_metadata(&self, name: &PluginName, meta: &fs::Metadata) -> Result<FileIdentity, StoreError> {
+    fn check_metadata(&self, name: &PluginRef, meta: &fs::Metadata) -> Result<FileIdentity, StoreError> {
         if !meta.file_type().is_file() {
             return Err(StoreError::NotARegularFile(name.clone()));
         }
@@ -90,6 +154,7 @@ impl PluginDir<'_> {
             modified: meta.modified().unwrap_or(UNIX_EPOCH),
             inode: meta.ino(),
             changed: (meta.ctime(), meta.ctime_nsec()),
+            digest: None,
         })
     }
 }
@@ -102,7 +167,7 @@ fn read_at_most(file: File, limit: u64) -> io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-fn io_error(name: &PluginName, error: io::Error) -> StoreError {
+fn io_error(name: &PluginRef, error: io::Error) -> StoreError {
     match error.kind() {
         io::ErrorKind::NotFound => StoreError::NotFound(name.clone()),
         // A symbolic link that loops, or leads through a non-directory: a name, not a plugin.

@@ -21,9 +21,9 @@ use std::{
 use backon::{BlockingRetryable, ExponentialBuilder};
 use parking_lot::Mutex;
 
-use super::{FileIdentity, PluginFile, PluginName, PluginStore, StoreError, dir::PluginDir};
+use super::{FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions, dir::PluginDir};
 
-/// Serves `<mount>/<name>.wasm` from a Fluid dataset mount. Never fails to construct: a mount
+/// Serves `<mount>/<name>.wasm` and `<mount>/<name>/<version>.wasm` from a Fluid dataset mount. Never fails to construct: a mount
 /// that is not there yet makes requests answer "unavailable" until it appears.
 pub struct FluidPluginStore {
     mount_path: PathBuf,
@@ -187,12 +187,12 @@ fn unescape_octal(field: &str) -> String {
 }
 
 impl PluginStore for FluidPluginStore {
-    fn stat(&self, name: &PluginName) -> Result<FileIdentity, StoreError> {
-        self.confirmed(self.with_retries("stat", |dir| dir.stat(name)), |_| false)
+    fn stat(&self, plugin: &PluginRef) -> Result<FileIdentity, StoreError> {
+        self.confirmed(self.with_retries("stat", |dir| dir.stat(plugin)), |_| false)
     }
 
-    fn load(&self, name: &PluginName) -> Result<PluginFile, StoreError> {
-        self.confirmed(self.with_retries("load", |dir| dir.load(name)), |_| false)
+    fn load(&self, plugin: &PluginRef) -> Result<PluginFile, StoreError> {
+        self.confirmed(self.with_retries("load", |dir| dir.load(plugin)), |_| false)
     }
 
     fn list(&self) -> Result<Vec<PluginName>, StoreError> {
@@ -200,6 +200,14 @@ impl PluginStore for FluidPluginStore {
             dir.list().map_err(|source| StoreError::Io { context: "listing plugins".to_string(), source })
         });
         self.confirmed(listing, Vec::is_empty)
+    }
+
+    fn versions(&self, name: &PluginName) -> Result<Versions, StoreError> {
+        let listing = self.with_retries("list versions", |dir| {
+            dir.versions(name)
+                .map_err(|source| StoreError::Io { context: format!("listing the versions of `{name}`"), source })
+        });
+        self.confirmed(listing, Versions::is_empty)
     }
 
     fn describe(&self) -> String {
@@ -256,7 +264,7 @@ mod tests {
         let attempts = Cell::new(0);
         let result: Result<(), _> = store.with_retries("load", |_| {
             attempts.set(attempts.get() + 1);
-            Err(StoreError::NotFound(PluginName::new("x").unwrap()))
+            Err(StoreError::NotFound(PluginRef::from(&PluginName::new("x").unwrap())))
         });
         assert!(matches!(result, Err(StoreError::NotFound(_))));
         assert_eq!(attempts.get(), 1);
@@ -276,6 +284,6 @@ mod tests {
         assert!(is_transient(&io(libc::ENOTCONN)));
         assert!(is_transient(&io(libc::EIO)));
         assert!(!is_transient(&io(libc::EACCES)));
-        assert!(!is_transient(&StoreError::NotFound(PluginName::new("x").unwrap())));
+        assert!(!is_transient(&StoreError::NotFound(PluginRef::from(&PluginName::new("x").unwrap()))));
     }
 }

@@ -1,13 +1,14 @@
-//! A directory of `<name>.wasm` files on a local filesystem.
+//! A directory of `<name>.wasm` files and `<name>/<version>.wasm` versions on a local
+//! filesystem.
 
 use std::{
     io,
     path::{Path, PathBuf},
 };
 
-use super::{FileIdentity, PluginFile, PluginName, PluginStore, StoreError, dir::PluginDir};
+use super::{FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions, dir::PluginDir};
 
-/// Serves `<root>/<name>.wasm` (see `PluginDir` for what is refused). The directory must exist
+/// Serves `<root>/<name>.wasm` and `<root>/<name>/<version>.wasm` (see `PluginDir` for what is refused). The directory must exist
 /// when the store is made.
 #[derive(Debug)]
 pub struct LocalPluginStore {
@@ -36,16 +37,20 @@ impl LocalPluginStore {
 }
 
 impl PluginStore for LocalPluginStore {
-    fn stat(&self, name: &PluginName) -> Result<FileIdentity, StoreError> {
-        self.dir().stat(name)
+    fn stat(&self, plugin: &PluginRef) -> Result<FileIdentity, StoreError> {
+        self.dir().stat(plugin)
     }
 
-    fn load(&self, name: &PluginName) -> Result<PluginFile, StoreError> {
-        self.dir().load(name)
+    fn load(&self, plugin: &PluginRef) -> Result<PluginFile, StoreError> {
+        self.dir().load(plugin)
     }
 
     fn list(&self) -> Result<Vec<PluginName>, StoreError> {
         self.dir().list().map_err(|e| StoreError::unavailable("listing the plugin directory", e))
+    }
+
+    fn versions(&self, name: &PluginName) -> Result<Versions, StoreError> {
+        self.dir().versions(name).map_err(|e| StoreError::unavailable(format!("listing the versions of `{name}`"), e))
     }
 
     fn describe(&self) -> String {

@@ -1,29 +1,55 @@
 //! Where plugins come from: the [`PluginStore`] trait and its implementations.
 //!
-//! A store turns a validated [`PluginName`] into the plugin's bytes. It knows nothing about
-//! WebAssembly; the runner decides when to re-read (see [`FileIdentity`]).
+//! A store turns a validated [`PluginName`] (and, for a versioned plugin, a [`Version`]) into
+//! the plugin's bytes. It knows nothing about WebAssembly; the runner decides when to re-read
+//! (see [`FileIdentity`]), and the [`Resolver`] which version a request gets.
 
 mod dir;
 mod fluid;
 mod local;
 mod name;
+pub mod oci;
+mod resolver;
+mod version;
 
-use std::{fmt, io, time::SystemTime};
+use std::{fmt, io, time::Duration, time::SystemTime};
 
 use crate::failure::FailureKind;
 
 pub use fluid::FluidPluginStore;
 pub use local::LocalPluginStore;
 pub use name::{InvalidName, MAX_NAME_LEN, PluginName};
+pub use oci::OciPluginStore;
+pub use resolver::Resolver;
+pub use version::{
+    InvalidRequirement, MAX_REQUIREMENT_LEN, PluginRef, Version, VersionRequirement, Versions, select,
+};
 
 /// A source of plugins, shared by every request as `Arc<dyn PluginStore>`.
+///
+/// Methods block (they read files or talk to a registry): call them from a blocking context
+/// such as `tokio::task::spawn_blocking`, never from an async task.
 pub trait PluginStore: Send + Sync + fmt::Debug {
     /// The plugin file's identity, without reading it: cheap enough for every request.
-    fn stat(&self, name: &PluginName) -> Result<FileIdentity, StoreError>;
+    fn stat(&self, plugin: &PluginRef) -> Result<FileIdentity, StoreError>;
     /// Reads the plugin file, opening it afresh.
-    fn load(&self, name: &PluginName) -> Result<PluginFile, StoreError>;
+    fn load(&self, plugin: &PluginRef) -> Result<PluginFile, StoreError>;
     /// Every plugin the store holds, sorted by name.
     fn list(&self) -> Result<Vec<PluginName>, StoreError>;
+    /// What the store holds under `name`: the unversioned plugin and every valid version
+    /// (empty when it has nothing by that name). Entries that are not valid versions are left
+    /// out with a warning.
+    fn versions(&self, name: &PluginName) -> Result<Versions, StoreError>;
+    /// How long the [`Resolver`] may answer from a listing before asking again. Default: 1 s.
+    fn listing_ttl(&self) -> Duration {
+        Duration::from_secs(1)
+    }
+    /// Why the store is degraded while it still serves (a registry that cannot be reached,
+    /// while what was pulled before keeps serving from the disk cache), for `/readyz`.
+    /// Default: never degraded.
+    fn degraded(&self) -> Option<String> {
+        None
+    }
     /// Where plugins come from, for logs and `/readyz`.
     fn describe(&self) -> String;
 }
@@ -38,6 +64,9 @@ pub struct FileIdentity {
     pub inode: u64,
     /// Changes on every write or metadata change, even within one mtime tick.
     pub changed: (i64, i64),
+    /// The SHA-256 of the content when the store knows it without reading the file (a
+    /// registry names every blob by its digest); `None` for files.
+    pub digest: Option<[u8; 32]>,
 }
 
 /// A plugin file as read from a store.
@@ -51,12 +80,27 @@ pub struct PluginFile {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("plugin `{0}` not found")]
-    NotFound(PluginName),
+    NotFound(PluginRef),
     /// A directory, FIFO, device or socket named like a plugin, or a link leaving the root.
     #[error("plugin `{0}` is not a regular file inside the plugin directory")]
-    NotARegularFile(PluginName),
+    NotARegularFile(PluginRef),
     #[error("plugin `{name}` is {size} bytes, over the {limit}-byte limit")]
-    TooLarge { name: PluginName, size: u64, limit: u64 },
+    TooLarge { name: PluginRef, size: u64, limit: u64 },
+    /// The plugin exists, but none of its versions satisfies the requirement (or, without
+    /// one, none is a release and there is no unversioned plugin).
+    #[error(
+        "{} (available: {})",
+        match requirement {
+            Some(requirement) => format!("no version of plugin `{name}` matches `{requirement}`"),
+            None => format!("plugin `{name}` has no release version"),
+        },
+        Versions { unversioned: false, versions: available.clone() }.describe()
+    )]
+    VersionNotFound { name: PluginName, requirement: Option<VersionRequirement>, available: Vec<Version> },
+    /// A registry gave content whose SHA-256 is not the digest it was asked for: refused,
+    /// never checked or compiled.
+    #[error("plugin `{plugin}`: the registry sent content with digest {actual}, expected {expected}; refused")]
+    DigestMismatch { plugin: PluginRef, expected: String, actual: String },
     /// The store as a whole cannot be read right now (for example a storage mount that is
     /// absent or disconnected); retrying later may succeed. `what` says which part failed,
     /// `source` the operating system's error when there is one.
@@ -81,6 +125,8 @@ impl StoreError {
         match self {
             StoreError::NotFound(_) | StoreError::NotARegularFile(_) => FailureKind::PluginNotFound,
             StoreError::TooLarge { .. } => FailureKind::PluginTooLarge,
+            StoreError::VersionNotFound { .. } => FailureKind::VersionNotFound,
+            StoreError::DigestMismatch { .. } => FailureKind::DigestMismatch,
             StoreError::Unavailable { .. } => FailureKind::StoreUnavailable,
             StoreError::Io { .. } => FailureKind::StoreError,
         }

@@ -14,3 +14,4 @@ mod runner;
 mod runtime;
 mod stores;
 mod support;
+mod versions;

@@ -121,12 +121,15 @@ impl CountingStore {
 }
 
 impl host::store::PluginStore for CountingStore {
-    fn stat(&self, name: &PluginName) -> Result<host::store::FileIdentity, StoreError> {
-        self.inner.stat(name)
+    fn stat(&self, plugin: &host::store::PluginRef) -> Result<host::store::FileIdentity, StoreError> {
+        self.inner.stat(plugin)
     }
-    fn load(&self, name: &PluginName) -> Result<host::store::PluginFile, StoreError> {
-        *self.loads.lock().unwrap().entry(name.to_string()).or_default() += 1;
-        self.inner.load(name)
+    fn load(&self, plugin: &host::store::PluginRef) -> Result<host::store::PluginFile, StoreError> {
+        *self.loads.lock().unwrap().entry(plugin.to_string()).or_default() += 1;
+        self.inner.load(plugin)
+    }
+    fn versions(&self, name: &PluginName) -> Result<host::store::Versions, StoreError> {
+        self.inner.versions(name)
     }
     fn list(&self) -> Result<Vec<PluginName>, StoreError> {
         self.inner.list()

@@ -1,0 +1,217 @@
+//! The OCI store's disk cache: verified blobs by digest, and what each tag pointed to.
+//!
+//! Layout under the cache folder (private to the host's user):
+//! - `blobs/sha256/<hex>`: a wasm layer, written only after its SHA-256 was checked, and
+//!   checked again whenever it is read (a corrupted disk is a cache miss, never a plugin);
+//! - `tags/<name>/<tag>.json`: the manifest digest, layer digest and size a tag resolved to,
+//!   so that after a restart with the registry down the versions already held still serve.
+//!
+//! The blobs are bounded: after each write, the least recently used blobs (by modification
+//! time, which a read refreshes) are removed until the total is under the limit. Tag records
+//! are a few hundred bytes each and stay; one whose blob was removed is pulled again.
+
+use std::{
+    fs, io,
+    os::unix::fs::{DirBuilderExt, PermissionsExt},
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+
+use crate::store::{PluginName, Version};
+
+/// Where a tag pointed when it was last resolved.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub(super) struct TagRecord {
+    /// `sha256:<hex>` of the manifest.
+    pub manifest_digest: String,
+    /// Hex SHA-256 of the wasm layer.
+    pub layer_sha256: String,
+    pub size: u64,
+}
+
+#[derive(Debug)]
+pub(super) struct BlobCache {
+    dir: PathBuf,
+    max_bytes: u64,
+    /// Serialises writes and eviction (reads need no lock: files appear by rename).
+    writing: Mutex<()>,
+}
+
+impl BlobCache {
+    /// Creates the folders (mode 0700) if needed.
+    pub fn new(dir: PathBuf, max_bytes: u64) -> io::Result<Self> {
+        for sub in ["blobs/sha256", "tags"] {
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir.join(sub))?;
+        }
+        // The folder may have existed already; what is in it will be run, so others must not
+        // be able to write there.
+        let meta = fs::metadata(&dir)?;
+        if meta.permissions().mode() & 0o022 != 0 {
+            fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(BlobCache { dir, max_bytes, writing: Mutex::new(()) })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn blob_path(&self, sha256: &str) -> PathBuf {
+        self.dir.join("blobs/sha256").join(sha256)
+    }
+
+    /// The blob with this hex SHA-256, if it is held and still has that digest.
+    pub fn get(&self, sha256: &str) -> Option<Vec<u8>> {
+        let path = self.blob_path(sha256);
+        let bytes = fs::read(&path).ok()?;
+        if hex::encode(Sha256::digest(&bytes)) != sha256 {
+            tracing::warn!(path = %path.display(), "cached blob does not match its digest; removing it");
+            let _ = fs::remove_file(&path);
+            return None;
+        }
+        // Recently used blobs are evicted last.
+        let _ = fs::File::open(&path).and_then(|file| file.set_modified(SystemTime::now()));
+        Some(bytes)
+    }
+
+    /// Keeps a blob whose digest the caller has verified, then evicts down to the limit.
+    pub fn put(&self, sha256: &str, bytes: &[u8]) -> io::Result<()> {
+        let _writing = self.writing.lock();
+        let folder = self.dir.join("blobs/sha256");
+        let mut file = tempfile::NamedTempFile::with_prefix_in(".partial-", &folder)?;
+        io::Write::write_all(&mut file, bytes)?;
+        file.as_file().sync_all()?;
+        file.persist(self.blob_path(sha256)).map_err(|error| error.error)?;
+        self.evict(sha256)
+    }
+
+    /// Removes the least recently used blobs (never `keep`) until the total is under the limit.
+    fn evict(&self, keep: &str) -> io::Result<()> {
+        let mut blobs = Vec::new();
+        let mut total = 0;
+        for entry in fs::read_dir(self.dir.join("blobs/sha256"))? {
+            let entry = entry?;
+            let meta = entry.metadata()?;
+            total += meta.len();
+            blobs.push((meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len(), entry.path()));
+        }
+        blobs.sort();
+        for (_, size, path) in blobs {
+            if total <= self.max_bytes {
+                break;
+            }
+            if path.file_name().is_some_and(|name| name == keep) {
+                continue;
+            }
+            tracing::info!(path = %path.display(), "evicting a cached plugin blob (cache over its size limit)");
+            fs::remove_file(&path)?;
+            total -= size;
+        }
+        Ok(())
+    }
+
+    fn tag_path(&self, name: &PluginName, version: &Version) -> PathBuf {
+        self.dir.join("tags").join(name.as_str()).join(format!("{version}.json"))
+    }
+
+    pub fn tag(&self, name: &PluginName, version: &Version) -> Option<TagRecord> {
+        let text = fs::read_to_string(self.tag_path(name, version)).ok()?;
+        serde_json::from_str(&text).ok()
+    }
+
+    pub fn put_tag(&self, name: &PluginName, version: &Version, record: &TagRecord) -> io::Result<()> {
+        let path = self.tag_path(name, version);
+        let folder = path.parent().expect("a tag record is inside a folder");
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(folder)?;
+        let mut file = tempfile::NamedTempFile::with_prefix_in(".partial-", folder)?;
+        serde_json::to_writer(&mut file, record)?;
+        file.persist(path).map_err(|error| error.error)?;
+        Ok(())
+    }
+
+    pub fn forget_tag(&self, name: &PluginName, version: &Version) {
+        let _ = fs::remove_file(self.tag_path(name, version));
+    }
+
+    /// The versions of `name` with a tag record.
+    pub fn tagged_versions(&self, name: &PluginName) -> Vec<Version> {
+        let Ok(entries) = fs::read_dir(self.dir.join("tags").join(name.as_str())) else {
+            return Vec::new();
+        };
+        let mut versions: Vec<Version> = entries
+            .filter_map(|entry| {
+                let file_name = entry.ok()?.file_name();
+                crate::store::version::parse_version_exactly(file_name.to_str()?.strip_suffix(".json")?)
+            })
+            .collect();
+        versions.sort();
+        versions
+    }
+
+    /// Every name with a tag record.
+    pub fn tagged_names(&self) -> Vec<PluginName> {
+        let Ok(entries) = fs::read_dir(self.dir.join("tags")) else {
+            return Vec::new();
+        };
+        let mut names: Vec<PluginName> =
+            entries.filter_map(|entry| PluginName::new(entry.ok()?.file_name().to_str()?).ok()).collect();
+        names.sort();
+        names
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn keeps_verified_blobs_within_the_limit_evicting_the_least_recently_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::new(dir.path().join("cache"), 2500).unwrap();
+        let blobs: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 1000]).collect();
+        cache.put(&sha(&blobs[0]), &blobs[0]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        cache.put(&sha(&blobs[1]), &blobs[1]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        // Reading the first makes the second the least recently used.
+        assert_eq!(cache.get(&sha(&blobs[0])).as_deref(), Some(&blobs[0][..]));
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        cache.put(&sha(&blobs[2]), &blobs[2]).unwrap();
+        assert!(cache.get(&sha(&blobs[0])).is_some());
+        assert!(cache.get(&sha(&blobs[1])).is_none(), "evicted");
+        assert!(cache.get(&sha(&blobs[2])).is_some());
+    }
+
+    #[test]
+    fn a_corrupted_blob_is_a_miss_and_is_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::new(dir.path().to_path_buf(), 1 << 20).unwrap();
+        let blob = b"plugin".to_vec();
+        cache.put(&sha(&blob), &blob).unwrap();
+        fs::write(cache.blob_path(&sha(&blob)), b"tampered").unwrap();
+        assert_eq!(cache.get(&sha(&blob)), None);
+        assert!(!cache.blob_path(&sha(&blob)).exists());
+    }
+
+    #[test]
+    fn remembers_tags() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::new(dir.path().to_path_buf(), 1 << 20).unwrap();
+        let name = PluginName::new("hello").unwrap();
+        let record = TagRecord { manifest_digest: "sha256:aa".into(), layer_sha256: "bb".into(), size: 3 };
+        cache.put_tag(&name, &Version::new(1, 2, 0), &record).unwrap();
+        cache.put_tag(&name, &Version::new(1, 10, 0), &record).unwrap();
+        assert_eq!(cache.tag(&name, &Version::new(1, 2, 0)), Some(record));
+        assert_eq!(cache.tagged_versions(&name), [Version::new(1, 2, 0), Version::new(1, 10, 0)]);
+        assert_eq!(cache.tagged_names(), [name.clone()]);
+        cache.forget_tag(&name, &Version::new(1, 2, 0));
+        assert_eq!(cache.tagged_versions(&name), [Version::new(1, 10, 0)]);
+    }
+}

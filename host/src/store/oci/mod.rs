@@ -1,0 +1,575 @@
+//! Plugins in an OCI registry (Harbor, Zot, the CNCF distribution registry, cloud registries).
+//!
+//! A plugin version is the artifact `<registry>/<prefix>/<name>:<version>` in the CNCF Wasm
+//! layout: a manifest whose config has media type `application/vnd.wasm.config.v0+json` and
+//! whose one layer, `application/wasm`, is the module. Tags that are not semantic versions
+//! (`latest`) are ignored with a warning; OCI tags cannot hold `+`, so build metadata is
+//! written `_` in a tag (`1.0.0_build.5` is `1.0.0+build.5`), as Helm does. A registry holds
+//! no unversioned plugins.
+//!
+//! What the store guarantees:
+//! - **Digests are verified** before anything else sees the bytes: the layer's SHA-256 must be
+//!   the digest its manifest names (and the manifest's the digest the registry gave for the
+//!   tag). A mismatch is refused ([`StoreError::DigestMismatch`]) and logged, never run.
+//! - **Blobs are cached on disk by digest** ([`cache`]), bounded by size, so restarts and other
+//!   versions reuse them; the bytes are checked again whenever they are read.
+//! - **A registry that is down or slow does not stop versions already held**: every registry
+//!   request has a timeout; a tag resolved before keeps its digest (in memory, and on disk
+//!   across restarts) and its blob serves from the cache. What cannot be resolved without the
+//!   registry is [`StoreError::Unavailable`] (503 with `Retry-After`), and
+//!   [`PluginStore::degraded`] says so for `/readyz`.
+//!
+//! The [`PluginStore`] trait is blocking; the registry client is async. The store owns a small
+//! tokio runtime (one worker thread) and waits on it with `block_on` from the caller's thread,
+//! which is a blocking thread (the API runs store calls with `spawn_blocking`): the server's
+//! async threads never wait on the registry.
+
+mod cache;
+mod credentials;
+
+use std::{
+    collections::HashMap,
+    io,
+    path::PathBuf,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
+
+use futures_util::StreamExt;
+use oci_client::{
+    Client, Reference,
+    client::{ClientConfig, ClientProtocol},
+    errors::{OciDistributionError, OciErrorCode},
+    manifest::OciImageManifest,
+    secrets::RegistryAuth,
+};
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+
+pub use credentials::Credentials;
+
+use self::cache::{BlobCache, TagRecord};
+use super::{
+    FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions,
+    version::{Version, parse_version_exactly},
+};
+
+/// Media type of the config blob of a CNCF Wasm artifact.
+pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
+/// Media type of the one layer of a CNCF Wasm artifact: the module itself.
+pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
+/// The layer type of the older `wasm-to-oci` layout, also accepted when pulling.
+const LEGACY_WASM_LAYER_MEDIA_TYPE: &str = "application/vnd.wasm.content.layer.v1+wasm";
+/// Manifest types asked for: an OCI image manifest (what every Wasm artifact tool writes).
+const MANIFEST_MEDIA_TYPES: &[&str] = &[oci_client::manifest::OCI_IMAGE_MEDIA_TYPE];
+
+/// How the OCI store works. Every field documents its default.
+#[derive(Debug, Clone)]
+pub struct OciSettings {
+    /// `<registry-host[:port]>/<prefix>`; plugin `name` version `v` is `<prefix>/<name>:<v>`.
+    /// No default.
+    pub repository: String,
+    /// Talk plain HTTP instead of HTTPS (a registry on localhost or inside a cluster).
+    /// Default: false.
+    pub insecure: bool,
+    /// Default: anonymous.
+    pub credentials: Credentials,
+    /// Where verified blobs and tag records are kept. Default: a private folder under the
+    /// system's temporary directory.
+    pub cache_dir: PathBuf,
+    /// Most bytes of blobs kept in `cache_dir`. Default: 512 MiB.
+    pub cache_max_bytes: u64,
+    /// Longest one registry request may take (connecting included); a blob gets four times
+    /// as long. Default: 5 s.
+    pub timeout: Duration,
+    /// How long a tag listing, and a tag's digest, are trusted before the registry is asked
+    /// again. Default: 10 s.
+    pub refresh: Duration,
+    /// Largest plugin accepted, in bytes (checked against the manifest before pulling).
+    /// Default: 16 MiB.
+    pub max_plugin_bytes: u64,
+}
+
+impl OciSettings {
+    pub const DEFAULT_CACHE_MAX_BYTES: u64 = 512 << 20;
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const DEFAULT_REFRESH: Duration = Duration::from_secs(10);
+
+    pub fn new(repository: impl Into<String>) -> Self {
+        let user = rustix::process::getuid().as_raw();
+        OciSettings {
+            repository: repository.into(),
+            insecure: false,
+            credentials: Credentials::Anonymous,
+            cache_dir: std::env::temp_dir().join(format!("plugin-host-{user}")).join("oci"),
+            cache_max_bytes: Self::DEFAULT_CACHE_MAX_BYTES,
+            timeout: Self::DEFAULT_TIMEOUT,
+            refresh: Self::DEFAULT_REFRESH,
+            max_plugin_bytes: 16 << 20,
+        }
+    }
+}
+
+/// `<registry>/<prefix>` split in its two parts.
+pub fn split_repository(repository: &str) -> Result<(String, String), String> {
+    let (registry, prefix) = repository.split_once('/').unwrap_or((repository, ""));
+    let prefix = prefix.trim_matches('/');
+    if registry.is_empty() || !registry.contains(['.', ':']) && registry != "localhost" {
+        return Err(format!(
+            "`{repository}` does not start with a registry host (`host:port/prefix`, `registry.example.com/prefix`)"
+        ));
+    }
+    let valid_path = prefix.split('/').all(|part| {
+        !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+    });
+    if !prefix.is_empty() && !valid_path {
+        return Err(format!("`{prefix}` is not a valid repository path (lowercase letters, digits, `.`, `_`, `-`, `/`)"));
+    }
+    Ok((registry.to_string(), prefix.to_string()))
+}
+
+/// A plugin version's tag: the version, with `+` written `_`.
+pub fn tag_of(version: &Version) -> String {
+    version.to_string().replace('+', "_")
+}
+
+/// The version a tag names, if it names one exactly.
+pub fn version_of_tag(tag: &str) -> Option<Version> {
+    parse_version_exactly(&tag.replacen('_', "+", 1))
+}
+
+/// Plugins from an OCI registry. See the module documentation.
+pub struct OciPluginStore {
+    settings: OciSettings,
+    registry: String,
+    prefix: String,
+    client: Client,
+    auth: RegistryAuth,
+    /// Drives the registry client; `None` only while being dropped.
+    runtime: Option<tokio::runtime::Runtime>,
+    cache: BlobCache,
+    /// Tags resolved since start-up (or read from the cache), and when the registry last
+    /// confirmed each.
+    tags: Mutex<HashMap<(PluginName, Version), (TagRecord, Instant)>>,
+    /// Set while the registry cannot be reached: since when, and why.
+    outage: Mutex<Option<(SystemTime, String)>>,
+}
+
+impl std::fmt::Debug for OciPluginStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OciPluginStore").field("repository", &self.settings.repository).finish_non_exhaustive()
+    }
+}
+
+/// Dropping a runtime waits for its threads, which an async context forbids; the store may
+/// well be dropped in one (a test's server state), so its runtime is let go in the background.
+impl Drop for OciPluginStore {
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+/// How a registry request failed, as far as the store cares.
+#[derive(Debug)]
+enum RegistryFailure {
+    /// The registry did not answer in time, could not be reached, or answered 5xx/429:
+    /// asking again later may work.
+    Unreachable(String),
+    /// It answered that the repository, tag or blob does not exist.
+    NotFound,
+    /// The content did not match its digest.
+    DigestMismatch { expected: String, actual: String },
+    /// Anything else: credentials refused, a manifest that is not a Wasm artifact, ...
+    Refused(String),
+}
+
+impl RegistryFailure {
+    fn classify(error: OciDistributionError) -> Self {
+        use OciDistributionError as E;
+        let not_found = |code: &OciErrorCode| {
+            matches!(
+                code,
+                OciErrorCode::NameUnknown
+                    | OciErrorCode::ManifestUnknown
+                    | OciErrorCode::BlobUnknown
+                    | OciErrorCode::NotFound
+            )
+        };
+        match error {
+            E::RequestError(error) => RegistryFailure::Unreachable(error.to_string()),
+            E::ServerError { code, .. } if code == 404 => RegistryFailure::NotFound,
+            E::ServerError { code, ref message, .. } if code >= 500 || code == 429 => {
+                RegistryFailure::Unreachable(format!("HTTP {code}: {message}"))
+            }
+            E::RegistryError { ref envelope, .. } if envelope.errors.iter().any(|e| not_found(&e.code)) => {
+                RegistryFailure::NotFound
+            }
+            E::RegistryError { ref envelope, .. }
+                if envelope.errors.iter().any(|e| e.code == OciErrorCode::Toomanyrequests) =>
+            {
+                RegistryFailure::Unreachable(error.to_string())
+            }
+            E::ImageManifestNotFoundError(_) => RegistryFailure::NotFound,
+            E::DigestError(oci_client::errors::DigestError::VerificationError { expected, actual }) => {
+                RegistryFailure::DigestMismatch { expected, actual }
+            }
+            other => RegistryFailure::Refused(other.to_string()),
+        }
+    }
+}
+
+impl OciPluginStore {
+    /// Fails on settings that cannot work (a repository without a registry host, a cache
+    /// folder that cannot be created); an unreachable registry is not an error here.
+    pub fn new(settings: OciSettings) -> io::Result<Self> {
+        let (registry, prefix) = split_repository(&settings.repository).map_err(io::Error::other)?;
+        let config = ClientConfig {
+            protocol: if settings.insecure { ClientProtocol::Http } else { ClientProtocol::Https },
+            connect_timeout: Some(settings.timeout),
+            read_timeout: Some(settings.timeout),
+            ..ClientConfig::default()
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("oci-registry")
+            .enable_all()
+            .build()?;
+        let cache = BlobCache::new(settings.cache_dir.clone(), settings.cache_max_bytes)?;
+        Ok(OciPluginStore {
+            auth: settings.credentials.to_registry_auth(),
+            client: Client::new(config),
+            registry,
+            prefix,
+            runtime: Some(runtime),
+            cache,
+            tags: Mutex::new(HashMap::new()),
+            outage: Mutex::new(None),
+            settings,
+        })
+    }
+
+    fn repository_of(&self, name: &PluginName) -> String {
+        if self.prefix.is_empty() { name.to_string() } else { format!("{}/{name}", self.prefix) }
+    }
+
+    fn reference(&self, name: &PluginName, tag: &str) -> Reference {
+        Reference::with_tag(self.registry.clone(), self.repository_of(name), tag.to_string())
+    }
+
+    /// Runs one registry request on the store's runtime, within `timeout`, and keeps track of
+    /// whether the registry answers.
+    fn request<T>(
+        &self,
+        timeout: Duration,
+        request: impl Future<Output = Result<T, OciDistributionError>>,
+    ) -> Result<T, RegistryFailure> {
+        let runtime = self.runtime.as_ref().expect("the runtime lives as long as the store");
+        let result = match runtime.block_on(tokio::time::timeout(timeout, request)) {
+            Ok(result) => result.map_err(RegistryFailure::classify),
+            Err(_) => Err(RegistryFailure::Unreachable(format!("no answer within {timeout:?}"))),
+        };
+        let mut outage = self.outage.lock();
+        match &result {
+            Err(RegistryFailure::Unreachable(why)) => {
+                if outage.is_none() {
+                    tracing::warn!(registry = %self.registry, error = %why, "plugin registry unreachable");
+                }
+                *outage = Some((outage.as_ref().map_or_else(SystemTime::now, |(since, _)| *since), why.clone()));
+            }
+            _ => {
+                if outage.take().is_some() {
+                    tracing::info!(registry = %self.registry, "plugin registry reachable again");
+                }
+            }
+        }
+        result
+    }
+
+    /// A reference naming only the registry (for the catalog, which is registry-wide).
+    fn registry_reference(&self) -> Reference {
+        Reference::with_tag(self.registry.clone(), "catalog".to_string(), "latest".to_string())
+    }
+
+    fn unavailable(&self, why: String) -> StoreError {
+        StoreError::Unavailable {
+            what: format!("registry {} ({why})", self.registry),
+            source: Some(io::Error::new(io::ErrorKind::TimedOut, why)),
+        }
+    }
+
+    fn store_error(&self, plugin: &PluginRef, failure: RegistryFailure) -> StoreError {
+        match failure {
+            RegistryFailure::Unreachable(why) => self.unavailable(why),
+            RegistryFailure::NotFound => StoreError::NotFound(plugin.clone()),
+            RegistryFailure::DigestMismatch { expected, actual } => {
+                tracing::error!(plugin = %plugin, registry = %self.registry, %expected, %actual, "registry content does not match its digest; refused");
+                StoreError::DigestMismatch { plugin: plugin.clone(), expected, actual }
+            }
+            RegistryFailure::Refused(why) => StoreError::Io {
+                context: format!("registry {} refused plugin `{plugin}`", self.registry),
+                source: io::Error::other(why),
+            },
+        }
+    }
+
+    /// Where `name`'s `version` points: from memory while the registry confirmed it within
+    /// `refresh`, else from the registry; when the registry cannot answer, from what it said
+    /// last (in memory, or on disk from before a restart).
+    fn tag_record(&self, name: &PluginName, version: &Version) -> Result<TagRecord, StoreError> {
+        let key = (name.clone(), version.clone());
+        let known = self.tags.lock().get(&key).cloned();
+        if let Some((record, confirmed)) = &known
+            && confirmed.elapsed() < self.settings.refresh
+        {
+            return Ok(record.clone());
+        }
+        let plugin = PluginRef::versioned(name.clone(), version.clone());
+        match self.fetch_tag(name, version) {
+            Ok(record) => {
+                if let Err(error) = self.cache.put_tag(name, version, &record) {
+                    tracing::warn!(plugin = %plugin, %error, "could not record the tag in the cache folder");
+                }
+                self.tags.lock().insert(key, (record.clone(), Instant::now()));
+                Ok(record)
+            }
+            Err(RegistryFailure::Unreachable(why)) => {
+                let fallback = known.map(|(record, _)| record).or_else(|| self.cache.tag(name, version));
+                match fallback {
+                    Some(record) => {
+                        tracing::debug!(plugin = %plugin, error = %why, "registry unreachable; serving the digest it gave before");
+                        // Not asked again for another `refresh`: a slow registry must not
+                        // slow every call down.
+                        self.tags.lock().insert(key, (record.clone(), Instant::now()));
+                        Ok(record)
+                    }
+                    None => Err(self.store_error(&plugin, RegistryFailure::Unreachable(why))),
+                }
+            }
+            Err(RegistryFailure::NotFound) => {
+                self.tags.lock().remove(&key);
+                self.cache.forget_tag(name, version);
+                Err(StoreError::NotFound(plugin))
+            }
+            Err(failure) => Err(self.store_error(&plugin, failure)),
+        }
+    }
+
+    /// The manifest of `name:version`, checked to be a Wasm artifact.
+    fn fetch_tag(&self, name: &PluginName, version: &Version) -> Result<TagRecord, RegistryFailure> {
+        let reference = self.reference(name, &tag_of(version));
+        let (raw, digest) = self.request(
+            self.settings.timeout,
+            self.client.pull_manifest_raw(&reference, &self.auth, MANIFEST_MEDIA_TYPES),
+        )?;
+        // The client checks this too; the store does not rely on it.
+        let actual = format!("sha256:{}", hex::encode(Sha256::digest(&raw)));
+        if digest.starts_with("sha256:") && actual != digest {
+            return Err(RegistryFailure::DigestMismatch { expected: digest, actual });
+        }
+        let manifest: OciImageManifest = serde_json::from_slice(&raw)
+            .map_err(|error| RegistryFailure::Refused(format!("the manifest is not an OCI image manifest: {error}")))?;
+        let [layer] = manifest.layers.as_slice() else {
+            return Err(RegistryFailure::Refused(format!(
+                "a Wasm artifact has exactly one layer; this manifest has {}",
+                manifest.layers.len()
+            )));
+        };
+        if layer.media_type != WASM_LAYER_MEDIA_TYPE && layer.media_type != LEGACY_WASM_LAYER_MEDIA_TYPE {
+            return Err(RegistryFailure::Refused(format!(
+                "the layer's media type is `{}`, not `{WASM_LAYER_MEDIA_TYPE}`",
+                layer.media_type
+            )));
+        }
+        let layer_sha256 = layer
+            .digest
+            .strip_prefix("sha256:")
+            .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
+            .ok_or_else(|| RegistryFailure::Refused(format!("unsupported layer digest `{}`", layer.digest)))?;
+        Ok(TagRecord {
+            manifest_digest: actual,
+            layer_sha256: layer_sha256.to_string(),
+            size: u64::try_from(layer.size).unwrap_or(u64::MAX),
+        })
+    }
+
+    /// The layer's bytes: from the disk cache, else pulled (bounded by the manifest's size and
+    /// the plugin size limit) and verified against the digest before anything else sees them.
+    fn blob(&self, plugin: &PluginRef, record: &TagRecord) -> Result<Vec<u8>, StoreError> {
+        if let Some(bytes) = self.cache.get(&record.layer_sha256) {
+            return Ok(bytes);
+        }
+        let limit = self.settings.max_plugin_bytes;
+        if record.size > limit {
+            return Err(StoreError::TooLarge { name: plugin.clone(), size: record.size, limit });
+        }
+        let name = &plugin.name;
+        let reference = self.reference(name, &tag_of(plugin.version.as_ref().expect("a registry plugin has a version")));
+        let descriptor = oci_client::manifest::OciDescriptor {
+            media_type: WASM_LAYER_MEDIA_TYPE.to_string(),
+            digest: format!("sha256:{}", record.layer_sha256),
+            size: i64::try_from(record.size).unwrap_or(i64::MAX),
+            ..Default::default()
+        };
+        let pull = async {
+            let mut stream = self.client.pull_blob_stream(&reference, &descriptor).await?;
+            let mut bytes = Vec::with_capacity(record.size as usize);
+            while let Some(chunk) = stream.next().await {
+                bytes.extend_from_slice(&chunk?);
+                // More than the manifest promised: it cannot match the digest, stop reading.
+                if bytes.len() as u64 > record.size {
+                    break;
+                }
+            }
+            Ok(bytes)
+        };
+        let bytes = self.request(self.settings.timeout * 4, pull).map_err(|failure| self.store_error(plugin, failure))?;
+        let actual = hex::encode(Sha256::digest(&bytes));
+        if actual != record.layer_sha256 {
+            let failure = RegistryFailure::DigestMismatch {
+                expected: format!("sha256:{}", record.layer_sha256),
+                actual: format!("sha256:{actual}"),
+            };
+            return Err(self.store_error(plugin, failure));
+        }
+        if let Err(error) = self.cache.put(&record.layer_sha256, &bytes) {
+            tracing::warn!(plugin = %plugin, %error, cache = %self.cache.dir().display(), "could not keep the plugin in the cache folder");
+        }
+        Ok(bytes)
+    }
+
+    fn identity(record: &TagRecord) -> FileIdentity {
+        let mut digest = [0u8; 32];
+        // A record's digest was checked to be 64 hex digits when it was made; one read back
+        // from a damaged cache file identifies nothing and is all zeroes.
+        let _ = hex::decode_to_slice(&record.layer_sha256, &mut digest);
+        FileIdentity { size: record.size, modified: UNIX_EPOCH, inode: 0, changed: (0, 0), digest: Some(digest) }
+    }
+
+    fn versioned<'a>(&self, plugin: &'a PluginRef) -> Result<&'a Version, StoreError> {
+        // A registry holds versions only: an unversioned name is not there.
+        plugin.version.as_ref().ok_or_else(|| StoreError::NotFound(plugin.clone()))
+    }
+
+    /// Whether the registry is reachable: used by `/readyz` through [`PluginStore::degraded`].
+    fn outage(&self) -> Option<String> {
+        self.outage.lock().as_ref().map(|(since, why)| {
+            let seconds = since.elapsed().unwrap_or_default().as_secs();
+            format!("registry {} unreachable for {seconds} s ({why}); serving the versions already held", self.registry)
+        })
+    }
+}
+
+impl PluginStore for OciPluginStore {
+    fn stat(&self, plugin: &PluginRef) -> Result<FileIdentity, StoreError> {
+        let version = self.versioned(plugin)?;
+        Ok(Self::identity(&self.tag_record(&plugin.name, version)?))
+    }
+
+    fn load(&self, plugin: &PluginRef) -> Result<PluginFile, StoreError> {
+        let version = self.versioned(plugin)?;
+        let record = self.tag_record(&plugin.name, version)?;
+        let bytes = self.blob(plugin, &record)?;
+        Ok(PluginFile { bytes, identity: Self::identity(&record) })
+    }
+
+    /// The registry's catalog (`/v2/_catalog`) under the prefix; when the registry cannot be
+    /// reached, the plugins this host has resolved before. Registries that do not offer the
+    /// catalog list the resolved ones too.
+    fn list(&self) -> Result<Vec<PluginName>, StoreError> {
+        let reference = self.registry_reference();
+        let listing = self.request(self.settings.timeout, self.client.catalog(&reference, &self.auth, None, None));
+        let held = self.cache.tagged_names();
+        match listing {
+            Ok(catalog) => {
+                let under_prefix = |repository: &str| match self.prefix.as_str() {
+                    "" => Some(repository.to_string()),
+                    prefix => repository.strip_prefix(prefix)?.strip_prefix('/').map(str::to_string),
+                };
+                let mut names: Vec<PluginName> = catalog
+                    .repositories
+                    .iter()
+                    .filter_map(|repository| PluginName::new(&under_prefix(repository)?).ok())
+                    .collect();
+                names.sort();
+                Ok(names)
+            }
+            Err(RegistryFailure::Unreachable(why)) if !held.is_empty() => {
+                tracing::debug!(error = %why, "registry unreachable; listing the plugins held in the cache");
+                Ok(held)
+            }
+            Err(RegistryFailure::Unreachable(why)) => Err(self.unavailable(why)),
+            Err(failure) => {
+                tracing::debug!(?failure, "the registry does not offer its catalog; listing the plugins held");
+                Ok(held)
+            }
+        }
+    }
+
+    fn versions(&self, name: &PluginName) -> Result<Versions, StoreError> {
+        let reference = self.reference(name, "latest");
+        match self.request(self.settings.timeout, self.client.list_tags(&reference, &self.auth, None, None)) {
+            Ok(listing) => {
+                let mut versions = Vec::new();
+                for tag in &listing.tags {
+                    match version_of_tag(tag) {
+                        Some(version) => versions.push(version),
+                        None => tracing::warn!(plugin = %name, tag, "ignoring a tag that is not a semantic version"),
+                    }
+                }
+                versions.sort();
+                Ok(Versions { unversioned: false, versions })
+            }
+            Err(RegistryFailure::NotFound) => Ok(Versions::default()),
+            Err(RegistryFailure::Unreachable(why)) => {
+                // After a restart with the registry down, what was pulled before still serves.
+                let held = self.cache.tagged_versions(name);
+                if held.is_empty() {
+                    return Err(self.unavailable(why));
+                }
+                tracing::warn!(plugin = %name, error = %why, "registry unreachable; listing the versions held in the cache");
+                Ok(Versions { unversioned: false, versions: held })
+            }
+            Err(failure) => Err(self.store_error(&PluginRef::from(name), failure)),
+        }
+    }
+
+    fn listing_ttl(&self) -> Duration {
+        self.settings.refresh
+    }
+
+    fn degraded(&self) -> Option<String> {
+        self.outage()
+    }
+
+    fn describe(&self) -> String {
+        let scheme = if self.settings.insecure { "http" } else { "https" };
+        format!("OCI registry {scheme}://{}/{}", self.registry, self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_the_repository_setting() {
+        assert_eq!(split_repository("127.0.0.1:5000/plugins").unwrap(), ("127.0.0.1:5000".into(), "plugins".into()));
+        assert_eq!(split_repository("localhost/a/b/").unwrap(), ("localhost".into(), "a/b".into()));
+        assert_eq!(split_repository("registry.example.com").unwrap(), ("registry.example.com".into(), String::new()));
+        assert!(split_repository("plugins/hello").is_err(), "no registry host");
+        assert!(split_repository("127.0.0.1:5000/Plugins").is_err(), "upper case");
+        assert!(split_repository("127.0.0.1:5000/a//b").is_err());
+    }
+
+    #[test]
+    fn maps_versions_to_tags_and_back() {
+        let version = Version::parse("1.2.3-rc.1+build.5").unwrap();
+        assert_eq!(tag_of(&version), "1.2.3-rc.1_build.5");
+        assert_eq!(version_of_tag("1.2.3-rc.1_build.5"), Some(version));
+        assert_eq!(version_of_tag("1.2.3"), Some(Version::new(1, 2, 3)));
+        for tag in ["latest", "v1.2.3", "1.2", "1.2.3_", "sha256-abc"] {
+            assert_eq!(version_of_tag(tag), None, "{tag}");
+        }
+    }
+}

@@ -1,0 +1,266 @@
+//! The one place that decides which version of a plugin a request gets, for every store.
+//!
+//! Stores list what they hold ([`PluginStore::versions`]); the resolver keeps each listing for
+//! a short while (the store says how long: a directory is cheap to list, a registry is not),
+//! picks a version with [`select`], and re-lists at once when the cached listing cannot answer
+//! (a version published a moment ago, a plugin that just appeared) or when the runner reports
+//! that a resolved version has gone ([`Resolver::forget`]). When a store cannot be listed
+//! right now (a registry that is down), the last listing keeps answering, so versions already
+//! held keep serving.
+
+use std::{
+    num::NonZeroUsize,
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use lru::LruCache;
+use parking_lot::Mutex;
+
+use super::{
+    PluginName, PluginRef, PluginStore, StoreError,
+    version::{VersionRequirement, Versions, select},
+};
+
+/// Names whose listing is kept.
+const CAPACITY: usize = 1024;
+
+/// Resolves `(name, requirement)` to one plugin file of a store. Shared by every request.
+#[derive(Debug)]
+pub struct Resolver {
+    store: Arc<dyn PluginStore>,
+    /// How long a listing answers without asking the store again.
+    ttl: Duration,
+    /// How old a listing must be before a request it cannot answer lists again: bounds what a
+    /// flood of requests for something that does not exist costs the store.
+    min_refresh: Duration,
+    listings: Mutex<LruCache<PluginName, Listing>>,
+}
+
+#[derive(Debug, Clone)]
+struct Listing {
+    fetched: Instant,
+    versions: Arc<Versions>,
+}
+
+impl Resolver {
+    pub fn new(store: Arc<dyn PluginStore>) -> Self {
+        let ttl = store.listing_ttl();
+        let capacity = NonZeroUsize::new(CAPACITY).expect("non-zero");
+        Resolver { store, ttl, min_refresh: ttl / 10, listings: Mutex::new(LruCache::new(capacity)) }
+    }
+
+    pub fn store(&self) -> &Arc<dyn PluginStore> {
+        &self.store
+    }
+
+    /// What the store holds under `name`: the cached listing while it is fresh.
+    pub fn versions(&self, name: &PluginName) -> Result<Arc<Versions>, StoreError> {
+        Ok(self.listing(name, false)?.versions)
+    }
+
+    /// The plugin file a request for `name` (with `requirement`, if any) runs:
+    /// - with a requirement, the highest version that satisfies it (pre-releases only when the
+    ///   requirement names one, as in Cargo);
+    /// - without, the highest release version, or the unversioned plugin when there is no
+    ///   release version.
+    ///
+    /// Nothing by that name is [`StoreError::NotFound`]; a name with versions none of which
+    /// qualifies is [`StoreError::VersionNotFound`], listing them.
+    pub fn resolve(&self, name: &PluginName, requirement: Option<&VersionRequirement>) -> Result<PluginRef, StoreError> {
+        let listing = self.listing(name, false)?;
+        match pick(name, &listing.versions, requirement) {
+            Ok(found) => Ok(found),
+            // Perhaps published since: list again, unless the listing is brand new.
+            Err(_) if listing.fetched.elapsed() >= self.min_refresh => {
+                let listing = self.listing(name, true)?;
+                pick(name, &listing.versions, requirement)
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Drops the listing of `name`: the runner found a resolved version gone.
+    pub fn forget(&self, name: &PluginName) {
+        self.listings.lock().pop(name);
+    }
+
+    fn listing(&self, name: &PluginName, refresh: bool) -> Result<Listing, StoreError> {
+        let cached = self.listings.lock().get(name).cloned();
+        if let Some(listing) = &cached
+            && !refresh
+            && listing.fetched.elapsed() < self.ttl
+        {
+            return Ok(listing.clone());
+        }
+        // A refresh asks because the last listing could not answer: falling back to it would
+        // answer "no such version" for what the store may well have.
+        let cached = cached.filter(|_| !refresh);
+        match self.store.versions(name) {
+            Ok(versions) => {
+                let listing = Listing { fetched: Instant::now(), versions: Arc::new(versions) };
+                self.listings.lock().put(name.clone(), listing.clone());
+                Ok(listing)
+            }
+            // The store cannot answer now: what it said last is still the best answer (the
+            // versions it named keep serving from whatever the store still holds of them).
+            Err(error) if error.kind().is_transient() => match cached {
+                Some(listing) => {
+                    tracing::warn!(plugin = %name, %error, age = ?listing.fetched.elapsed(), "plugin store cannot list versions; using the last listing");
+                    Ok(listing)
+                }
+                None => Err(error),
+            },
+            Err(error) => Err(error),
+        }
+    }
+}
+
+fn pick(
+    name: &PluginName,
+    versions: &Versions,
+    requirement: Option<&VersionRequirement>,
+) -> Result<PluginRef, StoreError> {
+    if versions.is_empty() {
+        return Err(StoreError::NotFound(PluginRef::from(name)));
+    }
+    if let Some(version) = select(&versions.versions, requirement) {
+        return Ok(PluginRef::versioned(name.clone(), version.clone()));
+    }
+    if requirement.is_none() && versions.unversioned {
+        return Ok(PluginRef::unversioned(name.clone()));
+    }
+    Err(StoreError::VersionNotFound {
+        name: name.clone(),
+        requirement: requirement.cloned(),
+        available: versions.versions.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+    use crate::store::{FileIdentity, PluginFile, version::Version};
+
+    /// A store whose listing the test sets, counting how often it is asked.
+    #[derive(Debug)]
+    struct Listed {
+        versions: Mutex<Result<Versions, ()>>,
+        listings: AtomicU32,
+    }
+
+    impl Default for Listed {
+        fn default() -> Self {
+            Listed { versions: Mutex::new(Ok(Versions::default())), listings: AtomicU32::new(0) }
+        }
+    }
+
+    impl Listed {
+        fn set(&self, unversioned: bool, versions: &[&str]) {
+            let versions = versions.iter().map(|v| Version::parse(v).unwrap()).collect();
+            *self.versions.lock() = Ok(Versions { unversioned, versions });
+        }
+    }
+
+    impl PluginStore for Listed {
+        fn stat(&self, plugin: &PluginRef) -> Result<FileIdentity, StoreError> {
+            Err(StoreError::NotFound(plugin.clone()))
+        }
+        fn load(&self, plugin: &PluginRef) -> Result<PluginFile, StoreError> {
+            Err(StoreError::NotFound(plugin.clone()))
+        }
+        fn list(&self) -> Result<Vec<PluginName>, StoreError> {
+            Ok(Vec::new())
+        }
+        fn versions(&self, _: &PluginName) -> Result<Versions, StoreError> {
+            self.listings.fetch_add(1, Ordering::Relaxed);
+            self.versions.lock().clone().map_err(|()| StoreError::Unavailable { what: "down".into(), source: None })
+        }
+        fn listing_ttl(&self) -> Duration {
+            Duration::from_secs(3600)
+        }
+        fn describe(&self) -> String {
+            "test".into()
+        }
+    }
+
+    fn resolver() -> (Resolver, Arc<Listed>) {
+        let store = Arc::new(Listed::default());
+        let mut resolver = Resolver::new(Arc::clone(&store) as Arc<dyn PluginStore>);
+        resolver.min_refresh = Duration::ZERO;
+        (resolver, store)
+    }
+
+    fn name() -> PluginName {
+        PluginName::new("p").unwrap()
+    }
+
+    fn resolve(resolver: &Resolver, requirement: Option<&str>) -> Result<String, StoreError> {
+        let requirement = requirement.map(|r| VersionRequirement::parse(r).unwrap());
+        resolver.resolve(&name(), requirement.as_ref()).map(|found| found.to_string())
+    }
+
+    #[test]
+    fn versions_win_over_the_unversioned_plugin_unless_none_is_a_release() {
+        let (resolver, store) = resolver();
+        store.set(true, &["1.0.0", "1.1.0"]);
+        assert_eq!(resolve(&resolver, None).unwrap(), "p 1.1.0");
+        resolver.forget(&name());
+        store.set(true, &["2.0.0-rc.1"]);
+        assert_eq!(resolve(&resolver, None).unwrap(), "p", "only a pre-release: the unversioned plugin");
+        assert_eq!(resolve(&resolver, Some("=2.0.0-rc.1")).unwrap(), "p 2.0.0-rc.1");
+        resolver.forget(&name());
+        store.set(true, &[]);
+        assert_eq!(resolve(&resolver, None).unwrap(), "p");
+        let Err(StoreError::VersionNotFound { available, .. }) = resolve(&resolver, Some("^1")) else {
+            panic!("a requirement never matches the unversioned plugin")
+        };
+        assert!(available.is_empty());
+    }
+
+    #[test]
+    fn nothing_by_the_name_is_not_found_and_nothing_matching_lists_the_versions() {
+        let (resolver, store) = resolver();
+        store.set(false, &[]);
+        assert!(matches!(resolve(&resolver, None), Err(StoreError::NotFound(_))));
+        store.set(false, &["1.0.0", "2.0.0-beta.1"]);
+        let error = resolve(&resolver, Some("^3")).unwrap_err();
+        assert_eq!(error.to_string(), "no version of plugin `p` matches `^3` (available: 1.0.0, 2.0.0-beta.1)");
+        store.set(false, &["2.0.0-beta.1"]);
+        resolver.forget(&name());
+        let error = resolve(&resolver, None).unwrap_err();
+        assert_eq!(error.to_string(), "plugin `p` has no release version (available: 2.0.0-beta.1)");
+    }
+
+    #[test]
+    fn a_listing_is_reused_and_refreshed_when_it_cannot_answer() {
+        let (resolver, store) = resolver();
+        store.set(false, &["1.0.0"]);
+        for _ in 0..3 {
+            assert_eq!(resolve(&resolver, Some("^1")).unwrap(), "p 1.0.0");
+        }
+        assert_eq!(store.listings.load(Ordering::Relaxed), 1, "listed once");
+        // Published since the listing: a requirement only it satisfies lists again.
+        store.set(false, &["1.0.0", "1.1.0"]);
+        assert_eq!(resolve(&resolver, Some("^1")).unwrap(), "p 1.0.0", "still cached");
+        assert_eq!(resolve(&resolver, Some("=1.1.0")).unwrap(), "p 1.1.0");
+        assert_eq!(store.listings.load(Ordering::Relaxed), 2);
+        assert_eq!(resolve(&resolver, Some("^1")).unwrap(), "p 1.1.0", "the new listing answers");
+    }
+
+    #[test]
+    fn a_store_that_cannot_list_keeps_serving_the_last_listing() {
+        let (resolver, store) = resolver();
+        store.set(false, &["1.0.0"]);
+        assert_eq!(resolve(&resolver, None).unwrap(), "p 1.0.0");
+        *store.versions.lock() = Err(());
+        assert_eq!(resolve(&resolver, Some("=1.0.0")).unwrap(), "p 1.0.0");
+        // What it never listed cannot be resolved while it is down: unavailable, not "absent".
+        let error = resolve(&resolver, Some("^2")).unwrap_err();
+        assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+        resolver.forget(&name());
+        assert!(matches!(resolve(&resolver, None), Err(StoreError::Unavailable { .. })));
+    }
+}
