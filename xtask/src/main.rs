@@ -8,6 +8,7 @@ mod bench;
 mod build_plugins;
 mod check_abi;
 mod check_deploy;
+mod publish;
 mod rootfs_smoke;
 mod run;
 mod setup;
@@ -47,6 +48,8 @@ enum Command {
     Bench(bench::Bench),
     /// Validate the Containerfile and the Kubernetes manifests under `deploy/` offline.
     CheckDeploy(check_deploy::CheckDeploy),
+    /// Publish a plugin version to an OCI registry (`<registry>/<prefix>`) or a folder (`dir:PATH`).
+    Publish(publish::Publish),
     /// Build the container image's file system without a container daemon and run the host in it.
     RootfsSmoke(rootfs_smoke::RootfsSmoke),
 }
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
         Command::Bench(cmd) => cmd.run(&sh),
         Command::CheckDeploy(cmd) => cmd.run(&sh),
         Command::RootfsSmoke(cmd) => cmd.run(&sh),
+        Command::Publish(cmd) => cmd.run(&sh),
     };
     result.map_or_else(failed, |()| ExitCode::SUCCESS)
 }

@@ -5,7 +5,10 @@
 //! - libclang, which wasmedge-sys uses (through bindgen) to read WasmEdge's C header;
 //! - the WasmEdge **0.17.x** C library, which `wasmedge-sdk` 0.17.1 binds to;
 //! - `bindfs`, a FUSE file system the Fluid store's tests mount for real (killing its daemon
-//!   gives the same `ENOTCONN` a crashed Fluid FUSE pod does).
+//!   gives the same `ENOTCONN` a crashed Fluid FUSE pod does);
+//! - `docker-registry` (the CNCF distribution registry) and `skopeo`, which the OCI store's and
+//!   `publish`'s tests run for real: a registry on 127.0.0.1, and a second, standard client to
+//!   check that what each side writes the other reads.
 //!
 //! An existing, matching install is always preferred. Otherwise, on Debian-family machines,
 //! clang and libclang come from the distribution, and WasmEdge comes from Debian's own
@@ -42,6 +45,7 @@ impl Setup {
         ensure_libclang(sh)?;
         let wasmedge = ensure_wasmedge(sh)?;
         ensure_bindfs(sh)?;
+        ensure_registry_tools(sh)?;
         step(format!(
             "toolchain ready: {} and WasmEdge {} in {}",
             clang.display(),
@@ -184,6 +188,21 @@ fn ensure_bindfs(sh: &Shell) -> anyhow::Result<()> {
         return Ok(());
     }
     apt_install(sh, &["bindfs".to_owned()], "bindfs (a FUSE file system the tests mount)")
+}
+
+/// The registry and the second OCI client the tests use (see the module documentation).
+/// Debian's `docker-registry` package would also start a system-wide registry service where
+/// systemd runs; the tests start their own on a free port and never use that one.
+fn ensure_registry_tools(sh: &Shell) -> anyhow::Result<()> {
+    let missing: Vec<String> = [("docker-registry", "docker-registry"), ("skopeo", "skopeo")]
+        .into_iter()
+        .filter(|(program, _)| resolve_program(Path::new(program)).is_none())
+        .map(|(_, package)| package.to_owned())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    apt_install(sh, &missing, "an OCI registry and skopeo (the OCI store's tests run them)")
 }
 
 /// Finds a WasmEdge 0.17.x install, or makes the private one.

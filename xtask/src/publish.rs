@@ -1,0 +1,385 @@
+//! `cargo xtask publish`: publishes one plugin version to an OCI registry or a plugin folder.
+//!
+//! The plugin is checked against the ABI first (a plugin the host would refuse is never
+//! published). A registry gets the CNCF Wasm artifact layout the host's OCI store reads
+//! (config `application/vnd.wasm.config.v0+json`, one `application/wasm` layer) at
+//! `<registry>/<prefix>/<name>:<version>` (`+` of build metadata written `_`, as OCI tags
+//! cannot hold `+`), with annotations for the ABI version, the functions and the source
+//! revision. A folder gets `<folder>/<name>/<version>.wasm`, written atomically. Either way an
+//! existing version is never replaced unless `--force` is given: versions are immutable, so
+//! that every replica pinned to one runs the same bytes.
+
+use std::{
+    collections::BTreeMap,
+    fs,
+    path::{Path, PathBuf},
+};
+
+use anyhow::{Context, bail};
+use oci_client::{
+    Client, Reference,
+    client::{ClientConfig, ClientProtocol, Config, ImageLayer},
+    errors::{OciDistributionError, OciErrorCode},
+    manifest::OciImageManifest,
+    secrets::RegistryAuth,
+};
+use xshell::{Shell, cmd};
+
+use crate::{PLUGIN_OUT_DIR, step};
+
+/// Media types of the CNCF Wasm OCI artifact.
+const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
+const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
+
+/// Annotation keys (OCI's standard ones where there is one).
+const ANNOTATION_ABI_VERSION: &str = "dev.wasm-plugin-host.abi.version";
+const ANNOTATION_FUNCTIONS: &str = "dev.wasm-plugin-host.functions";
+const ANNOTATION_REVISION: &str = "org.opencontainers.image.revision";
+const ANNOTATION_VERSION: &str = "org.opencontainers.image.version";
+const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
+const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+
+#[derive(Debug, clap::Args)]
+pub struct Publish {
+    /// A `.wasm` file, or the name of a plugin built by `build-plugins` (target/plugins/NAME.wasm).
+    plugin: String,
+    /// The version to publish, a semantic version (`1.4.2`, `2.0.0-rc.1`).
+    #[arg(long)]
+    version: String,
+    /// Where to: `<registry-host[:port]>/<prefix>` (an OCI registry) or `dir:PATH` (a plugin
+    /// folder the local or Fluid store serves).
+    #[arg(long)]
+    to: String,
+    /// Replace the version if it exists (versions are otherwise immutable).
+    #[arg(long)]
+    force: bool,
+    /// Talk to the registry over plain HTTP.
+    #[arg(long, env = "OCI_INSECURE", default_value_t = false, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true")]
+    insecure: bool,
+    /// Registry user name (with `--password`); anonymous without.
+    #[arg(long, env = "OCI_USERNAME", requires = "password")]
+    username: Option<String>,
+    /// Registry password or token.
+    #[arg(long, env = "OCI_PASSWORD", requires = "username", hide_env_values = true)]
+    password: Option<String>,
+}
+
+/// What is being published, checked.
+#[derive(Debug)]
+struct Artifact {
+    name: String,
+    version: String,
+    bytes: Vec<u8>,
+    annotations: BTreeMap<String, String>,
+}
+
+impl Publish {
+    pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
+        let artifact = self.artifact(sh)?;
+        match self.to.strip_prefix("dir:") {
+            Some(folder) => publish_to_folder(&artifact, Path::new(folder), self.force),
+            None => {
+                let auth = match (&self.username, &self.password) {
+                    (Some(username), Some(password)) => RegistryAuth::Basic(username.clone(), password.clone()),
+                    _ => RegistryAuth::Anonymous,
+                };
+                let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+                runtime.block_on(publish_to_registry(&artifact, &self.to, self.insecure, &auth, self.force))
+            }
+        }
+    }
+
+    /// Reads the plugin, checks its name, version and ABI, and gathers its annotations.
+    fn artifact(&self, sh: &Shell) -> anyhow::Result<Artifact> {
+        let path = if self.plugin.ends_with(".wasm") {
+            PathBuf::from(&self.plugin)
+        } else {
+            sh.current_dir().join(PLUGIN_OUT_DIR).join(format!("{}.wasm", self.plugin))
+        };
+        let name = path
+            .file_stem()
+            .and_then(|stem| stem.to_str())
+            .filter(|stem| is_plugin_name(stem))
+            .with_context(|| {
+                format!(
+                    "{}: a plugin's file name must be `<name>.wasm`, the name 1-64 ASCII letters, digits, `_` and \
+                     `-`, starting with a letter or digit",
+                    path.display()
+                )
+            })?
+            .to_string();
+        let version = semver::Version::parse(&self.version)
+            .ok()
+            .filter(|version| version.to_string() == self.version)
+            .with_context(|| format!("`{}` is not a semantic version such as 1.4.2 or 2.0.0-rc.1", self.version))?;
+        let bytes = fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let report = plugin_sdk::check(&bytes);
+        if !report.is_compliant() {
+            let violations: Vec<String> = report.violations.iter().map(|v| format!("  {v}")).collect();
+            bail!(
+                "{} breaks the plugin ABI; the host would refuse it, so it is not published:\n{}",
+                path.display(),
+                violations.join("\n")
+            );
+        }
+        let functions = match &report.v2 {
+            Some(layout) => layout.functions.iter().map(|f| f.name.clone()).collect::<Vec<_>>().join(","),
+            None => "init,process,cleanup".to_string(),
+        };
+        let mut annotations = BTreeMap::new();
+        annotations.insert(ANNOTATION_TITLE.to_string(), name.clone());
+        annotations.insert(ANNOTATION_VERSION.to_string(), version.to_string());
+        annotations.insert(ANNOTATION_ABI_VERSION.to_string(), report.abi_version.unwrap_or(1).to_string());
+        annotations.insert(ANNOTATION_FUNCTIONS.to_string(), functions);
+        annotations.insert(ANNOTATION_REVISION.to_string(), source_revision(sh));
+        annotations.insert(ANNOTATION_CREATED.to_string(), created_now(sh));
+        Ok(Artifact { name, version: version.to_string(), bytes, annotations })
+    }
+}
+
+/// The plugin name rule of the host (`host/src/store/name.rs`), which xtask cannot depend on.
+fn is_plugin_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+/// The commit the checkout is at, `-dirty` when it has uncommitted changes; `unknown` outside
+/// a git checkout.
+fn source_revision(sh: &Shell) -> String {
+    let Ok(commit) = cmd!(sh, "git rev-parse HEAD").quiet().ignore_stderr().read() else {
+        return "unknown".to_string();
+    };
+    let dirty = cmd!(sh, "git status --porcelain --untracked-files=no")
+        .quiet()
+        .ignore_stderr()
+        .read()
+        .is_ok_and(|status| !status.trim().is_empty());
+    if dirty { format!("{commit}-dirty") } else { commit }
+}
+
+/// Now, in RFC 3339 as the OCI annotation wants (from `date`, to keep xtask free of a time crate).
+fn created_now(sh: &Shell) -> String {
+    cmd!(sh, "date -u +%Y-%m-%dT%H:%M:%SZ").quiet().read().unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
+}
+
+/// Writes `<folder>/<name>/<version>.wasm` atomically: a temporary file in the same folder,
+/// renamed into place (without replacing an existing version unless forced).
+fn publish_to_folder(artifact: &Artifact, folder: &Path, force: bool) -> anyhow::Result<()> {
+    let versions = folder.join(&artifact.name);
+    fs::create_dir_all(&versions).with_context(|| format!("creating {}", versions.display()))?;
+    let target = versions.join(format!("{}.wasm", artifact.version));
+    let mut file = tempfile::Builder::new().prefix(".publish-").suffix(".tmp").tempfile_in(&versions)?;
+    std::io::Write::write_all(&mut file, &artifact.bytes)?;
+    file.as_file().sync_all()?;
+    if force {
+        file.persist(&target).map_err(|e| e.error)?;
+    } else {
+        // Refused by the kernel if the file exists, so two publishers cannot both succeed.
+        file.persist_noclobber(&target).map_err(|error| match error.error.kind() {
+            std::io::ErrorKind::AlreadyExists => anyhow::anyhow!(
+                "{} exists: versions are immutable (publish a new version, or pass --force to replace it)",
+                target.display()
+            ),
+            _ => anyhow::Error::new(error.error).context(format!("writing {}", target.display())),
+        })?;
+    }
+    step(format!("published {} {} to {}", artifact.name, artifact.version, target.display()));
+    Ok(())
+}
+
+async fn publish_to_registry(
+    artifact: &Artifact,
+    to: &str,
+    insecure: bool,
+    auth: &RegistryAuth,
+    force: bool,
+) -> anyhow::Result<()> {
+    let (registry, prefix) = to.split_once('/').unwrap_or((to, ""));
+    let prefix = prefix.trim_matches('/');
+    let repository = if prefix.is_empty() { artifact.name.clone() } else { format!("{prefix}/{}", artifact.name) };
+    let tag = artifact.version.replace('+', "_");
+    let reference = Reference::with_tag(registry.to_string(), repository, tag);
+    let config = ClientConfig {
+        protocol: if insecure { ClientProtocol::Http } else { ClientProtocol::Https },
+        ..ClientConfig::default()
+    };
+    let client = Client::new(config);
+
+    match client.fetch_manifest_digest(&reference, auth).await {
+        Ok(digest) if !force => bail!(
+            "{reference} exists ({digest}): versions are immutable (publish a new version, or pass --force to replace it)"
+        ),
+        Ok(_) => {}
+        Err(error) if is_not_found(&error) => {}
+        Err(error) => return Err(error).with_context(|| format!("asking {registry} whether {reference} exists")),
+    }
+
+    let layer = ImageLayer::new(artifact.bytes.clone(), WASM_LAYER_MEDIA_TYPE.to_string(), None);
+    let config_json = serde_json::json!({
+        "created": artifact.annotations[ANNOTATION_CREATED],
+        "architecture": "wasm",
+        "os": "wasip1",
+        "layerDigests": [layer.sha256_digest()],
+    });
+    let config = Config::new(serde_json::to_vec(&config_json)?, WASM_CONFIG_MEDIA_TYPE.to_string(), None);
+    let mut manifest =
+        OciImageManifest::build(std::slice::from_ref(&layer), &config, Some(artifact.annotations.clone()));
+    manifest.media_type = Some(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string());
+    client
+        .push(&reference, &[layer], config, auth, Some(manifest))
+        .await
+        .with_context(|| format!("pushing {reference}"))?;
+    let digest = client.fetch_manifest_digest(&reference, auth).await?;
+    step(format!("published {} {} to {reference} ({digest})", artifact.name, artifact.version));
+    Ok(())
+}
+
+fn is_not_found(error: &OciDistributionError) -> bool {
+    match error {
+        OciDistributionError::ImageManifestNotFoundError(_) => true,
+        OciDistributionError::ServerError { code, .. } => *code == 404,
+        OciDistributionError::RegistryError { envelope, .. } => envelope
+            .errors
+            .iter()
+            .any(|e| matches!(e.code, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound)),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::project_shell;
+
+    fn publish(plugin: &Path, version: &str, to: &str, force: bool) -> Publish {
+        Publish {
+            plugin: plugin.display().to_string(),
+            version: version.to_string(),
+            to: to.to_string(),
+            force,
+            insecure: true,
+            username: None,
+            password: None,
+        }
+    }
+
+    /// A compliant plugin assembled from WAT (no C compiler needed).
+    fn plugin_file(dir: &Path, name: &str, output: i32) -> PathBuf {
+        let wat = format!(
+            r#"(module (memory (export "memory") 1)
+                (func (export "init") (result i32) i32.const 0)
+                (func (export "process") (param i32) (result i32) i32.const {output})
+                (func (export "cleanup") (result i32) i32.const 0)
+                (@custom "wasm_plugin_abi" "\01\00\00\00"))"#
+        );
+        let path = dir.join(format!("{name}.wasm"));
+        fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
+        path
+    }
+
+    #[test]
+    fn publishes_to_a_folder_atomically_and_never_replaces_a_version_unless_forced() {
+        let sh = project_shell();
+        let work = tempfile::tempdir().unwrap();
+        let store = work.path().join("store");
+        let first = plugin_file(work.path(), "answer", 1);
+        let to = format!("dir:{}", store.display());
+        publish(&first, "1.0.0", &to, false).run(&sh).unwrap();
+        let published = store.join("answer/1.0.0.wasm");
+        assert_eq!(fs::read(&published).unwrap(), fs::read(&first).unwrap());
+
+        let second = plugin_file(&work.path().join("."), "answer", 2);
+        let error = publish(&second, "1.0.0", &to, false).run(&sh).unwrap_err();
+        assert!(error.to_string().contains("immutable"), "{error:#}");
+        publish(&second, "1.0.0", &to, true).run(&sh).unwrap();
+        assert_eq!(fs::read(&published).unwrap(), fs::read(&second).unwrap(), "--force replaces it");
+        let leftovers: Vec<_> = fs::read_dir(store.join("answer")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(leftovers, ["1.0.0.wasm"], "no temporary file is left behind");
+    }
+
+    #[test]
+    fn refuses_a_plugin_that_breaks_the_abi_and_a_version_that_is_not_semver() {
+        let sh = project_shell();
+        let work = tempfile::tempdir().unwrap();
+        let broken = work.path().join("broken.wasm");
+        fs::write(&broken, wat::parse_str(r#"(module (func (export "init") (result i32) f32.const 1 drop i32.const 0))"#).unwrap())
+            .unwrap();
+        let to = format!("dir:{}", work.path().join("store").display());
+        let error = publish(&broken, "1.0.0", &to, false).run(&sh).unwrap_err();
+        assert!(error.to_string().contains("breaks the plugin ABI"), "{error:#}");
+        assert!(!work.path().join("store/broken").exists(), "nothing was written");
+
+        let good = plugin_file(work.path(), "good", 1);
+        for bad in ["1.0", "v1.0.0", "latest", "01.0.0"] {
+            let error = publish(&good, bad, &to, false).run(&sh).unwrap_err();
+            assert!(error.to_string().contains("not a semantic version"), "{bad}: {error:#}");
+        }
+    }
+
+    fn skopeo_inspect(registry: &crate::test_support::Registry, reference: &str, raw: bool) -> serde_json::Value {
+        let sh = project_shell();
+        // `--config` goes before the reference.
+        let (config, reference) = match reference.strip_prefix("--config ") {
+            Some(reference) => (Some("--config"), reference),
+            None => (None, reference),
+        };
+        let target = format!("docker://{}/{reference}", registry.addr);
+        let raw = if raw { Some("--raw") } else { None };
+        let text =
+            cmd!(sh, "skopeo inspect --tls-verify=false {config...} {raw...} {target}").quiet().read().unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// What `publish` pushes is a CNCF Wasm artifact another standard tool reads, with its
+    /// annotations; a second publish of the same version is refused unless forced.
+    #[test]
+    fn publishes_to_a_registry_in_the_cncf_layout_and_never_replaces_a_version_unless_forced() {
+        let registry = crate::test_support::Registry::start(None);
+        let sh = project_shell();
+        let work = tempfile::tempdir().unwrap();
+        let first = plugin_file(work.path(), "answer", 1);
+        let to = format!("{}/plugins", registry.addr);
+        publish(&first, "1.2.0", &to, false).run(&sh).unwrap();
+
+        let manifest = skopeo_inspect(&registry, "plugins/answer:1.2.0", true);
+        assert_eq!(manifest["config"]["mediaType"], WASM_CONFIG_MEDIA_TYPE);
+        assert_eq!(manifest["layers"].as_array().unwrap().len(), 1);
+        assert_eq!(manifest["layers"][0]["mediaType"], WASM_LAYER_MEDIA_TYPE);
+        let bytes = fs::read(&first).unwrap();
+        assert_eq!(manifest["layers"][0]["size"], bytes.len());
+        let annotations = &manifest["annotations"];
+        assert_eq!(annotations[ANNOTATION_ABI_VERSION], "1");
+        assert_eq!(annotations[ANNOTATION_FUNCTIONS], "init,process,cleanup");
+        assert_eq!(annotations[ANNOTATION_VERSION], "1.2.0");
+        assert!(annotations[ANNOTATION_REVISION].as_str().unwrap().len() >= 40, "{annotations}");
+        assert_eq!(manifest["mediaType"], oci_client::manifest::OCI_IMAGE_MEDIA_TYPE);
+        let config = skopeo_inspect(&registry, "--config plugins/answer:1.2.0", true);
+        assert_eq!(config["architecture"], "wasm", "{config}");
+
+        let second = plugin_file(&work.path().join("."), "answer", 2);
+        let error = publish(&second, "1.2.0", &to, false).run(&sh).unwrap_err();
+        assert!(error.to_string().contains("immutable"), "{error:#}");
+        let unchanged = skopeo_inspect(&registry, "plugins/answer:1.2.0", true);
+        assert_eq!(unchanged["layers"][0]["digest"], manifest["layers"][0]["digest"]);
+        publish(&second, "1.2.0", &to, true).run(&sh).unwrap();
+        let replaced = skopeo_inspect(&registry, "plugins/answer:1.2.0", true);
+        assert_ne!(replaced["layers"][0]["digest"], manifest["layers"][0]["digest"], "--force replaces it");
+    }
+
+    #[test]
+    fn publishes_with_credentials_to_a_registry_that_requires_them() {
+        let registry = crate::test_support::Registry::start(Some(("alice", "s3cret")));
+        let sh = project_shell();
+        let work = tempfile::tempdir().unwrap();
+        let plugin = plugin_file(work.path(), "answer", 1);
+        let to = format!("{}/plugins", registry.addr);
+        let error = publish(&plugin, "1.0.0", &to, false).run(&sh).unwrap_err();
+        assert!(format!("{error:#}").to_lowercase().contains("auth"), "{error:#}");
+        let mut with_credentials = publish(&plugin, "1.0.0", &to, false);
+        with_credentials.username = Some("alice".into());
+        with_credentials.password = Some("s3cret".into());
+        with_credentials.run(&sh).unwrap();
+    }
+}
