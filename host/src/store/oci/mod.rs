@@ -38,7 +38,7 @@ use futures_util::StreamExt;
 use oci_client::{
     Client, Reference,
     client::{ClientConfig, ClientProtocol},
-    errors::{OciDistributionError, OciErrorCode},
+    errors::{DigestError, OciDistributionError, OciErrorCode},
     manifest::OciImageManifest,
     secrets::RegistryAuth,
 };
@@ -211,9 +211,16 @@ impl RegistryFailure {
                 RegistryFailure::Unreachable(error.to_string())
             }
             E::ImageManifestNotFoundError(_) => RegistryFailure::NotFound,
-            E::DigestError(oci_client::errors::DigestError::VerificationError { expected, actual }) => {
+            E::DigestError(DigestError::VerificationError { expected, actual }) => {
                 RegistryFailure::DigestMismatch { expected, actual }
             }
+            // A streamed blob reports its digest check as an I/O error of the stream.
+            E::IoError(ref io) => match io.get_ref().and_then(|inner| inner.downcast_ref::<DigestError>()) {
+                Some(DigestError::VerificationError { expected, actual }) => {
+                    RegistryFailure::DigestMismatch { expected: expected.clone(), actual: actual.clone() }
+                }
+                _ => RegistryFailure::Unreachable(error.to_string()),
+            },
             other => RegistryFailure::Refused(other.to_string()),
         }
     }
@@ -265,7 +272,8 @@ impl OciPluginStore {
         request: impl Future<Output = Result<T, OciDistributionError>>,
     ) -> Result<T, RegistryFailure> {
         let runtime = self.runtime.as_ref().expect("the runtime lives as long as the store");
-        let result = match runtime.block_on(tokio::time::timeout(timeout, request)) {
+        // The timer is made inside the runtime: it needs the runtime's time driver.
+        let result = match runtime.block_on(async { tokio::time::timeout(timeout, request).await }) {
             Ok(result) => result.map_err(RegistryFailure::classify),
             Err(_) => Err(RegistryFailure::Unreachable(format!("no answer within {timeout:?}"))),
         };

@@ -1,0 +1,330 @@
+//! The OCI store against a real registry: Debian's `docker-registry` (the CNCF distribution
+//! registry) on 127.0.0.1 with its storage in a temporary folder, started, stopped and
+//! restarted by the tests, and `skopeo` as a second, standard client. Both are installed by
+//! `cargo xtask setup`.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use host::store::{
+    OciPluginStore, PluginName, PluginRef, PluginStore, Resolver, StoreError, Version, VersionRequirement,
+    oci::{Credentials, OciSettings},
+};
+use oci_client::{
+    Client, Reference,
+    client::{ClientConfig, ClientProtocol, Config, ImageLayer},
+    manifest::OciImageManifest,
+    secrets::RegistryAuth,
+};
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+
+use crate::support::{plugin_bytes, wat_plugin};
+
+/// A registry process serving one storage folder on one port; it can be stopped and started
+/// again on the same port and storage (a registry outage and its recovery).
+pub struct Registry {
+    pub addr: String,
+    dir: TempDir,
+    child: Option<Child>,
+}
+
+impl Registry {
+    pub fn start(credentials: Option<(&str, &str)>) -> Self {
+        let dir = TempDir::new().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let auth = match credentials {
+            Some((user, password)) => {
+                let hash = bcrypt::hash(password, 4).unwrap();
+                fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
+                format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", dir.path().join("htpasswd").display())
+            }
+            None => String::new(),
+        };
+        let config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
+             http:\n  addr: {addr}\n{auth}",
+            dir.path().join("storage").display()
+        );
+        fs::write(dir.path().join("config.yml"), config).unwrap();
+        let mut registry = Registry { addr, dir, child: None };
+        registry.resume();
+        registry
+    }
+
+    /// Starts the registry process (again) and waits until it accepts connections.
+    pub fn resume(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(self.dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry runs (`cargo xtask setup` installs it)");
+        self.child = Some(child);
+        let give_up = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(&self.addr).is_err() {
+            assert!(Instant::now() < give_up, "the registry did not start on {}", self.addr);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the registry: connections are refused until [`Registry::resume`].
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// The file holding a blob in the registry's storage.
+    pub fn blob_file(&self, digest: &str) -> PathBuf {
+        let hex = digest.strip_prefix("sha256:").unwrap();
+        self.dir.path().join(format!("storage/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Pushes `bytes` as `<addr>/plugins/<name>:<tag>` in the CNCF Wasm layout (what `cargo xtask
+/// publish` writes); returns the layer's digest.
+pub fn push(registry: &Registry, name: &str, tag: &str, bytes: &[u8], auth: &RegistryAuth) -> String {
+    let client = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
+    let reference = Reference::with_tag(registry.addr.clone(), format!("plugins/{name}"), tag.to_string());
+    let layer = ImageLayer::new(bytes.to_vec(), "application/wasm".to_string(), None);
+    let config = Config::new(b"{\"architecture\":\"wasm\"}".to_vec(), "application/vnd.wasm.config.v0+json".into(), None);
+    let mut manifest = OciImageManifest::build(std::slice::from_ref(&layer), &config, None);
+    manifest.media_type = Some(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string());
+    let digest = layer.sha256_digest();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(client.push(&reference, &[layer], config, auth, Some(manifest))).unwrap();
+    digest
+}
+
+/// A settings value for a store over `registry`, with a private cache folder.
+pub fn settings(registry: &Registry, cache: &Path) -> OciSettings {
+    let mut settings = OciSettings::new(format!("{}/plugins", registry.addr));
+    settings.insecure = true;
+    settings.cache_dir = cache.to_path_buf();
+    settings.timeout = Duration::from_secs(2);
+    settings.refresh = Duration::from_millis(200);
+    settings
+}
+
+fn name(text: &str) -> PluginName {
+    PluginName::new(text).unwrap()
+}
+
+fn version(text: &str) -> Version {
+    Version::parse(text).unwrap()
+}
+
+fn at(plugin: &str, v: &str) -> PluginRef {
+    PluginRef::versioned(name(plugin), version(v))
+}
+
+/// A plugin whose `process` answers `output`, so versions can be told apart by running them.
+pub fn answering(output: i32) -> Vec<u8> {
+    wat_plugin("i32.const 0", &format!("i32.const {output}"), "i32.const 0")
+}
+
+fn resolve(resolver: &Resolver, plugin: &str, requirement: Option<&str>) -> Result<String, StoreError> {
+    let requirement = requirement.map(|r| VersionRequirement::parse(r).unwrap());
+    resolver.resolve(&name(plugin), requirement.as_ref()).map(|found| found.to_string())
+}
+
+#[test]
+fn resolves_every_requirement_form_against_the_registry_and_reads_verified_blobs() {
+    let registry = Registry::start(None);
+    for (tag, output) in [("1.0.0", 10), ("1.4.0", 14), ("1.4.2", 142), ("2.0.0", 20), ("2.1.0-rc.1", 21)] {
+        push(&registry, "calc", tag, &answering(output), &RegistryAuth::Anonymous);
+    }
+    // Not versions: ignored with a warning.
+    push(&registry, "calc", "latest", &answering(99), &RegistryAuth::Anonymous);
+    let cache = TempDir::new().unwrap();
+    let store = Arc::new(OciPluginStore::new(settings(&registry, cache.path())).unwrap());
+    let resolver = Resolver::new(Arc::clone(&store) as Arc<dyn PluginStore>);
+
+    assert_eq!(store.versions(&name("calc")).unwrap().describe(), "1.0.0, 1.4.0, 1.4.2, 2.0.0, 2.1.0-rc.1");
+    assert_eq!(resolve(&resolver, "calc", None).unwrap(), "calc 2.0.0");
+    assert_eq!(resolve(&resolver, "calc", Some("^1.2")).unwrap(), "calc 1.4.2");
+    assert_eq!(resolve(&resolver, "calc", Some("~1.4.0")).unwrap(), "calc 1.4.2");
+    assert_eq!(resolve(&resolver, "calc", Some("=1.4.0")).unwrap(), "calc 1.4.0");
+    assert_eq!(resolve(&resolver, "calc", Some(">=1, <2")).unwrap(), "calc 1.4.2");
+    assert_eq!(resolve(&resolver, "calc", Some(">=2.1.0-rc.1")).unwrap(), "calc 2.1.0-rc.1");
+    let error = resolve(&resolver, "calc", Some("^3")).unwrap_err();
+    assert_eq!(error.kind().code(), "version_not_found", "{error}");
+    assert!(error.to_string().contains("1.0.0, 1.4.0, 1.4.2, 2.0.0, 2.1.0-rc.1"), "{error}");
+
+    // The bytes are the pushed ones, identified by their digest, and kept on disk.
+    let file = store.load(&at("calc", "1.4.2")).unwrap();
+    assert_eq!(file.bytes, answering(142));
+    let digest: [u8; 32] = Sha256::digest(&file.bytes).into();
+    assert_eq!(file.identity.digest, Some(digest));
+    assert_eq!(store.stat(&at("calc", "1.4.2")).unwrap(), file.identity);
+    let cached = cache.path().join("blobs/sha256").join(hex::encode(digest));
+    assert_eq!(fs::read(cached).unwrap(), answering(142));
+
+    // A repository the registry does not have, and a tag it does not have.
+    assert!(matches!(resolver.resolve(&name("absent"), None), Err(StoreError::NotFound(_))));
+    assert!(matches!(store.stat(&at("calc", "9.9.9")), Err(StoreError::NotFound(_))));
+    assert!(matches!(store.stat(&PluginRef::unversioned(name("calc"))), Err(StoreError::NotFound(_))));
+    assert_eq!(store.list().unwrap(), [name("calc")], "the registry's catalog under the prefix");
+}
+
+#[test]
+fn a_blob_that_does_not_match_its_digest_is_refused_and_never_kept() {
+    let registry = Registry::start(None);
+    let digest = push(&registry, "calc", "1.0.0", &answering(1), &RegistryAuth::Anonymous);
+    // Corrupt the layer inside the registry's own storage: it serves what is on disk.
+    let blob = registry.blob_file(&digest);
+    let mut bytes = fs::read(&blob).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    fs::write(&blob, bytes).unwrap();
+
+    let cache = TempDir::new().unwrap();
+    let store = OciPluginStore::new(settings(&registry, cache.path())).unwrap();
+    let error = store.load(&at("calc", "1.0.0")).unwrap_err();
+    assert!(matches!(error, StoreError::DigestMismatch { .. }), "{error:?}");
+    assert_eq!(error.kind().code(), "digest_mismatch");
+    let held = fs::read_dir(cache.path().join("blobs/sha256")).unwrap().count();
+    assert_eq!(held, 0, "nothing that failed verification is cached");
+}
+
+#[test]
+fn a_registry_outage_keeps_held_versions_serving_and_recovers_without_a_restart() {
+    let mut registry = Registry::start(None);
+    push(&registry, "calc", "1.0.0", &answering(1), &RegistryAuth::Anonymous);
+    push(&registry, "calc", "1.1.0", &answering(11), &RegistryAuth::Anonymous);
+    let cache = TempDir::new().unwrap();
+    let store = Arc::new(OciPluginStore::new(settings(&registry, cache.path())).unwrap());
+    let resolver = Resolver::new(Arc::clone(&store) as Arc<dyn PluginStore>);
+    assert_eq!(resolve(&resolver, "calc", None).unwrap(), "calc 1.1.0");
+    assert_eq!(store.load(&at("calc", "1.1.0")).unwrap().bytes, answering(11));
+    assert!(store.degraded().is_none());
+
+    registry.stop();
+    std::thread::sleep(Duration::from_millis(300)); // past the refresh interval
+    // What was resolved and pulled keeps serving, from memory and the disk cache.
+    assert_eq!(resolve(&resolver, "calc", None).unwrap(), "calc 1.1.0");
+    assert_eq!(store.load(&at("calc", "1.1.0")).unwrap().bytes, answering(11));
+    // What needs the registry is unavailable (503), not "not found".
+    let error = store.load(&at("calc", "1.0.0")).unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+    let error = resolve(&resolver, "other", None).unwrap_err();
+    assert_eq!(error.kind().code(), "store_unavailable", "{error}");
+    let degraded = store.degraded().expect("an outage is reported");
+    assert!(degraded.contains("unreachable"), "{degraded}");
+
+    // A fresh host (a restart) with the registry still down serves what its cache holds.
+    let restarted = OciPluginStore::new(settings(&registry, cache.path())).unwrap();
+    assert_eq!(restarted.versions(&name("calc")).unwrap().describe(), "1.1.0");
+    assert_eq!(restarted.load(&at("calc", "1.1.0")).unwrap().bytes, answering(11));
+
+    registry.resume();
+    assert_eq!(store.load(&at("calc", "1.0.0")).unwrap().bytes, answering(1), "back without a restart");
+    assert!(store.degraded().is_none());
+}
+
+#[test]
+fn a_slow_registry_is_bounded_by_the_timeout() {
+    // A listener that accepts connections and never answers: a registry that hangs.
+    let hung = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut settings = OciSettings::new(format!("{}/plugins", hung.local_addr().unwrap()));
+    settings.insecure = true;
+    let cache = TempDir::new().unwrap();
+    settings.cache_dir = cache.path().to_path_buf();
+    settings.timeout = Duration::from_millis(300);
+    let store = OciPluginStore::new(settings).unwrap();
+    let started = Instant::now();
+    let error = store.versions(&name("calc")).unwrap_err();
+    assert!(matches!(error, StoreError::Unavailable { .. }), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+}
+
+#[test]
+fn a_registry_that_requires_credentials_gets_them() {
+    let registry = Registry::start(Some(("alice", "s3cret")));
+    let auth = RegistryAuth::Basic("alice".into(), "s3cret".into());
+    push(&registry, "calc", "1.0.0", &answering(1), &auth);
+    let cache = TempDir::new().unwrap();
+
+    let anonymous = OciPluginStore::new(settings(&registry, cache.path())).unwrap();
+    let error = anonymous.versions(&name("calc")).unwrap_err();
+    assert_eq!(error.kind().code(), "store_error", "refused, not absent and not an outage: {error}");
+
+    let mut with_credentials = settings(&registry, cache.path());
+    with_credentials.credentials = Credentials::Basic { username: "alice".into(), password: "s3cret".into() };
+    let store = OciPluginStore::new(with_credentials).unwrap();
+    assert_eq!(store.versions(&name("calc")).unwrap().describe(), "1.0.0");
+    assert_eq!(store.load(&at("calc", "1.0.0")).unwrap().bytes, answering(1));
+
+    // The same credentials from a Docker config.json.
+    let docker = TempDir::new().unwrap();
+    let auth = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, "alice:s3cret");
+    let config = serde_json::json!({"auths": {registry.addr.clone(): {"auth": auth}}});
+    fs::write(docker.path().join("config.json"), config.to_string()).unwrap();
+    let credentials = Credentials::from_docker_config(&docker.path().join("config.json"), &registry.addr).unwrap();
+    let mut from_file = settings(&registry, cache.path());
+    from_file.credentials = credentials.unwrap();
+    assert!(OciPluginStore::new(from_file).unwrap().versions(&name("calc")).is_ok());
+}
+
+/// An artifact pushed by another standard tool: an OCI image layout written by hand (as any
+/// tool writes one) and copied into the registry by `skopeo copy`, then pulled by the store.
+#[test]
+fn pulls_what_skopeo_pushed() {
+    let registry = Registry::start(None);
+    let layout = TempDir::new().unwrap();
+    let wasm = plugin_bytes("hello");
+    let config = br#"{"architecture":"wasm","os":"wasip1"}"#.to_vec();
+    let blobs = layout.path().join("blobs/sha256");
+    fs::create_dir_all(&blobs).unwrap();
+    let write_blob = |bytes: &[u8]| {
+        let hex = hex::encode(Sha256::digest(bytes));
+        fs::write(blobs.join(&hex), bytes).unwrap();
+        format!("sha256:{hex}")
+    };
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.wasm.config.v0+json", "digest": write_blob(&config), "size": config.len()},
+        "layers": [{"mediaType": "application/wasm", "digest": write_blob(&wasm), "size": wasm.len()}],
+    });
+    let manifest = serde_json::to_vec(&manifest).unwrap();
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": write_blob(&manifest),
+            "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": "3.1.4"},
+        }],
+    });
+    fs::write(layout.path().join("index.json"), index.to_string()).unwrap();
+    fs::write(layout.path().join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let status = Command::new("skopeo")
+        .args(["copy", "--dest-tls-verify=false"])
+        .arg(format!("oci:{}:3.1.4", layout.path().display()))
+        .arg(format!("docker://{}/plugins/hello:3.1.4", registry.addr))
+        .stdout(Stdio::null())
+        .status()
+        .expect("skopeo runs (`cargo xtask setup` installs it)");
+    assert!(status.success());
+
+    let cache = TempDir::new().unwrap();
+    let store = OciPluginStore::new(settings(&registry, cache.path())).unwrap();
+    assert_eq!(store.load(&at("hello", "3.1.4")).unwrap().bytes, wasm);
+}
