@@ -28,7 +28,7 @@ impl PluginRunner for NativeRunner {
     fn interface(&self, name: &PluginName) -> Result<Interface, RunError> {
         match name.as_str() {
             "hello" => Ok(Interface::V1),
-            _ => Err(StoreError::NotFound(name.clone()).into()),
+            _ => Err(StoreError::NotFound(name.into()).into()),
         }
     }
 
