@@ -99,14 +99,14 @@ fn workload(c: &mut Criterion, plugin: &str, input: i32, native: fn(i32) -> i32)
     let metrics = Arc::new(Metrics::new());
     let engine = Engine::new(config(ExecutionMode::Aot)).unwrap();
     let in_process = InProcessRunner::new(store(), engine, Arc::clone(&metrics), 16);
-    assert_eq!(in_process.run(&name, input).unwrap(), expected);
-    group.bench_function("in_process_runner", |b| b.iter(|| in_process.run(&name, black_box(input)).unwrap()));
+    assert_eq!(in_process.run(&host::store::PluginRef::from(&name), input).unwrap(), expected);
+    group.bench_function("in_process_runner", |b| b.iter(|| in_process.run(&host::store::PluginRef::from(&name), black_box(input)).unwrap()));
 
     let mut settings = WorkerSettings::new(env!("CARGO_BIN_EXE_host").into());
     settings.workers = 1;
     let workers = WorkerPoolRunner::new(store(), config(ExecutionMode::Aot), settings, metrics, 16).unwrap();
-    assert_eq!(workers.run(&name, input).unwrap(), expected);
-    group.bench_function("worker_process_runner", |b| b.iter(|| workers.run(&name, black_box(input)).unwrap()));
+    assert_eq!(workers.run(&host::store::PluginRef::from(&name), input).unwrap(), expected);
+    group.bench_function("worker_process_runner", |b| b.iter(|| workers.run(&host::store::PluginRef::from(&name), black_box(input)).unwrap()));
     group.finish();
 }
 
@@ -133,9 +133,9 @@ fn bytes(c: &mut Criterion) {
     let mut group = c.benchmark_group("bytes");
     assert_eq!(hello.call(21).unwrap(), 43);
     group.bench_function("cached_aot_v1_hello", |b| b.iter(|| hello.call(black_box(21)).unwrap()));
-    assert_eq!(workers.run(&hello_name, 21).unwrap(), 43);
+    assert_eq!(workers.run(&host::store::PluginRef::from(&hello_name), 21).unwrap(), 43);
     group.bench_function("worker_process_runner_v1_hello", |b| {
-        b.iter(|| workers.run(&hello_name, black_box(21)).unwrap())
+        b.iter(|| workers.run(&host::store::PluginRef::from(&hello_name), black_box(21)).unwrap())
     });
     for (label, size) in BYTE_SIZES {
         let input = vec![b'a'; size];
@@ -144,9 +144,9 @@ fn bytes(c: &mut Criterion) {
         group.bench_function(format!("cached_aot_v2_{label}"), |b| {
             b.iter(|| text.call_function("upper", black_box(&input)).unwrap())
         });
-        assert_eq!(workers.call(&text_name, "upper", &input).unwrap(), expected);
+        assert_eq!(workers.call(&host::store::PluginRef::from(&text_name), "upper", &input).unwrap(), expected);
         group.bench_function(format!("worker_process_runner_v2_{label}"), |b| {
-            b.iter(|| workers.call(&text_name, "upper", black_box(&input)).unwrap())
+            b.iter(|| workers.call(&host::store::PluginRef::from(&text_name), "upper", black_box(&input)).unwrap())
         });
     }
     group.finish();

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use host::{
     api::{AppState, app},
     metrics::Metrics,
-    runner::{Interface, PluginRunner, PluginStatus, PluginStream, RunError},
-    store::{PluginName, StoreError},
+    runner::{Interface, PluginRunner, PluginStatus, PluginStream, RunError, VersionStatus},
+    store::{PluginName, PluginRef, StoreError, VersionRequirement},
 };
 
 /// `hello` computes what `plugins/hello` does.
@@ -18,29 +18,38 @@ use host::{
 struct NativeRunner;
 
 impl PluginRunner for NativeRunner {
-    fn run(&self, name: &PluginName, input: i32) -> Result<i32, RunError> {
-        match name.as_str() {
+    /// Native functions have no versions: every request gets the one there is.
+    fn resolve(&self, name: &PluginName, _: Option<&VersionRequirement>) -> Result<PluginRef, RunError> {
+        Ok(PluginRef::from(name))
+    }
+
+    fn run(&self, plugin: &PluginRef, input: i32) -> Result<i32, RunError> {
+        match plugin.name.as_str() {
             "hello" => Ok(2 * input + 1),
-            _ => Err(StoreError::NotFound(name.into()).into()),
+            _ => Err(StoreError::NotFound(plugin.clone()).into()),
         }
     }
 
-    fn interface(&self, name: &PluginName) -> Result<Interface, RunError> {
-        match name.as_str() {
+    fn interface(&self, plugin: &PluginRef) -> Result<Interface, RunError> {
+        match plugin.name.as_str() {
             "hello" => Ok(Interface::V1),
-            _ => Err(StoreError::NotFound(name.into()).into()),
+            _ => Err(StoreError::NotFound(plugin.clone()).into()),
         }
     }
 
-    fn call(&self, name: &PluginName, function: &str, _input: &[u8]) -> Result<Vec<u8>, RunError> {
-        Err(self.interface(name)?.function_kind(function).expect_err("hello has no functions"))
+    fn call(&self, plugin: &PluginRef, function: &str, _input: &[u8]) -> Result<Vec<u8>, RunError> {
+        Err(self.interface(plugin)?.function_kind(function).expect_err("hello has no functions"))
     }
 
-    fn open_stream(&self, name: &PluginName, function: &str) -> Result<Box<dyn PluginStream>, RunError> {
-        Err(self.interface(name)?.function_kind(function).expect_err("hello has no functions"))
+    fn open_stream(&self, plugin: &PluginRef, function: &str) -> Result<Box<dyn PluginStream>, RunError> {
+        Err(self.interface(plugin)?.function_kind(function).expect_err("hello has no functions"))
     }
 
-    fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError> {
+    fn inspect(&self, plugin: &PluginRef) -> Result<PluginStatus, RunError> {
+        Err(StoreError::NotFound(plugin.clone()).into())
+    }
+
+    fn versions(&self, name: &PluginName) -> Result<Vec<VersionStatus>, RunError> {
         Err(StoreError::NotFound(name.into()).into())
     }
 

@@ -107,12 +107,13 @@ mod tests {
         for (file, text) in sources_under("host/src/api") {
             for (number, line) in code_lines(&text) {
                 // From the store, only the name type (the allowlist a name passes before it can
-                // reach any file system) may be used.
+                // reach any file system) and the version types (a parsed requirement, and the
+                // name and version a request resolved to) may be used.
                 let store_items = line.split("store::").skip(1).flat_map(|rest| match rest.strip_prefix('{') {
                     Some(group) => group.split('}').next().unwrap_or_default().split(',').map(str::trim).collect(),
                     None => vec![rest.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap_or_default()],
                 });
-                for item in store_items.filter(|item| !["PluginName", "InvalidName", ""].contains(item)) {
+                for item in store_items.filter(|item| !["PluginName", "InvalidName", "PluginRef", "VersionRequirement", "InvalidRequirement", ""].contains(item)) {
                     found.push(format!("{}:{number}: store::{item}", file.display()));
                 }
             }

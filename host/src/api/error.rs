@@ -13,7 +13,7 @@ use super::RETRY_AFTER;
 use crate::{
     failure::{Disclosure, FailureKind},
     runner::RunError,
-    store::InvalidName,
+    store::{InvalidName, InvalidRequirement},
 };
 
 /// Everything an endpoint can answer besides success. Messages are written for the client and
@@ -33,6 +33,8 @@ pub enum ApiError {
     InvalidCall(&'static str),
     #[error("function names are 1 to 32 of a-z, 0-9 and `_`, starting with a letter")]
     InvalidFunctionName,
+    #[error("{0}")]
+    InvalidVersionRequirement(InvalidRequirement),
     #[error("the input is over the plugin's {capacity}-byte input buffer")]
     InputTooLarge { capacity: u32 },
     #[error("an NDJSON line is longer than the plugin's {capacity}-byte input buffer")]
@@ -99,6 +101,7 @@ impl ApiError {
             ApiError::UnsupportedMediaType | ApiError::UnsupportedEncoding => FailureKind::UnsupportedMediaType,
             ApiError::BodyTooLarge => FailureKind::BodyTooLarge,
             ApiError::InvalidName(_) => FailureKind::InvalidPluginName,
+            ApiError::InvalidVersionRequirement(_) => FailureKind::InvalidVersionRequirement,
             ApiError::MethodNotAllowed => FailureKind::MethodNotAllowed,
             ApiError::Overloaded
             | ApiError::OutOfDescriptors

@@ -23,7 +23,7 @@ use std::{
 
 use axum::{
     body::{Body, Bytes},
-    extract::{Path, State},
+    extract::{Path, Query, State, rejection::QueryRejection},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -31,8 +31,11 @@ use http_body_util::BodyExt;
 use plugin_sdk::FunctionKind;
 use tokio::sync::mpsc;
 
-use super::{ApiError, AppState};
-use crate::{runner::PluginStream, store::PluginName};
+use super::{ApiError, AppState, VersionQuery, requirement, with_version};
+use crate::{
+    runner::PluginStream,
+    store::{PluginName, PluginRef},
+};
 
 /// Limits on streams, with their defaults.
 #[derive(Debug, Clone, Copy)]
@@ -65,17 +68,22 @@ const PIPELINE_DEPTH: usize = 2;
 pub(super) async fn call_function(
     State(state): State<AppState>,
     Path((plugin, function)): Path<(String, String)>,
+    query: Result<Query<VersionQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
     let mut known_plugin = None;
-    match serve(&state, &plugin, function, &headers, body, &mut known_plugin, started).await {
+    let version = match query {
+        Ok(Query(query)) => query.version,
+        Err(_) => return ApiError::InvalidRequest.into_response(),
+    };
+    match serve(&state, &plugin, version.as_deref(), function, &headers, body, &mut known_plugin, started).await {
         // A stream reports its outcome when it ends (see `drive`).
-        Ok(Served::Stream(response)) => response,
-        Ok(Served::Whole(output)) => {
+        Ok((plugin, Served::Stream(response))) => with_version(response, &plugin),
+        Ok((plugin, Served::Whole(output))) => {
             state.metrics.observe_request(known_plugin.as_ref().map(PluginName::as_str), "ok", started.elapsed());
-            ([(header::CONTENT_TYPE, "application/octet-stream")], output).into_response()
+            with_version(([(header::CONTENT_TYPE, "application/octet-stream")], output).into_response(), &plugin)
         }
         Err(error) => {
             let kind = error.kind();
@@ -91,24 +99,32 @@ enum Served {
     Stream(Response),
 }
 
+#[expect(clippy::too_many_arguments, reason = "the parts of one request, taken apart once")]
 async fn serve(
     state: &AppState,
     plugin: &str,
+    version: Option<&str>,
     function: String,
     headers: &HeaderMap,
     body: Body,
     known_plugin: &mut Option<PluginName>,
     started: Instant,
-) -> Result<Served, ApiError> {
+) -> Result<(PluginRef, Served), ApiError> {
     let name = PluginName::new(plugin).map_err(ApiError::InvalidName)?;
     *known_plugin = Some(name.clone());
     if !plugin_sdk::is_valid_function_name(&function) {
         return Err(ApiError::InvalidFunctionName);
     }
+    let requirement = requirement(version)?;
     let permit = Arc::clone(&state.in_flight).try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
     let runner = Arc::clone(&state.runner);
-    let lookup = name.clone();
-    let interface = blocking(move || runner.interface(&lookup).map_err(ApiError::from)).await?;
+    let (plugin, interface) = blocking(move || {
+        let plugin = runner.resolve(&name, requirement.as_ref())?;
+        let interface = runner.interface(&plugin)?;
+        Ok((plugin, interface))
+    })
+    .await?;
+    let name = plugin.name.clone();
     match interface.function_kind(&function)? {
         FunctionKind::Call => {
             let capacity = interface.input_capacity().unwrap_or_default();
@@ -117,16 +133,17 @@ async fn serve(
                 .map_err(|_| ApiError::InputTooLarge { capacity })?;
             let (runner, stopping, metrics) =
                 (Arc::clone(&state.runner), Arc::clone(&state.stopping), Arc::clone(&state.metrics));
+            let called = plugin.clone();
             let output = blocking(move || {
                 let _permit = permit;
                 if stopping.load(Ordering::Relaxed) {
                     return Err(ApiError::ShuttingDown);
                 }
                 let _in_flight = metrics.track_in_flight();
-                runner.call(&name, &function, &input).map_err(ApiError::from)
+                runner.call(&called, &function, &input).map_err(ApiError::from)
             })
             .await?;
-            Ok(Served::Whole(output))
+            Ok((plugin, Served::Whole(output)))
         }
         FunctionKind::Stream => {
             let lines = headers
@@ -134,9 +151,9 @@ async fn serve(
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(NDJSON)));
             let runner = Arc::clone(&state.runner);
-            let opened = name.clone();
+            let opened = plugin.clone();
             let stream = blocking(move || runner.open_stream(&opened, &function).map_err(ApiError::from)).await?;
-            Ok(Served::Stream(stream_response(state, name, stream, body, lines, permit, started).await))
+            Ok((plugin, Served::Stream(stream_response(state, name, stream, body, lines, permit, started).await)))
         }
     }
 }

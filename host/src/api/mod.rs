@@ -11,7 +11,10 @@ use std::{
 
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, Path, State, rejection::JsonRejection},
+    extract::{
+        DefaultBodyLimit, Path, Query, State,
+        rejection::{JsonRejection, QueryRejection},
+    },
     http::{HeaderName, Request, header},
     response::IntoResponse,
     routing::{get, post},
@@ -28,9 +31,13 @@ pub use functions::StreamLimits;
 
 use crate::{
     metrics::Metrics,
-    runner::{PluginRunner, PluginStatus, RunError, WorkerPoolStatus},
-    store::PluginName,
+    runner::{PluginRunner, PluginStatus, RunError, VersionStatus, WorkerPoolStatus},
+    store::{PluginName, PluginRef, VersionRequirement},
 };
+
+/// The response header saying which version of the plugin ran (absent for an unversioned
+/// plugin file).
+pub const PLUGIN_VERSION: HeaderName = HeaderName::from_static("x-plugin-version");
 
 /// Largest `POST /run` body accepted: room for a v2 input as large as the largest default
 /// buffer (1 MiB), escaped as a JSON string or encoded in base64. (The raw function endpoints
@@ -92,6 +99,7 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/plugins", get(list_plugins))
         .route("/plugins/{name}", get(show_plugin))
+        .route("/plugins/{name}/versions", get(list_versions))
         .route("/plugins/{name}/functions/{function}", post(functions::call_function).fallback(method_not_allowed))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -148,6 +156,10 @@ async fn screen_request(mut request: Request<axum::body::Body>) -> Result<Reques
 pub struct RunRequest {
     /// The plugin's name (see [`PluginName`] for what is allowed).
     pub plugin: String,
+    /// A version requirement in Cargo's syntax (`^1.2`, `=1.4.2`, ...); without one, the
+    /// highest release (or the unversioned plugin file).
+    #[serde(default)]
+    pub version: Option<String>,
     /// ABI v2: the function to call.
     #[serde(default)]
     pub function: Option<String>,
@@ -174,6 +186,9 @@ pub enum RunInput {
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct RunResponse {
     pub output: i32,
+    /// The version that ran; absent for an unversioned plugin file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 /// Answer of a successful ABI v2 `POST /run`: `"output"` when the output is UTF-8 text (and
@@ -184,15 +199,20 @@ pub struct FunctionResponse {
     pub output: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output_base64: Option<String>,
+    /// The version that ran; absent for an unversioned plugin file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
 }
 
 impl FunctionResponse {
     fn new(output: Vec<u8>, base64_asked: bool) -> Self {
         use base64::Engine as _;
         match String::from_utf8(output) {
-            Ok(text) if !base64_asked => FunctionResponse { output: Some(text), output_base64: None },
-            Ok(text) => FunctionResponse { output: None, output_base64: Some(BASE64.encode(text)) },
-            Err(binary) => FunctionResponse { output: None, output_base64: Some(BASE64.encode(binary.into_bytes())) },
+            Ok(text) if !base64_asked => FunctionResponse { output: Some(text), output_base64: None, version: None },
+            Ok(text) => FunctionResponse { output: None, output_base64: Some(BASE64.encode(text)), version: None },
+            Err(binary) => {
+                FunctionResponse { output: None, output_base64: Some(BASE64.encode(binary.into_bytes())), version: None }
+            }
         }
     }
 }
@@ -256,6 +276,7 @@ async fn run_plugin(
     let Json(request) = request.map_err(ApiError::from_rejection)?;
     let name = PluginName::new(&request.plugin).map_err(ApiError::InvalidName)?;
     *plugin = Some(name.clone());
+    let requirement = requirement(request.version.as_deref())?;
     let call = Call::of(request)?;
     let permit = Arc::clone(&state.in_flight).try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
     let (runner, metrics, stopping) =
@@ -266,16 +287,40 @@ async fn run_plugin(
             return Err(ApiError::ShuttingDown);
         }
         let _in_flight = metrics.track_in_flight();
-        Ok(match call {
-            Call::V1(input) => Json(RunResponse { output: runner.run(&name, input)? }).into_response(),
+        let plugin = runner.resolve(&name, requirement.as_ref())?;
+        let version = plugin.version.as_ref().map(ToString::to_string);
+        let response = match call {
+            Call::V1(input) => Json(RunResponse { output: runner.run(&plugin, input)?, version }).into_response(),
             Call::V2 { function, input, output_base64 } => {
-                let output = runner.call(&name, &function, &input)?;
-                Json(FunctionResponse::new(output, output_base64)).into_response()
+                let output = runner.call(&plugin, &function, &input)?;
+                Json(FunctionResponse { version, ..FunctionResponse::new(output, output_base64) }).into_response()
             }
-        })
+        };
+        Ok(with_version(response, &plugin))
     })
     .await
     .map_err(|join_error| ApiError::Internal(format!("plugin call panicked: {join_error}")))?
+}
+
+/// A request's version requirement, parsed (never echoed back: see [`VersionRequirement`]).
+pub(crate) fn requirement(text: Option<&str>) -> Result<Option<VersionRequirement>, ApiError> {
+    text.map(VersionRequirement::parse).transpose().map_err(ApiError::InvalidVersionRequirement)
+}
+
+/// Adds the `x-plugin-version` header when a versioned plugin answered.
+pub(crate) fn with_version(mut response: axum::response::Response, plugin: &PluginRef) -> axum::response::Response {
+    if let Some(version) = &plugin.version
+        && let Ok(value) = header::HeaderValue::from_str(&version.to_string())
+    {
+        response.headers_mut().insert(PLUGIN_VERSION, value);
+    }
+    response
+}
+
+/// `?version=<requirement>` on the plugin endpoints.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct VersionQuery {
+    pub version: Option<String>,
 }
 
 async fn method_not_allowed() -> impl IntoResponse {
@@ -300,6 +345,10 @@ pub struct Readiness {
     /// The worker processes (process isolation only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub workers: Option<WorkerPoolStatus>,
+    /// Set while the store serves in a degraded way: an OCI registry that cannot be reached,
+    /// while the versions already pulled keep serving (new resolutions answer 503).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub store_degraded: Option<String>,
 }
 
 /// Ready when the host can serve: the store answers within [`LISTING_DEADLINE`] (a store that
@@ -321,6 +370,7 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
         store: state.runner.describe_store(),
         file_descriptors,
         workers,
+        store_degraded: state.runner.store_degraded(),
         plugins: plugins.len(),
         unloadable: plugins
             .into_iter()
@@ -335,10 +385,40 @@ async fn list_plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginSt
     Ok(Json(listing(&state, move || runner.list()).await?))
 }
 
-async fn show_plugin(State(state): State<AppState>, Path(name): Path<String>) -> Result<Json<PluginStatus>, ApiError> {
+/// One plugin: the version a request with `?version=` (or without) would get.
+async fn show_plugin(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    query: Result<Query<VersionQuery>, QueryRejection>,
+) -> Result<Json<PluginStatus>, ApiError> {
+    let name = PluginName::new(&name).map_err(ApiError::InvalidName)?;
+    let Query(query) = query.map_err(|_| ApiError::InvalidRequest)?;
+    let requirement = requirement(query.version.as_deref())?;
+    let runner = Arc::clone(&state.runner);
+    Ok(Json(
+        listing(&state, move || runner.resolve(&name, requirement.as_ref()).and_then(|plugin| runner.inspect(&plugin)))
+            .await?,
+    ))
+}
+
+/// Answer of `GET /plugins/{name}/versions`.
+#[derive(Debug, Serialize)]
+pub struct VersionsResponse {
+    pub name: PluginName,
+    /// The unversioned file (`"version": null`) first if there is one, then every version,
+    /// lowest first.
+    pub versions: Vec<VersionStatus>,
+}
+
+async fn list_versions(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<VersionsResponse>, ApiError> {
     let name = PluginName::new(&name).map_err(ApiError::InvalidName)?;
     let runner = Arc::clone(&state.runner);
-    Ok(Json(listing(&state, move || runner.inspect(&name)).await?))
+    let lookup = name.clone();
+    let versions = listing(&state, move || runner.versions(&lookup)).await?;
+    Ok(Json(VersionsResponse { name, versions }))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {

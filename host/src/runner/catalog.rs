@@ -6,10 +6,10 @@ use lru::LruCache;
 use parking_lot::Mutex;
 use plugin_sdk::AbiLimits;
 
-use super::{AbiStatus, PluginStatus, RunError, content_hash};
+use super::{AbiStatus, PluginStatus, RunError, VersionStatus, content_hash};
 use crate::{
     metrics::Metrics,
-    store::{FileIdentity, PluginName, PluginRef, PluginStore, StoreError},
+    store::{FileIdentity, PluginName, PluginRef, PluginStore, Resolver, StoreError, VersionRequirement},
 };
 
 /// Default number of plugins whose current version is kept.
@@ -34,14 +34,18 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 256;
 #[derive(Debug)]
 pub struct Catalog<M> {
     store: Arc<dyn PluginStore>,
+    /// Which version of a plugin a request gets (see [`Resolver`]).
+    resolver: Resolver,
     metrics: Arc<Metrics>,
     /// Least recently used plugins are forgotten first; each entry has its own lock, so a slow
     /// load of one plugin never delays calls to another.
-    slots: Mutex<LruCache<PluginName, Arc<Mutex<Slot<M>>>>>,
+    /// One slot per plugin file: each version of a plugin has its own (a call pinned to 1.2 and
+    /// one pinned to 2.0 never evict each other's compiled module).
+    slots: Mutex<LruCache<PluginRef, Arc<Mutex<Slot<M>>>>>,
     /// What `GET /plugins` checks files against: the limits plugins are loaded with.
     abi_limits: AbiLimits,
     /// What each file's content says, by file identity, for listings.
-    facts: Mutex<LruCache<PluginName, (FileIdentity, FileFacts)>>,
+    facts: Mutex<LruCache<PluginRef, (FileIdentity, FileFacts)>>,
 }
 
 /// What a plugin file's bytes say, kept while the file is unchanged.
@@ -77,23 +81,72 @@ impl<M: Clone> Catalog<M> {
     pub fn new(store: Arc<dyn PluginStore>, metrics: Arc<Metrics>, capacity: usize, abi_limits: AbiLimits) -> Self {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         let facts = Mutex::new(LruCache::new(capacity.saturating_mul(NonZeroUsize::new(4).expect("non-zero"))));
-        Catalog { store, metrics, slots: Mutex::new(LruCache::new(capacity)), abi_limits, facts }
+        let resolver = Resolver::new(Arc::clone(&store));
+        Catalog { store, resolver, metrics, slots: Mutex::new(LruCache::new(capacity)), abi_limits, facts }
+    }
+
+    /// The plugin file a request for `name` with `requirement` runs (see [`Resolver::resolve`]).
+    pub fn resolve(&self, name: &PluginName, requirement: Option<&VersionRequirement>) -> Result<PluginRef, RunError> {
+        Ok(self.resolver.resolve(name, requirement)?)
+    }
+
+    /// Every version of `name` (and its unversioned file, first, if there is one) with its
+    /// content's SHA-256. A registry names the digest itself; a file is read and hashed once
+    /// per file identity.
+    pub fn versions(&self, name: &PluginName) -> Result<Vec<VersionStatus>, RunError> {
+        let listing = self.resolver.versions(name)?;
+        if listing.is_empty() {
+            return Err(StoreError::NotFound(PluginRef::from(name)).into());
+        }
+        let default = self.resolver.resolve(name, None).ok();
+        let mut plugins: Vec<PluginRef> = Vec::new();
+        if listing.unversioned {
+            plugins.push(PluginRef::unversioned(name.clone()));
+        }
+        plugins.extend(listing.versions.iter().map(|v| PluginRef::versioned(name.clone(), v.clone())));
+        let mut versions = Vec::with_capacity(plugins.len());
+        for plugin in plugins {
+            let sha256 = match self.store.stat(&plugin) {
+                Ok(FileIdentity { digest: Some(digest), .. }) => Some(hex::encode(digest)),
+                Ok(_) => self.facts_of(&plugin).ok().map(|(_, facts)| facts.sha256),
+                // Gone since the listing, or not a plugin file: not a version.
+                Err(StoreError::NotFound(_) | StoreError::NotARegularFile(_)) => continue,
+                Err(error @ StoreError::Unavailable { .. }) => return Err(error.into()),
+                Err(_) => None,
+            };
+            let default = default.as_ref() == Some(&plugin);
+            versions.push(VersionStatus { version: plugin.version, sha256, default });
+        }
+        Ok(versions)
+    }
+
+    /// Why the store serves in a degraded way, if it does.
+    pub fn degraded(&self) -> Option<String> {
+        self.store.degraded()
     }
 
     pub fn store(&self) -> &dyn PluginStore {
         self.store.as_ref()
     }
 
-    /// The version of `name` a new call should run, loading it with `load(bytes, content_hash)`
-    /// if the file changed.
+    /// The loaded form of `plugin`'s file as it is now, loading it with
+    /// `load(bytes, content_hash)` if the file changed.
     pub fn current(
         &self,
-        name: &PluginName,
+        plugin: &PluginRef,
         load: impl FnOnce(&[u8], &str) -> Result<M, RunError>,
     ) -> Result<M, RunError> {
         // Stat first: a name the store does not have must not take (and evict) a slot.
-        let identity = self.store.stat(&PluginRef::from(name))?;
-        let slot = Arc::clone(self.slots.lock().get_or_insert(name.clone(), Default::default));
+        let identity = match self.store.stat(plugin) {
+            Ok(identity) => identity,
+            Err(error @ StoreError::NotFound(_)) => {
+                // A resolved version that has gone: the next request resolves afresh.
+                self.resolver.forget(&plugin.name);
+                return Err(error.into());
+            }
+            Err(error) => return Err(error.into()),
+        };
+        let slot = Arc::clone(self.slots.lock().get_or_insert(plugin.clone(), Default::default));
         let mut slot = slot.lock();
         if slot.seen == Some(identity) {
             if let Some(current) = &slot.current {
@@ -107,7 +160,7 @@ impl<M: Clone> Catalog<M> {
             }
         }
         self.metrics.observe_cache(false);
-        let file = self.store.load(&PluginRef::from(name))?;
+        let file = self.store.load(plugin)?;
         let content_hash = content_hash(&file.bytes);
         if let Some(current) = slot.current.as_ref().filter(|c| c.content_hash == content_hash) {
             // Touched or copied over with the same content: nothing to load again.
@@ -118,7 +171,7 @@ impl<M: Clone> Catalog<M> {
         }
         match load(&file.bytes, &content_hash) {
             Ok(module) => {
-                tracing::info!(plugin = %name, hash = &content_hash[..12], "loaded plugin version");
+                tracing::info!(%plugin, hash = &content_hash[..12], "loaded plugin version");
                 slot.seen = Some(file.identity);
                 slot.current = Some(Version { content_hash, module: module.clone() });
                 slot.last_error = None;
@@ -137,7 +190,7 @@ impl<M: Clone> Catalog<M> {
                 };
                 match &slot.current {
                     Some(previous) => {
-                        tracing::warn!(plugin = %name, %error, transient, "new plugin version failed to load; still serving the previous one");
+                        tracing::warn!(%plugin, %error, transient, "new plugin version failed to load; still serving the previous one");
                         Ok(previous.module.clone())
                     }
                     None => Err(error),
@@ -149,8 +202,9 @@ impl<M: Clone> Catalog<M> {
     /// What the store holds under `name` now, and how loading it went. A file the store has
     /// but cannot give (too large, unreadable) is described rather than refused; only a name
     /// the store does not have, and a store that cannot answer, are errors.
-    pub fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError> {
-        let facts = match self.facts_of(name) {
+    pub fn inspect(&self, plugin: &PluginRef) -> Result<PluginStatus, RunError> {
+        let name = &plugin.name;
+        let facts = match self.facts_of(plugin) {
             Ok(facts) => facts,
             Err(error @ (StoreError::TooLarge { .. } | StoreError::Io { .. })) => {
                 let size = match &error {
@@ -159,6 +213,7 @@ impl<M: Clone> Catalog<M> {
                 };
                 return Ok(PluginStatus {
                     name: name.clone(),
+                    version: plugin.version.clone(),
                     size,
                     modified_unix: None,
                     sha256: None,
@@ -171,7 +226,7 @@ impl<M: Clone> Catalog<M> {
             Err(error) => return Err(error.into()),
         };
         let (identity, facts) = facts;
-        let slot = self.slots.lock().peek(name).cloned();
+        let slot = self.slots.lock().peek(plugin).cloned();
         let (loaded, last_error) = match slot {
             Some(slot) => {
                 let slot = slot.lock();
@@ -183,6 +238,7 @@ impl<M: Clone> Catalog<M> {
         };
         Ok(PluginStatus {
             name: name.clone(),
+            version: plugin.version.clone(),
             size: Some(identity.size),
             modified_unix: identity.modified.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs()),
             sha256: Some(facts.sha256),
@@ -195,24 +251,25 @@ impl<M: Clone> Catalog<M> {
 
     /// The file's identity and what its content says: from the cache while the file is
     /// unchanged (one `stat`), else read, hashed and checked once.
-    fn facts_of(&self, name: &PluginName) -> Result<(FileIdentity, FileFacts), StoreError> {
-        let identity = self.store.stat(&PluginRef::from(name))?;
-        if let Some((seen, facts)) = self.facts.lock().get(name)
+    fn facts_of(&self, plugin: &PluginRef) -> Result<(FileIdentity, FileFacts), StoreError> {
+        let identity = self.store.stat(plugin)?;
+        if let Some((seen, facts)) = self.facts.lock().get(plugin)
             && *seen == identity
         {
             return Ok((identity, facts.clone()));
         }
-        let file = self.store.load(&PluginRef::from(name))?;
+        let file = self.store.load(plugin)?;
         let facts = FileFacts { sha256: content_hash(&file.bytes), abi: AbiStatus::of(&file.bytes, &self.abi_limits) };
-        self.facts.lock().put(name.clone(), (file.identity, facts.clone()));
+        self.facts.lock().put(plugin.clone(), (file.identity, facts.clone()));
         Ok((file.identity, facts))
     }
 
-    /// Every plugin in the store, sorted by name.
+    /// Every plugin in the store, sorted by name, each as a request without a version
+    /// requirement gets it (its highest release, or its unversioned file).
     pub fn list(&self) -> Result<Vec<PluginStatus>, RunError> {
         let mut plugins = Vec::new();
         for name in self.store.list()? {
-            match self.inspect(&name) {
+            match self.resolve(&name, None).and_then(|plugin| self.inspect(&plugin)) {
                 Ok(status) => plugins.push(status),
                 // The store itself failed: the listing would be wrong, not just shorter.
                 Err(error @ RunError::Store(StoreError::Unavailable { .. })) => return Err(error),

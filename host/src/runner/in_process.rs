@@ -3,11 +3,11 @@
 
 use std::{sync::Arc, time::Instant};
 
-use super::{Interface, PluginRunner, PluginStatus, PluginStream, RunError, catalog::Catalog};
+use super::{Interface, PluginRunner, PluginStatus, PluginStream, RunError, VersionStatus, catalog::Catalog};
 use crate::{
     metrics::Metrics,
     runtime::{CompiledPlugin, Engine, RuntimeError, StreamSession},
-    store::{PluginName, PluginStore},
+    store::{PluginName, PluginRef, PluginStore, VersionRequirement},
 };
 
 /// Compiles each plugin version once (see [`Catalog`]) and runs every call on a fresh instance.
@@ -25,15 +25,19 @@ impl InProcessRunner {
         InProcessRunner { catalog, engine, metrics }
     }
 
-    /// The compiled current version of `name`.
-    fn compiled(&self, name: &PluginName) -> Result<Arc<CompiledPlugin>, RunError> {
-        self.catalog.current(name, |bytes, hash| Ok(self.engine.compile(bytes, hash).map(Arc::new)?))
+    /// The compiled current content of `plugin`.
+    fn compiled(&self, plugin: &PluginRef) -> Result<Arc<CompiledPlugin>, RunError> {
+        self.catalog.current(plugin, |bytes, hash| Ok(self.engine.compile(bytes, hash).map(Arc::new)?))
     }
 }
 
 impl PluginRunner for InProcessRunner {
-    fn run(&self, name: &PluginName, input: i32) -> Result<i32, RunError> {
-        let plugin = self.compiled(name)?;
+    fn resolve(&self, name: &PluginName, requirement: Option<&VersionRequirement>) -> Result<PluginRef, RunError> {
+        self.catalog.resolve(name, requirement)
+    }
+
+    fn run(&self, plugin: &PluginRef, input: i32) -> Result<i32, RunError> {
+        let plugin = self.compiled(plugin)?;
         let started = Instant::now();
         let instance = plugin.checkout()?;
         self.metrics.observe_instantiation(started.elapsed());
@@ -44,8 +48,8 @@ impl PluginRunner for InProcessRunner {
         Ok(result?)
     }
 
-    fn interface(&self, name: &PluginName) -> Result<Interface, RunError> {
-        let plugin = self.compiled(name)?;
+    fn interface(&self, plugin: &PluginRef) -> Result<Interface, RunError> {
+        let plugin = self.compiled(plugin)?;
         Ok(match plugin.interface() {
             Ok(layout) => Interface::V2(Arc::clone(layout)),
             Err(RuntimeError::WrongAbiVersion { .. }) => Interface::V1,
@@ -53,16 +57,24 @@ impl PluginRunner for InProcessRunner {
         })
     }
 
-    fn call(&self, name: &PluginName, function: &str, input: &[u8]) -> Result<Vec<u8>, RunError> {
-        Ok(self.compiled(name)?.call_function(function, input)?)
+    fn call(&self, plugin: &PluginRef, function: &str, input: &[u8]) -> Result<Vec<u8>, RunError> {
+        Ok(self.compiled(plugin)?.call_function(function, input)?)
     }
 
-    fn open_stream(&self, name: &PluginName, function: &str) -> Result<Box<dyn PluginStream>, RunError> {
-        Ok(Box::new(self.compiled(name)?.open_stream(function)?))
+    fn open_stream(&self, plugin: &PluginRef, function: &str) -> Result<Box<dyn PluginStream>, RunError> {
+        Ok(Box::new(self.compiled(plugin)?.open_stream(function)?))
     }
 
-    fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError> {
-        self.catalog.inspect(name)
+    fn inspect(&self, plugin: &PluginRef) -> Result<PluginStatus, RunError> {
+        self.catalog.inspect(plugin)
+    }
+
+    fn versions(&self, name: &PluginName) -> Result<Vec<VersionStatus>, RunError> {
+        self.catalog.versions(name)
+    }
+
+    fn store_degraded(&self) -> Option<String> {
+        self.catalog.degraded()
     }
 
     fn list(&self) -> Result<Vec<PluginStatus>, RunError> {

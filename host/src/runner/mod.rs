@@ -17,35 +17,52 @@ use std::sync::Arc;
 use crate::{
     failure::FailureKind,
     runtime::RuntimeError,
-    store::{PluginName, StoreError},
+    store::{PluginName, PluginRef, StoreError, Version, VersionRequirement},
 };
 
 /// Executes plugins. Methods block (they run WebAssembly or read files): call them from a
 /// blocking context such as `tokio::task::spawn_blocking`.
+///
+/// A call names one plugin file, a [`PluginRef`]: a plugin name and, for a versioned plugin,
+/// its version. [`resolve`](Self::resolve) says which file a request (a name and perhaps a
+/// version requirement) gets; the other methods use the file as it is now (hot swap).
 pub trait PluginRunner: Send + Sync + std::fmt::Debug {
-    /// Runs `init`, `process(input)` and `cleanup` of the current version of `name` on a fresh
-    /// instance and returns `process`'s result (ABI v1).
-    fn run(&self, name: &PluginName, input: i32) -> Result<i32, RunError>;
+    /// The plugin file a request for `name` runs: the highest version satisfying
+    /// `requirement`, or without one the highest release (else the unversioned file).
+    fn resolve(&self, name: &PluginName, requirement: Option<&VersionRequirement>) -> Result<PluginRef, RunError>;
 
-    /// What the current version of `name` offers: v1's integer call, or v2's functions and
+    /// Runs `init`, `process(input)` and `cleanup` of the current content of `plugin` on a
+    /// fresh instance and returns `process`'s result (ABI v1).
+    fn run(&self, plugin: &PluginRef, input: i32) -> Result<i32, RunError>;
+
+    /// What the current content of `plugin` offers: v1's integer call, or v2's functions and
     /// buffers.
-    fn interface(&self, name: &PluginName) -> Result<Interface, RunError>;
+    fn interface(&self, plugin: &PluginRef) -> Result<Interface, RunError>;
 
-    /// Calls the v2 function `function` of the current version of `name` with `input` on a
-    /// fresh instance and returns its output. A streaming function runs as one whole stream.
-    fn call(&self, name: &PluginName, function: &str, input: &[u8]) -> Result<Vec<u8>, RunError>;
+    /// Calls the v2 function `function` of `plugin` with `input` on a fresh instance and
+    /// returns its output. A streaming function runs as one whole stream.
+    fn call(&self, plugin: &PluginRef, function: &str, input: &[u8]) -> Result<Vec<u8>, RunError>;
 
-    /// Begins the v2 stream `function` of the current version of `name`.
-    fn open_stream(&self, name: &PluginName, function: &str) -> Result<Box<dyn PluginStream>, RunError>;
+    /// Begins the v2 stream `function` of `plugin`.
+    fn open_stream(&self, plugin: &PluginRef, function: &str) -> Result<Box<dyn PluginStream>, RunError>;
 
-    /// What the store holds under `name` now, and how loading it went.
-    fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError>;
+    /// What the store holds as `plugin` now, and how loading it went.
+    fn inspect(&self, plugin: &PluginRef) -> Result<PluginStatus, RunError>;
 
-    /// Every plugin in the store, sorted by name.
+    /// Every version of `name` the store holds, with digests.
+    fn versions(&self, name: &PluginName) -> Result<Vec<VersionStatus>, RunError>;
+
+    /// Every plugin in the store, sorted by name, as a request without a requirement gets it.
     fn list(&self) -> Result<Vec<PluginStatus>, RunError>;
 
     /// Where plugins come from, for operators.
     fn describe_store(&self) -> String;
+
+    /// Why the store serves in a degraded way (an OCI registry that cannot be reached while
+    /// the versions already pulled keep serving), for `/readyz`.
+    fn store_degraded(&self) -> Option<String> {
+        None
+    }
 
     /// The worker processes, when plugins run in them.
     fn workers(&self) -> Option<WorkerPoolStatus> {
@@ -101,6 +118,9 @@ pub trait PluginStream: Send {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct PluginStatus {
     pub name: PluginName,
+    /// The version this status is of; `null` for an unversioned plugin file.
+    #[serde(serialize_with = "serialize_version")]
+    pub version: Option<Version>,
     /// File size in bytes, when known.
     pub size: Option<u64>,
     /// Last modification, in seconds since the Unix epoch, when the file could be read.
@@ -115,6 +135,25 @@ pub struct PluginStatus {
     pub last_error: Option<String>,
     /// Set while the plugin is quarantined for crashing worker processes.
     pub quarantine: Option<QuarantineStatus>,
+}
+
+/// One version as `GET /plugins/{name}/versions` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct VersionStatus {
+    /// `null` for the unversioned plugin file.
+    #[serde(serialize_with = "serialize_version")]
+    pub version: Option<Version>,
+    /// Hex SHA-256 of the content (a registry's layer digest), when it could be read.
+    pub sha256: Option<String>,
+    /// Whether a request without a version requirement gets this one.
+    pub default: bool,
+}
+
+fn serialize_version<S: serde::Serializer>(version: &Option<Version>, serializer: S) -> Result<S::Ok, S::Error> {
+    match version {
+        Some(version) => serializer.collect_str(version),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// A plugin refused for a while because it kept crashing worker processes.

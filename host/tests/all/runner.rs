@@ -26,46 +26,46 @@ fn name(name: &str) -> PluginName {
 fn runs_plugins_by_name_and_reports_missing_ones() {
     let dir = plugin_dir(&["hello"]);
     let runner = runner_for(dir.path(), runtime_config(ExecutionMode::Aot));
-    assert_eq!(runner.run(&name("hello"), 21).unwrap(), 43);
-    let err = runner.run(&name("nope"), 1).unwrap_err();
+    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 21).unwrap(), 43);
+    let err = runner.run(&host::store::PluginRef::from(&name("nope")), 1).unwrap_err();
     assert!(matches!(err, RunError::Store(StoreError::NotFound(_))), "{err:?}");
 
     // Deleting the file makes the plugin disappear, even though a version was loaded.
     fs::remove_file(dir.path().join("hello.wasm")).unwrap();
-    assert!(matches!(runner.run(&name("hello"), 1), Err(RunError::Store(StoreError::NotFound(_)))));
+    assert!(matches!(runner.run(&host::store::PluginRef::from(&name("hello")), 1), Err(RunError::Store(StoreError::NotFound(_)))));
 }
 
 #[test]
 fn a_replaced_file_is_picked_up_by_the_next_call() {
     let dir = plugin_dir(&["hello"]);
     let runner = runner_for(dir.path(), runtime_config(ExecutionMode::Aot));
-    assert_eq!(runner.run(&name("hello"), 5).unwrap(), 11);
+    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(), 11);
 
     replace_atomically(dir.path(), "hello", &plugin_bytes("simple"));
-    assert_eq!(runner.run(&name("hello"), 5).unwrap(), 6, "replaced by rename");
+    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(), 6, "replaced by rename");
 
     // Rewritten in place (same inode), as an editor or `cp` would.
     fs::write(dir.path().join("hello.wasm"), plugin_bytes("abi")).unwrap();
-    assert_eq!(runner.run(&name("hello"), 5).unwrap(), 25, "rewritten in place");
+    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(), 25, "rewritten in place");
 }
 
 #[test]
 fn a_half_written_file_never_runs_and_the_previous_version_keeps_serving() {
     let dir = plugin_dir(&["hello"]);
     let runner = runner_for(dir.path(), runtime_config(ExecutionMode::Interpreter));
-    assert_eq!(runner.run(&name("hello"), 5).unwrap(), 11);
+    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(), 11);
 
     let next = plugin_bytes("simple");
     fs::write(dir.path().join("hello.wasm"), &next[..next.len() / 2]).unwrap();
-    assert_eq!(runner.run(&name("hello"), 5).unwrap(), 11, "still the previous version");
-    assert_eq!(runner.run(&name("hello"), 5).unwrap(), 11, "and again, without re-reading");
+    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(), 11, "still the previous version");
+    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(), 11, "and again, without re-reading");
 
     fs::write(dir.path().join("hello.wasm"), &next).unwrap();
-    assert_eq!(runner.run(&name("hello"), 5).unwrap(), 6, "the completed file is the new version");
+    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(), 6, "the completed file is the new version");
 
     // With no good version to fall back on, the failure is the answer.
     fs::write(dir.path().join("fresh.wasm"), &next[..10]).unwrap();
-    let err = runner.run(&name("fresh"), 5).unwrap_err();
+    let err = runner.run(&host::store::PluginRef::from(&name("fresh")), 5).unwrap_err();
     assert!(matches!(err.root(), RunError::Runtime(RuntimeError::AbiViolation(_))), "{err:?}");
 }
 
@@ -82,7 +82,7 @@ fn hot_swap_under_concurrent_calls_never_fails_a_call() {
             thread::spawn(move || {
                 let mut seen = [0u32; 2];
                 while !done.load(Ordering::Relaxed) {
-                    match runner.run(&name("hello"), 5) {
+                    match runner.run(&host::store::PluginRef::from(&name("hello")), 5) {
                         Ok(11) => seen[0] += 1,
                         Ok(6) => seen[1] += 1,
                         other => panic!("a call during the swap got {other:?}"),
@@ -157,16 +157,16 @@ fn a_broken_file_is_read_once_until_it_changes() {
     let dir = plugin_dir(&["hello"]);
     fs::write(dir.path().join("broken.wasm"), b"not a module").unwrap();
     let (runner, store) = counting_runner(dir.path());
-    let first = runner.run(&name("broken"), 1).unwrap_err();
+    let first = runner.run(&host::store::PluginRef::from(&name("broken")), 1).unwrap_err();
     for _ in 0..5 {
-        let again = runner.run(&name("broken"), 1).unwrap_err();
+        let again = runner.run(&host::store::PluginRef::from(&name("broken")), 1).unwrap_err();
         assert_eq!((again.kind(), again.to_string()), (first.kind(), first.to_string()));
     }
     assert_eq!(first.kind().code(), "abi_violation");
     assert_eq!(store.loads("broken"), 1, "read once, then remembered");
 
     replace_atomically(dir.path(), "broken", &plugin_bytes("hello"));
-    assert_eq!(runner.run(&name("broken"), 21).unwrap(), 43, "a fixed file is loaded at once");
+    assert_eq!(runner.run(&host::store::PluginRef::from(&name("broken")), 21).unwrap(), 43, "a fixed file is loaded at once");
     assert_eq!(store.loads("broken"), 2);
 }
 

@@ -31,12 +31,12 @@ use self::{
     pool::{Pool, PooledWorker, Worker},
     quarantine::{Quarantine, QuarantinePolicy},
 };
-use super::{Interface, PluginRunner, PluginStatus, PluginStream, RunError, catalog::Catalog};
+use super::{Interface, PluginRunner, PluginStatus, PluginStream, RunError, VersionStatus, catalog::Catalog};
 use crate::{
     failure::FailureKind,
     metrics::Metrics,
     runtime::{RuntimeConfig, RuntimeError},
-    store::{PluginName, PluginStore},
+    store::{PluginName, PluginRef, PluginStore, VersionRequirement},
 };
 
 /// How the pool runs. Every field documents its default.
@@ -263,11 +263,12 @@ impl WorkerPoolRunner {
 
 impl WorkerPoolRunner {
     /// The checked current version of `name`, unless the plugin is quarantined.
-    fn module(&self, name: &PluginName) -> Result<Arc<CheckedModule>, RunError> {
+    fn module(&self, plugin: &PluginRef) -> Result<Arc<CheckedModule>, RunError> {
+        let name = &plugin.name;
         if let Some(status) = self.quarantine.status(name) {
             return Err(RunError::Quarantined(status));
         }
-        self.catalog.current(name, |bytes, hash| self.check(name, bytes, hash))
+        self.catalog.current(plugin, |bytes, hash| self.check(name, bytes, hash))
     }
 
     /// Runs `work` on a worker and gives the worker back, or replaces it if it failed.
@@ -306,8 +307,9 @@ impl WorkerPoolRunner {
 }
 
 impl PluginRunner for WorkerPoolRunner {
-    fn run(&self, name: &PluginName, input: i32) -> Result<i32, RunError> {
-        let module = self.module(name)?;
+    fn run(&self, plugin: &PluginRef, input: i32) -> Result<i32, RunError> {
+        let name = &plugin.name;
+        let module = self.module(plugin)?;
         let timeout = self.runtime.limits.call_timeout;
         self.on_worker(name, |worker| {
             let (result, instantiation) = worker.call(&module, input, timeout)?;
@@ -316,19 +318,21 @@ impl PluginRunner for WorkerPoolRunner {
         })
     }
 
-    fn interface(&self, name: &PluginName) -> Result<Interface, RunError> {
-        let module = self.module(name)?;
+    fn interface(&self, plugin: &PluginRef) -> Result<Interface, RunError> {
+        let module = self.module(plugin)?;
         Ok(module.interface.as_ref().map_or(Interface::V1, |layout| Interface::V2(Arc::clone(layout))))
     }
 
-    fn call(&self, name: &PluginName, function: &str, input: &[u8]) -> Result<Vec<u8>, RunError> {
-        let module = self.module(name)?;
+    fn call(&self, plugin: &PluginRef, function: &str, input: &[u8]) -> Result<Vec<u8>, RunError> {
+        let name = &plugin.name;
+        let module = self.module(plugin)?;
         let timeout = self.runtime.limits.call_timeout;
         self.on_worker(name, |worker| worker.call_function(&module, function, input, timeout))
     }
 
-    fn open_stream(&self, name: &PluginName, function: &str) -> Result<Box<dyn PluginStream>, RunError> {
-        let module = self.module(name)?;
+    fn open_stream(&self, plugin: &PluginRef, function: &str) -> Result<Box<dyn PluginStream>, RunError> {
+        let name = &plugin.name;
+        let module = self.module(plugin)?;
         let Some(layout) = module.interface.clone() else {
             return Err(RuntimeError::WrongAbiVersion { plugin: 1 }.into());
         };
@@ -362,10 +366,22 @@ impl PluginRunner for WorkerPoolRunner {
         }
     }
 
-    fn inspect(&self, name: &PluginName) -> Result<PluginStatus, RunError> {
-        let mut status = self.catalog.inspect(name)?;
-        status.quarantine = self.quarantine.status(name);
+    fn resolve(&self, name: &PluginName, requirement: Option<&VersionRequirement>) -> Result<PluginRef, RunError> {
+        self.catalog.resolve(name, requirement)
+    }
+
+    fn inspect(&self, plugin: &PluginRef) -> Result<PluginStatus, RunError> {
+        let mut status = self.catalog.inspect(plugin)?;
+        status.quarantine = self.quarantine.status(&plugin.name);
         Ok(status)
+    }
+
+    fn versions(&self, name: &PluginName) -> Result<Vec<VersionStatus>, RunError> {
+        self.catalog.versions(name)
+    }
+
+    fn store_degraded(&self) -> Option<String> {
+        self.catalog.degraded()
     }
 
     fn list(&self) -> Result<Vec<PluginStatus>, RunError> {
