@@ -40,6 +40,12 @@ pub trait PluginStore: Send + Sync + fmt::Debug {
     /// (empty when it has nothing by that name). Entries that are not valid versions are left
     /// out with a warning.
     fn versions(&self, name: &PluginName) -> Result<Versions, StoreError>;
+    /// The versions of `name` the store can serve without its source (a registry's blobs in
+    /// the disk cache): what the [`Resolver`] falls back to when [`versions`](Self::versions)
+    /// is unavailable and it has no listing of its own yet (after a restart). Default: none.
+    fn held_versions(&self, _name: &PluginName) -> Versions {
+        Versions::default()
+    }
     /// How long the [`Resolver`] may answer from a listing before asking again. Default: 1 s.
     fn listing_ttl(&self) -> Duration {
         Duration::from_secs(1)

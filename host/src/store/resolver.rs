@@ -5,8 +5,10 @@
 //! picks a version with [`select`], and re-lists at once when the cached listing cannot answer
 //! (a version published a moment ago, a plugin that just appeared) or when the runner reports
 //! that a resolved version has gone ([`Resolver::forget`]). When a store cannot be listed
-//! right now (a registry that is down), the last listing keeps answering, so versions already
-//! held keep serving.
+//! right now (a registry that is down), the last listing keeps answering (or, with none yet,
+//! what the store holds without its source, [`PluginStore::held_versions`]), so versions
+//! already held keep serving; a request that listing cannot answer is "unavailable", never
+//! "no such version".
 
 use std::{
     num::NonZeroUsize,
@@ -41,6 +43,9 @@ pub struct Resolver {
 struct Listing {
     fetched: Instant,
     versions: Arc<Versions>,
+    /// False for what a store holds without its source: a request it cannot answer asks the
+    /// source again (and is "unavailable" if the source still cannot answer).
+    from_source: bool,
 }
 
 impl Resolver {
@@ -72,7 +77,7 @@ impl Resolver {
         match pick(name, &listing.versions, requirement) {
             Ok(found) => Ok(found),
             // Perhaps published since: list again, unless the listing is brand new.
-            Err(_) if listing.fetched.elapsed() >= self.min_refresh => {
+            Err(_) if !listing.from_source || listing.fetched.elapsed() >= self.min_refresh => {
                 let listing = self.listing(name, true)?;
                 pick(name, &listing.versions, requirement)
             }
@@ -98,7 +103,7 @@ impl Resolver {
         let cached = cached.filter(|_| !refresh);
         match self.store.versions(name) {
             Ok(versions) => {
-                let listing = Listing { fetched: Instant::now(), versions: Arc::new(versions) };
+                let listing = Listing { fetched: Instant::now(), versions: Arc::new(versions), from_source: true };
                 self.listings.lock().put(name.clone(), listing.clone());
                 Ok(listing)
             }
@@ -108,6 +113,16 @@ impl Resolver {
                 Some(listing) => {
                     tracing::warn!(plugin = %name, %error, age = ?listing.fetched.elapsed(), "plugin store cannot list versions; using the last listing");
                     Ok(listing)
+                }
+                // Nothing listed yet (a restart): what the store holds without its source.
+                None if !refresh => {
+                    let held = self.store.held_versions(name);
+                    if held.is_empty() {
+                        return Err(error);
+                    }
+                    tracing::warn!(plugin = %name, %error, "plugin store cannot list versions; using the versions it holds");
+                    // Not kept: a listing from the source replaces it as soon as there is one.
+                    Ok(Listing { fetched: Instant::now(), versions: Arc::new(held), from_source: false })
                 }
                 None => Err(error),
             },

@@ -229,9 +229,14 @@ fn a_registry_outage_keeps_held_versions_serving_and_recovers_without_a_restart(
     assert!(degraded.contains("unreachable"), "{degraded}");
 
     // A fresh host (a restart) with the registry still down serves what its cache holds.
-    let restarted = OciPluginStore::new(settings(&registry, cache.path())).unwrap();
-    assert_eq!(restarted.versions(&name("calc")).unwrap().describe(), "1.1.0");
+    let restarted = Arc::new(OciPluginStore::new(settings(&registry, cache.path())).unwrap());
+    assert!(matches!(restarted.versions(&name("calc")), Err(StoreError::Unavailable { .. })));
+    assert_eq!(restarted.held_versions(&name("calc")).describe(), "1.1.0");
+    let resolver_after_restart = Resolver::new(Arc::clone(&restarted) as Arc<dyn PluginStore>);
+    assert_eq!(resolve(&resolver_after_restart, "calc", None).unwrap(), "calc 1.1.0");
     assert_eq!(restarted.load(&at("calc", "1.1.0")).unwrap().bytes, answering(11));
+    let error = resolve(&resolver_after_restart, "calc", Some("=1.0.0")).unwrap_err();
+    assert_eq!(error.kind().code(), "store_unavailable", "never pulled: unavailable, not absent: {error}");
 
     registry.resume();
     assert_eq!(store.load(&at("calc", "1.0.0")).unwrap().bytes, answering(1), "back without a restart");
@@ -327,4 +332,55 @@ fn pulls_what_skopeo_pushed() {
     let cache = TempDir::new().unwrap();
     let store = OciPluginStore::new(settings(&registry, cache.path())).unwrap();
     assert_eq!(store.load(&at("hello", "3.1.4")).unwrap().bytes, wasm);
+}
+
+/// The whole path over HTTP: a server on the OCI store, a registry that goes away and comes
+/// back.
+#[tokio::test]
+async fn serves_over_http_from_the_registry_through_an_outage() {
+    use serde_json::{Value, json};
+
+    use crate::support::{TestServer, app_state, runtime_config};
+
+    let mut registry = tokio::task::spawn_blocking(|| {
+        let registry = Registry::start(None);
+        push(&registry, "calc", "1.0.0", &answering(10), &RegistryAuth::Anonymous);
+        push(&registry, "calc", "1.1.0", &answering(11), &RegistryAuth::Anonymous);
+        registry
+    })
+    .await
+    .unwrap();
+    let cache = TempDir::new().unwrap();
+    let store = OciPluginStore::new(settings(&registry, cache.path())).unwrap();
+    let server =
+        TestServer::start(app_state(Arc::new(store), runtime_config(host::runtime::ExecutionMode::Aot), 16)).await;
+    let run = async |version: &str| {
+        let body = json!({"plugin": "calc", "input": 1, "version": version});
+        let response = server.client.post(server.url("/run")).json(&body).send().await.unwrap();
+        let status = response.status().as_u16();
+        let retry_after = response.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+        let body: Value = response.json().await.unwrap();
+        (status, retry_after, body)
+    };
+    assert_eq!(run("^1").await, (200, None, json!({"output": 11, "version": "1.1.0"})));
+    let ready: Value = server.client.get(server.url("/readyz")).send().await.unwrap().json().await.unwrap();
+    assert_eq!((ready["plugins"].as_u64(), ready.get("store_degraded")), (Some(1), None));
+
+    registry.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await; // past the refresh interval
+    assert_eq!(run("^1").await, (200, None, json!({"output": 11, "version": "1.1.0"})), "held versions serve");
+    let (status, retry_after, body) = run("=1.0.0").await;
+    assert_eq!((status, retry_after.as_deref()), (503, Some("1")), "{body}");
+    assert_eq!(body["error"]["code"], "store_unavailable");
+    let ready = server.client.get(server.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status().as_u16(), 200, "still serving what it holds");
+    let ready: Value = ready.json().await.unwrap();
+    assert!(ready["store_degraded"].as_str().unwrap().contains("unreachable"), "{ready}");
+
+    registry.resume();
+    assert_eq!(run("=1.0.0").await, (200, None, json!({"output": 10, "version": "1.0.0"})), "recovered");
+    let versions: Value =
+        server.client.get(server.url("/plugins/calc/versions")).send().await.unwrap().json().await.unwrap();
+    let digest = crate::support::sha256_hex(&answering(10));
+    assert_eq!(versions["versions"][0], json!({"version": "1.0.0", "sha256": digest, "default": false}));
 }

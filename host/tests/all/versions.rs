@@ -111,3 +111,136 @@ fn the_resolver_picks_by_requirement_in_the_local_store() {
     assert_eq!(resolve(&resolver, None).unwrap(), "hello");
     assert!(matches!(resolver.resolve(&name("absent"), None), Err(StoreError::NotFound(_))));
 }
+
+mod http {
+    //! Versions over HTTP: `"version"` in `POST /run`, `?version=`, the answer's version.
+
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::{
+        registry::answering,
+        support::{TestServer, app_state, runtime_config},
+    };
+
+    /// `calc` in four versions (each answers its own number), beside the flat `hello.wasm`,
+    /// and the v2 `text` plugin as `words/1.0.0.wasm`.
+    fn store() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join("hello.wasm"), plugin_bytes("hello")).unwrap();
+        fs::create_dir(dir.path().join("calc")).unwrap();
+        for (version, output) in [("1.0.0", 10), ("1.1.0", 11), ("2.0.0", 20), ("2.1.0-rc.1", 21)] {
+            fs::write(dir.path().join(format!("calc/{version}.wasm")), answering(output)).unwrap();
+        }
+        fs::create_dir(dir.path().join("words")).unwrap();
+        fs::write(dir.path().join("words/1.0.0.wasm"), plugin_bytes("text")).unwrap();
+        dir
+    }
+
+    async fn serve(dir: &std::path::Path) -> TestServer {
+        let store: Arc<dyn PluginStore> = Arc::new(LocalPluginStore::new(dir, 1 << 20).unwrap());
+        TestServer::start(app_state(store, runtime_config(host::runtime::ExecutionMode::Aot), 16)).await
+    }
+
+    /// Status, `x-plugin-version` and body of a `POST /run`.
+    async fn run(server: &TestServer, body: Value) -> (u16, Option<String>, Value) {
+        let response = server.client.post(server.url("/run")).json(&body).send().await.unwrap();
+        let status = response.status().as_u16();
+        let version = response.headers().get("x-plugin-version").map(|v| v.to_str().unwrap().to_string());
+        (status, version, response.json().await.unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_call_names_a_requirement_and_the_answer_says_which_version_ran() {
+        let dir = store();
+        let server = serve(dir.path()).await;
+        let calc = |version: Option<&str>| match version {
+            Some(version) => json!({"plugin": "calc", "input": 1, "version": version}),
+            None => json!({"plugin": "calc", "input": 1}),
+        };
+        let ran = |output: i32, version: &str| (200, Some(version.to_string()), json!({"output": output, "version": version}));
+        assert_eq!(run(&server, calc(None)).await, ran(20, "2.0.0"), "the highest release");
+        assert_eq!(run(&server, calc(Some("^1"))).await, ran(11, "1.1.0"));
+        assert_eq!(run(&server, calc(Some("~1.0"))).await, ran(10, "1.0.0"));
+        assert_eq!(run(&server, calc(Some("=1.0.0"))).await, ran(10, "1.0.0"), "pinned");
+        assert_eq!(run(&server, calc(Some(">=1, <2"))).await, ran(11, "1.1.0"));
+        assert_eq!(run(&server, calc(Some(">=2.1.0-rc.1"))).await, ran(21, "2.1.0-rc.1"), "a pre-release when asked");
+        // Both pinned versions stay loaded side by side: alternating calls never reload.
+        for _ in 0..3 {
+            assert_eq!(run(&server, calc(Some("=1.0.0"))).await.2["output"], 10);
+            assert_eq!(run(&server, calc(Some("=2.0.0"))).await.2["output"], 20);
+        }
+
+        let (status, version, body) = run(&server, calc(Some("^3"))).await;
+        assert_eq!((status, version), (404, None));
+        assert_eq!(body["error"]["code"], "version_not_found");
+        assert_eq!(
+            body["error"]["message"],
+            "no version of plugin `calc` matches `^3` (available: 1.0.0, 1.1.0, 2.0.0, 2.1.0-rc.1)"
+        );
+        let (status, _, body) = run(&server, calc(Some("latest; rm -rf /"))).await;
+        assert_eq!(status, 400);
+        assert_eq!(body["error"]["code"], "invalid_version_requirement");
+        assert!(!body["error"]["message"].as_str().unwrap().contains("rm -rf"), "input is not echoed");
+
+        // An unversioned plugin answers as it always did.
+        let hello = run(&server, json!({"plugin": "hello", "input": 21})).await;
+        assert_eq!(hello, (200, None, json!({"output": 43})));
+        let (status, _, body) = run(&server, json!({"plugin": "hello", "input": 21, "version": "^1"})).await;
+        assert_eq!((status, body["error"]["code"].as_str()), (404, Some("version_not_found")));
+    }
+
+    #[tokio::test]
+    async fn the_raw_function_endpoint_takes_a_version_query() {
+        let dir = store();
+        let server = serve(dir.path()).await;
+        let call = |query: &str| server.client.post(server.url(&format!("/plugins/words/functions/upper{query}"))).body("abc");
+        let response = call("?version=%5E1").send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 200);
+        assert_eq!(response.headers()["x-plugin-version"], "1.0.0");
+        assert_eq!(response.text().await.unwrap(), "ABC");
+        let response = call("?version=%3D2.0.0").send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 404);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "version_not_found");
+        let response = call("?version=nope").send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 400);
+    }
+
+    #[tokio::test]
+    async fn versions_are_listed_with_their_digests() {
+        let dir = store();
+        let server = serve(dir.path()).await;
+        let get = |path: &str| server.client.get(server.url(path)).send();
+        let body: Value = get("/plugins/calc/versions").await.unwrap().json().await.unwrap();
+        let sha = |output: i32| crate::support::sha256_hex(&answering(output));
+        assert_eq!(
+            body,
+            json!({"name": "calc", "versions": [
+                {"version": "1.0.0", "sha256": sha(10), "default": false},
+                {"version": "1.1.0", "sha256": sha(11), "default": false},
+                {"version": "2.0.0", "sha256": sha(20), "default": true},
+                {"version": "2.1.0-rc.1", "sha256": sha(21), "default": false},
+            ]})
+        );
+        let hello: Value = get("/plugins/hello/versions").await.unwrap().json().await.unwrap();
+        assert_eq!(hello["versions"], json!([{"version": null, "sha256": sha256_of("hello"), "default": true}]));
+        assert_eq!(get("/plugins/absent/versions").await.unwrap().status().as_u16(), 404);
+
+        // One plugin, as a given requirement (or none) gets it; the listing shows each plugin's default.
+        let pinned: Value = get("/plugins/calc?version=%5E1").await.unwrap().json().await.unwrap();
+        assert_eq!((pinned["version"].as_str(), pinned["sha256"].as_str()), (Some("1.1.0"), Some(sha(11).as_str())));
+        let listing: Value = get("/plugins").await.unwrap().json().await.unwrap();
+        let versions: Vec<(&str, Option<&str>)> = listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| (p["name"].as_str().unwrap(), p["version"].as_str()))
+            .collect();
+        assert_eq!(versions, [("calc", Some("2.0.0")), ("hello", None), ("words", Some("1.0.0"))]);
+    }
+
+    fn sha256_of(plugin: &str) -> String {
+        crate::support::sha256_hex(&plugin_bytes(plugin))
+    }
+}

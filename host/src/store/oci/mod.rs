@@ -529,17 +529,14 @@ impl PluginStore for OciPluginStore {
                 Ok(Versions { unversioned: false, versions })
             }
             Err(RegistryFailure::NotFound) => Ok(Versions::default()),
-            Err(RegistryFailure::Unreachable(why)) => {
-                // After a restart with the registry down, what was pulled before still serves.
-                let held = self.cache.tagged_versions(name);
-                if held.is_empty() {
-                    return Err(self.unavailable(why));
-                }
-                tracing::warn!(plugin = %name, error = %why, "registry unreachable; listing the versions held in the cache");
-                Ok(Versions { unversioned: false, versions: held })
-            }
             Err(failure) => Err(self.store_error(&PluginRef::from(name), failure)),
         }
+    }
+
+    /// The versions with a tag record in the cache folder: after a restart with the registry
+    /// down, what was pulled before still serves.
+    fn held_versions(&self, name: &PluginName) -> Versions {
+        Versions { unversioned: false, versions: self.cache.tagged_versions(name) }
     }
 
     fn listing_ttl(&self) -> Duration {
