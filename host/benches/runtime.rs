@@ -100,13 +100,17 @@ fn workload(c: &mut Criterion, plugin: &str, input: i32, native: fn(i32) -> i32)
     let engine = Engine::new(config(ExecutionMode::Aot)).unwrap();
     let in_process = InProcessRunner::new(store(), engine, Arc::clone(&metrics), 16);
     assert_eq!(in_process.run(&host::store::PluginRef::from(&name), input).unwrap(), expected);
-    group.bench_function("in_process_runner", |b| b.iter(|| in_process.run(&host::store::PluginRef::from(&name), black_box(input)).unwrap()));
+    group.bench_function("in_process_runner", |b| {
+        b.iter(|| in_process.run(&host::store::PluginRef::from(&name), black_box(input)).unwrap())
+    });
 
     let mut settings = WorkerSettings::new(env!("CARGO_BIN_EXE_host").into());
     settings.workers = 1;
     let workers = WorkerPoolRunner::new(store(), config(ExecutionMode::Aot), settings, metrics, 16).unwrap();
     assert_eq!(workers.run(&host::store::PluginRef::from(&name), input).unwrap(), expected);
-    group.bench_function("worker_process_runner", |b| b.iter(|| workers.run(&host::store::PluginRef::from(&name), black_box(input)).unwrap()));
+    group.bench_function("worker_process_runner", |b| {
+        b.iter(|| workers.run(&host::store::PluginRef::from(&name), black_box(input)).unwrap())
+    });
     group.finish();
 }
 

@@ -240,10 +240,9 @@ fn is_not_found(error: &OciDistributionError) -> bool {
     match error {
         OciDistributionError::ImageManifestNotFoundError(_) => true,
         OciDistributionError::ServerError { code, .. } => *code == 404,
-        OciDistributionError::RegistryError { envelope, .. } => envelope
-            .errors
-            .iter()
-            .any(|e| matches!(e.code, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound)),
+        OciDistributionError::RegistryError { envelope, .. } => envelope.errors.iter().any(|e| {
+            matches!(e.code, OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound)
+        }),
         _ => false,
     }
 }
@@ -304,8 +303,11 @@ mod tests {
         let sh = project_shell();
         let work = tempfile::tempdir().unwrap();
         let broken = work.path().join("broken.wasm");
-        fs::write(&broken, wat::parse_str(r#"(module (func (export "init") (result i32) f32.const 1 drop i32.const 0))"#).unwrap())
-            .unwrap();
+        fs::write(
+            &broken,
+            wat::parse_str(r#"(module (func (export "init") (result i32) f32.const 1 drop i32.const 0))"#).unwrap(),
+        )
+        .unwrap();
         let to = format!("dir:{}", work.path().join("store").display());
         let error = publish(&broken, "1.0.0", &to, false).run(&sh).unwrap_err();
         assert!(error.to_string().contains("breaks the plugin ABI"), "{error:#}");
@@ -327,8 +329,7 @@ mod tests {
         };
         let target = format!("docker://{}/{reference}", registry.addr);
         let raw = if raw { Some("--raw") } else { None };
-        let text =
-            cmd!(sh, "skopeo inspect --tls-verify=false {config...} {raw...} {target}").quiet().read().unwrap();
+        let text = cmd!(sh, "skopeo inspect --tls-verify=false {config...} {raw...} {target}").quiet().read().unwrap();
         serde_json::from_str(&text).unwrap()
     }
 

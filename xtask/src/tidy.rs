@@ -113,7 +113,10 @@ mod tests {
                     Some(group) => group.split('}').next().unwrap_or_default().split(',').map(str::trim).collect(),
                     None => vec![rest.split(|c: char| !c.is_alphanumeric() && c != '_').next().unwrap_or_default()],
                 });
-                for item in store_items.filter(|item| !["PluginName", "InvalidName", "PluginRef", "VersionRequirement", "InvalidRequirement", ""].contains(item)) {
+                for item in store_items.filter(|item| {
+                    !["PluginName", "InvalidName", "PluginRef", "VersionRequirement", "InvalidRequirement", ""]
+                        .contains(item)
+                }) {
                     found.push(format!("{}:{number}: store::{item}", file.display()));
                 }
             }

@@ -210,9 +210,11 @@ impl FunctionResponse {
         match String::from_utf8(output) {
             Ok(text) if !base64_asked => FunctionResponse { output: Some(text), output_base64: None, version: None },
             Ok(text) => FunctionResponse { output: None, output_base64: Some(BASE64.encode(text)), version: None },
-            Err(binary) => {
-                FunctionResponse { output: None, output_base64: Some(BASE64.encode(binary.into_bytes())), version: None }
-            }
+            Err(binary) => FunctionResponse {
+                output: None,
+                output_base64: Some(BASE64.encode(binary.into_bytes())),
+                version: None,
+            },
         }
     }
 }

@@ -96,7 +96,9 @@ impl PluginDir<'_> {
                         // Temporary files of an atomic write are expected; anything else is
                         // probably a mistake worth telling the operator about.
                         None if file_name.starts_with('.') => {}
-                        None => tracing::warn!(plugin = %name, file = %file_name, "ignoring a file in the plugin's version folder: its name is not `<semver>.wasm`"),
+                        None => {
+                            tracing::warn!(plugin = %name, file = %file_name, "ignoring a file in the plugin's version folder: its name is not `<semver>.wasm`")
+                        }
                     }
                 }
             }

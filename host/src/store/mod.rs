@@ -21,9 +21,7 @@ pub use local::LocalPluginStore;
 pub use name::{InvalidName, MAX_NAME_LEN, PluginName};
 pub use oci::OciPluginStore;
 pub use resolver::Resolver;
-pub use version::{
-    InvalidRequirement, MAX_REQUIREMENT_LEN, PluginRef, Version, VersionRequirement, Versions, select,
-};
+pub use version::{InvalidRequirement, MAX_REQUIREMENT_LEN, PluginRef, Version, VersionRequirement, Versions, select};
 
 /// A source of plugins, shared by every request as `Arc<dyn PluginStore>`.
 ///

@@ -72,7 +72,11 @@ impl Resolver {
     ///
     /// Nothing by that name is [`StoreError::NotFound`]; a name with versions none of which
     /// qualifies is [`StoreError::VersionNotFound`], listing them.
-    pub fn resolve(&self, name: &PluginName, requirement: Option<&VersionRequirement>) -> Result<PluginRef, StoreError> {
+    pub fn resolve(
+        &self,
+        name: &PluginName,
+        requirement: Option<&VersionRequirement>,
+    ) -> Result<PluginRef, StoreError> {
         let listing = self.listing(name, false)?;
         match pick(name, &listing.versions, requirement) {
             Ok(found) => Ok(found),

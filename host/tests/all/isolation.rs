@@ -419,7 +419,9 @@ fn workers_are_recycled_after_many_loads_between_calls() {
     .expect("workers start");
     let mut pids = Vec::new();
     for name in names {
-        runner.run(&host::store::PluginRef::from(&host::store::PluginName::new(name).unwrap()), 7).expect("every call succeeds");
+        runner
+            .run(&host::store::PluginRef::from(&host::store::PluginName::new(name).unwrap()), 7)
+            .expect("every call succeeds");
         pids.push(worker_pids());
     }
     // Each version is loaded once to check it (and again by a fresh worker that runs it):

@@ -103,7 +103,8 @@ pub fn push(registry: &Registry, name: &str, tag: &str, bytes: &[u8], auth: &Reg
     let client = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
     let reference = Reference::with_tag(registry.addr.clone(), format!("plugins/{name}"), tag.to_string());
     let layer = ImageLayer::new(bytes.to_vec(), "application/wasm".to_string(), None);
-    let config = Config::new(b"{\"architecture\":\"wasm\"}".to_vec(), "application/vnd.wasm.config.v0+json".into(), None);
+    let config =
+        Config::new(b"{\"architecture\":\"wasm\"}".to_vec(), "application/vnd.wasm.config.v0+json".into(), None);
     let mut manifest = OciImageManifest::build(std::slice::from_ref(&layer), &config, None);
     manifest.media_type = Some(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string());
     let digest = layer.sha256_digest();

@@ -32,7 +32,10 @@ fn runs_plugins_by_name_and_reports_missing_ones() {
 
     // Deleting the file makes the plugin disappear, even though a version was loaded.
     fs::remove_file(dir.path().join("hello.wasm")).unwrap();
-    assert!(matches!(runner.run(&host::store::PluginRef::from(&name("hello")), 1), Err(RunError::Store(StoreError::NotFound(_)))));
+    assert!(matches!(
+        runner.run(&host::store::PluginRef::from(&name("hello")), 1),
+        Err(RunError::Store(StoreError::NotFound(_)))
+    ));
 }
 
 #[test]
@@ -58,10 +61,18 @@ fn a_half_written_file_never_runs_and_the_previous_version_keeps_serving() {
     let next = plugin_bytes("simple");
     fs::write(dir.path().join("hello.wasm"), &next[..next.len() / 2]).unwrap();
     assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(), 11, "still the previous version");
-    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(), 11, "and again, without re-reading");
+    assert_eq!(
+        runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(),
+        11,
+        "and again, without re-reading"
+    );
 
     fs::write(dir.path().join("hello.wasm"), &next).unwrap();
-    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(), 6, "the completed file is the new version");
+    assert_eq!(
+        runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(),
+        6,
+        "the completed file is the new version"
+    );
 
     // With no good version to fall back on, the failure is the answer.
     fs::write(dir.path().join("fresh.wasm"), &next[..10]).unwrap();
@@ -166,7 +177,11 @@ fn a_broken_file_is_read_once_until_it_changes() {
     assert_eq!(store.loads("broken"), 1, "read once, then remembered");
 
     replace_atomically(dir.path(), "broken", &plugin_bytes("hello"));
-    assert_eq!(runner.run(&host::store::PluginRef::from(&name("broken")), 21).unwrap(), 43, "a fixed file is loaded at once");
+    assert_eq!(
+        runner.run(&host::store::PluginRef::from(&name("broken")), 21).unwrap(),
+        43,
+        "a fixed file is loaded at once"
+    );
     assert_eq!(store.loads("broken"), 2);
 }
 

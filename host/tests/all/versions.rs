@@ -54,7 +54,8 @@ fn the_local_store_lists_and_reads_versions_beside_the_flat_file() {
 #[test]
 fn invalid_version_names_are_ignored_never_a_crash() {
     let dir = versioned_dir(&["1.0.0"]);
-    for junk in ["latest.wasm", "v1.1.0.wasm", "1.1.wasm", "01.2.0.wasm", "1.3.0.wasm.tmp", "notes.txt", ".1.4.0.wasm"] {
+    for junk in ["latest.wasm", "v1.1.0.wasm", "1.1.wasm", "01.2.0.wasm", "1.3.0.wasm.tmp", "notes.txt", ".1.4.0.wasm"]
+    {
         fs::write(dir.path().join("hello").join(junk), b"junk").unwrap();
     }
     fs::create_dir(dir.path().join("hello/2.0.0.wasm")).unwrap();
@@ -97,7 +98,10 @@ fn the_resolver_picks_by_requirement_in_the_local_store() {
     assert_eq!(resolve(&resolver, Some(">=2.1.0-rc.1")).unwrap(), "hello 2.1.0-rc.1");
     let error = resolve(&resolver, Some("^3")).unwrap_err();
     assert_eq!(error.kind().code(), "version_not_found");
-    assert_eq!(error.to_string(), "no version of plugin `hello` matches `^3` (available: 1.0.0, 1.4.0, 1.4.2, 2.0.0, 2.1.0-rc.1)");
+    assert_eq!(
+        error.to_string(),
+        "no version of plugin `hello` matches `^3` (available: 1.0.0, 1.4.0, 1.4.2, 2.0.0, 2.1.0-rc.1)"
+    );
 
     // A version published after the listing was cached: a pin finds it at once (once the
     // listing is over a tenth of its lifetime old, which bounds what misses cost the store).
@@ -158,7 +162,9 @@ mod http {
             Some(version) => json!({"plugin": "calc", "input": 1, "version": version}),
             None => json!({"plugin": "calc", "input": 1}),
         };
-        let ran = |output: i32, version: &str| (200, Some(version.to_string()), json!({"output": output, "version": version}));
+        let ran = |output: i32, version: &str| {
+            (200, Some(version.to_string()), json!({"output": output, "version": version}))
+        };
         assert_eq!(run(&server, calc(None)).await, ran(20, "2.0.0"), "the highest release");
         assert_eq!(run(&server, calc(Some("^1"))).await, ran(11, "1.1.0"));
         assert_eq!(run(&server, calc(Some("~1.0"))).await, ran(10, "1.0.0"));
@@ -194,7 +200,8 @@ mod http {
     async fn the_raw_function_endpoint_takes_a_version_query() {
         let dir = store();
         let server = serve(dir.path()).await;
-        let call = |query: &str| server.client.post(server.url(&format!("/plugins/words/functions/upper{query}"))).body("abc");
+        let call =
+            |query: &str| server.client.post(server.url(&format!("/plugins/words/functions/upper{query}"))).body("abc");
         let response = call("?version=%5E1").send().await.unwrap();
         assert_eq!(response.status().as_u16(), 200);
         assert_eq!(response.headers()["x-plugin-version"], "1.0.0");
@@ -231,12 +238,8 @@ mod http {
         let pinned: Value = get("/plugins/calc?version=%5E1").await.unwrap().json().await.unwrap();
         assert_eq!((pinned["version"].as_str(), pinned["sha256"].as_str()), (Some("1.1.0"), Some(sha(11).as_str())));
         let listing: Value = get("/plugins").await.unwrap().json().await.unwrap();
-        let versions: Vec<(&str, Option<&str>)> = listing
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|p| (p["name"].as_str().unwrap(), p["version"].as_str()))
-            .collect();
+        let versions: Vec<(&str, Option<&str>)> =
+            listing.as_array().unwrap().iter().map(|p| (p["name"].as_str().unwrap(), p["version"].as_str())).collect();
         assert_eq!(versions, [("calc", Some("2.0.0")), ("hello", None), ("words", Some("1.0.0"))]);
     }
 

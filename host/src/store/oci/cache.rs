@@ -210,7 +210,7 @@ mod tests {
         cache.put_tag(&name, &Version::new(1, 10, 0), &record).unwrap();
         assert_eq!(cache.tag(&name, &Version::new(1, 2, 0)), Some(record));
         assert_eq!(cache.tagged_versions(&name), [Version::new(1, 2, 0), Version::new(1, 10, 0)]);
-        assert_eq!(cache.tagged_names(), [name.clone()]);
+        assert_eq!(cache.tagged_names(), std::slice::from_ref(&name));
         cache.forget_tag(&name, &Version::new(1, 2, 0));
         assert_eq!(cache.tagged_versions(&name), [Version::new(1, 10, 0)]);
     }

@@ -105,7 +105,10 @@ mod tests {
         }});
         fs::write(&path, config.to_string()).unwrap();
         let basic = |u: &str, p: &str| Some(Credentials::Basic { username: u.into(), password: p.into() });
-        assert_eq!(Credentials::from_docker_config(&path, "127.0.0.1:5000").unwrap(), basic("alice", "s3cret:with-colon"));
+        assert_eq!(
+            Credentials::from_docker_config(&path, "127.0.0.1:5000").unwrap(),
+            basic("alice", "s3cret:with-colon")
+        );
         assert_eq!(Credentials::from_docker_config(&path, "registry.example:443").unwrap(), basic("bob", "pw"));
         assert_eq!(Credentials::from_docker_config(&path, "elsewhere:5000").unwrap(), None);
         assert_eq!(Credentials::from_docker_config(&dir.path().join("absent.json"), "x").unwrap(), None);

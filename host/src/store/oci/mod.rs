@@ -122,7 +122,9 @@ pub fn split_repository(repository: &str) -> Result<(String, String), String> {
         !part.is_empty() && part.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
     });
     if !prefix.is_empty() && !valid_path {
-        return Err(format!("`{prefix}` is not a valid repository path (lowercase letters, digits, `.`, `_`, `-`, `/`)"));
+        return Err(format!(
+            "`{prefix}` is not a valid repository path (lowercase letters, digits, `.`, `_`, `-`, `/`)"
+        ));
     }
     Ok((registry.to_string(), prefix.to_string()))
 }
@@ -198,7 +200,7 @@ impl RegistryFailure {
         };
         match error {
             E::RequestError(error) => RegistryFailure::Unreachable(error.to_string()),
-            E::ServerError { code, .. } if code == 404 => RegistryFailure::NotFound,
+            E::ServerError { code: 404, .. } => RegistryFailure::NotFound,
             E::ServerError { code, ref message, .. } if code >= 500 || code == 429 => {
                 RegistryFailure::Unreachable(format!("HTTP {code}: {message}"))
             }
@@ -412,7 +414,8 @@ impl OciPluginStore {
             return Err(StoreError::TooLarge { name: plugin.clone(), size: record.size, limit });
         }
         let name = &plugin.name;
-        let reference = self.reference(name, &tag_of(plugin.version.as_ref().expect("a registry plugin has a version")));
+        let reference =
+            self.reference(name, &tag_of(plugin.version.as_ref().expect("a registry plugin has a version")));
         let descriptor = oci_client::manifest::OciDescriptor {
             media_type: WASM_LAYER_MEDIA_TYPE.to_string(),
             digest: format!("sha256:{}", record.layer_sha256),
@@ -431,7 +434,8 @@ impl OciPluginStore {
             }
             Ok(bytes)
         };
-        let bytes = self.request(self.settings.timeout * 4, pull).map_err(|failure| self.store_error(plugin, failure))?;
+        let bytes =
+            self.request(self.settings.timeout * 4, pull).map_err(|failure| self.store_error(plugin, failure))?;
         let actual = hex::encode(Sha256::digest(&bytes));
         if actual != record.layer_sha256 {
             let failure = RegistryFailure::DigestMismatch {
