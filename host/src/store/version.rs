@@ -127,8 +127,8 @@ pub(crate) fn version_file_name(version: &Version) -> String {
     format!("{version}.wasm")
 }
 
-pub(crate) fn version_from_file_name(file_name: &str) -> Option<Version> {
-    parse_version_exactly(file_name.strip_suffix(".wasm")?)
+pub(crate) fn version_from_file_name(file: &str) -> Option<Version> {
+    parse_version_exactly(file.strip_suffix(".wasm")?)
 }
 
 /// A version spelled exactly as semver prints it (a registry tag, a file stem).
