@@ -299,3 +299,45 @@ impl Config {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Config, clap::Error> {
+        Config::try_parse_from(std::iter::once("host").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn the_oci_store_needs_a_repository_and_maps_its_flags() {
+        assert!(parse(&["--plugin-store", "oci"]).is_err(), "no repository");
+        let config = parse(&[
+            "--plugin-store",
+            "oci",
+            "--oci-repository",
+            "127.0.0.1:5000/plugins",
+            "--oci-insecure",
+            "--oci-username",
+            "alice",
+            "--oci-password",
+            "s3cret",
+            "--oci-cache-max-mb",
+            "64",
+            "--oci-timeout-ms",
+            "1500",
+            "--oci-refresh-ms",
+            "250",
+        ])
+        .unwrap();
+        let settings = config.oci(1 << 20).unwrap();
+        assert_eq!(settings.repository, "127.0.0.1:5000/plugins");
+        assert!(settings.insecure);
+        assert_eq!(settings.credentials, Credentials::Basic { username: "alice".into(), password: "s3cret".into() });
+        assert_eq!(settings.cache_max_bytes, 64 << 20);
+        assert_eq!((settings.timeout, settings.refresh), (Duration::from_millis(1500), Duration::from_millis(250)));
+        assert_eq!(settings.max_plugin_bytes, 1 << 20);
+        assert!(parse(&["--oci-username", "alice"]).is_err(), "a user name needs a password");
+        let bad = parse(&["--plugin-store", "oci", "--oci-repository", "plugins"]).unwrap();
+        assert!(bad.oci(1).unwrap_err().contains("registry host"));
+    }
+}
