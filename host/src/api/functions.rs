@@ -128,9 +128,7 @@ async fn serve(
     match interface.function_kind(&function)? {
         FunctionKind::Call => {
             let capacity = interface.input_capacity().unwrap_or_default();
-            let input = axum::body::to_bytes(body, capacity as usize)
-                .await
-                .map_err(|_| ApiError::InputTooLarge { capacity })?;
+            let input = read_whole(body, capacity, state.stream_limits.idle_timeout).await?;
             let (runner, stopping, metrics) =
                 (Arc::clone(&state.runner), Arc::clone(&state.stopping), Arc::clone(&state.metrics));
             let called = plugin.clone();
@@ -282,6 +280,7 @@ async fn read_body(
     deadline: tokio::time::Instant,
 ) {
     let mut total: u64 = 0;
+    let mut ended = false;
     let outcome: Result<(), ApiError> = async {
         loop {
             let wait = tokio::time::Instant::now() + limits.idle_timeout;
@@ -290,7 +289,10 @@ async fn read_body(
                 Err(_) => return Err(ApiError::StreamTooLong { limit: limits.max_duration }),
                 Ok(None) => break,
                 // The client disconnected or sent a broken body: nobody is left to answer.
-                Ok(Some(Err(_))) => return Err(ApiError::ClientGone),
+                Ok(Some(Err(_))) => {
+                    ended = true;
+                    return Err(ApiError::ClientGone);
+                }
                 Ok(Some(Ok(frame))) => frame,
             };
             let Ok(data) = frame.into_data() else { continue };
@@ -302,17 +304,61 @@ async fn read_body(
                 send(&chunks, Input::Chunk(chunk), deadline, limits).await?;
             }
         }
+        ended = true;
         for chunk in framer.finish()? {
             send(&chunks, Input::Chunk(chunk), deadline, limits).await?;
         }
         send(&chunks, Input::End, deadline, limits).await
     }
     .await;
-    match outcome {
-        Ok(()) | Err(ApiError::ClientGone) => {}
-        Err(error) => {
-            let _ = chunks.send(Input::Failed(error)).await;
+    if let Err(error) = outcome
+        && !matches!(error, ApiError::ClientGone)
+    {
+        let _ = chunks.send(Input::Failed(error)).await;
+    }
+    if !ended {
+        drain(body, limits.idle_timeout).await;
+    }
+}
+
+/// How much of a body the answer no longer needs is still read, and for how long at most (see
+/// [`drain`]).
+const DRAIN_BYTES: usize = 8 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and discards what is left of a request body that was refused or is no longer needed
+/// (a stream that failed, an input over the capacity), within [`DRAIN_BYTES`] and
+/// [`DRAIN_TIME`]. A server that closes a connection with unread data makes the kernel reset
+/// it, and a client still sending can then lose the answer it was about to read; reading a
+/// little more lets the connection close cleanly (or even stay open).
+async fn drain(mut body: Body, idle: Duration) {
+    let deadline = tokio::time::Instant::now() + DRAIN_TIME.min(idle);
+    let mut drained = 0;
+    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await {
+        drained += frame.data_ref().map_or(0, Bytes::len);
+        if drained > DRAIN_BYTES {
+            break;
         }
+    }
+}
+
+/// The whole body of a call to a plain function, at most `capacity` bytes. A body over it is
+/// refused (and the rest drained in the background while the answer goes out).
+async fn read_whole(mut body: Body, capacity: u32, idle: Duration) -> Result<Vec<u8>, ApiError> {
+    let mut input = Vec::new();
+    loop {
+        let frame = match tokio::time::timeout(idle, body.frame()).await {
+            Err(_) => return Err(ApiError::StreamIdle { idle }),
+            Ok(None) => return Ok(input),
+            Ok(Some(Err(_))) => return Err(ApiError::ClientGone),
+            Ok(Some(Ok(frame))) => frame,
+        };
+        let Ok(data) = frame.into_data() else { continue };
+        if input.len() + data.len() > capacity as usize {
+            tokio::spawn(drain(body, idle));
+            return Err(ApiError::InputTooLarge { capacity });
+        }
+        input.extend_from_slice(&data);
     }
 }
 
