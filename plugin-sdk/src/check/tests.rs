@@ -1011,6 +1011,56 @@ fn every_recursive_function_is_on_a_reported_cycle() {
     assert_eq!(cycles, vec![vec![3, 4], vec![5, 3]]);
 }
 
+/// `count` functions, all in the table, each making `calls` indirect calls through a pointer of
+/// their own type: the shape that made the old recursion check quadratic (every indirect call
+/// had an edge to every function in the table), and one strongly connected group of them all.
+fn indirect_call_mesh(count: usize, calls: usize) -> Vec<u8> {
+    let call = "(drop (call_indirect (type $t) (i32.const 0)))".repeat(calls);
+    let functions: String = (0..count).map(|i| format!("(func $f{i} (type $t) {call} (i32.const 0))")).collect();
+    let table: String = (0..count).map(|i| format!(" $f{i}")).collect();
+    plugin(&format!("(type $t (func (result i32))) (table {count} funcref) (elem (i32.const 0){table}) {functions}"))
+}
+
+#[test]
+fn the_recursion_check_is_linear_in_calls_and_table_entries() {
+    for (count, calls) in [(500, 4), (2000, 4), (2000, 16)] {
+        let bytes = indirect_call_mesh(count, calls);
+        let module = ModuleInfo::parse(&bytes).expect("test module parses");
+        let (cycles, work) = recursion::cycles_counting_work(&module);
+        assert_eq!(cycles.len(), recursion::MAX_REPORTED_CYCLES);
+        // Tarjan's pass follows every edge once and each reported cycle's search at most once
+        // more (opening a hub counts its edges): edges are the call instructions plus the table
+        // entries, whatever their product.
+        let edges = (count * calls + count + 3) as u64;
+        let bound = (recursion::MAX_REPORTED_CYCLES as u64 + 1) * edges;
+        assert!(work <= bound, "{count} functions x {calls} calls: {work} edges followed, over {bound}");
+        // The old graph alone had count x count edges (every indirect call reaching every
+        // function of the table): 4,000,000 for 2000 functions.
+        assert!(work < (count * count) as u64, "{work}");
+    }
+}
+
+#[test]
+fn a_large_hostile_module_is_checked_in_bounded_time() {
+    // 40,000 exported functions, each breaking a rule that names it (a float constant), and an
+    // indirect-call mesh: rules that looked names up by scanning the exports cost functions x
+    // exports (1.6 billion comparisons here), and the old recursion check functions x calls.
+    // Every pass is now linear, which only a clock can show for the checker as a whole; the
+    // bound is generous (debug build, busy machine), the quadratic version took minutes.
+    let count = 40_000;
+    let functions: String = (0..count)
+        .map(|i| format!("(func $f{i} (export \"f{i}\") (type $t) (drop (f32.const 1)) (call_indirect (type $t) (i32.const 0)))"))
+        .collect();
+    let table: String = (0..count).map(|i| format!(" $f{i}")).collect();
+    let bytes = plugin(&format!("(type $t (func (result i32))) (table {count} funcref) (elem (i32.const 0){table}) {functions}"));
+    let limits = AbiLimits { max_function_count: 100_000, max_table_entries: 100_000, ..AbiLimits::default() };
+    let started = std::time::Instant::now();
+    let report = check_with(&bytes, &limits);
+    let elapsed = started.elapsed();
+    assert!(report.violations.iter().any(|v| v.kind.code() == "float-instruction"));
+    assert!(elapsed < std::time::Duration::from_secs(30), "{} KB checked in {elapsed:?}", bytes.len() / 1024);
+}
+
 #[test]
 fn names_fall_back_to_exports() {
     // Without a name section, functions are named after their exports where they have one.
