@@ -184,8 +184,11 @@ impl RuntimeError {
             RuntimeError::InvalidModule(_) => FailureKind::InvalidModule,
             RuntimeError::MemoryLimit { .. } => FailureKind::MemoryLimit,
             RuntimeError::WrongAbiVersion { .. } => FailureKind::WrongAbiVersion,
-            RuntimeError::Instantiation(_)
-            | RuntimeError::Compilation(_)
+            // Instantiating a module the checker and the engine's validator accepted fails only
+            // for something in the module itself (a segment that does not fit, a limit of the
+            // engine): the plugin's fault, reported with its own code.
+            RuntimeError::Instantiation(_) => FailureKind::PluginInstantiationFailed,
+            RuntimeError::Compilation(_)
             | RuntimeError::Engine(_)
             | RuntimeError::CleanupAlsoFailed { .. } => FailureKind::Internal,
         }
