@@ -76,7 +76,7 @@ fn run_requests_and_plugin_names() {
 fn accepted_modules_are_harmless() {
     let harness = Harmless::new();
     let mut ran = 0;
-    let total = short_run(Target::AcceptedHarmless, 300, 4096, |data| {
+    let total = short_run(Target::AcceptedHarmless, 100, 4096, |data| {
         if harness.run(data) == Outcome::Ran {
             ran += 1;
         }
