@@ -8,6 +8,7 @@ mod bench;
 mod build_plugins;
 mod check_abi;
 mod check_deploy;
+mod fuzz;
 mod rootfs_smoke;
 mod run;
 mod setup;
@@ -47,6 +48,8 @@ enum Command {
     Bench(bench::Bench),
     /// Validate the Containerfile and the Kubernetes manifests under `deploy/` offline.
     CheckDeploy(check_deploy::CheckDeploy),
+    /// Run the fuzz targets under AFL++ for a long time (`fuzz/`; installs cargo-afl if needed).
+    Fuzz(fuzz::Fuzz),
     /// Build the container image's file system without a container daemon and run the host in it.
     RootfsSmoke(rootfs_smoke::RootfsSmoke),
 }
@@ -70,6 +73,7 @@ fn main() -> ExitCode {
         Command::Test(cmd) => cmd.run(&sh),
         Command::Bench(cmd) => cmd.run(&sh),
         Command::CheckDeploy(cmd) => cmd.run(&sh),
+        Command::Fuzz(cmd) => cmd.run(&sh),
         Command::RootfsSmoke(cmd) => cmd.run(&sh),
     };
     result.map_or_else(failed, |()| ExitCode::SUCCESS)
