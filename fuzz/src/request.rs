@@ -46,7 +46,8 @@ impl RequestHarness {
         };
         let store = LocalPluginStore::new(plugins.path(), config.limits.max_plugin_bytes).expect("plugin store");
         let metrics = Arc::new(Metrics::new());
-        let runner = InProcessRunner::new(Arc::new(store), Engine::new(config).expect("engine"), Arc::clone(&metrics), 4);
+        let runner =
+            InProcessRunner::new(Arc::new(store), Engine::new(config).expect("engine"), Arc::clone(&metrics), 4);
         let router = app(AppState::new(Arc::new(runner), metrics, 4));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
         RequestHarness { runtime, router, _plugins: plugins, _aot: aot }

@@ -20,7 +20,8 @@ pub fn checker_bytes(data: &[u8]) {
     let _ = report.render("input.wasm");
     serde_json::to_string(&report).expect("reports serialize");
     // The smallest limits reach the limit rules' branches on ordinary inputs.
-    let tiny = AbiLimits { max_initial_memory_pages: 0, max_table_entries: 0, max_function_count: 1, max_buffer_capacity: 1 };
+    let tiny =
+        AbiLimits { max_initial_memory_pages: 0, max_table_entries: 0, max_function_count: 1, max_buffer_capacity: 1 };
     let _ = plugin_sdk::check_with(data, &tiny);
 }
 

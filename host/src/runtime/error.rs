@@ -188,9 +188,9 @@ impl RuntimeError {
             // for something in the module itself (a segment that does not fit, a limit of the
             // engine): the plugin's fault, reported with its own code.
             RuntimeError::Instantiation(_) => FailureKind::PluginInstantiationFailed,
-            RuntimeError::Compilation(_)
-            | RuntimeError::Engine(_)
-            | RuntimeError::CleanupAlsoFailed { .. } => FailureKind::Internal,
+            RuntimeError::Compilation(_) | RuntimeError::Engine(_) | RuntimeError::CleanupAlsoFailed { .. } => {
+                FailureKind::Internal
+            }
         }
     }
 

@@ -270,9 +270,10 @@ impl<'a> ModuleInfo<'a> {
     /// The function with this index, named from the `name` section or, failing that, from
     /// its first export.
     pub(crate) fn function(&self, index: u32) -> FunctionRef {
-        let name = self.names.get(&index).cloned().or_else(|| {
-            self.function_exports.get(&index).and_then(|names| names.first()).map(|&name| name.to_owned())
-        });
+        let name =
+            self.names.get(&index).cloned().or_else(|| {
+                self.function_exports.get(&index).and_then(|names| names.first()).map(|&name| name.to_owned())
+            });
         FunctionRef { index, name }
     }
 

@@ -374,8 +374,12 @@ pub(crate) fn floats(module: &ModuleInfo<'_>, found: &mut Findings) {
 /// `memory.grow`.
 pub(crate) fn allocation(module: &ModuleInfo<'_>, found: &mut Findings) {
     for body in &module.bodies {
-        let names =
-            module.names.get(&body.index).into_iter().map(String::as_str).chain(module.export_names(body.index).iter().copied());
+        let names = module
+            .names
+            .get(&body.index)
+            .into_iter()
+            .map(String::as_str)
+            .chain(module.export_names(body.index).iter().copied());
         let allocator = names.into_iter().find(|name| is_allocator(name));
         if let Some(symbol) = allocator {
             found.push(

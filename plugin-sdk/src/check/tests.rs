@@ -797,29 +797,25 @@ fn too_many_functions() {
 
 #[test]
 fn too_many_types() {
-    let types: String = (0..=crate::MAX_TYPES).map(|_| "(type (func))").collect();
+    let types: String = (0..=MAX_TYPES).map(|_| "(type (func))").collect();
     assert_eq!(
         violations(&plugin(&types)),
         // The entry points' two types come after the explicit ones.
-        vec![(AbiViolation::TooManyTypes { count: crate::MAX_TYPES + 3, limit: crate::MAX_TYPES }, Location::Module)]
+        vec![(AbiViolation::TooManyTypes { count: MAX_TYPES + 3, limit: MAX_TYPES }, Location::Module)]
     );
 }
 
 #[test]
 fn function_types_too_large() {
     let i32s = |n: u32| vec!["i32"; n as usize].join(" ");
-    let (max_params, max_results) = (crate::MAX_FUNCTION_PARAMS, crate::MAX_FUNCTION_RESULTS);
+    let (max_params, max_results) = (MAX_FUNCTION_PARAMS, MAX_FUNCTION_RESULTS);
     // At the limits a type is fine, whether a function uses it or not.
     let fine = format!("(type (func (param {}) (result {})))", i32s(max_params), i32s(max_results));
     assert_eq!(violations(&plugin(&fine)), vec![]);
-    let results = plugin(&format!(
-        "(type (func (result {}))) (func (param {}))",
-        i32s(max_results + 1),
-        i32s(max_params + 1)
-    ));
-    let large = |index, params, results| {
-        (AbiViolation::FunctionTypeTooLarge { params, results }, Location::Type { index })
-    };
+    let results =
+        plugin(&format!("(type (func (result {}))) (func (param {}))", i32s(max_results + 1), i32s(max_params + 1)));
+    let large =
+        |index, params, results| (AbiViolation::FunctionTypeTooLarge { params, results }, Location::Type { index });
     // In the text format, explicit types come first and the ones functions imply follow in the
     // order of use: the entry points' two, then the last function's.
     assert_eq!(violations(&results), vec![large(0, 0, max_results + 1), large(3, max_params + 1, 0)]);
@@ -827,7 +823,7 @@ fn function_types_too_large() {
 
 #[test]
 fn too_many_locals() {
-    let limit = crate::MAX_FUNCTION_LOCALS;
+    let limit = MAX_FUNCTION_LOCALS;
     assert_eq!(violations(&plugin(&format!("(func (local {}))", vec!["i32"; limit as usize].join(" ")))), vec![]);
     let bytes = plugin(&format!("(func (local {}))", vec!["i32"; limit as usize + 1].join(" ")));
     let found = violations(&bytes);
@@ -839,26 +835,27 @@ fn too_many_locals() {
 
 #[test]
 fn nesting_too_deep() {
-    let nested = |depth: u32| plugin(&format!("(func {} {})", "(block ".repeat(depth as usize), ")".repeat(depth as usize)));
-    assert_eq!(violations(&nested(crate::MAX_NESTING_DEPTH)), vec![]);
+    let nested =
+        |depth: u32| plugin(&format!("(func {} {})", "(block ".repeat(depth as usize), ")".repeat(depth as usize)));
+    assert_eq!(violations(&nested(MAX_NESTING_DEPTH)), vec![]);
     // Blocks one after another are not nested.
     assert_eq!(violations(&plugin(&format!("(func {})", "(block) ".repeat(5000)))), vec![]);
-    let found = violations(&nested(crate::MAX_NESTING_DEPTH + 1));
+    let found = violations(&nested(MAX_NESTING_DEPTH + 1));
     let [(kind, Location::Function { index: 3, offset: Some(_), .. })] = found.as_slice() else {
         panic!("{found:?}");
     };
-    assert_eq!(*kind, AbiViolation::NestingTooDeep { depth: crate::MAX_NESTING_DEPTH + 1, limit: crate::MAX_NESTING_DEPTH });
+    assert_eq!(*kind, AbiViolation::NestingTooDeep { depth: MAX_NESTING_DEPTH + 1, limit: MAX_NESTING_DEPTH });
 }
 
 /// The file offset where the `n`th segment of the data or element section starts.
 fn segment_offset(wasm: &[u8], element: bool, n: usize) -> usize {
-    for payload in wasmparser::Parser::new(0).parse_all(wasm) {
+    for payload in Parser::new(0).parse_all(wasm) {
         match payload.expect("test module parses") {
-            wasmparser::Payload::DataSection(reader) if !element => {
+            Payload::DataSection(reader) if !element => {
                 let data = reader.into_iter().nth(n).expect("segment exists").expect("segment parses");
                 return data.range.start as usize;
             }
-            wasmparser::Payload::ElementSection(reader) if element => {
+            Payload::ElementSection(reader) if element => {
                 let segment = reader.into_iter().nth(n).expect("segment exists").expect("segment parses");
                 return segment.range.start as usize;
             }
@@ -887,10 +884,7 @@ fn data_segments_must_lie_inside_the_initial_memory() {
             Location::Section { name: "data".into(), offset: segment_offset(&bytes, false, segment as usize) },
         )
     };
-    assert_eq!(
-        violations(&bytes),
-        vec![outside(0, 0x1fff1, 16), outside(1, 0xfffffff0, 20), outside(2, 0x20000, 1)]
-    );
+    assert_eq!(violations(&bytes), vec![outside(0, 0x1fff1, 16), outside(1, 0xfffffff0, 20), outside(2, 0x20000, 1)]);
     assert!(check(&bytes).to_string().contains("ending at 0x100000004"), "{}", check(&bytes));
 }
 
@@ -1049,10 +1043,16 @@ fn a_large_hostile_module_is_checked_in_bounded_time() {
     // bound is generous (debug build, busy machine), the quadratic version took minutes.
     let count = 40_000;
     let functions: String = (0..count)
-        .map(|i| format!("(func $f{i} (export \"f{i}\") (type $t) (drop (f32.const 1)) (call_indirect (type $t) (i32.const 0)))"))
+        .map(|i| {
+            format!(
+                "(func $f{i} (export \"f{i}\") (type $t) (drop (f32.const 1)) (call_indirect (type $t) (i32.const 0)))"
+            )
+        })
         .collect();
     let table: String = (0..count).map(|i| format!(" $f{i}")).collect();
-    let bytes = plugin(&format!("(type $t (func (result i32))) (table {count} funcref) (elem (i32.const 0){table}) {functions}"));
+    let bytes = plugin(&format!(
+        "(type $t (func (result i32))) (table {count} funcref) (elem (i32.const 0){table}) {functions}"
+    ));
     let limits = AbiLimits { max_function_count: 100_000, max_table_entries: 100_000, ..AbiLimits::default() };
     let started = std::time::Instant::now();
     let report = check_with(&bytes, &limits);
@@ -1182,12 +1182,9 @@ fn one_of_each_rule() -> Vec<AbiViolation> {
         Some(V::TooManyTypes { .. }) => Some(V::FunctionTypeTooLarge { params: 0, results: 1000 }),
         Some(V::FunctionTypeTooLarge { .. }) => Some(V::TooManyLocals { count: 50000, limit: 16384 }),
         Some(V::TooManyLocals { .. }) => Some(V::NestingTooDeep { depth: 10000, limit: 1024 }),
-        Some(V::NestingTooDeep { .. }) => Some(V::DataSegmentOutsideMemory {
-            segment: 1,
-            address: 0x1fff0,
-            length: 0x20,
-            memory_bytes: 0x20000,
-        }),
+        Some(V::NestingTooDeep { .. }) => {
+            Some(V::DataSegmentOutsideMemory { segment: 1, address: 0x1fff0, length: 0x20, memory_bytes: 0x20000 })
+        }
         Some(V::DataSegmentOutsideMemory { .. }) => {
             Some(V::ElementSegmentOutsideTable { segment: 0, start: 1, length: 3, table_entries: 2 })
         }
