@@ -165,6 +165,14 @@ fn minimize_corpus(sh: &Shell, target: &str, binary: &Path, corpus: &Path, out: 
     }
     step(format!("minimizing {target}'s queue into {}", corpus.display()));
     let _env = sh.push_env("AFL_SKIP_BIN_CHECK", "1");
+    // afl-cmin runs the first `afl-showmap` on PATH; a distribution's older AFL++ (Debian 12
+    // has 4.04c) lacks options it passes, so cargo-afl's own tools go first.
+    let _path = afl_bin_dir().map(|dir| {
+        let path = std::env::join_paths(
+            std::iter::once(dir).chain(std::env::split_paths(&sh.var("PATH").unwrap_or_default())),
+        );
+        sh.push_env("PATH", path.unwrap_or_default())
+    });
     cmd!(sh, "cargo afl cmin -i {queue} -o {minimized} -m none -t 5000 -- {binary}").run()?;
     fs::remove_dir_all(corpus)?;
     fs::create_dir_all(corpus)?;
@@ -172,4 +180,22 @@ fn minimize_corpus(sh: &Shell, target: &str, binary: &Path, corpus: &Path, out: 
         fs::copy(entry.path(), corpus.join(entry.file_name()))?;
     }
     Ok(())
+}
+
+/// Where cargo-afl keeps the AFL++ it built (`~/.local/share/afl.rs/rustc-<version>/afl.rs-<version>/afl/bin`,
+/// or under `XDG_DATA_HOME`), if there is one.
+fn afl_bin_dir() -> Option<PathBuf> {
+    let data = std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".local/share")))?;
+    let mut found: Vec<PathBuf> = fs::read_dir(data.join("afl.rs"))
+        .ok()?
+        .flatten()
+        .flat_map(|toolchain| fs::read_dir(toolchain.path()).into_iter().flatten().flatten())
+        .map(|version| version.path().join("afl/bin"))
+        .filter(|bin| bin.join("afl-showmap").exists())
+        .collect();
+    // The newest build last: cargo-afl names its folders by rustc and its own version.
+    found.sort();
+    found.pop()
 }
