@@ -10,7 +10,7 @@
 
 use std::path::Path;
 
-fn main() {
+pub(crate) fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-env-changed=WASMEDGE_LIB_DIR");
     let Some(lib_dir) = std::env::var_os("WASMEDGE_LIB_DIR") else {

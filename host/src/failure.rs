@@ -130,6 +130,10 @@ failure_kinds! {
     /// WebAssembly validation refused the module.
     InvalidModule => INTERNAL_SERVER_ERROR "invalid_module", transient: false, plugin_found: true,
         client_sees: Fixed("the plugin is not a valid WebAssembly module");
+    /// The engine could not instantiate the plugin (a segment outside its memory or table, or
+    /// another limit of the engine): the plugin's fault, on every call, never the host's.
+    PluginInstantiationFailed => INTERNAL_SERVER_ERROR "plugin_instantiation_failed", transient: false,
+        plugin_found: true, client_sees: Fixed("the plugin could not be instantiated");
     /// The plugin's memory is over the host's cap.
     MemoryLimit => INTERNAL_SERVER_ERROR "memory_limit", transient: false, plugin_found: true, client_sees: Details;
     /// `process` or a v2 function refused its input (-3).

@@ -8,6 +8,7 @@ mod bench;
 mod build_plugins;
 mod check_abi;
 mod check_deploy;
+mod fuzz;
 mod publish;
 mod rootfs_smoke;
 mod run;
@@ -50,6 +51,8 @@ enum Command {
     CheckDeploy(check_deploy::CheckDeploy),
     /// Publish a plugin version to an OCI registry (`<registry>/<prefix>`) or a folder (`dir:PATH`).
     Publish(publish::Publish),
+    /// Run the fuzz targets under AFL++ for a long time (`fuzz/`; installs cargo-afl if needed).
+    Fuzz(fuzz::Fuzz),
     /// Build the container image's file system without a container daemon and run the host in it.
     RootfsSmoke(rootfs_smoke::RootfsSmoke),
 }
@@ -73,6 +76,7 @@ fn main() -> ExitCode {
         Command::Test(cmd) => cmd.run(&sh),
         Command::Bench(cmd) => cmd.run(&sh),
         Command::CheckDeploy(cmd) => cmd.run(&sh),
+        Command::Fuzz(cmd) => cmd.run(&sh),
         Command::RootfsSmoke(cmd) => cmd.run(&sh),
         Command::Publish(cmd) => cmd.run(&sh),
     };

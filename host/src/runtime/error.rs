@@ -227,8 +227,11 @@ impl RuntimeError {
             RuntimeError::FunctionNotFound { .. } | RuntimeError::NotAStream { .. } => FailureKind::FunctionNotFound,
             RuntimeError::InputTooLarge { .. } => FailureKind::InputTooLarge,
             RuntimeError::BufferFault { .. } => FailureKind::BufferFault,
-            RuntimeError::Instantiation(_)
-            | RuntimeError::Compilation(_)
+            // Instantiating a module the checker and the engine's validator accepted fails only
+            // for something in the module itself (a segment that does not fit, a limit of the
+            // engine): the plugin's fault, reported with its own code.
+            RuntimeError::Instantiation(_) => FailureKind::PluginInstantiationFailed,
+            RuntimeError::Compilation(_)
             | RuntimeError::Engine(_)
             | RuntimeError::StreamOver
             | RuntimeError::CleanupAlsoFailed { .. } => FailureKind::Internal,

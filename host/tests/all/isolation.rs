@@ -13,14 +13,9 @@ use host::{
 };
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, built_plugins, local_store, plugin_bytes, runtime_config};
+use crate::support::{TestServer, fault_bytes, local_store, plugin_bytes, runtime_config};
 
-fn fault_bytes(name: &str) -> Vec<u8> {
-    let path = built_plugins().join("faults").join(format!("{name}.wasm"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask build-plugins`", path.display()))
-}
-
-const FAULTS: [&str; 9] = [
+const FAULTS: [&str; 10] = [
     "loop-process",
     "loop-init",
     "deep-recursion",
@@ -30,6 +25,7 @@ const FAULTS: [&str; 9] = [
     "traps",
     "invalid-module",
     "crash-on-some-inputs",
+    "data-outside-memory",
 ];
 
 struct Isolated {
@@ -78,6 +74,7 @@ async fn every_fault_gets_its_error_and_the_server_keeps_serving() {
         ("traps", 5, 500, Some("plugin_trapped"), "indirect call"),
         ("invalid-module", 1, 500, Some("invalid_module"), "not a valid"),
         ("crash-on-some-inputs", 7, 500, Some("plugin_crashed"), "crashed its worker"),
+        ("data-outside-memory", 1, 500, Some("plugin_instantiation_failed"), "could not be instantiated"),
     ];
     for &(plugin, input, status, expected_code, words) in cases {
         let (got_status, body) = server.run(plugin, input).await;

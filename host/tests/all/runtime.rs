@@ -7,7 +7,7 @@ use host::runtime::{
     testing::call_out_of_order,
 };
 
-use crate::support::{MODES, compile, engine, plugin_bytes, runtime_config, sha256_hex, wat, wat_plugin};
+use crate::support::{MODES, compile, engine, fault_bytes, plugin_bytes, runtime_config, sha256_hex, wat, wat_plugin};
 
 fn compile_err(engine: &Engine, bytes: &[u8]) -> RuntimeError {
     engine.compile(bytes, &sha256_hex(bytes)).expect_err("must not compile")
@@ -22,6 +22,20 @@ fn violation_codes(error: &RuntimeError) -> Vec<&'static str> {
 
 fn unchecked_engine(mode: ExecutionMode) -> Engine {
     Engine::new(RuntimeConfig { enforce_abi: false, ..runtime_config(mode) }).expect("engine")
+}
+
+#[test]
+fn a_failed_instantiation_is_the_plugin_s_fault_in_both_modes() {
+    // Its data segment runs past the end of memory: the checker refuses it now, and before that
+    // rule the host answered `internal_error`. Loaded unchecked, it must be blamed on itself.
+    let bytes = fault_bytes("data-outside-memory");
+    assert_eq!(violation_codes(&compile_err(&engine(ExecutionMode::Aot), &bytes)), ["data-segment-outside-memory"]);
+    for mode in MODES {
+        let plugin = compile(&unchecked_engine(mode), &bytes);
+        let error = plugin.call(1).expect_err("instantiation fails");
+        assert!(matches!(error, RuntimeError::Instantiation(_)), "{mode:?}: {error:?}");
+        assert_eq!(error.kind(), host::failure::FailureKind::PluginInstantiationFailed, "{mode:?}");
+    }
 }
 
 #[test]

@@ -31,6 +31,12 @@ pub fn plugin_bytes(name: &str) -> Vec<u8> {
     })
 }
 
+/// A fault plugin's bytes (`plugins/faults/`), built by `cargo xtask build-plugins`.
+pub fn fault_bytes(name: &str) -> Vec<u8> {
+    let path = built_plugins().join("faults").join(format!("{name}.wasm"));
+    fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask build-plugins`", path.display()))
+}
+
 /// A module written in WAT, for behaviour the C examples deliberately do not have.
 pub fn wat(text: &str) -> Vec<u8> {
     wat::parse_str(text).expect("test WAT is valid")

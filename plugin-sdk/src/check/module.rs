@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
 use wasmparser::{
-    BinaryReaderError, ElementItems, Encoding, Export, FuncType, FunctionBody, KnownCustom, MemoryType, Name, Operator,
-    Parser, Payload, TableType, TypeRef, ValType,
+    BinaryReaderError, ConstExpr, DataKind, ElementItems, ElementKind, Encoding, Export, ExternalKind, FuncType,
+    FunctionBody, KnownCustom, MemoryType, Name, Operator, Parser, Payload, TableType, TypeRef, ValType,
 };
 
 use super::location::FunctionRef;
@@ -33,6 +33,17 @@ pub(crate) struct ModuleInfo<'a> {
     /// Types of the globals defined by the module, in order.
     pub globals: Vec<ValType>,
     pub exports: Vec<Export<'a>>,
+    /// The names each function is exported under, in export order: looked up for every
+    /// function a rule mentions, so it is an index rather than a scan of `exports` (a module
+    /// with many functions and many exports would otherwise cost their product).
+    pub function_exports: BTreeMap<u32, Vec<&'a str>>,
+    /// The value of each global the module defines, in order, where its initializer is a
+    /// constant the checker can evaluate (see [`evaluate_const`]).
+    pub global_values: Vec<Option<i64>>,
+    /// Active data segments: copied into memory when the plugin is instantiated.
+    pub data_segments: Vec<ActiveSegment>,
+    /// Active element segments: copied into a table when the plugin is instantiated.
+    pub element_segments: Vec<ActiveSegment>,
     pub start: Option<u32>,
     /// Functions whose index appears in an element segment: the only functions a
     /// `call_indirect` can reach.
@@ -56,12 +67,34 @@ pub(crate) struct ImportInfo<'a> {
     pub ty: TypeRef,
 }
 
+/// An active data or element segment: `length` items (bytes or table entries) copied to
+/// memory or table `target` at `offset` when the module is instantiated.
+#[derive(Debug)]
+pub(crate) struct ActiveSegment {
+    /// The segment's index among the module's data (or element) segments, passive ones included.
+    pub index: u32,
+    /// The memory or table index.
+    pub target: u32,
+    /// The offset expression's value as the unsigned 32-bit address it is, if the checker can
+    /// evaluate it.
+    pub offset: Option<u64>,
+    pub length: u64,
+    /// Where the segment starts in the file.
+    pub file_offset: usize,
+}
+
 /// What one function body contains that the rules care about.
 #[derive(Debug)]
 pub(crate) struct BodyInfo {
     pub index: u32,
     /// Bytes of the body in the file.
     pub range: Range<usize>,
+    /// How many local variables the body declares (parameters not included), and where the
+    /// declarations are.
+    pub locals: (u64, usize),
+    /// The deepest nesting of blocks (`block`, `loop`, `if`) in the body, and the offset of
+    /// the first instruction that reaches it.
+    pub nesting: (u32, usize),
     /// Each float type among the locals, once, with the offset of its declaration.
     pub float_locals: Vec<(ValType, usize)>,
     /// Each distinct floating-point instruction, at its first occurrence.
@@ -147,18 +180,54 @@ impl<'a> ModuleInfo<'a> {
                 }
                 Payload::GlobalSection(reader) => {
                     for global in reader {
-                        info.globals.push(global?.ty.content_type);
+                        let global = global?;
+                        info.globals.push(global.ty.content_type);
+                        let value = evaluate_const(&global.init_expr, &info.global_values);
+                        info.global_values.push(value);
                     }
                 }
                 Payload::ExportSection(reader) => {
                     for export in reader {
-                        info.exports.push(export?);
+                        let export = export?;
+                        if matches!(export.kind, ExternalKind::Func | ExternalKind::FuncExact) {
+                            info.function_exports.entry(export.index).or_default().push(export.name);
+                        }
+                        info.exports.push(export);
+                    }
+                }
+                Payload::DataSection(reader) => {
+                    for (index, data) in (0u32..).zip(reader) {
+                        let data = data?;
+                        if let DataKind::Active { memory_index, offset_expr } = data.kind {
+                            info.data_segments.push(ActiveSegment {
+                                index,
+                                target: memory_index,
+                                offset: evaluate_const(&offset_expr, &info.global_values).map(as_address),
+                                length: data.data.len() as u64,
+                                file_offset: to_usize(data.range.start),
+                            });
+                        }
                     }
                 }
                 Payload::StartSection { func, .. } => info.start = Some(func),
                 Payload::ElementSection(reader) => {
-                    for element in reader {
-                        match element?.items {
+                    for (index, element) in (0u32..).zip(reader) {
+                        let element = element?;
+                        if let ElementKind::Active { table_index, offset_expr } = &element.kind {
+                            let length = match &element.items {
+                                ElementItems::Functions(indices) => indices.count(),
+                                ElementItems::Expressions(_, exprs) => exprs.count(),
+                            };
+                            info.element_segments.push(ActiveSegment {
+                                index,
+                                // The MVP encoding leaves the table implicit: table 0.
+                                target: table_index.unwrap_or(0),
+                                offset: evaluate_const(offset_expr, &info.global_values).map(as_address),
+                                length: u64::from(length),
+                                file_offset: to_usize(element.range.start),
+                            });
+                        }
+                        match element.items {
                             ElementItems::Functions(indices) => {
                                 for index in indices {
                                     info.address_taken.insert(index?);
@@ -201,13 +270,16 @@ impl<'a> ModuleInfo<'a> {
     /// The function with this index, named from the `name` section or, failing that, from
     /// its first export.
     pub(crate) fn function(&self, index: u32) -> FunctionRef {
-        let name = self.names.get(&index).cloned().or_else(|| {
-            self.exports
-                .iter()
-                .find(|export| matches!(export.kind, wasmparser::ExternalKind::Func) && export.index == index)
-                .map(|export| export.name.to_owned())
-        });
+        let name =
+            self.names.get(&index).cloned().or_else(|| {
+                self.function_exports.get(&index).and_then(|names| names.first()).map(|&name| name.to_owned())
+            });
         FunctionRef { index, name }
+    }
+
+    /// The names the function with this index is exported under.
+    pub(crate) fn export_names(&self, index: u32) -> &[&'a str] {
+        self.function_exports.get(&index).map_or(&[], Vec::as_slice)
     }
 
     /// The function type of the function with this index, if it has one.
@@ -260,27 +332,42 @@ fn section_name(id: u8) -> &'static str {
 }
 
 fn read_body(index: u32, body: &FunctionBody<'_>) -> Result<BodyInfo, BinaryReaderError> {
+    let mut locals = body.get_locals_reader()?;
     let mut info = BodyInfo {
         index,
         range: to_usize(body.range().start)..to_usize(body.range().end),
+        locals: (0, to_usize(locals.original_position())),
+        nesting: (0, 0),
         float_locals: Vec::new(),
         float_ops: Vec::new(),
         memory_grow: None,
         calls: Vec::new(),
     };
-    let mut locals = body.get_locals_reader()?;
     for _ in 0..locals.get_count() {
         let offset = to_usize(locals.original_position());
-        let (_, ty) = locals.read()?;
+        let (count, ty) = locals.read()?;
+        info.locals.0 += u64::from(count);
         if operators::is_float(&ty) && !info.float_locals.iter().any(|(seen, _)| *seen == ty) {
             info.float_locals.push((ty, offset));
         }
     }
     let mut ops = body.get_operators_reader()?;
+    let mut depth: u32 = 0;
     while !ops.eof() {
         let (op, offset) = ops.read_with_offset()?;
         let offset = to_usize(offset);
         match op {
+            Operator::Block { .. }
+            | Operator::Loop { .. }
+            | Operator::If { .. }
+            | Operator::Try { .. }
+            | Operator::TryTable { .. } => {
+                depth = depth.saturating_add(1);
+                if depth > info.nesting.0 {
+                    info.nesting = (depth, offset);
+                }
+            }
+            Operator::End => depth = depth.saturating_sub(1),
             Operator::Call { function_index } | Operator::ReturnCall { function_index } => {
                 info.calls.push((Callee::Direct(function_index), offset));
             }
@@ -303,6 +390,51 @@ fn read_body(index: u32, body: &FunctionBody<'_>) -> Result<BodyInfo, BinaryRead
     }
     ops.finish()?;
     Ok(info)
+}
+
+/// The value of a constant expression (a global's initializer, a segment's offset) of type
+/// `i32` or `i64`, or `None` if it uses anything but constants, globals with a known value and
+/// the extended-const arithmetic. Arithmetic wraps as WebAssembly's does; an `i32` is kept
+/// sign-extended, as `i32.const` writes it.
+pub(crate) fn evaluate_const(expr: &ConstExpr<'_>, globals: &[Option<i64>]) -> Option<i64> {
+    let mut stack: Vec<i64> = Vec::new();
+    let mut reader = expr.get_operators_reader();
+    while !reader.eof() {
+        let op = reader.read().ok()?;
+        let value = match op {
+            Operator::I32Const { value } => i64::from(value),
+            Operator::I64Const { value } => value,
+            Operator::GlobalGet { global_index } => *globals.get(usize::try_from(global_index).ok()?)?.as_ref()?,
+            Operator::I32Add | Operator::I32Sub | Operator::I32Mul => {
+                let (right, left) = (stack.pop()? as i32, stack.pop()? as i32);
+                i64::from(match op {
+                    Operator::I32Add => left.wrapping_add(right),
+                    Operator::I32Sub => left.wrapping_sub(right),
+                    _ => left.wrapping_mul(right),
+                })
+            }
+            Operator::I64Add | Operator::I64Sub | Operator::I64Mul => {
+                let (right, left) = (stack.pop()?, stack.pop()?);
+                match op {
+                    Operator::I64Add => left.wrapping_add(right),
+                    Operator::I64Sub => left.wrapping_sub(right),
+                    _ => left.wrapping_mul(right),
+                }
+            }
+            Operator::End => break,
+            _ => return None,
+        };
+        stack.push(value);
+    }
+    match stack.as_slice() {
+        [value] => Some(*value),
+        _ => None,
+    }
+}
+
+/// A 32-bit offset (kept sign-extended by [`evaluate_const`]) as the unsigned address it is.
+fn as_address(value: i64) -> u64 {
+    u64::from(value as u32)
 }
 
 fn read_function_names(

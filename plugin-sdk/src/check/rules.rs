@@ -210,6 +210,83 @@ pub(crate) fn limits(module: &ModuleInfo<'_>, limits: &AbiLimits, found: &mut Fi
     }
 }
 
+/// The fixed limits that keep compiling a plugin bounded: types, each type's parameters and
+/// results, each function's locals.
+pub(crate) fn compile_limits(module: &ModuleInfo<'_>, found: &mut Findings) {
+    let types = u32::try_from(module.types.len()).unwrap_or(u32::MAX);
+    if types > crate::MAX_TYPES {
+        found.push(AbiViolation::TooManyTypes { count: types, limit: crate::MAX_TYPES }, Location::Module);
+    }
+    for (index, ty) in (0u32..).zip(&module.types) {
+        let Some(ty) = ty else { continue };
+        let params = u32::try_from(ty.params().len()).unwrap_or(u32::MAX);
+        let results = u32::try_from(ty.results().len()).unwrap_or(u32::MAX);
+        if params > crate::MAX_FUNCTION_PARAMS || results > crate::MAX_FUNCTION_RESULTS {
+            found.push(AbiViolation::FunctionTypeTooLarge { params, results }, Location::Type { index });
+        }
+    }
+    for body in &module.bodies {
+        let (count, offset) = body.locals;
+        if count > u64::from(crate::MAX_FUNCTION_LOCALS) {
+            found.push(
+                AbiViolation::TooManyLocals { count, limit: crate::MAX_FUNCTION_LOCALS },
+                Location::function(&module.function(body.index), Some(offset)),
+            );
+        }
+        let (depth, offset) = body.nesting;
+        if depth > crate::MAX_NESTING_DEPTH {
+            found.push(
+                AbiViolation::NestingTooDeep { depth, limit: crate::MAX_NESTING_DEPTH },
+                Location::function(&module.function(body.index), Some(offset)),
+            );
+        }
+    }
+}
+
+/// Active data and element segments must fit in the memory or table they initialize, or
+/// instantiation fails. A segment whose offset the checker cannot evaluate uses something
+/// other rules refuse already (an imported global), so it is left to them.
+pub(crate) fn segments(module: &ModuleInfo<'_>, found: &mut Findings) {
+    let location = |name: &str, offset: usize| Location::Section { name: name.to_owned(), offset };
+    for segment in &module.data_segments {
+        let Some(address) = segment.offset else { continue };
+        let memory = segment.target.checked_sub(module.imported_memories).and_then(|i| usize::try_from(i).ok());
+        let Some(memory) = memory.and_then(|i| module.memories.get(i)) else { continue };
+        // A memory32 has at most 65536 pages, so this cannot overflow; saturate anyway.
+        let memory_bytes = memory.initial.saturating_mul(PAGE_BYTES);
+        if address.saturating_add(segment.length) > memory_bytes {
+            found.push(
+                AbiViolation::DataSegmentOutsideMemory {
+                    segment: segment.index,
+                    address,
+                    length: segment.length,
+                    memory_bytes,
+                },
+                location("data", segment.file_offset),
+            );
+        }
+    }
+    for segment in &module.element_segments {
+        let Some(start) = segment.offset else { continue };
+        let table = segment.target.checked_sub(module.imported_tables).and_then(|i| usize::try_from(i).ok());
+        let Some(table) = table.and_then(|i| module.tables.get(i)) else { continue };
+        if start.saturating_add(segment.length) > table.initial {
+            found.push(
+                AbiViolation::ElementSegmentOutsideTable {
+                    segment: segment.index,
+                    start,
+                    length: segment.length,
+                    table_entries: table.initial,
+                },
+                location("element", segment.file_offset),
+            );
+        }
+    }
+}
+
+/// Bytes in a WebAssembly page.
+const PAGE_BYTES: u64 = 64 * 1024;
+
 /// `abi_version` is the version the plugin is checked as, which the messages name.
 pub(crate) fn features(module: &ModuleInfo<'_>, wasm: &[u8], abi_version: u32, found: &mut Findings) {
     match features::unsupported(wasm) {
@@ -297,13 +374,12 @@ pub(crate) fn floats(module: &ModuleInfo<'_>, found: &mut Findings) {
 /// `memory.grow`.
 pub(crate) fn allocation(module: &ModuleInfo<'_>, found: &mut Findings) {
     for body in &module.bodies {
-        let names = module.names.get(&body.index).into_iter().map(String::as_str).chain(
-            module
-                .exports
-                .iter()
-                .filter(|export| export.kind == ExternalKind::Func && export.index == body.index)
-                .map(|export| export.name),
-        );
+        let names = module
+            .names
+            .get(&body.index)
+            .into_iter()
+            .map(String::as_str)
+            .chain(module.export_names(body.index).iter().copied());
         let allocator = names.into_iter().find(|name| is_allocator(name));
         if let Some(symbol) = allocator {
             found.push(

@@ -796,6 +796,113 @@ fn too_many_functions() {
 }
 
 #[test]
+fn too_many_types() {
+    let types: String = (0..=MAX_TYPES).map(|_| "(type (func))").collect();
+    assert_eq!(
+        violations(&plugin(&types)),
+        // The entry points' two types come after the explicit ones.
+        vec![(AbiViolation::TooManyTypes { count: MAX_TYPES + 3, limit: MAX_TYPES }, Location::Module)]
+    );
+}
+
+#[test]
+fn function_types_too_large() {
+    let i32s = |n: u32| vec!["i32"; n as usize].join(" ");
+    let (max_params, max_results) = (MAX_FUNCTION_PARAMS, MAX_FUNCTION_RESULTS);
+    // At the limits a type is fine, whether a function uses it or not.
+    let fine = format!("(type (func (param {}) (result {})))", i32s(max_params), i32s(max_results));
+    assert_eq!(violations(&plugin(&fine)), vec![]);
+    let results =
+        plugin(&format!("(type (func (result {}))) (func (param {}))", i32s(max_results + 1), i32s(max_params + 1)));
+    let large =
+        |index, params, results| (AbiViolation::FunctionTypeTooLarge { params, results }, Location::Type { index });
+    // In the text format, explicit types come first and the ones functions imply follow in the
+    // order of use: the entry points' two, then the last function's.
+    assert_eq!(violations(&results), vec![large(0, 0, max_results + 1), large(3, max_params + 1, 0)]);
+}
+
+#[test]
+fn too_many_locals() {
+    let limit = MAX_FUNCTION_LOCALS;
+    assert_eq!(violations(&plugin(&format!("(func (local {}))", vec!["i32"; limit as usize].join(" ")))), vec![]);
+    let bytes = plugin(&format!("(func (local {}))", vec!["i32"; limit as usize + 1].join(" ")));
+    let found = violations(&bytes);
+    let [(kind, Location::Function { index: 3, offset: Some(_), .. })] = found.as_slice() else {
+        panic!("{found:?}");
+    };
+    assert_eq!(*kind, AbiViolation::TooManyLocals { count: u64::from(limit) + 1, limit });
+}
+
+#[test]
+fn nesting_too_deep() {
+    let nested =
+        |depth: u32| plugin(&format!("(func {} {})", "(block ".repeat(depth as usize), ")".repeat(depth as usize)));
+    assert_eq!(violations(&nested(MAX_NESTING_DEPTH)), vec![]);
+    // Blocks one after another are not nested.
+    assert_eq!(violations(&plugin(&format!("(func {})", "(block) ".repeat(5000)))), vec![]);
+    let found = violations(&nested(MAX_NESTING_DEPTH + 1));
+    let [(kind, Location::Function { index: 3, offset: Some(_), .. })] = found.as_slice() else {
+        panic!("{found:?}");
+    };
+    assert_eq!(*kind, AbiViolation::NestingTooDeep { depth: MAX_NESTING_DEPTH + 1, limit: MAX_NESTING_DEPTH });
+}
+
+/// The file offset where the `n`th segment of the data or element section starts.
+fn segment_offset(wasm: &[u8], element: bool, n: usize) -> usize {
+    for payload in Parser::new(0).parse_all(wasm) {
+        match payload.expect("test module parses") {
+            Payload::DataSection(reader) if !element => {
+                let data = reader.into_iter().nth(n).expect("segment exists").expect("segment parses");
+                return data.range.start as usize;
+            }
+            Payload::ElementSection(reader) if element => {
+                let segment = reader.into_iter().nth(n).expect("segment exists").expect("segment parses");
+                return segment.range.start as usize;
+            }
+            _ => {}
+        }
+    }
+    panic!("no such segment");
+}
+
+#[test]
+fn data_segments_must_lie_inside_the_initial_memory() {
+    // `plugin` declares 2 pages (0x20000 bytes).
+    let fits = plugin(r#"(data (i32.const 0x1fff0) "0123456789abcdef") (data (i32.const 0x20000) "")"#);
+    assert_eq!(violations(&fits), vec![]);
+    // One byte past the end; an offset near 4 GiB, which 32-bit arithmetic would wrap to a
+    // small address; an offset from extended-const arithmetic.
+    let bytes = plugin(
+        r#"(data (i32.const 0x1fff1) "0123456789abcdef")
+           (data (i32.const 0xfffffff0) "0123456789abcdef0123")
+           (data (i32.add (i32.const 0x10000) (i32.const 0x10000)) "x")
+           (data (i32.const 16) "fine")"#,
+    );
+    let outside = |segment: u32, address: u64, length: u64| {
+        (
+            AbiViolation::DataSegmentOutsideMemory { segment, address, length, memory_bytes: 0x20000 },
+            Location::Section { name: "data".into(), offset: segment_offset(&bytes, false, segment as usize) },
+        )
+    };
+    assert_eq!(violations(&bytes), vec![outside(0, 0x1fff1, 16), outside(1, 0xfffffff0, 20), outside(2, 0x20000, 1)]);
+    assert!(check(&bytes).to_string().contains("ending at 0x100000004"), "{}", check(&bytes));
+}
+
+#[test]
+fn element_segments_must_lie_inside_the_initial_table() {
+    let fits = plugin("(table 3 funcref) (elem (i32.const 1) $f $f) (func $f)");
+    assert_eq!(violations(&fits), vec![]);
+    let bytes = plugin("(table 3 funcref) (elem (i32.const 2) $f $f) (func $f)");
+    assert_eq!(
+        violations(&bytes),
+        vec![(
+            AbiViolation::ElementSegmentOutsideTable { segment: 0, start: 2, length: 2, table_entries: 3 },
+            Location::Section { name: "element".into(), offset: segment_offset(&bytes, true, 0) }
+        )]
+    );
+}
+
+#[test]
 fn limits_deserialize_with_defaults_and_refuse_unknown_fields() {
     // Hosts embed AbiLimits in their configuration; JSON stands in for any serde format.
     let limits: AbiLimits =
@@ -896,6 +1003,62 @@ fn every_recursive_function_is_on_a_reported_cycle() {
         })
         .collect();
     assert_eq!(cycles, vec![vec![3, 4], vec![5, 3]]);
+}
+
+/// `count` functions, all in the table, each making `calls` indirect calls through a pointer of
+/// their own type: the shape that made the old recursion check quadratic (every indirect call
+/// had an edge to every function in the table), and one strongly connected group of them all.
+fn indirect_call_mesh(count: usize, calls: usize) -> Vec<u8> {
+    let call = "(drop (call_indirect (type $t) (i32.const 0)))".repeat(calls);
+    let functions: String = (0..count).map(|i| format!("(func $f{i} (type $t) {call} (i32.const 0))")).collect();
+    let table: String = (0..count).map(|i| format!(" $f{i}")).collect();
+    plugin(&format!("(type $t (func (result i32))) (table {count} funcref) (elem (i32.const 0){table}) {functions}"))
+}
+
+#[test]
+fn the_recursion_check_is_linear_in_calls_and_table_entries() {
+    for (count, calls) in [(500, 4), (2000, 4), (2000, 16)] {
+        let bytes = indirect_call_mesh(count, calls);
+        let module = ModuleInfo::parse(&bytes).expect("test module parses");
+        let (cycles, work) = recursion::cycles_counting_work(&module);
+        assert_eq!(cycles.len(), recursion::MAX_REPORTED_CYCLES);
+        // Tarjan's pass follows every edge once and each reported cycle's search at most once
+        // more (opening a hub counts its edges): edges are the call instructions plus the table
+        // entries, whatever their product.
+        let edges = (count * calls + count + 3) as u64;
+        let bound = (recursion::MAX_REPORTED_CYCLES as u64 + 1) * edges;
+        assert!(work <= bound, "{count} functions x {calls} calls: {work} edges followed, over {bound}");
+        // The old graph alone had count x count edges (every indirect call reaching every
+        // function of the table): 4,000,000 for 2000 functions.
+        assert!(work < (count * count) as u64, "{work}");
+    }
+}
+
+#[test]
+fn a_large_hostile_module_is_checked_in_bounded_time() {
+    // 40,000 exported functions, each breaking a rule that names it (a float constant), and an
+    // indirect-call mesh: rules that looked names up by scanning the exports cost functions x
+    // exports (1.6 billion comparisons here), and the old recursion check functions x calls.
+    // Every pass is now linear, which only a clock can show for the checker as a whole; the
+    // bound is generous (debug build, busy machine), the quadratic version took minutes.
+    let count = 40_000;
+    let functions: String = (0..count)
+        .map(|i| {
+            format!(
+                "(func $f{i} (export \"f{i}\") (type $t) (drop (f32.const 1)) (call_indirect (type $t) (i32.const 0)))"
+            )
+        })
+        .collect();
+    let table: String = (0..count).map(|i| format!(" $f{i}")).collect();
+    let bytes = plugin(&format!(
+        "(type $t (func (result i32))) (table {count} funcref) (elem (i32.const 0){table}) {functions}"
+    ));
+    let limits = AbiLimits { max_function_count: 100_000, max_table_entries: 100_000, ..AbiLimits::default() };
+    let started = std::time::Instant::now();
+    let report = check_with(&bytes, &limits);
+    let elapsed = started.elapsed();
+    assert!(report.violations.iter().any(|v| v.kind.code() == "float-instruction"));
+    assert!(elapsed < std::time::Duration::from_secs(30), "{} KB checked in {elapsed:?}", bytes.len() / 1024);
 }
 
 #[test]
@@ -1015,7 +1178,17 @@ fn one_of_each_rule() -> Vec<AbiViolation> {
         Some(V::UnsupportedFeature { .. }) => Some(V::InitialMemoryTooLarge { pages: 17, limit: 16 }),
         Some(V::InitialMemoryTooLarge { .. }) => Some(V::TableTooLarge { entries: 5000, limit: 4096 }),
         Some(V::TableTooLarge { .. }) => Some(V::TooManyFunctions { count: 5000, limit: 4096 }),
-        Some(V::TooManyFunctions { .. }) => Some(V::Recursion {
+        Some(V::TooManyFunctions { .. }) => Some(V::TooManyTypes { count: 5000, limit: 4096 }),
+        Some(V::TooManyTypes { .. }) => Some(V::FunctionTypeTooLarge { params: 0, results: 1000 }),
+        Some(V::FunctionTypeTooLarge { .. }) => Some(V::TooManyLocals { count: 50000, limit: 16384 }),
+        Some(V::TooManyLocals { .. }) => Some(V::NestingTooDeep { depth: 10000, limit: 1024 }),
+        Some(V::NestingTooDeep { .. }) => {
+            Some(V::DataSegmentOutsideMemory { segment: 1, address: 0x1fff0, length: 0x20, memory_bytes: 0x20000 })
+        }
+        Some(V::DataSegmentOutsideMemory { .. }) => {
+            Some(V::ElementSegmentOutsideTable { segment: 0, start: 1, length: 3, table_entries: 2 })
+        }
+        Some(V::ElementSegmentOutsideTable { .. }) => Some(V::Recursion {
             cycle: vec![FunctionRef { index: 3, name: Some("even".into()) }, FunctionRef { index: 4, name: None }],
         }),
         Some(V::Recursion { .. }) => None,
@@ -1049,7 +1222,11 @@ fn every_message() -> Vec<Violation> {
         AbiViolation::MissingAbiVersion
         | AbiViolation::MissingExport { .. }
         | AbiViolation::TooManyFunctions { .. }
+        | AbiViolation::TooManyTypes { .. }
         | AbiViolation::UnsupportedAbiVersion { .. } => Location::Module,
+        AbiViolation::FunctionTypeTooLarge { .. } => Location::Type { index: 2 },
+        AbiViolation::DataSegmentOutsideMemory { .. } => Location::Section { name: "data".into(), offset: 0x1c0 },
+        AbiViolation::ElementSegmentOutsideTable { .. } => Location::Section { name: "element".into(), offset: 0x90 },
         AbiViolation::MalformedAbiSection { .. } | AbiViolation::ConflictingAbiVersions { .. } => {
             Location::CustomSection { name: crate::CUSTOM_SECTION.into(), offset: 0x2b }
         }

@@ -574,6 +574,112 @@ abi_rules! {
         message |_, _, _| format!("the plugin has {count} functions; the limit is {limit}"),
         help "split the plugin or ask the host operator to raise the limit";
 
+        /// The module has more types in its type section than [`MAX_TYPES`](crate::MAX_TYPES).
+        TooManyTypes {
+            /// Types in the module.
+            count: u32,
+            /// The limit.
+            limit: u32,
+        }
+        => error "too-many-types",
+        message |_, _, _| format!("the plugin declares {count} types; the limit is {limit}"),
+        help "clang emits one type per distinct function signature, a few dozen at most: a module with thousands \
+              was not built from C by clang; rebuild it";
+
+        /// A function type has more parameters than [`MAX_FUNCTION_PARAMS`](crate::MAX_FUNCTION_PARAMS)
+        /// or more results than [`MAX_FUNCTION_RESULTS`](crate::MAX_FUNCTION_RESULTS). WebAssembly
+        /// engines pass each value in a register or a stack slot, and the host's AOT compiler
+        /// turns a long list of results into a structure it returns in memory; past these
+        /// limits the compiler's cost grows quickly and WasmEdge can abort while compiling.
+        FunctionTypeTooLarge {
+            /// Parameters of the type.
+            params: u32,
+            /// Results of the type.
+            results: u32,
+        }
+        => error "function-type-too-large",
+        message |at, _, _| format!(
+            "{at} has {params} parameters and {results} results; the limits are {} parameters and {} results",
+            crate::MAX_FUNCTION_PARAMS,
+            crate::MAX_FUNCTION_RESULTS
+        ),
+        help "pass many values through a static struct in memory instead of as parameters or multiple results \
+              (clang emits a single result unless built with -mmultivalue -Xclang -target-abi -Xclang \
+              experimental-mv)";
+
+        /// A function declares more local variables than [`MAX_FUNCTION_LOCALS`](crate::MAX_FUNCTION_LOCALS)
+        /// (parameters not counted). The AOT compiler gives every local a slot and tracks each
+        /// through the function's code, so its cost grows with locals times code.
+        TooManyLocals {
+            /// Locals the function declares.
+            count: u64,
+            /// The limit.
+            limit: u32,
+        }
+        => error "too-many-locals",
+        message |at, offset, _| format!("{at} declares {count} local variables{offset}; the limit is {limit}"),
+        help "split the function into smaller ones; clang at -O1 and above reuses locals, so building with \
+              optimisation usually helps";
+
+        /// A function nests blocks (`block`, `loop`, `if`) deeper than
+        /// [`MAX_NESTING_DEPTH`](crate::MAX_NESTING_DEPTH). The AOT compiler's time grows faster
+        /// than the nesting depth, so a small module of deeply nested blocks could occupy it for
+        /// minutes.
+        NestingTooDeep {
+            /// The deepest nesting in the function.
+            depth: u32,
+            /// The limit.
+            limit: u32,
+        }
+        => error "nesting-too-deep",
+        message |at, offset, _| format!("{at} nests blocks {depth} deep{offset}; the limit is {limit}"),
+        help "split large switch statements or deeply nested code into several functions";
+
+        /// An active data segment does not fit in the memory it initializes: its offset plus its
+        /// length (in 64-bit arithmetic, so nothing wraps around) is past the end of the
+        /// initial linear memory. Instantiating such a module fails, on every call, before the
+        /// plugin runs; the checker reads the same constants the engine would and refuses it
+        /// up front.
+        DataSegmentOutsideMemory {
+            /// The segment's index among the module's data segments.
+            segment: u32,
+            /// Where it starts in memory.
+            address: u64,
+            /// Its length in bytes.
+            length: u64,
+            /// The size of the initial memory in bytes (0 without a memory).
+            memory_bytes: u64,
+        }
+        => error "data-segment-outside-memory",
+        message |_, offset, _| format!(
+            "data segment #{segment}{offset} writes {length} bytes at {address:#x}, ending at {:#x}, past the end of \
+             the initial memory ({memory_bytes:#x} bytes)",
+            address.saturating_add(*length)
+        ),
+        help "let the linker lay out static data (do not pass --global-base or --initial-memory values that leave \
+              data outside memory); memory holds exactly what the module declares, and a plugin cannot grow it";
+
+        /// An active element segment does not fit in the table it initializes: its offset plus
+        /// its number of entries (64-bit arithmetic) is past the table's initial size.
+        /// Instantiating such a module fails on every call, as for a data segment outside memory.
+        ElementSegmentOutsideTable {
+            /// The segment's index among the module's element segments.
+            segment: u32,
+            /// The first table entry it writes.
+            start: u64,
+            /// Its number of entries.
+            length: u64,
+            /// The table's initial size (0 without a table).
+            table_entries: u64,
+        }
+        => error "element-segment-outside-table",
+        message |_, offset, _| format!(
+            "element segment #{segment}{offset} writes {length} entries at index {start}, past the end of the \
+             table ({table_entries} entries)"
+        ),
+        help "let the linker build the function table (clang and wasm-ld size it to fit every address-taken \
+              function)";
+
         /// Functions that can call themselves, directly or through other functions.
         ///
         /// Why: the host runs plugins ahead-of-time compiled to native code on the host's own
@@ -591,7 +697,9 @@ abi_rules! {
         ///
         /// Each cycle is a real path of calls, starting and ending at its first function (which
         /// is not repeated in the list). One strongly connected group of functions can produce
-        /// several cycles; they are reported until every function in the group appears in one.
+        /// several cycles; they are reported until every function in the group appears in one, up
+        /// to 32 cycles per module (each is found by a search linear in the module, so the bound
+        /// keeps the check linear).
         Recursion {
             /// The functions on the cycle, in call order.
             cycle: Vec<FunctionRef>,

@@ -13,6 +13,10 @@
 
 mod child;
 mod pool;
+// Public only for the fuzz targets (`fuzz/`), which feed the frame decoder arbitrary bytes.
+#[cfg(feature = "fuzzing")]
+pub mod protocol;
+#[cfg(not(feature = "fuzzing"))]
 mod protocol;
 mod quarantine;
 

@@ -92,8 +92,13 @@ fn read_block(reader: &mut impl Read, limit: usize) -> io::Result<Vec<u8>> {
     if length > limit {
         return Err(io::Error::new(io::ErrorKind::InvalidData, format!("frame of {length} bytes is over {limit}")));
     }
-    let mut block = vec![0u8; length];
-    reader.read_exact(&mut block)?;
+    // Grown as the bytes arrive rather than allocated up front, so a corrupt length costs
+    // only what the stream actually delivers.
+    let mut block = Vec::new();
+    reader.take(length as u64).read_to_end(&mut block)?;
+    if block.len() != length {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
     Ok(block)
 }
 

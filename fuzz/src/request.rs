@@ -1,0 +1,134 @@
+//! `POST /run` through the real router (axum's JSON extraction, the request type, the name
+//! allowlist, the in-process runner), over a store holding one small plugin, `echo`.
+
+use std::sync::Arc;
+
+use axum::{Router, body::Body, http::Request};
+use host::{
+    api::{AppState, RunInput, RunRequest, app},
+    failure::FailureKind,
+    metrics::Metrics,
+    runner::InProcessRunner,
+    runtime::{Engine, ExecutionMode, RuntimeConfig},
+    store::{LocalPluginStore, MAX_NAME_LEN, PluginName},
+};
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// `echo`: `process(n)` is `n`, so a successful answer can be checked against the request.
+const ECHO: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "init") (result i32) (i32.const 0))
+  (func (export "process") (param i32) (result i32) (local.get 0))
+  (func (export "cleanup") (result i32) (i32.const 0))
+  (@custom "wasm_plugin_abi" "\01\00\00\00"))"#;
+
+/// A router and the runtime to drive it, made once per process (AFL++ runs many inputs per
+/// process) and kept with the plugin folder it serves.
+#[derive(Debug)]
+pub struct RequestHarness {
+    runtime: tokio::runtime::Runtime,
+    router: Router,
+    _plugins: tempfile::TempDir,
+    _aot: tempfile::TempDir,
+}
+
+impl RequestHarness {
+    pub fn new() -> Self {
+        let plugins = tempfile::tempdir().expect("temporary plugin folder");
+        std::fs::write(plugins.path().join("echo.wasm"), wat::parse_str(ECHO).expect("echo is valid WAT"))
+            .expect("write echo.wasm");
+        let aot = tempfile::tempdir().expect("temporary AOT folder");
+        // The interpreter: this target is about parsing, and compiling echo is not.
+        let config = RuntimeConfig {
+            aot_cache_dir: Some(aot.path().join("aot")),
+            ..RuntimeConfig::new(ExecutionMode::Interpreter)
+        };
+        let store = LocalPluginStore::new(plugins.path(), config.limits.max_plugin_bytes).expect("plugin store");
+        let metrics = Arc::new(Metrics::new());
+        let runner =
+            InProcessRunner::new(Arc::new(store), Engine::new(config).expect("engine"), Arc::clone(&metrics), 4);
+        let router = app(AppState::new(Arc::new(runner), metrics, 4));
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
+        RequestHarness { runtime, router, _plugins: plugins, _aot: aot }
+    }
+
+    /// Sends `body` as a JSON `POST /run` and checks the answer against what the request says
+    /// (an independent reading of the README's rules), then checks the name allowlist on the
+    /// whole input read as a name.
+    pub fn run(&self, body: &[u8]) {
+        let request = Request::post("/run")
+            .header("content-type", "application/json")
+            .body(Body::from(body.to_vec()))
+            .expect("a valid request");
+        let (status, answer) = self.runtime.block_on(async {
+            let response = self.router.clone().oneshot(request).await.expect("the router never fails");
+            let status = response.status().as_u16();
+            let bytes = response.into_body().collect().await.expect("a complete body").to_bytes();
+            (status, bytes)
+        });
+        let answer: serde_json::Value = serde_json::from_slice(&answer).expect("every answer is JSON");
+        let parsed = serde_json::from_slice::<RunRequest>(body).ok();
+        match (status, &parsed) {
+            (200, Some(request)) => {
+                // Only a v1 call of `echo` (an integer, no function) can succeed.
+                assert_eq!(request.plugin, "echo");
+                let (None, Some(RunInput::Integer(input))) = (&request.function, &request.input) else {
+                    panic!("200 for a call `echo` cannot answer: {answer}");
+                };
+                assert_eq!(answer, serde_json::json!({ "output": input }));
+            }
+            (200, None) => panic!("200 for a body that is not a valid request: {answer}"),
+            (_, _) => {
+                let code = answer["error"]["code"].as_str().expect("an error has a code");
+                let kind = FailureKind::ALL.iter().find(|kind| kind.code() == code).expect("a known code");
+                assert_ne!(*kind, FailureKind::Internal, "a request made the host blame itself: {answer}");
+                assert_eq!(kind.status().as_u16(), status, "{answer}");
+                if let Some(request) = &parsed {
+                    let allowed = allowlisted(&request.plugin);
+                    match kind {
+                        FailureKind::InvalidPluginName => assert!(!allowed, "{:?} was refused", request.plugin),
+                        FailureKind::PluginNotFound => assert!(allowed && request.plugin != "echo"),
+                        // Well-formed JSON that mixes the call forms, asks a v1 plugin for a
+                        // function, or names a version `echo` (an unversioned file) cannot have.
+                        FailureKind::InvalidRequest
+                        | FailureKind::WrongAbiVersion
+                        | FailureKind::InvalidVersionRequirement
+                        | FailureKind::VersionNotFound => assert!(allowed, "{:?} got {kind:?}", request.plugin),
+                        other => panic!("a valid request for {:?} failed with {other:?}", request.plugin),
+                    }
+                }
+            }
+        }
+        check_name(&String::from_utf8_lossy(body));
+    }
+}
+
+impl Default for RequestHarness {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The README's rule, written again independently of `PluginName::new`: 1 to 64 bytes of
+/// ASCII letters, digits, `_` and `-`, starting with a letter or digit.
+fn allowlisted(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (1..=MAX_NAME_LEN).contains(&bytes.len())
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes.iter().all(|&b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// `PluginName::new` agrees with the rule, and an accepted name maps to exactly one file
+/// directly inside the store's root and back.
+fn check_name(name: &str) {
+    match PluginName::new(name) {
+        Ok(valid) => {
+            assert!(allowlisted(name), "{name:?} was accepted");
+            let file = valid.file_name();
+            assert!(!file.contains('/') && !file.contains('\0') && file != ".." && file != ".");
+            assert_eq!(PluginName::from_file_name(&file).as_ref(), Some(&valid));
+        }
+        Err(_) => assert!(!allowlisted(name), "{name:?} was refused"),
+    }
+}
