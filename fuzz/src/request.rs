@@ -15,6 +15,9 @@ use host::{
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+/// The README's limit on a request body (`413 body_too_large` above it).
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
 /// `echo`: `process(n)` is `n`, so a successful answer can be checked against the request.
 const ECHO: &str = r#"(module
   (memory (export "memory") 1)
@@ -68,10 +71,12 @@ impl RequestHarness {
             (status, bytes)
         });
         let answer: serde_json::Value = serde_json::from_slice(&answer).expect("every answer is JSON");
-        let parsed = serde_json::from_slice::<RunRequest>(body).ok();
+        // Over the body limit, nothing else about the request matters.
+        let parsed = serde_json::from_slice::<RunRequest>(body).ok().filter(|_| body.len() <= MAX_BODY_BYTES);
         match (status, &parsed) {
             (200, Some(request)) => {
                 assert_eq!(request.plugin, "echo");
+                assert!(request.input >= 0, "a negative result is an error code, not an output: {answer}");
                 assert_eq!(answer, serde_json::json!({ "output": request.input }));
             }
             (200, None) => panic!("200 for a body that is not a valid request: {answer}"),
@@ -80,11 +85,21 @@ impl RequestHarness {
                 let kind = FailureKind::ALL.iter().find(|kind| kind.code() == code).expect("a known code");
                 assert_ne!(*kind, FailureKind::Internal, "a request made the host blame itself: {answer}");
                 assert_eq!(kind.status().as_u16(), status, "{answer}");
-                if let Some(request) = &parsed {
+                if body.len() > MAX_BODY_BYTES {
+                    assert_eq!(*kind, FailureKind::BodyTooLarge, "{answer}");
+                } else if let Some(request) = &parsed {
                     let allowed = allowlisted(&request.plugin);
                     match kind {
                         FailureKind::InvalidPluginName => assert!(!allowed, "{:?} was refused", request.plugin),
                         FailureKind::PluginNotFound => assert!(allowed && request.plugin != "echo"),
+                        // echo returns its input, and a negative result is an error code: -3
+                        // is the plugin refusing its input, any other one a plugin error.
+                        FailureKind::InvalidArgument => {
+                            assert_eq!((request.plugin.as_str(), request.input), ("echo", -3))
+                        }
+                        FailureKind::PluginError => {
+                            assert!(request.plugin == "echo" && request.input < 0 && request.input != -3, "{answer}")
+                        }
                         other => panic!("a valid request for {:?} failed with {other:?}", request.plugin),
                     }
                 }
