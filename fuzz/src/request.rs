@@ -15,6 +15,9 @@ use host::{
 use http_body_util::BodyExt;
 use tower::ServiceExt;
 
+/// The README's limit on a request body (`413 body_too_large` above it).
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
 /// `echo`: `process(n)` is `n`, so a successful answer can be checked against the request.
 const ECHO: &str = r#"(module
   (memory (export "memory") 1)
@@ -68,7 +71,8 @@ impl RequestHarness {
             (status, bytes)
         });
         let answer: serde_json::Value = serde_json::from_slice(&answer).expect("every answer is JSON");
-        let parsed = serde_json::from_slice::<RunRequest>(body).ok();
+        // Over the body limit, nothing else about the request matters.
+        let parsed = serde_json::from_slice::<RunRequest>(body).ok().filter(|_| body.len() <= MAX_BODY_BYTES);
         match (status, &parsed) {
             (200, Some(request)) => {
                 // Only a v1 call of `echo` (an integer, no function) can succeed.
@@ -76,6 +80,7 @@ impl RequestHarness {
                 let (None, Some(RunInput::Integer(input))) = (&request.function, &request.input) else {
                     panic!("200 for a call `echo` cannot answer: {answer}");
                 };
+                assert!(*input >= 0, "a negative result is an error code, not an output: {answer}");
                 assert_eq!(answer, serde_json::json!({ "output": input }));
             }
             (200, None) => panic!("200 for a body that is not a valid request: {answer}"),
@@ -84,7 +89,9 @@ impl RequestHarness {
                 let kind = FailureKind::ALL.iter().find(|kind| kind.code() == code).expect("a known code");
                 assert_ne!(*kind, FailureKind::Internal, "a request made the host blame itself: {answer}");
                 assert_eq!(kind.status().as_u16(), status, "{answer}");
-                if let Some(request) = &parsed {
+                if body.len() > MAX_BODY_BYTES {
+                    assert_eq!(*kind, FailureKind::BodyTooLarge, "{answer}");
+                } else if let Some(request) = &parsed {
                     let allowed = allowlisted(&request.plugin);
                     match kind {
                         FailureKind::InvalidPluginName => assert!(!allowed, "{:?} was refused", request.plugin),
@@ -95,6 +102,19 @@ impl RequestHarness {
                         | FailureKind::WrongAbiVersion
                         | FailureKind::InvalidVersionRequirement
                         | FailureKind::VersionNotFound => assert!(allowed, "{:?} got {kind:?}", request.plugin),
+                        // echo returns its input, and a negative result is an error code: -3
+                        // is the plugin refusing its input, any other one a plugin error.
+                        FailureKind::InvalidArgument => {
+                            assert!(
+                                request.plugin == "echo" && matches!(request.input, Some(RunInput::Integer(-3))),
+                                "{answer}"
+                            )
+                        }
+                        FailureKind::PluginError => assert!(
+                            request.plugin == "echo"
+                                && matches!(request.input, Some(RunInput::Integer(n)) if n < 0 && n != -3),
+                            "{answer}"
+                        ),
                         other => panic!("a valid request for {:?} failed with {other:?}", request.plugin),
                     }
                 }
