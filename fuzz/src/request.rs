@@ -16,7 +16,7 @@ use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 /// The README's limit on a request body (`413 body_too_large` above it).
-const MAX_BODY_BYTES: usize = 16 * 1024;
+const MAX_BODY_BYTES: usize = 4 << 20;
 
 /// `echo`: `process(n)` is `n`, so a successful answer can be checked against the request.
 const ECHO: &str = r#"(module
