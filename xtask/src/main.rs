@@ -8,6 +8,7 @@ mod bench;
 mod build_plugins;
 mod check_abi;
 mod check_deploy;
+mod profile;
 mod rootfs_smoke;
 mod run;
 mod setup;
@@ -45,6 +46,9 @@ enum Command {
     Test(test::Test),
     /// Run every benchmark (release build) and write BENCHMARKS.md and docs/benchmarks.svg.
     Bench(bench::Bench),
+    /// Profile the release server under load (perf, software clock): flame graphs in docs/ and
+    /// the cost breakdown per request in BENCHMARKS.md.
+    Profile(profile::Profile),
     /// Validate the Containerfile and the Kubernetes manifests under `deploy/` offline.
     CheckDeploy(check_deploy::CheckDeploy),
     /// Build the container image's file system without a container daemon and run the host in it.
@@ -69,6 +73,7 @@ fn main() -> ExitCode {
         Command::Run(cmd) => cmd.run(&sh),
         Command::Test(cmd) => cmd.run(&sh),
         Command::Bench(cmd) => cmd.run(&sh),
+        Command::Profile(cmd) => cmd.run(&sh),
         Command::CheckDeploy(cmd) => cmd.run(&sh),
         Command::RootfsSmoke(cmd) => cmd.run(&sh),
     };
