@@ -1,6 +1,8 @@
 //! The HTTP baseline for `cargo xtask bench`: the host's own HTTP stack (routes, JSON, error
-//! mapping, blocking pool, metrics) answering `POST /run` with native Rust functions instead of
-//! plugins. The difference between this server and the real one is the cost of WebAssembly.
+//! mapping, request ids, tracing, metrics, admission) answering `POST /run` with native Rust
+//! functions instead of plugins, on the thread that received the request, as the host runs a
+//! short plugin call. The difference between this server and the real one is the cost of
+//! WebAssembly; between it and `bare_native`, the cost of the host's middleware.
 //!
 //! `cargo run --release -p host --example native_server -- 127.0.0.1:8090`
 
@@ -23,6 +25,11 @@ impl PluginRunner for NativeRunner {
             "hello" => Ok(2 * input + 1),
             _ => Err(StoreError::NotFound(name.clone()).into()),
         }
+    }
+
+    /// A native function is always short: it runs where the host runs a short plugin call.
+    fn run_if_short(&self, name: &PluginName, input: i32) -> Option<Result<i32, RunError>> {
+        Some(self.run(name, input))
     }
 
     fn interface(&self, name: &PluginName) -> Result<Interface, RunError> {

@@ -64,6 +64,9 @@ pub(crate) struct Load {
     p50_ms: f64,
     p99_ms: f64,
     errors: u64,
+    /// CPU time the server (and its workers) spent per request, in µs: unlike requests per
+    /// second, it hardly moves when other work competes for the machine.
+    cpu_us_per_request: f64,
 }
 
 #[derive(Debug)]
@@ -239,7 +242,7 @@ impl Bench {
         for connections in [1, 64] {
             for (i, (server, r)) in running.iter().enumerate() {
                 step(format!("HTTP load: {server}, c={connections}"));
-                let (load, requests) = wrk_run(&wrk, &lua, &r.url("/run"), connections, self.seconds)?;
+                let (load, requests) = r.measured(|| wrk_run(&wrk, &lua, &r.url("/run"), connections, self.seconds))?;
                 println!("    {load:?}");
                 served[i] += requests;
                 loads.push(Load { server, ..load });
@@ -248,7 +251,7 @@ impl Bench {
         for round in 1..=ROUNDS {
             for (i, (server, r)) in running.iter().enumerate() {
                 step(format!("HTTP load: {server}, c=16, round {round} of {ROUNDS}"));
-                let (load, requests) = wrk_run(&wrk, &lua, &r.url("/run"), 16, self.seconds)?;
+                let (load, requests) = r.measured(|| wrk_run(&wrk, &lua, &r.url("/run"), 16, self.seconds))?;
                 println!("    {load:?}");
                 served[i] += requests;
                 rounds.push(Load { server, ..load });
@@ -329,6 +332,7 @@ fn median_load(rounds: &[Load], server: &'static str) -> Load {
         p50_ms: of(|l| l.p50_ms),
         p99_ms: of(|l| l.p99_ms),
         errors: rounds.iter().filter(|l| l.server == server).map(|l| l.errors).sum(),
+        cpu_us_per_request: of(|l| l.cpu_us_per_request),
     }
 }
 
@@ -580,6 +584,30 @@ impl RunningServer {
         format!("http://{}{path}", self.addr)
     }
 
+    /// Runs a load and notes the CPU time the server and its workers spent per request.
+    fn measured(&self, load: impl FnOnce() -> anyhow::Result<(Load, u64)>) -> anyhow::Result<(Load, u64)> {
+        let before = self.cpu_ticks();
+        let (mut figures, requests) = load()?;
+        let ticks = self.cpu_ticks().saturating_sub(before);
+        // The kernel counts CPU time in clock ticks of 10 ms (USER_HZ = 100 on Linux).
+        figures.cpu_us_per_request = ticks as f64 * 10_000.0 / requests.max(1) as f64;
+        Ok((figures, requests))
+    }
+
+    /// User and system CPU time of the server and its workers so far, in clock ticks.
+    fn cpu_ticks(&self) -> u64 {
+        self.pids()
+            .into_iter()
+            .map(|pid| {
+                let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+                // Fields after the command name (which is in parentheses): utime is the 12th, stime the 13th.
+                let fields: Vec<&str> = stat.rsplit_once(')').map_or("", |(_, rest)| rest).split_whitespace().collect();
+                let field = |i: usize| fields.get(i).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+                field(11) + field(12)
+            })
+            .sum()
+    }
+
     /// The server's process id and its children's (its workers).
     pub(crate) fn pids(&self) -> Vec<u32> {
         let pid = self.child.id();
@@ -597,7 +625,13 @@ impl Drop for RunningServer {
 }
 
 /// Runs wrk and parses its report; returns the figures and the number of requests.
-pub(crate) fn wrk_run(wrk: &Path, lua: &Path, url: &str, connections: u32, seconds: u32) -> anyhow::Result<(Load, u64)> {
+pub(crate) fn wrk_run(
+    wrk: &Path,
+    lua: &Path,
+    url: &str,
+    connections: u32,
+    seconds: u32,
+) -> anyhow::Result<(Load, u64)> {
     let threads = connections.min(2);
     let output = Command::new(wrk)
         .args(["--latency", "-t", &threads.to_string(), "-c", &connections.to_string()])
@@ -625,7 +659,8 @@ pub(crate) fn wrk_run(wrk: &Path, lua: &Path, url: &str, connections: u32, secon
         .find(|l| l.contains("requests in"))
         .and_then(|l| l.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
-    let load = Load { server: "", connections, requests_per_sec, p50_ms, p99_ms, errors: non_2xx + socket_errors };
+    let errors = non_2xx + socket_errors;
+    let load = Load { server: "", connections, requests_per_sec, p50_ms, p99_ms, errors, cpu_us_per_request: f64::NAN };
     Ok((load, served))
 }
 
@@ -709,17 +744,29 @@ fn render(micro: &[Micro], loads: &[Load], rounds: &[Load], memory: &[Memory], f
     let _ = writeln!(out, "![call cost by variant](docs/benchmarks.svg)\n");
     let _ = writeln!(out, "### `POST /run` hello over HTTP (wrk, 127.0.0.1)\n");
     let _ = writeln!(out, "c=16 is the median of {ROUNDS} rounds alternated between the servers.\n");
-    let _ = writeln!(out, "| server | connections | requests/s | p50 | p99 | errors |");
-    let _ = writeln!(out, "|---|---|---|---|---|---|");
+    let _ = writeln!(
+        out,
+        "Server CPU is the CPU time the server and its workers spent per request (from `/proc`), which \
+         hardly depends on what else the machine runs; requests/s and latencies do.\n"
+    );
+    let _ = writeln!(out, "| server | connections | requests/s | p50 | p99 | errors | server CPU per request |");
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|");
     for load in loads.iter().filter(|l| !l.server.contains("raw")) {
         let _ = writeln!(
             out,
-            "| {} | {} | {:.0} | {:.3} ms | {:.3} ms | {} |",
-            load.server, load.connections, load.requests_per_sec, load.p50_ms, load.p99_ms, load.errors
+            "| {} | {} | {:.0} | {:.3} ms | {:.3} ms | {} | {:.1} µs |",
+            load.server,
+            load.connections,
+            load.requests_per_sec,
+            load.p50_ms,
+            load.p99_ms,
+            load.errors,
+            load.cpu_us_per_request
         );
     }
     let _ = writeln!(out, "\nThe c=16 rounds (requests/s):\n");
-    let _ = writeln!(out, "| server | {} |", (1..=ROUNDS).map(|r| format!("round {r}")).collect::<Vec<_>>().join(" | "));
+    let _ =
+        writeln!(out, "| server | {} |", (1..=ROUNDS).map(|r| format!("round {r}")).collect::<Vec<_>>().join(" | "));
     let _ = writeln!(out, "|---|{}", "---|".repeat(ROUNDS));
     for server in [BARE, NATIVE, PEER, IN_PROCESS, PROCESS] {
         let cells: Vec<String> =
@@ -756,6 +803,17 @@ fn render(micro: &[Micro], loads: &[Load], rounds: &[Load], memory: &[Memory], f
                 bare.requests_per_sec,
                 yes(share >= share_target)
             );
+            // The same ratio from CPU time per request: what the throughput ratio would be if
+            // the server had the machine to itself (every server here is CPU-bound).
+            let cpu_share = bare.cpu_us_per_request / ours.cpu_us_per_request;
+            let _ = writeln!(
+                out,
+                "| (the same, from server CPU per request: bare native's / {server}'s) | {:.0}% ({:.1} vs {:.1} µs) | {} |",
+                cpu_share * 100.0,
+                bare.cpu_us_per_request,
+                ours.cpu_us_per_request,
+                yes(cpu_share >= share_target)
+            );
             if server == PROCESS {
                 let p99 = ours.p99_ms / bare.p99_ms;
                 let _ = writeln!(
@@ -777,6 +835,15 @@ fn render(micro: &[Micro], loads: &[Load], rounds: &[Load], memory: &[Memory], f
             ours.requests_per_sec,
             peer.requests_per_sec,
             yes(ratio > 1.0)
+        );
+        let cpu_ratio = peer.cpu_us_per_request / ours.cpu_us_per_request;
+        let _ = writeln!(
+            out,
+            "| (the same, from server CPU per request: the peer's / in-process's) | {:.2}x ({:.1} vs {:.1} µs) | {} |",
+            cpu_ratio,
+            peer.cpu_us_per_request,
+            ours.cpu_us_per_request,
+            yes(cpu_ratio > 1.0)
         );
     }
     let ratio = mean(micro, "hello", "worker_process_runner") / mean(micro, "hello", "in_process_runner");
@@ -848,11 +915,8 @@ fn render(micro: &[Micro], loads: &[Load], rounds: &[Load], memory: &[Memory], f
                     share * 100.0,
                     yes(share >= 0.5)
                 );
-                let _ = writeln!(
-                    out,
-                    "| c=16 p99 ≤ 2x native (same stack), {server} | {p99:.1}x | {} |",
-                    yes(p99 <= 2.0)
-                );
+                let _ =
+                    writeln!(out, "| c=16 p99 ≤ 2x native (same stack), {server} | {p99:.1}x | {} |", yes(p99 <= 2.0));
                 let _ = writeln!(out, "| c=16 zero errors, {server} | {} | {} |", ours.errors, yes(ours.errors == 0));
             }
         }
@@ -879,7 +943,8 @@ fn write_report(sh: &Shell, report: &str) -> anyhow::Result<()> {
 
 /// A horizontal bar chart of the hello call cost per variant, on a log scale, as SVG.
 fn chart(micro: &[Micro]) -> String {
-    let rows: Vec<(&str, f64)> = MICRO_FUNCTIONS.iter().chain([&PEER_MICRO]).map(|f| (*f, mean(micro, "hello", f))).collect();
+    let rows: Vec<(&str, f64)> =
+        MICRO_FUNCTIONS.iter().chain([&PEER_MICRO]).map(|f| (*f, mean(micro, "hello", f))).collect();
     let (width, row, left) = (760.0, 28.0, 190.0);
     let height = 60.0 + row * rows.len() as f64;
     let max_log = rows.iter().map(|(_, ns)| ns.log10()).fold(0.0, f64::max).ceil();

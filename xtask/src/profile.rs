@@ -1,8 +1,9 @@
 //! `cargo xtask profile`: where a `POST /run` request's time goes, from CPU profiles.
 //!
 //! For each isolation mode the release host serves `hello` to wrk at 16 connections while
-//! `perf record -e cpu-clock -g` samples the server and its worker processes (the software
-//! clock: no hardware counters are needed, so it works in VMs and containers). The samples
+//! `perf record -e cpu-clock --call-graph dwarf` samples the server and its worker processes
+//! (the software clock: no hardware counters are needed, so it works in VMs and containers;
+//! DWARF unwinding, because release builds have no frame pointers). The samples
 //! become a flame graph (`docs/profile-<isolation>.svg`, by inferno) and a cost breakdown per
 //! request in microseconds: each sample is put in the first category whose frames appear in
 //! its stack (see [`CATEGORIES`]), and a category's samples times the sampling period, divided
@@ -26,12 +27,12 @@ use crate::{bench, build_plugins::BuildPlugins, setup, step};
 #[derive(Debug, clap::Args)]
 pub struct Profile {
     /// Seconds of sampling per isolation mode.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 6)]
     seconds: u32,
 }
 
-/// Samples per second and CPU.
-const FREQUENCY: u32 = 999;
+/// Samples per second and CPU (each copies 16 KiB of stack for unwinding).
+const FREQUENCY: u32 = 499;
 
 /// The cost categories, in the order a sample is tested against them: the first whose name
 /// fragments appear in the sample's stack takes it. Narrow, well-known mechanisms come first so
@@ -120,7 +121,10 @@ impl Profile {
             let data = scratch.path().join(format!("{isolation}.perf"));
             let frequency = FREQUENCY.to_string();
             let seconds = self.seconds.to_string();
-            cmd!(sh, "{perf} record -q -e cpu-clock -F {frequency} -g -p {pids} -o {data} -- sleep {seconds}")
+            cmd!(
+                sh,
+                "{perf} record -q -e cpu-clock -F {frequency} --call-graph dwarf,16384 -p {pids} -o {data} -- sleep {seconds}"
+            )
                 .quiet()
                 .run()?;
             let output = load.wait_with_output()?;
@@ -195,7 +199,8 @@ fn render(breakdowns: &[Breakdown]) -> String {
     let load_average = load_average.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
     let _ = writeln!(
         out,
-        "Measured by `cargo xtask profile` (`perf record -e cpu-clock -g` at {FREQUENCY} Hz on the server and its \
+        "Measured by `cargo xtask profile` (`perf record -e cpu-clock --call-graph dwarf` at {FREQUENCY} Hz on the \
+         server and its \
          workers while wrk sends `POST /run` hello at 16 connections; load average when it ended: {load_average}). \
          CPU time per request, in µs; the flame graphs are \
          [docs/profile-in-process.svg](docs/profile-in-process.svg) and \

@@ -84,6 +84,22 @@ impl<M: Clone> Catalog<M> {
         self.store.as_ref()
     }
 
+    /// The version of `name` a new call should run if it is loaded already and the file has not
+    /// changed, without waiting: `None` when the store cannot answer at once, the file changed
+    /// or failed to load, or a load of it is in progress. (Then [`current`](Self::current), on a
+    /// thread that may block, does what is needed.)
+    pub fn current_if_loaded(&self, name: &PluginName) -> Option<M> {
+        if !self.store.answers_promptly() {
+            return None;
+        }
+        let identity = self.store.stat(name).ok()?;
+        let slot = Arc::clone(self.slots.lock().get(name)?);
+        let slot = slot.try_lock()?;
+        let current = slot.current.as_ref().filter(|_| slot.seen == Some(identity))?;
+        self.metrics.observe_cache(true);
+        Some(current.module.clone())
+    }
+
     /// The version of `name` a new call should run, loading it with `load(bytes, content_hash)`
     /// if the file changed.
     pub fn current(

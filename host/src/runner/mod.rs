@@ -6,10 +6,12 @@
 
 mod catalog;
 mod in_process;
+mod short_calls;
 pub mod worker;
 
 pub use catalog::DEFAULT_CACHE_CAPACITY;
 pub use in_process::InProcessRunner;
+pub use short_calls::{SHORT_CALL_BUDGET, ShortCalls};
 pub use worker::{WorkerFailure, WorkerPoolRunner, WorkerSettings};
 
 use std::sync::Arc;
@@ -26,6 +28,14 @@ pub trait PluginRunner: Send + Sync + std::fmt::Debug {
     /// Runs `init`, `process(input)` and `cleanup` of the current version of `name` on a fresh
     /// instance and returns `process`'s result (ABI v1).
     fn run(&self, name: &PluginName, input: i32) -> Result<i32, RunError>;
+
+    /// [`run`](Self::run), on the calling thread, but only if it can start at once and
+    /// `name`'s recent calls were short (see [`ShortCalls`]); `None` means "call `run` from a
+    /// blocking context". The HTTP layer calls this from an async thread to skip the hand-off
+    /// to the blocking pool. The default never runs anything.
+    fn run_if_short(&self, _name: &PluginName, _input: i32) -> Option<Result<i32, RunError>> {
+        None
+    }
 
     /// What the current version of `name` offers: v1's integer call, or v2's functions and
     /// buffers.

@@ -36,6 +36,10 @@ impl LocalPluginStore {
 }
 
 impl PluginStore for LocalPluginStore {
+    fn answers_promptly(&self) -> bool {
+        true
+    }
+
     fn stat(&self, name: &PluginName) -> Result<FileIdentity, StoreError> {
         self.dir().stat(name)
     }

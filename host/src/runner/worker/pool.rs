@@ -85,6 +85,23 @@ impl Pool {
         }
     }
 
+    /// A worker that is idle now and was sent the module `content_hash`, if there is one:
+    /// never waits and never starts a worker.
+    pub fn checkout_idle(self: &Arc<Self>, content_hash: &str) -> Option<PooledWorker> {
+        let mut state = self.state.lock();
+        let position = state.idle.iter().rposition(|w| w.known.contains(content_hash))?;
+        let mut worker = state.idle.swap_remove(position);
+        if !matches!(worker.child.try_wait(), Ok(None)) {
+            worker.kill();
+            state.alive -= 1;
+            drop(state);
+            // A caller waiting for a worker may start a replacement now.
+            self.available.notify_one();
+            return None;
+        }
+        Some(PooledWorker { pool: Arc::clone(self), worker: Some(worker) })
+    }
+
     fn checkin(&self, worker: Worker) {
         self.state.lock().idle.push(worker);
         self.available.notify_one();
@@ -106,15 +123,22 @@ impl Pool {
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| WorkerFailure::Spawn(format!("{}: {e}", self.settings.executable.display())))?;
-        let mut worker = Worker { child, socket, known: HashSet::new(), loads: 0, loads_checked: 0 };
+        let mut worker = Worker {
+            child,
+            socket: io::BufReader::new(socket),
+            read_timeout: None,
+            known: HashSet::new(),
+            loads: 0,
+            loads_checked: 0,
+        };
         let hello = Request::Hello {
             version: PROTOCOL_VERSION,
             runtime: self.runtime.clone(),
             memory_limit_bytes: self.settings.memory_limit_bytes,
         };
         let handshake = (|| -> io::Result<Reply> {
-            write_frame(&mut worker.socket, &hello, &[])?;
-            worker.socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+            write_frame(worker.socket.get_mut(), &hello, &[])?;
+            worker.socket.get_ref().set_read_timeout(Some(Duration::from_secs(10)))?;
             Ok(read_frame::<Reply>(&mut worker.socket)?.0)
         })();
         match handshake {
@@ -183,7 +207,11 @@ impl Drop for PooledWorker {
 #[derive(Debug)]
 pub(super) struct Worker {
     child: Child,
-    socket: UnixStream,
+    /// Buffered for reading, so that a reply (lengths, header, bytes) costs one `read` rather
+    /// than four; a worker whose exchange broke is discarded with whatever its buffer holds.
+    socket: io::BufReader<UnixStream>,
+    /// The socket's read timeout as last set, so it is set only when it changes.
+    read_timeout: Option<Duration>,
     /// Content hashes this worker has been sent (it may have evicted some since).
     known: HashSet<String>,
     /// Modules this worker has been sent to compile, in its life.
@@ -329,8 +357,11 @@ impl Worker {
     }
 
     fn exchange(&mut self, request: &Request, blob: &[u8], allowed: Duration) -> io::Result<(Reply, Vec<u8>)> {
-        write_frame(&mut self.socket, request, blob)?;
-        self.socket.set_read_timeout(Some(allowed))?;
+        write_frame(self.socket.get_mut(), request, blob)?;
+        if self.read_timeout != Some(allowed) {
+            self.socket.get_ref().set_read_timeout(Some(allowed))?;
+            self.read_timeout = Some(allowed);
+        }
         read_frame::<Reply>(&mut self.socket)
     }
 
