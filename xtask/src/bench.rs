@@ -66,7 +66,7 @@ pub(crate) struct Load {
     errors: u64,
     /// CPU time the server (and its workers) spent per request, in µs: unlike requests per
     /// second, it hardly moves when other work competes for the machine.
-    cpu_us_per_request: f64,
+    pub(crate) cpu_us_per_request: f64,
 }
 
 #[derive(Debug)]
@@ -585,7 +585,7 @@ impl RunningServer {
     }
 
     /// Runs a load and notes the CPU time the server and its workers spent per request.
-    fn measured(&self, load: impl FnOnce() -> anyhow::Result<(Load, u64)>) -> anyhow::Result<(Load, u64)> {
+    pub(crate) fn measured(&self, load: impl FnOnce() -> anyhow::Result<(Load, u64)>) -> anyhow::Result<(Load, u64)> {
         let before = self.cpu_ticks();
         let (mut figures, requests) = load()?;
         let ticks = self.cpu_ticks().saturating_sub(before);

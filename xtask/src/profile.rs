@@ -5,10 +5,11 @@
 //! (the software clock: no hardware counters are needed, so it works in VMs and containers;
 //! DWARF unwinding, because release builds have no frame pointers). The samples
 //! become a flame graph (`docs/profile-<isolation>.svg`, by inferno) and a cost breakdown per
-//! request in microseconds: each sample is put in the first category whose frames appear in
-//! its stack (see [`CATEGORIES`]), and a category's samples times the sampling period, divided
-//! by the requests served while sampling, is its CPU time per request. The breakdown goes
-//! between the `profile:begin`/`profile:end` markers of BENCHMARKS.md.
+//! request in microseconds: each sample goes to the category of the innermost frame of its
+//! stack that names one (see [`CATEGORIES`]), and each category's share of the samples times
+//! the server's CPU time per request (from `/proc`, in a run without the profiler, which slows
+//! what it samples) is its CPU time per request. The breakdown goes between the
+//! `profile:begin`/`profile:end` markers of BENCHMARKS.md.
 
 use std::{
     collections::BTreeMap,
@@ -34,9 +35,9 @@ pub struct Profile {
 /// Samples per second and CPU (each copies 16 KiB of stack for unwinding).
 const FREQUENCY: u32 = 499;
 
-/// The cost categories, in the order a sample is tested against them: the first whose name
-/// fragments appear in the sample's stack takes it. Narrow, well-known mechanisms come first so
-/// that, for example, the timer syscalls inside a WasmEdge call count as the deadline.
+/// The cost categories and the frame name fragments that mark them. A sample belongs to the
+/// category of the innermost frame (from the leaf up) that contains any fragment; a frame that
+/// matches several goes to the first in this list, so narrow mechanisms come first.
 const CATEGORIES: &[(&str, &[&str])] = &[
     (
         "deadline: a POSIX timer and signal mask per WasmEdge call (`run_func_with_timeout`)",
@@ -56,17 +57,39 @@ const CATEGORIES: &[(&str, &[&str])] = &[
     ),
     ("hot-swap check (one `lstat`) and the catalog", &["catalog::", "store::", "statx", "newfstatat", "lstat"]),
     (
-        "middleware: request id, tracing span, metrics, admission",
-        &["tower_http", "uuid", "getrandom", "tracing", "prometheus", "metrics::", "screen_request", "Semaphore"],
+        "middleware and the host's handler: request id, tracing span, metrics, admission",
+        &[
+            "tower_http",
+            "RequestIds",
+            "getrandom",
+            "tracing",
+            "prometheus",
+            "metrics::",
+            "screen_request",
+            "Semaphore",
+            "host::api",
+        ],
     ),
     ("JSON: parsing the request, writing the answer", &["serde_json", "serde::", "Json"]),
     (
         "TCP on loopback (kernel send and receive)",
-        &["tcp_", "sock_", "sendto", "recvfrom", "writev", "__x64_sys_write", "__x64_sys_read", "skb", "net_rx"],
+        &["tcp_", "inet_", "ip_", "net_rx", "skb", "TcpStream", "TcpListener", "mio::"],
     ),
     (
-        "thread hand-offs: blocking pool, wake-ups, context switches",
-        &["spawn_blocking", "blocking::", "futex", "schedule", "wake_up", "task_switch", "park", "Condvar"],
+        "thread and process hand-offs: the blocking pool, wake-ups, context switches",
+        &[
+            "spawn_blocking",
+            "blocking::pool",
+            "futex",
+            "__schedule",
+            "try_to_wake_up",
+            "wake_up_q",
+            "finish_task_switch",
+            "Condvar",
+            "park_timeout",
+            "Parker",
+            "unpark",
+        ],
     ),
     ("HTTP: hyper's parsing and writing, axum's routing", &["hyper", "axum", "matchit", "http::"]),
 ];
@@ -110,6 +133,8 @@ impl Profile {
             let server = bench::RunningServer::start(bench::host_server(sh, isolation))?;
             let url = server.url("/run");
             bench::wrk_run(&wrk, &lua, &url, 16, 2)?;
+            let unprofiled = server.measured(|| bench::wrk_run(&wrk, &lua, &url, 16, self.seconds))?.0;
+            let cpu_us_per_request = unprofiled.cpu_us_per_request;
             let load = Command::new(&wrk)
                 .args(["-t", "2", "-c", "16", "-d", &format!("{}s", self.seconds + 2), "-s"])
                 .arg(&lua)
@@ -137,14 +162,15 @@ impl Profile {
             drop(server);
             let script = cmd!(sh, "{perf} script -i {data}").quiet().ignore_stderr().output()?.stdout;
             let collapsed = cmd!(sh, "{collapse}").stdin(script).quiet().read()?;
-            let svg = cmd!(sh, "{flamegraph} --title {isolation}: POST /run hello, wrk -c 16 --width 1400")
-                .stdin(collapsed.as_bytes())
-                .quiet()
-                .read()?;
+            let title = format!("{isolation}: POST /run hello under wrk -c 16 (perf, cpu-clock)");
+            let svg =
+                cmd!(sh, "{flamegraph} --title {title} --width 1400").stdin(collapsed.as_bytes()).quiet().read()?;
+            // The folded stacks, for a closer look (`inferno-flamegraph < FILE > graph.svg`).
+            fs::write(bench::target_dir(sh).join(format!("profile-{isolation}.folded")), &collapsed)?;
             let out = sh.current_dir().join(format!("docs/profile-{isolation}.svg"));
             fs::write(&out, svg)?;
             let requests = requests_per_sec * f64::from(self.seconds);
-            let breakdown = breakdown(isolation, &collapsed, requests, requests_per_sec);
+            let breakdown = breakdown(isolation, &collapsed, cpu_us_per_request, requests, requests_per_sec);
             println!("{}", render(std::slice::from_ref(&breakdown)));
             breakdowns.push(breakdown);
         }
@@ -170,24 +196,30 @@ fn ensure_inferno(sh: &Shell) -> anyhow::Result<(std::path::PathBuf, std::path::
     find().context("inferno was installed but its programs are not on PATH")
 }
 
-/// Sorts the samples of a collapsed profile (`frame;frame;... count` per line) into
-/// [`CATEGORIES`], as microseconds of CPU per request.
-fn breakdown(isolation: &'static str, collapsed: &str, requests: f64, requests_per_sec: f64) -> Breakdown {
-    let mut samples: BTreeMap<usize, u64> = BTreeMap::new();
+/// Sorts the samples of a collapsed profile (`root;...;leaf weight` per line) into
+/// [`CATEGORIES`], and spreads `cpu_us_per_request` over them by their share of the weight.
+fn breakdown(
+    isolation: &'static str,
+    collapsed: &str,
+    cpu_us_per_request: f64,
+    requests: f64,
+    requests_per_sec: f64,
+) -> Breakdown {
+    let mut weights: BTreeMap<usize, u64> = BTreeMap::new();
     for line in collapsed.lines() {
-        let Some((stack, count)) = line.rsplit_once(' ') else { continue };
-        let Ok(count) = count.parse::<u64>() else { continue };
-        let category = CATEGORIES
-            .iter()
-            .position(|(_, fragments)| fragments.iter().any(|f| stack.contains(f)))
+        let Some((stack, weight)) = line.rsplit_once(' ') else { continue };
+        let Ok(weight) = weight.parse::<u64>() else { continue };
+        let category = stack
+            .rsplit(';')
+            .find_map(|frame| CATEGORIES.iter().position(|(_, fragments)| fragments.iter().any(|f| frame.contains(f))))
             .unwrap_or(CATEGORIES.len());
-        *samples.entry(category).or_default() += count;
+        *weights.entry(category).or_default() += weight;
     }
-    let period_us = 1e6 / f64::from(FREQUENCY);
+    let total = weights.values().sum::<u64>().max(1) as f64;
     let per_request_us = (0..=CATEGORIES.len())
         .map(|i| {
             let name = CATEGORIES.get(i).map_or(OTHER, |(name, _)| name);
-            (name, samples.get(&i).copied().unwrap_or(0) as f64 * period_us / requests.max(1.0))
+            (name, weights.get(&i).copied().unwrap_or(0) as f64 / total * cpu_us_per_request)
         })
         .collect();
     Breakdown { isolation, requests, requests_per_sec, per_request_us }
@@ -202,7 +234,8 @@ fn render(breakdowns: &[Breakdown]) -> String {
         "Measured by `cargo xtask profile` (`perf record -e cpu-clock --call-graph dwarf` at {FREQUENCY} Hz on the \
          server and its \
          workers while wrk sends `POST /run` hello at 16 connections; load average when it ended: {load_average}). \
-         CPU time per request, in µs; the flame graphs are \
+         CPU time per request, in µs: each category's share of the samples times the server's CPU time per request \
+         measured from `/proc` without the profiler. The flame graphs are \
          [docs/profile-in-process.svg](docs/profile-in-process.svg) and \
          [docs/profile-process.svg](docs/profile-process.svg).\n"
     );
@@ -248,17 +281,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn samples_go_to_the_first_matching_category() {
-        let collapsed = "host;tokio::x;host::runtime::executor::PluginInstance::invoke;timer_create 30\n\
-                         host;tokio::x;host::runtime::executor::PluginInstance::invoke;WasmEdge_VMExecute 50\n\
-                         host;hyper::proto::h1::decode 20\n\
+    fn samples_go_to_the_category_of_their_innermost_known_frame() {
+        let collapsed = "host;tower_http::trace;host::runtime::executor::PluginInstance::invoke;timer_create 30\n\
+                         host;tower_http::trace;run_func;WasmEdge_VMExecute;memcpy 50\n\
+                         host;tower_http::trace;serde_json::de;malloc 15\n\
+                         host;hyper::proto::h1::decode 5\n\
                          host;something_else 100\n";
-        let b = breakdown("in-process", collapsed, 1000.0, 100.0);
+        let b = breakdown("in-process", collapsed, 200.0, 1000.0, 100.0);
         let us = |prefix: &str| b.per_request_us.iter().find(|(n, _)| n.starts_with(prefix)).unwrap().1;
-        let period_us = 1e6 / f64::from(FREQUENCY);
-        assert!((us("deadline") - 30.0 * period_us / 1000.0).abs() < 1e-9);
-        assert!((us("WasmEdge call") - 50.0 * period_us / 1000.0).abs() < 1e-9);
-        assert!((us("HTTP") - 20.0 * period_us / 1000.0).abs() < 1e-9);
-        assert!((us("other") - 100.0 * period_us / 1000.0).abs() < 1e-9);
+        assert!((us("deadline") - 30.0).abs() < 1e-9);
+        assert!((us("WasmEdge call") - 50.0).abs() < 1e-9);
+        assert!((us("JSON") - 15.0).abs() < 1e-9);
+        assert!((us("HTTP") - 5.0).abs() < 1e-9);
+        assert!((us("other") - 100.0).abs() < 1e-9);
+        assert!(us("middleware").abs() < 1e-9, "an outer layer does not take what runs inside it");
     }
 }

@@ -201,7 +201,8 @@ fn short_calls_run_directly_and_a_changed_file_sends_the_call_back_to_the_blocki
     // A new version is loaded only where blocking is allowed: the direct path declines.
     replace_atomically(dir.path(), "hello", &plugin_bytes("simple"));
     assert!(runner.run_if_short(&hello, 5).is_none(), "a changed file is not run directly");
-    for _ in 0..64 {
+    // Loading and the first calls of a new version may take long enough to count as overruns.
+    for _ in 0..256 {
         assert_eq!(runner.run(&hello, 5).unwrap(), 6);
     }
     assert_eq!(runner.run_if_short(&hello, 5).expect("the new version is loaded").unwrap(), 6);
