@@ -441,7 +441,7 @@ fn native_c_sha256(sh: &Shell) -> anyhow::Result<Throughput> {
     let (include, plugins, source) =
         (root.join("plugin-sdk/include"), root.join("plugins"), root.join("plugins/sha256/sha256.bench.c"));
     let cc = std::env::var("CC").unwrap_or_else(|_| "cc".into());
-    cmd!(sh, "{cc} -std=c11 -O2 -I {include} -I {plugins} -o {binary} {source}").run()?;
+    cmd!(sh, "{cc} -std=gnu11 -O2 -I {include} -I {plugins} -o {binary} {source}").run()?;
     let mib = STREAM_MIB.to_string();
     let output = cmd!(sh, "{binary} {mib}").read()?;
     let report: serde_json::Value = serde_json::from_str(&output)?;
