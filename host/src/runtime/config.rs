@@ -10,8 +10,9 @@ use plugin_sdk::AbiLimits;
 pub enum ExecutionMode {
     /// WasmEdge's interpreter: no compile step, about 100x slower than native on compute.
     Interpreter,
-    /// Native code compiled by the host itself with WasmEdge's AOT compiler (interruptible,
-    /// so deadlines still apply), cached on disk by content hash. Close to native speed.
+    /// Native code compiled by the host itself with WasmEdge's AOT compiler, cached on disk by
+    /// content hash. Close to native speed; deadlines apply as in the interpreter (a timer
+    /// signal in-process, a kill with workers).
     #[default]
     Aot,
 }
