@@ -1,6 +1,8 @@
 //! The HTTP baseline for `cargo xtask bench`: the host's own HTTP stack (routes, JSON, error
-//! mapping, blocking pool, metrics) answering `POST /run` with native Rust functions instead of
-//! plugins. The difference between this server and the real one is the cost of WebAssembly.
+//! mapping, request ids, tracing, metrics, admission) answering `POST /run` with native Rust
+//! functions instead of plugins, on the thread that received the request, as the host runs a
+//! short plugin call. The difference between this server and the real one is the cost of
+//! WebAssembly; between it and `bare_native`, the cost of the host's middleware.
 //!
 //! `cargo run --release -p host --example native_server -- 127.0.0.1:8090`
 
@@ -28,6 +30,17 @@ impl PluginRunner for NativeRunner {
             "hello" => Ok(2 * input + 1),
             _ => Err(StoreError::NotFound(plugin.clone()).into()),
         }
+    }
+
+    /// A native function is always short: it runs where the host runs a short plugin call.
+    fn run_if_short(
+        &self,
+        name: &PluginName,
+        _: Option<&VersionRequirement>,
+        input: i32,
+    ) -> Option<Result<(PluginRef, i32), RunError>> {
+        let plugin = PluginRef::from(name);
+        Some(self.run(&plugin, input).map(|output| (plugin, output)))
     }
 
     fn interface(&self, plugin: &PluginRef) -> Result<Interface, RunError> {

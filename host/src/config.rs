@@ -12,7 +12,7 @@ use plugin_sdk::AbiLimits;
 use crate::{
     ServeOptions,
     api::StreamLimits,
-    runner::WorkerSettings,
+    runner::{SHORT_CALL_BUDGET, WorkerSettings},
     runtime::{ExecutionMode, Limits, RuntimeConfig},
     store::oci::{Credentials, OciSettings},
 };
@@ -152,6 +152,12 @@ pub struct Config {
     #[arg(long, env = "MAX_IN_FLIGHT", default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight: u32,
 
+    /// Microseconds a plugin's calls may take and still run on the thread that received the
+    /// request, skipping the hand-off to a blocking thread (once its recent calls all did; see
+    /// `runner::ShortCalls`). 0 sends every call through the blocking pool.
+    #[arg(long, env = "SHORT_CALL_BUDGET_US", default_value_t = SHORT_CALL_BUDGET.as_micros() as u64)]
+    pub short_call_budget_us: u64,
+
     /// Folder for native code compiled from plugins (AOT mode). Default: a private folder
     /// under the system's temporary directory.
     #[arg(long, env = "AOT_CACHE_DIR")]
@@ -224,6 +230,11 @@ impl ValueEnum for ExecutionMode {
 }
 
 impl Config {
+    /// How long a call may take and still count as short (see `runner::ShortCalls`).
+    pub fn short_call_budget(&self) -> Duration {
+        Duration::from_micros(self.short_call_budget_us)
+    }
+
     /// The limits on streams.
     pub fn stream_limits(&self) -> StreamLimits {
         StreamLimits {

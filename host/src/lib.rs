@@ -54,7 +54,10 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let runner: Arc<dyn PluginRunner> = match config.isolation {
         Isolation::InProcess => {
             let engine = Engine::new(runtime).context("starting the WebAssembly runtime")?;
-            Arc::new(InProcessRunner::new(store, engine, Arc::clone(&metrics), DEFAULT_CACHE_CAPACITY))
+            Arc::new(
+                InProcessRunner::new(store, engine, Arc::clone(&metrics), DEFAULT_CACHE_CAPACITY)
+                    .with_short_call_budget(config.short_call_budget()),
+            )
         }
         Isolation::Process => {
             let executable = std::env::current_exe().context("finding this executable to start workers")?;
@@ -67,7 +70,8 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
             settings.memory_limit_bytes = Some(config.worker_memory_mb << 20);
             Arc::new(
                 WorkerPoolRunner::new(store, runtime, settings, Arc::clone(&metrics), DEFAULT_CACHE_CAPACITY)
-                    .context("starting worker processes")?,
+                    .context("starting worker processes")?
+                    .with_short_call_budget(config.short_call_budget()),
             )
         }
     };

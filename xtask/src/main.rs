@@ -9,6 +9,7 @@ mod build_plugins;
 mod check_abi;
 mod check_deploy;
 mod fuzz;
+mod profile;
 mod publish;
 mod rootfs_smoke;
 mod run;
@@ -47,6 +48,9 @@ enum Command {
     Test(test::Test),
     /// Run every benchmark (release build) and write BENCHMARKS.md and docs/benchmarks.svg.
     Bench(bench::Bench),
+    /// Profile the release server under load (perf, software clock): flame graphs in docs/ and
+    /// the cost breakdown per request in BENCHMARKS.md.
+    Profile(profile::Profile),
     /// Validate the Containerfile and the Kubernetes manifests under `deploy/` offline.
     CheckDeploy(check_deploy::CheckDeploy),
     /// Publish a plugin version to an OCI registry (`<registry>/<prefix>`) or a folder (`dir:PATH`).
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         Command::Run(cmd) => cmd.run(&sh),
         Command::Test(cmd) => cmd.run(&sh),
         Command::Bench(cmd) => cmd.run(&sh),
+        Command::Profile(cmd) => cmd.run(&sh),
         Command::CheckDeploy(cmd) => cmd.run(&sh),
         Command::Fuzz(cmd) => cmd.run(&sh),
         Command::RootfsSmoke(cmd) => cmd.run(&sh),

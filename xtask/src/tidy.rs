@@ -19,6 +19,18 @@ mod tests {
         assert_eq!(listed, WORKSPACE_MEMBERS);
     }
 
+    #[test]
+    fn the_wasmtime_peer_stays_out_of_the_workspace() {
+        // `cargo xtask bench` builds it with `--manifest-path`; nothing else may compile wasmtime.
+        let root = crate::project_root();
+        let manifest = fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("exclude = [\"bench/wasmtime-peer\"]"), "the root Cargo.toml excludes the peer");
+        let peer = fs::read_to_string(root.join("bench/wasmtime-peer/Cargo.toml")).unwrap();
+        assert!(peer.lines().any(|l| l.trim() == "[workspace]"), "the peer is a workspace of its own");
+        let lock = fs::read_to_string(root.join("Cargo.lock")).unwrap();
+        assert!(!lock.contains("name = \"wasmtime\""), "wasmtime is in the workspace's Cargo.lock");
+    }
+
     fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
         for entry in fs::read_dir(dir).unwrap().flatten() {
             let path = entry.path();

@@ -22,7 +22,7 @@ use axum::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 use tower_http::{
-    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
     trace::TraceLayer,
 };
 
@@ -105,9 +105,51 @@ pub fn app(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::new()))
         .layer(axum::middleware::map_request(screen_request))
         .with_state(state)
+}
+
+/// Makes request ids shaped like UUIDs (36 characters): a random part drawn once per server and
+/// a counter. Unique per server and, by the random part, across servers and restarts; unlike
+/// a version 4 UUID per request, it costs no `getrandom` system call per request. An id only
+/// ties log lines together; it is not a secret.
+#[derive(Debug, Clone)]
+struct RequestIds {
+    random: u64,
+    next: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl RequestIds {
+    fn new() -> Self {
+        let random = u64::from_le_bytes(random_bytes());
+        RequestIds { random, next: Arc::default() }
+    }
+}
+
+/// Eight random bytes from the operating system, via the standard library's hash keys (drawn
+/// from the OS's random source the first time a thread needs them).
+fn random_bytes() -> [u8; 8] {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u64(std::process::id().into());
+    hasher.finish().to_le_bytes()
+}
+
+impl MakeRequestId for RequestIds {
+    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let r = self.random;
+        let id = format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            r >> 32,
+            (r >> 16) & 0xffff,
+            r & 0xfff,
+            0x8000 | ((n >> 48) & 0x3fff),
+            n & 0xffff_ffff_ffff
+        );
+        axum::http::HeaderValue::from_str(&id).ok().map(RequestId::new)
+    }
 }
 
 /// What connections beyond the server's connection limit get (see `server`): liveness is
@@ -281,6 +323,20 @@ async fn run_plugin(
     let requirement = requirement(request.version.as_deref())?;
     let call = Call::of(request)?;
     let permit = Arc::clone(&state.in_flight).try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
+    if let Call::V1(input) = call {
+        // A plugin whose recent calls were short runs right here: handing it to a blocking
+        // thread and back would cost more than the call (see `runner::ShortCalls`).
+        if state.stopping.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(ApiError::ShuttingDown);
+        }
+        let in_flight = state.metrics.track_in_flight();
+        if let Some(result) = state.runner.run_if_short(&name, requirement.as_ref(), input) {
+            drop((in_flight, permit));
+            let (plugin, output) = result?;
+            let version = plugin.version.as_ref().map(ToString::to_string);
+            return Ok(with_version(Json(RunResponse { output, version }).into_response(), &plugin));
+        }
+    }
     let (runner, metrics, stopping) =
         (Arc::clone(&state.runner), Arc::clone(&state.metrics), Arc::clone(&state.stopping));
     tokio::task::spawn_blocking(move || {

@@ -129,6 +129,28 @@ impl<M: Clone> Catalog<M> {
         self.store.as_ref()
     }
 
+    /// The file a request for `name` (and `requirement`) runs and its loaded form, if both are
+    /// known and the file has not changed, without waiting: `None` when the store cannot answer
+    /// at once, the version or the file is not known yet, the file changed or failed to load, or
+    /// a load of it is in progress. (Then [`resolve`](Self::resolve) and
+    /// [`current`](Self::current), on a thread that may block, do what is needed.)
+    pub fn current_if_loaded(
+        &self,
+        name: &PluginName,
+        requirement: Option<&VersionRequirement>,
+    ) -> Option<(PluginRef, M)> {
+        if !self.store.answers_promptly() {
+            return None;
+        }
+        let plugin = self.resolve(name, requirement).ok()?;
+        let identity = self.store.stat(&plugin).ok()?;
+        let slot = Arc::clone(self.slots.lock().get(&plugin)?);
+        let slot = slot.try_lock()?;
+        let current = slot.current.as_ref().filter(|_| slot.seen == Some(identity))?;
+        self.metrics.observe_cache(true);
+        Some((plugin, current.module.clone()))
+    }
+
     /// The loaded form of `plugin`'s file as it is now, loading it with
     /// `load(bytes, content_hash)` if the file changed.
     pub fn current(

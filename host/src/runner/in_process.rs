@@ -3,7 +3,9 @@
 
 use std::{sync::Arc, time::Instant};
 
-use super::{Interface, PluginRunner, PluginStatus, PluginStream, RunError, VersionStatus, catalog::Catalog};
+use super::{
+    Interface, PluginRunner, PluginStatus, PluginStream, RunError, ShortCalls, VersionStatus, catalog::Catalog,
+};
 use crate::{
     metrics::Metrics,
     runtime::{CompiledPlugin, Engine, RuntimeError, StreamSession},
@@ -16,13 +18,34 @@ pub struct InProcessRunner {
     catalog: Catalog<Arc<CompiledPlugin>>,
     engine: Engine,
     metrics: Arc<Metrics>,
+    short_calls: ShortCalls,
 }
 
 impl InProcessRunner {
     pub fn new(store: Arc<dyn PluginStore>, engine: Engine, metrics: Arc<Metrics>, capacity: usize) -> Self {
         let abi_limits = engine.settings().limits.abi.clone();
         let catalog = Catalog::new(store, Arc::clone(&metrics), capacity, abi_limits);
-        InProcessRunner { catalog, engine, metrics }
+        InProcessRunner { catalog, engine, metrics, short_calls: ShortCalls::default() }
+    }
+
+    /// Calls of at most `budget` count as short (see [`ShortCalls`]); zero disables the direct
+    /// path. Default: [`SHORT_CALL_BUDGET`](super::SHORT_CALL_BUDGET).
+    pub fn with_short_call_budget(mut self, budget: std::time::Duration) -> Self {
+        self.short_calls = ShortCalls::new(budget);
+        self
+    }
+
+    /// One v1 lifecycle on a fresh instance of `plugin`, timed for [`ShortCalls`].
+    fn run_compiled(&self, name: &PluginName, plugin: &CompiledPlugin, input: i32) -> Result<i32, RunError> {
+        let started = Instant::now();
+        let instance = plugin.checkout()?;
+        self.metrics.observe_instantiation(started.elapsed());
+        let (result, recycled) = instance.run_recycling(input);
+        if let Some(instance) = recycled {
+            plugin.recycle(instance);
+        }
+        self.short_calls.record(name, started.elapsed());
+        Ok(result?)
     }
 
     /// The compiled current content of `plugin`.
@@ -37,15 +60,21 @@ impl PluginRunner for InProcessRunner {
     }
 
     fn run(&self, plugin: &PluginRef, input: i32) -> Result<i32, RunError> {
-        let plugin = self.compiled(plugin)?;
-        let started = Instant::now();
-        let instance = plugin.checkout()?;
-        self.metrics.observe_instantiation(started.elapsed());
-        let (result, recycled) = instance.run_recycling(input);
-        if let Some(instance) = recycled {
-            plugin.recycle(instance);
+        let compiled = self.compiled(plugin)?;
+        self.run_compiled(&plugin.name, &compiled, input)
+    }
+
+    fn run_if_short(
+        &self,
+        name: &PluginName,
+        requirement: Option<&VersionRequirement>,
+        input: i32,
+    ) -> Option<Result<(PluginRef, i32), RunError>> {
+        if !self.short_calls.expect_short(name) {
+            return None;
         }
-        Ok(result?)
+        let (plugin, compiled) = self.catalog.current_if_loaded(name, requirement)?;
+        Some(self.run_compiled(name, &compiled, input).map(|output| (plugin, output)))
     }
 
     fn interface(&self, plugin: &PluginRef) -> Result<Interface, RunError> {

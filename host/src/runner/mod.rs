@@ -6,10 +6,12 @@
 
 mod catalog;
 mod in_process;
+mod short_calls;
 pub mod worker;
 
 pub use catalog::DEFAULT_CACHE_CAPACITY;
 pub use in_process::InProcessRunner;
+pub use short_calls::{SHORT_CALL_BUDGET, ShortCalls};
 pub use worker::{WorkerFailure, WorkerPoolRunner, WorkerPoolStatus, WorkerSettings};
 
 use std::sync::Arc;
@@ -34,6 +36,20 @@ pub trait PluginRunner: Send + Sync + std::fmt::Debug {
     /// Runs `init`, `process(input)` and `cleanup` of the current content of `plugin` on a
     /// fresh instance and returns `process`'s result (ABI v1).
     fn run(&self, plugin: &PluginRef, input: i32) -> Result<i32, RunError>;
+
+    /// [`resolve`](Self::resolve) and [`run`](Self::run) on the calling thread, but only if
+    /// both can start at once (the version is known, the store answers promptly, the plugin is
+    /// loaded) and `name`'s recent calls were short (see [`ShortCalls`]); `None` means "do it
+    /// from a blocking context". The HTTP layer calls this from an async thread to skip the
+    /// hand-off to the blocking pool. The default never runs anything.
+    fn run_if_short(
+        &self,
+        _name: &PluginName,
+        _requirement: Option<&VersionRequirement>,
+        _input: i32,
+    ) -> Option<Result<(PluginRef, i32), RunError>> {
+        None
+    }
 
     /// What the current content of `plugin` offers: v1's integer call, or v2's functions and
     /// buffers.

@@ -11,9 +11,8 @@ pub enum ExecutionMode {
     /// WasmEdge's interpreter: no compile step, about 100x slower than native on compute.
     Interpreter,
     /// Native code compiled by the host itself with WasmEdge's AOT compiler, cached on disk by
-    /// content hash. Close to native speed. In-process it is compiled interruptible, so
-    /// WasmEdge's timer can stop it at the deadline; in worker processes, which the server
-    /// kills at the deadline, without those checks, which cost a loop about 10 ns a turn.
+    /// content hash. Close to native speed; deadlines apply as in the interpreter (a timer
+    /// signal in-process, a kill with workers).
     #[default]
     Aot,
 }

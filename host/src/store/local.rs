@@ -37,6 +37,10 @@ impl LocalPluginStore {
 }
 
 impl PluginStore for LocalPluginStore {
+    fn answers_promptly(&self) -> bool {
+        true
+    }
+
     fn stat(&self, plugin: &PluginRef) -> Result<FileIdentity, StoreError> {
         self.dir().stat(plugin)
     }

@@ -56,6 +56,12 @@ pub trait PluginStore: Send + Sync + fmt::Debug {
     }
     /// Where plugins come from, for logs and `/readyz`.
     fn describe(&self) -> String;
+    /// Whether [`stat`](Self::stat) answers at once (a local file system): only then may a call
+    /// run on the thread that received the request (see `runner::ShortCalls`). A network or
+    /// FUSE mount can hang, so the default is `false`.
+    fn answers_promptly(&self) -> bool {
+        false
+    }
 }
 
 /// What identifies one version of a plugin file without reading it. Any change (a rewrite, a

@@ -203,3 +203,26 @@ fn listings_read_each_file_once_while_it_is_unchanged() {
     let abi = listed.iter().find(|p| p.name.as_str() == "abi").unwrap();
     assert_eq!(abi.sha256.as_deref(), Some(crate::support::sha256_hex(&plugin_bytes("simple")).as_str()));
 }
+
+#[test]
+fn short_calls_run_directly_and_a_changed_file_sends_the_call_back_to_the_blocking_path() {
+    let dir = plugin_dir(&["hello"]);
+    let runner = runner_for(dir.path(), runtime_config(ExecutionMode::Aot));
+    let name = name("hello");
+    let hello = host::store::PluginRef::from(&name);
+    let direct = |input| runner.run_if_short(&name, None, input).map(|result| result.unwrap());
+    assert!(direct(1).is_none(), "a plugin never called is not known to be short");
+    for _ in 0..64 {
+        assert_eq!(runner.run(&hello, 21).unwrap(), 43);
+    }
+    assert_eq!(direct(21).expect("a plugin with short calls runs directly"), (hello.clone(), 43));
+
+    // A new version is loaded only where blocking is allowed: the direct path declines.
+    replace_atomically(dir.path(), "hello", &plugin_bytes("simple"));
+    assert!(direct(5).is_none(), "a changed file is not run directly");
+    // Loading and the first calls of a new version may take long enough to count as overruns.
+    for _ in 0..256 {
+        assert_eq!(runner.run(&hello, 5).unwrap(), 6);
+    }
+    assert_eq!(direct(5).expect("the new version is loaded"), (hello, 6));
+}

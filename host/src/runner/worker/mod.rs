@@ -35,7 +35,9 @@ use self::{
     pool::{Pool, PooledWorker, Worker},
     quarantine::{Quarantine, QuarantinePolicy},
 };
-use super::{Interface, PluginRunner, PluginStatus, PluginStream, RunError, VersionStatus, catalog::Catalog};
+use super::{
+    Interface, PluginRunner, PluginStatus, PluginStream, RunError, ShortCalls, VersionStatus, catalog::Catalog,
+};
 use crate::{
     failure::FailureKind,
     metrics::Metrics,
@@ -178,6 +180,19 @@ impl WorkerPoolStatus {
     }
 }
 
+/// How a call gets its worker.
+#[derive(Debug, Clone, Copy)]
+enum Wait<'a> {
+    /// Waits up to this long for a free worker, or starts one.
+    UpTo(Duration),
+    /// Only a worker that is idle now and was sent the module with this content hash; `Busy`
+    /// at once otherwise.
+    IdleWith(&'a str),
+}
+
+/// What a worker gives back: the call's own result, or how the worker failed.
+type WorkerResult<T> = Result<Result<T, RuntimeError>, WorkerFailure>;
+
 /// A module that passed the server's checks, as sent to workers.
 #[derive(Debug)]
 struct CheckedModule {
@@ -198,6 +213,7 @@ pub struct WorkerPoolRunner {
     quarantine: Arc<Quarantine>,
     /// Streams open now; each holds a worker for as long as it lasts.
     open_streams: Arc<AtomicUsize>,
+    short_calls: ShortCalls,
 }
 
 impl WorkerPoolRunner {
@@ -222,7 +238,23 @@ impl WorkerPoolRunner {
         };
         let quarantine = Arc::new(Quarantine::new(policy, Arc::clone(&metrics)));
         let open_streams = Arc::default();
-        Ok(WorkerPoolRunner { catalog, pool, runtime, settings, metrics, quarantine, open_streams })
+        Ok(WorkerPoolRunner {
+            catalog,
+            pool,
+            runtime,
+            settings,
+            metrics,
+            quarantine,
+            open_streams,
+            short_calls: ShortCalls::default(),
+        })
+    }
+
+    /// Calls of at most `budget` count as short (see [`ShortCalls`]); zero disables the direct
+    /// path. Default: [`SHORT_CALL_BUDGET`](super::SHORT_CALL_BUDGET).
+    pub fn with_short_call_budget(mut self, budget: Duration) -> Self {
+        self.short_calls = ShortCalls::new(budget);
+        self
     }
 
     /// The same checks an in-process load starts with; WasmEdge's own validation happens in
@@ -275,11 +307,19 @@ impl WorkerPoolRunner {
         self.catalog.current(plugin, |bytes, hash| self.check(name, bytes, hash))
     }
 
+    /// One v1 call on `worker`.
+    fn run_on(&self, worker: &mut Worker, module: &CheckedModule, input: i32) -> WorkerResult<i32> {
+        let (result, instantiation) = worker.call(module, input, self.runtime.limits.call_timeout)?;
+        self.metrics.observe_instantiation(instantiation);
+        Ok(result)
+    }
+
     /// Runs `work` on a worker and gives the worker back, or replaces it if it failed.
     fn on_worker<T>(
         &self,
         name: &PluginName,
-        mut work: impl FnMut(&mut Worker) -> Result<Result<T, RuntimeError>, WorkerFailure>,
+        wait: Wait<'_>,
+        mut work: impl FnMut(&mut Worker) -> WorkerResult<T>,
     ) -> Result<T, RunError> {
         // A worker killed from outside is the infrastructure's fault, not the plugin's: the
         // call is tried once more on another worker (every call starts from a fresh state, so
@@ -287,7 +327,12 @@ impl WorkerPoolRunner {
         let mut attempts_left = 2;
         loop {
             attempts_left -= 1;
-            let mut worker = self.pool.checkout(name, self.settings.queue_timeout)?;
+            let mut worker = match wait {
+                Wait::UpTo(patience) => self.pool.checkout(name, patience)?,
+                Wait::IdleWith(content_hash) => {
+                    self.pool.checkout_idle(name, content_hash).ok_or(WorkerFailure::Busy)?
+                }
+            };
             match work(&mut worker) {
                 Ok(result) => {
                     worker.release();
@@ -314,12 +359,33 @@ impl PluginRunner for WorkerPoolRunner {
     fn run(&self, plugin: &PluginRef, input: i32) -> Result<i32, RunError> {
         let name = &plugin.name;
         let module = self.module(plugin)?;
-        let timeout = self.runtime.limits.call_timeout;
-        self.on_worker(name, |worker| {
-            let (result, instantiation) = worker.call(&module, input, timeout)?;
-            self.metrics.observe_instantiation(instantiation);
-            Ok(result)
-        })
+        let started = std::time::Instant::now();
+        let result =
+            self.on_worker(name, Wait::UpTo(self.settings.queue_timeout), |worker| self.run_on(worker, &module, input));
+        self.short_calls.record(name, started.elapsed());
+        result
+    }
+
+    fn run_if_short(
+        &self,
+        name: &PluginName,
+        requirement: Option<&VersionRequirement>,
+        input: i32,
+    ) -> Option<Result<(PluginRef, i32), RunError>> {
+        if !self.short_calls.expect_short(name) || self.quarantine.status(name).is_some() {
+            return None;
+        }
+        let (plugin, module) = self.catalog.current_if_loaded(name, requirement)?;
+        // Only a worker that is idle now and already holds the module: waiting for one, starting
+        // one or sending a module are not short.
+        let started = std::time::Instant::now();
+        let result =
+            self.on_worker(name, Wait::IdleWith(&module.content_hash), |worker| self.run_on(worker, &module, input));
+        if matches!(&result, Err(RunError::Worker(WorkerFailure::Busy))) {
+            return None;
+        }
+        self.short_calls.record(name, started.elapsed());
+        Some(result.map(|output| (plugin, output)))
     }
 
     fn interface(&self, plugin: &PluginRef) -> Result<Interface, RunError> {
@@ -331,7 +397,9 @@ impl PluginRunner for WorkerPoolRunner {
         let name = &plugin.name;
         let module = self.module(plugin)?;
         let timeout = self.runtime.limits.call_timeout;
-        self.on_worker(name, |worker| worker.call_function(&module, function, input, timeout))
+        self.on_worker(name, Wait::UpTo(self.settings.queue_timeout), |worker| {
+            worker.call_function(&module, function, input, timeout)
+        })
     }
 
     fn open_stream(&self, plugin: &PluginRef, function: &str) -> Result<Box<dyn PluginStream>, RunError> {

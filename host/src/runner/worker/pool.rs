@@ -149,6 +149,27 @@ impl Pool {
         }
     }
 
+    /// A worker for one call of `plugin` that is idle now and was sent the module
+    /// `content_hash`, if there is one and taking it is fair: never waits, never starts a
+    /// worker, and never overtakes a waiting call or the plugin's share of the pool.
+    pub fn checkout_idle(self: &Arc<Self>, plugin: &PluginName, content_hash: &str) -> Option<PooledWorker> {
+        let mut state = self.state.lock();
+        if !state.waiting.is_empty() || state.running_of(plugin) >= self.settings.max_workers_per_plugin() {
+            return None;
+        }
+        let position = state.idle.iter().rposition(|w| w.known.contains(content_hash))?;
+        let mut worker = state.idle.swap_remove(position);
+        if !matches!(worker.child.try_wait(), Ok(None)) {
+            // Died while idle (killed from outside): nobody's fault; a later checkout starts
+            // a replacement.
+            worker.kill();
+            state.alive -= 1;
+            return None;
+        }
+        *state.running.entry(plugin.clone()).or_default() += 1;
+        Some(PooledWorker { pool: Arc::clone(self), plugin: plugin.clone(), worker: Some(worker) })
+    }
+
     /// Hands free workers (idle ones, or places for new ones) to waiting calls, fairly (see
     /// [`Pool`]).
     fn dispatch(&self, state: &mut PoolState) {
@@ -213,15 +234,22 @@ impl Pool {
             .stderr(Stdio::inherit())
             .spawn()
             .map_err(|e| WorkerFailure::Spawn(format!("{}: {e}", self.settings.executable.display())))?;
-        let mut worker = Worker { child, socket, known: HashSet::new(), loads: 0, loads_checked: 0 };
+        let mut worker = Worker {
+            child,
+            socket: io::BufReader::new(socket),
+            read_timeout: None,
+            known: HashSet::new(),
+            loads: 0,
+            loads_checked: 0,
+        };
         let hello = Request::Hello {
             version: PROTOCOL_VERSION,
             runtime: self.runtime.clone(),
             memory_limit_bytes: self.settings.memory_limit_bytes,
         };
         let handshake = (|| -> io::Result<Reply> {
-            write_frame(&mut worker.socket, &hello, &[])?;
-            worker.socket.set_read_timeout(Some(Duration::from_secs(10)))?;
+            write_frame(worker.socket.get_mut(), &hello, &[])?;
+            worker.socket.get_ref().set_read_timeout(Some(Duration::from_secs(10)))?;
             Ok(read_frame::<Reply>(&mut worker.socket)?.0)
         })();
         match handshake {
@@ -307,7 +335,11 @@ impl Drop for PooledWorker {
 #[derive(Debug)]
 pub(super) struct Worker {
     child: Child,
-    socket: UnixStream,
+    /// Buffered for reading, so that a reply (lengths, header, bytes) costs one `read` rather
+    /// than four; a worker whose exchange broke is discarded with whatever its buffer holds.
+    socket: io::BufReader<UnixStream>,
+    /// The socket's read timeout as last set, so it is set only when it changes.
+    read_timeout: Option<Duration>,
     /// Content hashes this worker has been sent (it may have evicted some since).
     known: HashSet<String>,
     /// Modules this worker has been sent to compile, in its life.
@@ -453,8 +485,11 @@ impl Worker {
     }
 
     fn exchange(&mut self, request: &Request, blob: &[u8], allowed: Duration) -> io::Result<(Reply, Vec<u8>)> {
-        write_frame(&mut self.socket, request, blob)?;
-        self.socket.set_read_timeout(Some(allowed))?;
+        write_frame(self.socket.get_mut(), request, blob)?;
+        if self.read_timeout != Some(allowed) {
+            self.socket.get_ref().set_read_timeout(Some(allowed))?;
+            self.read_timeout = Some(allowed);
+        }
         read_frame::<Reply>(&mut self.socket)
     }
 
