@@ -36,6 +36,9 @@ pub struct PluginInstance {
     external_deadline: bool,
     /// Set when this instance can be put back into its fresh state (see `reuse`).
     reuse: Option<std::sync::Arc<ReuseState>>,
+    /// Set once the plugin's buffer functions answered as checked on this instance (ABI v2;
+    /// see `functions`). Their answers cannot change: each is a constant, and memory never grows.
+    pub(super) buffers_checked: bool,
 }
 
 impl std::fmt::Debug for PluginInstance {
@@ -70,6 +73,7 @@ impl CompiledPlugin {
             timeout: self.timeout,
             external_deadline: self.external_deadline,
             reuse: self.reuse.clone(),
+            buffers_checked: false,
         })
     }
 

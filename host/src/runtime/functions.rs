@@ -7,12 +7,16 @@
 //! out as it is produced.
 //!
 //! Where the buffers are is known from the checker, which read the constants the four buffer
-//! functions return. The host still never trusts it: before every call that uses the buffers
-//! it asks the plugin again and checks the answer against the checked layout and the size of
-//! memory, in 64-bit arithmetic, and it checks every returned length against the output
-//! capacity. A plugin that says otherwise is faulty ([`RuntimeError::BufferFault`]): the call
-//! fails and the instance is discarded, never reused. The buffer functions are called without
-//! a deadline: the checker proved each is a single constant, so none can loop.
+//! functions return. The host still never trusts it: before the first call that uses the
+//! buffers on each instance it asks the plugin again and checks the answer against the checked
+//! layout and the size of memory, in 64-bit arithmetic, and it checks every returned length
+//! against the output capacity. A plugin that says otherwise is faulty
+//! ([`RuntimeError::BufferFault`]): the call fails and the instance is discarded, never reused.
+//! The buffer functions are called without a deadline: the checker proved each is a single
+//! constant, so none can loop. For the same reason, and because a v2 memory never grows, one
+//! check per instance holds for every later call on it (a recycled instance keeps its memory
+//! size); asking again before every call cost four engine calls each time (measured: about a
+//! fifth of a small call).
 //!
 //! Fresh state: one-shot calls get an instance in its fresh state, like v1; a reused instance
 //! has had its whole memory (buffers included) written back from the fresh image, so nothing
@@ -219,8 +223,11 @@ impl PluginInstance {
     }
 
     /// Asks the plugin where its buffers are and checks the answer: the same as the checker
-    /// read, and inside memory as it is now. See the module documentation.
+    /// read, and inside memory as it is now; once per instance. See the module documentation.
     fn check_buffers(&mut self, layout: &V2Layout, function: &AbiFunction) -> Result<(), RuntimeError> {
+        if self.buffers_checked {
+            return Ok(());
+        }
         let memory_bytes = self.memory_bytes(function)?;
         for (kind, checked) in [(BufferKind::Input, layout.input), (BufferKind::Output, layout.output)] {
             let offset = self.buffer_query(kind.ptr_export())?;
@@ -241,6 +248,7 @@ impl PluginInstance {
                 problem: "its buffers overlap".into(),
             });
         }
+        self.buffers_checked = true;
         Ok(())
     }
 
