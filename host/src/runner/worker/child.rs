@@ -6,6 +6,7 @@
 
 use std::{
     io::{self, BufReader, BufWriter},
+    os::fd::AsFd,
     num::NonZeroUsize,
     time::Instant,
 };
@@ -13,7 +14,7 @@ use std::{
 use anyhow::{Context, bail};
 use lru::LruCache;
 
-use super::protocol::{PROTOCOL_VERSION, Reply, Request, read_frame, write_frame};
+use super::protocol::{PROTOCOL_VERSION, Reply, Request, SPIN_BEFORE_SLEEP, read_frame, spin_until_readable, write_frame};
 use crate::runtime::{CompiledPlugin, Engine, RuntimeError, StreamSession};
 
 /// The first argument that makes the host binary a worker.
@@ -27,7 +28,7 @@ pub fn run() -> anyhow::Result<()> {
     serve(BufReader::new(io::stdin().lock()), BufWriter::new(io::stdout().lock()))
 }
 
-fn serve(mut input: impl io::Read, mut output: impl io::Write) -> anyhow::Result<()> {
+fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Write) -> anyhow::Result<()> {
     let (hello, _): (Request, _) = read_frame(&mut input).context("reading the server's hello")?;
     let Request::Hello { version, runtime, memory_limit_bytes } = hello else {
         bail!("the server did not start with a hello");
@@ -54,6 +55,10 @@ fn serve(mut input: impl io::Read, mut output: impl io::Write) -> anyhow::Result
     // The open v2 stream, if any; every request but a feed or finish abandons it.
     let mut stream: Option<StreamSession> = None;
     loop {
+        if input.buffer().is_empty() {
+            // The server's next request often follows at once (see `spin_until_readable`).
+            spin_until_readable(input.get_ref().as_fd(), SPIN_BEFORE_SLEEP);
+        }
         let (request, blob) = match read_frame::<Request>(&mut input) {
             Ok(frame) => frame,
             // The server closed the socket (or died, resetting it): it is shutting down or

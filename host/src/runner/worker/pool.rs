@@ -4,7 +4,11 @@
 use std::{
     collections::{HashMap, HashSet, VecDeque},
     io,
-    os::{fd::OwnedFd, unix::net::UnixStream, unix::process::ExitStatusExt},
+    os::{
+        fd::{AsFd, OwnedFd},
+        unix::net::UnixStream,
+        unix::process::ExitStatusExt,
+    },
     process::{Child, Command, Stdio},
     sync::Arc,
     time::{Duration, Instant},
@@ -15,7 +19,7 @@ use wait_timeout::ChildExt;
 
 use super::{
     CheckedModule, WORKER_ARG, WorkerFailure, WorkerPoolStatus, WorkerSettings,
-    protocol::{PROTOCOL_VERSION, Reply, Request, read_frame, write_frame},
+    protocol::{PROTOCOL_VERSION, Reply, Request, SPIN_BEFORE_SLEEP, read_frame, spin_until_readable, write_frame},
 };
 use crate::{
     runtime::{RuntimeConfig, RuntimeError},
@@ -489,6 +493,9 @@ impl Worker {
         if self.read_timeout != Some(allowed) {
             self.socket.get_ref().set_read_timeout(Some(allowed))?;
             self.read_timeout = Some(allowed);
+        }
+        if self.socket.buffer().is_empty() {
+            spin_until_readable(self.socket.get_ref().as_fd(), SPIN_BEFORE_SLEEP);
         }
         read_frame::<Reply>(&mut self.socket)
     }
