@@ -6,15 +6,17 @@
 
 use std::{
     io::{self, BufReader, BufWriter},
-    os::fd::AsFd,
     num::NonZeroUsize,
-    time::Instant,
+    os::fd::AsFd,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
 use lru::LruCache;
 
-use super::protocol::{PROTOCOL_VERSION, Reply, Request, SPIN_BEFORE_SLEEP, read_frame, spin_until_readable, write_frame};
+use super::protocol::{
+    PROTOCOL_VERSION, Reply, Request, SPIN_BEFORE_SLEEP, read_frame, spin_until_readable, write_frame,
+};
 use crate::runtime::{CompiledPlugin, Engine, RuntimeError, StreamSession};
 
 /// The first argument that makes the host binary a worker.
@@ -54,9 +56,12 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Writ
         LruCache::new(NonZeroUsize::new(MODULE_CACHE).expect("non-zero"));
     // The open v2 stream, if any; every request but a feed or finish abandons it.
     let mut stream: Option<StreamSession> = None;
+    // Whether the last request asked this worker to linger (see `Request::Run`).
+    let mut linger = false;
     loop {
-        if input.buffer().is_empty() {
-            // The server's next request often follows at once (see `spin_until_readable`).
+        if linger && input.buffer().is_empty() {
+            // The server has CPU to spare and may well send the next call at once: polling for
+            // it spares this CPU a sleep and a wake-up (see `spin_until_readable`).
             spin_until_readable(input.get_ref().as_fd(), SPIN_BEFORE_SLEEP);
         }
         let (request, blob) = match read_frame::<Request>(&mut input) {
@@ -68,6 +73,7 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Writ
             }
             Err(e) => return Err(e).context("reading a request"),
         };
+        linger = matches!(request, Request::Run { linger: true, .. } | Request::Call { linger: true, .. });
         if !matches!(request, Request::StreamFeed | Request::StreamFinish) {
             stream = None;
         }
@@ -80,11 +86,11 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Writ
                 }
                 Err(error) => (Reply::Done { result: Err(error), instantiation: Default::default() }, Vec::new()),
             },
-            Request::Run { content_hash, input } => match modules.get(&content_hash) {
+            Request::Run { content_hash, input, .. } => match modules.get(&content_hash) {
                 None => (Reply::NeedModule, Vec::new()),
                 Some(plugin) => (run_v1(plugin, input), Vec::new()),
             },
-            Request::Call { content_hash, function } => match modules.get(&content_hash) {
+            Request::Call { content_hash, function, .. } => match modules.get(&content_hash) {
                 None => (Reply::NeedModule, Vec::new()),
                 Some(plugin) => output_reply(plugin.call_function(&function, &blob)),
             },
@@ -144,7 +150,7 @@ fn watch_parent() {
     let parent = std::os::unix::process::parent_id();
     std::thread::spawn(move || {
         loop {
-            std::thread::sleep(std::time::Duration::from_millis(200));
+            std::thread::sleep(Duration::from_millis(200));
             if std::os::unix::process::parent_id() != parent {
                 std::process::exit(1);
             }

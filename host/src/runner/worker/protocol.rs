@@ -17,8 +17,9 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::runtime::{RuntimeConfig, RuntimeError};
 
-/// Version 3: ABI v2 calls and streams (version 2: errors travel as [`RuntimeError`] itself).
-pub const PROTOCOL_VERSION: u32 = 3;
+/// Version 4: calls say whether the worker lingers after replying (version 3: ABI v2 calls and
+/// streams; version 2: errors travel as [`RuntimeError`] itself).
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// How long each side of the socket waits for the other's next frame without sleeping (see
 /// [`spin_until_readable`]): a little longer than a small plugin call.
@@ -37,9 +38,22 @@ pub enum Request {
     /// Compile and keep the module whose bytes follow.
     Load { content_hash: String },
     /// Run the module with this content hash on a fresh instance (ABI v1).
-    Run { content_hash: String, input: i32 },
+    Run {
+        content_hash: String,
+        input: i32,
+        /// Poll for the next request for a moment after replying (see [`spin_until_readable`]):
+        /// the server sets it when the machine has CPU to spare.
+        #[serde(default)]
+        linger: bool,
+    },
     /// Call a v2 function with the input that follows, on a fresh instance.
-    Call { content_hash: String, function: String },
+    Call {
+        content_hash: String,
+        function: String,
+        /// As in `Run`.
+        #[serde(default)]
+        linger: bool,
+    },
     /// Begin a v2 stream on an instance of its own. A worker holds at most one stream: any
     /// other request ends (abandons) the open one.
     StreamOpen { content_hash: String, function: String },
@@ -107,6 +121,26 @@ fn read_block(reader: &mut impl Read, limit: usize) -> io::Result<Vec<u8>> {
     Ok(block)
 }
 
+/// Waits up to `budget` for `fd` to become readable without blocking in the kernel: polls it,
+/// yielding the CPU between polls to any thread that wants it.
+///
+/// Why: an exchange with a worker is two wake-ups of a sleeping thread, one per process. On a
+/// virtual machine an idle vCPU halts, and waking it costs tens of microseconds, more than a
+/// small call itself (measured: `worker_process_runner` `hello` 58.6 µs against 13.5 µs
+/// in-process on an idle machine). A thread that polls for a moment keeps its CPU awake for
+/// the answer that is about to come; when other threads are runnable, `sched_yield` gives them
+/// the CPU, so a busy machine loses little. After `budget` the caller blocks as before.
+pub fn spin_until_readable(fd: BorrowedFd<'_>, budget: Duration) {
+    use rustix::event::{PollFd, PollFlags, Timespec, poll};
+    let started = Instant::now();
+    let now = Timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
+    // Readable, hung up or failed: any answer ends the wait (the read that follows sees which).
+    while poll(&mut fds, Some(&now)) == Ok(0) && started.elapsed() < budget {
+        std::thread::yield_now();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,25 +184,5 @@ mod tests {
     fn oversized_frames_are_refused_without_allocating() {
         let mut reader = &u32::MAX.to_le_bytes()[..];
         assert_eq!(read_frame::<Reply>(&mut reader).unwrap_err().kind(), io::ErrorKind::InvalidData);
-    }
-}
-
-/// Waits up to `budget` for `fd` to become readable without blocking in the kernel: polls it,
-/// yielding the CPU between polls to any thread that wants it.
-///
-/// Why: an exchange with a worker is two wake-ups of a sleeping thread, one per process. On a
-/// virtual machine an idle vCPU halts, and waking it costs tens of microseconds, more than a
-/// small call itself (measured: `worker_process_runner` `hello` 58.6 µs against 13.5 µs
-/// in-process on an idle machine). A thread that polls for a moment keeps its CPU awake for
-/// the answer that is about to come; when other threads are runnable, `sched_yield` gives them
-/// the CPU, so a busy machine loses little. After `budget` the caller blocks as before.
-pub fn spin_until_readable(fd: BorrowedFd<'_>, budget: Duration) {
-    use rustix::event::{PollFd, PollFlags, Timespec, poll};
-    let started = Instant::now();
-    let now = Timespec { tv_sec: 0, tv_nsec: 0 };
-    let mut fds = [PollFd::from_borrowed_fd(fd, PollFlags::IN)];
-    // Readable, hung up or failed: any answer ends the wait (the read that follows sees which).
-    while poll(&mut fds, Some(&now)) == Ok(0) && started.elapsed() < budget {
-        std::thread::yield_now();
     }
 }
