@@ -423,8 +423,11 @@ impl Worker {
         input: &[u8],
         timeout: Duration,
     ) -> Result<Result<Vec<u8>, RuntimeError>, WorkerFailure> {
-        let call =
-            Request::Call { content_hash: module.content_hash.clone(), function: function.to_owned(), linger: self.spin };
+        let call = Request::Call {
+            content_hash: module.content_hash.clone(),
+            function: function.to_owned(),
+            linger: self.spin,
+        };
         match self.exchange_with_module(module, &call, input, timeout)? {
             Err(load_failure) => Ok(Err(load_failure)),
             Ok(reply) => self.output(Ok(reply), timeout),
