@@ -73,8 +73,14 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Writ
             }
             Err(e) => return Err(e).context("reading a request"),
         };
-        linger = matches!(request, Request::Run { linger: true, .. } | Request::Call { linger: true, .. });
-        if !matches!(request, Request::StreamFeed | Request::StreamFinish) {
+        linger = matches!(
+            request,
+            Request::Run { linger: true, .. }
+                | Request::Call { linger: true, .. }
+                | Request::StreamOpen { linger: true, .. }
+                | Request::StreamFeed { linger: true }
+        );
+        if !matches!(request, Request::StreamFeed { .. } | Request::StreamFinish) {
             stream = None;
         }
         let (reply, produced) = match request {
@@ -94,14 +100,14 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Writ
                 None => (Reply::NeedModule, Vec::new()),
                 Some(plugin) => output_reply(plugin.call_function(&function, &blob)),
             },
-            Request::StreamOpen { content_hash, function } => match modules.get(&content_hash) {
+            Request::StreamOpen { content_hash, function, .. } => match modules.get(&content_hash) {
                 None => (Reply::NeedModule, Vec::new()),
                 Some(plugin) => output_reply(plugin.open_stream(&function).map(|opened| {
                     stream = Some(opened);
                     Vec::new()
                 })),
             },
-            Request::StreamFeed => {
+            Request::StreamFeed { .. } => {
                 let fed = stream.as_mut().ok_or(RuntimeError::StreamOver).and_then(|open| open.feed(&blob));
                 if fed.is_err() {
                     stream = None;

@@ -441,7 +441,11 @@ impl Worker {
         function: &str,
         timeout: Duration,
     ) -> Result<Result<(), RuntimeError>, WorkerFailure> {
-        let open = Request::StreamOpen { content_hash: module.content_hash.clone(), function: function.to_owned() };
+        let open = Request::StreamOpen {
+            content_hash: module.content_hash.clone(),
+            function: function.to_owned(),
+            linger: self.spin,
+        };
         match self.exchange_with_module(module, &open, &[], timeout)? {
             Err(load_failure) => Ok(Err(load_failure)),
             Ok(reply) => Ok(self.output(Ok(reply), timeout)?.map(drop)),
@@ -450,7 +454,7 @@ impl Worker {
 
     /// Feeds the open stream one chunk; returns the output it produced.
     pub fn feed(&mut self, chunk: &[u8], timeout: Duration) -> Result<Result<Vec<u8>, RuntimeError>, WorkerFailure> {
-        let reply = self.exchange(&Request::StreamFeed, chunk, timeout + RESPONSE_MARGIN);
+        let reply = self.exchange(&Request::StreamFeed { linger: self.spin }, chunk, timeout + RESPONSE_MARGIN);
         self.output(reply, timeout)
     }
 

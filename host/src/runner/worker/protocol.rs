@@ -56,9 +56,19 @@ pub enum Request {
     },
     /// Begin a v2 stream on an instance of its own. A worker holds at most one stream: any
     /// other request ends (abandons) the open one.
-    StreamOpen { content_hash: String, function: String },
+    StreamOpen {
+        content_hash: String,
+        function: String,
+        /// As in `Run`: the first chunk follows at once.
+        #[serde(default)]
+        linger: bool,
+    },
     /// Feed the open stream the chunk that follows.
-    StreamFeed,
+    StreamFeed {
+        /// As in `Run`: the next chunk usually follows at once.
+        #[serde(default)]
+        linger: bool,
+    },
     /// End the open stream.
     StreamFinish,
 }
