@@ -157,6 +157,25 @@ mod tests {
     use crate::runtime::{AbiFunction, PluginErrorCode, TrapKind};
 
     #[test]
+    fn polling_ends_when_data_arrives_or_the_budget_is_spent() {
+        use std::os::{fd::AsFd, unix::net::UnixStream};
+        let (mut server, worker) = UnixStream::pair().unwrap();
+        let started = Instant::now();
+        spin_until_readable(worker.as_fd(), Duration::from_millis(5));
+        assert!(started.elapsed() >= Duration::from_millis(5), "nothing to read: it polls for the whole budget");
+        server.write_all(b"x").unwrap();
+        let started = Instant::now();
+        spin_until_readable(worker.as_fd(), Duration::from_secs(600));
+        assert!(started.elapsed() < Duration::from_secs(60), "data waiting: it returns at once");
+        drop(server);
+        let mut byte = [0; 2];
+        assert_eq!((&worker).read(&mut byte).unwrap(), 1);
+        let started = Instant::now();
+        spin_until_readable(worker.as_fd(), Duration::from_secs(600));
+        assert!(started.elapsed() < Duration::from_secs(60), "a closed peer ends the wait too");
+    }
+
+    #[test]
     fn frames_round_trip_and_errors_keep_their_cause() {
         let mut buffer = Vec::new();
         let request = Request::Load { content_hash: "ab".into() };
