@@ -424,9 +424,10 @@ impl PluginRunner for WorkerPoolRunner {
                     worker: Some(worker),
                     name: name.clone(),
                     chunk_capacity: layout.input.capacity as usize,
+                    feed_ahead: layout.output.capacity <= pool::FEED_AHEAD_MAX_OUTPUT,
                     timeout,
                     quarantine: Arc::clone(&self.quarantine),
-                    _slot: slot,
+                    slot: Some(slot),
                 }))
             }
             Err(failure) => {
@@ -498,9 +499,13 @@ struct WorkerStream {
     worker: Option<PooledWorker>,
     name: PluginName,
     chunk_capacity: usize,
+    /// Whether chunks are sent before the previous chunk's answer is read (see
+    /// `Worker::feed_ahead`): the worker works on one chunk while the server fetches the next.
+    feed_ahead: bool,
     timeout: Duration,
     quarantine: Arc<Quarantine>,
-    _slot: StreamSlot,
+    /// Held while the stream is open; given back first when it ends (see `Drop`).
+    slot: Option<StreamSlot>,
 }
 
 impl WorkerStream {
@@ -511,7 +516,12 @@ impl WorkerStream {
         work: impl FnOnce(&mut Worker, Duration) -> Result<Result<Vec<u8>, RuntimeError>, WorkerFailure>,
     ) -> Result<Vec<u8>, RunError> {
         let mut worker = self.worker.take().ok_or(RuntimeError::StreamOver)?;
-        match work(&mut worker, self.timeout) {
+        let result = work(&mut worker, self.timeout);
+        if last || !matches!(result, Ok(Ok(_))) {
+            // The stream is over: its place is free before its caller hears so (see `Drop`).
+            self.slot = None;
+        }
+        match result {
             Ok(Ok(output)) => {
                 if last {
                     worker.release();
@@ -541,7 +551,11 @@ impl PluginStream for WorkerStream {
     }
 
     fn feed(&mut self, chunk: &[u8]) -> Result<Vec<u8>, RunError> {
-        self.step(false, |worker, timeout| worker.feed(chunk, timeout))
+        if self.feed_ahead {
+            self.step(false, |worker, timeout| worker.feed_ahead(chunk, timeout))
+        } else {
+            self.step(false, |worker, timeout| worker.feed(chunk, timeout))
+        }
     }
 
     fn finish(mut self: Box<Self>) -> Result<Vec<u8>, RunError> {
@@ -551,7 +565,13 @@ impl PluginStream for WorkerStream {
 
 impl Drop for WorkerStream {
     fn drop(&mut self) {
-        if let Some(worker) = self.worker.take() {
+        // The stream is over: its place among the streams is free at once, even if its worker
+        // takes a moment to go (a client told its stream was cut off may open the next one
+        // before this thread is done).
+        drop(self.slot.take());
+        // A stream abandoned with a chunk's answer still to come: dropping the worker without
+        // releasing it replaces it, rather than hand its socket to the next call.
+        if let Some(worker) = self.worker.take().filter(|worker| !worker.feed_pending) {
             worker.release();
         }
     }

@@ -268,6 +268,7 @@ impl Pool {
             loads: 0,
             loads_checked: 0,
             spin: false,
+            feed_pending: false,
         };
         let hello = Request::Hello {
             version: PROTOCOL_VERSION,
@@ -376,7 +377,16 @@ pub(super) struct Worker {
     loads_checked: u32,
     /// Whether this call polls for the worker's answer before sleeping (see [`Pool::quiet`]).
     spin: bool,
+    /// A stream chunk was sent whose answer has not been read yet (see [`Worker::feed_ahead`]).
+    /// A worker in that state is never given back to the pool: what its socket holds next is
+    /// not an answer anybody else expects.
+    pub(super) feed_pending: bool,
 }
+
+/// The largest output capacity of a stream fed ahead (see [`Worker::feed_ahead`]): an answer
+/// this size fits in a Unix socket's buffer (about 208 KiB by default on Linux) with room to
+/// spare.
+pub(super) const FEED_AHEAD_MAX_OUTPUT: u32 = 32 * 1024;
 
 /// Time a worker gets beyond the call's deadline for the round trip itself.
 const RESPONSE_MARGIN: Duration = Duration::from_millis(20);
@@ -458,10 +468,56 @@ impl Worker {
         self.output(reply, timeout)
     }
 
-    /// Ends the open stream; returns its final output.
+    /// Feeds the open stream one chunk without waiting for its answer: sends it, then reads the
+    /// answer to the chunk sent before (the first call returns no output). The worker works on
+    /// one chunk while this thread fetches the next, instead of each waiting for the other.
+    /// [`finish`](Self::finish) collects the last chunk's answer.
+    ///
+    /// Only for streams whose output capacity is at most [`FEED_AHEAD_MAX_OUTPUT`]: while this
+    /// thread is writing a chunk it does not read, so the worker's answer must fit in the
+    /// socket's buffer, or each would wait for the other forever.
+    pub fn feed_ahead(
+        &mut self,
+        chunk: &[u8],
+        timeout: Duration,
+    ) -> Result<Result<Vec<u8>, RuntimeError>, WorkerFailure> {
+        if let Err(e) = write_frame(self.socket.get_mut(), &Request::StreamFeed { linger: self.spin }, chunk) {
+            return Err(self.broken(Err(e), timeout));
+        }
+        if !std::mem::replace(&mut self.feed_pending, true) {
+            return Ok(Ok(Vec::new()));
+        }
+        let answer = self.receive(timeout + RESPONSE_MARGIN);
+        let output = self.output(answer, timeout)?;
+        if output.is_err() {
+            // The worker ended the stream at that chunk, so it answers the one sent after it
+            // with `StreamOver`: read that answer too, and the worker is ready for anyone.
+            let answer = self.receive(timeout + RESPONSE_MARGIN);
+            if self.output(answer, timeout)?.is_ok() {
+                tracing::error!("worker fed a chunk to a stream it had ended");
+                return Err(self.failure());
+            }
+            self.feed_pending = false;
+        }
+        Ok(output)
+    }
+
+    /// Ends the open stream; returns its final output (after the answer to a chunk fed ahead,
+    /// if one is pending).
     pub fn finish(&mut self, timeout: Duration) -> Result<Result<Vec<u8>, RuntimeError>, WorkerFailure> {
+        let mut output = Vec::new();
+        if std::mem::take(&mut self.feed_pending) {
+            let answer = self.receive(timeout + RESPONSE_MARGIN);
+            match self.output(answer, timeout)? {
+                Ok(last_chunk) => output = last_chunk,
+                failed => return Ok(failed),
+            }
+        }
         let reply = self.exchange(&Request::StreamFinish, &[], timeout + RESPONSE_MARGIN);
-        self.output(reply, timeout)
+        Ok(self.output(reply, timeout)?.map(|end| {
+            output.extend(end);
+            output
+        }))
     }
 
     /// The output of a v2 step, from its reply.
@@ -523,6 +579,11 @@ impl Worker {
 
     fn exchange(&mut self, request: &Request, blob: &[u8], allowed: Duration) -> io::Result<(Reply, Vec<u8>)> {
         write_frame(self.socket.get_mut(), request, blob)?;
+        self.receive(allowed)
+    }
+
+    /// Reads the worker's next answer, waiting at most `allowed`.
+    fn receive(&mut self, allowed: Duration) -> io::Result<(Reply, Vec<u8>)> {
         if self.read_timeout != Some(allowed) {
             self.socket.get_ref().set_read_timeout(Some(allowed))?;
             self.read_timeout = Some(allowed);
