@@ -124,7 +124,7 @@ impl Pool {
                 }
             }
         };
-        let worker = match grant {
+        let mut worker = match grant {
             Grant::Idle(worker) => worker,
             Grant::Spawn => match self.spawn() {
                 Ok(worker) => {
@@ -141,7 +141,6 @@ impl Pool {
                 }
             },
         };
-        let mut worker = worker;
         worker.spin = {
             let state = self.state.lock();
             self.quiet(&state)
