@@ -174,6 +174,12 @@ fn minimize_corpus(sh: &Shell, target: &str, binary: &Path, corpus: &Path, out: 
         sh.push_env("PATH", path.unwrap_or_default())
     });
     cmd!(sh, "cargo afl cmin -i {queue} -o {minimized} -m none -t 5000 -- {binary}").run()?;
+    // afl-cmin can come back empty (it found no coverage in the traces it took): keep the
+    // committed corpus then, rather than replace it with nothing.
+    let kept = fs::read_dir(&minimized).map(|entries| entries.count()).unwrap_or(0);
+    if kept == 0 {
+        bail!("afl-cmin kept no input of {target}'s queue; {} is left as it was", corpus.display());
+    }
     fs::remove_dir_all(corpus)?;
     fs::create_dir_all(corpus)?;
     for entry in fs::read_dir(&minimized)?.flatten() {
