@@ -15,8 +15,8 @@
 //! The buffer functions are called without a deadline: the checker proved each is a single
 //! constant, so none can loop. For the same reason, and because a v2 memory never grows, one
 //! check per instance holds for every later call on it (a recycled instance keeps its memory
-//! size); asking again before every call cost four engine calls each time (measured: about a
-//! fifth of a small call).
+//! size); asking again before every call cost four engine calls each time (measured: a 16-byte
+//! `upper` call took 21.9 µs with them and 16.6 µs without).
 //!
 //! Fresh state: one-shot calls get an instance in its fresh state, like v1; a reused instance
 //! has had its whole memory (buffers included) written back from the fresh image, so nothing
