@@ -124,7 +124,7 @@ impl Pool {
                 }
             }
         };
-        let mut worker = match grant {
+        let worker = match grant {
             Grant::Idle(worker) => worker,
             Grant::Spawn => match self.spawn() {
                 Ok(worker) => {
@@ -140,10 +140,6 @@ impl Pool {
                     return Err(failure);
                 }
             },
-        };
-        worker.spin = {
-            let state = self.state.lock();
-            self.quiet(&state)
         };
         Ok(PooledWorker { pool: Arc::clone(self), plugin: plugin.clone(), worker: Some(worker) })
     }
@@ -222,6 +218,9 @@ impl Pool {
             // A worker that died while idle (killed from outside) is nobody's fault: replace
             // it instead of blaming the next plugin.
             if matches!(worker.child.try_wait(), Ok(None)) {
+                // Decided here, under the pool's lock the grant is made with, rather than by
+                // taking the lock again for every call.
+                worker.spin = self.quiet(state);
                 return Some(Grant::Idle(worker));
             }
             worker.kill();
