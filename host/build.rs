@@ -1,26 +1,37 @@
-//! Link arguments for the private WasmEdge install made by `cargo xtask setup`.
+//! Link arguments for the WasmEdge install wasmedge-sys links the host against.
 //!
-//! That install (see BUILD.md) runs on its own newer glibc and libstdc++ from
-//! `.toolchain/wasmedge/sysroot`, so every binary of this crate (server, tests, examples,
-//! benches) must use that folder's dynamic loader and find its libraries there. Build scripts
-//! and proc-macros must not, which is why these flags live here and not in a global RUSTFLAGS:
-//! `cargo:rustc-link-arg` reaches exactly this package's linked targets.
+//! The private install made by `cargo xtask setup` (see BUILD.md) runs on its own newer glibc
+//! and libstdc++ from its `sysroot/` folder, so every binary of this crate (server, tests,
+//! examples, benches) must use that folder's dynamic loader and find its libraries there. Build
+//! scripts and proc-macros must not, which is why these flags live here and not in a global
+//! RUSTFLAGS: `cargo:rustc-link-arg` reaches exactly this package's linked targets.
 //!
-//! With a system install of WasmEdge nothing but an rpath to its library folder is added.
+//! With any other install nothing but an rpath to its library folder is added.
+//!
+//! The paths come from wasmedge-sys's own search (`wasmedge_search.rs`), resolved through
+//! symbolic links: setup's `~/.wasmedge` link leads to a per-user, version-keyed folder, so
+//! these arguments are the same for every checkout on the machine (a shared target folder then
+//! does not relink the host when switching checkouts), and a binary keeps the exact install it
+//! was built with when `~/.wasmedge` later points at another.
 
-use std::path::Path;
+mod wasmedge_search;
 
 pub(crate) fn main() {
     println!("cargo:rerun-if-changed=build.rs");
-    println!("cargo:rerun-if-env-changed=WASMEDGE_LIB_DIR");
-    let Some(lib_dir) = std::env::var_os("WASMEDGE_LIB_DIR") else {
+    println!("cargo:rerun-if-changed=wasmedge_search.rs");
+    let found = wasmedge_search::find(|name| {
+        println!("cargo:rerun-if-env-changed={name}");
+        std::env::var_os(name)
+    });
+    // Without an install wasmedge-sys fails first, with its own message.
+    let Some(found) = found else {
         return;
     };
-    let lib_dir = Path::new(&lib_dir);
-    let Ok(lib_dir) = lib_dir.canonicalize() else {
+    // The path as found, not resolved: `~/.wasmedge` re-pointed at another install reruns this.
+    println!("cargo:rerun-if-changed={}", found.lib.display());
+    let Ok(lib_dir) = found.lib.canonicalize() else {
         return;
     };
-    println!("cargo:rerun-if-changed={}", lib_dir.display());
 
     let sysroot = lib_dir.join("../sysroot");
     let loader = sysroot.join("ld-linux-x86-64.so.2");

@@ -18,7 +18,7 @@
 //! output (`v2_<size>`), next to a v1 `hello` call (`v1_hello`), each on a cached AOT module
 //! (`cached_aot`) and through the worker runner (`worker_process_runner`).
 
-use std::{hint::black_box, path::Path, sync::Arc, time::Duration};
+use std::{hint::black_box, path::PathBuf, sync::Arc, time::Duration};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use host::{
@@ -28,12 +28,16 @@ use host::{
     store::{LocalPluginStore, PluginName},
 };
 
-fn plugin_dir() -> &'static Path {
-    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins"))
+/// This checkout's built plugins: `cargo bench` names the package folder at run time, which a
+/// binary reused from another clone sharing the target folder would otherwise get wrong.
+fn plugin_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../target/plugins")
 }
 
 fn config(mode: ExecutionMode) -> RuntimeConfig {
-    let aot = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/bench-aot-cache");
+    let aot = plugin_dir().with_file_name("bench-aot-cache");
     RuntimeConfig { aot_cache_dir: Some(aot), ..RuntimeConfig::new(mode) }
 }
 

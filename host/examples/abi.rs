@@ -11,7 +11,12 @@ fn main() -> anyhow::Result<()> {
     let path = std::env::args()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins/abi.wasm")));
+        // `cargo run` names the package folder at run time (see `built` in the hot_swap example).
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_MANIFEST_DIR")
+                .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+                .join("../target/plugins/abi.wasm")
+        });
     let bytes = std::fs::read(&path)
         .map_err(|e| anyhow::anyhow!("{}: {e} (run `cargo xtask build-plugins`)", path.display()))?;
 

@@ -4,7 +4,7 @@
 //! replaces the file with another plugin while the runner keeps going, then writes half a file
 //! over it, and shows what each call got. No restart anywhere.
 
-use std::{path::Path, sync::Arc};
+use std::{path::PathBuf, sync::Arc};
 
 use host::{
     metrics::Metrics,
@@ -13,8 +13,13 @@ use host::{
     store::{LocalPluginStore, PluginName},
 };
 
+/// A plugin built by `cargo xtask build-plugins` in this checkout. `cargo run` names the package
+/// folder at run time; the path compiled in would be another clone's when a shared target folder
+/// let cargo reuse that clone's build.
 fn built(name: &str) -> anyhow::Result<Vec<u8>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("../target/plugins/{name}.wasm"));
+    let package = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let path = package.join(format!("../target/plugins/{name}.wasm"));
     std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e} (run `cargo xtask build-plugins`)", path.display()))
 }
 

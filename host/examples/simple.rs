@@ -12,7 +12,10 @@ fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1).peekable();
     let path = match args.peek() {
         Some(arg) if arg.ends_with(".wasm") => PathBuf::from(args.next().unwrap_or_default()),
-        _ => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins/simple.wasm")),
+        // `cargo run` names the package folder at run time (see `built` in the hot_swap example).
+        _ => std::env::var_os("CARGO_MANIFEST_DIR")
+            .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+            .join("../target/plugins/simple.wasm"),
     };
     let mut inputs: Vec<i32> = args.map(|a| a.parse()).collect::<Result<_, _>>()?;
     if inputs.is_empty() {

@@ -17,10 +17,6 @@ use crate::{
     store::oci::{Credentials, OciSettings},
 };
 
-/// Where `cargo xtask build-plugins` puts the example plugins: the default plugin directory
-/// when running from a checkout.
-const BUILT_PLUGINS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../target/plugins");
-
 /// Serves sandboxed WebAssembly plugins over HTTP.
 #[derive(Debug, Clone, Parser)]
 #[command(name = "host", version, about)]
@@ -34,9 +30,11 @@ pub struct Config {
     #[arg(long, env = "PLUGIN_STORE", value_enum, default_value_t = StoreKind::Local)]
     pub plugin_store: StoreKind,
 
-    /// Directory of `<name>.wasm` plugin files (local store).
-    #[arg(long, env = "PLUGIN_DIR", default_value = BUILT_PLUGINS)]
-    pub plugin_dir: PathBuf,
+    /// Directory of `<name>.wasm` plugin files (local store, which needs it). No default: a
+    /// binary cannot know where plugins are installed (`cargo xtask run` passes the checkout's
+    /// `target/plugins`).
+    #[arg(long, env = "PLUGIN_DIR")]
+    pub plugin_dir: Option<PathBuf>,
 
     /// Where the Fluid dataset holding `<name>.wasm` files is mounted (fluid store).
     #[arg(long, env = "FLUID_MOUNT_PATH", default_value = "/mnt/fluid/plugins")]

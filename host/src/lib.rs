@@ -36,10 +36,12 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let runtime = config.runtime().map_err(anyhow::Error::msg)?;
     let max_bytes = runtime.limits.max_plugin_bytes;
     let store: Arc<dyn PluginStore> = match config.plugin_store {
-        StoreKind::Local => Arc::new(
-            LocalPluginStore::new(&config.plugin_dir, max_bytes)
-                .with_context(|| format!("plugin directory {}", config.plugin_dir.display()))?,
-        ),
+        StoreKind::Local => {
+            let dir = config.plugin_dir.as_ref().context(
+                "the local plugin store needs a folder of `<name>.wasm` files: pass --plugin-dir DIR or set PLUGIN_DIR",
+            )?;
+            Arc::new(LocalPluginStore::new(dir, max_bytes).with_context(|| format!("plugin directory {}", dir.display()))?)
+        }
         // The mount may not be there yet: requests answer 503 until it is.
         StoreKind::Fluid => Arc::new(FluidPluginStore::new(&config.fluid_mount_path, max_bytes)),
         // The registry may not answer yet either: only settings that cannot work stop start-up.

@@ -20,7 +20,7 @@ mod test_support;
 mod tidy;
 
 use std::{
-    path::{Path, PathBuf},
+    path::PathBuf,
     process::ExitCode,
 };
 
@@ -112,9 +112,13 @@ fn command_line_error(error: clap::Error) -> ExitCode {
     ExitCode::from(u8::try_from(error.exit_code()).unwrap_or(2))
 }
 
-/// The workspace root: the parent of this crate's manifest directory.
+/// The workspace root: the parent of this crate's manifest directory. `cargo run` names that
+/// directory at run time, which is the checkout `cargo xtask` was typed in even when the binary
+/// was built from another clone sharing the target folder (cargo reuses it when the sources
+/// match); the path compiled in is for running the binary directly.
 fn project_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
         .parent()
         .expect("xtask lives one level below the workspace root")
         .to_path_buf()

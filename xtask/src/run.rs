@@ -28,27 +28,35 @@ impl Run {
             if self.debug { "debug" } else { "release" },
             plugin_source(sh, &self.host_args)
         ));
-        let host_args = self.host_args;
+        // The binary has no default folder (it cannot know where it is installed): this
+        // checkout's example plugins, unless the host's own settings name a folder.
+        let mut host_args = self.host_args;
+        if setting(&host_args, "--plugin-dir", "PLUGIN_DIR").is_none() {
+            host_args.extend(["--plugin-dir".to_owned(), sh.current_dir().join(PLUGIN_OUT_DIR).display().to_string()]);
+        }
         cmd!(sh, "cargo run --quiet {profile...} --package host -- {host_args...}").run()?;
         Ok(())
     }
 }
 
+/// One of the host's settings as the host will read it: the flag, else the environment variable.
+fn setting(host_args: &[String], flag: &str, variable: &str) -> Option<String> {
+    let inline = format!("{flag}=");
+    host_args
+        .iter()
+        .enumerate()
+        .find_map(|(i, arg)| match arg.strip_prefix(&inline) {
+            Some(value) => Some(value.to_owned()),
+            None if arg == flag => host_args.get(i + 1).cloned(),
+            None => None,
+        })
+        .or_else(|| std::env::var(variable).ok())
+}
+
 /// Where the host will read plugins from, as its settings decide: a flag, else the environment
-/// variable, else the default (see host/src/config.rs).
+/// variable, else this checkout's `target/plugins`, which `run` passes.
 fn plugin_source(sh: &Shell, host_args: &[String]) -> String {
-    let setting = |flag: &str, variable: &str| -> Option<String> {
-        let inline = format!("{flag}=");
-        host_args
-            .iter()
-            .enumerate()
-            .find_map(|(i, arg)| match arg.strip_prefix(&inline) {
-                Some(value) => Some(value.to_owned()),
-                None if arg == flag => host_args.get(i + 1).cloned(),
-                None => None,
-            })
-            .or_else(|| std::env::var(variable).ok())
-    };
+    let setting = |flag: &str, variable: &str| setting(host_args, flag, variable);
     if setting("--plugin-store", "PLUGIN_STORE").as_deref() == Some("fluid") {
         let mount = setting("--fluid-mount-path", "FLUID_MOUNT_PATH").unwrap_or_else(|| "/mnt/fluid/plugins".into());
         return format!("the Fluid dataset mounted at {mount}");

@@ -13,8 +13,11 @@
 //! An existing, matching install is always preferred. Otherwise, on Debian-family machines,
 //! clang and libclang come from the distribution, and WasmEdge comes from Debian's own
 //! `libwasmedge` 0.17.1 build (only in Debian testing) unpacked with its runtime libraries into
-//! `.toolchain/wasmedge` (see BUILD.md for why and how). Every step checks before it acts, so a
-//! second run does nothing.
+//! a per-user, version-keyed folder (`~/.local/share/wasm-plugin-host/wasmedge-0.17.1`) that
+//! `~/.wasmedge` links to (see BUILD.md for why and how). wasmedge-sys finds `~/.wasmedge` by
+//! itself, so nothing in the checkout names a path of its own: every clone of the machine, and a
+//! target folder they share, builds WasmEdge's bindings once. Every step checks before it acts,
+//! so a second run does nothing.
 
 use std::{
     fs,
@@ -28,10 +31,6 @@ use crate::step;
 
 /// The WasmEdge release `wasmedge-sdk` 0.17.1 (through wasmedge-sys 0.21.1) is written against.
 const WASMEDGE_VERSION_PREFIX: &str = "0.17.";
-
-/// Where a private WasmEdge install lives, relative to the project root. `.cargo/config.toml`
-/// points wasmedge-sys here and `host/build.rs` adds the matching link arguments.
-const PRIVATE_WASMEDGE: &str = ".toolchain/wasmedge";
 
 /// The LLVM release whose Debian packages we install when no suitable clang is present.
 const DEBIAN_LLVM: &str = "19";
@@ -205,73 +204,164 @@ fn ensure_registry_tools(sh: &Shell) -> anyhow::Result<()> {
     apt_install(sh, &missing, "an OCI registry and skopeo (the OCI store's tests run them)")
 }
 
-/// Finds a WasmEdge 0.17.x install, or makes the private one.
+/// What wasmedge-sys searches, in its order (shared with `host/build.rs`).
+#[path = "../../host/wasmedge_search.rs"]
+mod wasmedge_search;
+
+/// Makes sure the WasmEdge that wasmedge-sys will find by itself is 0.17.x: an install it
+/// already finds, else a distribution install in `/usr` or Debian's build, installed once per
+/// user and reached through `~/.wasmedge` (see the module documentation).
 fn ensure_wasmedge(sh: &Shell) -> anyhow::Result<WasmEdgeInstall> {
-    let private = sh.current_dir().join(PRIVATE_WASMEDGE);
-    for dir in wasmedge_candidates(&private) {
-        match installed_version(&dir) {
+    let home = std::env::var_os("HOME").map(PathBuf::from).context("HOME is not set: wasmedge-sys looks under it")?;
+    let link = home.join(".wasmedge");
+    let ours = data_dir(&home);
+    // wasmedge-sys takes the first install it finds, whatever its version.
+    let mut before_link = true;
+    for location in wasmedge_search::locations(|name| std::env::var_os(name)) {
+        let under_link = location.include.starts_with(&link);
+        before_link &= !under_link;
+        if !location.is_install() {
+            continue;
+        }
+        let place = install_dir(&location);
+        match installed_version(&location.include) {
             Some(version) if version.starts_with(WASMEDGE_VERSION_PREFIX) => {
-                if dir != private {
-                    link_private_to(&private, &dir)?;
-                }
-                return Ok(WasmEdgeInstall { dir, version });
+                return Ok(WasmEdgeInstall { dir: place, version });
             }
-            Some(version) => {
-                step(format!("ignoring WasmEdge {version} in {} (need {WASMEDGE_VERSION_PREFIX}x)", dir.display()));
+            // Our own link, to an install of another version: made again below.
+            _ if under_link && links_into(&link, &ours) => break,
+            version if before_link || under_link => bail!(
+                "wasmedge-sys would build against WasmEdge {} in {}, but wasmedge-sdk 0.17.1 needs \
+                 {WASMEDGE_VERSION_PREFIX}x; point WASMEDGE_DIR at a WasmEdge 0.17 install (wasmedge-sys reads it \
+                 first), or remove that one, and re-run",
+                version.as_deref().unwrap_or("of unknown version"),
+                place.display()
+            ),
+            // Found after ~/.wasmedge: the link made below comes first.
+            version => {
+                let version = version.as_deref().unwrap_or("of unknown version");
+                step(format!("ignoring WasmEdge {version} in {} (need {WASMEDGE_VERSION_PREFIX}x)", place.display()));
+                break;
             }
-            None => {}
         }
     }
-    if !is_debian_family() {
-        bail!(
+
+    let target = match distribution_install() {
+        Some(lib) => link_distribution_install(&ours, &lib)?,
+        None if is_debian_family() => match private_install(&ours) {
+            Some(dir) => dir,
+            None => debian_wasmedge::install(sh, &ours)?,
+        },
+        None => bail!(
             "WasmEdge {WASMEDGE_VERSION_PREFIX}x was not found. Install it with the official installer \
-             (https://wasmedge.org/docs/start/install, `install.sh -v 0.17.1`) or set WASMEDGE_DIR to an install"
-        );
-    }
-    debian_wasmedge::install(sh, &private)?;
-    let version = installed_version(&private).context("the private WasmEdge install has no version.h")?;
-    if !version.starts_with(WASMEDGE_VERSION_PREFIX) {
-        bail!("Debian's libwasmedge is {version}, but wasmedge-sdk 0.17.1 needs {WASMEDGE_VERSION_PREFIX}x");
-    }
-    Ok(WasmEdgeInstall { dir: private, version })
+             (https://wasmedge.org/docs/start/install, `install.sh -v 0.17.1`, which installs into ~/.wasmedge) \
+             or set WASMEDGE_DIR to an install"
+        ),
+    };
+    point_link(&link, &ours, &target)?;
+    let found = wasmedge_search::find(|name| std::env::var_os(name))
+        .filter(|found| found.include.starts_with(&link))
+        .with_context(|| format!("{} was made, but wasmedge-sys would not use it", link.display()))?;
+    let version = installed_version(&found.include).context("the WasmEdge install has no version.h")?;
+    Ok(WasmEdgeInstall { dir: target, version })
 }
 
-/// Install folders to try, most specific first. Each holds `include/wasmedge/` and `lib/`.
-fn wasmedge_candidates(private: &Path) -> Vec<PathBuf> {
-    let mut dirs = vec![private.to_path_buf()];
-    if let Some(dir) = std::env::var_os("WASMEDGE_DIR") {
-        dirs.push(dir.into());
-    }
-    if let Some(home) = std::env::var_os("HOME") {
-        dirs.push(Path::new(&home).join(".wasmedge"));
-    }
-    dirs.push("/usr/local".into());
-    dirs.push("/usr".into());
-    dirs
+/// Where setup keeps what it installs for this user, shared by every checkout:
+/// `$XDG_DATA_HOME/wasm-plugin-host`, else `~/.local/share/wasm-plugin-host`.
+fn data_dir(home: &Path) -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .map(PathBuf::from)
+        .filter(|dir| dir.is_absolute())
+        .unwrap_or_else(|| home.join(".local/share"))
+        .join("wasm-plugin-host")
 }
 
-/// Reads the version from the install's `version.h`, which needs no running of anything.
-fn installed_version(dir: &Path) -> Option<String> {
-    let header = fs::read_to_string(dir.join("include/wasmedge/version.h")).ok()?;
+/// The folder an install's `include/` and library folder are in.
+fn install_dir(found: &wasmedge_search::Location) -> PathBuf {
+    found.include.parent().map_or_else(|| found.include.clone(), Path::to_path_buf)
+}
+
+/// Reads the version from an include folder's `wasmedge/version.h`, which needs no running of
+/// anything.
+fn installed_version(include: &Path) -> Option<String> {
+    let header = fs::read_to_string(include.join("wasmedge/version.h")).ok()?;
     let line = header.lines().find(|l| l.contains("#define WASMEDGE_VERSION "))?;
     Some(line.split('"').nth(1)?.to_string())
 }
 
-/// Makes `.toolchain/wasmedge/{include,lib}` point at a system install, so the fixed paths in
-/// `.cargo/config.toml` work whichever install was found.
-fn link_private_to(private: &Path, install: &Path) -> anyhow::Result<()> {
-    let lib = ["lib64", "lib", "lib/x86_64-linux-gnu", "lib/aarch64-linux-gnu"]
-        .into_iter()
-        .map(|l| install.join(l))
-        .find(|l| l.join("libwasmedge.so").exists())
-        .with_context(|| format!("{} has WasmEdge headers but no libwasmedge.so", install.display()))?;
-    if private.exists() {
-        fs::remove_dir_all(private)?;
+/// Whether `link` is a symbolic link setup made: one that points into `ours`.
+fn links_into(link: &Path, ours: &Path) -> bool {
+    fs::read_link(link).is_ok_and(|target| target.starts_with(ours))
+}
+
+/// A distribution's WasmEdge 0.17 in `/usr` (Debian forky's `libwasmedge-dev`, for example),
+/// which wasmedge-sys does not search: its library folder.
+fn distribution_install() -> Option<PathBuf> {
+    if !installed_version(Path::new("/usr/include")).is_some_and(|v| v.starts_with(WASMEDGE_VERSION_PREFIX)) {
+        return None;
     }
-    fs::create_dir_all(private)?;
-    std::os::unix::fs::symlink(install.join("include"), private.join("include"))?;
-    std::os::unix::fs::symlink(lib, private.join("lib"))?;
-    Ok(())
+    ["/usr/lib64", "/usr/lib", "/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu"]
+        .into_iter()
+        .map(PathBuf::from)
+        .find(|lib| lib.join("libwasmedge.so").exists())
+}
+
+/// Gives a distribution install the `include/` and `lib/` pair wasmedge-sys expects, as links.
+fn link_distribution_install(ours: &Path, lib: &Path) -> anyhow::Result<PathBuf> {
+    let dir = ours.join("wasmedge-from-usr");
+    let expected = [("include", Path::new("/usr/include")), ("lib", lib)];
+    if expected.iter().all(|(name, to)| fs::read_link(dir.join(name)).is_ok_and(|t| t == *to)) {
+        return Ok(dir);
+    }
+    step(format!("linking the distribution's WasmEdge in /usr from {}", dir.display()));
+    if dir.exists() {
+        fs::remove_dir_all(&dir)?;
+    }
+    fs::create_dir_all(&dir)?;
+    for (name, to) in expected {
+        std::os::unix::fs::symlink(to, dir.join(name))?;
+    }
+    Ok(dir)
+}
+
+/// A complete private install of a 0.17 release left by an earlier setup (of any checkout), the
+/// newest if there are several.
+fn private_install(ours: &Path) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = fs::read_dir(ours)
+        .ok()?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|dir| {
+            dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("wasmedge-{WASMEDGE_VERSION_PREFIX}")))
+                && installed_version(&dir.join("include")).is_some_and(|v| v.starts_with(WASMEDGE_VERSION_PREFIX))
+                && dir.join("lib/libwasmedge.so").exists()
+                && dir.join("sysroot/ld-linux-x86-64.so.2").exists()
+        })
+        .collect();
+    found.sort();
+    found.pop()
+}
+
+/// Points `~/.wasmedge` at `target`, replacing only a link setup made: anything else there is
+/// the user's.
+fn point_link(link: &Path, ours: &Path, target: &Path) -> anyhow::Result<()> {
+    if fs::read_link(link).is_ok_and(|current| current == target) {
+        return Ok(());
+    }
+    if fs::symlink_metadata(link).is_ok() && !links_into(link, ours) {
+        bail!(
+            "{} exists and is not a WasmEdge 0.17 install; remove it, or set WASMEDGE_DIR={} (which \
+             wasmedge-sys reads first), and re-run",
+            link.display(),
+            target.display()
+        );
+    }
+    step(format!("linking {} to {}", link.display(), target.display()));
+    // A new link renamed over the old one: the old one stays whole until the new one is there.
+    let staging = link.with_file_name(format!(".wasmedge.{}.partial", std::process::id()));
+    let _ = fs::remove_file(&staging);
+    std::os::unix::fs::symlink(target, &staging)?;
+    fs::rename(&staging, link).with_context(|| format!("replacing {}", link.display()))
 }
 
 /// The machine's Debian archive and the project's cache folder, also used by `rootfs-smoke` and
@@ -306,11 +396,14 @@ mod debian_wasmedge {
     ];
     const SUITE: &str = "forky";
 
-    pub(super) fn install(sh: &Shell, target: &Path) -> anyhow::Result<()> {
-        step(format!("installing Debian's libwasmedge 0.17 into {}", target.display()));
+    /// Installs into `<ours>/wasmedge-<version>` and returns that folder.
+    pub(super) fn install(sh: &Shell, ours: &Path) -> anyhow::Result<PathBuf> {
+        step(format!("installing Debian's libwasmedge 0.17 into {}", ours.display()));
         ensure_tools(sh)?;
         let debs = download(sh)?;
-        let staging = target.with_extension("partial");
+        // A staging folder of this process's own: two checkouts may run setup at once.
+        fs::create_dir_all(ours)?;
+        let staging = ours.join(format!("wasmedge.{}.partial", std::process::id()));
         if staging.exists() {
             fs::remove_dir_all(&staging)?;
         }
@@ -321,12 +414,24 @@ mod debian_wasmedge {
         }
         lay_out(sh, &unpacked, &staging)?;
         fs::remove_dir_all(&unpacked)?;
-        // Rename last, so an interrupted setup never leaves a half-made install in place.
-        if target.exists() || target.is_symlink() {
-            fs::remove_dir_all(target)?;
+        let version = installed_version(&staging.join("include")).context("Debian's libwasmedge has no version.h")?;
+        if !version.starts_with(WASMEDGE_VERSION_PREFIX) {
+            fs::remove_dir_all(&staging)?;
+            bail!("Debian's libwasmedge is {version}, but wasmedge-sdk 0.17.1 needs {WASMEDGE_VERSION_PREFIX}x");
         }
-        fs::rename(&staging, target)?;
-        Ok(())
+        // Rename last, so an interrupted setup never leaves a half-made install in place. A
+        // folder of that name is incomplete (`private_install` passed it over) unless another
+        // setup has just finished it: only the incomplete one is replaced.
+        let target = ours.join(format!("wasmedge-{version}"));
+        if private_install(ours).is_some_and(|done| done == target) {
+            fs::remove_dir_all(&staging)?;
+            return Ok(target);
+        }
+        if target.exists() {
+            fs::remove_dir_all(&target)?;
+        }
+        fs::rename(&staging, &target)?;
+        Ok(target)
     }
 
     fn ensure_tools(sh: &Shell) -> anyhow::Result<()> {
@@ -455,8 +560,10 @@ mod debian_wasmedge {
         for dir in [&include, &lib, &sysroot] {
             fs::create_dir_all(dir)?;
         }
+        // Copied with fresh modification times (no `-a`): wasmedge-sys reruns when the header
+        // it read is newer than its last run, which is how a new install reaches a build.
         let headers = unpacked.join("usr/include/wasmedge");
-        cmd!(sh, "cp -a {headers} {include}").quiet().run()?;
+        cmd!(sh, "cp -R {headers} {include}").quiet().run()?;
 
         let multiarch =
             ["usr/lib/x86_64-linux-gnu", "lib/x86_64-linux-gnu", "usr/lib/aarch64-linux-gnu", "lib/aarch64-linux-gnu"];

@@ -18,9 +18,13 @@ use host::{
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-/// Where `cargo xtask build-plugins` writes the example plugins.
+/// Where `cargo xtask build-plugins` writes the example plugins. The package folder comes from
+/// the test runner at run time: with a target folder shared between clones, cargo reuses a test
+/// binary another clone built, and the path compiled into it is that clone's.
 pub fn built_plugins() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugins")
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from)
+        .join("../target/plugins")
 }
 
 /// The bytes of a compiled example plugin.
