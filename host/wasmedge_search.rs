@@ -37,7 +37,8 @@ pub(crate) fn locations(env: impl Fn(&str) -> Option<OsString>) -> Vec<Location>
     }
     let home = env("HOME").map(PathBuf::from);
     if let Some(home) = &home {
-        found.extend([at(home, ".wasmedge/include", ".wasmedge/lib64"), at(home, ".wasmedge/include", ".wasmedge/lib")]);
+        found
+            .extend([at(home, ".wasmedge/include", ".wasmedge/lib64"), at(home, ".wasmedge/include", ".wasmedge/lib")]);
     }
     let usr_local = PathBuf::from("/usr/local");
     found.extend([at(&usr_local, "include", "lib64"), at(&usr_local, "include", "lib")]);

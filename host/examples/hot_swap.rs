@@ -17,8 +17,8 @@ use host::{
 /// folder at run time; the path compiled in would be another clone's when a shared target folder
 /// let cargo reuse that clone's build.
 fn built(name: &str) -> anyhow::Result<Vec<u8>> {
-    let package = std::env::var_os("CARGO_MANIFEST_DIR")
-        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    let package =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
     let path = package.join(format!("../target/plugins/{name}.wasm"));
     std::fs::read(&path).map_err(|e| anyhow::anyhow!("{}: {e} (run `cargo xtask build-plugins`)", path.display()))
 }

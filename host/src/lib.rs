@@ -40,7 +40,9 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
             let dir = config.plugin_dir.as_ref().context(
                 "the local plugin store needs a folder of `<name>.wasm` files: pass --plugin-dir DIR or set PLUGIN_DIR",
             )?;
-            Arc::new(LocalPluginStore::new(dir, max_bytes).with_context(|| format!("plugin directory {}", dir.display()))?)
+            Arc::new(
+                LocalPluginStore::new(dir, max_bytes).with_context(|| format!("plugin directory {}", dir.display()))?,
+            )
         }
         // The mount may not be there yet: requests answer 503 until it is.
         StoreKind::Fluid => Arc::new(FluidPluginStore::new(&config.fluid_mount_path, max_bytes)),

@@ -19,10 +19,7 @@ mod test;
 mod test_support;
 mod tidy;
 
-use std::{
-    path::PathBuf,
-    process::ExitCode,
-};
+use std::{path::PathBuf, process::ExitCode};
 
 use clap::{Parser, Subcommand};
 use xshell::Shell;

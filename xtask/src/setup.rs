@@ -332,7 +332,8 @@ fn private_install(ours: &Path) -> Option<PathBuf> {
         .flatten()
         .map(|entry| entry.path())
         .filter(|dir| {
-            dir.file_name().is_some_and(|n| n.to_string_lossy().starts_with(&format!("wasmedge-{WASMEDGE_VERSION_PREFIX}")))
+            dir.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&format!("wasmedge-{WASMEDGE_VERSION_PREFIX}")))
                 && installed_version(&dir.join("include")).is_some_and(|v| v.starts_with(WASMEDGE_VERSION_PREFIX))
                 && dir.join("lib/libwasmedge.so").exists()
                 && dir.join("sysroot/ld-linux-x86-64.so.2").exists()

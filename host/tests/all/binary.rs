@@ -107,7 +107,11 @@ fn invalid_settings_stop_start_up_with_a_clear_message() {
         (&["--call-timeout-ms", "0"], &[], "--call-timeout-ms"),
         (&["--plugin-dir", "/nonexistent/plugins"], &[], "plugin directory /nonexistent/plugins"),
         // No folder compiled in: the local store (the default) must be told where plugins are.
-        (&[], &[], "the local plugin store needs a folder of `<name>.wasm` files: pass --plugin-dir DIR or set PLUGIN_DIR"),
+        (
+            &[],
+            &[],
+            "the local plugin store needs a folder of `<name>.wasm` files: pass --plugin-dir DIR or set PLUGIN_DIR",
+        ),
         (
             &["--max-memory-pages", "32"],
             &[("ABI_MAX_INITIAL_MEMORY_PAGES", "48")],
