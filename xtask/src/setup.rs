@@ -20,6 +20,7 @@
 //! so a second run does nothing.
 
 use std::{
+    ffi::OsString,
     fs,
     path::{Path, PathBuf},
 };
@@ -212,12 +213,17 @@ mod wasmedge_search;
 /// already finds, else a distribution install in `/usr` or Debian's build, installed once per
 /// user and reached through `~/.wasmedge` (see the module documentation).
 fn ensure_wasmedge(sh: &Shell) -> anyhow::Result<WasmEdgeInstall> {
-    let home = std::env::var_os("HOME").map(PathBuf::from).context("HOME is not set: wasmedge-sys looks under it")?;
+    ensure_wasmedge_with(sh, &|name| std::env::var_os(name))
+}
+
+/// [`ensure_wasmedge`] with the environment variables `env` gives.
+fn ensure_wasmedge_with(sh: &Shell, env: &dyn Fn(&str) -> Option<OsString>) -> anyhow::Result<WasmEdgeInstall> {
+    let home = env("HOME").map(PathBuf::from).context("HOME is not set: wasmedge-sys looks under it")?;
     let link = home.join(".wasmedge");
-    let ours = data_dir(&home);
+    let ours = data_dir(&home, env);
     // wasmedge-sys takes the first install it finds, whatever its version.
     let mut before_link = true;
-    for location in wasmedge_search::locations(|name| std::env::var_os(name)) {
+    for location in wasmedge_search::locations(env) {
         let under_link = location.include.starts_with(&link);
         before_link &= !under_link;
         if !location.is_install() {
@@ -246,20 +252,21 @@ fn ensure_wasmedge(sh: &Shell) -> anyhow::Result<WasmEdgeInstall> {
         }
     }
 
-    let target = match distribution_install() {
-        Some(lib) => link_distribution_install(&ours, &lib)?,
-        None if is_debian_family() => match private_install(&ours) {
-            Some(dir) => dir,
-            None => debian_wasmedge::install(sh, &ours)?,
-        },
-        None => bail!(
+    let target = if let Some(lib) = distribution_install() {
+        link_distribution_install(&ours, &lib)?
+    } else if let Some(dir) = private_install(&ours) {
+        dir
+    } else if is_debian_family() {
+        debian_wasmedge::install(sh, &ours)?
+    } else {
+        bail!(
             "WasmEdge {WASMEDGE_VERSION_PREFIX}x was not found. Install it with the official installer \
              (https://wasmedge.org/docs/start/install, `install.sh -v 0.17.1`, which installs into ~/.wasmedge) \
              or set WASMEDGE_DIR to an install"
-        ),
+        )
     };
     point_link(&link, &ours, &target)?;
-    let found = wasmedge_search::find(|name| std::env::var_os(name))
+    let found = wasmedge_search::find(env)
         .filter(|found| found.include.starts_with(&link))
         .with_context(|| format!("{} was made, but wasmedge-sys would not use it", link.display()))?;
     let version = installed_version(&found.include).context("the WasmEdge install has no version.h")?;
@@ -268,8 +275,8 @@ fn ensure_wasmedge(sh: &Shell) -> anyhow::Result<WasmEdgeInstall> {
 
 /// Where setup keeps what it installs for this user, shared by every checkout:
 /// `$XDG_DATA_HOME/wasm-plugin-host`, else `~/.local/share/wasm-plugin-host`.
-fn data_dir(home: &Path) -> PathBuf {
-    std::env::var_os("XDG_DATA_HOME")
+fn data_dir(home: &Path, env: &dyn Fn(&str) -> Option<OsString>) -> PathBuf {
+    env("XDG_DATA_HOME")
         .map(PathBuf::from)
         .filter(|dir| dir.is_absolute())
         .unwrap_or_else(|| home.join(".local/share"))
@@ -604,7 +611,83 @@ mod debian_wasmedge {
 
 #[cfg(test)]
 mod tests {
-    use super::debian_wasmedge::{is_debian_archive, source_uris};
+    use std::{collections::HashMap, ffi::OsString, fs, path::Path};
+
+    use xshell::Shell;
+
+    use super::{
+        debian_wasmedge::{is_debian_archive, source_uris},
+        ensure_wasmedge_with,
+    };
+
+    /// The shape of an install as wasmedge-sys and setup test for it: the header, its version,
+    /// the library and the private loader (empty files are enough; nothing is linked here).
+    fn fake_install(dir: &Path, version: &str) {
+        fs::create_dir_all(dir.join("include/wasmedge")).unwrap();
+        fs::create_dir_all(dir.join("lib")).unwrap();
+        fs::create_dir_all(dir.join("sysroot")).unwrap();
+        fs::write(dir.join("include/wasmedge/wasmedge.h"), "").unwrap();
+        fs::write(dir.join("include/wasmedge/version.h"), format!("#define WASMEDGE_VERSION \"{version}\"\n")).unwrap();
+        fs::write(dir.join("lib/libwasmedge.so"), "").unwrap();
+        fs::write(dir.join("sysroot/ld-linux-x86-64.so.2"), "").unwrap();
+    }
+
+    #[test]
+    fn wasmedge_is_installed_once_per_user_and_only_setups_own_link_is_replaced() {
+        // This machine's own WasmEdge in /usr or /usr/local would be chosen instead.
+        if super::distribution_install().is_some() || Path::new("/usr/local/include/wasmedge").exists() {
+            return;
+        }
+        let sh = Shell::new().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let link = home.path().join(".wasmedge");
+        let ours = home.path().join(".local/share/wasm-plugin-host");
+        let run = |extra: &[(&str, &Path)]| {
+            let mut vars: HashMap<String, OsString> = HashMap::from([("HOME".into(), home.path().into())]);
+            vars.extend(extra.iter().map(|(name, value)| ((*name).to_owned(), value.as_os_str().to_owned())));
+            ensure_wasmedge_with(&sh, &|name| vars.get(name).cloned())
+        };
+
+        // A fresh home, with the install an earlier setup (of another clone) left.
+        fake_install(&ours.join("wasmedge-0.17.1"), "0.17.1");
+        let installed = run(&[]).unwrap();
+        assert_eq!(installed.version, "0.17.1");
+        assert_eq!(fs::read_link(&link).unwrap(), ours.join("wasmedge-0.17.1"));
+        // Idempotent: the link stays as it is.
+        let made = fs::symlink_metadata(&link).unwrap().modified().unwrap();
+        run(&[]).unwrap();
+        assert_eq!(fs::symlink_metadata(&link).unwrap().modified().unwrap(), made);
+
+        // Setup's own link to another version is pointed at a 0.17 install again.
+        fake_install(&ours.join("wasmedge-0.16.0"), "0.16.0");
+        fs::remove_file(&link).unwrap();
+        std::os::unix::fs::symlink(ours.join("wasmedge-0.16.0"), &link).unwrap();
+        run(&[]).unwrap();
+        assert_eq!(fs::read_link(&link).unwrap(), ours.join("wasmedge-0.17.1"));
+
+        // WASMEDGE_DIR comes first in wasmedge-sys's search: a 0.17 install there is used as it
+        // is, and one of another version is refused, naming both.
+        let elsewhere = tempfile::tempdir().unwrap();
+        fake_install(elsewhere.path(), "0.17.2");
+        assert_eq!(run(&[("WASMEDGE_DIR", elsewhere.path())]).unwrap().dir, elsewhere.path());
+        fake_install(elsewhere.path(), "0.14.1");
+        let refused = run(&[("WASMEDGE_DIR", elsewhere.path())]).unwrap_err().to_string();
+        assert!(
+            refused.contains("WasmEdge 0.14.1") && refused.contains(&*elsewhere.path().to_string_lossy()),
+            "{refused}"
+        );
+
+        // A ~/.wasmedge setup did not make is the user's: refused, never replaced.
+        fs::remove_file(&link).unwrap();
+        fake_install(&link, "0.16.0");
+        let refused = run(&[]).unwrap_err().to_string();
+        assert!(refused.contains("WasmEdge 0.16.0") && refused.contains("WASMEDGE_DIR"), "{refused}");
+        fs::remove_dir_all(&link).unwrap();
+        fs::create_dir_all(link.join("bin")).unwrap();
+        let refused = run(&[]).unwrap_err().to_string();
+        assert!(refused.contains("is not a WasmEdge 0.17 install"), "{refused}");
+        assert!(link.join("bin").is_dir() && !link.is_symlink());
+    }
 
     #[test]
     fn reads_archive_uris_from_both_source_formats() {
