@@ -27,8 +27,10 @@ pub(crate) fn main() {
     let Some(found) = found else {
         return;
     };
-    // The path as found, not resolved: `~/.wasmedge` re-pointed at another install reruns this.
-    println!("cargo:rerun-if-changed={}", found.lib.display());
+    // The library as found, not resolved: `~/.wasmedge` re-pointed at another install reruns
+    // this (cargo follows the links to the file's modification time). Only the library: its
+    // folder may be the system's, which every package upgrade touches.
+    println!("cargo:rerun-if-changed={}", found.lib.join("libwasmedge.so").display());
     let Ok(lib_dir) = found.lib.canonicalize() else {
         return;
     };
