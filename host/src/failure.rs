@@ -193,5 +193,17 @@ mod tests {
             let listed = readme.lines().any(|line| line.starts_with(&row));
             assert!(listed, "README.md's error table lacks a row starting with {row:?}");
         }
+        // And the table has no row for a code the host does not send.
+        for line in readme.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let [_, status, code, ..] = cells[..] else { continue };
+            let (Ok(status), Some(code)) =
+                (status.parse::<u16>(), code.strip_prefix('`').and_then(|c| c.strip_suffix('`')))
+            else {
+                continue;
+            };
+            let known = FailureKind::ALL.iter().any(|k| k.code() == code && k.status().as_u16() == status);
+            assert!(known, "README.md's error table has a row for {status} `{code}`, which the host never sends");
+        }
     }
 }

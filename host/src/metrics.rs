@@ -225,4 +225,35 @@ mod tests {
         assert!(text.contains(r#"plugin_host_requests_total{plugin="plugin-9",outcome="plugin_error"} 1"#), "{text}");
         assert!(text.contains(r#"plugin_host_plugin_quarantined{plugin="plugin-9"} 1"#), "{text}");
     }
+
+    /// The metric names a scraper sees (a counter's samples carry `_total`), from the encoding's
+    /// `# TYPE` lines, which are there before any series is.
+    fn exposed_names(text: &str) -> std::collections::BTreeSet<String> {
+        text.lines()
+            .filter_map(|line| line.strip_prefix("# TYPE "))
+            .map(|rest| match rest.split_once(' ') {
+                Some((name, "counter")) => format!("{name}_total"),
+                Some((name, _)) => name.to_owned(),
+                None => rest.to_owned(),
+            })
+            .collect()
+    }
+
+    /// The README's `GET /metrics` row names exactly the metrics the host exposes.
+    #[test]
+    fn the_readme_lists_every_metric() {
+        let exposed = exposed_names(&Metrics::new().encode());
+        let readme = include_str!("../../README.md");
+        let row = readme.lines().find(|line| line.starts_with("| `GET /metrics` |")).expect("a GET /metrics row");
+        let listed: std::collections::BTreeSet<String> = row
+            .split('`')
+            .filter_map(|code| code.strip_prefix("plugin_host_"))
+            .map(|rest| {
+                let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+                format!("plugin_host_{name}")
+            })
+            .collect();
+        assert!(exposed.len() >= 7, "{exposed:?}");
+        assert_eq!(listed, exposed, "README.md's GET /metrics row and the exposed metrics differ");
+    }
 }

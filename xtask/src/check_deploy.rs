@@ -13,8 +13,8 @@
 //! | `invariants` | each rendering | `deploy/tools/check_invariants.py` (what this host needs) |
 //!
 //! The Python tools are pinned in `deploy/requirements.txt` and installed into a private
-//! virtualenv in the user's cache folder, keyed by that file's content. The CRDs come from
-//! `CRD_SCHEMA_DIR`, or `../shared/vendor` beside the checkout.
+//! virtualenv in the user's cache folder, keyed by that file's content. The CRDs are vendored
+//! in `deploy/vendor/` (`CRD_SCHEMA_DIR` points at other ones).
 //!
 //! # Negative fixtures
 //!
@@ -46,6 +46,9 @@ pub(crate) const KUBERNETES_VERSION: &str = "1.34.0";
 const REQUIREMENTS: &str = "deploy/requirements.txt";
 /// Broken inputs, one or more per check.
 const NEGATIVE_FIXTURES: &str = "deploy/tests/negative";
+/// The CustomResourceDefinitions of Fluid and the Prometheus Operator, copied from their
+/// releases (each folder's SOURCE.txt says which) with their licences.
+const VENDORED_CRDS: &str = "deploy/vendor";
 /// Renderings and scratch files, kept for inspection after a run.
 const OUT_DIR: &str = "target/deploy";
 
@@ -403,8 +406,9 @@ fn kustomize_command(sh: &Shell) -> anyhow::Result<Vec<String>> {
     )
 }
 
-/// The CRDs custom resources are validated against: `CRD_SCHEMA_DIR`, else the shared vendor
-/// folder beside the checkout. There is no fallback to skipping.
+/// The CRDs custom resources are validated against: `CRD_SCHEMA_DIR` (to try other releases),
+/// else the copies vendored in the repository ([`VENDORED_CRDS`], with their licences and
+/// sources), so a clone needs nothing beside it. There is no fallback to skipping.
 fn crd_folder(sh: &Shell) -> anyhow::Result<PathBuf> {
     if let Some(dir) = std::env::var_os("CRD_SCHEMA_DIR") {
         let dir = PathBuf::from(dir);
@@ -413,15 +417,11 @@ fn crd_folder(sh: &Shell) -> anyhow::Result<PathBuf> {
         }
         return Ok(dir);
     }
-    let shared = sh.current_dir().join("../shared/vendor");
-    if shared.is_dir() {
-        return Ok(shared.canonicalize()?);
+    let vendored = sh.current_dir().join(VENDORED_CRDS);
+    if !vendored.is_dir() {
+        bail!("the vendored CRDs are missing: {} should be part of the checkout", vendored.display());
     }
-    bail!(
-        "no CRD schemas: set CRD_SCHEMA_DIR to a folder with the CustomResourceDefinitions of Fluid \
-         (data.fluid.io_datasets.yaml, _alluxioruntimes.yaml, _juicefsruntimes.yaml) and Prometheus \
-         Operator (monitoring.coreos.com_servicemonitors.yaml), or put them in ../shared/vendor"
-    )
+    Ok(vendored)
 }
 
 /// A virtualenv with exactly `deploy/requirements.txt`, made once per content of that file.

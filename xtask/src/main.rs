@@ -85,11 +85,20 @@ fn main() -> ExitCode {
     result.map_or_else(failed, |()| ExitCode::SUCCESS)
 }
 
-/// A command that failed: the error with its causes (and a backtrace if one was captured), as
-/// `main` returning the error would print it.
-#[expect(clippy::print_stderr, reason = "what `main` returning the error would print")]
+/// A command that failed: the error and its causes, one a line. Never a backtrace, even with
+/// `RUST_BACKTRACE=1` (which CI and many shells set): these are ordinary failures (a refused
+/// publish, a plugin that does not compile), and a backtrace of xtask itself would bury the one
+/// useful line.
+#[expect(clippy::print_stderr, reason = "the command's own error report")]
 fn failed(error: anyhow::Error) -> ExitCode {
-    eprintln!("Error: {error:?}");
+    eprintln!("Error: {error}");
+    let causes: Vec<_> = error.chain().skip(1).collect();
+    if !causes.is_empty() {
+        eprintln!("\nCaused by:");
+        for cause in causes {
+            eprintln!("    {cause}");
+        }
+    }
     ExitCode::FAILURE
 }
 

@@ -178,4 +178,48 @@ mod tests {
             .collect();
         assert!(found.is_empty(), "store functions taking unvalidated names:\n{}", found.join("\n"));
     }
+
+    /// The subcommands clap knows, in the order `--help` lists them.
+    fn subcommands() -> Vec<String> {
+        use clap::CommandFactory;
+        crate::Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .filter(|name| name != "help")
+            .collect()
+    }
+
+    /// ARCHITECTURE.md's entry point for xtask names every subcommand, and only those.
+    #[test]
+    fn the_architecture_lists_every_subcommand() {
+        let text = fs::read_to_string(crate::project_root().join("ARCHITECTURE.md")).unwrap();
+        let start = text.find("- `xtask/src/main.rs`: `cargo xtask ").expect("an entry point for xtask/src/main.rs");
+        let rest = &text[start + "- `xtask/src/main.rs`: `cargo xtask ".len()..];
+        let listed: Vec<String> = rest[..rest.find('`').unwrap()]
+            .split('|')
+            .map(|name| name.split_whitespace().collect::<String>())
+            .collect();
+        let mut known = subcommands();
+        let mut listed_sorted = listed.clone();
+        known.sort();
+        listed_sorted.sort();
+        assert_eq!(listed_sorted, known, "ARCHITECTURE.md lists {listed:?}");
+    }
+
+    /// BUILD.md's table of commands has a row for every subcommand, and no row for one that
+    /// does not exist.
+    #[test]
+    fn the_build_guide_has_a_row_for_every_subcommand() {
+        let text = fs::read_to_string(crate::project_root().join("BUILD.md")).unwrap();
+        let mut rows: Vec<String> = text
+            .lines()
+            .filter_map(|line| line.strip_prefix("| `cargo xtask "))
+            .filter_map(|rest| rest.split([' ', '`']).next())
+            .map(str::to_string)
+            .collect();
+        let mut known = subcommands();
+        rows.sort();
+        known.sort();
+        assert_eq!(rows, known, "BUILD.md's command table and the subcommands differ");
+    }
 }
