@@ -1,5 +1,6 @@
 //! `POST /run` through the real router (axum's JSON extraction, the request type, the name
-//! allowlist, the in-process runner), over a store holding one small plugin, `echo`.
+//! allowlist, the in-process runner), over a store holding two small plugins: `echo` (ABI v1)
+//! and `bytes` (ABI v2).
 
 use std::sync::Arc;
 
@@ -26,6 +27,31 @@ const ECHO: &str = r#"(module
   (func (export "cleanup") (result i32) (i32.const 0))
   (@custom "wasm_plugin_abi" "\01\00\00\00"))"#;
 
+/// `bytes`, ABI v2: `fn_echo` copies its input, `fn_flip` flips the top bit of every byte (so
+/// text in gives bytes that are not UTF-8 out); buffers of 4096 bytes.
+const BYTES: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "init") (result i32) (i32.const 0))
+  (func (export "cleanup") (result i32) (i32.const 0))
+  (func (export "plugin_input_ptr") (result i32) (i32.const 1024))
+  (func (export "plugin_input_capacity") (result i32) (i32.const 4096))
+  (func (export "plugin_output_ptr") (result i32) (i32.const 8192))
+  (func (export "plugin_output_capacity") (result i32) (i32.const 4096))
+  (func $map (param $len i32) (param $mask i32) (result i32) (local $i i32)
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $i) (local.get $len)))
+      (i32.store8 (i32.add (i32.const 8192) (local.get $i))
+        (i32.xor (i32.load8_u (i32.add (i32.const 1024) (local.get $i))) (local.get $mask)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    (local.get $len))
+  (func (export "fn_echo") (param $len i32) (result i32) (call $map (local.get $len) (i32.const 0)))
+  (func (export "fn_flip") (param $len i32) (result i32) (call $map (local.get $len) (i32.const 128)))
+  (@custom "wasm_plugin_abi" "\02\00\00\00"))"#;
+
+/// `bytes`'s input capacity (`413 input_too_large` above it).
+const BYTES_CAPACITY: usize = 4096;
+
 /// A router and the runtime to drive it, made once per process (AFL++ runs many inputs per
 /// process) and kept with the plugin folder it serves.
 #[derive(Debug)]
@@ -41,6 +67,8 @@ impl RequestHarness {
         let plugins = tempfile::tempdir().expect("temporary plugin folder");
         std::fs::write(plugins.path().join("echo.wasm"), wat::parse_str(ECHO).expect("echo is valid WAT"))
             .expect("write echo.wasm");
+        std::fs::write(plugins.path().join("bytes.wasm"), wat::parse_str(BYTES).expect("bytes is valid WAT"))
+            .expect("write bytes.wasm");
         let aot = tempfile::tempdir().expect("temporary AOT folder");
         // The interpreter: this target is about parsing, and compiling echo is not.
         let config = RuntimeConfig {
@@ -74,12 +102,18 @@ impl RequestHarness {
         // Over the body limit, nothing else about the request matters.
         let parsed = serde_json::from_slice::<RunRequest>(body).ok().filter(|_| body.len() <= MAX_BODY_BYTES);
         match (status, &parsed) {
+            (200, Some(request)) if request.plugin == "bytes" => {
+                assert_eq!(answer, expected_bytes_answer(request), "{request:?}");
+            }
             (200, Some(request)) => {
-                // Only a v1 call of `echo` (an integer, no function) can succeed.
+                // Otherwise only a v1 call of `echo` (an integer, no function) can succeed.
                 assert_eq!(request.plugin, "echo");
-                let (None, Some(RunInput::Integer(input))) = (&request.function, &request.input) else {
+                let (None, Some(RunInput::Integer(input)), None) =
+                    (&request.function, &request.input, &request.input_base64)
+                else {
                     panic!("200 for a call `echo` cannot answer: {answer}");
                 };
+                assert_ne!(request.output_base64, Some(true), "a v1 answer cannot be base64: {answer}");
                 assert!(*input >= 0, "a negative result is an error code, not an output: {answer}");
                 assert_eq!(answer, serde_json::json!({ "output": input }));
             }
@@ -95,7 +129,18 @@ impl RequestHarness {
                     let allowed = allowlisted(&request.plugin);
                     match kind {
                         FailureKind::InvalidPluginName => assert!(!allowed, "{:?} was refused", request.plugin),
-                        FailureKind::PluginNotFound => assert!(allowed && request.plugin != "echo"),
+                        FailureKind::PluginNotFound => {
+                            assert!(allowed && request.plugin != "echo" && request.plugin != "bytes")
+                        }
+                        // Only `bytes` has functions, and only `echo` and `flip`.
+                        FailureKind::FunctionNotFound => assert!(
+                            request.plugin == "bytes" && !matches!(request.function.as_deref(), Some("echo" | "flip")),
+                            "{answer}"
+                        ),
+                        FailureKind::InputTooLarge => assert!(
+                            request.plugin == "bytes" && input_bytes(request).is_some_and(|i| i.len() > BYTES_CAPACITY),
+                            "{answer}"
+                        ),
                         // Well-formed JSON that mixes the call forms, asks a v1 plugin for a
                         // function, or names a version `echo` (an unversioned file) cannot have.
                         FailureKind::InvalidRequest
@@ -121,6 +166,38 @@ impl RequestHarness {
             }
         }
         check_name(&String::from_utf8_lossy(body));
+    }
+}
+
+/// The bytes a v2 call sends: its `"input"` text, or its `"input_base64"` decoded.
+fn input_bytes(request: &RunRequest) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    match (&request.input, &request.input_base64) {
+        (Some(RunInput::Text(text)), None) => Some(text.as_bytes().to_vec()),
+        (None, Some(encoded)) => base64::engine::general_purpose::STANDARD.decode(encoded).ok(),
+        _ => None,
+    }
+}
+
+/// What a successful call of `bytes` answers, by the README's rule read again: the output in
+/// the input's form (`"output_base64"` for `"input_base64"`, text for `"input"`) unless
+/// `"output_base64"` says otherwise, and text only for valid UTF-8.
+fn expected_bytes_answer(request: &RunRequest) -> serde_json::Value {
+    use base64::Engine as _;
+    let input = input_bytes(request).unwrap_or_else(|| panic!("200 for a call without one valid input: {request:?}"));
+    assert!(input.len() <= BYTES_CAPACITY, "200 for an input over the capacity");
+    let output: Vec<u8> = match request.function.as_deref() {
+        Some("echo") => input,
+        Some("flip") => input.iter().map(|b| b ^ 0x80).collect(),
+        other => panic!("200 for a function `bytes` does not have: {other:?}"),
+    };
+    let base64_out = request.output_base64.unwrap_or(request.input_base64.is_some());
+    match String::from_utf8(output) {
+        Ok(text) if !base64_out => serde_json::json!({ "output": text }),
+        Ok(text) => serde_json::json!({ "output_base64": base64::engine::general_purpose::STANDARD.encode(text) }),
+        Err(binary) => {
+            serde_json::json!({ "output_base64": base64::engine::general_purpose::STANDARD.encode(binary.as_bytes()) })
+        }
     }
 }
 

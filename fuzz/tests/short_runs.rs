@@ -70,6 +70,25 @@ fn run_requests_and_plugin_names() {
         harness.run(body.to_string().as_bytes());
     }
     harness.run(br#"{"plugin": "echo", "input": 41}"#);
+    // ABI v2 calls of `bytes`, in every combination of input form, function and
+    // `"output_base64"`, with random bytes (often not UTF-8): the answer's form is checked
+    // against the README's rule.
+    use base64::Engine as _;
+    for _ in 0..500 {
+        let bytes = rng.bytes(24);
+        let function = ["echo", "flip", "nope"][rng.next_u64() as usize % 3];
+        let mut body = serde_json::json!({ "plugin": "bytes", "function": function });
+        match String::from_utf8(bytes.clone()) {
+            Ok(text) if rng.next_u64() % 2 == 0 => body["input"] = text.into(),
+            _ => body["input_base64"] = base64::engine::general_purpose::STANDARD.encode(&bytes).into(),
+        }
+        match rng.next_u64() % 3 {
+            0 => body["output_base64"] = true.into(),
+            1 => body["output_base64"] = false.into(),
+            _ => {}
+        }
+        harness.run(body.to_string().as_bytes());
+    }
 }
 
 #[test]

@@ -7,7 +7,10 @@
 //! cannot hold `+`), with annotations for the ABI version, the functions and the source
 //! revision. A folder gets `<folder>/<name>/<version>.wasm`, written atomically. Either way an
 //! existing version is never replaced unless `--force` is given: versions are immutable, so
-//! that every replica pinned to one runs the same bytes.
+//! that every replica pinned to one runs the same bytes. Versions that differ only in build
+//! metadata (`2.3.4`, `2.3.4+zzz`) are one version to every requirement (`=2.3.4` matches
+//! both), so a version is never published beside another of equal precedence, not even with
+//! `--force`, which replaces only the very version named.
 
 use std::{
     collections::BTreeMap,
@@ -69,7 +72,7 @@ pub struct Publish {
 #[derive(Debug)]
 struct Artifact {
     name: String,
-    version: String,
+    version: semver::Version,
     bytes: Vec<u8>,
     annotations: BTreeMap<String, String>,
 }
@@ -134,7 +137,7 @@ impl Publish {
         annotations.insert(ANNOTATION_FUNCTIONS.to_string(), functions);
         annotations.insert(ANNOTATION_REVISION.to_string(), source_revision(sh));
         annotations.insert(ANNOTATION_CREATED.to_string(), created_now(sh));
-        Ok(Artifact { name, version: version.to_string(), bytes, annotations })
+        Ok(Artifact { name, version, bytes, annotations })
     }
 }
 
@@ -164,10 +167,60 @@ fn created_now(sh: &Shell) -> String {
     cmd!(sh, "date -u +%Y-%m-%dT%H:%M:%SZ").quiet().read().unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
 }
 
+/// Refuses to publish `artifact` where `existing` holds a version of equal precedence spelled
+/// otherwise (differing only in build metadata): the host could not tell the two apart by any
+/// requirement, so publishing it would either shadow it or move every caller pinned to the
+/// other one. `--force` does not override this: it replaces the version named, nothing else.
+fn refuse_equal_precedence(
+    artifact: &Artifact,
+    existing: impl IntoIterator<Item = semver::Version>,
+    place: &str,
+) -> anyhow::Result<()> {
+    let version = &artifact.version;
+    let mut twins: Vec<semver::Version> =
+        existing.into_iter().filter(|other| other.cmp_precedence(version).is_eq() && other != version).collect();
+    twins.sort();
+    let Some(first) = twins.first() else { return Ok(()) };
+    let listed = twins.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ");
+    let bare = semver::Version { build: semver::BuildMetadata::EMPTY, ..version.clone() };
+    bail!(
+        "{place} holds {name} {listed}, which differs from {version} only in build metadata: to the host they are one \
+         version (`={bare}` matches both), so {version} is not published, even with --force. Publish a new version, \
+         or replace that one with `--version {first} --force`",
+        name = artifact.name,
+    )
+}
+
+/// A version spelled exactly as semver prints it (a file stem, a tag with `_` for `+`), as the
+/// host reads them.
+fn parse_version_exactly(text: &str) -> Option<semver::Version> {
+    semver::Version::parse(text).ok().filter(|version| version.to_string() == text)
+}
+
+/// The versions `<folder>/<name>/` holds, as the host's file stores read them.
+fn versions_in_folder(versions: &Path) -> anyhow::Result<Vec<semver::Version>> {
+    let entries = match fs::read_dir(versions) {
+        Ok(entries) => entries,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(error) => return Err(error).with_context(|| format!("listing {}", versions.display())),
+    };
+    let mut found = Vec::new();
+    for entry in entries {
+        let file_name = entry.with_context(|| format!("listing {}", versions.display()))?.file_name();
+        if let Some(version) = file_name.to_str().and_then(|f| f.strip_suffix(".wasm")).and_then(parse_version_exactly)
+        {
+            found.push(version);
+        }
+    }
+    Ok(found)
+}
+
 /// Writes `<folder>/<name>/<version>.wasm` atomically: a temporary file in the same folder,
-/// renamed into place (without replacing an existing version unless forced).
+/// renamed into place (without replacing an existing version unless forced, and never beside a
+/// version of equal precedence).
 fn publish_to_folder(artifact: &Artifact, folder: &Path, force: bool) -> anyhow::Result<()> {
     let versions = folder.join(&artifact.name);
+    refuse_equal_precedence(artifact, versions_in_folder(&versions)?, &versions.display().to_string())?;
     fs::create_dir_all(&versions).with_context(|| format!("creating {}", versions.display()))?;
     let target = versions.join(format!("{}.wasm", artifact.version));
     let mut file = tempfile::Builder::new().prefix(".publish-").suffix(".tmp").tempfile_in(&versions)?;
@@ -199,13 +252,23 @@ async fn publish_to_registry(
     let (registry, prefix) = to.split_once('/').unwrap_or((to, ""));
     let prefix = prefix.trim_matches('/');
     let repository = if prefix.is_empty() { artifact.name.clone() } else { format!("{prefix}/{}", artifact.name) };
-    let tag = artifact.version.replace('+', "_");
+    let tag = artifact.version.to_string().replace('+', "_");
     let reference = Reference::with_tag(registry.to_string(), repository, tag);
     let config = ClientConfig {
         protocol: if insecure { ClientProtocol::Http } else { ClientProtocol::Https },
         ..ClientConfig::default()
     };
     let client = Client::new(config);
+
+    // The tags as the host reads them: `_` stands for the `+` of build metadata.
+    let tags = match client.list_tags(&reference, auth, None, None).await {
+        Ok(listing) => listing.tags,
+        Err(error) if is_not_found(&error) => Vec::new(),
+        Err(error) => return Err(error).with_context(|| format!("listing the tags of {reference}")),
+    };
+    let existing = tags.iter().filter_map(|tag| parse_version_exactly(&tag.replacen('_', "+", 1)));
+    let repository = format!("{registry}/{}", reference.repository());
+    refuse_equal_precedence(artifact, existing, &repository)?;
 
     match client.fetch_manifest_digest(&reference, auth).await {
         Ok(digest) if !force => bail!(
@@ -298,6 +361,43 @@ mod tests {
         assert_eq!(leftovers, ["1.0.0.wasm"], "no temporary file is left behind");
     }
 
+    /// `2.3.4+zzz` beside `2.3.4` would be one version to the host (`=2.3.4` matches both):
+    /// refused with and without `--force`, which replaces only the version it names.
+    #[test]
+    fn never_publishes_a_version_beside_one_that_differs_only_in_build_metadata() {
+        let sh = project_shell();
+        let work = tempfile::tempdir().unwrap();
+        let store = work.path().join("store");
+        let to = format!("dir:{}", store.display());
+        let first = plugin_file(work.path(), "answer", 1);
+        publish(&first, "2.3.4", &to, false).run(&sh).unwrap();
+        let second = plugin_file(&work.path().join("."), "answer", 2);
+        for force in [false, true] {
+            let error = publish(&second, "2.3.4+zzz", &to, force).run(&sh).unwrap_err().to_string();
+            assert!(error.contains("answer 2.3.4, which differs from 2.3.4+zzz only in build metadata"), "{error}");
+            assert!(error.contains("`--version 2.3.4 --force`"), "{error}");
+        }
+        // Other precedences are other versions: a patch, a pre-release, both with metadata.
+        for version in ["2.3.5+zzz", "2.3.4-rc.1+zzz", "2.3.3"] {
+            publish(&second, version, &to, false).run(&sh).unwrap();
+        }
+        // `--force` replaces the version named.
+        publish(&second, "2.3.4", &to, true).run(&sh).unwrap();
+        assert_eq!(fs::read(store.join("answer/2.3.4.wasm")).unwrap(), fs::read(&second).unwrap());
+        let mut held: Vec<_> = fs::read_dir(store.join("answer"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        held.sort();
+        assert_eq!(held, ["2.3.3.wasm", "2.3.4-rc.1+zzz.wasm", "2.3.4.wasm", "2.3.5+zzz.wasm"], "nothing else written");
+
+        // A store that already holds two (written by hand) is not made worse, even by --force,
+        // and the message names every one.
+        fs::write(store.join("answer/2.3.5+aaa.wasm"), fs::read(&first).unwrap()).unwrap();
+        let error = publish(&first, "2.3.5", &to, true).run(&sh).unwrap_err().to_string();
+        assert!(error.contains("answer 2.3.5+aaa, 2.3.5+zzz, which differs"), "{error}");
+    }
+
     #[test]
     fn refuses_a_plugin_that_breaks_the_abi_and_a_version_that_is_not_semver() {
         let sh = project_shell();
@@ -367,6 +467,34 @@ mod tests {
         publish(&second, "1.2.0", &to, true).run(&sh).unwrap();
         let replaced = skopeo_inspect(&registry, "plugins/answer:1.2.0", true);
         assert_ne!(replaced["layers"][0]["digest"], manifest["layers"][0]["digest"], "--force replaces it");
+    }
+
+    /// The registry holds `1.2.0` as tag `1.2.0`; `1.2.0+build.7` (tag `1.2.0_build.7`) would
+    /// be the same version to the host: refused, with and without `--force`, and nothing pushed.
+    #[test]
+    fn never_pushes_a_version_beside_one_that_differs_only_in_build_metadata() {
+        let registry = crate::test_support::Registry::start(None);
+        let sh = project_shell();
+        let work = tempfile::tempdir().unwrap();
+        let to = format!("{}/plugins", registry.addr);
+        let first = plugin_file(work.path(), "answer", 1);
+        publish(&first, "1.2.0+build.7", &to, false).run(&sh).unwrap();
+        let second = plugin_file(&work.path().join("."), "answer", 2);
+        for force in [false, true] {
+            let error = publish(&second, "1.2.0", &to, force).run(&sh).unwrap_err().to_string();
+            assert!(error.contains("plugins/answer holds answer 1.2.0+build.7, which differs from 1.2.0"), "{error}");
+        }
+        let tags = |sh: &Shell| {
+            let target = format!("docker://{}/plugins/answer", registry.addr);
+            let text = cmd!(sh, "skopeo list-tags --tls-verify=false {target}").quiet().read().unwrap();
+            serde_json::from_str::<serde_json::Value>(&text).unwrap()["Tags"].clone()
+        };
+        assert_eq!(tags(&sh), serde_json::json!(["1.2.0_build.7"]), "nothing was pushed");
+        publish(&second, "1.2.1", &to, false).run(&sh).unwrap();
+        publish(&second, "1.2.0+build.7", &to, true).run(&sh).unwrap();
+        let mut pushed: Vec<String> = serde_json::from_value(tags(&sh)).unwrap();
+        pushed.sort();
+        assert_eq!(pushed, ["1.2.0_build.7", "1.2.1"]);
     }
 
     #[test]

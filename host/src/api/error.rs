@@ -25,7 +25,8 @@ pub enum ApiError {
     #[error(
         "the request must be a JSON object: {{\"plugin\": string, \"input\": 32-bit integer}} for an ABI v1 \
          plugin, or {{\"plugin\": string, \"function\": string, \"input\": string}} (or \"input_base64\" \
-         instead of \"input\", and \"output_base64\": true for binary output) for an ABI v2 plugin"
+         instead of \"input\"; \"output_base64\": true or false chooses how the output is answered) for an ABI \
+         v2 plugin"
     )]
     InvalidRequest,
     /// A request that is well-formed JSON but mixes the two call forms.

@@ -211,9 +211,11 @@ pub struct RunRequest {
     /// ABI v2: the input as base64 (standard alphabet, padded), for binary input.
     #[serde(default)]
     pub input_base64: Option<String>,
-    /// ABI v2: answer with `"output_base64"` even when the output is valid UTF-8.
+    /// ABI v2: how the output is answered. `true`: always `"output_base64"`; `false`:
+    /// `"output"` text when the output is valid UTF-8 (else `"output_base64"`). Absent: like the
+    /// input, `"output_base64"` for `"input_base64"` and text (when valid UTF-8) for `"input"`.
     #[serde(default)]
-    pub output_base64: bool,
+    pub output_base64: Option<bool>,
 }
 
 /// The `"input"` of a `POST /run`: an integer for v1, text for v2.
@@ -233,8 +235,8 @@ pub struct RunResponse {
     pub version: Option<String>,
 }
 
-/// Answer of a successful ABI v2 `POST /run`: `"output"` when the output is UTF-8 text (and
-/// base64 was not asked for), `"output_base64"` otherwise.
+/// Answer of a successful ABI v2 `POST /run`: `"output_base64"` or `"output"` (text), as the
+/// request asks (see `OutputEncoding`).
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FunctionResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -246,18 +248,38 @@ pub struct FunctionResponse {
     pub version: Option<String>,
 }
 
-impl FunctionResponse {
-    fn new(output: Vec<u8>, base64_asked: bool) -> Self {
-        use base64::Engine as _;
-        match String::from_utf8(output) {
-            Ok(text) if !base64_asked => FunctionResponse { output: Some(text), output_base64: None, version: None },
-            Ok(text) => FunctionResponse { output: None, output_base64: Some(BASE64.encode(text)), version: None },
-            Err(binary) => FunctionResponse {
-                output: None,
-                output_base64: Some(BASE64.encode(binary.into_bytes())),
-                version: None,
-            },
+/// How a v2 `POST /run` answers the output bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OutputEncoding {
+    /// `"output_base64"`, whatever the bytes are.
+    Base64,
+    /// `"output"` when the bytes are valid UTF-8; `"output_base64"` when they are not, since
+    /// JSON text cannot carry them (a client asking for text must accept either field).
+    TextIfUtf8,
+}
+
+impl OutputEncoding {
+    /// The request's `"output_base64"` when it says, else the input's form: a client sending
+    /// bytes gets bytes back, in the same field whatever the bytes happen to be.
+    fn of(output_base64: Option<bool>, input_is_base64: bool) -> Self {
+        match output_base64.unwrap_or(input_is_base64) {
+            true => OutputEncoding::Base64,
+            false => OutputEncoding::TextIfUtf8,
         }
+    }
+}
+
+impl FunctionResponse {
+    fn new(output: Vec<u8>, encoding: OutputEncoding) -> Self {
+        use base64::Engine as _;
+        let (output, output_base64) = match encoding {
+            OutputEncoding::Base64 => (None, Some(BASE64.encode(output))),
+            OutputEncoding::TextIfUtf8 => match String::from_utf8(output) {
+                Ok(text) => (Some(text), None),
+                Err(binary) => (None, Some(BASE64.encode(binary.into_bytes()))),
+            },
+        };
+        FunctionResponse { output, output_base64, version: None }
     }
 }
 
@@ -266,26 +288,28 @@ const BASE64: base64::engine::GeneralPurpose = base64::engine::general_purpose::
 /// What a `POST /run` asks for, checked.
 enum Call {
     V1(i32),
-    V2 { function: String, input: Vec<u8>, output_base64: bool },
+    V2 { function: String, input: Vec<u8>, output: OutputEncoding },
 }
 
 impl Call {
     fn of(request: RunRequest) -> Result<Self, ApiError> {
         use base64::Engine as _;
+        let output_base64 = request.output_base64;
         match (request.function, request.input, request.input_base64) {
-            (None, Some(RunInput::Integer(input)), None) if !request.output_base64 => Ok(Call::V1(input)),
+            // `"output_base64": false` is what a v1 answer is anyway, so it is allowed.
+            (None, Some(RunInput::Integer(input)), None) if output_base64 != Some(true) => Ok(Call::V1(input)),
             (None, _, _) => Err(ApiError::InvalidCall(
                 "an ABI v1 call has an integer \"input\" and nothing else; name a \"function\" to call an ABI v2 \
                  plugin",
             )),
             (Some(function), Some(RunInput::Text(text)), None) => {
-                Ok(Call::V2 { function, input: text.into_bytes(), output_base64: request.output_base64 })
+                Ok(Call::V2 { function, input: text.into_bytes(), output: OutputEncoding::of(output_base64, false) })
             }
             (Some(function), None, Some(encoded)) => {
                 let input = BASE64
                     .decode(encoded)
                     .map_err(|_| ApiError::InvalidCall("\"input_base64\" is not valid base64 (standard, padded)"))?;
-                Ok(Call::V2 { function, input, output_base64: request.output_base64 })
+                Ok(Call::V2 { function, input, output: OutputEncoding::of(output_base64, true) })
             }
             (Some(_), _, _) => Err(ApiError::InvalidCall(
                 "a call by \"function\" has exactly one of \"input\" (a string) or \"input_base64\"",
@@ -349,9 +373,9 @@ async fn run_plugin(
         let version = plugin.version.as_ref().map(ToString::to_string);
         let response = match call {
             Call::V1(input) => Json(RunResponse { output: runner.run(&plugin, input)?, version }).into_response(),
-            Call::V2 { function, input, output_base64 } => {
+            Call::V2 { function, input, output: encoding } => {
                 let output = runner.call(&plugin, &function, &input)?;
-                Json(FunctionResponse { version, ..FunctionResponse::new(output, output_base64) }).into_response()
+                Json(FunctionResponse { version, ..FunctionResponse::new(output, encoding) }).into_response()
             }
         };
         Ok(with_version(response, &plugin))

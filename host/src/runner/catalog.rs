@@ -9,7 +9,7 @@ use plugin_sdk::AbiLimits;
 use super::{AbiStatus, PluginStatus, RunError, VersionStatus, content_hash};
 use crate::{
     metrics::Metrics,
-    store::{FileIdentity, PluginName, PluginRef, PluginStore, Resolver, StoreError, VersionRequirement},
+    store::{self, FileIdentity, PluginName, PluginRef, PluginStore, Resolver, StoreError, VersionRequirement},
 };
 
 /// Default number of plugins whose current version is kept.
@@ -99,6 +99,7 @@ impl<M: Clone> Catalog<M> {
             return Err(StoreError::NotFound(PluginRef::from(name)).into());
         }
         let default = self.resolver.resolve(name, None).ok();
+        let conflicts = listing.conflicts();
         let mut plugins: Vec<PluginRef> = Vec::new();
         if listing.unversioned {
             plugins.push(PluginRef::unversioned(name.clone()));
@@ -115,7 +116,11 @@ impl<M: Clone> Catalog<M> {
                 Err(_) => None,
             };
             let default = default.as_ref() == Some(&plugin);
-            versions.push(VersionStatus { version: plugin.version, sha256, default });
+            let shadowed_by = conflicts
+                .iter()
+                .find(|(shadowed, _)| plugin.version.as_ref() == Some(*shadowed))
+                .map(|(_, served)| (*served).clone());
+            versions.push(VersionStatus { version: plugin.version, sha256, default, shadowed_by });
         }
         Ok(versions)
     }
@@ -243,6 +248,7 @@ impl<M: Clone> Catalog<M> {
                     loaded: false,
                     last_error: Some(error.to_string()),
                     quarantine: None,
+                    conflicts: self.conflicts_of(plugin),
                 });
             }
             Err(error) => return Err(error.into()),
@@ -268,7 +274,21 @@ impl<M: Clone> Catalog<M> {
             loaded,
             last_error,
             quarantine: None,
+            conflicts: self.conflicts_of(plugin),
         })
+    }
+
+    /// The versions never served because `plugin` is, differing from it only in build
+    /// metadata (from the resolver's listing; none if the store cannot be listed now).
+    fn conflicts_of(&self, plugin: &PluginRef) -> Vec<store::Version> {
+        let Some(version) = &plugin.version else { return Vec::new() };
+        let Ok(listing) = self.resolver.versions(&plugin.name) else { return Vec::new() };
+        listing
+            .conflicts()
+            .into_iter()
+            .filter(|(_, served)| *served == version)
+            .map(|(shadowed, _)| shadowed.clone())
+            .collect()
     }
 
     /// The file's identity and what its content says: from the cache while the file is

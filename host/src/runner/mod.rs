@@ -151,6 +151,11 @@ pub struct PluginStatus {
     pub last_error: Option<String>,
     /// Set while the plugin is quarantined for crashing worker processes.
     pub quarantine: Option<QuarantineStatus>,
+    /// Other versions in the store that differ from this one only in build metadata
+    /// (`2.3.4+zzz` beside `2.3.4`): no requirement can tell them apart, this one is served and
+    /// they never are. Absent when there are none, as publishing alone keeps it.
+    #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "serialize_versions")]
+    pub conflicts: Vec<Version>,
 }
 
 /// One version as `GET /plugins/{name}/versions` lists it.
@@ -163,6 +168,10 @@ pub struct VersionStatus {
     pub sha256: Option<String>,
     /// Whether a request without a version requirement gets this one.
     pub default: bool,
+    /// The version served instead of this one, which differs from it only in build metadata
+    /// (see `conflicts` in [`PluginStatus`]); absent for a version that can be served.
+    #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_version")]
+    pub shadowed_by: Option<Version>,
 }
 
 fn serialize_version<S: serde::Serializer>(version: &Option<Version>, serializer: S) -> Result<S::Ok, S::Error> {
@@ -170,6 +179,10 @@ fn serialize_version<S: serde::Serializer>(version: &Option<Version>, serializer
         Some(version) => serializer.collect_str(version),
         None => serializer.serialize_none(),
     }
+}
+
+fn serialize_versions<S: serde::Serializer>(versions: &[Version], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.collect_seq(versions.iter().map(ToString::to_string))
 }
 
 /// A plugin refused for a while because it kept crashing worker processes.

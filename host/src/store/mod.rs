@@ -104,9 +104,9 @@ pub enum StoreError {
             Some(requirement) => format!("no version of plugin `{name}` matches `{requirement}`"),
             None => format!("plugin `{name}` has no release version"),
         },
-        Versions { unversioned: false, versions: available.clone() }.describe()
+        available.describe()
     )]
-    VersionNotFound { name: PluginName, requirement: Option<VersionRequirement>, available: Vec<Version> },
+    VersionNotFound { name: PluginName, requirement: Option<VersionRequirement>, available: Versions },
     /// A registry gave content whose SHA-256 is not the digest it was asked for: refused,
     /// never checked or compiled.
     #[error("plugin `{plugin}`: the registry sent content with digest {actual}, expected {expected}; refused")]

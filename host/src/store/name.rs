@@ -14,17 +14,22 @@ pub const MAX_NAME_LEN: usize = 64;
 #[serde(transparent)]
 pub struct PluginName(String);
 
+/// The name rule in words, said by every refusal (and by the README's `invalid_plugin_name`
+/// row), so a client learns the whole rule from whichever part it broke.
+pub const NAME_RULE: &str =
+    "a plugin name is 1 to 64 ASCII letters, digits, '_' and '-', and starts with a letter or digit";
+
 /// Why a name was refused. Deliberately does not carry the name: callers must not echo
 /// untrusted input back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidName {
-    #[error("the plugin name is empty")]
+    #[error("the plugin name is empty ({NAME_RULE})")]
     Empty,
-    #[error("the plugin name is longer than {MAX_NAME_LEN} bytes")]
+    #[error("the plugin name is longer than {MAX_NAME_LEN} bytes ({NAME_RULE})")]
     TooLong,
-    #[error(
-        "the plugin name may only contain ASCII letters, digits, '_' and '-', and must start with a letter or digit"
-    )]
+    #[error("the plugin name does not start with a letter or digit ({NAME_RULE})")]
+    BadStart,
+    #[error("the plugin name has a character other than ASCII letters, digits, '_' and '-' ({NAME_RULE})")]
     BadCharacter,
 }
 
@@ -37,8 +42,11 @@ impl PluginName {
             return Err(InvalidName::TooLong);
         }
         let allowed = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-        if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) || !name.chars().all(allowed) {
+        if !name.chars().all(allowed) {
             return Err(InvalidName::BadCharacter);
+        }
+        if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
+            return Err(InvalidName::BadStart);
         }
         Ok(PluginName(name.to_string()))
     }
@@ -107,6 +115,32 @@ mod tests {
         }
         assert_eq!(PluginName::new(""), Err(InvalidName::Empty));
         assert_eq!(PluginName::new(&"a".repeat(MAX_NAME_LEN + 1)), Err(InvalidName::TooLong));
+        assert_eq!(PluginName::new("-rf"), Err(InvalidName::BadStart));
+        assert_eq!(PluginName::new("_x"), Err(InvalidName::BadStart));
+        assert_eq!(PluginName::new("../hello"), Err(InvalidName::BadCharacter));
+    }
+
+    /// Whichever part of the rule a name breaks, the message states the whole rule, and so does
+    /// the README's row for `invalid_plugin_name`.
+    #[test]
+    fn every_refusal_and_the_readme_state_the_whole_rule() {
+        for (name, part) in [
+            ("", "is empty"),
+            (&*"a".repeat(MAX_NAME_LEN + 1), "longer than 64 bytes"),
+            ("-rf", "does not start with a letter or digit"),
+            ("a b", "a character other than"),
+        ] {
+            let message = PluginName::new(name).unwrap_err().to_string();
+            assert!(message.contains(part) && message.contains(NAME_RULE), "{name:?}: {message}");
+        }
+        assert!(NAME_RULE.contains(&format!("1 to {MAX_NAME_LEN}")));
+        let readme = include_str!("../../../README.md");
+        let row = readme.lines().find(|line| line.contains("| `invalid_plugin_name` |")).expect("README row");
+        for words in
+            ["empty", &format!("over {MAX_NAME_LEN} bytes"), "`A-Z a-z 0-9 _ -`", "starts with a letter or digit"]
+        {
+            assert!(row.contains(words), "README's invalid_plugin_name row lacks {words:?}: {row}");
+        }
     }
 
     #[test]

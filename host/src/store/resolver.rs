@@ -21,7 +21,7 @@ use parking_lot::Mutex;
 
 use super::{
     PluginName, PluginRef, PluginStore, StoreError,
-    version::{VersionRequirement, Versions, select},
+    version::{ConflictLog, VersionRequirement, Versions, select},
 };
 
 /// Names whose listing is kept.
@@ -37,6 +37,8 @@ pub struct Resolver {
     /// flood of requests for something that does not exist costs the store.
     min_refresh: Duration,
     listings: Mutex<LruCache<PluginName, Listing>>,
+    /// Versions that differ only in build metadata, reported once per change.
+    conflicts: ConflictLog,
 }
 
 #[derive(Debug, Clone)]
@@ -52,7 +54,13 @@ impl Resolver {
     pub fn new(store: Arc<dyn PluginStore>) -> Self {
         let ttl = store.listing_ttl();
         let capacity = NonZeroUsize::new(CAPACITY).expect("non-zero");
-        Resolver { store, ttl, min_refresh: ttl / 10, listings: Mutex::new(LruCache::new(capacity)) }
+        Resolver {
+            store,
+            ttl,
+            min_refresh: ttl / 10,
+            listings: Mutex::new(LruCache::new(capacity)),
+            conflicts: ConflictLog::default(),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn PluginStore> {
@@ -107,6 +115,7 @@ impl Resolver {
         let cached = cached.filter(|_| !refresh);
         match self.store.versions(name) {
             Ok(versions) => {
+                self.conflicts.note(name, &versions);
                 let listing = Listing { fetched: Instant::now(), versions: Arc::new(versions), from_source: true };
                 self.listings.lock().put(name.clone(), listing.clone());
                 Ok(listing)
@@ -152,7 +161,7 @@ fn pick(
     Err(StoreError::VersionNotFound {
         name: name.clone(),
         requirement: requirement.cloned(),
-        available: versions.versions.clone(),
+        available: versions.clone(),
     })
 }
 
@@ -233,10 +242,12 @@ mod tests {
         resolver.forget(&name());
         store.set(true, &[]);
         assert_eq!(resolve(&resolver, None).unwrap(), "p");
-        let Err(StoreError::VersionNotFound { available, .. }) = resolve(&resolver, Some("^1")) else {
+        let error = resolve(&resolver, Some("^1")).unwrap_err();
+        let StoreError::VersionNotFound { available, .. } = &error else {
             panic!("a requirement never matches the unversioned plugin")
         };
-        assert!(available.is_empty());
+        assert!(available.versions.is_empty() && available.unversioned);
+        assert_eq!(error.to_string(), "no version of plugin `p` matches `^1` (available: unversioned)");
     }
 
     #[test]
@@ -267,6 +278,66 @@ mod tests {
         assert_eq!(resolve(&resolver, Some("=1.1.0")).unwrap(), "p 1.1.0");
         assert_eq!(store.listings.load(Ordering::Relaxed), 2);
         assert_eq!(resolve(&resolver, Some("^1")).unwrap(), "p 1.1.0", "the new listing answers");
+    }
+
+    /// A log written into memory, to read what the resolver told the operator.
+    #[derive(Clone, Default)]
+    struct Log(Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Log {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    impl Log {
+        fn warnings(&self) -> Vec<String> {
+            let text = String::from_utf8(self.0.lock().clone()).unwrap();
+            text.lines().filter(|line| line.contains("WARN")).map(str::to_string).collect()
+        }
+    }
+
+    /// Two versions that differ only in build metadata: calls get the one with the lowest, a
+    /// pin never moves to the other, and the operator is warned once per change, not once per
+    /// listing.
+    #[test]
+    fn versions_differing_only_in_build_metadata_resolve_to_one_and_warn_once() {
+        let log = Log::default();
+        let writer = log.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        tracing::subscriber::with_default(subscriber, || {
+            let (resolver, store) = resolver();
+            store.set(false, &["2.3.3", "2.3.4"]);
+            assert_eq!(resolve(&resolver, Some("=2.3.4")).unwrap(), "p 2.3.4");
+            store.set(false, &["2.3.3", "2.3.4", "2.3.4+zzz"]);
+            for _ in 0..3 {
+                resolver.forget(&name());
+                assert_eq!(resolve(&resolver, Some("=2.3.4")).unwrap(), "p 2.3.4", "the pin stays");
+                assert_eq!(resolve(&resolver, None).unwrap(), "p 2.3.4");
+            }
+            let warnings = log.warnings();
+            assert_eq!(warnings.len(), 1, "{warnings:#?}");
+            assert!(warnings[0].contains("2.3.4+zzz (serving 2.3.4 instead)"), "{}", warnings[0]);
+            // One more: a new warning, once.
+            store.set(false, &["2.3.4", "2.3.4+aaa", "2.3.4+zzz"]);
+            for _ in 0..3 {
+                resolver.forget(&name());
+                assert_eq!(resolve(&resolver, Some("^2")).unwrap(), "p 2.3.4");
+            }
+            assert_eq!(log.warnings().len(), 2, "{:#?}", log.warnings());
+            // Resolved by the operator: no more warnings, and a conflict later is news again.
+            store.set(false, &["2.3.4"]);
+            resolver.forget(&name());
+            resolve(&resolver, None).unwrap();
+            store.set(false, &["2.3.4+a", "2.3.4+b"]);
+            resolver.forget(&name());
+            assert_eq!(resolve(&resolver, Some("=2.3.4")).unwrap(), "p 2.3.4+a");
+            assert_eq!(log.warnings().len(), 3, "{:#?}", log.warnings());
+        });
     }
 
     #[test]

@@ -59,12 +59,75 @@ impl Versions {
         !self.unversioned && self.versions.is_empty()
     }
 
-    /// The versions, as a message lists them.
+    /// What there is, as a message lists it: `unversioned` for the unversioned plugin, then
+    /// the versions; `none` for nothing.
     pub fn describe(&self) -> String {
-        if self.versions.is_empty() {
-            return "none".to_string();
+        let unversioned = self.unversioned.then(|| "unversioned".to_string());
+        let all: Vec<String> = unversioned.into_iter().chain(self.versions.iter().map(ToString::to_string)).collect();
+        if all.is_empty() { "none".to_string() } else { all.join(", ") }
+    }
+
+    /// Every version that is never served because another one of equal precedence (they
+    /// differ only in build metadata) is, each with the one served instead (see
+    /// [`served_first`]). Empty in a store that publishing alone has written.
+    pub fn conflicts(&self) -> Vec<(&Version, &Version)> {
+        // Sorted (lowest first), so versions of equal precedence are neighbours.
+        self.versions
+            .chunk_by(|a, b| a.cmp_precedence(b).is_eq())
+            .filter(|equal| equal.len() > 1)
+            .flat_map(|equal| {
+                let served = equal.iter().min_by(|a, b| served_first(a, b)).expect("a chunk is never empty");
+                equal.iter().filter(move |version| *version != served).map(move |version| (version, served))
+            })
+            .collect()
+    }
+}
+
+/// The order among versions that differ only in build metadata (`2.3.4`, `2.3.4+zzz`), which
+/// semver gives no precedence over each other: a requirement such as `=2.3.4` matches all of
+/// them, so the store must hold only one. When it holds several anyway, the one with the
+/// lowest build metadata in semver's order is served (no build metadata before any), whichever
+/// was published last: publishing `2.3.4+zzz` beside `2.3.4` then never moves a caller pinned
+/// to `=2.3.4`, and every replica picks the same one.
+pub fn served_first(a: &Version, b: &Version) -> std::cmp::Ordering {
+    a.build.cmp(&b.build)
+}
+
+/// Tells the operator, once per change, when a plugin holds versions that differ only in
+/// build metadata (WARN, naming the version served and those never served), and when that is
+/// over (INFO). Only plugins with conflicts are remembered.
+#[derive(Debug, Default)]
+pub(crate) struct ConflictLog(parking_lot::Mutex<std::collections::HashMap<PluginName, String>>);
+
+impl ConflictLog {
+    /// Looks at a fresh listing of `name`; returns whether it said something.
+    pub fn note(&self, name: &PluginName, versions: &Versions) -> bool {
+        let conflicts = versions.conflicts();
+        let described = conflicts
+            .iter()
+            .map(|(shadowed, served)| format!("{shadowed} (serving {served} instead)"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut reported = self.0.lock();
+        match reported.get(name) {
+            Some(before) if *before == described => false,
+            None if conflicts.is_empty() => false,
+            Some(_) if conflicts.is_empty() => {
+                reported.remove(name);
+                tracing::info!(plugin = %name, "the plugin no longer holds versions that differ only in build metadata");
+                true
+            }
+            _ => {
+                tracing::warn!(
+                    plugin = %name,
+                    never_served = %described,
+                    "the plugin holds versions that differ only in build metadata, which no requirement can tell \
+                     apart; the one with the lowest build metadata is served. Remove the others"
+                );
+                reported.insert(name.clone(), described);
+                true
+            }
         }
-        self.versions.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
     }
 }
 
@@ -110,7 +173,9 @@ impl fmt::Display for VersionRequirement {
 }
 
 /// The version a request gets: the highest that satisfies `requirement`, or without one the
-/// highest release. `None` when nothing qualifies.
+/// highest release. `None` when nothing qualifies. Among versions of equal precedence (they
+/// differ only in build metadata) the one [`served_first`] puts first, never the highest
+/// build metadata.
 pub fn select<'a>(versions: &'a [Version], requirement: Option<&VersionRequirement>) -> Option<&'a Version> {
     versions
         .iter()
@@ -118,7 +183,7 @@ pub fn select<'a>(versions: &'a [Version], requirement: Option<&VersionRequireme
             Some(requirement) => requirement.matches(version),
             None => version.pre.is_empty(),
         })
-        .max()
+        .max_by(|a, b| a.cmp_precedence(b).then_with(|| served_first(b, a)))
 }
 
 /// The name of a version's file inside `<name>/`, and back. A name that is not exactly a
@@ -173,6 +238,48 @@ mod tests {
         assert_eq!(pick(&all, Some("=2.0.0-rc.1")).as_deref(), Some("2.0.0-rc.1"));
         // Only pre-releases: nothing without a requirement that names one.
         assert_eq!(pick(&["2.0.0-rc.1"], None), None);
+    }
+
+    /// Versions that differ only in build metadata are one version to a requirement; the one
+    /// with the lowest build metadata (none at all first) is served, whatever else is there, so
+    /// adding `2.3.4+zzz` beside `2.3.4` moves no pin, and every store order gives the same pick.
+    #[test]
+    fn build_metadata_never_moves_a_pin() {
+        let all = ["1.0.0", "2.3.4", "2.3.4+zzz", "2.3.4+aaa", "2.3.5-rc.1+b", "2.3.5-rc.1+a"];
+        assert_eq!(pick(&all, Some("=2.3.4")).as_deref(), Some("2.3.4"));
+        assert_eq!(pick(&all, Some("^2")).as_deref(), Some("2.3.4"));
+        assert_eq!(pick(&all, None).as_deref(), Some("2.3.4"), "no requirement: the same one");
+        assert_eq!(pick(&all, Some("=2.3.5-rc.1")).as_deref(), Some("2.3.5-rc.1+a"));
+        assert_eq!(pick(&["2.3.4+b", "2.3.4+a", "2.3.4+a.1"], Some("=2.3.4")).as_deref(), Some("2.3.4+a"));
+        // Numeric identifiers compare as numbers, as semver orders build metadata.
+        assert_eq!(pick(&["2.3.4+10", "2.3.4+9"], Some("=2.3.4")).as_deref(), Some("2.3.4+9"));
+        // A higher version still wins over any build metadata.
+        assert_eq!(pick(&["2.3.4", "2.3.4+zzz", "2.3.5+a"], Some("^2")).as_deref(), Some("2.3.5+a"));
+
+        let listed = Versions { unversioned: false, versions: versions(&all) };
+        let conflicts: Vec<(String, String)> = listed
+            .conflicts()
+            .into_iter()
+            .map(|(shadowed, served)| (shadowed.to_string(), served.to_string()))
+            .collect();
+        assert_eq!(
+            conflicts,
+            [
+                ("2.3.4+aaa".to_string(), "2.3.4".to_string()),
+                ("2.3.4+zzz".to_string(), "2.3.4".to_string()),
+                ("2.3.5-rc.1+b".to_string(), "2.3.5-rc.1+a".to_string()),
+            ]
+        );
+        assert!(Versions { unversioned: true, versions: versions(&["1.0.0", "1.0.1+x"]) }.conflicts().is_empty());
+    }
+
+    #[test]
+    fn a_description_names_the_unversioned_plugin() {
+        let describe = |unversioned, list: &[&str]| Versions { unversioned, versions: versions(list) }.describe();
+        assert_eq!(describe(false, &[]), "none");
+        assert_eq!(describe(true, &[]), "unversioned");
+        assert_eq!(describe(true, &["1.0.0", "2.0.0-rc.1"]), "unversioned, 1.0.0, 2.0.0-rc.1");
+        assert_eq!(describe(false, &["1.0.0"]), "1.0.0");
     }
 
     #[test]

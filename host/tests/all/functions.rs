@@ -176,6 +176,77 @@ async fn functions_are_called_by_name_with_text_or_base64() {
     }
 }
 
+/// A v2 plugin in WAT, `bytes`: `fn_echo` copies its input, `fn_flip` flips the top bit of
+/// every byte, so text in gives bytes that are not UTF-8 out (`a` becomes `0xe1`), and back.
+const BYTES_PLUGIN: &str = r#"(module
+  (memory (export "memory") 1)
+  (func (export "init") (result i32) (i32.const 0))
+  (func (export "cleanup") (result i32) (i32.const 0))
+  (func (export "plugin_input_ptr") (result i32) (i32.const 1024))
+  (func (export "plugin_input_capacity") (result i32) (i32.const 4096))
+  (func (export "plugin_output_ptr") (result i32) (i32.const 8192))
+  (func (export "plugin_output_capacity") (result i32) (i32.const 4096))
+  (func $map (param $len i32) (param $mask i32) (result i32) (local $i i32)
+    (block $done (loop $next
+      (br_if $done (i32.ge_u (local.get $i) (local.get $len)))
+      (i32.store8 (i32.add (i32.const 8192) (local.get $i))
+        (i32.xor (i32.load8_u (i32.add (i32.const 1024) (local.get $i))) (local.get $mask)))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br $next)))
+    (local.get $len))
+  (func (export "fn_echo") (param $len i32) (result i32) (call $map (local.get $len) (i32.const 0)))
+  (func (export "fn_flip") (param $len i32) (result i32) (call $map (local.get $len) (i32.const 128)))
+  (@custom "wasm_plugin_abi" "\02\00\00\00"))"#;
+
+/// The answer's encoding follows the input (base64 in, base64 out; text in, text out) unless
+/// the request says `"output_base64"`; text is only ever given for valid UTF-8.
+#[tokio::test]
+async fn the_output_is_encoded_like_the_input_unless_the_request_chooses() {
+    let server = default_server(Isolation::InProcess).await;
+    std::fs::write(server._dir.path().join("bytes.wasm"), wat::parse_str(BYTES_PLUGIN).unwrap()).unwrap();
+    let text = |s: &str| json!({ "output": s });
+    let base64 = |b: &[u8]| json!({ "output_base64": b64(b) });
+    let flipped = [0xe1u8, 0xe2]; // "ab" with the top bit set: not UTF-8
+    // (input field, input, function, "output_base64", answer)
+    let cases = [
+        // Text in: text out when the output is UTF-8, base64 when it cannot be text.
+        ("input", json!("ab"), "echo", None, text("ab")),
+        ("input", json!("ab"), "flip", None, base64(&flipped)),
+        ("input", json!("ab"), "echo", Some(false), text("ab")),
+        ("input", json!("ab"), "flip", Some(false), base64(&flipped)),
+        ("input", json!("ab"), "echo", Some(true), base64(b"ab")),
+        ("input", json!("ab"), "flip", Some(true), base64(&flipped)),
+        // Base64 in: base64 out, whether or not the bytes happen to be UTF-8 ...
+        ("input_base64", json!(b64(b"ab")), "echo", None, base64(b"ab")),
+        ("input_base64", json!(b64(&flipped)), "flip", None, base64(b"ab")),
+        ("input_base64", json!(b64(&flipped)), "echo", None, base64(&flipped)),
+        ("input_base64", json!(b64(b"ab")), "echo", Some(true), base64(b"ab")),
+        // ... unless text is asked for: then text when the bytes are UTF-8 (the old answer).
+        ("input_base64", json!(b64(&flipped)), "flip", Some(false), text("ab")),
+        ("input_base64", json!(b64(&flipped)), "echo", Some(false), base64(&flipped)),
+        // Nothing in, nothing out, in the input's form.
+        ("input_base64", json!(""), "echo", None, base64(b"")),
+        ("input", json!(""), "echo", None, text("")),
+    ];
+    for (field, input, function, output_base64, expected) in cases {
+        let mut request = json!({ "plugin": "bytes", "function": function, field: input });
+        if let Some(choice) = output_base64 {
+            request["output_base64"] = json!(choice);
+        }
+        assert_eq!(server.call_json(request.clone()).await, (200, expected), "{request}");
+    }
+    // An ABI v1 answer is an integer: `"output_base64": false` changes nothing, `true` is refused.
+    let v1 = json!({ "plugin": "hello", "input": 21, "output_base64": false });
+    assert_eq!(server.call_json(v1).await, (200, json!({ "output": 43 })));
+    let (status, body) = server.call_json(json!({ "plugin": "hello", "input": 21, "output_base64": true })).await;
+    assert_eq!((status, code(&body)), (400, Some("invalid_request")), "{body}");
+    let (status, body) = server
+        .call_json(json!({ "plugin": "bytes", "function": "echo", "input": "x",
+        "output_base64": "yes" }))
+        .await;
+    assert_eq!((status, code(&body)), (400, Some("invalid_request")), "{body}");
+}
+
 #[tokio::test]
 async fn wrong_calls_get_clear_errors() {
     for isolation in ISOLATIONS {

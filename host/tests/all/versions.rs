@@ -35,7 +35,7 @@ fn the_local_store_lists_and_reads_versions_beside_the_flat_file() {
     let store = LocalPluginStore::new(dir.path(), 1 << 20).unwrap();
     let versions = store.versions(&name("hello")).unwrap();
     assert!(versions.unversioned);
-    assert_eq!(versions.describe(), "1.0.0, 1.4.2, 2.0.0-rc.1");
+    assert_eq!(versions.describe(), "unversioned, 1.0.0, 1.4.2, 2.0.0-rc.1");
     assert_eq!(store.list().unwrap(), [name("hello")], "one plugin, however many versions");
 
     let pinned = PluginRef::versioned(name("hello"), Version::new(1, 4, 2));
@@ -62,7 +62,7 @@ fn invalid_version_names_are_ignored_never_a_crash() {
     let store = LocalPluginStore::new(dir.path(), 1 << 20).unwrap();
     let versions = store.versions(&name("hello")).unwrap();
     // The folder named like a version is listed (it is a name), and refused when read.
-    assert_eq!(versions.describe(), "1.0.0, 2.0.0");
+    assert_eq!(versions.describe(), "unversioned, 1.0.0, 2.0.0");
     let folder = PluginRef::versioned(name("hello"), Version::new(2, 0, 0));
     assert!(matches!(store.stat(&folder), Err(StoreError::NotARegularFile(_))));
 }
@@ -100,7 +100,7 @@ fn the_resolver_picks_by_requirement_in_the_local_store() {
     assert_eq!(error.kind().code(), "version_not_found");
     assert_eq!(
         error.to_string(),
-        "no version of plugin `hello` matches `^3` (available: 1.0.0, 1.4.0, 1.4.2, 2.0.0, 2.1.0-rc.1)"
+        "no version of plugin `hello` matches `^3` (available: unversioned, 1.0.0, 1.4.0, 1.4.2, 2.0.0, 2.1.0-rc.1)"
     );
 
     // A version published after the listing was cached: a pin finds it at once (once the
@@ -194,6 +194,57 @@ mod http {
         assert_eq!(hello, (200, None, json!({"output": 43})));
         let (status, _, body) = run(&server, json!({"plugin": "hello", "input": 21, "version": "^1"})).await;
         assert_eq!((status, body["error"]["code"].as_str()), (404, Some("version_not_found")));
+        // The message names what is there: the unversioned file, which no requirement selects.
+        assert_eq!(body["error"]["message"], "no version of plugin `hello` matches `^1` (available: unversioned)");
+    }
+
+    /// `2.3.4+zzz` written beside `2.3.4` (by hand: `publish` refuses it) moves nobody: calls
+    /// pinned to `=2.3.4`, ranges and calls without a requirement keep getting `2.3.4`, and the
+    /// listings say which version is never served and why.
+    #[tokio::test]
+    async fn build_metadata_never_moves_a_pinned_call_and_the_conflict_is_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("calc")).unwrap();
+        fs::write(dir.path().join("calc/2.3.3.wasm"), answering(233)).unwrap();
+        fs::write(dir.path().join("calc/2.3.4.wasm"), answering(234)).unwrap();
+        let server = serve(dir.path()).await;
+        let calc = |version: &str| json!({"plugin": "calc", "input": 1, "version": version});
+        let ran_234 = (200, Some("2.3.4".to_string()), json!({"output": 234, "version": "2.3.4"}));
+        assert_eq!(run(&server, calc("=2.3.4")).await, ran_234);
+
+        fs::write(dir.path().join("calc/2.3.4+zzz.wasm"), answering(999)).unwrap();
+        fs::write(dir.path().join("calc/2.3.4+aaa.wasm"), answering(998)).unwrap();
+        // Past the file stores' listing lifetime (1 s), so the new files are listed.
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        for requirement in ["=2.3.4", "^2", "~2.3", ">=2.3.4, <3", "*"] {
+            assert_eq!(run(&server, calc(requirement)).await, ran_234, "{requirement}");
+        }
+        assert_eq!(run(&server, json!({"plugin": "calc", "input": 1})).await, ran_234, "no requirement");
+
+        let get = |path: &str| server.client.get(server.url(path)).send();
+        let body: Value = get("/plugins/calc/versions").await.unwrap().json().await.unwrap();
+        let sha = |output: i32| crate::support::sha256_hex(&answering(output));
+        assert_eq!(
+            body["versions"],
+            json!([
+                {"version": "2.3.3", "sha256": sha(233), "default": false},
+                {"version": "2.3.4", "sha256": sha(234), "default": true},
+                {"version": "2.3.4+aaa", "sha256": sha(998), "default": false, "shadowed_by": "2.3.4"},
+                {"version": "2.3.4+zzz", "sha256": sha(999), "default": false, "shadowed_by": "2.3.4"},
+            ])
+        );
+        let shown: Value = get("/plugins/calc?version=%3D2.3.4").await.unwrap().json().await.unwrap();
+        assert_eq!((&shown["version"], &shown["conflicts"]), (&json!("2.3.4"), &json!(["2.3.4+aaa", "2.3.4+zzz"])));
+        let listing: Value = get("/plugins").await.unwrap().json().await.unwrap();
+        assert_eq!(listing[0]["conflicts"], json!(["2.3.4+aaa", "2.3.4+zzz"]), "{listing}");
+        let older: Value = get("/plugins/calc?version=%3D2.3.3").await.unwrap().json().await.unwrap();
+        assert_eq!(older.get("conflicts"), None, "only the version with twins lists them: {older}");
+
+        // Without the plain version, the lowest build metadata is served, on every replica alike.
+        fs::remove_file(dir.path().join("calc/2.3.4.wasm")).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+        let (status, version, body) = run(&server, calc("=2.3.4")).await;
+        assert_eq!((status, version.as_deref(), &body["output"]), (200, Some("2.3.4+aaa"), &json!(998)));
     }
 
     #[tokio::test]
