@@ -228,7 +228,7 @@ mod tests {
 
     /// The metric names a scraper sees (a counter's samples carry `_total`), from the encoding's
     /// `# TYPE` lines, which are there before any series is.
-    fn exposed_names(text: &str) -> std::collections::BTreeSet<String> {
+    fn exposed_names(text: &str) -> BTreeSet<String> {
         text.lines()
             .filter_map(|line| line.strip_prefix("# TYPE "))
             .map(|rest| match rest.split_once(' ') {
@@ -245,7 +245,7 @@ mod tests {
         let exposed = exposed_names(&Metrics::new().encode());
         let readme = include_str!("../../README.md");
         let row = readme.lines().find(|line| line.starts_with("| `GET /metrics` |")).expect("a GET /metrics row");
-        let listed: std::collections::BTreeSet<String> = row
+        let listed: BTreeSet<String> = row
             .split('`')
             .filter_map(|code| code.strip_prefix("plugin_host_"))
             .map(|rest| {
