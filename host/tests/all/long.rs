@@ -36,7 +36,7 @@ fn setting(name: &str, default: u64) -> u64 {
 
 /// Resident memory of a process and every process it started (its workers, started from any of
 /// its threads), in KiB.
-fn resident_kib(pid: u32) -> u64 {
+pub(crate) fn resident_kib(pid: u32) -> u64 {
     let children: Vec<u32> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .into_iter()
         .flatten()
@@ -63,7 +63,7 @@ fn open_files(pid: u32) -> usize {
 
 /// `base` with a custom section holding `version` appended: another file, another content
 /// hash, the same behaviour.
-fn version_of(base: &[u8], version: u32) -> Vec<u8> {
+pub(crate) fn version_of(base: &[u8], version: u32) -> Vec<u8> {
     let mut wasm = base.to_vec();
     // Section id 0 (custom), size 9, name "swap" (4 bytes), then the version.
     wasm.extend_from_slice(&[0, 9, 4, b's', b'w', b'a', b'p']);
@@ -72,7 +72,7 @@ fn version_of(base: &[u8], version: u32) -> Vec<u8> {
 }
 
 /// One `POST /run` over a fresh HTTP/1.0 connection: the status and the JSON answer.
-fn call(addr: &str, body: &Value) -> (u16, Value) {
+pub(crate) fn call(addr: &str, body: &Value) -> (u16, Value) {
     let body = body.to_string();
     let mut socket = TcpStream::connect(addr).expect("connect");
     socket.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
@@ -87,9 +87,9 @@ fn call(addr: &str, body: &Value) -> (u16, Value) {
     (status, json)
 }
 
-struct Host {
-    child: Child,
-    addr: String,
+pub(crate) struct Host {
+    pub(crate) child: Child,
+    pub(crate) addr: String,
     _aot: tempfile::TempDir,
 }
 
@@ -102,7 +102,7 @@ impl Drop for Host {
 
 /// The real binary over `plugins`, with defaults but for `settings`, and a private AOT cache
 /// (thousands of versions would otherwise fill the shared one).
-fn host(plugins: &Path, settings: &[(&str, &str)]) -> Host {
+pub(crate) fn host(plugins: &Path, settings: &[(&str, &str)]) -> Host {
     let aot = tempfile::TempDir::new().unwrap();
     let (child, addr, _logs) = start(|command| {
         command.env("PLUGIN_DIR", plugins).env("AOT_CACHE_DIR", aot.path()).env("RUST_LOG", "warn");
@@ -195,7 +195,7 @@ fn long_in_process_memory_stays_within_40_mib_over_a_thousand_hot_swaps() {
 }
 
 /// How many mappings a process has (`/proc/<pid>/maps` lines).
-fn mappings(pid: u32) -> usize {
+pub(crate) fn mappings(pid: u32) -> usize {
     std::fs::read_to_string(format!("/proc/{pid}/maps")).map_or(0, |maps| maps.lines().count())
 }
 
