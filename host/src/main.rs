@@ -24,7 +24,9 @@ fn main() -> anyhow::Result<()> {
     match std::env::args().nth(1).as_deref() {
         Some(WORKER_ARG) => return run_worker(),
         // One AOT compilation for an in-process server (see `runtime::AotCompilation`).
-        Some(host::runtime::AOT_COMPILER_ARG) => return Ok(host::runtime::run_aot_compiler(std::env::args_os().skip(2))?),
+        Some(host::runtime::AOT_COMPILER_ARG) => {
+            return Ok(host::runtime::run_aot_compiler(std::env::args_os().skip(2))?);
+        }
         _ => {}
     }
     let config = Config::parse();

@@ -194,7 +194,10 @@ enum AotCompiler {
     InProcess(Compiler),
     /// The executable to start with [`AOT_COMPILER_ARG`], and the memory cap its configuration
     /// is built with (the same configuration as in-process).
-    ChildProcess { executable: PathBuf, max_memory_pages: u32 },
+    ChildProcess {
+        executable: PathBuf,
+        max_memory_pages: u32,
+    },
 }
 
 impl AotCompiler {
@@ -202,7 +205,9 @@ impl AotCompiler {
     fn compile(&self, bytes: &[u8], stem: &str, dir: &Path) -> Result<(), RuntimeError> {
         let failed = |e: &dyn std::fmt::Display| RuntimeError::Compilation(e.to_string());
         match self {
-            AotCompiler::InProcess(compiler) => compiler.compile_from_bytes(bytes, stem, dir).map(drop).map_err(|e| failed(&e)),
+            AotCompiler::InProcess(compiler) => {
+                compiler.compile_from_bytes(bytes, stem, dir).map(drop).map_err(|e| failed(&e))
+            }
             AotCompiler::ChildProcess { executable, max_memory_pages } => {
                 let mut child = Command::new(executable)
                     .arg(AOT_COMPILER_ARG)
@@ -265,14 +270,11 @@ impl AotCache {
         let compiler = match compilation {
             AotCompilation::InProcess => {
                 let config = wasmedge_config(limits, RunMode::Aot)?;
-                AotCompiler::InProcess(
-                    Compiler::new(Some(&config)).map_err(|e| RuntimeError::Engine(e.to_string()))?,
-                )
+                AotCompiler::InProcess(Compiler::new(Some(&config)).map_err(|e| RuntimeError::Engine(e.to_string()))?)
             }
-            AotCompilation::ChildProcess { executable } => AotCompiler::ChildProcess {
-                executable: executable.clone(),
-                max_memory_pages: limits.max_memory_pages,
-            },
+            AotCompilation::ChildProcess { executable } => {
+                AotCompiler::ChildProcess { executable: executable.clone(), max_memory_pages: limits.max_memory_pages }
+            }
         };
         let cache = AotCache { dir, compiler, variant: variant() };
         cache.clean(max_bytes);

@@ -21,7 +21,11 @@ fn in_process_hot_swaps_leave_no_mappings_or_memory_behind() {
     let pid = host.child.id();
     let swap = |i: u32| {
         replace_atomically(dir.path(), "hello", &version_of(&base, i));
-        assert_eq!(call(&host.addr, &json!({"plugin": "hello", "input": 21})), (200, json!({"output": 43})), "swap {i}");
+        assert_eq!(
+            call(&host.addr, &json!({"plugin": "hello", "input": 21})),
+            (200, json!({"output": 43})),
+            "swap {i}"
+        );
     };
     // A few swaps first, so that the threads and allocator arenas a call uses exist already.
     (0..10).for_each(swap);
