@@ -27,7 +27,7 @@ use crate::{
     config::{Config, Isolation, StoreKind},
     metrics::Metrics,
     runner::{DEFAULT_CACHE_CAPACITY, InProcessRunner, PluginRunner, WorkerPoolRunner, WorkerSettings},
-    runtime::Engine,
+    runtime::{AotCompilation, Engine, RuntimeConfig},
     store::{FluidPluginStore, LocalPluginStore, OciPluginStore, PluginStore},
 };
 
@@ -57,6 +57,10 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let metrics = Arc::new(Metrics::new());
     let runner: Arc<dyn PluginRunner> = match config.isolation {
         Isolation::InProcess => {
+            // WasmEdge keeps part of every AOT compilation for good; a child process per
+            // compilation gives it back (see `runtime::AotCompilation`).
+            let executable = std::env::current_exe().context("finding this executable to compile plugins")?;
+            let runtime = RuntimeConfig { aot_compilation: AotCompilation::ChildProcess { executable }, ..runtime };
             let engine = Engine::new(runtime).context("starting the WebAssembly runtime")?;
             Arc::new(
                 InProcessRunner::new(store, engine, Arc::clone(&metrics), DEFAULT_CACHE_CAPACITY)

@@ -1,5 +1,6 @@
 //! The `host` binary: read the configuration, set up logging, serve. Started with
-//! [`WORKER_ARG`] it is a worker process of another host instead (see `runner::worker`).
+//! [`WORKER_ARG`] it is a worker process of another host instead (see `runner::worker`), and
+//! with `runtime::AOT_COMPILER_ARG` one AOT compilation for an in-process host.
 
 use clap::Parser;
 use host::{
@@ -20,8 +21,13 @@ fn main() -> anyhow::Result<()> {
         // Colours only for people: log collectors get plain `key=value` text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if std::env::args().nth(1).as_deref() == Some(WORKER_ARG) {
-        return run_worker();
+    match std::env::args().nth(1).as_deref() {
+        Some(WORKER_ARG) => return run_worker(),
+        // One AOT compilation for an in-process server (see `runtime::AotCompilation`).
+        Some(host::runtime::AOT_COMPILER_ARG) => {
+            return Ok(host::runtime::run_aot_compiler(std::env::args_os().skip(2))?);
+        }
+        _ => {}
     }
     let config = Config::parse();
     let runtime = tokio::runtime::Runtime::new()?;

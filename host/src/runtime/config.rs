@@ -17,6 +17,22 @@ pub enum ExecutionMode {
     Aot,
 }
 
+/// Where AOT compilation runs.
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AotCompilation {
+    /// In this process. WasmEdge 0.17 built with LLVM 21 never frees the LLVM context of a
+    /// compilation (about 70 KiB for a small plugin, more for a large one, measured), so every
+    /// plugin version compiled here grows this process for good.
+    #[default]
+    InProcess,
+    /// In a child process per compilation, which takes the leak with it when it exits (a few
+    /// milliseconds more per compilation). `executable` must hand its arguments to
+    /// [`run_aot_compiler`](super::run_aot_compiler) when its first argument is
+    /// [`AOT_COMPILER_ARG`](super::AOT_COMPILER_ARG); the `host` binary does.
+    ChildProcess { executable: PathBuf },
+}
+
 /// Limits applied to every plugin. Each has a documented default, written here once: the
 /// command line takes its defaults from [`Limits::default`].
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -68,6 +84,10 @@ pub struct RuntimeConfig {
     /// whose server kills it at the deadline does not need that, so workers run calls without
     /// it. Never set this where nothing else enforces the deadline.
     pub external_deadline: bool,
+    /// Where AOT compilation runs. Default: [`AotCompilation::InProcess`]; the `host` binary
+    /// compiles in a child process when it runs plugins in-process, which has no other way to
+    /// give back what WasmEdge keeps (worker processes are replaced instead).
+    pub aot_compilation: AotCompilation,
 }
 
 impl Default for RuntimeConfig {
@@ -79,6 +99,7 @@ impl Default for RuntimeConfig {
             aot_cache_max_bytes: 1 << 30,
             enforce_abi: true,
             external_deadline: false,
+            aot_compilation: AotCompilation::InProcess,
         }
     }
 }

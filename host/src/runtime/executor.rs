@@ -11,6 +11,7 @@
 
 use std::{
     collections::HashMap,
+    sync::{Arc, Weak},
     time::{Duration, Instant},
 };
 
@@ -34,8 +35,11 @@ pub struct PluginInstance {
     /// Set when a supervisor outside this process enforces the deadline (see
     /// [`RuntimeConfig::external_deadline`](super::RuntimeConfig::external_deadline)).
     external_deadline: bool,
-    /// Set when this instance can be put back into its fresh state (see `reuse`).
-    reuse: Option<std::sync::Arc<ReuseState>>,
+    /// Set when this instance can be put back into its fresh state (see `reuse`). Weak: the
+    /// plugin's idle list holds its instances, so a strong reference back would be a cycle that
+    /// keeps every loaded version (its module, idle instances and their linear memories) alive
+    /// after the plugin is dropped. That cycle was the in-process "leak per module load".
+    reuse: Option<Weak<ReuseState>>,
     /// Set once the plugin's buffer functions answered as checked on this instance (ABI v2;
     /// see `functions`). Their answers cannot change: each is a constant, and memory never grows.
     pub(super) buffers_checked: bool,
@@ -72,7 +76,7 @@ impl CompiledPlugin {
             deadline,
             timeout: self.timeout,
             external_deadline: self.external_deadline,
-            reuse: self.reuse.clone(),
+            reuse: self.reuse.as_ref().map(Arc::downgrade),
             buffers_checked: false,
         })
     }
@@ -142,9 +146,9 @@ impl PluginInstance {
     }
 
     /// Puts this instance back into its fresh state and keeps it for a later call, if it can
-    /// be reused; otherwise drops it.
+    /// be reused and its plugin is still loaded; otherwise drops it.
     pub(super) fn recycle_after_reset(mut self) {
-        if let Some(reuse) = self.reuse.clone()
+        if let Some(reuse) = self.reuse.as_ref().and_then(Weak::upgrade)
             && self.reset()
         {
             let mut idle = reuse.idle.lock();
@@ -160,11 +164,11 @@ impl PluginInstance {
         self.deadline = Instant::now() + self.timeout;
     }
 
-    /// Writes the fresh state back; `false` if this instance cannot be reused.
+    /// Writes the fresh state back; `false` if this instance cannot be reused (or its plugin is
+    /// gone, so nobody would call it again).
     fn reset(&mut self) -> bool {
-        let Some(snapshot) = self.reuse.as_ref().and_then(|r| r.snapshot.get()).and_then(Option::as_ref) else {
-            return false;
-        };
+        let Some(reuse) = self.reuse.as_ref().and_then(Weak::upgrade) else { return false };
+        let Some(snapshot) = reuse.snapshot.get().and_then(Option::as_ref) else { return false };
         let Some(instance) = self.vm.active_module_mut() else { return false };
         let memory_restored = instance.get_memory_mut(MEMORY_EXPORT).is_ok_and(|mut memory| {
             // The size cannot change (ABI v1 forbids memory.grow), but check rather than trust.

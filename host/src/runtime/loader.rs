@@ -1,9 +1,11 @@
 //! Load once: ABI check, WasmEdge validation and (in AOT mode) native compilation.
 
 use std::{
+    ffi::OsString,
     fs,
-    io::ErrorKind,
+    io::{ErrorKind, Read, Write},
     path::{Path, PathBuf},
+    process::{Command, Stdio},
     sync::Arc,
 };
 
@@ -13,7 +15,7 @@ use wasmedge_sdk::{
 };
 
 use super::{
-    ExecutionMode, Limits, RuntimeConfig, RuntimeError,
+    AotCompilation, ExecutionMode, Limits, RuntimeConfig, RuntimeError,
     reuse::{self, ReuseState},
 };
 
@@ -39,9 +41,12 @@ impl Engine {
         let config = Arc::new(wasmedge_config(&settings.limits, run_mode)?);
         let aot = match settings.mode {
             ExecutionMode::Interpreter => None,
-            ExecutionMode::Aot => {
-                Some(AotCache::new(settings.aot_cache_dir(), &settings.limits, settings.aot_cache_max_bytes)?)
-            }
+            ExecutionMode::Aot => Some(AotCache::new(
+                settings.aot_cache_dir(),
+                &settings.limits,
+                &settings.aot_compilation,
+                settings.aot_cache_max_bytes,
+            )?),
         };
         Ok(Engine { settings, config, aot })
     }
@@ -172,7 +177,7 @@ impl CompiledPlugin {
 #[derive(Debug)]
 struct AotCache {
     dir: PathBuf,
-    compiler: Compiler,
+    compiler: AotCompiler,
     /// Part of every artifact's name, so a WasmEdge upgrade or an option change never loads a
     /// stale artifact.
     variant: String,
@@ -183,11 +188,94 @@ fn variant() -> String {
     format!("wasmedge{}-o2", wasmedge_sdk::utils::CoreVersion::version_string())
 }
 
+/// Where [`AotCache`] compiles (see [`AotCompilation`]).
+#[derive(Debug)]
+enum AotCompiler {
+    InProcess(Compiler),
+    /// The executable to start with [`AOT_COMPILER_ARG`], and the memory cap its configuration
+    /// is built with (the same configuration as in-process).
+    ChildProcess {
+        executable: PathBuf,
+        max_memory_pages: u32,
+    },
+}
+
+impl AotCompiler {
+    /// Compiles `bytes` to `<dir>/<stem>.so`.
+    fn compile(&self, bytes: &[u8], stem: &str, dir: &Path) -> Result<(), RuntimeError> {
+        let failed = |e: &dyn std::fmt::Display| RuntimeError::Compilation(e.to_string());
+        match self {
+            AotCompiler::InProcess(compiler) => {
+                compiler.compile_from_bytes(bytes, stem, dir).map(drop).map_err(|e| failed(&e))
+            }
+            AotCompiler::ChildProcess { executable, max_memory_pages } => {
+                let mut child = Command::new(executable)
+                    .arg(AOT_COMPILER_ARG)
+                    .arg(max_memory_pages.to_string())
+                    .arg(dir)
+                    .arg(stem)
+                    .stdin(Stdio::piped())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .map_err(|e| failed(&format!("starting the compiler process {}: {e}", executable.display())))?;
+                // The child reads all of its input before it writes anything, so writing it
+                // all first cannot deadlock on a full stderr pipe.
+                let written = child.stdin.take().map(|mut stdin| stdin.write_all(bytes));
+                let output = child.wait_with_output().map_err(|e| failed(&e))?;
+                if !output.status.success() {
+                    let stderr = String::from_utf8_lossy(&output.stderr);
+                    let why = stderr.lines().rev().find(|line| !line.trim().is_empty()).unwrap_or("no message");
+                    return Err(failed(&format!("compiler process {}: {why}", output.status)));
+                }
+                match written {
+                    Some(Ok(())) => Ok(()),
+                    Some(Err(e)) => Err(failed(&format!("sending the module to the compiler process: {e}"))),
+                    None => Err(failed(&"the compiler process has no input")),
+                }
+            }
+        }
+    }
+}
+
+/// The first argument that makes an executable a compiler process (see
+/// [`AotCompilation::ChildProcess`]).
+pub const AOT_COMPILER_ARG: &str = "__plugin-host-aot-compiler";
+
+/// The body of a compiler process: `args` (those after [`AOT_COMPILER_ARG`]) are the memory
+/// cap in pages, the output folder and the file stem; the module's bytes come on stdin. Writes
+/// `<folder>/<stem>.so` with this process's compiler, configured as [`Engine`] configures it,
+/// and returns; the process should then exit, taking with it what WasmEdge keeps of the
+/// compilation.
+pub fn run_aot_compiler(args: impl IntoIterator<Item = OsString>) -> Result<(), RuntimeError> {
+    let usage = || RuntimeError::Engine(format!("usage: {AOT_COMPILER_ARG} <max memory pages> <folder> <stem>"));
+    let mut args = args.into_iter();
+    let (Some(pages), Some(dir), Some(stem), None) = (args.next(), args.next(), args.next(), args.next()) else {
+        return Err(usage());
+    };
+    let max_memory_pages = pages.to_str().and_then(|p| p.parse().ok()).ok_or_else(usage)?;
+    let stem = stem.into_string().map_err(|_| usage())?;
+    wasmedge_sdk::LogManager::log_off();
+    let mut bytes = Vec::new();
+    std::io::stdin().read_to_end(&mut bytes).map_err(|e| RuntimeError::Compilation(e.to_string()))?;
+    let limits = Limits { max_memory_pages, ..Limits::default() };
+    let config = wasmedge_config(&limits, RunMode::Aot)?;
+    let compiler = Compiler::new(Some(&config)).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+    AotCompiler::InProcess(compiler).compile(&bytes, &stem, Path::new(&dir))
+}
+
 impl AotCache {
-    fn new(dir: PathBuf, limits: &Limits, max_bytes: u64) -> Result<Self, RuntimeError> {
+    fn new(dir: PathBuf, limits: &Limits, compilation: &AotCompilation, max_bytes: u64) -> Result<Self, RuntimeError> {
         ensure_private_dir(&dir)?;
-        let config = wasmedge_config(limits, RunMode::Aot)?;
-        let compiler = Compiler::new(Some(&config)).map_err(|e| RuntimeError::Engine(e.to_string()))?;
+        let compiler = match compilation {
+            AotCompilation::InProcess => {
+                let config = wasmedge_config(limits, RunMode::Aot)?;
+                AotCompiler::InProcess(Compiler::new(Some(&config)).map_err(|e| RuntimeError::Engine(e.to_string()))?)
+            }
+            AotCompilation::ChildProcess { executable } => {
+                AotCompiler::ChildProcess { executable: executable.clone(), max_memory_pages: limits.max_memory_pages }
+            }
+        };
         let cache = AotCache { dir, compiler, variant: variant() };
         cache.clean(max_bytes);
         Ok(cache)
@@ -247,7 +335,7 @@ impl AotCache {
                 .tempfile_in(&self.dir)
                 .map_err(|e| failed(&e))?;
             let stem = reserved.path().file_stem().and_then(|s| s.to_str()).ok_or_else(|| failed(&"temporary name"))?;
-            self.compiler.compile_from_bytes(bytes, stem, &self.dir).map_err(|e| failed(&e))?;
+            self.compiler.compile(bytes, stem, &self.dir)?;
             reserved.persist(&artifact).map_err(|e| failed(&e))?;
             tracing::info!(artifact = %artifact.display(), "compiled plugin to native code");
         }

@@ -21,8 +21,8 @@ mod loader;
 mod reuse;
 pub mod testing;
 
-pub use config::{ExecutionMode, Limits, RuntimeConfig};
+pub use config::{AotCompilation, ExecutionMode, Limits, RuntimeConfig};
 pub use error::{AbiFunction, PluginErrorCode, RuntimeError, TrapKind};
 pub use executor::{InitializedInstance, PluginInstance};
 pub use functions::{StreamSession, function_kind};
-pub use loader::{CompiledPlugin, Engine};
+pub use loader::{AOT_COMPILER_ARG, CompiledPlugin, Engine, run_aot_compiler};

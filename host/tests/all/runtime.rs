@@ -3,7 +3,7 @@
 use std::time::{Duration, Instant};
 
 use host::runtime::{
-    AbiFunction, Engine, ExecutionMode, PluginErrorCode, RuntimeConfig, RuntimeError, TrapKind,
+    AbiFunction, AotCompilation, Engine, ExecutionMode, PluginErrorCode, RuntimeConfig, RuntimeError, TrapKind,
     testing::call_out_of_order,
 };
 
@@ -310,6 +310,31 @@ fn aot_artifacts_are_reused_across_restarts() {
     assert_eq!(compile(&second, &bytes).call(12345).unwrap(), 5);
     println!("loading a cached AOT artifact took {:?}", started.elapsed());
     assert_eq!(artifacts(), after_first, "the artifact was not rewritten");
+}
+
+#[test]
+fn aot_compilation_in_a_child_process_gives_the_same_plugin_and_reports_its_failures() {
+    let dir = tempfile::TempDir::new().unwrap();
+    let config = |executable: &str| RuntimeConfig {
+        aot_cache_dir: Some(dir.path().join("aot")),
+        aot_compilation: AotCompilation::ChildProcess { executable: executable.into() },
+        ..RuntimeConfig::new(ExecutionMode::Aot)
+    };
+    // The host binary is a compiler process when asked to be.
+    let engine = Engine::new(config(env!("CARGO_BIN_EXE_host"))).unwrap();
+    assert_eq!(compile(&engine, &plugin_bytes("checksum")).call(12345).unwrap(), 5);
+    assert_eq!(compile(&engine, &plugin_bytes("hello")).call(21).unwrap(), 43);
+
+    // A compiler that cannot start, or fails, fails the load, and says so; nothing is cached.
+    let bytes = plugin_bytes("primes");
+    let missing = Engine::new(config("/nonexistent/host")).unwrap();
+    let err = compile_err(&missing, &bytes);
+    assert!(matches!(&err, RuntimeError::Compilation(m) if m.contains("starting the compiler process")), "{err}");
+    let failing = Engine::new(config("/bin/false")).unwrap();
+    let err = compile_err(&failing, &bytes);
+    assert!(matches!(&err, RuntimeError::Compilation(m) if m.contains("exit status: 1")), "{err}");
+    let names: Vec<_> = std::fs::read_dir(dir.path().join("aot")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert_eq!(names.len(), 2, "only the two compiled plugins: {names:?}");
 }
 
 #[test]

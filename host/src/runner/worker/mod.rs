@@ -70,8 +70,8 @@ pub struct WorkerSettings {
     /// at most the queue timeout plus the deadline.
     pub queue_timeout: Duration,
     /// Module loads after which a worker is replaced (between calls), because WasmEdge never
-    /// frees part of what it allocates per load. Default: 256 (about 64 MB kept by WasmEdge
-    /// at 250 KB a load, well below the default 1 GiB memory limit).
+    /// frees the LLVM context of an AOT compilation (72 KiB for a small plugin, more for a large
+    /// one). Default: 256 (tens of MB, well below the default 1 GiB memory limit).
     pub recycle_after_loads: u32,
 }
 
