@@ -46,6 +46,13 @@ pub struct StreamLimits {
     pub max_duration: Duration,
     /// Longest a client may send nothing in the middle of a stream. Default: 30 s.
     pub idle_timeout: Duration,
+    /// Slowest a client may send a stream, in bytes per second, averaged over each
+    /// `rate_window` of waiting for the client (time the plugin keeps the reader waiting does
+    /// not count): a stream holds a worker, so a client that trickles must not keep it for
+    /// minutes. 0 turns the check off. Default: 1024.
+    pub min_rate: u64,
+    /// The window `min_rate` is averaged over. Default: 10 s.
+    pub rate_window: Duration,
 }
 
 impl Default for StreamLimits {
@@ -54,6 +61,8 @@ impl Default for StreamLimits {
             max_bytes: 4 << 30,
             max_duration: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(30),
+            min_rate: 1024,
+            rate_window: Duration::from_secs(10),
         }
     }
 }
@@ -281,10 +290,17 @@ async fn read_body(
 ) {
     let mut total: u64 = 0;
     let mut ended = false;
+    let mut rate = FeedRate::new(limits);
     let outcome: Result<(), ApiError> = async {
         loop {
-            let wait = tokio::time::Instant::now() + limits.idle_timeout;
-            let frame = match tokio::time::timeout_at(wait.min(deadline), body.frame()).await {
+            let asked = tokio::time::Instant::now();
+            let wait = asked + limits.idle_timeout;
+            let window_ends = asked + rate.left_in_window();
+            let frame = tokio::time::timeout_at(wait.min(deadline).min(window_ends), body.frame()).await;
+            rate.waited(asked.elapsed(), frame.as_ref().ok().and_then(|f| f.as_ref()?.as_ref().ok()?.data_ref()))?;
+            let frame = match frame {
+                // The rate window ended (and the client kept up): wait on.
+                Err(_) if window_ends < wait.min(deadline) => continue,
                 Err(_) if wait < deadline => return Err(ApiError::StreamIdle { idle: limits.idle_timeout }),
                 Err(_) => return Err(ApiError::StreamTooLong { limit: limits.max_duration }),
                 Ok(None) => break,
@@ -318,6 +334,46 @@ async fn read_body(
     }
     if !ended {
         drain(body, limits.idle_timeout).await;
+    }
+}
+
+/// The minimum feed rate of a stream ([`StreamLimits::min_rate`]): what the client sent in the
+/// current window, and how long the reader has waited for it.
+#[derive(Debug)]
+struct FeedRate {
+    min_rate: u64,
+    window: Duration,
+    waited: Duration,
+    bytes: u64,
+}
+
+impl FeedRate {
+    fn new(limits: StreamLimits) -> Self {
+        FeedRate { min_rate: limits.min_rate, window: limits.rate_window, waited: Duration::ZERO, bytes: 0 }
+    }
+
+    /// How long the reader may wait for the client before the window is judged.
+    fn left_in_window(&self) -> Duration {
+        if self.min_rate == 0 { Duration::MAX / 4 } else { self.window.saturating_sub(self.waited) }
+    }
+
+    /// The reader waited `waited` for the client, which sent `data`; a window that is over is
+    /// judged: too few bytes in it end the stream (408 `stream_timeout`).
+    fn waited(&mut self, waited: Duration, data: Option<&Bytes>) -> Result<(), ApiError> {
+        if self.min_rate == 0 {
+            return Ok(());
+        }
+        self.waited += waited;
+        self.bytes += data.map_or(0, |data| data.len() as u64);
+        if self.waited < self.window {
+            return Ok(());
+        }
+        let needed = (self.min_rate as f64 * self.window.as_secs_f64()) as u64;
+        if self.bytes < needed {
+            return Err(ApiError::StreamTooSlow { min_rate: self.min_rate, window: self.window });
+        }
+        (self.waited, self.bytes) = (Duration::ZERO, 0);
+        Ok(())
     }
 }
 

@@ -6,8 +6,9 @@ use lru::LruCache;
 use parking_lot::Mutex;
 use plugin_sdk::AbiLimits;
 
-use super::{AbiStatus, PluginStatus, RunError, VersionStatus, content_hash};
+use super::{AbiStatus, PluginStatus, RunError, VersionStatus, content_hash, sha256};
 use crate::{
+    logs,
     metrics::Metrics,
     store::{self, FileIdentity, PluginName, PluginRef, PluginStore, Resolver, StoreError, VersionRequirement},
 };
@@ -28,9 +29,12 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 256;
 /// (no worker free to load it, say) is not a verdict on the file: it is not kept, and the next
 /// call tries to load the file again.
 ///
-/// Listings (`GET /plugins`, `/readyz`) cost one `stat` per plugin: what a file's content says
-/// (its hash, the ABI check's verdict) is kept per file identity and recomputed only when the
-/// file changes.
+/// Listings (`GET /plugins`, `/readyz`, `GET /plugins/{name}/versions`) cost one `stat` per
+/// file: what a file's content says (its hash, the ABI check's verdict) is kept per file
+/// identity (size, mtime, inode, ctime) and recomputed only when the file changes. Hashes are
+/// kept apart from verdicts and for many more files ([`DIGESTS_CAPACITY`]), so that listing a
+/// plugin with thousands of versions neither re-reads them on every call nor pushes the
+/// verdicts of the plugins being served out of their cache.
 #[derive(Debug)]
 pub struct Catalog<M> {
     store: Arc<dyn PluginStore>,
@@ -46,7 +50,16 @@ pub struct Catalog<M> {
     abi_limits: AbiLimits,
     /// What each file's content says, by file identity, for listings.
     facts: Mutex<LruCache<PluginRef, (FileIdentity, FileFacts)>>,
+    /// Each file's SHA-256, by file identity, for versions listings.
+    digests: Mutex<LruCache<PluginRef, (FileIdentity, [u8; 32])>>,
+    /// A version that fails to load while the previous one serves is reported once per 10 s
+    /// per plugin file (a transient failure is retried, and would be reported, on every call).
+    failures_logged: logs::Throttle,
 }
+
+/// Files whose SHA-256 is kept for versions listings: a listing of more versions than this
+/// reads and hashes the rest on every call. About 200 bytes each.
+pub const DIGESTS_CAPACITY: usize = 65_536;
 
 /// What a plugin file's bytes say, kept while the file is unchanged.
 #[derive(Debug, Clone)]
@@ -82,7 +95,17 @@ impl<M: Clone> Catalog<M> {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         let facts = Mutex::new(LruCache::new(capacity.saturating_mul(NonZeroUsize::new(4).expect("non-zero"))));
         let resolver = Resolver::new(Arc::clone(&store));
-        Catalog { store, resolver, metrics, slots: Mutex::new(LruCache::new(capacity)), abi_limits, facts }
+        let digests = Mutex::new(LruCache::new(NonZeroUsize::new(DIGESTS_CAPACITY).expect("non-zero")));
+        Catalog {
+            store,
+            resolver,
+            metrics,
+            slots: Mutex::new(LruCache::new(capacity)),
+            abi_limits,
+            facts,
+            digests,
+            failures_logged: logs::Throttle::default(),
+        }
     }
 
     /// The plugin file a request for `name` with `requirement` runs (see [`Resolver::resolve`]).
@@ -92,7 +115,7 @@ impl<M: Clone> Catalog<M> {
 
     /// Every version of `name` (and its unversioned file, first, if there is one) with its
     /// content's SHA-256. A registry names the digest itself; a file is read and hashed once
-    /// per file identity.
+    /// per file identity, so a listing costs a `stat` per version once the hashes are known.
     pub fn versions(&self, name: &PluginName) -> Result<Vec<VersionStatus>, RunError> {
         let listing = self.resolver.versions(name)?;
         if listing.is_empty() {
@@ -109,7 +132,7 @@ impl<M: Clone> Catalog<M> {
         for plugin in plugins {
             let sha256 = match self.store.stat(&plugin) {
                 Ok(FileIdentity { digest: Some(digest), .. }) => Some(hex::encode(digest)),
-                Ok(_) => self.facts_of(&plugin).ok().map(|(_, facts)| facts.sha256),
+                Ok(identity) => self.digest_of(&plugin, identity).ok().map(hex::encode),
                 // Gone since the listing, or not a plugin file: not a version.
                 Err(StoreError::NotFound(_) | StoreError::NotARegularFile(_)) => continue,
                 Err(error @ StoreError::Unavailable { .. }) => return Err(error.into()),
@@ -217,7 +240,9 @@ impl<M: Clone> Catalog<M> {
                 };
                 match &slot.current {
                     Some(previous) => {
-                        tracing::warn!(%plugin, %error, transient, "new plugin version failed to load; still serving the previous one");
+                        if let Some(suppressed) = self.failures_logged.allow(&(plugin, transient)) {
+                            tracing::warn!(%plugin, %error, transient, suppressed, "new plugin version failed to load; still serving the previous one");
+                        }
                         Ok(previous.module.clone())
                     }
                     None => Err(error),
@@ -301,9 +326,25 @@ impl<M: Clone> Catalog<M> {
             return Ok((identity, facts.clone()));
         }
         let file = self.store.load(plugin)?;
-        let facts = FileFacts { sha256: content_hash(&file.bytes), abi: AbiStatus::of(&file.bytes, &self.abi_limits) };
+        let digest = sha256(&file.bytes);
+        let facts = FileFacts { sha256: hex::encode(digest), abi: AbiStatus::of(&file.bytes, &self.abi_limits) };
         self.facts.lock().put(plugin.clone(), (file.identity, facts.clone()));
+        self.digests.lock().put(plugin.clone(), (file.identity, digest));
         Ok((file.identity, facts))
+    }
+
+    /// The SHA-256 of the file whose identity is `identity` now: from the cache while the file
+    /// is unchanged, else read and hashed (no ABI check: a versions listing does not show it).
+    fn digest_of(&self, plugin: &PluginRef, identity: FileIdentity) -> Result<[u8; 32], StoreError> {
+        if let Some((seen, digest)) = self.digests.lock().get(plugin)
+            && *seen == identity
+        {
+            return Ok(*digest);
+        }
+        let file = self.store.load(plugin)?;
+        let digest = sha256(&file.bytes);
+        self.digests.lock().put(plugin.clone(), (file.identity, digest));
+        Ok(digest)
     }
 
     /// Every plugin in the store, sorted by name, each as a request without a version
