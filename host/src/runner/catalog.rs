@@ -1,6 +1,10 @@
 //! Each plugin's current version: what every runner keeps between calls.
 
-use std::{num::NonZeroUsize, sync::Arc, time::UNIX_EPOCH};
+use std::{
+    num::NonZeroUsize,
+    sync::Arc,
+    time::{Duration, Instant, UNIX_EPOCH},
+};
 
 use lru::LruCache;
 use parking_lot::Mutex;
@@ -10,7 +14,9 @@ use super::{AbiStatus, PluginStatus, RunError, VersionStatus, content_hash, sha2
 use crate::{
     logs,
     metrics::Metrics,
-    store::{self, FileIdentity, PluginName, PluginRef, PluginStore, Resolver, StoreError, VersionRequirement},
+    store::{
+        self, FileIdentity, PluginName, PluginRef, PluginStore, Resolver, StoreError, VersionRequirement, Versions,
+    },
 };
 
 /// Default number of plugins whose current version is kept.
@@ -52,6 +58,9 @@ pub struct Catalog<M> {
     facts: Mutex<LruCache<PluginRef, (FileIdentity, FileFacts)>>,
     /// Each file's SHA-256, by file identity, for versions listings.
     digests: Mutex<LruCache<PluginRef, (FileIdentity, [u8; 32])>>,
+    /// The last versions listing of each name (see [`versions`](Self::versions)); each entry's
+    /// lock is held while its listing is made, so concurrent listings of one name make it once.
+    answers: Mutex<LruCache<PluginName, Arc<Mutex<Option<VersionsAnswer>>>>>,
     /// A version that fails to load while the previous one serves is reported once per 10 s
     /// per plugin file (a transient failure is retried, and would be reported, on every call).
     failures_logged: logs::Throttle,
@@ -60,6 +69,18 @@ pub struct Catalog<M> {
 /// Files whose SHA-256 is kept for versions listings: a listing of more versions than this
 /// reads and hashes the rest on every call. About 200 bytes each.
 pub const DIGESTS_CAPACITY: usize = 65_536;
+
+/// A versions listing as it was answered: from which listing of the store, and when.
+#[derive(Debug)]
+struct VersionsAnswer {
+    listing: Arc<Versions>,
+    made: Instant,
+    versions: Vec<VersionStatus>,
+}
+
+/// Longest a versions listing is answered again without looking at its files: as long as the
+/// listing of names itself is trusted, at most 1 s.
+const VERSIONS_ANSWER_AGE: Duration = Duration::from_secs(1);
 
 /// What a plugin file's bytes say, kept while the file is unchanged.
 #[derive(Debug, Clone)]
@@ -104,6 +125,7 @@ impl<M: Clone> Catalog<M> {
             abi_limits,
             facts,
             digests,
+            answers: Mutex::new(LruCache::new(capacity)),
             failures_logged: logs::Throttle::default(),
         }
     }
@@ -116,8 +138,28 @@ impl<M: Clone> Catalog<M> {
     /// Every version of `name` (and its unversioned file, first, if there is one) with its
     /// content's SHA-256. A registry names the digest itself; a file is read and hashed once
     /// per file identity, so a listing costs a `stat` per version once the hashes are known.
+    /// The answer is made once for everyone asking at the same time, and given again while
+    /// the store's listing of names is the same one and at most [`VERSIONS_ANSWER_AGE`] old:
+    /// a plugin with thousands of versions costs thousands of `stat`s a second at most, not
+    /// per request.
     pub fn versions(&self, name: &PluginName) -> Result<Vec<VersionStatus>, RunError> {
         let listing = self.resolver.versions(name)?;
+        let entry = Arc::clone(self.answers.lock().get_or_insert(name.clone(), Default::default));
+        let mut answer = entry.lock();
+        let age = self.store.listing_ttl().min(VERSIONS_ANSWER_AGE);
+        if let Some(answer) = answer.as_ref()
+            && Arc::ptr_eq(&answer.listing, &listing)
+            && answer.made.elapsed() < age
+        {
+            return Ok(answer.versions.clone());
+        }
+        let made = Instant::now();
+        let versions = self.versions_of(name, &listing)?;
+        *answer = Some(VersionsAnswer { listing, made, versions: versions.clone() });
+        Ok(versions)
+    }
+
+    fn versions_of(&self, name: &PluginName, listing: &Versions) -> Result<Vec<VersionStatus>, RunError> {
         if listing.is_empty() {
             return Err(StoreError::NotFound(PluginRef::from(name)).into());
         }

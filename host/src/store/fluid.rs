@@ -111,8 +111,10 @@ impl FluidPluginStore {
         what: &str,
         operation: impl Fn(PluginDir<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let attempt =
-            || self.ready_root().and_then(|root| operation(PluginDir { root: &root, max_bytes: self.max_bytes, warned: &self.warned }));
+        let attempt = || {
+            self.ready_root()
+                .and_then(|root| operation(PluginDir { root: &root, max_bytes: self.max_bytes, warned: &self.warned }))
+        };
         let backoff = ExponentialBuilder::new()
             .with_min_delay(self.first_backoff)
             .with_factor(4.0)

@@ -10,6 +10,7 @@ mod functions;
 mod http;
 mod isolation;
 mod long;
+mod pressure;
 mod registry;
 mod runner;
 mod runtime;
