@@ -473,12 +473,14 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
 /// the one probe thread busy and every probe answers 503, which is the truth.
 #[derive(Debug, Default)]
 pub struct ReadinessFacts {
-    last: Arc<tokio::sync::Mutex<Option<(Instant, Arc<StoreFacts>)>>>,
+    last: Arc<tokio::sync::Mutex<Option<Arc<StoreFacts>>>>,
 }
 
 /// The store's part of a readiness answer.
 #[derive(Debug)]
 struct StoreFacts {
+    /// When the store was asked.
+    found: Instant,
     plugins: usize,
     unloadable: Vec<PluginName>,
 }
@@ -489,8 +491,8 @@ impl ReadinessFacts {
         let mut last = tokio::time::timeout_at(deadline, Arc::clone(&self.last).lock_owned())
             .await
             .map_err(|_| ApiError::StoreTooSlow)?;
-        if let Some((found, facts)) = last.as_ref()
-            && found.elapsed() < READINESS_FACTS_TTL
+        if let Some(facts) = last.as_ref()
+            && facts.found.elapsed() < READINESS_FACTS_TTL
         {
             return Ok(Arc::clone(facts));
         }
@@ -498,8 +500,10 @@ impl ReadinessFacts {
         // The lock goes with the work: if the store outlasts this probe, the next probes wait
         // for the same answer rather than start another thread.
         let task = tokio::task::spawn_blocking(move || {
+            let found = Instant::now();
             let plugins = runner.list()?;
             let facts = Arc::new(StoreFacts {
+                found,
                 plugins: plugins.len(),
                 unloadable: plugins
                     .into_iter()
@@ -507,7 +511,7 @@ impl ReadinessFacts {
                     .map(|p| p.name)
                     .collect(),
             });
-            *last = Some((Instant::now(), Arc::clone(&facts)));
+            *last = Some(Arc::clone(&facts));
             Ok::<_, RunError>(facts)
         });
         tokio::time::timeout_at(deadline, task)
