@@ -354,7 +354,8 @@ impl FeedRate {
 
     /// How long the reader may wait for the client before the window is judged.
     fn left_in_window(&self) -> Duration {
-        if self.min_rate == 0 { Duration::MAX / 4 } else { self.window.saturating_sub(self.waited) }
+        // Off: a year, which the stream's own deadline always ends first.
+        if self.min_rate == 0 { Duration::from_secs(365 * 86_400) } else { self.window.saturating_sub(self.waited) }
     }
 
     /// The reader waited `waited` for the client, which sent `data`; a window that is over is
@@ -514,6 +515,26 @@ mod tests {
         }
         assert_eq!(chunks.concat(), b"{\"a\":1}\n{\"b\":2}\n{}\n{}");
         assert_eq!(chunks, [b"{\"a\":1}\n".to_vec(), b"{\"b\":2}\n".to_vec(), b"{}\n{}".to_vec()]);
+    }
+
+    #[test]
+    fn a_stream_is_judged_by_what_it_sent_per_window_of_waiting_for_it() {
+        let limits = StreamLimits { min_rate: 10, rate_window: Duration::from_secs(1), ..StreamLimits::default() };
+        let mut rate = FeedRate::new(limits);
+        let bytes = |n: usize| Bytes::from(vec![0u8; n]);
+        // 12 bytes in the first second of waiting: fast enough; the next window starts afresh.
+        rate.waited(Duration::from_millis(500), Some(&bytes(3))).unwrap();
+        assert_eq!(rate.left_in_window(), Duration::from_millis(500));
+        rate.waited(Duration::from_millis(500), Some(&bytes(9))).unwrap();
+        assert_eq!(rate.left_in_window(), Duration::from_secs(1));
+        // Time spent feeding the plugin is not waiting for the client, so it is never passed
+        // in; 5 bytes in the next second of waiting are too few.
+        rate.waited(Duration::from_millis(600), Some(&bytes(4))).unwrap();
+        let too_slow = rate.waited(Duration::from_millis(400), Some(&bytes(1)));
+        assert!(matches!(too_slow, Err(ApiError::StreamTooSlow { min_rate: 10, .. })), "{too_slow:?}");
+        // Off: never judged.
+        let mut off = FeedRate::new(StreamLimits { min_rate: 0, ..limits });
+        off.waited(Duration::from_secs(3600), None).unwrap();
     }
 
     #[test]
