@@ -191,6 +191,21 @@ pub struct Config {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub stream_idle_secs: u64,
 
+    /// Slowest a client may send a stream, in bytes per second averaged over
+    /// `--stream-rate-window-secs` (slower: 408 `stream_timeout`); 0 turns the check off.
+    #[arg(long, env = "STREAM_MIN_BYTES_PER_SEC", default_value_t = StreamLimits::default().min_rate)]
+    pub stream_min_bytes_per_sec: u64,
+
+    /// The window, in seconds, over which a stream's feed rate is averaged.
+    #[arg(long, env = "STREAM_RATE_WINDOW_SECS", default_value_t = StreamLimits::default().rate_window.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub stream_rate_window_secs: u64,
+
+    /// Most streams open at once, each holding a worker process while it lasts (process
+    /// isolation). Default: all workers but one.
+    #[arg(long, env = "MAX_STREAM_WORKERS", value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub max_stream_workers: Option<u32>,
+
     /// Connections served at once; a few more get only the probes, the rest are closed.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = ServeOptions::default().max_connections as u32,
           value_parser = clap::value_parser!(u32).range(1..))]
@@ -239,6 +254,8 @@ impl Config {
             max_bytes: self.stream_max_bytes,
             max_duration: Duration::from_secs(self.stream_max_secs),
             idle_timeout: Duration::from_secs(self.stream_idle_secs),
+            min_rate: self.stream_min_bytes_per_sec,
+            rate_window: Duration::from_secs(self.stream_rate_window_secs),
         }
     }
 

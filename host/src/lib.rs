@@ -10,6 +10,7 @@
 pub mod api;
 pub mod config;
 pub mod failure;
+mod logs;
 pub mod metrics;
 pub mod runner;
 pub mod runtime;
@@ -74,6 +75,7 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
                 settings.workers = workers as usize;
             }
             settings.max_workers_per_plugin = config.max_workers_per_plugin.map(|cap| cap as usize);
+            settings.max_stream_workers = config.max_stream_workers.map(|cap| cap as usize);
             settings.queue_timeout = std::time::Duration::from_millis(config.queue_timeout_ms);
             settings.memory_limit_bytes = Some(config.worker_memory_mb << 20);
             Arc::new(

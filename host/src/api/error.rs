@@ -46,6 +46,8 @@ pub enum ApiError {
     StreamTooLong { limit: std::time::Duration },
     #[error("the client sent nothing for {idle:?} in the middle of a stream")]
     StreamIdle { idle: std::time::Duration },
+    #[error("the client sent the stream slower than {min_rate} bytes/s over {window:?}")]
+    StreamTooSlow { min_rate: u64, window: std::time::Duration },
     /// The client disconnected or its body broke: nobody is left to answer.
     #[error("the client went away")]
     ClientGone,
@@ -98,7 +100,9 @@ impl ApiError {
             | ApiError::ClientGone => FailureKind::InvalidRequest,
             ApiError::InputTooLarge { .. } | ApiError::LineTooLong { .. } => FailureKind::InputTooLarge,
             ApiError::StreamTooLarge { .. } => FailureKind::StreamTooLarge,
-            ApiError::StreamTooLong { .. } | ApiError::StreamIdle { .. } => FailureKind::StreamTimeout,
+            ApiError::StreamTooLong { .. } | ApiError::StreamIdle { .. } | ApiError::StreamTooSlow { .. } => {
+                FailureKind::StreamTimeout
+            }
             ApiError::UnsupportedMediaType | ApiError::UnsupportedEncoding => FailureKind::UnsupportedMediaType,
             ApiError::BodyTooLarge => FailureKind::BodyTooLarge,
             ApiError::InvalidName(_) => FailureKind::InvalidPluginName,

@@ -46,6 +46,13 @@ pub struct StreamLimits {
     pub max_duration: Duration,
     /// Longest a client may send nothing in the middle of a stream. Default: 30 s.
     pub idle_timeout: Duration,
+    /// Slowest a client may send a stream, in bytes per second, averaged over each
+    /// `rate_window` of waiting for the client (time the plugin keeps the reader waiting does
+    /// not count): a stream holds a worker, so a client that trickles must not keep it for
+    /// minutes. 0 turns the check off. Default: 1024.
+    pub min_rate: u64,
+    /// The window `min_rate` is averaged over. Default: 10 s.
+    pub rate_window: Duration,
 }
 
 impl Default for StreamLimits {
@@ -54,6 +61,8 @@ impl Default for StreamLimits {
             max_bytes: 4 << 30,
             max_duration: Duration::from_secs(300),
             idle_timeout: Duration::from_secs(30),
+            min_rate: 1024,
+            rate_window: Duration::from_secs(10),
         }
     }
 }
@@ -281,10 +290,17 @@ async fn read_body(
 ) {
     let mut total: u64 = 0;
     let mut ended = false;
+    let mut rate = FeedRate::new(limits);
     let outcome: Result<(), ApiError> = async {
         loop {
-            let wait = tokio::time::Instant::now() + limits.idle_timeout;
-            let frame = match tokio::time::timeout_at(wait.min(deadline), body.frame()).await {
+            let asked = tokio::time::Instant::now();
+            let wait = asked + limits.idle_timeout;
+            let window_ends = asked + rate.left_in_window();
+            let frame = tokio::time::timeout_at(wait.min(deadline).min(window_ends), body.frame()).await;
+            rate.waited(asked.elapsed(), frame.as_ref().ok().and_then(|f| f.as_ref()?.as_ref().ok()?.data_ref()))?;
+            let frame = match frame {
+                // The rate window ended (and the client kept up): wait on.
+                Err(_) if window_ends < wait.min(deadline) => continue,
                 Err(_) if wait < deadline => return Err(ApiError::StreamIdle { idle: limits.idle_timeout }),
                 Err(_) => return Err(ApiError::StreamTooLong { limit: limits.max_duration }),
                 Ok(None) => break,
@@ -318,6 +334,47 @@ async fn read_body(
     }
     if !ended {
         drain(body, limits.idle_timeout).await;
+    }
+}
+
+/// The minimum feed rate of a stream ([`StreamLimits::min_rate`]): what the client sent in the
+/// current window, and how long the reader has waited for it.
+#[derive(Debug)]
+struct FeedRate {
+    min_rate: u64,
+    window: Duration,
+    waited: Duration,
+    bytes: u64,
+}
+
+impl FeedRate {
+    fn new(limits: StreamLimits) -> Self {
+        FeedRate { min_rate: limits.min_rate, window: limits.rate_window, waited: Duration::ZERO, bytes: 0 }
+    }
+
+    /// How long the reader may wait for the client before the window is judged.
+    fn left_in_window(&self) -> Duration {
+        // Off: a year, which the stream's own deadline always ends first.
+        if self.min_rate == 0 { Duration::from_secs(365 * 86_400) } else { self.window.saturating_sub(self.waited) }
+    }
+
+    /// The reader waited `waited` for the client, which sent `data`; a window that is over is
+    /// judged: too few bytes in it end the stream (408 `stream_timeout`).
+    fn waited(&mut self, waited: Duration, data: Option<&Bytes>) -> Result<(), ApiError> {
+        if self.min_rate == 0 {
+            return Ok(());
+        }
+        self.waited += waited;
+        self.bytes += data.map_or(0, |data| data.len() as u64);
+        if self.waited < self.window {
+            return Ok(());
+        }
+        let needed = (self.min_rate as f64 * self.window.as_secs_f64()) as u64;
+        if self.bytes < needed {
+            return Err(ApiError::StreamTooSlow { min_rate: self.min_rate, window: self.window });
+        }
+        (self.waited, self.bytes) = (Duration::ZERO, 0);
+        Ok(())
     }
 }
 
@@ -458,6 +515,26 @@ mod tests {
         }
         assert_eq!(chunks.concat(), b"{\"a\":1}\n{\"b\":2}\n{}\n{}");
         assert_eq!(chunks, [b"{\"a\":1}\n".to_vec(), b"{\"b\":2}\n".to_vec(), b"{}\n{}".to_vec()]);
+    }
+
+    #[test]
+    fn a_stream_is_judged_by_what_it_sent_per_window_of_waiting_for_it() {
+        let limits = StreamLimits { min_rate: 10, rate_window: Duration::from_secs(1), ..StreamLimits::default() };
+        let mut rate = FeedRate::new(limits);
+        let bytes = |n: usize| Bytes::from(vec![0u8; n]);
+        // 12 bytes in the first second of waiting: fast enough; the next window starts afresh.
+        rate.waited(Duration::from_millis(500), Some(&bytes(3))).unwrap();
+        assert_eq!(rate.left_in_window(), Duration::from_millis(500));
+        rate.waited(Duration::from_millis(500), Some(&bytes(9))).unwrap();
+        assert_eq!(rate.left_in_window(), Duration::from_secs(1));
+        // Time spent feeding the plugin is not waiting for the client, so it is never passed
+        // in; 5 bytes in the next second of waiting are too few.
+        rate.waited(Duration::from_millis(600), Some(&bytes(4))).unwrap();
+        let too_slow = rate.waited(Duration::from_millis(400), Some(&bytes(1)));
+        assert!(matches!(too_slow, Err(ApiError::StreamTooSlow { min_rate: 10, .. })), "{too_slow:?}");
+        // Off: never judged.
+        let mut off = FeedRate::new(StreamLimits { min_rate: 0, ..limits });
+        off.waited(Duration::from_secs(3600), None).unwrap();
     }
 
     #[test]

@@ -54,10 +54,12 @@ pub struct AppState {
     /// Calls allowed to run at once; more are refused with 503 instead of queueing without
     /// bound behind the CPU.
     pub in_flight: Arc<Semaphore>,
-    /// Listings (`/readyz`, `/plugins`) allowed at once: a budget of their own, so a flood of
-    /// calls cannot make a probe answer "overloaded" (and take every replica out of its
-    /// Service at once), and a flood of listings cannot crowd out calls.
+    /// Listings (`/plugins...`) allowed at once: a budget of their own, so a flood of calls
+    /// cannot crowd out listings, and a flood of listings cannot crowd out calls.
     pub listings: Arc<Semaphore>,
+    /// What `/readyz` knows about the store, with a budget of its own (see [`ReadinessFacts`]):
+    /// no amount of listing or call traffic makes a healthy replica unready.
+    pub readiness: Arc<ReadinessFacts>,
     /// Set when shutdown begins: calls accepted but not yet started are refused (503) rather
     /// than started during or after the grace period.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
@@ -65,8 +67,12 @@ pub struct AppState {
     pub stream_limits: StreamLimits,
 }
 
-/// Listings that may run at once; each stats every plugin file.
+/// Listings that may run at once; each stats every plugin file (or every version of one).
+/// Readiness probes do not count against it.
 pub const MAX_LISTINGS: usize = 4;
+
+/// How long `/readyz` answers from the store facts it found last, before looking again.
+pub const READINESS_FACTS_TTL: Duration = Duration::from_secs(1);
 
 /// Longest a listing may take before the answer is "store unavailable": Kubernetes' default
 /// probe timeout is 1 s, and a store that cannot list its plugins in that time cannot serve.
@@ -79,6 +85,7 @@ impl AppState {
             metrics,
             in_flight: Arc::new(Semaphore::new(max_in_flight)),
             listings: Arc::new(Semaphore::new(MAX_LISTINGS)),
+            readiness: Arc::default(),
             stopping: Arc::default(),
             stream_limits: StreamLimits::default(),
         }
@@ -435,7 +442,9 @@ pub struct Readiness {
 
 /// Ready when the host can serve: the store answers within [`LISTING_DEADLINE`] (a store that
 /// cannot be listed, for example a Fluid mount that is not there yet, makes this 503 so that no
-/// traffic is routed here) and file descriptors are not about to run out.
+/// traffic is routed here), file descriptors are not about to run out and (with workers) a
+/// worker is alive or can be started. The store's part comes from [`ReadinessFacts`], which
+/// shares nothing with listings and calls.
 async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     let file_descriptors = crate::server::Descriptors::now();
     if !file_descriptors.have_headroom() {
@@ -445,21 +454,72 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
     if workers.as_ref().is_some_and(|workers| !workers.can_serve()) {
         return Err(ApiError::NoWorkers);
     }
-    let runner = Arc::clone(&state.runner);
-    let plugins = listing(&state, move || runner.list()).await?;
+    let facts = state.readiness.current(&state.runner).await?;
     Ok(Json(Readiness {
         status: "ready",
         store: state.runner.describe_store(),
         file_descriptors,
         workers,
         store_degraded: state.runner.store_degraded(),
-        plugins: plugins.len(),
-        unloadable: plugins
-            .into_iter()
-            .filter(|p| p.abi.as_ref().is_none_or(|abi| !abi.compliant))
-            .map(|p| p.name)
-            .collect(),
+        plugins: facts.plugins,
+        unloadable: facts.unloadable.clone(),
     }))
+}
+
+/// What `/readyz` says about the store: found by at most one probe at a time (a single
+/// flight, on one blocking thread, never a listing permit), and reused by every probe for
+/// [`READINESS_FACTS_TTL`]. Probes that arrive while it is being found wait for that answer
+/// (within [`LISTING_DEADLINE`]) instead of asking the store again; a store that hangs keeps
+/// the one probe thread busy and every probe answers 503, which is the truth.
+#[derive(Debug, Default)]
+pub struct ReadinessFacts {
+    last: Arc<tokio::sync::Mutex<Option<Arc<StoreFacts>>>>,
+}
+
+/// The store's part of a readiness answer.
+#[derive(Debug)]
+struct StoreFacts {
+    /// When the store was asked.
+    found: Instant,
+    plugins: usize,
+    unloadable: Vec<PluginName>,
+}
+
+impl ReadinessFacts {
+    async fn current(&self, runner: &Arc<dyn PluginRunner>) -> Result<Arc<StoreFacts>, ApiError> {
+        let deadline = tokio::time::Instant::now() + LISTING_DEADLINE;
+        let mut last = tokio::time::timeout_at(deadline, Arc::clone(&self.last).lock_owned())
+            .await
+            .map_err(|_| ApiError::StoreTooSlow)?;
+        if let Some(facts) = last.as_ref()
+            && facts.found.elapsed() < READINESS_FACTS_TTL
+        {
+            return Ok(Arc::clone(facts));
+        }
+        let runner = Arc::clone(runner);
+        // The lock goes with the work: if the store outlasts this probe, the next probes wait
+        // for the same answer rather than start another thread.
+        let task = tokio::task::spawn_blocking(move || {
+            let found = Instant::now();
+            let plugins = runner.list()?;
+            let facts = Arc::new(StoreFacts {
+                found,
+                plugins: plugins.len(),
+                unloadable: plugins
+                    .into_iter()
+                    .filter(|p| p.abi.as_ref().is_none_or(|abi| !abi.compliant))
+                    .map(|p| p.name)
+                    .collect(),
+            });
+            *last = Some(Arc::clone(&facts));
+            Ok::<_, RunError>(facts)
+        });
+        tokio::time::timeout_at(deadline, task)
+            .await
+            .map_err(|_| ApiError::StoreTooSlow)?
+            .map_err(|join_error| ApiError::Internal(format!("store task panicked: {join_error}")))?
+            .map_err(ApiError::from)
+    }
 }
 
 async fn list_plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginStatus>>, ApiError> {

@@ -1,15 +1,22 @@
 //! Each plugin's current version: what every runner keeps between calls.
 
-use std::{num::NonZeroUsize, sync::Arc, time::UNIX_EPOCH};
+use std::{
+    num::NonZeroUsize,
+    sync::Arc,
+    time::{Duration, Instant, UNIX_EPOCH},
+};
 
 use lru::LruCache;
 use parking_lot::Mutex;
 use plugin_sdk::AbiLimits;
 
-use super::{AbiStatus, PluginStatus, RunError, VersionStatus, content_hash};
+use super::{AbiStatus, PluginStatus, RunError, VersionStatus, content_hash, sha256};
 use crate::{
+    logs,
     metrics::Metrics,
-    store::{self, FileIdentity, PluginName, PluginRef, PluginStore, Resolver, StoreError, VersionRequirement},
+    store::{
+        self, FileIdentity, PluginName, PluginRef, PluginStore, Resolver, StoreError, VersionRequirement, Versions,
+    },
 };
 
 /// Default number of plugins whose current version is kept.
@@ -28,9 +35,12 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 256;
 /// (no worker free to load it, say) is not a verdict on the file: it is not kept, and the next
 /// call tries to load the file again.
 ///
-/// Listings (`GET /plugins`, `/readyz`) cost one `stat` per plugin: what a file's content says
-/// (its hash, the ABI check's verdict) is kept per file identity and recomputed only when the
-/// file changes.
+/// Listings (`GET /plugins`, `/readyz`, `GET /plugins/{name}/versions`) cost one `stat` per
+/// file: what a file's content says (its hash, the ABI check's verdict) is kept per file
+/// identity (size, mtime, inode, ctime) and recomputed only when the file changes. Hashes are
+/// kept apart from verdicts and for many more files ([`DIGESTS_CAPACITY`]), so that listing a
+/// plugin with thousands of versions neither re-reads them on every call nor pushes the
+/// verdicts of the plugins being served out of their cache.
 #[derive(Debug)]
 pub struct Catalog<M> {
     store: Arc<dyn PluginStore>,
@@ -46,7 +56,31 @@ pub struct Catalog<M> {
     abi_limits: AbiLimits,
     /// What each file's content says, by file identity, for listings.
     facts: Mutex<LruCache<PluginRef, (FileIdentity, FileFacts)>>,
+    /// Each file's SHA-256, by file identity, for versions listings.
+    digests: Mutex<LruCache<PluginRef, (FileIdentity, [u8; 32])>>,
+    /// The last versions listing of each name (see [`versions`](Self::versions)); each entry's
+    /// lock is held while its listing is made, so concurrent listings of one name make it once.
+    answers: Mutex<LruCache<PluginName, Arc<Mutex<Option<VersionsAnswer>>>>>,
+    /// A version that fails to load while the previous one serves is reported once per 10 s
+    /// per plugin file (a transient failure is retried, and would be reported, on every call).
+    failures_logged: logs::Throttle,
 }
+
+/// Files whose SHA-256 is kept for versions listings: a listing of more versions than this
+/// reads and hashes the rest on every call. About 200 bytes each.
+pub const DIGESTS_CAPACITY: usize = 65_536;
+
+/// A versions listing as it was answered: from which listing of the store, and when.
+#[derive(Debug)]
+struct VersionsAnswer {
+    listing: Arc<Versions>,
+    made: Instant,
+    versions: Vec<VersionStatus>,
+}
+
+/// Longest a versions listing is answered again without looking at its files: as long as the
+/// listing of names itself is trusted, at most 1 s.
+const VERSIONS_ANSWER_AGE: Duration = Duration::from_secs(1);
 
 /// What a plugin file's bytes say, kept while the file is unchanged.
 #[derive(Debug, Clone)]
@@ -82,7 +116,18 @@ impl<M: Clone> Catalog<M> {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         let facts = Mutex::new(LruCache::new(capacity.saturating_mul(NonZeroUsize::new(4).expect("non-zero"))));
         let resolver = Resolver::new(Arc::clone(&store));
-        Catalog { store, resolver, metrics, slots: Mutex::new(LruCache::new(capacity)), abi_limits, facts }
+        let digests = Mutex::new(LruCache::new(NonZeroUsize::new(DIGESTS_CAPACITY).expect("non-zero")));
+        Catalog {
+            store,
+            resolver,
+            metrics,
+            slots: Mutex::new(LruCache::new(capacity)),
+            abi_limits,
+            facts,
+            digests,
+            answers: Mutex::new(LruCache::new(capacity)),
+            failures_logged: logs::Throttle::default(),
+        }
     }
 
     /// The plugin file a request for `name` with `requirement` runs (see [`Resolver::resolve`]).
@@ -92,9 +137,29 @@ impl<M: Clone> Catalog<M> {
 
     /// Every version of `name` (and its unversioned file, first, if there is one) with its
     /// content's SHA-256. A registry names the digest itself; a file is read and hashed once
-    /// per file identity.
+    /// per file identity, so a listing costs a `stat` per version once the hashes are known.
+    /// The answer is made once for everyone asking at the same time, and given again while
+    /// the store's listing of names is the same one and at most [`VERSIONS_ANSWER_AGE`] old:
+    /// a plugin with thousands of versions costs thousands of `stat`s a second at most, not
+    /// per request.
     pub fn versions(&self, name: &PluginName) -> Result<Vec<VersionStatus>, RunError> {
         let listing = self.resolver.versions(name)?;
+        let entry = Arc::clone(self.answers.lock().get_or_insert(name.clone(), Default::default));
+        let mut answer = entry.lock();
+        let age = self.store.listing_ttl().min(VERSIONS_ANSWER_AGE);
+        if let Some(answer) = answer.as_ref()
+            && Arc::ptr_eq(&answer.listing, &listing)
+            && answer.made.elapsed() < age
+        {
+            return Ok(answer.versions.clone());
+        }
+        let made = Instant::now();
+        let versions = self.versions_of(name, &listing)?;
+        *answer = Some(VersionsAnswer { listing, made, versions: versions.clone() });
+        Ok(versions)
+    }
+
+    fn versions_of(&self, name: &PluginName, listing: &Versions) -> Result<Vec<VersionStatus>, RunError> {
         if listing.is_empty() {
             return Err(StoreError::NotFound(PluginRef::from(name)).into());
         }
@@ -109,7 +174,7 @@ impl<M: Clone> Catalog<M> {
         for plugin in plugins {
             let sha256 = match self.store.stat(&plugin) {
                 Ok(FileIdentity { digest: Some(digest), .. }) => Some(hex::encode(digest)),
-                Ok(_) => self.facts_of(&plugin).ok().map(|(_, facts)| facts.sha256),
+                Ok(identity) => self.digest_of(&plugin, identity).ok().map(hex::encode),
                 // Gone since the listing, or not a plugin file: not a version.
                 Err(StoreError::NotFound(_) | StoreError::NotARegularFile(_)) => continue,
                 Err(error @ StoreError::Unavailable { .. }) => return Err(error.into()),
@@ -217,7 +282,9 @@ impl<M: Clone> Catalog<M> {
                 };
                 match &slot.current {
                     Some(previous) => {
-                        tracing::warn!(%plugin, %error, transient, "new plugin version failed to load; still serving the previous one");
+                        if let Some(suppressed) = self.failures_logged.allow(&(plugin, transient)) {
+                            tracing::warn!(%plugin, %error, transient, suppressed, "new plugin version failed to load; still serving the previous one");
+                        }
                         Ok(previous.module.clone())
                     }
                     None => Err(error),
@@ -301,9 +368,25 @@ impl<M: Clone> Catalog<M> {
             return Ok((identity, facts.clone()));
         }
         let file = self.store.load(plugin)?;
-        let facts = FileFacts { sha256: content_hash(&file.bytes), abi: AbiStatus::of(&file.bytes, &self.abi_limits) };
+        let digest = sha256(&file.bytes);
+        let facts = FileFacts { sha256: hex::encode(digest), abi: AbiStatus::of(&file.bytes, &self.abi_limits) };
         self.facts.lock().put(plugin.clone(), (file.identity, facts.clone()));
+        self.digests.lock().put(plugin.clone(), (file.identity, digest));
         Ok((file.identity, facts))
+    }
+
+    /// The SHA-256 of the file whose identity is `identity` now: from the cache while the file
+    /// is unchanged, else read and hashed (no ABI check: a versions listing does not show it).
+    fn digest_of(&self, plugin: &PluginRef, identity: FileIdentity) -> Result<[u8; 32], StoreError> {
+        if let Some((seen, digest)) = self.digests.lock().get(plugin)
+            && *seen == identity
+        {
+            return Ok(*digest);
+        }
+        let file = self.store.load(plugin)?;
+        let digest = sha256(&file.bytes);
+        self.digests.lock().put(plugin.clone(), (file.identity, digest));
+        Ok(digest)
     }
 
     /// Every plugin in the store, sorted by name, each as a request without a version

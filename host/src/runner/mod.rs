@@ -233,8 +233,12 @@ impl AbiStatus {
 
 /// A plugin version's identity: the hex SHA-256 of its bytes.
 pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(sha256(bytes))
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(bytes))
+    sha2::Sha256::digest(bytes).into()
 }
 
 /// Why a run failed: the store could not give the plugin, the runtime could not run it, or the

@@ -12,6 +12,7 @@ use super::{
     FileIdentity, PluginFile, PluginName, PluginRef, StoreError, Versions,
     version::{version_file_name, version_from_file_name},
 };
+use crate::logs;
 
 /// `<root>/<name>.wasm` files (unversioned plugins) and `<root>/<name>/<version>.wasm` files
 /// (versions), where `root` is canonical. Anything that is not a regular file directly inside
@@ -22,6 +23,8 @@ use super::{
 pub(super) struct PluginDir<'a> {
     pub root: &'a Path,
     pub max_bytes: u64,
+    /// What was warned about already: each stray entry once per identity, not per listing.
+    pub warned: &'a logs::Once,
 }
 
 impl PluginDir<'_> {
@@ -89,21 +92,29 @@ impl PluginDir<'_> {
         match fs::symlink_metadata(&folder) {
             Ok(meta) if meta.is_dir() => {
                 for entry in fs::read_dir(&folder)? {
-                    let file_name = entry?.file_name();
+                    let entry = entry?;
+                    let file_name = entry.file_name();
                     let file_name = file_name.to_string_lossy();
                     match version_from_file_name(&file_name) {
                         Some(version) => versions.push(version),
                         // Temporary files of an atomic write are expected; anything else is
-                        // probably a mistake worth telling the operator about.
+                        // probably a mistake worth telling the operator about, once per file
+                        // and change (listings run on every miss; a warning each time made
+                        // 132,000 lines in 5 s).
                         None if file_name.starts_with('.') => {}
                         None => {
-                            tracing::warn!(plugin = %name, file = %file_name, "ignoring a file in the plugin's version folder: its name is not `<semver>.wasm`")
+                            let identity = entry.metadata().ok().map(|m| (m.ino(), m.len(), m.ctime(), m.ctime_nsec()));
+                            if self.warned.first(&(&folder, &*file_name, identity)) {
+                                tracing::warn!(plugin = %name, file = %file_name, "ignoring a file in the plugin's version folder: its name is not `<semver>.wasm`");
+                            }
                         }
                     }
                 }
             }
             Ok(meta) if meta.file_type().is_symlink() => {
-                tracing::warn!(plugin = %name, "ignoring the plugin's version folder: it is a symbolic link");
+                if self.warned.first(&(&folder, meta.ino(), meta.ctime(), meta.ctime_nsec())) {
+                    tracing::warn!(plugin = %name, "ignoring the plugin's version folder: it is a symbolic link");
+                }
             }
             Ok(_) => {}
             Err(error) if error.kind() == io::ErrorKind::NotFound => {}

@@ -22,6 +22,7 @@ use backon::{BlockingRetryable, ExponentialBuilder};
 use parking_lot::Mutex;
 
 use super::{FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions, dir::PluginDir};
+use crate::logs;
 
 /// Serves `<mount>/<name>.wasm` and `<mount>/<name>/<version>.wasm` from a Fluid dataset mount. Never fails to construct: a mount
 /// that is not there yet makes requests answer "unavailable" until it appears.
@@ -37,6 +38,11 @@ pub struct FluidPluginStore {
     /// How long a successful readiness check is trusted. Default: 1 s.
     recheck_interval: Duration,
     last_ready: Mutex<Option<(Instant, PathBuf)>>,
+    /// Stray entries in version folders already warned about (once per file and change).
+    warned: logs::Once,
+    /// Retries are logged at most once per 10 s per error: a mount that keeps failing would
+    /// otherwise write a line per request.
+    retries_logged: logs::Throttle,
 }
 
 impl std::fmt::Debug for FluidPluginStore {
@@ -55,6 +61,8 @@ impl FluidPluginStore {
             first_backoff: Duration::from_millis(10),
             recheck_interval: Duration::from_secs(1),
             last_ready: Mutex::new(None),
+            warned: logs::Once::default(),
+            retries_logged: logs::Throttle::default(),
         }
     }
 
@@ -103,8 +111,10 @@ impl FluidPluginStore {
         what: &str,
         operation: impl Fn(PluginDir<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
-        let attempt =
-            || self.ready_root().and_then(|root| operation(PluginDir { root: &root, max_bytes: self.max_bytes }));
+        let attempt = || {
+            self.ready_root()
+                .and_then(|root| operation(PluginDir { root: &root, max_bytes: self.max_bytes, warned: &self.warned }))
+        };
         let backoff = ExponentialBuilder::new()
             .with_min_delay(self.first_backoff)
             .with_factor(4.0)
@@ -116,7 +126,9 @@ impl FluidPluginStore {
             .notify(|error, wait| {
                 // The mount may have been replaced: check it again before the next try.
                 *self.last_ready.lock() = None;
-                tracing::warn!(%error, ?wait, "plugin store: transient error, retrying");
+                if let Some(suppressed) = self.retries_logged.allow(&error.to_string()) {
+                    tracing::warn!(%error, ?wait, suppressed, "plugin store: transient error, retrying");
+                }
             })
             .call()
             .map_err(|error| match error {

@@ -7,6 +7,7 @@ use std::{
 };
 
 use super::{FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions, dir::PluginDir};
+use crate::logs;
 
 /// Serves `<root>/<name>.wasm` and `<root>/<name>/<version>.wasm` (see `PluginDir` for what is refused). The directory must exist
 /// when the store is made.
@@ -15,6 +16,7 @@ pub struct LocalPluginStore {
     /// Canonical, so that "inside the root" can be checked on canonical paths.
     root: PathBuf,
     max_bytes: u64,
+    warned: logs::Once,
 }
 
 impl LocalPluginStore {
@@ -24,7 +26,7 @@ impl LocalPluginStore {
         if !root.is_dir() {
             return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not a directory", root.display())));
         }
-        Ok(LocalPluginStore { root, max_bytes })
+        Ok(LocalPluginStore { root, max_bytes, warned: logs::Once::default() })
     }
 
     pub fn root(&self) -> &Path {
@@ -32,7 +34,7 @@ impl LocalPluginStore {
     }
 
     fn dir(&self) -> PluginDir<'_> {
-        PluginDir { root: &self.root, max_bytes: self.max_bytes }
+        PluginDir { root: &self.root, max_bytes: self.max_bytes, warned: &self.warned }
     }
 }
 

@@ -23,6 +23,7 @@ use super::{
     PluginName, PluginRef, PluginStore, StoreError,
     version::{ConflictLog, VersionRequirement, Versions, select},
 };
+use crate::logs;
 
 /// Names whose listing is kept.
 const CAPACITY: usize = 1024;
@@ -39,6 +40,8 @@ pub struct Resolver {
     listings: Mutex<LruCache<PluginName, Listing>>,
     /// Versions that differ only in build metadata, reported once per change.
     conflicts: ConflictLog,
+    /// A store that cannot be listed is reported once per 10 s per plugin, not per request.
+    outage_logged: logs::Throttle,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +63,7 @@ impl Resolver {
             min_refresh: ttl / 10,
             listings: Mutex::new(LruCache::new(capacity)),
             conflicts: ConflictLog::default(),
+            outage_logged: logs::Throttle::default(),
         }
     }
 
@@ -124,7 +128,9 @@ impl Resolver {
             // versions it named keep serving from whatever the store still holds of them).
             Err(error) if error.kind().is_transient() => match cached {
                 Some(listing) => {
-                    tracing::warn!(plugin = %name, %error, age = ?listing.fetched.elapsed(), "plugin store cannot list versions; using the last listing");
+                    if let Some(suppressed) = self.outage_logged.allow(name) {
+                        tracing::warn!(plugin = %name, %error, age = ?listing.fetched.elapsed(), suppressed, "plugin store cannot list versions; using the last listing");
+                    }
                     Ok(listing)
                 }
                 // Nothing listed yet (a restart): what the store holds without its source.
@@ -133,7 +139,9 @@ impl Resolver {
                     if held.is_empty() {
                         return Err(error);
                     }
-                    tracing::warn!(plugin = %name, %error, "plugin store cannot list versions; using the versions it holds");
+                    if let Some(suppressed) = self.outage_logged.allow(name) {
+                        tracing::warn!(plugin = %name, %error, suppressed, "plugin store cannot list versions; using the versions it holds");
+                    }
                     // Not kept: a listing from the source replaces it as soon as there is one.
                     Ok(Listing { fetched: Instant::now(), versions: Arc::new(held), from_source: false })
                 }

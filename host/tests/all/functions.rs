@@ -392,6 +392,7 @@ async fn streams_that_break_a_limit_end_with_an_error_the_client_sees() {
             max_bytes: 100_000,
             max_duration: Duration::from_secs(60),
             idle_timeout: Duration::from_millis(500),
+            ..StreamLimits::default()
         };
         let server = server(isolation, Duration::from_secs(2), limits).await;
         // Too large, before any output: an ordinary JSON error.

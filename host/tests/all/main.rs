@@ -11,6 +11,7 @@ mod http;
 mod isolation;
 mod long;
 mod memory;
+mod pressure;
 mod registry;
 mod runner;
 mod runtime;

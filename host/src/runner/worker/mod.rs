@@ -32,7 +32,7 @@ use std::{
 pub use child::{WORKER_ARG, run as run_worker};
 
 use self::{
-    pool::{Pool, PooledWorker, Worker},
+    pool::{Pool, PooledWorker, Purpose, Worker},
     quarantine::{Quarantine, QuarantinePolicy},
 };
 use super::{
@@ -56,6 +56,14 @@ pub struct WorkerSettings {
     /// Most workers one plugin may hold at once. Default (`None`): all but one, so that a
     /// plugin whose calls loop to their deadline never takes every worker.
     pub max_workers_per_plugin: Option<usize>,
+    /// Most streams open at once, each holding a worker for as long as it lasts (more are
+    /// refused, 503 `overloaded`). Default (`None`): all workers but one. Streams and calls of
+    /// slow plugins together never hold the last worker (see `Pool`), whatever this says.
+    pub max_stream_workers: Option<usize>,
+    /// A plugin whose calls hold a worker this long or longer (on average lately, or a call
+    /// running now) is slow: its calls, like streams, never take the last worker, which stays
+    /// for quick calls. Default: 100 ms.
+    pub slow_call: Duration,
     /// Memory limit of each worker (RLIMIT_DATA: heap and private writable mappings),
     /// enforced by the kernel. Default: 1 GiB.
     pub memory_limit_bytes: Option<u64>,
@@ -90,11 +98,19 @@ impl WorkerSettings {
         self.max_workers_per_plugin.unwrap_or(workers - 1).clamp(1, workers)
     }
 
+    /// Most streams open at once (see the field).
+    pub fn max_stream_workers(&self) -> usize {
+        let workers = self.workers.max(1);
+        self.max_stream_workers.unwrap_or(workers - 1).clamp(1, workers)
+    }
+
     pub fn new(executable: PathBuf) -> Self {
         WorkerSettings {
             executable,
             workers: Self::default_workers(),
             max_workers_per_plugin: None,
+            max_stream_workers: None,
+            slow_call: Duration::from_millis(100),
             memory_limit_bytes: Some(Self::DEFAULT_MEMORY_LIMIT_BYTES),
             quarantine_after: 3,
             quarantine_base: Duration::from_secs(1),
@@ -277,7 +293,7 @@ impl WorkerPoolRunner {
         // version: a new version that cannot run (WasmEdge refuses it, its memory is over the
         // cap, compilation fails) must not replace one that can.
         // A busy pool is a transient failure (the catalog tries again on the next call).
-        let mut worker = self.pool.checkout(name, self.settings.queue_timeout)?;
+        let mut worker = self.pool.checkout(name, Purpose::Load, self.settings.queue_timeout)?;
         match worker.load(&module) {
             Ok(loaded) => {
                 worker.release();
@@ -328,7 +344,7 @@ impl WorkerPoolRunner {
         loop {
             attempts_left -= 1;
             let mut worker = match wait {
-                Wait::UpTo(patience) => self.pool.checkout(name, patience)?,
+                Wait::UpTo(patience) => self.pool.checkout(name, Purpose::Call, patience)?,
                 Wait::IdleWith(content_hash) => {
                     self.pool.checkout_idle(name, content_hash).ok_or(WorkerFailure::Busy)?
                 }
@@ -408,12 +424,12 @@ impl PluginRunner for WorkerPoolRunner {
         let Some(layout) = module.interface.clone() else {
             return Err(RuntimeError::WrongAbiVersion { plugin: 1 }.into());
         };
-        // Each stream holds a worker for as long as it lasts: all but one worker may stream,
-        // so calls always have one.
-        let limit = self.settings.workers.saturating_sub(1).max(1);
+        // Each stream holds a worker for as long as it lasts: streams have their share of the
+        // workers, and never the last one (see `Pool`), so calls always have one.
+        let limit = self.settings.max_stream_workers();
         let slot = StreamSlot::take(&self.open_streams, limit).ok_or(WorkerFailure::TooManyStreams { limit })?;
         let timeout = self.runtime.limits.call_timeout;
-        let mut worker = self.pool.checkout(name, self.settings.queue_timeout)?;
+        let mut worker = self.pool.checkout(name, Purpose::Stream, self.settings.queue_timeout)?;
         match worker.open_stream(&module, function, timeout) {
             Ok(opened) => {
                 if let Err(error) = opened {

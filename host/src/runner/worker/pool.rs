@@ -29,12 +29,21 @@ use crate::{
 /// The worker processes. A call checks one out, uses it alone, and checks it back in; a
 /// failed worker is discarded and the next checkout starts a replacement.
 ///
-/// Fair sharing: each plugin may hold at most [`WorkerSettings::max_workers_per_plugin`]
-/// workers at once (by default all but one), so a plugin whose calls loop to their deadline
-/// can never take every worker. Calls that wait are served by fewest running calls of their
-/// plugin first, then in arrival order: a plugin with a long queue does not delay one that
-/// has nothing running. A waiting call is handed its worker directly (each waiter has its own
-/// condition variable), so a release wakes exactly one thread.
+/// Fair sharing, so that streams and slow plugins never starve quick calls:
+/// - each plugin may hold at most [`WorkerSettings::max_workers_per_plugin`] workers at once
+///   (by default all but one), so a plugin whose calls loop to their deadline can never take
+///   every worker;
+/// - *long* holds (streams, and calls of plugins that are slow: their recent calls held a
+///   worker for [`WorkerSettings::slow_call`] or more on average, or one of their calls has
+///   been running that long) never take the last worker: one is kept for quick calls, so a
+///   quick call finds a worker within one quick call's time whatever else is running;
+/// - calls that wait are served by least recent use of workers by their plugin first (worker
+///   time, decaying by half every [`USAGE_HALF_LIFE`], running calls included), then in
+///   arrival order: a plugin that has held workers for seconds waits behind one that held them
+///   for microseconds, and a plugin with a long queue does not delay one with nothing running.
+///
+/// A waiting call is handed its worker directly (each waiter has its own condition variable),
+/// so a release wakes exactly one thread.
 #[derive(Debug)]
 pub(super) struct Pool {
     settings: WorkerSettings,
@@ -51,17 +60,70 @@ struct PoolState {
     alive: usize,
     /// Workers each plugin holds now.
     running: HashMap<PluginName, usize>,
+    /// Every checkout in progress (at most one per worker).
+    holds: Vec<Hold>,
+    /// Each plugin's recent use of workers.
+    usage: HashMap<PluginName, Usage>,
+    /// The id of the next hold.
+    next_hold: u64,
     /// Calls waiting for a worker, in arrival order.
     waiting: VecDeque<Arc<Waiter>>,
     /// Why the last attempt to start a worker failed, until one starts again.
     spawn_failure: Option<String>,
 }
 
+/// How much use of workers is remembered: a plugin's worker time counts half as much this
+/// long after.
+pub(super) const USAGE_HALF_LIFE: Duration = Duration::from_secs(2);
+
+/// Plugins whose use is remembered before idle ones are forgotten.
+const USAGE_CAPACITY: usize = 4096;
+
+/// What a worker is checked out for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Purpose {
+    /// A call: quick or slow as its plugin's record says.
+    Call,
+    /// Sending a module to compile before a call: classed like the plugin's calls, but its
+    /// time (a compilation) says nothing about how long the calls take.
+    Load,
+    /// A stream, which holds its worker as long as its client sends: always long.
+    Stream,
+}
+
+/// One checkout in progress.
+#[derive(Debug)]
+struct Hold {
+    id: u64,
+    plugin: PluginName,
+    purpose: Purpose,
+    since: Instant,
+}
+
+/// A plugin's recent use of workers.
+#[derive(Debug)]
+struct Usage {
+    /// Worker time of the holds that ended, in seconds, as of `at` (it decays from there).
+    seconds: f64,
+    at: Instant,
+    /// How long its calls held a worker, averaged over the recent ones (each counts a quarter).
+    mean_call: Option<Duration>,
+}
+
+impl Usage {
+    fn seconds_at(&self, now: Instant) -> f64 {
+        let half_lives = now.saturating_duration_since(self.at).as_secs_f64() / USAGE_HALF_LIFE.as_secs_f64();
+        self.seconds * 0.5f64.powf(half_lives)
+    }
+}
+
 /// A call waiting for a worker.
 #[derive(Debug)]
 struct Waiter {
     plugin: PluginName,
-    grant: Mutex<Option<Grant>>,
+    purpose: Purpose,
+    /// What it is given, and the id of its hold.
+    grant: Mutex<Option<(Grant, u64)>>,
     granted: Condvar,
 }
 
@@ -80,6 +142,9 @@ impl Pool {
             idle: Vec::new(),
             alive: 0,
             running: HashMap::new(),
+            holds: Vec::new(),
+            usage: HashMap::new(),
+            next_hold: 0,
             waiting: VecDeque::new(),
             spawn_failure: None,
         };
@@ -96,9 +161,15 @@ impl Pool {
 
     /// A worker for one call of `plugin`, waiting at most `patience` for one to become free.
     /// The guard gives it back (see [`PooledWorker`]).
-    pub fn checkout(self: &Arc<Self>, plugin: &PluginName, patience: Duration) -> Result<PooledWorker, WorkerFailure> {
+    pub fn checkout(
+        self: &Arc<Self>,
+        plugin: &PluginName,
+        purpose: Purpose,
+        patience: Duration,
+    ) -> Result<PooledWorker, WorkerFailure> {
         let give_up = Instant::now() + patience;
-        let waiter = Arc::new(Waiter { plugin: plugin.clone(), grant: Mutex::new(None), granted: Condvar::new() });
+        let waiter =
+            Arc::new(Waiter { plugin: plugin.clone(), purpose, grant: Mutex::new(None), granted: Condvar::new() });
         {
             let mut state = self.state.lock();
             state.waiting.push_back(Arc::clone(&waiter));
@@ -124,6 +195,7 @@ impl Pool {
                 }
             }
         };
+        let (grant, hold) = grant;
         let worker = match grant {
             Grant::Idle(worker) => worker,
             Grant::Spawn => match self.spawn() {
@@ -134,14 +206,31 @@ impl Pool {
                 Err(failure) => {
                     let mut state = self.state.lock();
                     state.alive -= 1;
-                    state.stop_running(plugin);
+                    state.end(hold, false);
                     state.spawn_failure = Some(failure.to_string());
                     self.dispatch(&mut state);
                     return Err(failure);
                 }
             },
         };
-        Ok(PooledWorker { pool: Arc::clone(self), plugin: plugin.clone(), worker: Some(worker) })
+        Ok(PooledWorker { pool: Arc::clone(self), hold, worker: Some(worker) })
+    }
+
+    /// Most long holds at once (see [`Pool`]): all workers but one, so a quick call always
+    /// finds one (with a single worker, that one).
+    fn long_cap(&self) -> usize {
+        let workers = self.settings.workers.max(1);
+        if workers > 1 { workers - 1 } else { 1 }
+    }
+
+    /// Whether `plugin` may be given a worker for `purpose` now, as far as its share and the
+    /// quick calls' reserve go (see [`Pool`]).
+    fn may_take(&self, state: &PoolState, plugin: &PluginName, purpose: Purpose, now: Instant) -> bool {
+        if state.running_of(plugin) >= self.settings.max_workers_per_plugin() {
+            return false;
+        }
+        let slow = self.settings.slow_call;
+        !state.is_long(plugin, purpose, now, slow) || state.long_held(now, slow) < self.long_cap()
     }
 
     /// Whether the machine has a core to spare for each call in flight (one for the server's
@@ -174,7 +263,7 @@ impl Pool {
     /// worker, and never overtakes a waiting call or the plugin's share of the pool.
     pub fn checkout_idle(self: &Arc<Self>, plugin: &PluginName, content_hash: &str) -> Option<PooledWorker> {
         let mut state = self.state.lock();
-        if !state.waiting.is_empty() || state.running_of(plugin) >= self.settings.max_workers_per_plugin() {
+        if !state.waiting.is_empty() || !self.may_take(&state, plugin, Purpose::Call, Instant::now()) {
             return None;
         }
         let position = state.idle.iter().rposition(|w| w.known.contains(content_hash))?;
@@ -186,28 +275,28 @@ impl Pool {
             state.alive -= 1;
             return None;
         }
-        *state.running.entry(plugin.clone()).or_default() += 1;
+        let hold = state.begin(plugin, Purpose::Call);
         worker.spin = self.quiet(&state);
-        Some(PooledWorker { pool: Arc::clone(self), plugin: plugin.clone(), worker: Some(worker) })
+        Some(PooledWorker { pool: Arc::clone(self), hold, worker: Some(worker) })
     }
 
     /// Hands free workers (idle ones, or places for new ones) to waiting calls, fairly (see
     /// [`Pool`]).
     fn dispatch(&self, state: &mut PoolState) {
-        let cap = self.settings.max_workers_per_plugin();
         loop {
+            let now = Instant::now();
             let eligible = state
                 .waiting
                 .iter()
                 .enumerate()
-                .map(|(position, waiter)| (state.running_of(&waiter.plugin), position))
-                .filter(|&(running, _)| running < cap)
-                .min();
+                .filter(|(_, waiter)| self.may_take(state, &waiter.plugin, waiter.purpose, now))
+                .map(|(position, waiter)| (state.usage_of(&waiter.plugin, now), position))
+                .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
             let Some((_, position)) = eligible else { return };
             let Some(grant) = self.free_worker(state) else { return };
             let waiter = state.waiting.remove(position).expect("the position was just found");
-            *state.running.entry(waiter.plugin.clone()).or_default() += 1;
-            *waiter.grant.lock() = Some(grant);
+            let hold = state.begin(&waiter.plugin, waiter.purpose);
+            *waiter.grant.lock() = Some((grant, hold));
             waiter.granted.notify_one();
         }
     }
@@ -233,18 +322,18 @@ impl Pool {
         None
     }
 
-    fn checkin(&self, plugin: &PluginName, worker: Worker) {
+    fn checkin(&self, hold: u64, worker: Worker) {
         let mut state = self.state.lock();
-        state.stop_running(plugin);
+        state.end(hold, true);
         state.idle.push(worker);
         self.dispatch(&mut state);
     }
 
-    fn discard(&self, plugin: &PluginName, mut worker: Worker) {
+    fn discard(&self, hold: u64, mut worker: Worker) {
         worker.kill();
         let mut state = self.state.lock();
         state.alive -= 1;
-        state.stop_running(plugin);
+        state.end(hold, true);
         self.dispatch(&mut state);
     }
 
@@ -299,8 +388,8 @@ impl Pool {
 #[derive(Debug)]
 pub(super) struct PooledWorker {
     pool: Arc<Pool>,
-    /// The plugin the worker was checked out for (its share of the pool).
-    plugin: PluginName,
+    /// This checkout in the pool's books (whose it is, since when, what for).
+    hold: u64,
     /// Always `Some` until released or dropped.
     worker: Option<Worker>,
 }
@@ -318,6 +407,75 @@ impl PoolState {
             }
         }
     }
+
+    /// Books a checkout for `plugin`; returns its id.
+    fn begin(&mut self, plugin: &PluginName, purpose: Purpose) -> u64 {
+        *self.running.entry(plugin.clone()).or_default() += 1;
+        let id = self.next_hold;
+        self.next_hold += 1;
+        self.holds.push(Hold { id, plugin: plugin.clone(), purpose, since: Instant::now() });
+        id
+    }
+
+    /// Ends the checkout `id`; with `record`, its worker time counts as its plugin's use (and
+    /// a call's, as the time its calls take).
+    fn end(&mut self, id: u64, record: bool) {
+        let Some(position) = self.holds.iter().position(|hold| hold.id == id) else { return };
+        let hold = self.holds.swap_remove(position);
+        self.stop_running(&hold.plugin);
+        if !record {
+            return;
+        }
+        let now = Instant::now();
+        let held = now.saturating_duration_since(hold.since);
+        if self.usage.len() >= USAGE_CAPACITY && !self.usage.contains_key(&hold.plugin) {
+            // Forget the plugins whose use has faded; their next calls start afresh.
+            let running = &self.running;
+            self.usage.retain(|plugin, usage| running.contains_key(plugin) || usage.seconds_at(now) > 0.001);
+        }
+        let usage = self.usage.entry(hold.plugin).or_insert(Usage { seconds: 0.0, at: now, mean_call: None });
+        usage.seconds = usage.seconds_at(now) + held.as_secs_f64();
+        usage.at = now;
+        if hold.purpose == Purpose::Call {
+            usage.mean_call = Some(usage.mean_call.map_or(held, |mean| mean * 3 / 4 + held / 4));
+        }
+    }
+
+    /// `plugin`'s recent worker time, in seconds, its running holds included.
+    fn usage_of(&self, plugin: &PluginName, now: Instant) -> f64 {
+        let ended = self.usage.get(plugin).map_or(0.0, |usage| usage.seconds_at(now));
+        let running: f64 = self
+            .holds
+            .iter()
+            .filter(|hold| hold.plugin == *plugin)
+            .map(|hold| now.saturating_duration_since(hold.since).as_secs_f64())
+            .sum();
+        ended + running
+    }
+
+    /// Whether a checkout of `plugin` for `purpose` is a long one: a stream, or a call of a
+    /// plugin whose calls take `slow` or more (on average lately, or one running now).
+    fn is_long(&self, plugin: &PluginName, purpose: Purpose, now: Instant, slow: Duration) -> bool {
+        purpose == Purpose::Stream
+            || self.usage.get(plugin).and_then(|usage| usage.mean_call).is_some_and(|mean| mean >= slow)
+            || self.holds.iter().any(|hold| {
+                hold.plugin == *plugin
+                    && hold.purpose != Purpose::Stream
+                    && now.saturating_duration_since(hold.since) >= slow
+            })
+    }
+
+    /// Workers held by long checkouts now.
+    fn long_held(&self, now: Instant, slow: Duration) -> usize {
+        self.holds
+            .iter()
+            .filter(|hold| {
+                hold.purpose == Purpose::Stream
+                    || now.saturating_duration_since(hold.since) >= slow
+                    || self.usage.get(&hold.plugin).and_then(|usage| usage.mean_call).is_some_and(|mean| mean >= slow)
+            })
+            .count()
+    }
 }
 
 impl PooledWorker {
@@ -328,9 +486,9 @@ impl PooledWorker {
         if let Some(mut worker) = self.worker.take() {
             if worker.worn_out(&self.pool.settings) {
                 tracing::info!(loads = worker.loads, "recycling a worker process");
-                self.pool.discard(&self.plugin, worker);
+                self.pool.discard(self.hold, worker);
             } else {
-                self.pool.checkin(&self.plugin, worker);
+                self.pool.checkin(self.hold, worker);
             }
         }
     }
@@ -352,7 +510,7 @@ impl std::ops::DerefMut for PooledWorker {
 impl Drop for PooledWorker {
     fn drop(&mut self) {
         if let Some(worker) = self.worker.take() {
-            self.pool.discard(&self.plugin, worker);
+            self.pool.discard(self.hold, worker);
         }
     }
 }

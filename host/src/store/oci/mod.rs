@@ -52,6 +52,7 @@ use super::{
     FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions,
     version::{Version, parse_version_exactly},
 };
+use crate::logs;
 
 /// Media type of the config blob of a CNCF Wasm artifact.
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
@@ -154,6 +155,10 @@ pub struct OciPluginStore {
     tags: Mutex<HashMap<(PluginName, Version), (TagRecord, Instant)>>,
     /// Set while the registry cannot be reached: since when, and why.
     outage: Mutex<Option<(SystemTime, String)>>,
+    /// Tags that are not versions, warned about once each (they are listed on every refresh).
+    logged: logs::Once,
+    /// A cache folder that cannot be written is reported once per 10 s per kind of error.
+    cache_failures_logged: logs::Throttle,
 }
 
 impl std::fmt::Debug for OciPluginStore {
@@ -254,6 +259,8 @@ impl OciPluginStore {
             cache,
             tags: Mutex::new(HashMap::new()),
             outage: Mutex::new(None),
+            logged: logs::Once::default(),
+            cache_failures_logged: logs::Throttle::default(),
             settings,
         })
     }
@@ -337,7 +344,9 @@ impl OciPluginStore {
         let plugin = PluginRef::versioned(name.clone(), version.clone());
         match self.fetch_tag(name, version) {
             Ok(record) => {
-                if let Err(error) = self.cache.put_tag(name, version, &record) {
+                if let Err(error) = self.cache.put_tag(name, version, &record)
+                    && self.cache_failures_logged.allow(&error.kind()).is_some()
+                {
                     tracing::warn!(plugin = %plugin, %error, "could not record the tag in the cache folder");
                 }
                 self.tags.lock().insert(key, (record.clone(), Instant::now()));
@@ -444,7 +453,9 @@ impl OciPluginStore {
             };
             return Err(self.store_error(plugin, failure));
         }
-        if let Err(error) = self.cache.put(&record.layer_sha256, &bytes) {
+        if let Err(error) = self.cache.put(&record.layer_sha256, &bytes)
+            && self.cache_failures_logged.allow(&error.kind()).is_some()
+        {
             tracing::warn!(plugin = %plugin, %error, cache = %self.cache.dir().display(), "could not keep the plugin in the cache folder");
         }
         Ok(bytes)
@@ -526,7 +537,11 @@ impl PluginStore for OciPluginStore {
                 for tag in &listing.tags {
                     match version_of_tag(tag) {
                         Some(version) => versions.push(version),
-                        None => tracing::warn!(plugin = %name, tag, "ignoring a tag that is not a semantic version"),
+                        // Once per tag: tags are listed on every refresh and every miss.
+                        None if self.logged.first(&(name, tag)) => {
+                            tracing::warn!(plugin = %name, tag, "ignoring a tag that is not a semantic version")
+                        }
+                        None => {}
                     }
                 }
                 versions.sort();
