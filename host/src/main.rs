@@ -9,7 +9,7 @@ use host::{
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
@@ -20,9 +20,20 @@ fn main() -> anyhow::Result<()> {
         // Colours only for people: log collectors get plain `key=value` text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    if std::env::args().nth(1).as_deref() == Some(WORKER_ARG) {
-        return run_worker();
+    let outcome = if std::env::args().nth(1).as_deref() == Some(WORKER_ARG) { run_worker() } else { run() };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One line, with every cause: returning the error from `main` would print its
+            // debug form instead, a whole backtrace when RUST_BACKTRACE is set.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
+}
+
+fn run() -> anyhow::Result<()> {
     let config = Config::parse();
     let runtime = tokio::runtime::Runtime::new()?;
     let served = runtime.block_on(serve(config));
