@@ -55,13 +55,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         host::server::ensure_descriptor_headroom(options.max_connections, workers).map_err(anyhow::Error::msg)?;
     tracing::info!(open_files, max_connections = options.max_connections, "file descriptor limit");
     let state = host::build_state(&config)?;
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = listen(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (--listen / LISTEN_ADDR): {e}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     host::announce_listening(addr)?;
     host::serve(listener, state, shutdown_signal(), options).await
+}
+
+/// Binds the listening socket with a long accept backlog (the kernel caps it at
+/// `net.core.somaxconn`): `TcpListener::bind`'s 128 overflows in a burst of connections, and
+/// the kernel then drops handshakes, probes' included, before the server can see them.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 /// Completes on Ctrl-C, SIGTERM (what Kubernetes sends before killing a pod) or SIGHUP (a

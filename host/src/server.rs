@@ -95,6 +95,12 @@ pub const FD_HEADROOM: u64 = 64;
 /// Longest a new connection waits for the idle connection it displaces to close.
 const MAKE_ROOM_WAIT: Duration = Duration::from_millis(100);
 
+/// New connections that may wait at once for the connection they displace to close (each
+/// holds a descriptor meanwhile). They wait in their own tasks, so that accepting goes on at
+/// full speed: a slow accept loop lets the kernel's backlog overflow, and then probes' new
+/// connections are dropped before the server ever sees them.
+pub const MAKING_ROOM: usize = 32;
+
 /// Part of the grace period kept for answering the requests still running (503) and closing
 /// their connections: a quarter of it, at most this much.
 const ANSWER_TIME: Duration = Duration::from_millis(500);
@@ -111,9 +117,12 @@ pub async fn serve(
     let abandon = Arc::clone(&state.abandon);
     let app = api::app(state.clone());
     let overflow_app = api::probes_only(state);
-    let connections = Arc::new(Semaphore::new(options.max_connections));
-    let reserve = Arc::new(Semaphore::new(PROBE_RESERVE));
-    let open = Arc::new(OpenConnections::default());
+    let slots = Slots {
+        connections: Arc::new(Semaphore::new(options.max_connections)),
+        making_room: Arc::new(Semaphore::new(MAKING_ROOM)),
+        reserve: Arc::new(Semaphore::new(PROBE_RESERVE)),
+        open: Arc::new(OpenConnections::default()),
+    };
     // Every connection holds a receiver: `true` asks it to close once its request is done, and
     // the sender sees every receiver gone once every connection has ended.
     let (drain, draining) = watch::channel(false);
@@ -134,31 +143,33 @@ pub async fn serve(
                 continue;
             }
         };
-        let slot = match Arc::clone(&connections).try_acquire_owned() {
-            Ok(permit) => Some(permit),
-            Err(_) if open.close_oldest_idle() => {
-                tokio::time::timeout(MAKE_ROOM_WAIT, Arc::clone(&connections).acquire_owned()).await.ok().and_then(Result::ok)
-            }
-            Err(_) => None,
-        };
-        let (router, permit, tracked) = if let Some(permit) = slot {
-            (app.clone(), permit, Some(open.register()))
-        } else if let Ok(permit) = Arc::clone(&reserve).try_acquire_owned() {
-            (overflow_app.clone(), permit, None)
-        } else {
+        let Some(admission) = slots.admit() else {
             // Closed at once: its descriptor is free again, and the client sees the refusal.
             drop(stream);
             continue;
         };
-        let connection = ServedConnection {
-            http: http.clone(),
-            router,
-            idle_timeout: options.idle_timeout,
-            _permit: permit,
-            tracked,
-            draining: draining.clone(),
-        };
-        tokio::spawn(connection.serve(stream));
+        let (slots, app, overflow_app, http, draining) =
+            (slots.clone(), app.clone(), overflow_app.clone(), http.clone(), draining.clone());
+        let idle_timeout = options.idle_timeout;
+        tokio::spawn(async move {
+            let admitted = match admission {
+                Admission::Slot(permit) => Some((app, permit, Some(slots.open.register()))),
+                Admission::AfterRoom(_waiting) => {
+                    let room = tokio::time::timeout(MAKE_ROOM_WAIT, Arc::clone(&slots.connections).acquire_owned());
+                    match room.await {
+                        Ok(Ok(permit)) => Some((app, permit, Some(slots.open.register()))),
+                        _ => Arc::clone(&slots.reserve)
+                            .try_acquire_owned()
+                            .ok()
+                            .map(|permit| (overflow_app, permit, None)),
+                    }
+                }
+                Admission::Reserve(permit) => Some((overflow_app, permit, None)),
+            };
+            let Some((router, permit, tracked)) = admitted else { return };
+            let connection = ServedConnection { http, router, idle_timeout, _permit: permit, tracked, draining };
+            connection.serve(stream).await;
+        });
     }
     drop((listener, draining));
     stopping.store(true, Ordering::Relaxed);
@@ -176,6 +187,40 @@ pub async fn serve(
         }
     }
     Ok(())
+}
+
+/// The places a new connection can take (see the module documentation).
+#[derive(Debug, Clone)]
+struct Slots {
+    connections: Arc<Semaphore>,
+    making_room: Arc<Semaphore>,
+    reserve: Arc<Semaphore>,
+    open: Arc<OpenConnections>,
+}
+
+/// Where a new connection goes.
+enum Admission {
+    /// A free regular slot.
+    Slot(OwnedSemaphorePermit),
+    /// The slot an idle connection, asked to close, is about to give back.
+    AfterRoom(OwnedSemaphorePermit),
+    /// The probes-only reserve.
+    Reserve(OwnedSemaphorePermit),
+}
+
+impl Slots {
+    /// Decides at once, without waiting; `None`: close the connection.
+    fn admit(&self) -> Option<Admission> {
+        if let Ok(permit) = Arc::clone(&self.connections).try_acquire_owned() {
+            return Some(Admission::Slot(permit));
+        }
+        if let Ok(waiting) = Arc::clone(&self.making_room).try_acquire_owned()
+            && self.open.close_oldest_idle()
+        {
+            return Some(Admission::AfterRoom(waiting));
+        }
+        Arc::clone(&self.reserve).try_acquire_owned().ok().map(Admission::Reserve)
+    }
 }
 
 /// One accepted connection and what it needs to be served.
@@ -222,7 +267,16 @@ impl ServedConnection {
             () = displaced => {}
             _ = self.draining.wait_for(|draining| *draining) => {}
         }
-        // Closes the connection at once if it is between requests, else after the response.
+        // Between requests (nothing received, or only part of a request's headers), the
+        // connection is closed at once: hyper's graceful close would wait for the rest of the
+        // headers. Requests only start while `connection` is polled, here in this task, so none
+        // can start between this check and the close.
+        let between_requests =
+            self.tracked.as_ref().is_some_and(|registration| registration.connection.busy.load(Ordering::Acquire) == 0);
+        if between_requests {
+            return;
+        }
+        // Closes the connection once the request in progress has its response.
         connection.as_mut().graceful_shutdown();
         let _ = connection.await;
     }
@@ -399,7 +453,8 @@ impl Descriptors {
 /// raising its soft limit up to the hard one if that helps. Returns the limit in force.
 pub fn ensure_descriptor_headroom(max_connections: usize, workers: usize) -> Result<u64, String> {
     let open_now = Descriptors::now().open;
-    let needed = open_now + 2 * workers as u64 + max_connections as u64 + PROBE_RESERVE as u64 + FD_HEADROOM;
+    let needed =
+        open_now + 2 * workers as u64 + max_connections as u64 + (PROBE_RESERVE + MAKING_ROOM) as u64 + FD_HEADROOM;
     let limit = rlimit::increase_nofile_limit(needed).map_err(|e| format!("cannot read the open-file limit: {e}"))?;
     if limit < needed {
         return Err(format!(

@@ -12,10 +12,7 @@ use std::{
 
 use axum::{
     Json, Router,
-    extract::{
-        DefaultBodyLimit, Path, Query, State,
-        rejection::QueryRejection,
-    },
+    extract::{DefaultBodyLimit, Path, Query, State, rejection::QueryRejection},
     http::{HeaderName, Request, header},
     response::IntoResponse,
     routing::{get, post},
@@ -379,15 +376,9 @@ async fn run_request(
     if !json {
         return Err(ApiError::UnsupportedMediaType);
     }
-    let body = body::read_whole(
-        body,
-        headers,
-        MAX_BODY_BYTES,
-        || ApiError::BodyTooLarge,
-        &state.body_limits,
-        &state.bodies,
-    )
-    .await?;
+    let body =
+        body::read_whole(body, headers, MAX_BODY_BYTES, || ApiError::BodyTooLarge, &state.body_limits, &state.bodies)
+            .await?;
     let Json(request) = Json::<RunRequest>::from_bytes(&body.bytes).map_err(ApiError::from_rejection)?;
     Ok((request, body))
 }

@@ -70,14 +70,23 @@ fn closed_within(stream: &mut TcpStream, since: Instant, limit: Duration) -> Opt
 fn connections_that_never_speak_are_closed_and_never_lock_out_probes() {
     let dir = plugin_dir(&["hello"]);
     let (mut child, addr, _lines) = start_with_file_limit(300, |c| {
-        c.args(["--plugin-dir", dir.path().to_str().unwrap(), "--isolation", "in-process"])
-            .args(["--max-connections", "50", "--idle-timeout-secs", "2"]);
+        c.args(["--plugin-dir", dir.path().to_str().unwrap(), "--isolation", "in-process"]).args([
+            "--max-connections",
+            "50",
+            "--idle-timeout-secs",
+            "2",
+        ]);
     });
     assert!(get(&addr, "/readyz").starts_with("HTTP/1.1 200"));
     let kinds: [&[u8]; 3] = [b"", b"G", H2_PREFACE];
     let opened = Instant::now();
     let mut quiet: Vec<TcpStream> = (0..1200)
         .map(|i| {
+            if i % 50 == 49 {
+                // Within the kernel's listen backlog (128 here), which is not the server's to
+                // raise: beyond it, handshakes wait in the kernel until the server can accept.
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let mut stream = TcpStream::connect(&addr).unwrap();
             stream.write_all(kinds[i % 3]).unwrap();
             stream
@@ -98,11 +107,14 @@ fn connections_that_never_speak_are_closed_and_never_lock_out_probes() {
         figures.push(format!("{path} {took:?}"));
     }
     let mut latest = Duration::ZERO;
+    let mut still_open = Vec::new();
     for (i, stream) in quiet.iter_mut().enumerate() {
-        let closed = closed_within(stream, opened, Duration::from_secs(6));
-        let closed = closed.unwrap_or_else(|| panic!("connection {i} (sent {:?}) still open after 6 s", kinds[i % 3]));
-        latest = latest.max(closed);
+        match closed_within(stream, opened, Duration::from_secs(6)) {
+            Some(closed) => latest = latest.max(closed),
+            None => still_open.push(i),
+        }
     }
+    assert!(still_open.is_empty(), "still open after 6 s: {} connections: {still_open:?}", still_open.len());
     println!(
         "1,200 quiet connections opened in {opening:?} (--max-connections 50); answered while open: {}; all closed \
          by {latest:?} after opening (idle timeout 2 s)",
@@ -126,6 +138,9 @@ fn long_thousands_of_quiet_connections_never_lock_out_probes() {
     let opened = Instant::now();
     let mut quiet: Vec<TcpStream> = (0..5000)
         .map(|i| {
+            if i % 50 == 49 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let mut stream = TcpStream::connect(&addr).unwrap();
             stream.write_all(kinds[i % 3]).unwrap();
             stream
@@ -182,6 +197,10 @@ async fn trickling_bodies_cannot_starve_calls() {
         .map(|i| {
             let addr = server.addr;
             tokio::spawn(async move {
+                // One after the other: the plugin is resolved under a permit, which 32 callers
+                // arriving in the same millisecond would find taken (503, rightly).
+                tokio::time::sleep(Duration::from_millis(20) * i as u32).await;
+                let started = Instant::now();
                 let head = if i % 2 == 0 {
                     "POST /plugins/text/functions/upper HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
                 } else {
@@ -211,9 +230,10 @@ async fn trickling_bodies_cannot_starve_calls() {
             })
         })
         .collect();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // From the last trickler's start until the first is cut off, all 32 are in their bodies.
+    tokio::time::sleep(Duration::from_millis(650)).await;
     let mut took = Vec::new();
-    while started.elapsed() < Duration::from_millis(900) {
+    while started.elapsed() < Duration::from_millis(1000) {
         let asked = Instant::now();
         assert_eq!(server.run("hello", 21).await, (200, json!({"output": 43})), "a call beside 32 tricklers");
         took.push(asked.elapsed());
@@ -229,7 +249,7 @@ async fn trickling_bodies_cannot_starve_calls() {
     answered.sort();
     println!(
         "beside 32 tricklers (4 permits): {} hello calls, p50 {:?}, max {:?}; tricklers answered 408 between {:?} and \
-         {:?} (grace 1 s, 1000 B/s)",
+         {:?} after their start (grace 1 s, 1000 B/s)",
         took.len(),
         took[took.len() / 2],
         took[took.len() - 1],
@@ -272,7 +292,7 @@ async fn an_oversized_content_length_is_refused_before_the_body() {
 #[test]
 fn a_broken_stream_body_is_a_client_error() {
     let dir = plugin_dir(&["sha256"]);
-    let (mut child, addr, lines) = start_with_file_limit(1024, |c| {
+    let (mut child, addr, lines) = crate::binary::start(|c| {
         c.args(["--plugin-dir", dir.path().to_str().unwrap(), "--isolation", "in-process"]);
     });
     let head = "POST /plugins/sha256/functions/sha256sum HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\
@@ -307,8 +327,11 @@ async fn a_client_that_stops_reading_is_let_go() {
     std::fs::write(dir.path().join("v2-hostile.wasm"), crate::support::fault_bytes("v2-hostile")).unwrap();
     let state = app_state(local_store(dir.path()), runtime_config(ExecutionMode::Aot), 4);
     let server = Arc::new(
-        TestServer::start_with(state, host::ServeOptions { idle_timeout: Duration::from_secs(1), ..Default::default() })
-            .await,
+        TestServer::start_with(
+            state,
+            host::ServeOptions { idle_timeout: Duration::from_secs(1), ..Default::default() },
+        )
+        .await,
     );
     let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
     let head = "POST /plugins/v2-hostile/functions/lines HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-ndjson\r\n\
