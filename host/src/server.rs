@@ -241,7 +241,7 @@ impl ServedConnection {
         // Marks the connection busy from the moment a request's headers are in until its
         // response body is dropped (sent, or abandoned), so that making room never picks it.
         let service = service_fn(move |request: hyper::Request<Incoming>| {
-            let busy = connection.as_ref().map(|connection| Busy::new(connection));
+            let busy = connection.as_ref().map(Busy::new);
             let response = router.call(request);
             async move {
                 let response = response.await?;
