@@ -77,6 +77,9 @@ pub(crate) async fn read_whole(
     budget: &Arc<Semaphore>,
 ) -> Result<WholeBody, ApiError> {
     if content_length(headers).is_some_and(|length| length > limit as u64) {
+        // A client that sends its body without waiting (no `Expect: 100-continue`) would lose
+        // the answer to a reset if the connection closed with its body unread.
+        tokio::spawn(drain(body, limits.grace));
         return Err(too_large());
     }
     let started = tokio::time::Instant::now();

@@ -163,6 +163,7 @@ async fn serve(
         FunctionKind::Stream => {
             let limit = state.stream_limits.max_bytes;
             if content_length(headers).is_some_and(|length| length > limit) {
+                tokio::spawn(drain(body, state.stream_limits.idle_timeout));
                 return Err(ApiError::StreamTooLarge { limit });
             }
             let lines = headers
