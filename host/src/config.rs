@@ -11,7 +11,7 @@ use plugin_sdk::AbiLimits;
 
 use crate::{
     ServeOptions,
-    api::StreamLimits,
+    api::{BodyLimits, StreamLimits},
     runner::{SHORT_CALL_BUDGET, WorkerSettings},
     runtime::{ExecutionMode, Limits, RuntimeConfig},
     store::oci::{Credentials, OciSettings},
@@ -170,11 +170,28 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = ServeOptions::default().grace.as_secs())]
     pub shutdown_grace_secs: u64,
 
-    /// Seconds a connection may take to send a request's headers, and stay idle between
-    /// requests, before it is closed.
+    /// Seconds a connection may take to send a request's headers (from its start, or between
+    /// requests) before it is closed; also how long a response write may make no progress, and
+    /// the slack a request body has before `--body-min-rate` applies.
     #[arg(long, env = "IDLE_TIMEOUT_SECS", default_value_t = ServeOptions::default().idle_timeout.as_secs(),
           value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_secs: u64,
+
+    /// Least average rate, in bytes per second, of a whole request body (`POST /run`, a plain
+    /// function) after its first `--idle-timeout-secs`; slower is 408 `body_timeout`. 0: no rate.
+    #[arg(long, env = "BODY_MIN_RATE", default_value_t = BodyLimits::default().min_rate)]
+    pub body_min_rate: u64,
+
+    /// Longest a whole request body may take to arrive, in seconds, whatever its rate.
+    #[arg(long, env = "BODY_MAX_SECS", default_value_t = BodyLimits::default().max_duration.as_secs(),
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_max_secs: u64,
+
+    /// Most MiB of request bodies held at once (while they arrive and until their call ends);
+    /// beyond, 503 `overloaded`.
+    #[arg(long, env = "BODY_BUFFER_MB", default_value_t = (BodyLimits::default().buffer_bytes >> 20) as u64,
+          value_parser = clap::value_parser!(u64).range(1..=1 << 20))]
+    pub body_buffer_mb: u64,
 
     /// Most bytes a stream (a streaming function's request body) may have.
     #[arg(long, env = "STREAM_MAX_BYTES", default_value_t = StreamLimits::default().max_bytes,
@@ -256,6 +273,16 @@ impl Config {
             idle_timeout: Duration::from_secs(self.stream_idle_secs),
             min_rate: self.stream_min_bytes_per_sec,
             rate_window: Duration::from_secs(self.stream_rate_window_secs),
+        }
+    }
+
+    /// The limits on whole request bodies.
+    pub fn body_limits(&self) -> BodyLimits {
+        BodyLimits {
+            grace: Duration::from_secs(self.idle_timeout_secs),
+            min_rate: self.body_min_rate,
+            max_duration: Duration::from_secs(self.body_max_secs),
+            buffer_bytes: (self.body_buffer_mb as usize) << 20,
         }
     }
 

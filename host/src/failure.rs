@@ -122,6 +122,8 @@ failure_kinds! {
     /// A stream went past the host's limit on its total size.
     StreamTooLarge => PAYLOAD_TOO_LARGE "stream_too_large", transient: false, plugin_found: true,
         client_sees: Details;
+    /// A whole request body arrived slower than the minimum rate, or took longer than the cap.
+    BodyTimeout => REQUEST_TIMEOUT "body_timeout", transient: false, plugin_found: false, client_sees: Details;
     /// A stream went past the host's limit on its duration, or its client stopped sending.
     StreamTimeout => REQUEST_TIMEOUT "stream_timeout", transient: false, plugin_found: true,
         client_sees: Details;

@@ -85,7 +85,8 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
             )
         }
     };
-    let mut state = AppState::new(runner, metrics, config.max_in_flight as usize);
+    let mut state =
+        AppState::new(runner, metrics, config.max_in_flight as usize).with_body_limits(config.body_limits());
     state.stream_limits = config.stream_limits();
     Ok(state)
 }

@@ -10,7 +10,7 @@ use host::{
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")))
         .with_writer(std::io::stderr)
@@ -21,14 +21,27 @@ fn main() -> anyhow::Result<()> {
         // Colours only for people: log collectors get plain `key=value` text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    match std::env::args().nth(1).as_deref() {
-        Some(WORKER_ARG) => return run_worker(),
+    let outcome = match std::env::args().nth(1).as_deref() {
+        Some(WORKER_ARG) => run_worker(),
         // One AOT compilation for an in-process server (see `runtime::AotCompilation`).
         Some(host::runtime::AOT_COMPILER_ARG) => {
-            return Ok(host::runtime::run_aot_compiler(std::env::args_os().skip(2))?);
+            host::runtime::run_aot_compiler(std::env::args_os().skip(2)).map_err(anyhow::Error::from)
         }
-        _ => {}
+        _ => run(),
+    };
+    match outcome {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            // One line, with every cause: returning the error from `main` would print its
+            // debug form instead, a whole backtrace when RUST_BACKTRACE is set.
+            use std::io::Write;
+            let _ = writeln!(std::io::stderr(), "error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
     }
+}
+
+fn run() -> anyhow::Result<()> {
     let config = Config::parse();
     let runtime = tokio::runtime::Runtime::new()?;
     let served = runtime.block_on(serve(config));
@@ -50,13 +63,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         host::server::ensure_descriptor_headroom(options.max_connections, workers).map_err(anyhow::Error::msg)?;
     tracing::info!(open_files, max_connections = options.max_connections, "file descriptor limit");
     let state = host::build_state(&config)?;
-    let listener = TcpListener::bind(config.listen)
-        .await
+    let listener = listen(config.listen)
         .map_err(|e| anyhow::anyhow!("cannot listen on {} (--listen / LISTEN_ADDR): {e}", config.listen))?;
     let addr = listener.local_addr()?;
     tracing::info!(%addr, "listening");
     host::announce_listening(addr)?;
     host::serve(listener, state, shutdown_signal(), options).await
+}
+
+/// Binds the listening socket with a long accept backlog (the kernel caps it at
+/// `net.core.somaxconn`): `TcpListener::bind`'s 128 overflows in a burst of connections, and
+/// the kernel then drops handshakes, probes' included, before the server can see them.
+fn listen(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(4096)
 }
 
 /// Completes on Ctrl-C, SIGTERM (what Kubernetes sends before killing a pod) or SIGHUP (a

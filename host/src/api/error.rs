@@ -48,9 +48,18 @@ pub enum ApiError {
     StreamIdle { idle: std::time::Duration },
     #[error("the client sent the stream slower than {min_rate} bytes/s over {window:?}")]
     StreamTooSlow { min_rate: u64, window: std::time::Duration },
-    /// The client disconnected or its body broke: nobody is left to answer.
+    /// The client disconnected in the middle of a stream: nobody is left to answer.
     #[error("the client went away")]
     ClientGone,
+    /// The body ended before its end: a malformed or cut-short chunked body, or a connection
+    /// closed while sending. The client's fault, answered if it is still listening.
+    #[error("the request body broke off before its end (a malformed or cut-short chunked body)")]
+    BodyBroken,
+    #[error(
+        "the request body did not arrive in time: it was slower than the server's minimum rate, or took longer \
+         than its limit on any body"
+    )]
+    BodyTimeout,
     #[error("the request must have Content-Type: application/json")]
     UnsupportedMediaType,
     #[error("the request body must not be compressed: send it without Content-Encoding")]
@@ -97,7 +106,9 @@ impl ApiError {
             ApiError::InvalidRequest
             | ApiError::InvalidCall(_)
             | ApiError::InvalidFunctionName
-            | ApiError::ClientGone => FailureKind::InvalidRequest,
+            | ApiError::ClientGone
+            | ApiError::BodyBroken => FailureKind::InvalidRequest,
+            ApiError::BodyTimeout => FailureKind::BodyTimeout,
             ApiError::InputTooLarge { .. } | ApiError::LineTooLong { .. } => FailureKind::InputTooLarge,
             ApiError::StreamTooLarge { .. } => FailureKind::StreamTooLarge,
             ApiError::StreamTooLong { .. } | ApiError::StreamIdle { .. } | ApiError::StreamTooSlow { .. } => {
@@ -134,7 +145,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let kind = self.kind();
         let (status, code) = (kind.status(), kind.code());
-        if status.is_server_error() {
+        if kind == FailureKind::Overloaded {
+            // A full or stopping server: load, not a fault; one ERROR per refused request
+            // would turn a burst of traffic into a burst of logs.
+            tracing::warn!(error = %self, code, "request refused for now");
+        } else if status.is_server_error() {
             tracing::error!(error = %self, ?self, code, "request failed");
         } else {
             tracing::debug!(error = %self, code, "request refused");

@@ -31,8 +31,13 @@ use http_body_util::BodyExt;
 use plugin_sdk::FunctionKind;
 use tokio::sync::mpsc;
 
-use super::{ApiError, AppState, VersionQuery, requirement, with_version};
+use super::{
+    ApiError, AppState, VersionQuery,
+    body::{content_length, drain, read_whole},
+    requirement, with_version,
+};
 use crate::{
+    failure::FailureKind,
     runner::PluginStream,
     store::{PluginName, PluginRef},
 };
@@ -136,8 +141,20 @@ async fn serve(
     let name = plugin.name.clone();
     match interface.function_kind(&function)? {
         FunctionKind::Call => {
+            // The permit is for running the call, not for waiting on the client: a body that
+            // trickles in holds its bytes of the body budget, never a permit.
+            drop(permit);
             let capacity = interface.input_capacity().unwrap_or_default();
-            let input = read_whole(body, capacity, state.stream_limits.idle_timeout).await?;
+            let input = read_whole(
+                body,
+                headers,
+                capacity as usize,
+                || ApiError::InputTooLarge { capacity },
+                &state.body_limits,
+                &state.bodies,
+            )
+            .await?;
+            let permit = Arc::clone(&state.in_flight).try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
             let (runner, stopping, metrics) =
                 (Arc::clone(&state.runner), Arc::clone(&state.stopping), Arc::clone(&state.metrics));
             let called = plugin.clone();
@@ -147,12 +164,17 @@ async fn serve(
                     return Err(ApiError::ShuttingDown);
                 }
                 let _in_flight = metrics.track_in_flight();
-                runner.call(&called, &function, &input).map_err(ApiError::from)
+                runner.call(&called, &function, &input.bytes).map_err(ApiError::from)
             })
             .await?;
             Ok((plugin, Served::Whole(output)))
         }
         FunctionKind::Stream => {
+            let limit = state.stream_limits.max_bytes;
+            if content_length(headers).is_some_and(|length| length > limit) {
+                tokio::spawn(drain(body, state.stream_limits.idle_timeout));
+                return Err(ApiError::StreamTooLarge { limit });
+            }
             let lines = headers
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
@@ -207,6 +229,7 @@ async fn stream_response(
     let deadline = tokio::time::Instant::from_std(started + state.stream_limits.max_duration);
     tokio::spawn(read_body(body, framer, input_tx, state.stream_limits, deadline));
     let metrics = Arc::clone(&state.metrics);
+    let abandon = state.abandon.subscribe();
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let _in_flight = metrics.track_in_flight();
@@ -217,17 +240,31 @@ async fn stream_response(
         Some(Output::Failed(error)) => error.into_response(),
         None => ApiError::Internal("the stream's thread ended without an answer".into()).into_response(),
         Some(first) => {
-            let body = futures_util::stream::unfold((Some(first), output_rx), |(next, mut rx)| async move {
+            let state = (Some(first), output_rx, abandon);
+            let body = futures_util::stream::unfold(state, |(next, mut rx, mut abandon)| async move {
                 let item = match next {
                     Some(item) => item,
-                    None => rx.recv().await?,
+                    None => tokio::select! {
+                        item = rx.recv() => item?,
+                        // The server's grace period is ending: the status has gone out, so a
+                        // cut-off body is the only way left to say the output is incomplete.
+                        _ = abandon.wait_for(|abandoned| *abandoned) => Output::Failed(ApiError::ShuttingDown),
+                    },
                 };
                 match item {
-                    Output::Bytes(bytes) => Some((Ok(bytes), (None, rx))),
+                    Output::Bytes(bytes) => Some((Ok(bytes), (None, rx, abandon))),
                     Output::Done => None,
                     Output::Failed(error) => {
-                        tracing::error!(%error, code = error.kind().code(), "stream failed after its output began; cutting the response off");
-                        Some((Err(std::io::Error::other(error.to_string())), (None, rx)))
+                        let code = error.kind().code();
+                        let message = "stream failed after its output began; cutting the response off";
+                        if error.kind().status().is_server_error() && error.kind() != FailureKind::Overloaded {
+                            tracing::error!(%error, code, "{message}");
+                        } else {
+                            // The client's doing (a limit it broke, a broken body) or a
+                            // shutdown: not a fault of this host.
+                            tracing::warn!(%error, code, "{message}");
+                        }
+                        Some((Err(std::io::Error::other(error.to_string())), (None, rx, abandon)))
                     }
                 }
             });
@@ -304,10 +341,11 @@ async fn read_body(
                 Err(_) if wait < deadline => return Err(ApiError::StreamIdle { idle: limits.idle_timeout }),
                 Err(_) => return Err(ApiError::StreamTooLong { limit: limits.max_duration }),
                 Ok(None) => break,
-                // The client disconnected or sent a broken body: nobody is left to answer.
+                // A broken body (a malformed or cut-short chunked encoding, a reset connection):
+                // the client's fault, answered 400 in case it still listens.
                 Ok(Some(Err(_))) => {
                     ended = true;
-                    return Err(ApiError::ClientGone);
+                    return Err(ApiError::BodyBroken);
                 }
                 Ok(Some(Ok(frame))) => frame,
             };
@@ -375,47 +413,6 @@ impl FeedRate {
         }
         (self.waited, self.bytes) = (Duration::ZERO, 0);
         Ok(())
-    }
-}
-
-/// How much of a body the answer no longer needs is still read, and for how long at most (see
-/// [`drain`]).
-const DRAIN_BYTES: usize = 8 << 20;
-const DRAIN_TIME: Duration = Duration::from_secs(2);
-
-/// Reads and discards what is left of a request body that was refused or is no longer needed
-/// (a stream that failed, an input over the capacity), within [`DRAIN_BYTES`] and
-/// [`DRAIN_TIME`]. A server that closes a connection with unread data makes the kernel reset
-/// it, and a client still sending can then lose the answer it was about to read; reading a
-/// little more lets the connection close cleanly (or even stay open).
-async fn drain(mut body: Body, idle: Duration) {
-    let deadline = tokio::time::Instant::now() + DRAIN_TIME.min(idle);
-    let mut drained = 0;
-    while let Ok(Some(Ok(frame))) = tokio::time::timeout_at(deadline, body.frame()).await {
-        drained += frame.data_ref().map_or(0, Bytes::len);
-        if drained > DRAIN_BYTES {
-            break;
-        }
-    }
-}
-
-/// The whole body of a call to a plain function, at most `capacity` bytes. A body over it is
-/// refused (and the rest drained in the background while the answer goes out).
-async fn read_whole(mut body: Body, capacity: u32, idle: Duration) -> Result<Vec<u8>, ApiError> {
-    let mut input = Vec::new();
-    loop {
-        let frame = match tokio::time::timeout(idle, body.frame()).await {
-            Err(_) => return Err(ApiError::StreamIdle { idle }),
-            Ok(None) => return Ok(input),
-            Ok(Some(Err(_))) => return Err(ApiError::ClientGone),
-            Ok(Some(Ok(frame))) => frame,
-        };
-        let Ok(data) = frame.into_data() else { continue };
-        if input.len() + data.len() > capacity as usize {
-            tokio::spawn(drain(body, idle));
-            return Err(ApiError::InputTooLarge { capacity });
-        }
-        input.extend_from_slice(&data);
     }
 }
 

@@ -1,6 +1,7 @@
 //! The HTTP API (axum). Knows plugins only through [`PluginRunner`]; nothing here touches
 //! WasmEdge or the filesystem.
 
+mod body;
 mod error;
 mod functions;
 
@@ -11,10 +12,7 @@ use std::{
 
 use axum::{
     Json, Router,
-    extract::{
-        DefaultBodyLimit, Path, Query, State,
-        rejection::{JsonRejection, QueryRejection},
-    },
+    extract::{DefaultBodyLimit, Path, Query, State, rejection::QueryRejection},
     http::{HeaderName, Request, header},
     response::IntoResponse,
     routing::{get, post},
@@ -26,6 +24,7 @@ use tower_http::{
     trace::TraceLayer,
 };
 
+pub use body::BodyLimits;
 pub use error::ApiError;
 pub use functions::StreamLimits;
 
@@ -63,8 +62,18 @@ pub struct AppState {
     /// Set when shutdown begins: calls accepted but not yet started are refused (503) rather
     /// than started during or after the grace period.
     pub stopping: Arc<std::sync::atomic::AtomicBool>,
+    /// Set by the server shortly before its grace period ends: requests still running are
+    /// answered 503 at once (the call itself is abandoned), so every client gets an answer.
+    pub abandon: Arc<tokio::sync::watch::Sender<bool>>,
     /// Limits on streams (`POST /plugins/{name}/functions/{function}` of a streaming function).
     pub stream_limits: StreamLimits,
+    /// Limits on whole request bodies (`POST /run`, a plain function); set with
+    /// [`AppState::with_body_limits`], which sizes [`AppState::bodies`] to match.
+    pub body_limits: BodyLimits,
+    /// The memory budget for whole bodies, in bytes ([`BodyLimits::buffer_bytes`]): taken as a
+    /// body arrives and given back when its call ends. Calls take their `in_flight` permit only
+    /// once their body is complete, so clients that send slowly hold bytes, never permits.
+    pub bodies: Arc<Semaphore>,
 }
 
 /// Listings that may run at once; each stats every plugin file (or every version of one).
@@ -87,8 +96,25 @@ impl AppState {
             listings: Arc::new(Semaphore::new(MAX_LISTINGS)),
             readiness: Arc::default(),
             stopping: Arc::default(),
+            abandon: Arc::new(tokio::sync::watch::Sender::new(false)),
             stream_limits: StreamLimits::default(),
+            body_limits: BodyLimits::default(),
+            bodies: Arc::new(Semaphore::new(BodyLimits::default().buffer_bytes)),
         }
+    }
+
+    /// The same state with other limits on whole bodies.
+    pub fn with_body_limits(mut self, limits: BodyLimits) -> Self {
+        self.bodies = Arc::new(Semaphore::new(limits.buffer_bytes.min(Semaphore::MAX_PERMITS)));
+        self.body_limits = limits;
+        self
+    }
+
+    /// Completes once the server has given up on the requests still running (see
+    /// [`AppState::abandon`]).
+    async fn abandoned(&self) {
+        let mut abandon = self.abandon.subscribe();
+        let _ = abandon.wait_for(|abandoned| *abandoned).await;
     }
 }
 
@@ -110,6 +136,7 @@ pub fn app(state: AppState) -> Router {
         .route("/plugins/{name}/functions/{function}", post(functions::call_function).fallback(method_not_allowed))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), answer_before_grace_ends))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::new()))
@@ -195,6 +222,20 @@ async fn screen_request(mut request: Request<axum::body::Body>) -> Result<Reques
         return Err(ApiError::UnsupportedEncoding);
     }
     Ok(request)
+}
+
+/// Answers 503 to a request still running when the server gives up on it at the end of its
+/// grace period (see [`AppState::abandon`]); dropping the handler abandons its call, which a
+/// blocking thread may still finish.
+async fn answer_before_grace_ends(
+    State(state): State<AppState>,
+    request: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    tokio::select! {
+        response = next.run(request) => response,
+        () = state.abandoned() => ApiError::ShuttingDown.into_response(),
+    }
 }
 
 /// Body of `POST /run`: `{"plugin", "input": integer}` calls an ABI v1 plugin;
@@ -327,11 +368,15 @@ impl Call {
 
 async fn run(
     State(state): State<AppState>,
-    request: Result<Json<RunRequest>, JsonRejection>,
+    headers: header::HeaderMap,
+    body: axum::body::Body,
 ) -> Result<axum::response::Response, ApiError> {
     let started = Instant::now();
     let mut plugin = None;
-    let result = run_plugin(&state, request, &mut plugin).await;
+    let result = match run_request(&state, &headers, body).await {
+        Ok((request, body)) => run_plugin(&state, request, &mut plugin, body).await,
+        Err(error) => Err(error),
+    };
     let (outcome, plugin_found) = match &result {
         Ok(_) => ("ok", true),
         Err(error) => (error.kind().code(), error.kind().plugin_found()),
@@ -343,12 +388,38 @@ async fn run(
     result
 }
 
+/// A `POST /run` body: JSON (415 otherwise, before reading), at most [`MAX_BODY_BYTES`] (413,
+/// before reading when `Content-Length` says so), within the body limits. The body is returned
+/// too: it holds its share of the memory budget until the call ends.
+async fn run_request(
+    state: &AppState,
+    headers: &header::HeaderMap,
+    body: axum::body::Body,
+) -> Result<(RunRequest, body::WholeBody), ApiError> {
+    let json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.split(';').next())
+        .map(|essence| essence.trim().to_ascii_lowercase())
+        .is_some_and(|essence| {
+            essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
+        });
+    if !json {
+        return Err(ApiError::UnsupportedMediaType);
+    }
+    let body =
+        body::read_whole(body, headers, MAX_BODY_BYTES, || ApiError::BodyTooLarge, &state.body_limits, &state.bodies)
+            .await?;
+    let Json(request) = Json::<RunRequest>::from_bytes(&body.bytes).map_err(ApiError::from_rejection)?;
+    Ok((request, body))
+}
+
 async fn run_plugin(
     state: &AppState,
-    request: Result<Json<RunRequest>, JsonRejection>,
+    request: RunRequest,
     plugin: &mut Option<PluginName>,
+    body: body::WholeBody,
 ) -> Result<axum::response::Response, ApiError> {
-    let Json(request) = request.map_err(ApiError::from_rejection)?;
     let name = PluginName::new(&request.plugin).map_err(ApiError::InvalidName)?;
     *plugin = Some(name.clone());
     let requirement = requirement(request.version.as_deref())?;
@@ -362,7 +433,7 @@ async fn run_plugin(
         }
         let in_flight = state.metrics.track_in_flight();
         if let Some(result) = state.runner.run_if_short(&name, requirement.as_ref(), input) {
-            drop((in_flight, permit));
+            drop((in_flight, permit, body));
             let (plugin, output) = result?;
             let version = plugin.version.as_ref().map(ToString::to_string);
             return Ok(with_version(Json(RunResponse { output, version }).into_response(), &plugin));
@@ -372,6 +443,7 @@ async fn run_plugin(
         (Arc::clone(&state.runner), Arc::clone(&state.metrics), Arc::clone(&state.stopping));
     tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        let _body = body;
         if stopping.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(ApiError::ShuttingDown);
         }

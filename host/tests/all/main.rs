@@ -6,6 +6,7 @@
 
 mod binary;
 mod compat;
+mod connections;
 mod functions;
 mod http;
 mod isolation;

@@ -128,6 +128,10 @@ pub struct TestServer {
 
 impl TestServer {
     pub async fn start(state: AppState) -> Self {
+        Self::start_with(state, host::ServeOptions { grace: Duration::from_secs(5), ..Default::default() }).await
+    }
+
+    pub async fn start_with(state: AppState, options: host::ServeOptions) -> Self {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind 127.0.0.1:0");
         let addr = listener.local_addr().expect("local addr");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -137,7 +141,7 @@ impl TestServer {
             async {
                 let _ = stopped.await;
             },
-            host::ServeOptions { grace: Duration::from_secs(5), ..Default::default() },
+            options,
         ));
         TestServer { addr, client: reqwest::Client::new(), stop: Some(stop) }
     }
