@@ -366,7 +366,8 @@ fn fairness(sh: &Shell, wrk: &Path, lua: &Path, host: &Path, seconds: u32) -> an
     let plugins = sh.create_temp_dir()?;
     let built = sh.current_dir().join(crate::PLUGIN_OUT_DIR);
     fs::copy(built.join("hello.wasm"), plugins.path().join("hello.wasm"))?;
-    fs::copy(built.join("faults/loop-process.wasm"), plugins.path().join("loop-process.wasm"))?;
+    let faults = sh.current_dir().join(crate::PLUGIN_FIXTURE_DIR).join("faults");
+    fs::copy(faults.join("loop-process.wasm"), plugins.path().join("loop-process.wasm"))?;
     let running = RunningServer::start(host_command(host, plugins.path(), "process"))?;
     let url = format!("http://{}/run", running.addr);
     wrk_run(wrk, lua, &url, 16, 1)?;

@@ -120,8 +120,13 @@ fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Where `build-plugins` writes compiled plugins; the host serves this folder by default.
+/// Where `build-plugins` writes the example plugins; the host serves this folder by default.
 const PLUGIN_OUT_DIR: &str = "target/plugins";
+
+/// Where `build-plugins` writes the test fixtures (`invalid/`, `faults/`, `compat/`): a folder
+/// of their own, because the local store would read a subfolder of the served folder as the
+/// version folder of a plugin named `invalid`, and warn about every file in it on every listing.
+const PLUGIN_FIXTURE_DIR: &str = "target/plugin-fixtures";
 
 /// Prints a progress line that stands out from cargo's own output.
 fn step(message: impl std::fmt::Display) {
