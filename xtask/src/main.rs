@@ -8,6 +8,7 @@ mod bench;
 mod build_plugins;
 mod check_abi;
 mod check_deploy;
+mod command_line;
 mod fuzz;
 mod profile;
 mod publish;
