@@ -189,7 +189,7 @@ fn server_command(sh: &Shell, server: &str, peer: &Path) -> Command {
 
 impl Bench {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        setup::Setup {}.run(sh)?;
+        setup::Setup::for_running().run(sh)?;
         BuildPlugins::default().run(sh)?;
 
         if !self.skip_micro {

@@ -37,7 +37,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Find or install clang for wasm32, libclang and WasmEdge 0.17 (idempotent).
+    /// Find or install clang for wasm32, libclang, WasmEdge 0.17 and the test tools (idempotent).
     Setup(setup::Setup),
     /// Compile every plugin under `plugins/` to `target/plugins/` and check its ABI.
     BuildPlugins(build_plugins::BuildPlugins),

@@ -66,7 +66,7 @@ impl RootfsSmoke {
         let base = Pod::from_rendering(&tools.render_json(sh, &root.join("deploy/base"))?)?;
         let fluid = Pod::from_rendering(&tools.render_json(sh, &root.join("deploy/overlays/fluid"))?)?;
 
-        Setup {}.run(sh)?;
+        Setup::for_running().run(sh)?;
         BuildPlugins::default().run(sh)?;
         step("building the release host");
         cmd!(sh, "cargo build --quiet --release --package host --bin host").run()?;

@@ -14,7 +14,7 @@ pub struct Test {
 
 impl Test {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        Setup {}.run(sh)?;
+        Setup::everything().run(sh)?;
         // Host tests run the compiled example plugins from `target/plugins` and the fixtures
         // from `target/plugin-fixtures`.
         BuildPlugins::default().run(sh)?;
