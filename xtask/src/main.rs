@@ -10,6 +10,7 @@ mod check_abi;
 mod check_deploy;
 mod command_line;
 mod fuzz;
+mod http;
 mod profile;
 mod publish;
 mod rootfs_smoke;
