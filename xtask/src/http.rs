@@ -57,3 +57,51 @@ fn answer(response: reqwest::blocking::Response) -> anyhow::Result<Answer> {
     let body = response.text().context("reading the answer")?;
     Ok(Answer { status, body })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::{
+        io::{BufRead, BufReader, Write},
+        net::TcpListener,
+    };
+
+    use super::*;
+
+    /// A real server on 127.0.0.1 that reads one request and answers, chunked, how many body
+    /// bytes it received: the client sends a streamed body whole and de-chunks the answer.
+    #[test]
+    fn streams_a_body_and_reads_a_chunked_answer() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (socket, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(socket.try_clone().unwrap());
+            let mut length = 0usize;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if let Some(value) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = value.trim().parse().unwrap();
+                }
+                if line == "\r\n" {
+                    break;
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            let answer = format!("{}", body.len());
+            write!(
+                &socket,
+                "HTTP/1.1 201 Created\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nlen\r\n{:x}\r\n{answer}\r\n0\r\n\r\n",
+                answer.len()
+            )
+            .unwrap();
+        });
+        let client = HttpClient::new(Some(Duration::from_secs(10))).unwrap();
+        let body = std::io::repeat(7).take(1 << 20);
+        let answer = client.post_stream(&format!("http://{addr}/upload"), "application/octet-stream", body, 1 << 20);
+        server.join().unwrap();
+        let answer = answer.unwrap();
+        assert_eq!((answer.status, answer.body.as_str()), (201, "len1048576"));
+    }
+}

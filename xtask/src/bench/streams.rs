@@ -118,3 +118,45 @@ pub(super) fn native_rust_sha256() -> Throughput {
     std::hint::black_box(rust_sha256_hex(&stream_pattern(), STREAM_MIB << 20));
     Throughput { runner: "native Rust (sha2)".into(), mib_per_sec: STREAM_MIB as f64 / started.elapsed().as_secs_f64() }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stream_body_is_the_pattern_repeated_and_samples_memory_every_64_mib() {
+        let pattern = stream_pattern();
+        let total = 2 * SAMPLE_EVERY + 12345;
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let mut body = PatternBody {
+            pattern: pattern.clone(),
+            total,
+            sent: 0,
+            server: std::process::id(),
+            samples: samples.clone(),
+        };
+        let mut digest = sha2::Sha256::default();
+        // Odd read sizes, as a client's buffers may be.
+        let mut buf = vec![0; 10_007];
+        let mut read = 0u64;
+        loop {
+            let n = body.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            sha2::Digest::update(&mut digest, &buf[..n]);
+            read += n as u64;
+        }
+        assert_eq!(read, total);
+        let hex: String = sha2::Digest::finalize(digest).iter().map(|b| format!("{b:02x}")).collect();
+        let mut expected = sha2::Sha256::default();
+        let whole = pattern.iter().copied().cycle().take(total as usize).collect::<Vec<u8>>();
+        sha2::Digest::update(&mut expected, &whole);
+        let expected: String = sha2::Digest::finalize(expected).iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(hex, expected);
+        let samples = samples.lock().unwrap();
+        let sent: Vec<u64> = samples.iter().map(|(mib, _)| *mib).collect();
+        assert_eq!(sent, [64, 128]);
+        assert!(samples.iter().all(|(_, rss)| *rss > 0), "this process has resident memory: {samples:?}");
+    }
+}
