@@ -2,7 +2,7 @@
 //! violation, for people (`--format human`, the default) or for tools (`--format json`).
 //!
 //! Without paths it checks the plugins the host serves, `target/plugins/*.wasm` (not the
-//! negative fixtures in `target/plugins/invalid/`). A folder given as a path stands for the
+//! test fixtures in `target/plugin-fixtures/`). A folder given as a path stands for the
 //! `*.wasm` files directly inside it.
 //!
 //! It behaves like a linter: a report is its output, not an error. It exits 0 when every file
@@ -23,6 +23,8 @@ use plugin_sdk::AbiReport;
 use serde_json::json;
 use xshell::Shell;
 
+#[cfg(test)]
+use crate::PLUGIN_FIXTURE_DIR;
 use crate::PLUGIN_OUT_DIR;
 
 #[derive(Debug, clap::Args)]
@@ -272,24 +274,24 @@ mod tests {
     };
 
     /// Builds every negative fixture into a temporary folder and checks them as
-    /// `check-abi target/plugins/invalid` would, naming files as it would.
+    /// `check-abi target/plugin-fixtures/invalid` would, naming files as it would.
     fn checked_fixtures() -> Vec<FileCheck> {
         let harness = Harness::new();
         for plugin in harness.plugins().into_iter().filter(|p| p.kind == Kind::Fixture) {
             harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
         }
-        let shown = Path::new(PLUGIN_OUT_DIR).join("invalid");
-        wasm_files_in(&harness.out.path().join("invalid"), &shown).into_iter().map(FileCheck::run).collect()
+        let shown = Path::new(PLUGIN_FIXTURE_DIR).join("invalid");
+        wasm_files_in(&harness.fixtures.path().join("invalid"), &shown).into_iter().map(FileCheck::run).collect()
     }
 
-    /// The compatibility fixtures at -O2, checked as `check-abi target/plugins/compat` would.
+    /// The compatibility fixtures at -O2, checked as `check-abi target/plugin-fixtures/compat` would.
     fn checked_compat_builds() -> Vec<FileCheck> {
         let harness = Harness::new();
         for plugin in harness.plugins().into_iter().filter(|p| p.kind == Kind::Compat && p.name.ends_with("-o2")) {
             harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
         }
-        let shown = Path::new(PLUGIN_OUT_DIR).join("compat");
-        wasm_files_in(&harness.out.path().join("compat"), &shown).into_iter().map(FileCheck::run).collect()
+        let shown = Path::new(PLUGIN_FIXTURE_DIR).join("compat");
+        wasm_files_in(&harness.fixtures.path().join("compat"), &shown).into_iter().map(FileCheck::run).collect()
     }
 
     #[test]
@@ -365,7 +367,7 @@ mod tests {
             harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
         }
         let out = harness.out.path().to_str().unwrap().to_owned();
-        // The default target list: only the examples, not what is in `invalid/`.
+        // The default target list: only the examples; fixtures went to a folder of their own.
         let served = wasm_files_in(harness.out.path(), Path::new(PLUGIN_OUT_DIR));
         let shown: Vec<_> = served.iter().map(|t| t.shown.as_str()).collect();
         assert_eq!(
@@ -373,6 +375,9 @@ mod tests {
             ["abi", "checksum", "csvsum", "hello", "primes", "redact", "sha256", "simple", "text"]
                 .map(|name| format!("{PLUGIN_OUT_DIR}/{name}.wasm"))
         );
+        // Nothing else either: a subfolder would be read by the host as a plugin's versions.
+        let entries: Vec<_> = fs::read_dir(harness.out.path()).unwrap().map(|e| e.unwrap().path()).collect();
+        assert!(entries.iter().all(|path| path.is_file() && path.extension() == Some("wasm".as_ref())), "{entries:?}");
         let command = CheckAbi { paths: vec![out.into()], format: Format::Human, deny_warnings: true };
         assert_eq!(command.run(&project_shell()), Verdict::Passed, "every example is compliant, without warnings");
     }

@@ -38,7 +38,7 @@ pub struct Fuzz {
 impl Fuzz {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         // WasmEdge (the runtime targets link it), then AFL++.
-        Setup {}.run(sh)?;
+        Setup::for_running().run(sh)?;
         ensure_cargo_afl(sh)?;
         step("building the fuzz targets with AFL++ instrumentation (release)");
         cmd!(sh, "cargo afl build --release --package fuzz --features afl --bins").run()?;

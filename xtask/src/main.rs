@@ -8,7 +8,9 @@ mod bench;
 mod build_plugins;
 mod check_abi;
 mod check_deploy;
+mod command_line;
 mod fuzz;
+mod http;
 mod profile;
 mod publish;
 mod rootfs_smoke;
@@ -33,7 +35,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Find or install clang for wasm32, libclang and WasmEdge 0.17 (idempotent).
+    /// Find or install clang for wasm32, libclang, WasmEdge 0.17 and the test tools (idempotent).
     Setup(setup::Setup),
     /// Compile every plugin under `plugins/` to `target/plugins/` and check its ABI.
     BuildPlugins(build_plugins::BuildPlugins),
@@ -130,8 +132,13 @@ fn project_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// Where `build-plugins` writes compiled plugins; the host serves this folder by default.
+/// Where `build-plugins` writes the example plugins; the host serves this folder by default.
 const PLUGIN_OUT_DIR: &str = "target/plugins";
+
+/// Where `build-plugins` writes the test fixtures (`invalid/`, `faults/`, `compat/`): a folder
+/// of their own, because the local store would read a subfolder of the served folder as the
+/// version folder of a plugin named `invalid`, and warn about every file in it on every listing.
+const PLUGIN_FIXTURE_DIR: &str = "target/plugin-fixtures";
 
 /// Prints a progress line that stands out from cargo's own output.
 fn step(message: impl std::fmt::Display) {

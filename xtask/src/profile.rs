@@ -110,7 +110,7 @@ struct Breakdown {
 
 impl Profile {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        setup::Setup {}.run(sh)?;
+        setup::Setup::for_running().run(sh)?;
         BuildPlugins::default().run(sh)?;
         bench::build_host(sh)?;
         let perf = setup::resolve_program(Path::new("perf")).map_or_else(

@@ -1,14 +1,20 @@
 //! `cargo xtask setup`: finds or installs the native toolchain the project needs.
 //!
-//! Four things are needed beyond the Rust toolchain:
+//! Building plugins and running the host needs three things beyond the Rust toolchain
+//! ([`Setup::for_running`], what `cargo xtask run` installs):
 //! - a clang that targets wasm32, with `wasm-ld`, to compile plugins;
 //! - libclang, which wasmedge-sys uses (through bindgen) to read WasmEdge's C header;
-//! - the WasmEdge **0.17.x** C library, which `wasmedge-sdk` 0.17.1 binds to;
+//! - the WasmEdge **0.17.x** C library, which `wasmedge-sdk` 0.17.1 binds to.
+//!
+//! The tests need three more tools ([`Setup::everything`], what `cargo xtask test` and
+//! `cargo xtask setup` install):
 //! - `bindfs`, a FUSE file system the Fluid store's tests mount for real (killing its daemon
 //!   gives the same `ENOTCONN` a crashed Fluid FUSE pod does);
 //! - `docker-registry` (the CNCF distribution registry) and `skopeo`, which the OCI store's and
 //!   `publish`'s tests run for real: a registry on 127.0.0.1, and a second, standard client to
-//!   check that what each side writes the other reads.
+//!   check that what each side writes the other reads. Debian's `docker-registry` package also
+//!   starts a system registry service where systemd runs, which is one reason `run` leaves the
+//!   test tools out.
 //!
 //! An existing, matching install is always preferred. Otherwise, on Debian-family machines,
 //! clang and libclang come from the distribution, and WasmEdge comes from Debian's own
@@ -37,15 +43,32 @@ const WASMEDGE_VERSION_PREFIX: &str = "0.17.";
 const DEBIAN_LLVM: &str = "19";
 
 #[derive(Debug, clap::Args)]
-pub struct Setup {}
+pub struct Setup {
+    /// Only what building plugins and running the host need (clang, libclang, WasmEdge), as
+    /// `cargo xtask run` does: not the test tools (bindfs, docker-registry, skopeo).
+    #[arg(long)]
+    without_test_tools: bool,
+}
 
 impl Setup {
+    /// What building plugins and running the host need: clang, libclang and WasmEdge.
+    pub fn for_running() -> Self {
+        Self { without_test_tools: true }
+    }
+
+    /// That, and the tools the tests run for real (bindfs, docker-registry, skopeo).
+    pub fn everything() -> Self {
+        Self { without_test_tools: false }
+    }
+
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let clang = wasm_clang(sh)?;
         ensure_libclang(sh)?;
         let wasmedge = ensure_wasmedge(sh)?;
-        ensure_bindfs(sh)?;
-        ensure_registry_tools(sh)?;
+        if !self.without_test_tools {
+            ensure_bindfs(sh)?;
+            ensure_registry_tools(sh)?;
+        }
         step(format!(
             "toolchain ready: {} and WasmEdge {} in {}",
             clang.display(),

@@ -14,8 +14,9 @@ pub struct Test {
 
 impl Test {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        Setup {}.run(sh)?;
-        // Host tests run the compiled example plugins and fixtures from `target/plugins`.
+        Setup::everything().run(sh)?;
+        // Host tests run the compiled example plugins from `target/plugins` and the fixtures
+        // from `target/plugin-fixtures`.
         BuildPlugins::default().run(sh)?;
         // The same gates as the GitHub workflow, so that `.ci/run` (which runs this command)
         // refuses what it would refuse.

@@ -18,11 +18,14 @@ pub(crate) fn project_shell() -> Shell {
     sh
 }
 
-/// Everything needed to build plugins, with outputs going to a fresh temporary folder.
+/// Everything needed to build plugins, with outputs going to fresh temporary folders.
 pub(crate) struct Harness {
     pub(crate) compiler: Compiler,
     pub(crate) layout: Layout,
+    /// Stands for `target/plugins`, where examples go.
     pub(crate) out: tempfile::TempDir,
+    /// Stands for `target/plugin-fixtures`, where everything else goes.
+    pub(crate) fixtures: tempfile::TempDir,
     _scratch: tempfile::TempDir,
 }
 
@@ -31,11 +34,13 @@ impl Harness {
         let sh = project_shell();
         let clang = setup::wasm_clang(&sh).expect("a clang for wasm32 (run `cargo xtask setup`)");
         let out = tempfile::tempdir().expect("a temporary folder");
+        let fixtures = tempfile::tempdir().expect("a temporary folder");
         let scratch = tempfile::tempdir().expect("a temporary folder");
         let mut layout = Layout::in_project(&sh.current_dir());
         layout.out_dir = out.path().to_path_buf();
+        layout.fixture_dir = fixtures.path().to_path_buf();
         let compiler = Compiler::new(&clang, &layout.include_dir, scratch.path()).expect("cc configures clang");
-        Self { compiler, layout, out, _scratch: scratch }
+        Self { compiler, layout, out, fixtures, _scratch: scratch }
     }
 
     /// Every plugin under the project's `plugins/`.

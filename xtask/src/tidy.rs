@@ -68,6 +68,15 @@ mod tests {
                 if let Some(word) = ["dbg!(", "todo!(", "unimplemented!("].iter().find(|b| line.contains(*b)) {
                     problems.push(format!("{}:{}: {word}", file.display(), number + 1));
                 }
+                // A `Command`'s `Debug` prints environment values (all of them after `env_clear`,
+                // as `cc` does): show commands with `xtask::command_line::CommandLine`.
+                if let Some(word) = ["{command:?}", "{cmd:?}", "{command:#?}"].iter().find(|b| line.contains(*b)) {
+                    problems.push(format!(
+                        "{}:{}: {word} prints the environment; use CommandLine",
+                        file.display(),
+                        number + 1
+                    ));
+                }
             }
         }
         assert!(problems.is_empty(), "house rules broken:\n{}", problems.join("\n"));

@@ -14,11 +14,11 @@ use host::{
 };
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, app_state, built_plugins, local_store, runtime_config};
+use crate::support::{TestServer, app_state, built_fixtures, local_store, runtime_config};
 
 /// Every build of every compat fixture, by file stem, copied into a fresh plugin folder.
 fn compat_plugins() -> (Vec<String>, tempfile::TempDir) {
-    let built = built_plugins().join("compat");
+    let built = built_fixtures().join("compat");
     let dir = tempfile::tempdir().unwrap();
     let mut names = Vec::new();
     for entry in std::fs::read_dir(&built)

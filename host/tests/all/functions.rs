@@ -13,7 +13,7 @@ use host::{
 };
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, built_plugins, local_store, plugin_dir, runtime_config, sha256_hex};
+use crate::support::{TestServer, fault_bytes, local_store, plugin_dir, runtime_config, sha256_hex};
 
 #[derive(Debug, Clone, Copy)]
 enum Isolation {
@@ -40,9 +40,7 @@ impl std::ops::Deref for Server {
 async fn server(isolation: Isolation, timeout: Duration, limits: StreamLimits) -> Server {
     let dir = plugin_dir(&["hello", "text", "redact", "sha256", "csvsum"]);
     for fault in ["v2-hostile", "v2-lying-buffers"] {
-        let bytes = std::fs::read(built_plugins().join("faults").join(format!("{fault}.wasm")))
-            .expect("run `cargo xtask build-plugins`");
-        std::fs::write(dir.path().join(format!("{fault}.wasm")), bytes).unwrap();
+        std::fs::write(dir.path().join(format!("{fault}.wasm")), fault_bytes(fault)).unwrap();
     }
     let mut runtime = runtime_config(ExecutionMode::Aot);
     runtime.limits.call_timeout = timeout;

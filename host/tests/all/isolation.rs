@@ -1,6 +1,6 @@
 //! Crash containment: hostile plugins run in worker processes and never take the server down.
 //!
-//! The fault plugins (`plugins/faults/`, built into `target/plugins/faults/`) are loaded with
+//! The fault plugins (`plugins/faults/`, built into `target/plugin-fixtures/faults/`) are loaded with
 //! the ABI check off, as if they had skipped `check-abi`: the server must survive them anyway.
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};

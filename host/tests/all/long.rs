@@ -27,7 +27,7 @@ use serde_json::{Value, json};
 
 use crate::{
     binary::start,
-    support::{built_plugins, plugin_bytes, replace_atomically},
+    support::{fault_bytes, plugin_bytes, replace_atomically},
 };
 
 fn setting(name: &str, default: u64) -> u64 {
@@ -282,8 +282,7 @@ fn long_soak_hostile_clients_hostile_plugins_hot_swaps_and_many_plugins() {
         std::fs::write(dir.path().join(format!("{name}.wasm")), plugin_bytes(name)).unwrap();
     }
     for fault in ["loop-process", "traps", "crash-on-some-inputs", "v2-hostile"] {
-        let bytes = std::fs::read(built_plugins().join("faults").join(format!("{fault}.wasm"))).unwrap();
-        std::fs::write(dir.path().join(format!("{fault}.wasm")), bytes).unwrap();
+        std::fs::write(dir.path().join(format!("{fault}.wasm")), fault_bytes(fault)).unwrap();
     }
     let base = plugin_bytes("hello");
     for i in 0..300 {

@@ -35,9 +35,15 @@ pub fn plugin_bytes(name: &str) -> Vec<u8> {
     })
 }
 
+/// Where `cargo xtask build-plugins` writes the test fixtures (`invalid/`, `faults/`,
+/// `compat/`): beside the served folder, never inside it.
+pub fn built_fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/plugin-fixtures")
+}
+
 /// A fault plugin's bytes (`plugins/faults/`), built by `cargo xtask build-plugins`.
 pub fn fault_bytes(name: &str) -> Vec<u8> {
-    let path = built_plugins().join("faults").join(format!("{name}.wasm"));
+    let path = built_fixtures().join("faults").join(format!("{name}.wasm"));
     fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask build-plugins`", path.display()))
 }
 
@@ -175,4 +181,31 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
     }
+}
+
+/// Runs `f` on this thread with a subscriber that records every warning and error it logs, and
+/// returns them (one line each; empty when there were none) with `f`'s result.
+pub fn capture_warnings<T>(f: impl FnOnce() -> T) -> (String, T) {
+    /// A shared buffer the subscriber writes each event into.
+    #[derive(Clone, Default)]
+    struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let result = tracing::subscriber::with_default(subscriber, f);
+    let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
+    (text, result)
 }

@@ -298,3 +298,25 @@ mod http {
         crate::support::sha256_hex(&plugin_bytes(plugin))
     }
 }
+
+/// The folder `cargo xtask build-plugins` fills and the host serves by default holds plugins
+/// only: listing it as the host does (every name, then its versions) logs no warning, and every
+/// name is an unversioned plugin that loads. (Fixtures once built into subfolders of it, which
+/// the store read as version folders of plugins named `invalid`, `faults` and `compat`: 58
+/// warnings per `GET /plugins`.)
+#[test]
+fn the_served_folder_lists_only_plugins_and_without_a_warning() {
+    let store = LocalPluginStore::new(crate::support::built_plugins(), 64 << 20)
+        .expect("run `cargo xtask build-plugins` first");
+    let (warnings, listing) = crate::support::capture_warnings(|| {
+        let names = store.list().unwrap();
+        names.into_iter().map(|name| (store.versions(&name).unwrap(), name)).collect::<Vec<_>>()
+    });
+    assert_eq!(warnings, "", "listing the served folder warned");
+    let names: Vec<&str> = listing.iter().map(|(_, name)| name.as_str()).collect();
+    assert!(names.contains(&"hello"), "{names:?}");
+    for (versions, name) in &listing {
+        assert!(versions.unversioned && versions.versions.is_empty(), "{name} is not a plugin file: {versions:?}");
+        store.load(&PluginRef::unversioned(name.clone())).unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+}

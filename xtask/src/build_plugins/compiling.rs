@@ -9,6 +9,8 @@ use std::{
 
 use anyhow::{Context, bail};
 
+use crate::command_line::CommandLine;
+
 use super::{
     directives::Directives,
     discovery::{Kind, Language, Plugin, sorted_entries},
@@ -118,10 +120,12 @@ pub(super) fn compile(
     } else {
         let mut command = compiler.command(plugin);
         command.args(&directives.flags).args(&plugin.build_flags).arg("-o").arg(wasm).arg(&plugin.source);
-        let result = command.output().with_context(|| format!("cannot run {command:?}"))?;
+        let result = command.output().with_context(|| format!("cannot run {}", CommandLine(&command)))?;
         if !result.status.success() {
+            // Clang's own diagnostics first, since they say what is wrong; then the command,
+            // without the environment `cc` passes (see `CommandLine`).
             let diagnostics = String::from_utf8_lossy(&result.stderr);
-            bail!("clang failed ({}):\n{}\ncommand: {command:?}", result.status, diagnostics.trim_end());
+            bail!("clang failed ({}):\n{}\ncommand: {}", result.status, diagnostics.trim_end(), CommandLine(&command));
         }
     }
     Ok(())
@@ -144,6 +148,40 @@ mod tests {
         assert_eq!(plugin.name, "compat/with-header-o0");
         let err = format!("{:#}", harness.build(&plugin).unwrap_err());
         assert!(err.contains("clang failed") && err.contains("wasm_plugin.h"), "{err}");
+    }
+
+    /// A build that fails shows clang's error and the command, but nothing of the environment:
+    /// this test runs itself again as a child process with a secret in its environment (so `cc`
+    /// passes it on to clang as it would any variable), and the child prints the error of a
+    /// plugin that fails to link as `main` would print it.
+    #[test]
+    fn a_failing_build_shows_the_linker_error_and_no_environment_values() {
+        const SECRET_VAR: &str = "XTASK_TEST_SECRET";
+        const SECRET: &str = "hunter2-must-not-be-logged";
+        if std::env::var_os(SECRET_VAR).is_some() {
+            let harness = Harness::new();
+            let source = COMPLIANT_C
+                .replace("return input;", "return undefined_helper(input);")
+                .replace("#include <wasm_plugin.h>\n", "#include <wasm_plugin.h>\nint undefined_helper(int);\n");
+            let (_dir, plugin) = scratch_plugin("unlinked/unlinked.c", &source);
+            let err = harness.build(&plugin).unwrap_err();
+            println!("Error: {err:?}");
+            return;
+        }
+        let test = concat!(module_path!(), "::a_failing_build_shows_the_linker_error_and_no_environment_values");
+        let test = test.split_once("::").unwrap().1;
+        let child = Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+            .env(SECRET_VAR, SECRET)
+            .output()
+            .unwrap();
+        let output = format!("{}{}", String::from_utf8_lossy(&child.stdout), String::from_utf8_lossy(&child.stderr));
+        assert!(child.status.success() && output.contains("1 passed"), "{output}");
+        assert!(output.contains("clang failed"), "{output}");
+        assert!(output.contains("undefined symbol: undefined_helper"), "the linker's own error: {output}");
+        assert!(output.contains("command: ") && output.contains("unlinked.c"), "the command: {output}");
+        assert!(!output.contains(SECRET), "the environment leaked: {output}");
+        assert!(!output.contains(SECRET_VAR), "xtask did not set it, so it is not even named: {output}");
     }
 
     #[test]

@@ -9,15 +9,15 @@ use std::{
 use anyhow::{Context, bail, ensure};
 
 use super::directives::{Directives, Variant};
-use crate::PLUGIN_OUT_DIR;
+use crate::{PLUGIN_FIXTURE_DIR, PLUGIN_OUT_DIR};
 
-/// The folder under `plugins/` (and under the output folder) that holds negative fixtures.
+/// The folder under `plugins/` (and under the fixture output folder) that holds negative fixtures.
 pub(super) const FIXTURE_DIR: &str = "invalid";
 
-/// The folder under `plugins/` (and under the output folder) that holds fault plugins.
+/// The folder under `plugins/` (and under the fixture output folder) that holds fault plugins.
 pub(super) const FAULT_DIR: &str = "faults";
 
-/// The folder under `plugins/` (and under the output folder) that holds compatibility fixtures.
+/// The folder under `plugins/` (and under the fixture output folder) that holds compatibility fixtures.
 pub(super) const COMPAT_DIR: &str = "compat";
 
 /// The optimisation levels every compatibility fixture is built at, with their name suffixes:
@@ -30,7 +30,11 @@ const COMPAT_LEVELS: [(&str, &str); 3] = [("o0", "-O0"), ("o2", "-O2"), ("oz", "
 pub(crate) struct Layout {
     pub(crate) plugins_dir: PathBuf,
     pub(crate) include_dir: PathBuf,
+    /// Where the examples go: the folder the host serves.
     pub(crate) out_dir: PathBuf,
+    /// Where fixtures, faults and compatibility fixtures go, in their subfolders: never inside
+    /// `out_dir`, which the host would read as version folders.
+    pub(crate) fixture_dir: PathBuf,
 }
 
 impl Layout {
@@ -39,12 +43,15 @@ impl Layout {
             plugins_dir: root.join("plugins"),
             include_dir: root.join("plugin-sdk/include"),
             out_dir: root.join(PLUGIN_OUT_DIR),
+            fixture_dir: root.join(PLUGIN_FIXTURE_DIR),
         }
     }
 
-    /// Where `plugin` is built to: its name below the output folder, as a `.wasm` file.
+    /// Where `plugin` is built to: its name as a `.wasm` file below the served folder for an
+    /// example, below the fixture folder for everything else.
     pub(super) fn output(&self, plugin: &Plugin) -> PathBuf {
-        self.out_dir.join(format!("{}.wasm", plugin.name))
+        let dir = if plugin.kind == Kind::Example { &self.out_dir } else { &self.fixture_dir };
+        dir.join(format!("{}.wasm", plugin.name))
     }
 }
 
@@ -93,7 +100,7 @@ pub(crate) enum Kind {
 pub(crate) struct Plugin {
     /// `hello` for an example, `invalid/float` for a fixture, `faults/traps` for a fault,
     /// `compat/export-name-wasm32-o2` for a compatibility fixture: the output's path below the
-    /// output folder, without `.wasm`.
+    /// served folder (examples) or the fixture folder (the rest), without `.wasm`.
     pub(crate) name: String,
     pub(crate) source: PathBuf,
     pub(super) language: Language,

@@ -94,7 +94,7 @@ mod tests {
         let (_dir, plugin) = scratch_plugin("faults/compliant.c", &source);
         let built = harness.build(&plugin).unwrap();
         assert!(built.report.is_compliant());
-        assert_eq!(built.output, harness.out.path().join("faults/compliant.wasm"));
+        assert_eq!(built.output, harness.fixtures.path().join("faults/compliant.wasm"));
     }
 
     #[test]

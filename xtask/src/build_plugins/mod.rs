@@ -6,25 +6,30 @@
 //! - `plugins/<name>/<name>.c` or `plugins/<name>/<name>.cpp` is an example plugin. It is built
 //!   to `target/plugins/<name>.wasm`, the folder the host serves, and must be ABI-compliant.
 //!   Names are lowercase ASCII letters, digits, `-` and `_`, which are safe in a URL and a path.
+//! - Everything else is a test fixture, built below `target/plugin-fixtures/`, a folder of its
+//!   own: the host's local store reads a subfolder of the served folder as a plugin's version
+//!   folder, so fixtures there would be listed as plugins named `invalid`, `faults` and `compat`
+//!   (with a warning per file on every listing).
 //! - `plugins/invalid/<rule>.c`, `.cpp` or `.wat` is a negative fixture: a plugin that breaks
-//!   exactly one ABI rule. It is built to `target/plugins/invalid/<rule>.wasm`, a subfolder, so
-//!   it is never served, and it must produce exactly the violation its `expect-violation`
-//!   directive names. `.wat` is for rules C cannot break, such as having a start function; it is
-//!   assembled with the `wat` crate instead of clang.
+//!   exactly one ABI rule. It is built to `target/plugin-fixtures/invalid/<rule>.wasm` and it
+//!   must produce exactly the violation its `expect-violation` directive names. `.wat` is for
+//!   rules C cannot break, such as having a start function; it is assembled with the `wat` crate
+//!   instead of clang.
 //! - `plugins/faults/<name>.c`, `.cpp` or `.wat` is a fault plugin: a hostile plugin (an
 //!   infinite loop, a stack overflow, a trap, a module that does not validate...) for the host's
 //!   tests, which load it with the host's ABI check switched off to prove the host survives it.
-//!   It is built to `target/plugins/faults/<name>.wasm`, a subfolder that is never served. Some
-//!   faults break an ABI rule and some are compliant but misbehave at run time, so each states
-//!   which with a directive (`expect-violation` or `expect-abi: compliant`), and the build fails
-//!   unless the ABI check agrees: the suite cannot drift from what the host's tests assume.
+//!   It is built to `target/plugin-fixtures/faults/<name>.wasm`. Some faults break an ABI rule
+//!   and some are compliant but misbehave at run time, so each states which with a directive
+//!   (`expect-violation` or `expect-abi: compliant`), and the build fails unless the ABI check
+//!   agrees: the suite cannot drift from what the host's tests assume.
 //!
 //! - `plugins/compat/<name>.c` or `.cpp` is a compatibility fixture: a plugin written to the
 //!   seed's original contract **without** `wasm_plugin.h`, in one of the common ways of building
 //!   such a plugin. It is compiled without the SDK's include folder, so it cannot include the
-//!   header, and at `-O0`, `-O2` and `-Oz`, each into `target/plugins/compat/<name>[-<variant>]-<level>.wasm`
-//!   (`-o0`, `-o2`, `-oz`). Each must pass the ABI check as v1 with exactly the
-//!   `missing-abi-version` warning (so none may declare a version); the host's tests serve them.
+//!   header, and at `-O0`, `-O2` and `-Oz`, each into
+//!   `target/plugin-fixtures/compat/<name>[-<variant>]-<level>.wasm` (`-o0`, `-o2`, `-oz`). Each
+//!   must pass the ABI check as v1 with exactly the `missing-abi-version` warning (so none may
+//!   declare a version); the host's tests serve them.
 //!
 //! `invalid`, `faults` and `compat` are therefore not available as example names.
 //!
@@ -96,9 +101,8 @@ pub(crate) use self::{
 };
 // Tests elsewhere pick plugins by what they are for.
 use self::directives::Directives;
-#[cfg(test)]
 pub(crate) use self::discovery::Kind;
-use crate::{PLUGIN_OUT_DIR, setup, step};
+use crate::{PLUGIN_FIXTURE_DIR, PLUGIN_OUT_DIR, setup, step};
 
 #[derive(Debug, Default, clap::Args)]
 pub struct BuildPlugins {
@@ -115,7 +119,8 @@ impl BuildPlugins {
         let scratch = sh.create_temp_dir()?;
         let compiler = Compiler::new(&clang, &layout.include_dir, scratch.path())?;
         let plugins = discover(&layout.plugins_dir)?;
-        step(format!("building {} plugins into {PLUGIN_OUT_DIR}", plugins.len()));
+        remove_fixtures_from_served_folder(&layout, &plugins)?;
+        step(format!("building {} plugins into {PLUGIN_OUT_DIR} (fixtures into {PLUGIN_FIXTURE_DIR})", plugins.len()));
 
         let root = sh.current_dir();
         let shown = |path: &Path| path.strip_prefix(&root).unwrap_or(path).display().to_string();
@@ -140,6 +145,24 @@ impl BuildPlugins {
     }
 }
 
+/// Removes what earlier versions of this command built into the served folder (fixtures in
+/// `target/plugins/{invalid,faults,compat}/`), so an existing checkout stops serving them too.
+/// Only files this command would have written there are removed, and then their folder if that
+/// left it empty: anything else in the served folder is someone's own.
+fn remove_fixtures_from_served_folder(layout: &Layout, plugins: &[Plugin]) -> anyhow::Result<()> {
+    let mut folders = std::collections::BTreeSet::new();
+    for plugin in plugins.iter().filter(|p| p.kind != Kind::Example) {
+        let old = layout.out_dir.join(format!("{}.wasm", plugin.name));
+        output::remove_stale(&old).with_context(|| format!("cannot remove {}", old.display()))?;
+        folders.extend(old.parent().map(Path::to_path_buf));
+    }
+    for folder in folders {
+        // Not empty (or not there): left as it is.
+        let _ = fs::remove_dir(folder);
+    }
+    Ok(())
+}
+
 /// A plugin's output after [`build`], which met its expectation: where it is, whether this run
 /// wrote it, and what the ABI check found.
 #[derive(Debug)]
@@ -156,7 +179,7 @@ impl Built {
     }
 }
 
-/// Builds one plugin into `layout.out_dir` (unless it is up to date) and checks the output
+/// Builds one plugin into `layout.out_dir` or `layout.fixture_dir` (unless it is up to date) and checks the output
 /// against the ABI and the plugin's expectation. An `Err` means the plugin failed the build.
 pub(crate) fn build(compiler: &Compiler, layout: &Layout, plugin: &Plugin, force: bool) -> anyhow::Result<Built> {
     let text =
@@ -255,10 +278,10 @@ mod tests {
             let built = harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
             let codes: BTreeSet<_> = built.report.violations.iter().map(|v| v.kind.code()).collect();
             assert_eq!(codes, BTreeSet::from([expected.as_str()]), "{}:\n{}", plugin.name, built.report);
-            // Fixtures land in a subfolder, never next to the served examples.
+            // Fixtures land in the fixture folder, never in the served one.
             assert_eq!(
                 built.output,
-                harness.out.path().join(FIXTURE_DIR).join(format!("{}.wasm", file_stem(&plugin.source)))
+                harness.fixtures.path().join(FIXTURE_DIR).join(format!("{}.wasm", file_stem(&plugin.source)))
             );
             writeln!(expectations, "{} -> {expected}", plugin.name).unwrap();
         }
@@ -281,10 +304,10 @@ mod tests {
                 Expectation::Violation(code) => BTreeSet::from([code.as_str()]),
             };
             assert_eq!(codes, wanted, "{}:\n{}", plugin.name, built.report);
-            // Faults land in their own subfolder, never where the host serves plugins from.
+            // Faults land in the fixture folder, never where the host serves plugins from.
             assert_eq!(
                 built.output,
-                harness.out.path().join(FAULT_DIR).join(format!("{}.wasm", file_stem(&plugin.source)))
+                harness.fixtures.path().join(FAULT_DIR).join(format!("{}.wasm", file_stem(&plugin.source)))
             );
             writeln!(expectations, "{} -> {expected}", plugin.name).unwrap();
         }
@@ -300,7 +323,7 @@ mod tests {
             let built = harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
             assert!(built.report.is_compliant(), "{}:\n{}", plugin.name, built.report);
             assert_eq!((built.report.declared_abi_version, built.report.abi_version), (None, Some(1)));
-            assert_eq!(built.output, harness.out.path().join(format!("{}.wasm", plugin.name)));
+            assert_eq!(built.output, harness.fixtures.path().join(format!("{}.wasm", plugin.name)));
             writeln!(builds, "{} <- {} {}", plugin.name, file_stem(&plugin.source), plugin.build_flags.join(" "))
                 .unwrap();
         }

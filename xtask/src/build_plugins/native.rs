@@ -31,7 +31,7 @@ pub(super) fn run(test: &Path, layout: &Layout, scratch: &Path) -> anyhow::Resul
         }
         command.arg("-I").arg(&layout.include_dir).arg("-I").arg(&layout.plugins_dir);
         command.arg("-o").arg(&binary).arg(test);
-        command.output().with_context(|| format!("cannot run {command:?}"))
+        command.output().with_context(|| format!("cannot run {}", crate::command_line::CommandLine(&command)))
     };
     let mut compiled = compile(true)?;
     if !compiled.status.success() {
