@@ -100,8 +100,13 @@ impl Drop for Registry {
 /// Pushes `bytes` as `<addr>/plugins/<name>:<tag>` in the CNCF Wasm layout (what `cargo xtask
 /// publish` writes); returns the layer's digest.
 pub fn push(registry: &Registry, name: &str, tag: &str, bytes: &[u8], auth: &RegistryAuth) -> String {
+    push_to(registry, "plugins", name, tag, bytes, auth)
+}
+
+/// [`push`] under another prefix: `<addr>/<prefix>/<name>:<tag>`.
+pub fn push_to(registry: &Registry, prefix: &str, name: &str, tag: &str, bytes: &[u8], auth: &RegistryAuth) -> String {
     let client = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
-    let reference = Reference::with_tag(registry.addr.clone(), format!("plugins/{name}"), tag.to_string());
+    let reference = Reference::with_tag(registry.addr.clone(), format!("{prefix}/{name}"), tag.to_string());
     let layer = ImageLayer::new(bytes.to_vec(), "application/wasm".to_string(), None);
     let config =
         Config::new(b"{\"architecture\":\"wasm\"}".to_vec(), "application/vnd.wasm.config.v0+json".into(), None);
@@ -384,4 +389,90 @@ async fn serves_over_http_from_the_registry_through_an_outage() {
         server.client.get(server.url("/plugins/calc/versions")).send().await.unwrap().json().await.unwrap();
     let digest = crate::support::sha256_hex(&answering(10));
     assert_eq!(versions["versions"][0], json!({"version": "1.0.0", "sha256": digest, "default": false}));
+}
+
+/// Three hosts of one machine sharing one cache folder: two registries, and two prefixes of
+/// one registry. Each lists and runs only its own plugins, with its registry up, down, and
+/// after a restart with it down (where only the cache folder remembers anything).
+#[tokio::test]
+async fn hosts_of_different_registries_sharing_a_cache_never_see_each_others_plugins() {
+    use serde_json::{Value, json};
+
+    use crate::support::{TestServer, app_state, runtime_config};
+
+    let (mut first, mut second) = tokio::task::spawn_blocking(|| {
+        let first = Registry::start(None);
+        let second = Registry::start(None);
+        push(&first, "calc", "1.0.0", &answering(1), &RegistryAuth::Anonymous);
+        push_to(&first, "team", "calc", "3.0.0", &answering(30), &RegistryAuth::Anonymous);
+        push(&second, "calc", "2.0.0", &answering(2), &RegistryAuth::Anonymous);
+        push(&second, "other", "1.0.0", &answering(3), &RegistryAuth::Anonymous);
+        (first, second)
+    })
+    .await
+    .unwrap();
+    let shared = TempDir::new().unwrap();
+    let repositories =
+        [format!("{}/plugins", first.addr), format!("{}/plugins", second.addr), format!("{}/team", first.addr)];
+    let start_hosts = async || {
+        let mut hosts = Vec::new();
+        for repository in &repositories {
+            let mut settings = OciSettings::new(repository.clone());
+            settings.insecure = true;
+            settings.cache_dir = shared.path().to_path_buf();
+            settings.timeout = Duration::from_millis(500);
+            settings.refresh = Duration::from_millis(200);
+            let store = Arc::new(OciPluginStore::new(settings).unwrap());
+            let state = app_state(store, runtime_config(host::runtime::ExecutionMode::Aot), 16);
+            hosts.push(TestServer::start(state).await);
+        }
+        hosts
+    };
+    // What each host lists (name and version) and what `calc` and `other` answer.
+    let observe = async |host: &TestServer| {
+        let listing: Value = host.client.get(host.url("/plugins")).send().await.unwrap().json().await.unwrap();
+        let listed: Vec<String> = listing
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|plugin| format!("{} {}", plugin["name"].as_str().unwrap(), plugin["version"].as_str().unwrap()))
+            .collect();
+        let (calc_status, calc) = host.run("calc", 0).await;
+        let (other_status, other) = host.run("other", 0).await;
+        (listed, (calc_status, calc["output"].clone()), (other_status, other["output"].clone()))
+    };
+    let expected = [
+        (vec!["calc 1.0.0".to_string()], (200, json!(1))),
+        (vec!["calc 2.0.0".to_string(), "other 1.0.0".to_string()], (200, json!(2))),
+        (vec!["calc 3.0.0".to_string()], (200, json!(30))),
+    ];
+
+    let hosts = start_hosts().await;
+    for (host, (listed, calc)) in hosts.iter().zip(&expected) {
+        let (seen, seen_calc, (other_status, _)) = observe(host).await;
+        assert_eq!((&seen, &seen_calc), (listed, calc), "{}", host.addr);
+        let other_expected = if listed.len() == 2 { 200 } else { 404 };
+        assert_eq!(other_status, other_expected, "{}", host.addr);
+    }
+
+    first.stop();
+    second.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await; // past the refresh interval
+    let check_down = async |hosts: &[TestServer]| {
+        for (host, (listed, calc)) in hosts.iter().zip(&expected) {
+            let (seen, seen_calc, (other_status, other)) = observe(host).await;
+            assert_eq!((&seen, &seen_calc), (listed, calc), "{} with its registry down", host.addr);
+            if listed.len() == 2 {
+                assert_eq!((other_status, other), (200, json!(3)));
+            } else {
+                // Never seen in its own registry: it cannot know, so unavailable, never another
+                // registry's `other`.
+                assert_eq!(other_status, 503, "{} with its registry down", host.addr);
+            }
+        }
+    };
+    check_down(&hosts).await;
+    drop(hosts);
+    // Restarted with the registries still down: only the shared cache folder remembers.
+    check_down(&start_hosts().await).await;
 }

@@ -73,8 +73,10 @@ pub struct OciSettings {
     pub insecure: bool,
     /// Default: anonymous.
     pub credentials: Credentials,
-    /// Where verified blobs and tag records are kept. Default: a private folder under the
-    /// system's temporary directory.
+    /// Where verified blobs and tag records are kept (tag records in a folder per registry and
+    /// prefix, so a shared folder never mixes them up). Default: a folder private to this user
+    /// and this repository setting under the system's temporary directory,
+    /// `plugin-host-<uid>/oci-<hash of the repository>`.
     pub cache_dir: PathBuf,
     /// Most bytes of blobs kept in `cache_dir`. Default: 512 MiB.
     pub cache_max_bytes: u64,
@@ -95,18 +97,40 @@ impl OciSettings {
     pub const DEFAULT_REFRESH: Duration = Duration::from_secs(10);
 
     pub fn new(repository: impl Into<String>) -> Self {
-        let user = rustix::process::getuid().as_raw();
+        let repository = repository.into();
         OciSettings {
-            repository: repository.into(),
+            cache_dir: Self::default_cache_dir(&repository),
+            repository,
             insecure: false,
             credentials: Credentials::Anonymous,
-            cache_dir: std::env::temp_dir().join(format!("plugin-host-{user}")).join("oci"),
             cache_max_bytes: Self::DEFAULT_CACHE_MAX_BYTES,
             timeout: Self::DEFAULT_TIMEOUT,
             refresh: Self::DEFAULT_REFRESH,
             max_plugin_bytes: 16 << 20,
         }
     }
+}
+
+impl OciSettings {
+    /// `plugin-host-<uid>/oci-<16 hex digits of the canonical repository's SHA-256>` under the
+    /// system's temporary directory: two hosts of one user with different registries or
+    /// prefixes never share a default cache folder.
+    pub fn default_cache_dir(repository: &str) -> PathBuf {
+        let user = rustix::process::getuid().as_raw();
+        let canonical = match split_repository(repository) {
+            Ok((registry, prefix)) => canonical_repository(&registry, &prefix),
+            // Refused when the store is made; any folder will do until then.
+            Err(_) => repository.to_string(),
+        };
+        let hash = hex::encode(&Sha256::digest(&canonical)[..8]);
+        std::env::temp_dir().join(format!("plugin-host-{user}")).join(format!("oci-{hash}"))
+    }
+}
+
+/// The one spelling of a registry and prefix that keys the cache: registry host names are
+/// case-insensitive, repository paths are lowercase already.
+pub fn canonical_repository(registry: &str, prefix: &str) -> String {
+    format!("{}/{prefix}", registry.to_ascii_lowercase())
 }
 
 /// `<registry>/<prefix>` split in its two parts.
@@ -244,7 +268,8 @@ impl OciPluginStore {
             .thread_name("oci-registry")
             .enable_all()
             .build()?;
-        let cache = BlobCache::new(settings.cache_dir.clone(), settings.cache_max_bytes)?;
+        let cache =
+            BlobCache::new(settings.cache_dir.clone(), settings.cache_max_bytes, &canonical_repository(&registry, &prefix))?;
         Ok(OciPluginStore {
             auth: settings.credentials.to_registry_auth(),
             client: Client::new(config),
@@ -569,6 +594,16 @@ mod tests {
         assert!(split_repository("plugins/hello").is_err(), "no registry host");
         assert!(split_repository("127.0.0.1:5000/Plugins").is_err(), "upper case");
         assert!(split_repository("127.0.0.1:5000/a//b").is_err());
+    }
+
+    #[test]
+    fn the_default_cache_folder_is_private_to_the_repository_setting() {
+        let dir = |repository: &str| OciSettings::new(repository).cache_dir;
+        assert_eq!(dir("127.0.0.1:5000/plugins"), dir("127.0.0.1:5000/plugins/"));
+        assert_eq!(dir("Registry.Example.com/plugins"), dir("registry.example.com/plugins"));
+        assert_ne!(dir("127.0.0.1:5000/plugins"), dir("127.0.0.1:5001/plugins"));
+        assert_ne!(dir("127.0.0.1:5000/plugins"), dir("127.0.0.1:5000/team"));
+        assert!(dir("127.0.0.1:5000/plugins").starts_with(std::env::temp_dir()));
     }
 
     #[test]
