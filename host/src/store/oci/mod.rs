@@ -268,8 +268,11 @@ impl OciPluginStore {
             .thread_name("oci-registry")
             .enable_all()
             .build()?;
-        let cache =
-            BlobCache::new(settings.cache_dir.clone(), settings.cache_max_bytes, &canonical_repository(&registry, &prefix))?;
+        let cache = BlobCache::new(
+            settings.cache_dir.clone(),
+            settings.cache_max_bytes,
+            &canonical_repository(&registry, &prefix),
+        )?;
         Ok(OciPluginStore {
             auth: settings.credentials.to_registry_auth(),
             client: Client::new(config),
