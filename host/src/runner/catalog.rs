@@ -1,6 +1,10 @@
 //! Each plugin's current version: what every runner keeps between calls.
 
-use std::{num::NonZeroUsize, sync::Arc, time::UNIX_EPOCH};
+use std::{
+    num::NonZeroUsize,
+    sync::Arc,
+    time::{Duration, Instant, UNIX_EPOCH},
+};
 
 use lru::LruCache;
 use parking_lot::Mutex;
@@ -11,6 +15,13 @@ use crate::{
     metrics::Metrics,
     store::{FileIdentity, PluginName, PluginRef, PluginStore, Resolver, StoreError, VersionRequirement},
 };
+
+/// Most listed versions one resolution passes over because the store cannot give them.
+const MAX_MISSING_PER_RESOLVE: usize = 4;
+
+/// How long `GET /plugins/{name}/versions` may spend asking the store about versions it does
+/// not hold (within the listings' deadline of 0.9 s, so that the answer is never cut off).
+const VERSIONS_LOOKUP_BUDGET: Duration = Duration::from_millis(500);
 
 /// Default number of plugins whose current version is kept.
 pub const DEFAULT_CACHE_CAPACITY: usize = 256;
@@ -86,19 +97,40 @@ impl<M: Clone> Catalog<M> {
     }
 
     /// The plugin file a request for `name` with `requirement` runs (see [`Resolver::resolve`]).
+    ///
+    /// A store that may list a version it cannot give (a registry tag whose manifest is gone)
+    /// is asked whether the chosen one exists; if not, a request that does not pin it exactly
+    /// gets the next version down instead of a 404.
     pub fn resolve(&self, name: &PluginName, requirement: Option<&VersionRequirement>) -> Result<PluginRef, RunError> {
-        Ok(self.resolver.resolve(name, requirement)?)
+        let mut plugin = self.resolver.resolve(name, requirement)?;
+        if self.store.answers_promptly() || requirement.and_then(VersionRequirement::exact).is_some() {
+            return Ok(plugin);
+        }
+        for _ in 0..MAX_MISSING_PER_RESOLVE {
+            match self.store.stat(&plugin) {
+                Err(StoreError::NotFound(_)) if plugin.version.is_some() => {
+                    tracing::warn!(%plugin, "the store lists this version but does not have it; using the next one");
+                    self.resolver.missing(&plugin);
+                    plugin = self.resolver.resolve(name, requirement)?;
+                }
+                _ => break,
+            }
+        }
+        Ok(plugin)
     }
 
     /// Every version of `name` (and its unversioned file, first, if there is one) with its
-    /// content's SHA-256. A registry names the digest itself; a file is read and hashed once
-    /// per file identity.
+    /// content's SHA-256. A registry names the digest itself (from what the store holds, else
+    /// asked for a bounded number of versions within [`VERSIONS_LOOKUP_BUDGET`]: the others
+    /// are listed without one); a file is read and hashed once per file identity.
     pub fn versions(&self, name: &PluginName) -> Result<Vec<VersionStatus>, RunError> {
         let listing = self.resolver.versions(name)?;
         if listing.is_empty() {
             return Err(StoreError::NotFound(PluginRef::from(name)).into());
         }
-        let default = self.resolver.resolve(name, None).ok();
+        let default = self.resolve(name, None).ok();
+        let give_up = Instant::now() + VERSIONS_LOOKUP_BUDGET;
+        let mut lookups_left = self.store.lookups_per_listing();
         let mut plugins: Vec<PluginRef> = Vec::new();
         if listing.unversioned {
             plugins.push(PluginRef::unversioned(name.clone()));
@@ -106,13 +138,26 @@ impl<M: Clone> Catalog<M> {
         plugins.extend(listing.versions.iter().map(|v| PluginRef::versioned(name.clone(), v.clone())));
         let mut versions = Vec::with_capacity(plugins.len());
         for plugin in plugins {
-            let sha256 = match self.store.stat(&plugin) {
-                Ok(FileIdentity { digest: Some(digest), .. }) => Some(hex::encode(digest)),
-                Ok(_) => self.facts_of(&plugin).ok().map(|(_, facts)| facts.sha256),
+            // `None`: not looked up (the budget is spent), listed without a digest.
+            let identity = match self.store.held_identity(&plugin) {
+                Some(identity) => Some(Ok(identity)),
+                None => match &mut lookups_left {
+                    None => Some(self.store.stat(&plugin)),
+                    Some(left) if *left > 0 && Instant::now() < give_up => {
+                        *left -= 1;
+                        Some(self.store.stat(&plugin))
+                    }
+                    Some(_) => None,
+                },
+            };
+            let sha256 = match identity {
+                None => None,
+                Some(Ok(FileIdentity { digest: Some(digest), .. })) => Some(hex::encode(digest)),
+                Some(Ok(_)) => self.facts_of(&plugin).ok().map(|(_, facts)| facts.sha256),
                 // Gone since the listing, or not a plugin file: not a version.
-                Err(StoreError::NotFound(_) | StoreError::NotARegularFile(_)) => continue,
-                Err(error @ StoreError::Unavailable { .. }) => return Err(error.into()),
-                Err(_) => None,
+                Some(Err(StoreError::NotFound(_) | StoreError::NotARegularFile(_))) => continue,
+                Some(Err(error @ StoreError::Unavailable { .. })) => return Err(error.into()),
+                Some(Err(_)) => None,
             };
             let default = default.as_ref() == Some(&plugin);
             versions.push(VersionStatus { version: plugin.version, sha256, default });
@@ -293,6 +338,9 @@ impl<M: Clone> Catalog<M> {
         for name in self.store.list()? {
             match self.resolve(&name, None).and_then(|plugin| self.inspect(&plugin)) {
                 Ok(status) => plugins.push(status),
+                // A store that says it serves what it holds (a registry that is down) lists
+                // what it can serve; plugins it cannot resolve without its source are left out.
+                Err(RunError::Store(StoreError::Unavailable { .. })) if self.store.degraded().is_some() => {}
                 // The store itself failed: the listing would be wrong, not just shorter.
                 Err(error @ RunError::Store(StoreError::Unavailable { .. })) => return Err(error),
                 // Removed since it was listed, or not a plugin file (a folder, a FIFO): not part
