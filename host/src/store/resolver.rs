@@ -12,9 +12,8 @@
 //!
 //! What a slow or hung source costs (a registry, a FUSE mount; not a local directory):
 //! - **nothing for held versions**: a listing past its time answers at once while a thread of
-//!   its own lists again (for up to twice the listing's time, or as long as the store says it
-//!   is degraded; a replica that was quiet for longer lists before answering, so that a new
-//!   default is not missed);
+//!   its own lists again (so the first call after a quiet spell may still get the previous
+//!   default; the calls after the refresh get the new one);
 //! - **one request per listing at a time**: callers that need a listing being fetched wait for
 //!   that fetch ([`Flights`]);
 //! - **no retry per request**: a failed listing counts as checked, so the source is asked again
@@ -169,8 +168,7 @@ impl Resolver {
                 return Ok(listing.clone());
             }
             // A store that may hang: answer from what it said last and list again aside.
-            let may_wait = age < shared.ttl * 2 || shared.store.degraded().is_some();
-            if !shared.store.answers_promptly() && may_wait {
+            if !shared.store.answers_promptly() {
                 let (background, name) = (Arc::clone(shared), name.clone());
                 shared.flights.spawn(name.clone(), move || background.fetch(&name));
                 return Ok(listing.clone());
