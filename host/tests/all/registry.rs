@@ -827,8 +827,8 @@ async fn listed_versions_the_registry_cannot_give_and_versions_published_a_momen
 }
 
 /// `GET /plugins/{name}/versions` on a repository of 2,000 tags: a bounded number of registry
-/// requests (the listing, then at most 32 manifests), answered within the listings' deadline,
-/// every version listed. Long (pushing 2,000 tags): `--run-ignored only`.
+/// requests (the listing, then at most 32 manifests; the next listing fetches the next 32),
+/// answered within the listings' deadline, every version listed. Long (pushing 2,000 tags): `--run-ignored only`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "pushes 2,000 tags; run with --run-ignored only"]
 async fn a_versions_listing_of_2000_tags_is_bounded_and_ends_by_its_deadline() {
@@ -884,6 +884,8 @@ async fn a_versions_listing_of_2000_tags_is_bounded_and_ends_by_its_deadline() {
         );
         assert_eq!(versions.len(), TAGS);
         assert!(took < Duration::from_millis(900), "{took:?}");
-        assert!(requests <= 40, "{requests}");
+        // The tag listing, the default's manifest and at most 32 more; oci-client asks the
+        // registry's `/v2/` before each operation of an anonymous client, so twice that.
+        assert!(requests <= 2 * (2 + 1 + 32), "{requests}");
     }
 }
