@@ -105,8 +105,13 @@ pub fn push(registry: &Registry, name: &str, tag: &str, bytes: &[u8], auth: &Reg
 
 /// [`push`] under another prefix: `<addr>/<prefix>/<name>:<tag>`.
 pub fn push_to(registry: &Registry, prefix: &str, name: &str, tag: &str, bytes: &[u8], auth: &RegistryAuth) -> String {
+    push_at(&registry.addr, prefix, name, tag, bytes, auth)
+}
+
+/// [`push_to`] the registry at `addr` (`127.0.0.1:PORT`).
+pub fn push_at(addr: &str, prefix: &str, name: &str, tag: &str, bytes: &[u8], auth: &RegistryAuth) -> String {
     let client = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
-    let reference = Reference::with_tag(registry.addr.clone(), format!("{prefix}/{name}"), tag.to_string());
+    let reference = Reference::with_tag(addr.to_string(), format!("{prefix}/{name}"), tag.to_string());
     let layer = ImageLayer::new(bytes.to_vec(), "application/wasm".to_string(), None);
     let config =
         Config::new(b"{\"architecture\":\"wasm\"}".to_vec(), "application/vnd.wasm.config.v0+json".into(), None);
@@ -782,11 +787,7 @@ async fn listed_versions_the_registry_cannot_give_and_versions_published_a_momen
     // Published after the listing was cached: found at once by its exact pin.
     tokio::task::spawn_blocking({
         let addr = registry.addr.clone();
-        move || {
-            let registry = Registry { addr, dir: TempDir::new().unwrap(), child: None };
-            push(&registry, "calc", "1.5.0", &answering(15), &RegistryAuth::Anonymous);
-            std::mem::forget(registry); // not ours to stop
-        }
+        move || push_at(&addr, "plugins", "calc", "1.5.0", &answering(15), &RegistryAuth::Anonymous)
     })
     .await
     .unwrap();

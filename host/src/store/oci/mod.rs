@@ -13,11 +13,15 @@
 //!   tag). A mismatch is refused ([`StoreError::DigestMismatch`]) and logged, never run.
 //! - **Blobs are cached on disk by digest** ([`cache`]), bounded by size, so restarts and other
 //!   versions reuse them; the bytes are checked again whenever they are read.
-//! - **A registry that is down or slow does not stop versions already held**: every registry
-//!   request has a timeout; a tag resolved before keeps its digest (in memory, and on disk
-//!   across restarts) and its blob serves from the cache. What cannot be resolved without the
-//!   registry is [`StoreError::Unavailable`] (503 with `Retry-After`), and
-//!   [`PluginStore::degraded`] says so for `/readyz`.
+//! - **A registry that is down, hangs or is slow costs versions already held nothing**: every
+//!   registry request has a timeout; a tag resolved before keeps its digest (in memory, and on
+//!   disk across restarts, per registry and prefix) and its blob serves from the cache; a tag
+//!   record or catalog older than `refresh` answers at once and is asked again in the
+//!   background; a manifest, blob or catalog is fetched once however many callers wait; after
+//!   a failed request only one request at a time (a probe) reaches the registry until one
+//!   succeeds, the others fail at once. What cannot be resolved without the registry is
+//!   [`StoreError::Unavailable`] (503 with `Retry-After`), and [`PluginStore::degraded`] says
+//!   so for `/readyz`.
 //!
 //! The [`PluginStore`] trait is blocking; the registry client is async. The store owns a small
 //! tokio runtime (one worker thread) and waits on it with `block_on` from the caller's thread,
