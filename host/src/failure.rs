@@ -101,6 +101,9 @@ failure_kinds! {
     /// A registry sent content that does not match its digest; it was refused, never run.
     DigestMismatch => BAD_GATEWAY "digest_mismatch", transient: false, plugin_found: true,
         client_sees: Fixed("the plugin registry sent content that does not match its digest; it was refused");
+    /// A registry answered with something that is not a Wasm plugin artifact.
+    InvalidArtifact => BAD_GATEWAY "invalid_artifact", transient: false, plugin_found: true,
+        client_sees: Fixed("the plugin registry's artifact is not a Wasm plugin (see the host's log)");
     /// The store cannot be read right now (an absent or disconnected mount).
     StoreUnavailable => SERVICE_UNAVAILABLE "store_unavailable", transient: true, plugin_found: false,
         client_sees: Fixed("the plugin store is unavailable; retry shortly");

@@ -13,6 +13,7 @@ mod fuzz;
 mod http;
 mod profile;
 mod publish;
+mod registry;
 mod rootfs_smoke;
 mod run;
 mod setup;
@@ -54,6 +55,8 @@ enum Command {
     CheckDeploy(check_deploy::CheckDeploy),
     /// Publish a plugin version to an OCI registry (`<registry>/<prefix>`) or a folder (`dir:PATH`).
     Publish(publish::Publish),
+    /// Run a private OCI registry on 127.0.0.1 for trying versions, until Ctrl-C.
+    Registry(registry::RegistryCommand),
     /// Run the fuzz targets under AFL++ for a long time (`fuzz/`; installs cargo-afl if needed).
     Fuzz(fuzz::Fuzz),
     /// Build the container image's file system without a container daemon and run the host in it.
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Fuzz(cmd) => cmd.run(&sh),
         Command::RootfsSmoke(cmd) => cmd.run(&sh),
         Command::Publish(cmd) => cmd.run(&sh),
+        Command::Registry(cmd) => cmd.run(&sh),
     };
     result.map_or_else(failed, |()| ExitCode::SUCCESS)
 }

@@ -276,6 +276,20 @@ async fn publish_to_registry(
         ),
         Ok(_) => {}
         Err(error) if is_not_found(&error) => {}
+        Err(error) if !insecure && matches!(error, OciDistributionError::RequestError(_)) => {
+            // A TLS handshake with a plain-HTTP server fails with a message about a "corrupt
+            // message": ask again in plain HTTP to say what is really wrong.
+            let plain = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..ClientConfig::default() });
+            if !matches!(
+                plain.fetch_manifest_digest(&reference, auth).await,
+                Err(OciDistributionError::RequestError(_))
+            ) {
+                bail!(
+                    "{registry} speaks plain HTTP, not HTTPS: pass --insecure (or set OCI_INSECURE=true) to publish to it"
+                );
+            }
+            return Err(error).with_context(|| format!("asking {registry} whether {reference} exists"));
+        }
         Err(error) => return Err(error).with_context(|| format!("asking {registry} whether {reference} exists")),
     }
 
@@ -495,6 +509,27 @@ mod tests {
         let mut pushed: Vec<String> = serde_json::from_value(tags(&sh)).unwrap();
         pushed.sort();
         assert_eq!(pushed, ["1.2.0_build.7", "1.2.1"]);
+    }
+
+    /// The registry `cargo xtask registry` runs speaks plain HTTP: publishing without
+    /// `--insecure` says so, instead of a TLS error about a corrupt message.
+    #[test]
+    fn publishing_to_a_plain_http_registry_without_insecure_says_to_pass_it() {
+        let registry = crate::test_support::Registry::start(None);
+        let sh = project_shell();
+        let work = tempfile::tempdir().unwrap();
+        let plugin = plugin_file(work.path(), "answer", 1);
+        let mut secure = publish(&plugin, "1.0.0", &format!("{}/plugins", registry.addr), false);
+        secure.insecure = false;
+        let error = format!("{:#}", secure.run(&sh).unwrap_err());
+        assert!(error.contains("pass --insecure"), "{error}");
+        assert!(!error.contains("corrupt"), "{error}");
+        // Nothing there at all is still a connection error, not advice about HTTP.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let mut nowhere = publish(&plugin, "1.0.0", &format!("{closed}/plugins"), false);
+        nowhere.insecure = false;
+        let error = format!("{:#}", nowhere.run(&sh).unwrap_err());
+        assert!(!error.contains("--insecure"), "{error}");
     }
 
     #[test]

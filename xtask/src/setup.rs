@@ -214,18 +214,31 @@ fn ensure_bindfs(sh: &Shell) -> anyhow::Result<()> {
 }
 
 /// The registry and the second OCI client the tests use (see the module documentation).
-/// Debian's `docker-registry` package would also start a system-wide registry service where
-/// systemd runs; the tests start their own on a free port and never use that one.
 fn ensure_registry_tools(sh: &Shell) -> anyhow::Result<()> {
-    let missing: Vec<String> = [("docker-registry", "docker-registry"), ("skopeo", "skopeo")]
-        .into_iter()
-        .filter(|(program, _)| resolve_program(Path::new(program)).is_none())
-        .map(|(_, package)| package.to_owned())
-        .collect();
-    if missing.is_empty() {
+    ensure_docker_registry(sh)?;
+    if resolve_program(Path::new("skopeo")).is_some() {
         return Ok(());
     }
-    apt_install(sh, &missing, "an OCI registry and skopeo (the OCI store's tests run them)")
+    apt_install(sh, &["skopeo".to_owned()], "skopeo (a second OCI client the tests use)")
+}
+
+/// `docker-registry`, for the tests and `cargo xtask registry`. Debian's package also starts
+/// a system-wide registry service, on every interface, where systemd runs: nothing here uses
+/// it, so it is stopped and disabled right after the install.
+pub(crate) fn ensure_docker_registry(sh: &Shell) -> anyhow::Result<()> {
+    if resolve_program(Path::new("docker-registry")).is_some() {
+        return Ok(());
+    }
+    apt_install(
+        sh,
+        &["docker-registry".to_owned()],
+        "docker-registry (an OCI registry the tests and `cargo xtask registry` run)",
+    )?;
+    if Path::new("/run/systemd/system").exists() {
+        step("stopping and disabling the docker-registry system service the package started");
+        cmd!(sh, "systemctl disable --now docker-registry.service").run()?;
+    }
+    Ok(())
 }
 
 /// What wasmedge-sys searches, in its order (shared with `host/build.rs`).

@@ -80,54 +80,25 @@ pub(crate) const COMPLIANT_C: &str = "#include <wasm_plugin.h>\n\
     PLUGIN_EXPORT(cleanup) int cleanup(void) { return PLUGIN_OK; }\n";
 
 /// A real OCI registry (Debian's `docker-registry`, the CNCF distribution registry) on
-/// 127.0.0.1 with its storage in a temporary folder; killed when dropped. Installed by
-/// `cargo xtask setup`.
-pub(crate) struct Registry {
-    /// `127.0.0.1:PORT`.
-    pub(crate) addr: String,
-    _dir: tempfile::TempDir,
-    child: std::process::Child,
-}
+/// 127.0.0.1 with its storage in a temporary folder, started the way `cargo xtask registry`
+/// starts one; killed when dropped. Installed by `cargo xtask setup`.
+pub(crate) struct Registry(crate::registry::LocalRegistry);
 
 impl Registry {
     /// Starts a registry; with `credentials`, it requires them (htpasswd, bcrypt).
     pub(crate) fn start(credentials: Option<(&str, &str)>) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let addr = format!("127.0.0.1:{port}");
-        let auth = match credentials {
-            Some((user, password)) => {
-                let hash = bcrypt::hash(password, 4).unwrap();
-                fs::write(dir.path().join("htpasswd"), format!("{user}:{hash}\n")).unwrap();
-                format!("auth:\n  htpasswd:\n    realm: test\n    path: {}\n", dir.path().join("htpasswd").display())
-            }
-            None => String::new(),
-        };
-        let config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n\
-             http:\n  addr: {addr}\n{auth}",
-            dir.path().join("storage").display()
-        );
-        fs::write(dir.path().join("config.yml"), config).unwrap();
-        let child = std::process::Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("docker-registry runs (`cargo xtask setup` installs it)");
-        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(std::time::Instant::now() < give_up, "the registry did not start on {addr}");
-            std::thread::sleep(std::time::Duration::from_millis(20));
-        }
-        Registry { addr, _dir: dir, child }
+        let htpasswd = credentials.map(|(user, password)| format!("{user}:{}\n", bcrypt::hash(password, 4).unwrap()));
+        Registry(
+            crate::registry::LocalRegistry::start(None, None, htpasswd.as_deref())
+                .expect("docker-registry runs (`cargo xtask setup` installs it)"),
+        )
     }
 }
 
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Registry {
+    type Target = crate::registry::LocalRegistry;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
     }
 }

@@ -19,6 +19,13 @@ use crate::{
     },
 };
 
+/// Most listed versions one resolution passes over because the store cannot give them.
+const MAX_MISSING_PER_RESOLVE: usize = 4;
+
+/// How long `GET /plugins/{name}/versions` may spend asking the store about versions it does
+/// not hold (within the listings' deadline of 0.9 s, so that the answer is never cut off).
+const VERSIONS_LOOKUP_BUDGET: Duration = Duration::from_millis(500);
+
 /// Default number of plugins whose current version is kept.
 pub const DEFAULT_CACHE_CAPACITY: usize = 256;
 
@@ -131,17 +138,36 @@ impl<M: Clone> Catalog<M> {
     }
 
     /// The plugin file a request for `name` with `requirement` runs (see [`Resolver::resolve`]).
+    ///
+    /// A store that may list a version it cannot give (a registry tag whose manifest is gone)
+    /// is asked whether the chosen one exists; if not, a request that does not pin it exactly
+    /// gets the next version down instead of a 404.
     pub fn resolve(&self, name: &PluginName, requirement: Option<&VersionRequirement>) -> Result<PluginRef, RunError> {
-        Ok(self.resolver.resolve(name, requirement)?)
+        let mut plugin = self.resolver.resolve(name, requirement)?;
+        if self.store.answers_promptly() || requirement.and_then(VersionRequirement::exact).is_some() {
+            return Ok(plugin);
+        }
+        for _ in 0..MAX_MISSING_PER_RESOLVE {
+            match self.store.stat(&plugin) {
+                Err(StoreError::NotFound(_)) if plugin.version.is_some() => {
+                    tracing::warn!(%plugin, "the store lists this version but does not have it; using the next one");
+                    self.resolver.missing(&plugin);
+                    plugin = self.resolver.resolve(name, requirement)?;
+                }
+                _ => break,
+            }
+        }
+        Ok(plugin)
     }
 
     /// Every version of `name` (and its unversioned file, first, if there is one) with its
-    /// content's SHA-256. A registry names the digest itself; a file is read and hashed once
-    /// per file identity, so a listing costs a `stat` per version once the hashes are known.
-    /// The answer is made once for everyone asking at the same time, and given again while
-    /// the store's listing of names is the same one and at most [`VERSIONS_ANSWER_AGE`] old:
-    /// a plugin with thousands of versions costs thousands of `stat`s a second at most, not
-    /// per request.
+    /// content's SHA-256. A registry names the digest itself (from what the store holds, else
+    /// asked for a bounded number of versions within [`VERSIONS_LOOKUP_BUDGET`]: the others
+    /// are listed without one); a file is read and hashed once per file identity, so a listing
+    /// costs a `stat` per version once the hashes are known. The answer is made once for
+    /// everyone asking at the same time, and given again while the store's listing of names is
+    /// the same one and at most [`VERSIONS_ANSWER_AGE`] old: a plugin with thousands of
+    /// versions costs thousands of `stat`s a second at most, not per request.
     pub fn versions(&self, name: &PluginName) -> Result<Vec<VersionStatus>, RunError> {
         let listing = self.resolver.versions(name)?;
         let entry = Arc::clone(self.answers.lock().get_or_insert(name.clone(), Default::default));
@@ -163,8 +189,10 @@ impl<M: Clone> Catalog<M> {
         if listing.is_empty() {
             return Err(StoreError::NotFound(PluginRef::from(name)).into());
         }
-        let default = self.resolver.resolve(name, None).ok();
+        let default = self.resolve(name, None).ok();
         let conflicts = listing.conflicts();
+        let give_up = Instant::now() + VERSIONS_LOOKUP_BUDGET;
+        let mut lookups_left = self.store.lookups_per_listing();
         let mut plugins: Vec<PluginRef> = Vec::new();
         if listing.unversioned {
             plugins.push(PluginRef::unversioned(name.clone()));
@@ -172,13 +200,26 @@ impl<M: Clone> Catalog<M> {
         plugins.extend(listing.versions.iter().map(|v| PluginRef::versioned(name.clone(), v.clone())));
         let mut versions = Vec::with_capacity(plugins.len());
         for plugin in plugins {
-            let sha256 = match self.store.stat(&plugin) {
-                Ok(FileIdentity { digest: Some(digest), .. }) => Some(hex::encode(digest)),
-                Ok(identity) => self.digest_of(&plugin, identity).ok().map(hex::encode),
+            // `None`: not looked up (the budget is spent), listed without a digest.
+            let identity = match self.store.held_identity(&plugin) {
+                Some(identity) => Some(Ok(identity)),
+                None => match &mut lookups_left {
+                    None => Some(self.store.stat(&plugin)),
+                    Some(left) if *left > 0 && Instant::now() < give_up => {
+                        *left -= 1;
+                        Some(self.store.stat(&plugin))
+                    }
+                    Some(_) => None,
+                },
+            };
+            let sha256 = match identity {
+                None => None,
+                Some(Ok(FileIdentity { digest: Some(digest), .. })) => Some(hex::encode(digest)),
+                Some(Ok(identity)) => self.digest_of(&plugin, identity).ok().map(hex::encode),
                 // Gone since the listing, or not a plugin file: not a version.
-                Err(StoreError::NotFound(_) | StoreError::NotARegularFile(_)) => continue,
-                Err(error @ StoreError::Unavailable { .. }) => return Err(error.into()),
-                Err(_) => None,
+                Some(Err(StoreError::NotFound(_) | StoreError::NotARegularFile(_))) => continue,
+                Some(Err(error @ StoreError::Unavailable { .. })) => return Err(error.into()),
+                Some(Err(_)) => None,
             };
             let default = default.as_ref() == Some(&plugin);
             let shadowed_by = conflicts
@@ -396,6 +437,9 @@ impl<M: Clone> Catalog<M> {
         for name in self.store.list()? {
             match self.resolve(&name, None).and_then(|plugin| self.inspect(&plugin)) {
                 Ok(status) => plugins.push(status),
+                // A store that says it serves what it holds (a registry that is down) lists
+                // what it can serve; plugins it cannot resolve without its source are left out.
+                Err(RunError::Store(StoreError::Unavailable { .. })) if self.store.degraded().is_some() => {}
                 // The store itself failed: the listing would be wrong, not just shorter.
                 Err(error @ RunError::Store(StoreError::Unavailable { .. })) => return Err(error),
                 // Removed since it was listed, or not a plugin file (a folder, a FIFO): not part

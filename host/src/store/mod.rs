@@ -5,6 +5,7 @@
 //! (see [`FileIdentity`]), and the [`Resolver`] which version a request gets.
 
 mod dir;
+mod flight;
 mod fluid;
 mod local;
 mod name;
@@ -43,6 +44,18 @@ pub trait PluginStore: Send + Sync + fmt::Debug {
     /// is unavailable and it has no listing of its own yet (after a restart). Default: none.
     fn held_versions(&self, _name: &PluginName) -> Versions {
         Versions::default()
+    }
+    /// The identity of `plugin` as far as the store knows it without asking its source (a
+    /// registry's tag record, however old), for listings that must not ask the source about
+    /// every version. `None`: [`stat`](Self::stat) must ask. Default: `None`.
+    fn held_identity(&self, _plugin: &PluginRef) -> Option<FileIdentity> {
+        None
+    }
+    /// How many versions one `GET /plugins/{name}/versions` listing may [`stat`](Self::stat)
+    /// beyond those it [holds](Self::held_identity) (each one registry request); the rest are
+    /// listed without a digest, and later listings fetch more. Default: no bound (files).
+    fn lookups_per_listing(&self) -> Option<usize> {
+        None
     }
     /// How long the [`Resolver`] may answer from a listing before asking again. Default: 1 s.
     fn listing_ttl(&self) -> Duration {
@@ -111,6 +124,10 @@ pub enum StoreError {
     /// never checked or compiled.
     #[error("plugin `{plugin}`: the registry sent content with digest {actual}, expected {expected}; refused")]
     DigestMismatch { plugin: PluginRef, expected: String, actual: String },
+    /// A registry answered with something that is not a Wasm plugin artifact (a manifest that
+    /// is not JSON, several layers, another media type): a fault upstream, not of the host.
+    #[error("plugin `{plugin}`: the registry's artifact is not a Wasm plugin: {why}")]
+    InvalidArtifact { plugin: PluginRef, why: String },
     /// The store as a whole cannot be read right now (for example a storage mount that is
     /// absent or disconnected); retrying later may succeed. `what` says which part failed,
     /// `source` the operating system's error when there is one.
@@ -122,6 +139,38 @@ pub enum StoreError {
     },
     #[error("{context}: {source}")]
     Io { context: String, source: io::Error },
+}
+
+/// One answer of a store shared by every caller that waited for it (see `flight`): the
+/// operating system's error is copied by kind and message.
+impl Clone for StoreError {
+    fn clone(&self) -> Self {
+        let copy = |error: &io::Error| io::Error::new(error.kind(), error.to_string());
+        match self {
+            StoreError::NotFound(plugin) => StoreError::NotFound(plugin.clone()),
+            StoreError::NotARegularFile(plugin) => StoreError::NotARegularFile(plugin.clone()),
+            StoreError::TooLarge { name, size, limit } => {
+                StoreError::TooLarge { name: name.clone(), size: *size, limit: *limit }
+            }
+            StoreError::VersionNotFound { name, requirement, available } => StoreError::VersionNotFound {
+                name: name.clone(),
+                requirement: requirement.clone(),
+                available: available.clone(),
+            },
+            StoreError::DigestMismatch { plugin, expected, actual } => StoreError::DigestMismatch {
+                plugin: plugin.clone(),
+                expected: expected.clone(),
+                actual: actual.clone(),
+            },
+            StoreError::InvalidArtifact { plugin, why } => {
+                StoreError::InvalidArtifact { plugin: plugin.clone(), why: why.clone() }
+            }
+            StoreError::Unavailable { what, source } => {
+                StoreError::Unavailable { what: what.clone(), source: source.as_ref().map(copy) }
+            }
+            StoreError::Io { context, source } => StoreError::Io { context: context.clone(), source: copy(source) },
+        }
+    }
 }
 
 impl StoreError {
@@ -137,6 +186,7 @@ impl StoreError {
             StoreError::TooLarge { .. } => FailureKind::PluginTooLarge,
             StoreError::VersionNotFound { .. } => FailureKind::VersionNotFound,
             StoreError::DigestMismatch { .. } => FailureKind::DigestMismatch,
+            StoreError::InvalidArtifact { .. } => FailureKind::InvalidArtifact,
             StoreError::Unavailable { .. } => FailureKind::StoreUnavailable,
             StoreError::Io { .. } => FailureKind::StoreError,
         }

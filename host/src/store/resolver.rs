@@ -9,6 +9,15 @@
 //! what the store holds without its source, [`PluginStore::held_versions`]), so versions
 //! already held keep serving; a request that listing cannot answer is "unavailable", never
 //! "no such version".
+//!
+//! What a slow or hung source costs (a registry, a FUSE mount; not a local directory):
+//! - **nothing for held versions**: a listing past its time answers at once while a thread of
+//!   its own lists again (so the first call after a quiet spell may still get the previous
+//!   default; the calls after the refresh get the new one);
+//! - **one request per listing at a time**: callers that need a listing being fetched wait for
+//!   that fetch ([`Flights`]);
+//! - **no retry per request**: a failed listing counts as checked, so the source is asked again
+//!   a listing's time later, not by the next request.
 
 use std::{
     num::NonZeroUsize,
@@ -21,16 +30,27 @@ use parking_lot::Mutex;
 
 use super::{
     PluginName, PluginRef, PluginStore, StoreError,
-    version::{ConflictLog, VersionRequirement, Versions, select},
+    flight::Flights,
+    version::{ConflictLog, Version, VersionRequirement, Versions, select},
 };
 use crate::logs;
 
 /// Names whose listing is kept.
 const CAPACITY: usize = 1024;
 
+/// How old a listing must be before a request for an exact version it does not hold
+/// (`=1.4.2`, perhaps published a moment ago) lists again: a flood of requests for a version
+/// that does not exist lists at most this often per name.
+const EXACT_PIN_MIN_REFRESH: Duration = Duration::from_millis(50);
+
 /// Resolves `(name, requirement)` to one plugin file of a store. Shared by every request.
 #[derive(Debug)]
 pub struct Resolver {
+    shared: Arc<Shared>,
+}
+
+#[derive(Debug)]
+struct Shared {
     store: Arc<dyn PluginStore>,
     /// How long a listing answers without asking the store again.
     ttl: Duration,
@@ -38,6 +58,11 @@ pub struct Resolver {
     /// flood of requests for something that does not exist costs the store.
     min_refresh: Duration,
     listings: Mutex<LruCache<PluginName, Listing>>,
+    /// Listings being fetched, shared by every caller that needs them.
+    flights: Arc<Flights<PluginName, Result<Arc<Versions>, StoreError>>>,
+    /// Versions the store listed but could not give (a tag whose manifest is gone), and since
+    /// when: passed over by requests that do not pin them, for a listing's time.
+    missing: Mutex<LruCache<PluginRef, Instant>>,
     /// Versions that differ only in build metadata, reported once per change.
     conflicts: ConflictLog,
     /// A store that cannot be listed is reported once per 10 s per plugin, not per request.
@@ -46,7 +71,8 @@ pub struct Resolver {
 
 #[derive(Debug, Clone)]
 struct Listing {
-    fetched: Instant,
+    /// When the store was last asked for it (successfully or not).
+    checked: Instant,
     versions: Arc<Versions>,
     /// False for what a store holds without its source: a request it cannot answer asks the
     /// source again (and is "unavailable" if the source still cannot answer).
@@ -58,17 +84,21 @@ impl Resolver {
         let ttl = store.listing_ttl();
         let capacity = NonZeroUsize::new(CAPACITY).expect("non-zero");
         Resolver {
-            store,
-            ttl,
-            min_refresh: ttl / 10,
-            listings: Mutex::new(LruCache::new(capacity)),
-            conflicts: ConflictLog::default(),
-            outage_logged: logs::Throttle::default(),
+            shared: Arc::new(Shared {
+                store,
+                ttl,
+                min_refresh: ttl / 10,
+                listings: Mutex::new(LruCache::new(capacity)),
+                flights: Arc::default(),
+                missing: Mutex::new(LruCache::new(capacity)),
+                conflicts: ConflictLog::default(),
+                outage_logged: logs::Throttle::default(),
+            }),
         }
     }
 
     pub fn store(&self) -> &Arc<dyn PluginStore> {
-        &self.store
+        &self.shared.store
     }
 
     /// What the store holds under `name`: the cached listing while it is fresh.
@@ -82,6 +112,7 @@ impl Resolver {
     /// - without, the highest release version, or the unversioned plugin when there is no
     ///   release version.
     ///
+    /// Versions reported [`missing`](Self::missing) are passed over unless pinned exactly.
     /// Nothing by that name is [`StoreError::NotFound`]; a name with versions none of which
     /// qualifies is [`StoreError::VersionNotFound`], listing them.
     pub fn resolve(
@@ -90,64 +121,115 @@ impl Resolver {
         requirement: Option<&VersionRequirement>,
     ) -> Result<PluginRef, StoreError> {
         let listing = self.listing(name, false)?;
-        match pick(name, &listing.versions, requirement) {
+        let exact = requirement.and_then(VersionRequirement::exact);
+        let pick = |listing: &Listing| {
+            let skipped = |version: &Version| exact.is_none() && self.is_missing(name, version);
+            pick(name, &listing.versions, requirement, skipped)
+        };
+        let age = listing.checked.elapsed();
+        let min_refresh =
+            if exact.is_some() { self.shared.min_refresh.min(EXACT_PIN_MIN_REFRESH) } else { self.shared.min_refresh };
+        match pick(&listing) {
             Ok(found) => Ok(found),
             // Perhaps published since: list again, unless the listing is brand new.
-            Err(_) if !listing.from_source || listing.fetched.elapsed() >= self.min_refresh => {
-                let listing = self.listing(name, true)?;
-                pick(name, &listing.versions, requirement)
-            }
+            Err(_) if !listing.from_source || age >= min_refresh => pick(&self.listing(name, true)?),
             Err(error) => Err(error),
         }
     }
 
     /// Drops the listing of `name`: the runner found a resolved version gone.
     pub fn forget(&self, name: &PluginName) {
-        self.listings.lock().pop(name);
+        self.shared.listings.lock().pop(name);
+    }
+
+    /// The store listed `plugin` but cannot give it (a registry tag whose manifest is gone):
+    /// requests that do not pin it get the next version down for a listing's time.
+    pub fn missing(&self, plugin: &PluginRef) {
+        self.shared.missing.lock().put(plugin.clone(), Instant::now());
+    }
+
+    fn is_missing(&self, name: &PluginName, version: &Version) -> bool {
+        let mut missing = self.shared.missing.lock();
+        if missing.is_empty() {
+            return false;
+        }
+        let plugin = PluginRef::versioned(name.clone(), version.clone());
+        match missing.peek(&plugin) {
+            Some(since) if since.elapsed() < self.shared.ttl => true,
+            Some(_) => {
+                missing.pop(&plugin);
+                false
+            }
+            None => false,
+        }
     }
 
     fn listing(&self, name: &PluginName, refresh: bool) -> Result<Listing, StoreError> {
-        let cached = self.listings.lock().get(name).cloned();
+        let shared = &self.shared;
+        let cached = shared.listings.lock().get(name).cloned();
         if let Some(listing) = &cached
             && !refresh
-            && listing.fetched.elapsed() < self.ttl
         {
-            return Ok(listing.clone());
+            let age = listing.checked.elapsed();
+            if age < shared.ttl {
+                return Ok(listing.clone());
+            }
+            // A store that may hang: answer from what it said last and list again aside.
+            if !shared.store.answers_promptly() {
+                let (background, name) = (Arc::clone(shared), name.clone());
+                shared.flights.spawn(name.clone(), move || background.fetch(&name));
+                return Ok(listing.clone());
+            }
         }
-        // A refresh asks because the last listing could not answer: falling back to it would
-        // answer "no such version" for what the store may well have.
-        let cached = cached.filter(|_| !refresh);
+        match shared.flights.run(name, || shared.fetch(name)) {
+            Ok(versions) => Ok(Listing { checked: Instant::now(), versions, from_source: true }),
+            // A refresh asks because the last listing could not answer: falling back to it
+            // would answer "no such version" for what the store may well have.
+            Err(error) if refresh || !error.kind().is_transient() => Err(error),
+            // The store cannot answer now: what it said last is still the best answer (the
+            // versions it named keep serving from whatever the store still holds of them).
+            Err(error) => {
+                if let Some(listing) = shared.listings.lock().get(name).cloned() {
+                    return Ok(listing);
+                }
+                // Nothing listed yet (a restart): what the store holds without its source.
+                let held = shared.store.held_versions(name);
+                if held.is_empty() {
+                    return Err(error);
+                }
+                if let Some(suppressed) = shared.outage_logged.allow(name) {
+                    tracing::warn!(plugin = %name, %error, suppressed, "plugin store cannot list versions; using the versions it holds");
+                }
+                // Not kept: a listing from the source replaces it as soon as there is one.
+                Ok(Listing { checked: Instant::now(), versions: Arc::new(held), from_source: false })
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Asks the store for `name`'s listing and keeps the answer. A failure moves the kept
+    /// listing's clock: it answers for another listing's time before the store is asked again.
+    fn fetch(&self, name: &PluginName) -> Result<Arc<Versions>, StoreError> {
         match self.store.versions(name) {
             Ok(versions) => {
                 self.conflicts.note(name, &versions);
-                let listing = Listing { fetched: Instant::now(), versions: Arc::new(versions), from_source: true };
-                self.listings.lock().put(name.clone(), listing.clone());
-                Ok(listing)
+                let versions = Arc::new(versions);
+                let listing = Listing { checked: Instant::now(), versions: Arc::clone(&versions), from_source: true };
+                self.listings.lock().put(name.clone(), listing);
+                Ok(versions)
             }
-            // The store cannot answer now: what it said last is still the best answer (the
-            // versions it named keep serving from whatever the store still holds of them).
-            Err(error) if error.kind().is_transient() => match cached {
-                Some(listing) => {
+            Err(error) => {
+                if error.kind().is_transient()
+                    && let Some(listing) = self.listings.lock().get_mut(name)
+                {
                     if let Some(suppressed) = self.outage_logged.allow(name) {
-                        tracing::warn!(plugin = %name, %error, age = ?listing.fetched.elapsed(), suppressed, "plugin store cannot list versions; using the last listing");
+                        tracing::warn!(plugin = %name, %error, age = ?listing.checked.elapsed(), suppressed, "plugin store cannot list versions; using the last listing");
                     }
-                    Ok(listing)
+                    listing.checked = Instant::now();
                 }
-                // Nothing listed yet (a restart): what the store holds without its source.
-                None if !refresh => {
-                    let held = self.store.held_versions(name);
-                    if held.is_empty() {
-                        return Err(error);
-                    }
-                    if let Some(suppressed) = self.outage_logged.allow(name) {
-                        tracing::warn!(plugin = %name, %error, suppressed, "plugin store cannot list versions; using the versions it holds");
-                    }
-                    // Not kept: a listing from the source replaces it as soon as there is one.
-                    Ok(Listing { fetched: Instant::now(), versions: Arc::new(held), from_source: false })
-                }
-                None => Err(error),
-            },
-            Err(error) => Err(error),
+                Err(error)
+            }
         }
     }
 }
@@ -156,11 +238,18 @@ fn pick(
     name: &PluginName,
     versions: &Versions,
     requirement: Option<&VersionRequirement>,
+    skipped: impl Fn(&Version) -> bool,
 ) -> Result<PluginRef, StoreError> {
     if versions.is_empty() {
         return Err(StoreError::NotFound(PluginRef::from(name)));
     }
-    if let Some(version) = select(&versions.versions, requirement) {
+    let candidates: Vec<Version>;
+    let mut offered = &versions.versions;
+    if versions.versions.iter().any(&skipped) {
+        candidates = versions.versions.iter().filter(|v| !skipped(v)).cloned().collect();
+        offered = &candidates;
+    }
+    if let Some(version) = select(offered, requirement) {
         return Ok(PluginRef::versioned(name.clone(), version.clone()));
     }
     if requirement.is_none() && versions.unversioned {
@@ -225,7 +314,7 @@ mod tests {
     fn resolver() -> (Resolver, Arc<Listed>) {
         let store = Arc::new(Listed::default());
         let mut resolver = Resolver::new(Arc::clone(&store) as Arc<dyn PluginStore>);
-        resolver.min_refresh = Duration::ZERO;
+        Arc::get_mut(&mut resolver.shared).unwrap().min_refresh = Duration::ZERO;
         (resolver, store)
     }
 

@@ -163,6 +163,20 @@ impl VersionRequirement {
     pub fn matches(&self, version: &Version) -> bool {
         self.0.matches(version)
     }
+
+    /// The one version an exact pin (`=1.4.2`, `=2.0.0-rc.1`) names; `None` for anything
+    /// else (`=1.4` is a range).
+    pub fn exact(&self) -> Option<Version> {
+        let [comparator] = self.0.comparators.as_slice() else {
+            return None;
+        };
+        if comparator.op != semver::Op::Exact {
+            return None;
+        }
+        let mut version = Version::new(comparator.major, comparator.minor?, comparator.patch?);
+        version.pre = comparator.pre.clone();
+        Some(version)
+    }
 }
 
 /// The parsed form (`^1.2`), never the caller's text: safe to put in messages and logs.

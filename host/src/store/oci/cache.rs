@@ -2,9 +2,13 @@
 //!
 //! Layout under the cache folder (private to the host's user):
 //! - `blobs/sha256/<hex>`: a wasm layer, written only after its SHA-256 was checked, and
-//!   checked again whenever it is read (a corrupted disk is a cache miss, never a plugin);
-//! - `tags/<name>/<tag>.json`: the manifest digest, layer digest and size a tag resolved to,
-//!   so that after a restart with the registry down the versions already held still serve.
+//!   checked again whenever it is read (a corrupted disk is a cache miss, never a plugin).
+//!   Content-addressed, so hosts of different registries may share them safely;
+//! - `repositories/<sha256 of registry/prefix>/<name>/<version>.json`: the manifest digest,
+//!   layer digest and size a tag resolved to, so that after a restart with the registry down
+//!   the versions already held still serve. Which digest a name and version mean depends on
+//!   the registry and prefix, so each has a folder of its own (its `repository` file names it):
+//!   a host never lists or serves a tag another registry or prefix resolved.
 //!
 //! The blobs are bounded: after each write, the least recently used blobs (by modification
 //! time, which a read refreshes) are removed until the total is under the limit. Tag records
@@ -35,16 +39,25 @@ pub(super) struct TagRecord {
 #[derive(Debug)]
 pub(super) struct BlobCache {
     dir: PathBuf,
+    /// The tag records of this store's registry and prefix.
+    tags: PathBuf,
     max_bytes: u64,
     /// Serialises writes and eviction (reads need no lock: files appear by rename).
     writing: Mutex<()>,
 }
 
 impl BlobCache {
-    /// Creates the folders (mode 0700) if needed.
-    pub fn new(dir: PathBuf, max_bytes: u64) -> io::Result<Self> {
-        for sub in ["blobs/sha256", "tags"] {
-            fs::DirBuilder::new().recursive(true).mode(0o700).create(dir.join(sub))?;
+    /// Creates the folders (mode 0700) if needed. `repository` is the canonical
+    /// `registry/prefix` whose tag records this cache keeps.
+    pub fn new(dir: PathBuf, max_bytes: u64, repository: &str) -> io::Result<Self> {
+        let tags = dir.join("repositories").join(hex::encode(Sha256::digest(repository)));
+        for folder in [&dir.join("blobs/sha256"), &tags] {
+            fs::DirBuilder::new().recursive(true).mode(0o700).create(folder)?;
+        }
+        // For whoever looks into the folder; never read back.
+        let label = tags.join("repository");
+        if !label.exists() {
+            fs::write(&label, format!("{repository}\n"))?;
         }
         // The folder may have existed already; what is in it will be run, so others must not
         // be able to write there.
@@ -52,7 +65,7 @@ impl BlobCache {
         if meta.permissions().mode() & 0o022 != 0 {
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
         }
-        Ok(BlobCache { dir, max_bytes, writing: Mutex::new(()) })
+        Ok(BlobCache { dir, tags, max_bytes, writing: Mutex::new(()) })
     }
 
     pub fn dir(&self) -> &Path {
@@ -114,7 +127,7 @@ impl BlobCache {
     }
 
     fn tag_path(&self, name: &PluginName, version: &Version) -> PathBuf {
-        self.dir.join("tags").join(name.as_str()).join(format!("{version}.json"))
+        self.tags.join(name.as_str()).join(format!("{version}.json"))
     }
 
     pub fn tag(&self, name: &PluginName, version: &Version) -> Option<TagRecord> {
@@ -138,7 +151,7 @@ impl BlobCache {
 
     /// The versions of `name` with a tag record.
     pub fn tagged_versions(&self, name: &PluginName) -> Vec<Version> {
-        let Ok(entries) = fs::read_dir(self.dir.join("tags").join(name.as_str())) else {
+        let Ok(entries) = fs::read_dir(self.tags.join(name.as_str())) else {
             return Vec::new();
         };
         let mut versions: Vec<Version> = entries
@@ -151,13 +164,19 @@ impl BlobCache {
         versions
     }
 
-    /// Every name with a tag record.
+    /// Every name with a tag record (of this registry and prefix).
     pub fn tagged_names(&self) -> Vec<PluginName> {
-        let Ok(entries) = fs::read_dir(self.dir.join("tags")) else {
+        let Ok(entries) = fs::read_dir(&self.tags) else {
             return Vec::new();
         };
-        let mut names: Vec<PluginName> =
-            entries.filter_map(|entry| PluginName::new(entry.ok()?.file_name().to_str()?).ok()).collect();
+        let mut names: Vec<PluginName> = entries
+            .filter_map(|entry| {
+                let entry = entry.ok()?;
+                // The `repository` label is a file; every name is a folder.
+                entry.file_type().ok()?.is_dir().then_some(())?;
+                PluginName::new(entry.file_name().to_str()?).ok()
+            })
+            .collect();
         names.sort();
         names
     }
@@ -174,7 +193,7 @@ mod tests {
     #[test]
     fn keeps_verified_blobs_within_the_limit_evicting_the_least_recently_used() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = BlobCache::new(dir.path().join("cache"), 2500).unwrap();
+        let cache = BlobCache::new(dir.path().join("cache"), 2500, "localhost/p").unwrap();
         let blobs: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i; 1000]).collect();
         cache.put(&sha(&blobs[0]), &blobs[0]).unwrap();
         std::thread::sleep(std::time::Duration::from_millis(20));
@@ -192,7 +211,7 @@ mod tests {
     #[test]
     fn a_corrupted_blob_is_a_miss_and_is_removed() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = BlobCache::new(dir.path().to_path_buf(), 1 << 20).unwrap();
+        let cache = BlobCache::new(dir.path().to_path_buf(), 1 << 20, "localhost/p").unwrap();
         let blob = b"plugin".to_vec();
         cache.put(&sha(&blob), &blob).unwrap();
         fs::write(cache.blob_path(&sha(&blob)), b"tampered").unwrap();
@@ -201,9 +220,9 @@ mod tests {
     }
 
     #[test]
-    fn remembers_tags() {
+    fn remembers_tags_per_registry_and_prefix() {
         let dir = tempfile::tempdir().unwrap();
-        let cache = BlobCache::new(dir.path().to_path_buf(), 1 << 20).unwrap();
+        let cache = BlobCache::new(dir.path().to_path_buf(), 1 << 20, "127.0.0.1:5000/plugins").unwrap();
         let name = PluginName::new("hello").unwrap();
         let record = TagRecord { manifest_digest: "sha256:aa".into(), layer_sha256: "bb".into(), size: 3 };
         cache.put_tag(&name, &Version::new(1, 2, 0), &record).unwrap();
@@ -213,5 +232,13 @@ mod tests {
         assert_eq!(cache.tagged_names(), std::slice::from_ref(&name));
         cache.forget_tag(&name, &Version::new(1, 2, 0));
         assert_eq!(cache.tagged_versions(&name), [Version::new(1, 10, 0)]);
+
+        // Another prefix, or another registry, in the same folder sees none of it.
+        for other in ["127.0.0.1:5000/team", "127.0.0.1:5001/plugins"] {
+            let other = BlobCache::new(dir.path().to_path_buf(), 1 << 20, other).unwrap();
+            assert_eq!(other.tag(&name, &Version::new(1, 10, 0)), None);
+            assert!(other.tagged_versions(&name).is_empty());
+            assert!(other.tagged_names().is_empty());
+        }
     }
 }

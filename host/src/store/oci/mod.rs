@@ -13,11 +13,15 @@
 //!   tag). A mismatch is refused ([`StoreError::DigestMismatch`]) and logged, never run.
 //! - **Blobs are cached on disk by digest** ([`cache`]), bounded by size, so restarts and other
 //!   versions reuse them; the bytes are checked again whenever they are read.
-//! - **A registry that is down or slow does not stop versions already held**: every registry
-//!   request has a timeout; a tag resolved before keeps its digest (in memory, and on disk
-//!   across restarts) and its blob serves from the cache. What cannot be resolved without the
-//!   registry is [`StoreError::Unavailable`] (503 with `Retry-After`), and
-//!   [`PluginStore::degraded`] says so for `/readyz`.
+//! - **A registry that is down, hangs or is slow costs versions already held nothing**: every
+//!   registry request has a timeout; a tag resolved before keeps its digest (in memory, and on
+//!   disk across restarts, per registry and prefix) and its blob serves from the cache; a tag
+//!   record or catalog older than `refresh` answers at once and is asked again in the
+//!   background; a manifest, blob or catalog is fetched once however many callers wait; after
+//!   a failed request only one request at a time (a probe) reaches the registry until one
+//!   succeeds, the others fail at once. What cannot be resolved without the registry is
+//!   [`StoreError::Unavailable`] (503 with `Retry-After`), and [`PluginStore::degraded`] says
+//!   so for `/readyz`.
 //!
 //! The [`PluginStore`] trait is blocking; the registry client is async. The store owns a small
 //! tokio runtime (one worker thread) and waits on it with `block_on` from the caller's thread,
@@ -44,12 +48,17 @@ use oci_client::{
 };
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
 
 pub use credentials::Credentials;
 
 use self::cache::{BlobCache, TagRecord};
 use super::{
     FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions,
+    flight::Flights,
     version::{Version, parse_version_exactly},
 };
 use crate::logs;
@@ -60,6 +69,9 @@ pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
 pub const WASM_LAYER_MEDIA_TYPE: &str = "application/wasm";
 /// The layer type of the older `wasm-to-oci` layout, also accepted when pulling.
 const LEGACY_WASM_LAYER_MEDIA_TYPE: &str = "application/vnd.wasm.content.layer.v1+wasm";
+/// Most manifests one `GET /plugins/{name}/versions` fetches (one registry request each) for
+/// versions whose digest the store does not hold yet; the others are listed without a digest.
+const MANIFESTS_PER_LISTING: usize = 32;
 /// Manifest types asked for: an OCI image manifest (what every Wasm artifact tool writes).
 const MANIFEST_MEDIA_TYPES: &[&str] = &[oci_client::manifest::OCI_IMAGE_MEDIA_TYPE];
 
@@ -74,8 +86,10 @@ pub struct OciSettings {
     pub insecure: bool,
     /// Default: anonymous.
     pub credentials: Credentials,
-    /// Where verified blobs and tag records are kept. Default: a private folder under the
-    /// system's temporary directory.
+    /// Where verified blobs and tag records are kept (tag records in a folder per registry and
+    /// prefix, so a shared folder never mixes them up). Default: a folder private to this user
+    /// and this repository setting under the system's temporary directory,
+    /// `plugin-host-<uid>/oci-<hash of the repository>`.
     pub cache_dir: PathBuf,
     /// Most bytes of blobs kept in `cache_dir`. Default: 512 MiB.
     pub cache_max_bytes: u64,
@@ -96,18 +110,40 @@ impl OciSettings {
     pub const DEFAULT_REFRESH: Duration = Duration::from_secs(10);
 
     pub fn new(repository: impl Into<String>) -> Self {
-        let user = rustix::process::getuid().as_raw();
+        let repository = repository.into();
         OciSettings {
-            repository: repository.into(),
+            cache_dir: Self::default_cache_dir(&repository),
+            repository,
             insecure: false,
             credentials: Credentials::Anonymous,
-            cache_dir: std::env::temp_dir().join(format!("plugin-host-{user}")).join("oci"),
             cache_max_bytes: Self::DEFAULT_CACHE_MAX_BYTES,
             timeout: Self::DEFAULT_TIMEOUT,
             refresh: Self::DEFAULT_REFRESH,
             max_plugin_bytes: 16 << 20,
         }
     }
+}
+
+impl OciSettings {
+    /// `plugin-host-<uid>/oci-<16 hex digits of the canonical repository's SHA-256>` under the
+    /// system's temporary directory: two hosts of one user with different registries or
+    /// prefixes never share a default cache folder.
+    pub fn default_cache_dir(repository: &str) -> PathBuf {
+        let user = rustix::process::getuid().as_raw();
+        let canonical = match split_repository(repository) {
+            Ok((registry, prefix)) => canonical_repository(&registry, &prefix),
+            // Refused when the store is made; any folder will do until then.
+            Err(_) => repository.to_string(),
+        };
+        let hash = hex::encode(&Sha256::digest(&canonical)[..8]);
+        std::env::temp_dir().join(format!("plugin-host-{user}")).join(format!("oci-{hash}"))
+    }
+}
+
+/// The one spelling of a registry and prefix that keys the cache: registry host names are
+/// case-insensitive, repository paths are lowercase already.
+pub fn canonical_repository(registry: &str, prefix: &str) -> String {
+    format!("{}/{prefix}", registry.to_ascii_lowercase())
 }
 
 /// `<registry>/<prefix>` split in its two parts.
@@ -142,6 +178,11 @@ pub fn version_of_tag(tag: &str) -> Option<Version> {
 
 /// Plugins from an OCI registry. See the module documentation.
 pub struct OciPluginStore {
+    inner: Arc<Inner>,
+}
+
+/// The store's state, shared with the threads that refresh what it holds in the background.
+struct Inner {
     settings: OciSettings,
     registry: String,
     prefix: String,
@@ -150,26 +191,37 @@ pub struct OciPluginStore {
     /// Drives the registry client; `None` only while being dropped.
     runtime: Option<tokio::runtime::Runtime>,
     cache: BlobCache,
-    /// Tags resolved since start-up (or read from the cache), and when the registry last
-    /// confirmed each.
-    tags: Mutex<HashMap<(PluginName, Version), (TagRecord, Instant)>>,
-    /// Set while the registry cannot be reached: since when, and why.
+    /// Tags resolved since start-up, and when the registry was last asked about each.
+    tags: Mutex<HashMap<TagKey, (TagRecord, Instant)>>,
+    /// Manifests being fetched, blobs being pulled, the catalog being listed: one request each
+    /// however many callers need it.
+    tag_flights: Arc<Flights<TagKey, Result<TagRecord, RegistryFailure>>>,
+    blob_flights: Flights<String, Result<Arc<Vec<u8>>, StoreError>>,
+    catalog_flights: Arc<Flights<(), Result<Vec<PluginName>, RegistryFailure>>>,
+    /// The registry's catalog under the prefix, and when it was last asked for it.
+    catalog: Mutex<Option<(Vec<PluginName>, Instant)>>,
+    /// Set while the registry cannot be reached (the circuit is open): since when, and why.
     outage: Mutex<Option<(SystemTime, String)>>,
     /// Tags that are not versions, warned about once each (they are listed on every refresh).
     logged: logs::Once,
     /// A cache folder that cannot be written is reported once per 10 s per kind of error.
     cache_failures_logged: logs::Throttle,
+    /// While the circuit is open, only one request at a time goes to the registry (a probe);
+    /// the others fail at once.
+    probing: AtomicBool,
 }
+
+type TagKey = (PluginName, Version);
 
 impl std::fmt::Debug for OciPluginStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("OciPluginStore").field("repository", &self.settings.repository).finish_non_exhaustive()
+        f.debug_struct("OciPluginStore").field("repository", &self.inner.settings.repository).finish_non_exhaustive()
     }
 }
 
 /// Dropping a runtime waits for its threads, which an async context forbids; the store may
 /// well be dropped in one (a test's server state), so its runtime is let go in the background.
-impl Drop for OciPluginStore {
+impl Drop for Inner {
     fn drop(&mut self) {
         if let Some(runtime) = self.runtime.take() {
             runtime.shutdown_background();
@@ -177,8 +229,17 @@ impl Drop for OciPluginStore {
     }
 }
 
+/// Lets the probe slot go when a probe ends, however it ends.
+struct Probe<'a>(&'a AtomicBool);
+
+impl Drop for Probe<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// How a registry request failed, as far as the store cares.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum RegistryFailure {
     /// The registry did not answer in time, could not be reached, or answered 5xx/429:
     /// asking again later may work.
@@ -187,7 +248,9 @@ enum RegistryFailure {
     NotFound,
     /// The content did not match its digest.
     DigestMismatch { expected: String, actual: String },
-    /// Anything else: credentials refused, a manifest that is not a Wasm artifact, ...
+    /// The manifest is not a Wasm plugin artifact (not JSON, several layers, ...).
+    InvalidArtifact(String),
+    /// Anything else: credentials refused, ...
     Refused(String),
 }
 
@@ -237,6 +300,14 @@ impl OciPluginStore {
     /// Fails on settings that cannot work (a repository without a registry host, a cache
     /// folder that cannot be created); an unreachable registry is not an error here.
     pub fn new(settings: OciSettings) -> io::Result<Self> {
+        Ok(OciPluginStore { inner: Arc::new(Inner::new(settings)?) })
+    }
+}
+
+impl Inner {
+    /// Fails on settings that cannot work (a repository without a registry host, a cache
+    /// folder that cannot be created); an unreachable registry is not an error here.
+    fn new(settings: OciSettings) -> io::Result<Self> {
         let (registry, prefix) = split_repository(&settings.repository).map_err(io::Error::other)?;
         let config = ClientConfig {
             protocol: if settings.insecure { ClientProtocol::Http } else { ClientProtocol::Https },
@@ -249,8 +320,12 @@ impl OciPluginStore {
             .thread_name("oci-registry")
             .enable_all()
             .build()?;
-        let cache = BlobCache::new(settings.cache_dir.clone(), settings.cache_max_bytes)?;
-        Ok(OciPluginStore {
+        let cache = BlobCache::new(
+            settings.cache_dir.clone(),
+            settings.cache_max_bytes,
+            &canonical_repository(&registry, &prefix),
+        )?;
+        Ok(Inner {
             auth: settings.credentials.to_registry_auth(),
             client: Client::new(config),
             registry,
@@ -258,9 +333,14 @@ impl OciPluginStore {
             runtime: Some(runtime),
             cache,
             tags: Mutex::new(HashMap::new()),
+            tag_flights: Arc::default(),
+            blob_flights: Flights::default(),
+            catalog_flights: Arc::default(),
+            catalog: Mutex::new(None),
             outage: Mutex::new(None),
             logged: logs::Once::default(),
             cache_failures_logged: logs::Throttle::default(),
+            probing: AtomicBool::new(false),
             settings,
         })
     }
@@ -274,12 +354,23 @@ impl OciPluginStore {
     }
 
     /// Runs one registry request on the store's runtime, within `timeout`, and keeps track of
-    /// whether the registry answers.
+    /// whether the registry answers. While it does not (the circuit is open), one request at a
+    /// time is let through to find out whether it is back; the others fail at once, so that
+    /// nobody queues behind a registry that hangs.
     fn request<T>(
         &self,
         timeout: Duration,
         request: impl Future<Output = Result<T, OciDistributionError>>,
     ) -> Result<T, RegistryFailure> {
+        let _probe = match self.outage.lock().as_ref() {
+            None => None,
+            Some((_, why)) => {
+                if self.probing.swap(true, Ordering::AcqRel) {
+                    return Err(RegistryFailure::Unreachable(format!("{why}; asked again once the registry answers")));
+                }
+                Some(Probe(&self.probing))
+            }
+        };
         let runtime = self.runtime.as_ref().expect("the runtime lives as long as the store");
         // The timer is made inside the runtime: it needs the runtime's time driver.
         let result = match runtime.block_on(async { tokio::time::timeout(timeout, request).await }) {
@@ -290,7 +381,7 @@ impl OciPluginStore {
         match &result {
             Err(RegistryFailure::Unreachable(why)) => {
                 if outage.is_none() {
-                    tracing::warn!(registry = %self.registry, error = %why, "plugin registry unreachable");
+                    tracing::warn!(registry = %self.registry, error = %why, "plugin registry unreachable; serving the versions held");
                 }
                 *outage = Some((outage.as_ref().map_or_else(SystemTime::now, |(since, _)| *since), why.clone()));
             }
@@ -323,6 +414,10 @@ impl OciPluginStore {
                 tracing::error!(plugin = %plugin, registry = %self.registry, %expected, %actual, "registry content does not match its digest; refused");
                 StoreError::DigestMismatch { plugin: plugin.clone(), expected, actual }
             }
+            RegistryFailure::InvalidArtifact(why) => {
+                tracing::warn!(plugin = %plugin, registry = %self.registry, %why, "the registry's artifact is not a Wasm plugin");
+                StoreError::InvalidArtifact { plugin: plugin.clone(), why }
+            }
             RegistryFailure::Refused(why) => StoreError::Io {
                 context: format!("registry {} refused plugin `{plugin}`", self.registry),
                 source: io::Error::other(why),
@@ -330,48 +425,66 @@ impl OciPluginStore {
         }
     }
 
-    /// Where `name`'s `version` points: from memory while the registry confirmed it within
-    /// `refresh`, else from the registry; when the registry cannot answer, from what it said
-    /// last (in memory, or on disk from before a restart).
-    fn tag_record(&self, name: &PluginName, version: &Version) -> Result<TagRecord, StoreError> {
+    /// Where `name`'s `version` points: from memory while the registry was asked within
+    /// `refresh`; from memory at once, asking again in the background, when it is older; else
+    /// from the registry (one request however many callers wait), falling back to what it said
+    /// before a restart (the disk) when it cannot answer, or at once while it cannot.
+    fn tag_record(self: &Arc<Self>, name: &PluginName, version: &Version) -> Result<TagRecord, StoreError> {
         let key = (name.clone(), version.clone());
         let known = self.tags.lock().get(&key).cloned();
-        if let Some((record, confirmed)) = &known
-            && confirmed.elapsed() < self.settings.refresh
-        {
-            return Ok(record.clone());
+        if let Some((record, checked)) = known {
+            if checked.elapsed() >= self.settings.refresh {
+                let (inner, key) = (Arc::clone(self), key.clone());
+                self.tag_flights.spawn(key.clone(), move || inner.refresh_tag(&key));
+            }
+            return Ok(record);
         }
         let plugin = PluginRef::versioned(name.clone(), version.clone());
-        match self.fetch_tag(name, version) {
+        let from_disk = || self.cache.tag(name, version);
+        if self.outage.lock().is_some()
+            && let Some(record) = from_disk()
+        {
+            return Ok(record);
+        }
+        match self.tag_flights.run(&key, || self.refresh_tag(&key)) {
+            Ok(record) => Ok(record),
+            Err(RegistryFailure::Unreachable(why)) => {
+                let held = self.tags.lock().get(&key).map(|(record, _)| record.clone()).or_else(from_disk);
+                held.ok_or_else(|| self.store_error(&plugin, RegistryFailure::Unreachable(why)))
+            }
+            Err(RegistryFailure::NotFound) => Err(StoreError::NotFound(plugin)),
+            Err(failure) => Err(self.store_error(&plugin, failure)),
+        }
+    }
+
+    /// Asks the registry where a tag points and keeps the answer. A registry that cannot
+    /// answer moves the held record's clock: it is asked again `refresh` later, not by the next
+    /// call.
+    fn refresh_tag(&self, key: &TagKey) -> Result<TagRecord, RegistryFailure> {
+        let (name, version) = key;
+        let answer = self.fetch_tag(name, version);
+        match &answer {
             Ok(record) => {
-                if let Err(error) = self.cache.put_tag(name, version, &record)
+                if let Err(error) = self.cache.put_tag(name, version, record)
                     && self.cache_failures_logged.allow(&error.kind()).is_some()
                 {
-                    tracing::warn!(plugin = %plugin, %error, "could not record the tag in the cache folder");
+                    tracing::warn!(plugin = %name, %version, %error, "could not record the tag in the cache folder");
                 }
-                self.tags.lock().insert(key, (record.clone(), Instant::now()));
-                Ok(record)
+                self.tags.lock().insert(key.clone(), (record.clone(), Instant::now()));
             }
             Err(RegistryFailure::Unreachable(why)) => {
-                let fallback = known.map(|(record, _)| record).or_else(|| self.cache.tag(name, version));
-                match fallback {
-                    Some(record) => {
-                        tracing::debug!(plugin = %plugin, error = %why, "registry unreachable; serving the digest it gave before");
-                        // Not asked again for another `refresh`: a slow registry must not
-                        // slow every call down.
-                        self.tags.lock().insert(key, (record.clone(), Instant::now()));
-                        Ok(record)
-                    }
-                    None => Err(self.store_error(&plugin, RegistryFailure::Unreachable(why))),
+                if let Some((_, checked)) = self.tags.lock().get_mut(key) {
+                    tracing::debug!(plugin = %name, %version, error = %why, "registry unreachable; serving the digest it gave before");
+                    *checked = Instant::now();
                 }
             }
             Err(RegistryFailure::NotFound) => {
-                self.tags.lock().remove(&key);
+                self.tags.lock().remove(key);
                 self.cache.forget_tag(name, version);
-                Err(StoreError::NotFound(plugin))
             }
-            Err(failure) => Err(self.store_error(&plugin, failure)),
+            Err(_) => {}
         }
+        answer
     }
 
     /// The manifest of `name:version`, checked to be a Wasm artifact.
@@ -386,16 +499,17 @@ impl OciPluginStore {
         if digest.starts_with("sha256:") && actual != digest {
             return Err(RegistryFailure::DigestMismatch { expected: digest, actual });
         }
-        let manifest: OciImageManifest = serde_json::from_slice(&raw)
-            .map_err(|error| RegistryFailure::Refused(format!("the manifest is not an OCI image manifest: {error}")))?;
+        let manifest: OciImageManifest = serde_json::from_slice(&raw).map_err(|error| {
+            RegistryFailure::InvalidArtifact(format!("the manifest is not an OCI image manifest: {error}"))
+        })?;
         let [layer] = manifest.layers.as_slice() else {
-            return Err(RegistryFailure::Refused(format!(
+            return Err(RegistryFailure::InvalidArtifact(format!(
                 "a Wasm artifact has exactly one layer; this manifest has {}",
                 manifest.layers.len()
             )));
         };
         if layer.media_type != WASM_LAYER_MEDIA_TYPE && layer.media_type != LEGACY_WASM_LAYER_MEDIA_TYPE {
-            return Err(RegistryFailure::Refused(format!(
+            return Err(RegistryFailure::InvalidArtifact(format!(
                 "the layer's media type is `{}`, not `{WASM_LAYER_MEDIA_TYPE}`",
                 layer.media_type
             )));
@@ -404,7 +518,7 @@ impl OciPluginStore {
             .digest
             .strip_prefix("sha256:")
             .filter(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()))
-            .ok_or_else(|| RegistryFailure::Refused(format!("unsupported layer digest `{}`", layer.digest)))?;
+            .ok_or_else(|| RegistryFailure::InvalidArtifact(format!("unsupported layer digest `{}`", layer.digest)))?;
         Ok(TagRecord {
             manifest_digest: actual,
             layer_sha256: layer_sha256.to_string(),
@@ -412,12 +526,18 @@ impl OciPluginStore {
         })
     }
 
-    /// The layer's bytes: from the disk cache, else pulled (bounded by the manifest's size and
-    /// the plugin size limit) and verified against the digest before anything else sees them.
+    /// The layer's bytes: from the disk cache, else pulled (one pull however many callers
+    /// wait; bounded by the manifest's size and the plugin size limit) and verified against the
+    /// digest before anything else sees them.
     fn blob(&self, plugin: &PluginRef, record: &TagRecord) -> Result<Vec<u8>, StoreError> {
         if let Some(bytes) = self.cache.get(&record.layer_sha256) {
             return Ok(bytes);
         }
+        let pulled = self.blob_flights.run(&record.layer_sha256, || self.pull_blob(plugin, record).map(Arc::new))?;
+        Ok(pulled.to_vec())
+    }
+
+    fn pull_blob(&self, plugin: &PluginRef, record: &TagRecord) -> Result<Vec<u8>, StoreError> {
         let limit = self.settings.max_plugin_bytes;
         if record.size > limit {
             return Err(StoreError::TooLarge { name: plugin.clone(), size: record.size, limit });
@@ -469,7 +589,7 @@ impl OciPluginStore {
         FileIdentity { size: record.size, modified: UNIX_EPOCH, inode: 0, changed: (0, 0), digest: Some(digest) }
     }
 
-    fn versioned<'a>(&self, plugin: &'a PluginRef) -> Result<&'a Version, StoreError> {
+    fn versioned(plugin: &PluginRef) -> Result<&Version, StoreError> {
         // A registry holds versions only: an unversioned name is not there.
         plugin.version.as_ref().ok_or_else(|| StoreError::NotFound(plugin.clone()))
     }
@@ -483,27 +603,24 @@ impl OciPluginStore {
     }
 }
 
-impl PluginStore for OciPluginStore {
-    fn stat(&self, plugin: &PluginRef) -> Result<FileIdentity, StoreError> {
-        let version = self.versioned(plugin)?;
-        Ok(Self::identity(&self.tag_record(&plugin.name, version)?))
+impl Inner {
+    /// The registry's catalog under the prefix: from memory while asked within `refresh`, from
+    /// memory at once (asking again in the background) when older, else asked now.
+    fn catalog(self: &Arc<Self>) -> Result<Vec<PluginName>, RegistryFailure> {
+        let known = self.catalog.lock().clone();
+        if let Some((names, checked)) = known {
+            if checked.elapsed() >= self.settings.refresh {
+                let inner = Arc::clone(self);
+                self.catalog_flights.spawn((), move || inner.refresh_catalog());
+            }
+            return Ok(names);
+        }
+        self.catalog_flights.run(&(), || self.refresh_catalog())
     }
 
-    fn load(&self, plugin: &PluginRef) -> Result<PluginFile, StoreError> {
-        let version = self.versioned(plugin)?;
-        let record = self.tag_record(&plugin.name, version)?;
-        let bytes = self.blob(plugin, &record)?;
-        Ok(PluginFile { bytes, identity: Self::identity(&record) })
-    }
-
-    /// The registry's catalog (`/v2/_catalog`) under the prefix; when the registry cannot be
-    /// reached, the plugins this host has resolved before. Registries that do not offer the
-    /// catalog list the resolved ones too.
-    fn list(&self) -> Result<Vec<PluginName>, StoreError> {
+    fn refresh_catalog(&self) -> Result<Vec<PluginName>, RegistryFailure> {
         let reference = self.registry_reference();
-        let listing = self.request(self.settings.timeout, self.client.catalog(&reference, &self.auth, None, None));
-        let held = self.cache.tagged_names();
-        match listing {
+        match self.request(self.settings.timeout, self.client.catalog(&reference, &self.auth, None, None)) {
             Ok(catalog) => {
                 let under_prefix = |repository: &str| match self.prefix.as_str() {
                     "" => Some(repository.to_string()),
@@ -515,30 +632,69 @@ impl PluginStore for OciPluginStore {
                     .filter_map(|repository| PluginName::new(&under_prefix(repository)?).ok())
                     .collect();
                 names.sort();
+                *self.catalog.lock() = Some((names.clone(), Instant::now()));
                 Ok(names)
             }
-            Err(RegistryFailure::Unreachable(why)) if !held.is_empty() => {
+            Err(failure) => {
+                if let Some((_, checked)) = self.catalog.lock().as_mut() {
+                    *checked = Instant::now();
+                }
+                Err(failure)
+            }
+        }
+    }
+}
+
+impl PluginStore for OciPluginStore {
+    fn stat(&self, plugin: &PluginRef) -> Result<FileIdentity, StoreError> {
+        let version = Inner::versioned(plugin)?;
+        Ok(Inner::identity(&self.inner.tag_record(&plugin.name, version)?))
+    }
+
+    fn load(&self, plugin: &PluginRef) -> Result<PluginFile, StoreError> {
+        let version = Inner::versioned(plugin)?;
+        let record = self.inner.tag_record(&plugin.name, version)?;
+        let bytes = self.inner.blob(plugin, &record)?;
+        Ok(PluginFile { bytes, identity: Inner::identity(&record) })
+    }
+
+    /// The registry's catalog (`/v2/_catalog`) under the prefix; while the registry cannot be
+    /// reached, the plugins this host holds tag records of (they are what it can serve).
+    /// Registries that do not offer the catalog list the held ones too.
+    fn list(&self) -> Result<Vec<PluginName>, StoreError> {
+        let inner = &self.inner;
+        let held = || inner.cache.tagged_names();
+        if inner.outage.lock().is_some() {
+            return Ok(held());
+        }
+        match inner.catalog() {
+            Ok(names) => Ok(names),
+            Err(RegistryFailure::Unreachable(why)) => {
+                let held = held();
+                if held.is_empty() {
+                    return Err(inner.unavailable(why));
+                }
                 tracing::debug!(error = %why, "registry unreachable; listing the plugins held in the cache");
                 Ok(held)
             }
-            Err(RegistryFailure::Unreachable(why)) => Err(self.unavailable(why)),
             Err(failure) => {
                 tracing::debug!(?failure, "the registry does not offer its catalog; listing the plugins held");
-                Ok(held)
+                Ok(held())
             }
         }
     }
 
     fn versions(&self, name: &PluginName) -> Result<Versions, StoreError> {
-        let reference = self.reference(name, "latest");
-        match self.request(self.settings.timeout, self.client.list_tags(&reference, &self.auth, None, None)) {
+        let inner = &self.inner;
+        let reference = inner.reference(name, "latest");
+        match inner.request(inner.settings.timeout, inner.client.list_tags(&reference, &inner.auth, None, None)) {
             Ok(listing) => {
                 let mut versions = Vec::new();
                 for tag in &listing.tags {
                     match version_of_tag(tag) {
                         Some(version) => versions.push(version),
                         // Once per tag: tags are listed on every refresh and every miss.
-                        None if self.logged.first(&(name, tag)) => {
+                        None if self.inner.logged.first(&(name, tag)) => {
                             tracing::warn!(plugin = %name, tag, "ignoring a tag that is not a semantic version")
                         }
                         None => {}
@@ -548,27 +704,40 @@ impl PluginStore for OciPluginStore {
                 Ok(Versions { unversioned: false, versions })
             }
             Err(RegistryFailure::NotFound) => Ok(Versions::default()),
-            Err(failure) => Err(self.store_error(&PluginRef::from(name), failure)),
+            Err(failure) => Err(inner.store_error(&PluginRef::from(name), failure)),
         }
     }
 
     /// The versions with a tag record in the cache folder: after a restart with the registry
     /// down, what was pulled before still serves.
     fn held_versions(&self, name: &PluginName) -> Versions {
-        Versions { unversioned: false, versions: self.cache.tagged_versions(name) }
+        Versions { unversioned: false, versions: self.inner.cache.tagged_versions(name) }
+    }
+
+    fn held_identity(&self, plugin: &PluginRef) -> Option<FileIdentity> {
+        let version = plugin.version.as_ref()?;
+        let key = (plugin.name.clone(), version.clone());
+        let in_memory = self.inner.tags.lock().get(&key).map(|(record, _)| record.clone());
+        let record = in_memory.or_else(|| self.inner.cache.tag(&plugin.name, version))?;
+        Some(Inner::identity(&record))
+    }
+
+    fn lookups_per_listing(&self) -> Option<usize> {
+        Some(MANIFESTS_PER_LISTING)
     }
 
     fn listing_ttl(&self) -> Duration {
-        self.settings.refresh
+        self.inner.settings.refresh
     }
 
     fn degraded(&self) -> Option<String> {
-        self.outage()
+        self.inner.outage()
     }
 
     fn describe(&self) -> String {
-        let scheme = if self.settings.insecure { "http" } else { "https" };
-        format!("OCI registry {scheme}://{}/{}", self.registry, self.prefix)
+        let inner = &self.inner;
+        let scheme = if inner.settings.insecure { "http" } else { "https" };
+        format!("OCI registry {scheme}://{}/{}", inner.registry, inner.prefix)
     }
 }
 
@@ -584,6 +753,16 @@ mod tests {
         assert!(split_repository("plugins/hello").is_err(), "no registry host");
         assert!(split_repository("127.0.0.1:5000/Plugins").is_err(), "upper case");
         assert!(split_repository("127.0.0.1:5000/a//b").is_err());
+    }
+
+    #[test]
+    fn the_default_cache_folder_is_private_to_the_repository_setting() {
+        let dir = |repository: &str| OciSettings::new(repository).cache_dir;
+        assert_eq!(dir("127.0.0.1:5000/plugins"), dir("127.0.0.1:5000/plugins/"));
+        assert_eq!(dir("Registry.Example.com/plugins"), dir("registry.example.com/plugins"));
+        assert_ne!(dir("127.0.0.1:5000/plugins"), dir("127.0.0.1:5001/plugins"));
+        assert_ne!(dir("127.0.0.1:5000/plugins"), dir("127.0.0.1:5000/team"));
+        assert!(dir("127.0.0.1:5000/plugins").starts_with(std::env::temp_dir()));
     }
 
     #[test]
