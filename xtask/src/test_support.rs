@@ -34,7 +34,7 @@ impl Harness {
         let scratch = tempfile::tempdir().expect("a temporary folder");
         let mut layout = Layout::in_project(&sh.current_dir());
         layout.out_dir = out.path().to_path_buf();
-        let compiler = Compiler::new(&clang, &layout.include_dir, scratch.path()).expect("cc configures clang");
+        let compiler = Compiler::new(&clang, &layout, scratch.path()).expect("cc configures clang");
         Self { compiler, layout, out, _scratch: scratch }
     }
 

@@ -11,7 +11,8 @@ use anyhow::{Context, bail};
 
 use super::{
     directives::Directives,
-    discovery::{Kind, Language, Plugin, sorted_entries},
+    discovery::{Kind, Language, Layout, Plugin, sorted_entries},
+    rust::{self, RustCompiler},
 };
 
 /// The clang target: `wasm32-wasip1` is today's name for `wasm32-wasi`, the target the project's
@@ -27,11 +28,14 @@ pub(crate) struct Compiler {
     /// `plugin-sdk/include`, given to every plugin but the compatibility fixtures, which must
     /// build without it.
     include_dir: PathBuf,
+    /// Rust plugins' compiler (which may be missing: then building one fails and says why).
+    rust: RustCompiler,
 }
 
 impl Compiler {
     /// `scratch` is where `cc` may write while it inspects the compiler; it must outlive this call only.
-    pub(crate) fn new(clang: &Path, include_dir: &Path, scratch: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn new(clang: &Path, layout: &Layout, scratch: &Path) -> anyhow::Result<Self> {
+        let include_dir = &layout.include_dir;
         let tool = |cpp: bool| -> anyhow::Result<cc::Tool> {
             let mut build = cc::Build::new();
             // Outside a build script cargo provides no TARGET, HOST, OPT_LEVEL, DEBUG or OUT_DIR,
@@ -56,7 +60,8 @@ impl Compiler {
             }
             build.try_get_compiler().with_context(|| format!("cannot set up {} for {TARGET}", clang.display()))
         };
-        Ok(Self { c: tool(false)?, cpp: tool(true)?, include_dir: include_dir.to_path_buf() })
+        let rust = RustCompiler::new(rust::find_rustc(), &layout.rust_sdk_dir, scratch);
+        Ok(Self { c: tool(false)?, cpp: tool(true)?, include_dir: include_dir.to_path_buf(), rust })
     }
 
     fn command(&self, plugin: &Plugin) -> Command {
@@ -82,12 +87,12 @@ fn host_triple() -> String {
 }
 
 /// Whether `output` is newer than everything that went into it.
-pub(super) fn is_up_to_date(output: &Path, source: &Path, include_dir: &Path) -> anyhow::Result<bool> {
+pub(super) fn is_up_to_date(output: &Path, source: &Path, sdk_dir: &Path) -> anyhow::Result<bool> {
     let Ok(built_at) = fs::metadata(output).and_then(|m| m.modified()) else {
         return Ok(false);
     };
     let mut inputs = vec![source.to_path_buf()];
-    inputs.extend(sorted_entries(include_dir)?);
+    inputs.extend(sorted_entries(sdk_dir)?);
     // The compile flags live in this binary: a rebuilt xtask may compile differently.
     inputs.extend(std::env::current_exe().ok());
     for input in inputs {
@@ -115,6 +120,8 @@ pub(super) fn compile(
         // bodies), which faults/invalid-module.wat relies on to reach the host ill-typed.
         let module = wat::parse_file(&plugin.source).map_err(|err| anyhow::anyhow!("{err}"))?;
         fs::write(wasm, module).with_context(|| format!("cannot write {}", wasm.display()))?;
+    } else if plugin.language == Language::Rust {
+        compiler.rust.compile(&plugin.source, &directives.flags, wasm)?;
     } else {
         let mut command = compiler.command(plugin);
         command.args(&directives.flags).args(&plugin.build_flags).arg("-o").arg(wasm).arg(&plugin.source);
