@@ -9,6 +9,7 @@ mod compat;
 mod functions;
 mod http;
 mod isolation;
+mod languages;
 mod long;
 mod registry;
 mod runner;
