@@ -42,6 +42,7 @@ pub struct Setup {}
 impl Setup {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let clang = wasm_clang(sh)?;
+        let rustc = plugin_rustc(sh);
         ensure_libclang(sh)?;
         let wasmedge = ensure_wasmedge(sh)?;
         ensure_bindfs(sh)?;
@@ -52,8 +53,24 @@ impl Setup {
             wasmedge.version,
             wasmedge.dir.display()
         ));
+        match rustc {
+            Ok(rustc) => step(format!("Rust plugins: {} with the wasm32 standard library", rustc.display())),
+            Err(missing) => step(format!("Rust plugins cannot be built here, and will fail to build: {missing}")),
+        }
         Ok(())
     }
+}
+
+/// Debian's Rust compiler for plugins (`rustc`, `libstd-rust-dev-wasm32`, `lld-14`), installed
+/// when missing. A machine where it cannot be installed still builds C plugins, so this is not
+/// an error here: building a Rust plugin fails instead, saying what is missing.
+fn plugin_rustc(sh: &Shell) -> Result<PathBuf, String> {
+    if let Ok(rustc) = crate::build_plugins::find_rustc() {
+        return Ok(rustc);
+    }
+    let packages = crate::build_plugins::RUST_DEBIAN_PACKAGES.map(str::to_owned);
+    apt_install(sh, &packages, "Debian's Rust compiler for wasm32 plugins").map_err(|err| format!("{err:#}"))?;
+    crate::build_plugins::find_rustc()
 }
 
 /// A WasmEdge install whose version has been checked.

@@ -94,6 +94,7 @@ use xshell::Shell;
 pub(crate) use self::{
     compiling::Compiler,
     discovery::{Layout, Plugin, discover},
+    rust::{DEBIAN_PACKAGES as RUST_DEBIAN_PACKAGES, find_rustc},
 };
 // Tests elsewhere pick plugins by what they are for.
 use self::directives::Directives;

@@ -124,3 +124,32 @@ pub(crate) fn find_rustc() -> Result<PathBuf, String> {
     }
     Ok(rustc)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_a_compiler_a_rust_plugin_fails_and_says_what_is_missing() {
+        let scratch = tempfile::tempdir().unwrap();
+        let sdk = crate::project_root().join(SDK_DIR);
+        let missing = Err("Rust plugins need /usr/bin/rustc: install it".to_owned());
+        let compiler = RustCompiler::new(missing, &sdk, scratch.path());
+        let source = crate::project_root().join("plugins/hello_rust/hello_rust.rs");
+        let err = format!("{:#}", compiler.compile(&source, &[], &scratch.path().join("out.wasm")).unwrap_err());
+        assert!(err.contains("Rust plugins need /usr/bin/rustc"), "{err}");
+    }
+
+    #[test]
+    fn the_argument_file_holds_the_documented_flags() {
+        let args = std::fs::read_to_string(crate::project_root().join(SDK_DIR).join("wasm32.args")).unwrap();
+        for flag in ["--target=wasm32-unknown-unknown", "-Cpanic=abort", "-Clink-arg=-zstack-size=65536"] {
+            assert!(args.lines().any(|line| line == flag), "wasm32.args lacks {flag}");
+        }
+        assert!(args.lines().any(|line| line == format!("-Clinker={LINKER}")));
+        let docs = std::fs::read_to_string(crate::project_root().join("docs/writing-plugins.md")).unwrap();
+        for line in args.lines() {
+            assert!(docs.contains(line), "docs/writing-plugins.md does not explain {line}");
+        }
+    }
+}
