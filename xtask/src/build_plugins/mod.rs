@@ -93,7 +93,7 @@ use xshell::Shell;
 
 pub(crate) use self::{
     compiling::Compiler,
-    discovery::{Layout, Plugin, discover},
+    discovery::{Layout, Plugin, check_name, discover},
     rust::{DEBIAN_PACKAGES as RUST_DEBIAN_PACKAGES, find_rustc},
 };
 // Tests elsewhere pick plugins by what they are for.
@@ -148,7 +148,7 @@ impl BuildPlugins {
 pub(crate) struct Built {
     pub(crate) output: PathBuf,
     rebuilt: bool,
-    report: AbiReport,
+    pub(crate) report: AbiReport,
 }
 
 impl Built {
