@@ -314,7 +314,7 @@ mod tests {
                 checks.push(check);
             }
         }
-        assert_eq!(checks.len(), 4);
+        assert_eq!(checks.len(), 6, "the four C examples and the two Rust ports");
         insta::assert_snapshot!("v2_human", render_human(&checks, true));
         let json = render_json(&checks, true);
         assert_eq!(json["passed"], json!(true));
@@ -370,8 +370,21 @@ mod tests {
         let shown: Vec<_> = served.iter().map(|t| t.shown.as_str()).collect();
         assert_eq!(
             shown,
-            ["abi", "checksum", "csvsum", "hello", "primes", "redact", "sha256", "simple", "text"]
-                .map(|name| format!("{PLUGIN_OUT_DIR}/{name}.wasm"))
+            [
+                "abi",
+                "checksum",
+                "csvsum",
+                "hello",
+                "hello_rust",
+                "primes",
+                "redact",
+                "sha256",
+                "sha256_rust",
+                "simple",
+                "text",
+                "text_rust"
+            ]
+            .map(|name| format!("{PLUGIN_OUT_DIR}/{name}.wasm"))
         );
         let command = CheckAbi { paths: vec![out.into()], format: Format::Human, deny_warnings: true };
         assert_eq!(command.run(&project_shell()), Verdict::Passed, "every example is compliant, without warnings");
