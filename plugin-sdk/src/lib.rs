@@ -130,6 +130,16 @@ mod tests {
     }
 
     #[test]
+    fn the_zig_sdk_has_the_same_error_codes() {
+        let zig_sdk = include_str!("../zig/wasm_plugin.zig");
+        for code in ErrorCode::ALL {
+            let name = code.c_name().trim_start_matches("PLUGIN_");
+            let line = format!("pub const {name}: i32 = {};", code.code());
+            assert!(zig_sdk.lines().any(|l| l == line), "plugin-sdk/zig lacks `{line}`");
+        }
+    }
+
+    #[test]
     fn header_names_the_custom_section() {
         let directive = format!(".section .custom_section.{CUSTOM_SECTION},");
         assert!(HEADER.contains(&directive), "wasm_plugin.h must emit {directive}");

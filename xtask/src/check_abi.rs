@@ -376,6 +376,7 @@ mod tests {
                 "csvsum",
                 "hello",
                 "hello_rust",
+                "hello_zig",
                 "primes",
                 "redact",
                 "sha256",

@@ -43,6 +43,7 @@ impl Setup {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let clang = wasm_clang(sh)?;
         let rustc = plugin_rustc(sh);
+        let zig = plugin_zig(sh);
         ensure_libclang(sh)?;
         let wasmedge = ensure_wasmedge(sh)?;
         ensure_bindfs(sh)?;
@@ -57,8 +58,34 @@ impl Setup {
             Ok(rustc) => step(format!("Rust plugins: {} with the wasm32 standard library", rustc.display())),
             Err(missing) => step(format!("Rust plugins cannot be built here, and will fail to build: {missing}")),
         }
+        match zig {
+            Ok(python) => {
+                step(format!("Zig plugins: {} -m ziglang ({})", python.display(), crate::build_plugins::ZIGLANG))
+            }
+            Err(missing) => step(format!("Zig plugins cannot be built here, and will fail to build: {missing}")),
+        }
         Ok(())
     }
+}
+
+/// Zig for plugins: PyPI's `ziglang` wheel in a private virtual environment under the project's
+/// cache (about 100 MB, shared by every checkout on the machine). Like [`plugin_rustc`], a failure
+/// is reported, not fatal.
+fn plugin_zig(sh: &Shell) -> Result<PathBuf, String> {
+    if let Ok(python) = crate::build_plugins::find_zig() {
+        return Ok(python);
+    }
+    let venv = crate::build_plugins::zig_venv_dir();
+    let package = crate::build_plugins::ZIGLANG;
+    step(format!("installing {package} from PyPI into {}", venv.display()));
+    let pip = venv.join("bin/pip");
+    let install = || -> anyhow::Result<()> {
+        cmd!(sh, "python3 -m venv {venv}").run()?;
+        cmd!(sh, "{pip} install -q {package}").run()?;
+        Ok(())
+    };
+    install().map_err(|err| format!("{err:#}"))?;
+    crate::build_plugins::find_zig()
 }
 
 /// Debian's Rust compiler for plugins (`rustc`, `libstd-rust-dev-wasm32`, `lld-14`), installed

@@ -13,6 +13,7 @@ use super::{
     directives::Directives,
     discovery::{Kind, Language, Layout, Plugin, sorted_entries},
     rust::{self, RustCompiler},
+    zig,
 };
 
 /// The clang target: `wasm32-wasip1` is today's name for `wasm32-wasi`, the target the project's
@@ -30,6 +31,10 @@ pub(crate) struct Compiler {
     include_dir: PathBuf,
     /// Rust plugins' compiler (which may be missing: then building one fails and says why).
     rust: RustCompiler,
+    /// Zig plugins' compiler, the same way.
+    zig: Result<PathBuf, String>,
+    zig_sdk_dir: PathBuf,
+    scratch: PathBuf,
 }
 
 impl Compiler {
@@ -61,7 +66,15 @@ impl Compiler {
             build.try_get_compiler().with_context(|| format!("cannot set up {} for {TARGET}", clang.display()))
         };
         let rust = RustCompiler::new(rust::find_rustc(), &layout.rust_sdk_dir, scratch);
-        Ok(Self { c: tool(false)?, cpp: tool(true)?, include_dir: include_dir.to_path_buf(), rust })
+        Ok(Self {
+            c: tool(false)?,
+            cpp: tool(true)?,
+            include_dir: include_dir.to_path_buf(),
+            rust,
+            zig: zig::find_zig(),
+            zig_sdk_dir: layout.zig_sdk_dir.clone(),
+            scratch: scratch.to_path_buf(),
+        })
     }
 
     fn command(&self, plugin: &Plugin) -> Command {
@@ -122,6 +135,8 @@ pub(super) fn compile(
         fs::write(wasm, module).with_context(|| format!("cannot write {}", wasm.display()))?;
     } else if plugin.language == Language::Rust {
         compiler.rust.compile(&plugin.source, &directives.flags, wasm)?;
+    } else if plugin.language == Language::Zig {
+        zig::compile(&compiler.zig, &compiler.zig_sdk_dir, &plugin.source, &directives.flags, wasm, &compiler.scratch)?;
     } else {
         let mut command = compiler.command(plugin);
         command.args(&directives.flags).args(&plugin.build_flags).arg("-o").arg(wasm).arg(&plugin.source);

@@ -32,6 +32,8 @@ pub(crate) struct Layout {
     pub(crate) include_dir: PathBuf,
     /// The Rust plugin SDK and its build flags.
     pub(crate) rust_sdk_dir: PathBuf,
+    /// The Zig plugin SDK.
+    pub(crate) zig_sdk_dir: PathBuf,
     pub(crate) out_dir: PathBuf,
 }
 
@@ -41,6 +43,7 @@ impl Layout {
             plugins_dir: root.join("plugins"),
             include_dir: root.join("plugin-sdk/include"),
             rust_sdk_dir: root.join(super::rust::SDK_DIR),
+            zig_sdk_dir: root.join(super::zig::SDK_DIR),
             out_dir: root.join(PLUGIN_OUT_DIR),
         }
     }
@@ -49,6 +52,7 @@ impl Layout {
     pub(super) fn sdk_dir(&self, language: Language) -> &Path {
         match language {
             Language::Rust => &self.rust_sdk_dir,
+            Language::Zig => &self.zig_sdk_dir,
             Language::C | Language::Cpp | Language::Wat => &self.include_dir,
         }
     }
@@ -66,6 +70,8 @@ pub(super) enum Language {
     Wat,
     /// `#![no_std]` Rust against `plugin-sdk/rust` (examples only).
     Rust,
+    /// Zig against `plugin-sdk/zig` (examples only).
+    Zig,
 }
 
 impl Language {
@@ -75,6 +81,7 @@ impl Language {
             "cpp" => Some(Self::Cpp),
             "wat" => Some(Self::Wat),
             "rs" => Some(Self::Rust),
+            "zig" => Some(Self::Zig),
             _ => None,
         }
     }
@@ -82,7 +89,7 @@ impl Language {
     /// How a line comment starts in this language, which is where directives live.
     pub(super) fn comment_marker(self) -> &'static str {
         match self {
-            Self::C | Self::Cpp | Self::Rust => "//",
+            Self::C | Self::Cpp | Self::Rust | Self::Zig => "//",
             Self::Wat => ";;",
         }
     }
@@ -148,7 +155,8 @@ impl Plugin {
 }
 
 /// The source an example folder `plugins/<name>/` may hold, `<name>.<extension>`, per language.
-const EXAMPLE_LANGUAGES: [(&str, Language); 3] = [("c", Language::C), ("cpp", Language::Cpp), ("rs", Language::Rust)];
+const EXAMPLE_LANGUAGES: [(&str, Language); 4] =
+    [("c", Language::C), ("cpp", Language::Cpp), ("rs", Language::Rust), ("zig", Language::Zig)];
 
 /// Finds every example, fixture and fault under `plugins_dir`, sorted by name so output is stable.
 pub(crate) fn discover(plugins_dir: &Path) -> anyhow::Result<Vec<Plugin>> {
@@ -256,7 +264,7 @@ mod tests {
         let plugins = tempfile::tempdir().unwrap();
         fs::create_dir(plugins.path().join("empty")).unwrap();
         let err = discover(plugins.path()).unwrap_err().to_string();
-        assert!(err.contains("expected one of empty.c, empty.cpp, empty.rs"), "{err}");
+        assert!(err.contains("expected one of empty.c, empty.cpp, empty.rs, empty.zig"), "{err}");
 
         fs::write(plugins.path().join("empty/empty.c"), "").unwrap();
         fs::write(plugins.path().join("empty/empty.cpp"), "").unwrap();

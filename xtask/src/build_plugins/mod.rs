@@ -80,6 +80,7 @@ mod expectations;
 mod native;
 mod output;
 mod rust;
+mod zig;
 
 use std::{
     fmt::Write as _,
@@ -95,6 +96,7 @@ pub(crate) use self::{
     compiling::Compiler,
     discovery::{Layout, Plugin, check_name, discover},
     rust::{DEBIAN_PACKAGES as RUST_DEBIAN_PACKAGES, find_rustc},
+    zig::{ZIGLANG, find_zig, venv_dir as zig_venv_dir},
 };
 // Tests elsewhere pick plugins by what they are for.
 use self::directives::Directives;
@@ -220,6 +222,7 @@ mod tests {
                 "csvsum",
                 "hello",
                 "hello_rust",
+                "hello_zig",
                 "primes",
                 "redact",
                 "sha256",
@@ -250,7 +253,9 @@ mod tests {
             let built = harness.build(&plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
             // A plugin in another language is the port of a C one, and the host's tests hold it
             // to the C plugin's answers instead.
-            if built.report.v2.is_none() || plugin.language == discovery::Language::Rust {
+            if built.report.v2.is_none()
+                || matches!(plugin.language, discovery::Language::Rust | discovery::Language::Zig)
+            {
                 continue;
             }
             let test = native::test_source(&plugin)
