@@ -46,9 +46,11 @@ pub(crate) fn write(plugins_dir: &Path, name: &str, lang: Lang, abi: u32) -> any
         (Lang::C, _) => ("c", C_V2),
         (Lang::Rust, 1) => ("rs", RUST_V1),
         (Lang::Rust, _) => ("rs", RUST_V2),
-        (Lang::Zig | Lang::Assemblyscript, _) => bail!(
-            "build-plugins cannot build {lang:?} plugins yet (only C, C++ and Rust); docs/writing-plugins.md shows how \
-             to build one by hand"
+        (Lang::Zig, 1) => ("zig", ZIG_V1),
+        (Lang::Zig, _) => ("zig", ZIG_V2),
+        (Lang::Assemblyscript, _) => bail!(
+            "build-plugins cannot build AssemblyScript plugins yet (only C, C++, Rust and Zig); \
+             docs/writing-plugins.md shows how to build one by hand"
         ),
     };
     let dir = plugins_dir.join(name);
@@ -179,6 +181,81 @@ fn upper(input: &[u8], output: &mut [u8]) -> Result<usize, Error> {
 }
 "#;
 
+const ZIG_V1: &str = r#"//! NAME: an ABI v1 plugin (one integer in, one out). `process(21)` answers 43.
+//! Call it with: curl -s localhost:8080/run -H 'content-type: application/json' -d '{"plugin":"NAME","input":21}'
+
+const abi = @import("wasm_plugin");
+
+comptime {
+    asm (".section .custom_section.wasm_plugin_abi,\"\",@\n.int32 1\n.text");
+}
+
+var initialized: bool = false;
+
+export fn init() i32 {
+    if (initialized) return abi.ERR_ALREADY_INITIALIZED;
+    initialized = true;
+    return abi.OK;
+}
+
+export fn process(input: i32) i32 {
+    if (!initialized) return abi.ERR_NOT_INITIALIZED;
+    if (input < 0 or input > @divTrunc(2147483647 - 1, 2)) return abi.ERR_INVALID_ARGUMENT;
+    return 2 * input + 1;
+}
+
+export fn cleanup() i32 {
+    initialized = false;
+    return abi.OK;
+}
+"#;
+
+const ZIG_V2: &str = r#"//! NAME: an ABI v2 plugin (bytes in, bytes out). `upper` turns ASCII letters to upper case.
+//! Call it with: curl -s --data-binary 'hello' localhost:8080/plugins/NAME/functions/upper
+
+const abi = @import("wasm_plugin");
+
+comptime {
+    asm (".section .custom_section.wasm_plugin_abi,\"\",@\n.int32 2\n.text");
+}
+
+const capacity = 65536;
+var input: [capacity]u8 = undefined;
+var output: [capacity]u8 = undefined;
+
+// The host reads both buffers from these four functions before the plugin runs, so each must
+// return a constant: an address or a size.
+export fn plugin_input_ptr() i32 {
+    return @intCast(@intFromPtr(&input));
+}
+export fn plugin_input_capacity() i32 {
+    return capacity;
+}
+export fn plugin_output_ptr() i32 {
+    return @intCast(@intFromPtr(&output));
+}
+export fn plugin_output_capacity() i32 {
+    return capacity;
+}
+
+export fn init() i32 {
+    return abi.OK;
+}
+
+export fn cleanup() i32 {
+    return abi.OK;
+}
+
+export fn fn_upper(input_len: i32) i32 {
+    if (input_len < 0 or input_len > capacity) return abi.ERR_INVALID_ARGUMENT;
+    const n: usize = @intCast(input_len);
+    for (input[0..n], output[0..n]) |byte, *out| {
+        out.* = if (byte >= 'a' and byte <= 'z') byte - ('a' - 'A') else byte;
+    }
+    return input_len;
+}
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,12 +266,13 @@ mod tests {
         let mut harness = Harness::new();
         let plugins = tempfile::tempdir().unwrap();
         harness.layout.plugins_dir = plugins.path().to_path_buf();
-        for (lang, abi) in [(Lang::C, 1), (Lang::C, 2), (Lang::Rust, 1), (Lang::Rust, 2)] {
+        let all = [(Lang::C, 1), (Lang::C, 2), (Lang::Rust, 1), (Lang::Rust, 2), (Lang::Zig, 1), (Lang::Zig, 2)];
+        for (lang, abi) in all {
             let name = format!("greet-{lang:?}-v{abi}").to_lowercase();
             write(plugins.path(), &name, lang, abi).unwrap();
         }
         let found = harness.plugins();
-        assert_eq!(found.len(), 4);
+        assert_eq!(found.len(), all.len());
         for plugin in &found {
             let built = harness.build(plugin).unwrap_or_else(|err| panic!("{}: {err:#}", plugin.name));
             assert!(built.report.is_compliant() && built.report.warnings.is_empty(), "{}", built.report);
@@ -204,9 +282,9 @@ mod tests {
         // Nobody's work is overwritten, and what cannot be built is said, not written.
         let again = write(plugins.path(), "greet-c-v1", Lang::C, 1).unwrap_err().to_string();
         assert!(again.contains("exists already"), "{again}");
-        let zig = write(plugins.path(), "greet-zig", Lang::Zig, 2).unwrap_err().to_string();
-        assert!(zig.contains("cannot build Zig plugins yet"), "{zig}");
-        assert!(!plugins.path().join("greet-zig").exists());
+        let asc = write(plugins.path(), "greet-as", Lang::Assemblyscript, 2).unwrap_err().to_string();
+        assert!(asc.contains("cannot build AssemblyScript plugins yet"), "{asc}");
+        assert!(!plugins.path().join("greet-as").exists());
         let bad = write(plugins.path(), "Greet", Lang::C, 2).unwrap_err().to_string();
         assert!(bad.contains("a plugin name is"), "{bad}");
     }
