@@ -375,6 +375,7 @@ mod tests {
                 "checksum",
                 "csvsum",
                 "hello",
+                "hello_as",
                 "hello_rust",
                 "hello_zig",
                 "primes",

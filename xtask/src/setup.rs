@@ -44,6 +44,7 @@ impl Setup {
         let clang = wasm_clang(sh)?;
         let rustc = plugin_rustc(sh);
         let zig = plugin_zig(sh);
+        let asc = plugin_asc(sh);
         ensure_libclang(sh)?;
         let wasmedge = ensure_wasmedge(sh)?;
         ensure_bindfs(sh)?;
@@ -63,6 +64,14 @@ impl Setup {
                 step(format!("Zig plugins: {} -m ziglang ({})", python.display(), crate::build_plugins::ZIGLANG))
             }
             Err(missing) => step(format!("Zig plugins cannot be built here, and will fail to build: {missing}")),
+        }
+        match asc {
+            Ok(asc) => {
+                step(format!("AssemblyScript plugins: {} ({})", asc.display(), crate::build_plugins::ASSEMBLYSCRIPT))
+            }
+            Err(missing) => {
+                step(format!("AssemblyScript plugins cannot be built here, and will fail to build: {missing}"))
+            }
         }
         Ok(())
     }
@@ -86,6 +95,24 @@ fn plugin_zig(sh: &Shell) -> Result<PathBuf, String> {
     };
     install().map_err(|err| format!("{err:#}"))?;
     crate::build_plugins::find_zig()
+}
+
+/// AssemblyScript for plugins: npm's `assemblyscript` in a private folder under the project's
+/// cache. Like [`plugin_rustc`], a failure is reported, not fatal.
+fn plugin_asc(sh: &Shell) -> Result<PathBuf, String> {
+    if let Ok(asc) = crate::build_plugins::find_asc() {
+        return Ok(asc);
+    }
+    let dir = crate::build_plugins::asc_dir();
+    let package = crate::build_plugins::ASSEMBLYSCRIPT;
+    step(format!("installing {package} from npm into {}", dir.display()));
+    let install = || -> anyhow::Result<()> {
+        fs::create_dir_all(&dir)?;
+        cmd!(sh, "npm install --no-audit --no-fund --prefix {dir} {package}").run()?;
+        Ok(())
+    };
+    install().map_err(|err| format!("{err:#}"))?;
+    crate::build_plugins::find_asc()
 }
 
 /// Debian's Rust compiler for plugins (`rustc`, `libstd-rust-dev-wasm32`, `lld-14`), installed

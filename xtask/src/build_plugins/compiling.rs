@@ -10,6 +10,7 @@ use std::{
 use anyhow::{Context, bail};
 
 use super::{
+    assemblyscript,
     directives::Directives,
     discovery::{Kind, Language, Layout, Plugin, sorted_entries},
     rust::{self, RustCompiler},
@@ -34,6 +35,9 @@ pub(crate) struct Compiler {
     /// Zig plugins' compiler, the same way.
     zig: Result<PathBuf, String>,
     zig_sdk_dir: PathBuf,
+    /// AssemblyScript plugins' compiler, the same way.
+    asc: Result<PathBuf, String>,
+    assemblyscript_sdk_dir: PathBuf,
     scratch: PathBuf,
 }
 
@@ -73,6 +77,8 @@ impl Compiler {
             rust,
             zig: zig::find_zig(),
             zig_sdk_dir: layout.zig_sdk_dir.clone(),
+            asc: assemblyscript::find_asc(),
+            assemblyscript_sdk_dir: layout.assemblyscript_sdk_dir.clone(),
             scratch: scratch.to_path_buf(),
         })
     }
@@ -135,6 +141,14 @@ pub(super) fn compile(
         fs::write(wasm, module).with_context(|| format!("cannot write {}", wasm.display()))?;
     } else if plugin.language == Language::Rust {
         compiler.rust.compile(&plugin.source, &directives.flags, wasm)?;
+    } else if plugin.language == Language::AssemblyScript {
+        assemblyscript::compile(
+            &compiler.asc,
+            &compiler.assemblyscript_sdk_dir,
+            &plugin.source,
+            &directives.flags,
+            wasm,
+        )?;
     } else if plugin.language == Language::Zig {
         zig::compile(&compiler.zig, &compiler.zig_sdk_dir, &plugin.source, &directives.flags, wasm, &compiler.scratch)?;
     } else {

@@ -34,6 +34,8 @@ pub(crate) struct Layout {
     pub(crate) rust_sdk_dir: PathBuf,
     /// The Zig plugin SDK.
     pub(crate) zig_sdk_dir: PathBuf,
+    /// The AssemblyScript marker transform.
+    pub(crate) assemblyscript_sdk_dir: PathBuf,
     pub(crate) out_dir: PathBuf,
 }
 
@@ -44,6 +46,7 @@ impl Layout {
             include_dir: root.join("plugin-sdk/include"),
             rust_sdk_dir: root.join(super::rust::SDK_DIR),
             zig_sdk_dir: root.join(super::zig::SDK_DIR),
+            assemblyscript_sdk_dir: root.join(super::assemblyscript::SDK_DIR),
             out_dir: root.join(PLUGIN_OUT_DIR),
         }
     }
@@ -53,6 +56,7 @@ impl Layout {
         match language {
             Language::Rust => &self.rust_sdk_dir,
             Language::Zig => &self.zig_sdk_dir,
+            Language::AssemblyScript => &self.assemblyscript_sdk_dir,
             Language::C | Language::Cpp | Language::Wat => &self.include_dir,
         }
     }
@@ -72,6 +76,8 @@ pub(super) enum Language {
     Rust,
     /// Zig against `plugin-sdk/zig` (examples only).
     Zig,
+    /// AssemblyScript with the marker transform in `plugin-sdk/assemblyscript` (examples only).
+    AssemblyScript,
 }
 
 impl Language {
@@ -82,6 +88,7 @@ impl Language {
             "wat" => Some(Self::Wat),
             "rs" => Some(Self::Rust),
             "zig" => Some(Self::Zig),
+            "ts" => Some(Self::AssemblyScript),
             _ => None,
         }
     }
@@ -89,7 +96,7 @@ impl Language {
     /// How a line comment starts in this language, which is where directives live.
     pub(super) fn comment_marker(self) -> &'static str {
         match self {
-            Self::C | Self::Cpp | Self::Rust | Self::Zig => "//",
+            Self::C | Self::Cpp | Self::Rust | Self::Zig | Self::AssemblyScript => "//",
             Self::Wat => ";;",
         }
     }
@@ -155,8 +162,13 @@ impl Plugin {
 }
 
 /// The source an example folder `plugins/<name>/` may hold, `<name>.<extension>`, per language.
-const EXAMPLE_LANGUAGES: [(&str, Language); 4] =
-    [("c", Language::C), ("cpp", Language::Cpp), ("rs", Language::Rust), ("zig", Language::Zig)];
+const EXAMPLE_LANGUAGES: [(&str, Language); 5] = [
+    ("c", Language::C),
+    ("cpp", Language::Cpp),
+    ("rs", Language::Rust),
+    ("zig", Language::Zig),
+    ("ts", Language::AssemblyScript),
+];
 
 /// Finds every example, fixture and fault under `plugins_dir`, sorted by name so output is stable.
 pub(crate) fn discover(plugins_dir: &Path) -> anyhow::Result<Vec<Plugin>> {
@@ -264,7 +276,7 @@ mod tests {
         let plugins = tempfile::tempdir().unwrap();
         fs::create_dir(plugins.path().join("empty")).unwrap();
         let err = discover(plugins.path()).unwrap_err().to_string();
-        assert!(err.contains("expected one of empty.c, empty.cpp, empty.rs, empty.zig"), "{err}");
+        assert!(err.contains("expected one of empty.c, empty.cpp, empty.rs, empty.zig, empty.ts"), "{err}");
 
         fs::write(plugins.path().join("empty/empty.c"), "").unwrap();
         fs::write(plugins.path().join("empty/empty.cpp"), "").unwrap();

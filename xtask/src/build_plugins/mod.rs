@@ -72,6 +72,7 @@
 //! the compile flags) is up to date and not rebuilt, unless `--force` is given. The ABI check runs
 //! on every output, rebuilt or not, so the verdict never depends on what happened to be rebuilt.
 
+mod assemblyscript;
 mod compiling;
 mod directives;
 mod discovery;
@@ -93,6 +94,7 @@ use plugin_sdk::AbiReport;
 use xshell::Shell;
 
 pub(crate) use self::{
+    assemblyscript::{PACKAGE as ASSEMBLYSCRIPT, find_asc, install_dir as asc_dir},
     compiling::Compiler,
     discovery::{Layout, Plugin, check_name, discover},
     rust::{DEBIAN_PACKAGES as RUST_DEBIAN_PACKAGES, find_rustc},
@@ -221,6 +223,7 @@ mod tests {
                 "checksum",
                 "csvsum",
                 "hello",
+                "hello_as",
                 "hello_rust",
                 "hello_zig",
                 "primes",
@@ -254,7 +257,10 @@ mod tests {
             // A plugin in another language is the port of a C one, and the host's tests hold it
             // to the C plugin's answers instead.
             if built.report.v2.is_none()
-                || matches!(plugin.language, discovery::Language::Rust | discovery::Language::Zig)
+                || matches!(
+                    plugin.language,
+                    discovery::Language::Rust | discovery::Language::Zig | discovery::Language::AssemblyScript
+                )
             {
                 continue;
             }
