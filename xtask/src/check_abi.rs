@@ -314,7 +314,7 @@ mod tests {
                 checks.push(check);
             }
         }
-        assert_eq!(checks.len(), 6, "the four C examples and the two Rust ports");
+        assert_eq!(checks.len(), 8, "the four C examples, two Rust ports, text in Zig and in AssemblyScript");
         insta::assert_snapshot!("v2_human", render_human(&checks, true));
         let json = render_json(&checks, true);
         assert_eq!(json["passed"], json!(true));
@@ -384,7 +384,9 @@ mod tests {
                 "sha256_rust",
                 "simple",
                 "text",
-                "text_rust"
+                "text_as",
+                "text_rust",
+                "text_zig"
             ]
             .map(|name| format!("{PLUGIN_OUT_DIR}/{name}.wasm"))
         );

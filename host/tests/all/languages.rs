@@ -1,5 +1,5 @@
 //! Plugins written in other languages than C answer exactly like their C originals: `hello`,
-//! `text` and `sha256` in Rust (`plugins/*_rust/`), `hello` in Zig and in AssemblyScript,
+//! `text` and `sha256` in Rust (`plugins/*_rust/`), `hello` and `text` in Zig and in AssemblyScript,
 //! built by `cargo xtask build-plugins` with the language SDKs in `plugin-sdk/`, served next to
 //! the C ones, in both isolation modes.
 
@@ -16,8 +16,11 @@ use serde_json::{Value, json};
 use crate::support::{TestServer, local_store, plugin_dir, runtime_config, sha256_hex};
 
 /// Each C example and its ports, by plugin name.
-const PORTS: [(&str, &[&str]); 3] =
-    [("hello", &["hello_rust", "hello_zig", "hello_as"]), ("text", &["text_rust"]), ("sha256", &["sha256_rust"])];
+const PORTS: [(&str, &[&str]); 3] = [
+    ("hello", &["hello_rust", "hello_zig", "hello_as"]),
+    ("text", &["text_rust", "text_zig", "text_as"]),
+    ("sha256", &["sha256_rust"]),
+];
 
 /// A server over every original and every port, with the ABI check on.
 async fn server(workers: bool) -> (TestServer, tempfile::TempDir) {

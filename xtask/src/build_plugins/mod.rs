@@ -232,7 +232,9 @@ mod tests {
                 "sha256_rust",
                 "simple",
                 "text",
-                "text_rust"
+                "text_as",
+                "text_rust",
+                "text_zig"
             ]
         );
         let mut v2 = String::new();
