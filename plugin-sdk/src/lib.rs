@@ -112,6 +112,34 @@ mod tests {
     }
 
     #[test]
+    fn the_rust_sdk_has_the_same_error_codes_and_section() {
+        // `plugin-sdk/rust` is compiled for wasm32 by Debian's rustc, outside this workspace, so
+        // it cannot use `ErrorCode`; this keeps its copy equal, variant for variant.
+        let rust_sdk = include_str!("../rust/wasm_plugin.rs");
+        for code in ErrorCode::ALL {
+            let variant = format!("    {code:?} = {},", code.code());
+            assert!(rust_sdk.lines().any(|line| line == variant), "plugin-sdk/rust lacks `{}`", variant.trim());
+            assert!(rust_sdk.contains(&format!("(`{}`)", code.c_name())), "{code:?} names its C define");
+        }
+        let variants =
+            rust_sdk.lines().filter(|line| line.starts_with("    ") && line.contains(" = -") && line.ends_with(','));
+        assert_eq!(variants.count(), ErrorCode::ALL.len(), "plugin-sdk/rust has codes the crate does not know");
+        assert!(rust_sdk.contains(&format!("#[link_section = \"{CUSTOM_SECTION}\"]")));
+        assert!(rust_sdk.contains(&format!("pub const ABI_V1: u32 = {IMPLIED_ABI_VERSION};")));
+        assert!(rust_sdk.contains(&format!("pub const ABI_V2: u32 = {ABI_VERSION};")));
+    }
+
+    #[test]
+    fn the_zig_sdk_has_the_same_error_codes() {
+        let zig_sdk = include_str!("../zig/wasm_plugin.zig");
+        for code in ErrorCode::ALL {
+            let name = code.c_name().trim_start_matches("PLUGIN_");
+            let line = format!("pub const {name}: i32 = {};", code.code());
+            assert!(zig_sdk.lines().any(|l| l == line), "plugin-sdk/zig lacks `{line}`");
+        }
+    }
+
+    #[test]
     fn header_names_the_custom_section() {
         let directive = format!(".section .custom_section.{CUSTOM_SECTION},");
         assert!(HEADER.contains(&directive), "wasm_plugin.h must emit {directive}");

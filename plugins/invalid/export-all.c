@@ -3,7 +3,7 @@
 //
 // Negative fixture: a plugin that is fine in itself, linked with `-Wl,--export-all`, a common
 // way of building seed-era plugins. The flag also exports every helper function and the
-// linker's own symbols (`__wasm_call_ctors`, `__data_end`, `__heap_base`, ...), which the
+// linker's own symbols (`__wasm_call_ctors`, `__stack_low`, `__global_base`, ...), which the
 // ABI's "exactly three functions" rule forbids; the report says to drop this flag.
 
 #include <wasm_plugin.h>

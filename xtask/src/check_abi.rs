@@ -316,7 +316,7 @@ mod tests {
                 checks.push(check);
             }
         }
-        assert_eq!(checks.len(), 4);
+        assert_eq!(checks.len(), 8, "the four C examples, two Rust ports, text in Zig and in AssemblyScript");
         insta::assert_snapshot!("v2_human", render_human(&checks, true));
         let json = render_json(&checks, true);
         assert_eq!(json["passed"], json!(true));
@@ -372,8 +372,25 @@ mod tests {
         let shown: Vec<_> = served.iter().map(|t| t.shown.as_str()).collect();
         assert_eq!(
             shown,
-            ["abi", "checksum", "csvsum", "hello", "primes", "redact", "sha256", "simple", "text"]
-                .map(|name| format!("{PLUGIN_OUT_DIR}/{name}.wasm"))
+            [
+                "abi",
+                "checksum",
+                "csvsum",
+                "hello",
+                "hello_as",
+                "hello_rust",
+                "hello_zig",
+                "primes",
+                "redact",
+                "sha256",
+                "sha256_rust",
+                "simple",
+                "text",
+                "text_as",
+                "text_rust",
+                "text_zig"
+            ]
+            .map(|name| format!("{PLUGIN_OUT_DIR}/{name}.wasm"))
         );
         // Nothing else either: a subfolder would be read by the host as a plugin's versions.
         let entries: Vec<_> = fs::read_dir(harness.out.path()).unwrap().map(|e| e.unwrap().path()).collect();

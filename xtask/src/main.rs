@@ -11,6 +11,7 @@ mod check_deploy;
 mod command_line;
 mod fuzz;
 mod http;
+mod new_plugin;
 mod profile;
 mod publish;
 mod registry;
@@ -40,6 +41,8 @@ enum Command {
     Setup(setup::Setup),
     /// Compile every plugin under `plugins/` to `target/plugins/` and check its ABI.
     BuildPlugins(build_plugins::BuildPlugins),
+    /// Write a new plugin under `plugins/<name>/` that builds and runs as it is.
+    NewPlugin(new_plugin::NewPlugin),
     /// Check compiled plugins against the plugin ABI (all of `target/plugins/` by default).
     CheckAbi(check_abi::CheckAbi),
     /// Set everything up, build the example plugins and start the server.
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Setup(cmd) => cmd.run(&sh),
         Command::BuildPlugins(cmd) => cmd.run(&sh),
+        Command::NewPlugin(cmd) => cmd.run(&sh),
         // A linter's findings are its output, not an error: no error chain, no backtrace.
         Command::CheckAbi(cmd) => return cmd.run(&sh).into(),
         Command::Run(cmd) => cmd.run(&sh),

@@ -4,7 +4,10 @@
 //! ([`Setup::for_running`], what `cargo xtask run` installs):
 //! - a clang that targets wasm32, with `wasm-ld`, to compile plugins;
 //! - libclang, which wasmedge-sys uses (through bindgen) to read WasmEdge's C header;
-//! - the WasmEdge **0.17.x** C library, which `wasmedge-sdk` 0.17.1 binds to.
+//! - the WasmEdge **0.17.x** C library, which `wasmedge-sdk` 0.17.1 binds to;
+//!
+//! and, for the example plugins in other languages, Debian's Rust compiler for wasm32, Zig
+//! (PyPI) and AssemblyScript (npm), each reported rather than fatal when it cannot be had.
 //!
 //! The tests need three more tools ([`Setup::everything`], what `cargo xtask test` and
 //! `cargo xtask setup` install):
@@ -63,6 +66,9 @@ impl Setup {
 
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
         let clang = wasm_clang(sh)?;
+        let rustc = plugin_rustc(sh);
+        let zig = plugin_zig(sh);
+        let asc = plugin_asc(sh);
         ensure_libclang(sh)?;
         let wasmedge = ensure_wasmedge(sh)?;
         if !self.without_test_tools {
@@ -75,8 +81,76 @@ impl Setup {
             wasmedge.version,
             wasmedge.dir.display()
         ));
+        match rustc {
+            Ok(rustc) => step(format!("Rust plugins: {} with the wasm32 standard library", rustc.display())),
+            Err(missing) => step(format!("Rust plugins cannot be built here, and will fail to build: {missing}")),
+        }
+        match zig {
+            Ok(python) => {
+                step(format!("Zig plugins: {} -m ziglang ({})", python.display(), crate::build_plugins::ZIGLANG))
+            }
+            Err(missing) => step(format!("Zig plugins cannot be built here, and will fail to build: {missing}")),
+        }
+        match asc {
+            Ok(asc) => {
+                step(format!("AssemblyScript plugins: {} ({})", asc.display(), crate::build_plugins::ASSEMBLYSCRIPT))
+            }
+            Err(missing) => {
+                step(format!("AssemblyScript plugins cannot be built here, and will fail to build: {missing}"))
+            }
+        }
         Ok(())
     }
+}
+
+/// Zig for plugins: PyPI's `ziglang` wheel in a private virtual environment under the project's
+/// cache (about 100 MB, shared by every checkout on the machine). Like [`plugin_rustc`], a failure
+/// is reported, not fatal.
+fn plugin_zig(sh: &Shell) -> Result<PathBuf, String> {
+    if let Ok(python) = crate::build_plugins::find_zig() {
+        return Ok(python);
+    }
+    let venv = crate::build_plugins::zig_venv_dir();
+    let package = crate::build_plugins::ZIGLANG;
+    step(format!("installing {package} from PyPI into {}", venv.display()));
+    let pip = venv.join("bin/pip");
+    let install = || -> anyhow::Result<()> {
+        cmd!(sh, "python3 -m venv {venv}").run()?;
+        cmd!(sh, "{pip} install -q {package}").run()?;
+        Ok(())
+    };
+    install().map_err(|err| format!("{err:#}"))?;
+    crate::build_plugins::find_zig()
+}
+
+/// AssemblyScript for plugins: npm's `assemblyscript` in a private folder under the project's
+/// cache. Like [`plugin_rustc`], a failure is reported, not fatal.
+fn plugin_asc(sh: &Shell) -> Result<PathBuf, String> {
+    if let Ok(asc) = crate::build_plugins::find_asc() {
+        return Ok(asc);
+    }
+    let dir = crate::build_plugins::asc_dir();
+    let package = crate::build_plugins::ASSEMBLYSCRIPT;
+    step(format!("installing {package} from npm into {}", dir.display()));
+    let install = || -> anyhow::Result<()> {
+        fs::create_dir_all(&dir)?;
+        cmd!(sh, "npm install --no-audit --no-fund --prefix {dir} {package}").run()?;
+        Ok(())
+    };
+    install().map_err(|err| format!("{err:#}"))?;
+    crate::build_plugins::find_asc()
+}
+
+/// Debian's Rust compiler for plugins (`rustc`, `libstd-rust-dev-wasm32`, `lld-14`), installed
+/// when missing. A machine where it cannot be installed still builds C plugins, so this is not
+/// an error here: building a Rust plugin fails instead, saying what is missing.
+fn plugin_rustc(sh: &Shell) -> Result<PathBuf, String> {
+    if let Ok(rustc) = crate::build_plugins::find_rustc() {
+        return Ok(rustc);
+    }
+    let packages = crate::build_plugins::RUST_DEBIAN_PACKAGES.map(str::to_owned);
+    apt_install(sh, &packages, "Debian's Rust compiler for wasm32 plugins").map_err(|err| format!("{err:#}"))?;
+    crate::build_plugins::find_rustc()
 }
 
 /// A WasmEdge install whose version has been checked.

@@ -39,7 +39,7 @@ impl Harness {
         let mut layout = Layout::in_project(&sh.current_dir());
         layout.out_dir = out.path().to_path_buf();
         layout.fixture_dir = fixtures.path().to_path_buf();
-        let compiler = Compiler::new(&clang, &layout.include_dir, scratch.path()).expect("cc configures clang");
+        let compiler = Compiler::new(&clang, &layout, scratch.path()).expect("cc configures clang");
         Self { compiler, layout, out, fixtures, _scratch: scratch }
     }
 

@@ -10,6 +10,7 @@ mod connections;
 mod functions;
 mod http;
 mod isolation;
+mod languages;
 mod long;
 mod memory;
 mod pressure;

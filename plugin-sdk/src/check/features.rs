@@ -88,7 +88,8 @@ features! {
     /// `memory.init`, `data.drop`, `table.init`, `table.copy`, `elem.drop`.
     BulkMemory "bulk-memory" => BULK_MEMORY,
         help: "only memory.copy and memory.fill are allowed: do not use passive segments, memory.init or table \
-               instructions (clang emits them for shared memory)";
+               instructions (clang emits them for shared memory); AssemblyScript: build with \
+               `--disable bulk-memory`, or every module with static data gets a data count section";
     /// Typed function references.
     FunctionReferences "function-references" => FUNCTION_REFERENCES, help: PLAIN_POINTERS;
     /// Garbage collection.

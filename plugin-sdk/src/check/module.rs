@@ -32,6 +32,8 @@ pub(crate) struct ModuleInfo<'a> {
     pub memories: Vec<MemoryType>,
     /// Types of the globals defined by the module, in order.
     pub globals: Vec<ValType>,
+    /// Whether each global the module defines is mutable, in the same order.
+    pub globals_mutable: Vec<bool>,
     pub exports: Vec<Export<'a>>,
     /// The names each function is exported under, in export order: looked up for every
     /// function a rule mentions, so it is an index rather than a scan of `exports` (a module
@@ -182,6 +184,7 @@ impl<'a> ModuleInfo<'a> {
                     for global in reader {
                         let global = global?;
                         info.globals.push(global.ty.content_type);
+                        info.globals_mutable.push(global.ty.mutable);
                         let value = evaluate_const(&global.init_expr, &info.global_values);
                         info.global_values.push(value);
                     }

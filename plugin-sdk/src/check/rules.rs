@@ -74,6 +74,29 @@ pub(crate) fn abi_version(module: &ModuleInfo<'_>, found: &mut Findings) -> AbiV
     AbiVersion { declared: Some(version), checked_as: Some(version) }
 }
 
+/// The linker symbols a module may export as immutable `i32` globals: rustc passes
+/// `--export=__heap_base --export=__data_end` to wasm-ld for every `cdylib`, and no rustc flag
+/// removes them. An immutable global is a number fixed when the module is linked (here, an
+/// address inside the plugin's own memory): the host never reads it, nothing can write it, and it
+/// adds no code anyone could call, so refusing it would only make every Rust plugin need a linker
+/// wrapper. Exported mutable globals (wasm-ld's `__stack_pointer`, which Zig's `-rdynamic`
+/// exports) stay refused: they are state the embedder could change under the plugin.
+pub(crate) const TOLERATED_LINKER_GLOBALS: [&str; 2] = ["__heap_base", "__data_end"];
+
+/// Whether `export` is one of the [`TOLERATED_LINKER_GLOBALS`], as the immutable `i32` global
+/// wasm-ld makes it.
+pub(crate) fn is_tolerated_global(module: &ModuleInfo<'_>, export: &wasmparser::Export<'_>) -> bool {
+    if export.kind != ExternalKind::Global || !TOLERATED_LINKER_GLOBALS.contains(&export.name) {
+        return false;
+    }
+    // Imported globals are refused as imports anyway; only a defined one can be tolerated.
+    let Some(defined) = export.index.checked_sub(module.imported_globals).and_then(|i| usize::try_from(i).ok()) else {
+        return false;
+    };
+    module.globals.get(defined) == Some(&wasmparser::ValType::I32)
+        && module.globals_mutable.get(defined) == Some(&false)
+}
+
 /// Symbols wasm-ld defines itself. Only `-Wl,--export-all` exports them (or a deliberate
 /// `-Wl,--export=` of one), so finding one among the exports identifies that flag.
 const LINKER_SYMBOLS: &[&str] = &[
@@ -98,7 +121,9 @@ const LINKER_SYMBOLS: &[&str] = &[
 /// [`ExportCause`]).
 pub(crate) fn export_cause(module: &ModuleInfo<'_>) -> ExportCause {
     let exported = |kind: ExternalKind| module.exports.iter().filter(move |e| e.kind == kind).map(|e| e.name);
-    if module.exports.iter().any(|export| LINKER_SYMBOLS.contains(&export.name)) {
+    // rustc exports the tolerated globals from every plugin, so they say nothing about the flags.
+    let telling = |export: &&wasmparser::Export<'_>| !is_tolerated_global(module, export);
+    if module.exports.iter().filter(telling).any(|export| LINKER_SYMBOLS.contains(&export.name)) {
         ExportCause::ExportAll
     } else if exported(ExternalKind::Global).any(|name| !name.starts_with("__")) {
         // A program variable exported as the global holding its address: only
@@ -149,6 +174,8 @@ pub(crate) fn exports(module: &ModuleInfo<'_>, found: &mut Findings) {
             signature(module, export, expected, location, found);
         } else if export.kind == ExternalKind::Memory && export.name == MEMORY_EXPORT {
             // Allowed: see MEMORY_EXPORT.
+        } else if is_tolerated_global(module, export) {
+            // Allowed: see TOLERATED_LINKER_GLOBALS.
         } else {
             found.push(
                 AbiViolation::UnexpectedExport {

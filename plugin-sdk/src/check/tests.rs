@@ -333,7 +333,7 @@ fn unexpected_exports() {
     let bytes = plugin(
         r#"
         (func $helper (export "helper") (result i32) (i32.const 7))
-        (global (export "__heap_base") i32 (i32.const 1024))
+        (global (export "__heap_end") i32 (i32.const 1024))
         (table (export "__indirect_function_table") 1 funcref)
         "#,
     );
@@ -351,12 +351,12 @@ fn unexpected_exports() {
             ),
             (
                 AbiViolation::UnexpectedExport {
-                    name: "__heap_base".into(),
+                    name: "__heap_end".into(),
                     kind: ExternKind::Global,
                     cause: ExportCause::ExportAll,
                     abi_version: 1,
                 },
-                Location::Export { name: "__heap_base".into() }
+                Location::Export { name: "__heap_end".into() }
             ),
             (
                 AbiViolation::UnexpectedExport {
@@ -382,7 +382,8 @@ fn extra_exports_name_the_linker_flag_that_made_them() {
            (func (export "__wasm_call_ctors"))
            (global (export "__data_end") i32 (i32.const 1024))"#,
     );
-    assert_eq!(export_all.len(), 3);
+    // `__data_end` is one of the tolerated linker globals, so only the other two are refused.
+    assert_eq!(export_all.len(), 2);
     assert!(export_all.iter().all(|help| help.starts_with("drop `-Wl,--export-all`")), "{export_all:?}");
     // `--export-dynamic` with default visibility: program variables among the exports.
     let export_dynamic = help_for(
@@ -396,6 +397,47 @@ fn extra_exports_name_the_linker_flag_that_made_them() {
     let one = help_for(r#"(func (export "helper") (result i32) (i32.const 1))"#);
     assert_eq!(one.len(), 1);
     assert!(one[0].contains("drop `-Wl,--export=helper`") && one[0].contains("`-Wl,--export-dynamic`"), "{one:?}");
+}
+
+#[test]
+fn rustc_linker_globals_are_tolerated_when_immutable() {
+    // What every Rust cdylib exports besides its entry points: two immutable i32 globals.
+    let rust = plugin(
+        r#"(global (export "__heap_base") i32 (i32.const 1048576))
+           (global (export "__data_end") i32 (i32.const 1048576))"#,
+    );
+    let report = check(&rust);
+    assert!(report.violations.is_empty() && report.warnings.is_empty(), "{report:?}");
+    // And they do not make a stray export look like `--export-all`.
+    let with_helper = plugin(
+        r#"(global (export "__heap_base") i32 (i32.const 1048576))
+           (func (export "helper") (result i32) (i32.const 1))"#,
+    );
+    assert_eq!(
+        violations(&with_helper),
+        vec![(
+            AbiViolation::UnexpectedExport {
+                name: "helper".into(),
+                kind: ExternKind::Func,
+                cause: ExportCause::Unknown,
+                abi_version: 1,
+            },
+            Location::Export { name: "helper".into() }
+        )]
+    );
+    // A mutable global under the same name, a non-i32 one, and the mutable `__stack_pointer`
+    // (Zig's `-rdynamic`) are state or something else, and stay refused.
+    let refused = plugin(
+        r#"(global (export "__heap_base") (mut i32) (i32.const 1048576))
+           (global (export "__data_end") i64 (i64.const 1048576))
+           (global (export "__stack_pointer") (mut i32) (i32.const 65536))"#,
+    );
+    let names: Vec<_> = check(&refused).violations.iter().map(|v| v.location.to_string()).collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    // Alone, an exported `__stack_pointer` is Zig's `-rdynamic`, and the help says so.
+    let zig = plugin(r#"(global (export "__stack_pointer") (mut i32) (i32.const 65536))"#);
+    let stack_pointer = check(&zig).violations[0].kind.help();
+    assert!(stack_pointer.contains("-rdynamic") && stack_pointer.contains("--export=NAME"), "{stack_pointer}");
 }
 
 #[test]
@@ -1261,7 +1303,8 @@ fn every_message() -> Vec<Violation> {
         location: Location::Export { name: name.into() },
     };
     all.extend([
-        export("__data_end", ExternKind::Global, ExportCause::ExportAll),
+        export("__wasm_call_ctors", ExternKind::Func, ExportCause::ExportAll),
+        export("__stack_pointer", ExternKind::Global, ExportCause::Unknown),
         export("counter", ExternKind::Global, ExportCause::ExportDynamic),
         export("mem", ExternKind::Memory, ExportCause::Unknown),
         export("__indirect_function_table", ExternKind::Table, ExportCause::Unknown),
@@ -1274,7 +1317,8 @@ fn every_message() -> Vec<Violation> {
     };
     all.extend([
         v2_export("helper", ExternKind::Func, ExportCause::Unknown),
-        v2_export("__data_end", ExternKind::Global, ExportCause::ExportAll),
+        v2_export("__wasm_call_ctors", ExternKind::Func, ExportCause::ExportAll),
+        v2_export("__stack_pointer", ExternKind::Global, ExportCause::Unknown),
         v2_export("counter", ExternKind::Global, ExportCause::ExportDynamic),
     ]);
     let signature = |name: &str, expected: Signature| Violation {

@@ -437,3 +437,15 @@ fn unsupported_features_name_v2() {
     assert_eq!(codes(&report), ["unsupported-feature"]);
     assert!(report.violations[0].message().ends_with("which plugin ABI v2 does not allow"), "{report}");
 }
+
+#[test]
+fn a_v2_plugin_may_export_rustcs_linker_globals() {
+    let bytes = v2_with(
+        &[],
+        r#"(global (export "__heap_base") i32 (i32.const 0x2400))
+           (global (export "__data_end") i32 (i32.const 0x2400))"#,
+    );
+    let report = check(&bytes);
+    assert!(report.violations.is_empty() && report.warnings.is_empty(), "{report:?}");
+    assert!(report.v2.is_some(), "a compliant v2 plugin reports its layout");
+}

@@ -80,6 +80,9 @@ pub(crate) fn interface(module: &ModuleInfo<'_>, limits: &AbiLimits, found: &mut
             memory = Some(export.index);
             continue;
         }
+        if rules::is_tolerated_global(module, export) {
+            continue;
+        }
         let meaning = if is_function { classify(export.name) } else { Export::Other };
         let expected = match meaning {
             Export::Fixed(name) => {

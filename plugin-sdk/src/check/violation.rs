@@ -217,6 +217,12 @@ abi_rules! {
         /// every other export (globals, tables, helper functions, a memory under another name)
         /// comes from extra attributes or linker flags such as `--export-all` and is refused.
         ///
+        /// Also allowed: `__heap_base` and `__data_end` exported as immutable `i32` globals, which
+        /// rustc makes wasm-ld export from every Rust plugin (no rustc flag removes them). An
+        /// immutable global is a constant address the host never reads and nothing can change.
+        /// The mutable `__stack_pointer` (exported by Zig's `-rdynamic`, or by `--export-all`) is
+        /// refused: it is state an embedder could change under the plugin.
+        ///
         /// The report names the linker flag to drop when the module's exports show which one
         /// produced them (see [`ExportCause`]).
         UnexpectedExport {
@@ -247,8 +253,9 @@ abi_rules! {
             (ExportCause::Unknown, ExternKind::Func) => format!(
                 "export only `init`, `process` and `cleanup`: drop `-Wl,--export={name}` or the \
                  export_name/PLUGIN_EXPORT attribute on `{name}`; if you link with `-Wl,--export-dynamic`, \
-                 declare `{name}` static"
+                 declare `{name}` static; {OTHER_LANGUAGES_EXPORTS}"
             ),
+            (ExportCause::Unknown, ExternKind::Global) if name == "__stack_pointer" => STACK_POINTER_EXPORT.into(),
             (ExportCause::Unknown, ExternKind::Memory) => {
                 "export the linear memory only as `memory` (wasm-ld's default)".into()
             }
@@ -438,7 +445,10 @@ abi_rules! {
         => error "import",
         message |_, _, _| format!("the plugin imports `{module}.{name}`, but plugins may not import anything"),
         help "the host provides no functions and no memory: build with -nostdlib, implement every function you \
-              call, and do not link with -Wl,--allow-undefined, -Wl,--import-memory or -Wl,--import-table";
+              call, and do not link with -Wl,--allow-undefined, -Wl,--import-memory or -Wl,--import-table. \
+              Rust: `#![no_std]` for wasm32-unknown-unknown; AssemblyScript: `env.abort` comes from `new` and \
+              assertions, so build with `--runtime stub --noAssert` and use `memory.data()` buffers; Go's wasm \
+              needs WASI imports and cannot build a plugin";
 
         /// The plugin defines or imports a dynamic memory allocator: a function named `malloc`,
         /// `calloc`, `realloc`, `free`, `aligned_alloc`, `posix_memalign`, `memalign`, `valloc`,
@@ -471,7 +481,7 @@ abi_rules! {
         => error "memory-grow",
         message |at, offset, _| format!("{at} grows linear memory (memory.grow){offset}"),
         help "a plugin's memory has a fixed size: use static buffers instead of __builtin_wasm_memory_grow, sbrk \
-              or an allocator";
+              or an allocator (Rust: no `alloc` crate; AssemblyScript: no `new`, `memory.data()` buffers)";
 
         /// A function signature, local variable, global or type uses `f32` or `f64`: the plugin
         /// ABI is integer-only.
@@ -507,8 +517,10 @@ abi_rules! {
         StartFunction
         => error "start-function",
         message |at, _, _| format!("{at} is the module's start function, which would run before init()"),
-        help "remove the start function (clang adds one for shared memory and threads); do one-time setup in \
-              init()";
+        help "remove the start function and do one-time setup in init(). C/C++: clang adds one for shared memory \
+              and threads; AssemblyScript: build with `--runtime stub` and use no `new`, no string or array built \
+              at run time and no top-level variable with a computed initial value (static buffers: \
+              `memory.data(SIZE)`); Rust and Zig never add one";
 
         /// The module uses a WebAssembly feature outside what ABI v1 allows; reported once per
         /// feature, where the validator first meets it.
@@ -549,7 +561,9 @@ abi_rules! {
             pages.saturating_mul(64),
             u64::from(*limit) * 64
         ),
-        help "make static arrays smaller or shrink the stack (-Wl,-z,stack-size=...); the host operator can \
+        help "make static arrays smaller or shrink the stack, which is most of a small plugin's memory: \
+              C/C++ `-Wl,-z,stack-size=65536`, Rust `-C link-arg=-zstack-size=65536`, Zig `--stack 65536` \
+              (rustc's and Zig's default stack is 1 MiB, 17 pages with any data at all); the host operator can \
               raise the limit";
 
         /// A table's initial size exceeds [`AbiLimits::max_table_entries`](super::AbiLimits).
@@ -725,6 +739,17 @@ impl fmt::Display for AbiViolation {
 
 impl std::error::Error for AbiViolation {}
 
+/// The advice for an unexpected function export in the languages besides C/C++.
+const OTHER_LANGUAGES_EXPORTS: &str = "Rust: export only through the plugin SDK's macros (every other \
+     `#[no_mangle] pub extern \"C\" fn` is exported); Zig: name each export with `--export=NAME` instead of \
+     `-rdynamic`; AssemblyScript: `export` only the entry points from the entry file";
+
+/// The advice for an exported `__stack_pointer`, which only Zig's `-rdynamic` (or wasm-ld's
+/// `--export-all`) exports.
+const STACK_POINTER_EXPORT: &str = "Zig: build without `-rdynamic`, which exports the mutable `__stack_pointer`, \
+     and name each export with `--export=NAME` instead; C/C++: drop `-Wl,--export=__stack_pointer` or \
+     `-Wl,--export-all`";
+
 /// The advice for both floating-point rules.
 const INTEGER_ONLY: &str =
     "the plugin ABI is integer-only: use integer or fixed-point arithmetic instead of float and double";
@@ -766,8 +791,9 @@ fn unexpected_v2_export(name: &str, kind: ExternKind, cause: ExportCause) -> Str
         ),
         (ExportCause::Unknown, ExternKind::Func) => format!(
             "{ALLOWED}: drop `-Wl,--export={name}` or the export_name/PLUGIN_EXPORT attribute on `{name}`; if you \
-             link with `-Wl,--export-dynamic`, declare `{name}` static"
+             link with `-Wl,--export-dynamic`, declare `{name}` static; {OTHER_LANGUAGES_EXPORTS}"
         ),
+        (ExportCause::Unknown, ExternKind::Global) if name == "__stack_pointer" => STACK_POINTER_EXPORT.into(),
         (ExportCause::Unknown, ExternKind::Memory) => {
             "export the linear memory only as `memory` (wasm-ld's default)".into()
         }

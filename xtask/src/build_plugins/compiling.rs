@@ -12,8 +12,11 @@ use anyhow::{Context, bail};
 use crate::command_line::CommandLine;
 
 use super::{
+    assemblyscript,
     directives::Directives,
-    discovery::{Kind, Language, Plugin, sorted_entries},
+    discovery::{Kind, Language, Layout, Plugin, sorted_entries},
+    rust::{self, RustCompiler},
+    zig,
 };
 
 /// The clang target: `wasm32-wasip1` is today's name for `wasm32-wasi`, the target the project's
@@ -29,11 +32,21 @@ pub(crate) struct Compiler {
     /// `plugin-sdk/include`, given to every plugin but the compatibility fixtures, which must
     /// build without it.
     include_dir: PathBuf,
+    /// Rust plugins' compiler (which may be missing: then building one fails and says why).
+    rust: RustCompiler,
+    /// Zig plugins' compiler, the same way.
+    zig: Result<PathBuf, String>,
+    zig_sdk_dir: PathBuf,
+    /// AssemblyScript plugins' compiler, the same way.
+    asc: Result<PathBuf, String>,
+    assemblyscript_sdk_dir: PathBuf,
+    scratch: PathBuf,
 }
 
 impl Compiler {
     /// `scratch` is where `cc` may write while it inspects the compiler; it must outlive this call only.
-    pub(crate) fn new(clang: &Path, include_dir: &Path, scratch: &Path) -> anyhow::Result<Self> {
+    pub(crate) fn new(clang: &Path, layout: &Layout, scratch: &Path) -> anyhow::Result<Self> {
+        let include_dir = &layout.include_dir;
         let tool = |cpp: bool| -> anyhow::Result<cc::Tool> {
             let mut build = cc::Build::new();
             // Outside a build script cargo provides no TARGET, HOST, OPT_LEVEL, DEBUG or OUT_DIR,
@@ -58,7 +71,18 @@ impl Compiler {
             }
             build.try_get_compiler().with_context(|| format!("cannot set up {} for {TARGET}", clang.display()))
         };
-        Ok(Self { c: tool(false)?, cpp: tool(true)?, include_dir: include_dir.to_path_buf() })
+        let rust = RustCompiler::new(rust::find_rustc(), &layout.rust_sdk_dir, scratch);
+        Ok(Self {
+            c: tool(false)?,
+            cpp: tool(true)?,
+            include_dir: include_dir.to_path_buf(),
+            rust,
+            zig: zig::find_zig(),
+            zig_sdk_dir: layout.zig_sdk_dir.clone(),
+            asc: assemblyscript::find_asc(),
+            assemblyscript_sdk_dir: layout.assemblyscript_sdk_dir.clone(),
+            scratch: scratch.to_path_buf(),
+        })
     }
 
     fn command(&self, plugin: &Plugin) -> Command {
@@ -84,12 +108,12 @@ fn host_triple() -> String {
 }
 
 /// Whether `output` is newer than everything that went into it.
-pub(super) fn is_up_to_date(output: &Path, source: &Path, include_dir: &Path) -> anyhow::Result<bool> {
+pub(super) fn is_up_to_date(output: &Path, source: &Path, sdk_dir: &Path) -> anyhow::Result<bool> {
     let Ok(built_at) = fs::metadata(output).and_then(|m| m.modified()) else {
         return Ok(false);
     };
     let mut inputs = vec![source.to_path_buf()];
-    inputs.extend(sorted_entries(include_dir)?);
+    inputs.extend(sorted_entries(sdk_dir)?);
     // The compile flags live in this binary: a rebuilt xtask may compile differently.
     inputs.extend(std::env::current_exe().ok());
     for input in inputs {
@@ -117,6 +141,18 @@ pub(super) fn compile(
         // bodies), which faults/invalid-module.wat relies on to reach the host ill-typed.
         let module = wat::parse_file(&plugin.source).map_err(|err| anyhow::anyhow!("{err}"))?;
         fs::write(wasm, module).with_context(|| format!("cannot write {}", wasm.display()))?;
+    } else if plugin.language == Language::Rust {
+        compiler.rust.compile(&plugin.source, &directives.flags, wasm)?;
+    } else if plugin.language == Language::AssemblyScript {
+        assemblyscript::compile(
+            &compiler.asc,
+            &compiler.assemblyscript_sdk_dir,
+            &plugin.source,
+            &directives.flags,
+            wasm,
+        )?;
+    } else if plugin.language == Language::Zig {
+        zig::compile(&compiler.zig, &compiler.zig_sdk_dir, &plugin.source, &directives.flags, wasm, &compiler.scratch)?;
     } else {
         let mut command = compiler.command(plugin);
         command.args(&directives.flags).args(&plugin.build_flags).arg("-o").arg(wasm).arg(&plugin.source);

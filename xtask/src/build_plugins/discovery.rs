@@ -30,6 +30,12 @@ const COMPAT_LEVELS: [(&str, &str); 3] = [("o0", "-O0"), ("o2", "-O2"), ("oz", "
 pub(crate) struct Layout {
     pub(crate) plugins_dir: PathBuf,
     pub(crate) include_dir: PathBuf,
+    /// The Rust plugin SDK and its build flags.
+    pub(crate) rust_sdk_dir: PathBuf,
+    /// The Zig plugin SDK.
+    pub(crate) zig_sdk_dir: PathBuf,
+    /// The AssemblyScript marker transform.
+    pub(crate) assemblyscript_sdk_dir: PathBuf,
     /// Where the examples go: the folder the host serves.
     pub(crate) out_dir: PathBuf,
     /// Where fixtures, faults and compatibility fixtures go, in their subfolders: never inside
@@ -42,8 +48,21 @@ impl Layout {
         Self {
             plugins_dir: root.join("plugins"),
             include_dir: root.join("plugin-sdk/include"),
+            rust_sdk_dir: root.join(super::rust::SDK_DIR),
+            zig_sdk_dir: root.join(super::zig::SDK_DIR),
+            assemblyscript_sdk_dir: root.join(super::assemblyscript::SDK_DIR),
             out_dir: root.join(PLUGIN_OUT_DIR),
             fixture_dir: root.join(PLUGIN_FIXTURE_DIR),
+        }
+    }
+
+    /// The SDK folder whose files go into `language`'s plugins, for the up-to-date check.
+    pub(super) fn sdk_dir(&self, language: Language) -> &Path {
+        match language {
+            Language::Rust => &self.rust_sdk_dir,
+            Language::Zig => &self.zig_sdk_dir,
+            Language::AssemblyScript => &self.assemblyscript_sdk_dir,
+            Language::C | Language::Cpp | Language::Wat => &self.include_dir,
         }
     }
 
@@ -60,6 +79,12 @@ pub(super) enum Language {
     C,
     Cpp,
     Wat,
+    /// `#![no_std]` Rust against `plugin-sdk/rust` (examples only).
+    Rust,
+    /// Zig against `plugin-sdk/zig` (examples only).
+    Zig,
+    /// AssemblyScript with the marker transform in `plugin-sdk/assemblyscript` (examples only).
+    AssemblyScript,
 }
 
 impl Language {
@@ -68,6 +93,9 @@ impl Language {
             "c" => Some(Self::C),
             "cpp" => Some(Self::Cpp),
             "wat" => Some(Self::Wat),
+            "rs" => Some(Self::Rust),
+            "zig" => Some(Self::Zig),
+            "ts" => Some(Self::AssemblyScript),
             _ => None,
         }
     }
@@ -75,7 +103,7 @@ impl Language {
     /// How a line comment starts in this language, which is where directives live.
     pub(super) fn comment_marker(self) -> &'static str {
         match self {
-            Self::C | Self::Cpp => "//",
+            Self::C | Self::Cpp | Self::Rust | Self::Zig | Self::AssemblyScript => "//",
             Self::Wat => ";;",
         }
     }
@@ -140,6 +168,15 @@ impl Plugin {
     }
 }
 
+/// The source an example folder `plugins/<name>/` may hold, `<name>.<extension>`, per language.
+const EXAMPLE_LANGUAGES: [(&str, Language); 5] = [
+    ("c", Language::C),
+    ("cpp", Language::Cpp),
+    ("rs", Language::Rust),
+    ("zig", Language::Zig),
+    ("ts", Language::AssemblyScript),
+];
+
 /// Finds every example, fixture and fault under `plugins_dir`, sorted by name so output is stable.
 pub(crate) fn discover(plugins_dir: &Path) -> anyhow::Result<Vec<Plugin>> {
     let mut plugins = Vec::new();
@@ -165,6 +202,13 @@ pub(crate) fn discover(plugins_dir: &Path) -> anyhow::Result<Vec<Plugin>> {
                 };
                 let stem = source.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
                 check_name(stem, &source)?;
+                // Fixtures, faults and compat builds pin what clang emits; other languages
+                // have their examples.
+                ensure!(
+                    matches!(language, Language::C | Language::Cpp | Language::Wat),
+                    "{}: plugins/{dir_name}/ holds C, C++ or WebAssembly text only",
+                    source.display()
+                );
                 if kind == Kind::Compat {
                     ensure!(language != Language::Wat, "{}: a compat plugin is C or C++", source.display());
                     plugins.extend(Plugin::compat_builds(stem, &source, language)?);
@@ -175,7 +219,7 @@ pub(crate) fn discover(plugins_dir: &Path) -> anyhow::Result<Vec<Plugin>> {
             continue;
         }
         check_name(dir_name, &dir)?;
-        let candidates: Vec<(PathBuf, Language)> = [("c", Language::C), ("cpp", Language::Cpp)]
+        let candidates: Vec<(PathBuf, Language)> = EXAMPLE_LANGUAGES
             .into_iter()
             .map(|(ext, language)| (dir.join(format!("{dir_name}.{ext}")), language))
             .filter(|(path, _)| path.is_file())
@@ -184,8 +228,16 @@ pub(crate) fn discover(plugins_dir: &Path) -> anyhow::Result<Vec<Plugin>> {
             [(source, language)] => {
                 plugins.push(Plugin::new(dir_name.to_owned(), source.clone(), *language, Kind::Example));
             }
-            [] => bail!("{} holds no plugin: expected {dir_name}.c or {dir_name}.cpp in it", dir.display()),
-            _ => bail!("{} holds both {dir_name}.c and {dir_name}.cpp; keep one", dir.display()),
+            [] => bail!(
+                "{} holds no plugin: expected one of {} in it",
+                dir.display(),
+                EXAMPLE_LANGUAGES.map(|(ext, _)| format!("{dir_name}.{ext}")).join(", ")
+            ),
+            several => bail!(
+                "{} holds {}; keep one",
+                dir.display(),
+                several.iter().map(|(path, _)| path.display().to_string()).collect::<Vec<_>>().join(" and ")
+            ),
         }
     }
     Ok(plugins)
@@ -208,7 +260,7 @@ fn file_name(path: &Path) -> anyhow::Result<&str> {
 /// Plugin names become file names and the name a client asks the host for, so they follow the
 /// host's rule for names (`host/src/store/name.rs`: 1 to 64 letters, digits, `_` and `-`,
 /// starting with a letter or digit), narrowed to lowercase so names never differ only in case.
-pub(super) fn check_name(name: &str, path: &Path) -> anyhow::Result<()> {
+pub(crate) fn check_name(name: &str, path: &Path) -> anyhow::Result<()> {
     let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
     let valid = name.len() <= 64
         && name.bytes().next().is_some_and(allowed)
@@ -231,12 +283,12 @@ mod tests {
         let plugins = tempfile::tempdir().unwrap();
         fs::create_dir(plugins.path().join("empty")).unwrap();
         let err = discover(plugins.path()).unwrap_err().to_string();
-        assert!(err.contains("expected empty.c or empty.cpp"), "{err}");
+        assert!(err.contains("expected one of empty.c, empty.cpp, empty.rs, empty.zig, empty.ts"), "{err}");
 
         fs::write(plugins.path().join("empty/empty.c"), "").unwrap();
         fs::write(plugins.path().join("empty/empty.cpp"), "").unwrap();
         let err = discover(plugins.path()).unwrap_err().to_string();
-        assert!(err.contains("both empty.c and empty.cpp"), "{err}");
+        assert!(err.contains("empty.c and") && err.contains("empty.cpp; keep one"), "{err}");
 
         let plugins = tempfile::tempdir().unwrap();
         fs::create_dir(plugins.path().join("Bad Name")).unwrap();
