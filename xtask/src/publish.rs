@@ -260,16 +260,8 @@ async fn publish_to_registry(
     };
     let client = Client::new(config);
 
-    // The tags as the host reads them: `_` stands for the `+` of build metadata.
-    let tags = match client.list_tags(&reference, auth, None, None).await {
-        Ok(listing) => listing.tags,
-        Err(error) if is_not_found(&error) => Vec::new(),
-        Err(error) => return Err(error).with_context(|| format!("listing the tags of {reference}")),
-    };
-    let existing = tags.iter().filter_map(|tag| parse_version_exactly(&tag.replacen('_', "+", 1)));
-    let repository = format!("{registry}/{}", reference.repository());
-    refuse_equal_precedence(artifact, existing, &repository)?;
-
+    // Asked first: the first request is the one that finds out whether the registry speaks
+    // HTTPS at all.
     match client.fetch_manifest_digest(&reference, auth).await {
         Ok(digest) if !force => bail!(
             "{reference} exists ({digest}): versions are immutable (publish a new version, or pass --force to replace it)"
@@ -292,6 +284,16 @@ async fn publish_to_registry(
         }
         Err(error) => return Err(error).with_context(|| format!("asking {registry} whether {reference} exists")),
     }
+
+    // The tags as the host reads them: `_` stands for the `+` of build metadata.
+    let tags = match client.list_tags(&reference, auth, None, None).await {
+        Ok(listing) => listing.tags,
+        Err(error) if is_not_found(&error) => Vec::new(),
+        Err(error) => return Err(error).with_context(|| format!("listing the tags of {reference}")),
+    };
+    let existing = tags.iter().filter_map(|tag| parse_version_exactly(&tag.replacen('_', "+", 1)));
+    let repository = format!("{registry}/{}", reference.repository());
+    refuse_equal_precedence(artifact, existing, &repository)?;
 
     let layer = ImageLayer::new(artifact.bytes.clone(), WASM_LAYER_MEDIA_TYPE.to_string(), None);
     let config_json = serde_json::json!({

@@ -2,6 +2,7 @@
 //! (installed by `cargo xtask setup` into a private folder under the project's cache,
 //! [`install_dir`]) and the ABI marker transform `plugin-sdk/assemblyscript/abi-marker.js`.
 
+use crate::command_line::CommandLine;
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -72,10 +73,10 @@ pub(crate) fn compile(
         .arg("-o")
         .arg(wasm)
         .env("ABI_VERSION", abi_version(&text));
-    let result = command.output().with_context(|| format!("cannot run {command:?}"))?;
+    let result = command.output().with_context(|| format!("cannot run {}", CommandLine(&command)))?;
     if !result.status.success() {
         let diagnostics = String::from_utf8_lossy(&result.stderr);
-        bail!("asc failed ({}):\n{}\ncommand: {command:?}", result.status, diagnostics.trim_end());
+        bail!("asc failed ({}):\n{}\ncommand: {}", result.status, diagnostics.trim_end(), CommandLine(&command));
     }
     Ok(())
 }

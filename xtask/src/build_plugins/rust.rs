@@ -10,6 +10,7 @@
 //! out of the workspace keeps `cargo clippy --workspace` and `cargo test --workspace` (host
 //! target, where a `#![no_std]` crate with a panic handler would not link) away from them.
 
+use crate::command_line::CommandLine;
 use std::{
     cell::OnceCell,
     path::{Path, PathBuf},
@@ -90,10 +91,15 @@ impl RustCompiler {
 }
 
 fn run(mut command: Command, what: &str) -> anyhow::Result<()> {
-    let result = command.output().with_context(|| format!("cannot run {command:?}"))?;
+    let result = command.output().with_context(|| format!("cannot run {}", CommandLine(&command)))?;
     if !result.status.success() {
         let diagnostics = String::from_utf8_lossy(&result.stderr);
-        bail!("rustc failed on {what} ({}):\n{}\ncommand: {command:?}", result.status, diagnostics.trim_end());
+        bail!(
+            "rustc failed on {what} ({}):\n{}\ncommand: {}",
+            result.status,
+            diagnostics.trim_end(),
+            CommandLine(&command)
+        );
     }
     Ok(())
 }

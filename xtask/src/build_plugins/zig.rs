@@ -3,6 +3,7 @@
 //! project's cache, [`venv_dir`]) against `plugin-sdk/zig/wasm_plugin.zig`, imported as
 //! `wasm_plugin`.
 
+use crate::command_line::CommandLine;
 use std::{
     path::{Path, PathBuf},
     process::Command,
@@ -84,10 +85,10 @@ pub(crate) fn compile(
         .arg(format!("-Mroot={}", source.display()))
         .arg(format!("-Mwasm_plugin={}", sdk_dir.join("wasm_plugin.zig").display()))
         .arg(format!("-femit-bin={}", wasm.display()));
-    let result = command.output().with_context(|| format!("cannot run {command:?}"))?;
+    let result = command.output().with_context(|| format!("cannot run {}", CommandLine(&command)))?;
     if !result.status.success() {
         let diagnostics = String::from_utf8_lossy(&result.stderr);
-        bail!("zig failed ({}):\n{}\ncommand: {command:?}", result.status, diagnostics.trim_end());
+        bail!("zig failed ({}):\n{}\ncommand: {}", result.status, diagnostics.trim_end(), CommandLine(&command));
     }
     Ok(())
 }
