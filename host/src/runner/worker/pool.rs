@@ -553,8 +553,9 @@ const COMPILE_ALLOWANCE: Duration = Duration::from_secs(30);
 pub(super) type CallResult = (Result<i32, RuntimeError>, Duration);
 
 impl Worker {
-    /// Whether to replace this worker: WasmEdge keeps part of every module it loads (about
-    /// 250 KB and two mappings, never freed), so a worker that has loaded many versions grows
+    /// Whether to replace this worker: WasmEdge keeps the LLVM context of every AOT compilation
+    /// (about 72 KB for a small plugin, more for larger ones, never freed; see ARCHITECTURE.md),
+    /// so a worker that has compiled many versions grows
     /// towards its memory limit and would die in the middle of somebody's call. It is replaced
     /// after [`WorkerSettings::recycle_after_loads`] loads, or once its data segment is past
     /// three quarters of its memory limit (read only after a load, so calls pay nothing).
