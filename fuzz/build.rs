@@ -1,10 +1,6 @@
-//! The fuzz targets link the host, and with it WasmEdge: they need the same link arguments as
-//! the host's own binaries (see `host/build.rs`, which this reuses rather than repeats).
-
-#[path = "../host/build.rs"]
-mod wasmedge_link;
+//! The fuzz targets link the host, and with it WasmEdge: the same one line as every program
+//! that embeds `plugin-host` (see `plugin-host-build`).
 
 fn main() {
-    println!("cargo:rerun-if-changed=../host/build.rs");
-    wasmedge_link::main();
+    plugin_host_build::link();
 }

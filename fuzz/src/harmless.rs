@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use arbitrary::Unstructured;
-use host::{
+use plugin_host::{
     failure::FailureKind,
     runtime::{Engine, ExecutionMode, RuntimeConfig, RuntimeError},
 };

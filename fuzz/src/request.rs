@@ -7,13 +7,15 @@ use std::sync::Arc;
 use axum::{Router, body::Body, http::Request};
 use host::{
     api::{AppState, RunInput, RunRequest, app},
-    failure::FailureKind,
     metrics::Metrics,
+};
+use http_body_util::BodyExt;
+use plugin_host::{
+    failure::FailureKind,
     runner::InProcessRunner,
     runtime::{Engine, ExecutionMode, RuntimeConfig},
     store::{LocalPluginStore, MAX_NAME_LEN, PluginName},
 };
-use http_body_util::BodyExt;
 use tower::ServiceExt;
 
 /// The README's limit on a request body (`413 body_too_large` above it).
@@ -78,7 +80,7 @@ impl RequestHarness {
         let store = LocalPluginStore::new(plugins.path(), config.limits.max_plugin_bytes).expect("plugin store");
         let metrics = Arc::new(Metrics::new());
         let runner =
-            InProcessRunner::new(Arc::new(store), Engine::new(config).expect("engine"), Arc::clone(&metrics), 4);
+            InProcessRunner::new(Arc::new(store), Engine::new(config).expect("engine"), Arc::clone(&metrics) as _, 4);
         let router = app(AppState::new(Arc::new(runner), metrics, 4));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
         RequestHarness { runtime, router, _plugins: plugins, _aot: aot }
@@ -122,7 +124,7 @@ impl RequestHarness {
                 let code = answer["error"]["code"].as_str().expect("an error has a code");
                 let kind = FailureKind::ALL.iter().find(|kind| kind.code() == code).expect("a known code");
                 assert_ne!(*kind, FailureKind::Internal, "a request made the host blame itself: {answer}");
-                assert_eq!(kind.status().as_u16(), status, "{answer}");
+                assert_eq!(host::api::status(*kind).as_u16(), status, "{answer}");
                 if body.len() > MAX_BODY_BYTES {
                     assert_eq!(*kind, FailureKind::BodyTooLarge, "{answer}");
                 } else if let Some(request) = &parsed {

@@ -2,7 +2,7 @@
 //! worker frame decoder.
 
 use arbitrary::Unstructured;
-use host::runner::worker::protocol::{Reply, Request, read_frame, write_frame};
+use plugin_host::runner::worker::protocol::{Reply, Request, read_frame, write_frame};
 use plugin_sdk::{AbiLimits, AbiViolation};
 
 use crate::smith::plugin_shaped_module;

@@ -73,14 +73,15 @@ fn workload(c: &mut Criterion, plugin: &str, input: i32, native: fn(i32) -> i32)
     let expected = native(input);
     let file = plugin_dir().join(format!("{plugin}.wasm"));
     let bytes = std::fs::read(&file).expect("run `cargo xtask build-plugins` first");
-    let hash = host::runner::content_hash(&bytes);
+    let hash = plugin_host::runner::content_hash(&bytes);
     let mut group = c.benchmark_group(plugin);
 
     group.bench_function("native", |b| b.iter(|| native(black_box(input))));
 
     let interpreter = Engine::new(config(ExecutionMode::Interpreter)).unwrap();
     let seed_call = || {
-        host::runtime::testing::call_uncached(&interpreter, &std::fs::read(&file).unwrap(), black_box(input)).unwrap()
+        plugin_host::runtime::testing::call_uncached(&interpreter, &std::fs::read(&file).unwrap(), black_box(input))
+            .unwrap()
     };
     assert_eq!(seed_call(), expected);
     group.bench_function("seed_load_every_call", |b| b.iter(seed_call));
@@ -102,18 +103,18 @@ fn workload(c: &mut Criterion, plugin: &str, input: i32, native: fn(i32) -> i32)
     let store = || Arc::new(LocalPluginStore::new(plugin_dir(), 16 << 20).unwrap());
     let metrics = Arc::new(Metrics::new());
     let engine = Engine::new(config(ExecutionMode::Aot)).unwrap();
-    let in_process = InProcessRunner::new(store(), engine, Arc::clone(&metrics), 16);
-    assert_eq!(in_process.run(&host::store::PluginRef::from(&name), input).unwrap(), expected);
+    let in_process = InProcessRunner::new(store(), engine, Arc::clone(&metrics) as _, 16);
+    assert_eq!(in_process.run(&plugin_host::store::PluginRef::from(&name), input).unwrap(), expected);
     group.bench_function("in_process_runner", |b| {
-        b.iter(|| in_process.run(&host::store::PluginRef::from(&name), black_box(input)).unwrap())
+        b.iter(|| in_process.run(&plugin_host::store::PluginRef::from(&name), black_box(input)).unwrap())
     });
 
     let mut settings = WorkerSettings::new(env!("CARGO_BIN_EXE_host").into());
     settings.workers = 1;
     let workers = WorkerPoolRunner::new(store(), config(ExecutionMode::Aot), settings, metrics, 16).unwrap();
-    assert_eq!(workers.run(&host::store::PluginRef::from(&name), input).unwrap(), expected);
+    assert_eq!(workers.run(&plugin_host::store::PluginRef::from(&name), input).unwrap(), expected);
     group.bench_function("worker_process_runner", |b| {
-        b.iter(|| workers.run(&host::store::PluginRef::from(&name), black_box(input)).unwrap())
+        b.iter(|| workers.run(&plugin_host::store::PluginRef::from(&name), black_box(input)).unwrap())
     });
     group.finish();
 }
@@ -123,7 +124,7 @@ fn bytes(c: &mut Criterion) {
     let load = |plugin: &str| {
         let bytes =
             std::fs::read(plugin_dir().join(format!("{plugin}.wasm"))).expect("run `cargo xtask build-plugins` first");
-        let hash = host::runner::content_hash(&bytes);
+        let hash = plugin_host::runner::content_hash(&bytes);
         (bytes, hash)
     };
     let engine = Engine::new(config(ExecutionMode::Aot)).unwrap();
@@ -141,9 +142,9 @@ fn bytes(c: &mut Criterion) {
     let mut group = c.benchmark_group("bytes");
     assert_eq!(hello.call(21).unwrap(), 43);
     group.bench_function("cached_aot_v1_hello", |b| b.iter(|| hello.call(black_box(21)).unwrap()));
-    assert_eq!(workers.run(&host::store::PluginRef::from(&hello_name), 21).unwrap(), 43);
+    assert_eq!(workers.run(&plugin_host::store::PluginRef::from(&hello_name), 21).unwrap(), 43);
     group.bench_function("worker_process_runner_v1_hello", |b| {
-        b.iter(|| workers.run(&host::store::PluginRef::from(&hello_name), black_box(21)).unwrap())
+        b.iter(|| workers.run(&plugin_host::store::PluginRef::from(&hello_name), black_box(21)).unwrap())
     });
     for (label, size) in BYTE_SIZES {
         let input = vec![b'a'; size];
@@ -152,9 +153,11 @@ fn bytes(c: &mut Criterion) {
         group.bench_function(format!("cached_aot_v2_{label}"), |b| {
             b.iter(|| text.call_function("upper", black_box(&input)).unwrap())
         });
-        assert_eq!(workers.call(&host::store::PluginRef::from(&text_name), "upper", &input).unwrap(), expected);
+        assert_eq!(workers.call(&plugin_host::store::PluginRef::from(&text_name), "upper", &input).unwrap(), expected);
         group.bench_function(format!("worker_process_runner_v2_{label}"), |b| {
-            b.iter(|| workers.call(&host::store::PluginRef::from(&text_name), "upper", black_box(&input)).unwrap())
+            b.iter(|| {
+                workers.call(&plugin_host::store::PluginRef::from(&text_name), "upper", black_box(&input)).unwrap()
+            })
         });
     }
     group.finish();

@@ -5,7 +5,9 @@
 
 use std::path::PathBuf;
 
-use host::runtime::{AbiFunction, Engine, ExecutionMode, RuntimeConfig, RuntimeError, testing::call_out_of_order};
+use plugin_host::runtime::{
+    AbiFunction, Engine, ExecutionMode, RuntimeConfig, RuntimeError, testing::call_out_of_order,
+};
 
 fn main() -> anyhow::Result<()> {
     let path = std::env::args()
@@ -22,7 +24,7 @@ fn main() -> anyhow::Result<()> {
 
     println!("Load     {} ({} bytes)", path.display(), bytes.len());
     let engine = Engine::new(RuntimeConfig::new(ExecutionMode::Interpreter))?;
-    let plugin = engine.compile(&bytes, &host::runner::content_hash(&bytes))?;
+    let plugin = engine.compile(&bytes, &plugin_host::runner::content_hash(&bytes))?;
     println!("         ABI check passed (declares ABI v{}), WasmEdge validated it", plugin.abi_version().unwrap_or(1));
 
     println!("Instance a fresh one: its own linear memory, nothing shared with any other call");

@@ -30,7 +30,7 @@ fn main() -> anyhow::Result<()> {
     let engine = Engine::new(RuntimeConfig::new(ExecutionMode::Aot))?;
     let runner = InProcessRunner::new(store, engine, Arc::new(Metrics::new()), 16);
     let greet = PluginName::new("greet")?;
-    let ask = |what: &str| match runner.run(&host::store::PluginRef::from(&greet), 20) {
+    let ask = |what: &str| match runner.run(&plugin_host::store::PluginRef::from(&greet), 20) {
         Ok(output) => println!("{what:<44} greet(20) = {output}"),
         Err(error) => println!("{what:<44} greet(20) failed: {error}"),
     };
@@ -47,7 +47,7 @@ fn main() -> anyhow::Result<()> {
 
     std::fs::write(&file, &next[..next.len() / 2])?;
     ask("half a file written over it (still x+1):");
-    let status = runner.inspect(&host::store::PluginRef::from(&greet))?;
+    let status = runner.inspect(&plugin_host::store::PluginRef::from(&greet))?;
     println!("  GET /plugins/greet would show last_error = {:?}", status.last_error.unwrap_or_default());
 
     std::fs::write(&file, built("abi")?)?;

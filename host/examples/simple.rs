@@ -6,7 +6,7 @@
 
 use std::{path::PathBuf, time::Instant};
 
-use host::runtime::{Engine, ExecutionMode, RuntimeConfig};
+use plugin_host::runtime::{Engine, ExecutionMode, RuntimeConfig};
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1).peekable();
@@ -26,7 +26,7 @@ fn main() -> anyhow::Result<()> {
 
     let engine = Engine::new(RuntimeConfig::new(ExecutionMode::Aot))?;
     let started = Instant::now();
-    let plugin = engine.compile(&bytes, &host::runner::content_hash(&bytes))?;
+    let plugin = engine.compile(&bytes, &plugin_host::runner::content_hash(&bytes))?;
     println!("{}: checked and compiled to native code in {:?}", path.display(), started.elapsed());
     for input in inputs {
         let started = Instant::now();

@@ -6,7 +6,7 @@
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
-use clap::{Parser, ValueEnum, builder::PossibleValue};
+use clap::Parser;
 use plugin_sdk::AbiLimits;
 
 use crate::{
@@ -82,8 +82,8 @@ pub struct Config {
     pub oci_refresh_ms: u64,
 
     /// How plugin code runs: `aot` (native code compiled by the host) or `interpreter`.
-    #[arg(long, env = "EXECUTION_MODE", value_enum, default_value_t = ExecutionMode::default())]
-    pub execution_mode: ExecutionMode,
+    #[arg(long, env = "EXECUTION_MODE", value_enum, default_value_t = Execution::Aot)]
+    pub execution_mode: Execution,
 
     /// Where plugin code runs: `process` (supervised worker processes: a crashing plugin
     /// cannot take the server down; default) or `in-process` (faster, for trusted plugins).
@@ -244,18 +244,20 @@ pub enum StoreKind {
     Oci,
 }
 
-/// The command line names `ExecutionMode`'s values; the runtime layer itself knows nothing of
-/// clap.
-impl ValueEnum for ExecutionMode {
-    fn value_variants<'a>() -> &'a [Self] {
-        &[ExecutionMode::Aot, ExecutionMode::Interpreter]
-    }
+/// The command line's names for the library's [`ExecutionMode`]s (the library knows nothing of
+/// clap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Execution {
+    Aot,
+    Interpreter,
+}
 
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        Some(PossibleValue::new(match self {
-            ExecutionMode::Aot => "aot",
-            ExecutionMode::Interpreter => "interpreter",
-        }))
+impl From<Execution> for ExecutionMode {
+    fn from(execution: Execution) -> Self {
+        match execution {
+            Execution::Aot => ExecutionMode::Aot,
+            Execution::Interpreter => ExecutionMode::Interpreter,
+        }
     }
 }
 
@@ -299,8 +301,8 @@ impl Config {
     /// the Docker `config.json`.
     pub fn oci(&self, max_plugin_bytes: u64) -> Result<OciSettings, String> {
         let repository = self.oci_repository.clone().ok_or("--oci-repository (OCI_REPOSITORY) is required")?;
-        let (registry, _) =
-            crate::store::oci::split_repository(&repository).map_err(|error| format!("--oci-repository: {error}"))?;
+        let (registry, _) = plugin_host::store::oci::split_repository(&repository)
+            .map_err(|error| format!("--oci-repository: {error}"))?;
         let credentials = match (&self.oci_username, &self.oci_password) {
             (Some(username), Some(password)) => {
                 Credentials::Basic { username: username.clone(), password: password.clone() }
@@ -334,7 +336,7 @@ impl Config {
             ));
         }
         Ok(RuntimeConfig {
-            mode: self.execution_mode,
+            mode: self.execution_mode.into(),
             limits: Limits {
                 call_timeout: Duration::from_millis(self.call_timeout_ms),
                 max_memory_pages: self.max_memory_pages,

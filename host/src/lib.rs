@@ -9,13 +9,10 @@
 
 pub mod api;
 pub mod config;
-pub mod failure;
-mod logs;
 pub mod metrics;
-pub mod runner;
-pub mod runtime;
 pub mod server;
-pub mod store;
+
+pub use plugin_host::{failure, runner, runtime, store};
 
 pub use server::{ServeOptions, serve};
 
@@ -64,7 +61,7 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
             let runtime = RuntimeConfig { aot_compilation: AotCompilation::ChildProcess { executable }, ..runtime };
             let engine = Engine::new(runtime).context("starting the WebAssembly runtime")?;
             Arc::new(
-                InProcessRunner::new(store, engine, Arc::clone(&metrics), DEFAULT_CACHE_CAPACITY)
+                InProcessRunner::new(store, engine, Arc::clone(&metrics) as _, DEFAULT_CACHE_CAPACITY)
                     .with_short_call_budget(config.short_call_budget()),
             )
         }
@@ -79,7 +76,7 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
             settings.queue_timeout = std::time::Duration::from_millis(config.queue_timeout_ms);
             settings.memory_limit_bytes = Some(config.worker_memory_mb << 20);
             Arc::new(
-                WorkerPoolRunner::new(store, runtime, settings, Arc::clone(&metrics), DEFAULT_CACHE_CAPACITY)
+                WorkerPoolRunner::new(store, runtime, settings, Arc::clone(&metrics) as _, DEFAULT_CACHE_CAPACITY)
                     .context("starting worker processes")?
                     .with_short_call_budget(config.short_call_budget()),
             )

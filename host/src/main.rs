@@ -3,10 +3,8 @@
 //! with `runtime::AOT_COMPILER_ARG` one AOT compilation for an in-process host.
 
 use clap::Parser;
-use host::{
-    config::Config,
-    runner::worker::{WORKER_ARG, run_worker},
-};
+use host::config::Config;
+use plugin_host::runner::worker::{WORKER_ARG, run_worker};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -24,8 +22,8 @@ fn main() -> std::process::ExitCode {
     let outcome = match std::env::args().nth(1).as_deref() {
         Some(WORKER_ARG) => run_worker(),
         // One AOT compilation for an in-process server (see `runtime::AotCompilation`).
-        Some(host::runtime::AOT_COMPILER_ARG) => {
-            host::runtime::run_aot_compiler(std::env::args_os().skip(2)).map_err(anyhow::Error::from)
+        Some(plugin_host::runtime::AOT_COMPILER_ARG) => {
+            plugin_host::runtime::run_aot_compiler(std::env::args_os().skip(2)).map_err(anyhow::Error::from)
         }
         _ => run(),
     };
@@ -55,7 +53,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let options = config.serve_options();
     let workers = match config.isolation {
         host::config::Isolation::Process => {
-            config.workers.map_or_else(host::runner::WorkerSettings::default_workers, |workers| workers as usize)
+            config.workers.map_or_else(plugin_host::runner::WorkerSettings::default_workers, |workers| workers as usize)
         }
         host::config::Isolation::InProcess => 0,
     };

@@ -144,28 +144,31 @@ impl Metrics {
         }
     }
 
-    pub fn observe_instantiation(&self, duration: Duration) {
-        self.instantiation.observe(duration.as_secs_f64());
-    }
-
-    pub fn observe_cache(&self, hit: bool) {
-        self.cache.get_or_create(&CacheLabels { result: if hit { "hit" } else { "miss" } }).inc();
-    }
-
-    pub fn observe_worker_crash(&self, plugin: &str) {
-        self.track(plugin, None);
-        self.worker_crashes.get_or_create(&PluginLabel { plugin: plugin.to_string() }).inc();
-    }
-
-    pub fn set_quarantined(&self, plugin: &str, quarantined: bool) {
-        self.track(plugin, None);
-        self.quarantined.get_or_create(&PluginLabel { plugin: plugin.to_string() }).set(i64::from(quarantined));
-    }
-
     /// Counts a call as in flight until the returned guard is dropped.
     pub fn track_in_flight(&self) -> InFlight<'_> {
         self.in_flight.inc();
         InFlight(&self.in_flight)
+    }
+}
+
+/// The library reports what it does; these are the series it feeds.
+impl plugin_host::Observer for Metrics {
+    fn instance_ready(&self, took: Duration) {
+        self.instantiation.observe(took.as_secs_f64());
+    }
+
+    fn plugin_lookup(&self, cached: bool) {
+        self.cache.get_or_create(&CacheLabels { result: if cached { "hit" } else { "miss" } }).inc();
+    }
+
+    fn worker_died(&self, plugin: &plugin_host::PluginName) {
+        self.track(plugin.as_str(), None);
+        self.worker_crashes.get_or_create(&PluginLabel { plugin: plugin.to_string() }).inc();
+    }
+
+    fn quarantine_changed(&self, plugin: &plugin_host::PluginName, quarantined: bool) {
+        self.track(plugin.as_str(), None);
+        self.quarantined.get_or_create(&PluginLabel { plugin: plugin.to_string() }).set(i64::from(quarantined));
     }
 }
 
@@ -180,6 +183,8 @@ impl Drop for InFlight<'_> {
 
 #[cfg(test)]
 mod tests {
+    use plugin_host::{Observer, PluginName};
+
     use super::*;
 
     /// The `le` label of every bucket line of `metric`, in order.
@@ -195,7 +200,7 @@ mod tests {
     fn histogram_bounds_print_as_the_decimals_they_were_configured_as() {
         let metrics = Metrics::new();
         metrics.observe_request(Some("hello"), "ok", Duration::from_micros(300));
-        metrics.observe_instantiation(Duration::from_micros(30));
+        Observer::instance_ready(&metrics, Duration::from_micros(30));
         let text = metrics.encode();
         let expected = [
             "0.00005", "0.0001", "0.00025", "0.0005", "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1",
@@ -213,8 +218,8 @@ mod tests {
             let plugin = format!("plugin-{i}");
             metrics.observe_request(Some(&plugin), "ok", Duration::from_micros(100));
             metrics.observe_request(Some(&plugin), "plugin_error", Duration::from_micros(100));
-            metrics.observe_worker_crash(&plugin);
-            metrics.set_quarantined(&plugin, true);
+            metrics.worker_died(&PluginName::new(&plugin).unwrap());
+            metrics.quarantine_changed(&PluginName::new(&plugin).unwrap(), true);
         }
         let text = metrics.encode();
         for i in 0..10 {
@@ -245,9 +250,9 @@ mod tests {
         // A labelled family is encoded once it has a series: give each one.
         let metrics = Metrics::new();
         metrics.observe_request(Some("hello"), "ok", Duration::from_micros(100));
-        metrics.observe_cache(true);
-        metrics.observe_worker_crash("hello");
-        metrics.set_quarantined("hello", true);
+        Observer::plugin_lookup(&metrics, true);
+        metrics.worker_died(&PluginName::new("hello").unwrap());
+        metrics.quarantine_changed(&PluginName::new("hello").unwrap(), true);
         let exposed = exposed_names(&metrics.encode());
         let readme = include_str!("../../README.md");
         let row = readme.lines().find(|line| line.starts_with("| `GET /metrics` |")).expect("a GET /metrics row");

@@ -141,7 +141,7 @@ impl Publish {
     }
 }
 
-/// The plugin name rule of the host (`host/src/store/name.rs`), which xtask cannot depend on.
+/// The plugin name rule of the host (`plugin-host/src/store/name.rs`), which xtask cannot depend on.
 fn is_plugin_name(name: &str) -> bool {
     (1..=64).contains(&name.len())
         && name.starts_with(|c: char| c.is_ascii_alphanumeric())

@@ -315,8 +315,8 @@ pub(crate) fn ensure_docker_registry(sh: &Shell) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What wasmedge-sys searches, in its order (shared with `host/build.rs`).
-#[path = "../../host/wasmedge_search.rs"]
+/// What wasmedge-sys searches, in its order (shared with `plugin-host/build.rs`).
+#[path = "../../plugin-host/wasmedge_search.rs"]
 mod wasmedge_search;
 
 /// Makes sure the WasmEdge that wasmedge-sys will find by itself is 0.17.x: an install it
@@ -670,7 +670,7 @@ mod debian_wasmedge {
 
     /// Three folders, because wasmedge-sys puts `lib/` on rustc's own `LD_LIBRARY_PATH`: a newer
     /// glibc there would break rustc itself. `lib/` gets only libwasmedge, `sysroot/` the rest
-    /// and the dynamic loader that the host's binaries are linked to use (see `host/build.rs`).
+    /// and the dynamic loader that the host's binaries are linked to use (see `plugin-host/build.rs`).
     fn lay_out(sh: &Shell, unpacked: &Path, out: &Path) -> anyhow::Result<()> {
         let include = out.join("include");
         let lib = out.join("lib");

@@ -111,11 +111,11 @@ mod tests {
         found
     }
 
-    /// ARCHITECTURE.md: "only `host/src/runtime` imports `wasmedge_sdk`".
+    /// ARCHITECTURE.md: "only `plugin-host/src/runtime` imports `wasmedge_sdk`".
     #[test]
     fn invariant_only_the_runtime_touches_wasmedge() {
-        let found = uses("host/src", Some("host/src/runtime"), "wasmedge_sdk");
-        assert!(found.is_empty(), "wasmedge_sdk used outside host/src/runtime:\n{}", found.join("\n"));
+        let found = uses("plugin-host/src", Some("plugin-host/src/runtime"), "wasmedge_sdk");
+        assert!(found.is_empty(), "wasmedge_sdk used outside plugin-host/src/runtime:\n{}", found.join("\n"));
     }
 
     /// ARCHITECTURE.md: "the HTTP layer knows nothing about WasmEdge or files; it sees the
@@ -166,10 +166,10 @@ mod tests {
     /// shared checker.
     #[test]
     fn invariant_abi_rules_live_only_in_the_abi_crate() {
-        let mut parsers = uses("host/src", Some("host/src/runtime/reuse.rs"), "wasmparser");
+        let mut parsers = uses("plugin-host/src", Some("plugin-host/src/runtime/reuse.rs"), "wasmparser");
         parsers.extend(uses("xtask/src", None, "wasmparser"));
         assert!(parsers.is_empty(), "WebAssembly parsed outside plugin-sdk:\n{}", parsers.join("\n"));
-        for crate_dir in ["host/src", "xtask/src"] {
+        for crate_dir in ["plugin-host/src", "xtask/src"] {
             assert!(
                 !uses(crate_dir, None, "plugin_sdk::check").is_empty(),
                 "{crate_dir} does not call the shared checker"
@@ -181,7 +181,7 @@ mod tests {
     /// function of the store takes a name as a plain string, except the validation itself.
     #[test]
     fn invariant_names_reach_the_store_only_validated() {
-        let found: Vec<_> = uses("host/src/store", Some("host/src/store/name.rs"), "fn ")
+        let found: Vec<_> = uses("plugin-host/src/store", Some("plugin-host/src/store/name.rs"), "fn ")
             .into_iter()
             .filter(|line| line.contains("name: &str") || line.contains("name: String"))
             .collect();

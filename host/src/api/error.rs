@@ -1,5 +1,5 @@
 //! The API's one error type: every failure of a request, answered as the status, stable code
-//! and disclosure its [`FailureKind`] says (see [`crate::failure`]).
+//! and disclosure its [`FailureKind`] says (see [`plugin_host::failure`]).
 
 use axum::{
     Json,
@@ -144,7 +144,7 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let kind = self.kind();
-        let (status, code) = (kind.status(), kind.code());
+        let (status, code) = (status(kind), kind.code());
         if kind == FailureKind::Overloaded {
             // A full or stopping server: load, not a fault; one ERROR per refused request
             // would turn a burst of traffic into a burst of logs.
@@ -164,5 +164,82 @@ impl IntoResponse for ApiError {
             return (status, [(header::RETRY_AFTER, retry_after.to_string())], body).into_response();
         }
         (status, body).into_response()
+    }
+}
+
+/// The HTTP status each kind of failure answers: the server's half of the failure table (see
+/// [`plugin_host::FailureKind`]); a new kind does not compile until it has one.
+pub fn status(kind: FailureKind) -> StatusCode {
+    match kind {
+        FailureKind::InvalidJson => StatusCode::BAD_REQUEST,
+        FailureKind::InvalidRequest => StatusCode::BAD_REQUEST,
+        FailureKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        FailureKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        FailureKind::InvalidPluginName => StatusCode::BAD_REQUEST,
+        FailureKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+        FailureKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        FailureKind::PluginNotFound => StatusCode::NOT_FOUND,
+        FailureKind::VersionNotFound => StatusCode::NOT_FOUND,
+        FailureKind::InvalidVersionRequirement => StatusCode::BAD_REQUEST,
+        FailureKind::DigestMismatch => StatusCode::BAD_GATEWAY,
+        FailureKind::InvalidArtifact => StatusCode::BAD_GATEWAY,
+        FailureKind::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+        FailureKind::StoreError => StatusCode::INTERNAL_SERVER_ERROR,
+        FailureKind::PluginTooLarge => StatusCode::INTERNAL_SERVER_ERROR,
+        FailureKind::WrongAbiVersion => StatusCode::BAD_REQUEST,
+        FailureKind::FunctionNotFound => StatusCode::NOT_FOUND,
+        FailureKind::InputTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        FailureKind::StreamTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        FailureKind::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+        FailureKind::StreamTimeout => StatusCode::REQUEST_TIMEOUT,
+        FailureKind::AbiViolation => StatusCode::INTERNAL_SERVER_ERROR,
+        FailureKind::InvalidModule => StatusCode::INTERNAL_SERVER_ERROR,
+        FailureKind::PluginInstantiationFailed => StatusCode::INTERNAL_SERVER_ERROR,
+        FailureKind::MemoryLimit => StatusCode::INTERNAL_SERVER_ERROR,
+        FailureKind::InvalidArgument => StatusCode::UNPROCESSABLE_ENTITY,
+        FailureKind::PluginError => StatusCode::INTERNAL_SERVER_ERROR,
+        FailureKind::BufferFault => StatusCode::INTERNAL_SERVER_ERROR,
+        FailureKind::PluginTrapped => StatusCode::INTERNAL_SERVER_ERROR,
+        FailureKind::PluginCrashed => StatusCode::INTERNAL_SERVER_ERROR,
+        FailureKind::NoWorkers => StatusCode::SERVICE_UNAVAILABLE,
+        FailureKind::WorkerLost => StatusCode::SERVICE_UNAVAILABLE,
+        FailureKind::PluginTimeout => StatusCode::GATEWAY_TIMEOUT,
+        FailureKind::PluginQuarantined => StatusCode::SERVICE_UNAVAILABLE,
+        FailureKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+
+    #[test]
+    fn every_503_is_transient() {
+        for &kind in FailureKind::ALL {
+            // A 503 promises that retrying can help, and carries Retry-After.
+            assert_eq!(status(kind) == StatusCode::SERVICE_UNAVAILABLE, kind.is_transient(), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn the_readme_lists_every_code_with_its_status() {
+        let readme = include_str!("../../../README.md");
+        for &kind in FailureKind::ALL {
+            let row = format!("| {} | `{}` |", status(kind).as_u16(), kind.code());
+            let listed = readme.lines().any(|line| line.starts_with(&row));
+            assert!(listed, "README.md's error table lacks a row starting with {row:?}");
+        }
+        // And the table has no row for a code the host does not send.
+        for line in readme.lines() {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let [_, code_status, code, ..] = cells[..] else { continue };
+            let (Ok(code_status), Some(code)) =
+                (code_status.parse::<u16>(), code.strip_prefix('`').and_then(|c| c.strip_suffix('`')))
+            else {
+                continue;
+            };
+            let known = FailureKind::ALL.iter().any(|&k| k.code() == code && status(k).as_u16() == code_status);
+            assert!(known, "README.md's error table has a row for {code_status} `{code}`, which the host never sends");
+        }
     }
 }

@@ -257,7 +257,9 @@ async fn stream_response(
                     Output::Failed(error) => {
                         let code = error.kind().code();
                         let message = "stream failed after its output began; cutting the response off";
-                        if error.kind().status().is_server_error() && error.kind() != FailureKind::Overloaded {
+                        if super::error::status(error.kind()).is_server_error()
+                            && error.kind() != FailureKind::Overloaded
+                        {
                             tracing::error!(%error, code, "{message}");
                         } else {
                             // The client's doing (a limit it broke, a broken body) or a

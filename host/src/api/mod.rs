@@ -25,7 +25,7 @@ use tower_http::{
 };
 
 pub use body::BodyLimits;
-pub use error::ApiError;
+pub use error::{ApiError, status};
 pub use functions::StreamLimits;
 
 use crate::{

@@ -102,7 +102,7 @@ async fn seed_contract_plugins_without_the_header_run_in_worker_processes() {
         local_store(dir.path()),
         runtime_config(ExecutionMode::Aot),
         settings,
-        Arc::clone(&metrics),
+        Arc::clone(&metrics) as _,
         64,
     )
     .expect("workers start");

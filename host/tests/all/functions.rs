@@ -49,14 +49,15 @@ async fn server(isolation: Isolation, timeout: Duration, limits: StreamLimits) -
         Isolation::InProcess => Arc::new(InProcessRunner::new(
             local_store(dir.path()),
             Engine::new(runtime).unwrap(),
-            Arc::clone(&metrics),
+            Arc::clone(&metrics) as _,
             16,
         )),
         Isolation::Workers => {
             let mut settings = WorkerSettings::new(PathBuf::from(env!("CARGO_BIN_EXE_host")));
             settings.workers = 2;
             Arc::new(
-                WorkerPoolRunner::new(local_store(dir.path()), runtime, settings, Arc::clone(&metrics), 16).unwrap(),
+                WorkerPoolRunner::new(local_store(dir.path()), runtime, settings, Arc::clone(&metrics) as _, 16)
+                    .unwrap(),
             )
         }
     };

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use host::runtime::ExecutionMode;
+use plugin_host::runtime::ExecutionMode;
 use serde_json::json;
 
 use crate::support::{TestServer, app_state, local_store, plugin_dir, runtime_config, wat_plugin};
@@ -374,7 +374,7 @@ async fn oversized_plugins_are_listed_with_the_reason() {
     let dir = plugin_dir(&["hello"]);
     std::fs::write(dir.path().join("big.wasm"), vec![0u8; 4096]).unwrap();
     let hello_size = std::fs::metadata(dir.path().join("hello.wasm")).unwrap().len();
-    let store = Arc::new(host::store::LocalPluginStore::new(dir.path(), hello_size.max(1024)).unwrap());
+    let store = Arc::new(plugin_host::store::LocalPluginStore::new(dir.path(), hello_size.max(1024)).unwrap());
     let server = TestServer::start(app_state(store, runtime_config(ExecutionMode::Aot), 16)).await;
 
     let listing: serde_json::Value =

@@ -46,8 +46,9 @@ async fn isolated_server(timeout: Duration, settings: impl FnOnce(&mut WorkerSet
     worker_settings.workers = 2;
     settings(&mut worker_settings);
     let metrics = Arc::new(Metrics::new());
-    let runner = WorkerPoolRunner::new(local_store(dir.path()), runtime, worker_settings, Arc::clone(&metrics), 64)
-        .expect("workers start");
+    let runner =
+        WorkerPoolRunner::new(local_store(dir.path()), runtime, worker_settings, Arc::clone(&metrics) as _, 64)
+            .expect("workers start");
     let server = TestServer::start(AppState::new(Arc::new(runner), Arc::clone(&metrics), 64)).await;
     Isolated { server, _dir: dir }
 }
@@ -338,26 +339,26 @@ fn a_transient_load_failure_is_retried_on_the_next_call() {
         WorkerPoolRunner::new(local_store(dir.path()), runtime, settings, Arc::new(Metrics::new()), 16)
             .expect("workers start"),
     );
-    let name = |n: &str| host::store::PluginName::new(n).unwrap();
-    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 21).unwrap(), 43);
+    let name = |n: &str| plugin_host::store::PluginName::new(n).unwrap();
+    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 21).unwrap(), 43);
 
     // Hold the only worker with a call that runs to its deadline, then publish a new version.
     let busy = std::thread::spawn({
         let runner = Arc::clone(&runner);
-        move || runner.run(&host::store::PluginRef::from(&name("loop-process")), 1)
+        move || runner.run(&plugin_host::store::PluginRef::from(&name("loop-process")), 1)
     });
     std::thread::sleep(Duration::from_millis(150));
     crate::support::replace_atomically(dir.path(), "hello", &plugin_bytes("abi"));
     // No worker can load the new version (nor run the old one) within the queue timeout.
-    let overloaded = runner.run(&host::store::PluginRef::from(&name("hello")), 21).unwrap_err();
+    let overloaded = runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 21).unwrap_err();
     assert_eq!(overloaded.kind().code(), "overloaded", "{overloaded}");
-    let status = runner.inspect(&host::store::PluginRef::from(&name("hello"))).unwrap();
+    let status = runner.inspect(&plugin_host::store::PluginRef::from(&name("hello"))).unwrap();
     assert_eq!((status.loaded, status.last_error), (false, None), "a busy pool is no verdict on the file");
 
     let timed_out = busy.join().unwrap().unwrap_err();
     assert_eq!(timed_out.kind().code(), "plugin_timeout");
     // A worker is free again: the new version loads and answers (abi squares its input).
-    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 21).unwrap(), 441);
+    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 21).unwrap(), 441);
 }
 
 /// A worker killed from outside (an operator, the OOM killer) is nobody's fault: the call is
@@ -372,16 +373,16 @@ fn a_worker_killed_from_outside_is_retried_not_blamed() {
     settings.quarantine_after = 1;
     let metrics = Arc::new(Metrics::new());
     let runner = Arc::new(
-        WorkerPoolRunner::new(local_store(dir.path()), runtime, settings, Arc::clone(&metrics), 16)
+        WorkerPoolRunner::new(local_store(dir.path()), runtime, settings, Arc::clone(&metrics) as _, 16)
             .expect("workers start"),
     );
-    let name = host::store::PluginName::new("primes").unwrap();
-    assert_eq!(runner.run(&host::store::PluginRef::from(&name), 100).unwrap(), 25, "loaded and warm");
+    let name = plugin_host::store::PluginName::new("primes").unwrap();
+    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name), 100).unwrap(), 25, "loaded and warm");
 
     // A slow call (counting primes below 300000 in the interpreter), and an outside kill.
     let call = std::thread::spawn({
         let (runner, name) = (Arc::clone(&runner), name.clone());
-        move || runner.run(&host::store::PluginRef::from(&name), 300_000)
+        move || runner.run(&plugin_host::store::PluginRef::from(&name), 300_000)
     });
     std::thread::sleep(Duration::from_millis(300));
     assert!(!call.is_finished(), "the kill must land while the call runs");
@@ -391,7 +392,7 @@ fn a_worker_killed_from_outside_is_retried_not_blamed() {
     assert!(killed.success());
 
     assert_eq!(call.join().unwrap().unwrap(), 25997, "retried on another worker");
-    let status = runner.inspect(&host::store::PluginRef::from(&name)).unwrap();
+    let status = runner.inspect(&plugin_host::store::PluginRef::from(&name)).unwrap();
     assert!(status.quarantine.is_none(), "not blamed, even with quarantine after one crash");
     let text = metrics.encode();
     assert!(!text.contains(r#"plugin_host_worker_crashes_total{plugin="primes"} 1"#), "{text}");
@@ -417,7 +418,7 @@ fn workers_are_recycled_after_many_loads_between_calls() {
     let mut pids = Vec::new();
     for name in names {
         runner
-            .run(&host::store::PluginRef::from(&host::store::PluginName::new(name).unwrap()), 7)
+            .run(&plugin_host::store::PluginRef::from(&plugin_host::store::PluginName::new(name).unwrap()), 7)
             .expect("every call succeeds");
         pids.push(worker_pids());
     }
@@ -445,7 +446,7 @@ async fn readiness_follows_the_workers() {
         local_store(dir.path()),
         runtime_config(ExecutionMode::Aot),
         settings,
-        Arc::clone(&metrics),
+        Arc::clone(&metrics) as _,
         16,
     )
     .expect("workers start");

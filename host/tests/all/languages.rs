@@ -32,9 +32,16 @@ async fn server(workers: bool) -> (TestServer, tempfile::TempDir) {
     let runner: Arc<dyn PluginRunner> = if workers {
         let mut settings = WorkerSettings::new(PathBuf::from(env!("CARGO_BIN_EXE_host")));
         settings.workers = 2;
-        Arc::new(WorkerPoolRunner::new(local_store(dir.path()), runtime, settings, Arc::clone(&metrics), 16).unwrap())
+        Arc::new(
+            WorkerPoolRunner::new(local_store(dir.path()), runtime, settings, Arc::clone(&metrics) as _, 16).unwrap(),
+        )
     } else {
-        Arc::new(InProcessRunner::new(local_store(dir.path()), Engine::new(runtime).unwrap(), Arc::clone(&metrics), 16))
+        Arc::new(InProcessRunner::new(
+            local_store(dir.path()),
+            Engine::new(runtime).unwrap(),
+            Arc::clone(&metrics) as _,
+            16,
+        ))
     };
     (TestServer::start(AppState::new(runner, metrics, 64)).await, dir)
 }

@@ -11,15 +11,15 @@ use std::{
     time::{Duration, Instant},
 };
 
-use host::store::{
-    OciPluginStore, PluginName, PluginRef, PluginStore, Resolver, StoreError, Version, VersionRequirement,
-    oci::{Credentials, OciSettings},
-};
 use oci_client::{
     Client, Reference,
     client::{ClientConfig, ClientProtocol, Config, ImageLayer},
     manifest::OciImageManifest,
     secrets::RegistryAuth,
+};
+use plugin_host::store::{
+    OciPluginStore, PluginName, PluginRef, PluginStore, Resolver, StoreError, Version, VersionRequirement,
+    oci::{Credentials, OciSettings},
 };
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
@@ -364,7 +364,8 @@ async fn serves_over_http_from_the_registry_through_an_outage() {
     let cache = TempDir::new().unwrap();
     let store = OciPluginStore::new(settings(&registry, cache.path())).unwrap();
     let server =
-        TestServer::start(app_state(Arc::new(store), runtime_config(host::runtime::ExecutionMode::Aot), 16)).await;
+        TestServer::start(app_state(Arc::new(store), runtime_config(plugin_host::runtime::ExecutionMode::Aot), 16))
+            .await;
     let run = async |version: &str| {
         let body = json!({"plugin": "calc", "input": 1, "version": version});
         let response = server.client.post(server.url("/run")).json(&body).send().await.unwrap();
@@ -428,7 +429,7 @@ async fn hosts_of_different_registries_sharing_a_cache_never_see_each_others_plu
             settings.timeout = Duration::from_millis(500);
             settings.refresh = Duration::from_millis(200);
             let store = Arc::new(OciPluginStore::new(settings).unwrap());
-            let state = app_state(store, runtime_config(host::runtime::ExecutionMode::Aot), 16);
+            let state = app_state(store, runtime_config(plugin_host::runtime::ExecutionMode::Aot), 16);
             hosts.push(TestServer::start(state).await);
         }
         hosts
@@ -609,7 +610,7 @@ async fn server_behind_proxy(
     settings.timeout = timeout;
     settings.refresh = refresh;
     let store = Arc::new(OciPluginStore::new(settings).unwrap());
-    TestServer::start(app_state(store, runtime_config(host::runtime::ExecutionMode::Aot), 64)).await
+    TestServer::start(app_state(store, runtime_config(plugin_host::runtime::ExecutionMode::Aot), 64)).await
 }
 
 /// `POST /run` of `calc` with a version requirement: status, output, and how long it took.
@@ -777,7 +778,8 @@ async fn listed_versions_the_registry_cannot_give_and_versions_published_a_momen
     let mut settings = settings(&registry, cache.path());
     settings.refresh = Duration::from_secs(30); // listings stay cached throughout
     let store = Arc::new(OciPluginStore::new(settings).unwrap());
-    let server = TestServer::start(app_state(store, runtime_config(host::runtime::ExecutionMode::Aot), 16)).await;
+    let server =
+        TestServer::start(app_state(store, runtime_config(plugin_host::runtime::ExecutionMode::Aot), 16)).await;
     for version in ["*", "^1", ">=1"] {
         let (status, output, _) = call(&server, version).await;
         assert_eq!((status, output), (200, serde_json::json!(10)), "{version}: the next version down");

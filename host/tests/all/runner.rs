@@ -26,14 +26,14 @@ fn name(name: &str) -> PluginName {
 fn runs_plugins_by_name_and_reports_missing_ones() {
     let dir = plugin_dir(&["hello"]);
     let runner = runner_for(dir.path(), runtime_config(ExecutionMode::Aot));
-    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 21).unwrap(), 43);
-    let err = runner.run(&host::store::PluginRef::from(&name("nope")), 1).unwrap_err();
+    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 21).unwrap(), 43);
+    let err = runner.run(&plugin_host::store::PluginRef::from(&name("nope")), 1).unwrap_err();
     assert!(matches!(err, RunError::Store(StoreError::NotFound(_))), "{err:?}");
 
     // Deleting the file makes the plugin disappear, even though a version was loaded.
     fs::remove_file(dir.path().join("hello.wasm")).unwrap();
     assert!(matches!(
-        runner.run(&host::store::PluginRef::from(&name("hello")), 1),
+        runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 1),
         Err(RunError::Store(StoreError::NotFound(_)))
     ));
 }
@@ -42,41 +42,45 @@ fn runs_plugins_by_name_and_reports_missing_ones() {
 fn a_replaced_file_is_picked_up_by_the_next_call() {
     let dir = plugin_dir(&["hello"]);
     let runner = runner_for(dir.path(), runtime_config(ExecutionMode::Aot));
-    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(), 11);
+    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap(), 11);
 
     replace_atomically(dir.path(), "hello", &plugin_bytes("simple"));
-    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(), 6, "replaced by rename");
+    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap(), 6, "replaced by rename");
 
     // Rewritten in place (same inode), as an editor or `cp` would.
     fs::write(dir.path().join("hello.wasm"), plugin_bytes("abi")).unwrap();
-    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(), 25, "rewritten in place");
+    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap(), 25, "rewritten in place");
 }
 
 #[test]
 fn a_half_written_file_never_runs_and_the_previous_version_keeps_serving() {
     let dir = plugin_dir(&["hello"]);
     let runner = runner_for(dir.path(), runtime_config(ExecutionMode::Interpreter));
-    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(), 11);
+    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap(), 11);
 
     let next = plugin_bytes("simple");
     fs::write(dir.path().join("hello.wasm"), &next[..next.len() / 2]).unwrap();
-    assert_eq!(runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(), 11, "still the previous version");
     assert_eq!(
-        runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(),
+        runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap(),
+        11,
+        "still the previous version"
+    );
+    assert_eq!(
+        runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap(),
         11,
         "and again, without re-reading"
     );
 
     fs::write(dir.path().join("hello.wasm"), &next).unwrap();
     assert_eq!(
-        runner.run(&host::store::PluginRef::from(&name("hello")), 5).unwrap(),
+        runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap(),
         6,
         "the completed file is the new version"
     );
 
     // With no good version to fall back on, the failure is the answer.
     fs::write(dir.path().join("fresh.wasm"), &next[..10]).unwrap();
-    let err = runner.run(&host::store::PluginRef::from(&name("fresh")), 5).unwrap_err();
+    let err = runner.run(&plugin_host::store::PluginRef::from(&name("fresh")), 5).unwrap_err();
     assert!(matches!(err.root(), RunError::Runtime(RuntimeError::AbiViolation(_))), "{err:?}");
 }
 
@@ -93,7 +97,7 @@ fn hot_swap_under_concurrent_calls_never_fails_a_call() {
             thread::spawn(move || {
                 let mut seen = [0u32; 2];
                 while !done.load(Ordering::Relaxed) {
-                    match runner.run(&host::store::PluginRef::from(&name("hello")), 5) {
+                    match runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5) {
                         Ok(11) => seen[0] += 1,
                         Ok(6) => seen[1] += 1,
                         other => panic!("a call during the swap got {other:?}"),
@@ -121,7 +125,7 @@ fn hot_swap_under_concurrent_calls_never_fails_a_call() {
 /// A real local store that counts how often each plugin file is read.
 #[derive(Debug)]
 struct CountingStore {
-    inner: host::store::LocalPluginStore,
+    inner: plugin_host::store::LocalPluginStore,
     loads: std::sync::Mutex<std::collections::HashMap<String, u32>>,
 }
 
@@ -131,15 +135,15 @@ impl CountingStore {
     }
 }
 
-impl host::store::PluginStore for CountingStore {
-    fn stat(&self, plugin: &host::store::PluginRef) -> Result<host::store::FileIdentity, StoreError> {
+impl plugin_host::store::PluginStore for CountingStore {
+    fn stat(&self, plugin: &plugin_host::store::PluginRef) -> Result<plugin_host::store::FileIdentity, StoreError> {
         self.inner.stat(plugin)
     }
-    fn load(&self, plugin: &host::store::PluginRef) -> Result<host::store::PluginFile, StoreError> {
+    fn load(&self, plugin: &plugin_host::store::PluginRef) -> Result<plugin_host::store::PluginFile, StoreError> {
         *self.loads.lock().unwrap().entry(plugin.to_string()).or_default() += 1;
         self.inner.load(plugin)
     }
-    fn versions(&self, name: &PluginName) -> Result<host::store::Versions, StoreError> {
+    fn versions(&self, name: &PluginName) -> Result<plugin_host::store::Versions, StoreError> {
         self.inner.versions(name)
     }
     fn list(&self) -> Result<Vec<PluginName>, StoreError> {
@@ -150,15 +154,15 @@ impl host::store::PluginStore for CountingStore {
     }
 }
 
-fn counting_runner(dir: &std::path::Path) -> (host::runner::InProcessRunner, Arc<CountingStore>) {
+fn counting_runner(dir: &std::path::Path) -> (plugin_host::runner::InProcessRunner, Arc<CountingStore>) {
     let store = Arc::new(CountingStore {
-        inner: host::store::LocalPluginStore::new(dir, 16 << 20).unwrap(),
+        inner: plugin_host::store::LocalPluginStore::new(dir, 16 << 20).unwrap(),
         loads: Default::default(),
     });
-    let engine = host::runtime::Engine::new(runtime_config(ExecutionMode::Aot)).unwrap();
+    let engine = plugin_host::runtime::Engine::new(runtime_config(ExecutionMode::Aot)).unwrap();
     let metrics = Arc::new(host::metrics::Metrics::new());
-    let store_dyn: Arc<dyn host::store::PluginStore> = Arc::clone(&store) as _;
-    (host::runner::InProcessRunner::new(store_dyn, engine, metrics, 16), store)
+    let store_dyn: Arc<dyn plugin_host::store::PluginStore> = Arc::clone(&store) as _;
+    (plugin_host::runner::InProcessRunner::new(store_dyn, engine, metrics, 16), store)
 }
 
 /// A file that failed to load is remembered: the same error again, without reading and
@@ -168,9 +172,9 @@ fn a_broken_file_is_read_once_until_it_changes() {
     let dir = plugin_dir(&["hello"]);
     fs::write(dir.path().join("broken.wasm"), b"not a module").unwrap();
     let (runner, store) = counting_runner(dir.path());
-    let first = runner.run(&host::store::PluginRef::from(&name("broken")), 1).unwrap_err();
+    let first = runner.run(&plugin_host::store::PluginRef::from(&name("broken")), 1).unwrap_err();
     for _ in 0..5 {
-        let again = runner.run(&host::store::PluginRef::from(&name("broken")), 1).unwrap_err();
+        let again = runner.run(&plugin_host::store::PluginRef::from(&name("broken")), 1).unwrap_err();
         assert_eq!((again.kind(), again.to_string()), (first.kind(), first.to_string()));
     }
     assert_eq!(first.kind().code(), "abi_violation");
@@ -178,7 +182,7 @@ fn a_broken_file_is_read_once_until_it_changes() {
 
     replace_atomically(dir.path(), "broken", &plugin_bytes("hello"));
     assert_eq!(
-        runner.run(&host::store::PluginRef::from(&name("broken")), 21).unwrap(),
+        runner.run(&plugin_host::store::PluginRef::from(&name("broken")), 21).unwrap(),
         43,
         "a fixed file is loaded at once"
     );
@@ -209,7 +213,7 @@ fn short_calls_run_directly_and_a_changed_file_sends_the_call_back_to_the_blocki
     let dir = plugin_dir(&["hello"]);
     let runner = runner_for(dir.path(), runtime_config(ExecutionMode::Aot));
     let name = name("hello");
-    let hello = host::store::PluginRef::from(&name);
+    let hello = plugin_host::store::PluginRef::from(&name);
     let direct = |input| runner.run_if_short(&name, None, input).map(|result| result.unwrap());
     assert!(direct(1).is_none(), "a plugin never called is not known to be short");
     for _ in 0..64 {

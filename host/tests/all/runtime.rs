@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use host::runtime::{
+use plugin_host::runtime::{
     AbiFunction, AotCompilation, Engine, ExecutionMode, PluginErrorCode, RuntimeConfig, RuntimeError, TrapKind,
     testing::call_out_of_order,
 };
@@ -34,7 +34,7 @@ fn a_failed_instantiation_is_the_plugin_s_fault_in_both_modes() {
         let plugin = compile(&unchecked_engine(mode), &bytes);
         let error = plugin.call(1).expect_err("instantiation fails");
         assert!(matches!(error, RuntimeError::Instantiation(_)), "{mode:?}: {error:?}");
-        assert_eq!(error.kind(), host::failure::FailureKind::PluginInstantiationFailed, "{mode:?}");
+        assert_eq!(error.kind(), plugin_host::failure::FailureKind::PluginInstantiationFailed, "{mode:?}");
     }
 }
 

@@ -117,7 +117,7 @@ pub fn runner_for(dir: &Path, config: RuntimeConfig) -> InProcessRunner {
 pub fn app_state(store: Arc<dyn PluginStore>, config: RuntimeConfig, max_in_flight: usize) -> AppState {
     let metrics = Arc::new(Metrics::new());
     let engine = Engine::new(config).expect("engine");
-    let runner = InProcessRunner::new(store, engine, Arc::clone(&metrics), 16);
+    let runner = InProcessRunner::new(store, engine, Arc::clone(&metrics) as _, 16);
     AppState::new(Arc::new(runner), metrics, max_in_flight)
 }
 

@@ -3,7 +3,7 @@
 
 use std::{fs, sync::Arc};
 
-use host::store::{
+use plugin_host::store::{
     LocalPluginStore, PluginName, PluginRef, PluginStore, Resolver, StoreError, Version, VersionRequirement,
 };
 
@@ -143,7 +143,7 @@ mod http {
 
     async fn serve(dir: &std::path::Path) -> TestServer {
         let store: Arc<dyn PluginStore> = Arc::new(LocalPluginStore::new(dir, 1 << 20).unwrap());
-        TestServer::start(app_state(store, runtime_config(host::runtime::ExecutionMode::Aot), 16)).await
+        TestServer::start(app_state(store, runtime_config(plugin_host::runtime::ExecutionMode::Aot), 16)).await
     }
 
     /// Status, `x-plugin-version` and body of a `POST /run`.

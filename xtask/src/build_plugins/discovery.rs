@@ -258,7 +258,7 @@ fn file_name(path: &Path) -> anyhow::Result<&str> {
 }
 
 /// Plugin names become file names and the name a client asks the host for, so they follow the
-/// host's rule for names (`host/src/store/name.rs`: 1 to 64 letters, digits, `_` and `-`,
+/// host's rule for names (`plugin-host/src/store/name.rs`: 1 to 64 letters, digits, `_` and `-`,
 /// starting with a letter or digit), narrowed to lowercase so names never differ only in case.
 pub(crate) fn check_name(name: &str, path: &Path) -> anyhow::Result<()> {
     let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();

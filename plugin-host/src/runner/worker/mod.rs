@@ -13,10 +13,10 @@
 
 mod child;
 mod pool;
-// Public only for the fuzz targets (`fuzz/`), which feed the frame decoder arbitrary bytes.
-#[cfg(feature = "fuzzing")]
+// Public only for the fuzz targets (`fuzz/`, feature `internals`), which feed the frame decoder arbitrary bytes.
+#[cfg(feature = "internals")]
 pub mod protocol;
-#[cfg(not(feature = "fuzzing"))]
+#[cfg(not(feature = "internals"))]
 mod protocol;
 mod quarantine;
 
@@ -40,7 +40,7 @@ use super::{
 };
 use crate::{
     failure::FailureKind,
-    metrics::Metrics,
+    observe::Observer,
     runtime::{RuntimeConfig, RuntimeError},
     store::{PluginName, PluginRef, PluginStore, VersionRequirement},
 };
@@ -225,7 +225,7 @@ pub struct WorkerPoolRunner {
     pool: Arc<Pool>,
     runtime: RuntimeConfig,
     settings: WorkerSettings,
-    metrics: Arc<Metrics>,
+    observer: Arc<dyn Observer>,
     quarantine: Arc<Quarantine>,
     /// Streams open now; each holds a worker for as long as it lasts.
     open_streams: Arc<AtomicUsize>,
@@ -239,27 +239,27 @@ impl WorkerPoolRunner {
         store: Arc<dyn PluginStore>,
         runtime: RuntimeConfig,
         settings: WorkerSettings,
-        metrics: Arc<Metrics>,
+        observer: Arc<dyn Observer>,
         capacity: usize,
     ) -> Result<Self, WorkerFailure> {
         // Workers trust the server's ABI check instead of repeating it, and the server enforces
         // the deadline by killing a late worker, which spares every call WasmEdge's timer.
         let worker_runtime = RuntimeConfig { enforce_abi: false, external_deadline: true, ..runtime.clone() };
         let pool = Arc::new(Pool::new(settings.clone(), worker_runtime)?);
-        let catalog = Catalog::new(store, Arc::clone(&metrics), capacity, runtime.limits.abi.clone());
+        let catalog = Catalog::new(store, Arc::clone(&observer), capacity, runtime.limits.abi.clone());
         let policy = QuarantinePolicy {
             after: settings.quarantine_after,
             base: settings.quarantine_base,
             max: settings.quarantine_max,
         };
-        let quarantine = Arc::new(Quarantine::new(policy, Arc::clone(&metrics)));
+        let quarantine = Arc::new(Quarantine::new(policy, Arc::clone(&observer)));
         let open_streams = Arc::default();
         Ok(WorkerPoolRunner {
             catalog,
             pool,
             runtime,
             settings,
-            metrics,
+            observer,
             quarantine,
             open_streams,
             short_calls: ShortCalls::default(),
@@ -326,7 +326,7 @@ impl WorkerPoolRunner {
     /// One v1 call on `worker`.
     fn run_on(&self, worker: &mut Worker, module: &CheckedModule, input: i32) -> WorkerResult<i32> {
         let (result, instantiation) = worker.call(module, input, self.runtime.limits.call_timeout)?;
-        self.metrics.observe_instantiation(instantiation);
+        self.observer.instance_ready(instantiation);
         Ok(result)
     }
 

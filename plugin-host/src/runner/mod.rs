@@ -7,11 +7,13 @@
 mod catalog;
 mod in_process;
 mod short_calls;
+#[cfg(feature = "workers")]
 pub mod worker;
 
 pub use catalog::DEFAULT_CACHE_CAPACITY;
 pub use in_process::InProcessRunner;
 pub use short_calls::{SHORT_CALL_BUDGET, ShortCalls};
+#[cfg(feature = "workers")]
 pub use worker::{WorkerFailure, WorkerPoolRunner, WorkerPoolStatus, WorkerSettings};
 
 use std::sync::Arc;
@@ -81,6 +83,7 @@ pub trait PluginRunner: Send + Sync + std::fmt::Debug {
     }
 
     /// The worker processes, when plugins run in them.
+    #[cfg(feature = "workers")]
     fn workers(&self) -> Option<WorkerPoolStatus> {
         None
     }
@@ -249,6 +252,7 @@ pub enum RunError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[cfg(feature = "workers")]
     #[error(transparent)]
     Worker(#[from] WorkerFailure),
     #[error("plugin quarantined after {} crashes in a row; retry in {} s", .0.consecutive_crashes, .0.retry_after_secs)]
@@ -274,6 +278,7 @@ impl RunError {
         match self {
             RunError::Store(error) => error.kind(),
             RunError::Runtime(error) => error.kind(),
+            #[cfg(feature = "workers")]
             RunError::Worker(failure) => failure.kind(),
             RunError::Quarantined(_) => FailureKind::PluginQuarantined,
             RunError::Remembered(error) => error.kind(),

@@ -6,9 +6,11 @@
 
 mod dir;
 mod flight;
+#[cfg(feature = "fluid")]
 mod fluid;
 mod local;
 mod name;
+#[cfg(feature = "oci")]
 pub mod oci;
 mod resolver;
 mod version;
@@ -17,9 +19,11 @@ use std::{fmt, io, time::Duration, time::SystemTime};
 
 use crate::failure::FailureKind;
 
+#[cfg(feature = "fluid")]
 pub use fluid::FluidPluginStore;
 pub use local::LocalPluginStore;
 pub use name::{InvalidName, MAX_NAME_LEN, PluginName};
+#[cfg(feature = "oci")]
 pub use oci::OciPluginStore;
 pub use resolver::Resolver;
 pub use version::{InvalidRequirement, MAX_REQUIREMENT_LEN, PluginRef, Version, VersionRequirement, Versions, select};

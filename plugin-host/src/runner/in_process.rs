@@ -7,7 +7,7 @@ use super::{
     Interface, PluginRunner, PluginStatus, PluginStream, RunError, ShortCalls, VersionStatus, catalog::Catalog,
 };
 use crate::{
-    metrics::Metrics,
+    observe::Observer,
     runtime::{CompiledPlugin, Engine, RuntimeError, StreamSession},
     store::{PluginName, PluginRef, PluginStore, VersionRequirement},
 };
@@ -17,15 +17,15 @@ use crate::{
 pub struct InProcessRunner {
     catalog: Catalog<Arc<CompiledPlugin>>,
     engine: Engine,
-    metrics: Arc<Metrics>,
+    observer: Arc<dyn Observer>,
     short_calls: ShortCalls,
 }
 
 impl InProcessRunner {
-    pub fn new(store: Arc<dyn PluginStore>, engine: Engine, metrics: Arc<Metrics>, capacity: usize) -> Self {
+    pub fn new(store: Arc<dyn PluginStore>, engine: Engine, observer: Arc<dyn Observer>, capacity: usize) -> Self {
         let abi_limits = engine.settings().limits.abi.clone();
-        let catalog = Catalog::new(store, Arc::clone(&metrics), capacity, abi_limits);
-        InProcessRunner { catalog, engine, metrics, short_calls: ShortCalls::default() }
+        let catalog = Catalog::new(store, Arc::clone(&observer), capacity, abi_limits);
+        InProcessRunner { catalog, engine, observer, short_calls: ShortCalls::default() }
     }
 
     /// Calls of at most `budget` count as short (see [`ShortCalls`]); zero disables the direct
@@ -39,7 +39,7 @@ impl InProcessRunner {
     fn run_compiled(&self, name: &PluginName, plugin: &CompiledPlugin, input: i32) -> Result<i32, RunError> {
         let started = Instant::now();
         let instance = plugin.checkout()?;
-        self.metrics.observe_instantiation(started.elapsed());
+        self.observer.instance_ready(started.elapsed());
         let (result, recycled) = instance.run_recycling(input);
         if let Some(instance) = recycled {
             plugin.recycle(instance);

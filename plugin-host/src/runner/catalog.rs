@@ -13,7 +13,7 @@ use plugin_sdk::AbiLimits;
 use super::{AbiStatus, PluginStatus, RunError, VersionStatus, content_hash, sha256};
 use crate::{
     logs,
-    metrics::Metrics,
+    observe::Observer,
     store::{
         self, FileIdentity, PluginName, PluginRef, PluginStore, Resolver, StoreError, VersionRequirement, Versions,
     },
@@ -53,7 +53,7 @@ pub struct Catalog<M> {
     store: Arc<dyn PluginStore>,
     /// Which version of a plugin a request gets (see [`Resolver`]).
     resolver: Resolver,
-    metrics: Arc<Metrics>,
+    observer: Arc<dyn Observer>,
     /// Least recently used plugins are forgotten first; each entry has its own lock, so a slow
     /// load of one plugin never delays calls to another.
     /// One slot per plugin file: each version of a plugin has its own (a call pinned to 1.2 and
@@ -119,7 +119,12 @@ struct Version<M> {
 }
 
 impl<M: Clone> Catalog<M> {
-    pub fn new(store: Arc<dyn PluginStore>, metrics: Arc<Metrics>, capacity: usize, abi_limits: AbiLimits) -> Self {
+    pub fn new(
+        store: Arc<dyn PluginStore>,
+        observer: Arc<dyn Observer>,
+        capacity: usize,
+        abi_limits: AbiLimits,
+    ) -> Self {
         let capacity = NonZeroUsize::new(capacity).unwrap_or(NonZeroUsize::MIN);
         let facts = Mutex::new(LruCache::new(capacity.saturating_mul(NonZeroUsize::new(4).expect("non-zero"))));
         let resolver = Resolver::new(Arc::clone(&store));
@@ -127,7 +132,7 @@ impl<M: Clone> Catalog<M> {
         Catalog {
             store,
             resolver,
-            metrics,
+            observer,
             slots: Mutex::new(LruCache::new(capacity)),
             abi_limits,
             facts,
@@ -258,7 +263,7 @@ impl<M: Clone> Catalog<M> {
         let slot = Arc::clone(self.slots.lock().get(&plugin)?);
         let slot = slot.try_lock()?;
         let current = slot.current.as_ref().filter(|_| slot.seen == Some(identity))?;
-        self.metrics.observe_cache(true);
+        self.observer.plugin_lookup(true);
         Some((plugin, current.module.clone()))
     }
 
@@ -283,16 +288,16 @@ impl<M: Clone> Catalog<M> {
         let mut slot = slot.lock();
         if slot.seen == Some(identity) {
             if let Some(current) = &slot.current {
-                self.metrics.observe_cache(true);
+                self.observer.plugin_lookup(true);
                 return Ok(current.module.clone());
             }
             if let Some(failure) = &slot.last_error {
                 // This very file failed before, for a reason that does not pass by itself.
-                self.metrics.observe_cache(true);
+                self.observer.plugin_lookup(true);
                 return Err(RunError::Remembered(Arc::clone(failure)));
             }
         }
-        self.metrics.observe_cache(false);
+        self.observer.plugin_lookup(false);
         let file = self.store.load(plugin)?;
         let content_hash = content_hash(&file.bytes);
         if let Some(current) = slot.current.as_ref().filter(|c| c.content_hash == content_hash) {

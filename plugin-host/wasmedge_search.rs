@@ -1,4 +1,4 @@
-//! Where wasmedge-sys 0.21 finds WasmEdge, in its order: shared by `host/build.rs` (whose link
+//! Where wasmedge-sys 0.21 finds WasmEdge, in its order: shared by `plugin-host/build.rs` (whose link
 //! arguments must name the library wasmedge-sys linked) and `cargo xtask setup` (which checks
 //! and prepares what wasmedge-sys will find).
 //!

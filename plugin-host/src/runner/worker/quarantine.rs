@@ -9,7 +9,7 @@ use std::{
 
 use parking_lot::Mutex;
 
-use crate::{metrics::Metrics, runner::QuarantineStatus, store::PluginName};
+use crate::{observe::Observer, runner::QuarantineStatus, store::PluginName};
 
 /// When a plugin is quarantined and for how long. Every field documents its default (see
 /// [`WorkerSettings`](super::WorkerSettings), which carries them).
@@ -27,7 +27,7 @@ pub(super) struct QuarantinePolicy {
 #[derive(Debug)]
 pub(super) struct Quarantine {
     policy: QuarantinePolicy,
-    metrics: Arc<Metrics>,
+    observer: Arc<dyn Observer>,
     crashes: Mutex<HashMap<PluginName, CrashRecord>>,
 }
 
@@ -38,8 +38,8 @@ struct CrashRecord {
 }
 
 impl Quarantine {
-    pub fn new(policy: QuarantinePolicy, metrics: Arc<Metrics>) -> Self {
-        Quarantine { policy, metrics, crashes: Mutex::new(HashMap::new()) }
+    pub fn new(policy: QuarantinePolicy, observer: Arc<dyn Observer>) -> Self {
+        Quarantine { policy, observer, crashes: Mutex::new(HashMap::new()) }
     }
 
     /// Set while `name` is refused, with how long is left.
@@ -47,7 +47,7 @@ impl Quarantine {
         let crashes = self.crashes.lock();
         let record = crashes.get(name)?;
         let Some(remaining) = record.quarantined_until?.checked_duration_since(Instant::now()) else {
-            self.metrics.set_quarantined(name.as_str(), false);
+            self.observer.quarantine_changed(name, false);
             return None;
         };
         Some(QuarantineStatus {
@@ -69,11 +69,11 @@ impl Quarantine {
         let mut crashes = self.crashes.lock();
         if !crashed {
             if crashes.remove(name).is_some_and(|r| r.quarantined_until.is_some()) {
-                self.metrics.set_quarantined(name.as_str(), false);
+                self.observer.quarantine_changed(name, false);
             }
             return;
         }
-        self.metrics.observe_worker_crash(name.as_str());
+        self.observer.worker_died(name);
         let record = crashes.entry(name.clone()).or_default();
         record.consecutive += 1;
         let policy = self.policy;
@@ -81,7 +81,7 @@ impl Quarantine {
             let doublings = (record.consecutive - policy.after).min(20);
             let backoff = (policy.base * 2u32.pow(doublings)).min(policy.max);
             record.quarantined_until = Some(Instant::now() + backoff);
-            self.metrics.set_quarantined(name.as_str(), true);
+            self.observer.quarantine_changed(name, true);
             tracing::warn!(plugin = %name, crashes = record.consecutive, ?backoff, "plugin quarantined for crashing workers");
         }
     }
@@ -94,7 +94,7 @@ mod tests {
     #[test]
     fn crashes_in_a_row_quarantine_with_doubling_backoff_and_a_success_ends_it() {
         let policy = QuarantinePolicy { after: 2, base: Duration::from_secs(10), max: Duration::from_secs(25) };
-        let quarantine = Quarantine::new(policy, Arc::new(Metrics::new()));
+        let quarantine = Quarantine::new(policy, Arc::new(crate::observe::NoObserver));
         let name = PluginName::new("flaky").unwrap();
         quarantine.record(&name, true);
         assert!(quarantine.status(&name).is_none(), "one crash is not yet a pattern");
