@@ -1,20 +1,19 @@
 //! The server's settings, from command-line flags or environment variables (flags win).
 //!
 //! This is the only place that knows about the command line: it maps flags onto the plain
-//! settings types of the inner layers ([`RuntimeConfig`], [`Limits`], [`AbiLimits`],
-//! [`WorkerSettings`]) and takes its defaults from them, so every default is written once.
+//! library's settings types ([`Settings`], [`Limits`], [`AbiLimits`], [`WorkerSettings`],
+//! [`OciSettings`]) and takes its defaults from them, so every default is written once.
 
 use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::Parser;
 use plugin_sdk::AbiLimits;
 
+use plugin_host::{AotCompilation, Credentials, ExecutionMode, Limits, OciSettings, Settings, WorkerSettings};
+
 use crate::{
     ServeOptions,
     api::{BodyLimits, StreamLimits},
-    runner::{SHORT_CALL_BUDGET, WorkerSettings},
-    runtime::{ExecutionMode, Limits, RuntimeConfig},
-    store::oci::{Credentials, OciSettings},
 };
 
 /// Serves sandboxed WebAssembly plugins over HTTP.
@@ -153,7 +152,7 @@ pub struct Config {
     /// Microseconds a plugin's calls may take and still run on the thread that received the
     /// request, skipping the hand-off to a blocking thread (once its recent calls all did; see
     /// `runner::ShortCalls`). 0 sends every call through the blocking pool.
-    #[arg(long, env = "SHORT_CALL_BUDGET_US", default_value_t = SHORT_CALL_BUDGET.as_micros() as u64)]
+    #[arg(long, env = "SHORT_CALL_BUDGET_US", default_value_t = Settings::default().short_call_budget.as_micros() as u64)]
     pub short_call_budget_us: u64,
 
     /// Folder for native code compiled from plugins (AOT mode). Default: a private folder
@@ -163,7 +162,7 @@ pub struct Config {
 
     /// Most MiB of compiled plugins kept in the AOT cache folder (oldest removed first, when
     /// the host or a worker starts).
-    #[arg(long, env = "AOT_CACHE_MAX_MB", default_value_t = RuntimeConfig::default().aot_cache_max_bytes >> 20)]
+    #[arg(long, env = "AOT_CACHE_MAX_MB", default_value_t = Settings::default().aot_cache_max_bytes >> 20)]
     pub aot_cache_max_mb: u64,
 
     /// Seconds to let in-flight requests finish after SIGTERM, SIGHUP or Ctrl-C.
@@ -301,8 +300,8 @@ impl Config {
     /// the Docker `config.json`.
     pub fn oci(&self, max_plugin_bytes: u64) -> Result<OciSettings, String> {
         let repository = self.oci_repository.clone().ok_or("--oci-repository (OCI_REPOSITORY) is required")?;
-        let (registry, _) = plugin_host::store::oci::split_repository(&repository)
-            .map_err(|error| format!("--oci-repository: {error}"))?;
+        let registry =
+            OciSettings::registry_of(&repository).map_err(|error| format!("--oci-repository: {error}"))?;
         let credentials = match (&self.oci_username, &self.oci_password) {
             (Some(username), Some(password)) => {
                 Credentials::Basic { username: username.clone(), password: password.clone() }
@@ -325,9 +324,11 @@ impl Config {
         Ok(settings)
     }
 
-    /// The runtime settings these flags describe, or the first setting that contradicts
-    /// another (named as on the command line).
-    pub fn runtime(&self) -> Result<RuntimeConfig, String> {
+    /// The host settings these flags describe, or the first setting that contradicts another
+    /// (named as on the command line). Worker processes (`--isolation process`) are this
+    /// executable, and so is the child process that compiles for an in-process host: the
+    /// binary's `main` serves both (see `plugin_host::run_if_worker`).
+    pub fn settings(&self) -> Result<Settings, String> {
         if self.abi_max_initial_memory_pages > self.max_memory_pages {
             return Err(format!(
                 "--abi-max-initial-memory-pages ({}) must not exceed --max-memory-pages ({}): a plugin the ABI \
@@ -335,7 +336,24 @@ impl Config {
                 self.abi_max_initial_memory_pages, self.max_memory_pages
             ));
         }
-        Ok(RuntimeConfig {
+        let executable = std::env::current_exe()
+            .map_err(|error| format!("cannot find this executable to start helper processes: {error}"))?;
+        let isolation = match self.isolation {
+            Isolation::InProcess => plugin_host::Isolation::InProcess,
+            Isolation::Process => {
+                let mut workers = WorkerSettings::new(executable.clone());
+                if let Some(count) = self.workers {
+                    workers.workers = count as usize;
+                }
+                workers.max_workers_per_plugin = self.max_workers_per_plugin.map(|cap| cap as usize);
+                workers.max_stream_workers = self.max_stream_workers.map(|cap| cap as usize);
+                workers.queue_timeout = Duration::from_millis(self.queue_timeout_ms);
+                workers.memory_limit_bytes = Some(self.worker_memory_mb << 20);
+                plugin_host::Isolation::Workers(workers)
+            }
+        };
+        Ok(Settings {
+            isolation,
             mode: self.execution_mode.into(),
             limits: Limits {
                 call_timeout: Duration::from_millis(self.call_timeout_ms),
@@ -350,7 +368,12 @@ impl Config {
             },
             aot_cache_dir: self.aot_cache_dir.clone(),
             aot_cache_max_bytes: self.aot_cache_max_mb << 20,
-            ..RuntimeConfig::default()
+            // WasmEdge keeps part of every AOT compilation for good; a child process per
+            // compilation gives it back (see `plugin_host::AotCompilation`).
+            aot_compilation: AotCompilation::ChildProcess { executable },
+            max_calls_in_flight: self.max_in_flight as usize,
+            short_call_budget: self.short_call_budget(),
+            ..Settings::default()
         })
     }
 }

@@ -1,38 +1,36 @@
-//! The plugin host: serves sandboxed WebAssembly plugins over HTTP.
+//! The plugin server: serves the plugins of a `plugin_host::Host` over HTTP.
 //!
-//! Layers, outermost first (see ARCHITECTURE.md):
-//! - [`api`]: axum routes, JSON in and out, status codes;
-//! - [`runner`]: runs a plugin by name, keeping versions current (hot swap), in this process
-//!   or in supervised worker processes;
-//! - [`store`]: where plugin files come from;
-//! - [`runtime`]: WasmEdge, and nothing else touches it.
+//! The library (`plugin-host`) does the work: stores, checking, compiling, hot swap, running
+//! in worker processes. This crate is what makes it a service, and uses nothing of the library
+//! but its public API:
+//! - [`config`]: the command line and environment, mapped onto the library's settings;
+//! - [`api`]: axum routes, JSON in and out, HTTP statuses;
+//! - [`server`]: the accept loop, connection limits and graceful shutdown;
+//! - [`metrics`]: Prometheus, fed by the library's `Observer`.
 
 pub mod api;
 pub mod config;
 pub mod metrics;
 pub mod server;
 
-pub use plugin_host::{failure, runner, runtime, store};
-
 pub use server::{ServeOptions, serve};
 
 use std::sync::Arc;
 
 use anyhow::Context;
+use plugin_host::{FluidPluginStore, Host, LocalPluginStore, OciPluginStore, PluginStore};
 
 use crate::{
     api::AppState,
-    config::{Config, Isolation, StoreKind},
+    config::{Config, StoreKind},
     metrics::Metrics,
-    runner::{DEFAULT_CACHE_CAPACITY, InProcessRunner, PluginRunner, WorkerPoolRunner, WorkerSettings},
-    runtime::{AotCompilation, Engine, RuntimeConfig},
-    store::{FluidPluginStore, LocalPluginStore, OciPluginStore, PluginStore},
 };
 
-/// Builds the shared state from the configuration: store, runner (in-process or worker pool).
+/// Builds the shared state from the configuration: the store, and the host running its
+/// plugins (in-process or in worker processes).
 pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
-    let runtime = config.runtime().map_err(anyhow::Error::msg)?;
-    let max_bytes = runtime.limits.max_plugin_bytes;
+    let settings = config.settings().map_err(anyhow::Error::msg)?;
+    let max_bytes = settings.limits.max_plugin_bytes;
     let store: Arc<dyn PluginStore> = match config.plugin_store {
         StoreKind::Local => {
             let dir = config.plugin_dir.as_ref().context(
@@ -51,39 +49,11 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
             Arc::new(OciPluginStore::new(settings).with_context(|| format!("OCI store (cache {})", cache.display()))?)
         }
     };
-    tracing::info!(store = %store.describe(), mode = ?runtime.mode, isolation = ?config.isolation, "plugin store configured");
+    tracing::info!(store = %store.describe(), mode = ?settings.mode, isolation = ?config.isolation, "plugin store configured");
     let metrics = Arc::new(Metrics::new());
-    let runner: Arc<dyn PluginRunner> = match config.isolation {
-        Isolation::InProcess => {
-            // WasmEdge keeps part of every AOT compilation for good; a child process per
-            // compilation gives it back (see `runtime::AotCompilation`).
-            let executable = std::env::current_exe().context("finding this executable to compile plugins")?;
-            let runtime = RuntimeConfig { aot_compilation: AotCompilation::ChildProcess { executable }, ..runtime };
-            let engine = Engine::new(runtime).context("starting the WebAssembly runtime")?;
-            Arc::new(
-                InProcessRunner::new(store, engine, Arc::clone(&metrics) as _, DEFAULT_CACHE_CAPACITY)
-                    .with_short_call_budget(config.short_call_budget()),
-            )
-        }
-        Isolation::Process => {
-            let executable = std::env::current_exe().context("finding this executable to start workers")?;
-            let mut settings = WorkerSettings::new(executable);
-            if let Some(workers) = config.workers {
-                settings.workers = workers as usize;
-            }
-            settings.max_workers_per_plugin = config.max_workers_per_plugin.map(|cap| cap as usize);
-            settings.max_stream_workers = config.max_stream_workers.map(|cap| cap as usize);
-            settings.queue_timeout = std::time::Duration::from_millis(config.queue_timeout_ms);
-            settings.memory_limit_bytes = Some(config.worker_memory_mb << 20);
-            Arc::new(
-                WorkerPoolRunner::new(store, runtime, settings, Arc::clone(&metrics) as _, DEFAULT_CACHE_CAPACITY)
-                    .context("starting worker processes")?
-                    .with_short_call_budget(config.short_call_budget()),
-            )
-        }
-    };
-    let mut state =
-        AppState::new(runner, metrics, config.max_in_flight as usize).with_body_limits(config.body_limits());
+    let host = Host::with_observer(store, settings, Arc::clone(&metrics) as _)
+        .context("starting the plugin host (the WebAssembly runtime, and worker processes if any)")?;
+    let mut state = AppState::new(host, metrics).with_body_limits(config.body_limits());
     state.stream_limits = config.stream_limits();
     Ok(state)
 }

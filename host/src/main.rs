@@ -1,10 +1,9 @@
-//! The `host` binary: read the configuration, set up logging, serve. Started with
-//! [`WORKER_ARG`] it is a worker process of another host instead (see `runner::worker`), and
-//! with `runtime::AOT_COMPILER_ARG` one AOT compilation for an in-process host.
+//! The `host` binary: read the configuration, set up logging, serve. Started by a host as one
+//! of its helpers (a worker process, or one AOT compilation for an in-process host), it is that
+//! instead: see `plugin_host::run_if_worker`.
 
 use clap::Parser;
 use host::config::Config;
-use plugin_host::runner::worker::{WORKER_ARG, run_worker};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
@@ -19,15 +18,9 @@ fn main() -> std::process::ExitCode {
         // Colours only for people: log collectors get plain `key=value` text.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let outcome = match std::env::args().nth(1).as_deref() {
-        Some(WORKER_ARG) => run_worker(),
-        // One AOT compilation for an in-process server (see `runtime::AotCompilation`).
-        Some(plugin_host::runtime::AOT_COMPILER_ARG) => {
-            plugin_host::runtime::run_aot_compiler(std::env::args_os().skip(2)).map_err(anyhow::Error::from)
-        }
-        _ => run(),
-    };
-    match outcome {
+    // Returns only in the server itself (helpers log through the subscriber set up above).
+    plugin_host::run_if_worker();
+    match run() {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
             // One line, with every cause: returning the error from `main` would print its
@@ -53,7 +46,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let options = config.serve_options();
     let workers = match config.isolation {
         host::config::Isolation::Process => {
-            config.workers.map_or_else(plugin_host::runner::WorkerSettings::default_workers, |workers| workers as usize)
+            config.workers.map_or_else(plugin_host::WorkerSettings::default_workers, |workers| workers as usize)
         }
         host::config::Isolation::InProcess => 0,
     };

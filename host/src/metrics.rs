@@ -144,10 +144,9 @@ impl Metrics {
         }
     }
 
-    /// Counts a call as in flight until the returned guard is dropped.
-    pub fn track_in_flight(&self) -> InFlight<'_> {
-        self.in_flight.inc();
-        InFlight(&self.in_flight)
+    /// The calls in flight now (the host counts them; the gauge shows its count at each scrape).
+    pub fn set_in_flight(&self, calls: usize) {
+        self.in_flight.set(i64::try_from(calls).unwrap_or(i64::MAX));
     }
 }
 
@@ -169,15 +168,6 @@ impl plugin_host::Observer for Metrics {
     fn quarantine_changed(&self, plugin: &plugin_host::PluginName, quarantined: bool) {
         self.track(plugin.as_str(), None);
         self.quarantined.get_or_create(&PluginLabel { plugin: plugin.to_string() }).set(i64::from(quarantined));
-    }
-}
-
-#[derive(Debug)]
-pub struct InFlight<'a>(&'a Gauge);
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.dec();
     }
 }
 

@@ -113,7 +113,7 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> anyhow::Result<()> {
-    let stopping = Arc::clone(&state.stopping);
+    let host = state.host.clone();
     let abandon = Arc::clone(&state.abandon);
     let app = api::app(state.clone());
     let overflow_app = api::probes_only(state);
@@ -172,7 +172,7 @@ pub async fn serve(
         });
     }
     drop((listener, draining));
-    stopping.store(true, Ordering::Relaxed);
+    host.close();
     tracing::info!(grace_secs = options.grace.as_secs_f64(), "shutting down; draining in-flight requests");
     drain.send_replace(true);
     let answer_time = (options.grace / 4).min(ANSWER_TIME);

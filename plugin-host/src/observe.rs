@@ -13,10 +13,12 @@ use crate::{
 ///
 /// The server implements it with Prometheus (`host/src/metrics.rs`).
 pub trait Observer: Send + Sync + fmt::Debug {
-    /// A call of `plugin` ended, well (`Ok`) or with a failure of this kind, after `took`
-    /// (resolution, loading, waiting for a worker and the call itself). A stream ends when it
-    /// is finished, fails or is dropped.
-    fn call_finished(&self, plugin: &PluginName, outcome: Result<(), FailureKind>, took: Duration) {
+    /// A call of `plugin` ended after `took` (resolution, loading, waiting for a worker and the
+    /// call itself). A stream ends when it is finished, fails or is dropped. `plugin` is the
+    /// name asked for: unless the outcome says the plugin was found
+    /// ([`Outcome::plugin_found`]), it may be any valid name a caller made up, so do not make
+    /// it a metric label then.
+    fn call_finished(&self, plugin: &PluginName, outcome: Outcome, took: Duration) {
         let _ = (plugin, outcome, took);
     }
 
@@ -53,3 +55,31 @@ pub trait Observer: Send + Sync + fmt::Debug {
 pub struct NoObserver;
 
 impl Observer for NoObserver {}
+
+/// How a call ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    Failed(FailureKind),
+    /// The caller dropped a stream before finishing it.
+    Abandoned,
+}
+
+impl Outcome {
+    /// A stable code for the outcome: `ok`, `abandoned` or the failure's code.
+    pub fn code(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Failed(kind) => kind.code(),
+            Outcome::Abandoned => "abandoned",
+        }
+    }
+
+    /// Whether the store had the plugin the call asked for.
+    pub fn plugin_found(self) -> bool {
+        match self {
+            Outcome::Ok | Outcome::Abandoned => true,
+            Outcome::Failed(kind) => kind.plugin_found(),
+        }
+    }
+}

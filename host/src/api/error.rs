@@ -10,11 +10,7 @@ use axum::{
 use serde_json::json;
 
 use super::RETRY_AFTER;
-use crate::{
-    failure::{Disclosure, FailureKind},
-    runner::RunError,
-    store::{InvalidName, InvalidRequirement},
-};
+use plugin_host::{Disclosure, FailureKind, InvalidName, InvalidRequirement};
 
 /// Everything an endpoint can answer besides success. Messages are written for the client and
 /// never contain internal details or the client's raw input; internal causes are logged instead.
@@ -83,7 +79,7 @@ pub enum ApiError {
     #[error("the server has too many open connections; retry shortly")]
     TooManyConnections,
     #[error(transparent)]
-    Run(#[from] RunError),
+    Run(#[from] plugin_host::Error),
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -135,35 +131,41 @@ impl ApiError {
     fn public_message(&self) -> String {
         match (self.kind().disclosure(), self) {
             (Disclosure::Fixed(sentence), _) => sentence.to_owned(),
-            (Disclosure::Details, ApiError::Run(error)) => error.public_details(),
+            (Disclosure::Details, ApiError::Run(error)) => error.client_message(),
             (Disclosure::Details, other) => other.to_string(),
         }
     }
+}
+
+/// What an error answer carries for the layers around the handler (`api::outcome`), which log
+/// it and count it: `IntoResponse` only builds the answer.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub kind: FailureKind,
+    /// The error's whole message, for the log (never sent: see [`ApiError::public_message`]).
+    pub message: String,
+    /// Its debug form, for the log of a server error.
+    pub debug: String,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let kind = self.kind();
         let (status, code) = (status(kind), kind.code());
-        if kind == FailureKind::Overloaded {
-            // A full or stopping server: load, not a fault; one ERROR per refused request
-            // would turn a burst of traffic into a burst of logs.
-            tracing::warn!(error = %self, code, "request refused for now");
-        } else if status.is_server_error() {
-            tracing::error!(error = %self, ?self, code, "request failed");
-        } else {
-            tracing::debug!(error = %self, code, "request refused");
-        }
         let body = Json(json!({ "error": { "code": code, "message": self.public_message() } }));
-        if kind.is_transient() {
+        let failure = Failure { kind, message: self.to_string(), debug: format!("{self:?}") };
+        let mut response = if kind.is_transient() {
             let retry_after = match &self {
-                ApiError::Run(error) => error.retry_after_secs(),
+                ApiError::Run(error) => error.retry_after().map(|after| after.as_secs().max(1)),
                 _ => None,
             };
             let retry_after = retry_after.unwrap_or(RETRY_AFTER.as_secs());
-            return (status, [(header::RETRY_AFTER, retry_after.to_string())], body).into_response();
-        }
-        (status, body).into_response()
+            (status, [(header::RETRY_AFTER, retry_after.to_string())], body).into_response()
+        } else {
+            (status, body).into_response()
+        };
+        response.extensions_mut().insert(failure);
+        response
     }
 }
 

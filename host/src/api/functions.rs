@@ -17,7 +17,7 @@
 //! nothing. Each chunk the plugin is fed gets the whole call deadline.
 
 use std::{
-    sync::{Arc, atomic::Ordering},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
@@ -28,18 +28,14 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use http_body_util::BodyExt;
-use plugin_sdk::FunctionKind;
 use tokio::sync::mpsc;
+
+use plugin_host::{FailureKind, FunctionKind, PluginName, Stream, Target};
 
 use super::{
     ApiError, AppState, VersionQuery,
     body::{content_length, drain, read_whole},
-    requirement, with_version,
-};
-use crate::{
-    failure::FailureKind,
-    runner::PluginStream,
-    store::{PluginName, PluginRef},
+    outcome, requirement, with_version,
 };
 
 /// Limits on streams, with their defaults.
@@ -87,87 +83,49 @@ pub(super) async fn call_function(
     body: Body,
 ) -> Response {
     let started = Instant::now();
-    let mut known_plugin = None;
-    let version = match query {
-        Ok(Query(query)) => query.version,
-        Err(_) => return ApiError::InvalidRequest.into_response(),
+    let Ok(Query(query)) = query else { return ApiError::InvalidRequest.into_response() };
+    let name = match PluginName::new(&plugin) {
+        Ok(name) => name,
+        Err(invalid) => return ApiError::InvalidName(invalid).into_response(),
     };
-    match serve(&state, &plugin, version.as_deref(), function, &headers, body, &mut known_plugin, started).await {
-        // A stream reports its outcome when it ends (see `drive`).
-        Ok((plugin, Served::Stream(response))) => with_version(response, &plugin),
-        Ok((plugin, Served::Whole(output))) => {
-            state.metrics.observe_request(known_plugin.as_ref().map(PluginName::as_str), "ok", started.elapsed());
-            with_version(([(header::CONTENT_TYPE, "application/octet-stream")], output).into_response(), &plugin)
-        }
-        Err(error) => {
-            let kind = error.kind();
-            let known = known_plugin.filter(|_| kind.plugin_found());
-            state.metrics.observe_request(known.as_ref().map(PluginName::as_str), kind.code(), started.elapsed());
-            error.into_response()
-        }
-    }
+    let response = match serve(&state, name.clone(), query.version.as_deref(), &function, &headers, body, started).await {
+        Ok(response) => response,
+        Err(error) => error.into_response(),
+    };
+    outcome::labelled(response, name)
 }
 
-enum Served {
-    Whole(Vec<u8>),
-    Stream(Response),
-}
-
-#[expect(clippy::too_many_arguments, reason = "the parts of one request, taken apart once")]
 async fn serve(
     state: &AppState,
-    plugin: &str,
+    name: PluginName,
     version: Option<&str>,
-    function: String,
+    function: &str,
     headers: &HeaderMap,
     body: Body,
-    known_plugin: &mut Option<PluginName>,
     started: Instant,
-) -> Result<(PluginRef, Served), ApiError> {
-    let name = PluginName::new(plugin).map_err(ApiError::InvalidName)?;
-    *known_plugin = Some(name.clone());
-    if !plugin_sdk::is_valid_function_name(&function) {
+) -> Result<Response, ApiError> {
+    if !plugin_sdk::is_valid_function_name(function) {
         return Err(ApiError::InvalidFunctionName);
     }
-    let requirement = requirement(version)?;
-    let permit = Arc::clone(&state.in_flight).try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
-    let runner = Arc::clone(&state.runner);
-    let (plugin, interface) = blocking(move || {
-        let plugin = runner.resolve(&name, requirement.as_ref())?;
-        let interface = runner.interface(&plugin)?;
-        Ok((plugin, interface))
-    })
-    .await?;
-    let name = plugin.name.clone();
-    match interface.function_kind(&function)? {
+    let target = Target { name, requirement: requirement(version)? };
+    let function = state.host.function(&target, function).await?;
+    match function.kind() {
         FunctionKind::Call => {
-            // The permit is for running the call, not for waiting on the client: a body that
-            // trickles in holds its bytes of the body budget, never a permit.
-            drop(permit);
-            let capacity = interface.input_capacity().unwrap_or_default();
+            // A body that trickles in holds its bytes of the body budget, never a place among
+            // the calls in flight: the call is admitted once its input is complete.
+            let capacity = function.input_capacity();
             let input = read_whole(
                 body,
                 headers,
-                capacity as usize,
-                || ApiError::InputTooLarge { capacity },
+                capacity,
+                || ApiError::InputTooLarge { capacity: capacity as u32 },
                 &state.body_limits,
                 &state.bodies,
             )
             .await?;
-            let permit = Arc::clone(&state.in_flight).try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
-            let (runner, stopping, metrics) =
-                (Arc::clone(&state.runner), Arc::clone(&state.stopping), Arc::clone(&state.metrics));
-            let called = plugin.clone();
-            let output = blocking(move || {
-                let _permit = permit;
-                if stopping.load(Ordering::Relaxed) {
-                    return Err(ApiError::ShuttingDown);
-                }
-                let _in_flight = metrics.track_in_flight();
-                runner.call(&called, &function, &input.bytes).map_err(ApiError::from)
-            })
-            .await?;
-            Ok((plugin, Served::Whole(output)))
+            let ran = function.call(input.bytes.to_vec()).await?;
+            let response = ([(header::CONTENT_TYPE, "application/octet-stream")], ran.output).into_response();
+            Ok(with_version(response, &ran.plugin))
         }
         FunctionKind::Stream => {
             let limit = state.stream_limits.max_bytes;
@@ -179,21 +137,14 @@ async fn serve(
                 .get(header::CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(NDJSON)));
-            let runner = Arc::clone(&state.runner);
-            let opened = plugin.clone();
-            let stream = blocking(move || runner.open_stream(&opened, &function).map_err(ApiError::from)).await?;
-            Ok((plugin, Served::Stream(stream_response(state, name, stream, body, lines, permit, started).await)))
+            let stream = function.open_stream().await?;
+            let plugin = stream.plugin().clone();
+            let mut response = stream_response(state, stream, body, lines, started).await;
+            // The stream counts itself when it ends (see `drive`).
+            response.extensions_mut().insert(outcome::RecordedLater);
+            Ok(with_version(response, &plugin))
         }
     }
-}
-
-/// Runs blocking runner work off the async threads.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|join_error| ApiError::Internal(format!("plugin call panicked: {join_error}")))?
 }
 
 /// What the body reader hands the plugin's thread.
@@ -214,15 +165,7 @@ enum Output {
 
 /// Wires the request body, the plugin and the response together (see the module
 /// documentation) and answers once the stream's first output, or its end, is known.
-async fn stream_response(
-    state: &AppState,
-    name: PluginName,
-    stream: Box<dyn PluginStream>,
-    body: Body,
-    lines: bool,
-    permit: tokio::sync::OwnedSemaphorePermit,
-    started: Instant,
-) -> Response {
+async fn stream_response(state: &AppState, stream: Stream, body: Body, lines: bool, started: Instant) -> Response {
     let (input_tx, input_rx) = mpsc::channel(PIPELINE_DEPTH);
     let (output_tx, mut output_rx) = mpsc::channel(PIPELINE_DEPTH);
     let framer = Framer::new(stream.chunk_capacity(), lines);
@@ -230,9 +173,8 @@ async fn stream_response(
     tokio::spawn(read_body(body, framer, input_tx, state.stream_limits, deadline));
     let metrics = Arc::clone(&state.metrics);
     let abandon = state.abandon.subscribe();
+    let name = stream.plugin().name.clone();
     tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let _in_flight = metrics.track_in_flight();
         let outcome = drive(stream, input_rx, &output_tx);
         metrics.observe_request(Some(name.as_str()), outcome, started.elapsed());
     });
@@ -279,7 +221,7 @@ async fn stream_response(
 /// The plugin's side of a stream, on a blocking thread: feeds it what the body reader sends,
 /// passes its output on, and returns the request's outcome for the metrics.
 fn drive(
-    mut stream: Box<dyn PluginStream>,
+    mut stream: Stream,
     mut input: mpsc::Receiver<Input>,
     output: &mpsc::Sender<Output>,
 ) -> &'static str {

@@ -1,9 +1,10 @@
-//! The HTTP API (axum). Knows plugins only through [`PluginRunner`]; nothing here touches
-//! WasmEdge or the filesystem.
+//! The HTTP API (axum). Knows plugins only through the library's public API (`plugin_host`);
+//! nothing here touches WasmEdge or the filesystem.
 
 mod body;
 mod error;
 mod functions;
+mod outcome;
 
 use std::{
     sync::Arc,
@@ -28,11 +29,9 @@ pub use body::BodyLimits;
 pub use error::{ApiError, status};
 pub use functions::StreamLimits;
 
-use crate::{
-    metrics::Metrics,
-    runner::{PluginRunner, PluginStatus, RunError, VersionStatus, WorkerPoolStatus},
-    store::{PluginName, PluginRef, VersionRequirement},
-};
+use plugin_host::{Host, PluginName, PluginRef, PluginStatus, Target, VersionStatus, WorkerPoolStatus};
+
+use crate::metrics::Metrics;
 
 /// The response header saying which version of the plugin ran (absent for an unversioned
 /// plugin file).
@@ -48,20 +47,17 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// What the HTTP layer needs, shared by every request.
 #[derive(Debug, Clone)]
 pub struct AppState {
-    pub runner: Arc<dyn PluginRunner>,
+    /// Runs the plugins. It bounds the calls in flight itself (more are refused with 503
+    /// instead of queueing behind the CPU), and is closed when shutdown begins, so that calls
+    /// accepted but not yet started are refused rather than started during the grace period.
+    pub host: Host,
     pub metrics: Arc<Metrics>,
-    /// Calls allowed to run at once; more are refused with 503 instead of queueing without
-    /// bound behind the CPU.
-    pub in_flight: Arc<Semaphore>,
     /// Listings (`/plugins...`) allowed at once: a budget of their own, so a flood of calls
     /// cannot crowd out listings, and a flood of listings cannot crowd out calls.
     pub listings: Arc<Semaphore>,
     /// What `/readyz` knows about the store, with a budget of its own (see [`ReadinessFacts`]):
     /// no amount of listing or call traffic makes a healthy replica unready.
     pub readiness: Arc<ReadinessFacts>,
-    /// Set when shutdown begins: calls accepted but not yet started are refused (503) rather
-    /// than started during or after the grace period.
-    pub stopping: Arc<std::sync::atomic::AtomicBool>,
     /// Set by the server shortly before its grace period ends: requests still running are
     /// answered 503 at once (the call itself is abandoned), so every client gets an answer.
     pub abandon: Arc<tokio::sync::watch::Sender<bool>>,
@@ -71,8 +67,9 @@ pub struct AppState {
     /// [`AppState::with_body_limits`], which sizes [`AppState::bodies`] to match.
     pub body_limits: BodyLimits,
     /// The memory budget for whole bodies, in bytes ([`BodyLimits::buffer_bytes`]): taken as a
-    /// body arrives and given back when its call ends. Calls take their `in_flight` permit only
-    /// once their body is complete, so clients that send slowly hold bytes, never permits.
+    /// body arrives and given back when its call ends. Calls take their place among the host's
+    /// calls in flight only once their body is complete, so clients that send slowly hold
+    /// bytes, never places.
     pub bodies: Arc<Semaphore>,
 }
 
@@ -88,14 +85,12 @@ pub const READINESS_FACTS_TTL: Duration = Duration::from_secs(1);
 pub const LISTING_DEADLINE: Duration = Duration::from_millis(900);
 
 impl AppState {
-    pub fn new(runner: Arc<dyn PluginRunner>, metrics: Arc<Metrics>, max_in_flight: usize) -> Self {
+    pub fn new(host: Host, metrics: Arc<Metrics>) -> Self {
         AppState {
-            runner,
+            host,
             metrics,
-            in_flight: Arc::new(Semaphore::new(max_in_flight)),
             listings: Arc::new(Semaphore::new(MAX_LISTINGS)),
             readiness: Arc::default(),
-            stopping: Arc::default(),
             abandon: Arc::new(tokio::sync::watch::Sender::new(false)),
             stream_limits: StreamLimits::default(),
             body_limits: BodyLimits::default(),
@@ -126,17 +121,22 @@ pub fn app(state: AppState) -> Router {
         let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
         tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
     });
+    let count_calls = axum::middleware::from_fn_with_state(state.clone(), outcome::count_calls);
     Router::new()
-        .route("/run", post(run).fallback(method_not_allowed))
+        .route("/run", post(run).route_layer(count_calls.clone()).fallback(method_not_allowed))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/plugins", get(list_plugins))
         .route("/plugins/{name}", get(show_plugin))
         .route("/plugins/{name}/versions", get(list_versions))
-        .route("/plugins/{name}/functions/{function}", post(functions::call_function).fallback(method_not_allowed))
+        .route(
+            "/plugins/{name}/functions/{function}",
+            post(functions::call_function).route_layer(count_calls).fallback(method_not_allowed),
+        )
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), answer_before_grace_ends))
+        .layer(axum::middleware::from_fn(outcome::log_failures))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::new()))
@@ -366,26 +366,15 @@ impl Call {
     }
 }
 
-async fn run(
-    State(state): State<AppState>,
-    headers: header::HeaderMap,
-    body: axum::body::Body,
-) -> Result<axum::response::Response, ApiError> {
-    let started = Instant::now();
-    let mut plugin = None;
-    let result = match run_request(&state, &headers, body).await {
-        Ok((request, body)) => run_plugin(&state, request, &mut plugin, body).await,
-        Err(error) => Err(error),
+async fn run(State(state): State<AppState>, headers: header::HeaderMap, body: axum::body::Body) -> axum::response::Response {
+    let (request, body) = match run_request(&state, &headers, body).await {
+        Ok(read) => read,
+        Err(error) => return error.into_response(),
     };
-    let (outcome, plugin_found) = match &result {
-        Ok(_) => ("ok", true),
-        Err(error) => (error.kind().code(), error.kind().plugin_found()),
-    };
-    // Only names the store has become label values (see `Metrics`), so clients cannot create
-    // series by inventing names.
-    let known = plugin.filter(|_| plugin_found);
-    state.metrics.observe_request(known.as_ref().map(PluginName::as_str), outcome, started.elapsed());
-    result
+    match PluginName::new(&request.plugin) {
+        Ok(name) => outcome::labelled(run_plugin(&state, name.clone(), request, body).await.into_response(), name),
+        Err(invalid) => ApiError::InvalidName(invalid).into_response(),
+    }
 }
 
 /// A `POST /run` body: JSON (415 otherwise, before reading), at most [`MAX_BODY_BYTES`] (413,
@@ -416,56 +405,33 @@ async fn run_request(
 
 async fn run_plugin(
     state: &AppState,
+    name: PluginName,
     request: RunRequest,
-    plugin: &mut Option<PluginName>,
     body: body::WholeBody,
 ) -> Result<axum::response::Response, ApiError> {
-    let name = PluginName::new(&request.plugin).map_err(ApiError::InvalidName)?;
-    *plugin = Some(name.clone());
-    let requirement = requirement(request.version.as_deref())?;
+    let target = Target { name, requirement: requirement(request.version.as_deref())? };
     let call = Call::of(request)?;
-    let permit = Arc::clone(&state.in_flight).try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
-    if let Call::V1(input) = call {
-        // A plugin whose recent calls were short runs right here: handing it to a blocking
-        // thread and back would cost more than the call (see `runner::ShortCalls`).
-        if state.stopping.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(ApiError::ShuttingDown);
+    // The body keeps its share of the memory budget until the call ends.
+    let _body = body;
+    Ok(match call {
+        Call::V1(input) => {
+            let ran = state.host.run(&target, input).await?;
+            let version = ran.plugin.version.as_ref().map(ToString::to_string);
+            with_version(Json(RunResponse { output: ran.output, version }).into_response(), &ran.plugin)
         }
-        let in_flight = state.metrics.track_in_flight();
-        if let Some(result) = state.runner.run_if_short(&name, requirement.as_ref(), input) {
-            drop((in_flight, permit, body));
-            let (plugin, output) = result?;
-            let version = plugin.version.as_ref().map(ToString::to_string);
-            return Ok(with_version(Json(RunResponse { output, version }).into_response(), &plugin));
+        Call::V2 { function, input, output: encoding } => {
+            let ran = state.host.call(&target, &function, input).await?;
+            let version = ran.plugin.version.as_ref().map(ToString::to_string);
+            let response = Json(FunctionResponse { version, ..FunctionResponse::new(ran.output, encoding) });
+            with_version(response.into_response(), &ran.plugin)
         }
-    }
-    let (runner, metrics, stopping) =
-        (Arc::clone(&state.runner), Arc::clone(&state.metrics), Arc::clone(&state.stopping));
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        let _body = body;
-        if stopping.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(ApiError::ShuttingDown);
-        }
-        let _in_flight = metrics.track_in_flight();
-        let plugin = runner.resolve(&name, requirement.as_ref())?;
-        let version = plugin.version.as_ref().map(ToString::to_string);
-        let response = match call {
-            Call::V1(input) => Json(RunResponse { output: runner.run(&plugin, input)?, version }).into_response(),
-            Call::V2 { function, input, output: encoding } => {
-                let output = runner.call(&plugin, &function, &input)?;
-                Json(FunctionResponse { version, ..FunctionResponse::new(output, encoding) }).into_response()
-            }
-        };
-        Ok(with_version(response, &plugin))
     })
-    .await
-    .map_err(|join_error| ApiError::Internal(format!("plugin call panicked: {join_error}")))?
 }
 
-/// A request's version requirement, parsed (never echoed back: see [`VersionRequirement`]).
-pub(crate) fn requirement(text: Option<&str>) -> Result<Option<VersionRequirement>, ApiError> {
-    text.map(VersionRequirement::parse).transpose().map_err(ApiError::InvalidVersionRequirement)
+/// A request's version requirement, parsed (never echoed back: see
+/// [`plugin_host::VersionRequirement`]).
+pub(crate) fn requirement(text: Option<&str>) -> Result<Option<plugin_host::VersionRequirement>, ApiError> {
+    text.map(plugin_host::VersionRequirement::parse).transpose().map_err(ApiError::InvalidVersionRequirement)
 }
 
 /// Adds the `x-plugin-version` header when a versioned plugin answered.
@@ -522,17 +488,17 @@ async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiErr
     if !file_descriptors.have_headroom() {
         return Err(ApiError::OutOfDescriptors);
     }
-    let workers = state.runner.workers();
+    let workers = state.host.workers();
     if workers.as_ref().is_some_and(|workers| !workers.can_serve()) {
         return Err(ApiError::NoWorkers);
     }
-    let facts = state.readiness.current(&state.runner).await?;
+    let facts = state.readiness.current(&state.host).await?;
     Ok(Json(Readiness {
         status: "ready",
-        store: state.runner.describe_store(),
+        store: state.host.describe_store(),
         file_descriptors,
         workers,
-        store_degraded: state.runner.store_degraded(),
+        store_degraded: state.host.store_degraded(),
         plugins: facts.plugins,
         unloadable: facts.unloadable.clone(),
     }))
@@ -558,7 +524,7 @@ struct StoreFacts {
 }
 
 impl ReadinessFacts {
-    async fn current(&self, runner: &Arc<dyn PluginRunner>) -> Result<Arc<StoreFacts>, ApiError> {
+    async fn current(&self, host: &Host) -> Result<Arc<StoreFacts>, ApiError> {
         let deadline = tokio::time::Instant::now() + LISTING_DEADLINE;
         let mut last = tokio::time::timeout_at(deadline, Arc::clone(&self.last).lock_owned())
             .await
@@ -568,12 +534,12 @@ impl ReadinessFacts {
         {
             return Ok(Arc::clone(facts));
         }
-        let runner = Arc::clone(runner);
+        let host = host.clone();
         // The lock goes with the work: if the store outlasts this probe, the next probes wait
         // for the same answer rather than start another thread.
-        let task = tokio::task::spawn_blocking(move || {
+        let task = tokio::spawn(async move {
             let found = Instant::now();
-            let plugins = runner.list()?;
+            let plugins = host.plugins().await?;
             let facts = Arc::new(StoreFacts {
                 found,
                 plugins: plugins.len(),
@@ -584,7 +550,7 @@ impl ReadinessFacts {
                     .collect(),
             });
             *last = Some(Arc::clone(&facts));
-            Ok::<_, RunError>(facts)
+            Ok::<_, plugin_host::Error>(facts)
         });
         tokio::time::timeout_at(deadline, task)
             .await
@@ -595,8 +561,8 @@ impl ReadinessFacts {
 }
 
 async fn list_plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginStatus>>, ApiError> {
-    let runner = Arc::clone(&state.runner);
-    Ok(Json(listing(&state, move || runner.list()).await?))
+    let host = state.host.clone();
+    Ok(Json(listing(&state, async move { host.plugins().await }).await?))
 }
 
 /// One plugin: the version a request with `?version=` (or without) would get.
@@ -607,12 +573,9 @@ async fn show_plugin(
 ) -> Result<Json<PluginStatus>, ApiError> {
     let name = PluginName::new(&name).map_err(ApiError::InvalidName)?;
     let Query(query) = query.map_err(|_| ApiError::InvalidRequest)?;
-    let requirement = requirement(query.version.as_deref())?;
-    let runner = Arc::clone(&state.runner);
-    Ok(Json(
-        listing(&state, move || runner.resolve(&name, requirement.as_ref()).and_then(|plugin| runner.inspect(&plugin)))
-            .await?,
-    ))
+    let target = Target { name, requirement: requirement(query.version.as_deref())? };
+    let host = state.host.clone();
+    Ok(Json(listing(&state, async move { host.plugin(&target).await }).await?))
 }
 
 /// Answer of `GET /plugins/{name}/versions`.
@@ -629,28 +592,28 @@ async fn list_versions(
     Path(name): Path<String>,
 ) -> Result<Json<VersionsResponse>, ApiError> {
     let name = PluginName::new(&name).map_err(ApiError::InvalidName)?;
-    let runner = Arc::clone(&state.runner);
-    let lookup = name.clone();
-    let versions = listing(&state, move || runner.versions(&lookup)).await?;
+    let (host, lookup) = (state.host.clone(), name.clone());
+    let versions = listing(&state, async move { host.versions(&lookup).await }).await?;
     Ok(Json(VersionsResponse { name, versions }))
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    state.metrics.set_in_flight(state.host.calls_in_flight());
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }
 
-/// Runs store work off the async threads (a slow or hung mount must not stall the server),
-/// within the listings' own budget ([`MAX_LISTINGS`], [`LISTING_DEADLINE`]). A listing past
-/// its deadline keeps its permit until the store answers, so a hung store cannot pile up
-/// blocked threads.
+/// Runs store work (the host runs it on a blocking thread: a slow or hung mount must not stall
+/// the server) within the listings' own budget ([`MAX_LISTINGS`], [`LISTING_DEADLINE`]). A
+/// listing past its deadline keeps its permit until the store answers, so a hung store cannot
+/// pile up blocked threads.
 async fn listing<T: Send + 'static>(
     state: &AppState,
-    work: impl FnOnce() -> Result<T, RunError> + Send + 'static,
+    work: impl Future<Output = Result<T, plugin_host::Error>> + Send + 'static,
 ) -> Result<T, ApiError> {
     let permit = Arc::clone(&state.listings).try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
-    let task = tokio::task::spawn_blocking(move || {
+    let task = tokio::spawn(async move {
         let _permit = permit;
-        work()
+        work.await
     });
     tokio::time::timeout(LISTING_DEADLINE, task)
         .await

@@ -114,8 +114,21 @@ impl<M> Default for Slot<M> {
 
 #[derive(Debug)]
 struct Version<M> {
-    content_hash: String,
+    content_hash: Arc<str>,
     module: M,
+}
+
+/// A plugin version's loaded form and its content's hex SHA-256 (what ran, for the caller).
+#[derive(Debug, Clone)]
+pub struct Loaded<M> {
+    pub module: M,
+    pub sha256: Arc<str>,
+}
+
+impl<M: Clone> Version<M> {
+    fn loaded(&self) -> Loaded<M> {
+        Loaded { module: self.module.clone(), sha256: Arc::clone(&self.content_hash) }
+    }
 }
 
 impl<M: Clone> Catalog<M> {
@@ -254,7 +267,7 @@ impl<M: Clone> Catalog<M> {
         &self,
         name: &PluginName,
         requirement: Option<&VersionRequirement>,
-    ) -> Option<(PluginRef, M)> {
+    ) -> Option<(PluginRef, Loaded<M>)> {
         if !self.store.answers_promptly() {
             return None;
         }
@@ -264,7 +277,7 @@ impl<M: Clone> Catalog<M> {
         let slot = slot.try_lock()?;
         let current = slot.current.as_ref().filter(|_| slot.seen == Some(identity))?;
         self.observer.plugin_lookup(true);
-        Some((plugin, current.module.clone()))
+        Some((plugin, Loaded { module: current.module.clone(), sha256: Arc::clone(&current.content_hash) }))
     }
 
     /// The loaded form of `plugin`'s file as it is now, loading it with
@@ -273,7 +286,7 @@ impl<M: Clone> Catalog<M> {
         &self,
         plugin: &PluginRef,
         load: impl FnOnce(&[u8], &str) -> Result<M, RunError>,
-    ) -> Result<M, RunError> {
+    ) -> Result<Loaded<M>, RunError> {
         // Stat first: a name the store does not have must not take (and evict) a slot.
         let identity = match self.store.stat(plugin) {
             Ok(identity) => identity,
@@ -289,7 +302,7 @@ impl<M: Clone> Catalog<M> {
         if slot.seen == Some(identity) {
             if let Some(current) = &slot.current {
                 self.observer.plugin_lookup(true);
-                return Ok(current.module.clone());
+                return Ok(current.loaded());
             }
             if let Some(failure) = &slot.last_error {
                 // This very file failed before, for a reason that does not pass by itself.
@@ -300,23 +313,29 @@ impl<M: Clone> Catalog<M> {
         self.observer.plugin_lookup(false);
         let file = self.store.load(plugin)?;
         let content_hash = content_hash(&file.bytes);
-        if let Some(current) = slot.current.as_ref().filter(|c| c.content_hash == content_hash) {
+        if let Some(current) = slot.current.as_ref().filter(|c| *c.content_hash == content_hash) {
             // Touched or copied over with the same content: nothing to load again.
-            let module = current.module.clone();
+            let loaded = current.loaded();
             slot.seen = Some(file.identity);
             slot.last_error = None;
-            return Ok(module);
+            return Ok(loaded);
         }
         match load(&file.bytes, &content_hash) {
             Ok(module) => {
                 tracing::info!(%plugin, hash = &content_hash[..12], "loaded plugin version");
+                self.observer.plugin_loaded(plugin, Ok(()));
+                let version = Version { content_hash: content_hash.into(), module };
+                let loaded = version.loaded();
                 slot.seen = Some(file.identity);
-                slot.current = Some(Version { content_hash, module: module.clone() });
+                slot.current = Some(version);
                 slot.last_error = None;
-                Ok(module)
+                Ok(loaded)
             }
             Err(error) => {
                 let transient = error.kind().is_transient();
+                if !transient {
+                    self.observer.plugin_loaded(plugin, Err(error.kind()));
+                }
                 let error = if transient {
                     error
                 } else {
@@ -331,7 +350,7 @@ impl<M: Clone> Catalog<M> {
                         if let Some(suppressed) = self.failures_logged.allow(&(plugin, transient)) {
                             tracing::warn!(%plugin, %error, transient, suppressed, "new plugin version failed to load; still serving the previous one");
                         }
-                        Ok(previous.module.clone())
+                        Ok(previous.loaded())
                     }
                     None => Err(error),
                 }
@@ -371,7 +390,7 @@ impl<M: Clone> Catalog<M> {
         let (loaded, last_error) = match slot {
             Some(slot) => {
                 let slot = slot.lock();
-                let loaded = slot.current.as_ref().is_some_and(|c| c.content_hash == facts.sha256);
+                let loaded = slot.current.as_ref().is_some_and(|c| *c.content_hash == facts.sha256);
                 let failed_now = slot.seen == Some(identity);
                 (loaded, slot.last_error.as_ref().filter(|_| failed_now).map(ToString::to_string))
             }

@@ -4,12 +4,13 @@
 use std::{sync::Arc, time::Instant};
 
 use super::{
-    Interface, PluginRunner, PluginStatus, PluginStream, RunError, ShortCalls, VersionStatus, catalog::Catalog,
+    Attempt, Calls, Inspects, Interface, PluginStatus, PluginStream, Ran, RunError, ShortCalls, Target, VersionStatus,
+    catalog::{Catalog, Loaded},
 };
 use crate::{
     observe::Observer,
     runtime::{CompiledPlugin, Engine, RuntimeError, StreamSession},
-    store::{PluginName, PluginRef, PluginStore, VersionRequirement},
+    store::{PluginName, PluginRef, PluginStore},
 };
 
 /// Compiles each plugin version once (see [`Catalog`]) and runs every call on a fresh instance.
@@ -49,36 +50,35 @@ impl InProcessRunner {
     }
 
     /// The compiled current content of `plugin`.
-    fn compiled(&self, plugin: &PluginRef) -> Result<Arc<CompiledPlugin>, RunError> {
+    fn compiled(&self, plugin: &PluginRef) -> Result<Loaded<Arc<CompiledPlugin>>, RunError> {
         self.catalog.current(plugin, |bytes, hash| Ok(self.engine.compile(bytes, hash).map(Arc::new)?))
     }
 }
 
-impl PluginRunner for InProcessRunner {
-    fn resolve(&self, name: &PluginName, requirement: Option<&VersionRequirement>) -> Result<PluginRef, RunError> {
-        self.catalog.resolve(name, requirement)
+impl Calls for InProcessRunner {
+    fn resolve(&self, target: &Target) -> Result<PluginRef, RunError> {
+        self.catalog.resolve(&target.name, target.requirement.as_ref())
     }
 
-    fn run(&self, plugin: &PluginRef, input: i32) -> Result<i32, RunError> {
-        let compiled = self.compiled(plugin)?;
-        self.run_compiled(&plugin.name, &compiled, input)
-    }
-
-    fn run_if_short(
-        &self,
-        name: &PluginName,
-        requirement: Option<&VersionRequirement>,
-        input: i32,
-    ) -> Option<Result<(PluginRef, i32), RunError>> {
-        if !self.short_calls.expect_short(name) {
-            return None;
+    fn run_now(&self, target: &Target, input: i32) -> Attempt<i32> {
+        if !self.short_calls.expect_short(&target.name) {
+            return Attempt::Blocking(None);
         }
-        let (plugin, compiled) = self.catalog.current_if_loaded(name, requirement)?;
-        Some(self.run_compiled(name, &compiled, input).map(|output| (plugin, output)))
+        let Some((plugin, loaded)) = self.catalog.current_if_loaded(&target.name, target.requirement.as_ref()) else {
+            return Attempt::Blocking(None);
+        };
+        let output = self.run_compiled(&target.name, &loaded.module, input);
+        Attempt::Done(output.map(|output| Ran { output, plugin, sha256: loaded.sha256 }))
+    }
+
+    fn run(&self, plugin: &PluginRef, input: i32) -> Result<Ran<i32>, RunError> {
+        let loaded = self.compiled(plugin)?;
+        let output = self.run_compiled(&plugin.name, &loaded.module, input)?;
+        Ok(Ran { output, plugin: plugin.clone(), sha256: loaded.sha256 })
     }
 
     fn interface(&self, plugin: &PluginRef) -> Result<Interface, RunError> {
-        let plugin = self.compiled(plugin)?;
+        let plugin = self.compiled(plugin)?.module;
         Ok(match plugin.interface() {
             Ok(layout) => Interface::V2(Arc::clone(layout)),
             Err(RuntimeError::WrongAbiVersion { .. }) => Interface::V1,
@@ -86,14 +86,20 @@ impl PluginRunner for InProcessRunner {
         })
     }
 
-    fn call(&self, plugin: &PluginRef, function: &str, input: &[u8]) -> Result<Vec<u8>, RunError> {
-        Ok(self.compiled(plugin)?.call_function(function, input)?)
+    fn call(&self, plugin: &PluginRef, function: &str, input: &[u8]) -> Result<Ran<Vec<u8>>, RunError> {
+        let loaded = self.compiled(plugin)?;
+        let output = loaded.module.call_function(function, input)?;
+        Ok(Ran { output, plugin: plugin.clone(), sha256: loaded.sha256 })
     }
 
-    fn open_stream(&self, plugin: &PluginRef, function: &str) -> Result<Box<dyn PluginStream>, RunError> {
-        Ok(Box::new(self.compiled(plugin)?.open_stream(function)?))
+    fn open_stream(&self, plugin: &PluginRef, function: &str) -> Result<Ran<Box<dyn PluginStream>>, RunError> {
+        let loaded = self.compiled(plugin)?;
+        let stream: Box<dyn PluginStream> = Box::new(loaded.module.open_stream(function)?);
+        Ok(Ran { output: stream, plugin: plugin.clone(), sha256: loaded.sha256 })
     }
+}
 
+impl Inspects for InProcessRunner {
     fn inspect(&self, plugin: &PluginRef) -> Result<PluginStatus, RunError> {
         self.catalog.inspect(plugin)
     }

@@ -1,8 +1,6 @@
-//! Runs plugins by name: the boundary between the HTTP layer and plugin execution.
-//!
-//! The HTTP layer holds an `Arc<dyn PluginRunner>` and knows nothing about WasmEdge or files.
-//! [`InProcessRunner`] executes in this process; a runner that executes in supervised worker
-//! processes implements the same trait, so callers do not change with the isolation mode.
+//! Runs plugins by name, in this process ([`InProcessRunner`]) or in supervised worker
+//! processes ([`WorkerPoolRunner`]): both implement [`Calls`] and [`Inspects`], so
+//! [`crate::Host`] does not change with the isolation mode.
 
 mod catalog;
 mod in_process;
@@ -21,37 +19,59 @@ use std::sync::Arc;
 use crate::{
     failure::FailureKind,
     runtime::RuntimeError,
-    store::{PluginName, PluginRef, StoreError, Version, VersionRequirement},
+    store::{InvalidName, InvalidRequirement, PluginName, PluginRef, StoreError, Version, VersionRequirement},
 };
 
-/// Executes plugins. Methods block (they run WebAssembly or read files): call them from a
-/// blocking context such as `tokio::task::spawn_blocking`.
+/// What a plugin's call ran on: its name and version, and its content's hex SHA-256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ran<T> {
+    /// What the call produced.
+    pub output: T,
+    /// The plugin file that ran: the name, and the version a requirement resolved to.
+    pub plugin: PluginRef,
+    /// The hex SHA-256 of the plugin version's bytes (a registry's layer digest).
+    pub sha256: Arc<str>,
+}
+
+impl<T> Ran<T> {
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Ran<U> {
+        Ran { output: f(self.output), plugin: self.plugin, sha256: self.sha256 }
+    }
+}
+
+/// What [`Calls::run_now`] did.
+#[derive(Debug)]
+pub enum Attempt<T> {
+    /// It ran, on the calling thread.
+    Done(Result<Ran<T>, RunError>),
+    /// It must run from a thread that may block; the resolution made on the way, if any, so
+    /// that it is not made twice.
+    Blocking(Option<PluginRef>),
+}
+
+/// Runs plugins: the two runners (in this process, in worker processes) differ only here.
+/// Methods block (they run WebAssembly or read files) except [`run_now`](Self::run_now).
 ///
 /// A call names one plugin file, a [`PluginRef`]: a plugin name and, for a versioned plugin,
-/// its version. [`resolve`](Self::resolve) says which file a request (a name and perhaps a
-/// version requirement) gets; the other methods use the file as it is now (hot swap).
-pub trait PluginRunner: Send + Sync + std::fmt::Debug {
-    /// The plugin file a request for `name` runs: the highest version satisfying
-    /// `requirement`, or without one the highest release (else the unversioned file).
-    fn resolve(&self, name: &PluginName, requirement: Option<&VersionRequirement>) -> Result<PluginRef, RunError>;
+/// its version. [`resolve`](Self::resolve) says which file a [`Target`] gets; the other methods
+/// use that file as it is now (hot swap). [`crate::Host`] puts them together, one entry per
+/// kind of call, each resolving once.
+pub trait Calls: Send + Sync + std::fmt::Debug {
+    /// The plugin file a request for `target` runs: the highest version satisfying its
+    /// requirement, or without one the highest release (else the unversioned file).
+    fn resolve(&self, target: &Target) -> Result<PluginRef, RunError>;
+
+    /// Runs `target`'s v1 call on the calling thread, but only if it can start at once (the
+    /// version is known, the store answers promptly, the plugin is loaded) and `target`'s
+    /// recent calls were short (see [`ShortCalls`]). An async caller uses it to skip the
+    /// hand-off to a blocking thread. The default never runs anything.
+    fn run_now(&self, _target: &Target, _input: i32) -> Attempt<i32> {
+        Attempt::Blocking(None)
+    }
 
     /// Runs `init`, `process(input)` and `cleanup` of the current content of `plugin` on a
     /// fresh instance and returns `process`'s result (ABI v1).
-    fn run(&self, plugin: &PluginRef, input: i32) -> Result<i32, RunError>;
-
-    /// [`resolve`](Self::resolve) and [`run`](Self::run) on the calling thread, but only if
-    /// both can start at once (the version is known, the store answers promptly, the plugin is
-    /// loaded) and `name`'s recent calls were short (see [`ShortCalls`]); `None` means "do it
-    /// from a blocking context". The HTTP layer calls this from an async thread to skip the
-    /// hand-off to the blocking pool. The default never runs anything.
-    fn run_if_short(
-        &self,
-        _name: &PluginName,
-        _requirement: Option<&VersionRequirement>,
-        _input: i32,
-    ) -> Option<Result<(PluginRef, i32), RunError>> {
-        None
-    }
+    fn run(&self, plugin: &PluginRef, input: i32) -> Result<Ran<i32>, RunError>;
 
     /// What the current content of `plugin` offers: v1's integer call, or v2's functions and
     /// buffers.
@@ -59,11 +79,14 @@ pub trait PluginRunner: Send + Sync + std::fmt::Debug {
 
     /// Calls the v2 function `function` of `plugin` with `input` on a fresh instance and
     /// returns its output. A streaming function runs as one whole stream.
-    fn call(&self, plugin: &PluginRef, function: &str, input: &[u8]) -> Result<Vec<u8>, RunError>;
+    fn call(&self, plugin: &PluginRef, function: &str, input: &[u8]) -> Result<Ran<Vec<u8>>, RunError>;
 
     /// Begins the v2 stream `function` of `plugin`.
-    fn open_stream(&self, plugin: &PluginRef, function: &str) -> Result<Box<dyn PluginStream>, RunError>;
+    fn open_stream(&self, plugin: &PluginRef, function: &str) -> Result<Ran<Box<dyn PluginStream>>, RunError>;
+}
 
+/// What the runner knows about the store's plugins, for listings and readiness. Methods block.
+pub trait Inspects: Send + Sync + std::fmt::Debug {
     /// What the store holds as `plugin` now, and how loading it went.
     fn inspect(&self, plugin: &PluginRef) -> Result<PluginStatus, RunError>;
 
@@ -77,7 +100,7 @@ pub trait PluginRunner: Send + Sync + std::fmt::Debug {
     fn describe_store(&self) -> String;
 
     /// Why the store serves in a degraded way (an OCI registry that cannot be reached while
-    /// the versions already pulled keep serving), for `/readyz`.
+    /// the versions already pulled keep serving).
     fn store_degraded(&self) -> Option<String> {
         None
     }
@@ -86,6 +109,37 @@ pub trait PluginRunner: Send + Sync + std::fmt::Debug {
     #[cfg(feature = "workers")]
     fn workers(&self) -> Option<WorkerPoolStatus> {
         None
+    }
+}
+
+/// A runner: both halves.
+pub trait Runner: Calls + Inspects {}
+
+impl<R: Calls + Inspects> Runner for R {}
+
+/// Which plugin a call is for: a name and, optionally, a version requirement in Cargo's syntax.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    pub name: PluginName,
+    pub requirement: Option<VersionRequirement>,
+}
+
+impl Target {
+    /// The plugin `name` (checked against the name rules), without a version requirement: its
+    /// highest release, or its unversioned file.
+    pub fn new(name: &str) -> Result<Self, InvalidName> {
+        Ok(Target { name: PluginName::new(name)?, requirement: None })
+    }
+
+    /// The same plugin, with a version requirement (`^1.2`, `=1.4.2`, `>=2, <3`).
+    pub fn with_version(self, requirement: &str) -> Result<Self, InvalidRequirement> {
+        Ok(Target { requirement: Some(VersionRequirement::parse(requirement)?), ..self })
+    }
+}
+
+impl From<PluginName> for Target {
+    fn from(name: PluginName) -> Self {
+        Target { name, requirement: None }
     }
 }
 
@@ -119,7 +173,7 @@ impl Interface {
 /// A v2 stream in progress, on an instance (and, with worker processes, a worker) of its own.
 /// Feed it chunks of at most [`chunk_capacity`](Self::chunk_capacity) bytes, then
 /// [`finish`](Self::finish) it. Dropping it abandons the stream. After an error the stream is
-/// over. Methods block, like [`PluginRunner`]'s.
+/// over. Methods block, like [`Calls`]'s.
 pub trait PluginStream: Send {
     /// The plugin's input capacity: the largest chunk it takes at once.
     fn chunk_capacity(&self) -> usize;
@@ -261,6 +315,15 @@ pub enum RunError {
     /// until it changes.
     #[error(transparent)]
     Remembered(Arc<RunError>),
+    /// As many calls run as the host allows ([`crate::Settings::max_calls_in_flight`]).
+    #[error("the host is running as many calls as it allows; retry shortly")]
+    Busy,
+    /// The host was closed ([`crate::Host::close`]): it starts no more calls.
+    #[error("the host is shutting down; retry on another replica")]
+    Closed,
+    /// The call's thread panicked: a fault of the host, never of the plugin.
+    #[error("the call's thread panicked: {0}")]
+    Panicked(String),
 }
 
 impl RunError {
@@ -282,6 +345,8 @@ impl RunError {
             RunError::Worker(failure) => failure.kind(),
             RunError::Quarantined(_) => FailureKind::PluginQuarantined,
             RunError::Remembered(error) => error.kind(),
+            RunError::Busy | RunError::Closed => FailureKind::Overloaded,
+            RunError::Panicked(_) => FailureKind::Internal,
         }
     }
 

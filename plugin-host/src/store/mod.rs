@@ -24,7 +24,7 @@ pub use fluid::FluidPluginStore;
 pub use local::LocalPluginStore;
 pub use name::{InvalidName, MAX_NAME_LEN, PluginName};
 #[cfg(feature = "oci")]
-pub use oci::OciPluginStore;
+pub use oci::{Credentials, OciPluginStore, OciSettings};
 pub use resolver::Resolver;
 pub use version::{InvalidRequirement, MAX_REQUIREMENT_LEN, PluginRef, Version, VersionRequirement, Versions, select};
 

@@ -36,13 +36,14 @@ use self::{
     quarantine::{Quarantine, QuarantinePolicy},
 };
 use super::{
-    Interface, PluginRunner, PluginStatus, PluginStream, RunError, ShortCalls, VersionStatus, catalog::Catalog,
+    Attempt, Calls, Inspects, Interface, PluginStatus, PluginStream, Ran, RunError, ShortCalls, Target, VersionStatus,
+    catalog::{Catalog, Loaded},
 };
 use crate::{
     failure::FailureKind,
     observe::Observer,
     runtime::{RuntimeConfig, RuntimeError},
-    store::{PluginName, PluginRef, PluginStore, VersionRequirement},
+    store::{PluginName, PluginRef, PluginStore},
 };
 
 /// How the pool runs. Every field documents its default.
@@ -315,7 +316,7 @@ impl WorkerPoolRunner {
 
 impl WorkerPoolRunner {
     /// The checked current version of `name`, unless the plugin is quarantined.
-    fn module(&self, plugin: &PluginRef) -> Result<Arc<CheckedModule>, RunError> {
+    fn module(&self, plugin: &PluginRef) -> Result<Loaded<Arc<CheckedModule>>, RunError> {
         let name = &plugin.name;
         if let Some(status) = self.quarantine.status(name) {
             return Err(RunError::Quarantined(status));
@@ -371,56 +372,61 @@ impl WorkerPoolRunner {
     }
 }
 
-impl PluginRunner for WorkerPoolRunner {
-    fn run(&self, plugin: &PluginRef, input: i32) -> Result<i32, RunError> {
-        let name = &plugin.name;
-        let module = self.module(plugin)?;
-        let started = std::time::Instant::now();
-        let result =
-            self.on_worker(name, Wait::UpTo(self.settings.queue_timeout), |worker| self.run_on(worker, &module, input));
-        self.short_calls.record(name, started.elapsed());
-        result
+impl Calls for WorkerPoolRunner {
+    fn resolve(&self, target: &Target) -> Result<PluginRef, RunError> {
+        self.catalog.resolve(&target.name, target.requirement.as_ref())
     }
 
-    fn run_if_short(
-        &self,
-        name: &PluginName,
-        requirement: Option<&VersionRequirement>,
-        input: i32,
-    ) -> Option<Result<(PluginRef, i32), RunError>> {
+    fn run(&self, plugin: &PluginRef, input: i32) -> Result<Ran<i32>, RunError> {
+        let name = &plugin.name;
+        let loaded = self.module(plugin)?;
+        let started = std::time::Instant::now();
+        let result = self.on_worker(name, Wait::UpTo(self.settings.queue_timeout), |worker| {
+            self.run_on(worker, &loaded.module, input)
+        });
+        self.short_calls.record(name, started.elapsed());
+        Ok(Ran { output: result?, plugin: plugin.clone(), sha256: loaded.sha256 })
+    }
+
+    fn run_now(&self, target: &Target, input: i32) -> Attempt<i32> {
+        let name = &target.name;
         if !self.short_calls.expect_short(name) || self.quarantine.status(name).is_some() {
-            return None;
+            return Attempt::Blocking(None);
         }
-        let (plugin, module) = self.catalog.current_if_loaded(name, requirement)?;
+        let Some((plugin, loaded)) = self.catalog.current_if_loaded(name, target.requirement.as_ref()) else {
+            return Attempt::Blocking(None);
+        };
         // Only a worker that is idle now and already holds the module: waiting for one, starting
         // one or sending a module are not short.
         let started = std::time::Instant::now();
+        let module = &loaded.module;
         let result =
-            self.on_worker(name, Wait::IdleWith(&module.content_hash), |worker| self.run_on(worker, &module, input));
+            self.on_worker(name, Wait::IdleWith(&module.content_hash), |worker| self.run_on(worker, module, input));
         if matches!(&result, Err(RunError::Worker(WorkerFailure::Busy))) {
-            return None;
+            return Attempt::Blocking(Some(plugin));
         }
         self.short_calls.record(name, started.elapsed());
-        Some(result.map(|output| (plugin, output)))
+        Attempt::Done(result.map(|output| Ran { output, plugin, sha256: loaded.sha256 }))
     }
 
     fn interface(&self, plugin: &PluginRef) -> Result<Interface, RunError> {
-        let module = self.module(plugin)?;
+        let module = self.module(plugin)?.module;
         Ok(module.interface.as_ref().map_or(Interface::V1, |layout| Interface::V2(Arc::clone(layout))))
     }
 
-    fn call(&self, plugin: &PluginRef, function: &str, input: &[u8]) -> Result<Vec<u8>, RunError> {
+    fn call(&self, plugin: &PluginRef, function: &str, input: &[u8]) -> Result<Ran<Vec<u8>>, RunError> {
         let name = &plugin.name;
-        let module = self.module(plugin)?;
+        let loaded = self.module(plugin)?;
         let timeout = self.runtime.limits.call_timeout;
-        self.on_worker(name, Wait::UpTo(self.settings.queue_timeout), |worker| {
-            worker.call_function(&module, function, input, timeout)
-        })
+        let output = self.on_worker(name, Wait::UpTo(self.settings.queue_timeout), |worker| {
+            worker.call_function(&loaded.module, function, input, timeout)
+        })?;
+        Ok(Ran { output, plugin: plugin.clone(), sha256: loaded.sha256 })
     }
 
-    fn open_stream(&self, plugin: &PluginRef, function: &str) -> Result<Box<dyn PluginStream>, RunError> {
+    fn open_stream(&self, plugin: &PluginRef, function: &str) -> Result<Ran<Box<dyn PluginStream>>, RunError> {
         let name = &plugin.name;
-        let module = self.module(plugin)?;
+        let Loaded { module, sha256 } = self.module(plugin)?;
         let Some(layout) = module.interface.clone() else {
             return Err(RuntimeError::WrongAbiVersion { plugin: 1 }.into());
         };
@@ -436,7 +442,7 @@ impl PluginRunner for WorkerPoolRunner {
                     worker.release();
                     return Err(error.into());
                 }
-                Ok(Box::new(WorkerStream {
+                let stream: Box<dyn PluginStream> = Box::new(WorkerStream {
                     worker: Some(worker),
                     name: name.clone(),
                     chunk_capacity: layout.input.capacity as usize,
@@ -444,7 +450,8 @@ impl PluginRunner for WorkerPoolRunner {
                     timeout,
                     quarantine: Arc::clone(&self.quarantine),
                     slot: Some(slot),
-                }))
+                });
+                Ok(Ran { output: stream, plugin: plugin.clone(), sha256 })
             }
             Err(failure) => {
                 drop(worker);
@@ -454,11 +461,9 @@ impl PluginRunner for WorkerPoolRunner {
             }
         }
     }
+}
 
-    fn resolve(&self, name: &PluginName, requirement: Option<&VersionRequirement>) -> Result<PluginRef, RunError> {
-        self.catalog.resolve(name, requirement)
-    }
-
+impl Inspects for WorkerPoolRunner {
     fn inspect(&self, plugin: &PluginRef) -> Result<PluginStatus, RunError> {
         let mut status = self.catalog.inspect(plugin)?;
         status.quarantine = self.quarantine.status(&plugin.name);

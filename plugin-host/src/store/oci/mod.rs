@@ -105,6 +105,12 @@ pub struct OciSettings {
 }
 
 impl OciSettings {
+    /// The registry host (`host[:port]`) of a repository (`host[:port]/prefix`), or why the
+    /// repository is not one: for finding its credentials before the settings exist.
+    pub fn registry_of(repository: &str) -> Result<String, String> {
+        split_repository(repository).map(|(registry, _)| registry)
+    }
+
     pub const DEFAULT_CACHE_MAX_BYTES: u64 = 512 << 20;
     pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
     pub const DEFAULT_REFRESH: Duration = Duration::from_secs(10);
