@@ -10,12 +10,7 @@ use host::{
     metrics::Metrics,
 };
 use http_body_util::BodyExt;
-use plugin_host::{
-    failure::FailureKind,
-    runner::InProcessRunner,
-    runtime::{Engine, ExecutionMode, RuntimeConfig},
-    store::{LocalPluginStore, MAX_NAME_LEN, PluginName},
-};
+use plugin_host::{ExecutionMode, FailureKind, Host, LocalPluginStore, PluginName, Settings, store::MAX_NAME_LEN};
 use tower::ServiceExt;
 
 /// The README's limit on a request body (`413 body_too_large` above it).
@@ -73,15 +68,17 @@ impl RequestHarness {
             .expect("write bytes.wasm");
         let aot = tempfile::tempdir().expect("temporary AOT folder");
         // The interpreter: this target is about parsing, and compiling echo is not.
-        let config = RuntimeConfig {
+        let settings = Settings {
+            mode: ExecutionMode::Interpreter,
             aot_cache_dir: Some(aot.path().join("aot")),
-            ..RuntimeConfig::new(ExecutionMode::Interpreter)
+            max_calls_in_flight: 4,
+            cache_capacity: 4,
+            ..Settings::default()
         };
-        let store = LocalPluginStore::new(plugins.path(), config.limits.max_plugin_bytes).expect("plugin store");
+        let store = LocalPluginStore::new(plugins.path(), settings.limits.max_plugin_bytes).expect("plugin store");
         let metrics = Arc::new(Metrics::new());
-        let runner =
-            InProcessRunner::new(Arc::new(store), Engine::new(config).expect("engine"), Arc::clone(&metrics) as _, 4);
-        let router = app(AppState::new(Arc::new(runner), metrics, 4));
+        let host = Host::with_observer(Arc::new(store), settings, Arc::clone(&metrics) as _).expect("host");
+        let router = app(AppState::new(host, metrics));
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
         RequestHarness { runtime, router, _plugins: plugins, _aot: aot }
     }

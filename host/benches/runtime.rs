@@ -21,9 +21,9 @@
 use std::{hint::black_box, path::PathBuf, sync::Arc, time::Duration};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use host::{
-    metrics::Metrics,
-    runner::{InProcessRunner, PluginRunner, WorkerPoolRunner, WorkerSettings},
+use plugin_host::{
+    NoObserver,
+    runner::{Calls, InProcessRunner, WorkerPoolRunner, WorkerSettings},
     runtime::{Engine, ExecutionMode, RuntimeConfig},
     store::{LocalPluginStore, PluginName},
 };
@@ -101,20 +101,20 @@ fn workload(c: &mut Criterion, plugin: &str, input: i32, native: fn(i32) -> i32)
 
     let name = PluginName::new(plugin).unwrap();
     let store = || Arc::new(LocalPluginStore::new(plugin_dir(), 16 << 20).unwrap());
-    let metrics = Arc::new(Metrics::new());
+    let metrics: Arc<dyn plugin_host::Observer> = Arc::new(NoObserver);
     let engine = Engine::new(config(ExecutionMode::Aot)).unwrap();
-    let in_process = InProcessRunner::new(store(), engine, Arc::clone(&metrics) as _, 16);
-    assert_eq!(in_process.run(&plugin_host::store::PluginRef::from(&name), input).unwrap(), expected);
+    let in_process = InProcessRunner::new(store(), engine, Arc::clone(&metrics), 16);
+    assert_eq!(in_process.run(&plugin_host::store::PluginRef::from(&name), input).unwrap().output, expected);
     group.bench_function("in_process_runner", |b| {
-        b.iter(|| in_process.run(&plugin_host::store::PluginRef::from(&name), black_box(input)).unwrap())
+        b.iter(|| in_process.run(&plugin_host::store::PluginRef::from(&name), black_box(input)).unwrap().output)
     });
 
     let mut settings = WorkerSettings::new(env!("CARGO_BIN_EXE_host").into());
     settings.workers = 1;
     let workers = WorkerPoolRunner::new(store(), config(ExecutionMode::Aot), settings, metrics, 16).unwrap();
-    assert_eq!(workers.run(&plugin_host::store::PluginRef::from(&name), input).unwrap(), expected);
+    assert_eq!(workers.run(&plugin_host::store::PluginRef::from(&name), input).unwrap().output, expected);
     group.bench_function("worker_process_runner", |b| {
-        b.iter(|| workers.run(&plugin_host::store::PluginRef::from(&name), black_box(input)).unwrap())
+        b.iter(|| workers.run(&plugin_host::store::PluginRef::from(&name), black_box(input)).unwrap().output)
     });
     group.finish();
 }
@@ -135,16 +135,15 @@ fn bytes(c: &mut Criterion) {
     let mut settings = WorkerSettings::new(env!("CARGO_BIN_EXE_host").into());
     settings.workers = 1;
     let store = Arc::new(LocalPluginStore::new(plugin_dir(), 16 << 20).unwrap());
-    let workers =
-        WorkerPoolRunner::new(store, config(ExecutionMode::Aot), settings, Arc::new(Metrics::new()), 16).unwrap();
+    let workers = WorkerPoolRunner::new(store, config(ExecutionMode::Aot), settings, Arc::new(NoObserver), 16).unwrap();
     let (hello_name, text_name) = (PluginName::new("hello").unwrap(), PluginName::new("text").unwrap());
 
     let mut group = c.benchmark_group("bytes");
     assert_eq!(hello.call(21).unwrap(), 43);
     group.bench_function("cached_aot_v1_hello", |b| b.iter(|| hello.call(black_box(21)).unwrap()));
-    assert_eq!(workers.run(&plugin_host::store::PluginRef::from(&hello_name), 21).unwrap(), 43);
+    assert_eq!(workers.run(&plugin_host::store::PluginRef::from(&hello_name), 21).unwrap().output, 43);
     group.bench_function("worker_process_runner_v1_hello", |b| {
-        b.iter(|| workers.run(&plugin_host::store::PluginRef::from(&hello_name), black_box(21)).unwrap())
+        b.iter(|| workers.run(&plugin_host::store::PluginRef::from(&hello_name), black_box(21)).unwrap().output)
     });
     for (label, size) in BYTE_SIZES {
         let input = vec![b'a'; size];
@@ -153,10 +152,16 @@ fn bytes(c: &mut Criterion) {
         group.bench_function(format!("cached_aot_v2_{label}"), |b| {
             b.iter(|| text.call_function("upper", black_box(&input)).unwrap())
         });
-        assert_eq!(workers.call(&plugin_host::store::PluginRef::from(&text_name), "upper", &input).unwrap(), expected);
+        assert_eq!(
+            workers.call(&plugin_host::store::PluginRef::from(&text_name), "upper", &input).unwrap().output,
+            expected
+        );
         group.bench_function(format!("worker_process_runner_v2_{label}"), |b| {
             b.iter(|| {
-                workers.call(&plugin_host::store::PluginRef::from(&text_name), "upper", black_box(&input)).unwrap()
+                workers
+                    .call(&plugin_host::store::PluginRef::from(&text_name), "upper", black_box(&input))
+                    .unwrap()
+                    .output
             })
         });
     }

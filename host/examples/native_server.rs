@@ -11,36 +11,33 @@ use std::sync::Arc;
 use host::{
     api::{AppState, app},
     metrics::Metrics,
-    runner::{Interface, PluginRunner, PluginStatus, PluginStream, RunError, VersionStatus},
-    store::{PluginName, PluginRef, StoreError, VersionRequirement},
+};
+use plugin_host::{
+    Host, PluginStatus, Ran, Target, VersionStatus,
+    runner::{Attempt, Calls, Inspects, Interface, PluginStream, RunError},
+    store::{PluginName, PluginRef, StoreError},
 };
 
 /// `hello` computes what `plugins/hello` does.
 #[derive(Debug)]
 struct NativeRunner;
 
-impl PluginRunner for NativeRunner {
+impl Calls for NativeRunner {
     /// Native functions have no versions: every request gets the one there is.
-    fn resolve(&self, name: &PluginName, _: Option<&VersionRequirement>) -> Result<PluginRef, RunError> {
-        Ok(PluginRef::from(name))
-    }
-
-    fn run(&self, plugin: &PluginRef, input: i32) -> Result<i32, RunError> {
-        match plugin.name.as_str() {
-            "hello" => Ok(2 * input + 1),
-            _ => Err(StoreError::NotFound(plugin.clone()).into()),
-        }
+    fn resolve(&self, target: &Target) -> Result<PluginRef, RunError> {
+        Ok(PluginRef::from(&target.name))
     }
 
     /// A native function is always short: it runs where the host runs a short plugin call.
-    fn run_if_short(
-        &self,
-        name: &PluginName,
-        _: Option<&VersionRequirement>,
-        input: i32,
-    ) -> Option<Result<(PluginRef, i32), RunError>> {
-        let plugin = PluginRef::from(name);
-        Some(self.run(&plugin, input).map(|output| (plugin, output)))
+    fn run_now(&self, target: &Target, input: i32) -> Attempt<i32> {
+        Attempt::Done(self.run(&PluginRef::from(&target.name), input))
+    }
+
+    fn run(&self, plugin: &PluginRef, input: i32) -> Result<Ran<i32>, RunError> {
+        match plugin.name.as_str() {
+            "hello" => Ok(Ran { output: 2 * input + 1, plugin: plugin.clone(), sha256: "native".into() }),
+            _ => Err(StoreError::NotFound(plugin.clone()).into()),
+        }
     }
 
     fn interface(&self, plugin: &PluginRef) -> Result<Interface, RunError> {
@@ -50,14 +47,16 @@ impl PluginRunner for NativeRunner {
         }
     }
 
-    fn call(&self, plugin: &PluginRef, function: &str, _input: &[u8]) -> Result<Vec<u8>, RunError> {
+    fn call(&self, plugin: &PluginRef, function: &str, _input: &[u8]) -> Result<Ran<Vec<u8>>, RunError> {
         Err(self.interface(plugin)?.function_kind(function).expect_err("hello has no functions"))
     }
 
-    fn open_stream(&self, plugin: &PluginRef, function: &str) -> Result<Box<dyn PluginStream>, RunError> {
+    fn open_stream(&self, plugin: &PluginRef, function: &str) -> Result<Ran<Box<dyn PluginStream>>, RunError> {
         Err(self.interface(plugin)?.function_kind(function).expect_err("hello has no functions"))
     }
+}
 
+impl Inspects for NativeRunner {
     fn inspect(&self, plugin: &PluginRef) -> Result<PluginStatus, RunError> {
         Err(StoreError::NotFound(plugin.clone()).into())
     }
@@ -81,7 +80,9 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     // `cargo xtask bench` reads the address from this line, as it does from the host's.
     host::announce_listening(listener.local_addr()?)?;
-    let state = AppState::new(Arc::new(NativeRunner), Arc::new(Metrics::new()), 256);
+    let metrics = Arc::new(Metrics::new());
+    let host = Host::with_runner(Box::new(NativeRunner), Arc::clone(&metrics) as _, 256);
+    let state = AppState::new(host, metrics);
     axum::serve(listener, app(state)).await?;
     Ok(())
 }

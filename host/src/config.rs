@@ -300,8 +300,7 @@ impl Config {
     /// the Docker `config.json`.
     pub fn oci(&self, max_plugin_bytes: u64) -> Result<OciSettings, String> {
         let repository = self.oci_repository.clone().ok_or("--oci-repository (OCI_REPOSITORY) is required")?;
-        let registry =
-            OciSettings::registry_of(&repository).map_err(|error| format!("--oci-repository: {error}"))?;
+        let registry = OciSettings::registry_of(&repository).map_err(|error| format!("--oci-repository: {error}"))?;
         let credentials = match (&self.oci_username, &self.oci_password) {
             (Some(username), Some(password)) => {
                 Credentials::Basic { username: username.clone(), password: password.clone() }

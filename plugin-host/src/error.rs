@@ -33,10 +33,4 @@ impl Error {
             crate::failure::Disclosure::Details => self.0.public_details(),
         }
     }
-
-    /// The failure as the runners classified it, for this crate's own tests.
-    #[cfg(test)]
-    pub(crate) fn run_error(&self) -> &RunError {
-        &self.0
-    }
 }

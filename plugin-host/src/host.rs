@@ -12,18 +12,18 @@ use std::{
 use plugin_sdk::FunctionKind;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+#[cfg(feature = "workers")]
+use crate::runner::{WorkerPoolRunner, WorkerPoolStatus, WorkerSettings};
 use crate::{
     Error,
     observe::{NoObserver, Observer, Outcome},
     runner::{
-        Attempt, DEFAULT_CACHE_CAPACITY, InProcessRunner, PluginStatus, PluginStream, Ran, RunError,
-        Runner, SHORT_CALL_BUDGET, Target, VersionStatus,
+        Attempt, DEFAULT_CACHE_CAPACITY, InProcessRunner, PluginStatus, PluginStream, Ran, RunError, Runner,
+        SHORT_CALL_BUDGET, Target, VersionStatus,
     },
     runtime::{AotCompilation, Engine, ExecutionMode, Limits, RuntimeConfig},
     store::{PluginName, PluginRef, PluginStore},
 };
-#[cfg(feature = "workers")]
-use crate::runner::{WorkerPoolRunner, WorkerPoolStatus, WorkerSettings};
 
 /// Where plugin calls run.
 #[derive(Debug, Clone, Default)]
@@ -175,6 +175,15 @@ impl Host {
         Ok(Host { inner: Arc::new(Inner { runner, observer, calls, max_calls, closed: AtomicBool::new(false) }) })
     }
 
+    /// A host over a runner of the caller's (the benchmark's native functions).
+    #[cfg(feature = "internals")]
+    #[doc(hidden)]
+    pub fn with_runner(runner: Box<dyn Runner>, observer: Arc<dyn Observer>, max_calls_in_flight: usize) -> Host {
+        let max_calls = max_calls_in_flight.clamp(1, Semaphore::MAX_PERMITS);
+        let calls = Arc::new(Semaphore::new(max_calls));
+        Host { inner: Arc::new(Inner { runner, observer, calls, max_calls, closed: AtomicBool::new(false) }) }
+    }
+
     /// Runs the v1 plugin `target` with `input`: `init`, `process(input)`, `cleanup`.
     pub async fn run(&self, target: &Target, input: i32) -> Result<Ran<i32>, Error> {
         let call = self.admit(&target.name)?;
@@ -300,7 +309,6 @@ impl Inner {
     fn open(&self) -> Result<(), RunError> {
         if self.closed.load(Ordering::Relaxed) { Err(RunError::Closed) } else { Ok(()) }
     }
-
 }
 
 /// A call admitted: holds its place among the calls in flight, and reports its outcome once.
@@ -332,7 +340,9 @@ impl Admitted {
 
 /// Runs blocking work off the async threads.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
-    tokio::task::spawn_blocking(work).await.map_err(|join_error| Error::from(RunError::Panicked(join_error.to_string())))?
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|join_error| Error::from(RunError::Panicked(join_error.to_string())))?
 }
 
 /// A v2 function of one plugin version, found by [`Host::function`].

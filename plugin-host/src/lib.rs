@@ -44,21 +44,26 @@ mod host;
 mod logs;
 mod observe;
 // The layers below the `Host` are this crate's own; the `internals` feature opens them to this
-// repository's tests, fuzz targets and benchmarks (like tokio's `test-util`), never to users.
+// repository's tests, fuzz targets, benchmarks and the step-by-step `abi` example (like tokio's
+// `test-util`), never to users. Without it, what only those use (the lifecycle step by step,
+// test helpers) is unused, and allowed to be.
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod runner;
 #[cfg(not(feature = "internals"))]
+#[allow(dead_code, unused_imports)]
 mod runner;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod runtime;
 #[cfg(not(feature = "internals"))]
+#[allow(dead_code, unused_imports)]
 mod runtime;
 #[cfg(feature = "internals")]
 #[doc(hidden)]
 pub mod store;
 #[cfg(not(feature = "internals"))]
+#[allow(dead_code, unused_imports)]
 mod store;
 
 pub use error::Error;
@@ -66,9 +71,9 @@ pub use failure::{Disclosure, FailureKind};
 pub use host::{Function, Host, Isolation, Settings, Stream};
 pub use observe::{NoObserver, Observer, Outcome};
 pub use plugin_sdk::FunctionKind;
+pub use runner::{AbiStatus, PluginStatus, QuarantineStatus, Ran, Target, VersionStatus};
 #[cfg(feature = "workers")]
 pub use runner::{WorkerPoolStatus, WorkerSettings};
-pub use runner::{AbiStatus, PluginStatus, QuarantineStatus, Ran, Target, VersionStatus};
 pub use runtime::{AotCompilation, ExecutionMode, Limits};
 #[cfg(feature = "fluid")]
 pub use store::FluidPluginStore;

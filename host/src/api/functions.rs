@@ -88,7 +88,8 @@ pub(super) async fn call_function(
         Ok(name) => name,
         Err(invalid) => return ApiError::InvalidName(invalid).into_response(),
     };
-    let response = match serve(&state, name.clone(), query.version.as_deref(), &function, &headers, body, started).await {
+    let response = match serve(&state, name.clone(), query.version.as_deref(), &function, &headers, body, started).await
+    {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
@@ -220,11 +221,7 @@ async fn stream_response(state: &AppState, stream: Stream, body: Body, lines: bo
 
 /// The plugin's side of a stream, on a blocking thread: feeds it what the body reader sends,
 /// passes its output on, and returns the request's outcome for the metrics.
-fn drive(
-    mut stream: Stream,
-    mut input: mpsc::Receiver<Input>,
-    output: &mpsc::Sender<Output>,
-) -> &'static str {
+fn drive(mut stream: Stream, mut input: mpsc::Receiver<Input>, output: &mpsc::Sender<Output>) -> &'static str {
     let fail = |error: ApiError| {
         let code = error.kind().code();
         let _ = output.blocking_send(Output::Failed(error));

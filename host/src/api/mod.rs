@@ -366,7 +366,11 @@ impl Call {
     }
 }
 
-async fn run(State(state): State<AppState>, headers: header::HeaderMap, body: axum::body::Body) -> axum::response::Response {
+async fn run(
+    State(state): State<AppState>,
+    headers: header::HeaderMap,
+    body: axum::body::Body,
+) -> axum::response::Response {
     let (request, body) = match run_request(&state, &headers, body).await {
         Ok(read) => read,
         Err(error) => return error.into_response(),

@@ -4,17 +4,12 @@
 //! (`plugins/compat/`: export attributes or linker flags, C or C++, `wasm32` or `wasm32-wasi`,
 //! `-O0`, `-O2` or `-Oz`).
 
-use std::{path::PathBuf, sync::Arc};
-
-use host::{
-    api::AppState,
-    metrics::Metrics,
-    runner::{WorkerPoolRunner, WorkerSettings},
-    runtime::ExecutionMode,
-};
+use plugin_host::runtime::ExecutionMode;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, app_state, built_fixtures, local_store, runtime_config};
+use crate::support::{
+    TestServer, app_state, built_fixtures, local_store, runtime_config, settings, state_with, workers,
+};
 
 /// Every build of every compat fixture, by file stem, copied into a fresh plugin folder.
 fn compat_plugins() -> (Vec<String>, tempfile::TempDir) {
@@ -95,18 +90,8 @@ async fn seed_contract_plugins_without_the_header_run_in_process() {
 #[tokio::test]
 async fn seed_contract_plugins_without_the_header_run_in_worker_processes() {
     let (names, dir) = compat_plugins();
-    let mut settings = WorkerSettings::new(PathBuf::from(env!("CARGO_BIN_EXE_host")));
-    settings.workers = 2;
-    let metrics = Arc::new(Metrics::new());
-    let runner = WorkerPoolRunner::new(
-        local_store(dir.path()),
-        runtime_config(ExecutionMode::Aot),
-        settings,
-        Arc::clone(&metrics) as _,
-        64,
-    )
-    .expect("workers start");
-    let server = TestServer::start(AppState::new(Arc::new(runner), metrics, 64)).await;
+    let settings = settings(&runtime_config(ExecutionMode::Aot), plugin_host::Isolation::Workers(workers(2)), 64);
+    let server = TestServer::start(state_with(local_store(dir.path()), settings)).await;
     every_build_answers_as_v1(&server, &names).await;
 }
 

@@ -10,10 +10,8 @@ use std::{
     time::{Duration, Instant},
 };
 
-use host::{
-    api::{BodyLimits, StreamLimits},
-    runtime::ExecutionMode,
-};
+use host::api::{BodyLimits, StreamLimits};
+use plugin_host::runtime::ExecutionMode;
 use serde_json::json;
 
 use crate::{

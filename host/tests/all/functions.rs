@@ -2,18 +2,16 @@
 //! `POST /plugins/{name}/functions/{function}`), streams, their limits, hostile v2 plugins, and
 //! the fresh-state promise for bytes. Every test runs in both isolation modes.
 
-use std::{path::PathBuf, sync::Arc, time::Duration};
+use std::time::Duration;
 
 use base64::Engine as _;
-use host::{
-    api::{AppState, StreamLimits},
-    metrics::Metrics,
-    runner::{InProcessRunner, PluginRunner, WorkerPoolRunner, WorkerSettings},
-    runtime::{Engine, ExecutionMode},
-};
+use host::api::StreamLimits;
+use plugin_host::runtime::ExecutionMode;
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, fault_bytes, local_store, plugin_dir, runtime_config, sha256_hex};
+use crate::support::{
+    TestServer, fault_bytes, local_store, plugin_dir, runtime_config, settings, sha256_hex, state_with, workers,
+};
 
 #[derive(Debug, Clone, Copy)]
 enum Isolation {
@@ -44,24 +42,11 @@ async fn server(isolation: Isolation, timeout: Duration, limits: StreamLimits) -
     }
     let mut runtime = runtime_config(ExecutionMode::Aot);
     runtime.limits.call_timeout = timeout;
-    let metrics = Arc::new(Metrics::new());
-    let runner: Arc<dyn PluginRunner> = match isolation {
-        Isolation::InProcess => Arc::new(InProcessRunner::new(
-            local_store(dir.path()),
-            Engine::new(runtime).unwrap(),
-            Arc::clone(&metrics) as _,
-            16,
-        )),
-        Isolation::Workers => {
-            let mut settings = WorkerSettings::new(PathBuf::from(env!("CARGO_BIN_EXE_host")));
-            settings.workers = 2;
-            Arc::new(
-                WorkerPoolRunner::new(local_store(dir.path()), runtime, settings, Arc::clone(&metrics) as _, 16)
-                    .unwrap(),
-            )
-        }
+    let isolation = match isolation {
+        Isolation::InProcess => plugin_host::Isolation::InProcess,
+        Isolation::Workers => plugin_host::Isolation::Workers(workers(2)),
     };
-    let mut state = AppState::new(runner, metrics, 64);
+    let mut state = state_with(local_store(dir.path()), settings(&runtime, isolation, 64));
     state.stream_limits = limits;
     Server { server: TestServer::start(state).await, _dir: dir }
 }

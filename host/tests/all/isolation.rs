@@ -5,15 +5,14 @@
 
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
-use host::{
-    api::AppState,
-    metrics::Metrics,
-    runner::{PluginRunner, WorkerPoolRunner, WorkerSettings},
+use host::metrics::Metrics;
+use plugin_host::{
+    runner::{Calls, Inspects, WorkerPoolRunner, WorkerSettings},
     runtime::{ExecutionMode, RuntimeConfig},
 };
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, fault_bytes, local_store, plugin_bytes, runtime_config};
+use crate::support::{TestServer, fault_bytes, local_store, plugin_bytes, runtime_config, state_with, workers};
 
 const FAULTS: [&str; 10] = [
     "loop-process",
@@ -42,14 +41,10 @@ async fn isolated_server(timeout: Duration, settings: impl FnOnce(&mut WorkerSet
     }
     let mut runtime = RuntimeConfig { enforce_abi: false, ..runtime_config(ExecutionMode::Aot) };
     runtime.limits.call_timeout = timeout;
-    let mut worker_settings = WorkerSettings::new(PathBuf::from(env!("CARGO_BIN_EXE_host")));
-    worker_settings.workers = 2;
+    let mut worker_settings = workers(2);
     settings(&mut worker_settings);
-    let metrics = Arc::new(Metrics::new());
-    let runner =
-        WorkerPoolRunner::new(local_store(dir.path()), runtime, worker_settings, Arc::clone(&metrics) as _, 64)
-            .expect("workers start");
-    let server = TestServer::start(AppState::new(Arc::new(runner), Arc::clone(&metrics), 64)).await;
+    let host_settings = crate::support::settings(&runtime, plugin_host::Isolation::Workers(worker_settings), 64);
+    let server = TestServer::start(state_with(local_store(dir.path()), host_settings)).await;
     Isolated { server, _dir: dir }
 }
 
@@ -336,11 +331,11 @@ fn a_transient_load_failure_is_retried_on_the_next_call() {
     settings.workers = 1;
     settings.queue_timeout = Duration::from_millis(50);
     let runner = Arc::new(
-        WorkerPoolRunner::new(local_store(dir.path()), runtime, settings, Arc::new(Metrics::new()), 16)
+        WorkerPoolRunner::new(local_store(dir.path()), runtime, settings, Arc::new(plugin_host::NoObserver), 16)
             .expect("workers start"),
     );
     let name = |n: &str| plugin_host::store::PluginName::new(n).unwrap();
-    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 21).unwrap(), 43);
+    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 21).unwrap().output, 43);
 
     // Hold the only worker with a call that runs to its deadline, then publish a new version.
     let busy = std::thread::spawn({
@@ -358,7 +353,7 @@ fn a_transient_load_failure_is_retried_on_the_next_call() {
     let timed_out = busy.join().unwrap().unwrap_err();
     assert_eq!(timed_out.kind().code(), "plugin_timeout");
     // A worker is free again: the new version loads and answers (abi squares its input).
-    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 21).unwrap(), 441);
+    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 21).unwrap().output, 441);
 }
 
 /// A worker killed from outside (an operator, the OOM killer) is nobody's fault: the call is
@@ -377,7 +372,7 @@ fn a_worker_killed_from_outside_is_retried_not_blamed() {
             .expect("workers start"),
     );
     let name = plugin_host::store::PluginName::new("primes").unwrap();
-    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name), 100).unwrap(), 25, "loaded and warm");
+    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name), 100).unwrap().output, 25, "loaded and warm");
 
     // A slow call (counting primes below 300000 in the interpreter), and an outside kill.
     let call = std::thread::spawn({
@@ -391,7 +386,7 @@ fn a_worker_killed_from_outside_is_retried_not_blamed() {
     let killed = std::process::Command::new("kill").arg("-KILL").arg(victims[0].to_string()).status().unwrap();
     assert!(killed.success());
 
-    assert_eq!(call.join().unwrap().unwrap(), 25997, "retried on another worker");
+    assert_eq!(call.join().unwrap().unwrap().output, 25997, "retried on another worker");
     let status = runner.inspect(&plugin_host::store::PluginRef::from(&name)).unwrap();
     assert!(status.quarantine.is_none(), "not blamed, even with quarantine after one crash");
     let text = metrics.encode();
@@ -411,7 +406,7 @@ fn workers_are_recycled_after_many_loads_between_calls() {
         local_store(dir.path()),
         runtime_config(ExecutionMode::Aot),
         settings,
-        Arc::new(Metrics::new()),
+        Arc::new(plugin_host::NoObserver),
         16,
     )
     .expect("workers start");
@@ -439,18 +434,11 @@ async fn readiness_follows_the_workers() {
     let bin = tempfile::TempDir::new().unwrap();
     let executable = bin.path().join("host");
     std::fs::copy(env!("CARGO_BIN_EXE_host"), &executable).unwrap();
-    let mut settings = WorkerSettings::new(executable.clone());
-    settings.workers = 1;
-    let metrics = Arc::new(Metrics::new());
-    let runner = WorkerPoolRunner::new(
-        local_store(dir.path()),
-        runtime_config(ExecutionMode::Aot),
-        settings,
-        Arc::clone(&metrics) as _,
-        16,
-    )
-    .expect("workers start");
-    let server = TestServer::start(AppState::new(Arc::new(runner), metrics, 16)).await;
+    let mut workers = WorkerSettings::new(executable.clone());
+    workers.workers = 1;
+    let settings =
+        crate::support::settings(&runtime_config(ExecutionMode::Aot), plugin_host::Isolation::Workers(workers), 16);
+    let server = TestServer::start(state_with(local_store(dir.path()), settings)).await;
     let readyz = || async {
         let response = server.client.get(server.url("/readyz")).send().await.unwrap();
         (response.status().as_u16(), response.json::<Value>().await.unwrap())

@@ -3,14 +3,7 @@
 //! built by `cargo xtask build-plugins` with the language SDKs in `plugin-sdk/`, served next to
 //! the C ones, in both isolation modes.
 
-use std::{path::PathBuf, sync::Arc};
-
-use host::{
-    api::AppState,
-    metrics::Metrics,
-    runner::{InProcessRunner, PluginRunner, WorkerPoolRunner, WorkerSettings},
-    runtime::{Engine, ExecutionMode},
-};
+use plugin_host::runtime::ExecutionMode;
 use serde_json::{Value, json};
 
 use crate::support::{TestServer, local_store, plugin_dir, runtime_config, sha256_hex};
@@ -28,22 +21,13 @@ async fn server(workers: bool) -> (TestServer, tempfile::TempDir) {
         PORTS.iter().flat_map(|(c, ports)| std::iter::once(*c).chain(ports.iter().copied())).collect();
     let dir = plugin_dir(&names);
     let runtime = runtime_config(ExecutionMode::Aot);
-    let metrics = Arc::new(Metrics::new());
-    let runner: Arc<dyn PluginRunner> = if workers {
-        let mut settings = WorkerSettings::new(PathBuf::from(env!("CARGO_BIN_EXE_host")));
-        settings.workers = 2;
-        Arc::new(
-            WorkerPoolRunner::new(local_store(dir.path()), runtime, settings, Arc::clone(&metrics) as _, 16).unwrap(),
-        )
+    let isolation = if workers {
+        plugin_host::Isolation::Workers(crate::support::workers(2))
     } else {
-        Arc::new(InProcessRunner::new(
-            local_store(dir.path()),
-            Engine::new(runtime).unwrap(),
-            Arc::clone(&metrics) as _,
-            16,
-        ))
+        plugin_host::Isolation::InProcess
     };
-    (TestServer::start(AppState::new(runner, metrics, 64)).await, dir)
+    let settings = crate::support::settings(&runtime, isolation, 64);
+    (TestServer::start(crate::support::state_with(local_store(dir.path()), settings)).await, dir)
 }
 
 /// `request` with its `plugin` replaced by `name`.

@@ -10,8 +10,8 @@ use std::{
     time::Duration,
 };
 
-use host::{
-    runner::{PluginRunner, RunError},
+use plugin_host::{
+    runner::{Calls, Inspects, RunError},
     runtime::{ExecutionMode, RuntimeError},
     store::{PluginName, StoreError},
 };
@@ -26,7 +26,7 @@ fn name(name: &str) -> PluginName {
 fn runs_plugins_by_name_and_reports_missing_ones() {
     let dir = plugin_dir(&["hello"]);
     let runner = runner_for(dir.path(), runtime_config(ExecutionMode::Aot));
-    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 21).unwrap(), 43);
+    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 21).unwrap().output, 43);
     let err = runner.run(&plugin_host::store::PluginRef::from(&name("nope")), 1).unwrap_err();
     assert!(matches!(err, RunError::Store(StoreError::NotFound(_))), "{err:?}");
 
@@ -42,38 +42,46 @@ fn runs_plugins_by_name_and_reports_missing_ones() {
 fn a_replaced_file_is_picked_up_by_the_next_call() {
     let dir = plugin_dir(&["hello"]);
     let runner = runner_for(dir.path(), runtime_config(ExecutionMode::Aot));
-    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap(), 11);
+    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap().output, 11);
 
     replace_atomically(dir.path(), "hello", &plugin_bytes("simple"));
-    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap(), 6, "replaced by rename");
+    assert_eq!(
+        runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap().output,
+        6,
+        "replaced by rename"
+    );
 
     // Rewritten in place (same inode), as an editor or `cp` would.
     fs::write(dir.path().join("hello.wasm"), plugin_bytes("abi")).unwrap();
-    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap(), 25, "rewritten in place");
+    assert_eq!(
+        runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap().output,
+        25,
+        "rewritten in place"
+    );
 }
 
 #[test]
 fn a_half_written_file_never_runs_and_the_previous_version_keeps_serving() {
     let dir = plugin_dir(&["hello"]);
     let runner = runner_for(dir.path(), runtime_config(ExecutionMode::Interpreter));
-    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap(), 11);
+    assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap().output, 11);
 
     let next = plugin_bytes("simple");
     fs::write(dir.path().join("hello.wasm"), &next[..next.len() / 2]).unwrap();
     assert_eq!(
-        runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap(),
+        runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap().output,
         11,
         "still the previous version"
     );
     assert_eq!(
-        runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap(),
+        runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap().output,
         11,
         "and again, without re-reading"
     );
 
     fs::write(dir.path().join("hello.wasm"), &next).unwrap();
     assert_eq!(
-        runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap(),
+        runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).unwrap().output,
         6,
         "the completed file is the new version"
     );
@@ -97,7 +105,7 @@ fn hot_swap_under_concurrent_calls_never_fails_a_call() {
             thread::spawn(move || {
                 let mut seen = [0u32; 2];
                 while !done.load(Ordering::Relaxed) {
-                    match runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5) {
+                    match runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 5).map(|ran| ran.output) {
                         Ok(11) => seen[0] += 1,
                         Ok(6) => seen[1] += 1,
                         other => panic!("a call during the swap got {other:?}"),
@@ -182,7 +190,7 @@ fn a_broken_file_is_read_once_until_it_changes() {
 
     replace_atomically(dir.path(), "broken", &plugin_bytes("hello"));
     assert_eq!(
-        runner.run(&plugin_host::store::PluginRef::from(&name("broken")), 21).unwrap(),
+        runner.run(&plugin_host::store::PluginRef::from(&name("broken")), 21).unwrap().output,
         43,
         "a fixed file is loaded at once"
     );
@@ -214,10 +222,14 @@ fn short_calls_run_directly_and_a_changed_file_sends_the_call_back_to_the_blocki
     let runner = runner_for(dir.path(), runtime_config(ExecutionMode::Aot));
     let name = name("hello");
     let hello = plugin_host::store::PluginRef::from(&name);
-    let direct = |input| runner.run_if_short(&name, None, input).map(|result| result.unwrap());
+    let target = plugin_host::Target::from(name.clone());
+    let direct = |input| match runner.run_now(&target, input) {
+        plugin_host::runner::Attempt::Done(result) => Some(result.map(|ran| (ran.plugin, ran.output)).unwrap()),
+        plugin_host::runner::Attempt::Blocking(_) => None,
+    };
     assert!(direct(1).is_none(), "a plugin never called is not known to be short");
     for _ in 0..64 {
-        assert_eq!(runner.run(&hello, 21).unwrap(), 43);
+        assert_eq!(runner.run(&hello, 21).unwrap().output, 43);
     }
     assert_eq!(direct(21).expect("a plugin with short calls runs directly"), (hello.clone(), 43));
 
@@ -226,7 +238,7 @@ fn short_calls_run_directly_and_a_changed_file_sends_the_call_back_to_the_blocki
     assert!(direct(5).is_none(), "a changed file is not run directly");
     // Loading and the first calls of a new version may take long enough to count as overruns.
     for _ in 0..256 {
-        assert_eq!(runner.run(&hello, 5).unwrap(), 6);
+        assert_eq!(runner.run(&hello, 5).unwrap().output, 6);
     }
     assert_eq!(direct(5).expect("the new version is loaded"), (hello, 6));
 }

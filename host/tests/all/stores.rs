@@ -10,7 +10,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use host::{runtime::ExecutionMode, store::FluidPluginStore};
+use plugin_host::{runtime::ExecutionMode, store::FluidPluginStore};
 use serde_json::json;
 use tempfile::TempDir;
 

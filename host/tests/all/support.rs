@@ -8,9 +8,9 @@ use std::{
     time::Duration,
 };
 
-use host::{
-    api::AppState,
-    metrics::Metrics,
+use host::{api::AppState, metrics::Metrics};
+use plugin_host::{
+    Host, Isolation, Settings, WorkerSettings,
     runner::InProcessRunner,
     runtime::{CompiledPlugin, Engine, ExecutionMode, RuntimeConfig},
     store::{LocalPluginStore, PluginStore},
@@ -109,16 +109,43 @@ pub fn replace_atomically(dir: &Path, name: &str, bytes: &[u8]) {
 pub fn runner_for(dir: &Path, config: RuntimeConfig) -> InProcessRunner {
     let store = LocalPluginStore::new(dir, config.limits.max_plugin_bytes).expect("store");
     let engine = Engine::new(config).expect("engine");
-    InProcessRunner::new(Arc::new(store), engine, Arc::new(Metrics::new()), 16)
+    InProcessRunner::new(Arc::new(store), engine, Arc::new(plugin_host::NoObserver), 16)
 }
 
-/// What `host::build_state` makes, over any store: one metrics registry shared by the runner
+/// The host settings that run plugins as `config` says, in `isolation`.
+pub fn settings(config: &RuntimeConfig, isolation: Isolation, max_in_flight: usize) -> Settings {
+    Settings {
+        isolation,
+        mode: config.mode,
+        limits: config.limits.clone(),
+        aot_cache_dir: config.aot_cache_dir.clone(),
+        aot_cache_max_bytes: config.aot_cache_max_bytes,
+        aot_compilation: config.aot_compilation.clone(),
+        check_abi: config.enforce_abi,
+        cache_capacity: 16,
+        max_calls_in_flight: max_in_flight,
+        ..Settings::default()
+    }
+}
+
+/// Worker processes of the `host` binary under test, `workers` of them.
+pub fn workers(workers: usize) -> WorkerSettings {
+    let mut settings = WorkerSettings::new(PathBuf::from(env!("CARGO_BIN_EXE_host")));
+    settings.workers = workers;
+    settings
+}
+
+/// What `host::build_state` makes, over any store: one metrics registry shared by the host
 /// and the HTTP layer.
-pub fn app_state(store: Arc<dyn PluginStore>, config: RuntimeConfig, max_in_flight: usize) -> AppState {
+pub fn state_with(store: Arc<dyn PluginStore>, settings: Settings) -> AppState {
     let metrics = Arc::new(Metrics::new());
-    let engine = Engine::new(config).expect("engine");
-    let runner = InProcessRunner::new(store, engine, Arc::clone(&metrics) as _, 16);
-    AppState::new(Arc::new(runner), metrics, max_in_flight)
+    let host = Host::with_observer(store, settings, Arc::clone(&metrics) as _).expect("host starts");
+    AppState::new(host, metrics)
+}
+
+/// [`state_with`] an in-process host.
+pub fn app_state(store: Arc<dyn PluginStore>, config: RuntimeConfig, max_in_flight: usize) -> AppState {
+    state_with(store, settings(&config, Isolation::InProcess, max_in_flight))
 }
 
 pub fn local_store(dir: &Path) -> Arc<dyn PluginStore> {

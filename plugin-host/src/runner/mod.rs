@@ -33,12 +33,6 @@ pub struct Ran<T> {
     pub sha256: Arc<str>,
 }
 
-impl<T> Ran<T> {
-    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Ran<U> {
-        Ran { output: f(self.output), plugin: self.plugin, sha256: self.sha256 }
-    }
-}
-
 /// What [`Calls::run_now`] did.
 #[derive(Debug)]
 pub enum Attempt<T> {

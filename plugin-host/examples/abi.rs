@@ -1,7 +1,9 @@
 //! The plugin lifecycle step by step, with every error code of the ABI (the seed's `cmd/abi`).
 //!
-//! `cargo run -p host --example abi [-- PLUGIN.wasm]` (default: the `abi` example plugin, built
+//! `cargo run -p plugin-host --features internals --example abi [-- PLUGIN.wasm]` (default: the `abi` example plugin, built
 //! by `cargo xtask build-plugins`). Each step prints what the host called and what came back.
+//! The steps are below the library's API (a `Host` runs them all in every call), hence the
+//! `internals` feature.
 
 use std::path::PathBuf;
 

@@ -1,14 +1,16 @@
 //! Run a plugin's whole lifecycle for a few inputs (the seed's `cmd/simple`).
 //!
-//! `cargo run -p host --example simple -- [PLUGIN.wasm] [INPUT...]` (default: the `simple`
-//! example plugin and the inputs 1, 41 and -1). Compiles the plugin once, ahead of time, then
-//! gives every input a fresh instance and prints its answer and how long the call took.
+//! `cargo run -p plugin-host --example simple -- [PLUGIN.wasm] [INPUT...]` (default: the
+//! `simple` example plugin and the inputs 1, 41 and -1). Compiles the plugin once, ahead of
+//! time, then gives every input a fresh instance and prints its answer and how long the call
+//! took.
 
 use std::{path::PathBuf, time::Instant};
 
-use plugin_host::runtime::{Engine, ExecutionMode, RuntimeConfig};
+use plugin_host::{Host, LocalPluginStore, Settings, Target};
 
-fn main() -> anyhow::Result<()> {
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1).peekable();
     let path = match args.peek() {
         Some(arg) if arg.ends_with(".wasm") => PathBuf::from(args.next().unwrap_or_default()),
@@ -24,16 +26,26 @@ fn main() -> anyhow::Result<()> {
     let bytes = std::fs::read(&path)
         .map_err(|e| anyhow::anyhow!("{}: {e} (run `cargo xtask build-plugins`)", path.display()))?;
 
-    let engine = Engine::new(RuntimeConfig::new(ExecutionMode::Aot))?;
+    // A folder of one: the plugin, under the name `plugin`.
+    let dir = tempfile::TempDir::new()?;
+    std::fs::write(dir.path().join("plugin.wasm"), &bytes)?;
+    let settings = Settings::default();
+    let host = Host::new(LocalPluginStore::new(dir.path(), settings.limits.max_plugin_bytes)?, settings)?;
+    let plugin = Target::new("plugin")?;
     let started = Instant::now();
-    let plugin = engine.compile(&bytes, &plugin_host::runner::content_hash(&bytes))?;
-    println!("{}: checked and compiled to native code in {:?}", path.display(), started.elapsed());
+    let status = host.plugin(&plugin).await?;
+    println!(
+        "{}: ABI check {:?}, read in {:?}",
+        path.display(),
+        status.abi.map(|abi| abi.compliant),
+        started.elapsed()
+    );
     for input in inputs {
         let started = Instant::now();
-        let result = plugin.call(input);
+        let result = host.run(&plugin, input).await;
         let took = started.elapsed();
         match result {
-            Ok(output) => println!("  process({input}) = {output}   ({took:?}, fresh instance)"),
+            Ok(ran) => println!("  process({input}) = {}   ({took:?}, fresh instance)", ran.output),
             Err(error) => println!("  process({input}) failed: {error}   ({took:?})"),
         }
     }
