@@ -92,6 +92,7 @@ pub use store::{
 /// this first thing in `main`, before the program reads its arguments or starts threads:
 ///
 /// ```no_run
+/// # #[allow(clippy::needless_doctest_main)]
 /// fn main() {
 ///     plugin_host::run_if_worker();
 ///     // ... the program itself

@@ -3,13 +3,13 @@
 use serde::Serialize;
 
 /// Declares [`ErrorCode`] from a table with one row per code: its documentation, its value, the
-/// name of its `#define` in `wasm_plugin.h` and its message. The list of every code is derived
+/// name of its `#define` in `wasm_plugin.h`, its message and the short form hosts report. The list of every code is derived
 /// from the rows, so a new code is one new row (and one `#define` in the header, which a test
 /// checks).
 macro_rules! error_codes {
     ($(
         $(#[doc = $doc:literal])*
-        $code:ident = $value:literal, $c_name:literal, $message:literal;
+        $code:ident = $value:literal, $c_name:literal, $message:literal, $short:literal;
     )*) => {
         /// An error a plugin reports by returning a negative number from `init`, `process` or
         /// `cleanup`; the header defines each as `PLUGIN_ERR_*`.
@@ -41,19 +41,26 @@ macro_rules! error_codes {
                     $(ErrorCode::$code => $c_name,)*
                 }
             }
+
+            /// What a host says a function returned: `invalid argument`.
+            pub fn short(self) -> &'static str {
+                match self {
+                    $(ErrorCode::$code => $short,)*
+                }
+            }
         }
     };
 }
 
 error_codes! {
     /// `process` or `cleanup` ran before `init` succeeded.
-    NotInitialized = -1, "PLUGIN_ERR_NOT_INITIALIZED", "plugin not initialized";
+    NotInitialized = -1, "PLUGIN_ERR_NOT_INITIALIZED", "plugin not initialized", "not initialized";
     /// `init` ran twice without `cleanup` in between.
-    AlreadyInitialized = -2, "PLUGIN_ERR_ALREADY_INITIALIZED", "plugin already initialized";
+    AlreadyInitialized = -2, "PLUGIN_ERR_ALREADY_INITIALIZED", "plugin already initialized", "already initialized";
     /// The plugin does not accept this input.
-    InvalidArgument = -3, "PLUGIN_ERR_INVALID_ARGUMENT", "invalid argument";
+    InvalidArgument = -3, "PLUGIN_ERR_INVALID_ARGUMENT", "invalid argument", "invalid argument";
     /// Anything else went wrong inside the plugin.
-    Internal = -4, "PLUGIN_ERR_INTERNAL", "internal plugin error";
+    Internal = -4, "PLUGIN_ERR_INTERNAL", "internal plugin error", "internal error";
 }
 
 impl ErrorCode {
@@ -66,6 +73,46 @@ impl ErrorCode {
     /// The number a plugin returns for this error.
     pub fn code(self) -> i32 {
         self as i32
+    }
+}
+
+/// What a negative value returned by a plugin function means: one of the ABI's [`ErrorCode`]s,
+/// or a value the ABI does not define. Serialized as the number itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(from = "i32", into = "i32")]
+pub enum PluginErrorCode {
+    Known(ErrorCode),
+    Unknown(i32),
+}
+
+impl PluginErrorCode {
+    /// Whether it is `code`.
+    pub fn is(self, code: ErrorCode) -> bool {
+        self == PluginErrorCode::Known(code)
+    }
+}
+
+impl From<i32> for PluginErrorCode {
+    fn from(code: i32) -> Self {
+        ErrorCode::from_code(code).map_or(PluginErrorCode::Unknown(code), PluginErrorCode::Known)
+    }
+}
+
+impl From<PluginErrorCode> for i32 {
+    fn from(code: PluginErrorCode) -> Self {
+        match code {
+            PluginErrorCode::Known(code) => code.code(),
+            PluginErrorCode::Unknown(code) => code,
+        }
+    }
+}
+
+impl std::fmt::Display for PluginErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PluginErrorCode::Known(code) => write!(f, "{} ({})", code.short(), code.code()),
+            PluginErrorCode::Unknown(code) => write!(f, "unknown plugin error {code}"),
+        }
     }
 }
 

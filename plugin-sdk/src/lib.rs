@@ -14,6 +14,7 @@
 
 pub mod check;
 mod error_code;
+pub mod names;
 
 pub use check::{
     AbiLimits, AbiReport, AbiViolation, Buffer, BufferKind, ExportCause, ExternKind, Feature, FloatUsage, FunctionKind,
@@ -21,7 +22,7 @@ pub use check::{
     MAX_TYPES, PluginFunction, Signature, StreamPart, V2Layout, ValueType, Violation, check, check_with,
     is_valid_function_name,
 };
-pub use error_code::ErrorCode;
+pub use error_code::{ErrorCode, PluginErrorCode};
 
 /// The newest version of the plugin ABI this crate describes: the version `wasm_plugin_v2.h`
 /// declares (`WASM_PLUGIN_ABI_VERSION`). Every version in [`SUPPORTED_ABI_VERSIONS`] is

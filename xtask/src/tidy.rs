@@ -160,7 +160,7 @@ mod tests {
         }
     }
 
-    /// ARCHITECTURE.md: "the rules exist only in `plugin-sdk`; xtask and host both call
+    /// ARCHITECTURE.md: "the rules exist only in `plugin-sdk`; xtask and the library both call
     /// `check`". Rules need a WebAssembly parser: outside the ABI crate, only the runtime's
     /// reuse rewrite (which decides nothing) may use one, and both other crates must call the
     /// shared checker.
@@ -175,6 +175,46 @@ mod tests {
                 "{crate_dir} does not call the shared checker"
             );
         }
+    }
+
+    /// ARCHITECTURE.md: "ABI facts live only in `plugin-sdk`": the library and the server take
+    /// the entry names, the v2 export prefixes, the memory's name, the page size and the error
+    /// codes from `plugin_sdk` (`names`, `ErrorCode`, `PluginErrorCode`), never restate them.
+    /// Test modules (from a file's `#[cfg(test)]` on) and WAT text are exempt: they write
+    /// plugins, which must spell the names out.
+    #[test]
+    fn invariant_abi_facts_are_not_restated_outside_the_abi_crate() {
+        let found = restated_abi_facts(&["plugin-host/src", "host/src"]);
+        assert!(
+            found.is_empty(),
+            "ABI facts restated outside plugin-sdk (use plugin_sdk::names / ErrorCode):\n{}",
+            found.join("\n")
+        );
+    }
+
+    /// Lines under `dirs` that restate an ABI name, prefix, page size or error code.
+    fn restated_abi_facts(dirs: &[&str]) -> Vec<String> {
+        // Exact literals and the starts of literals that only an ABI fact would be.
+        const LITERALS: [&str; 6] = ["\"init\"", "\"process\"", "\"cleanup\"", "\"memory\"", "\"fn_", "(\"stream_"];
+        const NUMBERS: [&str; 3] = ["65536", "64 * 1024", "1 << 16"];
+        const CODES: [&str; 9] =
+            ["=> -1", "=> -2", "=> -3", "=> -4", "-1 =>", "-2 =>", "-3 =>", "-4 =>", "PLUGIN_ERR_"];
+        let mut found = Vec::new();
+        for dir in dirs {
+            for (file, text) in sources_under(dir) {
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                for (number, line) in code_lines(code) {
+                    let wat = line.trim_start().starts_with('(');
+                    // A page size only where the line speaks of pages: other limits may be 64 KiB.
+                    let numbers = if line.to_lowercase().contains("page") { &NUMBERS[..] } else { &[] };
+                    let hit = LITERALS.iter().chain(numbers).chain(&CODES).find(|fact| line.contains(**fact));
+                    if let Some(fact) = hit.filter(|_| !wat) {
+                        found.push(format!("{}:{number}: {fact}: {}", file.display(), line.trim()));
+                    }
+                }
+            }
+        }
+        found
     }
 
     /// ARCHITECTURE.md: "a name reaches the filesystem only as a validated `PluginName`": no

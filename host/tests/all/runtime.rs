@@ -73,7 +73,7 @@ fn every_example_plugin_answers_as_documented() {
         match (expected, result) {
             (Ok(want), Ok(got)) => assert_eq!(got, want, "{name}({input})"),
             (Err(code), Err(RuntimeError::Plugin { function: AbiFunction::Process, code: got })) => {
-                assert_eq!(got.code(), code, "{name}({input})")
+                assert_eq!(i32::from(got), code, "{name}({input})")
             }
             (want, got) => panic!("{name}({input}): expected {want:?}, got {got:?}"),
         }
@@ -88,13 +88,25 @@ fn abi_plugin_reports_misuse_with_its_error_codes() {
     let mut fresh = plugin.instantiate().unwrap();
     let err = call_out_of_order(&mut fresh, AbiFunction::Process, 3).unwrap_err();
     assert!(
-        matches!(err, RuntimeError::Plugin { function: AbiFunction::Process, code: PluginErrorCode::NotInitialized }),
+        matches!(
+            err,
+            RuntimeError::Plugin {
+                function: AbiFunction::Process,
+                code: PluginErrorCode::Known(plugin_sdk::ErrorCode::NotInitialized)
+            }
+        ),
         "{err:?}"
     );
     // cleanup before init: -1 as well.
     let err = call_out_of_order(&mut fresh, AbiFunction::Cleanup, 0).unwrap_err();
     assert!(
-        matches!(err, RuntimeError::Plugin { function: AbiFunction::Cleanup, code: PluginErrorCode::NotInitialized }),
+        matches!(
+            err,
+            RuntimeError::Plugin {
+                function: AbiFunction::Cleanup,
+                code: PluginErrorCode::Known(plugin_sdk::ErrorCode::NotInitialized)
+            }
+        ),
         "{err:?}"
     );
 
@@ -102,7 +114,13 @@ fn abi_plugin_reports_misuse_with_its_error_codes() {
     let mut running = plugin.instantiate().unwrap().init().unwrap();
     let err = call_out_of_order(running.instance_mut(), AbiFunction::Init, 0).unwrap_err();
     assert!(
-        matches!(err, RuntimeError::Plugin { function: AbiFunction::Init, code: PluginErrorCode::AlreadyInitialized }),
+        matches!(
+            err,
+            RuntimeError::Plugin {
+                function: AbiFunction::Init,
+                code: PluginErrorCode::Known(plugin_sdk::ErrorCode::AlreadyInitialized)
+            }
+        ),
         "{err:?}"
     );
     assert_eq!(running.process(12).unwrap(), 144);
@@ -111,9 +129,18 @@ fn abi_plugin_reports_misuse_with_its_error_codes() {
 
     // Invalid argument (-3) and internal error (-4) through the normal lifecycle.
     let err = running.process(-5).unwrap_err();
-    assert!(matches!(err, RuntimeError::Plugin { code: PluginErrorCode::InvalidArgument, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            RuntimeError::Plugin { code: PluginErrorCode::Known(plugin_sdk::ErrorCode::InvalidArgument), .. }
+        ),
+        "{err:?}"
+    );
     let err = running.process(50_000).unwrap_err();
-    assert!(matches!(err, RuntimeError::Plugin { code: PluginErrorCode::Internal, .. }), "{err:?}");
+    assert!(
+        matches!(err, RuntimeError::Plugin { code: PluginErrorCode::Known(plugin_sdk::ErrorCode::Internal), .. }),
+        "{err:?}"
+    );
     running.cleanup().unwrap();
 }
 
@@ -240,7 +267,7 @@ fn memory_over_the_cap_is_refused() {
     let plugin = engine.compile(&grower, "grower").unwrap();
     let err = plugin.call(0).unwrap_err();
     assert!(
-        matches!(err, RuntimeError::Plugin { code: PluginErrorCode::NotInitialized, .. }),
+        matches!(err, RuntimeError::Plugin { code: PluginErrorCode::Known(plugin_sdk::ErrorCode::NotInitialized), .. }),
         "memory.grow must answer -1: {err:?}"
     );
 }
@@ -255,11 +282,17 @@ fn cleanup_runs_after_a_failed_process_and_its_failure_is_reported() {
         RuntimeError::CleanupAlsoFailed { failure, cleanup } => {
             assert!(matches!(
                 **failure,
-                RuntimeError::Plugin { function: AbiFunction::Process, code: PluginErrorCode::InvalidArgument }
+                RuntimeError::Plugin {
+                    function: AbiFunction::Process,
+                    code: PluginErrorCode::Known(plugin_sdk::ErrorCode::InvalidArgument)
+                }
             ));
             assert!(matches!(
                 **cleanup,
-                RuntimeError::Plugin { function: AbiFunction::Cleanup, code: PluginErrorCode::Internal }
+                RuntimeError::Plugin {
+                    function: AbiFunction::Cleanup,
+                    code: PluginErrorCode::Known(plugin_sdk::ErrorCode::Internal)
+                }
             ));
         }
         other => panic!("{other:?}"),
@@ -278,7 +311,13 @@ fn cleanup_runs_after_a_failed_process_and_its_failure_is_reported() {
     let plugin = compile(&engine, &wat_plugin("i32.const -4", "unreachable", "unreachable"));
     let err = plugin.call(1).unwrap_err();
     assert!(
-        matches!(err, RuntimeError::Plugin { function: AbiFunction::Init, code: PluginErrorCode::Internal }),
+        matches!(
+            err,
+            RuntimeError::Plugin {
+                function: AbiFunction::Init,
+                code: PluginErrorCode::Known(plugin_sdk::ErrorCode::Internal)
+            }
+        ),
         "{err:?}"
     );
 }
@@ -406,7 +445,10 @@ fn no_state_survives_between_calls_even_when_instances_are_reused() {
             let input = if i % 3 == 0 { -1 } else { i };
             match plugin.call(input) {
                 Ok(output) => assert_eq!(output, 1016, "{mode:?}: call {i} saw state from an earlier call"),
-                Err(RuntimeError::Plugin { code: PluginErrorCode::InvalidArgument, .. }) => assert!(input < 0),
+                Err(RuntimeError::Plugin {
+                    code: PluginErrorCode::Known(plugin_sdk::ErrorCode::InvalidArgument),
+                    ..
+                }) => assert!(input < 0),
                 Err(other) => panic!("{mode:?}: {other:?}"),
             }
         }

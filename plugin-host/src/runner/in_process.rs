@@ -39,12 +39,8 @@ impl InProcessRunner {
     /// One v1 lifecycle on a fresh instance of `plugin`, timed for [`ShortCalls`].
     fn run_compiled(&self, name: &PluginName, plugin: &CompiledPlugin, input: i32) -> Result<i32, RunError> {
         let started = Instant::now();
-        let instance = plugin.checkout()?;
-        self.observer.instance_ready(started.elapsed());
-        let (result, recycled) = instance.run_recycling(input);
-        if let Some(instance) = recycled {
-            plugin.recycle(instance);
-        }
+        let (result, ready) = plugin.run_v1(input);
+        self.observer.instance_ready(ready);
         self.short_calls.record(name, started.elapsed());
         Ok(result?)
     }

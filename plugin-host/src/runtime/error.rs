@@ -4,6 +4,8 @@ use std::{fmt, time::Duration};
 
 use wasmedge_sdk::error::{CoreCommonError, CoreError, CoreExecutionError, InstanceError, WasmEdgeError};
 
+use plugin_sdk::names;
+
 use crate::failure::FailureKind;
 
 /// A plugin function the host calls: v1's three, or any of a v2 plugin's exports by name.
@@ -20,9 +22,9 @@ pub enum AbiFunction {
 impl AbiFunction {
     pub fn export_name(&self) -> &str {
         match self {
-            AbiFunction::Init => "init",
-            AbiFunction::Process => "process",
-            AbiFunction::Cleanup => "cleanup",
+            AbiFunction::Init => names::INIT,
+            AbiFunction::Process => names::PROCESS,
+            AbiFunction::Cleanup => names::CLEANUP,
             AbiFunction::Export(name) => name,
         }
     }
@@ -32,7 +34,7 @@ impl AbiFunction {
     pub fn takes_input(&self) -> bool {
         match self {
             AbiFunction::Process => true,
-            AbiFunction::Export(name) => name.starts_with("fn_") || name.starts_with("stream_"),
+            AbiFunction::Export(name) => names::is_function_export(name),
             AbiFunction::Init | AbiFunction::Cleanup => false,
         }
     }
@@ -44,68 +46,7 @@ impl fmt::Display for AbiFunction {
     }
 }
 
-/// A negative value returned by a plugin function: the ABI's error codes. Serialized as the
-/// number itself.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(from = "i32", into = "i32")]
-pub enum PluginErrorCode {
-    /// -1: `process` was called before `init`.
-    NotInitialized,
-    /// -2: `init` was called twice.
-    AlreadyInitialized,
-    /// -3: the plugin refused its input.
-    InvalidArgument,
-    /// -4: the plugin failed internally.
-    Internal,
-    /// Any other negative value.
-    Unknown(i32),
-}
-
-impl PluginErrorCode {
-    pub fn from_code(code: i32) -> Self {
-        match plugin_sdk::ErrorCode::from_code(code) {
-            Some(plugin_sdk::ErrorCode::NotInitialized) => PluginErrorCode::NotInitialized,
-            Some(plugin_sdk::ErrorCode::AlreadyInitialized) => PluginErrorCode::AlreadyInitialized,
-            Some(plugin_sdk::ErrorCode::InvalidArgument) => PluginErrorCode::InvalidArgument,
-            Some(plugin_sdk::ErrorCode::Internal) => PluginErrorCode::Internal,
-            None => PluginErrorCode::Unknown(code),
-        }
-    }
-
-    pub fn code(self) -> i32 {
-        match self {
-            PluginErrorCode::NotInitialized => -1,
-            PluginErrorCode::AlreadyInitialized => -2,
-            PluginErrorCode::InvalidArgument => -3,
-            PluginErrorCode::Internal => -4,
-            PluginErrorCode::Unknown(code) => code,
-        }
-    }
-}
-
-impl From<i32> for PluginErrorCode {
-    fn from(code: i32) -> Self {
-        PluginErrorCode::from_code(code)
-    }
-}
-
-impl From<PluginErrorCode> for i32 {
-    fn from(code: PluginErrorCode) -> Self {
-        code.code()
-    }
-}
-
-impl fmt::Display for PluginErrorCode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PluginErrorCode::NotInitialized => f.write_str("not initialized (-1)"),
-            PluginErrorCode::AlreadyInitialized => f.write_str("already initialized (-2)"),
-            PluginErrorCode::InvalidArgument => f.write_str("invalid argument (-3)"),
-            PluginErrorCode::Internal => f.write_str("internal error (-4)"),
-            PluginErrorCode::Unknown(code) => write!(f, "unknown plugin error {code}"),
-        }
-    }
-}
+pub use plugin_sdk::PluginErrorCode;
 
 /// Why WebAssembly execution stopped abnormally.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize, serde::Deserialize)]
@@ -213,7 +154,9 @@ impl RuntimeError {
     /// call, not a cleanup that failed after it.
     pub fn kind(&self) -> FailureKind {
         match self.primary() {
-            RuntimeError::Plugin { function, code: PluginErrorCode::InvalidArgument } if function.takes_input() => {
+            RuntimeError::Plugin { function, code: PluginErrorCode::Known(plugin_sdk::ErrorCode::InvalidArgument) }
+                if function.takes_input() =>
+            {
                 FailureKind::InvalidArgument
             }
             RuntimeError::Plugin { .. } => FailureKind::PluginError,

@@ -22,7 +22,9 @@ use super::{
     reuse::{IDLE_LIMIT, MEMORY_EXPORT, ReuseState, Snapshot},
 };
 
-const PAGE_BYTES: u32 = 65536;
+/// A memory page, as WasmEdge counts memory sizes (in `u32` bytes: a reused instance has at most
+/// `reuse::MAX_REUSED_PAGES` of them).
+const PAGE_BYTES: u32 = plugin_sdk::names::PAGE_BYTES as u32;
 
 /// A plugin instance in its fresh state (its own store and linear memory), `init` not yet
 /// called.
@@ -116,11 +118,24 @@ impl CompiledPlugin {
 
     /// The whole lifecycle on an instance in its fresh state; see [`PluginInstance::run`].
     pub fn call(&self, input: i32) -> Result<i32, RuntimeError> {
-        let (result, recycled) = self.checkout()?.run_recycling(input);
+        self.run_v1(input).0
+    }
+
+    /// One v1 call, the way every runner makes it: check out an instance in its fresh state,
+    /// run `init`, `process(input)` and `cleanup` on it, and put it back for reuse if the call
+    /// left it reusable. Returns the result and how long the instance took to be ready.
+    pub fn run_v1(&self, input: i32) -> (Result<i32, RuntimeError>, Duration) {
+        let started = Instant::now();
+        let instance = match self.checkout() {
+            Ok(instance) => instance,
+            Err(error) => return (Err(error), started.elapsed()),
+        };
+        let ready = started.elapsed();
+        let (result, recycled) = instance.run_recycling(input);
         if let Some(instance) = recycled {
             self.recycle(instance);
         }
-        result
+        (result, ready)
     }
 }
 
@@ -211,7 +226,7 @@ impl PluginInstance {
             .map(WasmValue::to_i32)
             .ok_or_else(|| RuntimeError::Engine(format!("`{function}` returned no value")))?;
         if value < 0 {
-            return Err(RuntimeError::Plugin { function, code: PluginErrorCode::from_code(value) });
+            return Err(RuntimeError::Plugin { function, code: PluginErrorCode::from(value) });
         }
         Ok(value)
     }

@@ -24,6 +24,7 @@
 
 use std::sync::Arc;
 
+use plugin_sdk::names;
 use plugin_sdk::{Buffer, BufferKind, FunctionKind, StreamPart, V2Layout};
 use wasmedge_sdk::{AsInstance, WasmValue};
 
@@ -31,11 +32,6 @@ use super::{
     AbiFunction, CompiledPlugin, PluginInstance, RuntimeError,
     executor::{returned_normally, with_cleanup},
 };
-
-/// The memory a v2 plugin exports (ABI v2 requires this name).
-const MEMORY: &str = "memory";
-
-const PAGE_BYTES: u64 = 65536;
 
 impl CompiledPlugin {
     /// The v2 interface: buffers and functions. A v1 plugin has none.
@@ -63,7 +59,7 @@ impl CompiledPlugin {
                     return Err(RuntimeError::InputTooLarge { size: input.len() as u64, capacity });
                 }
                 let mut instance = self.checkout_any()?;
-                let function = AbiFunction::Export(format!("fn_{name}"));
+                let function = AbiFunction::Export(names::call_export(name));
                 instance.invoke(AbiFunction::Init, None)?;
                 let result = with_cleanup(&mut instance, |instance| instance.call_with_input(layout, function, input));
                 if result.as_ref().err().is_none_or(returned_normally) {
@@ -267,19 +263,19 @@ impl PluginInstance {
 
     fn memory_bytes(&mut self, function: &AbiFunction) -> Result<u64, RuntimeError> {
         let instance = self.active_instance()?;
-        let memory = instance.get_memory_mut(MEMORY).map_err(|_| no_memory(function))?;
-        Ok(u64::from(memory.size()) * PAGE_BYTES)
+        let memory = instance.get_memory_mut(names::MEMORY).map_err(|_| no_memory(function))?;
+        Ok(u64::from(memory.size()) * names::PAGE_BYTES)
     }
 
     fn write_memory(&mut self, function: &AbiFunction, offset: u32, data: &[u8]) -> Result<(), RuntimeError> {
         let instance = self.active_instance()?;
-        let mut memory = instance.get_memory_mut(MEMORY).map_err(|_| no_memory(function))?;
+        let mut memory = instance.get_memory_mut(names::MEMORY).map_err(|_| no_memory(function))?;
         memory.set_data(data, offset).map_err(|e| RuntimeError::Engine(format!("writing the input: {e}")))
     }
 
     fn read_memory(&mut self, function: &AbiFunction, offset: u32, length: u32) -> Result<Vec<u8>, RuntimeError> {
         let instance = self.active_instance()?;
-        let memory = instance.get_memory_mut(MEMORY).map_err(|_| no_memory(function))?;
+        let memory = instance.get_memory_mut(names::MEMORY).map_err(|_| no_memory(function))?;
         memory.get_data(offset, length).map_err(|e| RuntimeError::Engine(format!("reading the output: {e}")))
     }
 
@@ -291,7 +287,7 @@ impl PluginInstance {
 fn no_memory(function: &AbiFunction) -> RuntimeError {
     RuntimeError::BufferFault {
         function: function.clone(),
-        problem: format!("the module exports no memory named `{MEMORY}`"),
+        problem: format!("the module exports no memory named `{}`", names::MEMORY),
     }
 }
 

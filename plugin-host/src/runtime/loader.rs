@@ -55,20 +55,24 @@ impl Engine {
         &self.settings
     }
 
-    /// Checks and compiles a plugin. `content_hash` (hex sha256 of `bytes`) names the AOT
-    /// artifact; callers already have it because their caches are keyed by it too.
+    /// Admits and compiles a plugin (see [`admit`]). `content_hash` (hex sha256 of `bytes`)
+    /// names the AOT artifact; callers already have it because their caches are keyed by it too.
     pub fn compile(&self, bytes: &[u8], content_hash: &str) -> Result<CompiledPlugin, RuntimeError> {
-        let limit = self.settings.limits.max_plugin_bytes;
-        if bytes.len() as u64 > limit {
-            return Err(RuntimeError::TooLarge { size: bytes.len() as u64, limit });
-        }
-        let report = plugin_sdk::check_with(bytes, &self.settings.limits.abi);
-        if self.settings.enforce_abi && !report.is_compliant() {
-            return Err(RuntimeError::AbiViolation(report));
-        }
+        let admission = admit(bytes, &self.settings)?;
+        self.compile_admitted(bytes, content_hash, &admission)
+    }
+
+    /// Compiles a plugin already admitted (by this process, or by the server of a worker
+    /// process, which sends its verdict with the bytes rather than have it made twice).
+    pub fn compile_admitted(
+        &self,
+        bytes: &[u8],
+        content_hash: &str,
+        admission: &Admission,
+    ) -> Result<CompiledPlugin, RuntimeError> {
         // Only a module that follows the ABI has no state beyond memory and globals, so only
         // such a module is prepared for instance reuse (see `reuse`).
-        let exposed = if report.is_compliant() { reuse::expose_state(bytes) } else { None };
+        let exposed = if admission.compliant { reuse::expose_state(bytes) } else { None };
         let (bytes, artifact_key, reuse) = match &exposed {
             Some((rewritten, globals)) => (
                 &rewritten[..],
@@ -95,11 +99,39 @@ impl Engine {
             config: Arc::clone(&self.config),
             timeout: self.settings.limits.call_timeout,
             external_deadline: self.settings.external_deadline,
-            abi_version: report.abi_version,
-            interface: report.v2.clone().map(Arc::new),
+            abi_version: admission.abi_version,
+            interface: admission.interface.clone().map(Arc::new),
             reuse,
         })
     }
+}
+
+/// What the host decides about a plugin version before compiling it, once per version: it is
+/// within the size limit, and the ABI check's verdict, with what that verdict means for running
+/// it. Made by [`admit`]; a worker process receives it with the bytes.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Admission {
+    /// Whether the plugin follows the ABI: only such a module has no state beyond memory and
+    /// globals, so only its instances are reused (see `reuse`).
+    pub compliant: bool,
+    /// The ABI version it is checked and runs as.
+    pub abi_version: Option<u32>,
+    /// A v2 plugin's buffers and functions, as the checker read them.
+    pub interface: Option<plugin_sdk::V2Layout>,
+}
+
+/// Admits a plugin's bytes: the size limit and the ABI check (refusing a plugin that breaks the
+/// ABI unless `settings.enforce_abi` is off). The one place both happen, for both runners.
+pub fn admit(bytes: &[u8], settings: &RuntimeConfig) -> Result<Admission, RuntimeError> {
+    let limit = settings.limits.max_plugin_bytes;
+    if bytes.len() as u64 > limit {
+        return Err(RuntimeError::TooLarge { size: bytes.len() as u64, limit });
+    }
+    let report = plugin_sdk::check_with(bytes, &settings.limits.abi);
+    if settings.enforce_abi && !report.is_compliant() {
+        return Err(RuntimeError::AbiViolation(report));
+    }
+    Ok(Admission { compliant: report.is_compliant(), abi_version: report.abi_version, interface: report.v2 })
 }
 
 /// Rejects a module whose declared initial memory is over the cap before instantiation, so

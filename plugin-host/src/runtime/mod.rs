@@ -25,4 +25,4 @@ pub use config::{AotCompilation, ExecutionMode, Limits, RuntimeConfig};
 pub use error::{AbiFunction, PluginErrorCode, RuntimeError, TrapKind};
 pub use executor::{InitializedInstance, PluginInstance};
 pub use functions::{StreamSession, function_kind};
-pub use loader::{AOT_COMPILER_ARG, CompiledPlugin, Engine, run_aot_compiler};
+pub use loader::{AOT_COMPILER_ARG, Admission, CompiledPlugin, Engine, admit, run_aot_compiler};

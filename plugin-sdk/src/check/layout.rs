@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The two buffers and the functions of a plugin that follows ABI v2.
 ///
@@ -14,7 +14,7 @@ use serde::Serialize;
 /// (which a v2 plugin cannot grow) and apart from each other. A host may still re-read the four
 /// functions before a call and compare: the answer cannot differ, because the bodies are
 /// constants.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct V2Layout {
     /// Where the host writes a call's input: `plugin_input_ptr()` and
     /// `plugin_input_capacity()`.
@@ -34,7 +34,7 @@ impl V2Layout {
 }
 
 /// One buffer in linear memory: `capacity` bytes starting at byte `offset`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Buffer {
     /// The address of the first byte, as the `*_ptr` function returns it.
     pub offset: u32,
@@ -62,7 +62,7 @@ impl fmt::Display for Buffer {
 }
 
 /// Which of the two buffers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BufferKind {
     Input,
@@ -97,7 +97,7 @@ impl fmt::Display for BufferKind {
 }
 
 /// A function a v2 plugin offers under `name`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PluginFunction {
     /// Matches `[a-z][a-z0-9_]{0,31}` (see [`is_valid_function_name`]).
     pub name: String,
@@ -116,7 +116,7 @@ impl PluginFunction {
 }
 
 /// How the host calls a function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FunctionKind {
     /// `fn_<name>(input_len) -> output_len`: the whole input at once, at most the input
@@ -129,7 +129,7 @@ pub enum FunctionKind {
 }
 
 /// One of the three exports of a streaming function.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StreamPart {
     Begin,
@@ -152,7 +152,7 @@ impl StreamPart {
 
     /// `stream_<name>_<part>`.
     pub fn export(self, name: &str) -> String {
-        format!("stream_{name}_{}", self.suffix())
+        crate::names::stream_export(name, self)
     }
 }
 

@@ -13,6 +13,7 @@ use super::operators::is_float;
 use super::recursion;
 use super::report::Violation;
 use super::violation::AbiViolation;
+use crate::names::{ENTRY_POINTS, PAGE_BYTES};
 
 /// Collects violations in the order the rules run.
 #[derive(Debug, Default)]
@@ -24,12 +25,9 @@ impl Findings {
     }
 }
 
-/// The three entry points, in the order the host calls them.
-const ENTRY_POINTS: [&str; 3] = ["init", "process", "cleanup"];
-
 /// The one export allowed besides the entry points: see
 /// [`AbiViolation::UnexpectedExport`].
-pub(crate) const MEMORY_EXPORT: &str = "memory";
+pub(crate) const MEMORY_EXPORT: &str = crate::names::MEMORY;
 
 /// The ABI version a module declares, and the one it is checked (and run) as.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -312,7 +310,6 @@ pub(crate) fn segments(module: &ModuleInfo<'_>, found: &mut Findings) {
 }
 
 /// Bytes in a WebAssembly page.
-const PAGE_BYTES: u64 = 64 * 1024;
 
 /// `abi_version` is the version the plugin is checked as, which the messages name.
 pub(crate) fn features(module: &ModuleInfo<'_>, wasm: &[u8], abi_version: u32, found: &mut Findings) {

@@ -16,10 +16,10 @@ use super::rules::{self, Findings, MEMORY_EXPORT, export_cause};
 use super::violation::AbiViolation;
 
 /// The lifecycle exports a v2 plugin shares with v1, in the order the host calls them.
-const LIFECYCLE: [&str; 2] = ["init", "cleanup"];
+const LIFECYCLE: [&str; 2] = [crate::names::INIT, crate::names::CLEANUP];
 
 /// The v1 entry point a v2 plugin must not export.
-const V1_PROCESS: &str = "process";
+const V1_PROCESS: &str = crate::names::PROCESS;
 
 /// The four functions that say where the buffers are, each `[] -> [i32]`.
 pub(crate) const BUFFER_FUNCTIONS: [&str; 4] =
@@ -48,9 +48,9 @@ fn classify(name: &str) -> Export<'_> {
         Export::Fixed(name)
     } else if name == V1_PROCESS {
         Export::V1Process
-    } else if let Some(function) = name.strip_prefix("fn_") {
+    } else if let Some(function) = name.strip_prefix(crate::names::CALL_PREFIX) {
         if crate::is_valid_function_name(function) { Export::Call(function) } else { Export::InvalidFunction }
-    } else if let Some(rest) = name.strip_prefix("stream_") {
+    } else if let Some(rest) = name.strip_prefix(crate::names::STREAM_PREFIX) {
         StreamPart::ALL
             .into_iter()
             .find_map(|part| {
@@ -151,7 +151,7 @@ pub(crate) fn interface(module: &ModuleInfo<'_>, limits: &AbiLimits, found: &mut
     for name in calls.iter().filter(|name| streams.contains_key(*name)) {
         found.push(
             AbiViolation::DuplicateFunctionName { name: (*name).to_owned() },
-            Location::Export { name: format!("fn_{name}") },
+            Location::Export { name: crate::names::call_export(name) },
         );
     }
 

@@ -8,7 +8,7 @@ use std::{
     io::{self, BufReader, BufWriter},
     num::NonZeroUsize,
     os::fd::AsFd,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use anyhow::{Context, bail};
@@ -85,13 +85,16 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Writ
         }
         let (reply, produced) = match request {
             Request::Hello { .. } => bail!("a second hello"),
-            Request::Load { content_hash } => match engine.compile(&blob, &content_hash) {
-                Ok(plugin) => {
-                    modules.put(content_hash, plugin);
-                    (Reply::Loaded, Vec::new())
+            // The server admitted the module (size, ABI check); its verdict comes with it.
+            Request::Load { content_hash, admission } => {
+                match engine.compile_admitted(&blob, &content_hash, &admission) {
+                    Ok(plugin) => {
+                        modules.put(content_hash, plugin);
+                        (Reply::Loaded, Vec::new())
+                    }
+                    Err(error) => (Reply::Done { result: Err(error), instantiation: Default::default() }, Vec::new()),
                 }
-                Err(error) => (Reply::Done { result: Err(error), instantiation: Default::default() }, Vec::new()),
-            },
+            }
             Request::Run { content_hash, input, .. } => match modules.get(&content_hash) {
                 None => (Reply::NeedModule, Vec::new()),
                 Some(plugin) => (run_v1(plugin, input), Vec::new()),
@@ -124,18 +127,8 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Writ
 
 /// Runs a v1 lifecycle on an instance in its fresh state.
 fn run_v1(plugin: &CompiledPlugin, input: i32) -> Reply {
-    let started = Instant::now();
-    match plugin.checkout() {
-        Ok(instance) => {
-            let instantiation = started.elapsed();
-            let (result, recycled) = instance.run_recycling(input);
-            if let Some(instance) = recycled {
-                plugin.recycle(instance);
-            }
-            Reply::Done { result, instantiation }
-        }
-        Err(error) => Reply::Done { result: Err(error), instantiation: started.elapsed() },
-    }
+    let (result, instantiation) = plugin.run_v1(input);
+    Reply::Done { result, instantiation }
 }
 
 /// A v2 step's reply, with the output as the frame's bytes.

@@ -42,7 +42,7 @@ use super::{
 use crate::{
     failure::FailureKind,
     observe::Observer,
-    runtime::{RuntimeConfig, RuntimeError},
+    runtime::{Admission, RuntimeConfig, RuntimeError},
     store::{PluginName, PluginRef, PluginStore},
 };
 
@@ -215,6 +215,8 @@ type WorkerResult<T> = Result<Result<T, RuntimeError>, WorkerFailure>;
 struct CheckedModule {
     content_hash: String,
     bytes: Vec<u8>,
+    /// The verdict of `runtime::admit` on it, which workers receive instead of checking again.
+    admission: Admission,
     /// A v2 plugin's buffers and functions, as the checker read them; `None` for v1.
     interface: Option<Arc<plugin_sdk::V2Layout>>,
 }
@@ -277,18 +279,12 @@ impl WorkerPoolRunner {
     /// The same checks an in-process load starts with; WasmEdge's own validation happens in
     /// the worker, where a crash in it is contained too.
     fn check(&self, name: &PluginName, bytes: &[u8], content_hash: &str) -> Result<Arc<CheckedModule>, RunError> {
-        let limit = self.runtime.limits.max_plugin_bytes;
-        if bytes.len() as u64 > limit {
-            return Err(RuntimeError::TooLarge { size: bytes.len() as u64, limit }.into());
-        }
-        let report = plugin_sdk::check_with(bytes, &self.runtime.limits.abi);
-        if self.runtime.enforce_abi && !report.is_compliant() {
-            return Err(RuntimeError::AbiViolation(report).into());
-        }
+        let admission = crate::runtime::admit(bytes, &self.runtime)?;
         let module = Arc::new(CheckedModule {
             content_hash: content_hash.to_string(),
             bytes: bytes.to_vec(),
-            interface: report.v2.map(Arc::new),
+            interface: admission.interface.clone().map(Arc::new),
+            admission,
         });
         // A worker validates and compiles it now, while the catalog still holds the previous
         // version: a new version that cannot run (WasmEdge refuses it, its memory is over the

@@ -692,7 +692,7 @@ impl Worker {
     /// Sends a module to compile and keep; the inner error is why it cannot (WasmEdge refused
     /// it, its memory is over the cap, compilation failed).
     pub fn load(&mut self, module: &CheckedModule) -> Result<Result<(), RuntimeError>, WorkerFailure> {
-        let load = Request::Load { content_hash: module.content_hash.clone() };
+        let load = Request::Load { content_hash: module.content_hash.clone(), admission: module.admission.clone() };
         match self.exchange(&load, &module.bytes, COMPILE_ALLOWANCE) {
             Ok((Reply::Loaded, _)) => {
                 self.known.insert(module.content_hash.clone());

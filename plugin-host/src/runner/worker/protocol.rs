@@ -15,7 +15,7 @@ use std::{
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::runtime::{RuntimeConfig, RuntimeError};
+use crate::runtime::{Admission, RuntimeConfig, RuntimeError};
 
 /// Version 4: calls say whether the worker lingers after replying (version 3: ABI v2 calls and
 /// streams; version 2: errors travel as [`RuntimeError`] itself).
@@ -35,8 +35,9 @@ const MAX_BLOB_BYTES: usize = 256 << 20;
 pub enum Request {
     /// First message: how to run plugins, and the OS limits to put on itself.
     Hello { version: u32, runtime: RuntimeConfig, memory_limit_bytes: Option<u64> },
-    /// Compile and keep the module whose bytes follow.
-    Load { content_hash: String },
+    /// Compile and keep the module whose bytes follow, admitted by the server as `admission`
+    /// says (the worker does not check it again).
+    Load { content_hash: String, admission: Admission },
     /// Run the module with this content hash on a fresh instance (ABI v1).
     Run {
         content_hash: String,
@@ -178,7 +179,8 @@ mod tests {
     #[test]
     fn frames_round_trip_and_errors_keep_their_cause() {
         let mut buffer = Vec::new();
-        let request = Request::Load { content_hash: "ab".into() };
+        let admission = Admission { compliant: true, abi_version: Some(1), interface: None };
+        let request = Request::Load { content_hash: "ab".into(), admission };
         write_frame(&mut buffer, &request, b"\0asm").unwrap();
         let error = RuntimeError::CleanupAlsoFailed {
             failure: Box::new(RuntimeError::Trap { function: AbiFunction::Process, trap: TrapKind::DivideByZero }),
@@ -192,7 +194,7 @@ mod tests {
 
         let mut reader = &buffer[..];
         let (request, blob): (Request, _) = read_frame(&mut reader).unwrap();
-        assert!(matches!(request, Request::Load { ref content_hash } if content_hash == "ab"));
+        assert!(matches!(request, Request::Load { ref content_hash, .. } if content_hash == "ab"));
         assert_eq!(blob, b"\0asm");
         let (reply, blob): (Reply, _) = read_frame(&mut reader).unwrap();
         assert!(blob.is_empty());
