@@ -309,8 +309,6 @@ pub(crate) fn segments(module: &ModuleInfo<'_>, found: &mut Findings) {
     }
 }
 
-/// Bytes in a WebAssembly page.
-
 /// `abi_version` is the version the plugin is checked as, which the messages name.
 pub(crate) fn features(module: &ModuleInfo<'_>, wasm: &[u8], abi_version: u32, found: &mut Findings) {
     match features::unsupported(wasm) {
