@@ -7,13 +7,15 @@
 //! metadata; [`link`] turns it into link arguments for the calling package's binaries, tests
 //! and examples:
 //!
-//! ```no_run
-//! // build.rs of a crate that depends on plugin-host (and on plugin-host-build as a
-//! // [build-dependency]):
-//! fn main() {
-//!     plugin_host_build::link();
-//! }
+//! ```toml
+//! # Cargo.toml of a program that embeds plugin-host
+//! [dependencies]
+//! plugin-host = { path = "../wasm-plugin-host/plugin-host" }
+//! [build-dependencies]
+//! plugin-host-build = { path = "../wasm-plugin-host/plugin-host-build" }
 //! ```
+//!
+//! and its `build.rs` is `fn main() { plugin_host_build::link(); }`.
 
 use std::path::PathBuf;
 

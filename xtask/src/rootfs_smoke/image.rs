@@ -86,7 +86,7 @@ pub(super) fn make_layer(
             fs::create_dir_all(in_layer.parent().context("binary destination")?)?;
             fs::copy(target.join("release/host"), &in_layer)?;
             // Built here, the binary may use the private loader and libraries `cargo xtask setup`
-            // installed (host/build.rs); in the image it uses the system's, as the builder stage
+            // installed (plugin-host/build.rs); in the image it uses the system's, as the builder stage
             // links it.
             cmd!(sh, "patchelf --set-interpreter /lib64/ld-linux-x86-64.so.2 --remove-rpath {in_layer}").run()?;
         } else if source.ends_with("target/plugins/*.wasm") {

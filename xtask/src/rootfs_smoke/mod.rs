@@ -11,7 +11,7 @@
 //!    verified with `debian-archive-keyring`, then the same `apt-get install` inside it. The
 //!    result is cached in the user's cache folder (`--refresh-rootfs` makes it again).
 //! 3. The files the `COPY`s name go into a second layer: the release host binary (its private
-//!    loader and rpath from `host/build.rs` removed with patchelf, so it runs on the rootfs's own
+//!    loader and rpath from `plugin-host/build.rs` removed with patchelf, so it runs on the rootfs's own
 //!    glibc and libwasmedge, which `ldd` inside the rootfs confirms) and the example plugins.
 //! 4. For the base Deployment and then the Fluid one (rendered with kustomize), the host runs in
 //!    a private mount namespace: the two layers as a read-only overlay (readOnlyRootFilesystem),
