@@ -9,7 +9,7 @@ mod tests {
     };
 
     /// The crates of the workspace (root `Cargo.toml`); a test below keeps the list honest.
-    const WORKSPACE_MEMBERS: [&str; 4] = ["fuzz", "host", "plugin-sdk", "xtask"];
+    const WORKSPACE_MEMBERS: [&str; 6] = ["fuzz", "host", "plugin-host", "plugin-host-build", "plugin-sdk", "xtask"];
 
     #[test]
     fn the_member_list_matches_the_workspace() {
