@@ -223,16 +223,8 @@ mod tests {
         let manifest = fs::read_to_string(crate::project_root().join("plugin-host/Cargo.toml")).unwrap();
         let dependencies = normal_dependencies(&manifest);
         assert!(dependencies.iter().any(|(name, _)| name == "wasmedge-sdk"), "found no dependencies: {dependencies:?}");
-        let server_only = [
-            "axum",
-            "hyper",
-            "hyper-util",
-            "tower",
-            "tower-http",
-            "clap",
-            "prometheus-client",
-            "tracing-subscriber",
-        ];
+        let server_only =
+            ["axum", "hyper", "hyper-util", "tower", "tower-http", "clap", "prometheus-client", "tracing-subscriber"];
         let found: Vec<_> = dependencies.iter().filter(|(name, _)| server_only.contains(&name.as_str())).collect();
         assert!(found.is_empty(), "plugin-host/Cargo.toml depends on the server's crates: {found:?}");
     }
@@ -262,7 +254,8 @@ mod tests {
             }
         }
         let manifest = fs::read_to_string(crate::project_root().join("host/Cargo.toml")).unwrap();
-        let library: Vec<_> = normal_dependencies(&manifest).into_iter().filter(|(name, _)| name == "plugin-host").collect();
+        let library: Vec<_> =
+            normal_dependencies(&manifest).into_iter().filter(|(name, _)| name == "plugin-host").collect();
         assert!(!library.is_empty(), "host/Cargo.toml does not depend on plugin-host");
         for (_, line) in library.iter().filter(|(_, line)| line.contains("internals")) {
             found.push(format!("host/Cargo.toml: {line}"));
