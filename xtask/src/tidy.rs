@@ -57,6 +57,36 @@ mod tests {
         }
     }
 
+    /// The packages a Cargo.lock pins, as `name version`.
+    fn locked_packages(lock: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut lines = lock.lines();
+        while let Some(line) = lines.next() {
+            if let Some(name) = line.strip_prefix("name = ") {
+                let version = lines.next().and_then(|line| line.strip_prefix("version = ")).unwrap_or_default();
+                found.push(format!("{} {}", name.trim_matches('"'), version.trim_matches('"')));
+            }
+        }
+        found
+    }
+
+    /// The example's lockfile pins the workspace's versions, so that its test builds offline from
+    /// the packages the workspace's build already fetched.
+    #[test]
+    fn the_embedder_locks_the_workspaces_versions() {
+        let root = crate::project_root();
+        let workspace = locked_packages(&fs::read_to_string(root.join("Cargo.lock")).unwrap());
+        let example = locked_packages(&fs::read_to_string(root.join("examples/embedder/Cargo.lock")).unwrap());
+        assert!(example.iter().any(|package| package.starts_with("axum ")), "{example:?}");
+        let other: Vec<_> = example.iter().filter(|package| !workspace.contains(package)).collect();
+        assert!(
+            other == ["embedder 0.1.0"],
+            "examples/embedder/Cargo.lock pins versions the workspace's does not: {other:?}; regenerate it from the \
+             workspace's: `cp Cargo.lock examples/embedder/ && (cd examples/embedder && cargo metadata --offline \
+             >/dev/null)`"
+        );
+    }
+
     /// README.md's `<!-- file: PATH -->` blocks: the path, and the fenced block on the next lines.
     fn readme_files(readme: &str) -> Vec<(String, String)> {
         let mut found = Vec::new();

@@ -48,7 +48,11 @@ fn build(features: &[&str]) -> PathBuf {
     let started = Instant::now();
     let status = command.status().expect("cargo starts");
     println!("embedder built with features {features:?} in {:.1?}", started.elapsed());
-    assert!(status.success(), "building examples/embedder with features {features:?} failed: {status}");
+    assert!(
+        status.success(),
+        "building examples/embedder with features {features:?} failed: {status} (if its Cargo.lock is out of date, \
+         see `the_embedder_locks_the_workspaces_versions` in xtask/src/tidy.rs)"
+    );
     target.join("debug/embedder")
 }
 
