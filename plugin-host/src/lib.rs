@@ -33,6 +33,7 @@
 //! Linking: a program that depends on this crate links WasmEdge's shared library; its build
 //! script calls `plugin_host_build::link()` (see that crate) so that the program finds it when
 //! it runs. Worker processes are the program itself: call [`run_if_worker`] first in `main`.
+//! The README's "Use it as a library" has a complete program, and says what the machine needs.
 //!
 //! Layers, outermost first (see ARCHITECTURE.md): the [`Host`]; the runners (in this process or
 //! in worker processes), which keep each plugin's current version (the catalog, hot swap); the

@@ -24,11 +24,87 @@ mod tests {
         // `cargo xtask bench` builds it with `--manifest-path`; nothing else may compile wasmtime.
         let root = crate::project_root();
         let manifest = fs::read_to_string(root.join("Cargo.toml")).unwrap();
-        assert!(manifest.contains("exclude = [\"bench/wasmtime-peer\"]"), "the root Cargo.toml excludes the peer");
+        let exclude = manifest.lines().find(|line| line.starts_with("exclude")).expect("an exclude line");
+        assert!(exclude.contains("\"bench/wasmtime-peer\""), "the root Cargo.toml excludes the peer");
         let peer = fs::read_to_string(root.join("bench/wasmtime-peer/Cargo.toml")).unwrap();
         assert!(peer.lines().any(|l| l.trim() == "[workspace]"), "the peer is a workspace of its own");
         let lock = fs::read_to_string(root.join("Cargo.lock")).unwrap();
         assert!(!lock.contains("name = \"wasmtime\""), "wasmtime is in the workspace's Cargo.lock");
+    }
+
+    /// The README's library example is a user's crate: outside the workspace (as theirs would
+    /// be), with a lockfile of its own, and made of exactly the files the README shows.
+    #[test]
+    fn the_readme_library_example_is_examples_embedder() {
+        let root = crate::project_root();
+        let manifest = fs::read_to_string(root.join("Cargo.toml")).unwrap();
+        let exclude = manifest.lines().find(|line| line.starts_with("exclude")).expect("an exclude line");
+        assert!(exclude.contains("\"examples/embedder\""), "the root Cargo.toml excludes examples/embedder");
+        assert!(root.join("examples/embedder/Cargo.lock").is_file(), "examples/embedder has its own Cargo.lock");
+        let readme = fs::read_to_string(root.join("README.md")).unwrap();
+        let shown = readme_files(&readme);
+        let names: Vec<&str> = shown.iter().map(|(path, _)| path.as_str()).collect();
+        for file in ["examples/embedder/Cargo.toml", "examples/embedder/build.rs", "examples/embedder/src/main.rs"] {
+            assert!(names.contains(&file), "README.md shows no `<!-- file: {file} -->` block (it shows {names:?})");
+        }
+        for (path, block) in shown {
+            let text = fs::read_to_string(root.join(&path)).unwrap_or_else(|e| panic!("{path}: {e}"));
+            assert!(
+                text == block,
+                "README.md's block for {path} and the file differ: copy one to the other\n--- README.md\n{block}\n--- \
+                 {path}\n{text}"
+            );
+        }
+    }
+
+    /// The packages a Cargo.lock pins, as `name version`.
+    fn locked_packages(lock: &str) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut lines = lock.lines();
+        while let Some(line) = lines.next() {
+            if let Some(name) = line.strip_prefix("name = ") {
+                let version = lines.next().and_then(|line| line.strip_prefix("version = ")).unwrap_or_default();
+                found.push(format!("{} {}", name.trim_matches('"'), version.trim_matches('"')));
+            }
+        }
+        found
+    }
+
+    /// The example's lockfile pins the workspace's versions, so that its test builds offline from
+    /// the packages the workspace's build already fetched.
+    #[test]
+    fn the_embedder_locks_the_workspaces_versions() {
+        let root = crate::project_root();
+        let workspace = locked_packages(&fs::read_to_string(root.join("Cargo.lock")).unwrap());
+        let example = locked_packages(&fs::read_to_string(root.join("examples/embedder/Cargo.lock")).unwrap());
+        assert!(example.iter().any(|package| package.starts_with("axum ")), "{example:?}");
+        let other: Vec<_> = example.iter().filter(|package| !workspace.contains(package)).collect();
+        assert!(
+            other == ["embedder 0.1.0"],
+            "examples/embedder/Cargo.lock pins versions the workspace's does not: {other:?}; regenerate it from the \
+             workspace's: `cp Cargo.lock examples/embedder/ && (cd examples/embedder && cargo metadata --offline \
+             >/dev/null)`"
+        );
+    }
+
+    /// README.md's `<!-- file: PATH -->` blocks: the path, and the fenced block on the next lines.
+    fn readme_files(readme: &str) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        let mut lines = readme.lines();
+        while let Some(line) = lines.next() {
+            let Some(path) = line.strip_prefix("<!-- file: ").and_then(|rest| rest.strip_suffix(" -->")) else {
+                continue;
+            };
+            let fence = lines.next().unwrap_or_default();
+            assert!(fence.starts_with("```"), "README.md: `{line}` is not followed by a fenced block");
+            let mut block = String::new();
+            for line in lines.by_ref().take_while(|line| *line != "```") {
+                block.push_str(line);
+                block.push('\n');
+            }
+            found.push((path.to_owned(), block));
+        }
+        found
     }
 
     fn rust_files(dir: &Path, found: &mut Vec<PathBuf>) {
@@ -57,7 +133,8 @@ mod tests {
         let mut problems = Vec::new();
         for file in &files {
             let text = fs::read_to_string(file).unwrap();
-            if !text.starts_with("//!") {
+            // A file pasted in with `include!` cannot hold an inner doc comment; it says so instead.
+            if !text.starts_with("//!") && !text.starts_with("// Included by") {
                 problems.push(format!("{}: does not start with a `//!` line saying what it owns", file.display()));
             }
             // This file names the macros it looks for.
@@ -143,6 +220,77 @@ mod tests {
             }
         }
         assert!(found.is_empty(), "the HTTP layer reaches below the runner:\n{}", found.join("\n"));
+    }
+
+    /// The names of the crates a manifest's `[dependencies]` (and `[target.*.dependencies]`) list:
+    /// what the package's users compile too, unlike its dev- and build-dependencies.
+    fn normal_dependencies(manifest: &str) -> Vec<(String, String)> {
+        let mut found = Vec::new();
+        let mut in_dependencies = false;
+        for line in manifest.lines().map(str::trim) {
+            if let Some(header) = line.strip_prefix('[') {
+                let header = header.trim_end_matches(']');
+                let table = header.rsplit('.').next().unwrap_or_default();
+                in_dependencies = header == "dependencies" || header.starts_with("target.") && table == "dependencies";
+                // `[dependencies.name]`
+                if let Some(name) = header.strip_prefix("dependencies.") {
+                    found.push((name.to_owned(), line.to_owned()));
+                }
+                continue;
+            }
+            if in_dependencies && !line.is_empty() && !line.starts_with('#') {
+                let name = line.split(['=', '.']).next().unwrap_or_default().trim();
+                found.push((name.to_owned(), line.to_owned()));
+            }
+        }
+        found
+    }
+
+    /// ARCHITECTURE.md: "the library depends on no HTTP, command-line or metrics crate": an
+    /// embedder compiles none of the server's.
+    #[test]
+    fn invariant_the_library_does_not_depend_on_the_servers_crates() {
+        let manifest = fs::read_to_string(crate::project_root().join("plugin-host/Cargo.toml")).unwrap();
+        let dependencies = normal_dependencies(&manifest);
+        assert!(dependencies.iter().any(|(name, _)| name == "wasmedge-sdk"), "found no dependencies: {dependencies:?}");
+        let server_only =
+            ["axum", "hyper", "hyper-util", "tower", "tower-http", "clap", "prometheus-client", "tracing-subscriber"];
+        let found: Vec<_> = dependencies.iter().filter(|(name, _)| server_only.contains(&name.as_str())).collect();
+        assert!(found.is_empty(), "plugin-host/Cargo.toml depends on the server's crates: {found:?}");
+    }
+
+    /// ARCHITECTURE.md: "the server reaches the library only through its public root": no path
+    /// into the layers the `internals` feature opens, and that feature off in its dependencies
+    /// (its tests may turn it on).
+    #[test]
+    fn invariant_the_server_uses_only_the_librarys_public_api() {
+        let mut found = Vec::new();
+        for (file, text) in sources_under("host/src") {
+            for (number, line) in code_lines(&text) {
+                // `plugin_host::runner::..` and `use plugin_host::{runner::.., ..}` alike.
+                for rest in line.split("plugin_host::").skip(1) {
+                    let items = match rest.strip_prefix('{') {
+                        Some(group) => group.split(',').map(str::trim).collect(),
+                        None => vec![rest],
+                    };
+                    for item in items {
+                        if ["runner", "runtime", "store"].iter().any(|layer| {
+                            item.strip_prefix(layer).is_some_and(|after| after.starts_with("::") || after.is_empty())
+                        }) {
+                            found.push(format!("{}:{number}: {}", file.display(), line.trim()));
+                        }
+                    }
+                }
+            }
+        }
+        let manifest = fs::read_to_string(crate::project_root().join("host/Cargo.toml")).unwrap();
+        let library: Vec<_> =
+            normal_dependencies(&manifest).into_iter().filter(|(name, _)| name == "plugin-host").collect();
+        assert!(!library.is_empty(), "host/Cargo.toml does not depend on plugin-host");
+        for (_, line) in library.iter().filter(|(_, line)| line.contains("internals")) {
+            found.push(format!("host/Cargo.toml: {line}"));
+        }
+        assert!(found.is_empty(), "the server reaches below the library's public API:\n{}", found.join("\n"));
     }
 
     /// ARCHITECTURE.md: "xtask does not depend on `host`" (it must build before WasmEdge exists),

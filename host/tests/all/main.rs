@@ -7,6 +7,7 @@
 mod binary;
 mod compat;
 mod connections;
+mod embedder;
 mod functions;
 mod http;
 mod isolation;

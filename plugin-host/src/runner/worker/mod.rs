@@ -122,6 +122,16 @@ impl WorkerSettings {
     }
 }
 
+/// Workers that are this program itself, which is what a program calling
+/// [`crate::run_if_worker`] first in `main` wants: embedders need not find their own executable.
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        // `current_exe` fails only without /proc; the kernel's link to this executable is then
+        // still the best guess, and a wrong one fails at start-up (`Host::new` starts the workers).
+        WorkerSettings::new(std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe")))
+    }
+}
+
 /// How a worker process failed a request.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerFailure {
