@@ -131,6 +131,7 @@ func (c *Client) Run(ctx context.Context, plugin string, input int32, opts ...Ca
 		req, err := c.request(ctx, http.MethodPost, "/run", nil, bytes.NewReader(body), o)
 		if err == nil {
 			req.Header.Set("Content-Type", "application/json")
+			markIdempotent(req)
 		}
 		return req, err
 	}, always)
@@ -167,6 +168,7 @@ func (c *Client) Call(ctx context.Context, plugin, function string, input []byte
 		req, err := c.request(ctx, http.MethodPost, functionPath(plugin, function), o.query(), bytes.NewReader(input), o)
 		if err == nil {
 			req.Header.Set("Content-Type", "application/octet-stream")
+			markIdempotent(req)
 		}
 		return req, err
 	}, always)
@@ -293,6 +295,14 @@ func (t *trackedWriter) Write(p []byte) (int, error) {
 }
 
 func always() bool { return true }
+
+// markIdempotent lets the transport resend a call it wrote on a kept-alive connection that
+// the host had closed meanwhile (as the host does after refusing a request without reading its
+// body): a plugin call runs on a fresh instance, so running it twice is harmless. The empty
+// header is not sent (see [http.Transport]).
+func markIdempotent(req *http.Request) {
+	req.Header["Idempotency-Key"] = nil
+}
 
 func functionPath(plugin, function string) string {
 	return "/plugins/" + pathSegment(plugin) + "/functions/" + pathSegment(function)

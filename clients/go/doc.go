@@ -26,7 +26,8 @@
 //
 // # Retries
 //
-// Transient failures (the host's 503 answers, such as `overloaded`, and a refused connection)
+// Transient failures (the host's 503 answers, such as `overloaded`, and a connection refused,
+// or closed or reset before any answer)
 // are retried with exponential backoff and jitter, waiting at least as long as the host's
 // Retry-After, up to [RetryPolicy.MaxAttempts] attempts in all ([DefaultRetryPolicy]; set
 // your own with [WithRetryPolicy]). Plugin calls are safe to repeat (each runs on a fresh

@@ -87,14 +87,15 @@ func (e *Error) Error() string {
 var ErrIncompleteStream = errors.New("plugin host: the stream's output was cut off before its end")
 
 // IsTransient reports whether err is a failure that retrying the same request can cure: an
-// [*Error] whose Transient is set, or a refused connection (a host that is starting or
-// restarting).
+// [*Error] whose Transient is set, or a connection refused (a host that is starting or
+// restarting), or closed or reset before any answer.
 func IsTransient(err error) bool {
 	var hostErr *Error
 	if errors.As(err, &hostErr) {
 		return hostErr.Transient
 	}
-	return errors.Is(err, syscall.ECONNREFUSED)
+	return errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // maxErrorBody bounds how much of an error answer is read: the host's are a few hundred bytes.
