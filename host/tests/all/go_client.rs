@@ -8,7 +8,7 @@ use std::{
 };
 
 use crate::{
-    binary,
+    readme::Server,
     support::{EXAMPLE_PLUGINS, add_version, plugin_dir, sha256_hex},
 };
 
@@ -60,11 +60,9 @@ fn served_folder() -> tempfile::TempDir {
 }
 
 fn go_client_against_the_real_server(isolation: &str) {
-    let dir = served_folder();
-    let (mut child, addr, logs) = binary::start(|command| {
-        command.args(["--plugin-dir", dir.path().to_str().unwrap(), "--isolation", isolation, "--max-in-flight", "1"]);
-    });
-    let url = format!("http://{addr}");
+    go();
+    let server = Server::start(served_folder(), &["--isolation", isolation, "--max-in-flight", "1"]);
+    let url = format!("http://{}", server.addr);
 
     let tests = go_command(&["test", "-count=1", "-v", "-timeout=5m", "./..."]).env("PLUGIN_HOST_URL", &url).output();
     let tests = tests.expect("go test runs");
@@ -81,9 +79,7 @@ fn go_client_against_the_real_server(isolation: &str) {
     example.stdin.take().unwrap().write_all(&input).expect("the example reads its input");
     let example = example.wait_with_output().expect("go run ends");
 
-    let _ = child.kill();
-    let _ = child.wait();
-    let host_log: Vec<String> = logs.try_iter().collect();
+    let host_log: Vec<String> = server.logs.try_iter().collect();
     assert!(
         tests.status.success(),
         "go test failed against the {isolation} server:\n{report}\nhost log:\n{}",

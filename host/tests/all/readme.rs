@@ -55,15 +55,22 @@ fn examples(readme: &str) -> Vec<Example> {
                         command.push('\n');
                         command.push_str(next);
                     }
-                    assert!(command.contains("curl "), "README.md:{number}: a console example that is not a curl: {command}");
+                    assert!(
+                        command.contains("curl "),
+                        "README.md:{number}: a console example that is not a curl: {command}"
+                    );
                     found.push(Example { line: number, command, output: Vec::new() });
                 } else {
-                    let example = found.last_mut().unwrap_or_else(|| panic!("README.md:{number}: output before a command"));
+                    let example =
+                        found.last_mut().unwrap_or_else(|| panic!("README.md:{number}: output before a command"));
                     example.output.push(line.to_owned());
                 }
             }
             Some(other) => {
-                assert!(!line.contains("curl "), "README.md:{number}: a curl example in a ```{other} block; use ```console");
+                assert!(
+                    !line.contains("curl "),
+                    "README.md:{number}: a curl example in a ```{other} block; use ```console"
+                );
             }
             None => {}
         }
@@ -86,18 +93,20 @@ fn matches(pattern: &str, output: &str) -> bool {
     rest.len() >= last.len() && rest.ends_with(last)
 }
 
-/// A running `host` on an ephemeral port, killed when dropped.
-struct Server {
+/// A running `host` serving a plugin folder on an ephemeral port, killed when dropped.
+pub(crate) struct Server {
     child: Child,
-    addr: String,
+    pub addr: String,
+    pub logs: std::sync::mpsc::Receiver<String>,
     _dir: tempfile::TempDir,
 }
 
 impl Server {
-    fn start(dir: tempfile::TempDir) -> Self {
-        let (child, addr, _logs) =
-            binary::start(|command| drop(command.args(["--plugin-dir", dir.path().to_str().unwrap()])));
-        Server { child, addr, _dir: dir }
+    pub fn start(dir: tempfile::TempDir, args: &[&str]) -> Self {
+        let (child, addr, logs) = binary::start(|command| {
+            command.args(["--plugin-dir", dir.path().to_str().unwrap()]).args(args);
+        });
+        Server { child, addr, logs, _dir: dir }
     }
 }
 
@@ -118,11 +127,11 @@ fn every_curl_example_in_the_readme_runs_and_answers_as_shown() {
         "`curl` is not installed: run `cargo xtask setup`"
     );
 
-    let examples_server = Server::start(plugin_dir(&EXAMPLE_PLUGINS));
+    let examples_server = Server::start(plugin_dir(&EXAMPLE_PLUGINS), &[]);
     let versions = tempfile::tempdir().unwrap();
     add_version(versions.path(), "hello", "1.0.0", "hello");
     add_version(versions.path(), "hello", "1.1.0", "simple");
-    let versions_server = Server::start(versions);
+    let versions_server = Server::start(versions, &[]);
     let scratch = tempfile::tempdir().unwrap();
 
     let mut failures = Vec::new();
@@ -174,4 +183,27 @@ fn example_output_patterns_match_as_documented() {
     assert!(matches("9f1c...", "9f1c00"));
     assert!(!matches("9f1c...", "0f1c00"));
     assert!(!matches("a...a", "a"), "the two ends may not overlap");
+}
+
+/// README.md's Go sample is the runnable example's code (`clients/go/cmd/example`, which the
+/// Go client's test runs), so the sample cannot go stale.
+#[test]
+fn the_readmes_go_sample_is_the_runnable_example() {
+    let (path, text) = readme();
+    let sample: Vec<&str> = text
+        .split("```go\n")
+        .nth(1)
+        .and_then(|rest| rest.split("\n```").next())
+        .expect("a Go sample")
+        .lines()
+        .collect();
+    let example = std::fs::read_to_string(path.with_file_name("clients/go/cmd/example/main.go")).unwrap();
+    // The example's body, one tab less indented, as the README shows it.
+    let body: Vec<&str> = example.lines().map(|line| line.strip_prefix('\t').unwrap_or(line)).collect();
+    assert!(sample.len() > 10, "the Go sample is {} lines", sample.len());
+    assert!(
+        body.windows(sample.len()).any(|window| window == sample.as_slice()),
+        "README.md's Go sample is not a part of clients/go/cmd/example/main.go:\n{}",
+        sample.join("\n")
+    );
 }
