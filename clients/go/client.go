@@ -143,7 +143,9 @@ func (c *Client) Run(ctx context.Context, plugin string, input int32, opts ...Ca
 		Output  *int32 `json:"output"`
 		Version string `json:"version"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil || answer.Output == nil {
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil && ctx.Err() != nil {
+		return nil, c.readFailure(ctx, err)
+	} else if err != nil || answer.Output == nil {
 		return nil, fmt.Errorf("plugin host: POST /run answered 200 without an integer output (%v)", err)
 	}
 	return &RunResult{Output: *answer.Output, Version: answer.Version, RequestID: resp.Header.Get("X-Request-Id")}, nil
@@ -200,11 +202,14 @@ type StreamResult struct {
 // An error before the output began is an [*Error]; a stream the host cut off after that is
 // [ErrIncompleteStream], and what was written to w is then not the whole output. Cancelling
 // ctx ends the stream at once on both sides. A stream is retried only while nothing of r has
-// been read (see the package documentation).
+// been read (see the package documentation). A nil w discards the output.
 func (c *Client) Stream(ctx context.Context, plugin, function string, r io.Reader, w io.Writer, opts ...CallOption) (*StreamResult, error) {
 	o := gather(opts)
 	if r == nil {
 		r = bytes.NewReader(nil)
+	}
+	if w == nil {
+		w = io.Discard
 	}
 	var body *streamBody
 	resp, err := c.send(ctx, func() (*http.Request, error) {

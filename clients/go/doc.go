@@ -29,7 +29,7 @@
 // Transient failures (the host's 503 answers, such as `overloaded`, and a connection refused,
 // or closed or reset before any answer)
 // are retried with exponential backoff and jitter, waiting at least as long as the host's
-// Retry-After, up to [RetryPolicy.MaxAttempts] attempts in all ([DefaultRetryPolicy]; set
+// Retry-After, up to RetryPolicy.MaxAttempts attempts in all ([DefaultRetryPolicy]; set
 // your own with [WithRetryPolicy]). Plugin calls are safe to repeat (each runs on a fresh
 // instance), so [Client.Run] and [Client.Call] are retried. A stream is retried only while
 // nothing of its reader has been read: it is sent with `Expect: 100-continue`, so a host

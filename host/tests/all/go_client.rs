@@ -125,3 +125,20 @@ fn go_client_has_a_constant_for_every_error_code() {
     let missing: Vec<_> = codes.iter().filter(|code| !errors.contains(&format!("= \"{code}\""))).collect();
     assert!(missing.is_empty(), "clients/go/errors.go has no constant for {missing:?}");
 }
+
+/// The client is as Go's own tools want it: `gofmt` has nothing to change, `go vet` nothing to
+/// report.
+#[test]
+fn go_client_is_gofmt_and_vet_clean() {
+    let go = go();
+    let gofmt = go.canonicalize().expect("go resolves").with_file_name("gofmt");
+    let unformatted = Command::new(&gofmt).args(["-l", "."]).current_dir(client_dir()).output().expect("gofmt runs");
+    assert!(
+        unformatted.status.success() && unformatted.stdout.is_empty(),
+        "gofmt would change (run `gofmt -w .` in clients/go):\n{}{}",
+        String::from_utf8_lossy(&unformatted.stdout),
+        String::from_utf8_lossy(&unformatted.stderr)
+    );
+    let vet = go_command(&["vet", "./..."]).output().expect("go vet runs");
+    assert!(vet.status.success(), "go vet:\n{}", String::from_utf8_lossy(&vet.stderr));
+}
