@@ -4,8 +4,8 @@ package pluginhost_test
 // from PLUGIN_HOST_URL; without it they are skipped. `cargo nextest run -p host -E
 // 'test(go_client)'` starts the server the way they expect (see host/tests/all/go_client.rs):
 // the example plugins, `calc` in versions 1.0.0 (simple), 1.4.2 (hello) and 2.0.0 (abi),
-// `digest` in versions 0.9.0 and 1.0.0 (sha256), and --max-in-flight 1, so that one open
-// stream makes every other call `overloaded`.
+// `digest` in versions 0.9.0 and 1.0.0 (sha256), `hostile` (plugins/faults/v2-hostile.c), and
+// --max-in-flight 1, so that one open stream makes every other call `overloaded`.
 
 import (
 	"bytes"
@@ -160,6 +160,10 @@ func TestFailuresAreTypedErrorsWithTheHostsCodes(t *testing.T) {
 		}, 413, pluginhost.CodeInputTooLarge},
 		{"invalid plugin name", func() error { _, err := client.Plugin(ctx, "no spaces"); return err },
 			400, pluginhost.CodeInvalidPluginName},
+		{"plugin broke the buffer contract", func() error {
+			_, err := client.Call(ctx, "hostile", "overflow", []byte("x"))
+			return err
+		}, 500, pluginhost.CodeBufferFault},
 		{"stream of an absent function", func() error {
 			_, err := client.Stream(ctx, "sha256", "nope", strings.NewReader("abc"), io.Discard)
 			return err
@@ -185,6 +189,67 @@ func TestFailuresAreTypedErrorsWithTheHostsCodes(t *testing.T) {
 	hostErr := hostError(t, err)
 	if !strings.Contains(hostErr.Message, "1.4.2") || hostErr.RequestID != "go-client-versions" {
 		t.Fatalf("version_not_found should list the versions and echo the request id: %+v", hostErr)
+	}
+}
+
+// signallingWriter closes first when its first bytes arrive.
+type signallingWriter struct {
+	bytes.Buffer
+	first chan struct{}
+}
+
+func (w *signallingWriter) Write(p []byte) (int, error) {
+	if w.Len() == 0 && len(p) > 0 {
+		close(w.first)
+	}
+	return w.Buffer.Write(p)
+}
+
+func TestAStreamCutOffMidwayIsIncomplete(t *testing.T) {
+	client, ctx := newClient(t), testContext(t)
+	// hostile's trap stream echoes its first chunk (4 KiB) and traps on the second. The second
+	// goes out once the first's echo is back (or after a second: with worker processes, a
+	// chunk's output comes when the next chunk does), so that the host has read the whole
+	// body when it cuts the answer off: closing a connection with request bytes unread makes
+	// the kernel reset it, which can discard the answer in flight too.
+	reader, writer := io.Pipe()
+	output := &signallingWriter{first: make(chan struct{})}
+	go func() {
+		writer.Write(bytes.Repeat([]byte("z"), 4096))
+		select {
+		case <-output.first:
+		case <-time.After(time.Second):
+		}
+		writer.Write(bytes.Repeat([]byte("z"), 4096))
+		writer.Close()
+	}()
+	result, err := client.Stream(ctx, "hostile", "trap", reader, output)
+	if !errors.Is(err, pluginhost.ErrIncompleteStream) {
+		t.Fatalf("want ErrIncompleteStream, got %v", err)
+	}
+	if result == nil || result.Written != 4096 || output.Len() != 4096 {
+		t.Fatalf("want the first chunk's echo (4096 bytes) before the cut, got %+v and %d bytes", result, output.Len())
+	}
+}
+
+func TestNDJSONStreamsAreFedWholeLines(t *testing.T) {
+	client, ctx := newClient(t), testContext(t)
+	var lines bytes.Buffer
+	for i := 0; i < 3000; i++ {
+		fmt.Fprintf(&lines, "%06d\n", i) // 7 bytes: no 4 KiB chunk ends at a line end by chance
+	}
+	var output bytes.Buffer
+	// hostile's lines stream refuses (-3) a chunk that does not end at a line end.
+	if _, err := client.Stream(ctx, "hostile", "lines", bytes.NewReader(lines.Bytes()), &output, pluginhost.WithNDJSON()); err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(output.Bytes(), lines.Bytes()) {
+		t.Fatalf("the NDJSON stream echoed %d of %d bytes", output.Len(), lines.Len())
+	}
+	_, err := client.Stream(ctx, "hostile", "lines", bytes.NewReader(lines.Bytes()), io.Discard)
+	var hostErr *pluginhost.Error
+	if !(errors.As(err, &hostErr) && hostErr.Code == pluginhost.CodeInvalidArgument) && !errors.Is(err, pluginhost.ErrIncompleteStream) {
+		t.Fatalf("without NDJSON, a chunk ends mid-line and the plugin refuses it: got %v", err)
 	}
 }
 

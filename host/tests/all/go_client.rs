@@ -9,7 +9,7 @@ use std::{
 
 use crate::{
     readme::Server,
-    support::{EXAMPLE_PLUGINS, add_version, plugin_dir, sha256_hex},
+    support::{EXAMPLE_PLUGINS, add_version, fault_bytes, plugin_dir, sha256_hex},
 };
 
 /// The Go client's folder in this checkout (found at run time, as [`crate::support::built_plugins`]
@@ -47,9 +47,11 @@ fn go_command(args: &[&str]) -> Command {
 }
 
 /// The folder the Go tests expect (see `clients/go/client_test.go`): the example plugins, `calc`
-/// in three versions that answer differently, and `digest` (sha256) in two.
+/// in three versions that answer differently, `digest` (sha256) in two, and `hostile`, the ABI v2
+/// fault plugin (`plugins/faults/v2-hostile.c`).
 fn served_folder() -> tempfile::TempDir {
     let dir = plugin_dir(&EXAMPLE_PLUGINS);
+    std::fs::write(dir.path().join("hostile.wasm"), fault_bytes("v2-hostile")).unwrap();
     for (version, plugin) in [("1.0.0", "simple"), ("1.4.2", "hello"), ("2.0.0", "abi")] {
         add_version(dir.path(), "calc", version, plugin);
     }
