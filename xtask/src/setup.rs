@@ -9,7 +9,7 @@
 //! and, for the example plugins in other languages, Debian's Rust compiler for wasm32, Zig
 //! (PyPI) and AssemblyScript (npm), each reported rather than fatal when it cannot be had.
 //!
-//! The tests need three more tools ([`Setup::everything`], what `cargo xtask test` and
+//! The tests need five more tools ([`Setup::everything`], what `cargo xtask test` and
 //! `cargo xtask setup` install):
 //! - `bindfs`, a FUSE file system the Fluid store's tests mount for real (killing its daemon
 //!   gives the same `ENOTCONN` a crashed Fluid FUSE pod does);
@@ -17,7 +17,9 @@
 //!   `publish`'s tests run for real: a registry on 127.0.0.1, and a second, standard client to
 //!   check that what each side writes the other reads. Debian's `docker-registry` package also
 //!   starts a system registry service where systemd runs, which is one reason `run` leaves the
-//!   test tools out.
+//!   test tools out;
+//! - Debian's Go (`golang-go`), for the Go client's tests, and `curl`, which runs README.md's
+//!   examples.
 //!
 //! An existing, matching install is always preferred. Otherwise, on Debian-family machines,
 //! clang and libclang come from the distribution, and WasmEdge comes from Debian's own
@@ -48,7 +50,7 @@ const DEBIAN_LLVM: &str = "19";
 #[derive(Debug, clap::Args)]
 pub struct Setup {
     /// Only what building plugins and running the host need (clang, libclang, WasmEdge), as
-    /// `cargo xtask run` does: not the test tools (bindfs, docker-registry, skopeo).
+    /// `cargo xtask run` does: not the test tools (bindfs, docker-registry, skopeo, Go, curl).
     #[arg(long)]
     without_test_tools: bool,
 }
@@ -59,7 +61,7 @@ impl Setup {
         Self { without_test_tools: true }
     }
 
-    /// That, and the tools the tests run for real (bindfs, docker-registry, skopeo).
+    /// That, and the tools the tests run for real (bindfs, docker-registry, skopeo, Go, curl).
     pub fn everything() -> Self {
         Self { without_test_tools: false }
     }
@@ -74,6 +76,7 @@ impl Setup {
         if !self.without_test_tools {
             ensure_bindfs(sh)?;
             ensure_registry_tools(sh)?;
+            ensure_client_test_tools(sh)?;
         }
         step(format!(
             "toolchain ready: {} and WasmEdge {} in {}",
@@ -294,6 +297,23 @@ fn ensure_registry_tools(sh: &Shell) -> anyhow::Result<()> {
         return Ok(());
     }
     apt_install(sh, &["skopeo".to_owned()], "skopeo (a second OCI client the tests use)")
+}
+
+/// Go, whose tests of the Go client (`clients/go`, standard library only) run against the real
+/// server, and `curl`, which runs README.md's examples. Debian's Go is the one wanted: the
+/// tests run it with `GOTOOLCHAIN=local` and `GOPROXY=off`, so it never downloads anything.
+fn ensure_client_test_tools(sh: &Shell) -> anyhow::Result<()> {
+    let mut packages = Vec::new();
+    if resolve_program(Path::new("go")).is_none() {
+        packages.push("golang-go".to_owned());
+    }
+    if resolve_program(Path::new("curl")).is_none() {
+        packages.push("curl".to_owned());
+    }
+    if packages.is_empty() {
+        return Ok(());
+    }
+    apt_install(sh, &packages, "Go and curl (the Go client's tests and README.md's examples)")
 }
 
 /// `docker-registry`, for the tests and `cargo xtask registry`. Debian's package also starts

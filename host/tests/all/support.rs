@@ -236,3 +236,14 @@ pub fn capture_warnings<T>(f: impl FnOnce() -> T) -> (String, T) {
     let text = String::from_utf8_lossy(&captured.0.lock().unwrap()).into_owned();
     (text, result)
 }
+
+/// The example plugins README.md names, which the tests of the README's examples and of the Go
+/// client serve as `cargo xtask run` does.
+pub const EXAMPLE_PLUGINS: [&str; 9] =
+    ["hello", "simple", "abi", "checksum", "primes", "text", "redact", "sha256", "csvsum"];
+
+/// Writes the plugin `plugin` (an example, by name) as version `version` of `name` in `dir`.
+pub fn add_version(dir: &Path, name: &str, version: &str, plugin: &str) {
+    fs::create_dir_all(dir.join(name)).expect("version folder");
+    fs::write(dir.join(name).join(format!("{version}.wasm")), plugin_bytes(plugin)).expect("write version");
+}
