@@ -172,4 +172,32 @@ async fn the_readme_embedder_builds_and_runs_plugins_in_process_and_in_worker_pr
     let (status, body) = service.run(crasher, 14).await;
     assert_eq!((status, body.starts_with("plugin_crashed: ")), (500, true), "{body}");
     assert_eq!(service.run("hello", 1).await.0, 200);
+    the_readmes_curl_examples_answer_as_shown(&service);
+}
+
+/// Runs the `curl` lines of the README's console block for the example (the one after
+/// [`crate::readme::EMBEDDER_BLOCK_MARKER`]) against `service`, with the real `curl`, and
+/// checks each answer against the line shown after it (`…` stands for any text).
+fn the_readmes_curl_examples_answer_as_shown(service: &Service) {
+    let readme = std::fs::read_to_string(example().join("../../README.md")).unwrap();
+    let block = readme.split(crate::readme::EMBEDDER_BLOCK_MARKER).nth(1).expect("the README's example block");
+    let block = block.split("```console").nth(1).and_then(|b| b.split("```").next()).expect("a console block");
+    let lines: Vec<&str> = block.lines().filter(|line| !line.trim().is_empty()).collect();
+    let address = service.address.trim_start_matches("http://");
+    let mut ran = 0;
+    for (index, line) in lines.iter().enumerate() {
+        let Some(command) = line.strip_prefix("$ curl ") else { continue };
+        let command = format!("curl {}", command.replace("127.0.0.1:3000", address));
+        let output = Command::new("bash").arg("-c").arg(&command).output().expect("bash runs curl");
+        let answer = String::from_utf8_lossy(&output.stdout);
+        let shown = lines.get(index + 1).expect("each curl shows its answer");
+        let (before, after) =
+            shown.split_once('…').map_or((*shown, ""), |(b, a)| (b, a.split_once('"').map_or("", |(_, rest)| rest)));
+        assert!(
+            output.status.success() && answer.starts_with(before) && answer.trim_end().ends_with(after),
+            "README example `{command}` answered {answer:?}, the README shows {shown:?}"
+        );
+        ran += 1;
+    }
+    assert_eq!(ran, 2, "the README's example block has its two curl examples");
 }
