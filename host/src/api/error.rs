@@ -7,7 +7,6 @@ use axum::{
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde_json::json;
 
 use super::RETRY_AFTER;
 use crate::{
@@ -15,6 +14,23 @@ use crate::{
     runner::RunError,
     store::{InvalidName, InvalidRequirement},
 };
+
+/// Every error answer's body: `{"error": {"code": "<stable code>", "message": "<for humans>"}}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// The error itself.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// The stable, machine-readable code (see the failure table); each operation's document
+    /// lists the codes it can answer.
+    #[schema(value_type = String)]
+    pub code: &'static str,
+    /// What happened, for humans; never internal details or the request's own input.
+    pub message: String,
+}
 
 /// Everything an endpoint can answer besides success. Messages are written for the client and
 /// never contain internal details or the client's raw input; internal causes are logged instead.
@@ -154,7 +170,7 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(error = %self, code, "request refused");
         }
-        let body = Json(json!({ "error": { "code": code, "message": self.public_message() } }));
+        let body = Json(ErrorBody { error: ErrorDetail { code, message: self.public_message() } });
         if kind.is_transient() {
             let retry_after = match &self {
                 ApiError::Run(error) => error.retry_after_secs(),

@@ -79,6 +79,25 @@ const NDJSON: &str = "application/x-ndjson";
 /// the client: small, so a stream of any length holds a few chunks of memory at most.
 const PIPELINE_DEPTH: usize = 2;
 
+#[utoipa::path(
+    post,
+    path = "/plugins/{name}/functions/{function}",
+    operation_id = "call_function",
+    tag = "calls",
+    params(super::openapi::FunctionPath, VersionQuery),
+    request_body(description = "The input, raw. A plain function takes at most the plugin's input capacity; a \
+        streaming function any length up to the stream limit, fed to it as it arrives (with \
+        `application/x-ndjson`, in chunks that end at line ends).",
+        content(
+            (Vec<u8> = "application/octet-stream"),
+            (Vec<u8> = "application/x-ndjson"),
+        )),
+    responses((status = 200, body = Vec<u8>, content_type = "application/octet-stream",
+        headers(("x-plugin-version" = String, description = "The version that ran (absent for an unversioned plugin file)")),
+        description = "The output, raw. A stream's output is sent as the plugin produces it; a stream that fails \
+            after its output began is cut off before its final chunk (an incomplete body), since its status has \
+            gone out."))
+)]
 pub(super) async fn call_function(
     State(state): State<AppState>,
     Path((plugin, function)): Path<(String, String)>,

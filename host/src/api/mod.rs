@@ -4,6 +4,7 @@
 mod body;
 mod error;
 mod functions;
+pub mod openapi;
 
 use std::{
     sync::Arc,
@@ -25,7 +26,7 @@ use tower_http::{
 };
 
 pub use body::BodyLimits;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorBody, ErrorDetail};
 pub use functions::StreamLimits;
 
 use crate::{
@@ -135,6 +136,7 @@ pub fn app(state: AppState) -> Router {
         .route("/plugins/{name}/versions", get(list_versions))
         .route("/plugins/{name}/functions/{function}", post(functions::call_function).fallback(method_not_allowed))
         .route("/metrics", get(metrics))
+        .route("/openapi.json", get(openapi::serve))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), answer_before_grace_ends))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -241,10 +243,11 @@ async fn answer_before_grace_ends(
 /// Body of `POST /run`: `{"plugin", "input": integer}` calls an ABI v1 plugin;
 /// `{"plugin", "function", "input": string}` (or `"input_base64"`) calls a function of an ABI
 /// v2 plugin.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
     /// The plugin's name (see [`PluginName`] for what is allowed).
+    #[schema(example = "hello")]
     pub plugin: String,
     /// A version requirement in Cargo's syntax (`^1.2`, `=1.4.2`, ...); without one, the
     /// highest release (or the unversioned plugin file).
@@ -267,7 +270,7 @@ pub struct RunRequest {
 }
 
 /// The `"input"` of a `POST /run`: an integer for v1, text for v2.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum RunInput {
     Integer(i32),
@@ -275,7 +278,7 @@ pub enum RunInput {
 }
 
 /// Answer of a successful ABI v1 `POST /run`.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RunResponse {
     pub output: i32,
     /// The version that ran; absent for an unversioned plugin file.
@@ -285,7 +288,7 @@ pub struct RunResponse {
 
 /// Answer of a successful ABI v2 `POST /run`: `"output_base64"` or `"output"` (text), as the
 /// request asks (see `OutputEncoding`).
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FunctionResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub output: Option<String>,
@@ -366,6 +369,23 @@ impl Call {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/run",
+    operation_id = "run",
+    tag = "calls",
+    request_body(content = RunRequest, content_type = "application/json",
+        description = "ABI v1: `plugin` and an integer `input`. ABI v2: `plugin`, `function` and exactly one of \
+            `input` (UTF-8 text) or `input_base64`; `output_base64` chooses the answer's form. Either may add \
+            `version`. At most 4 MiB.",
+        examples(
+            ("v1" = (summary = "ABI v1: an integer in, an integer out", value = json!({"plugin": "hello", "input": 21}))),
+            ("v2" = (summary = "ABI v2: a function called with text", value = json!({"plugin": "text", "function": "upper", "input": "hello"}))),
+            ("v2_base64" = (summary = "ABI v2: bytes in and out, in base64", value = json!({"plugin": "sha256", "function": "sha256sum", "input_base64": "aGVsbG8="})))
+        )),
+    responses((status = 200, body = openapi::RunAnswer, headers(("x-plugin-version" = String, description = "The version that ran (absent for an unversioned plugin file)")),
+        description = "The call's output: an integer for ABI v1; for ABI v2 `output` (text) or `output_base64`, in the input's form unless `output_base64` chose (output that is not UTF-8 is always `output_base64`)."))
+)]
 async fn run(
     State(state): State<AppState>,
     headers: header::HeaderMap,
@@ -479,8 +499,12 @@ pub(crate) fn with_version(mut response: axum::response::Response, plugin: &Plug
 }
 
 /// `?version=<requirement>` on the plugin endpoints.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct VersionQuery {
+    /// A version requirement in Cargo's syntax (`^1.2`, `~1.4.0`, `=1.4.2`, `>=1, <3`), at most
+    /// 128 bytes; without one, the highest release (or the unversioned plugin file).
+    #[param(example = "^1")]
     pub version: Option<String>,
 }
 
@@ -489,14 +513,19 @@ async fn method_not_allowed() -> impl IntoResponse {
 }
 
 /// The process is up and serving HTTP.
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
+    responses((status = 200, body = String, content_type = "text/plain", description = "The process serves HTTP (liveness).", example = json!("ok"))))]
 async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Answer of `GET /readyz`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
+    /// Always `ready` (an unready replica answers an error).
+    #[schema(value_type = String, example = "ready")]
     pub status: &'static str,
+    /// Where plugins come from, for operators.
     pub store: String,
     pub plugins: usize,
     /// Plugins in the store that would be refused (they break the ABI, or cannot be read, or
@@ -517,6 +546,8 @@ pub struct Readiness {
 /// traffic is routed here), file descriptors are not about to run out and (with workers) a
 /// worker is alive or can be started. The store's part comes from [`ReadinessFacts`], which
 /// shares nothing with listings and calls.
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
+    responses((status = 200, body = Readiness, description = "Ready to serve (readiness).")))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     let file_descriptors = crate::server::Descriptors::now();
     if !file_descriptors.have_headroom() {
@@ -594,12 +625,18 @@ impl ReadinessFacts {
     }
 }
 
+/// Every plugin, as a call without a version requirement gets it, sorted by name.
+#[utoipa::path(get, path = "/plugins", operation_id = "list_plugins", tag = "plugins",
+    responses((status = 200, body = Vec<PluginStatus>, description = "Every plugin in the store.")))]
 async fn list_plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginStatus>>, ApiError> {
     let runner = Arc::clone(&state.runner);
     Ok(Json(listing(&state, move || runner.list()).await?))
 }
 
 /// One plugin: the version a request with `?version=` (or without) would get.
+#[utoipa::path(get, path = "/plugins/{name}", operation_id = "show_plugin", tag = "plugins",
+    params(openapi::PluginPath, VersionQuery),
+    responses((status = 200, body = PluginStatus, description = "The plugin version a call with this requirement runs.")))]
 async fn show_plugin(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -616,7 +653,7 @@ async fn show_plugin(
 }
 
 /// Answer of `GET /plugins/{name}/versions`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VersionsResponse {
     pub name: PluginName,
     /// The unversioned file (`"version": null`) first if there is one, then every version,
@@ -624,6 +661,10 @@ pub struct VersionsResponse {
     pub versions: Vec<VersionStatus>,
 }
 
+/// Every version of one plugin.
+#[utoipa::path(get, path = "/plugins/{name}/versions", operation_id = "list_versions", tag = "plugins",
+    params(openapi::PluginPath),
+    responses((status = 200, body = VersionsResponse, description = "The unversioned file first, if any, then every version, lowest first.")))]
 async fn list_versions(
     State(state): State<AppState>,
     Path(name): Path<String>,
@@ -635,6 +676,9 @@ async fn list_versions(
     Ok(Json(VersionsResponse { name, versions }))
 }
 
+/// Prometheus metrics, in the OpenMetrics text format.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
+    responses((status = 200, body = String, content_type = "application/openmetrics-text", description = "The metrics (OpenMetrics text, version 1.0.0).")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }

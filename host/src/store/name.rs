@@ -10,8 +10,9 @@ pub const MAX_NAME_LEN: usize = 64;
 /// The allowlist: 1 to 64 ASCII letters, digits, `_` and `-`, starting with a letter or digit.
 /// Everything else is refused, so no spelling of `..`, `/`, `\`, an absolute path, a NUL or a
 /// control character can ever reach a path. The file behind a name is `<name>.wasm`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, utoipa::ToSchema)]
 #[serde(transparent)]
+#[schema(value_type = String, example = "hello")]
 pub struct PluginName(String);
 
 /// The name rule in words, said by every refusal (and by the README's `invalid_plugin_name`
