@@ -86,6 +86,14 @@ pub enum ApiError {
     InvalidName(InvalidName),
     #[error("only POST is allowed here")]
     MethodNotAllowed,
+    #[error("only GET (and HEAD) is allowed here")]
+    OnlyGet,
+    /// A path segment that is not UTF-8 once percent-decoded: no plugin or function is named so.
+    #[error(
+        "a path segment is not UTF-8 once percent-decoded (plugin names are ASCII letters, digits, '_' and '-'; \
+         function names a-z, 0-9 and '_')"
+    )]
+    InvalidPath,
     #[error("the server is at its concurrency limit; retry shortly")]
     Overloaded,
     #[error("the server is close to its limit of open files; retry shortly")]
@@ -122,6 +130,7 @@ impl ApiError {
             ApiError::InvalidRequest
             | ApiError::InvalidCall(_)
             | ApiError::InvalidFunctionName
+            | ApiError::InvalidPath
             | ApiError::ClientGone
             | ApiError::BodyBroken => FailureKind::InvalidRequest,
             ApiError::BodyTimeout => FailureKind::BodyTimeout,
@@ -134,7 +143,7 @@ impl ApiError {
             ApiError::BodyTooLarge => FailureKind::BodyTooLarge,
             ApiError::InvalidName(_) => FailureKind::InvalidPluginName,
             ApiError::InvalidVersionRequirement(_) => FailureKind::InvalidVersionRequirement,
-            ApiError::MethodNotAllowed => FailureKind::MethodNotAllowed,
+            ApiError::MethodNotAllowed | ApiError::OnlyGet => FailureKind::MethodNotAllowed,
             ApiError::Overloaded
             | ApiError::OutOfDescriptors
             | ApiError::ShuttingDown

@@ -23,7 +23,10 @@ use std::{
 
 use axum::{
     body::{Body, Bytes},
-    extract::{Path, Query, State, rejection::QueryRejection},
+    extract::{
+        Path, Query, State,
+        rejection::{PathRejection, QueryRejection},
+    },
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -100,13 +103,16 @@ const PIPELINE_DEPTH: usize = 2;
 )]
 pub(super) async fn call_function(
     State(state): State<AppState>,
-    Path((plugin, function)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<VersionQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
     let mut known_plugin = None;
+    let Ok(Path((plugin, function))) = path else {
+        return ApiError::InvalidPath.into_response();
+    };
     let version = match query {
         Ok(Query(query)) => query.version,
         Err(_) => return ApiError::InvalidRequest.into_response(),

@@ -13,7 +13,10 @@ use std::{
 
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, Path, Query, State, rejection::QueryRejection},
+    extract::{
+        DefaultBodyLimit, Path, Query, State,
+        rejection::{PathRejection, QueryRejection},
+    },
     http::{HeaderName, Request, header},
     response::IntoResponse,
     routing::{get, post},
@@ -129,14 +132,14 @@ pub fn app(state: AppState) -> Router {
     });
     Router::new()
         .route("/run", post(run).fallback(method_not_allowed))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/plugins", get(list_plugins))
-        .route("/plugins/{name}", get(show_plugin))
-        .route("/plugins/{name}/versions", get(list_versions))
+        .route("/healthz", get(healthz).fallback(only_get))
+        .route("/readyz", get(readyz).fallback(only_get))
+        .route("/plugins", get(list_plugins).fallback(only_get))
+        .route("/plugins/{name}", get(show_plugin).fallback(only_get))
+        .route("/plugins/{name}/versions", get(list_versions).fallback(only_get))
         .route("/plugins/{name}/functions/{function}", post(functions::call_function).fallback(method_not_allowed))
-        .route("/metrics", get(metrics))
-        .route("/openapi.json", get(openapi::serve))
+        .route("/metrics", get(metrics).fallback(only_get))
+        .route("/openapi.json", get(openapi::serve).fallback(only_get))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), answer_before_grace_ends))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -512,6 +515,12 @@ async fn method_not_allowed() -> impl IntoResponse {
     ([(header::ALLOW, "POST")], ApiError::MethodNotAllowed)
 }
 
+/// Other methods on the `GET` endpoints: the same JSON error as every other (axum's own 405 has
+/// no body).
+async fn only_get() -> impl IntoResponse {
+    ([(header::ALLOW, "GET,HEAD")], ApiError::OnlyGet)
+}
+
 /// The process is up and serving HTTP.
 #[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
     responses((status = 200, body = String, content_type = "text/plain", description = "The process serves HTTP (liveness).", example = json!("ok"))))]
@@ -639,9 +648,10 @@ async fn list_plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginSt
     responses((status = 200, body = PluginStatus, description = "The plugin version a call with this requirement runs.")))]
 async fn show_plugin(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     query: Result<Query<VersionQuery>, QueryRejection>,
 ) -> Result<Json<PluginStatus>, ApiError> {
+    let Path(name) = path.map_err(|_| ApiError::InvalidPath)?;
     let name = PluginName::new(&name).map_err(ApiError::InvalidName)?;
     let Query(query) = query.map_err(|_| ApiError::InvalidRequest)?;
     let requirement = requirement(query.version.as_deref())?;
@@ -667,8 +677,9 @@ pub struct VersionsResponse {
     responses((status = 200, body = VersionsResponse, description = "The unversioned file first, if any, then every version, lowest first.")))]
 async fn list_versions(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<VersionsResponse>, ApiError> {
+    let Path(name) = path.map_err(|_| ApiError::InvalidPath)?;
     let name = PluginName::new(&name).map_err(ApiError::InvalidName)?;
     let runner = Arc::clone(&state.runner);
     let lookup = name.clone();

@@ -180,8 +180,8 @@ impl Endpoint {
         match kind {
             K::UnsupportedMediaType | K::Overloaded => true,
             K::InvalidJson | K::BodyTooLarge => self == Run,
-            // A malformed query string too.
-            K::InvalidRequest => matches!(self, Run | CallFunction | ShowPlugin),
+            // A malformed query string, or a path segment that is not UTF-8, too.
+            K::InvalidRequest => matches!(self, Run | CallFunction | ShowPlugin | ListVersions),
             K::InvalidPluginName | K::PluginNotFound => by_name,
             K::VersionNotFound | K::InvalidVersionRequirement => matches!(self, Run | CallFunction | ShowPlugin),
             // `GET /plugins/{name}` lists a file it cannot load with `last_error` instead.
@@ -267,14 +267,13 @@ pub fn is_plugin_fault(kind: FailureKind) -> bool {
 pub fn document() -> openapi::OpenApi {
     let mut document = ApiDoc::openapi();
     for (path, item) in document.paths.paths.iter_mut() {
-        if item.post.is_some() {
-            let refused = FailureKind::MethodNotAllowed;
-            item.description = Some(format!(
-                "Any method but POST is answered {} `{}` (with `Allow: POST`).",
-                refused.status().as_u16(),
-                refused.code()
-            ));
-        }
+        let refused = FailureKind::MethodNotAllowed;
+        let allowed = if item.post.is_some() { "POST" } else { "GET,HEAD" };
+        item.description = Some(format!(
+            "Any other method is answered {} `{}` (with `Allow: {allowed}`).",
+            refused.status().as_u16(),
+            refused.code()
+        ));
         let operations = [&mut item.get, &mut item.post];
         for operation in operations.into_iter().flatten() {
             let id = operation.operation_id.as_deref().unwrap_or_default();

@@ -13,6 +13,7 @@ mod isolation;
 mod languages;
 mod long;
 mod memory;
+mod openapi;
 mod pressure;
 mod registry;
 mod runner;

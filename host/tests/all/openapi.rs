@@ -1,0 +1,157 @@
+//! The API against its OpenAPI document, on the real `host` binary serving the example plugins:
+//! the document it serves is the committed `docs/openapi.json` and a valid OpenAPI 3.1 document
+//! (openapi-spec-validator), and schemathesis, generating requests from it, finds no answer
+//! outside it. Both tools come from PyPI, pinned in `host/tests/requirements.txt`, in the
+//! virtualenv `cargo xtask setup` makes.
+
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command},
+    time::Instant,
+};
+
+use host::{api::openapi::is_plugin_fault, failure::FailureKind};
+use tempfile::TempDir;
+
+use crate::{binary, support::built_plugins};
+
+/// Test cases schemathesis generates per operation and phase: enough to reach every status an
+/// operation documents with the example plugins, within about 30 s of a debug build.
+const MAX_EXAMPLES: &str = "100";
+
+/// Fixed, so a failure found once is found again (`--seed` on the command line printed with it).
+const SEED: &str = "20261204";
+
+/// The virtualenv holding the API test tools: named after the requirements file's content, as
+/// xtask's `pinned_venv` names it (FNV-1a, 64 bits).
+fn api_tools() -> PathBuf {
+    let requirements_file = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/requirements.txt");
+    let requirements = fs::read(&requirements_file).expect("host/tests/requirements.txt");
+    let hash = requirements
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325_u64, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("wasm-plugin-host");
+    let venv = cache.join(format!("venv-{hash:016x}"));
+    let installed = fs::read(venv.join("requirements.txt")).is_ok_and(|done| done == requirements);
+    assert!(installed, "the API test tools are not in {}: run `cargo xtask setup`", venv.display());
+    venv
+}
+
+/// A plugin folder with every example plugin, and two versions of `hello` beside its
+/// unversioned file (so the version endpoints have something to show).
+fn example_plugins() -> TempDir {
+    let dir = TempDir::new().unwrap();
+    for entry in fs::read_dir(built_plugins()).expect("`cargo xtask build-plugins` has run") {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "wasm") {
+            fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    fs::create_dir(dir.path().join("hello")).unwrap();
+    fs::copy(built_plugins().join("hello.wasm"), dir.path().join("hello/1.0.0.wasm")).unwrap();
+    fs::copy(built_plugins().join("hello_rust.wasm"), dir.path().join("hello/1.1.0.wasm")).unwrap();
+    dir
+}
+
+/// The host binary on 127.0.0.1, port 0, serving `plugins` (worker processes, the default).
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(plugins: &Path) -> Self {
+        let (child, addr, _logs) = binary::start(|command| {
+            command.env("PLUGIN_DIR", plugins).env("RUST_LOG", "warn");
+        });
+        Server { child, addr }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn the_served_document_is_the_committed_one_and_a_valid_openapi_3_1_document() {
+    let venv = api_tools();
+    let plugins = example_plugins();
+    let server = Server::start(plugins.path());
+    let response = reqwest::get(format!("http://{}/openapi.json", server.addr)).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let served = response.text().await.unwrap();
+    let committed = include_str!("../../../docs/openapi.json");
+    assert!(
+        committed.trim_end() == served,
+        "docs/openapi.json is not what the server serves; regenerate it with \
+         `UPDATE_EXPECT=1 cargo test -p host --lib the_committed_document_is_current`"
+    );
+    let file = plugins.path().join("openapi.json");
+    fs::write(&file, &served).unwrap();
+    let output = Command::new(venv.join("bin/openapi-spec-validator")).arg(&file).output().unwrap();
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "openapi-spec-validator refused the document:\n{report}");
+    assert!(report.contains("OK"), "{report}");
+}
+
+/// Schemathesis sends what the document allows (and, in its negative phases, what it does not)
+/// to every operation, in every phase (examples, coverage, fuzzing, stateful), and checks every
+/// answer: its status, content type, headers and body are the documented ones; a request the
+/// document forbids is refused; a method an endpoint does not serve is 405 with `Allow`; and
+/// no 5xx answer is anything but a fault of the plugin.
+#[test]
+fn schemathesis_finds_no_answer_outside_the_document() {
+    let venv = api_tools();
+    let plugins = example_plugins();
+    let server = Server::start(plugins.path());
+    let plugin_faults: Vec<&str> = FailureKind::ALL
+        .iter()
+        .filter(|kind| kind.status().is_server_error() && is_plugin_fault(**kind))
+        .map(|kind| kind.code())
+        .collect();
+    let checks = [
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_schema_conformance",
+        "response_headers_conformance",
+        "negative_data_rejection",
+        "missing_required_header",
+        "unsupported_method",
+        "allow_header_conformance",
+        // schemathesis_hooks.py: instead of `not_a_server_error`, which allows no 5xx at all.
+        "only_plugin_faults_are_server_errors",
+    ];
+    let hooks = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/all");
+    // Hypothesis keeps its example database in the working directory: a temporary one.
+    let work = TempDir::new().unwrap();
+    let started = Instant::now();
+    let output = Command::new(venv.join("bin/schemathesis"))
+        .current_dir(work.path())
+        .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
+        .env("PYTHONPATH", &hooks)
+        .env("PLUGIN_FAULT_CODES", plugin_faults.join(","))
+        .env("NO_COLOR", "1")
+        .args(["run", &format!("http://{}/openapi.json", server.addr)])
+        .args(["--checks", &checks.join(",")])
+        .args(["--max-examples", MAX_EXAMPLES, "--seed", SEED, "--no-color"])
+        .output()
+        .expect("schemathesis runs");
+    let report = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "schemathesis found answers outside docs/openapi.json:\n{report}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Every operation was tested (the document's own endpoint is left out by schemathesis).
+    assert!(report.contains("Tested: 8"), "{report}");
+    println!("schemathesis: {:.1} s", started.elapsed().as_secs_f64());
+}
