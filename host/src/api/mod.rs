@@ -384,7 +384,9 @@ impl Call {
         examples(
             ("v1" = (summary = "ABI v1: an integer in, an integer out", value = json!({"plugin": "hello", "input": 21}))),
             ("v2" = (summary = "ABI v2: a function called with text", value = json!({"plugin": "text", "function": "upper", "input": "hello"}))),
-            ("v2_base64" = (summary = "ABI v2: bytes in and out, in base64", value = json!({"plugin": "sha256", "function": "sha256sum", "input_base64": "aGVsbG8="})))
+            ("v2_base64" = (summary = "ABI v2: bytes in and out, in base64", value = json!({"plugin": "sha256", "function": "sha256sum", "input_base64": "aGVsbG8="}))),
+            ("v1_refused" = (summary = "A plugin refusing its input: 422 invalid_argument", value = json!({"plugin": "abi", "input": -1}))),
+            ("v1_failed" = (summary = "A plugin failing: 500 plugin_error", value = json!({"plugin": "abi", "input": 50000})))
         )),
     responses((status = 200, body = openapi::RunAnswer, headers(("x-plugin-version" = String, description = "The version that ran (absent for an unversioned plugin file)")),
         description = "The call's output: an integer for ABI v1; for ABI v2 `output` (text) or `output_base64`, in the input's form unless `output_base64` chose (output that is not UTF-8 is always `output_base64`)."))
