@@ -184,10 +184,12 @@ impl Endpoint {
             K::InvalidRequest => matches!(self, Run | CallFunction | ShowPlugin | ListVersions),
             K::InvalidPluginName | K::PluginNotFound => by_name,
             K::VersionNotFound | K::InvalidVersionRequirement => matches!(self, Run | CallFunction | ShowPlugin),
-            // `GET /plugins/{name}` lists a file it cannot load with `last_error` instead.
-            K::DigestMismatch | K::InvalidArtifact | K::PluginTooLarge => call,
-            K::StoreUnavailable => store,
-            K::StoreError => by_name || self == ListPlugins,
+            // Reading a registry's blob: a call, or a look at one plugin (which reads it to
+            // check its ABI).
+            K::DigestMismatch | K::InvalidArtifact => call || self == ShowPlugin,
+            // `GET /plugins/{name}` shows a file it cannot load with `last_error` instead.
+            K::PluginTooLarge => call,
+            K::StoreUnavailable | K::StoreError => store,
             // A plugin failed once is refused without running again until its file changes.
             K::WrongAbiVersion
             | K::FunctionNotFound
@@ -393,6 +395,20 @@ mod tests {
         let mut expected: Vec<&str> = Endpoint::ALL.iter().map(|e| e.operation_id()).collect();
         expected.sort_unstable();
         assert_eq!(ids, expected);
+    }
+
+    /// Every code the host sends is documented on some operation, but `method_not_allowed`,
+    /// which answers methods that are not operations (each path's description names it).
+    #[test]
+    fn every_failure_but_the_method_refusal_is_an_operation_s_answer() {
+        for &kind in FailureKind::ALL {
+            let documented = Endpoint::ALL.iter().any(|endpoint| endpoint.can_fail_with(kind));
+            assert_eq!(documented, kind != FailureKind::MethodNotAllowed, "{kind:?}");
+        }
+        let json = document_json();
+        for &kind in FailureKind::ALL {
+            assert!(json.contains(&format!("\"{}\"", kind.code())) || json.contains(&format!("`{}`", kind.code())));
+        }
     }
 
     /// The router's routes, as `app` spells them, are the document's paths.
