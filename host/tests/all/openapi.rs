@@ -1,4 +1,5 @@
-//! The API against its OpenAPI document, on the real `host` binary serving the example plugins:
+//! The API against its OpenAPI document, on the real `host` binary serving the example plugins
+//! (and the fault fixtures that fail quickly):
 //! the document it serves is the committed `docs/openapi.json` and a valid OpenAPI 3.1 document
 //! (openapi-spec-validator), and schemathesis, generating requests from it, finds no answer
 //! outside it. Both tools come from PyPI, pinned in `host/tests/requirements.txt`, in the
@@ -14,7 +15,10 @@ use std::{
 use host::{api::openapi::is_plugin_fault, failure::FailureKind};
 use tempfile::TempDir;
 
-use crate::{binary, support::built_plugins};
+use crate::{
+    binary,
+    support::{built_fixtures, built_plugins},
+};
 
 /// Test cases schemathesis generates per operation and phase: enough to reach every status an
 /// operation documents with the example plugins, within about 30 s of a debug build.
@@ -42,20 +46,51 @@ fn api_tools() -> PathBuf {
     venv
 }
 
-/// A plugin folder with every example plugin, and two versions of `hello` beside its
-/// unversioned file (so the version endpoints have something to show).
+/// Fault fixtures whose every call waits out the call deadline: each would cost schemathesis a
+/// second per case, and `plugin_timeout` is covered by the host's own tests.
+const SLOW_FAULTS: [&str; 2] = ["loop-init", "loop-process"];
+
+/// A plugin folder with every example plugin, two versions of `hello` beside its unversioned
+/// file (so the version endpoints have something to show), and the fault fixtures that fail
+/// quickly (traps, crashes, broken buffers, invalid modules, memory over the cap), so that the
+/// plugin-fault answers are exercised too.
 fn example_plugins() -> TempDir {
     let dir = TempDir::new().unwrap();
-    for entry in fs::read_dir(built_plugins()).expect("`cargo xtask build-plugins` has run") {
-        let path = entry.unwrap().path();
-        if path.extension().is_some_and(|e| e == "wasm") {
-            fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    let faults = built_fixtures().join("faults");
+    for folder in [built_plugins(), faults] {
+        for entry in fs::read_dir(&folder).expect("`cargo xtask build-plugins` has run") {
+            let path = entry.unwrap().path();
+            let slow = path.file_stem().is_some_and(|stem| SLOW_FAULTS.iter().any(|s| stem == *s));
+            if path.extension().is_some_and(|e| e == "wasm") && !slow {
+                fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+            }
         }
     }
     fs::create_dir(dir.path().join("hello")).unwrap();
     fs::copy(built_plugins().join("hello.wasm"), dir.path().join("hello/1.0.0.wasm")).unwrap();
     fs::copy(built_plugins().join("hello_rust.wasm"), dir.path().join("hello/1.1.0.wasm")).unwrap();
     dir
+}
+
+/// The plugins in `folder` and the v2 functions they offer, as the ABI checker reads them.
+fn names_and_functions(folder: &Path) -> (Vec<String>, Vec<String>) {
+    let (mut names, mut functions) = (Vec::new(), Vec::new());
+    for entry in fs::read_dir(folder).unwrap() {
+        let path = entry.unwrap().path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()).map(|n| n.trim_end_matches(".wasm")) else {
+            continue;
+        };
+        names.push(name.to_owned());
+        if let Ok(bytes) = fs::read(&path)
+            && let Some(layout) = plugin_sdk::check(&bytes).v2
+        {
+            functions.extend(layout.functions.into_iter().map(|function| function.name));
+        }
+    }
+    names.sort_unstable();
+    functions.sort_unstable();
+    functions.dedup();
+    (names, functions)
 }
 
 /// The host binary on 127.0.0.1, port 0, serving `plugins` (worker processes, the default).
@@ -131,6 +166,7 @@ fn schemathesis_finds_no_answer_outside_the_document() {
     let venv = api_tools();
     let plugins = example_plugins();
     let server = Server::start(plugins.path());
+    let (names, functions) = names_and_functions(plugins.path());
     let plugin_faults: Vec<&str> = FailureKind::ALL
         .iter()
         .filter(|kind| kind.status().is_server_error() && is_plugin_fault(**kind))
@@ -157,10 +193,13 @@ fn schemathesis_finds_no_answer_outside_the_document() {
         .env("SCHEMATHESIS_HOOKS", "schemathesis_hooks")
         .env("PYTHONPATH", &hooks)
         .env("PLUGIN_FAULT_CODES", plugin_faults.join(","))
+        .env("PLUGIN_NAMES", names.join(","))
+        .env("FUNCTION_NAMES", functions.join(","))
         .env("NO_COLOR", "1")
         .args(["run", &format!("http://{}/openapi.json", server.addr)])
         .args(["--checks", &checks.join(",")])
         .args(["--max-examples", MAX_EXAMPLES, "--seed", SEED, "--no-color"])
+        .args(["--report", "har", "--report-har-path", "run.har"])
         .output()
         .expect("schemathesis runs");
     let report = String::from_utf8_lossy(&output.stdout);
@@ -169,6 +208,25 @@ fn schemathesis_finds_no_answer_outside_the_document() {
         "schemathesis found answers outside docs/openapi.json:\n{report}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
+    // What the server answered, by status and code: the run reached real plugins, their
+    // outputs and their faults, not only refusals of names that do not exist.
+    let har: serde_json::Value = serde_json::from_slice(&fs::read(work.path().join("run.har")).unwrap()).unwrap();
+    let mut answers = std::collections::BTreeMap::<(u64, String), usize>::new();
+    for entry in har["log"]["entries"].as_array().unwrap() {
+        let status = entry["response"]["status"].as_u64().unwrap();
+        let text = entry["response"]["content"]["text"].as_str().unwrap_or_default();
+        let code = serde_json::from_str::<serde_json::Value>(text)
+            .ok()
+            .and_then(|body| body["error"]["code"].as_str().map(str::to_owned));
+        *answers.entry((status, code.unwrap_or_default())).or_default() += 1;
+    }
+    println!("schemathesis's requests, by answer: {answers:?}");
+    let seen = |status: u64, code: &str| answers.contains_key(&(status, code.to_owned()));
+    for (status, code) in [(200, ""), (400, "wrong_abi_version"), (404, "function_not_found")] {
+        assert!(seen(status, code), "schemathesis never got {status} {code:?}: {answers:?}");
+    }
+    let faults = plugin_faults.iter().filter(|code| answers.keys().any(|(status, c)| *status >= 500 && c == *code));
+    assert!(faults.count() >= 2, "schemathesis met fewer than two kinds of plugin fault: {answers:?}");
     // Every operation was tested but the document's own, which schemathesis leaves out when it
     // reads the document from the server.
     let operations = host::api::openapi::Endpoint::ALL.len() - 1;
