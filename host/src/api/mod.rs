@@ -286,6 +286,7 @@ pub struct RunResponse {
     pub output: i32,
     /// The version that ran; absent for an unversioned plugin file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub version: Option<String>,
 }
 
@@ -294,11 +295,14 @@ pub struct RunResponse {
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FunctionResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub output: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub output_base64: Option<String>,
     /// The version that ran; absent for an unversioned plugin file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub version: Option<String>,
 }
 
@@ -545,10 +549,12 @@ pub struct Readiness {
     pub file_descriptors: crate::server::Descriptors,
     /// The worker processes (process isolation only).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub workers: Option<WorkerPoolStatus>,
     /// Set while the store serves in a degraded way: an OCI registry that cannot be reached,
     /// while the versions already pulled keep serving (new resolutions answer 503).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub store_degraded: Option<String>,
 }
 

@@ -181,7 +181,7 @@ pub struct VersionStatus {
     /// The version served instead of this one, which differs from it only in build metadata
     /// (see `conflicts` in [`PluginStatus`]); absent for a version that can be served.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_version")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = String)]
     pub shadowed_by: Option<Version>,
 }
 
@@ -227,6 +227,7 @@ pub struct AbiStatus {
     /// and `capacity` in bytes) and its `functions` (each a `name` and a `kind`, `call` or
     /// `stream`). Absent for v1 plugins.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub v2: Option<plugin_sdk::V2Layout>,
 }
 
