@@ -428,7 +428,7 @@ impl AsyncWrite for WriteDeadline {
 }
 
 /// This process's open file descriptors against its limit.
-#[derive(Debug, Clone, Copy, serde::Serialize)]
+#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
 pub struct Descriptors {
     pub open: u64,
     pub limit: u64,

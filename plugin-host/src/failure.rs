@@ -61,6 +61,12 @@ macro_rules! failure_kinds {
             pub fn disclosure(self) -> Disclosure {
                 match self { $(FailureKind::$kind => $disclosure,)* }
             }
+
+            /// The row's documentation, as one sentence or two (the API's OpenAPI document
+            /// describes each code with it).
+            pub fn summary(self) -> &'static str {
+                match self { $(FailureKind::$kind => concat!($($doc),*).trim_ascii(),)* }
+            }
         }
     };
 }

@@ -355,7 +355,7 @@ impl Tools {
     pub(crate) fn find_or_install(sh: &Shell) -> anyhow::Result<Self> {
         let kustomize = kustomize_command(sh)?;
         let crds = crd_folder(sh)?;
-        let venv = python_venv(sh)?;
+        let venv = pinned_venv(sh, REQUIREMENTS, "the pinned deployment tools")?;
         Ok(Tools { kustomize, venv, crds })
     }
 
@@ -424,9 +424,11 @@ fn crd_folder(sh: &Shell) -> anyhow::Result<PathBuf> {
     Ok(vendored)
 }
 
-/// A virtualenv with exactly `deploy/requirements.txt`, made once per content of that file.
-fn python_venv(sh: &Shell) -> anyhow::Result<PathBuf> {
-    let requirements_path = sh.current_dir().join(REQUIREMENTS);
+/// A virtualenv with exactly the pinned packages of `requirements` (a path from the project's
+/// root), made once per content of that file: `deploy/requirements.txt` here, and the API test
+/// tools for `setup`.
+pub(crate) fn pinned_venv(sh: &Shell, requirements_file: &str, what: &str) -> anyhow::Result<PathBuf> {
+    let requirements_path = sh.current_dir().join(requirements_file);
     let requirements = fs::read(&requirements_path)?;
     let venv = setup::cache_dir().join(format!("venv-{:016x}", fnv1a(&requirements)));
     // Written last, so that an interrupted install is redone rather than trusted.
@@ -438,11 +440,11 @@ fn python_venv(sh: &Shell) -> anyhow::Result<PathBuf> {
     if venv.exists() {
         fs::remove_dir_all(&venv)?;
     }
-    step(format!("installing the pinned deployment tools into {}", venv.display()));
+    step(format!("installing {what} into {}", venv.display()));
     cmd!(sh, "python3 -m venv {venv}").run().context("creating the virtualenv")?;
     cmd!(sh, "{venv}/bin/pip install --quiet --disable-pip-version-check --no-input -r {requirements_path}")
         .run()
-        .context("pip could not install deploy/requirements.txt (pinned for Python 3.11 or newer)")?;
+        .with_context(|| format!("pip could not install {requirements_file} (pinned for Python 3.11 or newer)"))?;
     fs::write(&marker, &requirements)?;
     Ok(venv)
 }

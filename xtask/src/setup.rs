@@ -9,8 +9,9 @@
 //! and, for the example plugins in other languages, Debian's Rust compiler for wasm32, Zig
 //! (PyPI) and AssemblyScript (npm), each reported rather than fatal when it cannot be had.
 //!
-//! The tests need five more tools ([`Setup::everything`], what `cargo xtask test` and
-//! `cargo xtask setup` install):
+//! The tests need more tools ([`Setup::everything`], what `cargo xtask test` and
+//! `cargo xtask setup` install), and the API tests' Python tools (schemathesis and
+//! openapi-spec-validator, pinned in `host/tests/requirements.txt`, in a private virtualenv):
 //! - `bindfs`, a FUSE file system the Fluid store's tests mount for real (killing its daemon
 //!   gives the same `ENOTCONN` a crashed Fluid FUSE pod does);
 //! - `docker-registry` (the CNCF distribution registry) and `skopeo`, which the OCI store's and
@@ -44,13 +45,17 @@ use crate::step;
 /// The WasmEdge release `wasmedge-sdk` 0.17.1 (through wasmedge-sys 0.21.1) is written against.
 const WASMEDGE_VERSION_PREFIX: &str = "0.17.";
 
+/// The Python tools the host's API tests run (openapi-spec-validator, schemathesis), pinned;
+/// the tests find their virtualenv by this file's content, as `pinned_venv` names it.
+const API_TEST_TOOLS: &str = "host/tests/requirements.txt";
+
 /// The LLVM release whose Debian packages we install when no suitable clang is present.
 const DEBIAN_LLVM: &str = "19";
 
 #[derive(Debug, clap::Args)]
 pub struct Setup {
     /// Only what building plugins and running the host need (clang, libclang, WasmEdge), as
-    /// `cargo xtask run` does: not the test tools (bindfs, docker-registry, skopeo, Go, curl).
+    /// `cargo xtask run` does: not the test tools (bindfs, docker-registry, skopeo, Go, curl, the API test tools).
     #[arg(long)]
     without_test_tools: bool,
 }
@@ -61,7 +66,7 @@ impl Setup {
         Self { without_test_tools: true }
     }
 
-    /// That, and the tools the tests run for real (bindfs, docker-registry, skopeo, Go, curl).
+    /// That, and the tools the tests run for real (bindfs, docker-registry, skopeo, Go, curl, the API test tools).
     pub fn everything() -> Self {
         Self { without_test_tools: false }
     }
@@ -77,6 +82,7 @@ impl Setup {
             ensure_bindfs(sh)?;
             ensure_registry_tools(sh)?;
             ensure_client_test_tools(sh)?;
+            crate::check_deploy::pinned_venv(sh, API_TEST_TOOLS, "the API test tools (schemathesis)")?;
         }
         step(format!(
             "toolchain ready: {} and WasmEdge {} in {}",

@@ -7,10 +7,26 @@ use axum::{
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde_json::json;
 
 use super::RETRY_AFTER;
 use plugin_host::{Disclosure, FailureKind, InvalidName, InvalidRequirement};
+
+/// Every error answer's body: `{"error": {"code": "<stable code>", "message": "<for humans>"}}`.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+/// The error itself.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// The stable, machine-readable code (see the failure table); each operation's document
+    /// lists the codes it can answer.
+    #[schema(value_type = String)]
+    pub code: &'static str,
+    /// What happened, for humans; never internal details or the request's own input.
+    pub message: String,
+}
 
 /// Everything an endpoint can answer besides success. Messages are written for the client and
 /// never contain internal details or the client's raw input; internal causes are logged instead.
@@ -66,6 +82,14 @@ pub enum ApiError {
     InvalidName(InvalidName),
     #[error("only POST is allowed here")]
     MethodNotAllowed,
+    #[error("only GET (and HEAD) is allowed here")]
+    OnlyGet,
+    /// A path segment that is not UTF-8 once percent-decoded: no plugin or function is named so.
+    #[error(
+        "a path segment is not UTF-8 once percent-decoded (plugin names are ASCII letters, digits, '_' and '-'; \
+         function names a-z, 0-9 and '_')"
+    )]
+    InvalidPath,
     #[error("the server is at its concurrency limit; retry shortly")]
     Overloaded,
     #[error("the server is close to its limit of open files; retry shortly")]
@@ -102,6 +126,7 @@ impl ApiError {
             ApiError::InvalidRequest
             | ApiError::InvalidCall(_)
             | ApiError::InvalidFunctionName
+            | ApiError::InvalidPath
             | ApiError::ClientGone
             | ApiError::BodyBroken => FailureKind::InvalidRequest,
             ApiError::BodyTimeout => FailureKind::BodyTimeout,
@@ -114,7 +139,7 @@ impl ApiError {
             ApiError::BodyTooLarge => FailureKind::BodyTooLarge,
             ApiError::InvalidName(_) => FailureKind::InvalidPluginName,
             ApiError::InvalidVersionRequirement(_) => FailureKind::InvalidVersionRequirement,
-            ApiError::MethodNotAllowed => FailureKind::MethodNotAllowed,
+            ApiError::MethodNotAllowed | ApiError::OnlyGet => FailureKind::MethodNotAllowed,
             ApiError::Overloaded
             | ApiError::OutOfDescriptors
             | ApiError::ShuttingDown
@@ -152,7 +177,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let kind = self.kind();
         let (status, code) = (status(kind), kind.code());
-        let body = Json(json!({ "error": { "code": code, "message": self.public_message() } }));
+        let body = Json(ErrorBody { error: ErrorDetail { code, message: self.public_message() } });
         let failure = Failure { kind, message: self.to_string(), debug: format!("{self:?}") };
         let mut response = if kind.is_transient() {
             let retry_after = match &self {

@@ -23,7 +23,10 @@ use std::{
 
 use axum::{
     body::{Body, Bytes},
-    extract::{Path, Query, State, rejection::QueryRejection},
+    extract::{
+        Path, Query, State,
+        rejection::{PathRejection, QueryRejection},
+    },
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -75,14 +78,36 @@ const NDJSON: &str = "application/x-ndjson";
 /// the client: small, so a stream of any length holds a few chunks of memory at most.
 const PIPELINE_DEPTH: usize = 2;
 
+#[utoipa::path(
+    post,
+    path = "/plugins/{name}/functions/{function}",
+    operation_id = "call_function",
+    tag = "calls",
+    params(super::openapi::FunctionPath, VersionQuery),
+    request_body(description = "The input, raw. A plain function takes at most the plugin's input capacity; a \
+        streaming function any length up to the stream limit, fed to it as it arrives (with \
+        `application/x-ndjson`, in chunks that end at line ends).",
+        content(
+            (Vec<u8> = "application/octet-stream"),
+            (Vec<u8> = "application/x-ndjson"),
+        )),
+    responses((status = 200, body = Vec<u8>, content_type = "application/octet-stream",
+        headers(("x-plugin-version" = String, description = "The version that ran (absent for an unversioned plugin file)")),
+        description = "The output, raw. A stream's output is sent as the plugin produces it; a stream that fails \
+            after its output began is cut off before its final chunk (an incomplete body), since its status has \
+            gone out."))
+)]
 pub(super) async fn call_function(
     State(state): State<AppState>,
-    Path((plugin, function)): Path<(String, String)>,
+    path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<VersionQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
     let started = Instant::now();
+    let Ok(Path((plugin, function))) = path else {
+        return ApiError::InvalidPath.into_response();
+    };
     let Ok(Query(query)) = query else { return ApiError::InvalidRequest.into_response() };
     let name = match PluginName::new(&plugin) {
         Ok(name) => name,

@@ -4,6 +4,7 @@
 mod body;
 mod error;
 mod functions;
+pub mod openapi;
 mod outcome;
 
 use std::{
@@ -13,7 +14,10 @@ use std::{
 
 use axum::{
     Json, Router,
-    extract::{DefaultBodyLimit, Path, Query, State, rejection::QueryRejection},
+    extract::{
+        DefaultBodyLimit, Path, Query, State,
+        rejection::{PathRejection, QueryRejection},
+    },
     http::{HeaderName, Request, header},
     response::IntoResponse,
     routing::{get, post},
@@ -26,7 +30,7 @@ use tower_http::{
 };
 
 pub use body::BodyLimits;
-pub use error::{ApiError, status};
+pub use error::{ApiError, ErrorBody, ErrorDetail, status};
 pub use functions::StreamLimits;
 
 use plugin_host::{Host, PluginName, PluginRef, PluginStatus, Target, VersionStatus, WorkerPoolStatus};
@@ -124,16 +128,17 @@ pub fn app(state: AppState) -> Router {
     let count_calls = axum::middleware::from_fn_with_state(state.clone(), outcome::count_calls);
     Router::new()
         .route("/run", post(run).route_layer(count_calls.clone()).fallback(method_not_allowed))
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/plugins", get(list_plugins))
-        .route("/plugins/{name}", get(show_plugin))
-        .route("/plugins/{name}/versions", get(list_versions))
+        .route("/healthz", get(healthz).fallback(only_get))
+        .route("/readyz", get(readyz).fallback(only_get))
+        .route("/plugins", get(list_plugins).fallback(only_get))
+        .route("/plugins/{name}", get(show_plugin).fallback(only_get))
+        .route("/plugins/{name}/versions", get(list_versions).fallback(only_get))
         .route(
             "/plugins/{name}/functions/{function}",
             post(functions::call_function).route_layer(count_calls).fallback(method_not_allowed),
         )
-        .route("/metrics", get(metrics))
+        .route("/metrics", get(metrics).fallback(only_get))
+        .route("/openapi.json", get(openapi::serve).fallback(only_get))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(state.clone(), answer_before_grace_ends))
         .layer(axum::middleware::from_fn(outcome::log_failures))
@@ -241,10 +246,11 @@ async fn answer_before_grace_ends(
 /// Body of `POST /run`: `{"plugin", "input": integer}` calls an ABI v1 plugin;
 /// `{"plugin", "function", "input": string}` (or `"input_base64"`) calls a function of an ABI
 /// v2 plugin.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunRequest {
     /// The plugin's name (see [`PluginName`] for what is allowed).
+    #[schema(example = "hello")]
     pub plugin: String,
     /// A version requirement in Cargo's syntax (`^1.2`, `=1.4.2`, ...); without one, the
     /// highest release (or the unversioned plugin file).
@@ -267,7 +273,7 @@ pub struct RunRequest {
 }
 
 /// The `"input"` of a `POST /run`: an integer for v1, text for v2.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(untagged)]
 pub enum RunInput {
     Integer(i32),
@@ -275,24 +281,28 @@ pub enum RunInput {
 }
 
 /// Answer of a successful ABI v1 `POST /run`.
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct RunResponse {
     pub output: i32,
     /// The version that ran; absent for an unversioned plugin file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub version: Option<String>,
 }
 
 /// Answer of a successful ABI v2 `POST /run`: `"output_base64"` or `"output"` (text), as the
 /// request asks (see `OutputEncoding`).
-#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct FunctionResponse {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub output: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub output_base64: Option<String>,
     /// The version that ran; absent for an unversioned plugin file.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub version: Option<String>,
 }
 
@@ -366,6 +376,25 @@ impl Call {
     }
 }
 
+#[utoipa::path(
+    post,
+    path = "/run",
+    operation_id = "run",
+    tag = "calls",
+    request_body(content = RunRequest, content_type = "application/json",
+        description = "ABI v1: `plugin` and an integer `input`. ABI v2: `plugin`, `function` and exactly one of \
+            `input` (UTF-8 text) or `input_base64`; `output_base64` chooses the answer's form. Either may add \
+            `version`. At most 4 MiB.",
+        examples(
+            ("v1" = (summary = "ABI v1: an integer in, an integer out", value = json!({"plugin": "hello", "input": 21}))),
+            ("v2" = (summary = "ABI v2: a function called with text", value = json!({"plugin": "text", "function": "upper", "input": "hello"}))),
+            ("v2_base64" = (summary = "ABI v2: bytes in and out, in base64", value = json!({"plugin": "sha256", "function": "sha256sum", "input_base64": "aGVsbG8="}))),
+            ("v1_refused" = (summary = "A plugin refusing its input: 422 invalid_argument", value = json!({"plugin": "abi", "input": -1}))),
+            ("v1_failed" = (summary = "A plugin failing: 500 plugin_error", value = json!({"plugin": "abi", "input": 50000})))
+        )),
+    responses((status = 200, body = openapi::RunAnswer, headers(("x-plugin-version" = String, description = "The version that ran (absent for an unversioned plugin file)")),
+        description = "The call's output: an integer for ABI v1; for ABI v2 `output` (text) or `output_base64`, in the input's form unless `output_base64` chose (output that is not UTF-8 is always `output_base64`)."))
+)]
 async fn run(
     State(state): State<AppState>,
     headers: header::HeaderMap,
@@ -449,8 +478,12 @@ pub(crate) fn with_version(mut response: axum::response::Response, plugin: &Plug
 }
 
 /// `?version=<requirement>` on the plugin endpoints.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct VersionQuery {
+    /// A version requirement in Cargo's syntax (`^1.2`, `~1.4.0`, `=1.4.2`, `>=1, <3`), at most
+    /// 128 bytes; without one, the highest release (or the unversioned plugin file).
+    #[param(example = "^1")]
     pub version: Option<String>,
 }
 
@@ -458,15 +491,26 @@ async fn method_not_allowed() -> impl IntoResponse {
     ([(header::ALLOW, "POST")], ApiError::MethodNotAllowed)
 }
 
+/// Other methods on the `GET` endpoints: the same JSON error as every other (axum's own 405 has
+/// no body).
+async fn only_get() -> impl IntoResponse {
+    ([(header::ALLOW, "GET,HEAD")], ApiError::OnlyGet)
+}
+
 /// The process is up and serving HTTP.
+#[utoipa::path(get, path = "/healthz", operation_id = "healthz", tag = "operations",
+    responses((status = 200, body = String, content_type = "text/plain", description = "The process serves HTTP (liveness).", example = json!("ok"))))]
 async fn healthz() -> &'static str {
     "ok"
 }
 
 /// Answer of `GET /readyz`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct Readiness {
+    /// Always `ready` (an unready replica answers an error).
+    #[schema(value_type = String, example = "ready")]
     pub status: &'static str,
+    /// Where plugins come from, for operators.
     pub store: String,
     pub plugins: usize,
     /// Plugins in the store that would be refused (they break the ABI, or cannot be read, or
@@ -475,10 +519,12 @@ pub struct Readiness {
     pub file_descriptors: crate::server::Descriptors,
     /// The worker processes (process isolation only).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub workers: Option<WorkerPoolStatus>,
     /// Set while the store serves in a degraded way: an OCI registry that cannot be reached,
     /// while the versions already pulled keep serving (new resolutions answer 503).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(nullable = false)]
     pub store_degraded: Option<String>,
 }
 
@@ -487,6 +533,8 @@ pub struct Readiness {
 /// traffic is routed here), file descriptors are not about to run out and (with workers) a
 /// worker is alive or can be started. The store's part comes from [`ReadinessFacts`], which
 /// shares nothing with listings and calls.
+#[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
+    responses((status = 200, body = Readiness, description = "Ready to serve (readiness).")))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     let file_descriptors = crate::server::Descriptors::now();
     if !file_descriptors.have_headroom() {
@@ -564,17 +612,24 @@ impl ReadinessFacts {
     }
 }
 
+/// Every plugin, as a call without a version requirement gets it, sorted by name.
+#[utoipa::path(get, path = "/plugins", operation_id = "list_plugins", tag = "plugins",
+    responses((status = 200, body = Vec<PluginStatus>, description = "Every plugin in the store.")))]
 async fn list_plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginStatus>>, ApiError> {
     let host = state.host.clone();
     Ok(Json(listing(&state, async move { host.plugins().await }).await?))
 }
 
 /// One plugin: the version a request with `?version=` (or without) would get.
+#[utoipa::path(get, path = "/plugins/{name}", operation_id = "show_plugin", tag = "plugins",
+    params(openapi::PluginPath, VersionQuery),
+    responses((status = 200, body = PluginStatus, description = "The plugin version a call with this requirement runs.")))]
 async fn show_plugin(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    path: Result<Path<String>, PathRejection>,
     query: Result<Query<VersionQuery>, QueryRejection>,
 ) -> Result<Json<PluginStatus>, ApiError> {
+    let Path(name) = path.map_err(|_| ApiError::InvalidPath)?;
     let name = PluginName::new(&name).map_err(ApiError::InvalidName)?;
     let Query(query) = query.map_err(|_| ApiError::InvalidRequest)?;
     let target = Target { name, requirement: requirement(query.version.as_deref())? };
@@ -583,7 +638,7 @@ async fn show_plugin(
 }
 
 /// Answer of `GET /plugins/{name}/versions`.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct VersionsResponse {
     pub name: PluginName,
     /// The unversioned file (`"version": null`) first if there is one, then every version,
@@ -591,16 +646,24 @@ pub struct VersionsResponse {
     pub versions: Vec<VersionStatus>,
 }
 
+/// Every version of one plugin.
+#[utoipa::path(get, path = "/plugins/{name}/versions", operation_id = "list_versions", tag = "plugins",
+    params(openapi::PluginPath),
+    responses((status = 200, body = VersionsResponse, description = "The unversioned file first, if any, then every version, lowest first.")))]
 async fn list_versions(
     State(state): State<AppState>,
-    Path(name): Path<String>,
+    path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<VersionsResponse>, ApiError> {
+    let Path(name) = path.map_err(|_| ApiError::InvalidPath)?;
     let name = PluginName::new(&name).map_err(ApiError::InvalidName)?;
     let (host, lookup) = (state.host.clone(), name.clone());
     let versions = listing(&state, async move { host.versions(&lookup).await }).await?;
     Ok(Json(VersionsResponse { name, versions }))
 }
 
+/// Prometheus metrics, in the OpenMetrics text format.
+#[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
+    responses((status = 200, body = String, content_type = "application/openmetrics-text", description = "The metrics (OpenMetrics text, version 1.0.0).")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     state.metrics.set_in_flight(state.host.calls_in_flight());
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())

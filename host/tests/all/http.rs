@@ -64,6 +64,32 @@ async fn other_methods_get_405_with_allow() {
     }
 }
 
+/// Every error is JSON, axum's own refusals included: another method on a `GET` endpoint, and a
+/// path segment that is not UTF-8 once percent-decoded (no plugin or function is named so).
+#[tokio::test]
+async fn refusals_before_the_handlers_are_json_errors_too() {
+    let (server, _dir) = server_with(&["hello"]).await;
+    for path in ["/healthz", "/readyz", "/plugins", "/plugins/hello", "/plugins/hello/versions", "/metrics"] {
+        let response = server.client.delete(server.url(path)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 405, "{path}");
+        assert_eq!(response.headers()["allow"], "GET,HEAD", "{path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "method_not_allowed", "{path}");
+    }
+    for (method, path) in [
+        (reqwest::Method::GET, "/plugins/%FF"),
+        (reqwest::Method::GET, "/plugins/%FF/versions"),
+        (reqwest::Method::POST, "/plugins/%FF/functions/upper"),
+        (reqwest::Method::POST, "/plugins/hello/functions/%C3%28"),
+    ] {
+        let response = server.client.request(method, server.url(path)).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 400, "{path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "invalid_request", "{path}");
+        assert!(body["error"]["message"].as_str().unwrap().contains("not UTF-8"), "{path}: {body}");
+    }
+}
+
 #[tokio::test]
 async fn bodies_over_the_limit_get_413_and_wrong_content_types_415() {
     let (server, _dir) = server_with(&["hello"]).await;

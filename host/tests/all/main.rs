@@ -15,6 +15,7 @@ mod isolation;
 mod languages;
 mod long;
 mod memory;
+mod openapi;
 mod pressure;
 mod readme;
 mod registry;

@@ -183,45 +183,58 @@ pub trait PluginStream: Send {
 /// size limit, unreadable) is listed too, with what is known and `last_error` saying why:
 /// an operator looking for it must find it.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginStatus {
     pub name: PluginName,
     /// The version this status is of; `null` for an unversioned plugin file.
     #[serde(serialize_with = "serialize_version")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, required = true))]
     pub version: Option<Version>,
     /// File size in bytes, when known.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub size: Option<u64>,
     /// Last modification, in seconds since the Unix epoch, when the file could be read.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub modified_unix: Option<u64>,
     /// Hex SHA-256 of the file's contents (the plugin version), when the file could be read.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub sha256: Option<String>,
     /// The ABI check's verdict, when the file could be read.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub abi: Option<AbiStatus>,
     /// Whether this exact version is compiled and serving.
     pub loaded: bool,
     /// Why the latest version of the file failed to load, if it did.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub last_error: Option<String>,
     /// Set while the plugin is quarantined for crashing worker processes.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub quarantine: Option<QuarantineStatus>,
     /// Other versions in the store that differ from this one only in build metadata
     /// (`2.3.4+zzz` beside `2.3.4`): no requirement can tell them apart, this one is served and
     /// they never are. Absent when there are none, as publishing alone keeps it.
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "serialize_versions")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub conflicts: Vec<Version>,
 }
 
 /// One version as `GET /plugins/{name}/versions` lists it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct VersionStatus {
     /// `null` for the unversioned plugin file.
     #[serde(serialize_with = "serialize_version")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>, required = true))]
     pub version: Option<Version>,
     /// Hex SHA-256 of the content (a registry's layer digest), when it could be read.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub sha256: Option<String>,
     /// Whether a request without a version requirement gets this one.
     pub default: bool,
     /// The version served instead of this one, which differs from it only in build metadata
     /// (see `conflicts` in [`PluginStatus`]); absent for a version that can be served.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_version")]
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub shadowed_by: Option<Version>,
 }
 
@@ -238,6 +251,7 @@ fn serialize_versions<S: serde::Serializer>(versions: &[Version], serializer: S)
 
 /// A plugin refused for a while because it kept crashing worker processes.
 #[derive(Debug, Clone, Copy, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct QuarantineStatus {
     /// Crashes in a row (a successful call resets the count).
     pub consecutive_crashes: u32,
@@ -247,22 +261,28 @@ pub struct QuarantineStatus {
 
 /// The ABI check's verdict on a plugin file.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct AbiStatus {
     pub compliant: bool,
     /// The ABI version the plugin is checked and runs as: the one it declares or, when it
     /// declares none, 1 (the original contract). `None` when its declaration is unreadable or
     /// names a version this host does not support.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub version: Option<u32>,
     /// The version the plugin's `wasm_plugin_abi` marker declares; `None` without a marker.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub declared_version: Option<u32>,
     /// Codes of the violations found (see ABI.md), empty when compliant.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub violations: Vec<&'static str>,
     /// Codes of the warnings (such as `missing-abi-version`), which do not stop the plugin.
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub warnings: Vec<&'static str>,
     /// A compliant v2 plugin's interface: its buffers (`input` and `output`, each `offset`
     /// and `capacity` in bytes) and its `functions` (each a `name` and a `kind`, `call` or
     /// `stream`). Absent for v1 plugins.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(nullable = false))]
     pub v2: Option<plugin_sdk::V2Layout>,
 }
 

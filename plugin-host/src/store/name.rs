@@ -11,7 +11,9 @@ pub const MAX_NAME_LEN: usize = 64;
 /// Everything else is refused, so no spelling of `..`, `/`, `\`, an absolute path, a NUL or a
 /// control character can ever reach a path. The file behind a name is `<name>.wasm`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(transparent)]
+#[cfg_attr(feature = "openapi", schema(value_type = String, example = "hello"))]
 pub struct PluginName(String);
 
 /// The name rule in words, said by every refusal (and by the README's `invalid_plugin_name`

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 /// functions before a call and compare: the answer cannot differ, because the bodies are
 /// constants.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct V2Layout {
     /// Where the host writes a call's input: `plugin_input_ptr()` and
     /// `plugin_input_capacity()`.
@@ -35,6 +36,7 @@ impl V2Layout {
 
 /// One buffer in linear memory: `capacity` bytes starting at byte `offset`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Buffer {
     /// The address of the first byte, as the `*_ptr` function returns it.
     pub offset: u32,
@@ -98,6 +100,7 @@ impl fmt::Display for BufferKind {
 
 /// A function a v2 plugin offers under `name`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginFunction {
     /// Matches `[a-z][a-z0-9_]{0,31}` (see [`is_valid_function_name`]).
     pub name: String,
@@ -118,6 +121,7 @@ impl PluginFunction {
 /// How the host calls a function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum FunctionKind {
     /// `fn_<name>(input_len) -> output_len`: the whole input at once, at most the input
     /// buffer's capacity.

@@ -187,6 +187,7 @@ fn describe_exit(signal: Option<i32>, exit_code: Option<i32>) -> String {
 
 /// The worker pool as `/readyz` shows it.
 #[derive(Debug, Clone, serde::Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct WorkerPoolStatus {
     /// Workers the pool runs when it can.
     pub configured: usize,
@@ -197,6 +198,7 @@ pub struct WorkerPoolStatus {
     /// Calls waiting for a worker.
     pub waiting: usize,
     /// Why the last attempt to start a worker failed, while none has started since.
+    #[cfg_attr(feature = "openapi", schema(required = true))]
     pub spawn_failure: Option<String>,
 }
 
