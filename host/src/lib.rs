@@ -88,6 +88,11 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let mut state =
         AppState::new(runner, metrics, config.max_in_flight as usize).with_body_limits(config.body_limits());
     state.stream_limits = config.stream_limits();
+    if let Some(path) = &config.tokens_file {
+        let tokens = api::Tokens::load(path)
+            .map_err(|error| anyhow::anyhow!("--tokens-file (TOKENS_FILE) {}: {error}", path.display()))?;
+        state.tokens = Some(Arc::new(tokens));
+    }
     Ok(state)
 }
 

@@ -68,6 +68,11 @@ pub enum ApiError {
     BodyTooLarge,
     #[error("{0}")]
     InvalidName(InvalidName),
+    #[error("a valid bearer token is required: send `Authorization: Bearer <token>`")]
+    Unauthorized,
+    /// A known client asked for what its token does not allow (the sentence says what).
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("only POST is allowed here")]
     MethodNotAllowed,
     #[error("the server is at its concurrency limit; retry shortly")]
@@ -119,6 +124,8 @@ impl ApiError {
             ApiError::InvalidName(_) => FailureKind::InvalidPluginName,
             ApiError::InvalidVersionRequirement(_) => FailureKind::InvalidVersionRequirement,
             ApiError::MethodNotAllowed => FailureKind::MethodNotAllowed,
+            ApiError::Unauthorized => FailureKind::Unauthorized,
+            ApiError::Forbidden(_) => FailureKind::Forbidden,
             ApiError::Overloaded
             | ApiError::OutOfDescriptors
             | ApiError::ShuttingDown

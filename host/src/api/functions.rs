@@ -23,6 +23,7 @@ use std::{
 
 use axum::{
     body::{Body, Bytes},
+    Extension,
     extract::{Path, Query, State, rejection::QueryRejection},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
@@ -32,7 +33,7 @@ use plugin_sdk::FunctionKind;
 use tokio::sync::mpsc;
 
 use super::{
-    ApiError, AppState, VersionQuery,
+    ApiError, AppState, Caller, VersionQuery,
     body::{content_length, drain, read_whole},
     requirement, with_version,
 };
@@ -81,6 +82,7 @@ const PIPELINE_DEPTH: usize = 2;
 
 pub(super) async fn call_function(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     Path((plugin, function)): Path<(String, String)>,
     query: Result<Query<VersionQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -92,17 +94,20 @@ pub(super) async fn call_function(
         Ok(Query(query)) => query.version,
         Err(_) => return ApiError::InvalidRequest.into_response(),
     };
-    match serve(&state, &plugin, version.as_deref(), function, &headers, body, &mut known_plugin, started).await {
+    let served = serve(&state, &caller, &plugin, version.as_deref(), function, &headers, body, &mut known_plugin, started);
+    match served.await {
         // A stream reports its outcome when it ends (see `drive`).
         Ok((plugin, Served::Stream(response))) => with_version(response, &plugin),
         Ok((plugin, Served::Whole(output))) => {
-            state.metrics.observe_request(known_plugin.as_ref().map(PluginName::as_str), "ok", started.elapsed());
+            let plugin_label = known_plugin.as_ref().map(PluginName::as_str);
+            state.metrics.observe_request(plugin_label, caller.label(), "ok", started.elapsed());
             with_version(([(header::CONTENT_TYPE, "application/octet-stream")], output).into_response(), &plugin)
         }
         Err(error) => {
             let kind = error.kind();
             let known = known_plugin.filter(|_| kind.plugin_found());
-            state.metrics.observe_request(known.as_ref().map(PluginName::as_str), kind.code(), started.elapsed());
+            let plugin_label = known.as_ref().map(PluginName::as_str);
+            state.metrics.observe_request(plugin_label, caller.label(), kind.code(), started.elapsed());
             error.into_response()
         }
     }
@@ -116,6 +121,7 @@ enum Served {
 #[expect(clippy::too_many_arguments, reason = "the parts of one request, taken apart once")]
 async fn serve(
     state: &AppState,
+    caller: &Caller,
     plugin: &str,
     version: Option<&str>,
     function: String,
@@ -126,6 +132,7 @@ async fn serve(
 ) -> Result<(PluginRef, Served), ApiError> {
     let name = PluginName::new(plugin).map_err(ApiError::InvalidName)?;
     *known_plugin = Some(name.clone());
+    caller.may_call(&name)?;
     if !plugin_sdk::is_valid_function_name(&function) {
         return Err(ApiError::InvalidFunctionName);
     }
@@ -182,7 +189,9 @@ async fn serve(
             let runner = Arc::clone(&state.runner);
             let opened = plugin.clone();
             let stream = blocking(move || runner.open_stream(&opened, &function).map_err(ApiError::from)).await?;
-            Ok((plugin, Served::Stream(stream_response(state, name, stream, body, lines, permit, started).await)))
+            let client: Arc<str> = caller.label().into();
+            let response = stream_response(state, (name, client), stream, body, lines, permit, started).await;
+            Ok((plugin, Served::Stream(response)))
         }
     }
 }
@@ -216,7 +225,7 @@ enum Output {
 /// documentation) and answers once the stream's first output, or its end, is known.
 async fn stream_response(
     state: &AppState,
-    name: PluginName,
+    (name, client): (PluginName, Arc<str>),
     stream: Box<dyn PluginStream>,
     body: Body,
     lines: bool,
@@ -234,7 +243,7 @@ async fn stream_response(
         let _permit = permit;
         let _in_flight = metrics.track_in_flight();
         let outcome = drive(stream, input_rx, &output_tx);
-        metrics.observe_request(Some(name.as_str()), outcome, started.elapsed());
+        metrics.observe_request(Some(name.as_str()), &client, outcome, started.elapsed());
     });
     match output_rx.recv().await {
         Some(Output::Failed(error)) => error.into_response(),

@@ -1,9 +1,11 @@
 //! The HTTP API (axum). Knows plugins only through [`PluginRunner`]; nothing here touches
 //! WasmEdge or the filesystem.
 
+mod auth;
 mod body;
 mod error;
 mod functions;
+mod tokens;
 
 use std::{
     sync::Arc,
@@ -11,7 +13,7 @@ use std::{
 };
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     extract::{DefaultBodyLimit, Path, Query, State, rejection::QueryRejection},
     http::{HeaderName, Request, header},
     response::IntoResponse,
@@ -24,9 +26,11 @@ use tower_http::{
     trace::TraceLayer,
 };
 
+pub use auth::{Caller, NO_CLIENT};
 pub use body::BodyLimits;
 pub use error::ApiError;
 pub use functions::StreamLimits;
+pub use tokens::{Client, MAX_TOKENS_FILE_BYTES, TokenSet, Tokens};
 
 use crate::{
     metrics::Metrics,
@@ -74,6 +78,9 @@ pub struct AppState {
     /// body arrives and given back when its call ends. Calls take their `in_flight` permit only
     /// once their body is complete, so clients that send slowly hold bytes, never permits.
     pub bodies: Arc<Semaphore>,
+    /// The bearer tokens callers must present (`--tokens-file`); `None`: tokens are off and
+    /// every route is open (see `auth`).
+    pub tokens: Option<Arc<Tokens>>,
 }
 
 /// Listings that may run at once; each stats every plugin file (or every version of one).
@@ -100,6 +107,7 @@ impl AppState {
             stream_limits: StreamLimits::default(),
             body_limits: BodyLimits::default(),
             bodies: Arc::new(Semaphore::new(BodyLimits::default().buffer_bytes)),
+            tokens: None,
         }
     }
 
@@ -124,7 +132,9 @@ pub fn app(state: AppState) -> Router {
     // everything the request does and returned in the response.
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
         let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-        tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
+        // `client` is filled in by the token check (see `auth`): a client's name, never a token.
+        let client = tracing::field::Empty;
+        tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path(), client)
     });
     Router::new()
         .route("/run", post(run).fallback(method_not_allowed))
@@ -136,6 +146,7 @@ pub fn app(state: AppState) -> Router {
         .route("/plugins/{name}/functions/{function}", post(functions::call_function).fallback(method_not_allowed))
         .route("/metrics", get(metrics))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn_with_state(state.clone(), answer_before_grace_ends))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)
@@ -368,13 +379,14 @@ impl Call {
 
 async fn run(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: header::HeaderMap,
     body: axum::body::Body,
 ) -> Result<axum::response::Response, ApiError> {
     let started = Instant::now();
     let mut plugin = None;
     let result = match run_request(&state, &headers, body).await {
-        Ok((request, body)) => run_plugin(&state, request, &mut plugin, body).await,
+        Ok((request, body)) => run_plugin(&state, &caller, request, &mut plugin, body).await,
         Err(error) => Err(error),
     };
     let (outcome, plugin_found) = match &result {
@@ -384,7 +396,7 @@ async fn run(
     // Only names the store has become label values (see `Metrics`), so clients cannot create
     // series by inventing names.
     let known = plugin.filter(|_| plugin_found);
-    state.metrics.observe_request(known.as_ref().map(PluginName::as_str), outcome, started.elapsed());
+    state.metrics.observe_request(known.as_ref().map(PluginName::as_str), caller.label(), outcome, started.elapsed());
     result
 }
 
@@ -416,12 +428,14 @@ async fn run_request(
 
 async fn run_plugin(
     state: &AppState,
+    caller: &Caller,
     request: RunRequest,
     plugin: &mut Option<PluginName>,
     body: body::WholeBody,
 ) -> Result<axum::response::Response, ApiError> {
     let name = PluginName::new(&request.plugin).map_err(ApiError::InvalidName)?;
     *plugin = Some(name.clone());
+    caller.may_call(&name)?;
     let requirement = requirement(request.version.as_deref())?;
     let call = Call::of(request)?;
     let permit = Arc::clone(&state.in_flight).try_acquire_owned().map_err(|_| ApiError::Overloaded)?;
