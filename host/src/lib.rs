@@ -35,6 +35,16 @@ use crate::{
 /// Builds the shared state from the configuration: store, runner (in-process or worker pool).
 pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let runtime = config.runtime().map_err(anyhow::Error::msg)?;
+    // Before anything starts: a tokens file that cannot be used stops start-up at once.
+    let tokens = config
+        .tokens_file
+        .as_ref()
+        .map(|path| {
+            api::Tokens::load(path)
+                .map(Arc::new)
+                .map_err(|error| anyhow::anyhow!("--tokens-file (TOKENS_FILE) {}: {error}", path.display()))
+        })
+        .transpose()?;
     let max_bytes = runtime.limits.max_plugin_bytes;
     let store: Arc<dyn PluginStore> = match config.plugin_store {
         StoreKind::Local => {
@@ -88,11 +98,7 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let mut state =
         AppState::new(runner, metrics, config.max_in_flight as usize).with_body_limits(config.body_limits());
     state.stream_limits = config.stream_limits();
-    if let Some(path) = &config.tokens_file {
-        let tokens = api::Tokens::load(path)
-            .map_err(|error| anyhow::anyhow!("--tokens-file (TOKENS_FILE) {}: {error}", path.display()))?;
-        state.tokens = Some(Arc::new(tokens));
-    }
+    state.tokens = tokens;
     Ok(state)
 }
 

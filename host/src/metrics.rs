@@ -230,7 +230,10 @@ mod tests {
             assert_eq!(present, i >= 7, "plugin-{i}:\n{text}");
         }
         // Every series of the last three is there.
-        assert!(text.contains(r#"plugin_host_requests_total{plugin="plugin-9",outcome="plugin_error",client="-"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"plugin_host_requests_total{plugin="plugin-9",outcome="plugin_error",client="-"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(r#"plugin_host_plugin_quarantined{plugin="plugin-9"} 1"#), "{text}");
     }
 

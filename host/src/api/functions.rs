@@ -22,8 +22,8 @@ use std::{
 };
 
 use axum::{
-    body::{Body, Bytes},
     Extension,
+    body::{Body, Bytes},
     extract::{Path, Query, State, rejection::QueryRejection},
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
@@ -94,7 +94,8 @@ pub(super) async fn call_function(
         Ok(Query(query)) => query.version,
         Err(_) => return ApiError::InvalidRequest.into_response(),
     };
-    let served = serve(&state, &caller, &plugin, version.as_deref(), function, &headers, body, &mut known_plugin, started);
+    let served =
+        serve(&state, &caller, &plugin, version.as_deref(), function, &headers, body, &mut known_plugin, started);
     match served.await {
         // A stream reports its outcome when it ends (see `drive`).
         Ok((plugin, Served::Stream(response))) => with_version(response, &plugin),

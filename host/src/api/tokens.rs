@@ -157,8 +157,9 @@ impl TokenSet {
                     .map_err(|_| format!("client #{number} (`{name}`): plugin pattern #{} is not a glob", p + 1))?;
                 plugins.add(glob);
             }
-            let plugins =
-                plugins.build().map_err(|_| format!("client #{number} (`{name}`): its plugin patterns do not build"))?;
+            let plugins = plugins
+                .build()
+                .map_err(|_| format!("client #{number} (`{name}`): its plugin patterns do not build"))?;
             clients.push(Arc::new(Client {
                 name: name.into(),
                 token_sha256,
@@ -352,7 +353,10 @@ mod tests {
                 "same token",
             ),
             (
-                format!(r#"{{"clients": [{{"name": "a", "token_sha256": "{}", "plugins": ["[{secret}"]}}]}}"#, hash("t")),
+                format!(
+                    r#"{{"clients": [{{"name": "a", "token_sha256": "{}", "plugins": ["[{secret}"]}}]}}"#,
+                    hash("t")
+                ),
                 "not a glob",
             ),
         ];

@@ -19,4 +19,5 @@ mod runner;
 mod runtime;
 mod stores;
 mod support;
+mod tokens;
 mod versions;
