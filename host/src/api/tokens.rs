@@ -253,12 +253,8 @@ impl Tokens {
         let path = path.into();
         let (identity, set) = read(&path)?;
         tracing::info!(path = %path.display(), clients = set.len(), "bearer tokens on");
+        warn_if_empty(&set);
         Ok(Tokens { path, loaded: RwLock::new(Loaded { seen: Some(identity), set: Arc::new(set) }) })
-    }
-
-    /// The tokens file's path.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     /// The set in force: the file's current version when it is valid, else the last good one.
@@ -279,6 +275,7 @@ impl Tokens {
         match read(&self.path) {
             Ok((identity, set)) => {
                 tracing::info!(%path, clients = set.len(), "bearer tokens reloaded");
+                warn_if_empty(&set);
                 loaded.seen = Some(identity);
                 loaded.set = Arc::new(set);
             }
@@ -289,6 +286,13 @@ impl Tokens {
             }
         }
         Arc::clone(&loaded.set)
+    }
+}
+
+/// A file without clients is valid (the deploy/ base ships one), but nobody can call.
+fn warn_if_empty(set: &TokenSet) {
+    if set.is_empty() {
+        tracing::warn!("the tokens file has no clients: every request but /healthz and /readyz is refused");
     }
 }
 
