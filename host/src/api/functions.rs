@@ -223,7 +223,8 @@ enum Output {
 }
 
 /// Wires the request body, the plugin and the response together (see the module
-/// documentation) and answers once the stream's first output, or its end, is known.
+/// documentation) and answers once the stream's first output, or its end, is known. The
+/// plugin's name and the client's go to the metrics when the stream ends.
 async fn stream_response(
     state: &AppState,
     (name, client): (PluginName, Arc<str>),
