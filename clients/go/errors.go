@@ -26,6 +26,8 @@ const (
 	CodeBodyTimeout               = "body_timeout"
 	CodeStreamTimeout             = "stream_timeout"
 	CodeMethodNotAllowed          = "method_not_allowed"
+	CodeUnauthorized              = "unauthorized"
+	CodeForbidden                 = "forbidden"
 	CodeBodyTooLarge              = "body_too_large"
 	CodeInputTooLarge             = "input_too_large"
 	CodeStreamTooLarge            = "stream_too_large"

@@ -135,6 +135,56 @@ def check_stream(docs, fail):
             if claim not in datasets:
                 fail(f"Deployment/{name}: the volume at {path} is not the PVC of a Dataset in this deployment ({sorted(datasets)})")
 
+    def secret_mount_of(path, what):
+        """The mount of a Secret volume that holds `path`; a failure if there is none."""
+        for mount_path, mount in mounts.items():
+            if path == mount_path or path.startswith(mount_path.rstrip("/") + "/"):
+                volume = volumes.get(mount["name"], {})
+                if "secret" not in volume:
+                    fail(f"Deployment/{name}: {what} {path} is not on a Secret volume")
+                elif not mount.get("readOnly"):
+                    fail(f"Deployment/{name}: the Secret volume with {what} {path} must be mounted readOnly")
+                return mount
+        fail(f"Deployment/{name}: nothing is mounted where {what} {path} is")
+        return None
+
+    # The API faces the cluster's network: callers must say who they are.
+    tokens = env.get("TOKENS_FILE")
+    if not tokens:
+        fail(f"Deployment/{name}: TOKENS_FILE is not set, so anyone who reaches the pod may call every plugin")
+    else:
+        mount = secret_mount_of(tokens, "TOKENS_FILE")
+        if mount is not None and mount.get("subPath"):
+            # kubelet never updates a subPath mount: revoked tokens would keep working.
+            fail(f"Deployment/{name}: TOKENS_FILE {tokens} is on a subPath mount, which never sees the Secret's updates")
+        for monitor in by_kind.get("ServiceMonitor", []):
+            for endpoint in monitor["spec"].get("endpoints", []):
+                if not (endpoint.get("authorization") or endpoint.get("bearerTokenSecret")):
+                    fail(f"ServiceMonitor/{monitor['metadata']['name']}: scrapes without a bearer token, but /metrics needs one")
+    for variable in ("TRUST_POLICY",):
+        if env.get(variable):
+            secret_mount_of(env[variable], variable)
+    if env.get("DOCKER_CONFIG"):
+        secret_mount_of(env["DOCKER_CONFIG"] + "/config.json", "DOCKER_CONFIG's config.json")
+
+    if env.get("PLUGIN_STORE") == "oci":
+        if not env.get("OCI_REPOSITORY"):
+            fail(f"Deployment/{name}: PLUGIN_STORE=oci without OCI_REPOSITORY")
+        # The default cache folder is under /tmp, a small memory volume here.
+        cache = env.get("OCI_CACHE_DIR")
+        volume, _ = volume_under(cache) if cache else (None, 0)
+        if volume is None or "emptyDir" not in volume or volume["emptyDir"].get("medium") == "Memory":
+            fail(f"Deployment/{name}: PLUGIN_STORE=oci needs OCI_CACHE_DIR on a disk-backed emptyDir, not {cache!r}")
+        # The registry must be reachable: some egress to a port other than DNS, and DNS itself.
+        for policy in by_kind.get("NetworkPolicy", []):
+            if "Egress" not in (policy["spec"].get("policyTypes") or []):
+                continue
+            ports = {p.get("port") for rule in policy["spec"].get("egress") or [] for p in rule.get("ports") or [{}]}
+            if None not in ports and 53 not in ports:
+                fail(f"NetworkPolicy/{policy['metadata']['name']}: PLUGIN_STORE=oci, but DNS (port 53) egress is denied")
+            if None not in ports and not ports - {53}:
+                fail(f"NetworkPolicy/{policy['metadata']['name']}: PLUGIN_STORE=oci, but no egress reaches a registry")
+
     # Workers should hit their own memory limit before the container hits its.
     workers = int(env.get("WORKERS") or 0)
     worker_mb = int(env.get("WORKER_MEMORY_MB") or 1024)

@@ -222,6 +222,13 @@ pub struct Config {
     #[arg(long, env = "MAX_STREAM_WORKERS", value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub max_stream_workers: Option<u32>,
 
+    /// Bearer tokens (JSON, see the README's "Bearer tokens"): every route but `/healthz` and
+    /// `/readyz` then needs `Authorization: Bearer <token>` of a client in this file, and each
+    /// client may call only the plugins its patterns match. Read again when it changes (a
+    /// mounted Kubernetes Secret included). Default: none, every route is open.
+    #[arg(long, env = "TOKENS_FILE")]
+    pub tokens_file: Option<PathBuf>,
+
     /// Connections served at once; a few more get only the probes, the rest are closed.
     #[arg(long, env = "MAX_CONNECTIONS", default_value_t = ServeOptions::default().max_connections as u32,
           value_parser = clap::value_parser!(u32).range(1..))]

@@ -30,6 +30,16 @@ use crate::{
 /// plugins (in-process or in worker processes).
 pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let settings = config.settings().map_err(anyhow::Error::msg)?;
+    // Before anything starts: a tokens file that cannot be used stops start-up at once.
+    let tokens = config
+        .tokens_file
+        .as_ref()
+        .map(|path| {
+            api::Tokens::load(path)
+                .map(Arc::new)
+                .map_err(|error| anyhow::anyhow!("--tokens-file (TOKENS_FILE) {}: {error}", path.display()))
+        })
+        .transpose()?;
     let max_bytes = settings.limits.max_plugin_bytes;
     let store: Arc<dyn PluginStore> = match config.plugin_store {
         StoreKind::Local => {
@@ -55,6 +65,7 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
         .context("starting the plugin host (the WebAssembly runtime, and worker processes if any)")?;
     let mut state = AppState::new(host, metrics).with_body_limits(config.body_limits());
     state.stream_limits = config.stream_limits();
+    state.tokens = tokens;
     Ok(state)
 }
 

@@ -21,6 +21,9 @@ struct RequestLabels {
     plugin: String,
     /// `ok`, or the error code of the answer.
     outcome: String,
+    /// The client's name from the tokens file (`-` when tokens are off or no valid token was
+    /// sent): only names the operator wrote become label values.
+    client: String,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -45,9 +48,10 @@ pub struct Metrics {
     worker_crashes: Family<PluginLabel, Counter>,
     quarantined: Family<PluginLabel, Gauge>,
     /// The plugin names that have series, most recently used last, with the request outcomes
-    /// seen for each: when more than the limit have series, the least recently used name's
-    /// series are removed, so `/metrics` stays bounded however many plugins come and go.
-    labelled: Mutex<LruCache<String, BTreeSet<String>>>,
+    /// and clients seen for each: when more than the limit have series, the least recently
+    /// used name's series are removed, so `/metrics` stays bounded however many plugins come
+    /// and go.
+    labelled: Mutex<LruCache<String, BTreeSet<(String, String)>>>,
 }
 
 /// Most plugin names with series in `/metrics` at once (default of [`Metrics::new`]).
@@ -100,19 +104,20 @@ impl Metrics {
         Metrics { registry, requests, latency, instantiation, cache, in_flight, worker_crashes, quarantined, labelled }
     }
 
-    /// Notes that `plugin` (with this request outcome, if any) has series, and removes the
-    /// series of the plugin name that falls out of the bounded set.
-    fn track(&self, plugin: &str, outcome: Option<&str>) {
+    /// Notes that `plugin` (with this request outcome and client, if any) has series, and
+    /// removes the series of the plugin name that falls out of the bounded set.
+    fn track(&self, plugin: &str, outcome: Option<(&str, &str)>) {
+        let outcome = outcome.map(|(outcome, client)| (outcome.to_owned(), client.to_owned()));
         let mut labelled = self.labelled.lock();
         if let Some(outcomes) = labelled.get_mut(plugin) {
-            outcomes.extend(outcome.map(str::to_owned));
+            outcomes.extend(outcome);
             return;
         }
-        let evicted = labelled.push(plugin.to_owned(), outcome.map(str::to_owned).into_iter().collect());
+        let evicted = labelled.push(plugin.to_owned(), outcome.into_iter().collect());
         if let Some((name, outcomes)) = evicted.filter(|(name, _)| name != plugin) {
             let label = PluginLabel { plugin: name };
-            for outcome in outcomes {
-                self.requests.remove(&RequestLabels { plugin: label.plugin.clone(), outcome });
+            for (outcome, client) in outcomes {
+                self.requests.remove(&RequestLabels { plugin: label.plugin.clone(), outcome, client });
             }
             self.latency.remove(&label);
             self.worker_crashes.remove(&label);
@@ -133,12 +138,15 @@ impl Metrics {
         text
     }
 
-    pub fn observe_request(&self, plugin: Option<&str>, outcome: &str, duration: Duration) {
+    /// Counts a call of `plugin` (`None`: no plugin the store has) by `client` (a name from
+    /// the tokens file, or `api::NO_CLIENT`).
+    pub fn observe_request(&self, plugin: Option<&str>, client: &str, outcome: &str, duration: Duration) {
         let plugin = plugin.unwrap_or_default().to_string();
         if !plugin.is_empty() {
-            self.track(&plugin, Some(outcome));
+            self.track(&plugin, Some((outcome, client)));
         }
-        self.requests.get_or_create(&RequestLabels { plugin: plugin.clone(), outcome: outcome.to_string() }).inc();
+        let labels = RequestLabels { plugin: plugin.clone(), outcome: outcome.to_string(), client: client.to_string() };
+        self.requests.get_or_create(&labels).inc();
         if !plugin.is_empty() {
             self.latency.get_or_create(&PluginLabel { plugin }).observe(duration.as_secs_f64());
         }
@@ -189,7 +197,7 @@ mod tests {
     #[test]
     fn histogram_bounds_print_as_the_decimals_they_were_configured_as() {
         let metrics = Metrics::new();
-        metrics.observe_request(Some("hello"), "ok", Duration::from_micros(300));
+        metrics.observe_request(Some("hello"), "-", "ok", Duration::from_micros(300));
         Observer::instance_ready(&metrics, Duration::from_micros(30));
         let text = metrics.encode();
         let expected = [
@@ -206,8 +214,8 @@ mod tests {
         let metrics = Metrics::with_plugin_series_limit(3);
         for i in 0..10 {
             let plugin = format!("plugin-{i}");
-            metrics.observe_request(Some(&plugin), "ok", Duration::from_micros(100));
-            metrics.observe_request(Some(&plugin), "plugin_error", Duration::from_micros(100));
+            metrics.observe_request(Some(&plugin), "-", "ok", Duration::from_micros(100));
+            metrics.observe_request(Some(&plugin), "-", "plugin_error", Duration::from_micros(100));
             metrics.worker_died(&PluginName::new(&plugin).unwrap());
             metrics.quarantine_changed(&PluginName::new(&plugin).unwrap(), true);
         }
@@ -217,7 +225,10 @@ mod tests {
             assert_eq!(present, i >= 7, "plugin-{i}:\n{text}");
         }
         // Every series of the last three is there.
-        assert!(text.contains(r#"plugin_host_requests_total{plugin="plugin-9",outcome="plugin_error"} 1"#), "{text}");
+        assert!(
+            text.contains(r#"plugin_host_requests_total{plugin="plugin-9",outcome="plugin_error",client="-"} 1"#),
+            "{text}"
+        );
         assert!(text.contains(r#"plugin_host_plugin_quarantined{plugin="plugin-9"} 1"#), "{text}");
     }
 
@@ -239,7 +250,7 @@ mod tests {
     fn the_readme_lists_every_metric() {
         // A labelled family is encoded once it has a series: give each one.
         let metrics = Metrics::new();
-        metrics.observe_request(Some("hello"), "ok", Duration::from_micros(100));
+        metrics.observe_request(Some("hello"), "-", "ok", Duration::from_micros(100));
         Observer::plugin_lookup(&metrics, true);
         metrics.worker_died(&PluginName::new("hello").unwrap());
         metrics.quarantine_changed(&PluginName::new("hello").unwrap(), true);

@@ -86,6 +86,10 @@ failure_kinds! {
     /// The plugin name breaks the name rules.
     InvalidPluginName => "invalid_plugin_name", transient: false, plugin_found: false,
         client_sees: Details;
+    /// Tokens are on and the request has no bearer token, or one the tokens file does not know.
+    Unauthorized => "unauthorized", transient: false, plugin_found: false, client_sees: Details;
+    /// The client's token does not allow this plugin, the listings or the metrics.
+    Forbidden => "forbidden", transient: false, plugin_found: false, client_sees: Details;
     /// A method other than the route's.
     MethodNotAllowed => "method_not_allowed", transient: false, plugin_found: false,
         client_sees: Details;

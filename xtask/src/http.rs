@@ -31,8 +31,22 @@ impl HttpClient {
 
     /// `method url`, with `body` as JSON if there is one.
     pub(crate) fn send(&self, method: &str, url: &str, body: Option<&str>) -> anyhow::Result<Answer> {
+        self.send_with_token(method, url, body, None)
+    }
+
+    /// [`HttpClient::send`], with `Authorization: Bearer <token>` if there is a token.
+    pub(crate) fn send_with_token(
+        &self,
+        method: &str,
+        url: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> anyhow::Result<Answer> {
         let method = reqwest::Method::from_bytes(method.as_bytes()).with_context(|| format!("method {method}"))?;
         let mut request = self.0.request(method, url);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
         if let Some(body) = body {
             request = request.header("Content-Type", "application/json").body(body.to_owned());
         }

@@ -80,6 +80,11 @@ pub enum ApiError {
     BodyTooLarge,
     #[error("{0}")]
     InvalidName(InvalidName),
+    #[error("a valid bearer token is required: send `Authorization: Bearer <token>`")]
+    Unauthorized,
+    /// A known client asked for what its token does not allow (the sentence says what).
+    #[error("{0}")]
+    Forbidden(&'static str),
     #[error("only POST is allowed here")]
     MethodNotAllowed,
     #[error("only GET (and HEAD) is allowed here")]
@@ -140,6 +145,8 @@ impl ApiError {
             ApiError::InvalidName(_) => FailureKind::InvalidPluginName,
             ApiError::InvalidVersionRequirement(_) => FailureKind::InvalidVersionRequirement,
             ApiError::MethodNotAllowed | ApiError::OnlyGet => FailureKind::MethodNotAllowed,
+            ApiError::Unauthorized => FailureKind::Unauthorized,
+            ApiError::Forbidden(_) => FailureKind::Forbidden,
             ApiError::Overloaded
             | ApiError::OutOfDescriptors
             | ApiError::ShuttingDown
@@ -203,6 +210,8 @@ pub fn status(kind: FailureKind) -> StatusCode {
         FailureKind::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         FailureKind::BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
         FailureKind::InvalidPluginName => StatusCode::BAD_REQUEST,
+        FailureKind::Unauthorized => StatusCode::UNAUTHORIZED,
+        FailureKind::Forbidden => StatusCode::FORBIDDEN,
         FailureKind::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
         FailureKind::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
         FailureKind::PluginNotFound => StatusCode::NOT_FOUND,

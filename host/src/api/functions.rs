@@ -22,6 +22,7 @@ use std::{
 };
 
 use axum::{
+    Extension,
     body::{Body, Bytes},
     extract::{
         Path, Query, State,
@@ -36,7 +37,7 @@ use tokio::sync::mpsc;
 use plugin_host::{FailureKind, FunctionKind, PluginName, Stream, Target};
 
 use super::{
-    ApiError, AppState, VersionQuery,
+    ApiError, AppState, Caller, VersionQuery,
     body::{content_length, drain, read_whole},
     outcome, requirement, with_version,
 };
@@ -99,6 +100,7 @@ const PIPELINE_DEPTH: usize = 2;
 )]
 pub(super) async fn call_function(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<VersionQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -113,16 +115,18 @@ pub(super) async fn call_function(
         Ok(name) => name,
         Err(invalid) => return ApiError::InvalidName(invalid).into_response(),
     };
-    let response = match serve(&state, name.clone(), query.version.as_deref(), &function, &headers, body, started).await
-    {
+    let served = serve(&state, &caller, name.clone(), query.version.as_deref(), &function, &headers, body, started);
+    let response = match served.await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
     outcome::labelled(response, name)
 }
 
+#[expect(clippy::too_many_arguments, reason = "the parts of one request, taken apart once")]
 async fn serve(
     state: &AppState,
+    caller: &Caller,
     name: PluginName,
     version: Option<&str>,
     function: &str,
@@ -130,6 +134,7 @@ async fn serve(
     body: Body,
     started: Instant,
 ) -> Result<Response, ApiError> {
+    caller.may_call(&name)?;
     if !plugin_sdk::is_valid_function_name(function) {
         return Err(ApiError::InvalidFunctionName);
     }
@@ -165,7 +170,8 @@ async fn serve(
                 .is_some_and(|v| v.split(';').next().is_some_and(|t| t.trim().eq_ignore_ascii_case(NDJSON)));
             let stream = function.open_stream().await?;
             let plugin = stream.plugin().clone();
-            let mut response = stream_response(state, stream, body, lines, started).await;
+            let client: Arc<str> = caller.label().into();
+            let mut response = stream_response(state, client, stream, body, lines, started).await;
             // The stream counts itself when it ends (see `drive`).
             response.extensions_mut().insert(outcome::RecordedLater);
             Ok(with_version(response, &plugin))
@@ -191,7 +197,15 @@ enum Output {
 
 /// Wires the request body, the plugin and the response together (see the module
 /// documentation) and answers once the stream's first output, or its end, is known.
-async fn stream_response(state: &AppState, stream: Stream, body: Body, lines: bool, started: Instant) -> Response {
+/// The client's name goes to the metrics, with the plugin's, when the stream ends.
+async fn stream_response(
+    state: &AppState,
+    client: Arc<str>,
+    stream: Stream,
+    body: Body,
+    lines: bool,
+    started: Instant,
+) -> Response {
     let (input_tx, input_rx) = mpsc::channel(PIPELINE_DEPTH);
     let (output_tx, mut output_rx) = mpsc::channel(PIPELINE_DEPTH);
     let framer = Framer::new(stream.chunk_capacity(), lines);
@@ -202,7 +216,7 @@ async fn stream_response(state: &AppState, stream: Stream, body: Body, lines: bo
     let name = stream.plugin().name.clone();
     tokio::task::spawn_blocking(move || {
         let outcome = drive(stream, input_rx, &output_tx);
-        metrics.observe_request(Some(name.as_str()), outcome, started.elapsed());
+        metrics.observe_request(Some(name.as_str()), &client, outcome, started.elapsed());
     });
     match output_rx.recv().await {
         Some(Output::Failed(error)) => error.into_response(),

@@ -1,11 +1,13 @@
 //! The HTTP API (axum). Knows plugins only through the library's public API (`plugin_host`);
 //! nothing here touches WasmEdge or the filesystem.
 
+mod auth;
 mod body;
 mod error;
 mod functions;
 pub mod openapi;
 mod outcome;
+mod tokens;
 
 use std::{
     sync::Arc,
@@ -13,7 +15,7 @@ use std::{
 };
 
 use axum::{
-    Json, Router,
+    Extension, Json, Router,
     extract::{
         DefaultBodyLimit, Path, Query, State,
         rejection::{PathRejection, QueryRejection},
@@ -29,9 +31,11 @@ use tower_http::{
     trace::TraceLayer,
 };
 
+pub use auth::{Caller, NO_CLIENT};
 pub use body::BodyLimits;
 pub use error::{ApiError, ErrorBody, ErrorDetail, status};
 pub use functions::StreamLimits;
+pub use tokens::{Client, MAX_TOKENS_FILE_BYTES, TokenSet, Tokens};
 
 use plugin_host::{Host, PluginName, PluginRef, PluginStatus, Target, VersionStatus, WorkerPoolStatus};
 
@@ -75,6 +79,9 @@ pub struct AppState {
     /// calls in flight only once their body is complete, so clients that send slowly hold
     /// bytes, never places.
     pub bodies: Arc<Semaphore>,
+    /// The bearer tokens callers must present (`--tokens-file`); `None`: tokens are off and
+    /// every route is open (see `auth`).
+    pub tokens: Option<Arc<Tokens>>,
 }
 
 /// Listings that may run at once; each stats every plugin file (or every version of one).
@@ -99,6 +106,7 @@ impl AppState {
             stream_limits: StreamLimits::default(),
             body_limits: BodyLimits::default(),
             bodies: Arc::new(Semaphore::new(BodyLimits::default().buffer_bytes)),
+            tokens: None,
         }
     }
 
@@ -123,7 +131,9 @@ pub fn app(state: AppState) -> Router {
     // everything the request does and returned in the response.
     let trace = TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
         let id = request.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-        tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path())
+        // `client` is filled in by the token check (see `auth`): a client's name, never a token.
+        let client = tracing::field::Empty;
+        tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path(), client)
     });
     let count_calls = axum::middleware::from_fn_with_state(state.clone(), outcome::count_calls);
     Router::new()
@@ -140,6 +150,7 @@ pub fn app(state: AppState) -> Router {
         .route("/metrics", get(metrics).fallback(only_get))
         .route("/openapi.json", get(openapi::serve).fallback(only_get))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
         .layer(axum::middleware::from_fn_with_state(state.clone(), answer_before_grace_ends))
         .layer(axum::middleware::from_fn(outcome::log_failures))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
@@ -397,6 +408,7 @@ impl Call {
 )]
 async fn run(
     State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
     headers: header::HeaderMap,
     body: axum::body::Body,
 ) -> axum::response::Response {
@@ -405,7 +417,10 @@ async fn run(
         Err(error) => return error.into_response(),
     };
     match PluginName::new(&request.plugin) {
-        Ok(name) => outcome::labelled(run_plugin(&state, name.clone(), request, body).await.into_response(), name),
+        Ok(name) => {
+            let response = run_plugin(&state, &caller, name.clone(), request, body).await;
+            outcome::labelled(response.into_response(), name)
+        }
         Err(invalid) => ApiError::InvalidName(invalid).into_response(),
     }
 }
@@ -438,10 +453,12 @@ async fn run_request(
 
 async fn run_plugin(
     state: &AppState,
+    caller: &Caller,
     name: PluginName,
     request: RunRequest,
     body: body::WholeBody,
 ) -> Result<axum::response::Response, ApiError> {
+    caller.may_call(&name)?;
     let target = Target { name, requirement: requirement(request.version.as_deref())? };
     let call = Call::of(request)?;
     // The body keeps its share of the memory budget until the call ends.

@@ -178,6 +178,9 @@ impl Endpoint {
         let store = by_name || matches!(self, ListPlugins | Readyz);
         match kind {
             K::UnsupportedMediaType | K::Overloaded => true,
+            // With tokens on (`--tokens-file`), everything but the probes wants one, and a
+            // token may not allow the plugin, the listings or the metrics.
+            K::Unauthorized | K::Forbidden => !matches!(self, Healthz | Readyz),
             K::InvalidJson | K::BodyTooLarge => self == Run,
             // A malformed query string, or a path segment that is not UTF-8, too.
             K::InvalidRequest => matches!(self, Run | CallFunction | ShowPlugin | ListVersions),
@@ -239,6 +242,8 @@ pub fn is_plugin_fault(kind: FailureKind) -> bool {
         | K::PluginTimeout
         | K::PluginQuarantined => true,
         K::InvalidJson
+        | K::Unauthorized
+        | K::Forbidden
         | K::InvalidRequest
         | K::UnsupportedMediaType
         | K::BodyTooLarge

@@ -11,7 +11,7 @@ use axum::{
 };
 use plugin_host::{FailureKind, PluginName};
 
-use super::{AppState, error::Failure, status};
+use super::{AppState, Caller, NO_CLIENT, error::Failure, status};
 
 /// The plugin a call named, carried on its response: the label of its metrics (only if the
 /// store had it, so that clients cannot create series by inventing names).
@@ -44,6 +44,8 @@ pub async fn log_failures(request: Request, next: Next) -> Response {
 /// Counts a call (`POST /run`, a function endpoint) by outcome and plugin, with its latency.
 pub async fn count_calls(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
+    // The client's name comes from the file of tokens, never from the request (`auth`).
+    let client = request.extensions().get::<Caller>().map_or(NO_CLIENT.into(), |caller| caller.label().to_owned());
     let response = next.run(request).await;
     let extensions = response.extensions();
     if extensions.get::<RecordedLater>().is_none() {
@@ -51,7 +53,7 @@ pub async fn count_calls(State(state): State<AppState>, request: Request, next: 
         let outcome = failure.map_or("ok", FailureKind::code);
         let found = failure.is_none_or(FailureKind::plugin_found);
         let plugin = extensions.get::<CalledPlugin>().filter(|_| found);
-        state.metrics.observe_request(plugin.map(|p| p.0.as_str()), outcome, started.elapsed());
+        state.metrics.observe_request(plugin.map(|p| p.0.as_str()), &client, outcome, started.elapsed());
     }
     response
 }

@@ -312,9 +312,9 @@ async fn operations_endpoints_describe_the_service() {
 
     let metrics = get("/metrics").await.unwrap().text().await.unwrap();
     for line in [
-        r#"plugin_host_requests_total{plugin="hello",outcome="ok"} 1"#,
-        r#"plugin_host_requests_total{plugin="broken",outcome="abi_violation"} 1"#,
-        r#"plugin_host_requests_total{plugin="",outcome="plugin_not_found"} 1"#,
+        r#"plugin_host_requests_total{plugin="hello",outcome="ok",client="-"} 1"#,
+        r#"plugin_host_requests_total{plugin="broken",outcome="abi_violation",client="-"} 1"#,
+        r#"plugin_host_requests_total{plugin="",outcome="plugin_not_found",client="-"} 1"#,
         r#"plugin_host_request_duration_seconds_count{plugin="hello"} 1"#,
         "plugin_host_instantiation_duration_seconds_count 1",
         r#"plugin_host_plugin_cache_total{result="miss"}"#,

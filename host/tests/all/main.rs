@@ -23,4 +23,5 @@ mod runner;
 mod runtime;
 mod stores;
 mod support;
+mod tokens;
 mod versions;

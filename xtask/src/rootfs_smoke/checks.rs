@@ -50,10 +50,23 @@ pub(super) fn expect(
 pub(super) const RUN_HELLO: &str = r#"{"plugin":"hello","input":21}"#;
 
 pub(super) fn smoke_base(env: &Environment<'_>, stage: &RuntimeStage, pod: &Pod, plugins: usize) -> anyhow::Result<()> {
-    let host = RunningHost::start(env, stage, pod, "base")?;
+    let mut host = RunningHost::start(env, stage, pod, "base")?;
     expect(&host, "GET", "/healthz", None, 200, "ok")?;
     expect(&host, "GET", "/readyz", None, 200, &format!("\"plugins\":{plugins}"))?;
     expect(&host, "POST", "/run", Some(RUN_HELLO), 200, r#"{"output":43}"#)?;
+    ensure!(host.has_tokens(), "the base Deployment runs without TOKENS_FILE");
+    // Probes need no token; calls do, and a Secret update takes effect without a restart.
+    for token in [None, Some("not-a-token")] {
+        let answer = host.call_with_token("POST", "/run", Some(RUN_HELLO), token)?;
+        ensure!(answer.status == 401 && answer.body.contains("unauthorized"), "POST /run with {token:?}: {answer:?}");
+    }
+    let answer = host.call_with_token("GET", "/readyz", None, None)?;
+    ensure!(answer.status == 200, "GET /readyz without a token: {answer:?}");
+    let revoked = host.replace_token()?;
+    expect(&host, "POST", "/run", Some(RUN_HELLO), 200, r#"{"output":43}"#)?;
+    let answer = host.call_with_token("POST", "/run", Some(RUN_HELLO), Some(&revoked))?;
+    ensure!(answer.status == 401, "the revoked token still works: {answer:?}");
+    println!("tokens: 401 without one, probes open, a Secret update swapped the token without a restart");
 
     let environment = pod.environment(stage);
     let aot = env_value(&environment, "AOT_CACHE_DIR").context("no AOT_CACHE_DIR")?;

@@ -11,7 +11,14 @@ use std::{
 
 use anyhow::{Context, bail, ensure};
 
-use super::{SHELLS, containerfile::RuntimeStage, image::Environment, pod::Pod};
+use super::{
+    SHELLS,
+    checks::env_value,
+    containerfile::RuntimeStage,
+    image::Environment,
+    pod::Pod,
+    secrets::{SecretFolder, new_token, tokens_file},
+};
 use crate::http::{Answer, HttpClient};
 
 /// A host process in its namespace; killed (with its workers, which exit with it) if a check
@@ -22,6 +29,8 @@ pub(super) struct RunningHost {
     addr: SocketAddr,
     log: PathBuf,
     client: HttpClient,
+    /// The tokens Secret and the token every request sends, when the pod has `TOKENS_FILE`.
+    tokens: Option<(SecretFolder, String)>,
 }
 
 impl RunningHost {
@@ -36,7 +45,11 @@ impl RunningHost {
         let masked: Vec<&str> = SHELLS.iter().copied().filter(|s| env.rootfs.join(s).is_file()).collect();
         ensure!(!masked.is_empty(), "no shell found to hide in the root file system");
         let log = env.out.join(format!("host-{name}.log"));
-        let mut command = env.command(&userspec, &pod.empty_dirs, &masked, &stage.entrypoint);
+        let tokens = Self::tokens_secret(env, &environment, pod, name)?;
+        let secrets: Vec<(PathBuf, String)> =
+            tokens.iter().map(|(folder, _, mount)| (folder.root().to_owned(), mount.clone())).collect();
+        let tokens = tokens.map(|(folder, token, _)| (folder, token));
+        let mut command = env.command(&userspec, &pod.empty_dirs, &masked, &secrets, &stage.entrypoint);
         let child = command
             .env_clear()
             .envs(environment)
@@ -47,7 +60,7 @@ impl RunningHost {
             .context("starting unshare")?;
         // The host's answers are small; 15 s covers a cold AOT compilation of `hello`.
         let client = HttpClient::new(Some(Duration::from_secs(15)))?;
-        let mut host = RunningHost { child, addr, log, client };
+        let mut host = RunningHost { child, addr, log, client, tokens };
         host.wait_for_health()?;
         Ok(host)
     }
@@ -66,9 +79,61 @@ impl RunningHost {
         }
     }
 
-    /// One request to the host; the status and the whole body.
+    /// The Secret volume holding `TOKENS_FILE`, made with a new token: the folder, the token
+    /// and the mount path. The only Secret volume this command can emulate.
+    fn tokens_secret(
+        env: &Environment<'_>,
+        environment: &[(String, String)],
+        pod: &Pod,
+        name: &str,
+    ) -> anyhow::Result<Option<(SecretFolder, String, String)>> {
+        let Some(path) = env_value(environment, "TOKENS_FILE") else {
+            ensure!(pod.secrets.is_empty(), "rootfs-smoke can emulate only the Secret volume holding TOKENS_FILE");
+            return Ok(None);
+        };
+        let [mount] = &pod.secrets[..] else {
+            bail!("rootfs-smoke can emulate one Secret volume, the one holding TOKENS_FILE {path}");
+        };
+        let file = path
+            .strip_prefix(mount.trim_end_matches('/'))
+            .and_then(|rest| rest.strip_prefix('/'))
+            .filter(|file| !file.contains('/') && !mount.contains(':'))
+            .with_context(|| format!("TOKENS_FILE {path} is not a file of the Secret volume at {mount}"))?;
+        let token = new_token()?;
+        let folder = SecretFolder::new(env.out.join(format!("secret-tokens-{name}")), file, &tokens_file(&token))?;
+        Ok(Some((folder, token, mount.clone())))
+    }
+
+    /// One request to the host, with the smoke test's token if tokens are on; the status and
+    /// the whole body.
     pub(super) fn call(&self, method: &str, path: &str, body: Option<&str>) -> anyhow::Result<Answer> {
-        self.client.send(method, &format!("http://{}{path}", self.addr), body)
+        let token = self.tokens.as_ref().map(|(_, token)| token.as_str());
+        self.call_with_token(method, path, body, token)
+    }
+
+    /// One request with `token` (or none).
+    pub(super) fn call_with_token(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+    ) -> anyhow::Result<Answer> {
+        self.client.send_with_token(method, &format!("http://{}{path}", self.addr), body, token)
+    }
+
+    /// Whether the host runs with bearer tokens.
+    pub(super) fn has_tokens(&self) -> bool {
+        self.tokens.is_some()
+    }
+
+    /// Updates the tokens Secret, as kubelet would, to a new token alone; returns the old one,
+    /// which is thereby revoked.
+    pub(super) fn replace_token(&mut self) -> anyhow::Result<String> {
+        let (folder, token) = self.tokens.as_mut().context("the host runs without tokens")?;
+        let new = new_token()?;
+        folder.update(&tokens_file(&new))?;
+        Ok(std::mem::replace(token, new))
     }
 
     pub(super) fn pid(&self) -> u32 {

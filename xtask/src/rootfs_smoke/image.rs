@@ -115,7 +115,7 @@ pub(super) fn make_layer(
     }
     // The container runtime creates missing mount points before it makes the root read-only.
     for pod in pods {
-        for path in pod.empty_dirs.iter().chain(&pod.dataset) {
+        for path in pod.empty_dirs.iter().chain(&pod.secrets).chain(&pod.dataset) {
             let relative = path.trim_start_matches('/');
             if !rootfs.join(relative).is_dir() && !layer.join(relative).is_dir() {
                 fs::create_dir_all(layer.join(relative))?;
@@ -138,8 +138,8 @@ pub(super) struct Environment<'a> {
 /// Mounts the image in a new mount namespace and runs a command in it under `chroot`. The
 /// namespace (and every mount in it) ends with the command.
 pub(super) const ENTER_IMAGE: &str = r#"set -eu
-rootfs=$1 layer=$2 newroot=$3 empty=$4 userspec=$5 volumes=$6 masked=$7
-shift 7
+rootfs=$1 layer=$2 newroot=$3 empty=$4 userspec=$5 volumes=$6 masked=$7 secrets=$8
+shift 8
 # Two lower layers and no upper one: overlayfs makes the mount read-only.
 mount -t overlay overlay -o "lowerdir=$layer:$rootfs" "$newroot"
 mount -t proc -o nosuid,nodev,noexec proc "$newroot/proc"
@@ -152,6 +152,10 @@ done
 for volume in $volumes; do
     mount -t tmpfs -o mode=0777,nosuid,nodev,size=256m tmpfs "$newroot$volume"
 done
+# Secret volumes: a folder laid out as kubelet lays one out, read-only (`source:mount-path`).
+for secret in $secrets; do
+    mount --bind -o ro "${secret%%:*}" "$newroot${secret#*:}"
+done
 for file in $masked; do
     mount --bind -o ro "$empty" "$newroot/$file"
 done
@@ -159,12 +163,22 @@ exec chroot --userspec="$userspec" "$newroot" "$@"
 "#;
 
 impl Environment<'_> {
-    pub(super) fn command(&self, userspec: &str, volumes: &[String], masked: &[&str], program: &[String]) -> Command {
+    /// `secrets` are `(folder on this machine, mount path)`: neither may hold whitespace or `:`.
+    pub(super) fn command(
+        &self,
+        userspec: &str,
+        volumes: &[String],
+        masked: &[&str],
+        secrets: &[(PathBuf, String)],
+        program: &[String],
+    ) -> Command {
+        let secrets: Vec<String> =
+            secrets.iter().map(|(source, path)| format!("{}:{path}", source.display())).collect();
         let mut command = Command::new("unshare");
         command
             .args(["--mount", "--propagation", "private", "sh", "-c", ENTER_IMAGE, "sh"])
             .args([self.rootfs, self.layer, self.newroot, self.empty])
-            .args([userspec, &volumes.join(" "), &masked.join(" ")])
+            .args([userspec, &volumes.join(" "), &masked.join(" "), &secrets.join(" ")])
             .args(program);
         command
     }
@@ -175,7 +189,7 @@ pub(super) fn check_libraries(sh: &Shell, env: &Environment<'_>, rootfs: &Path, 
     for compiler in ["usr/bin/cc", "usr/bin/gcc", "usr/bin/clang", "usr/bin/ld"] {
         ensure!(!rootfs.join(compiler).exists(), "the runtime root file system has a compiler: /{compiler}");
     }
-    let output = env.command("0:0", &[], &[], &["/usr/bin/ldd".into(), binary.into()]).output()?;
+    let output = env.command("0:0", &[], &[], &[], &["/usr/bin/ldd".into(), binary.into()]).output()?;
     let report = String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr);
     ensure!(output.status.success(), "ldd {binary} in the root file system failed:\n{report}");
     ensure!(!report.contains("not found"), "libraries missing in the root file system:\n{report}");

@@ -15,10 +15,12 @@
 //!    glibc and libwasmedge, which `ldd` inside the rootfs confirms) and the example plugins.
 //! 4. For the base Deployment and then the Fluid one (rendered with kustomize), the host runs in
 //!    a private mount namespace: the two layers as a read-only overlay (readOnlyRootFilesystem),
-//!    a world-writable tmpfs at every emptyDir mount (as kubelet makes them), a minimal `/dev`,
+//!    a world-writable tmpfs at every emptyDir mount (as kubelet makes them), the bearer tokens
+//!    Secret as a read-only folder in kubelet's layout with a client of its own, a minimal `/dev`,
 //!    every shell in the rootfs hidden, `chroot` as the pod's numeric user, the pod's
 //!    environment. Only the listen address differs: 127.0.0.1 and a free port.
-//! 5. Base: `/healthz`, `/readyz` and `POST /run` answer, the AOT cache is written on the volume,
+//! 5. Base: `/healthz`, `/readyz` and `POST /run` answer (401 without a token, then with a new
+//!    token once the Secret is updated as kubelet updates it), the AOT cache is written on the volume,
 //!    the server and its workers run as the pod's user, SIGTERM stops it cleanly. Fluid: the
 //!    host starts before its dataset is mounted (`/healthz` 200, `/readyz` 503), then a
 //!    read-only bind mount appears at `FLUID_MOUNT_PATH` (as Fluid's FUSE recovery would make
@@ -33,6 +35,7 @@ mod containerfile;
 mod host;
 mod image;
 mod pod;
+mod secrets;
 
 use std::{fs, path::Path, time::Instant};
 

@@ -12,6 +12,8 @@ pub(super) struct Pod {
     pub(super) read_only_root: bool,
     /// Mount paths of emptyDir volumes.
     pub(super) empty_dirs: Vec<String>,
+    /// Mount paths of Secret volumes (emulated by [`super::secrets`]).
+    pub(super) secrets: Vec<String>,
     /// Mount path of a read-only PersistentVolumeClaim (the Fluid dataset), if any.
     pub(super) dataset: Option<String>,
 }
@@ -44,6 +46,7 @@ impl Pod {
         let volume =
             |name: &serde_json::Value| volumes.iter().find(|v| v["name"] == *name).cloned().unwrap_or_default();
         let mut empty_dirs = Vec::new();
+        let mut secrets = Vec::new();
         let mut dataset = None;
         for mount in container["volumeMounts"].as_array().into_iter().flatten() {
             let path = string(&mount["mountPath"]).context("mountPath")?;
@@ -53,6 +56,8 @@ impl Pod {
                 empty_dirs.push(path);
             } else if volume.get("persistentVolumeClaim").is_some() {
                 dataset = Some(path);
+            } else if volume.get("secret").is_some() && mount.get("subPath").is_none() {
+                secrets.push(path);
             } else {
                 bail!("rootfs-smoke cannot emulate the volume mounted at {path}");
             }
@@ -62,6 +67,7 @@ impl Pod {
             user,
             read_only_root: container["securityContext"]["readOnlyRootFilesystem"] == true,
             empty_dirs,
+            secrets,
             dataset,
         })
     }
