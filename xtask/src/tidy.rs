@@ -9,7 +9,7 @@ mod tests {
     };
 
     /// The crates of the workspace (root `Cargo.toml`); a test below keeps the list honest.
-    const WORKSPACE_MEMBERS: [&str; 4] = ["fuzz", "host", "plugin-sdk", "xtask"];
+    const WORKSPACE_MEMBERS: [&str; 5] = ["fuzz", "host", "plugin-sdk", "plugin-signature", "xtask"];
 
     #[test]
     fn the_member_list_matches_the_workspace() {
@@ -149,7 +149,7 @@ mod tests {
     /// and neither does the ABI crate, which both sides share.
     #[test]
     fn invariant_xtask_and_the_abi_crate_do_not_depend_on_the_host() {
-        for manifest in ["xtask/Cargo.toml", "plugin-sdk/Cargo.toml"] {
+        for manifest in ["xtask/Cargo.toml", "plugin-sdk/Cargo.toml", "plugin-signature/Cargo.toml"] {
             let text = fs::read_to_string(crate::project_root().join(manifest)).unwrap();
             let dependencies = text.lines().filter(|line| {
                 let name = line.split(['=', '.']).next().unwrap_or_default().trim();
