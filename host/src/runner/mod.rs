@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::{
     failure::FailureKind,
     runtime::RuntimeError,
-    store::{PluginName, PluginRef, StoreError, Version, VersionRequirement},
+    store::{PluginName, PluginRef, StoreError, Version, VersionRequirement, trust::Verdict},
 };
 
 /// Executes plugins. Methods block (they run WebAssembly or read files): call them from a
@@ -156,6 +156,11 @@ pub struct PluginStatus {
     /// they never are. Absent when there are none, as publishing alone keeps it.
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "serialize_versions")]
     pub conflicts: Vec<Version>,
+    /// The trust policy's verdict on this version (`verdict`: `verified` with its `signers`,
+    /// `unsigned_allowed`, `refused` with `code` and `message`, or `unchecked`); absent when no
+    /// policy is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Verdict>,
 }
 
 /// One version as `GET /plugins/{name}/versions` lists it.
@@ -172,6 +177,9 @@ pub struct VersionStatus {
     /// (see `conflicts` in [`PluginStatus`]); absent for a version that can be served.
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_version")]
     pub shadowed_by: Option<Version>,
+    /// The trust policy's verdict (see [`PluginStatus`]); absent without a policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Verdict>,
 }
 
 fn serialize_version<S: serde::Serializer>(version: &Option<Version>, serializer: S) -> Result<S::Ok, S::Error> {

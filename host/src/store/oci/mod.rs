@@ -30,6 +30,7 @@
 
 mod cache;
 mod credentials;
+mod signature;
 
 use std::{
     collections::HashMap,
@@ -59,6 +60,7 @@ use self::cache::{BlobCache, TagRecord};
 use super::{
     FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions,
     flight::Flights,
+    trust::{Signature, TrustPolicy, Verdict},
     version::{Version, parse_version_exactly},
 };
 use crate::logs;
@@ -102,6 +104,9 @@ pub struct OciSettings {
     /// Largest plugin accepted, in bytes (checked against the manifest before pulling).
     /// Default: 16 MiB.
     pub max_plugin_bytes: u64,
+    /// Whose signatures a version needs before it is pulled and run (see `signature`).
+    /// Default: none, every version runs.
+    pub trust: Option<Arc<TrustPolicy>>,
 }
 
 impl OciSettings {
@@ -120,6 +125,7 @@ impl OciSettings {
             timeout: Self::DEFAULT_TIMEOUT,
             refresh: Self::DEFAULT_REFRESH,
             max_plugin_bytes: 16 << 20,
+            trust: None,
         }
     }
 }
@@ -209,6 +215,10 @@ struct Inner {
     /// While the circuit is open, only one request at a time goes to the registry (a probe);
     /// the others fail at once.
     probing: AtomicBool,
+    /// Trust verdicts by reference and manifest digest, and when each was made.
+    verdicts: Mutex<HashMap<(String, String), (Verdict, Instant)>>,
+    /// Signature artifacts being fetched: one request however many callers wait.
+    verdict_flights: Flights<(String, String), Result<Arc<Vec<Signature>>, RegistryFailure>>,
 }
 
 type TagKey = (PluginName, Version);
@@ -341,6 +351,8 @@ impl Inner {
             logged: logs::Once::default(),
             cache_failures_logged: logs::Throttle::default(),
             probing: AtomicBool::new(false),
+            verdicts: Mutex::new(HashMap::new()),
+            verdict_flights: Flights::default(),
             settings,
         })
     }
@@ -586,7 +598,14 @@ impl Inner {
         // A record's digest was checked to be 64 hex digits when it was made; one read back
         // from a damaged cache file identifies nothing and is all zeroes.
         let _ = hex::decode_to_slice(&record.layer_sha256, &mut digest);
-        FileIdentity { size: record.size, modified: UNIX_EPOCH, inode: 0, changed: (0, 0), digest: Some(digest) }
+        FileIdentity {
+            size: record.size,
+            modified: UNIX_EPOCH,
+            inode: 0,
+            changed: (0, 0),
+            digest: Some(digest),
+            signature: None,
+        }
     }
 
     fn versioned(plugin: &PluginRef) -> Result<&Version, StoreError> {
@@ -654,6 +673,8 @@ impl PluginStore for OciPluginStore {
     fn load(&self, plugin: &PluginRef) -> Result<PluginFile, StoreError> {
         let version = Inner::versioned(plugin)?;
         let record = self.inner.tag_record(&plugin.name, version)?;
+        // Before a byte is pulled, so a refused version is never cached, checked or compiled.
+        self.inner.check_trust(plugin, &record)?;
         let bytes = self.inner.blob(plugin, &record)?;
         Ok(PluginFile { bytes, identity: Inner::identity(&record) })
     }
@@ -724,6 +745,17 @@ impl PluginStore for OciPluginStore {
 
     fn lookups_per_listing(&self) -> Option<usize> {
         Some(MANIFESTS_PER_LISTING)
+    }
+
+    fn verdict(&self, plugin: &PluginRef, lookup: bool) -> Option<Verdict> {
+        self.inner.settings.trust.as_ref()?;
+        let version = plugin.version.as_ref()?;
+        let key = (plugin.name.clone(), version.clone());
+        let in_memory = self.inner.tags.lock().get(&key).map(|(record, _)| record.clone());
+        let Some(record) = in_memory.or_else(|| self.inner.cache.tag(&plugin.name, version)) else {
+            return Some(Verdict::Unchecked);
+        };
+        Some(self.inner.verdict(&plugin.name, &record, lookup).unwrap_or(Verdict::Unchecked))
     }
 
     fn listing_ttl(&self) -> Duration {
