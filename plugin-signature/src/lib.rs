@@ -45,7 +45,7 @@ pub enum SignatureError {
     PublicKey(String),
     #[error("not a P-256 private key in PEM (PKCS#8 or SEC1; cosign's encrypted format is not read): {0}")]
     PrivateKey(String),
-    #[error("the detached signature is not JSON with `payload` and `signature`: {0}")]
+    #[error("the detached signature is not JSON with `signatures`, each a `payload` and a `signature`: {0}")]
     MalformedDetached(String),
 }
 
@@ -222,13 +222,20 @@ impl PrivateKey {
     }
 }
 
-/// A signature kept in a file beside a plugin file (`<file>.wasm.sig`): a cosign payload whose
-/// `docker-reference` is the plugin's name and whose digest is the file's SHA-256, and the
-/// signature of that payload, both base64 in one JSON document:
-/// `{"payload": "<base64 payload>", "signature": "<base64 DER signature>"}`.
+/// The signatures kept in a file beside a plugin file (`<file>.wasm.sig`): for each signer, a
+/// cosign payload whose `docker-reference` is the plugin's name and whose digest is the file's
+/// SHA-256, and the signature of that payload, both base64, in one JSON document:
+/// `{"signatures": [{"payload": "<base64 payload>", "signature": "<base64 DER signature>"}]}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DetachedSignature {
+    pub signatures: Vec<SignedPayload>,
+}
+
+/// One signer's payload and signature in a [`DetachedSignature`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignedPayload {
     /// The payload's bytes, base64: the bytes that were signed, verbatim.
     pub payload: String,
     /// The signature, base64 ASN.1 DER, as in a registry signature's annotation.
@@ -236,10 +243,14 @@ pub struct DetachedSignature {
 }
 
 impl DetachedSignature {
-    /// Signs `file`'s content as plugin `name`.
-    pub fn sign(key: &PrivateKey, name: &str, file: &[u8]) -> Self {
-        let payload = Payload::new(name, format!("sha256:{}", hex(&Sha256::digest(file)))).to_bytes();
-        DetachedSignature { signature: key.sign(&payload), payload: STANDARD.encode(payload) }
+    /// Signs `file`'s content as plugin `name`, once per key.
+    pub fn sign(keys: &[PrivateKey], name: &str, file: &[u8]) -> Self {
+        let payload = Payload::new(name, sha256_digest(file)).to_bytes();
+        let signatures = keys
+            .iter()
+            .map(|key| SignedPayload { signature: key.sign(&payload), payload: STANDARD.encode(&payload) })
+            .collect();
+        DetachedSignature { signatures }
     }
 
     pub fn parse(json: &[u8]) -> Result<Self, SignatureError> {
@@ -250,9 +261,17 @@ impl DetachedSignature {
         serde_json::to_string_pretty(self).expect("a detached signature always serializes") + "\n"
     }
 
-    /// The payload's bytes (what the signature is over).
-    pub fn payload_bytes(&self) -> Result<Vec<u8>, SignatureError> {
-        STANDARD.decode(self.payload.trim()).map_err(|error| SignatureError::MalformedDetached(error.to_string()))
+    /// Each payload's bytes (what its signature is over) with its base64 signature.
+    pub fn entries(&self) -> Result<Vec<(Vec<u8>, String)>, SignatureError> {
+        self.signatures
+            .iter()
+            .map(|entry| {
+                let payload = STANDARD
+                    .decode(entry.payload.trim())
+                    .map_err(|error| SignatureError::MalformedDetached(error.to_string()))?;
+                Ok((payload, entry.signature.clone()))
+            })
+            .collect()
     }
 }
 
@@ -335,12 +354,16 @@ mod tests {
     #[test]
     fn a_detached_signature_binds_the_name_and_the_file() {
         let key = PrivateKey::generate();
-        let detached = DetachedSignature::sign(&key, "hello", b"\0asm");
+        let other = PrivateKey::generate();
+        let detached = DetachedSignature::sign(&[key.clone(), other.clone()], "hello", b"\0asm");
         let parsed = DetachedSignature::parse(detached.to_json().as_bytes()).unwrap();
-        let payload_bytes = parsed.payload_bytes().unwrap();
-        let payload = Payload::parse(&payload_bytes).unwrap();
-        assert_eq!(payload, Payload::new("hello", sha256_digest(b"\0asm")));
-        assert!(key.public_key().verify(&payload_bytes, &parsed.signature).unwrap());
+        let entries = parsed.entries().unwrap();
+        assert_eq!(entries.len(), 2);
+        for ((payload_bytes, signature), key) in entries.iter().zip([&key, &other]) {
+            let payload = Payload::parse(payload_bytes).unwrap();
+            assert_eq!(payload, Payload::new("hello", sha256_digest(b"\0asm")));
+            assert!(key.public_key().verify(payload_bytes, signature).unwrap());
+        }
         assert!(DetachedSignature::parse(b"{\"payload\":\"\"}").is_err());
     }
 }

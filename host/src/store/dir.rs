@@ -106,9 +106,10 @@ impl PluginDir<'_> {
         let signatures = match opened {
             Ok(file) => {
                 let text = read_at_most(file, MAX_SIGNATURE_BYTES).map_err(|e| io_error(plugin, e))?;
-                let detached = DetachedSignature::parse(&text).and_then(|d| Ok((d.payload_bytes()?, d.signature)));
-                match detached {
-                    Ok((payload, signature)) => vec![Signature { payload, signature }],
+                match DetachedSignature::parse(&text).and_then(|detached| detached.entries()) {
+                    Ok(entries) => {
+                        entries.into_iter().map(|(payload, signature)| Signature { payload, signature }).collect()
+                    }
                     Err(error) => {
                         return Ok(Verdict::Refused {
                             code: super::trust::Refusal::SignatureInvalid,
