@@ -448,7 +448,7 @@ fn python_venv(sh: &Shell) -> anyhow::Result<PathBuf> {
 }
 
 /// Python 3 with `venv` and `ensurepip` (Debian splits them into `python3-venv`).
-fn ensure_python(sh: &Shell) -> anyhow::Result<()> {
+pub(crate) fn ensure_python(sh: &Shell) -> anyhow::Result<()> {
     let probe = "import venv, ensurepip";
     let usable = || cmd!(sh, "python3 -c {probe}").quiet().ignore_stdout().ignore_stderr().run().is_ok();
     if usable() {
