@@ -17,6 +17,7 @@ mod pressure;
 mod registry;
 mod runner;
 mod runtime;
+mod signing;
 mod stores;
 mod support;
 mod versions;
