@@ -456,6 +456,68 @@ mod tests {
         assert_eq!(leftovers, ["1.0.0.wasm"], "no temporary file is left behind");
     }
 
+    #[test]
+    fn signs_what_it_publishes_to_a_folder_with_a_detached_signature() {
+        let sh = project_shell();
+        let work = tempfile::tempdir().unwrap();
+        let key_path = work.path().join("release.key");
+        let key = PrivateKey::generate();
+        fs::write(&key_path, key.to_pkcs8_pem()).unwrap();
+        let plugin = plugin_file(work.path(), "answer", 1);
+        let store = work.path().join("store");
+        let mut signed = publish(&plugin, "1.0.0", &format!("dir:{}", store.display()), false);
+        signed.sign = vec![key_path];
+        signed.run(&sh).unwrap();
+        let detached = DetachedSignature::parse(&fs::read(store.join("answer/1.0.0.wasm.sig")).unwrap()).unwrap();
+        let [(payload, signature)] = &detached.entries().unwrap()[..] else { panic!("one signature") };
+        let bytes = fs::read(store.join("answer/1.0.0.wasm")).unwrap();
+        assert_eq!(Payload::parse(payload).unwrap(), Payload::new("answer", plugin_signature::sha256_digest(&bytes)));
+        assert!(key.public_key().verify(payload, signature).unwrap());
+    }
+
+    /// `--sign` pushes cosign's signature artifact: tag `sha256-<manifest hex>.sig`, a
+    /// simple-signing payload layer naming the repository and the manifest, and the signature
+    /// in the layer's annotation, as skopeo (a standard client) reads it back.
+    #[test]
+    fn signs_what_it_pushes_with_a_cosign_signature_artifact() {
+        let registry = crate::test_support::Registry::start(None);
+        let sh = project_shell();
+        let work = tempfile::tempdir().unwrap();
+        let keys: Vec<PrivateKey> = (0..2).map(|_| PrivateKey::generate()).collect();
+        let mut paths = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let path = work.path().join(format!("{i}.key"));
+            fs::write(&path, key.to_pkcs8_pem()).unwrap();
+            paths.push(path);
+        }
+        let plugin = plugin_file(work.path(), "answer", 1);
+        let mut signed = publish(&plugin, "1.0.0", &format!("{}/plugins", registry.addr), false);
+        signed.sign = paths;
+        signed.run(&sh).unwrap();
+
+        let client = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..ClientConfig::default() });
+        let reference = Reference::with_tag(registry.addr.clone(), "plugins/answer".into(), "1.0.0".into());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let digest = runtime.block_on(client.fetch_manifest_digest(&reference, &RegistryAuth::Anonymous)).unwrap();
+        let tag = signature_tag(&digest).unwrap();
+        let manifest = skopeo_inspect(&registry, &format!("plugins/answer:{tag}"), true);
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 2, "one layer per key");
+        let copy = work.path().join("signature");
+        let source = format!("docker://{}/plugins/answer:{tag}", registry.addr);
+        let destination = format!("dir:{}", copy.display());
+        cmd!(sh, "skopeo copy --quiet --src-tls-verify=false {source} {destination}").run().unwrap();
+        for (layer, key) in layers.iter().zip(&keys) {
+            assert_eq!(layer["mediaType"], PAYLOAD_MEDIA_TYPE);
+            let hex = layer["digest"].as_str().unwrap().strip_prefix("sha256:").unwrap();
+            let payload = fs::read(copy.join(hex)).unwrap();
+            let expected = Payload::new(format!("{}/plugins/answer", registry.addr), &digest);
+            assert_eq!(Payload::parse(&payload).unwrap(), expected);
+            let signature = layer["annotations"][SIGNATURE_ANNOTATION].as_str().unwrap();
+            assert!(key.public_key().verify(&payload, signature).unwrap());
+        }
+    }
+
     /// `2.3.4+zzz` beside `2.3.4` would be one version to the host (`=2.3.4` matches both):
     /// refused with and without `--force`, which replaces only the version it names.
     #[test]
