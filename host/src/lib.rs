@@ -37,7 +37,9 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
     let runtime = config.runtime().map_err(anyhow::Error::msg)?;
     let max_bytes = runtime.limits.max_plugin_bytes;
     let trust = match &config.trust_policy {
-        Some(path) => Some(Arc::new(TrustPolicy::from_file(path).map_err(|error| anyhow::anyhow!("--trust-policy {error}"))?)),
+        Some(path) => {
+            Some(Arc::new(TrustPolicy::from_file(path).map_err(|error| anyhow::anyhow!("--trust-policy {error}"))?))
+        }
         None => None,
     };
     let trusted = |store: LocalPluginStore| match &trust {

@@ -118,6 +118,26 @@ mod tests {
         assert!(found.is_empty(), "wasmedge_sdk used outside host/src/runtime:\n{}", found.join("\n"));
     }
 
+    /// ARCHITECTURE.md: "the signature format exists only in `plugin-signature`": no other
+    /// crate signs, verifies or parses keys itself, so the host and xtask cannot disagree about
+    /// what a valid signature is.
+    #[test]
+    fn invariant_signatures_are_made_and_checked_only_in_the_signature_crate() {
+        let mut found = Vec::new();
+        for dir in ["host/src", "host/tests", "xtask/src", "plugin-sdk/src", "fuzz"] {
+            for pattern in ["p256::", "ecdsa::", "use p256", "use ecdsa"] {
+                found.extend(uses(dir, None, pattern));
+            }
+        }
+        assert!(found.is_empty(), "cryptography outside plugin-signature:\n{}", found.join("\n"));
+        for crate_dir in ["host/src", "xtask/src"] {
+            assert!(
+                !uses(crate_dir, None, "plugin_signature::").is_empty(),
+                "{crate_dir} does not use the shared format"
+            );
+        }
+    }
+
     /// ARCHITECTURE.md: "the HTTP layer knows nothing about WasmEdge or files; it sees the
     /// runner's types, the failure table and the plugin name".
     #[test]

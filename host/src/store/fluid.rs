@@ -126,13 +126,14 @@ impl FluidPluginStore {
         operation: impl Fn(PluginDir<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let attempt = || {
-            self.ready_root()
-                .and_then(|root| operation(PluginDir {
+            self.ready_root().and_then(|root| {
+                operation(PluginDir {
                     root: &root,
                     max_bytes: self.max_bytes,
                     warned: &self.warned,
                     trust: self.trust.as_deref(),
-                }))
+                })
+            })
         };
         let backoff = ExponentialBuilder::new()
             .with_min_delay(self.first_backoff)

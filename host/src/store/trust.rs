@@ -160,7 +160,7 @@ impl TrustPolicy {
             }
             rules.push(Rule { prefix, requirement });
         }
-        rules.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        rules.sort_by_key(|rule| std::cmp::Reverse(rule.prefix.len()));
         let mut hasher = Sha256::new();
         for rule in &rules {
             hasher.update(format!("{}\0", rule.prefix));
@@ -208,7 +208,10 @@ impl TrustPolicy {
             Requirement::Keys { keys, all } => (keys, *all),
         };
         if signatures.is_empty() {
-            return Verdict::refused(Refusal::SignatureMissing, "it is not signed, and the trust policy requires a signature");
+            return Verdict::refused(
+                Refusal::SignatureMissing,
+                "it is not signed, and the trust policy requires a signature",
+            );
         }
         let mut bound = 0;
         let mut invalid = None;
@@ -222,7 +225,9 @@ impl TrustPolicy {
                 }
             };
             if payload.manifest_digest != digest {
-                invalid.get_or_insert_with(|| format!("its signature is for {}, not for {digest}", payload.manifest_digest));
+                invalid.get_or_insert_with(|| {
+                    format!("its signature is for {}, not for {digest}", payload.manifest_digest)
+                });
                 continue;
             }
             if payload.docker_reference != reference {
@@ -335,9 +340,10 @@ mod tests {
         let team = "r/plugins/team/x";
         assert_eq!(code(policy.judge(team, DIGEST, &[signed(&a, team, DIGEST)])), Some(Refusal::UntrustedSigner));
         let both = [signed(&a, team, DIGEST), signed(&b, team, DIGEST)];
-        assert_eq!(policy.judge(team, DIGEST, &both), Verdict::Verified {
-            signers: vec![a.public_key().id(), b.public_key().id()]
-        });
+        assert_eq!(
+            policy.judge(team, DIGEST, &both),
+            Verdict::Verified { signers: vec![a.public_key().id(), b.public_key().id()] }
+        );
         assert_eq!(policy.judge("r/plugins/dev/x", DIGEST, &[]), Verdict::UnsignedAllowed);
         assert_eq!(code(policy.judge("r/pluginsx/y", DIGEST, &[])), Some(Refusal::UntrustedSigner), "no rule");
     }

@@ -23,8 +23,7 @@ use oci_client::{
     secrets::RegistryAuth,
 };
 use plugin_signature::{
-    CONFIG_MEDIA_TYPE, DetachedSignature, PAYLOAD_MEDIA_TYPE, Payload, PrivateKey, SIGNATURE_ANNOTATION,
-    signature_tag,
+    CONFIG_MEDIA_TYPE, DetachedSignature, PAYLOAD_MEDIA_TYPE, Payload, PrivateKey, SIGNATURE_ANNOTATION, signature_tag,
 };
 use serde_json::{Value, json};
 use tempfile::TempDir;
@@ -158,7 +157,8 @@ fn only_versions_signed_by_a_trusted_key_run_from_the_registry() {
     xtask(&["keygen", "--out", xtask_key.to_str().unwrap()]);
     python_signer(&["keygen", keys.join("python").to_str().unwrap()]);
     let stranger = PrivateKey::generate();
-    let rules = json!({"rules": [{"prefix": format!("{}/plugins", registry.addr), "keys": ["release.pub", "python.pub"]}]});
+    let rules =
+        json!({"rules": [{"prefix": format!("{}/plugins", registry.addr), "keys": ["release.pub", "python.pub"]}]});
     let policy_path = keys.join("policy.json");
     fs::write(&policy_path, rules.to_string()).unwrap();
     let policy = Arc::new(TrustPolicy::from_file(&policy_path).unwrap());
@@ -184,7 +184,15 @@ fn only_versions_signed_by_a_trusted_key_run_from_the_registry() {
     let from = format!("docker://{}/plugins/calc:{}", registry.addr, signature_tag(&digest_1_1).unwrap());
     let onto = format!("docker://{}/plugins/calc:{}", registry.addr, signature_tag(&digest_1_4).unwrap());
     let copied = Command::new("skopeo")
-        .args(["copy", "--quiet", "--preserve-digests", "--src-tls-verify=false", "--dest-tls-verify=false", &from, &onto])
+        .args([
+            "copy",
+            "--quiet",
+            "--preserve-digests",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            &from,
+            &onto,
+        ])
         .status()
         .unwrap();
     assert!(copied.success());
@@ -198,12 +206,12 @@ fn only_versions_signed_by_a_trusted_key_run_from_the_registry() {
     settings.trust = Some(policy);
     let store = Arc::new(OciPluginStore::new(settings).unwrap());
     let server_runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-    server_runtime.block_on(serve_and_check(store, cache.path(), &xtask_key, [
-        unsigned_layer,
-        stranger_layer,
-        replayed_layer,
-        tampered_layer,
-    ]));
+    server_runtime.block_on(serve_and_check(
+        store,
+        cache.path(),
+        &xtask_key,
+        [unsigned_layer, stranger_layer, replayed_layer, tampered_layer],
+    ));
 }
 
 async fn serve_and_check(store: Arc<OciPluginStore>, cache: &Path, xtask_key: &Path, refused_layers: [String; 4]) {
@@ -390,7 +398,8 @@ async fn detached_signatures_guard_a_plugin_folder_and_reload_like_files() {
     ] {
         let (status, found, body) = code(name).await;
         assert_eq!((status, found.as_str()), (500, expected), "{name}: {body}");
-        let listed: Value = server.client.get(server.url(&format!("/plugins/{name}"))).send().await.unwrap().json().await.unwrap();
+        let listed: Value =
+            server.client.get(server.url(&format!("/plugins/{name}"))).send().await.unwrap().json().await.unwrap();
         assert_eq!(listed["loaded"], false, "{listed}");
         assert_eq!(listed["signature"]["code"], expected, "{listed}");
     }

@@ -216,10 +216,13 @@ struct Inner {
     /// the others fail at once.
     probing: AtomicBool,
     /// Trust verdicts by reference and manifest digest, and when each was made.
-    verdicts: Mutex<HashMap<(String, String), (Verdict, Instant)>>,
+    verdicts: Mutex<HashMap<SignedKey, (Verdict, Instant)>>,
     /// Signature artifacts being fetched: one request however many callers wait.
-    verdict_flights: Flights<(String, String), Result<Arc<Vec<Signature>>, RegistryFailure>>,
+    verdict_flights: Flights<SignedKey, Result<Arc<Vec<Signature>>, RegistryFailure>>,
 }
+
+/// A signed reference (`<registry>/<repository>`) and manifest digest.
+type SignedKey = (String, String);
 
 type TagKey = (PluginName, Version);
 

@@ -52,12 +52,7 @@ impl Inner {
     /// The policy's verdict on the manifest `record` names (`None` without a policy). Without
     /// `lookup`, a verdict that is not known yet is [`Verdict::Unchecked`] instead of asking
     /// the registry.
-    pub(super) fn verdict(
-        &self,
-        name: &PluginName,
-        record: &TagRecord,
-        lookup: bool,
-    ) -> Result<Verdict, StoreError> {
+    pub(super) fn verdict(&self, name: &PluginName, record: &TagRecord, lookup: bool) -> Result<Verdict, StoreError> {
         let Some(policy) = &self.settings.trust else { return Ok(Verdict::UnsignedAllowed) };
         let reference = self.signed_reference(name);
         if policy.allows_unsigned(&reference) {
@@ -116,10 +111,9 @@ impl Inner {
             return Ok(Arc::default());
         };
         let reference = self.reference(name, &tag);
-        let raw = match self.request(
-            self.settings.timeout,
-            self.client.pull_manifest_raw(&reference, &self.auth, MANIFEST_MEDIA_TYPES),
-        ) {
+        let raw = match self
+            .request(self.settings.timeout, self.client.pull_manifest_raw(&reference, &self.auth, MANIFEST_MEDIA_TYPES))
+        {
             Ok((raw, _)) => raw,
             Err(RegistryFailure::NotFound) => return Ok(Arc::default()),
             Err(failure) => return Err(failure),
