@@ -177,6 +177,15 @@ pub fn tag_of(version: &Version) -> String {
     version.to_string().replace('+', "_")
 }
 
+/// Whether `tag` is one cosign writes beside a manifest (`sha256-<hex>.sig`, `.att`, `.sbom`):
+/// not a version, and nothing to warn about.
+fn is_cosign_tag(tag: &str) -> bool {
+    let Some((digest, suffix)) = tag.strip_prefix("sha256-").and_then(|rest| rest.split_once('.')) else {
+        return false;
+    };
+    digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) && ["sig", "att", "sbom"].contains(&suffix)
+}
+
 /// The version a tag names, if it names one exactly.
 pub fn version_of_tag(tag: &str) -> Option<Version> {
     parse_version_exactly(&tag.replacen('_', "+", 1))
@@ -717,6 +726,8 @@ impl PluginStore for OciPluginStore {
                 for tag in &listing.tags {
                     match version_of_tag(tag) {
                         Some(version) => versions.push(version),
+                        // Signatures, attestations and SBOMs cosign keeps beside the versions.
+                        None if is_cosign_tag(tag) => {}
                         // Once per tag: tags are listed on every refresh and every miss.
                         None if self.inner.logged.first(&(name, tag)) => {
                             tracing::warn!(plugin = %name, tag, "ignoring a tag that is not a semantic version")
@@ -809,5 +820,8 @@ mod tests {
         for tag in ["latest", "v1.2.3", "1.2", "1.2.3_", "sha256-abc"] {
             assert_eq!(version_of_tag(tag), None, "{tag}");
         }
+        let signature = format!("sha256-{}.sig", "ab".repeat(32));
+        assert!(is_cosign_tag(&signature) && version_of_tag(&signature).is_none());
+        assert!(!is_cosign_tag("sha256-abc.sig") && !is_cosign_tag("latest"));
     }
 }

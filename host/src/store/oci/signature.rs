@@ -19,7 +19,7 @@ use oci_client::manifest::{OciDescriptor, OciImageManifest};
 use plugin_signature::{PAYLOAD_MEDIA_TYPE, SIGNATURE_ANNOTATION, signature_tag};
 use sha2::{Digest, Sha256};
 
-use super::{Inner, MANIFEST_MEDIA_TYPES, RegistryFailure, TagRecord, canonical_repository};
+use super::{Inner, RegistryFailure, TagRecord, canonical_repository};
 use crate::store::{
     PluginName, PluginRef, StoreError,
     trust::{Signature, Verdict},
@@ -27,6 +27,10 @@ use crate::store::{
 
 /// Largest signature payload read (cosign's are a few hundred bytes).
 const MAX_PAYLOAD_BYTES: i64 = 64 << 10;
+/// Manifest types of a signature artifact: cosign writes OCI manifests, or Docker's with
+/// `COSIGN_DOCKER_MEDIA_TYPES=1`; both have the same layers.
+const SIGNATURE_MANIFEST_MEDIA_TYPES: &[&str] =
+    &[oci_client::manifest::OCI_IMAGE_MEDIA_TYPE, oci_client::manifest::IMAGE_MANIFEST_MEDIA_TYPE];
 /// Most signature layers looked at in one signature artifact.
 const MAX_SIGNATURES: usize = 16;
 
@@ -111,9 +115,10 @@ impl Inner {
             return Ok(Arc::default());
         };
         let reference = self.reference(name, &tag);
-        let raw = match self
-            .request(self.settings.timeout, self.client.pull_manifest_raw(&reference, &self.auth, MANIFEST_MEDIA_TYPES))
-        {
+        let raw = match self.request(
+            self.settings.timeout,
+            self.client.pull_manifest_raw(&reference, &self.auth, SIGNATURE_MANIFEST_MEDIA_TYPES),
+        ) {
             Ok((raw, _)) => raw,
             Err(RegistryFailure::NotFound) => return Ok(Arc::default()),
             Err(failure) => return Err(failure),
