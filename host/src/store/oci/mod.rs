@@ -74,6 +74,8 @@ const LEGACY_WASM_LAYER_MEDIA_TYPE: &str = "application/vnd.wasm.content.layer.v
 /// Most manifests one `GET /plugins/{name}/versions` fetches (one registry request each) for
 /// versions whose digest the store does not hold yet; the others are listed without a digest.
 const MANIFESTS_PER_LISTING: usize = 32;
+/// Verdicts kept in memory (about 300 bytes each).
+const VERDICTS_KEPT: std::num::NonZeroUsize = std::num::NonZeroUsize::new(16_384).expect("non-zero");
 /// Manifest types asked for: an OCI image manifest (what every Wasm artifact tool writes).
 const MANIFEST_MEDIA_TYPES: &[&str] = &[oci_client::manifest::OCI_IMAGE_MEDIA_TYPE];
 
@@ -224,8 +226,9 @@ struct Inner {
     /// While the circuit is open, only one request at a time goes to the registry (a probe);
     /// the others fail at once.
     probing: AtomicBool,
-    /// Trust verdicts by reference and manifest digest, and when each was made.
-    verdicts: Mutex<HashMap<SignedKey, (Verdict, Instant)>>,
+    /// Trust verdicts by reference and manifest digest, and when each was made (the least
+    /// recently used forgotten first: a forgotten allowing verdict is read back from disk).
+    verdicts: Mutex<lru::LruCache<SignedKey, (Verdict, Instant)>>,
     /// Signature artifacts being fetched: one request however many callers wait.
     verdict_flights: Flights<SignedKey, Result<Arc<Vec<Signature>>, RegistryFailure>>,
 }
@@ -363,7 +366,7 @@ impl Inner {
             logged: logs::Once::default(),
             cache_failures_logged: logs::Throttle::default(),
             probing: AtomicBool::new(false),
-            verdicts: Mutex::new(HashMap::new()),
+            verdicts: Mutex::new(lru::LruCache::new(VERDICTS_KEPT)),
             verdict_flights: Flights::default(),
             settings,
         })

@@ -73,7 +73,7 @@ impl Inner {
         if known.is_none()
             && let Some(verdict) = self.cache.verdict(digest, policy.fingerprint())
         {
-            self.verdicts.lock().insert(key, (verdict.clone(), Instant::now()));
+            self.verdicts.lock().put(key, (verdict.clone(), Instant::now()));
             return Ok(verdict);
         }
         if !lookup {
@@ -104,7 +104,7 @@ impl Inner {
             }
             Verdict::UnsignedAllowed | Verdict::Unchecked => {}
         }
-        self.verdicts.lock().insert(key, (verdict.clone(), Instant::now()));
+        self.verdicts.lock().put(key, (verdict.clone(), Instant::now()));
         Ok(verdict)
     }
 
