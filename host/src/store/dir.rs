@@ -11,8 +11,8 @@ use std::{
 use plugin_signature::{DETACHED_SUFFIX, DetachedSignature, sha256_digest};
 
 use super::{
-    FileIdentity, PluginFile, PluginName, PluginRef, StoreError, Versions,
-    trust::{Signature, TrustPolicy, Verdict},
+    FileIdentity, PluginFile, PluginName, PluginRef, SignatureIdentity, StoreError, Versions,
+    trust::{Refusal, Signature, TrustPolicy, Verdict},
     version::{version_file_name, version_from_file_name},
 };
 use crate::logs;
@@ -56,8 +56,11 @@ impl PluginDir<'_> {
     pub fn load(&self, name: &PluginRef) -> Result<PluginFile, StoreError> {
         let mut file = self.load_unchecked(name)?;
         if let Some(trust) = self.trust {
-            file.identity.signature = self.signature_identity(name)?;
-            if let Verdict::Refused { code, message } = self.judge(trust, name, &file.bytes)? {
+            let (verdict, signature) = self.judge(trust, name, &file.bytes)?;
+            // The identity of the very signature file judged, so that one replaced meanwhile is
+            // judged again on the next call.
+            file.identity.signature = signature;
+            if let Verdict::Refused { code, message } = verdict {
                 if self.warned.first(&(name, file.identity.inode, file.identity.changed, file.identity.signature)) {
                     tracing::warn!(plugin = %name, code = code.kind().code(), why = %message, "plugin file refused by the trust policy");
                 }
@@ -71,7 +74,7 @@ impl PluginDir<'_> {
     pub fn verdict(&self, name: &PluginRef) -> Result<Option<Verdict>, StoreError> {
         let Some(trust) = self.trust else { return Ok(None) };
         let file = self.load_unchecked(name)?;
-        self.judge(trust, name, &file.bytes).map(Some)
+        self.judge(trust, name, &file.bytes).map(|(verdict, _)| Some(verdict))
     }
 
     /// `<file>.wasm.sig`: the detached signature's path (never followed if it is a link).
@@ -85,7 +88,7 @@ impl PluginDir<'_> {
 
     /// What identifies the detached signature (so that a signature added, replaced or removed
     /// beside an unchanged file is a new version to judge); `None` when there is none.
-    fn signature_identity(&self, plugin: &PluginRef) -> Result<Option<(u64, i64, i64)>, StoreError> {
+    fn signature_identity(&self, plugin: &PluginRef) -> Result<Option<SignatureIdentity>, StoreError> {
         match fs::symlink_metadata(self.signature_path(plugin)) {
             Ok(meta) => Ok(Some((meta.ino(), meta.ctime(), meta.ctime_nsec()))),
             Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -93,35 +96,53 @@ impl PluginDir<'_> {
         }
     }
 
-    /// The policy's verdict on `bytes` as plugin `plugin`, with the signature beside it.
-    fn judge(&self, trust: &TrustPolicy, plugin: &PluginRef, bytes: &[u8]) -> Result<Verdict, StoreError> {
+    /// The policy's verdict on `bytes` as plugin `plugin`, with the signature beside it, and
+    /// that signature file's identity.
+    fn judge(
+        &self,
+        trust: &TrustPolicy,
+        plugin: &PluginRef,
+        bytes: &[u8],
+    ) -> Result<(Verdict, Option<SignatureIdentity>), StoreError> {
         let reference = plugin.name.as_str();
         if trust.allows_unsigned(reference) {
-            return Ok(Verdict::UnsignedAllowed);
+            return Ok((Verdict::UnsignedAllowed, self.signature_identity(plugin)?));
         }
+        let unreadable = |why: String| {
+            let message = format!("its detached signature {why}");
+            Verdict::Refused { code: Refusal::SignatureInvalid, message }
+        };
+        // A FUSE mount's outage is the store's (retried, then 503), not the signature's.
+        let outage =
+            |error: &io::Error| matches!(error.raw_os_error(), Some(libc::ENOTCONN | libc::EIO | libc::ESTALE));
         let opened = OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
             .open(self.signature_path(plugin));
-        let signatures = match opened {
-            Ok(file) => {
-                let text = read_at_most(file, MAX_SIGNATURE_BYTES).map_err(|e| io_error(plugin, e))?;
-                match DetachedSignature::parse(&text).and_then(|detached| detached.entries()) {
-                    Ok(entries) => {
-                        entries.into_iter().map(|(payload, signature)| Signature { payload, signature }).collect()
-                    }
-                    Err(error) => {
-                        return Ok(Verdict::Refused {
-                            code: super::trust::Refusal::SignatureInvalid,
-                            message: format!("its detached signature is unreadable: {error}"),
-                        });
-                    }
-                }
+        let file = match opened {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Ok((trust.judge(reference, &sha256_digest(bytes), &[]), None));
             }
-            Err(error) if error.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(error) => return Err(io_error(plugin, error)),
+            Err(error) if outage(&error) => return Err(io_error(plugin, error)),
+            // A link (`ELOOP` under `O_NOFOLLOW`), a file it may not read, ...: never followed.
+            Err(error) => return Ok((unreadable(format!("cannot be opened ({})", error.kind())), None)),
         };
-        Ok(trust.judge(reference, &sha256_digest(bytes), &signatures))
+        let meta = file.metadata().map_err(|e| io_error(plugin, e))?;
+        let identity = Some((meta.ino(), meta.ctime(), meta.ctime_nsec()));
+        if !meta.is_file() {
+            return Ok((unreadable("is not a regular file".to_string()), identity));
+        }
+        let text = match read_at_most(file, MAX_SIGNATURE_BYTES) {
+            Ok(text) => text,
+            Err(error) if outage(&error) => return Err(io_error(plugin, error)),
+            Err(error) => return Ok((unreadable(format!("cannot be read ({})", error.kind())), identity)),
+        };
+        let signatures: Vec<Signature> = match DetachedSignature::parse(&text).and_then(|detached| detached.entries()) {
+            Ok(entries) => entries.into_iter().map(|(payload, signature)| Signature { payload, signature }).collect(),
+            Err(error) => return Ok((unreadable(format!("is unreadable: {error}")), identity)),
+        };
+        Ok((trust.judge(reference, &sha256_digest(bytes), &signatures), identity))
     }
 
     fn load_unchecked(&self, name: &PluginRef) -> Result<PluginFile, StoreError> {

@@ -100,8 +100,11 @@ pub struct FileIdentity {
     /// With a trust policy, the detached signature beside a plugin file (inode and ctime), so
     /// that a signature added, replaced or removed beside an unchanged file is judged again;
     /// `None` without a policy, without a signature, and for a registry.
-    pub signature: Option<(u64, i64, i64)>,
+    pub signature: Option<SignatureIdentity>,
 }
+
+/// What identifies a detached signature file: its inode and ctime (seconds, nanoseconds).
+pub type SignatureIdentity = (u64, i64, i64);
 
 /// A plugin file as read from a store.
 #[derive(Debug, Clone)]

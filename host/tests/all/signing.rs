@@ -381,6 +381,11 @@ async fn detached_signatures_guard_a_plugin_folder_and_reload_like_files() {
     // A trusted signature of `valid`'s bytes, copied beside a file of another name.
     write("renamed", 1, None, None);
     fs::copy(dir.path().join("valid.wasm.sig"), dir.path().join("renamed.wasm.sig")).unwrap();
+    // A signature that is a link (to a valid signature of the same bytes): never followed.
+    write("linked", 1, None, None);
+    let valid_signature = DetachedSignature::sign(std::slice::from_ref(&trusted), "linked", &answering(1));
+    fs::write(dir.path().join(".elsewhere.sig"), valid_signature.to_json()).unwrap();
+    std::os::unix::fs::symlink(dir.path().join(".elsewhere.sig"), dir.path().join("linked.wasm.sig")).unwrap();
 
     let store = LocalPluginStore::new(dir.path(), 16 << 20).unwrap().with_trust(policy);
     let server =
@@ -395,6 +400,7 @@ async fn detached_signatures_guard_a_plugin_folder_and_reload_like_files() {
         ("stranger", "untrusted_signer"),
         ("changed", "signature_invalid"),
         ("renamed", "signature_invalid"),
+        ("linked", "signature_invalid"),
     ] {
         let (status, found, body) = code(name).await;
         assert_eq!((status, found.as_str()), (500, expected), "{name}: {body}");
