@@ -147,11 +147,14 @@ impl TrustPolicy {
                 }
                 (false, true, _) => return Err(format!("rule `{prefix}`: no `keys` (or `allow_unsigned: true`)")),
                 (false, false, quorum) => {
-                    let keys = rule
-                        .keys
-                        .iter()
-                        .map(|key| load_key(key, base).map_err(|error| format!("rule `{prefix}`: {error}")))
-                        .collect::<Result<Vec<_>, _>>()?;
+                    let mut keys: Vec<PublicKey> = Vec::new();
+                    for key in &rule.keys {
+                        let key = load_key(key, base).map_err(|error| format!("rule `{prefix}`: {error}"))?;
+                        // The same key named twice is one signer (`all` must stay satisfiable).
+                        if !keys.contains(&key) {
+                            keys.push(key);
+                        }
+                    }
                     Requirement::Keys { keys, all: matches!(quorum, Some(Quorum::All)) }
                 }
             };
