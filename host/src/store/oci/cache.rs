@@ -9,7 +9,7 @@
 //!   the versions already held still serve. Which digest a name and version mean depends on
 //!   the registry and prefix, so each has a folder of its own (its `repository` file names it):
 //!   a host never lists or serves a tag another registry or prefix resolved;
-//! - `verdicts/<sha256 of registry/prefix>/sha256-<hex>.json`: a trust policy's verdict that lets the
+//! - `verdicts/<sha256 of registry/prefix>/<name>/sha256-<hex>.json`: a trust policy's verdict that lets the
 //!   manifest `sha256:<hex>` run, with the policy's fingerprint, so that after a restart with
 //!   the registry down the verified versions still serve (a verdict of another policy is not
 //!   reused; refusals are not kept).
@@ -164,21 +164,29 @@ impl BlobCache {
         let _ = fs::remove_file(self.tag_path(name, version));
     }
 
-    fn verdict_path(&self, manifest_digest: &str) -> PathBuf {
-        self.verdicts.join(format!("{}.json", manifest_digest.replace(':', "-")))
+    /// Per name as well as digest: the same manifest pushed under two names is signed (or not)
+    /// for each name apart.
+    fn verdict_path(&self, name: &PluginName, manifest_digest: &str) -> PathBuf {
+        self.verdicts.join(name.as_str()).join(format!("{}.json", manifest_digest.replace(':', "-")))
     }
 
     /// The verdict kept for this manifest, if one was kept under the same trust policy.
-    pub fn verdict(&self, manifest_digest: &str, policy: &str) -> Option<Verdict> {
-        let text = fs::read_to_string(self.verdict_path(manifest_digest)).ok()?;
+    pub fn verdict(&self, name: &PluginName, manifest_digest: &str, policy: &str) -> Option<Verdict> {
+        let text = fs::read_to_string(self.verdict_path(name, manifest_digest)).ok()?;
         let kept: VerdictRecord = serde_json::from_str(&text).ok()?;
         (kept.policy == policy).then_some(kept.verdict)
     }
 
     /// Keeps a verdict (the store keeps only those that let a version run: a refusal is asked
     /// again, since a signature may be pushed later).
-    pub fn put_verdict(&self, manifest_digest: &str, policy: &str, verdict: &Verdict) -> io::Result<()> {
-        let path = self.verdict_path(manifest_digest);
+    pub fn put_verdict(
+        &self,
+        name: &PluginName,
+        manifest_digest: &str,
+        policy: &str,
+        verdict: &Verdict,
+    ) -> io::Result<()> {
+        let path = self.verdict_path(name, manifest_digest);
         let folder = path.parent().expect("a verdict is inside a folder");
         fs::DirBuilder::new().recursive(true).mode(0o700).create(folder)?;
         let mut file = tempfile::NamedTempFile::with_prefix_in(".partial-", folder)?;
@@ -255,6 +263,20 @@ mod tests {
         fs::write(cache.blob_path(&sha(&blob)), b"tampered").unwrap();
         assert_eq!(cache.get(&sha(&blob)), None);
         assert!(!cache.blob_path(&sha(&blob)).exists());
+    }
+
+    #[test]
+    fn keeps_verdicts_per_name_digest_and_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::new(dir.path().to_path_buf(), 1 << 20, "127.0.0.1:5000/plugins").unwrap();
+        let (hello, world) = (PluginName::new("hello").unwrap(), PluginName::new("world").unwrap());
+        let verified = Verdict::Verified { signers: vec!["sha256:0123456789abcdef".into()] };
+        cache.put_verdict(&hello, "sha256:aa", "policy-1", &verified).unwrap();
+        assert_eq!(cache.verdict(&hello, "sha256:aa", "policy-1"), Some(verified));
+        assert_eq!(cache.verdict(&hello, "sha256:aa", "policy-2"), None, "another policy");
+        assert_eq!(cache.verdict(&world, "sha256:aa", "policy-1"), None, "the same manifest under another name");
+        assert_eq!(cache.verdict(&hello, "sha256:bb", "policy-1"), None);
+        assert!(cache.tagged_names().is_empty(), "verdicts are not tag records");
     }
 
     #[test]

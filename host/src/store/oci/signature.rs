@@ -53,7 +53,8 @@ impl Inner {
         }
     }
 
-    /// The policy's verdict on the manifest `record` names (`None` without a policy). Without
+    /// The policy's verdict on the manifest `record` names (without a policy, everything is
+    /// [`Verdict::UnsignedAllowed`]). Without
     /// `lookup`, a verdict that is not known yet is [`Verdict::Unchecked`] instead of asking
     /// the registry.
     pub(super) fn verdict(&self, name: &PluginName, record: &TagRecord, lookup: bool) -> Result<Verdict, StoreError> {
@@ -71,7 +72,7 @@ impl Inner {
             return Ok(verdict.clone());
         }
         if known.is_none()
-            && let Some(verdict) = self.cache.verdict(digest, policy.fingerprint())
+            && let Some(verdict) = self.cache.verdict(name, digest, policy.fingerprint())
         {
             self.verdicts.lock().put(key, (verdict.clone(), Instant::now()));
             return Ok(verdict);
@@ -90,19 +91,21 @@ impl Inner {
             Err(failure) => return Err(self.store_error(&plugin, failure)),
         };
         let verdict = policy.judge(&reference, digest, &signatures);
+        let changed = known.as_ref().is_none_or(|(before, _)| *before != verdict);
         match &verdict {
-            Verdict::Refused { code, message } => {
+            // Judged again every refresh while refused: logged when the verdict changes.
+            Verdict::Refused { code, message } if changed => {
                 tracing::warn!(plugin = %name, manifest = %digest, code = code.kind().code(), why = %message, "plugin version refused by the trust policy");
             }
             Verdict::Verified { signers } => {
                 tracing::info!(plugin = %name, manifest = %digest, ?signers, "plugin version signature verified");
-                if let Err(error) = self.cache.put_verdict(digest, policy.fingerprint(), &verdict)
+                if let Err(error) = self.cache.put_verdict(name, digest, policy.fingerprint(), &verdict)
                     && self.cache_failures_logged.allow(&error.kind()).is_some()
                 {
                     tracing::warn!(plugin = %name, %error, "could not keep the signature verdict in the cache folder");
                 }
             }
-            Verdict::UnsignedAllowed | Verdict::Unchecked => {}
+            Verdict::Refused { .. } | Verdict::UnsignedAllowed | Verdict::Unchecked => {}
         }
         self.verdicts.lock().put(key, (verdict.clone(), Instant::now()));
         Ok(verdict)
