@@ -80,6 +80,13 @@ pub struct Config {
     #[arg(long, env = "OCI_REFRESH_MS", default_value_t = OciSettings::DEFAULT_REFRESH.as_millis() as u64)]
     pub oci_refresh_ms: u64,
 
+    /// A trust policy (JSON, see docs/signing.md): which keys must have signed a plugin version
+    /// before it is compiled or run, per reference prefix, for every store (registry signatures
+    /// in cosign's format, detached `<file>.sig` signatures for folders and Fluid). Default: none,
+    /// every plugin runs unsigned.
+    #[arg(long, env = "TRUST_POLICY")]
+    pub trust_policy: Option<PathBuf>,
+
     /// How plugin code runs: `aot` (native code compiled by the host) or `interpreter`.
     #[arg(long, env = "EXECUTION_MODE", value_enum, default_value_t = Execution::Aot)]
     pub execution_mode: Execution,

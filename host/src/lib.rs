@@ -18,7 +18,7 @@ pub use server::{ServeOptions, serve};
 use std::sync::Arc;
 
 use anyhow::Context;
-use plugin_host::{FluidPluginStore, Host, LocalPluginStore, OciPluginStore, PluginStore};
+use plugin_host::{FluidPluginStore, Host, LocalPluginStore, OciPluginStore, PluginStore, TrustPolicy};
 
 use crate::{
     api::AppState,
@@ -41,25 +41,43 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
         })
         .transpose()?;
     let max_bytes = settings.limits.max_plugin_bytes;
+    let trust = match &config.trust_policy {
+        Some(path) => {
+            Some(Arc::new(TrustPolicy::from_file(path).map_err(|error| anyhow::anyhow!("--trust-policy {error}"))?))
+        }
+        None => None,
+    };
+    let trusted = |store: LocalPluginStore| match &trust {
+        Some(policy) => store.with_trust(Arc::clone(policy)),
+        None => store,
+    };
     let store: Arc<dyn PluginStore> = match config.plugin_store {
         StoreKind::Local => {
             let dir = config.plugin_dir.as_ref().context(
                 "the local plugin store needs a folder of `<name>.wasm` files: pass --plugin-dir DIR or set PLUGIN_DIR",
             )?;
-            Arc::new(
+            Arc::new(trusted(
                 LocalPluginStore::new(dir, max_bytes).with_context(|| format!("plugin directory {}", dir.display()))?,
-            )
+            ))
         }
         // The mount may not be there yet: requests answer 503 until it is.
-        StoreKind::Fluid => Arc::new(FluidPluginStore::new(&config.fluid_mount_path, max_bytes)),
+        StoreKind::Fluid => {
+            let store = FluidPluginStore::new(&config.fluid_mount_path, max_bytes);
+            Arc::new(match &trust {
+                Some(policy) => store.with_trust(Arc::clone(policy)),
+                None => store,
+            })
+        }
         // The registry may not answer yet either: only settings that cannot work stop start-up.
         StoreKind::Oci => {
-            let settings = config.oci(max_bytes).map_err(anyhow::Error::msg)?;
+            let mut settings = config.oci(max_bytes).map_err(anyhow::Error::msg)?;
+            settings.trust = trust.clone();
             let cache = settings.cache_dir.clone();
             Arc::new(OciPluginStore::new(settings).with_context(|| format!("OCI store (cache {})", cache.display()))?)
         }
     };
-    tracing::info!(store = %store.describe(), mode = ?settings.mode, isolation = ?config.isolation, "plugin store configured");
+    let policy = trust.as_ref().map(|policy| policy.fingerprint().to_string());
+    tracing::info!(store = %store.describe(), mode = ?settings.mode, isolation = ?config.isolation, trust_policy = ?policy, "plugin store configured");
     let metrics = Arc::new(Metrics::new());
     let host = Host::with_observer(store, settings, Arc::clone(&metrics) as _)
         .context("starting the plugin host (the WebAssembly runtime, and worker processes if any)")?;

@@ -109,6 +109,18 @@ failure_kinds! {
     /// A registry answered with something that is not a Wasm plugin artifact.
     InvalidArtifact => "invalid_artifact", transient: false, plugin_found: true,
         client_sees: Fixed("the plugin registry's artifact is not a Wasm plugin (see the host's log)");
+    /// The trust policy requires a signature and the plugin version has none: refused, never
+    /// compiled or run.
+    SignatureMissing => "signature_missing", transient: false, plugin_found: true,
+        client_sees: Details;
+    /// The plugin version's signatures are malformed or for something else (another digest or
+    /// repository: a replayed signature): refused, never compiled or run.
+    SignatureInvalid => "signature_invalid", transient: false, plugin_found: true,
+        client_sees: Details;
+    /// Signed, but not by the keys the trust policy trusts (or not by all it requires), or the
+    /// signed payload was altered; or no rule of the policy covers the plugin: refused.
+    UntrustedSigner => "untrusted_signer", transient: false, plugin_found: true,
+        client_sees: Details;
     /// The store cannot be read right now (an absent or disconnected mount).
     StoreUnavailable => "store_unavailable", transient: true, plugin_found: false,
         client_sees: Fixed("the plugin store is unavailable; retry shortly");

@@ -78,6 +78,7 @@ pub use runner::{WorkerPoolStatus, WorkerSettings};
 pub use runtime::{AotCompilation, ExecutionMode, Limits};
 #[cfg(feature = "fluid")]
 pub use store::FluidPluginStore;
+pub use store::trust::{Refusal, Signature, TrustPolicy, Verdict};
 #[cfg(feature = "oci")]
 pub use store::{Credentials, OciPluginStore, OciSettings};
 pub use store::{

@@ -450,7 +450,7 @@ pub(crate) fn pinned_venv(sh: &Shell, requirements_file: &str, what: &str) -> an
 }
 
 /// Python 3 with `venv` and `ensurepip` (Debian splits them into `python3-venv`).
-fn ensure_python(sh: &Shell) -> anyhow::Result<()> {
+pub(crate) fn ensure_python(sh: &Shell) -> anyhow::Result<()> {
     let probe = "import venv, ensurepip";
     let usable = || cmd!(sh, "python3 -c {probe}").quiet().ignore_stdout().ignore_stderr().run().is_ok();
     if usable() {

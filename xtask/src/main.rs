@@ -11,6 +11,7 @@ mod check_deploy;
 mod command_line;
 mod fuzz;
 mod http;
+mod keygen;
 mod new_plugin;
 mod profile;
 mod publish;
@@ -58,6 +59,8 @@ enum Command {
     CheckDeploy(check_deploy::CheckDeploy),
     /// Publish a plugin version to an OCI registry (`<registry>/<prefix>`) or a folder (`dir:PATH`).
     Publish(publish::Publish),
+    /// Write a new key pair for signing plugins (`<OUT>.key`, mode 0600, and `<OUT>.pub`).
+    Keygen(keygen::Keygen),
     /// Run a private OCI registry on 127.0.0.1 for trying versions, until Ctrl-C.
     Registry(registry::RegistryCommand),
     /// Run the fuzz targets under AFL++ for a long time (`fuzz/`; installs cargo-afl if needed).
@@ -91,6 +94,7 @@ fn main() -> ExitCode {
         Command::RootfsSmoke(cmd) => cmd.run(&sh),
         Command::Publish(cmd) => cmd.run(&sh),
         Command::Registry(cmd) => cmd.run(&sh),
+        Command::Keygen(cmd) => cmd.run(&sh),
     };
     result.map_or_else(failed, |()| ExitCode::SUCCESS)
 }

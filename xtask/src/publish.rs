@@ -11,6 +11,12 @@
 //! metadata (`2.3.4`, `2.3.4+zzz`) are one version to every requirement (`=2.3.4` matches
 //! both), so a version is never published beside another of equal precedence, not even with
 //! `--force`, which replaces only the very version named.
+//!
+//! `--sign KEY` (repeatable) signs what is published, in the format of `plugin_signature`: to a
+//! registry, the cosign signature artifact `sha256-<manifest digest>.sig` beside the pushed
+//! manifest (one payload layer per key); to a folder, the detached signature
+//! `<version>.wasm.sig`, written before the plugin file so a host that requires signatures
+//! never sees the new version unsigned.
 
 use std::{
     collections::BTreeMap,
@@ -25,6 +31,10 @@ use oci_client::{
     errors::{OciDistributionError, OciErrorCode},
     manifest::OciImageManifest,
     secrets::RegistryAuth,
+};
+use plugin_signature::{
+    CONFIG_MEDIA_TYPE, DETACHED_SUFFIX, DetachedSignature, PAYLOAD_MEDIA_TYPE, Payload, PrivateKey,
+    SIGNATURE_ANNOTATION, signature_tag,
 };
 use xshell::{Shell, cmd};
 
@@ -66,6 +76,9 @@ pub struct Publish {
     /// Registry password or token.
     #[arg(long, env = "OCI_PASSWORD", requires = "username", hide_env_values = true)]
     password: Option<String>,
+    /// Sign with this private key (PKCS#8 PEM, as `keygen` writes; repeat for several signers).
+    #[arg(long = "sign", value_name = "KEY")]
+    sign: Vec<PathBuf>,
 }
 
 /// What is being published, checked.
@@ -75,6 +88,8 @@ struct Artifact {
     version: semver::Version,
     bytes: Vec<u8>,
     annotations: BTreeMap<String, String>,
+    /// The keys to sign it with (none: unsigned).
+    keys: Vec<PrivateKey>,
 }
 
 impl Publish {
@@ -137,7 +152,15 @@ impl Publish {
         annotations.insert(ANNOTATION_FUNCTIONS.to_string(), functions);
         annotations.insert(ANNOTATION_REVISION.to_string(), source_revision(sh));
         annotations.insert(ANNOTATION_CREATED.to_string(), created_now(sh));
-        Ok(Artifact { name, version, bytes, annotations })
+        let keys = self
+            .sign
+            .iter()
+            .map(|path| {
+                let pem = fs::read_to_string(path).with_context(|| format!("reading the key {}", path.display()))?;
+                PrivateKey::from_pem(&pem).with_context(|| format!("the key {}", path.display()))
+            })
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(Artifact { name, version, bytes, annotations, keys })
     }
 }
 
@@ -223,6 +246,24 @@ fn publish_to_folder(artifact: &Artifact, folder: &Path, force: bool) -> anyhow:
     refuse_equal_precedence(artifact, versions_in_folder(&versions)?, &versions.display().to_string())?;
     fs::create_dir_all(&versions).with_context(|| format!("creating {}", versions.display()))?;
     let target = versions.join(format!("{}.wasm", artifact.version));
+    if !artifact.keys.is_empty() {
+        // First: the moment the plugin file appears, its signature is there.
+        let signature = DetachedSignature::sign(&artifact.keys, &artifact.name, &artifact.bytes);
+        let path = versions.join(format!("{}.wasm{DETACHED_SUFFIX}", artifact.version));
+        // Checked again (atomically) when the plugin is written; here so that the signature of
+        // an existing version is never replaced by one of other bytes.
+        if target.exists() && !force {
+            bail!(
+                "{} exists: versions are immutable (publish a new version, or pass --force to replace it)",
+                target.display()
+            );
+        }
+        let mut file = tempfile::Builder::new().prefix(".publish-").suffix(".tmp").tempfile_in(&versions)?;
+        std::io::Write::write_all(&mut file, signature.to_json().as_bytes())?;
+        file.as_file().sync_all()?;
+        file.persist(&path).map_err(|e| e.error).with_context(|| format!("writing {}", path.display()))?;
+        step(format!("signed it: {}", path.display()));
+    }
     let mut file = tempfile::Builder::new().prefix(".publish-").suffix(".tmp").tempfile_in(&versions)?;
     std::io::Write::write_all(&mut file, &artifact.bytes)?;
     file.as_file().sync_all()?;
@@ -312,6 +353,43 @@ async fn publish_to_registry(
         .with_context(|| format!("pushing {reference}"))?;
     let digest = client.fetch_manifest_digest(&reference, auth).await?;
     step(format!("published {} {} to {reference} ({digest})", artifact.name, artifact.version));
+    if !artifact.keys.is_empty() {
+        push_signature(&client, &reference, &digest, &artifact.keys, auth).await?;
+    }
+    Ok(())
+}
+
+/// Pushes cosign's signature artifact for the manifest `digest` of `reference`'s repository:
+/// tag `sha256-<hex>.sig`, one simple-signing payload layer per key, each with its signature
+/// in the `dev.cosignproject.cosign/signature` annotation.
+async fn push_signature(
+    client: &Client,
+    reference: &Reference,
+    digest: &str,
+    keys: &[PrivateKey],
+    auth: &RegistryAuth,
+) -> anyhow::Result<()> {
+    let tag = signature_tag(digest).with_context(|| format!("the registry named the manifest `{digest}`"))?;
+    // As cosign writes it: the registry host, lowercase, and the repository, no tag.
+    let docker_reference = format!("{}/{}", reference.registry().to_ascii_lowercase(), reference.repository());
+    let payload = Payload::new(docker_reference, digest).to_bytes();
+    let layers: Vec<ImageLayer> = keys
+        .iter()
+        .map(|key| {
+            let annotations = BTreeMap::from([(SIGNATURE_ANNOTATION.to_string(), key.sign(&payload))]);
+            ImageLayer::new(payload.clone(), PAYLOAD_MEDIA_TYPE.to_string(), Some(annotations))
+        })
+        .collect();
+    let config = Config::new(b"{}".to_vec(), CONFIG_MEDIA_TYPE.to_string(), None);
+    let mut manifest = OciImageManifest::build(&layers, &config, None);
+    manifest.media_type = Some(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string());
+    let signature = Reference::with_tag(reference.registry().to_string(), reference.repository().to_string(), tag);
+    client
+        .push(&signature, &layers, config, auth, Some(manifest))
+        .await
+        .with_context(|| format!("pushing the signature {signature}"))?;
+    let signers: Vec<String> = keys.iter().map(|key| key.public_key().id()).collect();
+    step(format!("signed it: {signature} (keys {})", signers.join(", ")));
     Ok(())
 }
 
@@ -340,6 +418,7 @@ mod tests {
             insecure: true,
             username: None,
             password: None,
+            sign: Vec::new(),
         }
     }
 
@@ -375,6 +454,68 @@ mod tests {
         assert_eq!(fs::read(&published).unwrap(), fs::read(&second).unwrap(), "--force replaces it");
         let leftovers: Vec<_> = fs::read_dir(store.join("answer")).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(leftovers, ["1.0.0.wasm"], "no temporary file is left behind");
+    }
+
+    #[test]
+    fn signs_what_it_publishes_to_a_folder_with_a_detached_signature() {
+        let sh = project_shell();
+        let work = tempfile::tempdir().unwrap();
+        let key_path = work.path().join("release.key");
+        let key = PrivateKey::generate();
+        fs::write(&key_path, key.to_pkcs8_pem()).unwrap();
+        let plugin = plugin_file(work.path(), "answer", 1);
+        let store = work.path().join("store");
+        let mut signed = publish(&plugin, "1.0.0", &format!("dir:{}", store.display()), false);
+        signed.sign = vec![key_path];
+        signed.run(&sh).unwrap();
+        let detached = DetachedSignature::parse(&fs::read(store.join("answer/1.0.0.wasm.sig")).unwrap()).unwrap();
+        let [(payload, signature)] = &detached.entries().unwrap()[..] else { panic!("one signature") };
+        let bytes = fs::read(store.join("answer/1.0.0.wasm")).unwrap();
+        assert_eq!(Payload::parse(payload).unwrap(), Payload::new("answer", plugin_signature::sha256_digest(&bytes)));
+        assert!(key.public_key().verify(payload, signature).unwrap());
+    }
+
+    /// `--sign` pushes cosign's signature artifact: tag `sha256-<manifest hex>.sig`, a
+    /// simple-signing payload layer naming the repository and the manifest, and the signature
+    /// in the layer's annotation, as skopeo (a standard client) reads it back.
+    #[test]
+    fn signs_what_it_pushes_with_a_cosign_signature_artifact() {
+        let registry = crate::test_support::Registry::start(None);
+        let sh = project_shell();
+        let work = tempfile::tempdir().unwrap();
+        let keys: Vec<PrivateKey> = (0..2).map(|_| PrivateKey::generate()).collect();
+        let mut paths = Vec::new();
+        for (i, key) in keys.iter().enumerate() {
+            let path = work.path().join(format!("{i}.key"));
+            fs::write(&path, key.to_pkcs8_pem()).unwrap();
+            paths.push(path);
+        }
+        let plugin = plugin_file(work.path(), "answer", 1);
+        let mut signed = publish(&plugin, "1.0.0", &format!("{}/plugins", registry.addr), false);
+        signed.sign = paths;
+        signed.run(&sh).unwrap();
+
+        let client = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..ClientConfig::default() });
+        let reference = Reference::with_tag(registry.addr.clone(), "plugins/answer".into(), "1.0.0".into());
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let digest = runtime.block_on(client.fetch_manifest_digest(&reference, &RegistryAuth::Anonymous)).unwrap();
+        let tag = signature_tag(&digest).unwrap();
+        let manifest = skopeo_inspect(&registry, &format!("plugins/answer:{tag}"), true);
+        let layers = manifest["layers"].as_array().unwrap();
+        assert_eq!(layers.len(), 2, "one layer per key");
+        let copy = work.path().join("signature");
+        let source = format!("docker://{}/plugins/answer:{tag}", registry.addr);
+        let destination = format!("dir:{}", copy.display());
+        cmd!(sh, "skopeo copy --quiet --src-tls-verify=false {source} {destination}").run().unwrap();
+        for (layer, key) in layers.iter().zip(&keys) {
+            assert_eq!(layer["mediaType"], PAYLOAD_MEDIA_TYPE);
+            let hex = layer["digest"].as_str().unwrap().strip_prefix("sha256:").unwrap();
+            let payload = fs::read(copy.join(hex)).unwrap();
+            let expected = Payload::new(format!("{}/plugins/answer", registry.addr), &digest);
+            assert_eq!(Payload::parse(&payload).unwrap(), expected);
+            let signature = layer["annotations"][SIGNATURE_ANNOTATION].as_str().unwrap();
+            assert!(key.public_key().verify(&payload, signature).unwrap());
+        }
     }
 
     /// `2.3.4+zzz` beside `2.3.4` would be one version to the host (`=2.3.4` matches both):

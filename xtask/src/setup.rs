@@ -83,6 +83,7 @@ impl Setup {
             ensure_registry_tools(sh)?;
             ensure_client_test_tools(sh)?;
             crate::check_deploy::pinned_venv(sh, API_TEST_TOOLS, "the API test tools (schemathesis)")?;
+            ensure_signer(sh)?;
         }
         step(format!(
             "toolchain ready: {} and WasmEdge {} in {}",
@@ -320,6 +321,31 @@ fn ensure_client_test_tools(sh: &Shell) -> anyhow::Result<()> {
         return Ok(());
     }
     apt_install(sh, &packages, "Go and curl (the Go client's tests and README.md's examples)")
+}
+
+/// The pinned requirements of the independent cosign signer the registry tests run.
+pub(crate) const SIGNER_REQUIREMENTS: &str = "host/tests/signer/requirements.txt";
+
+/// The virtualenv of the independent cosign signer (`host/tests/signer/cosign_sign.py`, PyPI's
+/// `cryptography`): made again whenever the pinned requirements change (its copy of them is
+/// written last, so an interrupted install is redone rather than trusted).
+fn ensure_signer(sh: &Shell) -> anyhow::Result<()> {
+    let requirements_path = sh.current_dir().join(SIGNER_REQUIREMENTS);
+    let requirements = fs::read(&requirements_path)?;
+    let venv = cache_dir().join("signer-venv");
+    let marker = venv.join("requirements.txt");
+    if fs::read(&marker).is_ok_and(|done| done == requirements) {
+        return Ok(());
+    }
+    crate::check_deploy::ensure_python(sh)?;
+    if venv.exists() {
+        fs::remove_dir_all(&venv)?;
+    }
+    step(format!("installing the test signer's pinned `cryptography` into {}", venv.display()));
+    cmd!(sh, "python3 -m venv {venv}").run()?;
+    cmd!(sh, "{venv}/bin/pip install --quiet --disable-pip-version-check --no-input -r {requirements_path}").run()?;
+    fs::write(&marker, &requirements)?;
+    Ok(())
 }
 
 /// `docker-registry`, for the tests and `cargo xtask registry`. Debian's package also starts

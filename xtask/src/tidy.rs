@@ -9,7 +9,8 @@ mod tests {
     };
 
     /// The crates of the workspace (root `Cargo.toml`); a test below keeps the list honest.
-    const WORKSPACE_MEMBERS: [&str; 6] = ["fuzz", "host", "plugin-host", "plugin-host-build", "plugin-sdk", "xtask"];
+    const WORKSPACE_MEMBERS: [&str; 7] =
+        ["fuzz", "host", "plugin-host", "plugin-host-build", "plugin-sdk", "plugin-signature", "xtask"];
 
     #[test]
     fn the_member_list_matches_the_workspace() {
@@ -195,6 +196,26 @@ mod tests {
         assert!(found.is_empty(), "wasmedge_sdk used outside plugin-host/src/runtime:\n{}", found.join("\n"));
     }
 
+    /// ARCHITECTURE.md: "the signature format exists only in `plugin-signature`": no other
+    /// crate signs, verifies or parses keys itself, so the host and xtask cannot disagree about
+    /// what a valid signature is.
+    #[test]
+    fn invariant_signatures_are_made_and_checked_only_in_the_signature_crate() {
+        let mut found = Vec::new();
+        for dir in ["plugin-host/src", "host/src", "host/tests", "xtask/src", "plugin-sdk/src", "fuzz"] {
+            for pattern in ["p256::", "ecdsa::", "use p256", "use ecdsa"] {
+                found.extend(uses(dir, None, pattern));
+            }
+        }
+        assert!(found.is_empty(), "cryptography outside plugin-signature:\n{}", found.join("\n"));
+        for crate_dir in ["plugin-host/src", "xtask/src"] {
+            assert!(
+                !uses(crate_dir, None, "plugin_signature::").is_empty(),
+                "{crate_dir} does not use the shared format"
+            );
+        }
+    }
+
     /// ARCHITECTURE.md: "the HTTP layer knows nothing about WasmEdge or files; it sees the
     /// runner's types, the failure table and the plugin name".
     #[test]
@@ -297,7 +318,7 @@ mod tests {
     /// and neither does the ABI crate, which both sides share.
     #[test]
     fn invariant_xtask_and_the_abi_crate_do_not_depend_on_the_host() {
-        for manifest in ["xtask/Cargo.toml", "plugin-sdk/Cargo.toml"] {
+        for manifest in ["xtask/Cargo.toml", "plugin-sdk/Cargo.toml", "plugin-signature/Cargo.toml"] {
             let text = fs::read_to_string(crate::project_root().join(manifest)).unwrap();
             let dependencies = text.lines().filter(|line| {
                 let name = line.split(['=', '.']).next().unwrap_or_default().trim();

@@ -189,6 +189,8 @@ impl Endpoint {
             // Reading a registry's blob: a call, or a look at one plugin (which reads it to
             // check its ABI).
             K::DigestMismatch | K::InvalidArtifact => call || self == ShowPlugin,
+            // A version the trust policy refuses is refused wherever it would be loaded.
+            K::SignatureMissing | K::SignatureInvalid | K::UntrustedSigner => call,
             // `GET /plugins/{name}` shows a file it cannot load with `last_error` instead.
             K::PluginTooLarge => call,
             K::StoreUnavailable | K::StoreError => store,
@@ -255,6 +257,9 @@ pub fn is_plugin_fault(kind: FailureKind) -> bool {
         | K::InvalidVersionRequirement
         | K::DigestMismatch
         | K::InvalidArtifact
+        | K::SignatureMissing
+        | K::SignatureInvalid
+        | K::UntrustedSigner
         | K::StoreUnavailable
         | K::StoreError
         | K::WrongAbiVersion

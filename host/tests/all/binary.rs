@@ -116,6 +116,7 @@ fn invalid_settings_stop_start_up_with_a_clear_message() {
         (&["--execution-mode", "jit"], &[], "invalid value 'jit' for '--execution-mode"),
         (&["--call-timeout-ms", "0"], &[], "--call-timeout-ms"),
         (&["--plugin-dir", "/nonexistent/plugins"], &[], "plugin directory /nonexistent/plugins"),
+        (&[], &[("TRUST_POLICY", "/nonexistent/policy.json")], "--trust-policy /nonexistent/policy.json: "),
         // No folder compiled in: the local store (the default) must be told where plugins are.
         (
             &[],

@@ -21,6 +21,7 @@ mod readme;
 mod registry;
 mod runner;
 mod runtime;
+mod signing;
 mod stores;
 mod support;
 mod tokens;

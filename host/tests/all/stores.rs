@@ -159,3 +159,33 @@ async fn a_mount_that_just_disappeared_is_unavailable_not_an_empty_folder() {
     assert_eq!(listing.status().as_u16(), 503, "an empty mount point is not an empty dataset");
     assert!(started.elapsed() < Duration::from_secs(1), "still inside the readiness cache's second");
 }
+
+/// A Fluid dataset can carry signed plugins: the same detached signatures and trust policy as
+/// a plugin folder, read through the FUSE mount; a mount whose daemon crashed is unavailable
+/// (503), never a missing signature.
+#[tokio::test]
+async fn a_trust_policy_guards_a_fuse_mount_with_detached_signatures() {
+    use plugin_signature::{DetachedSignature, PrivateKey};
+
+    let key = PrivateKey::generate();
+    let keys = TempDir::new().unwrap();
+    std::fs::write(keys.path().join("k.pub"), key.public_key().to_pem()).unwrap();
+    let policy_path = keys.path().join("policy.json");
+    std::fs::write(&policy_path, r#"{"rules": [{"prefix": "", "keys": ["k.pub"]}]}"#).unwrap();
+    let policy = Arc::new(plugin_host::store::trust::TrustPolicy::from_file(&policy_path).unwrap());
+
+    let mut mount = FuseMount::new();
+    let hello = std::fs::read(mount.source.path().join("hello.wasm")).unwrap();
+    let signature = DetachedSignature::sign(std::slice::from_ref(&key), "hello", &hello);
+    std::fs::write(mount.source.path().join("hello.wasm.sig"), signature.to_json()).unwrap();
+    std::fs::write(mount.source.path().join("unsigned.wasm"), &hello).unwrap();
+    mount.mount();
+    let server = serve(mount.store().with_trust(policy)).await;
+    assert_eq!(server.run("hello", 21).await, (200, json!({ "output": 43 })));
+    let (status, body) = server.run("unsigned", 21).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (500, Some("signature_missing")), "{body}");
+
+    mount.crash_daemon();
+    let (status, body) = server.run("unsigned", 21).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (503, Some("store_unavailable")), "{body}");
+}

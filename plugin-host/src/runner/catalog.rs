@@ -230,6 +230,8 @@ impl<M: Clone> Catalog<M> {
                     Some(_) => None,
                 },
             };
+            // A verdict is looked up (a registry request or two) only within the same budget.
+            let lookup = identity.is_some() && Instant::now() < give_up;
             let sha256 = match identity {
                 None => None,
                 Some(Ok(FileIdentity { digest: Some(digest), .. })) => Some(hex::encode(digest)),
@@ -244,7 +246,8 @@ impl<M: Clone> Catalog<M> {
                 .iter()
                 .find(|(shadowed, _)| plugin.version.as_ref() == Some(*shadowed))
                 .map(|(_, served)| (*served).clone());
-            versions.push(VersionStatus { version: plugin.version, sha256, default, shadowed_by });
+            let signature = self.store.verdict(&plugin, lookup);
+            versions.push(VersionStatus { version: plugin.version, sha256, default, shadowed_by, signature });
         }
         Ok(versions)
     }
@@ -365,7 +368,7 @@ impl<M: Clone> Catalog<M> {
         let name = &plugin.name;
         let facts = match self.facts_of(plugin) {
             Ok(facts) => facts,
-            Err(error @ (StoreError::TooLarge { .. } | StoreError::Io { .. })) => {
+            Err(error @ (StoreError::TooLarge { .. } | StoreError::Io { .. } | StoreError::Untrusted { .. })) => {
                 let size = match &error {
                     StoreError::TooLarge { size, .. } => Some(*size),
                     _ => None,
@@ -381,6 +384,7 @@ impl<M: Clone> Catalog<M> {
                     last_error: Some(error.to_string()),
                     quarantine: None,
                     conflicts: self.conflicts_of(plugin),
+                    signature: self.store.verdict(plugin, false),
                 });
             }
             Err(error) => return Err(error.into()),
@@ -407,6 +411,7 @@ impl<M: Clone> Catalog<M> {
             last_error,
             quarantine: None,
             conflicts: self.conflicts_of(plugin),
+            signature: self.store.verdict(plugin, false),
         })
     }
 

@@ -19,7 +19,9 @@ use std::sync::Arc;
 use crate::{
     failure::FailureKind,
     runtime::RuntimeError,
-    store::{InvalidName, InvalidRequirement, PluginName, PluginRef, StoreError, Version, VersionRequirement},
+    store::{
+        InvalidName, InvalidRequirement, PluginName, PluginRef, StoreError, Version, VersionRequirement, trust::Verdict,
+    },
 };
 
 /// What a plugin's call ran on: its name and version, and its content's hex SHA-256.
@@ -216,6 +218,11 @@ pub struct PluginStatus {
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "serialize_versions")]
     #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub conflicts: Vec<Version>,
+    /// The trust policy's verdict on this version (`verdict`: `verified` with its `signers`,
+    /// `unsigned_allowed`, `refused` with `code` and `message`, or `unchecked`); absent when no
+    /// policy is configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Verdict>,
 }
 
 /// One version as `GET /plugins/{name}/versions` lists it.
@@ -236,6 +243,9 @@ pub struct VersionStatus {
     #[serde(skip_serializing_if = "Option::is_none", serialize_with = "serialize_version")]
     #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub shadowed_by: Option<Version>,
+    /// The trust policy's verdict (see [`PluginStatus`]); absent without a policy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signature: Option<Verdict>,
 }
 
 fn serialize_version<S: serde::Serializer>(version: &Option<Version>, serializer: S) -> Result<S::Ok, S::Error> {

@@ -8,8 +8,11 @@ use std::{
     time::UNIX_EPOCH,
 };
 
+use plugin_signature::{DETACHED_SUFFIX, DetachedSignature, sha256_digest};
+
 use super::{
-    FileIdentity, PluginFile, PluginName, PluginRef, StoreError, Versions,
+    FileIdentity, PluginFile, PluginName, PluginRef, SignatureIdentity, StoreError, Versions,
+    trust::{Refusal, Signature, TrustPolicy, Verdict},
     version::{version_file_name, version_from_file_name},
 };
 use crate::logs;
@@ -25,7 +28,13 @@ pub(super) struct PluginDir<'a> {
     pub max_bytes: u64,
     /// What was warned about already: each stray entry once per identity, not per listing.
     pub warned: &'a logs::Once,
+    /// With a trust policy, every plugin file needs a detached signature beside it
+    /// (`<file>.sig`, see `plugin_signature::DetachedSignature`) that the policy accepts.
+    pub trust: Option<&'a TrustPolicy>,
 }
+
+/// Largest detached signature read (they are about 500 bytes).
+const MAX_SIGNATURE_BYTES: u64 = 64 << 10;
 
 impl PluginDir<'_> {
     /// Runs on every call, so the common case (a plain file, no link) costs one `lstat`.
@@ -35,10 +44,108 @@ impl PluginDir<'_> {
             Some(meta) => meta,
             None => fs::metadata(&path).map_err(|e| io_error(name, e))?,
         };
-        self.check_metadata(name, &meta)
+        let mut identity = self.check_metadata(name, &meta)?;
+        if self.trust.is_some() {
+            identity.signature = self.signature_identity(name)?;
+        }
+        Ok(identity)
     }
 
+    /// The file, once the trust policy (if any) accepts its detached signature: a refused file
+    /// is [`StoreError::Untrusted`] and its bytes go no further.
     pub fn load(&self, name: &PluginRef) -> Result<PluginFile, StoreError> {
+        let mut file = self.load_unchecked(name)?;
+        if let Some(trust) = self.trust {
+            let (verdict, signature) = self.judge(trust, name, &file.bytes)?;
+            // The identity of the very signature file judged, so that one replaced meanwhile is
+            // judged again on the next call.
+            file.identity.signature = signature;
+            if let Verdict::Refused { code, message } = verdict {
+                if self.warned.first(&(name, file.identity.inode, file.identity.changed, file.identity.signature)) {
+                    tracing::warn!(plugin = %name, code = code.kind().code(), why = %message, "plugin file refused by the trust policy");
+                }
+                return Err(StoreError::Untrusted { plugin: name.clone(), refusal: code, why: message });
+            }
+        }
+        Ok(file)
+    }
+
+    /// The trust policy's verdict on the file as it is now (`None` without a policy).
+    pub fn verdict(&self, name: &PluginRef) -> Result<Option<Verdict>, StoreError> {
+        let Some(trust) = self.trust else { return Ok(None) };
+        let file = self.load_unchecked(name)?;
+        self.judge(trust, name, &file.bytes).map(|(verdict, _)| Some(verdict))
+    }
+
+    /// `<file>.wasm.sig`: the detached signature's path (never followed if it is a link).
+    fn signature_path(&self, plugin: &PluginRef) -> PathBuf {
+        let (folder, file_name) = match &plugin.version {
+            None => (self.root.to_path_buf(), plugin.name.file_name()),
+            Some(version) => (self.root.join(plugin.name.as_str()), version_file_name(version)),
+        };
+        folder.join(format!("{file_name}{DETACHED_SUFFIX}"))
+    }
+
+    /// What identifies the detached signature (so that a signature added, replaced or removed
+    /// beside an unchanged file is a new version to judge); `None` when there is none.
+    fn signature_identity(&self, plugin: &PluginRef) -> Result<Option<SignatureIdentity>, StoreError> {
+        match fs::symlink_metadata(self.signature_path(plugin)) {
+            Ok(meta) => Ok(Some((meta.ino(), meta.ctime(), meta.ctime_nsec()))),
+            Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+            Err(error) => Err(io_error(plugin, error)),
+        }
+    }
+
+    /// The policy's verdict on `bytes` as plugin `plugin`, with the signature beside it, and
+    /// that signature file's identity.
+    fn judge(
+        &self,
+        trust: &TrustPolicy,
+        plugin: &PluginRef,
+        bytes: &[u8],
+    ) -> Result<(Verdict, Option<SignatureIdentity>), StoreError> {
+        let reference = plugin.name.as_str();
+        if trust.allows_unsigned(reference) {
+            return Ok((Verdict::UnsignedAllowed, self.signature_identity(plugin)?));
+        }
+        let unreadable = |why: String| {
+            let message = format!("its detached signature {why}");
+            Verdict::Refused { code: Refusal::SignatureInvalid, message }
+        };
+        // A FUSE mount's outage is the store's (retried, then 503), not the signature's.
+        let outage =
+            |error: &io::Error| matches!(error.raw_os_error(), Some(libc::ENOTCONN | libc::EIO | libc::ESTALE));
+        let opened = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+            .open(self.signature_path(plugin));
+        let file = match opened {
+            Ok(file) => file,
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {
+                return Ok((trust.judge(reference, &sha256_digest(bytes), &[]), None));
+            }
+            Err(error) if outage(&error) => return Err(io_error(plugin, error)),
+            // A link (`ELOOP` under `O_NOFOLLOW`), a file it may not read, ...: never followed.
+            Err(error) => return Ok((unreadable(format!("cannot be opened ({})", error.kind())), None)),
+        };
+        let meta = file.metadata().map_err(|e| io_error(plugin, e))?;
+        let identity = Some((meta.ino(), meta.ctime(), meta.ctime_nsec()));
+        if !meta.is_file() {
+            return Ok((unreadable("is not a regular file".to_string()), identity));
+        }
+        let text = match read_at_most(file, MAX_SIGNATURE_BYTES) {
+            Ok(text) => text,
+            Err(error) if outage(&error) => return Err(io_error(plugin, error)),
+            Err(error) => return Ok((unreadable(format!("cannot be read ({})", error.kind())), identity)),
+        };
+        let signatures: Vec<Signature> = match DetachedSignature::parse(&text).and_then(|detached| detached.entries()) {
+            Ok(entries) => entries.into_iter().map(|(payload, signature)| Signature { payload, signature }).collect(),
+            Err(error) => return Ok((unreadable(format!("is unreadable: {error}")), identity)),
+        };
+        Ok((trust.judge(reference, &sha256_digest(bytes), &signatures), identity))
+    }
+
+    fn load_unchecked(&self, name: &PluginRef) -> Result<PluginFile, StoreError> {
         let (path, not_a_link) = self.locate(name)?;
         // Refuse what is not a plugin before opening it (a socket cannot even be opened), so
         // that `load` answers exactly as `stat` does.
@@ -102,6 +209,10 @@ impl PluginDir<'_> {
                         // and change (listings run on every miss; a warning each time made
                         // 132,000 lines in 5 s).
                         None if file_name.starts_with('.') => {}
+                        // Detached signatures (`<version>.wasm.sig`) belong beside their files.
+                        None if file_name
+                            .strip_suffix(DETACHED_SUFFIX)
+                            .is_some_and(|file| version_from_file_name(file).is_some()) => {}
                         None => {
                             let identity = entry.metadata().ok().map(|m| (m.ino(), m.len(), m.ctime(), m.ctime_nsec()));
                             if self.warned.first(&(&folder, &*file_name, identity)) {
@@ -168,6 +279,7 @@ impl PluginDir<'_> {
             inode: meta.ino(),
             changed: (meta.ctime(), meta.ctime_nsec()),
             digest: None,
+            signature: None,
         })
     }
 }

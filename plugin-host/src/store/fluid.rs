@@ -15,13 +15,18 @@
 use std::{
     fs, io,
     path::{Path, PathBuf},
+    sync::Arc,
     time::{Duration, Instant},
 };
 
 use backon::{BlockingRetryable, ExponentialBuilder};
 use parking_lot::Mutex;
 
-use super::{FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions, dir::PluginDir};
+use super::{
+    FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions,
+    dir::PluginDir,
+    trust::{TrustPolicy, Verdict},
+};
 use crate::logs;
 
 /// Serves `<mount>/<name>.wasm` and `<mount>/<name>/<version>.wasm` from a Fluid dataset mount. Never fails to construct: a mount
@@ -43,6 +48,8 @@ pub struct FluidPluginStore {
     /// Retries are logged at most once per 10 s per error: a mount that keeps failing would
     /// otherwise write a line per request.
     retries_logged: logs::Throttle,
+    /// Signatures every plugin file needs beside it. Default: none.
+    trust: Option<Arc<TrustPolicy>>,
 }
 
 impl std::fmt::Debug for FluidPluginStore {
@@ -63,6 +70,7 @@ impl FluidPluginStore {
             last_ready: Mutex::new(None),
             warned: logs::Once::default(),
             retries_logged: logs::Throttle::default(),
+            trust: None,
         }
     }
 
@@ -71,6 +79,12 @@ impl FluidPluginStore {
     /// request, shorter notices a lost mount sooner.
     pub fn with_recheck_interval(mut self, interval: Duration) -> Self {
         self.recheck_interval = interval;
+        self
+    }
+
+    /// Serves only files whose detached signatures (`<file>.sig`) the policy accepts.
+    pub fn with_trust(mut self, policy: Arc<TrustPolicy>) -> Self {
+        self.trust = Some(policy);
         self
     }
 
@@ -112,8 +126,14 @@ impl FluidPluginStore {
         operation: impl Fn(PluginDir<'_>) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
         let attempt = || {
-            self.ready_root()
-                .and_then(|root| operation(PluginDir { root: &root, max_bytes: self.max_bytes, warned: &self.warned }))
+            self.ready_root().and_then(|root| {
+                operation(PluginDir {
+                    root: &root,
+                    max_bytes: self.max_bytes,
+                    warned: &self.warned,
+                    trust: self.trust.as_deref(),
+                })
+            })
         };
         let backoff = ExponentialBuilder::new()
             .with_min_delay(self.first_backoff)
@@ -220,6 +240,11 @@ impl PluginStore for FluidPluginStore {
                 .map_err(|source| StoreError::Io { context: format!("listing the versions of `{name}`"), source })
         });
         self.confirmed(listing, Versions::is_empty)
+    }
+
+    fn verdict(&self, plugin: &PluginRef, _lookup: bool) -> Option<Verdict> {
+        self.trust.as_ref()?;
+        self.with_retries("judge", |dir| dir.verdict(plugin)).ok().flatten()
     }
 
     fn describe(&self) -> String {

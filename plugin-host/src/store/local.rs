@@ -4,9 +4,14 @@
 use std::{
     io,
     path::{Path, PathBuf},
+    sync::Arc,
 };
 
-use super::{FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions, dir::PluginDir};
+use super::{
+    FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions,
+    dir::PluginDir,
+    trust::{TrustPolicy, Verdict},
+};
 use crate::logs;
 
 /// Serves `<root>/<name>.wasm` and `<root>/<name>/<version>.wasm` (see `PluginDir` for what is refused). The directory must exist
@@ -17,6 +22,8 @@ pub struct LocalPluginStore {
     root: PathBuf,
     max_bytes: u64,
     warned: logs::Once,
+    /// Default: none (no signatures needed).
+    trust: Option<Arc<TrustPolicy>>,
 }
 
 impl LocalPluginStore {
@@ -26,7 +33,13 @@ impl LocalPluginStore {
         if !root.is_dir() {
             return Err(io::Error::new(io::ErrorKind::NotADirectory, format!("{} is not a directory", root.display())));
         }
-        Ok(LocalPluginStore { root, max_bytes, warned: logs::Once::default() })
+        Ok(LocalPluginStore { root, max_bytes, warned: logs::Once::default(), trust: None })
+    }
+
+    /// Serves only files whose detached signatures (`<file>.sig`) the policy accepts.
+    pub fn with_trust(mut self, policy: Arc<TrustPolicy>) -> Self {
+        self.trust = Some(policy);
+        self
     }
 
     pub fn root(&self) -> &Path {
@@ -34,7 +47,7 @@ impl LocalPluginStore {
     }
 
     fn dir(&self) -> PluginDir<'_> {
-        PluginDir { root: &self.root, max_bytes: self.max_bytes, warned: &self.warned }
+        PluginDir { root: &self.root, max_bytes: self.max_bytes, warned: &self.warned, trust: self.trust.as_deref() }
     }
 }
 
@@ -57,6 +70,10 @@ impl PluginStore for LocalPluginStore {
 
     fn versions(&self, name: &PluginName) -> Result<Versions, StoreError> {
         self.dir().versions(name).map_err(|e| StoreError::unavailable(format!("listing the versions of `{name}`"), e))
+    }
+
+    fn verdict(&self, plugin: &PluginRef, _lookup: bool) -> Option<Verdict> {
+        self.dir().verdict(plugin).ok().flatten()
     }
 
     fn describe(&self) -> String {

@@ -13,6 +13,7 @@ mod name;
 #[cfg(feature = "oci")]
 pub mod oci;
 mod resolver;
+pub mod trust;
 mod version;
 
 use std::{fmt, io, time::Duration, time::SystemTime};
@@ -71,6 +72,12 @@ pub trait PluginStore: Send + Sync + fmt::Debug {
     fn degraded(&self) -> Option<String> {
         None
     }
+    /// The trust policy's verdict on `plugin`, for listings: `None` when no policy is
+    /// configured. With `lookup`, the store may read or ask its source to find out; without, a
+    /// verdict it does not know yet is [`trust::Verdict::Unchecked`]. Default: `None`.
+    fn verdict(&self, _plugin: &PluginRef, _lookup: bool) -> Option<trust::Verdict> {
+        None
+    }
     /// Where plugins come from, for logs and `/readyz`.
     fn describe(&self) -> String;
     /// Whether [`stat`](Self::stat) answers at once (a local file system): only then may a call
@@ -94,7 +101,14 @@ pub struct FileIdentity {
     /// The SHA-256 of the content when the store knows it without reading the file (a
     /// registry names every blob by its digest); `None` for files.
     pub digest: Option<[u8; 32]>,
+    /// With a trust policy, the detached signature beside a plugin file (inode and ctime), so
+    /// that a signature added, replaced or removed beside an unchanged file is judged again;
+    /// `None` without a policy, without a signature, and for a registry.
+    pub signature: Option<SignatureIdentity>,
 }
+
+/// What identifies a detached signature file: its inode and ctime (seconds, nanoseconds).
+pub type SignatureIdentity = (u64, i64, i64);
 
 /// A plugin file as read from a store.
 #[derive(Debug, Clone)]
@@ -132,6 +146,10 @@ pub enum StoreError {
     /// is not JSON, several layers, another media type): a fault upstream, not of the host.
     #[error("plugin `{plugin}`: the registry's artifact is not a Wasm plugin: {why}")]
     InvalidArtifact { plugin: PluginRef, why: String },
+    /// The trust policy refuses this version (unsigned, wrongly signed, signed by another key):
+    /// never compiled or run. `why` names no key material, only key ids.
+    #[error("plugin `{plugin}` is refused: {why}")]
+    Untrusted { plugin: PluginRef, refusal: trust::Refusal, why: String },
     /// The store as a whole cannot be read right now (for example a storage mount that is
     /// absent or disconnected); retrying later may succeed. `what` says which part failed,
     /// `source` the operating system's error when there is one.
@@ -169,6 +187,9 @@ impl Clone for StoreError {
             StoreError::InvalidArtifact { plugin, why } => {
                 StoreError::InvalidArtifact { plugin: plugin.clone(), why: why.clone() }
             }
+            StoreError::Untrusted { plugin, refusal, why } => {
+                StoreError::Untrusted { plugin: plugin.clone(), refusal: *refusal, why: why.clone() }
+            }
             StoreError::Unavailable { what, source } => {
                 StoreError::Unavailable { what: what.clone(), source: source.as_ref().map(copy) }
             }
@@ -191,6 +212,7 @@ impl StoreError {
             StoreError::VersionNotFound { .. } => FailureKind::VersionNotFound,
             StoreError::DigestMismatch { .. } => FailureKind::DigestMismatch,
             StoreError::InvalidArtifact { .. } => FailureKind::InvalidArtifact,
+            StoreError::Untrusted { refusal, .. } => refusal.kind(),
             StoreError::Unavailable { .. } => FailureKind::StoreUnavailable,
             StoreError::Io { .. } => FailureKind::StoreError,
         }

@@ -8,7 +8,11 @@
 //!   layer digest and size a tag resolved to, so that after a restart with the registry down
 //!   the versions already held still serve. Which digest a name and version mean depends on
 //!   the registry and prefix, so each has a folder of its own (its `repository` file names it):
-//!   a host never lists or serves a tag another registry or prefix resolved.
+//!   a host never lists or serves a tag another registry or prefix resolved;
+//! - `verdicts/<sha256 of registry/prefix>/<name>/sha256-<hex>.json`: a trust policy's verdict that lets the
+//!   manifest `sha256:<hex>` run, with the policy's fingerprint, so that after a restart with
+//!   the registry down the verified versions still serve (a verdict of another policy is not
+//!   reused; refusals are not kept).
 //!
 //! The blobs are bounded: after each write, the least recently used blobs (by modification
 //! time, which a read refreshes) are removed until the total is under the limit. Tag records
@@ -24,7 +28,7 @@ use std::{
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
-use crate::store::{PluginName, Version};
+use crate::store::{PluginName, Version, trust::Verdict};
 
 /// Where a tag pointed when it was last resolved.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -36,11 +40,21 @@ pub(super) struct TagRecord {
     pub size: u64,
 }
 
+/// A trust verdict on a manifest as kept on disk, with the policy that gave it.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct VerdictRecord {
+    /// The policy's fingerprint: a verdict of another policy is not reused.
+    policy: String,
+    verdict: Verdict,
+}
+
 #[derive(Debug)]
 pub(super) struct BlobCache {
     dir: PathBuf,
     /// The tag records of this store's registry and prefix.
     tags: PathBuf,
+    /// The trust verdicts on this registry and prefix's manifests.
+    verdicts: PathBuf,
     max_bytes: u64,
     /// Serialises writes and eviction (reads need no lock: files appear by rename).
     writing: Mutex<()>,
@@ -51,6 +65,7 @@ impl BlobCache {
     /// `registry/prefix` whose tag records this cache keeps.
     pub fn new(dir: PathBuf, max_bytes: u64, repository: &str) -> io::Result<Self> {
         let tags = dir.join("repositories").join(hex::encode(Sha256::digest(repository)));
+        let verdicts = dir.join("verdicts").join(hex::encode(Sha256::digest(repository)));
         for folder in [&dir.join("blobs/sha256"), &tags] {
             fs::DirBuilder::new().recursive(true).mode(0o700).create(folder)?;
         }
@@ -65,7 +80,7 @@ impl BlobCache {
         if meta.permissions().mode() & 0o022 != 0 {
             fs::set_permissions(&dir, fs::Permissions::from_mode(0o700))?;
         }
-        Ok(BlobCache { dir, tags, max_bytes, writing: Mutex::new(()) })
+        Ok(BlobCache { dir, tags, verdicts, max_bytes, writing: Mutex::new(()) })
     }
 
     pub fn dir(&self) -> &Path {
@@ -149,6 +164,37 @@ impl BlobCache {
         let _ = fs::remove_file(self.tag_path(name, version));
     }
 
+    /// Per name as well as digest: the same manifest pushed under two names is signed (or not)
+    /// for each name apart.
+    fn verdict_path(&self, name: &PluginName, manifest_digest: &str) -> PathBuf {
+        self.verdicts.join(name.as_str()).join(format!("{}.json", manifest_digest.replace(':', "-")))
+    }
+
+    /// The verdict kept for this manifest, if one was kept under the same trust policy.
+    pub fn verdict(&self, name: &PluginName, manifest_digest: &str, policy: &str) -> Option<Verdict> {
+        let text = fs::read_to_string(self.verdict_path(name, manifest_digest)).ok()?;
+        let kept: VerdictRecord = serde_json::from_str(&text).ok()?;
+        (kept.policy == policy).then_some(kept.verdict)
+    }
+
+    /// Keeps a verdict (the store keeps only those that let a version run: a refusal is asked
+    /// again, since a signature may be pushed later).
+    pub fn put_verdict(
+        &self,
+        name: &PluginName,
+        manifest_digest: &str,
+        policy: &str,
+        verdict: &Verdict,
+    ) -> io::Result<()> {
+        let path = self.verdict_path(name, manifest_digest);
+        let folder = path.parent().expect("a verdict is inside a folder");
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(folder)?;
+        let mut file = tempfile::NamedTempFile::with_prefix_in(".partial-", folder)?;
+        serde_json::to_writer(&mut file, &VerdictRecord { policy: policy.to_string(), verdict: verdict.clone() })?;
+        file.persist(path).map_err(|error| error.error)?;
+        Ok(())
+    }
+
     /// The versions of `name` with a tag record.
     pub fn tagged_versions(&self, name: &PluginName) -> Vec<Version> {
         let Ok(entries) = fs::read_dir(self.tags.join(name.as_str())) else {
@@ -217,6 +263,20 @@ mod tests {
         fs::write(cache.blob_path(&sha(&blob)), b"tampered").unwrap();
         assert_eq!(cache.get(&sha(&blob)), None);
         assert!(!cache.blob_path(&sha(&blob)).exists());
+    }
+
+    #[test]
+    fn keeps_verdicts_per_name_digest_and_policy() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = BlobCache::new(dir.path().to_path_buf(), 1 << 20, "127.0.0.1:5000/plugins").unwrap();
+        let (hello, world) = (PluginName::new("hello").unwrap(), PluginName::new("world").unwrap());
+        let verified = Verdict::Verified { signers: vec!["sha256:0123456789abcdef".into()] };
+        cache.put_verdict(&hello, "sha256:aa", "policy-1", &verified).unwrap();
+        assert_eq!(cache.verdict(&hello, "sha256:aa", "policy-1"), Some(verified));
+        assert_eq!(cache.verdict(&hello, "sha256:aa", "policy-2"), None, "another policy");
+        assert_eq!(cache.verdict(&world, "sha256:aa", "policy-1"), None, "the same manifest under another name");
+        assert_eq!(cache.verdict(&hello, "sha256:bb", "policy-1"), None);
+        assert!(cache.tagged_names().is_empty(), "verdicts are not tag records");
     }
 
     #[test]

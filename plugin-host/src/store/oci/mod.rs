@@ -30,6 +30,7 @@
 
 mod cache;
 mod credentials;
+mod signature;
 
 use std::{
     collections::HashMap,
@@ -59,6 +60,7 @@ use self::cache::{BlobCache, TagRecord};
 use super::{
     FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions,
     flight::Flights,
+    trust::{Signature, TrustPolicy, Verdict},
     version::{Version, parse_version_exactly},
 };
 use crate::logs;
@@ -72,6 +74,8 @@ const LEGACY_WASM_LAYER_MEDIA_TYPE: &str = "application/vnd.wasm.content.layer.v
 /// Most manifests one `GET /plugins/{name}/versions` fetches (one registry request each) for
 /// versions whose digest the store does not hold yet; the others are listed without a digest.
 const MANIFESTS_PER_LISTING: usize = 32;
+/// Verdicts kept in memory (about 300 bytes each).
+const VERDICTS_KEPT: std::num::NonZeroUsize = std::num::NonZeroUsize::new(16_384).expect("non-zero");
 /// Manifest types asked for: an OCI image manifest (what every Wasm artifact tool writes).
 const MANIFEST_MEDIA_TYPES: &[&str] = &[oci_client::manifest::OCI_IMAGE_MEDIA_TYPE];
 
@@ -102,6 +106,9 @@ pub struct OciSettings {
     /// Largest plugin accepted, in bytes (checked against the manifest before pulling).
     /// Default: 16 MiB.
     pub max_plugin_bytes: u64,
+    /// Whose signatures a version needs before it is pulled and run (see `signature`).
+    /// Default: none, every version runs.
+    pub trust: Option<Arc<TrustPolicy>>,
 }
 
 impl OciSettings {
@@ -126,6 +133,7 @@ impl OciSettings {
             timeout: Self::DEFAULT_TIMEOUT,
             refresh: Self::DEFAULT_REFRESH,
             max_plugin_bytes: 16 << 20,
+            trust: None,
         }
     }
 }
@@ -177,6 +185,15 @@ pub fn tag_of(version: &Version) -> String {
     version.to_string().replace('+', "_")
 }
 
+/// Whether `tag` is one cosign writes beside a manifest (`sha256-<hex>.sig`, `.att`, `.sbom`):
+/// not a version, and nothing to warn about.
+fn is_cosign_tag(tag: &str) -> bool {
+    let Some((digest, suffix)) = tag.strip_prefix("sha256-").and_then(|rest| rest.split_once('.')) else {
+        return false;
+    };
+    digest.len() == 64 && digest.bytes().all(|b| b.is_ascii_hexdigit()) && ["sig", "att", "sbom"].contains(&suffix)
+}
+
 /// The version a tag names, if it names one exactly.
 pub fn version_of_tag(tag: &str) -> Option<Version> {
     parse_version_exactly(&tag.replacen('_', "+", 1))
@@ -215,7 +232,15 @@ struct Inner {
     /// While the circuit is open, only one request at a time goes to the registry (a probe);
     /// the others fail at once.
     probing: AtomicBool,
+    /// Trust verdicts by reference and manifest digest, and when each was made (the least
+    /// recently used forgotten first: a forgotten allowing verdict is read back from disk).
+    verdicts: Mutex<lru::LruCache<SignedKey, (Verdict, Instant)>>,
+    /// Signature artifacts being fetched: one request however many callers wait.
+    verdict_flights: Flights<SignedKey, Result<Arc<Vec<Signature>>, RegistryFailure>>,
 }
+
+/// A signed reference (`<registry>/<repository>`) and manifest digest.
+type SignedKey = (String, String);
 
 type TagKey = (PluginName, Version);
 
@@ -347,6 +372,8 @@ impl Inner {
             logged: logs::Once::default(),
             cache_failures_logged: logs::Throttle::default(),
             probing: AtomicBool::new(false),
+            verdicts: Mutex::new(lru::LruCache::new(VERDICTS_KEPT)),
+            verdict_flights: Flights::default(),
             settings,
         })
     }
@@ -592,7 +619,14 @@ impl Inner {
         // A record's digest was checked to be 64 hex digits when it was made; one read back
         // from a damaged cache file identifies nothing and is all zeroes.
         let _ = hex::decode_to_slice(&record.layer_sha256, &mut digest);
-        FileIdentity { size: record.size, modified: UNIX_EPOCH, inode: 0, changed: (0, 0), digest: Some(digest) }
+        FileIdentity {
+            size: record.size,
+            modified: UNIX_EPOCH,
+            inode: 0,
+            changed: (0, 0),
+            digest: Some(digest),
+            signature: None,
+        }
     }
 
     fn versioned(plugin: &PluginRef) -> Result<&Version, StoreError> {
@@ -660,6 +694,8 @@ impl PluginStore for OciPluginStore {
     fn load(&self, plugin: &PluginRef) -> Result<PluginFile, StoreError> {
         let version = Inner::versioned(plugin)?;
         let record = self.inner.tag_record(&plugin.name, version)?;
+        // Before a byte is pulled, so a refused version is never cached, checked or compiled.
+        self.inner.check_trust(plugin, &record)?;
         let bytes = self.inner.blob(plugin, &record)?;
         Ok(PluginFile { bytes, identity: Inner::identity(&record) })
     }
@@ -699,6 +735,8 @@ impl PluginStore for OciPluginStore {
                 for tag in &listing.tags {
                     match version_of_tag(tag) {
                         Some(version) => versions.push(version),
+                        // Signatures, attestations and SBOMs cosign keeps beside the versions.
+                        None if is_cosign_tag(tag) => {}
                         // Once per tag: tags are listed on every refresh and every miss.
                         None if self.inner.logged.first(&(name, tag)) => {
                             tracing::warn!(plugin = %name, tag, "ignoring a tag that is not a semantic version")
@@ -730,6 +768,17 @@ impl PluginStore for OciPluginStore {
 
     fn lookups_per_listing(&self) -> Option<usize> {
         Some(MANIFESTS_PER_LISTING)
+    }
+
+    fn verdict(&self, plugin: &PluginRef, lookup: bool) -> Option<Verdict> {
+        self.inner.settings.trust.as_ref()?;
+        let version = plugin.version.as_ref()?;
+        let key = (plugin.name.clone(), version.clone());
+        let in_memory = self.inner.tags.lock().get(&key).map(|(record, _)| record.clone());
+        let Some(record) = in_memory.or_else(|| self.inner.cache.tag(&plugin.name, version)) else {
+            return Some(Verdict::Unchecked);
+        };
+        Some(self.inner.verdict(&plugin.name, &record, lookup).unwrap_or(Verdict::Unchecked))
     }
 
     fn listing_ttl(&self) -> Duration {
@@ -780,5 +829,8 @@ mod tests {
         for tag in ["latest", "v1.2.3", "1.2", "1.2.3_", "sha256-abc"] {
             assert_eq!(version_of_tag(tag), None, "{tag}");
         }
+        let signature = format!("sha256-{}.sig", "ab".repeat(32));
+        assert!(is_cosign_tag(&signature) && version_of_tag(&signature).is_none());
+        assert!(!is_cosign_tag("sha256-abc.sig") && !is_cosign_tag("latest"));
     }
 }
