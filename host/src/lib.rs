@@ -29,7 +29,7 @@ use crate::{
     metrics::Metrics,
     runner::{DEFAULT_CACHE_CAPACITY, InProcessRunner, PluginRunner, WorkerPoolRunner, WorkerSettings},
     runtime::{AotCompilation, Engine, RuntimeConfig},
-    store::{FluidPluginStore, LocalPluginStore, OciPluginStore, PluginStore},
+    store::{ConfigOverride, FluidPluginStore, LocalPluginStore, OciPluginStore, PluginStore},
 };
 
 /// Builds the shared state from the configuration: store, runner (in-process or worker pool).
@@ -55,6 +55,14 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
         }
     };
     tracing::info!(store = %store.describe(), mode = ?runtime.mode, isolation = ?config.isolation, "plugin store configured");
+    let config_override = match &config.plugin_config_dir {
+        Some(dir) => {
+            let dir = ConfigOverride::new(dir).with_context(|| format!("plugin configuration folder {}", dir.display()))?;
+            tracing::info!(folder = %dir.root().display(), "plugin configuration is looked for here first");
+            Some(dir)
+        }
+        None => None,
+    };
     let metrics = Arc::new(Metrics::new());
     let runner: Arc<dyn PluginRunner> = match config.isolation {
         Isolation::InProcess => {
@@ -63,10 +71,12 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
             let executable = std::env::current_exe().context("finding this executable to compile plugins")?;
             let runtime = RuntimeConfig { aot_compilation: AotCompilation::ChildProcess { executable }, ..runtime };
             let engine = Engine::new(runtime).context("starting the WebAssembly runtime")?;
-            Arc::new(
-                InProcessRunner::new(store, engine, Arc::clone(&metrics), DEFAULT_CACHE_CAPACITY)
-                    .with_short_call_budget(config.short_call_budget()),
-            )
+            let runner = InProcessRunner::new(store, engine, Arc::clone(&metrics), DEFAULT_CACHE_CAPACITY)
+                .with_short_call_budget(config.short_call_budget());
+            match config_override {
+                Some(dir) => Arc::new(runner.with_config_override(dir)),
+                None => Arc::new(runner),
+            }
         }
         Isolation::Process => {
             let executable = std::env::current_exe().context("finding this executable to start workers")?;
@@ -78,11 +88,13 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
             settings.max_stream_workers = config.max_stream_workers.map(|cap| cap as usize);
             settings.queue_timeout = std::time::Duration::from_millis(config.queue_timeout_ms);
             settings.memory_limit_bytes = Some(config.worker_memory_mb << 20);
-            Arc::new(
-                WorkerPoolRunner::new(store, runtime, settings, Arc::clone(&metrics), DEFAULT_CACHE_CAPACITY)
-                    .context("starting worker processes")?
-                    .with_short_call_budget(config.short_call_budget()),
-            )
+            let runner = WorkerPoolRunner::new(store, runtime, settings, Arc::clone(&metrics), DEFAULT_CACHE_CAPACITY)
+                .context("starting worker processes")?
+                .with_short_call_budget(config.short_call_budget());
+            match config_override {
+                Some(dir) => Arc::new(runner.with_config_override(dir)),
+                None => Arc::new(runner),
+            }
         }
     };
     let mut state =

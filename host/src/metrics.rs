@@ -44,6 +44,7 @@ pub struct Metrics {
     in_flight: Gauge,
     worker_crashes: Family<PluginLabel, Counter>,
     quarantined: Family<PluginLabel, Gauge>,
+    config_errors: Family<PluginLabel, Counter>,
     /// The plugin names that have series, most recently used last, with the request outcomes
     /// seen for each: when more than the limit have series, the least recently used name's
     /// series are removed, so `/metrics` stays bounded however many plugins come and go.
@@ -96,8 +97,25 @@ impl Metrics {
             "1 while a plugin is quarantined for crashing workers",
             quarantined.clone(),
         );
+        let config_errors = Family::<PluginLabel, Counter>::default();
+        registry.register(
+            "config_errors",
+            "Configuration files found unusable (not JSON, too large, or refused by the plugin's init)",
+            config_errors.clone(),
+        );
         let labelled = Mutex::new(LruCache::new(NonZeroUsize::new(limit).unwrap_or(NonZeroUsize::MIN)));
-        Metrics { registry, requests, latency, instantiation, cache, in_flight, worker_crashes, quarantined, labelled }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            instantiation,
+            cache,
+            in_flight,
+            worker_crashes,
+            quarantined,
+            config_errors,
+            labelled,
+        }
     }
 
     /// Notes that `plugin` (with this request outcome, if any) has series, and removes the
@@ -117,6 +135,7 @@ impl Metrics {
             self.latency.remove(&label);
             self.worker_crashes.remove(&label);
             self.quarantined.remove(&label);
+            self.config_errors.remove(&label);
         }
     }
 }
@@ -160,6 +179,12 @@ impl Metrics {
     pub fn set_quarantined(&self, plugin: &str, quarantined: bool) {
         self.track(plugin, None);
         self.quarantined.get_or_create(&PluginLabel { plugin: plugin.to_string() }).set(i64::from(quarantined));
+    }
+
+    /// Counts a configuration of `plugin` found unusable, or refused by its `init`.
+    pub fn observe_config_error(&self, plugin: &str) {
+        self.track(plugin, None);
+        self.config_errors.get_or_create(&PluginLabel { plugin: plugin.to_string() }).inc();
     }
 
     /// Counts a call as in flight until the returned guard is dropped.
@@ -248,6 +273,7 @@ mod tests {
         metrics.observe_cache(true);
         metrics.observe_worker_crash("hello");
         metrics.set_quarantined("hello", true);
+        metrics.observe_config_error("hello");
         let exposed = exposed_names(&metrics.encode());
         let readme = include_str!("../../README.md");
         let row = readme.lines().find(|line| line.starts_with("| `GET /metrics` |")).expect("a GET /metrics row");

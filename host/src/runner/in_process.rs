@@ -22,6 +22,12 @@ pub struct InProcessRunner {
 }
 
 impl InProcessRunner {
+    /// Looks for configuration files in `dir` before the store (`--plugin-config-dir`).
+    pub fn with_config_override(mut self, dir: crate::store::ConfigOverride) -> Self {
+        self.catalog = self.catalog.with_config_override(dir);
+        self
+    }
+
     pub fn new(store: Arc<dyn PluginStore>, engine: Engine, metrics: Arc<Metrics>, capacity: usize) -> Self {
         let abi_limits = engine.settings().limits.abi.clone();
         let catalog = Catalog::new(store, Arc::clone(&metrics), capacity, abi_limits);
@@ -87,11 +93,20 @@ impl PluginRunner for InProcessRunner {
     }
 
     fn call(&self, plugin: &PluginRef, function: &str, input: &[u8]) -> Result<Vec<u8>, RunError> {
-        Ok(self.compiled(plugin)?.call_function(function, input)?)
+        let compiled = self.compiled(plugin)?;
+        let config = self.catalog.configuration(plugin, compiled.interface().ok().map(|layout| &**layout))?;
+        let bytes = config.as_ref().map(|config| &config.bytes[..]);
+        let result = compiled.call_function_configured(function, input, bytes).map_err(RunError::from);
+        self.catalog.after_call(plugin, config.as_deref(), result)
     }
 
     fn open_stream(&self, plugin: &PluginRef, function: &str) -> Result<Box<dyn PluginStream>, RunError> {
-        Ok(Box::new(self.compiled(plugin)?.open_stream(function)?))
+        let compiled = self.compiled(plugin)?;
+        let config = self.catalog.configuration(plugin, compiled.interface().ok().map(|layout| &**layout))?;
+        let bytes = config.as_ref().map(|config| &config.bytes[..]);
+        let result = compiled.open_stream_configured(function, bytes).map_err(RunError::from);
+        let stream = self.catalog.after_call(plugin, config.as_deref(), result)?;
+        Ok(Box::new(stream))
     }
 
     fn inspect(&self, plugin: &PluginRef) -> Result<PluginStatus, RunError> {

@@ -5,11 +5,13 @@
 //! processes implements the same trait, so callers do not change with the isolation mode.
 
 mod catalog;
+mod configuration;
 mod in_process;
 mod short_calls;
 pub mod worker;
 
 pub use catalog::DEFAULT_CACHE_CAPACITY;
+pub use configuration::ConfigStatus;
 pub use in_process::InProcessRunner;
 pub use short_calls::{SHORT_CALL_BUDGET, ShortCalls};
 pub use worker::{WorkerFailure, WorkerPoolRunner, WorkerPoolStatus, WorkerSettings};
@@ -156,6 +158,10 @@ pub struct PluginStatus {
     /// they never are. Absent when there are none, as publishing alone keeps it.
     #[serde(skip_serializing_if = "Vec::is_empty", serialize_with = "serialize_versions")]
     pub conflicts: Vec<Version>,
+    /// The plugin's configuration (its digest, never its contents) and why a newer one is not
+    /// serving; absent when the plugin has none and there is nothing to report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigStatus>,
 }
 
 /// One version as `GET /plugins/{name}/versions` lists it.
@@ -257,6 +263,10 @@ pub enum RunError {
     /// until it changes.
     #[error(transparent)]
     Remembered(Arc<RunError>),
+    /// The plugin's configuration file is unusable and no earlier good one is held. `problem`
+    /// names the file and what is wrong, never its contents.
+    #[error("the plugin's configuration is not usable: {problem}")]
+    InvalidConfiguration { problem: String },
 }
 
 impl RunError {
@@ -277,6 +287,7 @@ impl RunError {
             RunError::Worker(failure) => failure.kind(),
             RunError::Quarantined(_) => FailureKind::PluginQuarantined,
             RunError::Remembered(error) => error.kind(),
+            RunError::InvalidConfiguration { .. } => FailureKind::InvalidConfiguration,
         }
     }
 

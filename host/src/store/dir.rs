@@ -102,6 +102,8 @@ impl PluginDir<'_> {
                         // and change (listings run on every miss; a warning each time made
                         // 132,000 lines in 5 s).
                         None if file_name.starts_with('.') => {}
+                        // Configuration files live beside the versions they configure.
+                        None if super::config::is_config_file_name(&file_name) => {}
                         None => {
                             let identity = entry.metadata().ok().map(|m| (m.ino(), m.len(), m.ctime(), m.ctime_nsec()));
                             if self.warned.first(&(&folder, &*file_name, identity)) {

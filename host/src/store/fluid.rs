@@ -21,7 +21,10 @@ use std::{
 use backon::{BlockingRetryable, ExponentialBuilder};
 use parking_lot::Mutex;
 
-use super::{FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions, dir::PluginDir};
+use super::{
+    ConfigFile, ConfigLocation, FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions,
+    config::ConfigDir, dir::PluginDir,
+};
 use crate::logs;
 
 /// Serves `<mount>/<name>.wasm` and `<mount>/<name>/<version>.wasm` from a Fluid dataset mount. Never fails to construct: a mount
@@ -220,6 +223,19 @@ impl PluginStore for FluidPluginStore {
                 .map_err(|source| StoreError::Io { context: format!("listing the versions of `{name}`"), source })
         });
         self.confirmed(listing, Versions::is_empty)
+    }
+
+    fn stat_config(&self, plugin: &PluginRef) -> Result<Option<ConfigLocation>, StoreError> {
+        let found = self.with_retries("stat configuration", |dir| ConfigDir { root: dir.root, source: "store" }.stat(plugin));
+        // "No configuration" is what an absent mount says too.
+        self.confirmed(found, Option::is_none)
+    }
+
+    fn load_config(&self, plugin: &PluginRef, max_bytes: u64) -> Result<Option<ConfigFile>, StoreError> {
+        let found = self.with_retries("load configuration", |dir| {
+            ConfigDir { root: dir.root, source: "store" }.load(plugin, max_bytes)
+        });
+        self.confirmed(found, Option::is_none)
     }
 
     fn describe(&self) -> String {

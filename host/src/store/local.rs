@@ -6,7 +6,10 @@ use std::{
     path::{Path, PathBuf},
 };
 
-use super::{FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions, dir::PluginDir};
+use super::{
+    ConfigFile, ConfigLocation, FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions,
+    config::ConfigDir, dir::PluginDir,
+};
 use crate::logs;
 
 /// Serves `<root>/<name>.wasm` and `<root>/<name>/<version>.wasm` (see `PluginDir` for what is refused). The directory must exist
@@ -57,6 +60,14 @@ impl PluginStore for LocalPluginStore {
 
     fn versions(&self, name: &PluginName) -> Result<Versions, StoreError> {
         self.dir().versions(name).map_err(|e| StoreError::unavailable(format!("listing the versions of `{name}`"), e))
+    }
+
+    fn stat_config(&self, plugin: &PluginRef) -> Result<Option<ConfigLocation>, StoreError> {
+        ConfigDir { root: &self.root, source: "store" }.stat(plugin)
+    }
+
+    fn load_config(&self, plugin: &PluginRef, max_bytes: u64) -> Result<Option<ConfigFile>, StoreError> {
+        ConfigDir { root: &self.root, source: "store" }.load(plugin, max_bytes)
     }
 
     fn describe(&self) -> String {
