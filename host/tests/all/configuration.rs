@@ -338,3 +338,78 @@ async fn no_log_line_or_answer_carries_a_configuration() {
     assert!(logged.contains("refused its configuration"), "{logged}");
     assert!(!logged.contains(SECRET) && !logged.contains("hunter2"), "a log line carried a configuration: {logged}");
 }
+
+/// The OCI store: a version's configuration is its manifest's annotation (`cargo xtask publish
+/// --config`), one per version, changed by a push over the tag, held through an outage with
+/// the version, and the configuration folder wins over it.
+#[tokio::test]
+async fn a_registry_version_carries_its_configuration_and_the_override_folder_wins() {
+    use host::store::{OciPluginStore, oci::CONFIG_ANNOTATION};
+    use oci_client::secrets::RegistryAuth;
+
+    use crate::registry::{Registry, push_annotated, settings};
+
+    let push = |registry: &Registry, tag: &str, config: Option<&str>| {
+        let annotations = config.map(|config| [(CONFIG_ANNOTATION.to_string(), config.to_string())].into());
+        let bytes = plugin_bytes("redact");
+        push_annotated(&registry.addr, "plugins", "redact", tag, &bytes, &RegistryAuth::Anonymous, annotations);
+    };
+    let mut registry = tokio::task::spawn_blocking(move || {
+        let registry = Registry::start(None);
+        push(&registry, "1.0.0", Some(r#"{"mask": ["cards"], "fields": ["ssn"]}"#));
+        push(&registry, "2.0.0", None);
+        registry
+    })
+    .await
+    .unwrap();
+    for isolation in ISOLATIONS {
+        let cache = tempfile::TempDir::new().unwrap();
+        let overrides = tempfile::TempDir::new().unwrap();
+        let store = Arc::new(OciPluginStore::new(settings(&registry, cache.path())).unwrap());
+        let metrics = Arc::new(Metrics::new());
+        let server =
+            serve(runner_with_override(store, isolation, &metrics, overrides.path()), Arc::clone(&metrics)).await;
+        let mut seen = Seen::default();
+        let output = |(status, body): (u16, Value)| {
+            assert_eq!(status, 200, "{body}");
+            body["output"].as_str().unwrap().to_owned()
+        };
+        assert_eq!(output(seen.call(&server, Some("=1.0.0")).await), CARDS_AND_SSN, "{isolation:?}");
+        assert_eq!(output(seen.call(&server, Some("=2.0.0")).await), DEFAULT, "{isolation:?}");
+        let shown = seen.get(&server, "/plugins/redact?version==1.0.0").await;
+        assert_eq!(shown["config"]["origin"]["source"], "registry", "{shown}");
+
+        // Held through an outage, with the version.
+        registry.stop();
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        assert_eq!(output(seen.call(&server, Some("=1.0.0")).await), CARDS_AND_SSN, "{isolation:?}");
+        registry.resume();
+
+        // The configuration folder wins.
+        write_config(&overrides.path().join("redact.config.json"), r#"{"mask": ["emails"]}"#);
+        assert_eq!(output(seen.call(&server, Some("=1.0.0")).await), EMAILS_ONLY, "{isolation:?}");
+        assert_eq!(output(seen.call(&server, Some("=2.0.0")).await), EMAILS_ONLY, "{isolation:?}");
+        fs::remove_file(overrides.path().join("redact.config.json")).unwrap();
+        assert_eq!(output(seen.call(&server, Some("=1.0.0")).await), CARDS_AND_SSN, "{isolation:?}");
+    }
+    // A push over the tag with another configuration reaches the next calls once the tag is
+    // refreshed (200 ms in these settings).
+    let cache = tempfile::TempDir::new().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    let store = Arc::new(OciPluginStore::new(settings(&registry, cache.path())).unwrap());
+    let server = serve(runner(store, Isolation::Workers, &metrics), Arc::clone(&metrics)).await;
+    let mut seen = Seen::default();
+    assert_eq!(seen.call(&server, Some("=1.0.0")).await.1["output"], CARDS_AND_SSN);
+    let registry = tokio::task::spawn_blocking(move || {
+        push(&registry, "1.0.0", Some(r#"{"mask": ["emails"]}"#));
+        registry
+    })
+    .await
+    .unwrap();
+    let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while seen.call(&server, Some("=1.0.0")).await.1["output"] != EMAILS_ONLY {
+        assert!(std::time::Instant::now() < give_up, "the new configuration never arrived");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    drop(registry);
+}
