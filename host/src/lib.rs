@@ -57,7 +57,8 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
     tracing::info!(store = %store.describe(), mode = ?runtime.mode, isolation = ?config.isolation, "plugin store configured");
     let config_override = match &config.plugin_config_dir {
         Some(dir) => {
-            let dir = ConfigOverride::new(dir).with_context(|| format!("plugin configuration folder {}", dir.display()))?;
+            let dir =
+                ConfigOverride::new(dir).with_context(|| format!("plugin configuration folder {}", dir.display()))?;
             tracing::info!(folder = %dir.root().display(), "plugin configuration is looked for here first");
             Some(dir)
         }

@@ -241,7 +241,10 @@ fn checked_config(file: &Path, buffer: Option<plugin_sdk::Buffer>) -> anyhow::Re
         bail!("{} is not well-formed JSON (error at line {}, column {})", file.display(), error.line(), error.column());
     }
     let Some(buffer) = buffer else {
-        bail!("{}: the plugin declares no configuration buffer (PLUGIN_CONFIG), so it takes no configuration", file.display());
+        bail!(
+            "{}: the plugin declares no configuration buffer (PLUGIN_CONFIG), so it takes no configuration",
+            file.display()
+        );
     };
     if text.len() as u64 > u64::from(buffer.config_room()) {
         bail!(
@@ -265,7 +268,10 @@ fn publish_to_folder(artifact: &Artifact, folder: &Path, force: bool) -> anyhow:
     if let Some(config) = &artifact.config {
         // Before the version itself, so that it never serves without its configuration.
         if target.exists() && !force {
-            bail!("{} exists: versions are immutable (publish a new version, or pass --force to replace it)", target.display());
+            bail!(
+                "{} exists: versions are immutable (publish a new version, or pass --force to replace it)",
+                target.display()
+            );
         }
         let mut file = tempfile::Builder::new().prefix(".publish-").suffix(".tmp").tempfile_in(&versions)?;
         std::io::Write::write_all(&mut file, config.as_bytes())?;
@@ -527,7 +533,8 @@ mod tests {
         let store = work.path().join("store");
         let to = format!("dir:{}", store.display());
         let config = work.path().join("c.json");
-        let with_config = |path: &Path| Publish { config: Some(path.to_path_buf()), ..publish(&plugin, "1.0.0", &to, false) };
+        let with_config =
+            |path: &Path| Publish { config: Some(path.to_path_buf()), ..publish(&plugin, "1.0.0", &to, false) };
 
         fs::write(&config, r#"{"k": "s3cr3t" "#).unwrap();
         let error = format!("{:#}", with_config(&config).run(&sh).unwrap_err());
@@ -537,7 +544,10 @@ mod tests {
         assert!(error.contains("over the plugin's configuration buffer, which holds 16"), "{error}");
         let v1 = plugin_file(work.path(), "answer", 1);
         fs::write(&config, r#"{"k": 1}"#).unwrap();
-        let error = format!("{:#}", Publish { config: Some(config.clone()), ..publish(&v1, "1.0.0", &to, false) }.run(&sh).unwrap_err());
+        let error = format!(
+            "{:#}",
+            Publish { config: Some(config.clone()), ..publish(&v1, "1.0.0", &to, false) }.run(&sh).unwrap_err()
+        );
         assert!(error.contains("declares no configuration buffer"), "{error}");
         assert!(!store.exists(), "nothing was written");
 

@@ -20,7 +20,8 @@ use crate::{
     logs,
     metrics::Metrics,
     store::{
-        self, ConfigOverride, FileIdentity, PluginName, PluginRef, PluginStore, Resolver, StoreError, VersionRequirement, Versions,
+        self, ConfigOverride, FileIdentity, PluginName, PluginRef, PluginStore, Resolver, StoreError,
+        VersionRequirement, Versions,
     },
 };
 

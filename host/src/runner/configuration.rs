@@ -226,8 +226,11 @@ impl Configurations {
             _ => false,
         };
         let last_error = if refused {
-            Some(format!("{} ({}): the plugin's init refused it", serving.as_ref().expect("refused").origin.file,
-                serving.as_ref().expect("refused").origin.source))
+            Some(format!(
+                "{} ({}): the plugin's init refused it",
+                serving.as_ref().expect("refused").origin.file,
+                serving.as_ref().expect("refused").origin.source
+            ))
         } else {
             slot.last_error.clone()
         };
@@ -283,7 +286,9 @@ mod tests {
         let problem = check(secret, 100).unwrap_err();
         assert!(problem.contains("not well-formed JSON"), "{problem}");
         assert!(!problem.contains("hunter2") && !problem.contains("oops"), "{problem}");
-        assert!(check(secret, 10).unwrap_err().contains("bytes, over the plugin's configuration buffer, which holds 10"));
+        assert!(
+            check(secret, 10).unwrap_err().contains("bytes, over the plugin's configuration buffer, which holds 10")
+        );
         assert!(check(b"{}", 0).unwrap_err().contains("no configuration buffer"));
         assert_eq!(check(br#"{"fields": ["ssn"]}"#, 100), Ok(()));
         assert!(check(b"", 100).unwrap_err().contains("unexpected end"));

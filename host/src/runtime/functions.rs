@@ -284,7 +284,9 @@ impl PluginInstance {
         }
         let memory_bytes = self.memory_bytes(function)?;
         let config = layout.config.map(|config| (BufferKind::Config, config));
-        for (kind, checked) in [(BufferKind::Input, layout.input), (BufferKind::Output, layout.output)].into_iter().chain(config) {
+        for (kind, checked) in
+            [(BufferKind::Input, layout.input), (BufferKind::Output, layout.output)].into_iter().chain(config)
+        {
             let offset = self.buffer_query(kind.ptr_export())?;
             let capacity = self.buffer_query(kind.capacity_export())?;
             let fault = |problem: String| RuntimeError::BufferFault { function: function.clone(), problem };

@@ -117,7 +117,8 @@ impl ConfigDir<'_> {
             }
             let mut bytes = Vec::new();
             handle.take(max_bytes + 1).read_to_end(&mut bytes).map_err(|e| config_error(plugin, e))?;
-            let location = ConfigLocation { origin: ConfigOrigin { source: self.source, file }, identity: identity(&meta) };
+            let location =
+                ConfigLocation { origin: ConfigOrigin { source: self.source, file }, identity: identity(&meta) };
             return Ok(Some(ConfigFile { location, bytes }));
         }
         Ok(None)

@@ -226,7 +226,8 @@ impl PluginStore for FluidPluginStore {
     }
 
     fn stat_config(&self, plugin: &PluginRef) -> Result<Option<ConfigLocation>, StoreError> {
-        let found = self.with_retries("stat configuration", |dir| ConfigDir { root: dir.root, source: "store" }.stat(plugin));
+        let found =
+            self.with_retries("stat configuration", |dir| ConfigDir { root: dir.root, source: "store" }.stat(plugin));
         // "No configuration" is what an absent mount says too.
         self.confirmed(found, Option::is_none)
     }

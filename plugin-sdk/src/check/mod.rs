@@ -54,7 +54,9 @@ use serde::{Deserialize, Serialize};
 
 pub use details::{ExportCause, ExternKind, FloatUsage, Signature, ValueType};
 pub use features::Feature;
-pub use layout::{Buffer, BufferKind, CONFIG_LENGTH_BYTES, FunctionKind, PluginFunction, StreamPart, V2Layout, is_valid_function_name};
+pub use layout::{
+    Buffer, BufferKind, CONFIG_LENGTH_BYTES, FunctionKind, PluginFunction, StreamPart, V2Layout, is_valid_function_name,
+};
 pub use location::{FunctionRef, Location};
 pub use report::{AbiReport, Violation};
 pub use violation::AbiViolation;

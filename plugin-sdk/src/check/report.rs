@@ -79,7 +79,11 @@ impl fmt::Display for AbiReport {
         if let Some(layout) = &self.v2 {
             write!(f, "\n  input buffer: {}\n  output buffer: {}", layout.input, layout.output)?;
             if let Some(config) = &layout.config {
-                write!(f, "\n  configuration buffer: {config} (configuration of up to {} bytes)", config.config_room())?;
+                write!(
+                    f,
+                    "\n  configuration buffer: {config} (configuration of up to {} bytes)",
+                    config.config_room()
+                )?;
             }
             let names = |kind: FunctionKind| {
                 let names: Vec<&str> =

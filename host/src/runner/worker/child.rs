@@ -106,10 +106,12 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Writ
             },
             Request::StreamOpen { content_hash, function, config, .. } => match modules.get(&content_hash) {
                 None => (Reply::NeedModule, Vec::new()),
-                Some(plugin) => output_reply(plugin.open_stream_configured(&function, config.then_some(&blob[..])).map(|opened| {
-                    stream = Some(opened);
-                    Vec::new()
-                })),
+                Some(plugin) => {
+                    output_reply(plugin.open_stream_configured(&function, config.then_some(&blob[..])).map(|opened| {
+                        stream = Some(opened);
+                        Vec::new()
+                    }))
+                }
             },
             Request::StreamFeed { .. } => {
                 let fed = stream.as_mut().ok_or(RuntimeError::StreamOver).and_then(|open| open.feed(&blob));

@@ -229,7 +229,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = BlobCache::new(dir.path().to_path_buf(), 1 << 20, "127.0.0.1:5000/plugins").unwrap();
         let name = PluginName::new("hello").unwrap();
-        let record = TagRecord { manifest_digest: "sha256:aa".into(), layer_sha256: "bb".into(), size: 3, config: None };
+        let record =
+            TagRecord { manifest_digest: "sha256:aa".into(), layer_sha256: "bb".into(), size: 3, config: None };
         cache.put_tag(&name, &Version::new(1, 2, 0), &record).unwrap();
         cache.put_tag(&name, &Version::new(1, 10, 0), &record).unwrap();
         assert_eq!(cache.tag(&name, &Version::new(1, 2, 0)), Some(record));

@@ -57,7 +57,8 @@ pub use credentials::Credentials;
 
 use self::cache::{BlobCache, TagRecord};
 use super::{
-    ConfigFile, ConfigLocation, ConfigOrigin, FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions,
+    ConfigFile, ConfigLocation, ConfigOrigin, FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError,
+    Versions,
     flight::Flights,
     version::{Version, parse_version_exactly},
 };
