@@ -413,3 +413,59 @@ async fn a_registry_version_carries_its_configuration_and_the_override_folder_wi
     }
     drop(registry);
 }
+
+/// A v2 plugin in WAT with a configuration buffer and a stream, `settings`, whose output is the
+/// configuration its `init` saw, then the number of bytes fed as one byte.
+fn streaming_plugin() -> Vec<u8> {
+    crate::support::wat(
+        r#"(module
+            (memory (export "memory") 1)
+            (global $seen (mut i32) (i32.const 0))
+            (global $fed (mut i32) (i32.const 0))
+            (func (export "plugin_input_ptr") (result i32) i32.const 1024)
+            (func (export "plugin_input_capacity") (result i32) i32.const 16)
+            (func (export "plugin_output_ptr") (result i32) i32.const 2048)
+            (func (export "plugin_output_capacity") (result i32) i32.const 256)
+            (func (export "plugin_config_ptr") (result i32) i32.const 4096)
+            (func (export "plugin_config_capacity") (result i32) i32.const 68)
+            (func (export "init") (result i32) (global.set $seen (i32.load (i32.const 4096))) i32.const 0)
+            (func (export "cleanup") (result i32) i32.const 0)
+            (func (export "fn_settings") (param i32) (result i32)
+                (memory.copy (i32.const 2048) (i32.const 4100) (global.get $seen))
+                global.get $seen)
+            (func (export "stream_settings_stream_begin") (result i32) i32.const 0)
+            (func (export "stream_settings_stream_feed") (param $n i32) (result i32)
+                (global.set $fed (i32.add (global.get $fed) (local.get $n))) i32.const 0)
+            (func (export "stream_settings_stream_end") (result i32)
+                (memory.copy (i32.const 2048) (i32.const 4100) (global.get $seen))
+                (i32.store8 (i32.add (i32.const 2048) (global.get $seen)) (global.get $fed))
+                (i32.add (global.get $seen) (i32.const 1)))
+            (@custom "wasm_plugin_abi" "\02\00\00\00"))"#,
+    )
+}
+
+/// A stream's instance gets the configuration too (with workers, in the `StreamOpen` frame),
+/// and the next stream sees a change.
+#[tokio::test]
+async fn streams_get_the_configuration_in_both_isolation_modes() {
+    for isolation in ISOLATIONS {
+        let dir = tempfile::TempDir::new().unwrap();
+        fs::write(dir.path().join("settings.wasm"), streaming_plugin()).unwrap();
+        let file = dir.path().join("settings.config.json");
+        let metrics = Arc::new(Metrics::new());
+        let server = serve(runner(local_store(dir.path()), isolation, &metrics), Arc::clone(&metrics)).await;
+        let stream = async |body: &'static str| {
+            let url = server.url("/plugins/settings/functions/settings_stream");
+            let response = server.client.post(url).body(body).send().await.unwrap();
+            assert_eq!(response.status().as_u16(), 200, "{isolation:?}");
+            response.bytes().await.unwrap().to_vec()
+        };
+        assert_eq!(stream("twenty-one bytes long").await, [21], "{isolation:?}: no configuration");
+        write_config(&file, r#"{"a": 1}"#);
+        assert_eq!(stream("twenty-one bytes long").await, b"{\"a\": 1}\x15", "{isolation:?}");
+        write_config(&file, r#"[2]"#);
+        assert_eq!(stream("abc").await, b"[2]\x03", "{isolation:?}");
+        let call = server.client.post(server.url("/plugins/settings/functions/settings")).body("").send().await;
+        assert_eq!(call.unwrap().bytes().await.unwrap().to_vec(), b"[2]", "{isolation:?}");
+    }
+}
