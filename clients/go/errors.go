@@ -36,6 +36,8 @@ const (
 	CodePluginError               = "plugin_error"
 	CodePluginTrapped             = "plugin_trapped"
 	CodeBufferFault               = "buffer_fault"
+	CodeConfigurationRefused      = "configuration_refused"
+	CodeInvalidConfiguration      = "invalid_configuration"
 	CodePluginCrashed             = "plugin_crashed"
 	CodeABIViolation              = "abi_violation"
 	CodeInvalidModule             = "invalid_module"

@@ -35,6 +35,13 @@ pub struct Config {
     #[arg(long, env = "PLUGIN_DIR")]
     pub plugin_dir: Option<PathBuf>,
 
+    /// A folder of plugin configuration files searched before the store's own (any store), such
+    /// as a mounted Kubernetes ConfigMap or Secret: `<name>.config.json`,
+    /// `<name>/config.json`, `<name>/<version>.config.json`. Default: none (configuration only
+    /// beside the plugins). Must exist at start-up.
+    #[arg(long, env = "PLUGIN_CONFIG_DIR")]
+    pub plugin_config_dir: Option<PathBuf>,
+
     /// Where the Fluid dataset holding `<name>.wasm` files is mounted (fluid store).
     #[arg(long, env = "FLUID_MOUNT_PATH", default_value = "/mnt/fluid/plugins")]
     pub fluid_mount_path: PathBuf,

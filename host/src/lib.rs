@@ -18,7 +18,7 @@ pub use server::{ServeOptions, serve};
 use std::sync::Arc;
 
 use anyhow::Context;
-use plugin_host::{FluidPluginStore, Host, LocalPluginStore, OciPluginStore, PluginStore, TrustPolicy};
+use plugin_host::{ConfigOverride, FluidPluginStore, Host, LocalPluginStore, OciPluginStore, PluginStore, TrustPolicy};
 
 use crate::{
     api::AppState,
@@ -78,6 +78,12 @@ pub fn build_state(config: &Config) -> anyhow::Result<AppState> {
     };
     let policy = trust.as_ref().map(|policy| policy.fingerprint().to_string());
     tracing::info!(store = %store.describe(), mode = ?settings.mode, isolation = ?config.isolation, trust_policy = ?policy, "plugin store configured");
+    let mut settings = settings;
+    if let Some(dir) = &config.plugin_config_dir {
+        let dir = ConfigOverride::new(dir).with_context(|| format!("plugin configuration folder {}", dir.display()))?;
+        tracing::info!(folder = %dir.root().display(), "plugin configuration is looked for here first");
+        settings.config_override = Some(dir);
+    }
     let metrics = Arc::new(Metrics::new());
     let host = Host::with_observer(store, settings, Arc::clone(&metrics) as _)
         .context("starting the plugin host (the WebAssembly runtime, and worker processes if any)")?;

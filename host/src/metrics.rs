@@ -47,6 +47,7 @@ pub struct Metrics {
     in_flight: Gauge,
     worker_crashes: Family<PluginLabel, Counter>,
     quarantined: Family<PluginLabel, Gauge>,
+    config_errors: Family<PluginLabel, Counter>,
     /// The plugin names that have series, most recently used last, with the request outcomes
     /// and clients seen for each: when more than the limit have series, the least recently
     /// used name's series are removed, so `/metrics` stays bounded however many plugins come
@@ -100,8 +101,25 @@ impl Metrics {
             "1 while a plugin is quarantined for crashing workers",
             quarantined.clone(),
         );
+        let config_errors = Family::<PluginLabel, Counter>::default();
+        registry.register(
+            "config_errors",
+            "Configuration files found unusable (not JSON, too large, or refused by the plugin's init)",
+            config_errors.clone(),
+        );
         let labelled = Mutex::new(LruCache::new(NonZeroUsize::new(limit).unwrap_or(NonZeroUsize::MIN)));
-        Metrics { registry, requests, latency, instantiation, cache, in_flight, worker_crashes, quarantined, labelled }
+        Metrics {
+            registry,
+            requests,
+            latency,
+            instantiation,
+            cache,
+            in_flight,
+            worker_crashes,
+            quarantined,
+            config_errors,
+            labelled,
+        }
     }
 
     /// Notes that `plugin` (with this request outcome and client, if any) has series, and
@@ -122,6 +140,7 @@ impl Metrics {
             self.latency.remove(&label);
             self.worker_crashes.remove(&label);
             self.quarantined.remove(&label);
+            self.config_errors.remove(&label);
         }
     }
 }
@@ -171,6 +190,11 @@ impl plugin_host::Observer for Metrics {
     fn worker_died(&self, plugin: &plugin_host::PluginName) {
         self.track(plugin.as_str(), None);
         self.worker_crashes.get_or_create(&PluginLabel { plugin: plugin.to_string() }).inc();
+    }
+
+    fn configuration_refused(&self, plugin: &plugin_host::PluginName) {
+        self.track(plugin.as_str(), None);
+        self.config_errors.get_or_create(&PluginLabel { plugin: plugin.to_string() }).inc();
     }
 
     fn quarantine_changed(&self, plugin: &plugin_host::PluginName, quarantined: bool) {

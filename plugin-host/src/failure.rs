@@ -166,6 +166,14 @@ failure_kinds! {
     /// A v2 plugin broke the buffer contract (an output length over its capacity, a buffer
     /// that moved).
     BufferFault => "buffer_fault", transient: false, plugin_found: true, client_sees: Details;
+    /// The plugin's `init` refused the operator's configuration (-3): remembered until the
+    /// configuration or the plugin changes. Nothing of the configuration is disclosed.
+    ConfigurationRefused => "configuration_refused", transient: false, plugin_found: true,
+        client_sees: Fixed("the plugin refused its configuration; see its `config` in GET /plugins/{name}");
+    /// The plugin's configuration file is not usable (not JSON, larger than the plugin's
+    /// configuration buffer, given to a plugin without one) and no earlier good one is held.
+    InvalidConfiguration => "invalid_configuration", transient: false, plugin_found: true,
+        client_sees: Fixed("the plugin's configuration is invalid; see its `config` in GET /plugins/{name}");
     /// The plugin trapped.
     PluginTrapped => "plugin_trapped", transient: false, plugin_found: true,
         client_sees: Details;

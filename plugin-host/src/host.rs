@@ -22,7 +22,7 @@ use crate::{
         SHORT_CALL_BUDGET, Target, VersionStatus,
     },
     runtime::{AotCompilation, Engine, ExecutionMode, Limits, RuntimeConfig},
-    store::{PluginName, PluginRef, PluginStore},
+    store::{ConfigOverride, PluginName, PluginRef, PluginStore},
 };
 
 /// Where plugin calls run.
@@ -70,6 +70,9 @@ pub struct Settings {
     /// Check every plugin against the ABI before loading it. Default: `true`. Turning it off
     /// lets modules that break the ABI load: only for testing the host's own defences.
     pub check_abi: bool,
+    /// A folder searched for plugins' configuration files before the store (a mounted
+    /// ConfigMap or Secret; see docs/configuration.md). Default: none.
+    pub config_override: Option<ConfigOverride>,
 }
 
 impl Default for Settings {
@@ -86,6 +89,7 @@ impl Default for Settings {
             max_calls_in_flight: 256,
             short_call_budget: SHORT_CALL_BUDGET,
             check_abi: true,
+            config_override: None,
         }
     }
 }
@@ -158,17 +162,23 @@ impl Host {
         let runner: Box<dyn Runner> = match &settings.isolation {
             Isolation::InProcess => {
                 let engine = Engine::new(runtime).map_err(RunError::from)?;
-                Box::new(
-                    InProcessRunner::new(store, engine, Arc::clone(&observer), capacity)
-                        .with_short_call_budget(settings.short_call_budget),
-                )
+                let runner = InProcessRunner::new(store, engine, Arc::clone(&observer), capacity)
+                    .with_short_call_budget(settings.short_call_budget);
+                match settings.config_override.clone() {
+                    Some(dir) => Box::new(runner.with_config_override(dir)),
+                    None => Box::new(runner),
+                }
             }
             #[cfg(feature = "workers")]
-            Isolation::Workers(workers) => Box::new(
-                WorkerPoolRunner::new(store, runtime, workers.clone(), Arc::clone(&observer), capacity)
+            Isolation::Workers(workers) => {
+                let runner = WorkerPoolRunner::new(store, runtime, workers.clone(), Arc::clone(&observer), capacity)
                     .map_err(RunError::from)?
-                    .with_short_call_budget(settings.short_call_budget),
-            ),
+                    .with_short_call_budget(settings.short_call_budget);
+                match settings.config_override.clone() {
+                    Some(dir) => Box::new(runner.with_config_override(dir)),
+                    None => Box::new(runner),
+                }
+            }
         };
         let max_calls = settings.max_calls_in_flight.clamp(1, Semaphore::MAX_PERMITS);
         let calls = Arc::new(Semaphore::new(max_calls));

@@ -72,19 +72,19 @@ pub use failure::{Disclosure, FailureKind};
 pub use host::{Function, Host, Isolation, Settings, Stream};
 pub use observe::{NoObserver, Observer, Outcome};
 pub use plugin_sdk::FunctionKind;
-pub use runner::{AbiStatus, PluginStatus, QuarantineStatus, Ran, Target, VersionStatus};
+pub use runner::{AbiStatus, ConfigStatus, PluginStatus, QuarantineStatus, Ran, Target, VersionStatus};
 #[cfg(feature = "workers")]
 pub use runner::{WorkerPoolStatus, WorkerSettings};
 pub use runtime::{AotCompilation, ExecutionMode, Limits};
 #[cfg(feature = "fluid")]
 pub use store::FluidPluginStore;
 pub use store::trust::{Refusal, Signature, TrustPolicy, Verdict};
+pub use store::{
+    ConfigOrigin, ConfigOverride, FileIdentity, InvalidName, InvalidRequirement, LocalPluginStore, PluginFile,
+    PluginName, PluginRef, PluginStore, StoreError, Version, VersionRequirement, Versions,
+};
 #[cfg(feature = "oci")]
 pub use store::{Credentials, OciPluginStore, OciSettings};
-pub use store::{
-    FileIdentity, InvalidName, InvalidRequirement, LocalPluginStore, PluginFile, PluginName, PluginRef, PluginStore,
-    StoreError, Version, VersionRequirement, Versions,
-};
 
 /// Serves this process's part when a [`Host`] started it as a helper, then exits: one of its
 /// worker processes ([`Isolation::Workers`]), or one AOT compilation

@@ -38,6 +38,12 @@ pub trait Observer: Send + Sync + fmt::Debug {
         let _ = (plugin, outcome);
     }
 
+    /// A configuration of `plugin` was found unusable (not JSON, over its buffer), or its
+    /// `init` refused it; the last good one, if any, keeps serving. Never its contents.
+    fn configuration_refused(&self, plugin: &PluginName) {
+        let _ = plugin;
+    }
+
     /// A worker process died running a call of `plugin` (it crashed, or was killed at the
     /// call's deadline or memory limit).
     fn worker_died(&self, plugin: &PluginName) {

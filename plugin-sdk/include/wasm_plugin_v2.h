@@ -144,6 +144,53 @@ PLUGIN_EXPORT(plugin_output_capacity) int plugin_output_capacity(void);
     }
 
 /*
+ * Optional: a read-only configuration buffer, for settings the operator
+ * chooses per deployment (ABI.md, "Configuration"). Use it at most once per
+ * plugin, at file scope, with the largest configuration the plugin takes:
+ *
+ *     PLUGIN_CONFIG(4096)
+ *
+ * It defines `plugin_config` (4 + max_bytes bytes, 16-byte aligned) and the
+ * two functions that tell the host where it is, plugin_config_ptr and
+ * plugin_config_capacity (constants, like the buffer functions). Before every
+ * init() the host writes the configuration's length as a little-endian
+ * 32-bit number at the start of the buffer and the configuration after it;
+ * the length is 0 when the operator gave none. In init(), read it with
+ * PLUGIN_CONFIG_LENGTH() and PLUGIN_CONFIG_DATA, and return
+ * PLUGIN_ERR_INVALID_ARGUMENT to refuse a configuration: the host then
+ * answers every call with `configuration_refused` until the configuration
+ * changes. The buffer is fresh on every instance, like every static variable,
+ * so read it in init() and keep what you need in statics.
+ */
+#define PLUGIN_CONFIG(max_bytes)                                                              \
+    WASM_PLUGIN_C_BEGIN                                                                       \
+    __attribute__((aligned(16))) unsigned char plugin_config[4 + (max_bytes)];               \
+    WASM_PLUGIN_C_END                                                                         \
+    PLUGIN_EXPORT(plugin_config_ptr) int plugin_config_ptr(void) {                            \
+        return (int)(__UINTPTR_TYPE__)plugin_config;                                          \
+    }                                                                                         \
+    PLUGIN_EXPORT(plugin_config_capacity) int plugin_config_capacity(void) {                  \
+        return (int)sizeof plugin_config;                                                     \
+    }
+
+/* The configuration's bytes, in the file that uses PLUGIN_CONFIG. */
+#define PLUGIN_CONFIG_DATA (plugin_config + 4)
+
+/*
+ * The configuration's length in bytes (0 without one), in the file that uses
+ * PLUGIN_CONFIG; never more than the buffer holds, whatever the length word
+ * says.
+ */
+#define PLUGIN_CONFIG_LENGTH()                                                                \
+    plugin_config_length_of(plugin_config, (int)sizeof plugin_config - 4)
+
+static inline int plugin_config_length_of(const unsigned char *buffer, int room) {
+    unsigned int length = (unsigned int)buffer[0] | (unsigned int)buffer[1] << 8 |
+                          (unsigned int)buffer[2] << 16 | (unsigned int)buffer[3] << 24;
+    return length > (unsigned int)room ? room : (int)length;
+}
+
+/*
  * Starts the definition of the function `name`, exported as `fn_<name>`,
  * whose parameter is `int input_len`:
  *

@@ -301,3 +301,41 @@ macro_rules! stream {
         };
     };
 }
+
+/// The configuration in a configuration buffer (its 4-byte little-endian length, then the
+/// bytes): at most what the buffer holds, whatever the length says; empty without one.
+pub fn config_bytes(buffer: &[u8]) -> &[u8] {
+    if buffer.len() < 4 {
+        return &[];
+    }
+    let length = u32::from_le_bytes([buffer[0], buffer[1], buffer[2], buffer[3]]) as usize;
+    let room = &buffer[4..];
+    &room[..length.min(room.len())]
+}
+
+/// An optional ABI v2 configuration buffer holding up to `max_bytes` of configuration (ABI.md,
+/// "Configuration"), with its two exported functions, and `fn plugin_config() -> &'static [u8]`
+/// in the same module: the operator's configuration, empty without one. The host writes it
+/// before every `init`; read it there and return [`Error::InvalidArgument`] to refuse it.
+#[macro_export]
+macro_rules! config {
+    ($max_bytes:expr) => {
+        const __WASM_PLUGIN_CONFIG_CAPACITY: usize = 4 + $max_bytes;
+        static mut __WASM_PLUGIN_CONFIG: [u8; __WASM_PLUGIN_CONFIG_CAPACITY] = [0; __WASM_PLUGIN_CONFIG_CAPACITY];
+
+        #[export_name = "plugin_config_ptr"]
+        pub extern "C" fn __wasm_plugin_config_ptr() -> i32 {
+            unsafe { core::ptr::addr_of!(__WASM_PLUGIN_CONFIG) as i32 }
+        }
+        #[export_name = "plugin_config_capacity"]
+        pub extern "C" fn __wasm_plugin_config_capacity() -> i32 {
+            __WASM_PLUGIN_CONFIG_CAPACITY as i32
+        }
+
+        /// The operator's configuration (empty without one). The plugin never writes the
+        /// buffer, so shared references to it are all there are.
+        fn plugin_config() -> &'static [u8] {
+            $crate::config_bytes(unsafe { &*core::ptr::addr_of!(__WASM_PLUGIN_CONFIG) })
+        }
+    };
+}

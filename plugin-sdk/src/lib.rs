@@ -17,10 +17,10 @@ mod error_code;
 pub mod names;
 
 pub use check::{
-    AbiLimits, AbiReport, AbiViolation, Buffer, BufferKind, ExportCause, ExternKind, Feature, FloatUsage, FunctionKind,
-    FunctionRef, Location, MAX_FUNCTION_LOCALS, MAX_FUNCTION_PARAMS, MAX_FUNCTION_RESULTS, MAX_NESTING_DEPTH,
-    MAX_TYPES, PluginFunction, Signature, StreamPart, V2Layout, ValueType, Violation, check, check_with,
-    is_valid_function_name,
+    AbiLimits, AbiReport, AbiViolation, Buffer, BufferKind, CONFIG_LENGTH_BYTES, ExportCause, ExternKind, Feature,
+    FloatUsage, FunctionKind, FunctionRef, Location, MAX_FUNCTION_LOCALS, MAX_FUNCTION_PARAMS, MAX_FUNCTION_RESULTS,
+    MAX_NESTING_DEPTH, MAX_TYPES, PluginFunction, Signature, StreamPart, V2Layout, ValueType, Violation, check,
+    check_with, is_valid_function_name,
 };
 pub use error_code::{ErrorCode, PluginErrorCode};
 

@@ -49,5 +49,25 @@ int main(void) {
     EXPECT_EQ(fn_redact(-1), PLUGIN_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(fn_redact(65537), PLUGIN_ERR_INVALID_ARGUMENT);
     EXPECT_EQ(cleanup(), PLUGIN_OK);
+
+    // Configuration (configure() is what init() runs on the configuration buffer).
+#define CONFIGURE(text) configure((const unsigned char *)(text), (int)strlen(text))
+    EXPECT_EQ(CONFIGURE("{\"mask\": [\"cards\"], \"fields\": [\"ssn\", \"password\"]}"), PLUGIN_OK);
+    EXPECT_CALL(fn_redact, "{\"ssn\": \"078-05-1120\", \"mail\": \"a@b.io\", \"card\": \"4111111111111111\"}",
+                "{\"ssn\": \"***********\", \"mail\": \"a@b.io\", \"card\": \"************1111\"}");
+    EXPECT_CALL(fn_redact, "{\"password\":12345,\"n\":1}", "{\"password\":*****,\"n\":1}");
+    EXPECT_CALL(fn_redact, "{\"password\" : {\"a\": [1, \"}\"]}, \"n\": 1}", "{\"password\" : ***************, \"n\": 1}");
+    EXPECT_CALL(fn_redact, "{\"password\": \"a\\\"b\"}", "{\"password\": \"****\"}");
+    EXPECT_CALL(fn_emails, "a@b.io", "******");  // fn_emails is not configured
+    EXPECT_EQ(CONFIGURE("{\"mask\": []}"), PLUGIN_OK);
+    EXPECT_CALL(fn_redact, "a@b.io 4111111111111111", "a@b.io 4111111111111111");
+    // Refused: not an object, unknown keys or kinds, wrong types, escapes in names.
+    EXPECT_EQ(CONFIGURE("[]"), PLUGIN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(CONFIGURE("{\"colour\": 1}"), PLUGIN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(CONFIGURE("{\"mask\": [\"phones\"]}"), PLUGIN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(CONFIGURE("{\"mask\": \"cards\"}"), PLUGIN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(CONFIGURE("{\"fields\": [\"a\\\"b\"]}"), PLUGIN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(CONFIGURE("{} x"), PLUGIN_ERR_INVALID_ARGUMENT);
+    EXPECT_EQ(CONFIGURE(""), PLUGIN_OK);
     return native_test_result("redact");
 }

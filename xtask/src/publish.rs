@@ -51,6 +51,8 @@ const ANNOTATION_REVISION: &str = "org.opencontainers.image.revision";
 const ANNOTATION_VERSION: &str = "org.opencontainers.image.version";
 const ANNOTATION_TITLE: &str = "org.opencontainers.image.title";
 const ANNOTATION_CREATED: &str = "org.opencontainers.image.created";
+/// The plugin version's configuration (the host's `store::oci::CONFIG_ANNOTATION`).
+const ANNOTATION_CONFIG: &str = "dev.wasm-plugin-host.config";
 
 #[derive(Debug, clap::Args)]
 pub struct Publish {
@@ -66,6 +68,13 @@ pub struct Publish {
     /// Replace the version if it exists (versions are otherwise immutable).
     #[arg(long)]
     force: bool,
+    /// A JSON configuration published with the version (README, "Plugin configuration"): a
+    /// registry gets it as the manifest annotation `dev.wasm-plugin-host.config` (readable by
+    /// anyone who can pull: put secrets in a mounted Secret instead), a folder as
+    /// `<name>/<version>.config.json`. Checked to be JSON within the plugin's configuration
+    /// buffer; its contents are never printed.
+    #[arg(long)]
+    config: Option<PathBuf>,
     /// Talk to the registry over plain HTTP.
     #[arg(long, env = "OCI_INSECURE", default_value_t = false, action = clap::ArgAction::Set,
           num_args = 0..=1, default_missing_value = "true")]
@@ -90,14 +99,19 @@ struct Artifact {
     annotations: BTreeMap<String, String>,
     /// The keys to sign it with (none: unsigned).
     keys: Vec<PrivateKey>,
+    /// The configuration published with it, checked.
+    config: Option<String>,
 }
 
 impl Publish {
     pub fn run(self, sh: &Shell) -> anyhow::Result<()> {
-        let artifact = self.artifact(sh)?;
+        let mut artifact = self.artifact(sh)?;
         match self.to.strip_prefix("dir:") {
             Some(folder) => publish_to_folder(&artifact, Path::new(folder), self.force),
             None => {
+                if let Some(config) = artifact.config.take() {
+                    artifact.annotations.insert(ANNOTATION_CONFIG.to_string(), config);
+                }
                 let auth = match (&self.username, &self.password) {
                     (Some(username), Some(password)) => RegistryAuth::Basic(username.clone(), password.clone()),
                     _ => RegistryAuth::Anonymous,
@@ -160,7 +174,11 @@ impl Publish {
                 PrivateKey::from_pem(&pem).with_context(|| format!("the key {}", path.display()))
             })
             .collect::<anyhow::Result<Vec<_>>>()?;
-        Ok(Artifact { name, version, bytes, annotations, keys })
+        let config = match &self.config {
+            None => None,
+            Some(file) => Some(checked_config(file, report.v2.as_ref().and_then(|layout| layout.config))?),
+        };
+        Ok(Artifact { name, version, bytes, annotations, keys, config })
     }
 }
 
@@ -238,6 +256,30 @@ fn versions_in_folder(versions: &Path) -> anyhow::Result<Vec<semver::Version>> {
     Ok(found)
 }
 
+/// The configuration in `file`, if the host would pass it to a plugin with this configuration
+/// buffer: well-formed JSON, within the buffer. Errors never quote it.
+fn checked_config(file: &Path, buffer: Option<plugin_sdk::Buffer>) -> anyhow::Result<String> {
+    let text = fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    if let Err(error) = serde_json::from_str::<serde_json::Value>(&text) {
+        bail!("{} is not well-formed JSON (error at line {}, column {})", file.display(), error.line(), error.column());
+    }
+    let Some(buffer) = buffer else {
+        bail!(
+            "{}: the plugin declares no configuration buffer (PLUGIN_CONFIG), so it takes no configuration",
+            file.display()
+        );
+    };
+    if text.len() as u64 > u64::from(buffer.config_room()) {
+        bail!(
+            "{} is {} bytes, over the plugin's configuration buffer, which holds {}",
+            file.display(),
+            text.len(),
+            buffer.config_room()
+        );
+    }
+    Ok(text)
+}
+
 /// Writes `<folder>/<name>/<version>.wasm` atomically: a temporary file in the same folder,
 /// renamed into place (without replacing an existing version unless forced, and never beside a
 /// version of equal precedence).
@@ -246,6 +288,19 @@ fn publish_to_folder(artifact: &Artifact, folder: &Path, force: bool) -> anyhow:
     refuse_equal_precedence(artifact, versions_in_folder(&versions)?, &versions.display().to_string())?;
     fs::create_dir_all(&versions).with_context(|| format!("creating {}", versions.display()))?;
     let target = versions.join(format!("{}.wasm", artifact.version));
+    if let Some(config) = &artifact.config {
+        // Before the version itself, so that it never serves without its configuration.
+        if target.exists() && !force {
+            bail!(
+                "{} exists: versions are immutable (publish a new version, or pass --force to replace it)",
+                target.display()
+            );
+        }
+        let mut file = tempfile::Builder::new().prefix(".publish-").suffix(".tmp").tempfile_in(&versions)?;
+        std::io::Write::write_all(&mut file, config.as_bytes())?;
+        file.as_file().sync_all()?;
+        file.persist(versions.join(format!("{}.config.json", artifact.version))).map_err(|e| e.error)?;
+    }
     if !artifact.keys.is_empty() {
         // First: the moment the plugin file appears, its signature is there.
         let signature = DetachedSignature::sign(&artifact.keys, &artifact.name, &artifact.bytes);
@@ -419,6 +474,7 @@ mod tests {
             username: None,
             password: None,
             sign: Vec::new(),
+            config: None,
         }
     }
 
@@ -588,6 +644,63 @@ mod tests {
         let raw = if raw { Some("--raw") } else { None };
         let text = cmd!(sh, "skopeo inspect --tls-verify=false {config...} {raw...} {target}").quiet().read().unwrap();
         serde_json::from_str(&text).unwrap()
+    }
+
+    /// A v2 plugin with a 20-byte configuration buffer (16 bytes of configuration).
+    fn configurable_plugin(dir: &Path) -> PathBuf {
+        let wat = r#"(module (memory (export "memory") 1)
+            (func (export "plugin_input_ptr") (result i32) i32.const 1024)
+            (func (export "plugin_input_capacity") (result i32) i32.const 256)
+            (func (export "plugin_output_ptr") (result i32) i32.const 2048)
+            (func (export "plugin_output_capacity") (result i32) i32.const 256)
+            (func (export "plugin_config_ptr") (result i32) i32.const 4096)
+            (func (export "plugin_config_capacity") (result i32) i32.const 20)
+            (func (export "init") (result i32) i32.const 0)
+            (func (export "cleanup") (result i32) i32.const 0)
+            (func (export "fn_echo") (param i32) (result i32) local.get 0)
+            (@custom "wasm_plugin_abi" "\02\00\00\00"))"#;
+        let path = dir.join("configured.wasm");
+        fs::write(&path, wat::parse_str(wat).unwrap()).unwrap();
+        path
+    }
+
+    /// `--config`: checked (JSON, within the buffer, a plugin that has one), then written beside
+    /// the version in a folder and as the manifest's annotation in a registry; never printed.
+    #[test]
+    fn publishes_a_configuration_with_a_version() {
+        let sh = project_shell();
+        let work = tempfile::tempdir().unwrap();
+        let plugin = configurable_plugin(work.path());
+        let store = work.path().join("store");
+        let to = format!("dir:{}", store.display());
+        let config = work.path().join("c.json");
+        let with_config =
+            |path: &Path| Publish { config: Some(path.to_path_buf()), ..publish(&plugin, "1.0.0", &to, false) };
+
+        fs::write(&config, r#"{"k": "s3cr3t" "#).unwrap();
+        let error = format!("{:#}", with_config(&config).run(&sh).unwrap_err());
+        assert!(error.contains("not well-formed JSON") && !error.contains("s3cr3t"), "{error}");
+        fs::write(&config, r#"{"key": "0123456789"}"#).unwrap();
+        let error = format!("{:#}", with_config(&config).run(&sh).unwrap_err());
+        assert!(error.contains("over the plugin's configuration buffer, which holds 16"), "{error}");
+        let v1 = plugin_file(work.path(), "answer", 1);
+        fs::write(&config, r#"{"k": 1}"#).unwrap();
+        let error = format!(
+            "{:#}",
+            Publish { config: Some(config.clone()), ..publish(&v1, "1.0.0", &to, false) }.run(&sh).unwrap_err()
+        );
+        assert!(error.contains("declares no configuration buffer"), "{error}");
+        assert!(!store.exists(), "nothing was written");
+
+        with_config(&config).run(&sh).unwrap();
+        assert_eq!(fs::read_to_string(store.join("configured/1.0.0.config.json")).unwrap(), r#"{"k": 1}"#);
+        assert!(store.join("configured/1.0.0.wasm").is_file());
+
+        let registry = crate::test_support::Registry::start(None);
+        let to = format!("{}/plugins", registry.addr);
+        Publish { config: Some(config.clone()), ..publish(&plugin, "1.0.0", &to, false) }.run(&sh).unwrap();
+        let manifest = skopeo_inspect(&registry, "plugins/configured:1.0.0", true);
+        assert_eq!(manifest["annotations"][ANNOTATION_CONFIG], r#"{"k": 1}"#, "{manifest}");
     }
 
     /// What `publish` pushes is a CNCF Wasm artifact another standard tool reads, with its

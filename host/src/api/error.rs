@@ -238,6 +238,8 @@ pub fn status(kind: FailureKind) -> StatusCode {
         FailureKind::InvalidArgument => StatusCode::UNPROCESSABLE_ENTITY,
         FailureKind::PluginError => StatusCode::INTERNAL_SERVER_ERROR,
         FailureKind::BufferFault => StatusCode::INTERNAL_SERVER_ERROR,
+        FailureKind::ConfigurationRefused => StatusCode::INTERNAL_SERVER_ERROR,
+        FailureKind::InvalidConfiguration => StatusCode::INTERNAL_SERVER_ERROR,
         FailureKind::PluginTrapped => StatusCode::INTERNAL_SERVER_ERROR,
         FailureKind::PluginCrashed => StatusCode::INTERNAL_SERVER_ERROR,
         FailureKind::NoWorkers => StatusCode::SERVICE_UNAVAILABLE,

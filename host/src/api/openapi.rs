@@ -191,6 +191,8 @@ impl Endpoint {
             K::DigestMismatch | K::InvalidArtifact => call || self == ShowPlugin,
             // A version the trust policy refuses is refused wherever it would be loaded.
             K::SignatureMissing | K::SignatureInvalid | K::UntrustedSigner => call,
+            // The operator's configuration of the plugin, given to it on every call.
+            K::ConfigurationRefused | K::InvalidConfiguration => call,
             // `GET /plugins/{name}` shows a file it cannot load with `last_error` instead.
             K::PluginTooLarge => call,
             K::StoreUnavailable | K::StoreError => store,
@@ -232,6 +234,8 @@ pub fn is_plugin_fault(kind: FailureKind) -> bool {
     use FailureKind as K;
     match kind {
         K::PluginTooLarge
+        | K::ConfigurationRefused
+        | K::InvalidConfiguration
         | K::AbiViolation
         | K::InvalidModule
         | K::PluginInstantiationFailed

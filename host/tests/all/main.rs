@@ -6,6 +6,7 @@
 
 mod binary;
 mod compat;
+mod configuration;
 mod connections;
 mod embedder;
 mod functions;

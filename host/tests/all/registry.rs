@@ -110,12 +110,25 @@ pub fn push_to(registry: &Registry, prefix: &str, name: &str, tag: &str, bytes: 
 
 /// [`push_to`] the registry at `addr` (`127.0.0.1:PORT`).
 pub fn push_at(addr: &str, prefix: &str, name: &str, tag: &str, bytes: &[u8], auth: &RegistryAuth) -> String {
+    push_annotated(addr, prefix, name, tag, bytes, auth, None)
+}
+
+/// [`push_at`] with these manifest annotations (such as a configuration's).
+pub fn push_annotated(
+    addr: &str,
+    prefix: &str,
+    name: &str,
+    tag: &str,
+    bytes: &[u8],
+    auth: &RegistryAuth,
+    annotations: Option<std::collections::BTreeMap<String, String>>,
+) -> String {
     let client = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
     let reference = Reference::with_tag(addr.to_string(), format!("{prefix}/{name}"), tag.to_string());
     let layer = ImageLayer::new(bytes.to_vec(), "application/wasm".to_string(), None);
     let config =
         Config::new(b"{\"architecture\":\"wasm\"}".to_vec(), "application/vnd.wasm.config.v0+json".into(), None);
-    let mut manifest = OciImageManifest::build(std::slice::from_ref(&layer), &config, None);
+    let mut manifest = OciImageManifest::build(std::slice::from_ref(&layer), &config, annotations);
     manifest.media_type = Some(oci_client::manifest::OCI_IMAGE_MEDIA_TYPE.to_string());
     let digest = layer.sha256_digest();
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

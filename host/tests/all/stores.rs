@@ -18,7 +18,7 @@ use crate::support::{TestServer, app_state, plugin_dir, runtime_config};
 
 /// A plugin folder (`hello`) and a mount point, with a `bindfs` daemon serving the one at the
 /// other while mounted. Unmounted and cleaned up when dropped.
-struct FuseMount {
+pub(crate) struct FuseMount {
     source: TempDir,
     point: TempDir,
     daemon: Option<Child>,
@@ -26,7 +26,12 @@ struct FuseMount {
 
 impl FuseMount {
     fn new() -> Self {
-        FuseMount { source: plugin_dir(&["hello"]), point: TempDir::new().unwrap(), daemon: None }
+        Self::over(plugin_dir(&["hello"]))
+    }
+
+    /// A mount of `source` (not mounted yet).
+    pub(crate) fn over(source: TempDir) -> Self {
+        FuseMount { source, point: TempDir::new().unwrap(), daemon: None }
     }
 
     fn path(&self) -> &Path {
@@ -41,7 +46,7 @@ impl FuseMount {
 
     /// Starts `bindfs` in the foreground (so the test owns the daemon) and waits until the
     /// kernel lists the mount.
-    fn mount(&mut self) {
+    pub(crate) fn mount(&mut self) {
         let daemon = Command::new("bindfs")
             .arg("-f")
             .arg(self.source.path())
@@ -59,7 +64,7 @@ impl FuseMount {
 
     /// Kills the FUSE daemon the way a crash does: the mount stays listed, every access to it
     /// fails with ENOTCONN.
-    fn crash_daemon(&mut self) {
+    pub(crate) fn crash_daemon(&mut self) {
         let mut daemon = self.daemon.take().expect("mounted");
         daemon.kill().unwrap();
         daemon.wait().unwrap();
@@ -70,7 +75,7 @@ impl FuseMount {
     }
 
     /// Detaches the mount (lazily, like Fluid's recovery does for a dead mount).
-    fn unmount(&mut self) {
+    pub(crate) fn unmount(&mut self) {
         if let Some(mut daemon) = self.daemon.take() {
             let _ = daemon.kill();
             let _ = daemon.wait();
@@ -81,7 +86,7 @@ impl FuseMount {
         }
     }
 
-    fn store(&self) -> FluidPluginStore {
+    pub(crate) fn store(&self) -> FluidPluginStore {
         FluidPluginStore::new(self.path(), 1 << 20).with_recheck_interval(Duration::ZERO)
     }
 }

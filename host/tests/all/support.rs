@@ -179,6 +179,11 @@ impl TestServer {
         TestServer { addr, client: reqwest::Client::new(), stop: Some(stop) }
     }
 
+    /// A client of a server started elsewhere (the binary), which this value does not stop.
+    pub fn connect(addr: SocketAddr) -> Self {
+        TestServer { addr, client: reqwest::Client::new(), stop: None }
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }

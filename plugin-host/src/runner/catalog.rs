@@ -10,12 +10,18 @@ use lru::LruCache;
 use parking_lot::Mutex;
 use plugin_sdk::AbiLimits;
 
-use super::{AbiStatus, PluginStatus, RunError, VersionStatus, content_hash, sha256};
+use super::{
+    AbiStatus, PluginStatus, RunError, VersionStatus,
+    configuration::{self, Configuration, Configurations},
+    content_hash, sha256,
+};
 use crate::{
+    failure::FailureKind,
     logs,
     observe::Observer,
     store::{
-        self, FileIdentity, PluginName, PluginRef, PluginStore, Resolver, StoreError, VersionRequirement, Versions,
+        self, ConfigOverride, FileIdentity, PluginName, PluginRef, PluginStore, Resolver, StoreError,
+        VersionRequirement, Versions,
     },
 };
 
@@ -71,6 +77,8 @@ pub struct Catalog<M> {
     /// A version that fails to load while the previous one serves is reported once per 10 s
     /// per plugin file (a transient failure is retried, and would be reported, on every call).
     failures_logged: logs::Throttle,
+    /// Each plugin file's configuration (see `configuration`).
+    configs: Configurations,
 }
 
 /// Files whose SHA-256 is kept for versions listings: a listing of more versions than this
@@ -142,6 +150,7 @@ impl<M: Clone> Catalog<M> {
         let facts = Mutex::new(LruCache::new(capacity.saturating_mul(NonZeroUsize::new(4).expect("non-zero"))));
         let resolver = Resolver::new(Arc::clone(&store));
         let digests = Mutex::new(LruCache::new(NonZeroUsize::new(DIGESTS_CAPACITY).expect("non-zero")));
+        let configs = Configurations::new(Arc::clone(&observer));
         Catalog {
             store,
             resolver,
@@ -152,7 +161,60 @@ impl<M: Clone> Catalog<M> {
             digests,
             answers: Mutex::new(LruCache::new(capacity)),
             failures_logged: logs::Throttle::default(),
+            configs,
         }
+    }
+
+    /// Looks for configuration files in `dir` before the store (`--plugin-config-dir`).
+    pub fn with_config_override(mut self, dir: ConfigOverride) -> Self {
+        self.configs = self.configs.with_override(dir);
+        self
+    }
+
+    /// The configuration a call of `plugin` gets, for a version with this interface: none,
+    /// without a lookup, for a plugin that declares no configuration buffer (v1 included), so
+    /// such plugins run exactly as before. Fails with the remembered refusal when the serving
+    /// version's `init` refused this very configuration.
+    pub fn configuration(
+        &self,
+        plugin: &PluginRef,
+        layout: Option<&plugin_sdk::V2Layout>,
+    ) -> Result<Option<Arc<Configuration>>, RunError> {
+        let Some(buffer) = layout.and_then(|layout| layout.config) else { return Ok(None) };
+        let configuration = self.configs.current(self.store.as_ref(), plugin, buffer.config_room())?;
+        if let Some(configuration) = &configuration
+            && let Some(hash) = self.serving_hash(plugin)
+            && self.configs.refused(plugin, &hash, configuration)
+        {
+            return Err(configuration::refusal());
+        }
+        Ok(configuration)
+    }
+
+    /// `result` of a call made with `configuration`; a refusal by `init` is remembered, and
+    /// answered without running the plugin until the configuration or the plugin changes.
+    pub fn after_call<T>(
+        &self,
+        plugin: &PluginRef,
+        configuration: Option<&Configuration>,
+        result: Result<T, RunError>,
+    ) -> Result<T, RunError> {
+        match (&result, configuration) {
+            (Err(error), Some(configuration)) if error.kind() == FailureKind::ConfigurationRefused => {
+                if let Some(hash) = self.serving_hash(plugin) {
+                    self.configs.remember_refusal(plugin, &hash, configuration);
+                }
+                Err(configuration::refusal())
+            }
+            _ => result,
+        }
+    }
+
+    /// The content hash of the version of `plugin` that serves now.
+    fn serving_hash(&self, plugin: &PluginRef) -> Option<String> {
+        let slot = self.slots.lock().peek(plugin).cloned()?;
+        let slot = slot.lock();
+        slot.current.as_ref().map(|current| current.content_hash.to_string())
     }
 
     /// The plugin file a request for `name` with `requirement` runs (see [`Resolver::resolve`]).
@@ -385,6 +447,7 @@ impl<M: Clone> Catalog<M> {
                     quarantine: None,
                     conflicts: self.conflicts_of(plugin),
                     signature: self.store.verdict(plugin, false),
+                    config: None,
                 });
             }
             Err(error) => return Err(error.into()),
@@ -400,6 +463,8 @@ impl<M: Clone> Catalog<M> {
             }
             None => (false, None),
         };
+        let room = facts.abi.v2.as_ref().and_then(|layout| layout.config).map_or(0, |buffer| buffer.config_room());
+        let config = self.configs.status(self.store.as_ref(), plugin, room, Some(&facts.sha256))?;
         Ok(PluginStatus {
             name: name.clone(),
             version: plugin.version.clone(),
@@ -412,6 +477,7 @@ impl<M: Clone> Catalog<M> {
             quarantine: None,
             conflicts: self.conflicts_of(plugin),
             signature: self.store.verdict(plugin, false),
+            config,
         })
     }
 

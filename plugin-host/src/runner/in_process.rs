@@ -23,6 +23,12 @@ pub struct InProcessRunner {
 }
 
 impl InProcessRunner {
+    /// Looks for configuration files in `dir` before the store (`--plugin-config-dir`).
+    pub fn with_config_override(mut self, dir: crate::store::ConfigOverride) -> Self {
+        self.catalog = self.catalog.with_config_override(dir);
+        self
+    }
+
     pub fn new(store: Arc<dyn PluginStore>, engine: Engine, observer: Arc<dyn Observer>, capacity: usize) -> Self {
         let abi_limits = engine.settings().limits.abi.clone();
         let catalog = Catalog::new(store, Arc::clone(&observer), capacity, abi_limits);
@@ -84,13 +90,21 @@ impl Calls for InProcessRunner {
 
     fn call(&self, plugin: &PluginRef, function: &str, input: &[u8]) -> Result<Ran<Vec<u8>>, RunError> {
         let loaded = self.compiled(plugin)?;
-        let output = loaded.module.call_function(function, input)?;
+        let compiled = &loaded.module;
+        let config = self.catalog.configuration(plugin, compiled.interface().ok().map(|layout| &**layout))?;
+        let bytes = config.as_ref().map(|config| &config.bytes[..]);
+        let result = compiled.call_function_configured(function, input, bytes).map_err(RunError::from);
+        let output = self.catalog.after_call(plugin, config.as_deref(), result)?;
         Ok(Ran { output, plugin: plugin.clone(), sha256: loaded.sha256 })
     }
 
     fn open_stream(&self, plugin: &PluginRef, function: &str) -> Result<Ran<Box<dyn PluginStream>>, RunError> {
         let loaded = self.compiled(plugin)?;
-        let stream: Box<dyn PluginStream> = Box::new(loaded.module.open_stream(function)?);
+        let compiled = &loaded.module;
+        let config = self.catalog.configuration(plugin, compiled.interface().ok().map(|layout| &**layout))?;
+        let bytes = config.as_ref().map(|config| &config.bytes[..]);
+        let result = compiled.open_stream_configured(function, bytes).map_err(RunError::from);
+        let stream: Box<dyn PluginStream> = Box::new(self.catalog.after_call(plugin, config.as_deref(), result)?);
         Ok(Ran { output: stream, plugin: plugin.clone(), sha256: loaded.sha256 })
     }
 }

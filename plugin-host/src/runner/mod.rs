@@ -3,12 +3,14 @@
 //! [`crate::Host`] does not change with the isolation mode.
 
 mod catalog;
+mod configuration;
 mod in_process;
 mod short_calls;
 #[cfg(feature = "workers")]
 pub mod worker;
 
 pub use catalog::DEFAULT_CACHE_CAPACITY;
+pub use configuration::ConfigStatus;
 pub use in_process::InProcessRunner;
 pub use short_calls::{SHORT_CALL_BUDGET, ShortCalls};
 #[cfg(feature = "workers")]
@@ -223,6 +225,10 @@ pub struct PluginStatus {
     /// policy is configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signature: Option<Verdict>,
+    /// The plugin's configuration (its digest, never its contents) and why a newer one is not
+    /// serving; absent when the plugin has none and there is nothing to report.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigStatus>,
 }
 
 /// One version as `GET /plugins/{name}/versions` lists it.
@@ -348,6 +354,10 @@ pub enum RunError {
     /// The call's thread panicked: a fault of the host, never of the plugin.
     #[error("the call's thread panicked: {0}")]
     Panicked(String),
+    /// The plugin's configuration file is unusable and no earlier good one is held. `problem`
+    /// names the file and what is wrong, never its contents.
+    #[error("the plugin's configuration is not usable: {problem}")]
+    InvalidConfiguration { problem: String },
 }
 
 impl RunError {
@@ -371,6 +381,7 @@ impl RunError {
             RunError::Remembered(error) => error.kind(),
             RunError::Busy | RunError::Closed => FailureKind::Overloaded,
             RunError::Panicked(_) => FailureKind::Internal,
+            RunError::InvalidConfiguration { .. } => FailureKind::InvalidConfiguration,
         }
     }
 

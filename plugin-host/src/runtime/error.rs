@@ -122,6 +122,15 @@ pub enum RuntimeError {
     /// buffer that moved or left memory. The instance is discarded.
     #[error("`{function}` broke the buffer contract: {problem}")]
     BufferFault { function: AbiFunction, problem: String },
+    /// `init` refused the operator's configuration (it returned -3 with a configuration in its
+    /// buffer). Says nothing about the configuration itself, which may hold secrets.
+    #[error("`init` refused the plugin's configuration (invalid argument, -3)")]
+    ConfigurationRefused,
+    /// A configuration larger than the plugin's configuration buffer holds, or one given to a
+    /// plugin that declares no configuration buffer (`room` 0). The host checks this before a
+    /// call, so this is the runtime's own guard.
+    #[error("the configuration is {size} bytes; the plugin's configuration buffer holds {room}")]
+    ConfigurationTooLarge { size: u64, room: u32 },
 }
 
 fn wrong_abi_version(plugin: u32) -> String {
@@ -170,6 +179,8 @@ impl RuntimeError {
             RuntimeError::FunctionNotFound { .. } | RuntimeError::NotAStream { .. } => FailureKind::FunctionNotFound,
             RuntimeError::InputTooLarge { .. } => FailureKind::InputTooLarge,
             RuntimeError::BufferFault { .. } => FailureKind::BufferFault,
+            RuntimeError::ConfigurationRefused => FailureKind::ConfigurationRefused,
+            RuntimeError::ConfigurationTooLarge { .. } => FailureKind::InvalidConfiguration,
             // Instantiating a module the checker and the engine's validator accepted fails only
             // for something in the module itself (a segment that does not fit, a limit of the
             // engine): the plugin's fault, reported with its own code.

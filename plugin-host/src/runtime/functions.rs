@@ -25,11 +25,11 @@
 use std::sync::Arc;
 
 use plugin_sdk::names;
-use plugin_sdk::{Buffer, BufferKind, FunctionKind, StreamPart, V2Layout};
+use plugin_sdk::{Buffer, BufferKind, CONFIG_LENGTH_BYTES, FunctionKind, StreamPart, V2Layout};
 use wasmedge_sdk::{AsInstance, WasmValue};
 
 use super::{
-    AbiFunction, CompiledPlugin, PluginInstance, RuntimeError,
+    AbiFunction, CompiledPlugin, PluginErrorCode, PluginInstance, RuntimeError,
     executor::{returned_normally, with_cleanup},
 };
 
@@ -51,6 +51,17 @@ impl CompiledPlugin {
     /// output. A streaming function is run as one whole stream: begun, fed `input` in chunks of
     /// the input capacity, and ended, its outputs joined.
     pub fn call_function(&self, name: &str, input: &[u8]) -> Result<Vec<u8>, RuntimeError> {
+        self.call_function_configured(name, input, None)
+    }
+
+    /// [`call_function`](Self::call_function) with the operator's configuration written into
+    /// the plugin's configuration buffer before `init` (see [`PluginInstance::configure`]).
+    pub fn call_function_configured(
+        &self,
+        name: &str,
+        input: &[u8],
+        config: Option<&[u8]>,
+    ) -> Result<Vec<u8>, RuntimeError> {
         let layout = self.interface()?;
         match function_kind(layout, name)? {
             FunctionKind::Call => {
@@ -60,7 +71,8 @@ impl CompiledPlugin {
                 }
                 let mut instance = self.checkout_any()?;
                 let function = AbiFunction::Export(names::call_export(name));
-                instance.invoke(AbiFunction::Init, None)?;
+                instance.configure(layout, config)?;
+                instance.init_configured(config.is_some())?;
                 let result = with_cleanup(&mut instance, |instance| instance.call_with_input(layout, function, input));
                 if result.as_ref().err().is_none_or(returned_normally) {
                     instance.recycle_after_reset();
@@ -68,7 +80,7 @@ impl CompiledPlugin {
                 result
             }
             FunctionKind::Stream => {
-                let mut stream = self.open_stream(name)?;
+                let mut stream = self.open_stream_configured(name, config)?;
                 let mut output = Vec::new();
                 for chunk in input.chunks(layout.input.capacity as usize) {
                     output.extend(stream.feed(chunk)?);
@@ -81,13 +93,20 @@ impl CompiledPlugin {
 
     /// Begins the stream `name` on an instance of its own (`init`, then `stream_<name>_begin`).
     pub fn open_stream(&self, name: &str) -> Result<StreamSession, RuntimeError> {
+        self.open_stream_configured(name, None)
+    }
+
+    /// [`open_stream`](Self::open_stream) with the operator's configuration (see
+    /// [`call_function_configured`](Self::call_function_configured)).
+    pub fn open_stream_configured(&self, name: &str, config: Option<&[u8]>) -> Result<StreamSession, RuntimeError> {
         let layout = Arc::clone(self.interface()?);
         if function_kind(&layout, name)? != FunctionKind::Stream {
             return Err(RuntimeError::NotAStream { function: name.to_owned() });
         }
         let mut instance = self.checkout_any()?;
         let export = |part: StreamPart| AbiFunction::Export(part.export(name));
-        instance.invoke(AbiFunction::Init, None)?;
+        instance.configure(&layout, config)?;
+        instance.init_configured(config.is_some())?;
         let begun = with_cleanup_on_error(&mut instance, |instance| {
             instance.check_buffers(&layout, &export(StreamPart::Begin))?;
             instance.invoke(export(StreamPart::Begin), None).map(drop)
@@ -187,6 +206,41 @@ impl StreamSession {
 }
 
 impl PluginInstance {
+    /// Writes the configuration buffer of a plugin that declares one, before `init`: the
+    /// length of `config` as a little-endian `u32` (0 without a configuration), then its bytes.
+    /// Every instance gets this before every `init`, fresh or recycled: a recycled instance's
+    /// memory was written back from the image taken right after instantiation, which holds no
+    /// configuration. A configuration for a plugin without the buffer, or larger than the
+    /// buffer holds, is refused (the host checks both before it calls; this is the guard).
+    pub(super) fn configure(&mut self, layout: &V2Layout, config: Option<&[u8]>) -> Result<(), RuntimeError> {
+        let Some(buffer) = layout.config else {
+            return match config {
+                Some(config) => Err(RuntimeError::ConfigurationTooLarge { size: config.len() as u64, room: 0 }),
+                None => Ok(()),
+            };
+        };
+        let bytes = config.unwrap_or_default();
+        if bytes.len() as u64 > u64::from(buffer.config_room()) {
+            return Err(RuntimeError::ConfigurationTooLarge { size: bytes.len() as u64, room: buffer.config_room() });
+        }
+        let function = AbiFunction::Init;
+        self.check_buffers(layout, &function)?;
+        let length = u32::try_from(bytes.len()).expect("at most the buffer's capacity, a u32");
+        self.write_memory(&function, buffer.offset, &length.to_le_bytes())?;
+        self.write_memory(&function, buffer.offset + CONFIG_LENGTH_BYTES, bytes)
+    }
+
+    /// `init`, after [`configure`](Self::configure): with a configuration given, -3 means the
+    /// plugin refuses that configuration.
+    pub(super) fn init_configured(&mut self, configured: bool) -> Result<(), RuntimeError> {
+        match self.invoke(AbiFunction::Init, None) {
+            Err(RuntimeError::Plugin {
+                code: PluginErrorCode::Known(plugin_sdk::ErrorCode::InvalidArgument), ..
+            }) if configured => Err(RuntimeError::ConfigurationRefused),
+            other => other.map(drop),
+        }
+    }
+
     /// Writes `input` into the input buffer, calls `function(input.len())` and copies its
     /// output out.
     fn call_with_input(
@@ -225,7 +279,10 @@ impl PluginInstance {
             return Ok(());
         }
         let memory_bytes = self.memory_bytes(function)?;
-        for (kind, checked) in [(BufferKind::Input, layout.input), (BufferKind::Output, layout.output)] {
+        let config = layout.config.map(|config| (BufferKind::Config, config));
+        for (kind, checked) in
+            [(BufferKind::Input, layout.input), (BufferKind::Output, layout.output)].into_iter().chain(config)
+        {
             let offset = self.buffer_query(kind.ptr_export())?;
             let capacity = self.buffer_query(kind.capacity_export())?;
             let fault = |problem: String| RuntimeError::BufferFault { function: function.clone(), problem };
@@ -238,7 +295,8 @@ impl PluginInstance {
                 return Err(fault(format!("its {kind} buffer ({said}) ends outside its {memory_bytes}-byte memory")));
             }
         }
-        if layout.input.overlaps(&layout.output) {
+        let config_overlaps = layout.config.is_some_and(|c| c.overlaps(&layout.input) || c.overlaps(&layout.output));
+        if layout.input.overlaps(&layout.output) || config_overlaps {
             return Err(RuntimeError::BufferFault {
                 function: function.clone(),
                 problem: "its buffers overlap".into(),
@@ -315,6 +373,62 @@ mod tests {
         .unwrap();
         let engine = Engine::new(RuntimeConfig::new(ExecutionMode::Interpreter)).unwrap();
         engine.compile(&wasm, "echo-test").unwrap()
+    }
+
+    /// A v2 plugin in WAT with a 20-byte configuration buffer at 4096 (16 bytes of
+    /// configuration): `init` refuses a configuration starting with `x`, and `fn_config`
+    /// answers with the configuration as `init` saw it.
+    fn configured_plugin() -> CompiledPlugin {
+        let wasm = wat::parse_str(
+            r#"(module
+                (memory (export "memory") 1)
+                (global $seen (mut i32) (i32.const 0))
+                (func (export "plugin_input_ptr") (result i32) i32.const 1024)
+                (func (export "plugin_input_capacity") (result i32) i32.const 256)
+                (func (export "plugin_output_ptr") (result i32) i32.const 2048)
+                (func (export "plugin_output_capacity") (result i32) i32.const 256)
+                (func (export "plugin_config_ptr") (result i32) i32.const 4096)
+                (func (export "plugin_config_capacity") (result i32) i32.const 20)
+                (func (export "init") (result i32)
+                    (global.set $seen (i32.load (i32.const 4096)))
+                    (if (i32.and (i32.gt_u (global.get $seen) (i32.const 0))
+                                 (i32.eq (i32.load8_u (i32.const 4100)) (i32.const 120)))
+                        (then (return (i32.const -3))))
+                    i32.const 0)
+                (func (export "cleanup") (result i32) i32.const 0)
+                (func (export "fn_config") (param $n i32) (result i32)
+                    (memory.copy (i32.const 2048) (i32.const 4100) (global.get $seen))
+                    global.get $seen)
+                (@custom "wasm_plugin_abi" "\02\00\00\00"))"#,
+        )
+        .unwrap();
+        let engine = Engine::new(RuntimeConfig::new(ExecutionMode::Interpreter)).unwrap();
+        engine.compile(&wasm, "configured-test").unwrap()
+    }
+
+    #[test]
+    fn every_instance_sees_the_configuration_of_its_call() {
+        let plugin = configured_plugin();
+        assert!(plugin.reuses_instances());
+        // Reused instances in between: each call sees its own configuration and nothing of
+        // the one before.
+        for config in [&b"alpha"[..], b"b", b"", b"sixteen bytes!!!"] {
+            assert_eq!(plugin.call_function_configured("config", b"", Some(config)).unwrap(), config);
+            assert_eq!(plugin.call_function("config", b"").unwrap(), b"", "no configuration: length 0");
+        }
+        assert!(matches!(
+            plugin.call_function_configured("config", b"", Some(b"seventeen bytes!!")),
+            Err(RuntimeError::ConfigurationTooLarge { size: 17, room: 16 })
+        ));
+        let refused = plugin.call_function_configured("config", b"", Some(b"xyz")).unwrap_err();
+        assert!(matches!(refused, RuntimeError::ConfigurationRefused), "{refused:?}");
+        assert_eq!(refused.kind(), crate::failure::FailureKind::ConfigurationRefused);
+        // A plugin without the buffer takes no configuration.
+        assert!(matches!(
+            echo_plugin().call_function_configured("echo", b"hi", Some(b"{}")),
+            Err(RuntimeError::ConfigurationTooLarge { size: 2, room: 0 })
+        ));
+        assert_eq!(echo_plugin().call_function_configured("echo", b"hi", None).unwrap(), b"hi");
     }
 
     /// The plugin as if the checker had read another layout than the plugin now reports.

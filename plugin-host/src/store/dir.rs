@@ -213,6 +213,8 @@ impl PluginDir<'_> {
                         None if file_name
                             .strip_suffix(DETACHED_SUFFIX)
                             .is_some_and(|file| version_from_file_name(file).is_some()) => {}
+                        // Configuration files live beside the versions they configure.
+                        None if super::config::is_config_file_name(&file_name) => {}
                         None => {
                             let identity = entry.metadata().ok().map(|m| (m.ino(), m.len(), m.ctime(), m.ctime_nsec()));
                             if self.warned.first(&(&folder, &*file_name, identity)) {

@@ -23,7 +23,8 @@ use backon::{BlockingRetryable, ExponentialBuilder};
 use parking_lot::Mutex;
 
 use super::{
-    FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions,
+    ConfigFile, ConfigLocation, FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions,
+    config::ConfigDir,
     dir::PluginDir,
     trust::{TrustPolicy, Verdict},
 };
@@ -245,6 +246,20 @@ impl PluginStore for FluidPluginStore {
     fn verdict(&self, plugin: &PluginRef, _lookup: bool) -> Option<Verdict> {
         self.trust.as_ref()?;
         self.with_retries("judge", |dir| dir.verdict(plugin)).ok().flatten()
+    }
+
+    fn stat_config(&self, plugin: &PluginRef) -> Result<Option<ConfigLocation>, StoreError> {
+        let found =
+            self.with_retries("stat configuration", |dir| ConfigDir { root: dir.root, source: "store" }.stat(plugin));
+        // "No configuration" is what an absent mount says too.
+        self.confirmed(found, Option::is_none)
+    }
+
+    fn load_config(&self, plugin: &PluginRef, max_bytes: u64) -> Result<Option<ConfigFile>, StoreError> {
+        let found = self.with_retries("load configuration", |dir| {
+            ConfigDir { root: dir.root, source: "store" }.load(plugin, max_bytes)
+        });
+        self.confirmed(found, Option::is_none)
     }
 
     fn describe(&self) -> String {

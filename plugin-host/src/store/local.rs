@@ -8,7 +8,8 @@ use std::{
 };
 
 use super::{
-    FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions,
+    ConfigFile, ConfigLocation, FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions,
+    config::ConfigDir,
     dir::PluginDir,
     trust::{TrustPolicy, Verdict},
 };
@@ -74,6 +75,14 @@ impl PluginStore for LocalPluginStore {
 
     fn verdict(&self, plugin: &PluginRef, _lookup: bool) -> Option<Verdict> {
         self.dir().verdict(plugin).ok().flatten()
+    }
+
+    fn stat_config(&self, plugin: &PluginRef) -> Result<Option<ConfigLocation>, StoreError> {
+        ConfigDir { root: &self.root, source: "store" }.stat(plugin)
+    }
+
+    fn load_config(&self, plugin: &PluginRef, max_bytes: u64) -> Result<Option<ConfigFile>, StoreError> {
+        ConfigDir { root: &self.root, source: "store" }.load(plugin, max_bytes)
     }
 
     fn describe(&self) -> String {

@@ -4,6 +4,7 @@
 //! the plugin's bytes. It knows nothing about WebAssembly; the runner decides when to re-read
 //! (see [`FileIdentity`]), and the [`Resolver`] which version a request gets.
 
+mod config;
 mod dir;
 mod flight;
 #[cfg(feature = "fluid")]
@@ -20,6 +21,7 @@ use std::{fmt, io, time::Duration, time::SystemTime};
 
 use crate::failure::FailureKind;
 
+pub use config::{ConfigFile, ConfigLocation, ConfigOrigin, ConfigOverride};
 #[cfg(feature = "fluid")]
 pub use fluid::FluidPluginStore;
 pub use local::LocalPluginStore;
@@ -77,6 +79,16 @@ pub trait PluginStore: Send + Sync + fmt::Debug {
     /// verdict it does not know yet is [`trust::Verdict::Unchecked`]. Default: `None`.
     fn verdict(&self, _plugin: &PluginRef, _lookup: bool) -> Option<trust::Verdict> {
         None
+    }
+    /// Where `plugin`'s configuration file is in this store, without reading it (see
+    /// `store::config` for its names); `None` without one. Default: none (a registry keeps
+    /// configuration in no file).
+    fn stat_config(&self, _plugin: &PluginRef) -> Result<Option<ConfigLocation>, StoreError> {
+        Ok(None)
+    }
+    /// `plugin`'s configuration file, read (at most `max_bytes + 1` bytes); `None` without one.
+    fn load_config(&self, _plugin: &PluginRef, _max_bytes: u64) -> Result<Option<ConfigFile>, StoreError> {
+        Ok(None)
     }
     /// Where plugins come from, for logs and `/readyz`.
     fn describe(&self) -> String;

@@ -25,6 +25,24 @@ pub struct V2Layout {
     pub output: Buffer,
     /// Every function the plugin offers, sorted by name; names are unique.
     pub functions: Vec<PluginFunction>,
+    /// The configuration buffer, if the plugin declares one (`plugin_config_ptr()` and
+    /// `plugin_config_capacity()`): before `init` the host writes there the length of the
+    /// operator's configuration (a little-endian `u32`, 0 without one) and, after it, the
+    /// configuration itself, at most [`CONFIG_LENGTH_BYTES`] fewer bytes than the capacity.
+    /// Absent for a plugin that takes no configuration (the JSON leaves it out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config: Option<Buffer>,
+}
+
+/// Bytes at the start of the configuration buffer that hold the configuration's length.
+pub const CONFIG_LENGTH_BYTES: u32 = 4;
+
+impl Buffer {
+    /// The most configuration bytes this buffer holds, when it is a configuration buffer: its
+    /// capacity less the length word.
+    pub fn config_room(&self) -> u32 {
+        self.capacity.saturating_sub(CONFIG_LENGTH_BYTES)
+    }
 }
 
 impl V2Layout {
@@ -69,6 +87,8 @@ impl fmt::Display for Buffer {
 pub enum BufferKind {
     Input,
     Output,
+    /// The optional, read-only configuration buffer.
+    Config,
 }
 
 impl BufferKind {
@@ -77,6 +97,7 @@ impl BufferKind {
         match self {
             BufferKind::Input => "plugin_input_ptr",
             BufferKind::Output => "plugin_output_ptr",
+            BufferKind::Config => "plugin_config_ptr",
         }
     }
 
@@ -85,6 +106,7 @@ impl BufferKind {
         match self {
             BufferKind::Input => "plugin_input_capacity",
             BufferKind::Output => "plugin_output_capacity",
+            BufferKind::Config => "plugin_config_capacity",
         }
     }
 }
@@ -94,6 +116,7 @@ impl fmt::Display for BufferKind {
         f.write_str(match self {
             BufferKind::Input => "input",
             BufferKind::Output => "output",
+            BufferKind::Config => "configuration",
         })
     }
 }

@@ -12,6 +12,7 @@
 //! | `missing-export`, `wrong-signature`, `unexpected-export` | v1: it exports exactly `init: [] -> [i32]`, `process: [i32] -> [i32]`, `cleanup: [] -> [i32]` (and optionally `memory`); v2: `init`, `cleanup`, the buffer functions and its functions, with their types, and nothing else |
 //! | `v1-export-in-v2`, `invalid-function-name`, `missing-memory-export`, `missing-buffer-export`, `no-functions`, `incomplete-stream`, `duplicate-function-name` | v2: no `process`; `fn_<name>` and `stream_<name>_{begin,feed,end}` with valid names, streams complete, names unique, at least one `fn_`; `memory` and the four buffer functions exported |
 //! | `buffer-not-constant`, `empty-buffer`, `buffer-capacity-too-large`, `buffer-outside-memory`, `buffers-overlap` | v2: the buffer functions return constants describing two non-empty buffers within [`AbiLimits`], inside the initial memory and apart |
+//! | `incomplete-config-buffer`, `config-buffer-too-small`, `config-buffer-overlaps` | v2: an optional configuration buffer (`plugin_config_ptr`, `plugin_config_capacity`) is declared whole, holds its 4-byte length and at least one byte, and is apart from both buffers |
 //! | `import`, `dynamic-allocation` | it imports nothing, and has no allocator |
 //! | `start-function` | it has no start function |
 //! | `initial-memory-too-large`, `table-too-large`, `too-many-functions` | it stays within [`AbiLimits`] |
@@ -53,7 +54,9 @@ use serde::{Deserialize, Serialize};
 
 pub use details::{ExportCause, ExternKind, FloatUsage, Signature, ValueType};
 pub use features::Feature;
-pub use layout::{Buffer, BufferKind, FunctionKind, PluginFunction, StreamPart, V2Layout, is_valid_function_name};
+pub use layout::{
+    Buffer, BufferKind, CONFIG_LENGTH_BYTES, FunctionKind, PluginFunction, StreamPart, V2Layout, is_valid_function_name,
+};
 pub use location::{FunctionRef, Location};
 pub use report::{AbiReport, Violation};
 pub use violation::AbiViolation;

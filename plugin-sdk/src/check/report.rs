@@ -78,6 +78,13 @@ impl fmt::Display for AbiReport {
         }
         if let Some(layout) = &self.v2 {
             write!(f, "\n  input buffer: {}\n  output buffer: {}", layout.input, layout.output)?;
+            if let Some(config) = &layout.config {
+                write!(
+                    f,
+                    "\n  configuration buffer: {config} (configuration of up to {} bytes)",
+                    config.config_room()
+                )?;
+            }
             let names = |kind: FunctionKind| {
                 let names: Vec<&str> =
                     layout.functions.iter().filter(|f| f.kind == kind).map(|f| f.name.as_str()).collect();

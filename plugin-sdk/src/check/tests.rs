@@ -1210,7 +1210,14 @@ fn one_of_each_rule() -> Vec<AbiViolation> {
             input: Buffer { offset: 0x400, capacity: 0x1000 },
             output: Buffer { offset: 0x1000, capacity: 0x1000 },
         }),
-        Some(V::BuffersOverlap { .. }) => Some(V::Import { module: "env".into(), name: "log".into() }),
+        Some(V::BuffersOverlap { .. }) => Some(V::IncompleteConfigBuffer { missing: "plugin_config_capacity".into() }),
+        Some(V::IncompleteConfigBuffer { .. }) => Some(V::ConfigBufferTooSmall { capacity: 4 }),
+        Some(V::ConfigBufferTooSmall { .. }) => Some(V::ConfigBufferOverlaps {
+            config: Buffer { offset: 0x400, capacity: 0x100 },
+            buffer: BufferKind::Input,
+            other: Buffer { offset: 0x480, capacity: 0x1000 },
+        }),
+        Some(V::ConfigBufferOverlaps { .. }) => Some(V::Import { module: "env".into(), name: "log".into() }),
         Some(V::Import { .. }) => Some(V::DynamicAllocation { symbol: "malloc".into() }),
         Some(V::DynamicAllocation { .. }) => Some(V::MemoryGrow),
         Some(V::MemoryGrow) => Some(V::FloatType { ty: ValueType::F32, usage: FloatUsage::Local }),
@@ -1280,7 +1287,10 @@ fn every_message() -> Vec<Violation> {
         AbiViolation::MissingMemoryExport
         | AbiViolation::MissingBufferExport { .. }
         | AbiViolation::NoFunctions
-        | AbiViolation::BuffersOverlap { .. } => Location::Module,
+        | AbiViolation::BuffersOverlap { .. }
+        | AbiViolation::IncompleteConfigBuffer { .. }
+        | AbiViolation::ConfigBufferOverlaps { .. } => Location::Module,
+        AbiViolation::ConfigBufferTooSmall { .. } => Location::Export { name: "plugin_config_capacity".into() },
         AbiViolation::V1ExportInV2 { name }
         | AbiViolation::InvalidFunctionName { name }
         | AbiViolation::DuplicateFunctionName { name } => Location::Export { name: name.clone() },

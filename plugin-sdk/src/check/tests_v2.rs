@@ -449,3 +449,83 @@ fn a_v2_plugin_may_export_rustcs_linker_globals() {
     assert!(report.violations.is_empty() && report.warnings.is_empty(), "{report:?}");
     assert!(report.v2.is_some(), "a compliant v2 plugin reports its layout");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The optional configuration buffer
+
+/// A configuration buffer of 0x100 bytes (its length word and 252 bytes) at 0x2400.
+const CONFIG: &str = r#"
+  (func (export "plugin_config_ptr") (result i32) (i32.const 0x2400))
+  (func (export "plugin_config_capacity") (result i32) (i32.const 0x100))
+"#;
+
+#[test]
+fn a_configuration_buffer_is_reported_in_the_layout() {
+    let report = check(&v2_with(&[], CONFIG));
+    assert!(report.is_compliant(), "{report}");
+    let layout = report.v2.expect("layout");
+    assert_eq!(layout.config, Some(Buffer { offset: 0x2400, capacity: 0x100 }));
+    assert_eq!(layout.config.unwrap().config_room(), 0x100 - 4);
+    let json = serde_json::to_value(&layout).unwrap();
+    assert_eq!(json["config"], serde_json::json!({ "offset": 0x2400, "capacity": 0x100 }));
+    // Without the declaration the layout has no `config`, and its JSON is as it always was.
+    let plain = check(&v2(LIFECYCLE, BUFFERS, FUNCTIONS)).v2.expect("layout");
+    assert_eq!(plain.config, None);
+    assert!(serde_json::to_value(&plain).unwrap().get("config").is_none());
+}
+
+#[test]
+fn half_a_configuration_buffer_is_refused() {
+    let half = r#"(func (export "plugin_config_ptr") (result i32) (i32.const 0x2400))"#;
+    assert_eq!(
+        violations(&v2_with(&[], half)),
+        [(AbiViolation::IncompleteConfigBuffer { missing: "plugin_config_capacity".into() }, Location::Module)]
+    );
+}
+
+#[test]
+fn a_configuration_buffer_needs_room_for_its_length_and_a_byte() {
+    let small = CONFIG.replace("(i32.const 0x100)", "(i32.const 4)");
+    assert_eq!(
+        violations(&v2_with(&[], &small)),
+        [(AbiViolation::ConfigBufferTooSmall { capacity: 4 }, export("plugin_config_capacity"))]
+    );
+    assert!(check(&v2_with(&[], &CONFIG.replace("(i32.const 0x100)", "(i32.const 5)"))).is_compliant());
+}
+
+#[test]
+fn a_configuration_buffer_follows_the_buffer_rules() {
+    let moving = CONFIG.replace("(i32.const 0x2400)", "(global.get 0)");
+    let report = check(&v2_with(&[], &format!("(global i32 (i32.const 0x2400)) {moving}")));
+    assert_eq!(codes(&report), ["buffer-not-constant"]);
+    let outside = CONFIG.replace("(i32.const 0x2400)", "(i32.const 0x1ff80)");
+    assert_eq!(codes(&check(&v2_with(&[], &outside))), ["buffer-outside-memory"]);
+    let empty = CONFIG.replace("(i32.const 0x100)", "(i32.const 0)");
+    assert_eq!(
+        violations(&v2_with(&[], &empty)),
+        [(AbiViolation::EmptyBuffer { buffer: BufferKind::Config }, export("plugin_config_capacity"))]
+    );
+    let over = CONFIG.replace("(i32.const 0x2400)", "(i32.const 0x2380)");
+    assert_eq!(
+        violations(&v2_with(&[], &over)),
+        [(
+            AbiViolation::ConfigBufferOverlaps {
+                config: Buffer { offset: 0x2380, capacity: 0x100 },
+                buffer: BufferKind::Output,
+                other: Buffer { offset: 0x1400, capacity: 0x1000 },
+            },
+            Location::Module
+        )]
+    );
+}
+
+#[test]
+fn a_v1_plugin_cannot_declare_a_configuration_buffer() {
+    let v1 = wasm(&format!(
+        r#"(module (memory (export "memory") 1)
+            (func (export "init") (result i32) (i32.const 0))
+            (func (export "process") (param i32) (result i32) (local.get 0))
+            (func (export "cleanup") (result i32) (i32.const 0)) {CONFIG})"#
+    ));
+    assert_eq!(codes(&check(&v1)), ["unexpected-export", "unexpected-export"]);
+}

@@ -9,7 +9,7 @@ use wasmparser::ExternalKind;
 use super::AbiLimits;
 use super::constant;
 use super::details::{ExternKind, Signature};
-use super::layout::{Buffer, BufferKind, FunctionKind, PluginFunction, StreamPart, V2Layout};
+use super::layout::{Buffer, BufferKind, CONFIG_LENGTH_BYTES, FunctionKind, PluginFunction, StreamPart, V2Layout};
 use super::location::Location;
 use super::module::ModuleInfo;
 use super::rules::{self, Findings, MEMORY_EXPORT, export_cause};
@@ -24,6 +24,10 @@ const V1_PROCESS: &str = crate::names::PROCESS;
 /// The four functions that say where the buffers are, each `[] -> [i32]`.
 pub(crate) const BUFFER_FUNCTIONS: [&str; 4] =
     ["plugin_input_ptr", "plugin_input_capacity", "plugin_output_ptr", "plugin_output_capacity"];
+
+/// The two functions that say where the optional configuration buffer is, each `[] -> [i32]`:
+/// both or neither.
+pub(crate) const CONFIG_FUNCTIONS: [&str; 2] = ["plugin_config_ptr", "plugin_config_capacity"];
 
 /// What a v2 export name means.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +48,7 @@ enum Export<'a> {
 
 /// Reads a function export's name the way ABI v2 does.
 fn classify(name: &str) -> Export<'_> {
-    if LIFECYCLE.contains(&name) || BUFFER_FUNCTIONS.contains(&name) {
+    if LIFECYCLE.contains(&name) || BUFFER_FUNCTIONS.contains(&name) || CONFIG_FUNCTIONS.contains(&name) {
         Export::Fixed(name)
     } else if name == V1_PROCESS {
         Export::V1Process
@@ -134,6 +138,11 @@ pub(crate) fn interface(module: &ModuleInfo<'_>, limits: &AbiLimits, found: &mut
     for name in BUFFER_FUNCTIONS.into_iter().filter(|name| !exported(name)) {
         found.push(AbiViolation::MissingBufferExport { name: name.to_owned() }, Location::Module);
     }
+    let config_exports = CONFIG_FUNCTIONS.into_iter().filter(|name| exported(name)).count();
+    if config_exports == 1 {
+        let missing = CONFIG_FUNCTIONS.into_iter().find(|name| !exported(name)).expect("one of two is missing");
+        found.push(AbiViolation::IncompleteConfigBuffer { missing: missing.to_owned() }, Location::Module);
+    }
     if memory.is_none() {
         found.push(AbiViolation::MissingMemoryExport, Location::Module);
     }
@@ -155,33 +164,37 @@ pub(crate) fn interface(module: &ModuleInfo<'_>, limits: &AbiLimits, found: &mut
         );
     }
 
-    let buffers = buffers(module, &fixed, memory, limits, found);
+    let buffers = buffers(module, &fixed, memory, limits, config_exports == 2, found);
     if found.0.len() != before {
         return None;
     }
-    let (input, output) = buffers?;
+    let (input, output, config) = buffers?;
     let mut functions: Vec<PluginFunction> = calls
         .into_iter()
         .map(|name| PluginFunction { name: name.to_owned(), kind: FunctionKind::Call })
         .chain(streams.into_keys().map(|name| PluginFunction { name: name.to_owned(), kind: FunctionKind::Stream }))
         .collect();
     functions.sort_by(|a, b| a.name.cmp(&b.name));
-    Some(V2Layout { input, output, functions })
+    Some(V2Layout { input, output, functions, config })
 }
 
 /// Evaluates the four buffer functions and checks the buffers they describe: each one on its
 /// own (not empty, within the limit, inside memory), then the two together (apart). A buffer
 /// that fails on its own is not compared with the other, so one mistake gives one violation.
+/// The configuration buffer, when `with_config` (both of its functions are exported), is held
+/// to the same rules, to room for its length word and some configuration, and apart from both.
 fn buffers(
     module: &ModuleInfo<'_>,
     fixed: &BTreeMap<&str, u32>,
     memory: Option<u32>,
     limits: &AbiLimits,
+    with_config: bool,
     found: &mut Findings,
-) -> Option<(Buffer, Buffer)> {
+) -> Option<(Buffer, Buffer, Option<Buffer>)> {
     // Each value read as unsigned, as the host reads an address or a size.
     let mut values = BTreeMap::new();
-    for name in BUFFER_FUNCTIONS {
+    let config_functions: &[&str] = if with_config { &CONFIG_FUNCTIONS } else { &[] };
+    for &name in BUFFER_FUNCTIONS.iter().chain(config_functions) {
         let &index = fixed.get(name)?;
         let Some(code) = module.code_of(index) else {
             // An exported import: refused by the import rule already.
@@ -197,7 +210,7 @@ fn buffers(
             ),
         }
     }
-    if values.len() != BUFFER_FUNCTIONS.len() {
+    if values.len() != BUFFER_FUNCTIONS.len() + config_functions.len() {
         return None;
     }
     // The initial size of the exported memory, if the module defines it; an imported memory
@@ -240,12 +253,31 @@ fn buffers(
         Some(buffer)
     };
     let (input, output) = (fit(BufferKind::Input), fit(BufferKind::Output));
+    let config = with_config.then(|| fit(BufferKind::Config));
+    let config = match config {
+        Some(Some(config)) if config.capacity <= CONFIG_LENGTH_BYTES => {
+            let at_capacity = Location::Export { name: BufferKind::Config.capacity_export().to_owned() };
+            found.push(AbiViolation::ConfigBufferTooSmall { capacity: config.capacity }, at_capacity);
+            return None;
+        }
+        Some(Some(config)) => Some(config),
+        Some(None) => return None,
+        None => None,
+    };
     let (input, output) = (input?, output?);
     if input.overlaps(&output) {
         found.push(AbiViolation::BuffersOverlap { input, output }, Location::Module);
         return None;
     }
-    Some((input, output))
+    if let Some(config) = config {
+        for (kind, other) in [(BufferKind::Input, input), (BufferKind::Output, output)] {
+            if config.overlaps(&other) {
+                found.push(AbiViolation::ConfigBufferOverlaps { config, buffer: kind, other }, Location::Module);
+                return None;
+            }
+        }
+    }
+    Some((input, output, config))
 }
 
 #[cfg(test)]

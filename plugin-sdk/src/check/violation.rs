@@ -430,6 +430,47 @@ abi_rules! {
         message |_, _, _| format!("the input buffer ({input}) and the output buffer ({output}) overlap"),
         help "use two separate static arrays for input and output, as PLUGIN_BUFFERS from wasm_plugin_v2.h does";
 
+        /// An ABI v2 plugin exports one of `plugin_config_ptr` and `plugin_config_capacity`
+        /// but not the other: a configuration buffer is declared by both or by neither.
+        IncompleteConfigBuffer {
+            /// The function that is missing.
+            missing: String,
+        }
+        => error "incomplete-config-buffer",
+        message |_, _, _| format!(
+            "the plugin declares half a configuration buffer: `{missing}` is not exported"
+        ),
+        help "declare the configuration buffer once with PLUGIN_CONFIG(max_bytes) from wasm_plugin_v2.h, which \
+              defines both functions, or export neither if the plugin takes no configuration";
+
+        /// An ABI v2 configuration buffer has no room for its 4-byte length and at least one
+        /// byte of configuration.
+        ConfigBufferTooSmall {
+            /// Its capacity in bytes.
+            capacity: u32,
+        }
+        => error "config-buffer-too-small",
+        message |_, _, _| format!(
+            "the configuration buffer holds {capacity} bytes, but its first 4 bytes are the configuration's length, \
+             which leaves no room for a configuration"
+        ),
+        help "make the buffer 4 bytes longer than the largest configuration the plugin takes: \
+              PLUGIN_CONFIG(max_bytes) from wasm_plugin_v2.h does";
+
+        /// The ABI v2 configuration buffer shares bytes with the input or the output buffer:
+        /// a call's input or output would overwrite the configuration the plugin read in `init`.
+        ConfigBufferOverlaps {
+            /// The configuration buffer.
+            config: Buffer,
+            /// The buffer it overlaps.
+            buffer: BufferKind,
+            /// Where that buffer is.
+            other: Buffer,
+        }
+        => error "config-buffer-overlaps",
+        message |_, _, _| format!("the configuration buffer ({config}) and the {buffer} buffer ({other}) overlap"),
+        help "use a static array of its own for the configuration, as PLUGIN_CONFIG from wasm_plugin_v2.h does";
+
         /// The plugin imports something. Plugins get no host functions, no WASI and no imported
         /// memory or table: everything a plugin runs must be inside the plugin, so the host can
         /// instantiate it without providing anything.

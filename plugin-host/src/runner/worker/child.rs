@@ -99,16 +99,22 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Writ
                 None => (Reply::NeedModule, Vec::new()),
                 Some(plugin) => (run_v1(plugin, input), Vec::new()),
             },
-            Request::Call { content_hash, function, .. } => match modules.get(&content_hash) {
+            Request::Call { content_hash, function, config_len, .. } => match modules.get(&content_hash) {
                 None => (Reply::NeedModule, Vec::new()),
-                Some(plugin) => output_reply(plugin.call_function(&function, &blob)),
+                Some(plugin) => {
+                    let split = config_len.map_or(0, |length| (length as usize).min(blob.len()));
+                    let (config, input) = blob.split_at(split);
+                    output_reply(plugin.call_function_configured(&function, input, config_len.map(|_| config)))
+                }
             },
-            Request::StreamOpen { content_hash, function, .. } => match modules.get(&content_hash) {
+            Request::StreamOpen { content_hash, function, config, .. } => match modules.get(&content_hash) {
                 None => (Reply::NeedModule, Vec::new()),
-                Some(plugin) => output_reply(plugin.open_stream(&function).map(|opened| {
-                    stream = Some(opened);
-                    Vec::new()
-                })),
+                Some(plugin) => {
+                    output_reply(plugin.open_stream_configured(&function, config.then_some(&blob[..])).map(|opened| {
+                        stream = Some(opened);
+                        Vec::new()
+                    }))
+                }
             },
             Request::StreamFeed { .. } => {
                 let fed = stream.as_mut().ok_or(RuntimeError::StreamOver).and_then(|open| open.feed(&blob));

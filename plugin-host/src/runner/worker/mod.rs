@@ -248,6 +248,12 @@ pub struct WorkerPoolRunner {
 }
 
 impl WorkerPoolRunner {
+    /// Looks for configuration files in `dir` before the store (`--plugin-config-dir`).
+    pub fn with_config_override(mut self, dir: crate::store::ConfigOverride) -> Self {
+        self.catalog = self.catalog.with_config_override(dir);
+        self
+    }
+
     /// Starts the workers; fails if they cannot start (a broken install should stop start-up,
     /// not the first request).
     pub fn new(
@@ -425,10 +431,14 @@ impl Calls for WorkerPoolRunner {
     fn call(&self, plugin: &PluginRef, function: &str, input: &[u8]) -> Result<Ran<Vec<u8>>, RunError> {
         let name = &plugin.name;
         let loaded = self.module(plugin)?;
+        let module = &loaded.module;
+        let config = self.catalog.configuration(plugin, module.interface.as_deref())?;
+        let bytes = config.as_ref().map(|config| &config.bytes[..]);
         let timeout = self.runtime.limits.call_timeout;
-        let output = self.on_worker(name, Wait::UpTo(self.settings.queue_timeout), |worker| {
-            worker.call_function(&loaded.module, function, input, timeout)
-        })?;
+        let result = self.on_worker(name, Wait::UpTo(self.settings.queue_timeout), |worker| {
+            worker.call_function(module, function, input, bytes, timeout)
+        });
+        let output = self.catalog.after_call(plugin, config.as_deref(), result)?;
         Ok(Ran { output, plugin: plugin.clone(), sha256: loaded.sha256 })
     }
 
@@ -438,17 +448,18 @@ impl Calls for WorkerPoolRunner {
         let Some(layout) = module.interface.clone() else {
             return Err(RuntimeError::WrongAbiVersion { plugin: 1 }.into());
         };
+        let config = self.catalog.configuration(plugin, Some(&layout))?;
         // Each stream holds a worker for as long as it lasts: streams have their share of the
         // workers, and never the last one (see `Pool`), so calls always have one.
         let limit = self.settings.max_stream_workers();
         let slot = StreamSlot::take(&self.open_streams, limit).ok_or(WorkerFailure::TooManyStreams { limit })?;
         let timeout = self.runtime.limits.call_timeout;
         let mut worker = self.pool.checkout(name, Purpose::Stream, self.settings.queue_timeout)?;
-        match worker.open_stream(&module, function, timeout) {
+        match worker.open_stream(&module, function, config.as_ref().map(|config| &config.bytes[..]), timeout) {
             Ok(opened) => {
                 if let Err(error) = opened {
                     worker.release();
-                    return Err(error.into());
+                    return self.catalog.after_call(plugin, config.as_deref(), Err(error.into()));
                 }
                 let stream: Box<dyn PluginStream> = Box::new(WorkerStream {
                     worker: Some(worker),

@@ -588,14 +588,26 @@ impl Worker {
         module: &CheckedModule,
         function: &str,
         input: &[u8],
+        config: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<Result<Vec<u8>, RuntimeError>, WorkerFailure> {
         let call = Request::Call {
             content_hash: module.content_hash.clone(),
             function: function.to_owned(),
             linger: self.spin,
+            config_len: config.map(|config| config.len() as u32),
         };
-        match self.exchange_with_module(module, &call, input, timeout)? {
+        // The configuration travels with every call, before the input: a worker keeps modules,
+        // not configurations, so a changed one needs nothing invalidated.
+        let joined;
+        let blob = match config {
+            None => input,
+            Some(config) => {
+                joined = [config, input].concat();
+                &joined[..]
+            }
+        };
+        match self.exchange_with_module(module, &call, blob, timeout)? {
             Err(load_failure) => Ok(Err(load_failure)),
             Ok(reply) => self.output(Ok(reply), timeout),
         }
@@ -606,14 +618,16 @@ impl Worker {
         &mut self,
         module: &CheckedModule,
         function: &str,
+        config: Option<&[u8]>,
         timeout: Duration,
     ) -> Result<Result<(), RuntimeError>, WorkerFailure> {
         let open = Request::StreamOpen {
             content_hash: module.content_hash.clone(),
             function: function.to_owned(),
             linger: self.spin,
+            config: config.is_some(),
         };
-        match self.exchange_with_module(module, &open, &[], timeout)? {
+        match self.exchange_with_module(module, &open, config.unwrap_or_default(), timeout)? {
             Err(load_failure) => Ok(Err(load_failure)),
             Ok(reply) => Ok(self.output(Ok(reply), timeout)?.map(drop)),
         }

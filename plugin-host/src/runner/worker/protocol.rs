@@ -17,9 +17,10 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::runtime::{Admission, RuntimeConfig, RuntimeError};
 
-/// Version 4: calls say whether the worker lingers after replying (version 3: ABI v2 calls and
-/// streams; version 2: errors travel as [`RuntimeError`] itself).
-pub const PROTOCOL_VERSION: u32 = 4;
+/// Version 5: v2 calls and streams may carry the plugin's configuration (version 4: calls say
+/// whether the worker lingers after replying; version 3: ABI v2 calls and streams; version 2:
+/// errors travel as [`RuntimeError`] itself).
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// How long each side of the socket waits for the other's next frame without sleeping (see
 /// [`spin_until_readable`]): a little longer than a small plugin call.
@@ -54,6 +55,10 @@ pub enum Request {
         /// As in `Run`.
         #[serde(default)]
         linger: bool,
+        /// With a configuration: its length; the bytes that follow are the configuration, then
+        /// the input.
+        #[serde(default)]
+        config_len: Option<u32>,
     },
     /// Begin a v2 stream on an instance of its own. A worker holds at most one stream: any
     /// other request ends (abandons) the open one.
@@ -63,6 +68,9 @@ pub enum Request {
         /// As in `Run`: the first chunk follows at once.
         #[serde(default)]
         linger: bool,
+        /// Whether the bytes that follow are the plugin's configuration.
+        #[serde(default)]
+        config: bool,
     },
     /// Feed the open stream the chunk that follows.
     StreamFeed {

@@ -38,6 +38,11 @@ pub(super) struct TagRecord {
     /// Hex SHA-256 of the wasm layer.
     pub layer_sha256: String,
     pub size: u64,
+    /// The plugin's configuration, from the manifest's [`CONFIG_ANNOTATION`](super::CONFIG_ANNOTATION)
+    /// (`cargo xtask publish --config FILE`). Kept with the record, in this private folder, so a
+    /// held version keeps its configuration through an outage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<String>,
 }
 
 /// A trust verdict on a manifest as kept on disk, with the policy that gave it.
@@ -284,7 +289,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let cache = BlobCache::new(dir.path().to_path_buf(), 1 << 20, "127.0.0.1:5000/plugins").unwrap();
         let name = PluginName::new("hello").unwrap();
-        let record = TagRecord { manifest_digest: "sha256:aa".into(), layer_sha256: "bb".into(), size: 3 };
+        let record =
+            TagRecord { manifest_digest: "sha256:aa".into(), layer_sha256: "bb".into(), size: 3, config: None };
         cache.put_tag(&name, &Version::new(1, 2, 0), &record).unwrap();
         cache.put_tag(&name, &Version::new(1, 10, 0), &record).unwrap();
         assert_eq!(cache.tag(&name, &Version::new(1, 2, 0)), Some(record));

@@ -58,12 +58,17 @@ pub use credentials::Credentials;
 
 use self::cache::{BlobCache, TagRecord};
 use super::{
-    FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError, Versions,
+    ConfigFile, ConfigLocation, ConfigOrigin, FileIdentity, PluginFile, PluginName, PluginRef, PluginStore, StoreError,
+    Versions,
     flight::Flights,
     trust::{Signature, TrustPolicy, Verdict},
     version::{Version, parse_version_exactly},
 };
 use crate::logs;
+
+/// The manifest annotation holding a plugin version's configuration (JSON text), written by
+/// `cargo xtask publish --config FILE`. A configuration in `--plugin-config-dir` wins over it.
+pub const CONFIG_ANNOTATION: &str = "dev.wasm-plugin-host.config";
 
 /// Media type of the config blob of a CNCF Wasm artifact.
 pub const WASM_CONFIG_MEDIA_TYPE: &str = "application/vnd.wasm.config.v0+json";
@@ -556,6 +561,7 @@ impl Inner {
             manifest_digest: actual,
             layer_sha256: layer_sha256.to_string(),
             size: u64::try_from(layer.size).unwrap_or(u64::MAX),
+            config: manifest.annotations.as_ref().and_then(|annotations| annotations.get(CONFIG_ANNOTATION)).cloned(),
         })
     }
 
@@ -685,6 +691,22 @@ impl Inner {
     }
 }
 
+/// Where a registry plugin's configuration is: its manifest's annotation.
+fn config_location(plugin: &PluginRef, config: &str) -> ConfigLocation {
+    let digest: [u8; 32] = Sha256::digest(config.as_bytes()).into();
+    ConfigLocation {
+        origin: ConfigOrigin { source: "registry", file: format!("{plugin} annotation {CONFIG_ANNOTATION}") },
+        identity: FileIdentity {
+            size: config.len() as u64,
+            modified: UNIX_EPOCH,
+            inode: 0,
+            changed: (0, 0),
+            digest: Some(digest),
+            signature: None,
+        },
+    }
+}
+
 impl PluginStore for OciPluginStore {
     fn stat(&self, plugin: &PluginRef) -> Result<FileIdentity, StoreError> {
         let version = Inner::versioned(plugin)?;
@@ -698,6 +720,24 @@ impl PluginStore for OciPluginStore {
         self.inner.check_trust(plugin, &record)?;
         let bytes = self.inner.blob(plugin, &record)?;
         Ok(PluginFile { bytes, identity: Inner::identity(&record) })
+    }
+
+    /// The configuration annotation of the tag's manifest, identified by its SHA-256: a push
+    /// that changes it changes the identity.
+    fn stat_config(&self, plugin: &PluginRef) -> Result<Option<ConfigLocation>, StoreError> {
+        let Some(version) = &plugin.version else { return Ok(None) };
+        let record = self.inner.tag_record(&plugin.name, version)?;
+        Ok(record.config.as_deref().map(|config| config_location(plugin, config)))
+    }
+
+    fn load_config(&self, plugin: &PluginRef, max_bytes: u64) -> Result<Option<ConfigFile>, StoreError> {
+        let Some(version) = &plugin.version else { return Ok(None) };
+        let record = self.inner.tag_record(&plugin.name, version)?;
+        Ok(record.config.as_deref().map(|config| {
+            let bytes = config.as_bytes();
+            let kept = bytes.len().min(usize::try_from(max_bytes.saturating_add(1)).unwrap_or(usize::MAX));
+            ConfigFile { location: config_location(plugin, config), bytes: bytes[..kept].to_vec() }
+        }))
     }
 
     /// The registry's catalog (`/v2/_catalog`) under the prefix; while the registry cannot be
