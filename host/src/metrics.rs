@@ -278,6 +278,7 @@ mod tests {
         Observer::plugin_lookup(&metrics, true);
         metrics.worker_died(&PluginName::new("hello").unwrap());
         metrics.quarantine_changed(&PluginName::new("hello").unwrap(), true);
+        metrics.configuration_refused(&PluginName::new("hello").unwrap());
         let exposed = exposed_names(&metrics.encode());
         let readme = include_str!("../../README.md");
         let row = readme.lines().find(|line| line.starts_with("| `GET /metrics` |")).expect("a GET /metrics row");

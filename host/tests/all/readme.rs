@@ -37,6 +37,9 @@ fn readme() -> (PathBuf, String) {
 /// The `curl` commands of README.md's console blocks, with their output. A `curl` anywhere
 /// else in a code block, or a console command that is not a `curl`, is refused: every example
 /// runs, or the convention changes here first.
+/// The comment before the README's configuration of `redact`, which the example server gets.
+const REDACT_CONFIG_MARKER: &str = "<!-- redact.config.json of the example server -->";
+
 /// The comment before the library example's console block, which `embedder.rs` runs.
 pub const EMBEDDER_BLOCK_MARKER: &str = "<!-- console block run by host/tests/all/embedder.rs";
 
@@ -136,23 +139,37 @@ fn every_curl_example_in_the_readme_runs_and_answers_as_shown() {
         "`curl` is not installed: run `cargo xtask setup`"
     );
 
-    let examples_server = Server::start(plugin_dir(&EXAMPLE_PLUGINS), &[]);
+    let served = plugin_dir(&EXAMPLE_PLUGINS);
+    // The configuration the README gives `redact` (the JSON block after its marker).
+    let config = text.split(REDACT_CONFIG_MARKER).nth(1).and_then(|rest| rest.split("```json").nth(1));
+    let config = config.and_then(|block| block.split("```").next()).expect("the README's redact configuration");
+    std::fs::write(served.path().join("redact.config.json"), config.trim()).unwrap();
+    let examples_server = Server::start(served, &[]);
     let versions = tempfile::tempdir().unwrap();
     add_version(versions.path(), "hello", "1.0.0", "hello");
     add_version(versions.path(), "hello", "1.1.0", "simple");
     let versions_server = Server::start(versions, &[]);
     let scratch = tempfile::tempdir().unwrap();
+    // Port 8082: tokens on, one client, whose token the examples find in `$TOKEN`.
+    let token = "readme-example-token-a8Jq2p";
+    let tokens = scratch.path().join("tokens.json");
+    let client = serde_json::json!({"name": "readme", "token_sha256": crate::support::sha256_hex(token.as_bytes()), "plugins": ["*"], "listings": true});
+    std::fs::write(&tokens, serde_json::json!({ "clients": [client] }).to_string()).unwrap();
+    let tokens_server = Server::start(plugin_dir(&EXAMPLE_PLUGINS), &["--tokens-file", tokens.to_str().unwrap()]);
 
     let mut failures = Vec::new();
     for example in &examples {
         let mut command = example.command.clone();
-        for (port, server) in [("8080", &examples_server), ("8081", &versions_server)] {
+        for (port, server) in [("8080", &examples_server), ("8081", &versions_server), ("8082", &tokens_server)] {
             for host in ["http://127.0.0.1", "http://localhost", "127.0.0.1", "localhost"] {
                 command = command.replace(&format!("{host}:{port}"), &format!("http://{}", server.addr));
             }
         }
         assert!(
-            !command.contains(":8080") && !command.contains(":8081") && command.contains("http://127.0.0.1:"),
+            !command.contains(":8080")
+                && !command.contains(":8081")
+                && !command.contains(":8082")
+                && command.contains("http://127.0.0.1:"),
             "README.md:{}: an example whose server this test cannot tell: {}",
             example.line,
             example.command
@@ -160,9 +177,11 @@ fn every_curl_example_in_the_readme_runs_and_answers_as_shown() {
         let run = Command::new("timeout")
             .args(["120", "bash", "-o", "pipefail", "-c", &command])
             .current_dir(scratch.path())
+            .env("TOKEN", token)
             .output()
             .expect("bash runs");
-        let output = String::from_utf8_lossy(&run.stdout);
+        // `curl -i` ends header lines with CRLF, as HTTP does; the README shows plain lines.
+        let output = String::from_utf8_lossy(&run.stdout).replace("\r\n", "\n");
         let shown = example.output.join("\n");
         if !run.status.success() {
             failures.push(format!(
