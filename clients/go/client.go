@@ -21,6 +21,7 @@ type Client struct {
 	http   *http.Client
 	retry  RetryPolicy
 	jitter *jitter
+	token  string
 }
 
 // Option configures a [Client] made by [New].
@@ -33,6 +34,13 @@ type Option func(*Client)
 // refusal before sending; with zero there, a refused stream is not retried.
 func WithHTTPClient(hc *http.Client) Option {
 	return func(c *Client) { c.http = hc }
+}
+
+// WithToken makes the client send token as its bearer token (`Authorization: Bearer`), for
+// a host started with a tokens file: which plugins it may call, and whether it may read the
+// listings, depends on the token. Without it, requests carry no token.
+func WithToken(token string) Option {
+	return func(c *Client) { c.token = token }
 }
 
 // WithRetryPolicy replaces [DefaultRetryPolicy]; [NoRetry] turns retries off.
@@ -324,6 +332,9 @@ func (c *Client) request(ctx context.Context, method, path string, query url.Val
 	}
 	if o.requestID != "" {
 		req.Header.Set("X-Request-Id", o.requestID)
+	}
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	return req, nil
 }

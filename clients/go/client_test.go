@@ -595,3 +595,32 @@ func TestNewRefusesABaseURLWithoutAHost(t *testing.T) {
 		}
 	}
 }
+
+// With tokens on, the client's token lets it call what its entry allows and nothing else;
+// without one every call is unauthorized.
+func TestTokensSayWhoTheClientIs(t *testing.T) {
+	address, token := os.Getenv("PLUGIN_HOST_TOKENS_URL"), os.Getenv("PLUGIN_HOST_TOKEN")
+	if address == "" || token == "" {
+		t.Skip("PLUGIN_HOST_TOKENS_URL and PLUGIN_HOST_TOKEN are not set: no server with tokens")
+	}
+	ctx := context.Background()
+	client, err := pluginhost.New(address, pluginhost.WithToken(token), pluginhost.WithRetryPolicy(pluginhost.NoRetry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	result, err := client.Run(ctx, "hello", 21)
+	if err != nil || result.Output != 43 {
+		t.Fatalf("hello with the token: %v, %v", result, err)
+	}
+	var refused *pluginhost.Error
+	if _, err := client.Call(ctx, "text", "upper", []byte("hi")); !errors.As(err, &refused) || refused.Code != pluginhost.CodeForbidden || refused.StatusCode != 403 {
+		t.Fatalf("text with a token for hello only: %v", err)
+	}
+	anonymous, err := pluginhost.New(address, pluginhost.WithRetryPolicy(pluginhost.NoRetry))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := anonymous.Run(ctx, "hello", 21); !errors.As(err, &refused) || refused.Code != pluginhost.CodeUnauthorized || refused.StatusCode != 401 {
+		t.Fatalf("hello without a token: %v", err)
+	}
+}

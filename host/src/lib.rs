@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod config;
+pub mod descriptors;
 pub mod metrics;
 pub mod server;
 

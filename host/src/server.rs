@@ -61,7 +61,10 @@ use tokio::{
     sync::{Notify, OwnedSemaphorePermit, Semaphore, watch},
 };
 
-use crate::api::{self, AppState};
+use crate::{
+    api::{self, AppState},
+    descriptors::{Descriptors, FD_HEADROOM},
+};
 
 /// How connections are served. Every field documents its default.
 #[derive(Debug, Clone)]
@@ -86,11 +89,6 @@ impl Default for ServeOptions {
 /// Connections beyond `max_connections` that are still answered, by the probes-only router,
 /// when no served connection is between requests.
 pub const PROBE_RESERVE: usize = 32;
-
-/// File descriptors kept free for what the server must always be able to do (accept a probe,
-/// restart a worker, open a plugin file): fewer free than this makes `/readyz` say not ready,
-/// and start-up refuses a connection limit that would leave fewer.
-pub const FD_HEADROOM: u64 = 64;
 
 /// Longest a new connection waits for the idle connection it displaces to close.
 const MAKE_ROOM_WAIT: Duration = Duration::from_millis(100);
@@ -427,27 +425,6 @@ impl AsyncWrite for WriteDeadline {
     }
 }
 
-/// This process's open file descriptors against its limit.
-#[derive(Debug, Clone, Copy, serde::Serialize, utoipa::ToSchema)]
-pub struct Descriptors {
-    pub open: u64,
-    pub limit: u64,
-}
-
-impl Descriptors {
-    /// Now, from `/proc/self/fd` and `RLIMIT_NOFILE`'s soft limit (unlimited if unknown).
-    pub fn now() -> Self {
-        let open = std::fs::read_dir("/proc/self/fd").map_or(0, |fds| fds.count() as u64);
-        let limit = rlimit::getrlimit(rlimit::Resource::NOFILE).map_or(u64::MAX, |(soft, _)| soft);
-        Descriptors { open, limit }
-    }
-
-    /// Whether at least [`FD_HEADROOM`] descriptors are free.
-    pub fn have_headroom(self) -> bool {
-        self.open.saturating_add(FD_HEADROOM) <= self.limit
-    }
-}
-
 /// Checks at start-up that the process may open enough files for every connection it will
 /// serve, its workers' sockets (two each) and [`FD_HEADROOM`] on top of what it has open now,
 /// raising its soft limit up to the hard one if that helps. Returns the limit in force.
@@ -468,13 +445,6 @@ pub fn ensure_descriptor_headroom(max_connections: usize, workers: usize) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn readiness_needs_the_descriptor_headroom() {
-        assert!(Descriptors { open: 100, limit: 164 }.have_headroom());
-        assert!(!Descriptors { open: 101, limit: 164 }.have_headroom());
-        assert!(Descriptors::now().have_headroom(), "{:?}", Descriptors::now());
-    }
 
     #[test]
     fn room_is_made_by_closing_the_oldest_connection_between_requests() {

@@ -533,7 +533,7 @@ pub struct Readiness {
     /// Plugins in the store that would be refused (they break the ABI, or cannot be read, or
     /// are over the size limit); the service is still ready to serve the others.
     pub unloadable: Vec<PluginName>,
-    pub file_descriptors: crate::server::Descriptors,
+    pub file_descriptors: crate::descriptors::Descriptors,
     /// The worker processes (process isolation only).
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(nullable = false)]
@@ -553,7 +553,7 @@ pub struct Readiness {
 #[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
     responses((status = 200, body = Readiness, description = "Ready to serve (readiness).")))]
 async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
-    let file_descriptors = crate::server::Descriptors::now();
+    let file_descriptors = crate::descriptors::Descriptors::now();
     if !file_descriptors.have_headroom() {
         return Err(ApiError::OutOfDescriptors);
     }

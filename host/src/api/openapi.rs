@@ -28,7 +28,7 @@ use plugin_host::{
     AbiStatus, FailureKind, PluginName, PluginStatus, QuarantineStatus, VersionStatus, WorkerPoolStatus,
 };
 
-use crate::server::Descriptors;
+use crate::descriptors::Descriptors;
 
 /// The rule of [`PluginName::new`] as a regular expression (a test holds them together).
 pub const PLUGIN_NAME_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$";

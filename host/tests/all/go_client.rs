@@ -65,8 +65,20 @@ fn go_client_against_the_real_server(isolation: &str) {
     go();
     let server = Server::start(served_folder(), &["--isolation", isolation, "--max-in-flight", "1"]);
     let url = format!("http://{}", server.addr);
+    // A second server with tokens on: one client, which may call `hello` and nothing else.
+    let token = "go-client-test-token-Xk3v9";
+    let tokens = tempfile::tempdir().unwrap();
+    let tokens_file = tokens.path().join("tokens.json");
+    let client = serde_json::json!({"name": "go", "token_sha256": crate::support::sha256_hex(token.as_bytes()), "plugins": ["hello"]});
+    std::fs::write(&tokens_file, serde_json::json!({ "clients": [client] }).to_string()).unwrap();
+    let guarded =
+        Server::start(served_folder(), &["--isolation", isolation, "--tokens-file", tokens_file.to_str().unwrap()]);
 
-    let tests = go_command(&["test", "-count=1", "-v", "-timeout=5m", "./..."]).env("PLUGIN_HOST_URL", &url).output();
+    let tests = go_command(&["test", "-count=1", "-v", "-timeout=5m", "./..."])
+        .env("PLUGIN_HOST_URL", &url)
+        .env("PLUGIN_HOST_TOKENS_URL", format!("http://{}", guarded.addr))
+        .env("PLUGIN_HOST_TOKEN", token)
+        .output();
     let tests = tests.expect("go test runs");
     let report = format!("{}{}", String::from_utf8_lossy(&tests.stdout), String::from_utf8_lossy(&tests.stderr));
 

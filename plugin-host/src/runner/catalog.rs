@@ -324,25 +324,35 @@ impl<M: Clone> Catalog<M> {
     }
 
     /// The file a request for `name` (and `requirement`) runs and its loaded form, if both are
-    /// known and the file has not changed, without waiting: `None` when the store cannot answer
+    /// known and the file has not changed, without waiting; an error when the store cannot answer
     /// at once, the version or the file is not known yet, the file changed or failed to load, or
-    /// a load of it is in progress. (Then [`resolve`](Self::resolve) and
-    /// [`current`](Self::current), on a thread that may block, do what is needed.)
+    /// a load of it is in progress; the error holds the resolution if it was made, so that
+    /// [`current`](Self::current), on a thread that may block, does the rest without resolving
+    /// again.
     pub fn current_if_loaded(
         &self,
         name: &PluginName,
         requirement: Option<&VersionRequirement>,
-    ) -> Option<(PluginRef, Loaded<M>)> {
+    ) -> Result<(PluginRef, Loaded<M>), Option<PluginRef>> {
         if !self.store.answers_promptly() {
-            return None;
+            return Err(None);
         }
-        let plugin = self.resolve(name, requirement).ok()?;
-        let identity = self.store.stat(&plugin).ok()?;
-        let slot = Arc::clone(self.slots.lock().get(&plugin)?);
-        let slot = slot.try_lock()?;
-        let current = slot.current.as_ref().filter(|_| slot.seen == Some(identity))?;
-        self.observer.plugin_lookup(true);
-        Some((plugin, Loaded { module: current.module.clone(), sha256: Arc::clone(&current.content_hash) }))
+        let plugin = self.resolve(name, requirement).map_err(|_| None)?;
+        // From here on the resolution is made: a caller that must go the long way reuses it.
+        let loaded = (|| {
+            let identity = self.store.stat(&plugin).ok()?;
+            let slot = Arc::clone(self.slots.lock().get(&plugin)?);
+            let slot = slot.try_lock()?;
+            let current = slot.current.as_ref().filter(|_| slot.seen == Some(identity))?;
+            Some(current.loaded())
+        })();
+        match loaded {
+            Some(loaded) => {
+                self.observer.plugin_lookup(true);
+                Ok((plugin, loaded))
+            }
+            None => Err(Some(plugin)),
+        }
     }
 
     /// The loaded form of `plugin`'s file as it is now, loading it with

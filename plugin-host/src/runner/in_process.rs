@@ -66,8 +66,9 @@ impl Calls for InProcessRunner {
         if !self.short_calls.expect_short(&target.name) {
             return Attempt::Blocking(None);
         }
-        let Some((plugin, loaded)) = self.catalog.current_if_loaded(&target.name, target.requirement.as_ref()) else {
-            return Attempt::Blocking(None);
+        let (plugin, loaded) = match self.catalog.current_if_loaded(&target.name, target.requirement.as_ref()) {
+            Ok(found) => found,
+            Err(resolved) => return Attempt::Blocking(resolved),
         };
         let output = self.run_compiled(&target.name, &loaded.module, input);
         Attempt::Done(output.map(|output| Ran { output, plugin, sha256: loaded.sha256 }))

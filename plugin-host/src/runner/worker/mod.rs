@@ -407,8 +407,9 @@ impl Calls for WorkerPoolRunner {
         if !self.short_calls.expect_short(name) || self.quarantine.status(name).is_some() {
             return Attempt::Blocking(None);
         }
-        let Some((plugin, loaded)) = self.catalog.current_if_loaded(name, target.requirement.as_ref()) else {
-            return Attempt::Blocking(None);
+        let (plugin, loaded) = match self.catalog.current_if_loaded(name, target.requirement.as_ref()) {
+            Ok(found) => found,
+            Err(resolved) => return Attempt::Blocking(resolved),
         };
         // Only a worker that is idle now and already holds the module: waiting for one, starting
         // one or sending a module are not short.
