@@ -109,7 +109,7 @@ async fn a_marker_naming_an_unknown_version_is_still_refused() {
     std::fs::write(dir.path().join("future.wasm"), plugin(r"\09\00\00\00")).unwrap();
     std::fs::write(dir.path().join("mixed.wasm"), plugin(r"\01\00\00\00\09\00\00\00")).unwrap();
     std::fs::write(dir.path().join("short.wasm"), plugin(r"\01\00")).unwrap();
-    let server = TestServer::start(app_state(local_store(dir.path()), runtime_config(ExecutionMode::Aot), 64)).await;
+    let server = TestServer::in_memory(app_state(local_store(dir.path()), runtime_config(ExecutionMode::Aot), 64));
     for (name, violation) in [
         ("future", "unsupported-abi-version"),
         ("mixed", "conflicting-abi-versions"),

@@ -1,4 +1,5 @@
-//! The HTTP API end to end: a real server on 127.0.0.1, real requests.
+//! The HTTP API: what it answers through the router itself (`app().oneshot`), and, where
+//! connections matter (methods, headers, bodies on the wire), a real server on 127.0.0.1.
 
 use std::sync::Arc;
 
@@ -13,16 +14,23 @@ async fn server_with(names: &[&str]) -> (TestServer, tempfile::TempDir) {
     (TestServer::start(state).await, dir)
 }
 
+/// The same routes and state, without a socket.
+fn app_with(names: &[&str]) -> (TestServer, tempfile::TempDir) {
+    let dir = plugin_dir(names);
+    let state = app_state(local_store(dir.path()), runtime_config(ExecutionMode::Aot), 256);
+    (TestServer::in_memory(state), dir)
+}
+
 #[tokio::test]
 async fn hello_answers_43_for_21() {
-    let (server, _dir) = server_with(&["hello"]).await;
+    let (server, _dir) = app_with(&["hello"]);
     let (status, body) = server.run("hello", 21).await;
     assert_eq!((status, body), (200, json!({ "output": 43 })));
 }
 
 #[tokio::test]
 async fn errors_have_stable_codes_and_statuses() {
-    let (server, dir) = server_with(&["hello", "abi"]).await;
+    let (server, dir) = app_with(&["hello", "abi"]);
     std::fs::write(dir.path().join("trap.wasm"), wat_plugin("i32.const 0", "unreachable", "i32.const 0")).unwrap();
     std::fs::write(dir.path().join("broken.wasm"), b"\0asm\x01\0\0\0garbage").unwrap();
 
@@ -110,7 +118,7 @@ async fn bodies_over_the_limit_get_413_and_wrong_content_types_415() {
 
 #[tokio::test]
 async fn two_hundred_concurrent_requests_all_get_their_own_answer() {
-    let (server, _dir) = server_with(&["hello", "abi"]).await;
+    let (server, _dir) = app_with(&["hello", "abi"]);
     let server = Arc::new(server);
     let requests = (0..200).map(|i| {
         let server = Arc::clone(&server);
@@ -127,7 +135,7 @@ async fn two_hundred_concurrent_requests_all_get_their_own_answer() {
 
 #[tokio::test]
 async fn the_seeds_failure_cases_answer_clearly() {
-    let (server, dir) = server_with(&["hello"]).await;
+    let (server, dir) = app_with(&["hello"]);
     let write = |name: &str, bytes: &[u8]| std::fs::write(dir.path().join(format!("{name}.wasm")), bytes).unwrap();
     write("uninitialized", &wat_plugin("i32.const 0", "i32.const -1", "i32.const 0"));
     write("double-init", &wat_plugin("i32.const -2", "local.get $input", "i32.const 0"));
@@ -247,7 +255,7 @@ async fn a_full_server_sheds_load_with_503_and_retry_after() {
 
 #[tokio::test]
 async fn hot_swap_under_http_load_never_fails_a_request() {
-    let (server, dir) = server_with(&["hello"]).await;
+    let (server, dir) = app_with(&["hello"]);
     let server = Arc::new(server);
     let versions = [crate::support::plugin_bytes("hello"), crate::support::plugin_bytes("simple")];
     let swapper = {
@@ -379,7 +387,7 @@ async fn compressed_bodies_are_refused_not_misread() {
 
 #[tokio::test]
 async fn error_bodies_are_stable() {
-    let (server, _dir) = server_with(&["hello", "abi"]).await;
+    let (server, _dir) = app_with(&["hello", "abi"]);
     let bodies = [
         server.run_raw("{").await,
         server.run_raw(r#"{"plugin": "hello", "input": 1.5}"#).await,

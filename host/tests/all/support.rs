@@ -157,6 +157,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
+    /// Set by [`TestServer::in_memory`]: requests go through the router itself, no socket.
+    router: Option<axum::Router>,
 }
 
 impl TestServer {
@@ -176,20 +178,41 @@ impl TestServer {
             },
             options,
         ));
-        TestServer { addr, client: reqwest::Client::new(), stop: Some(stop) }
+        TestServer { addr, client: reqwest::Client::new(), stop: Some(stop), router: None }
+    }
+
+    /// The API's routes without a socket: [`run`](Self::run) and [`run_raw`](Self::run_raw)
+    /// go through `app(state).oneshot(..)`. For tests of what the API answers; tests of
+    /// connections, timeouts and shutdown need [`start`](Self::start).
+    pub fn in_memory(state: AppState) -> Self {
+        let addr = SocketAddr::from(([127, 0, 0, 1], 0));
+        TestServer { addr, client: reqwest::Client::new(), stop: None, router: Some(host::api::app(state)) }
     }
 
     /// A client of a server started elsewhere (the binary), which this value does not stop.
     pub fn connect(addr: SocketAddr) -> Self {
-        TestServer { addr, client: reqwest::Client::new(), stop: None }
+        TestServer { addr, client: reqwest::Client::new(), stop: None, router: None }
     }
 
     pub fn url(&self, path: &str) -> String {
+        assert!(self.router.is_none(), "an in-memory server has no URL: start it with TestServer::start");
         format!("http://{}{path}", self.addr)
     }
 
     /// POSTs a raw JSON body to `/run`; returns the status and the parsed JSON answer.
     pub async fn run_raw(&self, body: &str) -> (u16, serde_json::Value) {
+        if let Some(router) = &self.router {
+            use http_body_util::BodyExt;
+            use tower::ServiceExt;
+            let request = axum::http::Request::post("/run")
+                .header("content-type", "application/json")
+                .body(axum::body::Body::from(body.to_string()))
+                .expect("a request");
+            let response = router.clone().oneshot(request).await.expect("the router answers");
+            let status = response.status().as_u16();
+            let bytes = response.into_body().collect().await.expect("a whole body").to_bytes();
+            return (status, serde_json::from_slice(&bytes).expect("JSON answer"));
+        }
         let response = self
             .client
             .post(self.url("/run"))
