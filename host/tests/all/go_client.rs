@@ -69,7 +69,7 @@ fn go_client_against_the_real_server(isolation: &str) {
     let token = "go-client-test-token-Xk3v9";
     let tokens = tempfile::tempdir().unwrap();
     let tokens_file = tokens.path().join("tokens.json");
-    let client = serde_json::json!({"name": "go", "token_sha256": crate::support::sha256_hex(token.as_bytes()), "plugins": ["hello"]});
+    let client = serde_json::json!({"name": "go", "token_sha256": sha256_hex(token.as_bytes()), "plugins": ["hello"]});
     std::fs::write(&tokens_file, serde_json::json!({ "clients": [client] }).to_string()).unwrap();
     let guarded =
         Server::start(served_folder(), &["--isolation", isolation, "--tokens-file", tokens_file.to_str().unwrap()]);
