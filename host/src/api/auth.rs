@@ -12,7 +12,7 @@
 //! Tokens never reach a log line or an answer: the request's span gets the client's name, and
 //! errors say only that a token is missing, unknown or not allowed.
 
-use std::{sync::Arc, time::Instant};
+use std::sync::Arc;
 
 use axum::{
     extract::{Request, State},
@@ -21,8 +21,12 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use super::{ApiError, AppState, tokens::Client};
-use plugin_host::{FailureKind, PluginName};
+use plugin_host::PluginName;
+
+use super::{
+    ApiError,
+    tokens::{Client, Tokens},
+};
 
 /// The `client` metric label of requests that no token identifies: tokens are off, or the
 /// request was refused for want of a valid one. Client names start with a letter or digit, so
@@ -37,6 +41,12 @@ pub struct Caller(Option<Arc<Client>>);
 impl Caller {
     /// The caller when tokens are off: it may do anything.
     const OPEN: Caller = Caller(None);
+
+    /// The caller [`authenticate`] put into a request's extensions; none means tokens are off
+    /// (the check is not even layered then).
+    pub fn of(extension: Option<axum::Extension<Caller>>) -> Caller {
+        extension.map_or(Caller::OPEN, |axum::Extension(caller)| caller)
+    }
 
     /// The caller's name for metrics and logs ([`NO_CLIENT`] when tokens are off).
     pub fn label(&self) -> &str {
@@ -92,26 +102,27 @@ impl Scope {
     }
 }
 
-/// The token check (see the module documentation); with tokens off, every request passes as
-/// [`Caller::OPEN`].
-pub(super) async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+/// What the token check needs: layered only when tokens are on.
+#[derive(Debug, Clone)]
+pub(super) struct AuthState {
+    pub tokens: Arc<Tokens>,
+}
+
+/// The token check (see the module documentation), layered only with tokens on: without it,
+/// handlers see no `Caller` and take [`Caller::OPEN`].
+pub(super) async fn authenticate(State(state): State<AuthState>, mut request: Request, next: Next) -> Response {
     let scope = Scope::of(request.uri().path());
-    let Some(tokens) = state.tokens.as_ref().filter(|_| scope != Scope::Probe) else {
-        request.extensions_mut().insert(Caller::OPEN);
+    if scope == Scope::Probe {
         return next.run(request).await;
-    };
-    let started = Instant::now();
+    }
+    let tokens = &state.tokens;
     let client = match bearer_token(request.headers()) {
         None => None,
         Some(token) => tokens.current().find(token),
     };
+    // A refused call is counted like every other (`outcome::record`), without a plugin or client
+    // name: neither is known, and made-up ones must not become label values.
     let Some(client) = client else {
-        if scope == Scope::Call {
-            // Counted like every refused call, without a plugin or client name: neither is
-            // known, and made-up ones must not become label values.
-            let code = FailureKind::Unauthorized.code();
-            state.metrics.observe_request(None, NO_CLIENT, code, started.elapsed());
-        }
         let challenge = match request.headers().contains_key(header::AUTHORIZATION) {
             false => r#"Bearer realm="plugin-host""#,
             true => r#"Bearer realm="plugin-host", error="invalid_token""#,
@@ -128,8 +139,12 @@ pub(super) async fn authenticate(State(state): State<AppState>, mut request: Req
     if let Some(refusal) = refusal {
         return ApiError::Forbidden(refusal).into_response();
     }
-    request.extensions_mut().insert(Caller(Some(client)));
-    next.run(request).await
+    let caller = Caller(Some(client));
+    request.extensions_mut().insert(caller.clone());
+    // On the answer too, for the layer outside this one that counts calls by client.
+    let mut response = next.run(request).await;
+    response.extensions_mut().insert(caller);
+    response
 }
 
 /// The token of an `Authorization: Bearer <token>` header (the scheme in any case, RFC 7235).

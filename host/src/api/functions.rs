@@ -100,7 +100,7 @@ const PIPELINE_DEPTH: usize = 2;
 )]
 pub(super) async fn call_function(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Option<Extension<Caller>>,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<VersionQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -115,6 +115,7 @@ pub(super) async fn call_function(
         Ok(name) => name,
         Err(invalid) => return ApiError::InvalidName(invalid).into_response(),
     };
+    let caller = Caller::of(caller);
     let served = serve(&state, &caller, name.clone(), query.version.as_deref(), &function, &headers, body, started);
     let response = match served.await {
         Ok(response) => response,

@@ -116,13 +116,6 @@ impl AppState {
         self.body_limits = limits;
         self
     }
-
-    /// Completes once the server has given up on the requests still running (see
-    /// [`AppState::abandon`]).
-    async fn abandoned(&self) {
-        let mut abandon = self.abandon.subscribe();
-        let _ = abandon.wait_for(|abandoned| *abandoned).await;
-    }
 }
 
 /// The service's routes; `main` serves it and tests drive it directly.
@@ -135,24 +128,29 @@ pub fn app(state: AppState) -> Router {
         let client = tracing::field::Empty;
         tracing::info_span!("request", id, method = %request.method(), path = %request.uri().path(), client)
     });
-    let count_calls = axum::middleware::from_fn_with_state(state.clone(), outcome::count_calls);
-    Router::new()
-        .route("/run", post(run).route_layer(count_calls.clone()).fallback(method_not_allowed))
+    // Each layer costs every request: the middleware's state is cloned per request, so it takes
+    // only what it needs (an `Arc` or two), and the token check is there only with tokens on.
+    let routes = Router::new()
+        .route("/run", post(run).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(only_get))
         .route("/readyz", get(readyz).fallback(only_get))
         .route("/plugins", get(list_plugins).fallback(only_get))
         .route("/plugins/{name}", get(show_plugin).fallback(only_get))
         .route("/plugins/{name}/versions", get(list_versions).fallback(only_get))
-        .route(
-            "/plugins/{name}/functions/{function}",
-            post(functions::call_function).route_layer(count_calls).fallback(method_not_allowed),
-        )
+        .route("/plugins/{name}/functions/{function}", post(functions::call_function).fallback(method_not_allowed))
         .route("/metrics", get(metrics).fallback(only_get))
         .route("/openapi.json", get(openapi::serve).fallback(only_get))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::authenticate))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), answer_before_grace_ends))
-        .layer(axum::middleware::from_fn(outcome::log_failures))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state.abandon), answer_before_grace_ends));
+    let routes = match &state.tokens {
+        Some(tokens) => {
+            let auth = auth::AuthState { tokens: Arc::clone(tokens) };
+            routes.layer(axum::middleware::from_fn_with_state(auth, auth::authenticate))
+        }
+        None => routes,
+    };
+    routes
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state.metrics), outcome::record))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(trace)
         .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::new()))
@@ -244,13 +242,14 @@ async fn screen_request(mut request: Request<axum::body::Body>) -> Result<Reques
 /// grace period (see [`AppState::abandon`]); dropping the handler abandons its call, which a
 /// blocking thread may still finish.
 async fn answer_before_grace_ends(
-    State(state): State<AppState>,
+    State(abandon): State<Arc<tokio::sync::watch::Sender<bool>>>,
     request: Request<axum::body::Body>,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
+    let mut abandon = abandon.subscribe();
     tokio::select! {
         response = next.run(request) => response,
-        () = state.abandoned() => ApiError::ShuttingDown.into_response(),
+        _ = abandon.wait_for(|abandoned| *abandoned) => ApiError::ShuttingDown.into_response(),
     }
 }
 
@@ -408,7 +407,7 @@ impl Call {
 )]
 async fn run(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    caller: Option<Extension<Caller>>,
     headers: header::HeaderMap,
     body: axum::body::Body,
 ) -> axum::response::Response {
@@ -418,6 +417,7 @@ async fn run(
     };
     match PluginName::new(&request.plugin) {
         Ok(name) => {
+            let caller = Caller::of(caller);
             let response = run_plugin(&state, &caller, name.clone(), request, body).await;
             outcome::labelled(response.into_response(), name)
         }

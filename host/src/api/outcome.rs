@@ -2,16 +2,18 @@
 //! logged here (`ApiError`'s `IntoResponse` only builds the answer), and calls are counted here
 //! for `/metrics`, labelled with the plugin their response names.
 
-use std::time::Instant;
+use std::{sync::Arc, time::Instant};
 
 use axum::{
     extract::{Request, State},
+    http::Method,
     middleware::Next,
     response::Response,
 };
 use plugin_host::{FailureKind, PluginName};
 
-use super::{AppState, Caller, NO_CLIENT, error::Failure, status};
+use super::{Caller, NO_CLIENT, error::Failure, status};
+use crate::metrics::Metrics;
 
 /// The plugin a call named, carried on its response: the label of its metrics (only if the
 /// store had it, so that clients cannot create series by inventing names).
@@ -23,10 +25,20 @@ pub struct CalledPlugin(pub PluginName);
 #[derive(Debug, Clone, Copy)]
 pub struct RecordedLater;
 
-/// Logs the failure an answer carries, at the level its kind deserves.
-pub async fn log_failures(request: Request, next: Next) -> Response {
+/// Logs the failure an answer carries, at the level its kind deserves, and counts calls
+/// (`POST /run`, a function endpoint) by outcome, plugin and client, with their latency. One
+/// layer for both, around every route: each layer costs every request.
+pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let path = request.uri().path();
+    let call = request.method() == Method::POST && (path == "/run" || path.contains("/functions/"));
     let response = next.run(request).await;
-    if let Some(Failure { kind, message, debug: details }) = response.extensions().get::<Failure>() {
+    let extensions = response.extensions();
+    // The client's name comes from the file of tokens, never from the request: the token check
+    // (`auth`, inside this layer) puts it on the answer.
+    let client = extensions.get::<Caller>().map_or(NO_CLIENT, Caller::label);
+    let failure = extensions.get::<Failure>();
+    if let Some(Failure { kind, message, debug: details }) = failure {
         let code = kind.code();
         if *kind == FailureKind::Overloaded {
             // A full or stopping server: load, not a fault; one ERROR per refused request
@@ -38,22 +50,15 @@ pub async fn log_failures(request: Request, next: Next) -> Response {
             tracing::debug!(error = %message, code, "request refused");
         }
     }
-    response
-}
-
-/// Counts a call (`POST /run`, a function endpoint) by outcome and plugin, with its latency.
-pub async fn count_calls(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // The client's name comes from the file of tokens, never from the request (`auth`).
-    let client = request.extensions().get::<Caller>().map_or(NO_CLIENT.into(), |caller| caller.label().to_owned());
-    let response = next.run(request).await;
-    let extensions = response.extensions();
-    if extensions.get::<RecordedLater>().is_none() {
-        let failure = extensions.get::<Failure>().map(|failure| failure.kind);
-        let outcome = failure.map_or("ok", FailureKind::code);
-        let found = failure.is_none_or(FailureKind::plugin_found);
-        let plugin = extensions.get::<CalledPlugin>().filter(|_| found);
-        state.metrics.observe_request(plugin.map(|p| p.0.as_str()), &client, outcome, started.elapsed());
+    // A call answers with the plugin it named or with a failure; anything else (a path no
+    // route has) is not a call. A stream counts itself when it ends.
+    let named = extensions.get::<CalledPlugin>();
+    if call && (named.is_some() || failure.is_some()) && extensions.get::<RecordedLater>().is_none() {
+        let kind = failure.map(|failure| failure.kind);
+        let outcome = kind.map_or("ok", FailureKind::code);
+        let found = kind.is_none_or(FailureKind::plugin_found);
+        let plugin = named.filter(|_| found).map(|named| named.0.as_str());
+        metrics.observe_request(plugin, client, outcome, started.elapsed());
     }
     response
 }
