@@ -71,8 +71,8 @@ mod tests {
         found
     }
 
-    /// The example's lockfile pins the workspace's versions, so that its test builds offline from
-    /// the packages the workspace's build already fetched.
+    /// The example's lockfile pins the workspace's versions, so that its test builds from the
+    /// packages the workspace's build already fetched (and exactly what the workspace tested).
     #[test]
     fn the_embedder_locks_the_workspaces_versions() {
         let root = crate::project_root();

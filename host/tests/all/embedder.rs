@@ -25,13 +25,14 @@ fn target_dir() -> PathBuf {
     Path::new(env!("CARGO_TARGET_TMPDIR")).parent().expect("the target folder").join("embedder")
 }
 
-/// `cargo ARGS` in the example's folder, from its own lockfile and the local package cache.
+/// `cargo ARGS` in the example's folder, from its own lockfile (crates the workspace's build did
+/// not fetch, a fresh machine fetches from the registry the machine's cargo is configured for).
 fn cargo(args: &[&str]) -> Command {
     let mut command = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     command
         .current_dir(example())
         .args(args)
-        .args(["--locked", "--offline"])
+        .args(["--locked"])
         // What the test runner adds for the test binary itself must not help the example.
         .env_remove("LD_LIBRARY_PATH")
         .env_remove("CARGO_TARGET_DIR");
