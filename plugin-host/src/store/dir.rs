@@ -288,9 +288,11 @@ impl PluginDir<'_> {
 
 /// Reads to the end, but never more than `limit + 1` bytes, so a file that grows while being
 /// read cannot make the host allocate without bound.
+/// Reads at most one byte more than `limit`, so that the caller can tell a file over the
+/// limit from one exactly at it (saturating: a limit of `u64::MAX` reads everything).
 fn read_at_most(file: File, limit: u64) -> io::Result<Vec<u8>> {
     let mut bytes = Vec::new();
-    file.take(limit + 1).read_to_end(&mut bytes)?;
+    file.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
 
@@ -302,5 +304,19 @@ fn io_error(name: &PluginRef, error: io::Error) -> StoreError {
             StoreError::NotARegularFile(name.clone())
         }
         _ => StoreError::Io { context: format!("reading plugin `{name}`"), source: error },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reading_at_most_a_limit_reads_one_byte_past_it_and_never_overflows() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"0123456789").unwrap();
+        assert_eq!(read_at_most(File::open(&path).unwrap(), 4).unwrap(), b"01234");
+        assert_eq!(read_at_most(File::open(&path).unwrap(), u64::MAX).unwrap(), b"0123456789");
     }
 }
