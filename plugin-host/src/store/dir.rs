@@ -315,7 +315,7 @@ mod tests {
     fn reading_at_most_a_limit_reads_one_byte_past_it_and_never_overflows() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("f");
-        std::fs::write(&path, b"0123456789").unwrap();
+        fs::write(&path, b"0123456789").unwrap();
         assert_eq!(read_at_most(File::open(&path).unwrap(), 4).unwrap(), b"01234");
         assert_eq!(read_at_most(File::open(&path).unwrap(), u64::MAX).unwrap(), b"0123456789");
     }
