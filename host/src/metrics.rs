@@ -46,6 +46,7 @@ pub struct Metrics {
     cache: Family<CacheLabels, Counter>,
     in_flight: Gauge,
     worker_crashes: Family<PluginLabel, Counter>,
+    queued: Counter,
     quarantined: Family<PluginLabel, Gauge>,
     config_errors: Family<PluginLabel, Counter>,
     /// The plugin names that have series, most recently used last, with the request outcomes
@@ -95,6 +96,12 @@ impl Metrics {
         registry.register("requests_in_flight", "Plugin calls running now", in_flight.clone());
         let worker_crashes = Family::<PluginLabel, Counter>::default();
         registry.register("worker_crashes", "Worker processes lost while running a plugin", worker_crashes.clone());
+        let queued = Counter::default();
+        registry.register(
+            "worker_calls_queued",
+            "Calls queued on a worker process busy with calls before them (worker isolation, under load)",
+            queued.clone(),
+        );
         let quarantined = Family::<PluginLabel, Gauge>::default();
         registry.register(
             "plugin_quarantined",
@@ -116,6 +123,7 @@ impl Metrics {
             cache,
             in_flight,
             worker_crashes,
+            queued,
             quarantined,
             config_errors,
             labelled,
@@ -185,6 +193,10 @@ impl plugin_host::Observer for Metrics {
 
     fn plugin_lookup(&self, cached: bool) {
         self.cache.get_or_create(&CacheLabels { result: if cached { "hit" } else { "miss" } }).inc();
+    }
+
+    fn call_queued(&self) {
+        self.queued.inc();
     }
 
     fn worker_died(&self, plugin: &plugin_host::PluginName) {

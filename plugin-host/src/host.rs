@@ -197,8 +197,13 @@ impl Host {
     /// Runs the v1 plugin `target` with `input`: `init`, `process(input)`, `cleanup`.
     pub async fn run(&self, target: &Target, input: i32) -> Result<Ran<i32>, Error> {
         let call = self.admit(&target.name)?;
-        match self.inner.runner.run_now(target, input) {
+        let mut attempt = self.inner.runner.run_now(target, input);
+        while let Attempt::Queued(answer) = attempt {
+            attempt = answer.await.unwrap_or(Attempt::Blocking(None));
+        }
+        match attempt {
             Attempt::Done(result) => call.finish(result),
+            Attempt::Queued(_) => unreachable!("waited for above"),
             Attempt::Blocking(resolved) => {
                 let (inner, target) = (Arc::clone(&self.inner), target.clone());
                 blocking(move || {

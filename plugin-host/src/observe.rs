@@ -27,6 +27,11 @@ pub trait Observer: Send + Sync + fmt::Debug {
         let _ = took;
     }
 
+    /// A call was queued on a worker process busy with calls before it, instead of waiting for
+    /// a worker of its own (see [`WorkerSettings`](crate::WorkerSettings)): how often the pool
+    /// runs under load.
+    fn call_queued(&self) {}
+
     /// A call found its plugin version already compiled (`true`) or had to load it.
     fn plugin_lookup(&self, cached: bool) {
         let _ = cached;

@@ -13,6 +13,7 @@ mod functions;
 mod go_client;
 mod http;
 mod isolation;
+mod lanes;
 mod languages;
 mod long;
 mod memory;

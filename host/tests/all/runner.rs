@@ -226,6 +226,7 @@ fn short_calls_run_directly_and_a_changed_file_sends_the_call_back_to_the_blocki
     let direct = |input| match runner.run_now(&target, input) {
         plugin_host::runner::Attempt::Done(result) => Some(result.map(|ran| (ran.plugin, ran.output)).unwrap()),
         plugin_host::runner::Attempt::Blocking(_) => None,
+        plugin_host::runner::Attempt::Queued(_) => panic!("in-process calls are never queued"),
     };
     assert!(direct(1).is_none(), "a plugin never called is not known to be short");
     for _ in 0..64 {

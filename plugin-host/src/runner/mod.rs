@@ -42,6 +42,10 @@ pub struct Ran<T> {
 pub enum Attempt<T> {
     /// It ran, on the calling thread.
     Done(Result<Ran<T>, RunError>),
+    /// It was queued on a worker busy with calls before it; the outcome comes here (`Done`, or
+    /// `Blocking` for a call that must go the ordinary way after all). A closed channel means
+    /// the same as `Blocking(None)`.
+    Queued(tokio::sync::oneshot::Receiver<Attempt<T>>),
     /// It must run from a thread that may block; the resolution made on the way, if any, so
     /// that it is not made twice.
     Blocking(Option<PluginRef>),

@@ -92,7 +92,10 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Writ
                         modules.put(content_hash, plugin);
                         (Reply::Loaded, Vec::new())
                     }
-                    Err(error) => (Reply::Done { result: Err(error), instantiation: Default::default() }, Vec::new()),
+                    Err(error) => (
+                        Reply::Done { result: Err(error), instantiation: Duration::ZERO, took: Duration::ZERO },
+                        Vec::new(),
+                    ),
                 }
             }
             Request::Run { content_hash, input, .. } => match modules.get(&content_hash) {
@@ -133,8 +136,9 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Writ
 
 /// Runs a v1 lifecycle on an instance in its fresh state.
 fn run_v1(plugin: &CompiledPlugin, input: i32) -> Reply {
+    let started = std::time::Instant::now();
     let (result, instantiation) = plugin.run_v1(input);
-    Reply::Done { result, instantiation }
+    Reply::Done { result, instantiation, took: started.elapsed() }
 }
 
 /// A v2 step's reply, with the output as the frame's bytes.

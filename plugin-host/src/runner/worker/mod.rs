@@ -12,6 +12,7 @@
 //! trip over the socket.
 
 mod child;
+mod lane;
 mod pool;
 // Public only for the fuzz targets (`fuzz/`, feature `internals`), which feed the frame decoder arbitrary bytes.
 #[cfg(feature = "internals")]
@@ -32,6 +33,7 @@ use std::{
 pub use child::{WORKER_ARG, run as run_worker};
 
 use self::{
+    lane::{Books, Lanes},
     pool::{Pool, PooledWorker, Purpose, Worker},
     quarantine::{Quarantine, QuarantinePolicy},
 };
@@ -244,7 +246,9 @@ pub struct WorkerPoolRunner {
     quarantine: Arc<Quarantine>,
     /// Streams open now; each holds a worker for as long as it lasts.
     open_streams: Arc<AtomicUsize>,
-    short_calls: ShortCalls,
+    short_calls: Arc<ShortCalls>,
+    /// Quick calls queued on busy workers (see [`lane`]).
+    lanes: Arc<Lanes>,
 }
 
 impl WorkerPoolRunner {
@@ -283,14 +287,15 @@ impl WorkerPoolRunner {
             observer,
             quarantine,
             open_streams,
-            short_calls: ShortCalls::default(),
+            short_calls: Arc::default(),
+            lanes: Arc::default(),
         })
     }
 
     /// Calls of at most `budget` count as short (see [`ShortCalls`]); zero disables the direct
     /// path. Default: [`SHORT_CALL_BUDGET`](super::SHORT_CALL_BUDGET).
     pub fn with_short_call_budget(mut self, budget: Duration) -> Self {
-        self.short_calls = ShortCalls::new(budget);
+        self.short_calls = Arc::new(ShortCalls::new(budget));
         self
     }
 
@@ -338,9 +343,59 @@ impl WorkerPoolRunner {
         self.catalog.current(plugin, |bytes, hash| self.check(name, bytes, hash))
     }
 
-    /// One v1 call on `worker`.
-    fn run_on(&self, worker: &mut Worker, module: &CheckedModule, input: i32) -> WorkerResult<i32> {
-        let (result, instantiation) = worker.call(module, input, self.runtime.limits.call_timeout)?;
+    /// Runs a quick call from a blocking thread on a lane: queued on an open one, or on one
+    /// opened on the worker it waited for when the pool is busy. `Err` when it has to run the
+    /// ordinary way after all, with the worker it waited for if it has one.
+    fn run_queued(
+        &self,
+        plugin: &PluginRef,
+        loaded: &Loaded<Arc<CheckedModule>>,
+        input: i32,
+    ) -> Result<Result<Ran<i32>, Option<PooledWorker>>, RunError> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return Ok(Err(None)) };
+        let (module, books) = (&loaded.module, self.books());
+        let call = lane::Call { plugin: plugin.clone(), sha256: loaded.sha256.clone(), module, input };
+        let answer = match self.lanes.queue(&call, &books) {
+            Some(answer) => answer,
+            None => {
+                let worker = self.pool.checkout(&plugin.name, Purpose::Call, self.settings.queue_timeout)?;
+                if worker.spin || !worker.knows(&module.content_hash) {
+                    return Ok(Err(Some(worker)));
+                }
+                match self.lanes.open(worker, &call, &books, &runtime) {
+                    Ok(answer) => answer,
+                    Err(worker) => return Ok(Err(Some(worker))),
+                }
+            }
+        };
+        match answer.blocking_recv() {
+            Ok(Attempt::Done(result)) => result.map(Ok),
+            _ => Ok(Err(None)),
+        }
+    }
+
+    /// What a lane's calls record their outcomes in.
+    fn books(&self) -> Books {
+        Books {
+            observer: Arc::clone(&self.observer),
+            quarantine: Arc::clone(&self.quarantine),
+            short_calls: Arc::clone(&self.short_calls),
+            pool: Arc::clone(&self.pool),
+            timeout: self.runtime.limits.call_timeout,
+        }
+    }
+
+    /// One v1 call of `name` on `worker`. How long the worker took over it tells whether its
+    /// calls are short (see [`ShortCalls`]): not the server's view, which includes waiting for
+    /// the worker and the server's threads being descheduled, and on a busy machine would find
+    /// every call long, so none would take the direct path.
+    fn run_on(&self, name: &PluginName, worker: &mut Worker, module: &CheckedModule, input: i32) -> WorkerResult<i32> {
+        let started = std::time::Instant::now();
+        let called = worker.call(module, input, self.runtime.limits.call_timeout);
+        // A call that failed its worker took as long as the server saw.
+        let took = called.as_ref().map_or_else(|_| started.elapsed(), |(_, _, took)| *took);
+        self.short_calls.record(name, took);
+        let (result, instantiation, _) = called?;
         self.observer.instance_ready(instantiation);
         Ok(result)
     }
@@ -350,6 +405,7 @@ impl WorkerPoolRunner {
         &self,
         name: &PluginName,
         wait: Wait<'_>,
+        mut first: Option<PooledWorker>,
         mut work: impl FnMut(&mut Worker) -> WorkerResult<T>,
     ) -> Result<T, RunError> {
         // A worker killed from outside is the infrastructure's fault, not the plugin's: the
@@ -358,9 +414,10 @@ impl WorkerPoolRunner {
         let mut attempts_left = 2;
         loop {
             attempts_left -= 1;
-            let mut worker = match wait {
-                Wait::UpTo(patience) => self.pool.checkout(name, Purpose::Call, patience)?,
-                Wait::IdleWith(content_hash) => {
+            let mut worker = match (first.take(), wait) {
+                (Some(worker), _) => worker,
+                (None, Wait::UpTo(patience)) => self.pool.checkout(name, Purpose::Call, patience)?,
+                (None, Wait::IdleWith(content_hash)) => {
                     self.pool.checkout_idle(name, content_hash).ok_or(WorkerFailure::Busy)?
                 }
             };
@@ -394,11 +451,19 @@ impl Calls for WorkerPoolRunner {
     fn run(&self, plugin: &PluginRef, input: i32) -> Result<Ran<i32>, RunError> {
         let name = &plugin.name;
         let loaded = self.module(plugin)?;
-        let started = std::time::Instant::now();
-        let result = self.on_worker(name, Wait::UpTo(self.settings.queue_timeout), |worker| {
-            self.run_on(worker, &loaded.module, input)
+        let first = match self.short_calls.expect_short(name) {
+            // A quick call that came this way under load (its plugin had just been loaded, or no
+            // worker was free) queues on a lane too, so that calls waiting here do not keep every
+            // worker from ever being free for a lane (see `lane`).
+            true => match self.run_queued(plugin, &loaded, input)? {
+                Ok(ran) => return Ok(ran),
+                Err(worker) => worker,
+            },
+            false => None,
+        };
+        let result = self.on_worker(name, Wait::UpTo(self.settings.queue_timeout), first, |worker| {
+            self.run_on(name, worker, &loaded.module, input)
         });
-        self.short_calls.record(name, started.elapsed());
         Ok(Ran { output: result?, plugin: plugin.clone(), sha256: loaded.sha256 })
     }
 
@@ -411,18 +476,35 @@ impl Calls for WorkerPoolRunner {
             Ok(found) => found,
             Err(resolved) => return Attempt::Blocking(resolved),
         };
-        // Only a worker that is idle now and already holds the module: waiting for one, starting
-        // one or sending a module are not short.
-        let started = std::time::Instant::now();
         let module = &loaded.module;
-        let result =
-            self.on_worker(name, Wait::IdleWith(&module.content_hash), |worker| self.run_on(worker, module, input));
-        if matches!(&result, Err(RunError::Worker(WorkerFailure::Busy))) {
-            return Attempt::Blocking(Some(plugin));
+        let call = lane::Call { plugin, sha256: loaded.sha256.clone(), module, input };
+        // Under load, behind the calls a busy worker is running (see `lane`).
+        let books = self.books();
+        if let Some(answer) = self.lanes.queue(&call, &books) {
+            return Attempt::Queued(answer);
         }
-        self.short_calls.record(name, started.elapsed());
-        Attempt::Done(result.map(|output| Ran { output, plugin, sha256: loaded.sha256 }))
+        // Otherwise only a worker that is idle now and already holds the module: waiting for
+        // one, starting one or sending a module are not short.
+        let Some(mut worker) = self.pool.checkout_idle(name, &module.content_hash) else {
+            return Attempt::Blocking(Some(call.plugin));
+        };
+        if !worker.spin
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            match self.lanes.open(worker, &call, &books, &runtime) {
+                Ok(answer) => return Attempt::Queued(answer),
+                Err(not_opened) => worker = not_opened,
+            }
+        }
+        let result = self.on_worker(name, Wait::IdleWith(&module.content_hash), Some(worker), |worker| {
+            self.run_on(name, worker, module, input)
+        });
+        if matches!(&result, Err(RunError::Worker(WorkerFailure::Busy))) {
+            return Attempt::Blocking(Some(call.plugin));
+        }
+        Attempt::Done(result.map(|output| Ran { output, plugin: call.plugin, sha256: call.sha256 }))
     }
+
 
     fn interface(&self, plugin: &PluginRef) -> Result<Interface, RunError> {
         let module = self.module(plugin)?.module;
@@ -436,7 +518,7 @@ impl Calls for WorkerPoolRunner {
         let config = self.catalog.configuration(plugin, module.interface.as_deref())?;
         let bytes = config.as_ref().map(|config| &config.bytes[..]);
         let timeout = self.runtime.limits.call_timeout;
-        let result = self.on_worker(name, Wait::UpTo(self.settings.queue_timeout), |worker| {
+        let result = self.on_worker(name, Wait::UpTo(self.settings.queue_timeout), None, |worker| {
             worker.call_function(module, function, input, bytes, timeout)
         });
         let output = self.catalog.after_call(plugin, config.as_deref(), result)?;

@@ -89,6 +89,10 @@ pub(super) enum Purpose {
     Load,
     /// A stream, which holds its worker as long as its client sends: always long.
     Stream,
+    /// Quick calls of any plugin queued on one worker (see `lane`): the hold is booked to the
+    /// plugin whose call opened it and lasts as long as quick calls keep coming, so its time
+    /// says nothing about how long that plugin's calls take, and it is never a long hold.
+    Lane,
 }
 
 /// One checkout in progress.
@@ -122,6 +126,8 @@ impl Usage {
 struct Waiter {
     plugin: PluginName,
     purpose: Purpose,
+    /// When it began to wait.
+    since: Instant,
     /// What it is given, and the id of its hold.
     grant: Mutex<Option<(Grant, u64)>>,
     granted: Condvar,
@@ -168,8 +174,13 @@ impl Pool {
         patience: Duration,
     ) -> Result<PooledWorker, WorkerFailure> {
         let give_up = Instant::now() + patience;
-        let waiter =
-            Arc::new(Waiter { plugin: plugin.clone(), purpose, grant: Mutex::new(None), granted: Condvar::new() });
+        let waiter = Arc::new(Waiter {
+            plugin: plugin.clone(),
+            purpose,
+            since: Instant::now(),
+            grant: Mutex::new(None),
+            granted: Condvar::new(),
+        });
         {
             let mut state = self.state.lock();
             state.waiting.push_back(Arc::clone(&waiter));
@@ -258,12 +269,27 @@ impl Pool {
         }
     }
 
+    /// Whether a call has waited for a worker for `patience` or more: lanes then take no more
+    /// calls, so that their workers come back to the pool for it (see `lane`).
+    pub fn kept_waiting(&self, patience: Duration) -> bool {
+        self.state.lock().waiting.iter().any(|waiter| waiter.since.elapsed() >= patience)
+    }
+
+    /// Books `worker`'s hold as a lane's (see [`Purpose::Lane`]).
+    pub fn into_lane(&self, worker: &PooledWorker) {
+        if let Some(hold) = self.state.lock().holds.iter_mut().find(|hold| hold.id == worker.hold) {
+            hold.purpose = Purpose::Lane;
+        }
+    }
+
     /// A worker for one call of `plugin` that is idle now and was sent the module
     /// `content_hash`, if there is one and taking it is fair: never waits, never starts a
     /// worker, and never overtakes a waiting call or the plugin's share of the pool.
     pub fn checkout_idle(self: &Arc<Self>, plugin: &PluginName, content_hash: &str) -> Option<PooledWorker> {
         let mut state = self.state.lock();
-        if !state.waiting.is_empty() || !self.may_take(&state, plugin, Purpose::Call, Instant::now()) {
+        // No waiting call is overtaken: one that may take a free worker is given it as soon as
+        // it is free (`dispatch`), so any still waiting while a worker is idle may not.
+        if !self.may_take(&state, plugin, Purpose::Call, Instant::now()) {
             return None;
         }
         let position = state.idle.iter().rposition(|w| w.known.contains(content_hash))?;
@@ -460,7 +486,7 @@ impl PoolState {
             || self.usage.get(plugin).and_then(|usage| usage.mean_call).is_some_and(|mean| mean >= slow)
             || self.holds.iter().any(|hold| {
                 hold.plugin == *plugin
-                    && hold.purpose != Purpose::Stream
+                    && !matches!(hold.purpose, Purpose::Stream | Purpose::Lane)
                     && now.saturating_duration_since(hold.since) >= slow
             })
     }
@@ -471,7 +497,8 @@ impl PoolState {
             .iter()
             .filter(|hold| {
                 hold.purpose == Purpose::Stream
-                    || now.saturating_duration_since(hold.since) >= slow
+                    // A lane lives as long as quick calls keep coming; its age says nothing.
+                    || (hold.purpose != Purpose::Lane && now.saturating_duration_since(hold.since) >= slow)
                     || self.usage.get(&hold.plugin).and_then(|usage| usage.mean_call).is_some_and(|mean| mean >= slow)
             })
             .count()
@@ -532,7 +559,8 @@ pub(super) struct Worker {
     /// again only after one.
     loads_checked: u32,
     /// Whether this call polls for the worker's answer before sleeping (see [`Pool::quiet`]).
-    spin: bool,
+    /// Under load (not set), a quick call is queued on a lane instead (see `lane`).
+    pub(super) spin: bool,
     /// A stream chunk was sent whose answer has not been read yet (see [`Worker::feed_ahead`]).
     /// A worker in that state is never given back to the pool: what its socket holds next is
     /// not an answer anybody else expects.
@@ -545,12 +573,14 @@ pub(super) struct Worker {
 pub(super) const FEED_AHEAD_MAX_OUTPUT: u32 = 32 * 1024;
 
 /// Time a worker gets beyond the call's deadline for the round trip itself.
-const RESPONSE_MARGIN: Duration = Duration::from_millis(20);
+pub(super) const RESPONSE_MARGIN: Duration = Duration::from_millis(20);
 /// Time a worker gets to validate and compile a module (AOT: tens of milliseconds for a small
 /// plugin, more for a large one; loaded from the disk cache when another worker compiled it).
 const COMPILE_ALLOWANCE: Duration = Duration::from_secs(30);
 
-pub(super) type CallResult = (Result<i32, RuntimeError>, Duration);
+/// A v1 call's result, how long its instance took to be ready, and how long the worker took
+/// over the whole call.
+pub(super) type CallResult = (Result<i32, RuntimeError>, Duration, Duration);
 
 impl Worker {
     /// Whether to replace this worker: WasmEdge keeps the LLVM context of every AOT compilation
@@ -576,8 +606,8 @@ impl Worker {
     pub fn call(&mut self, module: &CheckedModule, input: i32, timeout: Duration) -> Result<CallResult, WorkerFailure> {
         let run = Request::Run { content_hash: module.content_hash.clone(), input, linger: self.spin };
         match self.exchange_with_module(module, &run, &[], timeout)? {
-            Err(load_failure) => Ok((Err(load_failure), Duration::ZERO)),
-            Ok((Reply::Done { result, instantiation }, _)) => Ok((result, instantiation)),
+            Err(load_failure) => Ok((Err(load_failure), Duration::ZERO, Duration::ZERO)),
+            Ok((Reply::Done { result, instantiation, took }, _)) => Ok((result, instantiation, took)),
             Ok((other, _)) => Err(self.broken(Ok(other), timeout)),
         }
     }
@@ -779,9 +809,35 @@ impl Worker {
         }
     }
 
+    /// Sends a request without waiting for its answer (a lane's: see `lane`), when nothing
+    /// is left unread from the last exchange. The frame is small and at most a lane's depth of
+    /// them are unread, so the write never waits for the worker.
+    pub(super) fn send(&mut self, request: &Request) -> io::Result<()> {
+        if !self.socket.buffer().is_empty() {
+            return Err(io::Error::other("unread bytes from the last exchange"));
+        }
+        write_frame(self.socket.get_mut(), request, &[])
+    }
+
+    /// Another descriptor of the server's end of the socket, for reading answers without
+    /// blocking (see `lane`).
+    pub(super) fn socket_fd(&self) -> io::Result<OwnedFd> {
+        self.socket.get_ref().as_fd().try_clone_to_owned()
+    }
+
+    /// Whether this worker was sent the module `content_hash` (it may have evicted it since).
+    pub(super) fn knows(&self, content_hash: &str) -> bool {
+        self.known.contains(content_hash)
+    }
+
+    /// Forgets that this worker holds `content_hash`: it answered that it does not.
+    pub(super) fn forget(&mut self, content_hash: &str) {
+        self.known.remove(content_hash);
+    }
+
     /// The worker stopped talking: reap it and say how it ended. Its socket closes as it dies,
     /// so give it a moment to finish dying before deciding it has to be killed.
-    fn failure(&mut self) -> WorkerFailure {
+    pub(super) fn failure(&mut self) -> WorkerFailure {
         let status = match self.child.wait_timeout(Duration::from_secs(1)) {
             Ok(Some(status)) => Some(status),
             _ => {

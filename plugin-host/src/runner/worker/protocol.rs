@@ -17,10 +17,11 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::runtime::{Admission, RuntimeConfig, RuntimeError};
 
-/// Version 5: v2 calls and streams may carry the plugin's configuration (version 4: calls say
+/// Version 6: a v1 call's answer says how long the worker took over it (version 5: v2 calls
+/// and streams may carry the plugin's configuration; version 4: calls say
 /// whether the worker lingers after replying; version 3: ABI v2 calls and streams; version 2:
 /// errors travel as [`RuntimeError`] itself).
-pub const PROTOCOL_VERSION: u32 = 5;
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// How long each side of the socket waits for the other's next frame without sleeping (see
 /// [`spin_until_readable`]): a little longer than a small plugin call.
@@ -95,6 +96,10 @@ pub enum Reply {
     Done {
         result: Result<i32, RuntimeError>,
         instantiation: Duration,
+        /// The whole call in the worker, from reading the request to writing this answer: what
+        /// a lane counts, where the server cannot tell when a queued call started.
+        #[serde(default)]
+        took: Duration,
     },
     /// A v2 call or stream step: on success the output follows as the frame's bytes.
     Output {
@@ -121,6 +126,22 @@ pub fn read_frame<T: DeserializeOwned>(reader: &mut impl Read) -> io::Result<(T,
     let message = serde_json::from_slice(&header).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))?;
     let blob = read_block(reader, MAX_BLOB_BYTES)?;
     Ok((message, blob))
+}
+
+/// Takes one whole frame off the front of `buffer`, if it holds one: for a reader that gathers
+/// bytes as they arrive (a lane's, see `lane`) rather than blocking until a frame is complete.
+pub fn take_frame<T: DeserializeOwned>(buffer: &mut Vec<u8>) -> io::Result<Option<(T, Vec<u8>)>> {
+    let mut rest = &buffer[..];
+    match read_frame(&mut rest) {
+        Ok(frame) => {
+            let used = buffer.len() - rest.len();
+            buffer.drain(..used);
+            Ok(Some(frame))
+        }
+        // Only a frame not yet complete runs out of bytes.
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 fn read_block(reader: &mut impl Read, limit: usize) -> io::Result<Vec<u8>> {
@@ -197,7 +218,11 @@ mod tests {
                 code: PluginErrorCode::Unknown(-9),
             }),
         };
-        let reply = Reply::Done { result: Err(error), instantiation: Duration::from_micros(12) };
+        let reply = Reply::Done {
+            result: Err(error),
+            instantiation: Duration::from_micros(12),
+            took: Duration::from_micros(20),
+        };
         write_frame(&mut buffer, &reply, &[]).unwrap();
 
         let mut reader = &buffer[..];
@@ -217,6 +242,25 @@ mod tests {
             RuntimeError::Plugin { function: AbiFunction::Cleanup, code: PluginErrorCode::Unknown(-9) }
         ));
         assert_eq!(read_frame::<Reply>(&mut reader).unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
+    }
+
+    #[test]
+    fn frames_are_taken_whole_as_their_bytes_arrive() {
+        let mut sent = Vec::new();
+        write_frame(&mut sent, &Reply::Loaded, b"").unwrap();
+        write_frame(&mut sent, &Reply::NeedModule, b"xyz").unwrap();
+        let mut buffer = Vec::new();
+        let mut taken = Vec::new();
+        for byte in sent {
+            buffer.push(byte);
+            while let Some((reply, blob)) = take_frame::<Reply>(&mut buffer).unwrap() {
+                taken.push((reply, blob));
+            }
+        }
+        assert!(buffer.is_empty());
+        assert!(matches!(&taken[..], [(Reply::Loaded, a), (Reply::NeedModule, b)] if a.is_empty() && b == b"xyz"));
+        let mut oversized = u32::MAX.to_le_bytes().to_vec();
+        assert_eq!(take_frame::<Reply>(&mut oversized).unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]

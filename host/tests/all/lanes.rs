@@ -1,0 +1,103 @@
+//! Lanes: under load, quick calls are queued on worker processes busy with calls before them
+//! (`plugin_host`'s `runner::worker::lane`). Each call must still get its own answer, a crash or
+//! a missed deadline must be blamed on the call that caused it, and the calls queued behind
+//! that one must run elsewhere as if never queued.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::Duration,
+};
+
+use plugin_host::{FailureKind, Host, Isolation, Observer, PluginName, Target, runtime::ExecutionMode};
+
+use crate::support::{fault_bytes, local_store, plugin_dir, runtime_config, settings, wat_plugin, workers};
+
+/// Counts the calls queued on busy workers.
+#[derive(Debug, Default)]
+struct Queued(AtomicUsize);
+
+impl Observer for Queued {
+    fn call_queued(&self) {
+        self.0.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// What each call must answer: `hello` adds one to twice its input; `crash-on-some-inputs`
+/// crashes its worker on multiples of 7 and echoes anything else; `slow-on-1000` loops past its
+/// deadline on 1000 and echoes anything else.
+fn expected(plugin: &str, input: i32) -> Result<i32, FailureKind> {
+    match plugin {
+        "hello" => Ok(2 * input + 1),
+        "crash-on-some-inputs" if input % 7 == 0 => Err(FailureKind::PluginCrashed),
+        "slow-on-1000" if input == 1000 => Err(FailureKind::PluginTimeout),
+        _ => Ok(input),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_queued_on_busy_workers_keep_their_answers_and_their_blame() {
+    let dir = plugin_dir(&["hello"]);
+    std::fs::write(dir.path().join("crash-on-some-inputs.wasm"), fault_bytes("crash-on-some-inputs")).unwrap();
+    let slow = wat_plugin(
+        "(i32.const 0)",
+        "(block (loop (br_if 1 (i32.ne (local.get $input) (i32.const 1000))) (br 0))) (local.get $input)",
+        "(i32.const 0)",
+    );
+    std::fs::write(dir.path().join("slow-on-1000.wasm"), slow).unwrap();
+    let mut runtime = runtime_config(ExecutionMode::Aot);
+    runtime.enforce_abi = false;
+    runtime.limits.call_timeout = Duration::from_millis(500);
+    // As many workers as the pool's default, so that they are busy enough to queue on with
+    // however many cores run this test.
+    let mut pool = workers(plugin_host::WorkerSettings::default_workers());
+    // The crashes here are deliberate and many: they must not quarantine the plugin.
+    pool.quarantine_after = u32::MAX;
+    let queued = Arc::new(Queued::default());
+    let host = Host::with_observer(
+        local_store(dir.path()),
+        settings(&runtime, Isolation::Workers(pool), 4096),
+        Arc::clone(&queued) as Arc<dyn Observer>,
+    )
+    .unwrap();
+    let plugins = ["hello", "crash-on-some-inputs", "slow-on-1000"];
+    let target = |plugin: &str| Target::from(PluginName::new(plugin).unwrap());
+    // Quick calls first: only plugins whose recent calls were quick are queued.
+    for plugin in plugins {
+        for input in 1..=32 {
+            assert_eq!(host.run(&target(plugin), input).await.map(|ran| ran.output).ok(), expected(plugin, input).ok());
+        }
+    }
+
+    // Bursts of concurrent calls, a few of which crash their worker or miss their deadline,
+    // until some have been queued (the first burst nearly always does it).
+    let mut bursts = 0;
+    while queued.0.load(Ordering::Relaxed) == 0 || bursts < 2 {
+        bursts += 1;
+        assert!(bursts <= 20, "no call was ever queued on a busy worker");
+        let mut calls = tokio::task::JoinSet::new();
+        for i in 0..600 {
+            let (plugin, input) = match i % 3 {
+                0 => ("hello", i),
+                // One crash and one deadline per burst, in the middle of it.
+                1 if i == 301 => ("crash-on-some-inputs", 7 * i),
+                1 => ("crash-on-some-inputs", 7 * i + 1),
+                _ if i == 302 => ("slow-on-1000", 1000),
+                _ => ("slow-on-1000", i),
+            };
+            let (host, target) = (host.clone(), target(plugin));
+            calls.spawn(async move { (plugin, input, host.run(&target, input).await) });
+        }
+        while let Some(joined) = calls.join_next().await {
+            let (plugin, input, result) = joined.unwrap();
+            let got = result.map(|ran| ran.output).map_err(|error| error.kind());
+            assert_eq!(got, expected(plugin, input), "{plugin}({input})");
+        }
+    }
+    // And the pool is whole again: every plugin answers.
+    for plugin in plugins {
+        assert_eq!(host.run(&target(plugin), 5).await.map(|ran| ran.output).ok(), Some(expected(plugin, 5).unwrap()));
+    }
+}

@@ -1,0 +1,321 @@
+//! Lanes: quick calls queued on a busy worker, answered without a thread waiting for each.
+//!
+//! Under load, a call that waits for its worker's answer on its own thread pays for two
+//! sleeps and two wake-ups, one in each process, and those cost more than a small call itself
+//! (the profile in BENCHMARKS.md). A lane instead writes the call to a worker that may still
+//! be running the calls before it, and the async thread goes on with other requests; the
+//! worker reads every request waiting in its socket in one go and runs them back to back, and
+//! its answers come back through the async runtime's event loop, which a busy async thread
+//! polls anyway. A worker with calls queued never sleeps between them, and neither does the
+//! server: a burst of calls costs a wake-up each side, not two per call.
+//!
+//! What stays as it was, by construction:
+//! - *Order gives the blame.* A worker answers its requests in order, one at a time, so when it
+//!   dies or misses a deadline the call at the head of the lane is the one it was running. That
+//!   call gets the error (and counts towards its plugin's quarantine); the calls queued behind it
+//!   never started, and go the ordinary way to another worker, as if never queued.
+//! - *Deadlines.* The head call's deadline runs from when the answer before it came (or it was
+//!   queued, on an idle worker); past it, the worker is killed as a synchronous call's would be.
+//! - *Fairness.* Only plugins whose recent calls were all quick ([`ShortCalls`]) and that the
+//!   worker already holds are queued, at most [`DEPTH`] at once. A lane older than
+//!   [`LANE_MAX_AGE`] takes no more calls while others wait for a worker ([`Pool`]), so its
+//!   worker goes back to the pool, where they are served fairly, within that time and the
+//!   queued calls'.
+//!
+//! Lanes open only under load: on a quiet machine the synchronous call with a moment of
+//! polling is faster (see `Pool::quiet`), and a lane closes once its last answer is in.
+//!
+//! Rejected: requests and answers in a shared-memory ring (memfd) with futex wake-ups. Under
+//! load what a call through a worker costs is the sleeps and wake-ups, which a lane removes;
+//! what is left of the socket is one small `write` and a share of one `recv`, measured in
+//! BENCHMARKS.md, less than a ring's own polling would cost on 2 cores.
+
+use std::{
+    collections::VecDeque,
+    io,
+    os::fd::{AsFd, OwnedFd},
+    sync::Arc,
+    time::{Duration, Instant},
+};
+
+use parking_lot::Mutex;
+use tokio::{io::unix::AsyncFd, sync::oneshot};
+
+use super::{
+    CheckedModule, WorkerFailure,
+    pool::{Pool, PooledWorker, RESPONSE_MARGIN},
+    protocol::{Reply, Request, take_frame},
+    quarantine::Quarantine,
+};
+use crate::{
+    observe::Observer,
+    runner::{Attempt, Ran, ShortCalls},
+    store::PluginRef,
+};
+
+/// Most calls queued on one lane at once (the one running included).
+pub(super) const DEPTH: usize = 32;
+
+/// A lane open this long takes no more calls while other calls wait for a worker, so that its
+/// worker goes back to the pool, where calls of any kind are handed out fairly.
+pub(super) const LANE_MAX_AGE: Duration = Duration::from_millis(20);
+
+/// What a lane's calls need besides the worker: where their outcomes are recorded.
+#[derive(Debug, Clone)]
+pub(super) struct Books {
+    pub observer: Arc<dyn Observer>,
+    pub quarantine: Arc<Quarantine>,
+    pub short_calls: Arc<ShortCalls>,
+    pub pool: Arc<Pool>,
+    /// The calls' deadline.
+    pub timeout: Duration,
+}
+
+/// The lanes open now.
+#[derive(Debug, Default)]
+pub(super) struct Lanes {
+    open: Mutex<Vec<Arc<Lane>>>,
+}
+
+/// One worker's queue of calls.
+#[derive(Debug)]
+struct Lane {
+    state: Mutex<LaneState>,
+    /// The server's end of the worker's socket, as the async runtime watches it.
+    answers: AsyncFd<OwnedFd>,
+    opened: Instant,
+}
+
+#[derive(Debug)]
+struct LaneState {
+    /// `None` once the lane is closed: it takes no more calls.
+    worker: Option<PooledWorker>,
+    /// The calls sent and not answered yet, in the order sent.
+    queued: VecDeque<Queued>,
+}
+
+/// A call sent on a lane.
+#[derive(Debug)]
+struct Queued {
+    plugin: PluginRef,
+    sha256: Arc<str>,
+    content_hash: String,
+    answer: oneshot::Sender<Attempt<i32>>,
+}
+
+/// A v1 call to queue: the module's current version as the catalog gave it.
+pub(super) struct Call<'a> {
+    pub plugin: PluginRef,
+    pub sha256: Arc<str>,
+    pub module: &'a CheckedModule,
+    pub input: i32,
+}
+
+impl Lanes {
+    /// Queues `call` on an open lane whose worker holds its module, if one has room.
+    pub fn queue(&self, call: &Call<'_>, books: &Books) -> Option<oneshot::Receiver<Attempt<i32>>> {
+        let open = self.open.lock();
+        if open.is_empty() {
+            return None;
+        }
+        // Asked at most once, and only of a lane old enough to step aside.
+        let mut others_wait = None;
+        open.iter().find_map(|lane| {
+            if lane.opened.elapsed() > LANE_MAX_AGE
+                && *others_wait.get_or_insert_with(|| books.pool.kept_waiting(LANE_MAX_AGE))
+            {
+                return None;
+            }
+            let mut state = lane.state.lock();
+            if state.queued.len() >= DEPTH {
+                return None;
+            }
+            let worker = state.worker.as_mut().filter(|worker| worker.knows(&call.module.content_hash))?;
+            let answer = send(worker, call).ok()?;
+            books.observer.call_queued();
+            state.queued.push_back(answer.0);
+            Some(answer.1)
+        })
+    }
+
+    /// Opens a lane on `worker` (checked out for `call`'s plugin) with `call` as its first call,
+    /// and starts reading its answers on the async runtime `runtime`. `Err` gives the worker
+    /// back when the lane cannot open.
+    pub fn open(
+        self: &Arc<Self>,
+        worker: PooledWorker,
+        call: &Call<'_>,
+        books: &Books,
+        runtime: &tokio::runtime::Handle,
+    ) -> Result<oneshot::Receiver<Attempt<i32>>, PooledWorker> {
+        let mut worker = worker;
+        let answers = {
+            // Registering with the event loop needs the runtime's context.
+            let _entered = runtime.enter();
+            match worker.socket_fd().and_then(register) {
+                Ok(answers) => answers,
+                Err(_) => return Err(worker),
+            }
+        };
+        let Ok((first, answer)) = send(&mut worker, call) else { return Err(worker) };
+        books.pool.into_lane(&worker);
+        books.observer.call_queued();
+        let lane = Arc::new(Lane {
+            state: Mutex::new(LaneState { worker: Some(worker), queued: VecDeque::from([first]) }),
+            answers,
+            opened: Instant::now(),
+        });
+        self.open.lock().push(Arc::clone(&lane));
+        runtime.spawn(serve(Arc::clone(self), lane, books.clone()));
+        Ok(answer)
+    }
+
+    fn remove(&self, lane: &Arc<Lane>) {
+        self.open.lock().retain(|open| !Arc::ptr_eq(open, lane));
+    }
+}
+
+/// Watches `fd` on the current runtime's event loop.
+#[allow(unsafe_code)]
+fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
+    // SAFETY: the `AsyncFd` owns `fd`, so it stays open and is the same descriptor for as long
+    // as the `AsyncFd` lives, which is all `register` asks.
+    unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
+}
+
+/// Writes `call` to `worker`; returns its place in the queue and where its answer will come.
+fn send(worker: &mut PooledWorker, call: &Call<'_>) -> io::Result<(Queued, oneshot::Receiver<Attempt<i32>>)> {
+    let content_hash = call.module.content_hash.clone();
+    worker.send(&Request::Run { content_hash: content_hash.clone(), input: call.input, linger: false })?;
+    let (answer, receiver) = oneshot::channel();
+    let queued = Queued { plugin: call.plugin.clone(), sha256: Arc::clone(&call.sha256), content_hash, answer };
+    Ok((queued, receiver))
+}
+
+/// Reads a lane's answers and hands each to its call, until the lane is empty (the worker goes
+/// back to the pool) or its worker fails (it is replaced).
+async fn serve(lanes: Arc<Lanes>, lane: Arc<Lane>, books: Books) {
+    let mut received = Vec::new();
+    // When the call at the head of the lane started, as far as the server can tell: when it was
+    // queued on an idle worker, or when the answer before it came.
+    let mut head_started = Instant::now();
+    loop {
+        let deadline = head_started + books.timeout + RESPONSE_MARGIN;
+        let reply = tokio::time::timeout_at(deadline.into(), next_reply(&lane.answers, &mut received)).await;
+        let answered = Instant::now();
+        let mut state = lane.state.lock();
+        let outcome = match reply {
+            Ok(Ok((Reply::Done { result, instantiation, took }, _))) => {
+                let queued = state.queued.pop_front().expect("an answer comes only to a call sent");
+                let name = &queued.plugin.name;
+                books.observer.instance_ready(instantiation);
+                books.short_calls.record(name, took);
+                books.quarantine.record(name, false);
+                let ran = result.map(|output| Ran { output, plugin: queued.plugin, sha256: queued.sha256 });
+                let _ = queued.answer.send(Attempt::Done(ran.map_err(Into::into)));
+                None
+            }
+            // The worker evicted the module: the call goes the ordinary way, which sends it again.
+            Ok(Ok((Reply::NeedModule, _))) => {
+                let queued = state.queued.pop_front().expect("an answer comes only to a call sent");
+                if let Some(worker) = state.worker.as_mut() {
+                    worker.forget(&queued.content_hash);
+                }
+                let _ = queued.answer.send(Attempt::Blocking(Some(queued.plugin)));
+                None
+            }
+            Ok(Ok((other, _))) => {
+                tracing::error!(reply = ?other, "worker broke the protocol");
+                Some(Broken::Failed)
+            }
+            Ok(Err(_)) => Some(Broken::Failed),
+            Err(_) => Some(Broken::Late),
+        };
+        head_started = answered;
+        match outcome {
+            None if !state.queued.is_empty() => continue,
+            // Empty: the worker goes back to the pool.
+            None => {
+                let worker = state.worker.take();
+                drop(state);
+                lanes.remove(&lane);
+                if let Some(worker) = worker {
+                    worker.release();
+                }
+                return;
+            }
+            Some(broken) => {
+                let worker = state.worker.take().expect("an open lane has its worker");
+                let queued = std::mem::take(&mut state.queued);
+                drop(state);
+                lanes.remove(&lane);
+                // Reaping or killing the worker waits for the process: off the async thread.
+                let books = books.clone();
+                tokio::task::spawn_blocking(move || fail(worker, queued, broken, &books));
+                return;
+            }
+        }
+    }
+}
+
+/// How a lane's worker failed.
+#[derive(Debug, Clone, Copy)]
+enum Broken {
+    /// It died, or answered something else than a call's answer.
+    Failed,
+    /// The head call ran past its deadline.
+    Late,
+}
+
+/// Ends a lane whose worker failed: the head call gets the error, the calls behind it go the
+/// ordinary way (they never started), and the worker is replaced.
+fn fail(mut worker: PooledWorker, queued: VecDeque<Queued>, broken: Broken, books: &Books) {
+    let failure = match broken {
+        Broken::Failed => worker.failure(),
+        Broken::Late => WorkerFailure::Unresponsive { deadline: books.timeout },
+    };
+    // Dropping the worker without releasing it kills and replaces it.
+    drop(worker);
+    let mut queued = queued.into_iter();
+    if let Some(head) = queued.next() {
+        let name = &head.plugin.name;
+        if failure.killed_from_outside() {
+            // Nobody's fault: tried once more, the ordinary way.
+            tracing::warn!(plugin = %name, error = %failure, "worker killed from outside; trying the call on another");
+            let _ = head.answer.send(Attempt::Blocking(Some(head.plugin)));
+        } else {
+            tracing::error!(plugin = %name, error = %failure, "worker process failed; replacing it");
+            books.quarantine.record_failure(name, &failure);
+            let _ = head.answer.send(Attempt::Done(Err(failure.into())));
+        }
+    }
+    for behind in queued {
+        let _ = behind.answer.send(Attempt::Blocking(Some(behind.plugin)));
+    }
+}
+
+/// The worker's next answer, read without blocking as its bytes arrive.
+async fn next_reply(answers: &AsyncFd<OwnedFd>, received: &mut Vec<u8>) -> io::Result<(Reply, Vec<u8>)> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(frame) = take_frame(received)? {
+            return Ok(frame);
+        }
+        let mut ready = answers.readable().await?;
+        // MSG_DONTWAIT rather than a non-blocking socket: the synchronous calls read the same
+        // socket, blocking, once the lane has closed.
+        let read = ready.try_io(|fd| {
+            rustix::net::recv(fd.get_ref().as_fd(), &mut chunk, rustix::net::RecvFlags::DONTWAIT)
+                .map(|(read, _)| read)
+                .map_err(io::Error::from)
+        });
+        match read {
+            Ok(Ok(0)) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(Ok(read)) => received.extend_from_slice(&chunk[..read]),
+            Ok(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+            Ok(Err(e)) => return Err(e),
+            // Not readable after all: `try_io` cleared the readiness; wait again.
+            Err(_would_block) => {}
+        }
+    }
+}
