@@ -147,18 +147,18 @@ impl Lanes {
         call: &Call<'_>,
         books: &Books,
         runtime: &tokio::runtime::Handle,
-    ) -> Result<oneshot::Receiver<Attempt<i32>>, PooledWorker> {
+    ) -> Result<oneshot::Receiver<Attempt<i32>>, Box<PooledWorker>> {
         let mut worker = worker;
         let answers = {
             // Registering with the event loop needs the runtime's context.
             let _entered = runtime.enter();
             match worker.socket_fd().and_then(register) {
                 Ok(answers) => answers,
-                Err(_) => return Err(worker),
+                Err(_) => return Err(Box::new(worker)),
             }
         };
-        let Ok((first, answer)) = send(&mut worker, call) else { return Err(worker) };
-        books.pool.into_lane(&worker);
+        let Ok((first, answer)) = send(&mut worker, call) else { return Err(Box::new(worker)) };
+        books.pool.book_as_lane(&worker);
         books.observer.call_queued();
         let lane = Arc::new(Lane {
             state: Mutex::new(LaneState { worker: Some(worker), queued: VecDeque::from([first]) }),

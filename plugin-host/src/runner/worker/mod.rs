@@ -224,6 +224,14 @@ enum Wait<'a> {
 /// What a worker gives back: the call's own result, or how the worker failed.
 type WorkerResult<T> = Result<Result<T, RuntimeError>, WorkerFailure>;
 
+/// How a quick call from a blocking thread went (see `WorkerPoolRunner::run_queued`).
+enum Queue {
+    /// It ran on a lane.
+    Ran(Ran<i32>),
+    /// It runs the ordinary way, on this worker if it was given one.
+    Ordinary(Option<PooledWorker>),
+}
+
 /// A module that passed the server's checks, as sent to workers.
 #[derive(Debug)]
 struct CheckedModule {
@@ -351,8 +359,8 @@ impl WorkerPoolRunner {
         plugin: &PluginRef,
         loaded: &Loaded<Arc<CheckedModule>>,
         input: i32,
-    ) -> Result<Result<Ran<i32>, Option<PooledWorker>>, RunError> {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return Ok(Err(None)) };
+    ) -> Result<Queue, RunError> {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return Ok(Queue::Ordinary(None)) };
         let (module, books) = (&loaded.module, self.books());
         let call = lane::Call { plugin: plugin.clone(), sha256: loaded.sha256.clone(), module, input };
         let answer = match self.lanes.queue(&call, &books) {
@@ -360,17 +368,17 @@ impl WorkerPoolRunner {
             None => {
                 let worker = self.pool.checkout(&plugin.name, Purpose::Call, self.settings.queue_timeout)?;
                 if worker.spin || !worker.knows(&module.content_hash) {
-                    return Ok(Err(Some(worker)));
+                    return Ok(Queue::Ordinary(Some(worker)));
                 }
                 match self.lanes.open(worker, &call, &books, &runtime) {
                     Ok(answer) => answer,
-                    Err(worker) => return Ok(Err(Some(worker))),
+                    Err(worker) => return Ok(Queue::Ordinary(Some(*worker))),
                 }
             }
         };
         match answer.blocking_recv() {
-            Ok(Attempt::Done(result)) => result.map(Ok),
-            _ => Ok(Err(None)),
+            Ok(Attempt::Done(result)) => result.map(Queue::Ran),
+            _ => Ok(Queue::Ordinary(None)),
         }
     }
 
@@ -456,8 +464,8 @@ impl Calls for WorkerPoolRunner {
             // worker was free) queues on a lane too, so that calls waiting here do not keep every
             // worker from ever being free for a lane (see `lane`).
             true => match self.run_queued(plugin, &loaded, input)? {
-                Ok(ran) => return Ok(ran),
-                Err(worker) => worker,
+                Queue::Ran(ran) => return Ok(ran),
+                Queue::Ordinary(worker) => worker,
             },
             false => None,
         };
@@ -493,7 +501,7 @@ impl Calls for WorkerPoolRunner {
         {
             match self.lanes.open(worker, &call, &books, &runtime) {
                 Ok(answer) => return Attempt::Queued(answer),
-                Err(not_opened) => worker = not_opened,
+                Err(not_opened) => worker = *not_opened,
             }
         }
         let result = self.on_worker(name, Wait::IdleWith(&module.content_hash), Some(worker), |worker| {
@@ -504,7 +512,6 @@ impl Calls for WorkerPoolRunner {
         }
         Attempt::Done(result.map(|output| Ran { output, plugin: call.plugin, sha256: call.sha256 }))
     }
-
 
     fn interface(&self, plugin: &PluginRef) -> Result<Interface, RunError> {
         let module = self.module(plugin)?.module;

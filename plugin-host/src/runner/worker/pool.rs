@@ -276,7 +276,7 @@ impl Pool {
     }
 
     /// Books `worker`'s hold as a lane's (see [`Purpose::Lane`]).
-    pub fn into_lane(&self, worker: &PooledWorker) {
+    pub fn book_as_lane(&self, worker: &PooledWorker) {
         if let Some(hold) = self.state.lock().holds.iter_mut().find(|hold| hold.id == worker.hold) {
             hold.purpose = Purpose::Lane;
         }
