@@ -148,6 +148,24 @@ const PROCESS: &str = "process";
 /// elsewhere on the machine does not fall on one server only; the tables show medians.
 const ROUNDS: usize = 3;
 
+/// Most rounds of the c=16 comparison: more are run after the first `ROUNDS` while a round
+/// still moves a server's median by more than [`SETTLED`].
+const MAX_ROUNDS: usize = 9;
+
+/// How far one more round may move a median (requests/s or CPU per request) for the medians to
+/// count as settled.
+const SETTLED: f64 = 0.03;
+
+/// Whether the round just run moved no server's medians by more than [`SETTLED`].
+fn settled(before_round: &[Load], rounds: &[Load]) -> bool {
+    let moved = |before: f64, after: f64| (after - before).abs() > SETTLED * before.abs().max(f64::MIN_POSITIVE);
+    before_round.iter().all(|before| {
+        let after = median_load(rounds, before.server);
+        !moved(before.requests_per_sec, after.requests_per_sec)
+            && !moved(before.cpu_us_per_request, after.cpu_us_per_request)
+    })
+}
+
 /// Distinct never-seen plugins the first-request figure is the median of.
 const FIRST_REQUESTS: usize = 20;
 
@@ -212,13 +230,17 @@ impl Bench {
                 loads.push(Load { server, ..load });
             }
         }
-        for round in 1..=ROUNDS {
+        for round in 1..=MAX_ROUNDS {
+            let before_round: Vec<Load> = servers.iter().map(|server| median_load(&rounds, server)).collect();
             for (i, (server, r)) in running.iter().enumerate() {
-                step(format!("HTTP load: {server}, c=16, round {round} of {ROUNDS}"));
+                step(format!("HTTP load: {server}, c=16, round {round} (at least {ROUNDS}, at most {MAX_ROUNDS})"));
                 let (load, requests) = r.measured(|| wrk_run(&wrk, &lua, &r.url("/run"), 16, self.seconds))?;
                 println!("    {load:?}");
                 served[i] += requests;
                 rounds.push(Load { server, ..load });
+            }
+            if round >= ROUNDS && settled(&before_round, &rounds) {
+                break;
             }
         }
         for server in servers {
