@@ -53,7 +53,7 @@ const CATEGORIES: &[(&str, &[&str])] = &[
     ),
     (
         "worker round trip: framing, socket, the worker's own loop",
-        &["protocol::", "worker::pool::Worker", "worker::child", "unix_stream", "unix_", "BufReader"],
+        &["protocol::", "worker::pool::Worker", "worker::lane", "worker::child", "unix_stream", "unix_", "BufReader"],
     ),
     ("hot-swap check (one `lstat`) and the catalog", &["catalog::", "store::", "statx", "newfstatat", "lstat"]),
     (

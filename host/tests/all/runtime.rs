@@ -322,6 +322,56 @@ fn cleanup_runs_after_a_failed_process_and_its_failure_is_reported() {
     );
 }
 
+/// A compiled plugin's v1 lifecycle is one call into the engine when the host could add its
+/// synthesized lifecycle function (a module with a global section, as every compiled plugin
+/// has), and three calls otherwise. Both must answer every combination of outcomes, errors and
+/// blame exactly alike, in both modes.
+#[test]
+fn the_lifecycle_in_one_call_answers_exactly_like_three_calls() {
+    // (init, process, cleanup) bodies.
+    let cases: &[(&str, &str, &str)] = &[
+        ("i32.const 0", "(i32.add (local.get $input) (i32.const 1))", "i32.const 0"),
+        ("i32.const -4", "unreachable", "unreachable"),
+        ("unreachable", "local.get $input", "i32.const 0"),
+        ("i32.const 0", "i32.const -3", "i32.const 0"),
+        ("i32.const 0", "i32.const -3", "i32.const -4"),
+        ("i32.const 0", "unreachable", "i32.const 0"),
+        ("i32.const 0", "(i32.div_s (local.get $input) (i32.const 0))", "i32.const -4"),
+        ("i32.const 0", "unreachable", "unreachable"),
+        ("i32.const 0", "local.get $input", "i32.const -4"),
+        ("i32.const 0", "local.get $input", "unreachable"),
+        ("i32.const 0", "i32.const -3", "unreachable"),
+        ("(loop br 0) i32.const 0", "local.get $input", "i32.const 0"),
+        ("i32.const 0", "(loop br 0) i32.const 0", "i32.const 0"),
+        ("i32.const 0", "i32.const -3", "(loop br 0) i32.const 0"),
+    ];
+    for mode in MODES {
+        let mut config = runtime_config(mode);
+        config.limits.call_timeout = Duration::from_millis(100);
+        let engine = Engine::new(config).unwrap();
+        for &(init, process, cleanup) in cases {
+            let three_calls = compile(&engine, &wat_plugin(init, process, cleanup));
+            // The same plugin with a global section, as a compiler would give it.
+            let with_global = wat(&format!(
+                r#"(module
+                    (memory (export "memory") 1)
+                    (global $sp (mut i32) (i32.const 1024))
+                    (func (export "init") (result i32) {init})
+                    (func (export "process") (param $input i32) (result i32) {process})
+                    (func (export "cleanup") (result i32) {cleanup})
+                    (@custom "wasm_plugin_abi" "\01\00\00\00"))"#
+            ));
+            let one_call = compile(&engine, &with_global);
+            assert!(!three_calls.runs_lifecycle_in_one_call() && one_call.runs_lifecycle_in_one_call());
+            // Twice: the second call runs on a recycled instance where the first returned.
+            for input in [20, 21] {
+                let (expected, got) = (three_calls.call(input), one_call.call(input));
+                assert_eq!(format!("{got:?}"), format!("{expected:?}"), "{mode:?}: ({init}, {process}, {cleanup})");
+            }
+        }
+    }
+}
+
 #[test]
 fn aot_artifacts_are_reused_across_restarts() {
     let dir = tempfile::TempDir::new().unwrap();

@@ -19,7 +19,7 @@ use wasmedge_sdk::{AsInstance, Store, Vm, WasmValue, vm::SyncInst};
 
 use super::{
     AbiFunction, CompiledPlugin, PluginErrorCode, RuntimeError,
-    reuse::{IDLE_LIMIT, MEMORY_EXPORT, ReuseState, Snapshot},
+    reuse::{IDLE_LIMIT, LIFECYCLE_EXPORT, MEMORY_EXPORT, PROCESSED_EXPORT, ReuseState, STAGE_EXPORT, Snapshot},
 };
 
 /// A memory page, as WasmEdge counts memory sizes (in `u32` bytes: a reused instance has at most
@@ -42,6 +42,9 @@ pub struct PluginInstance {
     /// keeps every loaded version (its module, idle instances and their linear memories) alive
     /// after the plugin is dropped. That cycle was the in-process "leak per module load".
     reuse: Option<Weak<ReuseState>>,
+    /// Set when the module has the synthesized lifecycle function (see `reuse::LIFECYCLE_EXPORT`):
+    /// a v1 lifecycle is then one call into the engine.
+    lifecycle_export: bool,
     /// Set once the plugin's buffer functions answered as checked on this instance (ABI v2;
     /// see `functions`). Their answers cannot change: each is a constant, and memory never grows.
     pub(super) buffers_checked: bool,
@@ -79,6 +82,7 @@ impl CompiledPlugin {
             timeout: self.timeout,
             external_deadline: self.external_deadline,
             reuse: self.reuse.as_ref().map(Arc::downgrade),
+            lifecycle_export: self.reuse.as_ref().is_some_and(|reuse| reuse.lifecycle),
             buffers_checked: false,
         })
     }
@@ -196,8 +200,73 @@ impl PluginInstance {
     }
 
     fn lifecycle(&mut self, input: i32) -> Result<i32, RuntimeError> {
+        if self.lifecycle_export {
+            return self.lifecycle_in_one_call(input);
+        }
         self.invoke(AbiFunction::Init, None)?;
         with_cleanup(self, |instance| instance.invoke(AbiFunction::Process, Some(input)))
+    }
+
+    /// The lifecycle as one call into the engine, so under one deadline timer rather than
+    /// three (see `reuse::LIFECYCLE_EXPORT`), with the same results, errors and blame as the
+    /// three calls one by one: the stage global names the function that failed, and a `process`
+    /// that traps is still followed by `cleanup`.
+    fn lifecycle_in_one_call(&mut self, input: i32) -> Result<i32, RuntimeError> {
+        let returned = self.call_export(LIFECYCLE_EXPORT, Some(input));
+        let function = match self.global_i32(STAGE_EXPORT) {
+            Some(1) => AbiFunction::Init,
+            Some(2) => AbiFunction::Process,
+            Some(3) => AbiFunction::Cleanup,
+            stage => return Err(RuntimeError::Engine(format!("the lifecycle stopped at stage {stage:?}"))),
+        };
+        match returned {
+            Ok(returned) => {
+                let packed = returned.map(|value| value.to_i64() as u64).unwrap_or_default();
+                let (low, high) = (packed as u32 as i32, (packed >> 32) as u32 as i32);
+                match function {
+                    // It returns early only when `init` failed.
+                    AbiFunction::Init => Err(RuntimeError::Plugin { function, code: PluginErrorCode::from(low) }),
+                    _ => cleaned_up(answer(AbiFunction::Process, low), answer(AbiFunction::Cleanup, high)),
+                }
+            }
+            Err(error) => {
+                let failure = RuntimeError::from_call(function.clone(), self.timeout, error);
+                match function {
+                    AbiFunction::Process if !matches!(failure, RuntimeError::Timeout { .. }) => {
+                        cleaned_up(Err(failure), self.invoke(AbiFunction::Cleanup, None))
+                    }
+                    AbiFunction::Cleanup => {
+                        let processed = self.global_i32(PROCESSED_EXPORT).unwrap_or_default();
+                        cleaned_up(answer(AbiFunction::Process, processed), Err(failure))
+                    }
+                    _ => Err(failure),
+                }
+            }
+        }
+    }
+
+    /// The value of the exported `i32` global `name`.
+    fn global_i32(&self, name: &str) -> Option<i32> {
+        Some(self.vm.active_module()?.get_global(name).ok()?.get_value().to_i32())
+    }
+
+    /// Calls the export `name` within what is left of the deadline; its first result, if any.
+    fn call_export(
+        &mut self,
+        name: &str,
+        argument: Option<i32>,
+    ) -> Result<Option<WasmValue>, wasmedge_sdk::error::WasmEdgeError> {
+        let remaining = self.deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(wasmedge_sdk::error::WasmEdgeError::ExecuteTimeout);
+        }
+        let args = argument.map(WasmValue::from_i32);
+        let returns = if self.external_deadline {
+            self.vm.run_func(None, name, args)
+        } else {
+            self.vm.run_func_with_timeout(None, name, args, remaining)
+        };
+        Ok(returns.map_err(|e| *e)?.first().copied())
     }
 
     /// Calls the plugin's `init`. Returns the instance that may now process input.
@@ -209,26 +278,11 @@ impl PluginInstance {
     /// Runs an export within what is left of the deadline; negative results are the ABI's
     /// error codes.
     pub(super) fn invoke(&mut self, function: AbiFunction, argument: Option<i32>) -> Result<i32, RuntimeError> {
-        let timeout = self.timeout;
-        let remaining = self.deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            return Err(RuntimeError::Timeout { function, timeout });
-        }
-        let args = argument.map(WasmValue::from_i32);
-        let returns = if self.external_deadline {
-            self.vm.run_func(None, function.export_name(), args)
-        } else {
-            self.vm.run_func_with_timeout(None, function.export_name(), args, remaining)
-        };
-        let returns = returns.map_err(|e| RuntimeError::from_call(function.clone(), timeout, *e))?;
-        let value = returns
-            .first()
-            .map(WasmValue::to_i32)
+        let returned = self
+            .call_export(function.export_name(), argument)
+            .map_err(|e| RuntimeError::from_call(function.clone(), self.timeout, e))?
             .ok_or_else(|| RuntimeError::Engine(format!("`{function}` returned no value")))?;
-        if value < 0 {
-            return Err(RuntimeError::Plugin { function, code: PluginErrorCode::from(value) });
-        }
-        Ok(value)
+        answer(function, returned.to_i32())
     }
 }
 
@@ -262,7 +316,13 @@ pub(super) fn with_cleanup<T>(
     if matches!(worked, Err(RuntimeError::Timeout { .. })) {
         return worked;
     }
-    match (worked, instance.invoke(AbiFunction::Cleanup, None)) {
+    cleaned_up(worked, instance.invoke(AbiFunction::Cleanup, None))
+}
+
+/// What a call followed by `cleanup` returns: the call's output, or its failure, the cleanup's,
+/// or both.
+fn cleaned_up<T>(worked: Result<T, RuntimeError>, cleanup: Result<i32, RuntimeError>) -> Result<T, RuntimeError> {
+    match (worked, cleanup) {
         (Ok(output), Ok(_)) => Ok(output),
         (Ok(_), Err(cleanup)) => Err(cleanup),
         (Err(failure), Ok(_)) => Err(failure),
@@ -270,6 +330,11 @@ pub(super) fn with_cleanup<T>(
             Err(RuntimeError::CleanupAlsoFailed { failure: Box::new(failure), cleanup: Box::new(cleanup) })
         }
     }
+}
+
+/// A plugin function's result as the ABI reads it: negative values are error codes.
+fn answer(function: AbiFunction, value: i32) -> Result<i32, RuntimeError> {
+    if value < 0 { Err(RuntimeError::Plugin { function, code: PluginErrorCode::from(value) }) } else { Ok(value) }
 }
 
 /// Whether every plugin function involved returned (with an error code) rather than trapping,

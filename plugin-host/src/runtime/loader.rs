@@ -72,13 +72,16 @@ impl Engine {
     ) -> Result<CompiledPlugin, RuntimeError> {
         // Only a module that follows the ABI has no state beyond memory and globals, so only
         // such a module is prepared for instance reuse (see `reuse`).
-        let exposed = if admission.compliant { reuse::expose_state(bytes) } else { None };
+        let v1 = admission.abi_version == Some(1);
+        let exposed = if admission.compliant { reuse::expose_state(bytes, v1) } else { None };
         let (bytes, artifact_key, reuse) = match &exposed {
-            Some((rewritten, globals)) => (
-                &rewritten[..],
-                format!("{content_hash}-reusable"),
+            Some(exposed) => (
+                &exposed.bytes[..],
+                // The artifact is of the rewritten module, so its name says which rewrite.
+                format!("{content_hash}-{}", if exposed.lifecycle { "lifecycle" } else { "reusable" }),
                 Some(Arc::new(ReuseState {
-                    globals: globals.iter().map(|&i| reuse::global_export(i)).collect(),
+                    globals: exposed.globals.iter().map(|&i| reuse::global_export(i)).collect(),
+                    lifecycle: exposed.lifecycle,
                     snapshot: Default::default(),
                     idle: Default::default(),
                 })),
@@ -196,6 +199,12 @@ impl CompiledPlugin {
     /// ABI) rather than creating a new one each time (see `runtime::reuse`).
     pub fn reuses_instances(&self) -> bool {
         self.reuse.is_some()
+    }
+
+    /// Whether a v1 lifecycle is one call into the engine, the synthesized function that runs
+    /// `init`, `process` and `cleanup` under one deadline timer (see `runtime::reuse`).
+    pub fn runs_lifecycle_in_one_call(&self) -> bool {
+        self.reuse.as_ref().is_some_and(|reuse| reuse.lifecycle)
     }
 
     /// The ABI version the plugin declares (`None`: it does not say, which means version 1).

@@ -19,6 +19,8 @@ use parking_lot::Mutex;
 use wasm_encoder::reencode::{Error as ReencodeError, Reencode, utils};
 use wasmparser::{Parser, Payload};
 
+use plugin_sdk::names;
+
 use super::PluginInstance;
 
 /// What a compiled plugin needs to reuse its instances.
@@ -26,6 +28,8 @@ use super::PluginInstance;
 pub(super) struct ReuseState {
     /// Export names of the mutable globals.
     pub globals: Vec<String>,
+    /// Whether the module has the lifecycle function ([`LIFECYCLE_EXPORT`]).
+    pub lifecycle: bool,
     /// Taken from the first instance; `None` inside if that failed (then nothing is reused).
     pub snapshot: OnceLock<Option<Snapshot>>,
     /// Instances put back into their fresh state, waiting for a call.
@@ -57,22 +61,61 @@ pub(super) fn global_export(index: u32) -> String {
     format!("__plugin_host_global_{index}")
 }
 
-/// The module with its memory and every mutable global exported under reserved names, and the
-/// indices of those globals. `None` if the module has no memory or cannot be rewritten.
-pub(super) fn expose_state(wasm: &[u8]) -> Option<(Vec<u8>, Vec<u32>)> {
+/// Export name of the synthesized lifecycle function, added by [`expose_state`] to a v1 plugin:
+/// `init`, then `process(input)` and `cleanup`, in one call into the engine (so under one
+/// deadline timer instead of three). It returns `process`'s result in the low 32 bits and
+/// `cleanup`'s in the high 32; when `init` fails it returns at once with `init`'s code in the low
+/// 32 bits. [`STAGE_EXPORT`] says how far it got.
+pub(super) const LIFECYCLE_EXPORT: &str = "__plugin_host_lifecycle";
+
+/// Export name of the global the lifecycle function sets before each of the plugin's functions:
+/// 1 before `init`, 2 before `process`, 3 before `cleanup`. After a trap or a timeout it names
+/// the function that was running, which is what the error blames.
+pub(super) const STAGE_EXPORT: &str = "__plugin_host_stage";
+
+/// Export name of the global holding `process`'s result while `cleanup` runs, so that a
+/// `cleanup` that traps still leaves it to report.
+pub(super) const PROCESSED_EXPORT: &str = "__plugin_host_processed";
+
+/// A module rewritten by [`expose_state`].
+pub(super) struct Exposed {
+    pub bytes: Vec<u8>,
+    /// Indices of its mutable globals (the plugin's own).
+    pub globals: Vec<u32>,
+    /// Whether it has the lifecycle function ([`LIFECYCLE_EXPORT`]).
+    pub lifecycle: bool,
+}
+
+/// The module with its memory and every mutable global exported under reserved names and, for
+/// a v1 plugin (`v1`) with globals, the lifecycle function ([`LIFECYCLE_EXPORT`]). `None` if the
+/// module has no memory or cannot be rewritten.
+///
+/// Everything added goes at the end of its index space (types, functions, globals), so no index
+/// the plugin's own code uses moves.
+pub(super) fn expose_state(wasm: &[u8], v1: bool) -> Option<Exposed> {
     let mut mutable_globals = Vec::new();
     let mut has_memory = false;
     let mut has_exports = false;
-    let mut imported_globals = 0;
+    let (mut imported_globals, mut imported_functions) = (0, 0);
+    let (mut types, mut functions, mut globals) = (0, 0, 0);
+    let mut exported = [None; 3];
     for payload in Parser::new(0).parse_all(wasm) {
         match payload.ok()? {
+            Payload::TypeSection(section) => {
+                for group in section {
+                    types += group.ok()?.types().count() as u32;
+                }
+            }
             Payload::ImportSection(imports) => {
                 for import in imports.into_imports() {
-                    if matches!(import.ok()?.ty, wasmparser::TypeRef::Global(_)) {
-                        imported_globals += 1;
+                    match import.ok()?.ty {
+                        wasmparser::TypeRef::Global(_) => imported_globals += 1,
+                        wasmparser::TypeRef::Func(_) => imported_functions += 1,
+                        _ => {}
                     }
                 }
             }
+            Payload::FunctionSection(section) => functions = section.count(),
             Payload::MemorySection(memories) => {
                 for memory in memories {
                     has_memory = true;
@@ -81,9 +124,19 @@ pub(super) fn expose_state(wasm: &[u8]) -> Option<(Vec<u8>, Vec<u32>)> {
                     }
                 }
             }
-            Payload::ExportSection(_) => has_exports = true,
-            Payload::GlobalSection(globals) => {
-                for (i, global) in globals.into_iter().enumerate() {
+            Payload::ExportSection(exports) => {
+                has_exports = true;
+                for export in exports {
+                    let export = export.ok()?;
+                    let slot = [names::INIT, names::PROCESS, names::CLEANUP].iter().position(|&n| n == export.name);
+                    if let (Some(slot), wasmparser::ExternalKind::Func) = (slot, export.kind) {
+                        exported[slot] = Some(export.index);
+                    }
+                }
+            }
+            Payload::GlobalSection(section) => {
+                globals = section.count();
+                for (i, global) in section.into_iter().enumerate() {
                     if global.ok()?.ty.mutable {
                         mutable_globals.push(imported_globals + i as u32);
                     }
@@ -97,18 +150,121 @@ pub(super) fn expose_state(wasm: &[u8]) -> Option<(Vec<u8>, Vec<u32>)> {
     if !has_memory || !has_exports {
         return None;
     }
-    let mut exposer = ExposeState { globals: mutable_globals.clone() };
+    // The lifecycle's globals go at the end of the global section, so a module needs one (every
+    // compiled plugin has its stack pointer there); one without is called function by function.
+    let lifecycle = match (v1 && types > 0 && globals > 0, exported) {
+        (true, [Some(init), Some(process), Some(cleanup)]) => Some(Lifecycle {
+            type_index: types,
+            function_index: imported_functions + functions,
+            stage: imported_globals + globals,
+            processed: imported_globals + globals + 1,
+            calls: [init, process, cleanup],
+        }),
+        _ => None,
+    };
+    let mut exposer = ExposeState { globals: mutable_globals.clone(), lifecycle };
     let mut module = wasm_encoder::Module::new();
     exposer.parse_core_module(&mut module, Parser::new(0), wasm).ok()?;
-    Some((module.finish(), mutable_globals))
+    Some(Exposed { bytes: module.finish(), globals: mutable_globals, lifecycle: lifecycle.is_some() })
+}
+
+/// Where the lifecycle function and its globals go, and what it calls.
+#[derive(Debug, Clone, Copy)]
+struct Lifecycle {
+    type_index: u32,
+    function_index: u32,
+    stage: u32,
+    processed: u32,
+    /// `init`, `process`, `cleanup`.
+    calls: [u32; 3],
+}
+
+impl Lifecycle {
+    /// `(func (param $input i32) (result i64) (local $result i32) ...)`: see [`LIFECYCLE_EXPORT`].
+    fn body(&self) -> wasm_encoder::Function {
+        use wasm_encoder::{BlockType, Instruction as I};
+        let [init, process, cleanup] = self.calls;
+        let (input, result) = (0, 1);
+        let mut body = wasm_encoder::Function::new([(1, wasm_encoder::ValType::I32)]);
+        for instruction in [
+            I::I32Const(1),
+            I::GlobalSet(self.stage),
+            I::Call(init),
+            I::LocalTee(result),
+            I::I32Const(0),
+            I::I32LtS,
+            I::If(BlockType::Empty),
+            I::LocalGet(result),
+            I::I64ExtendI32U,
+            I::Return,
+            I::End,
+            I::I32Const(2),
+            I::GlobalSet(self.stage),
+            I::LocalGet(input),
+            I::Call(process),
+            I::GlobalSet(self.processed),
+            I::I32Const(3),
+            I::GlobalSet(self.stage),
+            I::Call(cleanup),
+            I::I64ExtendI32U,
+            I::I64Const(32),
+            I::I64Shl,
+            I::GlobalGet(self.processed),
+            I::I64ExtendI32U,
+            I::I64Or,
+            I::End,
+        ] {
+            body.instruction(&instruction);
+        }
+        body
+    }
 }
 
 struct ExposeState {
     globals: Vec<u32>,
+    lifecycle: Option<Lifecycle>,
 }
 
 impl Reencode for ExposeState {
     type Error = Infallible;
+
+    fn parse_type_section(
+        &mut self,
+        types: &mut wasm_encoder::TypeSection,
+        section: wasmparser::TypeSectionReader<'_>,
+    ) -> Result<(), ReencodeError<Infallible>> {
+        utils::parse_type_section(self, types, section)?;
+        if self.lifecycle.is_some() {
+            types.ty().function([wasm_encoder::ValType::I32], [wasm_encoder::ValType::I64]);
+        }
+        Ok(())
+    }
+
+    fn parse_function_section(
+        &mut self,
+        functions: &mut wasm_encoder::FunctionSection,
+        section: wasmparser::FunctionSectionReader<'_>,
+    ) -> Result<(), ReencodeError<Infallible>> {
+        utils::parse_function_section(self, functions, section)?;
+        if let Some(lifecycle) = self.lifecycle {
+            functions.function(lifecycle.type_index);
+        }
+        Ok(())
+    }
+
+    fn parse_global_section(
+        &mut self,
+        globals: &mut wasm_encoder::GlobalSection,
+        section: wasmparser::GlobalSectionReader<'_>,
+    ) -> Result<(), ReencodeError<Infallible>> {
+        utils::parse_global_section(self, globals, section)?;
+        if self.lifecycle.is_some() {
+            let ty = wasm_encoder::GlobalType { val_type: wasm_encoder::ValType::I32, mutable: true, shared: false };
+            globals.global(ty, &wasm_encoder::ConstExpr::i32_const(0));
+            globals.global(ty, &wasm_encoder::ConstExpr::i32_const(0));
+        }
+        Ok(())
+    }
 
     fn parse_export_section(
         &mut self,
@@ -119,6 +275,23 @@ impl Reencode for ExposeState {
         exports.export(MEMORY_EXPORT, wasm_encoder::ExportKind::Memory, 0);
         for &index in &self.globals {
             exports.export(&global_export(index), wasm_encoder::ExportKind::Global, index);
+        }
+        if let Some(lifecycle) = self.lifecycle {
+            exports.export(LIFECYCLE_EXPORT, wasm_encoder::ExportKind::Func, lifecycle.function_index);
+            exports.export(STAGE_EXPORT, wasm_encoder::ExportKind::Global, lifecycle.stage);
+            exports.export(PROCESSED_EXPORT, wasm_encoder::ExportKind::Global, lifecycle.processed);
+        }
+        Ok(())
+    }
+
+    fn parse_code_section(
+        &mut self,
+        code: &mut wasm_encoder::CodeSection,
+        section: wasmparser::CodeSectionReader<'_>,
+    ) -> Result<(), ReencodeError<Infallible>> {
+        utils::parse_code_section(self, code, section)?;
+        if let Some(lifecycle) = self.lifecycle {
+            code.function(&lifecycle.body());
         }
         Ok(())
     }
@@ -138,7 +311,8 @@ mod tests {
                 (func (export "process") (param i32) (result i32) local.get 0))"#,
         )
         .unwrap();
-        let (rewritten, globals) = expose_state(&wasm).unwrap();
+        let Exposed { bytes: rewritten, globals, lifecycle } = expose_state(&wasm, true).unwrap();
+        assert!(!lifecycle, "no init, process and cleanup to call");
         assert_eq!(globals, [0, 2]);
         let exports: Vec<String> = Parser::new(0)
             .parse_all(&rewritten)
@@ -155,16 +329,58 @@ mod tests {
     }
 
     #[test]
+    fn a_v1_plugin_gets_a_lifecycle_function_after_everything_it_had() {
+        let wasm = wat::parse_str(
+            r#"(module (memory (export "memory") 1)
+                (global $sp (mut i32) (i32.const 1024))
+                (func $init (export "init") (result i32) i32.const 0)
+                (func $process (export "process") (param i32) (result i32) local.get 0)
+                (func $cleanup (export "cleanup") (result i32) i32.const 0))"#,
+        )
+        .unwrap();
+        let Exposed { bytes, lifecycle, .. } = expose_state(&wasm, true).unwrap();
+        assert!(lifecycle);
+        wasmparser::validate(&bytes).unwrap();
+        let exports: Vec<(String, u32)> = Parser::new(0)
+            .parse_all(&bytes)
+            .filter_map(|p| match p.unwrap() {
+                Payload::ExportSection(s) => {
+                    Some(s.into_iter().map(|e| e.unwrap()).map(|e| (e.name.to_string(), e.index)).collect::<Vec<_>>())
+                }
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        // The plugin's own functions and global keep their indices; the new ones come after.
+        for (name, index) in [("init", 0), ("process", 1), ("cleanup", 2), (LIFECYCLE_EXPORT, 3)] {
+            assert!(exports.contains(&(name.to_string(), index)), "{name} at {index}: {exports:?}");
+        }
+        for (name, index) in [(STAGE_EXPORT, 1), (PROCESSED_EXPORT, 2), ("__plugin_host_global_0", 0)] {
+            assert!(exports.contains(&(name.to_string(), index)), "{name} at {index}: {exports:?}");
+        }
+        // A v2 plugin, or one without globals to append to, is called function by function.
+        assert!(!expose_state(&wasm, false).unwrap().lifecycle);
+        let without_globals = wat::parse_str(
+            r#"(module (memory 1)
+                (func (export "init") (result i32) i32.const 0)
+                (func (export "process") (param i32) (result i32) local.get 0)
+                (func (export "cleanup") (result i32) i32.const 0))"#,
+        )
+        .unwrap();
+        assert!(!expose_state(&without_globals, true).unwrap().lifecycle);
+    }
+
+    #[test]
     fn a_large_memory_is_not_worth_reusing() {
         let small = wat::parse_str(r#"(module (memory 8) (func (export "f")))"#).unwrap();
         let large = wat::parse_str(r#"(module (memory 9) (func (export "f")))"#).unwrap();
-        assert!(expose_state(&small).is_some());
-        assert!(expose_state(&large).is_none());
+        assert!(expose_state(&small, true).is_some());
+        assert!(expose_state(&large, true).is_none());
     }
 
     #[test]
     fn a_module_without_memory_is_not_reusable() {
         let wasm = wat::parse_str(r#"(module (func (export "f")))"#).unwrap();
-        assert!(expose_state(&wasm).is_none());
+        assert!(expose_state(&wasm, true).is_none());
     }
 }

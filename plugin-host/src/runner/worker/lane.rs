@@ -195,6 +195,7 @@ fn send(worker: &mut PooledWorker, call: &Call<'_>) -> io::Result<(Queued, onesh
 /// Reads a lane's answers and hands each to its call, until the lane is empty (the worker goes
 /// back to the pool) or its worker fails (it is replaced).
 async fn serve(lanes: Arc<Lanes>, lane: Arc<Lane>, books: Books) {
+    let _closing = CloseOnDrop { lanes: Arc::clone(&lanes), lane: Arc::clone(&lane) };
     let mut received = Vec::new();
     // When the call at the head of the lane started, as far as the server can tell: when it was
     // queued on an idle worker, or when the answer before it came.
@@ -255,6 +256,28 @@ async fn serve(lanes: Arc<Lanes>, lane: Arc<Lane>, books: Books) {
                 return;
             }
         }
+    }
+}
+
+/// Closes a lane whose reader stopped without closing it (its runtime shut down), so that no
+/// call is queued where nobody reads the answers: the worker, whose socket may still hold some,
+/// is replaced, and the calls queued go the ordinary way (their answers' senders are dropped).
+/// Once the reader has closed the lane, this does nothing.
+struct CloseOnDrop {
+    lanes: Arc<Lanes>,
+    lane: Arc<Lane>,
+}
+
+impl Drop for CloseOnDrop {
+    fn drop(&mut self) {
+        let (worker, queued) = {
+            let mut state = self.lane.state.lock();
+            (state.worker.take(), std::mem::take(&mut state.queued))
+        };
+        self.lanes.remove(&self.lane);
+        drop(queued);
+        // Dropped without being released: killed and replaced.
+        drop(worker);
     }
 }
 
