@@ -17,10 +17,12 @@
 //! - *Deadlines.* The head call's deadline runs from when the answer before it came (or it was
 //!   queued, on an idle worker); past it, the worker is killed as a synchronous call's would be.
 //! - *Fairness.* Only plugins whose recent calls were all quick ([`ShortCalls`]) and that the
-//!   worker already holds are queued, at most [`DEPTH`] at once. A lane older than
-//!   [`LANE_MAX_AGE`] takes no more calls while others wait for a worker ([`Pool`]), so its
-//!   worker goes back to the pool, where they are served fairly, within that time and the
-//!   queued calls'.
+//!   worker already holds are queued. A lane open for [`STEP_ASIDE`] takes no more calls once a
+//!   call has waited that long for a worker ([`Pool`]), so its worker goes back to the pool,
+//!   where calls of every kind are served fairly, within that time and the queued calls'.
+//! - *Depth.* A lane takes [`DEPTH`] calls before the next quick call opens another lane on an
+//!   idle worker; with no worker idle, quick calls queue deeper rather than wait in the pool
+//!   (see [`Lanes::queue`]).
 //!
 //! Lanes open only under load: on a quiet machine the synchronous call with a moment of
 //! polling is faster (see `Pool::quiet`), and a lane closes once its last answer is in.
@@ -53,12 +55,14 @@ use crate::{
     store::PluginRef,
 };
 
-/// Most calls queued on one lane at once (the one running included).
+/// Calls queued on one lane (the one running included) before a quick call opens another lane
+/// on an idle worker, if there is one.
 pub(super) const DEPTH: usize = 32;
 
-/// A lane open this long takes no more calls while other calls wait for a worker, so that its
-/// worker goes back to the pool, where calls of any kind are handed out fairly.
-pub(super) const LANE_MAX_AGE: Duration = Duration::from_millis(20);
+/// How long a lane takes calls while other calls wait for a worker, and how long they wait
+/// before it stops: then its worker goes back to the pool, where calls of any kind are handed
+/// out fairly. The longest a call waits for a worker because of lanes.
+pub(super) const STEP_ASIDE: Duration = Duration::from_millis(2);
 
 /// What a lane's calls need besides the worker: where their outcomes are recorded.
 #[derive(Debug, Clone)]
@@ -112,8 +116,9 @@ pub(super) struct Call<'a> {
 }
 
 impl Lanes {
-    /// Queues `call` on an open lane whose worker holds its module, if one has room.
-    pub fn queue(&self, call: &Call<'_>, books: &Books) -> Option<oneshot::Receiver<Attempt<i32>>> {
+    /// Queues `call` on an open lane whose worker holds its module: one with fewer than
+    /// `depth` calls queued, the first found.
+    pub fn queue(&self, call: &Call<'_>, books: &Books, depth: usize) -> Option<oneshot::Receiver<Attempt<i32>>> {
         let open = self.open.lock();
         if open.is_empty() {
             return None;
@@ -121,13 +126,13 @@ impl Lanes {
         // Asked at most once, and only of a lane old enough to step aside.
         let mut others_wait = None;
         open.iter().find_map(|lane| {
-            if lane.opened.elapsed() > LANE_MAX_AGE
-                && *others_wait.get_or_insert_with(|| books.pool.kept_waiting(LANE_MAX_AGE))
+            if lane.opened.elapsed() > STEP_ASIDE
+                && *others_wait.get_or_insert_with(|| books.pool.kept_waiting(STEP_ASIDE))
             {
                 return None;
             }
             let mut state = lane.state.lock();
-            if state.queued.len() >= DEPTH {
+            if state.queued.len() >= depth {
                 return None;
             }
             let worker = state.worker.as_mut().filter(|worker| worker.knows(&call.module.content_hash))?;

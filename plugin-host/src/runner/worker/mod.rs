@@ -363,7 +363,9 @@ impl WorkerPoolRunner {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return Ok(Queue::Ordinary(None)) };
         let (module, books) = (&loaded.module, self.books());
         let call = lane::Call { plugin: plugin.clone(), sha256: loaded.sha256.clone(), module, input };
-        let answer = match self.lanes.queue(&call, &books) {
+        // Deeper than `DEPTH` rather than wait in the pool: waiting calls there would keep every
+        // worker from being free for a lane, and make lanes step aside for them.
+        let answer = match self.lanes.queue(&call, &books, usize::MAX) {
             Some(answer) => answer,
             None => {
                 let worker = self.pool.checkout(&plugin.name, Purpose::Call, self.settings.queue_timeout)?;
@@ -488,13 +490,17 @@ impl Calls for WorkerPoolRunner {
         let call = lane::Call { plugin, sha256: loaded.sha256.clone(), module, input };
         // Under load, behind the calls a busy worker is running (see `lane`).
         let books = self.books();
-        if let Some(answer) = self.lanes.queue(&call, &books) {
+        if let Some(answer) = self.lanes.queue(&call, &books, lane::DEPTH) {
             return Attempt::Queued(answer);
         }
         // Otherwise only a worker that is idle now and already holds the module: waiting for
         // one, starting one or sending a module are not short.
         let Some(mut worker) = self.pool.checkout_idle(name, &module.content_hash) else {
-            return Attempt::Blocking(Some(call.plugin));
+            // No worker idle: deeper on a lane rather than wait for one (see `run_queued`).
+            return match self.lanes.queue(&call, &books, usize::MAX) {
+                Some(answer) => Attempt::Queued(answer),
+                None => Attempt::Blocking(Some(call.plugin)),
+            };
         };
         if !worker.spin
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
