@@ -4,6 +4,12 @@
 //! - Each plugin is compiled once (Cranelift) and pre-instantiated (`InstancePre`: imports
 //!   resolved, type checks done); every request gets a fresh `Store` and instance from the
 //!   pooling allocator, runs `init`, `process(input)`, `cleanup`, and drops it.
+//! - Its fastest configuration, measured (server CPU per request, `hello` over HTTP at 16
+//!   connections, 3 alternated rounds of 5 s on 2 cores): the pooling allocator with linear
+//!   memories and tables zeroed by `memset` on reuse (`*_keep_resident`) 15.3 µs; the pooling
+//!   allocator's default (`madvise`) 60.5-62.9 µs, with decommits batched by 32 41.2 µs;
+//!   on-demand allocation 73.7-75.0 µs; a 10 ms epoch tick instead of 1 ms no faster (62.6 µs
+//!   pooled, 73.7 µs on demand). Calls run inline on the async thread.
 //! - Deadlines are wasmtime's epoch interruption: one thread ticks the engine's epoch every
 //!   millisecond, and a call that runs past its deadline traps. No timer is armed per call.
 //! - The HTTP side is axum on tokio answering `POST /run` `{"plugin","input"}` with
@@ -99,6 +105,9 @@ fn engine() -> anyhow::Result<Engine> {
     let mut pooling = PoolingAllocationConfig::default();
     pooling.total_core_instances(POOL_INSTANCES).total_memories(POOL_INSTANCES).total_tables(POOL_INSTANCES);
     pooling.max_memory_size(MAX_MEMORY_BYTES);
+    // Memory and tables go back to zero with `memset` rather than `madvise`: the system call
+    // and the page faults after it cost more than the whole request otherwise (see the table).
+    pooling.linear_memory_keep_resident(MAX_MEMORY_BYTES).table_keep_resident(MAX_MEMORY_BYTES);
     let mut config = Config::new();
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pooling)).epoch_interruption(true);
     let engine = Engine::new(&config).map_err(engine_error)?;
