@@ -269,10 +269,17 @@ impl Pool {
         }
     }
 
-    /// Whether a call has waited for a worker for `patience` or more: lanes then take no more
-    /// calls, so that their workers come back to the pool for it (see `lane`).
+    /// Whether a call that could be given a worker now has waited for one for `patience` or
+    /// more: lanes then take no more calls, so that their workers come back to the pool for it
+    /// (see `lane`). A call the fairness rules keep from any worker now (a looping plugin at its
+    /// share, say) would not get a lane's worker either, so lanes do not step aside for it.
     pub fn kept_waiting(&self, patience: Duration) -> bool {
-        self.state.lock().waiting.iter().any(|waiter| waiter.since.elapsed() >= patience)
+        let state = self.state.lock();
+        let now = Instant::now();
+        state.waiting.iter().any(|waiter| {
+            now.saturating_duration_since(waiter.since) >= patience
+                && self.may_take(&state, &waiter.plugin, waiter.purpose, now)
+        })
     }
 
     /// Books `worker`'s hold as a lane's (see [`Purpose::Lane`]).
