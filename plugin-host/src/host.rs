@@ -221,6 +221,13 @@ impl Host {
     /// `input` as one whole stream.
     pub async fn call(&self, target: &Target, function: &str, input: Vec<u8>) -> Result<Ran<Vec<u8>>, Error> {
         let call = self.admit(&target.name)?;
+        // A short call of a loaded plugin runs on this thread (see `Calls::call_now`).
+        if self.inner.open().is_ok()
+            && let Some((plugin, _)) = self.inner.runner.interface_now(target)
+            && let Attempt::Done(result) = self.inner.runner.call_now(&plugin, function, &input)
+        {
+            return call.finish(result);
+        }
         let (inner, target, function) = (Arc::clone(&self.inner), target.clone(), function.to_owned());
         blocking(move || {
             call.finish(inner.open().and_then(|()| {
@@ -237,6 +244,18 @@ impl Host {
     /// when they start).
     pub async fn function(&self, target: &Target, function: &str) -> Result<Function, Error> {
         let call = self.admit(&target.name)?;
+        // Known at once for a loaded plugin: no hand-off to a blocking thread.
+        if let Some((plugin, interface)) = self.inner.open().ok().and_then(|()| self.inner.runner.interface_now(target))
+        {
+            return match interface.function_kind(function) {
+                Ok(kind) => {
+                    call.forget();
+                    let input_capacity = interface.input_capacity().unwrap_or_default() as usize;
+                    Ok(Function { host: self.clone(), plugin, name: function.to_owned(), kind, input_capacity })
+                }
+                Err(error) => call.finish(Err(error)),
+            };
+        }
         let (inner, target, name) = (Arc::clone(&self.inner), target.clone(), function.to_owned());
         let (plugin, kind, input_capacity) = blocking(move || {
             let found = inner.open().and_then(|()| {
@@ -391,6 +410,11 @@ impl Function {
     /// Calls it with `input` (a streaming function gets `input` as one whole stream).
     pub async fn call(&self, input: Vec<u8>) -> Result<Ran<Vec<u8>>, Error> {
         let call = self.host.admit(&self.plugin.name)?;
+        if self.host.inner.open().is_ok()
+            && let Attempt::Done(result) = self.host.inner.runner.call_now(&self.plugin, &self.name, &input)
+        {
+            return call.finish(result);
+        }
         let (inner, plugin, function) = (Arc::clone(&self.host.inner), self.plugin.clone(), self.name.clone());
         blocking(move || call.finish(inner.open().and_then(|()| inner.runner.call(&plugin, &function, &input)))).await
     }

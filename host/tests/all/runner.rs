@@ -243,3 +243,31 @@ fn short_calls_run_directly_and_a_changed_file_sends_the_call_back_to_the_blocki
     }
     assert_eq!(direct(5).expect("the new version is loaded"), (hello, 6));
 }
+
+#[test]
+fn short_v2_calls_run_directly_and_a_changed_file_sends_them_back_to_the_blocking_path() {
+    let dir = plugin_dir(&["text"]);
+    let runner = runner_for(dir.path(), runtime_config(ExecutionMode::Aot));
+    let text = plugin_host::store::PluginRef::from(&name("text"));
+    let target = plugin_host::Target::from(name("text"));
+    let direct = |input: &[u8]| match runner.call_now(&text, "upper", input) {
+        plugin_host::runner::Attempt::Done(result) => Some(result.unwrap().output),
+        plugin_host::runner::Attempt::Blocking(_) => None,
+        plugin_host::runner::Attempt::Queued(_) => panic!("in-process calls are never queued"),
+    };
+    assert!(direct(b"a").is_none(), "a plugin never called is not known to be short");
+    assert!(runner.interface_now(&target).is_none(), "nor loaded");
+    for _ in 0..64 {
+        assert_eq!(runner.call(&text, "upper", b"abc").unwrap().output, b"ABC");
+    }
+    assert_eq!(direct(b"hello, World").expect("a plugin with short calls runs directly"), b"HELLO, WORLD");
+    let (resolved, interface) = runner.interface_now(&target).expect("a loaded plugin's interface is known at once");
+    assert_eq!(resolved, text);
+    assert_eq!(interface.function_kind("upper").unwrap(), plugin_host::FunctionKind::Call);
+
+    // A changed file is loaded only where blocking is allowed: the direct paths decline.
+    replace_atomically(dir.path(), "text", &plugin_bytes("text_rust"));
+    assert!(direct(b"abc").is_none(), "a changed file is not run directly");
+    assert!(runner.interface_now(&target).is_none(), "nor described directly");
+    assert_eq!(runner.call(&text, "upper", b"abc").unwrap().output, b"ABC");
+}

@@ -339,20 +339,24 @@ impl<M: Clone> Catalog<M> {
         }
         let plugin = self.resolve(name, requirement).map_err(|_| None)?;
         // From here on the resolution is made: a caller that must go the long way reuses it.
-        let loaded = (|| {
-            let identity = self.store.stat(&plugin).ok()?;
-            let slot = Arc::clone(self.slots.lock().get(&plugin)?);
-            let slot = slot.try_lock()?;
-            let current = slot.current.as_ref().filter(|_| slot.seen == Some(identity))?;
-            Some(current.loaded())
-        })();
-        match loaded {
-            Some(loaded) => {
-                self.observer.plugin_lookup(true);
-                Ok((plugin, loaded))
-            }
+        match self.loaded_now(&plugin) {
+            Some(loaded) => Ok((plugin, loaded)),
             None => Err(Some(plugin)),
         }
+    }
+
+    /// The loaded form of `plugin`'s file if it is known and the file has not changed, without
+    /// waiting (see [`current_if_loaded`](Self::current_if_loaded)).
+    pub fn loaded_now(&self, plugin: &PluginRef) -> Option<Loaded<M>> {
+        if !self.store.answers_promptly() {
+            return None;
+        }
+        let identity = self.store.stat(plugin).ok()?;
+        let slot = Arc::clone(self.slots.lock().get(plugin)?);
+        let slot = slot.try_lock()?;
+        let current = slot.current.as_ref().filter(|_| slot.seen == Some(identity))?;
+        self.observer.plugin_lookup(true);
+        Some(current.loaded())
     }
 
     /// The loaded form of `plugin`'s file as it is now, loading it with

@@ -51,10 +51,38 @@ impl InProcessRunner {
         Ok(result?)
     }
 
+    /// A v2 call on `plugin`'s compiled current content, with its configuration, timed for
+    /// [`ShortCalls`].
+    fn call_loaded(
+        &self,
+        plugin: &PluginRef,
+        loaded: Loaded<Arc<CompiledPlugin>>,
+        function: &str,
+        input: &[u8],
+    ) -> Result<Ran<Vec<u8>>, RunError> {
+        let started = Instant::now();
+        let compiled = &loaded.module;
+        let config = self.catalog.configuration(plugin, compiled.interface().ok().map(|layout| &**layout))?;
+        let bytes = config.as_ref().map(|config| &config.bytes[..]);
+        let result = compiled.call_function_configured(function, input, bytes).map_err(RunError::from);
+        let output = self.catalog.after_call(plugin, config.as_deref(), result);
+        self.short_calls.record(&plugin.name, started.elapsed());
+        Ok(Ran { output: output?, plugin: plugin.clone(), sha256: loaded.sha256 })
+    }
+
     /// The compiled current content of `plugin`.
     fn compiled(&self, plugin: &PluginRef) -> Result<Loaded<Arc<CompiledPlugin>>, RunError> {
         self.catalog.current(plugin, |bytes, hash| Ok(self.engine.compile(bytes, hash).map(Arc::new)?))
     }
+}
+
+/// What a compiled plugin offers: v1's integer call, or v2's functions and buffers.
+fn interface_of(plugin: &CompiledPlugin) -> Result<Interface, RunError> {
+    Ok(match plugin.interface() {
+        Ok(layout) => Interface::V2(Arc::clone(layout)),
+        Err(RuntimeError::WrongAbiVersion { .. }) => Interface::V1,
+        Err(other) => return Err(other.into()),
+    })
 }
 
 impl Calls for InProcessRunner {
@@ -81,22 +109,27 @@ impl Calls for InProcessRunner {
     }
 
     fn interface(&self, plugin: &PluginRef) -> Result<Interface, RunError> {
-        let plugin = self.compiled(plugin)?.module;
-        Ok(match plugin.interface() {
-            Ok(layout) => Interface::V2(Arc::clone(layout)),
-            Err(RuntimeError::WrongAbiVersion { .. }) => Interface::V1,
-            Err(other) => return Err(other.into()),
-        })
+        interface_of(&self.compiled(plugin)?.module)
+    }
+
+    fn interface_now(&self, target: &Target) -> Option<(PluginRef, Interface)> {
+        let (plugin, loaded) = self.catalog.current_if_loaded(&target.name, target.requirement.as_ref()).ok()?;
+        Some((plugin, interface_of(&loaded.module).ok()?))
+    }
+
+    fn call_now(&self, plugin: &PluginRef, function: &str, input: &[u8]) -> Attempt<Vec<u8>> {
+        if !self.short_calls.expect_short(&plugin.name) {
+            return Attempt::Blocking(None);
+        }
+        match self.catalog.loaded_now(plugin) {
+            Some(loaded) => Attempt::Done(self.call_loaded(plugin, loaded, function, input)),
+            None => Attempt::Blocking(None),
+        }
     }
 
     fn call(&self, plugin: &PluginRef, function: &str, input: &[u8]) -> Result<Ran<Vec<u8>>, RunError> {
         let loaded = self.compiled(plugin)?;
-        let compiled = &loaded.module;
-        let config = self.catalog.configuration(plugin, compiled.interface().ok().map(|layout| &**layout))?;
-        let bytes = config.as_ref().map(|config| &config.bytes[..]);
-        let result = compiled.call_function_configured(function, input, bytes).map_err(RunError::from);
-        let output = self.catalog.after_call(plugin, config.as_deref(), result)?;
-        Ok(Ran { output, plugin: plugin.clone(), sha256: loaded.sha256 })
+        self.call_loaded(plugin, loaded, function, input)
     }
 
     fn open_stream(&self, plugin: &PluginRef, function: &str) -> Result<Ran<Box<dyn PluginStream>>, RunError> {

@@ -71,6 +71,20 @@ pub trait Calls: Send + Sync + std::fmt::Debug {
         Attempt::Blocking(None)
     }
 
+    /// What `target`'s current version offers, with the version, but only if that is known at
+    /// once (the version resolved, the plugin loaded, its file unchanged): an async caller uses
+    /// it to skip the hand-off to a blocking thread. The default knows nothing.
+    fn interface_now(&self, _target: &Target) -> Option<(PluginRef, Interface)> {
+        None
+    }
+
+    /// Calls the v2 function `function` of `plugin` on the calling thread, but only if it can
+    /// start at once and `plugin`'s recent calls were short (see [`ShortCalls`]), like
+    /// [`run_now`](Self::run_now). The default never runs anything.
+    fn call_now(&self, _plugin: &PluginRef, _function: &str, _input: &[u8]) -> Attempt<Vec<u8>> {
+        Attempt::Blocking(None)
+    }
+
     /// Runs `init`, `process(input)` and `cleanup` of the current content of `plugin` on a
     /// fresh instance and returns `process`'s result (ABI v1).
     fn run(&self, plugin: &PluginRef, input: i32) -> Result<Ran<i32>, RunError>;

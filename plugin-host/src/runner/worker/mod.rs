@@ -224,6 +224,11 @@ enum Wait<'a> {
 /// What a worker gives back: the call's own result, or how the worker failed.
 type WorkerResult<T> = Result<Result<T, RuntimeError>, WorkerFailure>;
 
+/// What a checked module offers: v1's integer call, or v2's functions and buffers.
+fn interface_of(module: &CheckedModule) -> Interface {
+    module.interface.as_ref().map_or(Interface::V1, |layout| Interface::V2(Arc::clone(layout)))
+}
+
 /// How a quick call from a blocking thread went (see `WorkerPoolRunner::run_queued`).
 enum Queue {
     /// It ran on a lane.
@@ -520,8 +525,15 @@ impl Calls for WorkerPoolRunner {
     }
 
     fn interface(&self, plugin: &PluginRef) -> Result<Interface, RunError> {
-        let module = self.module(plugin)?.module;
-        Ok(module.interface.as_ref().map_or(Interface::V1, |layout| Interface::V2(Arc::clone(layout))))
+        Ok(interface_of(&self.module(plugin)?.module))
+    }
+
+    fn interface_now(&self, target: &Target) -> Option<(PluginRef, Interface)> {
+        if self.quarantine.status(&target.name).is_some() {
+            return None;
+        }
+        let (plugin, loaded) = self.catalog.current_if_loaded(&target.name, target.requirement.as_ref()).ok()?;
+        Some((plugin, interface_of(&loaded.module)))
     }
 
     fn call(&self, plugin: &PluginRef, function: &str, input: &[u8]) -> Result<Ran<Vec<u8>>, RunError> {
