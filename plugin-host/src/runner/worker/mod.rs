@@ -357,8 +357,8 @@ impl WorkerPoolRunner {
     }
 
     /// Runs a quick call from a blocking thread on a lane: queued on an open one, or on one
-    /// opened on the worker it waited for when the pool is busy. `Err` when it has to run the
-    /// ordinary way after all, with the worker it waited for if it has one.
+    /// opened on the worker it waited for when the pool is busy. [`Queue::Ordinary`] when it has
+    /// to run the ordinary way after all, with the worker it waited for if it has one.
     fn run_queued(
         &self,
         plugin: &PluginRef,
