@@ -99,7 +99,8 @@ pub struct Config {
     pub execution_mode: Execution,
 
     /// Where plugin code runs: `process` (supervised worker processes: a crashing plugin
-    /// cannot take the server down; default) or `in-process` (faster, for trusted plugins).
+    /// cannot take the server down; default) or `in-process` (no process round trip; for
+    /// trusted plugins).
     #[arg(long, env = "ISOLATION", value_enum, default_value_t = Isolation::Process)]
     pub isolation: Isolation,
 
