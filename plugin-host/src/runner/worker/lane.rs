@@ -27,10 +27,11 @@
 //! Lanes open only under load: on a quiet machine the synchronous call with a moment of
 //! polling is faster (see `Pool::quiet`), and a lane closes once its last answer is in.
 //!
-//! Rejected: requests and answers in a shared-memory ring (memfd) with futex wake-ups. Under
-//! load what a call through a worker costs is the sleeps and wake-ups, which a lane removes;
-//! what is left of the socket is one small `write` and a share of one `recv`, measured in
-//! BENCHMARKS.md, less than a ring's own polling would cost on 2 cores.
+//! Not built: requests and answers in a shared-memory ring (memfd) with futex wake-ups. Under
+//! load what a call through a worker cost was the sleeps and wake-ups, which a lane removes;
+//! what is left of the socket is one small `write` per call and a share of one `recv`, inside
+//! the profile's "worker round trip" row (5.1 µs of CPU per request, framing and the worker's
+//! loop included, in BENCHMARKS.md): the most a ring could save.
 
 use std::{
     collections::VecDeque,
