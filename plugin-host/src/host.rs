@@ -221,17 +221,21 @@ impl Host {
     /// `input` as one whole stream.
     pub async fn call(&self, target: &Target, function: &str, input: Vec<u8>) -> Result<Ran<Vec<u8>>, Error> {
         let call = self.admit(&target.name)?;
-        // A short call of a loaded plugin runs on this thread (see `Calls::call_now`).
+        // A short call of a loaded plugin runs on this thread (see `Calls::call_now`); otherwise
+        // the version found on the way is the one called, not resolved again.
+        let mut resolved = None;
         if self.inner.open().is_ok()
             && let Some((plugin, _)) = self.inner.runner.interface_now(target)
-            && let Attempt::Done(result) = self.inner.runner.call_now(&plugin, function, &input)
         {
-            return call.finish(result);
+            match self.inner.runner.call_now(&plugin, function, &input) {
+                Attempt::Done(result) => return call.finish(result),
+                _ => resolved = Some(plugin),
+            }
         }
         let (inner, target, function) = (Arc::clone(&self.inner), target.clone(), function.to_owned());
         blocking(move || {
             call.finish(inner.open().and_then(|()| {
-                let plugin = inner.runner.resolve(&target)?;
+                let plugin = resolved.map_or_else(|| inner.runner.resolve(&target), Ok)?;
                 inner.runner.call(&plugin, &function, &input)
             }))
         })

@@ -369,6 +369,19 @@ fn the_lifecycle_in_one_call_answers_exactly_like_three_calls() {
                 assert_eq!(format!("{got:?}"), format!("{expected:?}"), "{mode:?}: ({init}, {process}, {cleanup})");
             }
         }
+        // A plugin that follows the seed's contract without declaring an ABI version is v1, and
+        // gets the one call too.
+        let undeclared = compile(
+            &engine,
+            &wat(r#"(module
+                (memory (export "memory") 1)
+                (global $sp (mut i32) (i32.const 1024))
+                (func (export "init") (result i32) i32.const 0)
+                (func (export "process") (param $input i32) (result i32) (i32.add (local.get $input) (i32.const 1)))
+                (func (export "cleanup") (result i32) i32.const 0))"#),
+        );
+        assert!(undeclared.runs_lifecycle_in_one_call(), "{mode:?}");
+        assert_eq!(undeclared.call(41).unwrap(), 42, "{mode:?}");
     }
 }
 

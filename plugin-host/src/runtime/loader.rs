@@ -72,7 +72,8 @@ impl Engine {
     ) -> Result<CompiledPlugin, RuntimeError> {
         // Only a module that follows the ABI has no state beyond memory and globals, so only
         // such a module is prepared for instance reuse (see `reuse`).
-        let v1 = admission.abi_version == Some(1);
+        // A plugin that does not say which ABI it follows is v1 (see `abi_version`).
+        let v1 = admission.abi_version.is_none_or(|version| version == 1);
         let exposed = if admission.compliant { reuse::expose_state(bytes, v1) } else { None };
         let (bytes, artifact_key, reuse) = match &exposed {
             Some(exposed) => (

@@ -144,14 +144,7 @@ pub(super) fn render(
                 yes(cpu_share >= share_target)
             );
             if server == PROCESS {
-                let p99 = ours.p99_ms / bare.p99_ms;
-                let _ = writeln!(
-                    out,
-                    "| c=16 p99 ≤ 2x bare native, {server} | {p99:.1}x ({:.3} vs {:.3} ms) | {} |",
-                    ours.p99_ms,
-                    bare.p99_ms,
-                    yes(p99 <= 2.0)
-                );
+                p99_row(&mut out, server, bare, ours);
             }
         }
     }
@@ -253,6 +246,18 @@ pub(super) fn render(
     out
 }
 
+/// The target row "c=16 p99 ≤ 2x bare native" for `server`.
+fn p99_row(out: &mut String, server: &str, bare: &Load, ours: &Load) {
+    let p99 = ours.p99_ms / bare.p99_ms;
+    let _ = writeln!(
+        out,
+        "| c=16 p99 ≤ 2x bare native, {server} | {p99:.1}x ({:.3} vs {:.3} ms) | {} |",
+        ours.p99_ms,
+        bare.p99_ms,
+        yes(p99 <= 2.0)
+    );
+}
+
 /// Issue 27's targets: worker processes without the context-switch tax, a leaner request path.
 fn render_round_three_targets(out: &mut String, micro: &[Micro], loads: &[Load]) {
     let load = |server: &str, c: u32| loads.iter().find(|l| l.server == server && l.connections == c);
@@ -290,14 +295,7 @@ fn render_round_three_targets(out: &mut String, micro: &[Micro], loads: &[Load])
     }
     for server in [PROCESS, IN_PROCESS] {
         let (Some(bare), Some(ours)) = (load(BARE, 16), load(server, 16)) else { continue };
-        let p99 = ours.p99_ms / bare.p99_ms;
-        let _ = writeln!(
-            out,
-            "| c=16 p99 ≤ 2x bare native, {server} | {p99:.1}x ({:.3} vs {:.3} ms) | {} |",
-            ours.p99_ms,
-            bare.p99_ms,
-            yes(p99 <= 2.0)
-        );
+        p99_row(out, server, bare, ours);
     }
     let in_process = mean(micro, "hello", "in_process_runner");
     let _ = writeln!(

@@ -76,10 +76,11 @@ pub(super) struct Books {
     pub timeout: Duration,
 }
 
-/// The lanes open now.
-#[derive(Debug, Default)]
+/// The lanes open now, and where their calls' outcomes go.
+#[derive(Debug)]
 pub(super) struct Lanes {
     open: Mutex<Vec<Arc<Lane>>>,
+    books: Books,
 }
 
 /// One worker's queue of calls.
@@ -117,13 +118,23 @@ pub(super) struct Call<'a> {
 }
 
 impl Lanes {
+    pub fn new(books: Books) -> Self {
+        Lanes { open: Mutex::default(), books }
+    }
+
+    /// Where the lanes' calls record their outcomes.
+    pub fn books(&self) -> &Books {
+        &self.books
+    }
+
     /// Queues `call` on an open lane whose worker holds its module: one with fewer than
     /// `depth` calls queued, the first found.
-    pub fn queue(&self, call: &Call<'_>, books: &Books, depth: usize) -> Option<oneshot::Receiver<Attempt<i32>>> {
+    pub fn queue(&self, call: &Call<'_>, depth: usize) -> Option<oneshot::Receiver<Attempt<i32>>> {
         let open = self.open.lock();
         if open.is_empty() {
             return None;
         }
+        let books = &self.books;
         // Asked at most once, and only of a lane old enough to step aside.
         let mut others_wait = None;
         open.iter().find_map(|lane| {
@@ -151,7 +162,6 @@ impl Lanes {
         self: &Arc<Self>,
         worker: PooledWorker,
         call: &Call<'_>,
-        books: &Books,
         runtime: &tokio::runtime::Handle,
     ) -> Result<oneshot::Receiver<Attempt<i32>>, Box<PooledWorker>> {
         let mut worker = worker;
@@ -164,15 +174,15 @@ impl Lanes {
             }
         };
         let Ok((first, answer)) = send(&mut worker, call) else { return Err(Box::new(worker)) };
-        books.pool.book_as_lane(&worker);
-        books.observer.call_queued();
+        self.books.pool.book_as_lane(&worker);
+        self.books.observer.call_queued();
         let lane = Arc::new(Lane {
             state: Mutex::new(LaneState { worker: Some(worker), queued: VecDeque::from([first]) }),
             answers,
             opened: Instant::now(),
         });
         self.open.lock().push(Arc::clone(&lane));
-        runtime.spawn(serve(Arc::clone(self), lane, books.clone()));
+        runtime.spawn(serve(Arc::clone(self), lane));
         Ok(answer)
     }
 
@@ -200,8 +210,9 @@ fn send(worker: &mut PooledWorker, call: &Call<'_>) -> io::Result<(Queued, onesh
 
 /// Reads a lane's answers and hands each to its call, until the lane is empty (the worker goes
 /// back to the pool) or its worker fails (it is replaced).
-async fn serve(lanes: Arc<Lanes>, lane: Arc<Lane>, books: Books) {
+async fn serve(lanes: Arc<Lanes>, lane: Arc<Lane>) {
     let _closing = CloseOnDrop { lanes: Arc::clone(&lanes), lane: Arc::clone(&lane) };
+    let books = &lanes.books;
     let mut received = Vec::new();
     // When the call at the head of the lane started, as far as the server can tell: when it was
     // queued on an idle worker, or when the answer before it came.
@@ -257,8 +268,8 @@ async fn serve(lanes: Arc<Lanes>, lane: Arc<Lane>, books: Books) {
                 drop(state);
                 lanes.remove(&lane);
                 // Reaping or killing the worker waits for the process: off the async thread.
-                let books = books.clone();
-                tokio::task::spawn_blocking(move || fail(worker, queued, broken, &books));
+                let lanes = Arc::clone(&lanes);
+                tokio::task::spawn_blocking(move || fail(worker, queued, broken, &lanes.books));
                 return;
             }
         }

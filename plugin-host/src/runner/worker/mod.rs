@@ -292,6 +292,14 @@ impl WorkerPoolRunner {
         };
         let quarantine = Arc::new(Quarantine::new(policy, Arc::clone(&observer)));
         let open_streams = Arc::default();
+        let short_calls: Arc<ShortCalls> = Arc::default();
+        let lanes = Arc::new(Lanes::new(Books {
+            observer: Arc::clone(&observer),
+            quarantine: Arc::clone(&quarantine),
+            short_calls: Arc::clone(&short_calls),
+            pool: Arc::clone(&pool),
+            timeout: runtime.limits.call_timeout,
+        }));
         Ok(WorkerPoolRunner {
             catalog,
             pool,
@@ -300,8 +308,8 @@ impl WorkerPoolRunner {
             observer,
             quarantine,
             open_streams,
-            short_calls: Arc::default(),
-            lanes: Arc::default(),
+            short_calls,
+            lanes,
         })
     }
 
@@ -309,6 +317,9 @@ impl WorkerPoolRunner {
     /// path. Default: [`SHORT_CALL_BUDGET`](super::SHORT_CALL_BUDGET).
     pub fn with_short_call_budget(mut self, budget: Duration) -> Self {
         self.short_calls = Arc::new(ShortCalls::new(budget));
+        // The lanes record into the same history (none is open before the runner is used).
+        self.lanes =
+            Arc::new(Lanes::new(Books { short_calls: Arc::clone(&self.short_calls), ..self.lanes.books().clone() }));
         self
     }
 
@@ -366,18 +377,18 @@ impl WorkerPoolRunner {
         input: i32,
     ) -> Result<Queue, RunError> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return Ok(Queue::Ordinary(None)) };
-        let (module, books) = (&loaded.module, self.books());
+        let module = &loaded.module;
         let call = lane::Call { plugin: plugin.clone(), sha256: loaded.sha256.clone(), module, input };
         // Deeper than `DEPTH` rather than wait in the pool: waiting calls there would keep every
         // worker from being free for a lane, and make lanes step aside for them.
-        let answer = match self.lanes.queue(&call, &books, usize::MAX) {
+        let answer = match self.lanes.queue(&call, usize::MAX) {
             Some(answer) => answer,
             None => {
                 let worker = self.pool.checkout(&plugin.name, Purpose::Call, self.settings.queue_timeout)?;
                 if worker.spin || !worker.knows(&module.content_hash) {
                     return Ok(Queue::Ordinary(Some(worker)));
                 }
-                match self.lanes.open(worker, &call, &books, &runtime) {
+                match self.lanes.open(worker, &call, &runtime) {
                     Ok(answer) => answer,
                     Err(worker) => return Ok(Queue::Ordinary(Some(*worker))),
                 }
@@ -386,17 +397,6 @@ impl WorkerPoolRunner {
         match answer.blocking_recv() {
             Ok(Attempt::Done(result)) => result.map(Queue::Ran),
             _ => Ok(Queue::Ordinary(None)),
-        }
-    }
-
-    /// What a lane's calls record their outcomes in.
-    fn books(&self) -> Books {
-        Books {
-            observer: Arc::clone(&self.observer),
-            quarantine: Arc::clone(&self.quarantine),
-            short_calls: Arc::clone(&self.short_calls),
-            pool: Arc::clone(&self.pool),
-            timeout: self.runtime.limits.call_timeout,
         }
     }
 
@@ -494,15 +494,14 @@ impl Calls for WorkerPoolRunner {
         let module = &loaded.module;
         let call = lane::Call { plugin, sha256: loaded.sha256.clone(), module, input };
         // Under load, behind the calls a busy worker is running (see `lane`).
-        let books = self.books();
-        if let Some(answer) = self.lanes.queue(&call, &books, lane::DEPTH) {
+        if let Some(answer) = self.lanes.queue(&call, lane::DEPTH) {
             return Attempt::Queued(answer);
         }
         // Otherwise only a worker that is idle now and already holds the module: waiting for
         // one, starting one or sending a module are not short.
         let Some(mut worker) = self.pool.checkout_idle(name, &module.content_hash) else {
             // No worker idle: deeper on a lane rather than wait for one (see `run_queued`).
-            return match self.lanes.queue(&call, &books, usize::MAX) {
+            return match self.lanes.queue(&call, usize::MAX) {
                 Some(answer) => Attempt::Queued(answer),
                 None => Attempt::Blocking(Some(call.plugin)),
             };
@@ -510,7 +509,7 @@ impl Calls for WorkerPoolRunner {
         if !worker.spin
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
-            match self.lanes.open(worker, &call, &books, &runtime) {
+            match self.lanes.open(worker, &call, &runtime) {
                 Ok(answer) => return Attempt::Queued(answer),
                 Err(not_opened) => worker = *not_opened,
             }
