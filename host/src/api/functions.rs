@@ -249,6 +249,11 @@ async fn stream_response(
                             // shutdown: not a fault of this host.
                             tracing::warn!(%error, code, "{message}");
                         }
+                        // hyper drops the connection as soon as a body fails, with whatever it
+                        // holds unwritten: when the failure follows the first output at once,
+                        // that is the status line itself, and the client would see no answer.
+                        // Waiting one turn lets hyper flush what it has before the cut.
+                        tokio::task::yield_now().await;
                         Some((Err(std::io::Error::other(error.to_string())), (None, rx, abandon)))
                     }
                 }

@@ -414,16 +414,19 @@ async fn hostile_v2_plugins_get_clear_errors_and_the_server_keeps_serving() {
             assert!(message.contains(words), "{isolation:?} {function}: {message:?} lacks {words:?}");
             server.hello_still_answers(function).await;
         }
-        // A trap in mid-stream, after output went out: the response is cut off.
-        let response = server
-            .client
-            .post(server.url("/plugins/v2-hostile/functions/trap"))
-            .body(body_in_pieces(vec![vec![b'a'; 4096], vec![b'b'; 4096]], Duration::from_millis(20)))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status().as_u16(), 200);
-        assert!(response.bytes().await.is_err(), "{isolation:?}: the trap must reach the client");
+        // A trap in mid-stream, after output went out: the response is cut off, whether the
+        // trap comes well after the first output went out or before the server wrote anything.
+        for pause in [Duration::from_millis(20), Duration::ZERO] {
+            let response = server
+                .client
+                .post(server.url("/plugins/v2-hostile/functions/trap"))
+                .body(body_in_pieces(vec![vec![b'a'; 4096], vec![b'b'; 4096]], pause))
+                .send()
+                .await
+                .unwrap_or_else(|error| panic!("{isolation:?} {pause:?}: no answer: {error:?}"));
+            assert_eq!(response.status().as_u16(), 200);
+            assert!(response.bytes().await.is_err(), "{isolation:?}: the trap must reach the client");
+        }
         // An infinite loop in `feed`, before any output: 504.
         let (status, _, body) = server.call_raw("v2-hostile", "spin", "go").await;
         let body: Value = serde_json::from_slice(&body).unwrap();
