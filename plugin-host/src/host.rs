@@ -197,14 +197,9 @@ impl Host {
     /// Runs the v1 plugin `target` with `input`: `init`, `process(input)`, `cleanup`.
     pub async fn run(&self, target: &Target, input: i32) -> Result<Ran<i32>, Error> {
         let call = self.admit(&target.name)?;
-        let mut attempt = self.inner.runner.run_now(target, input);
-        while let Attempt::Queued(answer) = attempt {
-            attempt = answer.await.unwrap_or(Attempt::Blocking(None));
-        }
-        match attempt {
-            Attempt::Done(result) => call.finish(result),
-            Attempt::Queued(_) => unreachable!("waited for above"),
-            Attempt::Blocking(resolved) => {
+        match settled(self.inner.runner.run_now(target, input)).await {
+            Ok(result) => call.finish(result),
+            Err(resolved) => {
                 let (inner, target) = (Arc::clone(&self.inner), target.clone());
                 blocking(move || {
                     call.finish(inner.open().and_then(|()| {
@@ -227,9 +222,9 @@ impl Host {
         if self.inner.open().is_ok()
             && let Some((plugin, _)) = self.inner.runner.interface_now(target)
         {
-            match self.inner.runner.call_now(&plugin, function, &input) {
-                Attempt::Done(result) => return call.finish(result),
-                _ => resolved = Some(plugin),
+            match settled(self.inner.runner.call_now(&plugin, function, &input)).await {
+                Ok(result) => return call.finish(result),
+                Err(_) => resolved = Some(plugin),
             }
         }
         let (inner, target, function) = (Arc::clone(&self.inner), target.clone(), function.to_owned());
@@ -376,6 +371,19 @@ impl Admitted {
     }
 }
 
+/// What an attempt to call without a blocking thread came to, once a queued call has its
+/// answer: the call's result, or `Err` when it must run from a blocking thread after all (with
+/// the resolution made on the way, if any).
+async fn settled<T>(mut attempt: Attempt<T>) -> Result<Result<Ran<T>, RunError>, Option<PluginRef>> {
+    loop {
+        attempt = match attempt {
+            Attempt::Done(result) => return Ok(result),
+            Attempt::Blocking(resolved) => return Err(resolved),
+            Attempt::Queued(answer) => answer.await.unwrap_or(Attempt::Blocking(None)),
+        };
+    }
+}
+
 /// Runs blocking work off the async threads.
 async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
     tokio::task::spawn_blocking(work)
@@ -415,7 +423,7 @@ impl Function {
     pub async fn call(&self, input: Vec<u8>) -> Result<Ran<Vec<u8>>, Error> {
         let call = self.host.admit(&self.plugin.name)?;
         if self.host.inner.open().is_ok()
-            && let Attempt::Done(result) = self.host.inner.runner.call_now(&self.plugin, &self.name, &input)
+            && let Ok(result) = settled(self.host.inner.runner.call_now(&self.plugin, &self.name, &input)).await
         {
             return call.finish(result);
         }

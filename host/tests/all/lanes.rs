@@ -101,3 +101,63 @@ async fn calls_queued_on_busy_workers_keep_their_answers_and_their_blame() {
         assert_eq!(host.run(&target(plugin), 5).await.map(|ran| ran.output).ok(), Some(expected(plugin, 5).unwrap()));
     }
 }
+
+/// What each v2 call must answer: `text`'s `upper` upper-cases; `redact`, configured to mask
+/// card numbers only, masks the card and leaves the rest; `v2-hostile`'s `echo` echoes, and its
+/// `spin` (a stream, called as one whole stream) loops past its deadline.
+fn expected_v2(plugin: &str, function: &str, input: &str) -> Result<String, FailureKind> {
+    match (plugin, function) {
+        ("text", "upper") => Ok(input.to_uppercase()),
+        ("redact", "redact") => Ok(input.replace("4111111111111111", "************1111")),
+        ("v2-hostile", "spin") => Err(FailureKind::PluginTimeout),
+        _ => Ok(input.to_owned()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn v2_calls_queued_on_busy_workers_keep_their_answers_their_configuration_and_their_blame() {
+    let dir = plugin_dir(&["text", "redact"]);
+    std::fs::write(dir.path().join("v2-hostile.wasm"), fault_bytes("v2-hostile")).unwrap();
+    std::fs::write(dir.path().join("redact.config.json"), r#"{"mask": ["cards"]}"#).unwrap();
+    let mut runtime = runtime_config(ExecutionMode::Aot);
+    runtime.limits.call_timeout = Duration::from_millis(500);
+    let mut pool = workers(plugin_host::WorkerSettings::default_workers());
+    // One missed deadline per burst, on purpose: it must not quarantine the plugin.
+    pool.quarantine_after = u32::MAX;
+    let queued = Arc::new(Queued::default());
+    let host = Host::with_observer(
+        local_store(dir.path()),
+        settings(&runtime, Isolation::Workers(pool), 4096),
+        Arc::clone(&queued) as Arc<dyn Observer>,
+    )
+    .unwrap();
+    let target = |plugin: &str| Target::from(PluginName::new(plugin).unwrap());
+    let call = |host: Host, plugin: &'static str, function: &'static str, input: String| async move {
+        let result = host.call(&target(plugin), function, input.clone().into_bytes()).await;
+        let got = result.map(|ran| String::from_utf8(ran.output).unwrap()).map_err(|error| error.kind());
+        assert_eq!(got, expected_v2(plugin, function, &input), "{plugin}.{function}({input})");
+    };
+    let calls = [("text", "upper"), ("redact", "redact"), ("v2-hostile", "echo")];
+    // Quick calls first: only plugins whose recent calls were quick are queued.
+    for (plugin, function) in calls {
+        for i in 0..32 {
+            call(host.clone(), plugin, function, format!("a@b.io 4111111111111111 #{i}")).await;
+        }
+    }
+    let mut bursts = 0;
+    while queued.0.load(Ordering::Relaxed) == 0 || bursts < 2 {
+        bursts += 1;
+        assert!(bursts <= 20, "no v2 call was ever queued on a busy worker");
+        let mut running = tokio::task::JoinSet::new();
+        for i in 0..600 {
+            let (plugin, function) = if i == 301 { ("v2-hostile", "spin") } else { calls[i % 3] };
+            running.spawn(call(host.clone(), plugin, function, format!("a@b.io 4111111111111111 #{i}")));
+        }
+        while let Some(joined) = running.join_next().await {
+            joined.unwrap();
+        }
+    }
+    for (plugin, function) in calls {
+        call(host.clone(), plugin, function, "after".into()).await;
+    }
+}

@@ -8,7 +8,7 @@ use std::{
     io::{self, BufReader, BufWriter},
     num::NonZeroUsize,
     os::fd::AsFd,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::{Context, bail};
@@ -73,6 +73,7 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Writ
             }
             Err(e) => return Err(e).context("reading a request"),
         };
+        let started = Instant::now();
         linger = matches!(
             request,
             Request::Run { linger: true, .. }
@@ -100,52 +101,53 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Writ
             }
             Request::Run { content_hash, input, .. } => match modules.get(&content_hash) {
                 None => (Reply::NeedModule, Vec::new()),
-                Some(plugin) => (run_v1(plugin, input), Vec::new()),
+                Some(plugin) => (run_v1(plugin, input, started), Vec::new()),
             },
             Request::Call { content_hash, function, config_len, .. } => match modules.get(&content_hash) {
                 None => (Reply::NeedModule, Vec::new()),
                 Some(plugin) => {
                     let split = config_len.map_or(0, |length| (length as usize).min(blob.len()));
                     let (config, input) = blob.split_at(split);
-                    output_reply(plugin.call_function_configured(&function, input, config_len.map(|_| config)))
+                    output_reply(plugin.call_function_configured(&function, input, config_len.map(|_| config)), started)
                 }
             },
             Request::StreamOpen { content_hash, function, config, .. } => match modules.get(&content_hash) {
                 None => (Reply::NeedModule, Vec::new()),
-                Some(plugin) => {
-                    output_reply(plugin.open_stream_configured(&function, config.then_some(&blob[..])).map(|opened| {
+                Some(plugin) => output_reply(
+                    plugin.open_stream_configured(&function, config.then_some(&blob[..])).map(|opened| {
                         stream = Some(opened);
                         Vec::new()
-                    }))
-                }
+                    }),
+                    started,
+                ),
             },
             Request::StreamFeed { .. } => {
                 let fed = stream.as_mut().ok_or(RuntimeError::StreamOver).and_then(|open| open.feed(&blob));
                 if fed.is_err() {
                     stream = None;
                 }
-                output_reply(fed)
+                output_reply(fed, started)
             }
             Request::StreamFinish => {
-                output_reply(stream.take().ok_or(RuntimeError::StreamOver).and_then(StreamSession::finish))
+                output_reply(stream.take().ok_or(RuntimeError::StreamOver).and_then(StreamSession::finish), started)
             }
         };
         write_frame(&mut output, &reply, &produced)?;
     }
 }
 
-/// Runs a v1 lifecycle on an instance in its fresh state.
-fn run_v1(plugin: &CompiledPlugin, input: i32) -> Reply {
-    let started = std::time::Instant::now();
+/// Runs a v1 lifecycle on an instance in its fresh state; the request was read at `started`.
+fn run_v1(plugin: &CompiledPlugin, input: i32, started: Instant) -> Reply {
     let (result, instantiation) = plugin.run_v1(input);
     Reply::Done { result, instantiation, took: started.elapsed() }
 }
 
-/// A v2 step's reply, with the output as the frame's bytes.
-fn output_reply(result: Result<Vec<u8>, RuntimeError>) -> (Reply, Vec<u8>) {
+/// A v2 step's reply, with the output as the frame's bytes; the step began at `started`.
+fn output_reply(result: Result<Vec<u8>, RuntimeError>, started: Instant) -> (Reply, Vec<u8>) {
+    let took = started.elapsed();
     match result {
-        Ok(output) => (Reply::Output { result: Ok(()) }, output),
-        Err(error) => (Reply::Output { result: Err(error) }, Vec::new()),
+        Ok(output) => (Reply::Output { result: Ok(()), took }, output),
+        Err(error) => (Reply::Output { result: Err(error), took }, Vec::new()),
     }
 }
 

@@ -1,4 +1,5 @@
-//! Lanes: quick calls queued on a busy worker, answered without a thread waiting for each.
+//! Lanes: quick calls (v1 runs and v2 function calls) queued on a busy worker, answered
+//! without a thread waiting for each.
 //!
 //! Under load, a call that waits for its worker's answer on its own thread pays for two
 //! sleeps and two wake-ups, one in each process, and those cost more than a small call itself
@@ -34,6 +35,7 @@
 //! loop included, in BENCHMARKS.md): the most a ring could save.
 
 use std::{
+    borrow::Cow,
     collections::VecDeque,
     io,
     os::fd::{AsFd, OwnedFd},
@@ -46,13 +48,14 @@ use tokio::{io::unix::AsyncFd, sync::oneshot};
 
 use super::{
     CheckedModule, WorkerFailure,
-    pool::{Pool, PooledWorker, RESPONSE_MARGIN},
+    pool::{Pool, PooledWorker, RESPONSE_MARGIN, call_blob},
     protocol::{Reply, Request, take_frame},
     quarantine::Quarantine,
 };
 use crate::{
+    failure::FailureKind,
     observe::Observer,
-    runner::{Attempt, Ran, ShortCalls},
+    runner::{Attempt, Ran, RunError, ShortCalls},
     store::PluginRef,
 };
 
@@ -65,6 +68,16 @@ pub(super) const DEPTH: usize = 32;
 /// out fairly. The longest a call waits for a worker because of lanes.
 pub(super) const STEP_ASIDE: Duration = Duration::from_millis(2);
 
+/// Most bytes a lane has sent and not had answered, each frame counted with
+/// [`FRAME_OVERHEAD`]: well below a Unix socket's send buffer (208 KiB by default on Linux,
+/// which counts each write's bookkeeping too), so that writing a call to a busy worker never
+/// waits for it. A call that does not fit goes to another lane or the ordinary way.
+pub(super) const SEND_BUDGET: usize = 128 * 1024;
+
+/// What a frame costs the socket's buffer besides its bytes (the kernel's bookkeeping for each
+/// write, rounded up).
+const FRAME_OVERHEAD: usize = 1024;
+
 /// What a lane's calls need besides the worker: where their outcomes are recorded.
 #[derive(Debug, Clone)]
 pub(super) struct Books {
@@ -76,11 +89,94 @@ pub(super) struct Books {
     pub timeout: Duration,
 }
 
+impl Books {
+    /// A call of `plugin` was answered (not failed) after `took` in the worker.
+    fn answered(&self, plugin: &PluginRef, took: Duration) {
+        self.short_calls.record(&plugin.name, took);
+        self.quarantine.record(&plugin.name, false);
+    }
+}
+
 /// The lanes open now, and where their calls' outcomes go.
 #[derive(Debug)]
 pub(super) struct Lanes {
     open: Mutex<Vec<Arc<Lane>>>,
     books: Books,
+}
+
+/// What a lane's call asks the worker: a v1 [`Run`] or a v2 [`FunctionCall`].
+pub(super) trait Work {
+    /// What the call answers.
+    type Output;
+    /// The request, and the bytes that follow it.
+    fn request(&self, content_hash: &str) -> (Request, Cow<'_, [u8]>);
+    /// Where the answer goes, as a lane keeps it.
+    fn answer(sender: oneshot::Sender<Attempt<Self::Output>>) -> Answer;
+}
+
+/// A v1 call: `init`, `process(input)`, `cleanup`.
+pub(super) struct Run(pub i32);
+
+impl Work for Run {
+    type Output = i32;
+
+    fn request(&self, content_hash: &str) -> (Request, Cow<'_, [u8]>) {
+        (Request::Run { content_hash: content_hash.to_owned(), input: self.0, linger: false }, Cow::Borrowed(&[]))
+    }
+
+    fn answer(sender: oneshot::Sender<Attempt<i32>>) -> Answer {
+        Answer::Run(sender)
+    }
+}
+
+/// A v2 call of `function` with `input`, and the plugin's configuration if it has one.
+#[derive(Clone, Copy)]
+pub(super) struct FunctionCall<'a> {
+    pub function: &'a str,
+    pub input: &'a [u8],
+    pub config: Option<&'a [u8]>,
+}
+
+impl Work for FunctionCall<'_> {
+    type Output = Vec<u8>;
+
+    fn request(&self, content_hash: &str) -> (Request, Cow<'_, [u8]>) {
+        let request = Request::Call {
+            content_hash: content_hash.to_owned(),
+            function: self.function.to_owned(),
+            linger: false,
+            config_len: self.config.map(|config| config.len() as u32),
+        };
+        (request, call_blob(self.input, self.config))
+    }
+
+    fn answer(sender: oneshot::Sender<Attempt<Vec<u8>>>) -> Answer {
+        Answer::Call(sender)
+    }
+}
+
+/// Where a queued call's answer goes.
+#[derive(Debug)]
+pub(super) enum Answer {
+    Run(oneshot::Sender<Attempt<i32>>),
+    Call(oneshot::Sender<Attempt<Vec<u8>>>),
+}
+
+impl Answer {
+    /// The call goes the ordinary way: it never started, or is to be tried again.
+    fn ordinary(self, plugin: PluginRef) {
+        let _ = match self {
+            Answer::Run(sender) => sender.send(Attempt::Blocking(Some(plugin))).is_ok(),
+            Answer::Call(sender) => sender.send(Attempt::Blocking(Some(plugin))).is_ok(),
+        };
+    }
+
+    fn failed(self, error: RunError) {
+        let _ = match self {
+            Answer::Run(sender) => sender.send(Attempt::Done(Err(error))).is_ok(),
+            Answer::Call(sender) => sender.send(Attempt::Done(Err(error))).is_ok(),
+        };
+    }
 }
 
 /// One worker's queue of calls.
@@ -98,6 +194,8 @@ struct LaneState {
     worker: Option<PooledWorker>,
     /// The calls sent and not answered yet, in the order sent.
     queued: VecDeque<Queued>,
+    /// What they cost the socket's buffer (see [`SEND_BUDGET`]).
+    unanswered: usize,
 }
 
 /// A call sent on a lane.
@@ -106,15 +204,17 @@ struct Queued {
     plugin: PluginRef,
     sha256: Arc<str>,
     content_hash: String,
-    answer: oneshot::Sender<Attempt<i32>>,
+    answer: Answer,
+    /// What its frame costs the socket's buffer until it is answered.
+    cost: usize,
 }
 
-/// A v1 call to queue: the module's current version as the catalog gave it.
-pub(super) struct Call<'a> {
+/// A call to queue: the module's current version as the catalog gave it, and the work.
+pub(super) struct Call<'a, W> {
     pub plugin: PluginRef,
     pub sha256: Arc<str>,
     pub module: &'a CheckedModule,
-    pub input: i32,
+    pub work: W,
 }
 
 impl Lanes {
@@ -128,8 +228,8 @@ impl Lanes {
     }
 
     /// Queues `call` on an open lane whose worker holds its module: one with fewer than
-    /// `depth` calls queued, the first found.
-    pub fn queue(&self, call: &Call<'_>, depth: usize) -> Option<oneshot::Receiver<Attempt<i32>>> {
+    /// `depth` calls queued and room for it in its [`SEND_BUDGET`], the first found.
+    pub fn queue<W: Work>(&self, call: &Call<'_, W>, depth: usize) -> Option<oneshot::Receiver<Attempt<W::Output>>> {
         let open = self.open.lock();
         if open.is_empty() {
             return None;
@@ -147,23 +247,25 @@ impl Lanes {
             if state.queued.len() >= depth {
                 return None;
             }
+            let room = SEND_BUDGET.saturating_sub(state.unanswered);
             let worker = state.worker.as_mut().filter(|worker| worker.knows(&call.module.content_hash))?;
-            let answer = send(worker, call).ok()?;
+            let (queued, answer) = send(worker, call, room)?;
             books.observer.call_queued();
-            state.queued.push_back(answer.0);
-            Some(answer.1)
+            state.unanswered += queued.cost;
+            state.queued.push_back(queued);
+            Some(answer)
         })
     }
 
     /// Opens a lane on `worker` (checked out for `call`'s plugin) with `call` as its first call,
     /// and starts reading its answers on the async runtime `runtime`. `Err` gives the worker
     /// back when the lane cannot open.
-    pub fn open(
+    pub fn open<W: Work>(
         self: &Arc<Self>,
         worker: PooledWorker,
-        call: &Call<'_>,
+        call: &Call<'_, W>,
         runtime: &tokio::runtime::Handle,
-    ) -> Result<oneshot::Receiver<Attempt<i32>>, Box<PooledWorker>> {
+    ) -> Result<oneshot::Receiver<Attempt<W::Output>>, Box<PooledWorker>> {
         let mut worker = worker;
         let answers = {
             // Registering with the event loop needs the runtime's context.
@@ -173,11 +275,12 @@ impl Lanes {
                 Err(_) => return Err(Box::new(worker)),
             }
         };
-        let Ok((first, answer)) = send(&mut worker, call) else { return Err(Box::new(worker)) };
+        let Some((first, answer)) = send(&mut worker, call, SEND_BUDGET) else { return Err(Box::new(worker)) };
         self.books.pool.book_as_lane(&worker);
         self.books.observer.call_queued();
+        let unanswered = first.cost;
         let lane = Arc::new(Lane {
-            state: Mutex::new(LaneState { worker: Some(worker), queued: VecDeque::from([first]) }),
+            state: Mutex::new(LaneState { worker: Some(worker), queued: VecDeque::from([first]), unanswered }),
             answers,
             opened: Instant::now(),
         });
@@ -199,13 +302,29 @@ fn register(fd: OwnedFd) -> io::Result<AsyncFd<OwnedFd>> {
     unsafe { AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
 }
 
-/// Writes `call` to `worker`; returns its place in the queue and where its answer will come.
-fn send(worker: &mut PooledWorker, call: &Call<'_>) -> io::Result<(Queued, oneshot::Receiver<Attempt<i32>>)> {
-    let content_hash = call.module.content_hash.clone();
-    worker.send(&Request::Run { content_hash: content_hash.clone(), input: call.input, linger: false })?;
+/// Writes `call` to `worker` if its frame costs at most `room` (see [`SEND_BUDGET`]); returns
+/// its place in the queue and where its answer will come.
+fn send<W: Work>(
+    worker: &mut PooledWorker,
+    call: &Call<'_, W>,
+    room: usize,
+) -> Option<(Queued, oneshot::Receiver<Attempt<W::Output>>)> {
+    let content_hash = &call.module.content_hash;
+    let (request, blob) = call.work.request(content_hash);
+    let cost = blob.len() + FRAME_OVERHEAD;
+    if cost > room {
+        return None;
+    }
+    worker.send(&request, &blob).ok()?;
     let (answer, receiver) = oneshot::channel();
-    let queued = Queued { plugin: call.plugin.clone(), sha256: Arc::clone(&call.sha256), content_hash, answer };
-    Ok((queued, receiver))
+    let queued = Queued {
+        plugin: call.plugin.clone(),
+        sha256: Arc::clone(&call.sha256),
+        content_hash: content_hash.clone(),
+        answer: W::answer(answer),
+        cost,
+    };
+    Some((queued, receiver))
 }
 
 /// Reads a lane's answers and hands each to its call, until the lane is empty (the worker goes
@@ -223,28 +342,19 @@ async fn serve(lanes: Arc<Lanes>, lane: Arc<Lane>) {
         let answered = Instant::now();
         let mut state = lane.state.lock();
         let outcome = match reply {
-            Ok(Ok((Reply::Done { result, instantiation, took }, _))) => {
+            Ok(Ok((reply, output))) => {
                 let queued = state.queued.pop_front().expect("an answer comes only to a call sent");
-                let name = &queued.plugin.name;
-                books.observer.instance_ready(instantiation);
-                books.short_calls.record(name, took);
-                books.quarantine.record(name, false);
-                let ran = result.map(|output| Ran { output, plugin: queued.plugin, sha256: queued.sha256 });
-                let _ = queued.answer.send(Attempt::Done(ran.map_err(Into::into)));
-                None
-            }
-            // The worker evicted the module: the call goes the ordinary way, which sends it again.
-            Ok(Ok((Reply::NeedModule, _))) => {
-                let queued = state.queued.pop_front().expect("an answer comes only to a call sent");
-                if let Some(worker) = state.worker.as_mut() {
-                    worker.forget(&queued.content_hash);
+                state.unanswered -= queued.cost;
+                match settle(books, state.worker.as_mut(), queued, reply, output) {
+                    Ok(()) => None,
+                    Err(unanswered) => {
+                        let (queued, reply) = *unanswered;
+                        tracing::error!(?reply, "worker broke the protocol");
+                        // The head call is the one the worker was on: it gets the failure.
+                        state.queued.push_front(queued);
+                        Some(Broken::Failed)
+                    }
                 }
-                let _ = queued.answer.send(Attempt::Blocking(Some(queued.plugin)));
-                None
-            }
-            Ok(Ok((other, _))) => {
-                tracing::error!(reply = ?other, "worker broke the protocol");
-                Some(Broken::Failed)
             }
             Ok(Err(_)) => Some(Broken::Failed),
             Err(_) => Some(Broken::Late),
@@ -274,6 +384,46 @@ async fn serve(lanes: Arc<Lanes>, lane: Arc<Lane>) {
             }
         }
     }
+}
+
+/// Hands `reply` (and the `output` that came with it) to `queued`, the call it answers, and
+/// records how the call went; gives both back if `reply` is no answer to that call.
+fn settle(
+    books: &Books,
+    worker: Option<&mut PooledWorker>,
+    queued: Queued,
+    reply: Reply,
+    output: Vec<u8>,
+) -> Result<(), Box<(Queued, Reply)>> {
+    let Queued { plugin, sha256, content_hash, answer, cost } = queued;
+    match (answer, reply) {
+        // The worker evicted the module: the call goes the ordinary way, which sends it again.
+        (answer, Reply::NeedModule) => {
+            if let Some(worker) = worker {
+                worker.forget(&content_hash);
+            }
+            answer.ordinary(plugin);
+        }
+        (Answer::Run(sender), Reply::Done { result, instantiation, took }) => {
+            books.observer.instance_ready(instantiation);
+            books.answered(&plugin, took);
+            let ran = result.map(|output| Ran { output, plugin, sha256 }).map_err(RunError::from);
+            let _ = sender.send(Attempt::Done(ran));
+        }
+        (Answer::Call(sender), Reply::Output { result, took }) => {
+            books.answered(&plugin, took);
+            let result = result.map_err(RunError::from);
+            if matches!(&result, Err(error) if error.kind() == FailureKind::ConfigurationRefused) {
+                // The catalog remembers a refused configuration on the ordinary path, which runs
+                // the call again on a fresh instance: nothing of this one is seen.
+                let _ = sender.send(Attempt::Blocking(Some(plugin)));
+            } else {
+                let _ = sender.send(Attempt::Done(result.map(|()| Ran { output, plugin, sha256 })));
+            }
+        }
+        (answer, reply) => return Err(Box::new((Queued { plugin, sha256, content_hash, answer, cost }, reply))),
+    }
+    Ok(())
 }
 
 /// Closes a lane whose reader stopped without closing it (its runtime shut down), so that no
@@ -322,15 +472,15 @@ fn fail(mut worker: PooledWorker, queued: VecDeque<Queued>, broken: Broken, book
         if failure.killed_from_outside() {
             // Nobody's fault: tried once more, the ordinary way.
             tracing::warn!(plugin = %name, error = %failure, "worker killed from outside; trying the call on another");
-            let _ = head.answer.send(Attempt::Blocking(Some(head.plugin)));
+            head.answer.ordinary(head.plugin);
         } else {
             tracing::error!(plugin = %name, error = %failure, "worker process failed; replacing it");
             books.quarantine.record_failure(name, &failure);
-            let _ = head.answer.send(Attempt::Done(Err(failure.into())));
+            head.answer.failed(failure.into());
         }
     }
     for behind in queued {
-        let _ = behind.answer.send(Attempt::Blocking(Some(behind.plugin)));
+        behind.answer.ordinary(behind.plugin);
     }
 }
 

@@ -378,7 +378,7 @@ impl WorkerPoolRunner {
     ) -> Result<Queue, RunError> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else { return Ok(Queue::Ordinary(None)) };
         let module = &loaded.module;
-        let call = lane::Call { plugin: plugin.clone(), sha256: loaded.sha256.clone(), module, input };
+        let call = lane::Call { plugin: plugin.clone(), sha256: loaded.sha256.clone(), module, work: lane::Run(input) };
         // Deeper than `DEPTH` rather than wait in the pool: waiting calls there would keep every
         // worker from being free for a lane, and make lanes step aside for them.
         let answer = match self.lanes.queue(&call, usize::MAX) {
@@ -413,6 +413,61 @@ impl WorkerPoolRunner {
         let (result, instantiation, _) = called?;
         self.observer.instance_ready(instantiation);
         Ok(result)
+    }
+
+    /// One v2 call of `name`'s `function` on `worker`; like [`run_on`](Self::run_on), the
+    /// worker's own timing is what counts towards [`ShortCalls`].
+    fn call_on(
+        &self,
+        name: &PluginName,
+        worker: &mut Worker,
+        module: &CheckedModule,
+        work: &lane::FunctionCall<'_>,
+    ) -> WorkerResult<Vec<u8>> {
+        let started = std::time::Instant::now();
+        let called =
+            worker.call_function(module, work.function, work.input, work.config, self.runtime.limits.call_timeout);
+        let took = called.as_ref().map_or_else(|_| started.elapsed(), |(_, took)| *took);
+        self.short_calls.record(name, took);
+        Ok(called?.0)
+    }
+
+    /// A short call's way to a worker without a blocking thread (see [`Calls::run_now`]): queued
+    /// on an open lane; else on a worker idle now that already holds the module, through a new
+    /// lane when the pool is busy, or on this thread (`direct`) when it is quiet; else, with no
+    /// worker idle, deeper on a lane rather than wait for one (see `run_queued`).
+    fn now<W: lane::Work>(
+        &self,
+        call: lane::Call<'_, W>,
+        direct: impl FnMut(&mut Worker) -> WorkerResult<W::Output>,
+    ) -> Attempt<W::Output> {
+        let name = &call.plugin.name;
+        let module = call.module;
+        // Under load, behind the calls a busy worker is running (see `lane`).
+        if let Some(answer) = self.lanes.queue(&call, lane::DEPTH) {
+            return Attempt::Queued(answer);
+        }
+        // Otherwise only a worker that is idle now and already holds the module: waiting for
+        // one, starting one or sending a module are not short.
+        let Some(mut worker) = self.pool.checkout_idle(name, &module.content_hash) else {
+            return match self.lanes.queue(&call, usize::MAX) {
+                Some(answer) => Attempt::Queued(answer),
+                None => Attempt::Blocking(Some(call.plugin)),
+            };
+        };
+        if !worker.spin
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            match self.lanes.open(worker, &call, &runtime) {
+                Ok(answer) => return Attempt::Queued(answer),
+                Err(not_opened) => worker = *not_opened,
+            }
+        }
+        let result = self.on_worker(name, Wait::IdleWith(&module.content_hash), Some(worker), direct);
+        if matches!(&result, Err(RunError::Worker(WorkerFailure::Busy))) {
+            return Attempt::Blocking(Some(call.plugin));
+        }
+        Attempt::Done(result.map(|output| Ran { output, plugin: call.plugin, sha256: call.sha256 }))
     }
 
     /// Runs `work` on a worker and gives the worker back, or replaces it if it failed.
@@ -492,35 +547,8 @@ impl Calls for WorkerPoolRunner {
             Err(resolved) => return Attempt::Blocking(resolved),
         };
         let module = &loaded.module;
-        let call = lane::Call { plugin, sha256: loaded.sha256.clone(), module, input };
-        // Under load, behind the calls a busy worker is running (see `lane`).
-        if let Some(answer) = self.lanes.queue(&call, lane::DEPTH) {
-            return Attempt::Queued(answer);
-        }
-        // Otherwise only a worker that is idle now and already holds the module: waiting for
-        // one, starting one or sending a module are not short.
-        let Some(mut worker) = self.pool.checkout_idle(name, &module.content_hash) else {
-            // No worker idle: deeper on a lane rather than wait for one (see `run_queued`).
-            return match self.lanes.queue(&call, usize::MAX) {
-                Some(answer) => Attempt::Queued(answer),
-                None => Attempt::Blocking(Some(call.plugin)),
-            };
-        };
-        if !worker.spin
-            && let Ok(runtime) = tokio::runtime::Handle::try_current()
-        {
-            match self.lanes.open(worker, &call, &runtime) {
-                Ok(answer) => return Attempt::Queued(answer),
-                Err(not_opened) => worker = *not_opened,
-            }
-        }
-        let result = self.on_worker(name, Wait::IdleWith(&module.content_hash), Some(worker), |worker| {
-            self.run_on(name, worker, module, input)
-        });
-        if matches!(&result, Err(RunError::Worker(WorkerFailure::Busy))) {
-            return Attempt::Blocking(Some(call.plugin));
-        }
-        Attempt::Done(result.map(|output| Ran { output, plugin: call.plugin, sha256: call.sha256 }))
+        let call = lane::Call { plugin, sha256: loaded.sha256.clone(), module, work: lane::Run(input) };
+        self.now(call, |worker| self.run_on(name, worker, module, input))
     }
 
     fn interface(&self, plugin: &PluginRef) -> Result<Interface, RunError> {
@@ -535,15 +563,33 @@ impl Calls for WorkerPoolRunner {
         Some((plugin, interface_of(&loaded.module)))
     }
 
+    fn call_now(&self, plugin: &PluginRef, function: &str, input: &[u8]) -> Attempt<Vec<u8>> {
+        let name = &plugin.name;
+        if !self.short_calls.expect_short(name) || self.quarantine.status(name).is_some() {
+            return Attempt::Blocking(None);
+        }
+        let Some(loaded) = self.catalog.loaded_now(plugin) else { return Attempt::Blocking(None) };
+        let module = &loaded.module;
+        let config = match self.catalog.configuration(plugin, module.interface.as_deref()) {
+            Ok(config) => config,
+            Err(error) => return Attempt::Done(Err(error)),
+        };
+        let work = lane::FunctionCall { function, input, config: config.as_ref().map(|config| &config.bytes[..]) };
+        let call = lane::Call { plugin: plugin.clone(), sha256: loaded.sha256.clone(), module, work };
+        match self.now(call, |worker| self.call_on(name, worker, module, &work)) {
+            Attempt::Done(result) => Attempt::Done(self.catalog.after_call(plugin, config.as_deref(), result)),
+            other => other,
+        }
+    }
+
     fn call(&self, plugin: &PluginRef, function: &str, input: &[u8]) -> Result<Ran<Vec<u8>>, RunError> {
         let name = &plugin.name;
         let loaded = self.module(plugin)?;
         let module = &loaded.module;
         let config = self.catalog.configuration(plugin, module.interface.as_deref())?;
-        let bytes = config.as_ref().map(|config| &config.bytes[..]);
-        let timeout = self.runtime.limits.call_timeout;
+        let work = lane::FunctionCall { function, input, config: config.as_ref().map(|config| &config.bytes[..]) };
         let result = self.on_worker(name, Wait::UpTo(self.settings.queue_timeout), None, |worker| {
-            worker.call_function(module, function, input, bytes, timeout)
+            self.call_on(name, worker, module, &work)
         });
         let output = self.catalog.after_call(plugin, config.as_deref(), result)?;
         Ok(Ran { output, plugin: plugin.clone(), sha256: loaded.sha256 })

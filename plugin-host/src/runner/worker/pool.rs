@@ -619,7 +619,8 @@ impl Worker {
         }
     }
 
-    /// Calls a v2 function with `input` on a fresh instance; returns its output.
+    /// Calls a v2 function with `input` on a fresh instance; returns its output, and how long
+    /// the worker took over the call.
     pub fn call_function(
         &mut self,
         module: &CheckedModule,
@@ -627,26 +628,17 @@ impl Worker {
         input: &[u8],
         config: Option<&[u8]>,
         timeout: Duration,
-    ) -> Result<Result<Vec<u8>, RuntimeError>, WorkerFailure> {
+    ) -> Result<(Result<Vec<u8>, RuntimeError>, Duration), WorkerFailure> {
         let call = Request::Call {
             content_hash: module.content_hash.clone(),
             function: function.to_owned(),
             linger: self.spin,
             config_len: config.map(|config| config.len() as u32),
         };
-        // The configuration travels with every call, before the input: a worker keeps modules,
-        // not configurations, so a changed one needs nothing invalidated.
-        let joined;
-        let blob = match config {
-            None => input,
-            Some(config) => {
-                joined = [config, input].concat();
-                &joined[..]
-            }
-        };
-        match self.exchange_with_module(module, &call, blob, timeout)? {
-            Err(load_failure) => Ok(Err(load_failure)),
-            Ok(reply) => self.output(Ok(reply), timeout),
+        match self.exchange_with_module(module, &call, &call_blob(input, config), timeout)? {
+            Err(load_failure) => Ok((Err(load_failure), Duration::ZERO)),
+            Ok((Reply::Output { result, took }, output)) => Ok((result.map(|()| output), took)),
+            Ok((other, _)) => Err(self.broken(Ok(other), timeout)),
         }
     }
 
@@ -735,7 +727,7 @@ impl Worker {
         timeout: Duration,
     ) -> Result<Result<Vec<u8>, RuntimeError>, WorkerFailure> {
         match reply {
-            Ok((Reply::Output { result }, output)) => Ok(result.map(|()| output)),
+            Ok((Reply::Output { result, .. }, output)) => Ok(result.map(|()| output)),
             other => Err(self.broken(other.map(|(reply, _)| reply), timeout)),
         }
     }
@@ -816,14 +808,15 @@ impl Worker {
         }
     }
 
-    /// Sends a request without waiting for its answer (a lane's: see `lane`), when nothing
-    /// is left unread from the last exchange. The frame is small and at most a lane's depth of
-    /// them are unread, so the write never waits for the worker.
-    pub(super) fn send(&mut self, request: &Request) -> io::Result<()> {
+    /// Sends a request and the bytes that follow it without waiting for its answer (a lane's:
+    /// see `lane`), when nothing is left unread from the last exchange. A lane keeps what it has
+    /// sent and not had answered within `lane::SEND_BUDGET`, well below the socket's buffer,
+    /// so the write never waits for the worker.
+    pub(super) fn send(&mut self, request: &Request, blob: &[u8]) -> io::Result<()> {
         if !self.socket.buffer().is_empty() {
             return Err(io::Error::other("unread bytes from the last exchange"));
         }
-        write_frame(self.socket.get_mut(), request, &[])
+        write_frame(self.socket.get_mut(), request, blob)
     }
 
     /// Another descriptor of the server's end of the socket, for reading answers without
@@ -868,4 +861,14 @@ fn data_bytes(pid: u32) -> Option<u64> {
     let kib: u64 =
         status.lines().find_map(|line| line.strip_prefix("VmData:"))?.split_whitespace().next()?.parse().ok()?;
     Some(kib * 1024)
+}
+
+/// What a v2 call sends after its header: the configuration, if any, then the input. The
+/// configuration travels with every call: a worker keeps modules, not configurations, so a
+/// changed one needs nothing invalidated.
+pub(super) fn call_blob<'a>(input: &'a [u8], config: Option<&[u8]>) -> std::borrow::Cow<'a, [u8]> {
+    match config {
+        None => input.into(),
+        Some(config) => [config, input].concat().into(),
+    }
 }

@@ -17,11 +17,12 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::runtime::{Admission, RuntimeConfig, RuntimeError};
 
-/// Version 6: a v1 call's answer says how long the worker took over it (version 5: v2 calls
+/// Version 7: a v2 call's answer says how long the worker took over it too (version 6: a v1
+/// call's answer says how long the worker took over it; version 5: v2 calls
 /// and streams may carry the plugin's configuration; version 4: calls say
 /// whether the worker lingers after replying; version 3: ABI v2 calls and streams; version 2:
 /// errors travel as [`RuntimeError`] itself).
-pub const PROTOCOL_VERSION: u32 = 6;
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// How long each side of the socket waits for the other's next frame without sleeping (see
 /// [`spin_until_readable`]): a little longer than a small plugin call.
@@ -104,6 +105,9 @@ pub enum Reply {
     /// A v2 call or stream step: on success the output follows as the frame's bytes.
     Output {
         result: Result<(), RuntimeError>,
+        /// As in `Done`: the whole step in the worker (what a v2 call on a lane counts).
+        #[serde(default)]
+        took: Duration,
     },
 }
 
