@@ -99,7 +99,7 @@ const PIPELINE_DEPTH: usize = 2;
             gone out."))
 )]
 pub(super) async fn call_function(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Option<Extension<Caller>>,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<VersionQuery>, QueryRejection>,

@@ -20,16 +20,13 @@ use axum::{
         DefaultBodyLimit, Path, Query, State,
         rejection::{PathRejection, QueryRejection},
     },
-    http::{HeaderName, Request, header},
+    http::{HeaderName, HeaderValue, Request, header},
     response::IntoResponse,
     routing::{get, post},
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
-use tower_http::{
-    request_id::{MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer},
-    trace::TraceLayer,
-};
+use tower_http::trace::TraceLayer;
 
 pub use auth::{Caller, NO_CLIENT};
 pub use body::BodyLimits;
@@ -140,8 +137,7 @@ pub fn app(state: AppState) -> Router {
         .route("/plugins/{name}/functions/{function}", post(functions::call_function).fallback(method_not_allowed))
         .route("/metrics", get(metrics).fallback(only_get))
         .route("/openapi.json", get(openapi::serve).fallback(only_get))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state.abandon), answer_before_grace_ends));
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
     let routes = match &state.tokens {
         Some(tokens) => {
             let auth = auth::AuthState { tokens: Arc::clone(tokens) };
@@ -149,12 +145,13 @@ pub fn app(state: AppState) -> Router {
         }
         None => routes,
     };
+    // Handlers and the outcome layer share the state behind one `Arc`: extracting it clones
+    // one pointer per request, not each of its parts.
+    let state = Arc::new(state);
     routes
-        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state.metrics), outcome::record))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(axum::middleware::from_fn_with_state(Arc::clone(&state), outcome::record))
         .layer(trace)
-        .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::new()))
-        .layer(axum::middleware::map_request(screen_request))
+        .layer(axum::middleware::from_fn_with_state(RequestIds::new(), screen_and_identify))
         .with_state(state)
 }
 
@@ -184,8 +181,9 @@ fn random_bytes() -> [u8; 8] {
     hasher.finish().to_le_bytes()
 }
 
-impl MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
+impl RequestIds {
+    /// The next id.
+    fn make(&self) -> HeaderValue {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let r = self.random;
         let id = format!(
@@ -196,7 +194,7 @@ impl MakeRequestId for RequestIds {
             0x8000 | ((n >> 48) & 0x3fff),
             n & 0xffff_ffff_ffff
         );
-        axum::http::HeaderValue::from_str(&id).ok().map(RequestId::new)
+        HeaderValue::try_from(id).expect("hex digits and dashes make a header value")
     }
 }
 
@@ -213,44 +211,42 @@ pub fn probes_only(state: AppState) -> Router {
 /// Longest caller-chosen request id kept; a longer one is replaced by a fresh id.
 pub const MAX_REQUEST_ID_LEN: usize = 64;
 
-/// What every request goes through before anything else:
-/// - a caller's `x-request-id` is logged and echoed, so only a short, plain one is kept
-///   (letters, digits, `-`, `_`, `.`, `:`, at most [`MAX_REQUEST_ID_LEN`] bytes); any other is
-///   dropped and a fresh id is made for the request;
+/// What every request goes through before anything else (one layer, not three: each layer
+/// costs every request):
 /// - a compressed body (`Content-Encoding` other than `identity`) is refused: the host does not
-///   decompress, and reading gzip as JSON would only give a confusing error.
-async fn screen_request(mut request: Request<axum::body::Body>) -> Result<Request<axum::body::Body>, ApiError> {
-    let usable_id = |id: &[u8]| {
-        !id.is_empty()
-            && id.len() <= MAX_REQUEST_ID_LEN
-            && id.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
-    };
-    if request.headers().get(REQUEST_ID).is_some_and(|id| !usable_id(id.as_bytes())) {
-        request.headers_mut().remove(REQUEST_ID);
-    }
+///   decompress, and reading gzip as JSON would only give a confusing error;
+/// - every request gets an id, logged with everything it does (the tracing span reads it from
+///   the request) and returned in the answer's `x-request-id`. A caller's own id is kept only if
+///   short and plain (letters, digits, `-`, `_`, `.`, `:`, at most [`MAX_REQUEST_ID_LEN`]
+///   bytes), since it is logged and echoed; any other is replaced by a fresh one.
+async fn screen_and_identify(
+    State(ids): State<RequestIds>,
+    mut request: Request<axum::body::Body>,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
     let encoded = request
         .headers()
         .get(header::CONTENT_ENCODING)
         .is_some_and(|e| !e.as_bytes().eq_ignore_ascii_case(b"identity"));
     if encoded {
-        return Err(ApiError::UnsupportedEncoding);
+        return ApiError::UnsupportedEncoding.into_response();
     }
-    Ok(request)
-}
-
-/// Answers 503 to a request still running when the server gives up on it at the end of its
-/// grace period (see [`AppState::abandon`]); dropping the handler abandons its call, which a
-/// blocking thread may still finish.
-async fn answer_before_grace_ends(
-    State(abandon): State<Arc<tokio::sync::watch::Sender<bool>>>,
-    request: Request<axum::body::Body>,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let mut abandon = abandon.subscribe();
-    tokio::select! {
-        response = next.run(request) => response,
-        _ = abandon.wait_for(|abandoned| *abandoned) => ApiError::ShuttingDown.into_response(),
-    }
+    let usable_id = |id: &[u8]| {
+        !id.is_empty()
+            && id.len() <= MAX_REQUEST_ID_LEN
+            && id.iter().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(b))
+    };
+    let id = match request.headers().get(REQUEST_ID).filter(|id| usable_id(id.as_bytes())) {
+        Some(id) => id.clone(),
+        None => {
+            let id = ids.make();
+            request.headers_mut().insert(REQUEST_ID, id.clone());
+            id
+        }
+    };
+    let mut response = next.run(request).await;
+    response.headers_mut().entry(REQUEST_ID).or_insert(id);
+    response
 }
 
 /// Body of `POST /run`: `{"plugin", "input": integer}` calls an ABI v1 plugin;
@@ -406,7 +402,7 @@ impl Call {
         description = "The call's output: an integer for ABI v1; for ABI v2 `output` (text) or `output_base64`, in the input's form unless `output_base64` chose (output that is not UTF-8 is always `output_base64`)."))
 )]
 async fn run(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     caller: Option<Extension<Caller>>,
     headers: header::HeaderMap,
     body: axum::body::Body,
@@ -487,7 +483,7 @@ pub(crate) fn requirement(text: Option<&str>) -> Result<Option<plugin_host::Vers
 /// Adds the `x-plugin-version` header when a versioned plugin answered.
 pub(crate) fn with_version(mut response: axum::response::Response, plugin: &PluginRef) -> axum::response::Response {
     if let Some(version) = &plugin.version
-        && let Ok(value) = header::HeaderValue::from_str(&version.to_string())
+        && let Ok(value) = HeaderValue::from_str(&version.to_string())
     {
         response.headers_mut().insert(PLUGIN_VERSION, value);
     }
@@ -552,7 +548,7 @@ pub struct Readiness {
 /// shares nothing with listings and calls.
 #[utoipa::path(get, path = "/readyz", operation_id = "readyz", tag = "operations",
     responses((status = 200, body = Readiness, description = "Ready to serve (readiness).")))]
-async fn readyz(State(state): State<AppState>) -> Result<Json<Readiness>, ApiError> {
+async fn readyz(State(state): State<Arc<AppState>>) -> Result<Json<Readiness>, ApiError> {
     let file_descriptors = crate::descriptors::Descriptors::now();
     if !file_descriptors.have_headroom() {
         return Err(ApiError::OutOfDescriptors);
@@ -632,7 +628,7 @@ impl ReadinessFacts {
 /// Every plugin, as a call without a version requirement gets it, sorted by name.
 #[utoipa::path(get, path = "/plugins", operation_id = "list_plugins", tag = "plugins",
     responses((status = 200, body = Vec<PluginStatus>, description = "Every plugin in the store.")))]
-async fn list_plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginStatus>>, ApiError> {
+async fn list_plugins(State(state): State<Arc<AppState>>) -> Result<Json<Vec<PluginStatus>>, ApiError> {
     let host = state.host.clone();
     Ok(Json(listing(&state, async move { host.plugins().await }).await?))
 }
@@ -642,7 +638,7 @@ async fn list_plugins(State(state): State<AppState>) -> Result<Json<Vec<PluginSt
     params(openapi::PluginPath, VersionQuery),
     responses((status = 200, body = PluginStatus, description = "The plugin version a call with this requirement runs.")))]
 async fn show_plugin(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
     query: Result<Query<VersionQuery>, QueryRejection>,
 ) -> Result<Json<PluginStatus>, ApiError> {
@@ -668,7 +664,7 @@ pub struct VersionsResponse {
     params(openapi::PluginPath),
     responses((status = 200, body = VersionsResponse, description = "The unversioned file first, if any, then every version, lowest first.")))]
 async fn list_versions(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     path: Result<Path<String>, PathRejection>,
 ) -> Result<Json<VersionsResponse>, ApiError> {
     let Path(name) = path.map_err(|_| ApiError::InvalidPath)?;
@@ -681,7 +677,7 @@ async fn list_versions(
 /// Prometheus metrics, in the OpenMetrics text format.
 #[utoipa::path(get, path = "/metrics", operation_id = "metrics", tag = "operations",
     responses((status = 200, body = String, content_type = "application/openmetrics-text", description = "The metrics (OpenMetrics text, version 1.0.0).")))]
-async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+async fn metrics(State(state): State<Arc<AppState>>) -> impl IntoResponse {
     state.metrics.set_in_flight(state.host.calls_in_flight());
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], state.metrics.encode())
 }

@@ -8,12 +8,11 @@ use axum::{
     extract::{Request, State},
     http::Method,
     middleware::Next,
-    response::Response,
+    response::{IntoResponse, Response},
 };
 use plugin_host::{FailureKind, PluginName};
 
-use super::{Caller, NO_CLIENT, error::Failure, status};
-use crate::metrics::Metrics;
+use super::{ApiError, AppState, Caller, NO_CLIENT, error::Failure, status};
 
 /// The plugin a call named, carried on its response: the label of its metrics (only if the
 /// store had it, so that clients cannot create series by inventing names).
@@ -26,13 +25,20 @@ pub struct CalledPlugin(pub PluginName);
 pub struct RecordedLater;
 
 /// Logs the failure an answer carries, at the level its kind deserves, and counts calls
-/// (`POST /run`, a function endpoint) by outcome, plugin and client, with their latency. One
-/// layer for both, around every route: each layer costs every request.
-pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+/// (`POST /run`, a function endpoint) by outcome, plugin and client, with their latency; and
+/// answers 503 to a request still running when the server gives up on it at the end of its
+/// grace period (see [`AppState::abandon`]: dropping the handler abandons its call, which a
+/// blocking thread may still finish). One layer for all of it, around every route: each layer
+/// costs every request.
+pub async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let path = request.uri().path();
     let call = request.method() == Method::POST && (path == "/run" || path.contains("/functions/"));
-    let response = next.run(request).await;
+    let mut abandon = state.abandon.subscribe();
+    let response = tokio::select! {
+        response = next.run(request) => response,
+        _ = abandon.wait_for(|abandoned| *abandoned) => ApiError::ShuttingDown.into_response(),
+    };
     let extensions = response.extensions();
     // The client's name comes from the file of tokens, never from the request: the token check
     // (`auth`, inside this layer) puts it on the answer.
@@ -58,7 +64,7 @@ pub async fn record(State(metrics): State<Arc<Metrics>>, request: Request, next:
         let outcome = kind.map_or("ok", FailureKind::code);
         let found = kind.is_none_or(FailureKind::plugin_found);
         let plugin = named.filter(|_| found).map(|named| named.0.as_str());
-        metrics.observe_request(plugin, client, outcome, started.elapsed());
+        state.metrics.observe_request(plugin, client, outcome, started.elapsed());
     }
     response
 }
