@@ -65,7 +65,7 @@ const CATEGORIES: &[(&str, &[&str])] = &[
             "tracing",
             "prometheus",
             "metrics::",
-            "screen_request",
+            "screen_and_identify",
             "Semaphore",
             "host::api",
         ],
