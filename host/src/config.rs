@@ -170,6 +170,13 @@ pub struct Config {
     #[arg(long, env = "SHORT_CALL_BUDGET_US", default_value_t = Settings::default().short_call_budget.as_micros() as u64)]
     pub short_call_budget_us: u64,
 
+    /// Milliseconds a plugin file found unchanged is trusted before it is looked at again.
+    /// 0: every call looks (one `stat`), so a replaced file runs from the very next call. More:
+    /// the calls in between cost no system call, and a replaced or removed file takes effect
+    /// for calls that start at least this long after the change.
+    #[arg(long, env = "HOT_SWAP_RECHECK_MS", default_value_t = 0)]
+    pub hot_swap_recheck_ms: u64,
+
     /// Folder for native code compiled from plugins (AOT mode). Default: a private folder
     /// under the system's temporary directory.
     #[arg(long, env = "AOT_CACHE_DIR")]
@@ -394,6 +401,7 @@ impl Config {
             aot_compilation: AotCompilation::ChildProcess { executable },
             max_calls_in_flight: self.max_in_flight as usize,
             short_call_budget: self.short_call_budget(),
+            hot_swap_recheck: Duration::from_millis(self.hot_swap_recheck_ms),
             ..Settings::default()
         })
     }

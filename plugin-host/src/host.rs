@@ -67,6 +67,12 @@ pub struct Settings {
     /// instead of a blocking thread (see `runner::ShortCalls`); zero turns that off.
     /// Default: 1 ms.
     pub short_call_budget: Duration,
+    /// How long a plugin file found unchanged is trusted before the store is asked again (a
+    /// `stat` of the file). Zero (the default): every call asks, so a replaced file runs from the
+    /// very next call. Longer: only the first call after the period asks, the others cost no
+    /// system call, and a replaced (or removed) file runs from the first call that starts at
+    /// least this long after the replacement; calls before that may still get the old version.
+    pub hot_swap_recheck: Duration,
     /// Check every plugin against the ABI before loading it. Default: `true`. Turning it off
     /// lets modules that break the ABI load: only for testing the host's own defences.
     pub check_abi: bool,
@@ -88,6 +94,7 @@ impl Default for Settings {
             cache_capacity: DEFAULT_CACHE_CAPACITY,
             max_calls_in_flight: 256,
             short_call_budget: SHORT_CALL_BUDGET,
+            hot_swap_recheck: Duration::ZERO,
             check_abi: true,
             config_override: None,
         }
@@ -163,7 +170,8 @@ impl Host {
             Isolation::InProcess => {
                 let engine = Engine::new(runtime).map_err(RunError::from)?;
                 let runner = InProcessRunner::new(store, engine, Arc::clone(&observer), capacity)
-                    .with_short_call_budget(settings.short_call_budget);
+                    .with_short_call_budget(settings.short_call_budget)
+                    .with_hot_swap_recheck(settings.hot_swap_recheck);
                 match settings.config_override.clone() {
                     Some(dir) => Box::new(runner.with_config_override(dir)),
                     None => Box::new(runner),
@@ -173,7 +181,8 @@ impl Host {
             Isolation::Workers(workers) => {
                 let runner = WorkerPoolRunner::new(store, runtime, workers.clone(), Arc::clone(&observer), capacity)
                     .map_err(RunError::from)?
-                    .with_short_call_budget(settings.short_call_budget);
+                    .with_short_call_budget(settings.short_call_budget)
+                    .with_hot_swap_recheck(settings.hot_swap_recheck);
                 match settings.config_override.clone() {
                     Some(dir) => Box::new(runner.with_config_override(dir)),
                     None => Box::new(runner),

@@ -16,7 +16,9 @@ use plugin_host::{
     store::{PluginName, StoreError},
 };
 
-use crate::support::{plugin_bytes, plugin_dir, replace_atomically, runner_for, runtime_config};
+use crate::support::{
+    local_store, plugin_bytes, plugin_dir, replace_atomically, runner_for, runtime_config, settings, workers,
+};
 
 fn name(name: &str) -> PluginName {
     PluginName::new(name).unwrap()
@@ -270,4 +272,50 @@ fn short_v2_calls_run_directly_and_a_changed_file_sends_them_back_to_the_blockin
     assert!(direct(b"abc").is_none(), "a changed file is not run directly");
     assert!(runner.interface_now(&target).is_none(), "nor described directly");
     assert_eq!(runner.call(&text, "upper", b"abc").unwrap().output, b"ABC");
+}
+
+/// With a recheck period (`--hot-swap-recheck-ms`), a file found unchanged is trusted for that
+/// long: the calls in between cost no `stat`, and a replaced or removed file takes effect for the
+/// first call that starts at least that long after the change. Both runners, and both ways a
+/// call finds its plugin (on the async thread once its calls are known to be short, and on a
+/// blocking thread).
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_recheck_period_a_changed_file_takes_effect_that_long_after_the_change() {
+    let isolations = || [plugin_host::Isolation::InProcess, plugin_host::Isolation::Workers(workers(2))];
+    let hello = || plugin_host::Target::from(name("hello"));
+    for isolation in isolations() {
+        // Long enough that only a stall of the whole test could make the file be looked at.
+        let dir = plugin_dir(&["hello"]);
+        let mut settings = settings(&runtime_config(ExecutionMode::Aot), isolation, 16);
+        settings.hot_swap_recheck = Duration::from_secs(30);
+        let host =
+            plugin_host::Host::with_observer(local_store(dir.path()), settings, Arc::new(plugin_host::NoObserver))
+                .unwrap();
+        for _ in 0..20 {
+            assert_eq!(host.run(&hello(), 5).await.unwrap().output, 11);
+        }
+        replace_atomically(dir.path(), "hello", &plugin_bytes("simple"));
+        for _ in 0..20 {
+            assert_eq!(host.run(&hello(), 5).await.unwrap().output, 11, "trusted: the file is not looked at");
+        }
+    }
+    for isolation in isolations() {
+        let recheck = Duration::from_millis(200);
+        let dir = plugin_dir(&["hello"]);
+        let mut settings = settings(&runtime_config(ExecutionMode::Aot), isolation, 16);
+        settings.hot_swap_recheck = recheck;
+        let host =
+            plugin_host::Host::with_observer(local_store(dir.path()), settings, Arc::new(plugin_host::NoObserver))
+                .unwrap();
+        for _ in 0..20 {
+            assert_eq!(host.run(&hello(), 5).await.unwrap().output, 11);
+        }
+        replace_atomically(dir.path(), "hello", &plugin_bytes("simple"));
+        tokio::time::sleep(recheck).await;
+        assert_eq!(host.run(&hello(), 5).await.unwrap().output, 6, "replaced: the first call {recheck:?} after");
+        fs::remove_file(dir.path().join("hello.wasm")).unwrap();
+        tokio::time::sleep(recheck).await;
+        let gone = host.run(&hello(), 5).await.unwrap_err();
+        assert_eq!(gone.kind(), plugin_host::FailureKind::PluginNotFound, "removed: {gone}");
+    }
 }

@@ -38,7 +38,11 @@ pub const DEFAULT_CACHE_CAPACITY: usize = 256;
 /// Keeps, per plugin name, the loaded form `M` of the file's current version (a compiled
 /// module in-process, checked bytes for worker processes).
 ///
-/// Hot swap: every call first asks the store for the file's identity (a `stat`, no read). If
+/// Hot swap: every call first asks the store for the file's identity (a `stat`, no read), or,
+/// with a recheck period ([`with_recheck`](Self::with_recheck)), only the first call after the
+/// period has passed since the store was last asked: a replaced file then runs from the first
+/// call that starts at least that long after the replacement, and the calls before it cost no
+/// system call. If
 /// the file changed, it is read, hashed and, unless the content is the same, loaded again; new
 /// calls get the new version while calls already running finish on the one they started with
 /// (`M` is shared, typically an `Arc`). If a changed file fails to load (for example it is half
@@ -79,6 +83,9 @@ pub struct Catalog<M> {
     failures_logged: logs::Throttle,
     /// Each plugin file's configuration (see `configuration`).
     configs: Configurations,
+    /// How long a file found unchanged is trusted without asking the store again (see
+    /// [`crate::Settings::hot_swap_recheck`]); zero: every call asks.
+    recheck: Duration,
 }
 
 /// Files whose SHA-256 is kept for versions listings: a listing of more versions than this
@@ -112,11 +119,13 @@ struct Slot<M> {
     current: Option<Version<M>>,
     /// Why the file version in `seen` failed to load, if it did.
     last_error: Option<Arc<RunError>>,
+    /// When the store was last asked and the file was `seen` (the moment before asking).
+    checked: Option<Instant>,
 }
 
 impl<M> Default for Slot<M> {
     fn default() -> Self {
-        Slot { seen: None, current: None, last_error: None }
+        Slot { seen: None, current: None, last_error: None, checked: None }
     }
 }
 
@@ -162,7 +171,30 @@ impl<M: Clone> Catalog<M> {
             answers: Mutex::new(LruCache::new(capacity)),
             failures_logged: logs::Throttle::default(),
             configs,
+            recheck: Duration::ZERO,
         }
+    }
+
+    /// Trusts a file found unchanged for `recheck` without asking the store again (see
+    /// [`crate::Settings::hot_swap_recheck`]).
+    pub fn with_recheck(mut self, recheck: Duration) -> Self {
+        self.recheck = recheck;
+        self
+    }
+
+    /// What `slot` answers without asking the store: its file was found unchanged less than
+    /// `recheck` ago. `None` when the store must be asked.
+    fn trusted(&self, slot: &Slot<M>) -> Option<Result<Loaded<M>, RunError>> {
+        if slot.checked?.elapsed() >= self.recheck {
+            return None;
+        }
+        let answer = match (&slot.current, &slot.last_error) {
+            (Some(current), _) => Ok(current.loaded()),
+            (None, Some(failure)) => Err(RunError::Remembered(Arc::clone(failure))),
+            (None, None) => return None,
+        };
+        self.observer.plugin_lookup(true);
+        Some(answer)
     }
 
     /// Looks for configuration files in `dir` before the store (`--plugin-config-dir`).
@@ -351,12 +383,20 @@ impl<M: Clone> Catalog<M> {
         if !self.store.answers_promptly() {
             return None;
         }
+        if !self.recheck.is_zero()
+            && let Some(slot) = self.slots.lock().get(plugin).cloned()
+            && let Some(Ok(loaded)) = slot.try_lock().and_then(|slot| self.trusted(&slot))
+        {
+            return Some(loaded);
+        }
+        let looked = Instant::now();
         let identity = self.store.stat(plugin).ok()?;
         let slot = Arc::clone(self.slots.lock().get(plugin)?);
-        let slot = slot.try_lock()?;
-        let current = slot.current.as_ref().filter(|_| slot.seen == Some(identity))?;
+        let mut slot = slot.try_lock()?;
+        let loaded = slot.current.as_ref().filter(|_| slot.seen == Some(identity))?.loaded();
+        slot.checked = Some(looked);
         self.observer.plugin_lookup(true);
-        Some(current.loaded())
+        Some(loaded)
     }
 
     /// The loaded form of `plugin`'s file as it is now, loading it with
@@ -366,7 +406,14 @@ impl<M: Clone> Catalog<M> {
         plugin: &PluginRef,
         load: impl FnOnce(&[u8], &str) -> Result<M, RunError>,
     ) -> Result<Loaded<M>, RunError> {
+        if !self.recheck.is_zero()
+            && let Some(slot) = self.slots.lock().get(plugin).cloned()
+            && let Some(answer) = self.trusted(&slot.lock())
+        {
+            return answer;
+        }
         // Stat first: a name the store does not have must not take (and evict) a slot.
+        let looked = Instant::now();
         let identity = match self.store.stat(plugin) {
             Ok(identity) => identity,
             Err(error @ StoreError::NotFound(_)) => {
@@ -379,6 +426,7 @@ impl<M: Clone> Catalog<M> {
         let slot = Arc::clone(self.slots.lock().get_or_insert(plugin.clone(), Default::default));
         let mut slot = slot.lock();
         if slot.seen == Some(identity) {
+            slot.checked = Some(looked);
             if let Some(current) = &slot.current {
                 self.observer.plugin_lookup(true);
                 return Ok(current.loaded());
@@ -396,6 +444,7 @@ impl<M: Clone> Catalog<M> {
             // Touched or copied over with the same content: nothing to load again.
             let loaded = current.loaded();
             slot.seen = Some(file.identity);
+            slot.checked = Some(looked);
             slot.last_error = None;
             return Ok(loaded);
         }
@@ -406,6 +455,7 @@ impl<M: Clone> Catalog<M> {
                 let version = Version { content_hash: content_hash.into(), module };
                 let loaded = version.loaded();
                 slot.seen = Some(file.identity);
+                slot.checked = Some(looked);
                 slot.current = Some(version);
                 slot.last_error = None;
                 Ok(loaded)
@@ -421,6 +471,7 @@ impl<M: Clone> Catalog<M> {
                     // The verdict on this file version: not tried again until the file changes.
                     let failure = Arc::new(error);
                     slot.seen = Some(file.identity);
+                    slot.checked = Some(looked);
                     slot.last_error = Some(Arc::clone(&failure));
                     RunError::Remembered(failure)
                 };

@@ -42,6 +42,13 @@ impl InProcessRunner {
         self
     }
 
+    /// Trusts a plugin file found unchanged for `recheck` (see
+    /// [`crate::Settings::hot_swap_recheck`]). Default: zero, every call looks.
+    pub fn with_hot_swap_recheck(mut self, recheck: std::time::Duration) -> Self {
+        self.catalog = self.catalog.with_recheck(recheck);
+        self
+    }
+
     /// One v1 lifecycle on a fresh instance of `plugin`, timed for [`ShortCalls`].
     fn run_compiled(&self, name: &PluginName, plugin: &CompiledPlugin, input: i32) -> Result<i32, RunError> {
         let started = Instant::now();

@@ -323,6 +323,13 @@ impl WorkerPoolRunner {
         self
     }
 
+    /// Trusts a plugin file found unchanged for `recheck` (see
+    /// [`crate::Settings::hot_swap_recheck`]). Default: zero, every call looks.
+    pub fn with_hot_swap_recheck(mut self, recheck: Duration) -> Self {
+        self.catalog = self.catalog.with_recheck(recheck);
+        self
+    }
+
     /// The same checks an in-process load starts with; WasmEdge's own validation happens in
     /// the worker, where a crash in it is contained too.
     fn check(&self, name: &PluginName, bytes: &[u8], content_hash: &str) -> Result<Arc<CheckedModule>, RunError> {
