@@ -37,7 +37,7 @@ pub struct Ran<T> {
     pub sha256: Arc<str>,
 }
 
-/// What [`Calls::run_now`] did.
+/// What [`Calls::run_now`] or [`Calls::call_now`] did.
 #[derive(Debug)]
 pub enum Attempt<T> {
     /// It ran, on the calling thread.
@@ -63,10 +63,11 @@ pub trait Calls: Send + Sync + std::fmt::Debug {
     /// requirement, or without one the highest release (else the unversioned file).
     fn resolve(&self, target: &Target) -> Result<PluginRef, RunError>;
 
-    /// Runs `target`'s v1 call on the calling thread, but only if it can start at once (the
+    /// Runs `target`'s v1 call without a blocking thread, but only if it can start at once (the
     /// version is known, the store answers promptly, the plugin is loaded) and `target`'s
-    /// recent calls were short (see [`ShortCalls`]). An async caller uses it to skip the
-    /// hand-off to a blocking thread. The default never runs anything.
+    /// recent calls were short (see [`ShortCalls`]): on the calling thread, or (with workers,
+    /// under load) queued on a busy worker ([`Attempt::Queued`]). An async caller uses it to
+    /// skip the hand-off to a blocking thread. The default never runs anything.
     fn run_now(&self, _target: &Target, _input: i32) -> Attempt<i32> {
         Attempt::Blocking(None)
     }
@@ -78,9 +79,10 @@ pub trait Calls: Send + Sync + std::fmt::Debug {
         None
     }
 
-    /// Calls the v2 function `function` of `plugin` on the calling thread, but only if it can
-    /// start at once and `plugin`'s recent calls were short (see [`ShortCalls`]), like
-    /// [`run_now`](Self::run_now). The default never runs anything.
+    /// Calls the v2 function `function` of `plugin` without a blocking thread, but only if it
+    /// can start at once and `plugin`'s recent calls were short (see [`ShortCalls`]), like
+    /// [`run_now`](Self::run_now): on the calling thread, or (with workers, under load) queued on
+    /// a busy worker. The default never runs anything.
     fn call_now(&self, _plugin: &PluginRef, _function: &str, _input: &[u8]) -> Attempt<Vec<u8>> {
         Attempt::Blocking(None)
     }
