@@ -65,7 +65,7 @@ const CATEGORIES: &[(&str, &[&str])] = &[
             "tracing",
             "prometheus",
             "metrics::",
-            "screen_and_identify",
+            "around_every_request",
             "Semaphore",
             "host::api",
         ],

@@ -2,10 +2,10 @@
 //! logged here (`ApiError`'s `IntoResponse` only builds the answer), and calls are counted here
 //! for `/metrics`, labelled with the plugin their response names.
 
-use std::{sync::Arc, time::Instant};
+use std::time::Instant;
 
 use axum::{
-    extract::{Request, State},
+    extract::Request,
     http::Method,
     middleware::Next,
     response::{IntoResponse, Response},
@@ -28,9 +28,8 @@ pub struct RecordedLater;
 /// (`POST /run`, a function endpoint) by outcome, plugin and client, with their latency; and
 /// answers 503 to a request still running when the server gives up on it at the end of its
 /// grace period (see [`AppState::abandon`]: dropping the handler abandons its call, which a
-/// blocking thread may still finish). One layer for all of it, around every route: each layer
-/// costs every request.
-pub async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+/// blocking thread may still finish). Part of the one layer around every route.
+pub async fn record(state: &AppState, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let path = request.uri().path();
     let call = request.method() == Method::POST && (path == "/run" || path.contains("/functions/"));
