@@ -24,6 +24,12 @@ impl Test {
         cmd!(sh, "cargo fmt --all --check").run()?;
         step("linting (cargo clippy, warnings denied)");
         cmd!(sh, "cargo clippy --quiet --workspace --all-targets -- -D warnings").run()?;
+        // The libraries' API documentation builds clean: a public item's doc that links to a
+        // private one is a dead link for the reader of docs.rs.
+        step("checking the libraries' documentation (cargo doc, warnings denied)");
+        cmd!(sh, "cargo doc --quiet --no-deps -p plugin-host -p plugin-sdk -p host")
+            .env("RUSTDOCFLAGS", "-D warnings")
+            .run()?;
         // The container image definition and Kubernetes manifests, validated offline.
         CheckDeploy {}.run(sh)?;
         let runner_args = self.runner_args;

@@ -34,7 +34,7 @@ use super::{
 pub const NO_CLIENT: &str = "-";
 
 /// Who sent the request, as far as the tokens say: in every request's extensions once it has
-/// passed [`authenticate`].
+/// passed the token check (`authenticate`).
 #[derive(Debug, Clone)]
 pub struct Caller(Option<Arc<Client>>);
 
@@ -42,8 +42,8 @@ impl Caller {
     /// The caller when tokens are off: it may do anything.
     const OPEN: Caller = Caller(None);
 
-    /// The caller [`authenticate`] put into a request's extensions; none means tokens are off
-    /// (the check is not even layered then).
+    /// The caller the token check (`authenticate`) put into a request's extensions; none means
+    /// tokens are off (the check is not even layered then).
     pub fn of(extension: Option<axum::Extension<Caller>>) -> Caller {
         extension.map_or(Caller::OPEN, |axum::Extension(caller)| caller)
     }

@@ -28,8 +28,8 @@ pub enum AotCompilation {
     InProcess,
     /// In a child process per compilation, which takes the leak with it when it exits (a few
     /// milliseconds more per compilation). `executable` must hand its arguments to
-    /// [`run_aot_compiler`](super::run_aot_compiler) when its first argument is
-    /// [`AOT_COMPILER_ARG`](super::AOT_COMPILER_ARG); the `host` binary does.
+    /// the runtime's `run_aot_compiler` when its first argument is `AOT_COMPILER_ARG`; the `host`
+    /// binary does.
     ChildProcess { executable: PathBuf },
 }
 

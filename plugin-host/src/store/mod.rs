@@ -47,7 +47,7 @@ pub trait PluginStore: Send + Sync + fmt::Debug {
     /// out with a warning.
     fn versions(&self, name: &PluginName) -> Result<Versions, StoreError>;
     /// The versions of `name` the store can serve without its source (a registry's blobs in
-    /// the disk cache): what the [`Resolver`] falls back to when [`versions`](Self::versions)
+    /// the disk cache): what the `Resolver` falls back to when [`versions`](Self::versions)
     /// is unavailable and it has no listing of its own yet (after a restart). Default: none.
     fn held_versions(&self, _name: &PluginName) -> Versions {
         Versions::default()
@@ -64,7 +64,7 @@ pub trait PluginStore: Send + Sync + fmt::Debug {
     fn lookups_per_listing(&self) -> Option<usize> {
         None
     }
-    /// How long the [`Resolver`] may answer from a listing before asking again. Default: 1 s.
+    /// How long the `Resolver` may answer from a listing before asking again. Default: 1 s.
     fn listing_ttl(&self) -> Duration {
         Duration::from_secs(1)
     }

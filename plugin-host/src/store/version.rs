@@ -69,7 +69,7 @@ impl Versions {
 
     /// Every version that is never served because another one of equal precedence (they
     /// differ only in build metadata) is, each with the one served instead (see
-    /// [`served_first`]). Empty in a store that publishing alone has written.
+    /// `served_first`). Empty in a store that publishing alone has written.
     pub fn conflicts(&self) -> Vec<(&Version, &Version)> {
         // Sorted (lowest first), so versions of equal precedence are neighbours.
         self.versions
