@@ -164,18 +164,28 @@ pub(super) enum Answer {
 
 impl Answer {
     /// The call goes the ordinary way: it never started, or is to be tried again.
+    /// (A caller that is gone no longer wants an answer: a failed send is nothing to report.)
     fn ordinary(self, plugin: PluginRef) {
-        let _ = match self {
-            Answer::Run(sender) => sender.send(Attempt::Blocking(Some(plugin))).is_ok(),
-            Answer::Call(sender) => sender.send(Attempt::Blocking(Some(plugin))).is_ok(),
-        };
+        match self {
+            Answer::Run(sender) => {
+                let _ = sender.send(Attempt::Blocking(Some(plugin)));
+            }
+            Answer::Call(sender) => {
+                let _ = sender.send(Attempt::Blocking(Some(plugin)));
+            }
+        }
     }
 
+    /// The call failed with `error`.
     fn failed(self, error: RunError) {
-        let _ = match self {
-            Answer::Run(sender) => sender.send(Attempt::Done(Err(error))).is_ok(),
-            Answer::Call(sender) => sender.send(Attempt::Done(Err(error))).is_ok(),
-        };
+        match self {
+            Answer::Run(sender) => {
+                let _ = sender.send(Attempt::Done(Err(error)));
+            }
+            Answer::Call(sender) => {
+                let _ = sender.send(Attempt::Done(Err(error)));
+            }
+        }
     }
 }
 
