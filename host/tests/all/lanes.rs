@@ -25,6 +25,23 @@ impl Observer for Queued {
     }
 }
 
+/// A host with worker processes over `dir`, counting the calls queued on busy workers: as many
+/// workers as the pool's default, so that they are busy enough to queue on with however many
+/// cores run the test; calls due in 500 ms; the ABI check as `check_abi` says (a hand-written
+/// plugin needs it off); and no quarantine: the crashes and missed deadlines here are
+/// deliberate and many.
+fn busy_host(dir: &std::path::Path, check_abi: bool) -> (Host, Arc<Queued>) {
+    let mut runtime = runtime_config(ExecutionMode::Aot);
+    runtime.enforce_abi = check_abi;
+    runtime.limits.call_timeout = Duration::from_millis(500);
+    let mut pool = workers(plugin_host::WorkerSettings::default_workers());
+    pool.quarantine_after = u32::MAX;
+    let queued = Arc::new(Queued::default());
+    let settings = settings(&runtime, Isolation::Workers(pool), 4096);
+    let host = Host::with_observer(local_store(dir), settings, Arc::clone(&queued) as Arc<dyn Observer>).unwrap();
+    (host, queued)
+}
+
 /// What each call must answer: `hello` adds one to twice its input; `crash-on-some-inputs`
 /// crashes its worker on multiples of 7 and echoes anything else; `slow-on-1000` loops past its
 /// deadline on 1000 and echoes anything else.
@@ -47,21 +64,7 @@ async fn calls_queued_on_busy_workers_keep_their_answers_and_their_blame() {
         "(i32.const 0)",
     );
     std::fs::write(dir.path().join("slow-on-1000.wasm"), slow).unwrap();
-    let mut runtime = runtime_config(ExecutionMode::Aot);
-    runtime.enforce_abi = false;
-    runtime.limits.call_timeout = Duration::from_millis(500);
-    // As many workers as the pool's default, so that they are busy enough to queue on with
-    // however many cores run this test.
-    let mut pool = workers(plugin_host::WorkerSettings::default_workers());
-    // The crashes here are deliberate and many: they must not quarantine the plugin.
-    pool.quarantine_after = u32::MAX;
-    let queued = Arc::new(Queued::default());
-    let host = Host::with_observer(
-        local_store(dir.path()),
-        settings(&runtime, Isolation::Workers(pool), 4096),
-        Arc::clone(&queued) as Arc<dyn Observer>,
-    )
-    .unwrap();
+    let (host, queued) = busy_host(dir.path(), false);
     let plugins = ["hello", "crash-on-some-inputs", "slow-on-1000"];
     let target = |plugin: &str| Target::from(PluginName::new(plugin).unwrap());
     // Quick calls first: only plugins whose recent calls were quick are queued.
@@ -119,18 +122,7 @@ async fn v2_calls_queued_on_busy_workers_keep_their_answers_their_configuration_
     let dir = plugin_dir(&["text", "redact"]);
     std::fs::write(dir.path().join("v2-hostile.wasm"), fault_bytes("v2-hostile")).unwrap();
     std::fs::write(dir.path().join("redact.config.json"), r#"{"mask": ["cards"]}"#).unwrap();
-    let mut runtime = runtime_config(ExecutionMode::Aot);
-    runtime.limits.call_timeout = Duration::from_millis(500);
-    let mut pool = workers(plugin_host::WorkerSettings::default_workers());
-    // One missed deadline per burst, on purpose: it must not quarantine the plugin.
-    pool.quarantine_after = u32::MAX;
-    let queued = Arc::new(Queued::default());
-    let host = Host::with_observer(
-        local_store(dir.path()),
-        settings(&runtime, Isolation::Workers(pool), 4096),
-        Arc::clone(&queued) as Arc<dyn Observer>,
-    )
-    .unwrap();
+    let (host, queued) = busy_host(dir.path(), true);
     let target = |plugin: &str| Target::from(PluginName::new(plugin).unwrap());
     let call = |host: Host, plugin: &'static str, function: &'static str, input: String| async move {
         let result = host.call(&target(plugin), function, input.clone().into_bytes()).await;

@@ -274,6 +274,23 @@ fn short_v2_calls_run_directly_and_a_changed_file_sends_them_back_to_the_blockin
     assert_eq!(runner.call(&text, "upper", b"abc").unwrap().output, b"ABC");
 }
 
+/// A host over a folder with `hello`, whose files are rechecked every `recheck`, after 20 calls
+/// of `hello`: enough for its calls to be known as short.
+async fn hello_with_recheck(
+    isolation: plugin_host::Isolation,
+    recheck: Duration,
+) -> (tempfile::TempDir, plugin_host::Host) {
+    let dir = plugin_dir(&["hello"]);
+    let mut settings = settings(&runtime_config(ExecutionMode::Aot), isolation, 16);
+    settings.hot_swap_recheck = recheck;
+    let host =
+        plugin_host::Host::with_observer(local_store(dir.path()), settings, Arc::new(plugin_host::NoObserver)).unwrap();
+    for _ in 0..20 {
+        assert_eq!(host.run(&plugin_host::Target::from(name("hello")), 5).await.unwrap().output, 11);
+    }
+    (dir, host)
+}
+
 /// With a recheck period (`--hot-swap-recheck-ms`), a file found unchanged is trusted for that
 /// long: the calls in between cost no `stat`, and a replaced or removed file takes effect for the
 /// first call that starts at least that long after the change. Both runners, and both ways a
@@ -285,15 +302,7 @@ async fn with_a_recheck_period_a_changed_file_takes_effect_that_long_after_the_c
     let hello = || plugin_host::Target::from(name("hello"));
     for isolation in isolations() {
         // Long enough that only a stall of the whole test could make the file be looked at.
-        let dir = plugin_dir(&["hello"]);
-        let mut settings = settings(&runtime_config(ExecutionMode::Aot), isolation, 16);
-        settings.hot_swap_recheck = Duration::from_secs(30);
-        let host =
-            plugin_host::Host::with_observer(local_store(dir.path()), settings, Arc::new(plugin_host::NoObserver))
-                .unwrap();
-        for _ in 0..20 {
-            assert_eq!(host.run(&hello(), 5).await.unwrap().output, 11);
-        }
+        let (dir, host) = hello_with_recheck(isolation, Duration::from_secs(30)).await;
         replace_atomically(dir.path(), "hello", &plugin_bytes("simple"));
         for _ in 0..20 {
             assert_eq!(host.run(&hello(), 5).await.unwrap().output, 11, "trusted: the file is not looked at");
@@ -301,15 +310,7 @@ async fn with_a_recheck_period_a_changed_file_takes_effect_that_long_after_the_c
     }
     for isolation in isolations() {
         let recheck = Duration::from_millis(200);
-        let dir = plugin_dir(&["hello"]);
-        let mut settings = settings(&runtime_config(ExecutionMode::Aot), isolation, 16);
-        settings.hot_swap_recheck = recheck;
-        let host =
-            plugin_host::Host::with_observer(local_store(dir.path()), settings, Arc::new(plugin_host::NoObserver))
-                .unwrap();
-        for _ in 0..20 {
-            assert_eq!(host.run(&hello(), 5).await.unwrap().output, 11);
-        }
+        let (dir, host) = hello_with_recheck(isolation, recheck).await;
         replace_atomically(dir.path(), "hello", &plugin_bytes("simple"));
         tokio::time::sleep(recheck).await;
         assert_eq!(host.run(&hello(), 5).await.unwrap().output, 6, "replaced: the first call {recheck:?} after");

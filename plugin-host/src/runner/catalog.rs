@@ -119,7 +119,8 @@ struct Slot<M> {
     current: Option<Version<M>>,
     /// Why the file version in `seen` failed to load, if it did.
     last_error: Option<Arc<RunError>>,
-    /// When the store was last asked and the file was `seen` (the moment before asking).
+    /// When the store was last asked and the file was `seen` (the moment before asking); kept
+    /// only with a recheck period.
     checked: Option<Instant>,
 }
 
@@ -389,12 +390,13 @@ impl<M: Clone> Catalog<M> {
         {
             return Some(loaded);
         }
-        let looked = Instant::now();
+        // Kept only with a recheck period: without one, no clock read on the hot path.
+        let looked = (!self.recheck.is_zero()).then(Instant::now);
         let identity = self.store.stat(plugin).ok()?;
         let slot = Arc::clone(self.slots.lock().get(plugin)?);
         let mut slot = slot.try_lock()?;
         let loaded = slot.current.as_ref().filter(|_| slot.seen == Some(identity))?.loaded();
-        slot.checked = Some(looked);
+        slot.checked = looked;
         self.observer.plugin_lookup(true);
         Some(loaded)
     }
@@ -413,7 +415,8 @@ impl<M: Clone> Catalog<M> {
             return answer;
         }
         // Stat first: a name the store does not have must not take (and evict) a slot.
-        let looked = Instant::now();
+        // Kept only with a recheck period: without one, no clock read on the hot path.
+        let looked = (!self.recheck.is_zero()).then(Instant::now);
         let identity = match self.store.stat(plugin) {
             Ok(identity) => identity,
             Err(error @ StoreError::NotFound(_)) => {
@@ -426,7 +429,7 @@ impl<M: Clone> Catalog<M> {
         let slot = Arc::clone(self.slots.lock().get_or_insert(plugin.clone(), Default::default));
         let mut slot = slot.lock();
         if slot.seen == Some(identity) {
-            slot.checked = Some(looked);
+            slot.checked = looked;
             if let Some(current) = &slot.current {
                 self.observer.plugin_lookup(true);
                 return Ok(current.loaded());
@@ -444,7 +447,7 @@ impl<M: Clone> Catalog<M> {
             // Touched or copied over with the same content: nothing to load again.
             let loaded = current.loaded();
             slot.seen = Some(file.identity);
-            slot.checked = Some(looked);
+            slot.checked = looked;
             slot.last_error = None;
             return Ok(loaded);
         }
@@ -455,7 +458,7 @@ impl<M: Clone> Catalog<M> {
                 let version = Version { content_hash: content_hash.into(), module };
                 let loaded = version.loaded();
                 slot.seen = Some(file.identity);
-                slot.checked = Some(looked);
+                slot.checked = looked;
                 slot.current = Some(version);
                 slot.last_error = None;
                 Ok(loaded)
@@ -471,7 +474,7 @@ impl<M: Clone> Catalog<M> {
                     // The verdict on this file version: not tried again until the file changes.
                     let failure = Arc::new(error);
                     slot.seen = Some(file.identity);
-                    slot.checked = Some(looked);
+                    slot.checked = looked;
                     slot.last_error = Some(Arc::clone(&failure));
                     RunError::Remembered(failure)
                 };
