@@ -7,7 +7,9 @@ use plugin_host::runtime::{
     testing::call_out_of_order,
 };
 
-use crate::support::{MODES, compile, engine, fault_bytes, plugin_bytes, runtime_config, sha256_hex, wat, wat_plugin};
+use crate::support::{
+    MODES, catches_faults, compile, engine, fault_bytes, plugin_bytes, runtime_config, sha256_hex, wat, wat_plugin,
+};
 
 fn compile_err(engine: &Engine, bytes: &[u8]) -> RuntimeError {
     engine.compile(bytes, &sha256_hex(bytes)).expect_err("must not compile")
@@ -217,6 +219,28 @@ fn traps_are_typed() {
                 }
                 other => panic!("{mode:?} {body}: {other:?}"),
             }
+        }
+    }
+}
+
+/// WasmEdge's fault handlers are installed once, not around every call: between calls they
+/// stay installed, and a plugin's faults are still its own traps (see
+/// `runtime::fault_handlers`; `isolation` checks the same in a worker).
+#[test]
+fn fault_handlers_stay_installed_between_calls_and_faults_still_trap() {
+    let engine = engine(ExecutionMode::Aot);
+    let hello = compile(&engine, &plugin_bytes("hello"));
+    let faults = [
+        ("i32.const 1000000 i32.load", TrapKind::MemoryOutOfBounds),
+        ("i32.const 1 i32.const 0 i32.div_s", TrapKind::DivideByZero),
+    ];
+    for _ in 0..3 {
+        assert_eq!(hello.call(21).unwrap(), 43);
+        assert!(catches_faults(std::process::id()), "installed after a call returned");
+        for (body, trap) in &faults {
+            let error = compile(&engine, &wat_plugin("i32.const 0", body, "i32.const 0")).call(1).unwrap_err();
+            assert!(matches!(&error, RuntimeError::Trap { trap: got, .. } if got == trap), "{body}: {error:?}");
+            assert!(catches_faults(std::process::id()), "installed after a trap");
         }
     }
 }

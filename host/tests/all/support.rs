@@ -275,3 +275,12 @@ pub fn add_version(dir: &Path, name: &str, version: &str, plugin: &str) {
     fs::create_dir_all(dir.join(name)).expect("version folder");
     fs::write(dir.join(name).join(format!("{version}.wasm")), plugin_bytes(plugin)).expect("write version");
 }
+
+/// Whether process `pid` has handlers for `SIGSEGV`, `SIGBUS` and `SIGFPE` (its `SigCgt` mask):
+/// WasmEdge's, which turn a plugin's faults into traps (see `runtime::fault_handlers`).
+pub fn catches_faults(pid: u32) -> bool {
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let caught = status.lines().find_map(|line| line.strip_prefix("SigCgt:")).expect("SigCgt in /proc status");
+    let caught = u64::from_str_radix(caught.trim(), 16).unwrap();
+    [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE].iter().all(|&signal| caught & (1 << (signal - 1)) != 0)
+}

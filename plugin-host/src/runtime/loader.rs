@@ -15,7 +15,7 @@ use wasmedge_sdk::{
 };
 
 use super::{
-    AotCompilation, ExecutionMode, Limits, RuntimeConfig, RuntimeError,
+    AotCompilation, ExecutionMode, Limits, RuntimeConfig, RuntimeError, fault_handlers,
     reuse::{self, ReuseState},
 };
 
@@ -48,6 +48,9 @@ impl Engine {
                 settings.aot_cache_max_bytes,
             )?),
         };
+        if aot.is_some() {
+            fault_handlers::keep_installed(&config);
+        }
         Ok(Engine { settings, config, aot })
     }
 
