@@ -321,33 +321,6 @@ async fn soak_ten_thousand_mixed_requests_a_third_hostile() {
 /// A new plugin version that cannot be loaded *now* (every worker is busy) is not a bad
 /// version: the next call loads it. (It used to be remembered like a broken file, so the old
 /// version served until the file changed again.)
-/// A worker keeps WasmEdge's fault handlers installed between calls, as the server does
-/// in-process (see `runtime::fault_handlers`; the server sends it the module that holds them),
-/// and a plugin's fault in a worker is still a trap, not a crash.
-#[test]
-fn a_worker_keeps_the_fault_handlers_installed_between_calls_and_faults_still_trap() {
-    let dir = crate::support::plugin_dir(&["hello"]);
-    std::fs::write(dir.path().join("traps.wasm"), fault_bytes("traps")).unwrap();
-    let runtime = RuntimeConfig { enforce_abi: false, ..runtime_config(ExecutionMode::Aot) };
-    let runner =
-        WorkerPoolRunner::new(local_store(dir.path()), runtime, workers(1), Arc::new(plugin_host::NoObserver), 16)
-            .expect("workers start");
-    let name = |n: &str| plugin_host::store::PluginName::new(n).unwrap();
-    for _ in 0..3 {
-        assert_eq!(runner.run(&plugin_host::store::PluginRef::from(&name("hello")), 21).unwrap().output, 43);
-        let pids = worker_pids();
-        assert_eq!(pids.len(), 1, "{pids:?}");
-        assert!(crate::support::catches_faults(pids[0]), "installed in the worker after a call returned");
-        // Out of bounds (SIGSEGV) and division by zero (SIGFPE), each answered as a trap by the
-        // same worker.
-        for input in [4, 2] {
-            let error = runner.run(&plugin_host::store::PluginRef::from(&name("traps")), input).unwrap_err();
-            assert_eq!(error.kind().code(), "plugin_trapped", "{input}: {error}");
-        }
-        assert_eq!(worker_pids(), pids, "the same worker, alive");
-    }
-}
-
 #[test]
 fn a_transient_load_failure_is_retried_on_the_next_call() {
     let dir = crate::support::plugin_dir(&["hello"]);

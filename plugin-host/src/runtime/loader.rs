@@ -48,7 +48,9 @@ impl Engine {
                 settings.aot_cache_max_bytes,
             )?),
         };
-        if aot.is_some() {
+        // Only where calls run in this process (see `fault_handlers` for why not in a worker,
+        // whose supervisor enforces the deadline from outside).
+        if aot.is_some() && !settings.external_deadline {
             fault_handlers::keep_installed(&config);
         }
         Ok(Engine { settings, config, aot })

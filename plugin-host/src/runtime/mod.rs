@@ -16,7 +16,7 @@
 mod config;
 mod error;
 mod executor;
-pub(crate) mod fault_handlers;
+mod fault_handlers;
 mod functions;
 mod loader;
 mod reuse;

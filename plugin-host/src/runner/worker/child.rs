@@ -17,7 +17,7 @@ use lru::LruCache;
 use super::protocol::{
     PROTOCOL_VERSION, Reply, Request, SPIN_BEFORE_SLEEP, read_frame, spin_until_readable, write_frame,
 };
-use crate::runtime::{CompiledPlugin, Engine, RuntimeError, StreamSession, fault_handlers};
+use crate::runtime::{CompiledPlugin, Engine, RuntimeError, StreamSession};
 
 /// The first argument that makes the host binary a worker.
 pub const WORKER_ARG: &str = "__plugin-worker";
@@ -31,7 +31,7 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Write) -> anyhow::Result<()> {
-    let (hello, keeper): (Request, _) = read_frame(&mut input).context("reading the server's hello")?;
+    let (hello, _): (Request, _) = read_frame(&mut input).context("reading the server's hello")?;
     let Request::Hello { version, runtime, memory_limit_bytes } = hello else {
         bail!("the server did not start with a hello");
     };
@@ -47,9 +47,6 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Writ
         // RLIMIT_AS: WasmEdge reserves about 8 GiB of (inaccessible) address space per linear
         // memory as a guard region, which an address-space limit would count.
         rlimit::setrlimit(rlimit::Resource::DATA, limit, limit).context("setting the memory limit")?;
-    }
-    if !keeper.is_empty() {
-        fault_handlers::adopt_keeper(keeper);
     }
     let engine = Engine::new(runtime)?;
     // Ready only once this worker can run plugins: a broken setup (an unusable AOT cache

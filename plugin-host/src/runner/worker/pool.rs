@@ -22,7 +22,7 @@ use super::{
     protocol::{PROTOCOL_VERSION, Reply, Request, SPIN_BEFORE_SLEEP, read_frame, spin_until_readable, write_frame},
 };
 use crate::{
-    runtime::{ExecutionMode, RuntimeConfig, RuntimeError, fault_handlers},
+    runtime::{RuntimeConfig, RuntimeError},
     store::PluginName,
 };
 
@@ -395,14 +395,8 @@ impl Pool {
             runtime: self.runtime.clone(),
             memory_limit_bytes: self.settings.memory_limit_bytes,
         };
-        // The hello's bytes: the module that keeps WasmEdge's fault handlers installed, compiled
-        // once here rather than in every new worker (see `runtime::fault_handlers`).
-        let keeper = match self.runtime.mode {
-            ExecutionMode::Aot => fault_handlers::compiled_keeper(),
-            ExecutionMode::Interpreter => None,
-        };
         let handshake = (|| -> io::Result<Reply> {
-            write_frame(worker.socket.get_mut(), &hello, keeper.as_deref().unwrap_or_default())?;
+            write_frame(worker.socket.get_mut(), &hello, &[])?;
             worker.socket.get_ref().set_read_timeout(Some(Duration::from_secs(10)))?;
             Ok(read_frame::<Reply>(&mut worker.socket)?.0)
         })();

@@ -36,9 +36,7 @@ const MAX_BLOB_BYTES: usize = 256 << 20;
 /// Server to worker.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
-    /// First message: how to run plugins, and the OS limits to put on itself. The bytes that
-    /// follow, if any, are the compiled module that keeps WasmEdge's fault handlers installed
-    /// (see `runtime::fault_handlers`).
+    /// First message: how to run plugins, and the OS limits to put on itself.
     Hello { version: u32, runtime: RuntimeConfig, memory_limit_bytes: Option<u64> },
     /// Compile and keep the module whose bytes follow, admitted by the server as `admission`
     /// says (the worker does not check it again).
