@@ -190,8 +190,21 @@ impl PluginInstance {
         let Some(snapshot) = reuse.snapshot.get().and_then(Option::as_ref) else { return false };
         let Some(instance) = self.vm.active_module_mut() else { return false };
         let memory_restored = instance.get_memory_mut(MEMORY_EXPORT).is_ok_and(|mut memory| {
+            let len = snapshot.memory_len();
             // The size cannot change (ABI v1 forbids memory.grow), but check rather than trust.
-            memory.size() * PAGE_BYTES == snapshot.memory.len() as u32 && memory.set_data(&snapshot.memory, 0).is_ok()
+            if memory.size() * PAGE_BYTES != len as u32 {
+                return false;
+            }
+            // SAFETY: WasmEdge checked that the pointer is to `len` bytes of this instance's
+            // linear memory. Nothing else reads or writes them while `&mut self` is held, and
+            // they cannot grow or move while the slice lives: nothing runs in the instance.
+            #[allow(unsafe_code)]
+            let bytes = match unsafe { memory.data_pointer_mut(0, len as u32) } {
+                Ok(pointer) => unsafe { std::slice::from_raw_parts_mut(pointer, len) },
+                Err(_) => return false,
+            };
+            snapshot.restore_memory(bytes);
+            true
         });
         memory_restored
             && snapshot.globals.iter().all(|(name, value)| {
@@ -359,7 +372,7 @@ fn capture(vm: &Vm<'static, dyn SyncInst + Send>, globals: &[String]) -> Option<
         .iter()
         .map(|name| Some((name.clone(), instance.get_global(name).ok()?.get_value())))
         .collect::<Option<Vec<_>>>()?;
-    Some(Snapshot { memory, globals })
+    Some(Snapshot::new(memory, globals))
 }
 
 #[cfg(test)]
