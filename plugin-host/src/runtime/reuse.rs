@@ -85,10 +85,12 @@ fn is_zero(bytes: &[u8]) -> bool {
     bytes.iter().fold(0, |any, &byte| any | byte) == 0
 }
 
-/// Largest memory, in 64 KiB pages, whose instances are reused. Writing the image back costs
-/// about 1.4 µs per page, while a new instance costs about 29 µs whatever its size (measured in
-/// AOT worker mode: 1 page 8.9 µs reused vs 30.8 µs new, 4 pages 13.0 vs 29.5, 16 pages 31.7
-/// vs 29.3), so beyond this a new instance is the cheaper fresh state.
+/// Largest memory, in 64 KiB pages, whose instances are reused. Writing the whole image back
+/// cost about 1.4 µs per page, while a new instance costs about 29 µs whatever its size
+/// (measured in AOT worker mode: 1 page 8.9 µs reused vs 30.8 µs new, 4 pages 13.0 vs 29.5,
+/// 16 pages 31.7 vs 29.3), so beyond this a new instance is the cheaper fresh state. Since then
+/// only the chunks a call changed are written back ([`Snapshot::restore_memory`]), so this
+/// limit is what a call that changes every page costs, and is on the safe side for the others.
 const MAX_REUSED_PAGES: u64 = 8;
 
 /// Export name of the memory, added by [`expose_state`].
