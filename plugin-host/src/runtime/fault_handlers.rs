@@ -25,22 +25,21 @@
 //! behaviour. In this process such a plugin (the ABI check refuses it: it forbids recursion)
 //! takes the whole server down without the keeper, so a trap would be no loss.
 //!
-//! The keeper's module is compiled once per process, to universal WebAssembly (its native code
-//! travels inside the module's bytes), so nothing is written to the AOT cache.
+//! The keeper's module is compiled once per process, the way the engine compiles plugins (in a
+//! child process by default in the server, so the server does not load the compiler), into a
+//! temporary folder rather than the AOT cache, which holds only plugins.
 //!
 //! Best effort: if the keeper cannot start, calls work as before and pay the system calls.
 
 use std::{
     collections::HashMap,
+    path::Path,
     sync::{Arc, OnceLock, mpsc},
     time::Duration,
 };
 
 use wasmedge_sdk::{
-    CallingFrame, Compiler, CompilerOptimizationLevel, CompilerOutputFormat, ImportObjectBuilder, Instance, Module,
-    Store, Vm, WasmValue,
-    config::{CommonConfigOptions, CompilerConfigOptions, Config, ConfigBuilder},
-    error::CoreError,
+    CallingFrame, ImportObjectBuilder, Instance, Module, Store, Vm, WasmValue, config::Config, error::CoreError,
     vm::SyncInst,
 };
 
@@ -49,6 +48,9 @@ const MODULE: &str = "plugin_host";
 const HOLD: &str = "hold";
 const KEEP: &str = "keep";
 
+/// The name the keeper's module is compiled under, in its own temporary folder.
+const STEM: &str = "fault-handler-keeper";
+
 /// How long start-up waits for the keeper to be inside compiled code.
 const START_ALLOWANCE: Duration = Duration::from_secs(5);
 
@@ -56,18 +58,28 @@ const START_ALLOWANCE: Duration = Duration::from_secs(5);
 static HELD: OnceLock<bool> = OnceLock::new();
 
 /// Starts the keeper thread, to run with `config` (an AOT engine's), unless it runs already.
+/// `compile` compiles the keeper's module to `<folder>/<stem>.so`, the way the engine compiles
+/// plugins (in a child process, if so configured: then this process never loads the compiler).
 /// Returns whether the handlers are now installed for good.
-pub(super) fn keep_installed(config: &Arc<Config>) -> bool {
+pub(super) fn keep_installed(
+    config: &Arc<Config>,
+    compile: impl FnOnce(&[u8], &str, &Path) -> Result<(), String>,
+) -> bool {
     *HELD.get_or_init(|| {
-        compile()
-            .and_then(|bytes| start(Arc::clone(config), &bytes))
+        start(Arc::clone(config), compile)
             .inspect_err(|why| tracing::warn!(%why, "WasmEdge's fault handlers will be installed around every call"))
             .is_ok()
     })
 }
 
-fn start(config: Arc<Config>, bytes: &[u8]) -> Result<(), String> {
-    let module = Module::from_bytes(Some(&config), bytes).map_err(|e| e.to_string())?;
+fn start(config: Arc<Config>, compile: impl FnOnce(&[u8], &str, &Path) -> Result<(), String>) -> Result<(), String> {
+    // Compiled into a private temporary folder, which is removed once the keeper is inside:
+    // loading maps the code, so the file is not needed after that, and the AOT cache holds
+    // only plugins.
+    let folder = tempfile::tempdir().map_err(|e| e.to_string())?;
+    compile(&keeper_module(), STEM, folder.path())?;
+    let module =
+        Module::from_file(Some(&config), folder.path().join(format!("{STEM}.so"))).map_err(|e| e.to_string())?;
     let (inside, entered) = mpsc::sync_channel::<()>(1);
     std::thread::Builder::new()
         .name("wasmedge-faults".into())
@@ -105,26 +117,6 @@ fn hold(
     loop {
         std::thread::park();
     }
-}
-
-/// Compiles the keeper's module in a private temporary folder, which is gone when this returns.
-fn compile() -> Result<Vec<u8>, String> {
-    let failed = |e: &dyn std::fmt::Display| format!("compiling the fault handlers' keeper: {e}");
-    // WasmEdge's compiler logs its progress to stdout, which is the server's (`Engine::new`
-    // turns the same logging off, but only after this).
-    wasmedge_sdk::LogManager::log_off();
-    let config = ConfigBuilder::new(CommonConfigOptions::default())
-        .with_compiler_config(
-            CompilerConfigOptions::default()
-                .out_format(CompilerOutputFormat::Wasm)
-                .optimization_level(CompilerOptimizationLevel::O0),
-        )
-        .build()
-        .map_err(|e| failed(&e))?;
-    let compiler = Compiler::new(Some(&config)).map_err(|e| failed(&e))?;
-    let folder = tempfile::tempdir().map_err(|e| failed(&e))?;
-    let output = compiler.compile_from_bytes(keeper_module(), "keeper", folder.path()).map_err(|e| failed(&e))?;
-    std::fs::read(output).map_err(|e| failed(&e))
 }
 
 /// `(module (import "plugin_host" "hold" (func)) (func (export "keep") call 0))`.

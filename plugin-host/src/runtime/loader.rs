@@ -50,8 +50,10 @@ impl Engine {
         };
         // Only where calls run in this process (see `fault_handlers` for why not in a worker,
         // whose supervisor enforces the deadline from outside).
-        if aot.is_some() && !settings.external_deadline {
-            fault_handlers::keep_installed(&config);
+        if let Some(aot) = aot.as_ref().filter(|_| !settings.external_deadline) {
+            fault_handlers::keep_installed(&config, |bytes, stem, folder| {
+                aot.compiler.compile(bytes, stem, folder).map_err(|e| e.to_string())
+            });
         }
         Ok(Engine { settings, config, aot })
     }
