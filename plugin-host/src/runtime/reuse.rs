@@ -51,9 +51,12 @@ pub(super) struct Snapshot {
 
 /// How much memory is compared, and written back if it differs, at a time: one OS page. A
 /// lifecycle writes few of them (its stack, a few variables), and reading a chunk to find it
-/// unchanged costs less than writing it back: reading a zero chunk reads one buffer, not two,
-/// and a chunk that is not written stays clean in the cache.
+/// unchanged costs less than writing it back: a chunk that is not written stays clean in the
+/// cache, and a zero chunk is compared with [`ZEROS`], which stays in the nearest cache.
 const CHUNK: usize = 4096;
+
+/// A chunk of zeros, to compare zero chunks with (`memcmp`, fast in every build profile).
+static ZEROS: [u8; CHUNK] = [0; CHUNK];
 
 impl Snapshot {
     pub fn new(memory: Vec<u8>, globals: Vec<(String, wasmedge_sdk::WasmValue)>) -> Self {
@@ -79,10 +82,9 @@ impl Snapshot {
     }
 }
 
-/// Whether every byte is zero; written as a fold without an early exit, so that it compiles to
-/// wide vector instructions.
+/// Whether every byte of a chunk (at most [`CHUNK`] bytes) is zero.
 fn is_zero(bytes: &[u8]) -> bool {
-    bytes.iter().fold(0, |any, &byte| any | byte) == 0
+    bytes == &ZEROS[..bytes.len()]
 }
 
 /// Largest memory, in 64 KiB pages, whose instances are reused. Writing the whole image back
