@@ -223,9 +223,9 @@ fn traps_are_typed() {
     }
 }
 
-/// WasmEdge's fault handlers are installed once, not around every call: between calls they
-/// stay installed, and a plugin's faults are still its own traps (see
-/// `runtime::fault_handlers`; `isolation` checks the same in a worker).
+/// In-process, WasmEdge's fault handlers are installed once, not around every call: between
+/// calls they stay installed, and a plugin's faults are still its own traps (see
+/// `runtime::fault_handlers`).
 #[test]
 fn fault_handlers_stay_installed_between_calls_and_faults_still_trap() {
     let engine = engine(ExecutionMode::Aot);

@@ -413,7 +413,7 @@ mod tests {
     }
 
     #[test]
-    fn restoring_memory_writes_back_every_changed_byte_and_only_changed_chunks() {
+    fn restoring_memory_puts_back_every_changed_byte_in_zero_and_other_chunks() {
         // An image with zero and non-zero chunks, and a short last chunk.
         let mut image = vec![0u8; 3 * CHUNK + 100];
         image[CHUNK + 7] = 1;
