@@ -27,7 +27,9 @@
 //!
 //! The keeper's module is compiled once per process, the way the engine compiles plugins (in a
 //! child process by default in the server, so the server does not load the compiler), into a
-//! temporary folder rather than the AOT cache, which holds only plugins.
+//! temporary folder rather than the AOT cache, which holds only plugins. That compilation is
+//! paid at every start: the server (in-process, compiling in a child process) took 46-52 ms
+//! from start to listening against 17-23 ms without the keeper (measured on 2 cores).
 //!
 //! Best effort: if the keeper cannot start, calls work as before and pay the system calls.
 
