@@ -2,6 +2,7 @@
 
 use std::{
     io::{BufRead, BufReader},
+    ops::{Deref, DerefMut},
     process::{Child, Command, Stdio},
     sync::mpsc,
     time::Duration,
@@ -9,9 +10,33 @@ use std::{
 
 use crate::support::{plugin_dir, shared_aot_dir, wat_plugin};
 
+/// A started `host` binary, killed when dropped: a test that fails midway leaves no server
+/// (and so no worker processes) running behind it.
+pub(crate) struct Running(Child);
+
+impl Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the binary and waits for the `{"listening": ...}` line it prints on stdout; returns
-/// the child, its address and its log lines (stderr).
-pub(crate) fn start(configure: impl FnOnce(&mut Command)) -> (Child, String, mpsc::Receiver<String>) {
+/// the server, its address and its log lines (stderr).
+pub(crate) fn start(configure: impl FnOnce(&mut Command)) -> (Running, String, mpsc::Receiver<String>) {
     start_command(Command::new(env!("CARGO_BIN_EXE_host")), configure)
 }
 
@@ -19,7 +44,7 @@ pub(crate) fn start(configure: impl FnOnce(&mut Command)) -> (Child, String, mps
 pub(crate) fn start_with_file_limit(
     limit: u32,
     configure: impl FnOnce(&mut Command),
-) -> (Child, String, mpsc::Receiver<String>) {
+) -> (Running, String, mpsc::Receiver<String>) {
     let mut command = Command::new("prlimit");
     command.arg(format!("--nofile={limit}:{limit}")).arg(env!("CARGO_BIN_EXE_host"));
     start_command(command, configure)
@@ -28,7 +53,7 @@ pub(crate) fn start_with_file_limit(
 fn start_command(
     mut command: Command,
     configure: impl FnOnce(&mut Command),
-) -> (Child, String, mpsc::Receiver<String>) {
+) -> (Running, String, mpsc::Receiver<String>) {
     command
         .env_clear()
         .env("LISTEN_ADDR", "127.0.0.1:0")
@@ -38,7 +63,7 @@ fn start_command(
         .stderr(Stdio::piped())
         .stdout(Stdio::piped());
     configure(&mut command);
-    let mut child = command.spawn().expect("host starts");
+    let mut child = Running(command.spawn().expect("host starts"));
     let (lines_tx, lines) = mpsc::channel();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     std::thread::spawn(move || {
@@ -363,4 +388,41 @@ async fn shutdown_ends_with_its_grace_period() {
     assert!(answered < Duration::from_secs(1), "answered within the grace period, not after {answered:?}");
     assert!(took < Duration::from_millis(1400), "exited {took:?} after SIGTERM with a 1 s grace period");
     assert!(exit.success(), "{exit}");
+}
+
+/// In-process, the native code that keeps WasmEdge's fault handlers installed (see
+/// `runtime::fault_handlers`) is compiled at the first start and kept in the AOT cache like a
+/// plugin's, so a restart finds it rather than compiling it again.
+#[test]
+fn the_fault_handler_keeper_is_compiled_at_the_first_start_only() {
+    use std::os::unix::fs::MetadataExt;
+    let plugins = plugin_dir(&[]);
+    let aot = tempfile::TempDir::new().unwrap();
+    let cache = aot.path().join("aot");
+    // (name, inode) of every file in the cache: a compiled artifact is renamed into place, so
+    // compiling it again would give it a new inode.
+    let artifacts = || -> Vec<(std::ffi::OsString, u64)> {
+        let mut files: Vec<_> = std::fs::read_dir(&cache)
+            .unwrap()
+            .map(|entry| entry.unwrap())
+            .map(|entry| (entry.file_name(), entry.metadata().unwrap().ino()))
+            .collect();
+        files.sort();
+        files
+    };
+    let mut seen = None;
+    for _ in 0..2 {
+        let (server, _addr, _logs) = start(|c| {
+            c.env("AOT_CACHE_DIR", &cache).args([
+                "--plugin-dir",
+                plugins.path().to_str().unwrap(),
+                "--isolation",
+                "in-process",
+            ]);
+        });
+        drop(server);
+        let now = artifacts();
+        assert_eq!(now.len(), 1, "the keeper's artifact, and no plugin's: {now:?}");
+        assert_eq!(seen.get_or_insert_with(|| now.clone()), &now, "found again, not compiled again");
+    }
 }

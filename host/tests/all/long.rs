@@ -15,7 +15,6 @@ use std::{
     io::{Read, Write},
     net::TcpStream,
     path::Path,
-    process::Child,
     sync::{
         Arc,
         atomic::{AtomicBool, AtomicU64, Ordering},
@@ -26,7 +25,7 @@ use std::{
 use serde_json::{Value, json};
 
 use crate::{
-    binary::start,
+    binary::{Running, start},
     support::{fault_bytes, plugin_bytes, replace_atomically},
 };
 
@@ -88,16 +87,9 @@ pub(crate) fn call(addr: &str, body: &Value) -> (u16, Value) {
 }
 
 pub(crate) struct Host {
-    pub(crate) child: Child,
+    pub(crate) child: Running,
     pub(crate) addr: String,
     _aot: tempfile::TempDir,
-}
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 /// The real binary over `plugins`, with defaults but for `settings`, and a private AOT cache

@@ -3,7 +3,6 @@
 //! plus looping callers next to a quick plugin. Each prints its figures (`--nocapture`).
 
 use std::{
-    process::Child,
     sync::{
         Arc,
         atomic::{AtomicBool, Ordering},
@@ -17,16 +16,6 @@ use crate::{
     binary::start,
     support::{fault_bytes, plugin_bytes, plugin_dir},
 };
-
-/// Stops the binary when the test ends, however it ends.
-struct Host(Child);
-
-impl Drop for Host {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() - 1) as f64 * p).round() as usize]
@@ -51,10 +40,9 @@ fn many_versions(versions: usize) -> tempfile::TempDir {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn readiness_stays_ready_while_eight_clients_list_three_thousand_versions() {
     let dir = many_versions(3000);
-    let (child, addr, _lines) = start(|c| {
+    let (_host, addr, _lines) = start(|c| {
         c.args(["--plugin-dir", dir.path().to_str().unwrap(), "--workers", "2"]);
     });
-    let _host = Host(child);
     let client = reqwest::Client::new();
     let versions_url = format!("http://{addr}/plugins/x/versions");
     // The first listing reads and hashes every version once.
@@ -126,10 +114,9 @@ async fn readiness_stays_ready_while_eight_clients_list_three_thousand_versions(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_stray_file_is_warned_about_once_per_change_not_per_listing() {
     let dir = many_versions(20);
-    let (child, addr, lines) = start(|c| {
+    let (_host, addr, lines) = start(|c| {
         c.args(["--plugin-dir", dir.path().to_str().unwrap(), "--workers", "2"]);
     });
-    let _host = Host(child);
     let client = reqwest::Client::new();
     let stray_warnings = |lines: &std::sync::mpsc::Receiver<String>| {
         lines.try_iter().filter(|line| line.contains("WARN") && line.contains("version folder")).count()
@@ -188,11 +175,10 @@ async fn hello_next_to_trickling_streams_and_loopers(loopers: usize, measure: Du
     let dir = plugin_dir(&["hello", "sha256"]);
     std::fs::write(dir.path().join("loop-process.wasm"), fault_bytes("loop-process")).unwrap();
     let window = window_secs.to_string();
-    let (child, addr, _lines) = start(|c| {
+    let (_host, addr, _lines) = start(|c| {
         c.args(["--plugin-dir", dir.path().to_str().unwrap(), "--workers", "3", "--call-timeout-ms", "1000"])
             .args(["--stream-rate-window-secs", &window]);
     });
-    let _host = Host(child);
     let client = reqwest::Client::new();
     let (run_client, run_url) = (client.clone(), format!("http://{addr}/run"));
     let run = move |plugin: &'static str, input: i32| {

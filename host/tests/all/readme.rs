@@ -8,13 +8,10 @@
 //! is the folder of versions the README's versions example publishes (`hello` 1.0.0 and 1.1.0).
 //! Examples run in the README's order, against one server per port.
 
-use std::{
-    path::PathBuf,
-    process::{Child, Command},
-};
+use std::{path::PathBuf, process::Command};
 
 use crate::{
-    binary,
+    binary::{self, Running},
     support::{EXAMPLE_PLUGINS, add_version, plugin_dir},
 };
 
@@ -107,7 +104,7 @@ fn matches(pattern: &str, output: &str) -> bool {
 
 /// A running `host` serving a plugin folder on an ephemeral port, killed when dropped.
 pub(crate) struct Server {
-    child: Child,
+    _child: Running,
     pub addr: String,
     pub logs: std::sync::mpsc::Receiver<String>,
     _dir: tempfile::TempDir,
@@ -118,14 +115,7 @@ impl Server {
         let (child, addr, logs) = binary::start(|command| {
             command.args(["--plugin-dir", dir.path().to_str().unwrap()]).args(args);
         });
-        Server { child, addr, logs, _dir: dir }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        Server { _child: child, addr, logs, _dir: dir }
     }
 }
 

@@ -13,7 +13,10 @@ use std::{
 use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 
-use crate::{binary::start, support::plugin_dir};
+use crate::{
+    binary::{Running, start},
+    support::plugin_dir,
+};
 
 /// A folder laid out as kubelet mounts a Secret: the data in a timestamped folder,
 /// `..data` a symlink to it, and `tokens.json` a symlink through `..data`. An update writes a
@@ -122,7 +125,7 @@ fn code(body: &str) -> String {
     value["error"]["code"].as_str().unwrap_or_else(|| panic!("no error code: {body}")).to_owned()
 }
 
-fn start_with_tokens(plugins: &Path, tokens: &Path) -> (std::process::Child, Api, mpsc::Receiver<String>) {
+fn start_with_tokens(plugins: &Path, tokens: &Path) -> (Running, Api, mpsc::Receiver<String>) {
     let (child, addr, logs) = start(|c| {
         c.args(["--plugin-dir", plugins.to_str().unwrap(), "--isolation", "in-process"])
             .env("TOKENS_FILE", tokens)
@@ -133,7 +136,7 @@ fn start_with_tokens(plugins: &Path, tokens: &Path) -> (std::process::Child, Api
 }
 
 /// Stops the server and returns everything it logged.
-fn stop(mut child: std::process::Child, logs: mpsc::Receiver<String>) -> String {
+fn stop(mut child: Running, logs: mpsc::Receiver<String>) -> String {
     let _ = child.kill();
     let _ = child.wait();
     logs.iter().collect::<Vec<_>>().join("\n")

@@ -9,6 +9,8 @@ mod short_calls;
 #[cfg(feature = "workers")]
 pub mod worker;
 
+/// A plugin version's identity (re-exported: the runner's caches are keyed by it).
+pub use crate::runtime::content_hash;
 pub use catalog::DEFAULT_CACHE_CAPACITY;
 pub use configuration::ConfigStatus;
 pub use in_process::InProcessRunner;
@@ -338,11 +340,7 @@ impl AbiStatus {
     }
 }
 
-/// A plugin version's identity: the hex SHA-256 of its bytes.
-pub fn content_hash(bytes: &[u8]) -> String {
-    hex::encode(sha256(bytes))
-}
-
+/// The SHA-256 of `bytes`, raw ([`content_hash`] is the same in hex).
 fn sha256(bytes: &[u8]) -> [u8; 32] {
     use sha2::Digest;
     sha2::Sha256::digest(bytes).into()

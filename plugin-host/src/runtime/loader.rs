@@ -51,8 +51,8 @@ impl Engine {
         // Only where calls run in this process (see `fault_handlers` for why not in a worker,
         // whose supervisor enforces the deadline from outside).
         if let Some(aot) = aot.as_ref().filter(|_| !settings.external_deadline) {
-            fault_handlers::keep_installed(&config, |bytes, stem, folder| {
-                aot.compiler.compile(bytes, stem, folder).map_err(|e| e.to_string())
+            fault_handlers::keep_installed(&config, |bytes| {
+                aot.load(bytes, &content_hash(bytes), &config).map_err(|e| e.to_string())
             });
         }
         Ok(Engine { settings, config, aot })
@@ -115,6 +115,13 @@ impl Engine {
             reuse,
         })
     }
+}
+
+/// A plugin version's identity: the hex SHA-256 of its bytes. It names the version's AOT
+/// artifact, and the caches above the engine are keyed by it too.
+pub fn content_hash(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(bytes))
 }
 
 /// What the host decides about a plugin version before compiling it, once per version: it is

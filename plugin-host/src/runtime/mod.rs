@@ -26,4 +26,4 @@ pub use config::{AotCompilation, ExecutionMode, Limits, RuntimeConfig};
 pub use error::{AbiFunction, PluginErrorCode, RuntimeError, TrapKind};
 pub use executor::{InitializedInstance, PluginInstance};
 pub use functions::{StreamSession, function_kind};
-pub use loader::{AOT_COMPILER_ARG, Admission, CompiledPlugin, Engine, admit, run_aot_compiler};
+pub use loader::{AOT_COMPILER_ARG, Admission, CompiledPlugin, Engine, admit, content_hash, run_aot_compiler};
