@@ -8,7 +8,7 @@ use std::{
     time::Duration,
 };
 
-use crate::support::{plugin_dir, shared_aot_dir, wat_plugin};
+use crate::support::{plugin_dir, shared_aot_dir, wat_plugin, with_hostile_native_section};
 
 /// A started `host` binary, killed when dropped: a test that fails midway leaves no server
 /// (and so no worker processes) running behind it.
@@ -197,6 +197,34 @@ async fn a_plugin_that_breaks_the_abi_is_refused_with_the_violation_named() {
     assert!(body["error"]["message"].as_str().unwrap().contains("float-instruction"), "{body}");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// A plugin that carries native code of its own (a `wasmedge` section, here one that would make
+/// WasmEdge write outside its memory while loading it) runs as the WebAssembly it also is, in
+/// both isolation modes, and the server goes on serving: only code the host compiled is loaded.
+#[tokio::test]
+async fn native_code_a_plugin_carries_is_never_loaded() {
+    let dir = plugin_dir(&["hello"]);
+    let echo = wat_plugin("i32.const 0", "local.get $input", "i32.const 0");
+    std::fs::write(dir.path().join("universal.wasm"), with_hostile_native_section(&echo)).unwrap();
+    for isolation in ["in-process", "process"] {
+        let (mut server, addr, _lines) = start(|c| {
+            c.args(["--plugin-dir", dir.path().to_str().unwrap(), "--isolation", isolation]);
+        });
+        let client = reqwest::Client::new();
+        for (plugin, output) in [("universal", 7), ("hello", 15)] {
+            let response = client
+                .post(format!("http://{addr}/run"))
+                .json(&serde_json::json!({"plugin": plugin, "input": 7}))
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{isolation}, {plugin}: {e}"));
+            assert_eq!(response.status().as_u16(), 200, "{isolation}, {plugin}");
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["output"], output, "{isolation}, {plugin}: {body}");
+        }
+        assert!(server.try_wait().unwrap().is_none(), "{isolation}: the server still runs");
+    }
 }
 
 #[tokio::test]

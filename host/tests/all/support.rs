@@ -284,3 +284,59 @@ pub fn catches_faults(pid: u32) -> bool {
     let caught = u64::from_str_radix(caught.trim(), 16).unwrap();
     [libc::SIGSEGV, libc::SIGBUS, libc::SIGFPE].iter().all(|&signal| caught & (1 << (signal - 1)) != 0)
 }
+
+/// `bytes` with a `wasmedge` custom section inserted: the native code WasmEdge's "universal
+/// WebAssembly" carries, here a hostile one. WasmEdge 0.17.1, loading such a section in AOT
+/// run mode, writes a pointer at the section's intrinsics address without checking it
+/// (`lib/loader/ast/module.cpp`, `loadExecutable`); this one points far outside the code. The
+/// section's header (format version, OS, architecture) is copied from a universal module
+/// WasmEdge itself compiles, so that WasmEdge would accept it.
+pub fn with_hostile_native_section(bytes: &[u8]) -> Vec<u8> {
+    use wasm_encoder::{Encode, Section};
+    use wasmedge_sdk::{
+        CompilerOutputFormat,
+        config::{CompilerConfigOptions, ConfigBuilder},
+    };
+    wasmedge_sdk::LogManager::log_off();
+    let config = ConfigBuilder::default()
+        .with_compiler_config(CompilerConfigOptions::default().out_format(CompilerOutputFormat::Wasm))
+        .build()
+        .unwrap();
+    let dir = TempDir::new().unwrap();
+    let universal =
+        wasmedge_sdk::Compiler::new(Some(&config)).unwrap().compile_from_bytes(bytes, "universal", dir.path());
+    let universal = fs::read(universal.unwrap()).unwrap();
+    let (mut types, mut codes, mut header) = (0, 0, None);
+    for payload in wasmparser::Parser::new(0).parse_all(&universal) {
+        match payload.unwrap() {
+            wasmparser::Payload::TypeSection(section) => types = section.count(),
+            wasmparser::Payload::CodeSectionStart { count, .. } => codes = count,
+            wasmparser::Payload::CustomSection(section) if section.name() == "wasmedge" => {
+                let mut reader = wasmparser::BinaryReader::new(section.data(), 0);
+                let version = reader.read_var_u32().unwrap();
+                header = Some((version, reader.read_u8().unwrap(), reader.read_u8().unwrap()));
+            }
+            _ => {}
+        }
+    }
+    let (version, os, arch) = header.expect("WasmEdge writes a `wasmedge` section into a universal module");
+    let mut data = Vec::new();
+    version.encode(&mut data);
+    data.extend([os, arch]);
+    0u64.encode(&mut data); // the version symbol's address
+    (1u64 << 46).encode(&mut data); // the intrinsics table's address: written to, unchecked
+    for count in [types, codes] {
+        u64::from(count).encode(&mut data);
+        (0..count).for_each(|_| 0u64.encode(&mut data)); // every symbol at the start
+    }
+    // One data section of a page, nothing in it.
+    1u32.encode(&mut data);
+    data.push(2);
+    0u64.encode(&mut data);
+    4096u64.encode(&mut data);
+    0u32.encode(&mut data);
+    let mut hostile = bytes[..8].to_vec();
+    wasm_encoder::CustomSection { name: "wasmedge".into(), data: data.into() }.append_to(&mut hostile);
+    hostile.extend_from_slice(&bytes[8..]);
+    hostile
+}

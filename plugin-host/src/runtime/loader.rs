@@ -25,6 +25,8 @@ pub struct Engine {
     pub(super) settings: RuntimeConfig,
     /// The WasmEdge configuration every instance runs with (proposals, memory cap, run mode).
     pub(super) config: Arc<Config>,
+    /// The same, for parsing a plugin's bytes (see [`untrusted_bytes_config`]).
+    pub(super) parse_config: Config,
     /// Set in AOT mode: the compiler and where its output is cached.
     aot: Option<AotCache>,
 }
@@ -39,6 +41,7 @@ impl Engine {
             ExecutionMode::Aot => RunMode::Aot,
         };
         let config = Arc::new(wasmedge_config(&settings.limits, run_mode)?);
+        let parse_config = untrusted_bytes_config(&settings.limits)?;
         let aot = match settings.mode {
             ExecutionMode::Interpreter => None,
             ExecutionMode::Aot => Some(AotCache::new(
@@ -55,7 +58,7 @@ impl Engine {
                 aot.load(bytes, &content_hash(bytes), &config).map_err(|e| e.to_string())
             });
         }
-        Ok(Engine { settings, config, aot })
+        Ok(Engine { settings, config, parse_config, aot })
     }
 
     pub fn settings(&self) -> &RuntimeConfig {
@@ -98,8 +101,8 @@ impl Engine {
         };
         // Parse with WasmEdge even in AOT mode: its validator is the engine's own word on the
         // module, and a module it refuses must never reach the compiler.
-        let module =
-            Module::from_bytes(Some(&self.config), bytes).map_err(|e| RuntimeError::InvalidModule(e.to_string()))?;
+        let module = Module::from_bytes(Some(&self.parse_config), bytes)
+            .map_err(|e| RuntimeError::InvalidModule(e.to_string()))?;
         check_memory(&module, self.settings.limits.max_memory_pages)?;
         let module = match &self.aot {
             None => module,
@@ -163,6 +166,17 @@ fn check_memory(module: &Module, limit: u32) -> Result<(), RuntimeError> {
         }
     }
     Ok(())
+}
+
+/// The configuration for WasmEdge to parse (and compile) a plugin's bytes with: the engine's,
+/// but in the interpreter's run mode whatever the engine runs in. In AOT run mode WasmEdge also
+/// loads the native code a module may carry in a `wasmedge` custom section ("universal
+/// WebAssembly"), maps it and writes into it at offsets the section gives, unchecked (0.17.1,
+/// `Loader::loadExecutable`): a plugin could make the parser (or the compiler, which parses with
+/// its own configuration) write anywhere in the process. Only native code this host compiled
+/// is ever loaded, from its own AOT cache.
+fn untrusted_bytes_config(limits: &Limits) -> Result<Config, RuntimeError> {
+    wasmedge_config(limits, RunMode::Interpreter)
 }
 
 /// One configuration for every engine, in-process and in workers, so they share AOT artifacts.
@@ -315,7 +329,7 @@ pub fn run_aot_compiler(args: impl IntoIterator<Item = OsString>) -> Result<(), 
     let mut bytes = Vec::new();
     std::io::stdin().read_to_end(&mut bytes).map_err(|e| RuntimeError::Compilation(e.to_string()))?;
     let limits = Limits { max_memory_pages, ..Limits::default() };
-    let config = wasmedge_config(&limits, RunMode::Aot)?;
+    let config = untrusted_bytes_config(&limits)?;
     let compiler = Compiler::new(Some(&config)).map_err(|e| RuntimeError::Engine(e.to_string()))?;
     AotCompiler::InProcess(compiler).compile(&bytes, &stem, Path::new(&dir))
 }
@@ -325,7 +339,7 @@ impl AotCache {
         ensure_private_dir(&dir)?;
         let compiler = match compilation {
             AotCompilation::InProcess => {
-                let config = wasmedge_config(limits, RunMode::Aot)?;
+                let config = untrusted_bytes_config(limits)?;
                 AotCompiler::InProcess(Compiler::new(Some(&config)).map_err(|e| RuntimeError::Engine(e.to_string()))?)
             }
             AotCompilation::ChildProcess { executable } => {

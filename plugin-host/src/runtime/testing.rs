@@ -26,8 +26,8 @@ pub fn call_out_of_order(
 /// design, without its ABI check or any preparation for reuse. The baseline the benchmarks
 /// compare the host's caching against.
 pub fn call_uncached(engine: &Engine, bytes: &[u8], input: i32) -> Result<i32, RuntimeError> {
-    let module =
-        Module::from_bytes(Some(&engine.config), bytes).map_err(|e| RuntimeError::InvalidModule(e.to_string()))?;
+    let module = Module::from_bytes(Some(&engine.parse_config), bytes)
+        .map_err(|e| RuntimeError::InvalidModule(e.to_string()))?;
     let plugin = CompiledPlugin {
         module,
         config: Arc::clone(&engine.config),
