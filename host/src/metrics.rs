@@ -3,7 +3,7 @@
 //! One [`Metrics`] per process, passed explicitly (no global registry), shared by the HTTP
 //! layer (requests, latency, in-flight) and the runner (instantiation, compiled-plugin cache).
 
-use std::{collections::BTreeSet, num::NonZeroUsize, time::Duration};
+use std::{collections::HashMap, num::NonZeroUsize, time::Duration};
 
 use lru::LruCache;
 use parking_lot::Mutex;
@@ -49,11 +49,19 @@ pub struct Metrics {
     queued: Counter,
     quarantined: Family<PluginLabel, Gauge>,
     config_errors: Family<PluginLabel, Counter>,
-    /// The plugin names that have series, most recently used last, with the request outcomes
-    /// and clients seen for each: when more than the limit have series, the least recently
-    /// used name's series are removed, so `/metrics` stays bounded however many plugins come
-    /// and go.
-    labelled: Mutex<LruCache<String, BTreeSet<(String, String)>>>,
+    /// The plugin names that have series, most recently used last, with their request series:
+    /// when more than the limit have series, the least recently used name's series are removed,
+    /// so `/metrics` stays bounded however many plugins come and go.
+    labelled: Mutex<LruCache<String, RequestSeries>>,
+}
+
+/// A plugin name's request series: the handles themselves (they share their values with the
+/// families), so that counting another call takes no allocation and no lookup in a family.
+#[derive(Debug, Default)]
+struct RequestSeries {
+    /// By client, then outcome.
+    counts: HashMap<String, HashMap<String, Counter>>,
+    latency: Option<Histogram>,
 }
 
 /// Most plugin names with series in `/metrics` at once (default of [`Metrics::new`]).
@@ -130,26 +138,29 @@ impl Metrics {
         }
     }
 
-    /// Notes that `plugin` (with this request outcome and client, if any) has series, and
-    /// removes the series of the plugin name that falls out of the bounded set.
-    fn track(&self, plugin: &str, outcome: Option<(&str, &str)>) {
-        let outcome = outcome.map(|(outcome, client)| (outcome.to_owned(), client.to_owned()));
+    /// Notes that `plugin` has series, removing the series of the plugin name that falls out
+    /// of the bounded set, and runs `f` on its request series, under the lock that evicting
+    /// takes: no count lands on a series after its removal.
+    fn track<T>(&self, plugin: &str, f: impl FnOnce(&str, &mut RequestSeries) -> T) -> T {
         let mut labelled = self.labelled.lock();
-        if let Some(outcomes) = labelled.get_mut(plugin) {
-            outcomes.extend(outcome);
-            return;
-        }
-        let evicted = labelled.push(plugin.to_owned(), outcome.into_iter().collect());
-        if let Some((name, outcomes)) = evicted.filter(|(name, _)| name != plugin) {
-            let label = PluginLabel { plugin: name };
-            for (outcome, client) in outcomes {
-                self.requests.remove(&RequestLabels { plugin: label.plugin.clone(), outcome, client });
+        if !labelled.contains(plugin) {
+            let evicted = labelled.push(plugin.to_owned(), RequestSeries::default());
+            if let Some((name, series)) = evicted.filter(|(name, _)| name != plugin) {
+                let label = PluginLabel { plugin: name };
+                for (client, outcomes) in series.counts {
+                    for outcome in outcomes.into_keys() {
+                        let client = client.clone();
+                        self.requests.remove(&RequestLabels { plugin: label.plugin.clone(), outcome, client });
+                    }
+                }
+                self.latency.remove(&label);
+                self.worker_crashes.remove(&label);
+                self.quarantined.remove(&label);
+                self.config_errors.remove(&label);
             }
-            self.latency.remove(&label);
-            self.worker_crashes.remove(&label);
-            self.quarantined.remove(&label);
-            self.config_errors.remove(&label);
         }
+        let series = labelled.get_mut(plugin).expect("just looked up or added");
+        f(plugin, series)
     }
 }
 
@@ -168,15 +179,32 @@ impl Metrics {
     /// Counts a call of `plugin` (`None`: no plugin the store has) by `client` (a name from
     /// the tokens file, or `api::NO_CLIENT`).
     pub fn observe_request(&self, plugin: Option<&str>, client: &str, outcome: &str, duration: Duration) {
-        let plugin = plugin.unwrap_or_default().to_string();
-        if !plugin.is_empty() {
-            self.track(&plugin, Some((outcome, client)));
-        }
-        let labels = RequestLabels { plugin: plugin.clone(), outcome: outcome.to_string(), client: client.to_string() };
-        self.requests.get_or_create(&labels).inc();
-        if !plugin.is_empty() {
-            self.latency.get_or_create(&PluginLabel { plugin }).observe(duration.as_secs_f64());
-        }
+        let labels = |plugin: &str| RequestLabels {
+            plugin: plugin.to_owned(),
+            outcome: outcome.to_owned(),
+            client: client.to_owned(),
+        };
+        let Some(plugin) = plugin.filter(|plugin| !plugin.is_empty()) else {
+            self.requests.get_or_create(&labels("")).inc();
+            return;
+        };
+        self.track(plugin, |plugin, series| {
+            let counts = match series.counts.get_mut(client) {
+                Some(counts) => counts,
+                None => series.counts.entry(client.to_owned()).or_default(),
+            };
+            match counts.get(outcome) {
+                Some(count) => count.inc(),
+                None => {
+                    let count = self.requests.get_or_create(&labels(plugin)).clone();
+                    counts.entry(outcome.to_owned()).or_insert(count).inc()
+                }
+            };
+            let latency = series
+                .latency
+                .get_or_insert_with(|| self.latency.get_or_create(&PluginLabel { plugin: plugin.to_owned() }).clone());
+            latency.observe(duration.as_secs_f64());
+        });
     }
 
     /// The calls in flight now (the host counts them; the gauge shows its count at each scrape).
@@ -200,23 +228,25 @@ impl plugin_host::Observer for Metrics {
     }
 
     fn worker_died(&self, plugin: &plugin_host::PluginName) {
-        self.track(plugin.as_str(), None);
+        self.track(plugin.as_str(), |_, _| ());
         self.worker_crashes.get_or_create(&PluginLabel { plugin: plugin.to_string() }).inc();
     }
 
     fn configuration_refused(&self, plugin: &plugin_host::PluginName) {
-        self.track(plugin.as_str(), None);
+        self.track(plugin.as_str(), |_, _| ());
         self.config_errors.get_or_create(&PluginLabel { plugin: plugin.to_string() }).inc();
     }
 
     fn quarantine_changed(&self, plugin: &plugin_host::PluginName, quarantined: bool) {
-        self.track(plugin.as_str(), None);
+        self.track(plugin.as_str(), |_, _| ());
         self.quarantined.get_or_create(&PluginLabel { plugin: plugin.to_string() }).set(i64::from(quarantined));
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::BTreeSet;
+
     use plugin_host::{Observer, PluginName};
 
     use super::*;
