@@ -139,9 +139,9 @@ impl Metrics {
     }
 
     /// Notes that `plugin` has series, removing the series of the plugin name that falls out
-    /// of the bounded set, and runs `f` on its request series, under the lock that evicting
-    /// takes: no count lands on a series after its removal.
-    fn track<T>(&self, plugin: &str, f: impl FnOnce(&str, &mut RequestSeries) -> T) -> T {
+    /// of the bounded set, and counts with `count` (given `plugin`'s request series) under the
+    /// lock that evicting takes: no count lands on a series after its removal.
+    fn track(&self, plugin: &str, count: impl FnOnce(&mut RequestSeries)) {
         let mut labelled = self.labelled.lock();
         if !labelled.contains(plugin) {
             let evicted = labelled.push(plugin.to_owned(), RequestSeries::default());
@@ -159,8 +159,7 @@ impl Metrics {
                 self.config_errors.remove(&label);
             }
         }
-        let series = labelled.get_mut(plugin).expect("just looked up or added");
-        f(plugin, series)
+        count(labelled.get_mut(plugin).expect("just looked up or added"));
     }
 }
 
@@ -188,7 +187,7 @@ impl Metrics {
             self.requests.get_or_create(&labels("")).inc();
             return;
         };
-        self.track(plugin, |plugin, series| {
+        self.track(plugin, |series| {
             let counts = match series.counts.get_mut(client) {
                 Some(counts) => counts,
                 None => series.counts.entry(client.to_owned()).or_default(),
@@ -228,18 +227,24 @@ impl plugin_host::Observer for Metrics {
     }
 
     fn worker_died(&self, plugin: &plugin_host::PluginName) {
-        self.track(plugin.as_str(), |_, _| ());
-        self.worker_crashes.get_or_create(&PluginLabel { plugin: plugin.to_string() }).inc();
+        let label = PluginLabel { plugin: plugin.to_string() };
+        self.track(plugin.as_str(), |_| {
+            self.worker_crashes.get_or_create(&label).inc();
+        });
     }
 
     fn configuration_refused(&self, plugin: &plugin_host::PluginName) {
-        self.track(plugin.as_str(), |_, _| ());
-        self.config_errors.get_or_create(&PluginLabel { plugin: plugin.to_string() }).inc();
+        let label = PluginLabel { plugin: plugin.to_string() };
+        self.track(plugin.as_str(), |_| {
+            self.config_errors.get_or_create(&label).inc();
+        });
     }
 
     fn quarantine_changed(&self, plugin: &plugin_host::PluginName, quarantined: bool) {
-        self.track(plugin.as_str(), |_, _| ());
-        self.quarantined.get_or_create(&PluginLabel { plugin: plugin.to_string() }).set(i64::from(quarantined));
+        let label = PluginLabel { plugin: plugin.to_string() };
+        self.track(plugin.as_str(), |_| {
+            self.quarantined.get_or_create(&label).set(i64::from(quarantined));
+        });
     }
 }
 
