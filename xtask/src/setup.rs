@@ -652,6 +652,11 @@ mod debian_wasmedge {
             "-oDebug::NoLocking=1".to_string(),
             // The cache lives in the invoking user's home, which apt's `_apt` user cannot write.
             "-oAPT::Sandbox::User=root".to_string(),
+            // A testing suite's index is valid for a week only, and a mirror (or a snapshot of
+            // the archive) may serve one past that: then apt refuses it, and a fresh machine
+            // cannot set up at all. Its signature is still checked (`signed-by` above), and what
+            // it brings is checked too: the WasmEdge version must be 0.17 (`install`).
+            "-oAcquire::Check-Valid-Until=false".to_string(),
         ];
         step(format!("fetching the {SUITE} package index from {mirror} (private apt state in {})", cache.display()));
         let apt_options = &apt_options;
