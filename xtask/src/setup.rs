@@ -125,6 +125,8 @@ fn plugin_zig(sh: &Shell) -> Result<PathBuf, String> {
     step(format!("installing {package} from PyPI into {}", venv.display()));
     let pip = venv.join("bin/pip");
     let install = || -> anyhow::Result<()> {
+        // A fresh Debian has no python3 (or no venv module) until something installs it.
+        crate::check_deploy::ensure_python(sh)?;
         cmd!(sh, "python3 -m venv {venv}").run()?;
         cmd!(sh, "{pip} install -q {package}").run()?;
         Ok(())
@@ -143,6 +145,10 @@ fn plugin_asc(sh: &Shell) -> Result<PathBuf, String> {
     let package = crate::build_plugins::ASSEMBLYSCRIPT;
     step(format!("installing {package} from npm into {}", dir.display()));
     let install = || -> anyhow::Result<()> {
+        // A fresh Debian has no npm: Debian's own (with its Node.js) is enough.
+        if resolve_program(Path::new("npm")).is_none() {
+            apt_install(sh, &["npm".to_string()], "npm (for AssemblyScript)")?;
+        }
         fs::create_dir_all(&dir)?;
         cmd!(sh, "npm install --no-audit --no-fund --prefix {dir} {package}").run()?;
         Ok(())
