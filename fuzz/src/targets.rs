@@ -2,7 +2,7 @@
 //! worker frame decoder.
 
 use arbitrary::Unstructured;
-use plugin_host::runner::worker::protocol::{Reply, Request, read_frame, write_frame};
+use plugin_host::runner::worker::protocol::{Reply, Request, decode_frame, encode_frame, read_frame, write_frame};
 use plugin_sdk::{AbiLimits, AbiViolation};
 
 use crate::smith::plugin_shaped_module;
@@ -55,6 +55,23 @@ pub fn worker_frame(data: &[u8]) {
             assert_eq!(blob, blob_again);
         }
     }
+    /// The same bytes as one frame out of the shared slot: it decodes only if the stream
+    /// reader would take exactly those bytes as its first frame.
+    fn whole<T: serde::Serialize + serde::de::DeserializeOwned>(data: &[u8]) {
+        if let Ok((message, blob)) = decode_frame::<T>(data) {
+            let encoded = encode_frame(&message, &blob).expect("messages serialize");
+            let (again, _) = decode_frame::<T>(&encoded).expect("an encoded frame decodes");
+            assert_eq!(
+                serde_json::to_value(&message).expect("messages serialize"),
+                serde_json::to_value(&again).expect("messages serialize"),
+            );
+            let mut reader = data;
+            read_frame::<T>(&mut reader).expect("the stream reader takes the same frame");
+            assert!(reader.is_empty(), "a slot's frame is the whole of its bytes");
+        }
+    }
     round_trip::<Request>(data);
     round_trip::<Reply>(data);
+    whole::<Request>(data);
+    whole::<Reply>(data);
 }

@@ -425,6 +425,52 @@ fn workers_are_recycled_after_many_loads_between_calls() {
     assert_eq!(pids[0], pids[1], "the first worker served two versions: {pids:?}");
 }
 
+/// Calls made one at a time on a quiet machine go through the worker's shared slot, not its
+/// socket (the worker writes nothing for them), and a crash or a deadline in the middle of
+/// them is still contained and blamed on its call.
+#[test]
+fn calls_one_at_a_time_go_through_the_shared_slot_and_faults_are_still_contained() {
+    let dir = crate::support::plugin_dir(&["hello"]);
+    for fault in ["crash-on-some-inputs", "loop-process"] {
+        std::fs::write(dir.path().join(format!("{fault}.wasm")), fault_bytes(fault)).unwrap();
+    }
+    let mut runtime = runtime_config(ExecutionMode::Aot);
+    runtime.enforce_abi = false;
+    runtime.limits.call_timeout = Duration::from_millis(300);
+    let runner =
+        WorkerPoolRunner::new(local_store(dir.path()), runtime, workers(1), Arc::new(plugin_host::NoObserver), 16)
+            .expect("workers start");
+    let run = |name: &str, input: i32| {
+        let plugin = plugin_host::store::PluginName::new(name).unwrap();
+        runner.run(&plugin_host::store::PluginRef::from(&plugin), input)
+    };
+    assert_eq!(run("hello", 0).unwrap().output, 1);
+    let [worker] = worker_pids()[..] else { panic!("one worker: {:?}", worker_pids()) };
+    let writes_before = write_calls(worker);
+    const CALLS: i32 = 400;
+    for input in 0..CALLS {
+        assert_eq!(run("hello", input).unwrap().output, 2 * input + 1);
+    }
+    let writes = write_calls(worker) - writes_before;
+    // Without the slot the worker writes each answer to its socket. A call falls back to the
+    // socket only when a side was descheduled past its polling (a busy test machine).
+    assert!(writes < CALLS as u64 / 2, "the worker wrote {writes} times for {CALLS} calls");
+
+    let crashed = run("crash-on-some-inputs", 7).unwrap_err();
+    assert_eq!(crashed.kind().code(), "plugin_crashed", "{crashed}");
+    let late = run("loop-process", 1).unwrap_err();
+    assert_eq!(late.kind().code(), "plugin_timeout", "{late}");
+    for input in 0..10 {
+        assert_eq!(run("hello", input).unwrap().output, 2 * input + 1, "after the faults");
+    }
+}
+
+/// How many `write`-like system calls a process has made.
+fn write_calls(pid: u32) -> u64 {
+    let io = std::fs::read_to_string(format!("/proc/{pid}/io")).unwrap();
+    io.lines().find_map(|line| line.strip_prefix("syscw:")).unwrap().trim().parse().unwrap()
+}
+
 /// `/readyz` says whether the host can serve, not only whether the store answers: with every
 /// worker gone and none able to start (here its executable was removed), the replica is not
 /// ready, and it is again once workers start.

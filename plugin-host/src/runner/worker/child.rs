@@ -5,7 +5,7 @@
 //! plugin crashes WasmEdge, only this process dies; the server notices and starts another.
 
 use std::{
-    io::{self, BufReader, BufWriter},
+    io::{self, BufReader, BufWriter, Write},
     num::NonZeroUsize,
     os::fd::AsFd,
     time::{Duration, Instant},
@@ -14,8 +14,12 @@ use std::{
 use anyhow::{Context, bail};
 use lru::LruCache;
 
-use super::protocol::{
-    PROTOCOL_VERSION, Reply, Request, SPIN_BEFORE_SLEEP, read_frame, spin_until_readable, write_frame,
+use super::{
+    protocol::{
+        PROTOCOL_VERSION, Reply, Request, SPIN_BEFORE_SLEEP, decode_frame, encode_frame, read_frame,
+        spin_until_readable, write_frame,
+    },
+    slot::{Direction, Slot, WORKER_SLOT_FD},
 };
 use crate::runtime::{CompiledPlugin, Engine, RuntimeError, StreamSession};
 
@@ -30,9 +34,9 @@ pub fn run() -> anyhow::Result<()> {
     serve(BufReader::new(io::stdin().lock()), BufWriter::new(io::stdout().lock()))
 }
 
-fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Write) -> anyhow::Result<()> {
+fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl Write) -> anyhow::Result<()> {
     let (hello, _): (Request, _) = read_frame(&mut input).context("reading the server's hello")?;
-    let Request::Hello { version, runtime, memory_limit_bytes } = hello else {
+    let Request::Hello { version, runtime, memory_limit_bytes, slot } = hello else {
         bail!("the server did not start with a hello");
     };
     if version != PROTOCOL_VERSION {
@@ -41,6 +45,16 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Writ
         bail!("server speaks protocol {version}, this worker {PROTOCOL_VERSION}");
     }
     watch_parent();
+    // Without its slot (it cannot be mapped here), this worker never opens a box, so the
+    // server's frames all go through the socket: slower, never wrong.
+    let slot = slot.then(adopt_slot).and_then(|adopted| {
+        // One line on the stderr the worker shares with the server, as `run_if_worker` writes.
+        adopted
+            .inspect_err(|e| {
+                let _ = writeln!(io::stderr(), "warning: the shared slot cannot be used, so the socket is: {e}");
+            })
+            .ok()
+    });
     if let Some(limit) = memory_limit_bytes {
         // The last line of defence, enforced by the kernel: whatever WasmEdge or a plugin does,
         // this process cannot hold more heap and private writable memory than this. Not
@@ -59,12 +73,26 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Writ
     // Whether the last request asked this worker to linger (see `Request::Run`).
     let mut linger = false;
     loop {
+        // A request that came through the slot, if one did.
+        let mut from_slot = None;
         if linger && input.buffer().is_empty() {
             // The server has CPU to spare and may well send the next call at once: polling for
-            // it spares this CPU a sleep and a wake-up (see `spin_until_readable`).
-            spin_until_readable(input.get_ref().as_fd(), SPIN_BEFORE_SLEEP);
+            // it spares this CPU a sleep and a wake-up (see `spin_until_readable`), and the
+            // call comes through the slot if it has one.
+            let socket = input.get_ref().as_fd();
+            match &slot {
+                Some(slot) => {
+                    slot.open(Direction::ToWorker);
+                    from_slot = slot.wait(Direction::ToWorker, socket, SPIN_BEFORE_SLEEP)?;
+                }
+                None => spin_until_readable(socket, SPIN_BEFORE_SLEEP),
+            }
         }
-        let (request, blob) = match read_frame::<Request>(&mut input) {
+        let frame = match &from_slot {
+            Some(bytes) => decode_frame::<Request>(bytes),
+            None => read_frame::<Request>(&mut input),
+        };
+        let (request, blob) = match frame {
             Ok(frame) => frame,
             // The server closed the socket (or died, resetting it): it is shutting down or
             // replacing this worker. Nothing to report.
@@ -132,8 +160,26 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl io::Writ
                 output_reply(stream.take().ok_or(RuntimeError::StreamOver).and_then(StreamSession::finish), started)
             }
         };
-        write_frame(&mut output, &reply, &produced)?;
+        // The answer goes back the way its request came: through the slot if the server still
+        // polls it, else the socket (see `slot`).
+        let answer = encode_frame(&reply, &produced)?;
+        let answered_in_slot =
+            from_slot.is_some() && slot.as_ref().is_some_and(|slot| slot.post(Direction::ToServer, &answer));
+        if !answered_in_slot {
+            output.write_all(&answer)?;
+            output.flush()?;
+        }
     }
+}
+
+/// The shared slot the server put at [`WORKER_SLOT_FD`] for this worker.
+#[allow(unsafe_code)]
+fn adopt_slot() -> io::Result<Slot> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    // SAFETY: the server's hello says it put the slot's memory file at this descriptor when it
+    // started this process, and nothing else in this process opens or owns it; `adopt` checks
+    // that it is the sealed memory file it should be.
+    Slot::adopt(unsafe { OwnedFd::from_raw_fd(WORKER_SLOT_FD) })
 }
 
 /// Runs a v1 lifecycle on an instance in its fresh state; the request was read at `started`.

@@ -28,11 +28,12 @@
 //! Lanes open only under load: on a quiet machine the synchronous call with a moment of
 //! polling is faster (see `Pool::quiet`), and a lane closes once its last answer is in.
 //!
-//! Not built: requests and answers in a shared-memory ring (memfd) with futex wake-ups. Under
-//! load what a call through a worker cost was the sleeps and wake-ups, which a lane removes;
-//! what is left of the socket is one small `write` per call and a share of one `recv`, inside
-//! the profile's "worker round trip" row (5.1 µs of CPU per request, framing and the worker's
-//! loop included, in BENCHMARKS.md): the most a ring could save.
+//! Lanes keep to the socket. Under load what a call through a worker cost was the sleeps and
+//! wake-ups, which a lane removes; what is left of the socket is one small `write` per call and
+//! a share of one `recv`, inside the profile's "worker round trip" row (BENCHMARKS.md): the most
+//! a shared-memory ring could save here. Calls one at a time on a quiet machine, where the
+//! socket round trip is most of a call's cost, go through the worker's shared slot instead
+//! (see `slot`).
 
 use std::{
     borrow::Cow,

@@ -20,6 +20,7 @@ pub mod protocol;
 #[cfg(not(feature = "internals"))]
 mod protocol;
 mod quarantine;
+mod slot;
 
 use std::{
     path::PathBuf,

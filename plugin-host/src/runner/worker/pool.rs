@@ -3,7 +3,7 @@
 
 use std::{
     collections::{HashMap, HashSet, VecDeque},
-    io,
+    io::{self, Write},
     os::{
         fd::{AsFd, OwnedFd},
         unix::net::UnixStream,
@@ -19,7 +19,11 @@ use wait_timeout::ChildExt;
 
 use super::{
     CheckedModule, WORKER_ARG, WorkerFailure, WorkerPoolStatus, WorkerSettings,
-    protocol::{PROTOCOL_VERSION, Reply, Request, SPIN_BEFORE_SLEEP, read_frame, spin_until_readable, write_frame},
+    protocol::{
+        PROTOCOL_VERSION, Reply, Request, SPIN_BEFORE_SLEEP, decode_frame, encode_frame, read_frame,
+        spin_until_readable, write_frame,
+    },
+    slot::{Direction, Slot, WORKER_SLOT_FD},
 };
 use crate::{
     runtime::{RuntimeConfig, RuntimeError},
@@ -373,16 +377,26 @@ impl Pool {
     fn spawn(&self) -> Result<Worker, WorkerFailure> {
         let spawn_error = |e: io::Error| WorkerFailure::Spawn(e.to_string());
         let (socket, theirs) = UnixStream::pair().map_err(spawn_error)?;
-        let child = Command::new(&self.settings.executable)
+        let mut command = Command::new(&self.settings.executable);
+        command
             .arg(WORKER_ARG)
             .stdin(Stdio::from(OwnedFd::from(theirs.try_clone().map_err(spawn_error)?)))
             .stdout(Stdio::from(OwnedFd::from(theirs)))
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::inherit());
+        // Best effort: without a slot (no memfd here), every frame goes through the socket.
+        let slot = Slot::create()
+            .inspect_err(|e| tracing::warn!(error = %e, "no shared slot for a worker; its calls use the socket"))
+            .ok();
+        if let Some(slot) = &slot {
+            pass_slot(&mut command, slot);
+        }
+        let child = command
             .spawn()
             .map_err(|e| WorkerFailure::Spawn(format!("{}: {e}", self.settings.executable.display())))?;
         let mut worker = Worker {
             child,
             socket: io::BufReader::new(socket),
+            slot,
             read_timeout: None,
             known: HashSet::new(),
             loads: 0,
@@ -394,6 +408,7 @@ impl Pool {
             version: PROTOCOL_VERSION,
             runtime: self.runtime.clone(),
             memory_limit_bytes: self.settings.memory_limit_bytes,
+            slot: worker.slot.is_some(),
         };
         let handshake = (|| -> io::Result<Reply> {
             write_frame(worker.socket.get_mut(), &hello, &[])?;
@@ -556,6 +571,9 @@ pub(super) struct Worker {
     /// Buffered for reading, so that a reply (lengths, header, bytes) costs one `read` rather
     /// than four; a worker whose exchange broke is discarded with whatever its buffer holds.
     socket: io::BufReader<UnixStream>,
+    /// The memory this server shares with the worker for calls made one at a time while the
+    /// machine is quiet (see `slot`).
+    slot: Option<Slot>,
     /// The socket's read timeout as last set, so it is set only when it changes.
     read_timeout: Option<Duration>,
     /// Content hashes this worker has been sent (it may have evicted some since).
@@ -778,7 +796,36 @@ impl Worker {
     }
 
     fn exchange(&mut self, request: &Request, blob: &[u8], allowed: Duration) -> io::Result<(Reply, Vec<u8>)> {
-        write_frame(self.socket.get_mut(), request, blob)?;
+        let frame = encode_frame(request, blob)?;
+        if self.spin
+            && self.socket.buffer().is_empty()
+            && let Some(slot) = &self.slot
+        {
+            // Open for the answer before the request goes, so the worker can always answer
+            // where it was asked.
+            slot.open(Direction::ToServer);
+            if slot.post(Direction::ToWorker, &frame) {
+                return self.receive_from_slot(allowed);
+            }
+            // The worker was not polling its slot: the request goes through the socket, and
+            // so does its answer. Nothing can be in the answers' box yet.
+            if slot.close(Direction::ToServer)?.is_some() {
+                return Err(io::Error::new(io::ErrorKind::InvalidData, "an answer in the slot before its request"));
+            }
+        }
+        self.socket.get_mut().write_all(&frame)?;
+        self.receive(allowed)
+    }
+
+    /// Reads the answer to a request that went through the slot: from the slot while the
+    /// server polls it, then from the socket (where the worker answers once the server stopped
+    /// polling, and where its end shows), waiting at most `allowed` there.
+    fn receive_from_slot(&mut self, allowed: Duration) -> io::Result<(Reply, Vec<u8>)> {
+        if let Some(slot) = &self.slot
+            && let Some(answer) = slot.wait(Direction::ToServer, self.socket.get_ref().as_fd(), SPIN_BEFORE_SLEEP)?
+        {
+            return decode_frame(&answer);
+        }
         self.receive(allowed)
     }
 
@@ -852,6 +899,26 @@ impl Worker {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Puts `slot`'s memory file at [`WORKER_SLOT_FD`] in the worker `command` starts, and nowhere
+/// else: the file is close-on-exec here, so no other child (another worker, the compiler)
+/// inherits a slot that is not its own.
+#[allow(unsafe_code)]
+fn pass_slot(command: &mut Command, slot: &Slot) {
+    use std::os::{fd::AsRawFd, unix::process::CommandExt};
+    let file = slot.file().as_raw_fd();
+    let place = move || {
+        // `dup2` onto itself would keep the close-on-exec flag, so that case clears it instead.
+        // SAFETY: plain system calls on descriptors, async-signal-safe as `pre_exec` requires.
+        let placed = unsafe {
+            if file == WORKER_SLOT_FD { libc::fcntl(file, libc::F_SETFD, 0) } else { libc::dup2(file, WORKER_SLOT_FD) }
+        };
+        if placed == -1 { Err(io::Error::last_os_error()) } else { Ok(()) }
+    };
+    // SAFETY: the closure only makes the system calls above, which are safe between `fork` and
+    // `exec` in a multi-threaded process, and touches no memory of the parent's.
+    unsafe { command.pre_exec(place) };
 }
 
 /// A process's data segment (`VmData`: heap and private writable mappings, what RLIMIT_DATA

@@ -1,9 +1,9 @@
 //! The protocol between the server and its worker processes.
 //!
-//! Frames over a Unix socket (the worker's stdin and stdout): a little-endian `u32` length and
-//! a JSON header, then a little-endian `u32` length and raw bytes (a module, a v2 input or
-//! output, or nothing). JSON
-//! keeps the messages readable in a debugger and easy to extend; the module bytes travel raw.
+//! Frames over a Unix socket (the worker's stdin and stdout), or for a call made one at a time
+//! on a quiet machine through the worker's shared slot (see `slot`): a little-endian `u32`
+//! length and a JSON header, then a little-endian `u32` length and raw bytes (a module, a v2
+//! input or output, or nothing). JSON keeps the messages readable in a debugger and easy to extend; the module bytes travel raw.
 //! The first exchange is `Hello`/`Ready`, each carrying [`PROTOCOL_VERSION`]: a worker built
 //! from another version of the host is refused instead of misread.
 
@@ -17,12 +17,13 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::runtime::{Admission, RuntimeConfig, RuntimeError};
 
-/// Version 7: a v2 call's answer says how long the worker took over it too (version 6: a v1
+/// Version 8: the hello says whether the worker has a shared slot (see `slot`) (version 7: a
+/// v2 call's answer says how long the worker took over it too (version 6: a v1
 /// call's answer says how long the worker took over it; version 5: v2 calls
 /// and streams may carry the plugin's configuration; version 4: calls say
 /// whether the worker lingers after replying; version 3: ABI v2 calls and streams; version 2:
 /// errors travel as [`RuntimeError`] itself).
-pub const PROTOCOL_VERSION: u32 = 7;
+pub const PROTOCOL_VERSION: u32 = 8;
 
 /// How long each side of the socket waits for the other's next frame without sleeping (see
 /// [`spin_until_readable`]): a little longer than a small plugin call.
@@ -37,7 +38,15 @@ const MAX_BLOB_BYTES: usize = 256 << 20;
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Request {
     /// First message: how to run plugins, and the OS limits to put on itself.
-    Hello { version: u32, runtime: RuntimeConfig, memory_limit_bytes: Option<u64> },
+    Hello {
+        version: u32,
+        runtime: RuntimeConfig,
+        memory_limit_bytes: Option<u64>,
+        /// Whether the server made a shared slot for this worker, and put its memory file at
+        /// `slot::WORKER_SLOT_FD` (see `slot`).
+        #[serde(default)]
+        slot: bool,
+    },
     /// Compile and keep the module whose bytes follow, admitted by the server as `admission`
     /// says (the worker does not check it again).
     Load { content_hash: String, admission: Admission },
@@ -112,15 +121,34 @@ pub enum Reply {
 }
 
 pub fn write_frame(writer: &mut impl Write, header: &impl Serialize, blob: &[u8]) -> io::Result<()> {
+    // One write per frame, so a frame is never interleaved with another writer's.
+    writer.write_all(&encode_frame(header, blob)?)?;
+    writer.flush()
+}
+
+/// A frame's bytes, as [`write_frame`] writes them (and the shared slot carries them).
+pub fn encode_frame(header: &impl Serialize, blob: &[u8]) -> io::Result<Vec<u8>> {
     let header = serde_json::to_vec(header).map_err(io::Error::other)?;
     let mut frame = Vec::with_capacity(8 + header.len() + blob.len());
     frame.extend_from_slice(&(header.len() as u32).to_le_bytes());
     frame.extend_from_slice(&header);
     frame.extend_from_slice(&(blob.len() as u32).to_le_bytes());
     frame.extend_from_slice(blob);
-    // One write per frame, so a frame is never interleaved with another writer's.
-    writer.write_all(&frame)?;
-    writer.flush()
+    Ok(frame)
+}
+
+/// Decodes `bytes` as exactly one frame (what the shared slot carries): anything short of a
+/// frame, or past its end, is `InvalidData`.
+pub fn decode_frame<T: DeserializeOwned>(bytes: &[u8]) -> io::Result<(T, Vec<u8>)> {
+    let mut rest = bytes;
+    let frame = read_frame(&mut rest).map_err(|e| match e.kind() {
+        io::ErrorKind::UnexpectedEof => io::Error::new(io::ErrorKind::InvalidData, "a cut-off frame"),
+        _ => e,
+    })?;
+    if !rest.is_empty() {
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "bytes past the end of a frame"));
+    }
+    Ok(frame)
 }
 
 /// Reads one frame. End of stream before the first byte is `UnexpectedEof`, like a cut-off
@@ -265,6 +293,17 @@ mod tests {
         assert!(matches!(&taken[..], [(Reply::Loaded, a), (Reply::NeedModule, b)] if a.is_empty() && b == b"xyz"));
         let mut oversized = u32::MAX.to_le_bytes().to_vec();
         assert_eq!(take_frame::<Reply>(&mut oversized).unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn a_slots_bytes_decode_as_exactly_one_frame() {
+        let frame = encode_frame(&Reply::NeedModule, b"xyz").unwrap();
+        let (reply, blob) = decode_frame::<Reply>(&frame).unwrap();
+        assert!(matches!(reply, Reply::NeedModule) && blob == b"xyz");
+        assert_eq!(decode_frame::<Reply>(&frame[..frame.len() - 1]).unwrap_err().kind(), io::ErrorKind::InvalidData);
+        let mut two = frame.clone();
+        two.extend_from_slice(&frame);
+        assert_eq!(decode_frame::<Reply>(&two).unwrap_err().kind(), io::ErrorKind::InvalidData);
     }
 
     #[test]
