@@ -158,11 +158,16 @@ pub enum WorkerFailure {
 
 impl WorkerFailure {
     /// Whether the worker was killed from outside (SIGKILL that the server did not send: an
-    /// operator, the kernel's OOM killer) rather than by what it ran. The server kills workers
-    /// only for missing a deadline, which is reported as `Unresponsive`, and a plugin cannot
-    /// make its own process receive SIGKILL; its faults end in SIGSEGV, SIGABRT or an exit.
+    /// operator, the kernel's OOM killer; or SIGTERM, SIGINT, SIGHUP: an operator, a terminal's
+    /// Ctrl-C, which reaches the workers too) rather than by what it ran. The server kills
+    /// workers only for missing a deadline, which is reported as `Unresponsive`, and a plugin
+    /// imports nothing, so it cannot signal its own process; its faults end in SIGSEGV,
+    /// SIGABRT or an exit.
     pub fn killed_from_outside(&self) -> bool {
-        matches!(self, WorkerFailure::Crashed { signal: Some(libc::SIGKILL), .. })
+        matches!(
+            self,
+            WorkerFailure::Crashed { signal: Some(libc::SIGKILL | libc::SIGTERM | libc::SIGINT | libc::SIGHUP), .. }
+        )
     }
 
     /// How the host reports this (see [`crate::failure`]).

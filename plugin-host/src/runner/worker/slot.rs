@@ -61,8 +61,12 @@ const OPEN: u32 = 1;
 /// A frame is in the box, for the reader to take (which closes it).
 const FULL: u32 = 2;
 
-/// Looks at the box this many times between polls of the socket (each a system call).
-const LOOKS_PER_POLL: u32 = 16;
+/// How often a side polling its box also polls the socket (a system call) and offers its CPU
+/// to other threads.
+const POLL_EVERY: Duration = Duration::from_micros(5);
+
+/// Looks at the box this many times between looks at the clock.
+const LOOKS_PER_CLOCK: u32 = 64;
 
 /// Which way a box carries frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -164,7 +168,8 @@ impl Slot {
     /// (an answer, a request or its end) or the budget is spent. Either way the box is closed.
     pub fn wait(&self, direction: Direction, socket: BorrowedFd<'_>, budget: Duration) -> io::Result<Option<Vec<u8>>> {
         let started = Instant::now();
-        let now = Timespec { tv_sec: 0, tv_nsec: 0 };
+        let mut polled = started;
+        let immediately = Timespec { tv_sec: 0, tv_nsec: 0 };
         let mut fds = [PollFd::from_borrowed_fd(socket, PollFlags::IN)];
         let mut looks = 0u32;
         loop {
@@ -172,17 +177,22 @@ impl Slot {
                 return self.take(direction).map(Some);
             }
             looks += 1;
-            if !looks.is_multiple_of(LOOKS_PER_POLL) {
+            if !looks.is_multiple_of(LOOKS_PER_CLOCK) {
                 std::hint::spin_loop();
                 continue;
             }
+            let now = Instant::now();
+            if now.duration_since(polled) < POLL_EVERY && now.duration_since(started) < budget {
+                continue;
+            }
             // Readable, hung up, failed or interrupted: the socket's own read says which.
-            let socket_woke = poll(&mut fds, Some(&now)) != Ok(0);
-            if socket_woke || started.elapsed() >= budget {
+            let socket_woke = poll(&mut fds, Some(&immediately)) != Ok(0);
+            if socket_woke || now.duration_since(started) >= budget {
                 return self.close(direction);
             }
             // Any thread that wants this CPU gets it (see `spin_until_readable`).
             std::thread::yield_now();
+            polled = now;
         }
     }
 
