@@ -548,6 +548,16 @@ fn no_state_survives_between_calls_even_when_instances_are_reused() {
                 Err(other) => panic!("{mode:?}: {other:?}"),
             }
         }
+        // As a worker process calls it: the answer first, the reset after (or never: a dropped
+        // instance is freed, and the next call gets another).
+        for i in 0..20 {
+            let (result, _, used) = plugin.run_v1_reset_later(i + 1);
+            assert_eq!(result.unwrap(), 1016, "{mode:?}: call {i} saw state from an earlier call");
+            let used = used.expect("a call that returned normally leaves its instance reusable");
+            if i % 4 != 0 {
+                used.put_back();
+            }
+        }
         // hello refuses a second init (-2): if its "initialized" flag leaked, calls would fail.
         let hello = compile(&engine(mode), &plugin_bytes("hello"));
         for i in 0..50 {

@@ -141,6 +141,37 @@ impl CompiledPlugin {
         }
         (result, ready)
     }
+
+    /// [`run_v1`](Self::run_v1) for a caller with something more urgent to do before the
+    /// instance is put back into its fresh state: a worker process answers the server first,
+    /// and resets while the server reads the answer. The instance comes back still to be reset
+    /// ([`Used::put_back`]) if the call left it reusable; until then, a call of this plugin
+    /// gets another instance.
+    pub fn run_v1_reset_later(&self, input: i32) -> (Result<i32, RuntimeError>, Duration, Option<Used>) {
+        let started = Instant::now();
+        let mut instance = match self.checkout() {
+            Ok(instance) => instance,
+            Err(error) => return (Err(error), started.elapsed(), None),
+        };
+        let ready = started.elapsed();
+        let result = instance.lifecycle(input);
+        let reusable = result.as_ref().err().is_none_or(returned_normally);
+        (result, ready, reusable.then_some(Used(instance)))
+    }
+}
+
+/// An instance a call returned from normally, not yet put back into its fresh state (see
+/// [`CompiledPlugin::run_v1_reset_later`]). Dropped, it is freed instead of reused.
+#[derive(Debug)]
+#[must_use = "dropping it frees the instance instead of keeping it for the next call"]
+pub struct Used(PluginInstance);
+
+impl Used {
+    /// Writes the fresh state back and keeps the instance for its plugin's next call (if the
+    /// plugin can be reused and is still loaded).
+    pub fn put_back(self) {
+        self.0.recycle_after_reset();
+    }
 }
 
 impl PluginInstance {

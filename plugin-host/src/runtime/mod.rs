@@ -24,6 +24,6 @@ pub mod testing;
 
 pub use config::{AotCompilation, ExecutionMode, Limits, RuntimeConfig};
 pub use error::{AbiFunction, PluginErrorCode, RuntimeError, TrapKind};
-pub use executor::{InitializedInstance, PluginInstance};
+pub use executor::{InitializedInstance, PluginInstance, Used};
 pub use functions::{StreamSession, function_kind};
 pub use loader::{AOT_COMPILER_ARG, Admission, CompiledPlugin, Engine, admit, content_hash, run_aot_compiler};

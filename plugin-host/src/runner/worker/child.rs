@@ -21,7 +21,7 @@ use super::{
     },
     slot::{Direction, Slot, WORKER_SLOT_FD},
 };
-use crate::runtime::{CompiledPlugin, Engine, RuntimeError, StreamSession};
+use crate::runtime::{CompiledPlugin, Engine, RuntimeError, StreamSession, Used};
 
 /// The first argument that makes the host binary a worker.
 pub const WORKER_ARG: &str = "__plugin-worker";
@@ -72,21 +72,23 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl Write) -
     let mut stream: Option<StreamSession> = None;
     // Whether the last request asked this worker to linger (see `Request::Run`).
     let mut linger = false;
+    // Whether the slot's request box was opened when the last answer went (see below).
+    let mut box_open = false;
     loop {
-        // A request that came through the slot, if one did.
+        // The server has CPU to spare and may well send the next call at once: polling for it
+        // spares this CPU a sleep and a wake-up (see `spin_until_readable`), and the call comes
+        // through the slot if this worker has one. A request already read from the socket goes
+        // first, and then the box is closed (taking what came in it meanwhile, if anything).
         let mut from_slot = None;
-        if linger && input.buffer().is_empty() {
-            // The server has CPU to spare and may well send the next call at once: polling for
-            // it spares this CPU a sleep and a wake-up (see `spin_until_readable`), and the
-            // call comes through the slot if it has one.
-            let socket = input.get_ref().as_fd();
-            match &slot {
-                Some(slot) => {
-                    slot.open(Direction::ToWorker);
-                    from_slot = slot.wait(Direction::ToWorker, socket, SPIN_BEFORE_SLEEP)?;
-                }
-                None => spin_until_readable(socket, SPIN_BEFORE_SLEEP),
-            }
+        let socket = input.get_ref().as_fd();
+        if let Some(slot) = slot.as_ref().filter(|_| std::mem::take(&mut box_open)) {
+            from_slot = if input.buffer().is_empty() {
+                slot.wait(Direction::ToWorker, socket, SPIN_BEFORE_SLEEP)?
+            } else {
+                slot.close(Direction::ToWorker)?
+            };
+        } else if linger && input.buffer().is_empty() {
+            spin_until_readable(socket, SPIN_BEFORE_SLEEP);
         }
         let frame = match &from_slot {
             Some(bytes) => decode_frame::<Request>(bytes),
@@ -112,6 +114,8 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl Write) -
         if !matches!(request, Request::StreamFeed { .. } | Request::StreamFinish) {
             stream = None;
         }
+        // The instance a v1 call used, to be put back after the answer has gone.
+        let mut used = None;
         let (reply, produced) = match request {
             Request::Hello { .. } => bail!("a second hello"),
             // The server admitted the module (size, ABI check); its verdict comes with it.
@@ -129,7 +133,11 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl Write) -
             }
             Request::Run { content_hash, input, .. } => match modules.get(&content_hash) {
                 None => (Reply::NeedModule, Vec::new()),
-                Some(plugin) => (run_v1(plugin, input, started), Vec::new()),
+                Some(plugin) => {
+                    let (reply, instance) = run_v1(plugin, input, started);
+                    used = instance;
+                    (reply, Vec::new())
+                }
             },
             Request::Call { content_hash, function, config_len, .. } => match modules.get(&content_hash) {
                 None => (Reply::NeedModule, Vec::new()),
@@ -169,6 +177,15 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl Write) -
             output.write_all(&answer)?;
             output.flush()?;
         }
+        // Open for the next request before the reset, so that one sent meanwhile waits in the
+        // box rather than going through the socket.
+        if linger && let Some(slot) = &slot {
+            slot.open(Direction::ToWorker);
+            box_open = true;
+        }
+        if let Some(used) = used {
+            used.put_back();
+        }
     }
 }
 
@@ -183,9 +200,11 @@ fn adopt_slot() -> io::Result<Slot> {
 }
 
 /// Runs a v1 lifecycle on an instance in its fresh state; the request was read at `started`.
-fn run_v1(plugin: &CompiledPlugin, input: i32, started: Instant) -> Reply {
-    let (result, instantiation) = plugin.run_v1(input);
-    Reply::Done { result, instantiation, took: started.elapsed() }
+/// The instance comes back to be reset once the answer has gone: the server reads it
+/// meanwhile.
+fn run_v1(plugin: &CompiledPlugin, input: i32, started: Instant) -> (Reply, Option<Used>) {
+    let (result, instantiation, used) = plugin.run_v1_reset_later(input);
+    (Reply::Done { result, instantiation, took: started.elapsed() }, used)
 }
 
 /// A v2 step's reply, with the output as the frame's bytes; the step began at `started`.
