@@ -61,10 +61,6 @@ const OPEN: u32 = 1;
 /// A frame is in the box, for the reader to take (which closes it).
 const FULL: u32 = 2;
 
-/// How often a side polling its box also polls the socket (a system call) and offers its CPU
-/// to other threads.
-const POLL_EVERY: Duration = Duration::from_micros(5);
-
 /// Looks at the box this many times between looks at the clock.
 const LOOKS_PER_CLOCK: u32 = 64;
 
@@ -82,6 +78,20 @@ impl Direction {
         match self {
             Direction::ToWorker => 0,
             Direction::ToServer => 1,
+        }
+    }
+
+    /// How often the reader polling this box also polls the socket (a system call, during
+    /// which it does not see the box) and offers its CPU to other threads. A worker's requests
+    /// come through the socket too (lanes, streams fed ahead), so it looks there often; the
+    /// server's socket only tells it that the worker died. Measured (criterion, `hello`
+    /// through a worker, both sides alike): every 1 µs 8.0 µs a call, every 5 µs 6.9 µs,
+    /// every 20 µs 7.0 µs; streams fed ahead through a worker polling every 5 µs were 6%
+    /// slower (132 against 140 MiB/s of SHA-256).
+    fn poll_every(self) -> Duration {
+        match self {
+            Direction::ToWorker => Duration::from_micros(1),
+            Direction::ToServer => Duration::from_micros(5),
         }
     }
 }
@@ -182,7 +192,7 @@ impl Slot {
                 continue;
             }
             let now = Instant::now();
-            if now.duration_since(polled) < POLL_EVERY && now.duration_since(started) < budget {
+            if now.duration_since(polled) < direction.poll_every() && now.duration_since(started) < budget {
                 continue;
             }
             // Readable, hung up, failed or interrupted: the socket's own read says which.
