@@ -49,7 +49,7 @@ const CATEGORIES: &[(&str, &[&str])] = &[
     ),
     (
         "instance reset (memory and globals back to fresh) or creation",
-        &["PluginInstance::reset", "checkout", "instantiate", "recycle", "run_recycling", "WasmEdge_"],
+        &["PluginInstance::reset", "checkout", "instantiate", "recycle", "put_back", "WasmEdge_"],
     ),
     (
         "worker round trip: framing, socket, the worker's own loop",

@@ -110,16 +110,6 @@ impl CompiledPlugin {
         }
     }
 
-    /// Keeps an instance returned by [`PluginInstance::run_recycling`] for a later call.
-    pub fn recycle(&self, instance: PluginInstance) {
-        if let Some(reuse) = &self.reuse {
-            let mut idle = reuse.idle.lock();
-            if idle.len() < IDLE_LIMIT {
-                idle.push(instance);
-            }
-        }
-    }
-
     /// The whole lifecycle on an instance in its fresh state; see [`PluginInstance::run`].
     pub fn call(&self, input: i32) -> Result<i32, RuntimeError> {
         self.run_v1(input).0
@@ -129,15 +119,9 @@ impl CompiledPlugin {
     /// run `init`, `process(input)` and `cleanup` on it, and put it back for reuse if the call
     /// left it reusable. Returns the result and how long the instance took to be ready.
     pub fn run_v1(&self, input: i32) -> (Result<i32, RuntimeError>, Duration) {
-        let started = Instant::now();
-        let instance = match self.checkout() {
-            Ok(instance) => instance,
-            Err(error) => return (Err(error), started.elapsed()),
-        };
-        let ready = started.elapsed();
-        let (result, recycled) = instance.run_recycling(input);
-        if let Some(instance) = recycled {
-            self.recycle(instance);
+        let (result, ready, used) = self.run_v1_reset_later(input);
+        if let Some(used) = used {
+            used.put_back();
         }
         (result, ready)
     }
@@ -145,8 +129,8 @@ impl CompiledPlugin {
     /// [`run_v1`](Self::run_v1) for a caller with something more urgent to do before the
     /// instance is put back into its fresh state: a worker process answers the server first,
     /// and resets while the server reads the answer. The instance comes back still to be reset
-    /// ([`Used::put_back`]) if the call left it reusable; until then, a call of this plugin
-    /// gets another instance.
+    /// ([`Used::put_back`]) if every call returned normally (with a result or an error code,
+    /// not a trap or a timeout); until then, a call of this plugin gets another instance.
     pub fn run_v1_reset_later(&self, input: i32) -> (Result<i32, RuntimeError>, Duration, Option<Used>) {
         let started = Instant::now();
         let mut instance = match self.checkout() {
@@ -183,16 +167,6 @@ impl PluginInstance {
     /// which leaves that instance unfit for further calls.
     pub fn run(mut self, input: i32) -> Result<i32, RuntimeError> {
         self.lifecycle(input)
-    }
-
-    /// [`run`](Self::run), then, if every call returned normally (with a result or an error
-    /// code, not a trap or a timeout) and the plugin allows it, the instance put back into
-    /// exactly its freshly instantiated state, ready for another lifecycle.
-    pub fn run_recycling(mut self, input: i32) -> (Result<i32, RuntimeError>, Option<PluginInstance>) {
-        let result = self.lifecycle(input);
-        let returned_normally = result.as_ref().err().is_none_or(returned_normally);
-        let recycled = (returned_normally && self.reset()).then_some(self);
-        (result, recycled)
     }
 
     /// Puts this instance back into its fresh state and keeps it for a later call, if it can

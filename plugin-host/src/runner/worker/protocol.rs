@@ -3,7 +3,8 @@
 //! Frames over a Unix socket (the worker's stdin and stdout), or for a call made one at a time
 //! on a quiet machine through the worker's shared slot (see `slot`): a little-endian `u32`
 //! length and a JSON header, then a little-endian `u32` length and raw bytes (a module, a v2
-//! input or output, or nothing). JSON keeps the messages readable in a debugger and easy to extend; the module bytes travel raw.
+//! input or output, or nothing). JSON keeps the messages readable in a debugger and easy to
+//! extend; the module bytes travel raw.
 //! The first exchange is `Hello`/`Ready`, each carrying [`PROTOCOL_VERSION`]: a worker built
 //! from another version of the host is refused instead of misread.
 
@@ -17,8 +18,8 @@ use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
 use crate::runtime::{Admission, RuntimeConfig, RuntimeError};
 
-/// Version 8: the hello says whether the worker has a shared slot (see `slot`) (version 7: a
-/// v2 call's answer says how long the worker took over it too (version 6: a v1
+/// Version 8: the hello says whether the worker has a shared slot, see `slot` (version 7: a
+/// v2 call's answer says how long the worker took over it too; version 6: a v1
 /// call's answer says how long the worker took over it; version 5: v2 calls
 /// and streams may carry the plugin's configuration; version 4: calls say
 /// whether the worker lingers after replying; version 3: ABI v2 calls and streams; version 2:
