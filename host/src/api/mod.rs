@@ -470,10 +470,7 @@ async fn run_request(
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .and_then(|value| value.split(';').next())
-        .map(|essence| essence.trim().to_ascii_lowercase())
-        .is_some_and(|essence| {
-            essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
-        });
+        .is_some_and(|essence| is_json(essence.trim()));
     if !json {
         return Err(ApiError::UnsupportedMediaType);
     }
@@ -482,6 +479,14 @@ async fn run_request(
             .await?;
     let Json(request) = Json::<RunRequest>::from_bytes(&body.bytes).map_err(ApiError::from_rejection)?;
     Ok((request, body))
+}
+
+/// `application/json` or `application/<anything>+json`, in any case (a media type's essence).
+fn is_json(essence: &str) -> bool {
+    let Some((kind, subtype)) = essence.split_once('/') else { return false };
+    let suffix = subtype.len().checked_sub(5).and_then(|at| subtype.get(at..));
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json") || suffix.is_some_and(|suffix| suffix.eq_ignore_ascii_case("+json")))
 }
 
 async fn run_plugin(
@@ -744,7 +749,17 @@ pub(crate) const RETRY_AFTER: Duration = Duration::from_secs(1);
 
 #[cfg(test)]
 mod tests {
-    use super::RequestIds;
+    use super::{RequestIds, is_json};
+
+    #[test]
+    fn json_media_types_are_told_apart_in_any_case() {
+        for json in ["application/json", "Application/JSON", "application/problem+json", "APPLICATION/VND.A+JSON"] {
+            assert!(is_json(json), "{json}");
+        }
+        for other in ["text/json", "application/jsonx", "application/xml", "json", "application/json+", "+json", ""] {
+            assert!(!is_json(other), "{other}");
+        }
+    }
 
     /// Ids are UUID-shaped (version 4, RFC 9562's variant) and carry the counter in their last
     /// 14 bits and 48 bits.
