@@ -1,11 +1,12 @@
 //! `cargo xtask profile`: where a `POST /run` request's time goes, from CPU profiles.
 //!
-//! For each isolation mode the release host serves `hello` to wrk at 16 connections while
-//! `perf record -e cpu-clock --call-graph dwarf` samples the server and its worker processes
-//! (the software clock: no hardware counters are needed, so it works in VMs and containers;
-//! DWARF unwinding, because release builds have no frame pointers). The samples
-//! become a flame graph (`docs/profile-<isolation>.svg`, by inferno) and a cost breakdown per
-//! request in microseconds: each sample goes to the category of the innermost frame of its
+//! The same-stack native server (the host's HTTP stack answering with a native function: what
+//! a request costs before any plugin), then the release host in each isolation mode, serves
+//! `hello` to wrk at 16 connections while `perf record -e cpu-clock --call-graph dwarf`
+//! samples the server and its worker processes (the software clock: no hardware counters are
+//! needed, so it works in VMs and containers; DWARF unwinding, because release builds have no
+//! frame pointers). The host's samples become a flame graph (`docs/profile-<isolation>.svg`,
+//! by inferno), and every server's a cost breakdown per request in microseconds: each sample goes to the category of the innermost frame of its
 //! stack that names one (see [`CATEGORIES`]), and each category's share of the samples times
 //! the server's CPU time per request (from `/proc`, in a run without the profiler, which slows
 //! what it samples) is its CPU time per request. The breakdown goes between the
@@ -27,7 +28,7 @@ use crate::{bench, build_plugins::BuildPlugins, setup, step};
 
 #[derive(Debug, clap::Args)]
 pub struct Profile {
-    /// Seconds of sampling per isolation mode.
+    /// Seconds of sampling per server.
     #[arg(long, default_value_t = 6)]
     seconds: u32,
 }
@@ -98,10 +99,10 @@ const CATEGORIES: &[(&str, &[&str])] = &[
 /// category names, such as allocation inside hyper, counts for the enclosing category).
 const OTHER: &str = "outside every category above";
 
-/// One isolation mode's profile.
+/// One server's profile.
 #[derive(Debug)]
 struct Breakdown {
-    isolation: &'static str,
+    server: &'static str,
     requests: f64,
     requests_per_sec: f64,
     /// Microseconds of CPU per request, per category (in [`CATEGORIES`] order, then other).
@@ -130,9 +131,16 @@ impl Profile {
              wrk.body = '{\"plugin\":\"hello\",\"input\":21}'\n",
         )?;
         let mut breakdowns = Vec::new();
-        for isolation in ["in-process", "process"] {
-            step(format!("profiling {isolation} under wrk -c 16 for {} s", self.seconds));
-            let server = bench::RunningServer::start(bench::host_server(sh, isolation))?;
+        // The same-stack native server first: what the host's HTTP stack costs without a plugin
+        // (its folded stacks are kept, but it gets no flame graph in docs/).
+        let servers = [
+            (bench::NATIVE, "native", bench::native_server(sh)),
+            ("in-process", "in-process", bench::host_server(sh, "in-process")),
+            ("process", "process", bench::host_server(sh, "process")),
+        ];
+        for (label, slug, command) in servers {
+            step(format!("profiling {label} under wrk -c 16 for {} s", self.seconds));
+            let server = bench::RunningServer::start(command)?;
             let url = server.url("/run");
             bench::wrk_run(&wrk, &lua, &url, 16, 2)?;
             let unprofiled = server.measured(|| bench::wrk_run(&wrk, &lua, &url, 16, self.seconds))?.0;
@@ -145,7 +153,7 @@ impl Profile {
                 .spawn()?;
             std::thread::sleep(Duration::from_secs(1));
             let pids = server.pids().iter().map(u32::to_string).collect::<Vec<_>>().join(",");
-            let data = scratch.path().join(format!("{isolation}.perf"));
+            let data = scratch.path().join(format!("{slug}.perf"));
             let frequency = FREQUENCY.to_string();
             let seconds = self.seconds.to_string();
             cmd!(
@@ -164,15 +172,16 @@ impl Profile {
             drop(server);
             let script = cmd!(sh, "{perf} script -i {data}").quiet().ignore_stderr().output()?.stdout;
             let collapsed = cmd!(sh, "{collapse}").stdin(script).quiet().read()?;
-            let title = format!("{isolation}: POST /run hello under wrk -c 16 (perf, cpu-clock)");
-            let svg =
-                cmd!(sh, "{flamegraph} --title {title} --width 1400").stdin(collapsed.as_bytes()).quiet().read()?;
             // The folded stacks, for a closer look (`inferno-flamegraph < FILE > graph.svg`).
-            fs::write(bench::target_dir(sh).join(format!("profile-{isolation}.folded")), &collapsed)?;
-            let out = sh.current_dir().join(format!("docs/profile-{isolation}.svg"));
-            fs::write(&out, svg)?;
+            fs::write(bench::target_dir(sh).join(format!("profile-{slug}.folded")), &collapsed)?;
+            if label != bench::NATIVE {
+                let title = format!("{label}: POST /run hello under wrk -c 16 (perf, cpu-clock)");
+                let svg =
+                    cmd!(sh, "{flamegraph} --title {title} --width 1400").stdin(collapsed.as_bytes()).quiet().read()?;
+                fs::write(sh.current_dir().join(format!("docs/profile-{slug}.svg")), svg)?;
+            }
             let requests = requests_per_sec * f64::from(self.seconds);
-            let breakdown = breakdown(isolation, &collapsed, cpu_us_per_request, requests, requests_per_sec);
+            let breakdown = breakdown(label, &collapsed, cpu_us_per_request, requests, requests_per_sec);
             println!("{}", render(std::slice::from_ref(&breakdown)));
             breakdowns.push(breakdown);
         }
@@ -201,7 +210,7 @@ fn ensure_inferno(sh: &Shell) -> anyhow::Result<(std::path::PathBuf, std::path::
 /// Sorts the samples of a collapsed profile (`root;...;leaf weight` per line) into
 /// [`CATEGORIES`], and spreads `cpu_us_per_request` over them by their share of the weight.
 fn breakdown(
-    isolation: &'static str,
+    server: &'static str,
     collapsed: &str,
     cpu_us_per_request: f64,
     requests: f64,
@@ -224,7 +233,7 @@ fn breakdown(
             (name, weights.get(&i).copied().unwrap_or(0) as f64 / total * cpu_us_per_request)
         })
         .collect();
-    Breakdown { isolation, requests, requests_per_sec, per_request_us }
+    Breakdown { server, requests, requests_per_sec, per_request_us }
 }
 
 fn render(breakdowns: &[Breakdown]) -> String {
@@ -243,7 +252,7 @@ fn render(breakdowns: &[Breakdown]) -> String {
     );
     let _ = write!(out, "| where the time goes |");
     for b in breakdowns {
-        let _ = write!(out, " {} |", b.isolation);
+        let _ = write!(out, " {} |", b.server);
     }
     let _ = writeln!(out, "\n|---|{}", "---:|".repeat(breakdowns.len()));
     let Some(first) = breakdowns.first() else { return out };

@@ -148,7 +148,7 @@ impl CompiledPlugin {
 /// [`CompiledPlugin::run_v1_reset_later`]). Dropped, it is freed instead of reused.
 #[derive(Debug)]
 #[must_use = "dropping it frees the instance instead of keeping it for the next call"]
-pub struct Used(PluginInstance);
+pub struct Used(pub(super) PluginInstance);
 
 impl Used {
     /// Writes the fresh state back and keeps the instance for its plugin's next call (if the

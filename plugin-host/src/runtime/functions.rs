@@ -29,7 +29,7 @@ use plugin_sdk::{Buffer, BufferKind, CONFIG_LENGTH_BYTES, FunctionKind, StreamPa
 use wasmedge_sdk::{AsInstance, WasmValue};
 
 use super::{
-    AbiFunction, CompiledPlugin, PluginErrorCode, PluginInstance, RuntimeError,
+    AbiFunction, CompiledPlugin, PluginErrorCode, PluginInstance, RuntimeError, Used,
     executor::{returned_normally, with_cleanup},
 };
 
@@ -62,33 +62,69 @@ impl CompiledPlugin {
         input: &[u8],
         config: Option<&[u8]>,
     ) -> Result<Vec<u8>, RuntimeError> {
-        let layout = self.interface()?;
-        match function_kind(layout, name)? {
-            FunctionKind::Call => {
+        let (result, used) = self.call_function_reset_later(name, input, config);
+        if let Some(used) = used {
+            used.put_back();
+        }
+        result
+    }
+
+    /// [`call_function_configured`](Self::call_function_configured) for a caller with
+    /// something more urgent to do before the instance is put back into its fresh state (see
+    /// [`run_v1_reset_later`](Self::run_v1_reset_later)): the instance of a one-shot call that
+    /// returned normally comes back to be reset with [`Used::put_back`]. A stream's instance
+    /// is never reused, so a streaming function gives none back.
+    pub fn call_function_reset_later(
+        &self,
+        name: &str,
+        input: &[u8],
+        config: Option<&[u8]>,
+    ) -> (Result<Vec<u8>, RuntimeError>, Option<Used>) {
+        let layout = match self.interface() {
+            Ok(layout) => layout,
+            Err(error) => return (Err(error), None),
+        };
+        match function_kind(layout, name) {
+            Err(error) => (Err(error), None),
+            Ok(FunctionKind::Call) => {
                 let capacity = layout.input.capacity;
                 if input.len() as u64 > u64::from(capacity) {
-                    return Err(RuntimeError::InputTooLarge { size: input.len() as u64, capacity });
+                    return (Err(RuntimeError::InputTooLarge { size: input.len() as u64, capacity }), None);
                 }
-                let mut instance = self.checkout_any()?;
+                let mut instance = match self.checkout_any() {
+                    Ok(instance) => instance,
+                    Err(error) => return (Err(error), None),
+                };
                 let function = AbiFunction::Export(names::call_export(name));
-                instance.configure(layout, config)?;
-                instance.init_configured(config.is_some())?;
+                if let Err(error) =
+                    instance.configure(layout, config).and_then(|()| instance.init_configured(config.is_some()))
+                {
+                    return (Err(error), None);
+                }
                 let result = with_cleanup(&mut instance, |instance| instance.call_with_input(layout, function, input));
-                if result.as_ref().err().is_none_or(returned_normally) {
-                    instance.recycle_after_reset();
-                }
-                result
+                let reusable = result.as_ref().err().is_none_or(returned_normally);
+                (result, reusable.then_some(Used(instance)))
             }
-            FunctionKind::Stream => {
-                let mut stream = self.open_stream_configured(name, config)?;
-                let mut output = Vec::new();
-                for chunk in input.chunks(layout.input.capacity as usize) {
-                    output.extend(stream.feed(chunk)?);
-                }
-                output.extend(stream.finish()?);
-                Ok(output)
-            }
+            Ok(FunctionKind::Stream) => (self.run_whole_stream(layout, name, input, config), None),
         }
+    }
+
+    /// A streaming function run as one call: begun, fed `input` in chunks of the input
+    /// capacity, and ended, its outputs joined.
+    fn run_whole_stream(
+        &self,
+        layout: &V2Layout,
+        name: &str,
+        input: &[u8],
+        config: Option<&[u8]>,
+    ) -> Result<Vec<u8>, RuntimeError> {
+        let mut stream = self.open_stream_configured(name, config)?;
+        let mut output = Vec::new();
+        for chunk in input.chunks(layout.input.capacity as usize) {
+            output.extend(stream.feed(chunk)?);
+        }
+        output.extend(stream.finish()?);
+        Ok(output)
     }
 
     /// Begins the stream `name` on an instance of its own (`init`, then `stream_<name>_begin`).
@@ -429,6 +465,26 @@ mod tests {
             Err(RuntimeError::ConfigurationTooLarge { size: 2, room: 0 })
         ));
         assert_eq!(echo_plugin().call_function_configured("echo", b"hi", None).unwrap(), b"hi");
+    }
+
+    /// As a worker process calls: the answer first, the reset after (or never: a dropped
+    /// instance is freed). Each call still sees its own configuration and nothing else.
+    #[test]
+    fn an_instance_put_back_after_the_answer_is_fresh_for_the_next_call() {
+        let plugin = configured_plugin();
+        for (i, config) in [&b"alpha"[..], b"b", b"", b"sixteen bytes!!!", b"omega"].into_iter().enumerate() {
+            let (output, used) = plugin.call_function_reset_later("config", b"", Some(config));
+            assert_eq!(output.unwrap(), config);
+            // A call made before that instance is reset gets another instance.
+            assert_eq!(plugin.call_function("config", b"").unwrap(), b"", "no configuration: length 0");
+            let used = used.expect("a call that returned normally leaves its instance reusable");
+            if i % 2 == 0 {
+                used.put_back();
+            }
+        }
+        let (refused, used) = plugin.call_function_reset_later("config", b"", Some(b"xyz"));
+        assert!(matches!(refused, Err(RuntimeError::ConfigurationRefused)), "{refused:?}");
+        assert!(used.is_none(), "an instance whose init refused its configuration is not reused");
     }
 
     /// The plugin as if the checker had read another layout than the plugin now reports.

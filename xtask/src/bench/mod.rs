@@ -51,7 +51,7 @@ use self::{
     streams::{build_native_c_sha256, native_c_sha256, native_rust_sha256, stream_sha256},
 };
 pub(crate) use self::{
-    servers::{RunningServer, build_host, host_server, target_dir},
+    servers::{RunningServer, build_host, host_server, native_server, target_dir},
     wrk::{ensure_wrk, wrk_run},
 };
 use crate::{build_plugins::BuildPlugins, setup, step};
@@ -139,7 +139,7 @@ const PEER_MICRO: &str = "wasmtime_peer";
 /// stack's limit), the host's own stack with a native function, the wasmtime peer, and the host
 /// in both isolation modes.
 const BARE: &str = "bare native";
-const NATIVE: &str = "native (same stack)";
+pub(crate) const NATIVE: &str = "native (same stack)";
 const PEER: &str = "wasmtime peer";
 const IN_PROCESS: &str = "in-process";
 const PROCESS: &str = "process";

@@ -35,6 +35,14 @@ pub(crate) fn host_server(sh: &Shell, isolation: &str) -> Command {
     host_command(&target_dir(sh).join("release/host"), &sh.current_dir().join(crate::PLUGIN_OUT_DIR), isolation)
 }
 
+/// The same-stack native baseline (the host's HTTP stack answering with native functions), on a
+/// free port.
+pub(crate) fn native_server(sh: &Shell) -> Command {
+    let mut command = Command::new(target_dir(sh).join("release/examples/native_server"));
+    command.arg("127.0.0.1:0");
+    command
+}
+
 /// Builds the release servers the HTTP benchmarks use: the host, both native baselines and the
 /// wasmtime peer (its own workspace, built only here). Returns the peer's binary.
 pub(super) fn build_servers(sh: &Shell) -> anyhow::Result<std::path::PathBuf> {
@@ -57,7 +65,7 @@ pub(super) fn server_command(sh: &Shell, server: &str, peer: &Path) -> Command {
     };
     match server {
         BARE => with_port(release.join("examples/bare_native")),
-        NATIVE => with_port(release.join("examples/native_server")),
+        NATIVE => native_server(sh),
         PEER => {
             let mut c = Command::new(peer);
             c.arg("serve").arg(&plugins);

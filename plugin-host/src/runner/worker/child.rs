@@ -114,7 +114,7 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl Write) -
         if !matches!(request, Request::StreamFeed { .. } | Request::StreamFinish) {
             stream = None;
         }
-        // The instance a v1 call used, to be put back after the answer has gone.
+        // The instance a one-shot call used (v1 or v2), to be put back after the answer has gone.
         let mut used = None;
         let (reply, produced) = match request {
             Request::Hello { .. } => bail!("a second hello"),
@@ -144,7 +144,10 @@ fn serve(mut input: BufReader<io::StdinLock<'static>>, mut output: impl Write) -
                 Some(plugin) => {
                     let split = config_len.map_or(0, |length| (length as usize).min(blob.len()));
                     let (config, input) = blob.split_at(split);
-                    output_reply(plugin.call_function_configured(&function, input, config_len.map(|_| config)), started)
+                    let (result, instance) =
+                        plugin.call_function_reset_later(&function, input, config_len.map(|_| config));
+                    used = instance;
+                    output_reply(result, started)
                 }
             },
             Request::StreamOpen { content_hash, function, config, .. } => match modules.get(&content_hash) {
