@@ -272,6 +272,39 @@ fn an_infinite_loop_stops_at_the_deadline_and_the_next_call_works() {
     }
 }
 
+/// In this process every deadline is kept by one watchdog thread (`runtime/deadline.rs`): calls
+/// on several threads at once, a few looping until they are stopped and most quick, are each
+/// stopped at their own deadline, never at another call's, and never run on past it.
+#[test]
+fn calls_on_many_threads_each_stop_at_their_own_deadline() {
+    for mode in MODES {
+        let mut config = runtime_config(mode);
+        config.limits.call_timeout = Duration::from_millis(50);
+        let engine = Engine::new(config).unwrap();
+        let body = "(if (i32.eqz (local.get $input)) (then (loop br 0))) local.get $input";
+        let plugin = compile(&engine, &wat_plugin("i32.const 0", body, "i32.const 0"));
+        std::thread::scope(|scope| {
+            for thread in 0..4 {
+                let plugin = &plugin;
+                scope.spawn(move || {
+                    for i in 0..400 {
+                        if i % 100 == thread * 7 {
+                            let started = Instant::now();
+                            let err = plugin.call(0).unwrap_err();
+                            let elapsed = started.elapsed();
+                            assert!(matches!(err, RuntimeError::Timeout { .. }), "{mode:?}: {err:?}");
+                            assert!(elapsed >= Duration::from_millis(50), "{mode:?}: stopped early, {elapsed:?}");
+                            assert!(elapsed < Duration::from_secs(1), "{mode:?}: stopped after {elapsed:?}");
+                        } else {
+                            assert_eq!(plugin.call(i + 1).unwrap(), i + 1, "{mode:?}: a quick call was stopped");
+                        }
+                    }
+                });
+            }
+        });
+    }
+}
+
 #[test]
 fn memory_over_the_cap_is_refused() {
     let mut config = RuntimeConfig { enforce_abi: false, ..runtime_config(ExecutionMode::Interpreter) };

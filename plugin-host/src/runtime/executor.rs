@@ -18,7 +18,7 @@ use std::{
 use wasmedge_sdk::{AsInstance, Store, Vm, WasmValue, vm::SyncInst};
 
 use super::{
-    AbiFunction, CompiledPlugin, PluginErrorCode, RuntimeError,
+    AbiFunction, CompiledPlugin, PluginErrorCode, RuntimeError, deadline,
     reuse::{IDLE_LIMIT, LIFECYCLE_EXPORT, MEMORY_EXPORT, PROCESSED_EXPORT, ReuseState, STAGE_EXPORT, Snapshot},
 };
 
@@ -282,7 +282,13 @@ impl PluginInstance {
         let returns = if self.external_deadline {
             self.vm.run_func(None, name, args)
         } else {
-            self.vm.run_func_with_timeout(None, name, args, remaining)
+            let vm = &mut self.vm;
+            match deadline::within(self.deadline, || vm.run_func(None, name, args)) {
+                Some(Some(returns)) => returns,
+                Some(None) => Err(Box::new(wasmedge_sdk::error::WasmEdgeError::ExecuteTimeout)),
+                // No watchdog: WasmEdge's own timer.
+                None => self.vm.run_func_with_timeout(None, name, args, remaining),
+            }
         };
         Ok(returns.map_err(|e| *e)?.first().copied())
     }

@@ -14,6 +14,7 @@
 //!   whole lifecycle under one deadline.
 
 mod config;
+mod deadline;
 mod error;
 mod executor;
 mod fault_handlers;
