@@ -14,20 +14,35 @@
 //! `Vm::run_func` between here and WasmEdge (their small argument and result vectors are never
 //! freed: a few dozen bytes per call stopped at its deadline).
 //!
+//! Safer than WasmEdge's timer in one respect: a jump out of code that holds a lock or is half
+//! way through `malloc` would leave the lock held or the heap broken, so the handler jumps only
+//! when the signal interrupted the plugin's own native code (its AOT artifact's executable
+//! segments, recorded by [`watch_code`] when WasmEdge loads it), where neither can be. A call that
+//! is past its deadline anywhere else (entering or leaving WasmEdge, in one of WasmEdge's helper
+//! functions) is signalled again every [`RETRY`]; only after [`FORCE_AFTER`] past its deadline
+//! does the handler jump wherever the call is, as WasmEdge's timer always does. Only calls into
+//! native code whose addresses are known are watched here: the interpreter, and code not found
+//! after loading, keep WasmEdge's timer.
+//!
 //! The watchdog sleeps until the earliest deadline of the calls running, signals every call past
-//! its deadline once, and sleeps until the next. A signal can reach its thread after that call
-//! ended: the handler jumps only when the thread is inside the very call it was sent for (each
-//! call has a number), and otherwise does nothing.
+//! its deadline, and sleeps until the next (or for [`RETRY`] while one is still running). A signal
+//! can reach its thread after that call ended: the handler jumps only when the thread is inside
+//! the very call it was sent for (each call has a number), and otherwise does nothing.
 //!
 //! Best effort: if the watchdog cannot start, [`within`] says so and the caller uses WasmEdge's
 //! own timer.
 
 use std::{
     cell::Cell,
+    ffi::CStr,
+    path::Path,
     ptr,
     sync::{
         Arc, Mutex, OnceLock,
-        atomic::{AtomicU64, Ordering::SeqCst},
+        atomic::{
+            AtomicU64, AtomicUsize,
+            Ordering::{Acquire, Relaxed, Release, SeqCst},
+        },
     },
     thread::Thread,
     time::{Duration, Instant},
@@ -41,6 +56,97 @@ fn deadline_signal() -> i32 {
     libc::SIGRTMIN() + 2
 }
 
+/// How often a call past its deadline is signalled again while it runs outside its own code.
+const RETRY: Duration = Duration::from_millis(1);
+
+/// How long past its deadline a call is stopped wherever it is.
+const FORCE_AFTER: Duration = Duration::from_millis(250);
+
+/// How many signals said to stop a call wherever it was (for tests: a plugin's own loop never
+/// needs one).
+static FORCED_SIGNALS: AtomicU64 = AtomicU64::new(0);
+
+/// Set in a signal's value when the handler must jump wherever the call is.
+const FORCE: u64 = 1 << 63;
+
+/// How many executable segments of plugins' native code are recorded; past that, a newly loaded
+/// plugin keeps WasmEdge's timer.
+const MAX_CODE_RANGES: usize = 4096;
+
+/// The executable segments of plugins' native code, `[start, end)`, read by the signal handler
+/// (atomics: it can take no lock). Never removed: an unloaded artifact's range can only be
+/// reused by another plugin's code, because everything else a calling thread runs (this
+/// program, libc, WasmEdge) was mapped before any plugin.
+static CODE: [[AtomicUsize; 2]; MAX_CODE_RANGES] =
+    [const { [AtomicUsize::new(0), AtomicUsize::new(0)] }; MAX_CODE_RANGES];
+static CODE_RANGES: AtomicUsize = AtomicUsize::new(0);
+static CODE_WRITER: Mutex<()> = Mutex::new(());
+
+/// Records where WasmEdge mapped the native code of `artifact` (an AOT artifact it loaded), so
+/// that calls into it can be stopped by the watchdog. `false` if it is not mapped or there is no
+/// room: its calls keep WasmEdge's timer.
+pub(super) fn watch_code(artifact: &Path) -> bool {
+    let ranges = executable_segments(artifact);
+    if ranges.is_empty() {
+        return false;
+    }
+    let _writer = CODE_WRITER.lock().unwrap_or_else(|e| e.into_inner());
+    let known = CODE_RANGES.load(Acquire);
+    let new: Vec<_> = ranges
+        .into_iter()
+        .filter(|&(start, end)| !CODE[..known].iter().any(|r| r[0].load(Relaxed) == start && r[1].load(Relaxed) == end))
+        .collect();
+    if known + new.len() > MAX_CODE_RANGES {
+        return false;
+    }
+    for (slot, (start, end)) in CODE[known..].iter().zip(&new) {
+        slot[0].store(*start, Relaxed);
+        slot[1].store(*end, Relaxed);
+    }
+    CODE_RANGES.store(known + new.len(), Release);
+    true
+}
+
+/// Whether `address` is in plugins' native code. Async-signal-safe.
+fn in_plugin_code(address: usize) -> bool {
+    let known = CODE_RANGES.load(Acquire);
+    CODE[..known].iter().any(|r| r[0].load(Relaxed) <= address && address < r[1].load(Relaxed))
+}
+
+/// The executable segments, `[start, end)`, of the loaded object whose path is `path`.
+fn executable_segments(path: &Path) -> Vec<(usize, usize)> {
+    struct Search<'a> {
+        path: &'a [u8],
+        found: Vec<(usize, usize)>,
+    }
+    extern "C" fn visit(info: *mut libc::dl_phdr_info, _size: libc::size_t, data: *mut libc::c_void) -> libc::c_int {
+        // SAFETY: `dl_iterate_phdr` passes a valid `info` for each loaded object, and `data` is
+        // the `Search` below, alive for the whole iteration.
+        #[allow(unsafe_code)]
+        unsafe {
+            let (info, search) = (&*info, &mut *data.cast::<Search>());
+            if info.dlpi_name.is_null() || CStr::from_ptr(info.dlpi_name).to_bytes() != search.path {
+                return 0;
+            }
+            for header in std::slice::from_raw_parts(info.dlpi_phdr, usize::from(info.dlpi_phnum)) {
+                if header.p_type == libc::PT_LOAD && header.p_flags & libc::PF_X != 0 {
+                    let start = info.dlpi_addr as usize + header.p_vaddr as usize;
+                    search.found.push((start, start + header.p_memsz as usize));
+                }
+            }
+            1
+        }
+    }
+    use std::os::unix::ffi::OsStrExt;
+    let mut search = Search { path: path.as_os_str().as_bytes(), found: Vec::new() };
+    // SAFETY: `visit` only reads what it is given and writes into `search`.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::dl_iterate_phdr(Some(visit), (&raw mut search).cast());
+    }
+    search.found
+}
+
 thread_local! {
     // Read by the signal handler: plain cells with constant initialisers and nothing to drop,
     // so reading them there neither allocates nor registers a destructor.
@@ -51,6 +157,18 @@ thread_local! {
 
     /// This thread's entry in the watchdog's list, removed when the thread exits.
     static ENTRY: Option<Entry> = Watchdog::get().map(Watchdog::enter);
+}
+
+/// Who stops a plugin's calls at their deadline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Keeper {
+    /// A supervisor outside this process: a worker's server kills it (see
+    /// [`RuntimeConfig::external_deadline`](super::RuntimeConfig::external_deadline)).
+    External,
+    /// This process's watchdog, for native code whose addresses [`watch_code`] recorded.
+    Watchdog,
+    /// A POSIX timer per call, WasmEdge's own: the interpreter, and native code not recorded.
+    Timer,
 }
 
 /// Runs `call` (a call into WasmEdge) on this thread with `deadline`. `None` if the watchdog is
@@ -77,8 +195,6 @@ struct Watched {
     deadline: AtomicU64,
     /// The number of that call.
     call: AtomicU64,
-    /// The number of the last call signalled, so that each call is signalled once.
-    signalled: AtomicU64,
 }
 
 /// A thread's registration with the watchdog.
@@ -138,7 +254,6 @@ impl Watchdog {
             thread: unsafe { libc::pthread_self() },
             deadline: AtomicU64::new(0),
             call: AtomicU64::new(0),
-            signalled: AtomicU64::new(0),
         });
         self.watched.lock().unwrap_or_else(|e| e.into_inner()).push(Arc::clone(&watched));
         Entry { watched, watchdog: self }
@@ -156,6 +271,7 @@ impl Watchdog {
             // sees that the watchdog is about to sleep for good, and wakes it.
             self.wakes_at.store(u64::MAX, SeqCst);
             let now = self.nanos(Instant::now());
+            let force_after = u64::try_from(FORCE_AFTER.as_nanos()).unwrap_or(u64::MAX);
             let mut next = u64::MAX;
             {
                 // The lock also keeps every listed thread alive while it is signalled: a thread
@@ -170,17 +286,23 @@ impl Watchdog {
                         next = next.min(deadline);
                         continue;
                     }
-                    let call = entry.call.load(SeqCst);
-                    if entry.signalled.swap(call, SeqCst) != call {
-                        // SAFETY: the thread is alive (see above); the value is the call's number.
-                        #[allow(unsafe_code)]
-                        unsafe {
-                            libc::pthread_sigqueue(
-                                entry.thread,
-                                deadline_signal(),
-                                libc::sigval { sival_ptr: call as usize as *mut libc::c_void },
-                            );
-                        }
+                    // Again after `RETRY`, until the call ends.
+                    next = next.min(now.saturating_add(u64::try_from(RETRY.as_nanos()).unwrap_or(u64::MAX)));
+                    let forced = if now.saturating_sub(deadline) >= force_after {
+                        FORCED_SIGNALS.fetch_add(1, Relaxed);
+                        FORCE
+                    } else {
+                        0
+                    };
+                    let value = entry.call.load(SeqCst) | forced;
+                    // SAFETY: the thread is alive (see above); the value is the call's number.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        libc::pthread_sigqueue(
+                            entry.thread,
+                            deadline_signal(),
+                            libc::sigval { sival_ptr: value as usize as *mut libc::c_void },
+                        );
                     }
                 }
             }
@@ -247,14 +369,18 @@ impl Drop for Entry {
 }
 
 /// The deadline signal's handler: jumps out of the call it was sent for, if this thread is
-/// still inside it. Only async-signal-safe work: two thread-local reads and the jump.
-extern "C" fn on_deadline(_signal: libc::c_int, info: *mut libc::siginfo_t, _context: *mut libc::c_void) {
+/// still inside it and was interrupted in the plugin's own code (or the signal says to force
+/// it). Only async-signal-safe work: thread-local and atomic reads, and the jump.
+extern "C" fn on_deadline(_signal: libc::c_int, info: *mut libc::siginfo_t, context: *mut libc::c_void) {
     // SAFETY: the kernel passes a valid `siginfo_t` to an `SA_SIGINFO` handler; the value is
     // the one `pthread_sigqueue` sent.
     #[allow(unsafe_code)]
-    let call = unsafe { (*info).si_value().sival_ptr as usize as u64 };
+    let value = unsafe { (*info).si_value().sival_ptr as usize as u64 };
     let jump = JUMP.get();
-    if !jump.is_null() && CALL.get() == call {
+    if jump.is_null() || CALL.get() != value & !FORCE {
+        return;
+    }
+    if value & FORCE != 0 || interrupted_at(context).is_none_or(in_plugin_code) {
         JUMP.set(ptr::null_mut());
         // SAFETY: `jump` was set by `run_or_jump` on this thread, whose frame is still live
         // (it clears the cell before it returns).
@@ -262,5 +388,75 @@ extern "C" fn on_deadline(_signal: libc::c_int, info: *mut libc::siginfo_t, _con
         unsafe {
             siglongjmp(jump, 1);
         }
+    }
+}
+
+/// Where the interrupted code was, from a signal handler's context; `None` on an architecture
+/// this does not know (the handler then behaves as WasmEdge's timer does).
+#[allow(unsafe_code, unused_variables)]
+fn interrupted_at(context: *mut libc::c_void) -> Option<usize> {
+    let context = context.cast::<libc::ucontext_t>();
+    // SAFETY: the kernel passes a valid `ucontext_t` to an `SA_SIGINFO` handler.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    return Some(unsafe { (*context).uc_mcontext.gregs[libc::REG_RIP as usize] } as usize);
+    // SAFETY: as above.
+    #[cfg(all(target_os = "linux", target_arch = "aarch64"))]
+    return Some(unsafe { (*context).uc_mcontext.pc } as usize);
+    #[allow(unreachable_code)]
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::{Engine, ExecutionMode, RuntimeConfig, RuntimeError, content_hash};
+
+    fn looping_plugin(engine: &Engine) -> crate::runtime::CompiledPlugin {
+        let wasm = wat::parse_str(
+            r#"(module (memory (export "memory") 1)
+                (func (export "init") (result i32) i32.const 0)
+                (func (export "process") (param $input i32) (result i32)
+                    (if (i32.eqz (local.get $input)) (then (loop br 0))) local.get $input)
+                (func (export "cleanup") (result i32) i32.const 0))"#,
+        )
+        .unwrap();
+        engine.compile(&wasm, &content_hash(&wasm)).unwrap()
+    }
+
+    #[test]
+    fn native_code_is_watched_and_a_loop_in_it_is_stopped_where_it_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = RuntimeConfig {
+            aot_cache_dir: Some(dir.path().join("aot")),
+            enforce_abi: false,
+            ..RuntimeConfig::new(ExecutionMode::Aot)
+        };
+        config.limits.call_timeout = Duration::from_millis(30);
+        let plugin = looping_plugin(&Engine::new(config.clone()).unwrap());
+        assert_eq!(plugin.keeper, Keeper::Watchdog, "the artifact's code was found where WasmEdge mapped it");
+        for _ in 0..5 {
+            let started = Instant::now();
+            let error = plugin.call(0).unwrap_err();
+            assert!(matches!(error, RuntimeError::Timeout { .. }), "{error:?}");
+            assert!(started.elapsed() >= Duration::from_millis(30), "not before the deadline");
+            assert_eq!(plugin.call(7).unwrap(), 7, "the next call works");
+        }
+        assert_eq!(FORCED_SIGNALS.load(Relaxed), 0, "every stop happened inside the plugin's own code");
+
+        // The interpreter and workers keep their own keepers.
+        let interpreted =
+            looping_plugin(&Engine::new(RuntimeConfig { mode: ExecutionMode::Interpreter, ..config.clone() }).unwrap());
+        assert_eq!(interpreted.keeper, Keeper::Timer);
+        assert!(matches!(interpreted.call(0), Err(RuntimeError::Timeout { .. })));
+        let external = looping_plugin(&Engine::new(RuntimeConfig { external_deadline: true, ..config }).unwrap());
+        assert_eq!(external.keeper, Keeper::External);
+    }
+
+    #[test]
+    fn addresses_outside_recorded_code_are_not_plugin_code() {
+        let here = addresses_outside_recorded_code_are_not_plugin_code as *const () as usize;
+        assert!(!in_plugin_code(here), "this program's own code");
+        assert!(!in_plugin_code(libc::malloc as *const () as usize), "libc");
+        assert!(executable_segments(Path::new("/no/such/artifact.so")).is_empty());
     }
 }

@@ -34,9 +34,8 @@ pub struct PluginInstance {
     /// not get three timeouts' worth of CPU by being slow in each function.
     deadline: Instant,
     pub(super) timeout: Duration,
-    /// Set when a supervisor outside this process enforces the deadline (see
-    /// [`RuntimeConfig::external_deadline`](super::RuntimeConfig::external_deadline)).
-    external_deadline: bool,
+    /// Who stops a call at the deadline.
+    keeper: deadline::Keeper,
     /// Set when this instance can be put back into its fresh state (see `reuse`). Weak: the
     /// plugin's idle list holds its instances, so a strong reference back would be a cycle that
     /// keeps every loaded version (its module, idle instances and their linear memories) alive
@@ -80,7 +79,7 @@ impl CompiledPlugin {
             vm,
             deadline,
             timeout: self.timeout,
-            external_deadline: self.external_deadline,
+            keeper: self.keeper,
             reuse: self.reuse.as_ref().map(Arc::downgrade),
             lifecycle_export: self.reuse.as_ref().is_some_and(|reuse| reuse.lifecycle),
             buffers_checked: false,
@@ -279,16 +278,16 @@ impl PluginInstance {
             return Err(wasmedge_sdk::error::WasmEdgeError::ExecuteTimeout);
         }
         let args = argument.map(WasmValue::from_i32);
-        let returns = if self.external_deadline {
-            self.vm.run_func(None, name, args)
-        } else {
-            let vm = &mut self.vm;
-            match deadline::within(self.deadline, || vm.run_func(None, name, args)) {
+        let vm = &mut self.vm;
+        let returns = match self.keeper {
+            deadline::Keeper::External => vm.run_func(None, name, args),
+            deadline::Keeper::Watchdog => match deadline::within(self.deadline, || vm.run_func(None, name, args)) {
                 Some(Some(returns)) => returns,
                 Some(None) => Err(Box::new(wasmedge_sdk::error::WasmEdgeError::ExecuteTimeout)),
-                // No watchdog: WasmEdge's own timer.
-                None => self.vm.run_func_with_timeout(None, name, args, remaining),
-            }
+                // The watchdog could not start: WasmEdge's own timer.
+                None => vm.run_func_with_timeout(None, name, args, remaining),
+            },
+            deadline::Keeper::Timer => vm.run_func_with_timeout(None, name, args, remaining),
         };
         Ok(returns.map_err(|e| *e)?.first().copied())
     }

@@ -15,7 +15,7 @@ use wasmedge_sdk::{
 };
 
 use super::{
-    AotCompilation, ExecutionMode, Limits, RuntimeConfig, RuntimeError, fault_handlers,
+    AotCompilation, ExecutionMode, Limits, RuntimeConfig, RuntimeError, deadline, fault_handlers,
     reuse::{self, ReuseState},
 };
 
@@ -55,7 +55,7 @@ impl Engine {
         // whose supervisor enforces the deadline from outside).
         if let Some(aot) = aot.as_ref().filter(|_| !settings.external_deadline) {
             fault_handlers::keep_installed(&config, |bytes| {
-                aot.load(bytes, &content_hash(bytes), &config).map_err(|e| e.to_string())
+                aot.load(bytes, &content_hash(bytes), &config).map(|native| native.module).map_err(|e| e.to_string())
             });
         }
         Ok(Engine { settings, config, parse_config, aot })
@@ -104,15 +104,19 @@ impl Engine {
         let module = Module::from_bytes(Some(&self.parse_config), bytes)
             .map_err(|e| RuntimeError::InvalidModule(e.to_string()))?;
         check_memory(&module, self.settings.limits.max_memory_pages)?;
-        let module = match &self.aot {
-            None => module,
-            Some(aot) => aot.load(bytes, &artifact_key, &self.config)?,
+        let (module, keeper) = match &self.aot {
+            _ if self.settings.external_deadline => (module, deadline::Keeper::External),
+            None => (module, deadline::Keeper::Timer),
+            Some(aot) => {
+                let native = aot.load(bytes, &artifact_key, &self.config)?;
+                (native.module, if native.watched { deadline::Keeper::Watchdog } else { deadline::Keeper::Timer })
+            }
         };
         Ok(CompiledPlugin {
             module,
             config: Arc::clone(&self.config),
             timeout: self.settings.limits.call_timeout,
-            external_deadline: self.settings.external_deadline,
+            keeper,
             abi_version: admission.abi_version,
             interface: admission.interface.clone().map(Arc::new),
             reuse,
@@ -216,7 +220,8 @@ pub struct CompiledPlugin {
     pub(super) module: Module,
     pub(super) config: Arc<Config>,
     pub(super) timeout: std::time::Duration,
-    pub(super) external_deadline: bool,
+    /// Who stops its calls at their deadline.
+    pub(super) keeper: deadline::Keeper,
     pub(super) reuse: Option<Arc<ReuseState>>,
     pub(super) abi_version: Option<u32>,
     /// A v2 plugin's buffers and functions, as the checker read them.
@@ -387,7 +392,7 @@ impl AotCache {
         }
     }
 
-    fn load(&self, bytes: &[u8], content_hash: &str, config: &Config) -> Result<Module, RuntimeError> {
+    fn load(&self, bytes: &[u8], content_hash: &str, config: &Config) -> Result<NativeModule, RuntimeError> {
         let name = format!("{content_hash}-{}", self.variant);
         let artifact = self.dir.join(format!("{name}.so"));
         // Checked again before every use, not only at start-up: code found here is executed,
@@ -409,8 +414,18 @@ impl AotCache {
             reserved.persist(&artifact).map_err(|e| failed(&e))?;
             tracing::info!(artifact = %artifact.display(), "compiled plugin to native code");
         }
-        Module::from_file(Some(config), &artifact).map_err(|e| RuntimeError::InvalidModule(e.to_string()))
+        let module =
+            Module::from_file(Some(config), &artifact).map_err(|e| RuntimeError::InvalidModule(e.to_string()))?;
+        let watched = deadline::watch_code(&artifact);
+        Ok(NativeModule { module, watched })
     }
+}
+
+/// A plugin loaded from its AOT artifact.
+struct NativeModule {
+    module: Module,
+    /// Whether the deadline watchdog knows where its code is (see `deadline::watch_code`).
+    watched: bool,
 }
 
 /// The AOT folder holds code this process will execute: it must be ours alone.

@@ -32,7 +32,11 @@ pub fn call_uncached(engine: &Engine, bytes: &[u8], input: i32) -> Result<i32, R
         module,
         config: Arc::clone(&engine.config),
         timeout: engine.settings.limits.call_timeout,
-        external_deadline: engine.settings.external_deadline,
+        keeper: if engine.settings.external_deadline {
+            super::deadline::Keeper::External
+        } else {
+            super::deadline::Keeper::Timer
+        },
         abi_version: None,
         interface: None,
         reuse: None,
