@@ -104,13 +104,19 @@ impl Engine {
         let module = Module::from_bytes(Some(&self.parse_config), bytes)
             .map_err(|e| RuntimeError::InvalidModule(e.to_string()))?;
         check_memory(&module, self.settings.limits.max_memory_pages)?;
-        let (module, keeper) = match &self.aot {
-            _ if self.settings.external_deadline => (module, deadline::Keeper::External),
-            None => (module, deadline::Keeper::Timer),
+        let (module, watched) = match &self.aot {
+            None => (module, false),
             Some(aot) => {
                 let native = aot.load(bytes, &artifact_key, &self.config)?;
-                (native.module, if native.watched { deadline::Keeper::Watchdog } else { deadline::Keeper::Timer })
+                (native.module, native.watched)
             }
+        };
+        let keeper = if self.settings.external_deadline {
+            deadline::Keeper::External
+        } else if watched {
+            deadline::Keeper::Watchdog
+        } else {
+            deadline::Keeper::Timer
         };
         Ok(CompiledPlugin {
             module,
