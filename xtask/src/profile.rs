@@ -41,8 +41,17 @@ const FREQUENCY: u32 = 499;
 /// matches several goes to the first in this list, so narrow mechanisms come first.
 const CATEGORIES: &[(&str, &[&str])] = &[
     (
-        "deadline: a POSIX timer and signal mask per WasmEdge call (`run_func_with_timeout`)",
-        &["timer_create", "timer_settime", "timer_delete", "sigsetjmp", "sigprocmask", "posix_timer", "JMP_BUF"],
+        "deadline: the watchdog's bookkeeping (`runtime/deadline.rs`), or WasmEdge's timer per call where it keeps the deadline",
+        &[
+            "runtime::deadline",
+            "timer_create",
+            "timer_settime",
+            "timer_delete",
+            "sigsetjmp",
+            "sigprocmask",
+            "posix_timer",
+            "JMP_BUF",
+        ],
     ),
     (
         "WasmEdge call: function lookup, entry, the plugin's own code",
