@@ -3,8 +3,8 @@
 use std::time::{Duration, Instant};
 
 use plugin_host::runtime::{
-    AbiFunction, AotCompilation, Engine, ExecutionMode, PluginErrorCode, RuntimeConfig, RuntimeError, TrapKind,
-    testing::call_out_of_order,
+    AbiFunction, AotCompilation, CompiledPlugin, Engine, ExecutionMode, PluginErrorCode, RuntimeConfig, RuntimeError,
+    TrapKind, testing::call_out_of_order,
 };
 
 use crate::support::{
@@ -246,15 +246,21 @@ fn fault_handlers_stay_installed_between_calls_and_faults_still_trap() {
     }
 }
 
+/// An engine whose calls have `timeout`, and a plugin on it that loops forever on input 0 and
+/// answers any other input with itself.
+fn looping_plugin(mode: ExecutionMode, timeout: Duration) -> (Engine, CompiledPlugin) {
+    let mut config = runtime_config(mode);
+    config.limits.call_timeout = timeout;
+    let engine = Engine::new(config).unwrap();
+    let body = "(if (i32.eqz (local.get $input)) (then (loop br 0))) local.get $input";
+    let plugin = compile(&engine, &wat_plugin("i32.const 0", body, "i32.const 0"));
+    (engine, plugin)
+}
+
 #[test]
 fn an_infinite_loop_stops_at_the_deadline_and_the_next_call_works() {
     for mode in MODES {
-        let mut config = runtime_config(mode);
-        config.limits.call_timeout = Duration::from_millis(200);
-        let engine = Engine::new(config).unwrap();
-        // Loops forever on input 0, answers any other input.
-        let body = "(if (i32.eqz (local.get $input)) (then (loop br 0))) local.get $input";
-        let plugin = compile(&engine, &wat_plugin("i32.const 0", body, "i32.const 0"));
+        let (engine, plugin) = looping_plugin(mode, Duration::from_millis(200));
         let started = Instant::now();
         let err = plugin.call(0).unwrap_err();
         let elapsed = started.elapsed();
@@ -278,11 +284,7 @@ fn an_infinite_loop_stops_at_the_deadline_and_the_next_call_works() {
 #[test]
 fn calls_on_many_threads_each_stop_at_their_own_deadline() {
     for mode in MODES {
-        let mut config = runtime_config(mode);
-        config.limits.call_timeout = Duration::from_millis(50);
-        let engine = Engine::new(config).unwrap();
-        let body = "(if (i32.eqz (local.get $input)) (then (loop br 0))) local.get $input";
-        let plugin = compile(&engine, &wat_plugin("i32.const 0", body, "i32.const 0"));
+        let (_engine, plugin) = looping_plugin(mode, Duration::from_millis(50));
         std::thread::scope(|scope| {
             for thread in 0..4 {
                 let plugin = &plugin;

@@ -58,9 +58,11 @@ fn deadline_signal() -> i32 {
 
 /// How often a call past its deadline is signalled again while it runs outside its own code.
 const RETRY: Duration = Duration::from_millis(1);
+const RETRY_NANOS: u64 = RETRY.as_nanos() as u64;
 
 /// How long past its deadline a call is stopped wherever it is.
 const FORCE_AFTER: Duration = Duration::from_millis(250);
+const FORCE_AFTER_NANOS: u64 = FORCE_AFTER.as_nanos() as u64;
 
 /// How many signals said to stop a call wherever it was (for tests: a plugin's own loop never
 /// needs one).
@@ -271,7 +273,6 @@ impl Watchdog {
             // sees that the watchdog is about to sleep for good, and wakes it.
             self.wakes_at.store(u64::MAX, SeqCst);
             let now = self.nanos(Instant::now());
-            let force_after = u64::try_from(FORCE_AFTER.as_nanos()).unwrap_or(u64::MAX);
             let mut next = u64::MAX;
             {
                 // The lock also keeps every listed thread alive while it is signalled: a thread
@@ -287,8 +288,8 @@ impl Watchdog {
                         continue;
                     }
                     // Again after `RETRY`, until the call ends.
-                    next = next.min(now.saturating_add(u64::try_from(RETRY.as_nanos()).unwrap_or(u64::MAX)));
-                    let forced = if now.saturating_sub(deadline) >= force_after {
+                    next = next.min(now.saturating_add(RETRY_NANOS));
+                    let forced = if now - deadline >= FORCE_AFTER_NANOS {
                         FORCED_SIGNALS.fetch_add(1, Relaxed);
                         FORCE
                     } else {
@@ -327,8 +328,8 @@ impl Entry {
     /// Shows the watchdog a new call with `deadline`, waking it if it would sleep past it.
     fn start(&self, deadline: Instant) {
         let watched = &self.watched;
-        let number = watched.call.load(SeqCst) + 1;
-        watched.call.store(number, SeqCst);
+        // Only this thread writes its entry's number.
+        let number = watched.call.fetch_add(1, SeqCst) + 1;
         CALL.set(number);
         let deadline = self.watchdog.nanos(deadline);
         watched.deadline.store(deadline, SeqCst);
@@ -452,9 +453,21 @@ mod tests {
         assert_eq!(external.keeper, Keeper::External);
     }
 
+    /// With a plugin's code recorded, its addresses are plugin code and the host's are not.
     #[test]
-    fn addresses_outside_recorded_code_are_not_plugin_code() {
-        let here = addresses_outside_recorded_code_are_not_plugin_code as *const () as usize;
+    fn only_recorded_segments_are_plugin_code() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = RuntimeConfig {
+            aot_cache_dir: Some(dir.path().join("aot")),
+            enforce_abi: false,
+            ..RuntimeConfig::new(ExecutionMode::Aot)
+        };
+        assert_eq!(looping_plugin(&Engine::new(config).unwrap()).keeper, Keeper::Watchdog);
+        let known = CODE_RANGES.load(Acquire);
+        assert!(known > 0, "the artifact's executable segments are recorded");
+        let (start, end) = (CODE[0][0].load(Relaxed), CODE[0][1].load(Relaxed));
+        assert!(in_plugin_code(start) && in_plugin_code(end - 1) && !in_plugin_code(end));
+        let here = only_recorded_segments_are_plugin_code as *const () as usize;
         assert!(!in_plugin_code(here), "this program's own code");
         assert!(!in_plugin_code(libc::malloc as *const () as usize), "libc");
         assert!(executable_segments(Path::new("/no/such/artifact.so")).is_empty());
