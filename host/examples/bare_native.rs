@@ -4,26 +4,8 @@
 //!
 //! `cargo run --release -p host --example bare_native -- 127.0.0.1:8091`
 
-use axum::{Json, Router, http::StatusCode, routing::post};
-use serde::{Deserialize, Serialize};
-
-#[derive(Deserialize)]
-struct RunRequest {
-    plugin: String,
-    input: i32,
-}
-
-#[derive(Serialize)]
-struct RunResponse {
-    output: i32,
-}
-
-async fn run(Json(request): Json<RunRequest>) -> Result<Json<RunResponse>, StatusCode> {
-    match request.plugin.as_str() {
-        "hello" => Ok(Json(RunResponse { output: request.input.wrapping_mul(2).wrapping_add(1) })),
-        _ => Err(StatusCode::NOT_FOUND),
-    }
-}
+#[path = "common/bare.rs"]
+mod bare;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -31,6 +13,6 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr).await?;
     // `cargo xtask bench` reads the address from this line, as it does from the host's.
     host::announce_listening(listener.local_addr()?)?;
-    axum::serve(listener, Router::new().route("/run", post(run))).await?;
+    axum::serve(listener, bare::router()).await?;
     Ok(())
 }

@@ -55,7 +55,17 @@ const CATEGORIES: &[(&str, &[&str])] = &[
     ),
     (
         "WasmEdge call: function lookup, entry, the plugin's own code",
-        &["WasmEdge_ExecutorInvoke", "WasmEdge_VMExecute", "Executor::invoke", "run_func", "WasmEdge_VM"],
+        &[
+            "WasmEdge_ExecutorInvoke",
+            "WasmEdge_VMExecute",
+            "Executor::invoke",
+            "run_func",
+            "WasmEdge_VM",
+            // The host's side of entering the engine (finding the export, the lifecycle's stages).
+            "PluginInstance::lifecycle",
+            "PluginInstance::call_export",
+            "run_v1_reset_later",
+        ],
     ),
     (
         "instance reset (memory and globals back to fresh) or creation",
@@ -66,6 +76,10 @@ const CATEGORIES: &[(&str, &[&str])] = &[
         &["protocol::", "worker::pool::Worker", "worker::lane", "worker::child", "unix_stream", "unix_", "BufReader"],
     ),
     ("hot-swap check (one `lstat`) and the catalog", &["catalog::", "store::", "statx", "newfstatat", "lstat"]),
+    (
+        "the runner: which way a call goes (this thread, a lane, a worker) and its records",
+        &["plugin_host::runner::", "ShortCalls"],
+    ),
     (
         "middleware and the host's handler: request id, tracing span, metrics, admission",
         &[
@@ -306,14 +320,18 @@ mod tests {
                          host;tower_http::trace;run_func;WasmEdge_VMExecute;memcpy 50\n\
                          host;tower_http::trace;serde_json::de;malloc 15\n\
                          host;hyper::proto::h1::decode 5\n\
-                         host;something_else 100\n";
+                         host;host::api::run;plugin_host::runner::in_process::InProcessRunner::run_compiled 7\n\
+                         host;host::api::run;plugin_host::runner::worker::lane::serve;malloc 3\n\
+                         host;something_else 90\n";
         let b = breakdown("in-process", collapsed, 200.0, 1000.0, 100.0);
         let us = |prefix: &str| b.per_request_us.iter().find(|(n, _)| n.starts_with(prefix)).unwrap().1;
         assert!((us("deadline") - 30.0).abs() < 1e-9);
         assert!((us("WasmEdge call") - 50.0).abs() < 1e-9);
         assert!((us("JSON") - 15.0).abs() < 1e-9);
         assert!((us("HTTP") - 5.0).abs() < 1e-9);
-        assert!((us("outside") - 100.0).abs() < 1e-9);
+        assert!((us("the runner") - 7.0).abs() < 1e-9, "the runner's own frames, outside the worker's");
+        assert!((us("worker round trip") - 3.0).abs() < 1e-9);
+        assert!((us("outside") - 90.0).abs() < 1e-9);
         assert!(us("middleware").abs() < 1e-9, "an outer layer does not take what runs inside it");
     }
 }

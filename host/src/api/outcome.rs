@@ -33,10 +33,20 @@ pub async fn record(state: &AppState, request: Request, next: Next) -> Response 
     let started = Instant::now();
     let path = request.uri().path();
     let call = request.method() == Method::POST && (path == "/run" || path.contains("/functions/"));
-    let mut abandon = state.abandon.subscribe();
-    let response = tokio::select! {
-        response = next.run(request) => response,
-        _ = abandon.wait_for(|abandoned| *abandoned) => ApiError::ShuttingDown.into_response(),
+    // Most calls answer on their first poll (a short call runs on this thread); only one that
+    // has to wait watches for the end of the grace period, which costs a subscription and a
+    // waker's registration.
+    let mut handler = std::pin::pin!(next.run(request));
+    let first = std::future::poll_fn(|cx| std::task::Poll::Ready(handler.as_mut().poll(cx))).await;
+    let response = match first {
+        std::task::Poll::Ready(response) => response,
+        std::task::Poll::Pending => {
+            let mut abandon = state.abandon.subscribe();
+            tokio::select! {
+                response = handler => response,
+                _ = abandon.wait_for(|abandoned| *abandoned) => ApiError::ShuttingDown.into_response(),
+            }
+        }
     };
     let extensions = response.extensions();
     // The client's name comes from the file of tokens, never from the request: the token check

@@ -1,10 +1,11 @@
-//! The criterion results of `host/benches/runtime.rs`, read from `target/criterion`.
+//! The criterion results of `host/benches/runtime.rs` and `host/benches/request_path.rs`, read
+//! from `target/criterion`.
 
 use std::{fs, path::Path};
 
 use anyhow::Context;
 
-use super::{BYTES_CALLS, BYTES_RUNNERS, MICRO_FUNCTIONS};
+use super::{BYTES_CALLS, BYTES_RUNNERS, MICRO_FUNCTIONS, REQUEST_PATH};
 
 /// One criterion result: group/function and its mean time in nanoseconds.
 #[derive(Debug)]
@@ -19,7 +20,8 @@ pub(super) fn read_criterion(dir: &Path) -> anyhow::Result<Vec<Micro>> {
     let entries = ["hello", "primes"]
         .iter()
         .flat_map(|group| MICRO_FUNCTIONS.iter().map(move |function| (*group, function.to_string())))
-        .chain(bytes.map(|function| ("bytes", function)));
+        .chain(bytes.map(|function| ("bytes", function)))
+        .chain(REQUEST_PATH.iter().map(|function| ("request_path", function.to_string())));
     let mut results = Vec::new();
     for (group, function) in entries {
         let path = dir.join(group).join(&function).join("new/estimates.json");

@@ -2,7 +2,10 @@
 //!
 //! 1. Runtime micro-benchmarks (criterion, `host/benches/runtime.rs`): one plugin call from
 //!    the native floor to the seed's load-every-call design, for `hello` and `primes`; and the
-//!    wasmtime peer's instantiate-and-call (`bench/wasmtime-peer`, its own timing loop).
+//!    wasmtime peer's instantiate-and-call (`bench/wasmtime-peer`, its own timing loop); and
+//!    one `POST /run` hello through each router without the network (criterion,
+//!    `host/benches/request_path.rs`: bare axum, the host's stack with a native function, the
+//!    host calling the plugin in-process), which prices the host's HTTP layer exactly.
 //! 2. HTTP load on 127.0.0.1 with `wrk` at concurrency 1, 16 and 64: `POST /run` hello on the
 //!    host in process isolation and in-process, next to three baselines started in the same
 //!    run: the bare axum handler (`host/examples/bare_native.rs`, the limit of the stack), the
@@ -131,6 +134,10 @@ const MICRO_FUNCTIONS: [&str; 7] = [
     "worker_process_runner",
 ];
 
+/// The `request_path` criterion group: `POST /run` hello through the bare axum router, the
+/// host's router with native functions, and the host's router calling the plugin in-process.
+const REQUEST_PATH: [&str; 3] = ["bare_axum", "host_native", "host_in_process"];
+
 /// The wasmtime peer's instantiate-and-call, timed by the peer itself (a row of the micro
 /// table, next to criterion's).
 const PEER_MICRO: &str = "wasmtime_peer";
@@ -176,7 +183,7 @@ impl Bench {
 
         if !self.skip_micro {
             step("runtime micro-benchmarks (criterion)");
-            cmd!(sh, "cargo bench --package host --bench runtime").run()?;
+            cmd!(sh, "cargo bench --package host --bench runtime --bench request_path").run()?;
         }
         let mut micro = read_criterion(&target_dir(sh).join("criterion"))?;
 

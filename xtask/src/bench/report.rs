@@ -7,7 +7,8 @@ use xshell::Shell;
 
 use super::{
     BARE, BYTES_CALLS, BYTES_RUNNERS, FIRST_REQUESTS, FirstRequest, IN_PROCESS, Load, MAX_ROUNDS, MEMORY_STREAM_MIB,
-    MICRO_FUNCTIONS, Memory, NATIVE, PEER, PEER_MICRO, PROCESS, ROUNDS, STREAM_MIB, StreamMemory, Throughput,
+    MICRO_FUNCTIONS, Memory, NATIVE, PEER, PEER_MICRO, PROCESS, REQUEST_PATH, ROUNDS, STREAM_MIB, StreamMemory,
+    Throughput,
     criterion::{Micro, mean},
 };
 
@@ -61,6 +62,7 @@ pub(super) fn render(
          over 2 s).\n"
     );
     let _ = writeln!(out, "![call cost by variant](docs/benchmarks.svg)\n");
+    render_request_path(&mut out, micro);
     let _ = writeln!(out, "### `POST /run` hello over HTTP (wrk, 127.0.0.1)\n");
     let round_count = rounds.iter().filter(|l| l.server == BARE).count();
     let _ = writeln!(
@@ -310,8 +312,36 @@ fn render_round_three_targets(out: &mut String, micro: &[Micro], loads: &[Load])
         "| per call: worker runner `hello` ≤ 1.5x the in-process runner | {ratio:.2}x | {} |",
         yes(ratio <= 1.5)
     );
+    let layer = mean(micro, "request_path", "host_native") - mean(micro, "request_path", "bare_axum");
+    let _ = writeln!(
+        out,
+        "| the host's HTTP layer (request id, span, metrics, admission, with its handler) ≤ 2 µs per request \
+         beyond bare axum (criterion: `host_native` − `bare_axum`) | {} | {} |",
+        human_time(layer),
+        yes(layer <= 2_000.0)
+    );
     let errors: u64 = loads.iter().filter(|l| [PROCESS, IN_PROCESS].contains(&l.server)).map(|l| l.errors).sum();
     let _ = writeln!(out, "| zero errors in every load run, both modes | {errors} | {} |", yes(errors == 0));
+}
+
+/// The `request_path` group: one request through each router, without the network.
+fn render_request_path(out: &mut String, micro: &[Micro]) {
+    let _ = writeln!(out, "### One request through the router, without the network (criterion, mean)\n");
+    let _ = writeln!(
+        out,
+        "`POST /run` hello handed to each router with `oneshot` on the benchmark's thread \
+         (`host/benches/request_path.rs`): no TCP, no scheduler, so the differences are the routers' own work.\n"
+    );
+    let _ = writeln!(out, "| router | per request | beyond the one above |");
+    let _ = writeln!(out, "|---|---|---|");
+    let mut before = None;
+    for function in REQUEST_PATH {
+        let ns = mean(micro, "request_path", function);
+        let beyond = before.map_or_else(|| "-".to_string(), |b| human_time(ns - b));
+        let _ = writeln!(out, "| `{function}` | {} | {beyond} |", human_time(ns));
+        before = Some(ns);
+    }
+    let _ = writeln!(out);
 }
 
 pub(super) fn yes(met: bool) -> &'static str {
