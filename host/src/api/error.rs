@@ -3,7 +3,6 @@
 
 use axum::{
     Json,
-    extract::rejection::JsonRejection,
     http::{StatusCode, header},
     response::{IntoResponse, Response},
 };
@@ -114,13 +113,15 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    pub(super) fn from_rejection(rejection: JsonRejection) -> Self {
-        match rejection {
-            JsonRejection::JsonSyntaxError(_) => ApiError::InvalidJson,
-            JsonRejection::JsonDataError(_) => ApiError::InvalidRequest,
-            JsonRejection::MissingJsonContentType(_) => ApiError::UnsupportedMediaType,
-            other if other.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::BodyTooLarge,
-            _ => ApiError::InvalidJson,
+    /// A body that is not the JSON its endpoint takes: malformed or cut short (`invalid_json`),
+    /// or well-formed with the wrong fields or types (`invalid_request`), as axum's `Json`
+    /// extractor tells them apart.
+    pub(super) fn from_json(error: &serde_json::Error) -> Self {
+        match error.classify() {
+            serde_json::error::Category::Data => ApiError::InvalidRequest,
+            serde_json::error::Category::Syntax
+            | serde_json::error::Category::Eof
+            | serde_json::error::Category::Io => ApiError::InvalidJson,
         }
     }
 

@@ -103,9 +103,11 @@ pub(super) async fn call_function(
     caller: Option<Extension<Caller>>,
     path: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<VersionQuery>, QueryRejection>,
-    headers: HeaderMap,
-    body: Body,
+    // The whole request rather than a `HeaderMap` extractor, which would copy the headers.
+    request: axum::extract::Request,
 ) -> Response {
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
     let started = Instant::now();
     let Ok(Path((plugin, function))) = path else {
         return ApiError::InvalidPath.into_response();
@@ -116,7 +118,7 @@ pub(super) async fn call_function(
         Err(invalid) => return ApiError::InvalidName(invalid).into_response(),
     };
     let caller = Caller::of(caller);
-    let served = serve(&state, &caller, name.clone(), query.version.as_deref(), &function, &headers, body, started);
+    let served = serve(&state, &caller, name.clone(), query.version.as_deref(), &function, headers, body, started);
     let response = match served.await {
         Ok(response) => response,
         Err(error) => error.into_response(),

@@ -441,10 +441,11 @@ impl Call {
 async fn run(
     State(state): State<Arc<AppState>>,
     caller: Option<Extension<Caller>>,
-    headers: header::HeaderMap,
-    body: axum::body::Body,
+    // The whole request rather than a `HeaderMap` extractor, which would copy the headers.
+    http_request: Request<axum::body::Body>,
 ) -> axum::response::Response {
-    let (request, body) = match run_request(&state, &headers, body).await {
+    let (parts, body) = http_request.into_parts();
+    let (request, body) = match run_request(&state, &parts.headers, body).await {
         Ok(read) => read,
         Err(error) => return error.into_response(),
     };
@@ -477,7 +478,7 @@ async fn run_request(
     let body =
         body::read_whole(body, headers, MAX_BODY_BYTES, || ApiError::BodyTooLarge, &state.body_limits, &state.bodies)
             .await?;
-    let Json(request) = Json::<RunRequest>::from_bytes(&body.bytes).map_err(ApiError::from_rejection)?;
+    let request = serde_json::from_slice(&body.bytes).map_err(|error| ApiError::from_json(&error))?;
     Ok((request, body))
 }
 

@@ -37,6 +37,8 @@ async fn errors_have_stable_codes_and_statuses() {
     let cases: &[(&str, u16, &str)] = &[
         ("not json", 400, "invalid_json"),
         (r#"{"plugin": "hello""#, 400, "invalid_json"),
+        ("", 400, "invalid_json"),
+        (r#"{"plugin": "hello", "input": 21} trailing"#, 400, "invalid_json"),
         (r#"{"input": 1}"#, 400, "invalid_request"),
         (r#"{"plugin": "hello"}"#, 400, "invalid_request"),
         (r#"{"plugin": "hello", "input": "21"}"#, 400, "invalid_request"),
