@@ -17,7 +17,7 @@ use std::{
 use axum::{
     Extension, Json, Router,
     extract::{
-        DefaultBodyLimit, Path, Query, State,
+        Path, Query, State,
         rejection::{PathRejection, QueryRejection},
     },
     http::{HeaderName, HeaderValue, Request, header},
@@ -122,6 +122,9 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     // Each layer costs every request: the middleware's state is cloned per request, so it takes
     // only what it needs (an `Arc` or two), and the token check is there only with tokens on.
+    // No `DefaultBodyLimit` layer: no handler reads its body with axum's extractors (`Json`,
+    // `Bytes`), which are what it limits; bodies are read by `body::read_whole` or streamed,
+    // within the body limits, and the layer only put an extension on every request.
     let routes = Router::new()
         .route("/run", post(run).fallback(method_not_allowed))
         .route("/healthz", get(healthz).fallback(only_get))
@@ -131,8 +134,7 @@ pub fn app(state: AppState) -> Router {
         .route("/plugins/{name}/versions", get(list_versions).fallback(only_get))
         .route("/plugins/{name}/functions/{function}", post(functions::call_function).fallback(method_not_allowed))
         .route("/metrics", get(metrics).fallback(only_get))
-        .route("/openapi.json", get(openapi::serve).fallback(only_get))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+        .route("/openapi.json", get(openapi::serve).fallback(only_get));
     let routes = match &state.tokens {
         Some(tokens) => {
             let auth = auth::AuthState { tokens: Arc::clone(tokens) };
