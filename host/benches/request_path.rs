@@ -54,23 +54,22 @@ async fn one(router: &Router) -> usize {
 
 fn request_path(c: &mut Criterion) {
     let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    let host_with = |runner: Box<dyn plugin_host::runner::Runner>| {
-        let metrics = Arc::new(Metrics::new());
+    // The host's router over `runner`, which reports to the same metrics as the server.
+    let host_router = |runner: Box<dyn plugin_host::runner::Runner>, metrics: Arc<Metrics>| {
         app(AppState::new(Host::with_runner(runner, Arc::clone(&metrics) as _, 256), metrics))
+    };
+    let in_process = {
+        let metrics = Arc::new(Metrics::new());
+        let aot = plugin_dir().with_file_name("bench-aot-cache");
+        let engine =
+            Engine::new(RuntimeConfig { aot_cache_dir: Some(aot), ..RuntimeConfig::new(ExecutionMode::Aot) }).unwrap();
+        let store = Arc::new(LocalPluginStore::new(plugin_dir(), 16 << 20).unwrap());
+        host_router(Box::new(InProcessRunner::new(store, engine, Arc::clone(&metrics) as _, 16)), metrics)
     };
     let routers = [
         ("bare_axum", bare::router()),
-        ("host_native", host_with(Box::new(native_runner::NativeRunner))),
-        ("host_in_process", {
-            let metrics = Arc::new(Metrics::new());
-            let aot = plugin_dir().with_file_name("bench-aot-cache");
-            let engine =
-                Engine::new(RuntimeConfig { aot_cache_dir: Some(aot), ..RuntimeConfig::new(ExecutionMode::Aot) })
-                    .unwrap();
-            let store = Arc::new(LocalPluginStore::new(plugin_dir(), 16 << 20).unwrap());
-            let runner = InProcessRunner::new(store, engine, Arc::clone(&metrics) as _, 16);
-            app(AppState::new(Host::with_runner(Box::new(runner), Arc::clone(&metrics) as _, 256), metrics))
-        }),
+        ("host_native", host_router(Box::new(native_runner::NativeRunner), Arc::new(Metrics::new()))),
+        ("host_in_process", in_process),
     ];
     let mut group = c.benchmark_group("request_path");
     for (name, router) in &routers {

@@ -33,8 +33,9 @@ pub async fn record(state: &AppState, request: Request, next: Next) -> Response 
     let started = Instant::now();
     let path = request.uri().path();
     let call = request.method() == Method::POST && (path == "/run" || path.contains("/functions/"));
-    // Most calls answer on their first poll (a short call runs on this thread); only one that
-    // has to wait watches for the end of the grace period, which costs a subscription and a
+    // A handler whose call runs on this thread (a short in-process call) answers on its first
+    // poll; only one that has to wait (a worker's answer, a blocking thread, a body still
+    // arriving) watches for the end of the grace period, which costs a subscription and a
     // waker's registration.
     let mut handler = std::pin::pin!(next.run(request));
     let first = std::future::poll_fn(|cx| std::task::Poll::Ready(handler.as_mut().poll(cx))).await;
