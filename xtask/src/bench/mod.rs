@@ -15,9 +15,10 @@
 //!    `--soak-requests` requests; the first request of never-seen plugins is timed.
 //! 3. ABI v2: the `bytes` criterion group (a v2 call with 16 B, 1 KiB and 64 KiB next to a v1
 //!    call), `POST /plugins/text/functions/upper` with 1 KiB at concurrency 16, and a streaming
-//!    SHA-256 of 256 MiB through the host next to the same C source compiled natively
-//!    (`plugins/sha256/sha256.bench.c`) and next to Rust's `sha2`; resident memory is sampled
-//!    while 1 GiB streams through.
+//!    SHA-256 of 256 MiB through the host next to the same stream through its runtime alone
+//!    (`host/examples/stream_sha256.rs`, no HTTP), the same C source compiled natively
+//!    (`plugins/sha256/sha256.bench.c`) and Rust's `sha2`; resident memory is sampled while
+//!    1 GiB streams through.
 //!
 //! The figures go between the `bench:begin`/`bench:end` markers of BENCHMARKS.md, and a bar
 //! chart to `docs/benchmarks.svg`. Nothing here fails on slow numbers: benchmarks report.
@@ -51,7 +52,7 @@ use self::{
     first_requests::first_requests,
     report::{render, render_v2, write_report},
     servers::{build_servers, host_command, server_command},
-    streams::{build_native_c_sha256, native_c_sha256, native_rust_sha256, stream_sha256},
+    streams::{build_native_c_sha256, native_c_sha256, native_rust_sha256, runtime_sha256, stream_sha256},
 };
 pub(crate) use self::{
     servers::{RunningServer, build_host, host_server, native_server, target_dir},
@@ -294,6 +295,7 @@ impl Bench {
                 let seconds = stream_sha256(r, STREAM_MIB)?.seconds;
                 let mib_per_sec = STREAM_MIB as f64 / seconds;
                 stream_rounds.push(Throughput { runner: format!("host, {server}"), mib_per_sec });
+                stream_rounds.push(runtime_sha256(sh, server)?);
             }
             stream_rounds.push(native_c_sha256(sh, &native_c)?);
             stream_rounds.push(native_rust_sha256());

@@ -294,6 +294,20 @@ fn render_round_three_targets(out: &mut String, micro: &[Micro], loads: &[Load])
             ours.cpu_us_per_request,
             yes(ratio >= 1.2)
         );
+        // The best the host could do while it keeps its HTTP stack: that stack answering with a
+        // native function, plus the in-process call on its own, with nothing lost between them.
+        if let Some(native) = load(NATIVE, 16) {
+            let call_us = mean(micro, "hello", "in_process_runner") / 1_000.0;
+            let floor = native.cpu_us_per_request + call_us;
+            let _ = writeln!(
+                out,
+                "| (its ceiling: the host's stack with a native function, {:.1} µs, plus the in-process call alone, \
+                 {call_us:.1} µs, is {floor:.1} µs, where the target needs at most {:.1} µs) | {:.2}x | - |",
+                native.cpu_us_per_request,
+                peer.cpu_us_per_request / 1.2,
+                peer.cpu_us_per_request / floor
+            );
+        }
     }
     for server in [PROCESS, IN_PROCESS] {
         let (Some(bare), Some(ours)) = (load(BARE, 16), load(server, 16)) else { continue };
@@ -393,14 +407,24 @@ pub(super) fn render_v2(
         );
     }
     let native_c = streams.iter().find(|s| s.runner.starts_with("native C")).map_or(f64::NAN, |s| s.mib_per_sec);
-    for stream in streams.iter().filter(|s| s.runner.starts_with("host")) {
-        let share = stream.mib_per_sec / native_c;
+    let share =
+        |runner: &str| streams.iter().find(|s| s.runner == runner).map_or(f64::NAN, |s| s.mib_per_sec) / native_c;
+    for server in [IN_PROCESS, PROCESS] {
+        let (host, runtime) = (format!("host, {server}"), format!("runtime alone, {server} (no HTTP)"));
+        let (share, ceiling) = (share(&host), share(&runtime));
         let _ = writeln!(
             out,
-            "| streaming SHA-256 ≥ 50% of the same C run natively ({}) | {:.0}% | {} |",
-            stream.runner,
+            "| streaming SHA-256 ≥ 50% of the same C run natively ({host}) | {:.0}% | {} |",
             share * 100.0,
             yes(share >= 0.5)
+        );
+        let _ = writeln!(
+            out,
+            "| streaming SHA-256 ≥ 80% of the same C run natively (issue 27; {host}) | {:.0}% (its ceiling, the \
+             {runtime}: {:.0}%) | {} |",
+            share * 100.0,
+            ceiling * 100.0,
+            yes(share >= 0.8)
         );
     }
     if let Some(memory) = memory {

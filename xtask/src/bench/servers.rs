@@ -22,11 +22,14 @@ pub(crate) fn target_dir(sh: &Shell) -> std::path::PathBuf {
     std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| sh.current_dir().join("target"), Into::into)
 }
 
-/// Builds the release host and both native baselines.
+/// Builds the release host, both native baselines and the runtime-only stream.
 pub(crate) fn build_host(sh: &Shell) -> anyhow::Result<()> {
     step("building the release server and the native baselines");
-    cmd!(sh, "cargo build --quiet --release --package host --bin host --example native_server --example bare_native")
-        .run()?;
+    cmd!(
+        sh,
+        "cargo build --quiet --release --package host --bin host --example native_server --example bare_native --example stream_sha256"
+    )
+    .run()?;
     Ok(())
 }
 

@@ -1,5 +1,6 @@
 //! The ABI v2 stream benchmark: a SHA-256 of hundreds of MiB streamed through the host, next
-//! to the same C source compiled natively and to Rust's `sha2`.
+//! to the same stream through the host's runtime without HTTP, the same C source compiled
+//! natively and Rust's `sha2`.
 
 use std::{
     io::{self, Read},
@@ -104,12 +105,30 @@ pub(super) fn build_native_c_sha256(sh: &Shell) -> anyhow::Result<std::path::Pat
 /// One run of the native C build of the plugin's SHA-256 over the stream's bytes.
 pub(super) fn native_c_sha256(sh: &Shell, binary: &Path) -> anyhow::Result<Throughput> {
     let mib = STREAM_MIB.to_string();
-    let output = cmd!(sh, "{binary} {mib}").read()?;
-    let report: serde_json::Value = serde_json::from_str(&output)?;
+    timed_sha256("native C (same source, -O2)", &cmd!(sh, "{binary} {mib}").read()?)
+}
+
+/// One run of the stream through the host's runtime alone, without HTTP
+/// (`host/examples/stream_sha256.rs`), in `isolation` (`in-process` or `process`): the ceiling
+/// for the stream through the server.
+pub(super) fn runtime_sha256(sh: &Shell, isolation: &str) -> anyhow::Result<Throughput> {
+    let (binary, plugins) =
+        (target_dir(sh).join("release/examples/stream_sha256"), sh.current_dir().join(crate::PLUGIN_OUT_DIR));
+    let mib = STREAM_MIB.to_string();
+    timed_sha256(
+        &format!("runtime alone, {isolation} (no HTTP)"),
+        &cmd!(sh, "{binary} {plugins} {isolation} {mib}").read()?,
+    )
+}
+
+/// The throughput in a benchmark's line `{"bytes": N, "seconds": S, "digest": "<hex>"}`, after
+/// checking its digest of [`STREAM_MIB`] MiB of the pattern.
+fn timed_sha256(runner: &str, output: &str) -> anyhow::Result<Throughput> {
+    let report: serde_json::Value = serde_json::from_str(output)?;
     let seconds = report["seconds"].as_f64().context("seconds")?;
     let expected = rust_sha256_hex(&stream_pattern(), STREAM_MIB << 20);
-    ensure!(report["digest"] == expected.as_str(), "the native C digest is wrong: {output}");
-    Ok(Throughput { runner: "native C (same source, -O2)".into(), mib_per_sec: STREAM_MIB as f64 / seconds })
+    ensure!(report["digest"] == expected.as_str(), "{runner}: the digest is wrong: {output}");
+    Ok(Throughput { runner: runner.into(), mib_per_sec: STREAM_MIB as f64 / seconds })
 }
 
 /// Rust's `sha2` over the same bytes, in chunks of the same size.
