@@ -85,6 +85,22 @@ pub(crate) struct Load {
     /// CPU time the server (and its workers) spent per request, in µs: unlike requests per
     /// second, it hardly moves when other work competes for the machine.
     pub(crate) cpu_us_per_request: f64,
+    /// The time the server's own threads (not its workers) spent ready to run but waiting for a
+    /// CPU, in ms per second of the load, summed over the threads; and the mean of those waits,
+    /// in µs. On an oversubscribed machine this is where a request's long tail comes from.
+    pub(crate) cpu_wait: CpuWait,
+}
+
+/// What the server's threads spent waiting for a CPU during a load (see [`Load::cpu_wait`]),
+/// from the scheduler's own counts (`/proc/PID/task/*/schedstat`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CpuWait {
+    pub(crate) ms_per_s: f64,
+    pub(crate) mean_us: f64,
+}
+
+impl CpuWait {
+    pub(crate) const UNKNOWN: CpuWait = CpuWait { ms_per_s: f64::NAN, mean_us: f64::NAN };
 }
 
 #[derive(Debug)]
@@ -346,6 +362,7 @@ fn median_load(rounds: &[Load], server: &'static str) -> Load {
         p99_ms: of(|l| l.p99_ms),
         errors: rounds.iter().filter(|l| l.server == server).map(|l| l.errors).sum(),
         cpu_us_per_request: of(|l| l.cpu_us_per_request),
+        cpu_wait: CpuWait { ms_per_s: of(|l| l.cpu_wait.ms_per_s), mean_us: of(|l| l.cpu_wait.mean_us) },
     }
 }
 

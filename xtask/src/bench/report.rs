@@ -103,6 +103,23 @@ pub(super) fn render(
             rounds.iter().filter(|l| l.server == server).map(|l| format!("{:.0}", l.requests_per_sec)).collect();
         let _ = writeln!(out, "| {server} | {} |", cells.join(" | "));
     }
+    let _ = writeln!(out, "\n### Waiting for a CPU (c=16, medians of the rounds)\n");
+    let _ = writeln!(
+        out,
+        "The time the server's own threads (not its workers) were ready to run but waited for a CPU, summed over \
+         the threads, from the scheduler's counts (`/proc/PID/task/*/schedstat`): on 2 cores shared with wrk \
+         (and the workers), the long waits are where a request's long tail comes from.\n"
+    );
+    let _ = writeln!(out, "| server | waited, ms per second | mean wait | p99 |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for server in [BARE, NATIVE, PEER, IN_PROCESS, PROCESS] {
+        let Some(l) = loads.iter().find(|l| l.server == server && l.connections == 16) else { continue };
+        let _ = writeln!(
+            out,
+            "| {server} | {:.0} | {:.0} µs | {:.3} ms |",
+            l.cpu_wait.ms_per_s, l.cpu_wait.mean_us, l.p99_ms
+        );
+    }
     let _ = writeln!(out, "\n### Resident memory over the load runs (server and its workers)\n");
     let _ = writeln!(out, "| server | requests served | RSS before | RSS after |");
     let _ = writeln!(out, "|---|---|---|---|");
@@ -312,6 +329,17 @@ fn render_round_three_targets(out: &mut String, micro: &[Micro], loads: &[Load])
     for server in [PROCESS, IN_PROCESS] {
         let (Some(bare), Some(ours)) = (load(BARE, 16), load(server, 16)) else { continue };
         p99_row(out, server, bare, ours);
+    }
+    if let (Some(process), Some(in_process)) = (load(PROCESS, 16), load(IN_PROCESS, 16)) {
+        let _ = writeln!(
+            out,
+            "| (what sets the p99: the server's threads waiting for a CPU, process {:.0} ms per second in waits of \
+             {:.0} µs on average, in-process {:.0} ms per second in waits of {:.0} µs; see \"Waiting for a CPU\") | - | - |",
+            process.cpu_wait.ms_per_s,
+            process.cpu_wait.mean_us,
+            in_process.cpu_wait.ms_per_s,
+            in_process.cpu_wait.mean_us
+        );
     }
     let in_process = mean(micro, "hello", "in_process_runner");
     let _ = writeln!(

@@ -3,18 +3,19 @@
 //! measures its memory and CPU time, and stops it when dropped.
 
 use std::{
+    collections::HashMap,
     fs,
     io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
     sync::mpsc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use anyhow::Context;
 use xshell::{Shell, cmd};
 
-use super::{BARE, Load, NATIVE, PEER};
+use super::{BARE, CpuWait, Load, NATIVE, PEER};
 use crate::step;
 
 /// Where cargo puts build output: `$CARGO_TARGET_DIR`, else `target/` in the project.
@@ -129,14 +130,34 @@ impl RunningServer {
         format!("http://{}{path}", self.addr)
     }
 
-    /// Runs a load and notes the CPU time the server and its workers spent per request.
+    /// Runs a load and notes the CPU time the server and its workers spent per request, and
+    /// how long the server's own threads waited for a CPU.
     pub(crate) fn measured(&self, load: impl FnOnce() -> anyhow::Result<(Load, u64)>) -> anyhow::Result<(Load, u64)> {
-        let before = self.cpu_ticks();
+        let (before, waits_before, started) = (self.cpu_ticks(), self.waits(), Instant::now());
         let (mut figures, requests) = load()?;
-        let ticks = self.cpu_ticks().saturating_sub(before);
+        let (ticks, waits, seconds) = (
+            self.cpu_ticks().saturating_sub(before),
+            Waits::since(&self.waits(), &waits_before),
+            started.elapsed().as_secs_f64(),
+        );
         // The kernel counts CPU time in clock ticks of 10 ms (USER_HZ = 100 on Linux).
         figures.cpu_us_per_request = ticks as f64 * 10_000.0 / requests.max(1) as f64;
+        figures.cpu_wait = CpuWait {
+            ms_per_s: waits.waited_ns as f64 / 1e6 / seconds,
+            mean_us: waits.waited_ns as f64 / 1e3 / waits.slices.max(1) as f64,
+        };
         Ok((figures, requests))
+    }
+
+    /// The scheduler's counts for each of the server's own threads so far, by thread id.
+    fn waits(&self) -> HashMap<String, Waits> {
+        let tasks = fs::read_dir(format!("/proc/{}/task", self.pid())).into_iter().flatten().flatten();
+        tasks
+            .filter_map(|task| {
+                let counts = Waits::parse(&fs::read_to_string(task.path().join("schedstat")).ok()?)?;
+                Some((task.file_name().to_string_lossy().into_owned(), counts))
+            })
+            .collect()
     }
 
     /// User and system CPU time of the server and its workers so far, in clock ticks.
@@ -156,6 +177,35 @@ impl RunningServer {
     /// The server's process id and its children's (its workers).
     pub(crate) fn pids(&self) -> Vec<u32> {
         pids(self.pid())
+    }
+}
+
+/// A thread's (or a sum of threads') time ready to run but waiting for a CPU, and its number of
+/// time slices, from `/proc/PID/task/TID/schedstat`: "time on the CPU (ns), time waiting on a
+/// run queue (ns), time slices run".
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Waits {
+    waited_ns: u64,
+    slices: u64,
+}
+
+impl Waits {
+    fn parse(schedstat: &str) -> Option<Waits> {
+        let mut fields = schedstat.split_whitespace().skip(1).map(str::parse::<u64>);
+        Some(Waits { waited_ns: fields.next()?.ok()?, slices: fields.next()?.ok()? })
+    }
+
+    /// The threads' counts between `earlier` and `now`, summed: a thread started in between
+    /// counts from zero; one that ended in between took its counts with it (tokio's blocking
+    /// threads end after 10 s idle; the async threads, which the figure is about, never do).
+    fn since(now: &HashMap<String, Waits>, earlier: &HashMap<String, Waits>) -> Waits {
+        now.iter().fold(Waits::default(), |sum, (thread, now)| {
+            let before = earlier.get(thread).copied().unwrap_or_default();
+            Waits {
+                waited_ns: sum.waited_ns + now.waited_ns.saturating_sub(before.waited_ns),
+                slices: sum.slices + now.slices.saturating_sub(before.slices),
+            }
+        })
     }
 }
 
@@ -192,5 +242,26 @@ impl Drop for RunningServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_waits_are_read_from_schedstat_and_summed_per_thread_since_the_start() {
+        assert_eq!(Waits::parse("5000 700 3\n"), Some(Waits { waited_ns: 700, slices: 3 }));
+        assert_eq!(Waits::parse("5000 700"), None, "a line cut short");
+        let counts = |list: &[(&str, u64, u64)]| -> HashMap<String, Waits> {
+            list.iter().map(|&(tid, waited_ns, slices)| (tid.to_string(), Waits { waited_ns, slices })).collect()
+        };
+        let before = counts(&[("1", 100, 10), ("2", 50, 5), ("3", 999, 99)]);
+        // Thread 3 ended; thread 4 started.
+        let after = counts(&[("1", 400, 13), ("2", 50, 5), ("4", 30, 2)]);
+        assert_eq!(Waits::since(&after, &before), Waits { waited_ns: 330, slices: 5 });
+        // This process's own threads have counts (the kernel keeps schedstat on since 5.x).
+        let own = fs::read_to_string(format!("/proc/{}/task/{}/schedstat", std::process::id(), std::process::id()));
+        assert!(own.ok().and_then(|line| Waits::parse(&line)).is_some());
     }
 }

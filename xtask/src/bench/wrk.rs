@@ -5,7 +5,7 @@ use std::{path::Path, process::Command};
 use anyhow::{Context, bail};
 use xshell::Shell;
 
-use super::Load;
+use super::{CpuWait, Load};
 use crate::setup;
 
 pub(crate) fn ensure_wrk(sh: &Shell) -> anyhow::Result<std::path::PathBuf> {
@@ -52,7 +52,16 @@ pub(crate) fn wrk_run(
         .and_then(|l| l.split_whitespace().next()?.parse().ok())
         .unwrap_or(0);
     let errors = non_2xx + socket_errors;
-    let load = Load { server: "", connections, requests_per_sec, p50_ms, p99_ms, errors, cpu_us_per_request: f64::NAN };
+    let load = Load {
+        server: "",
+        connections,
+        requests_per_sec,
+        p50_ms,
+        p99_ms,
+        errors,
+        cpu_us_per_request: f64::NAN,
+        cpu_wait: CpuWait::UNKNOWN,
+    };
     Ok((load, served))
 }
 
