@@ -86,8 +86,9 @@ pub(crate) struct Load {
     /// second, it hardly moves when other work competes for the machine.
     pub(crate) cpu_us_per_request: f64,
     /// The time the server's own threads (not its workers) spent ready to run but waiting for a
-    /// CPU, in ms per second of the load, summed over the threads; and the mean of those waits,
-    /// in µs. On an oversubscribed machine this is where a request's long tail comes from.
+    /// CPU, in ms per second of the load, summed over the threads; and that time per time slice
+    /// they ran, in µs. On an oversubscribed machine this is where a request's long tail comes
+    /// from.
     pub(crate) cpu_wait: CpuWait,
 }
 
@@ -96,11 +97,11 @@ pub(crate) struct Load {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CpuWait {
     pub(crate) ms_per_s: f64,
-    pub(crate) mean_us: f64,
+    pub(crate) per_slice_us: f64,
 }
 
 impl CpuWait {
-    pub(crate) const UNKNOWN: CpuWait = CpuWait { ms_per_s: f64::NAN, mean_us: f64::NAN };
+    pub(crate) const UNKNOWN: CpuWait = CpuWait { ms_per_s: f64::NAN, per_slice_us: f64::NAN };
 }
 
 #[derive(Debug)]
@@ -362,7 +363,7 @@ fn median_load(rounds: &[Load], server: &'static str) -> Load {
         p99_ms: of(|l| l.p99_ms),
         errors: rounds.iter().filter(|l| l.server == server).map(|l| l.errors).sum(),
         cpu_us_per_request: of(|l| l.cpu_us_per_request),
-        cpu_wait: CpuWait { ms_per_s: of(|l| l.cpu_wait.ms_per_s), mean_us: of(|l| l.cpu_wait.mean_us) },
+        cpu_wait: CpuWait { ms_per_s: of(|l| l.cpu_wait.ms_per_s), per_slice_us: of(|l| l.cpu_wait.per_slice_us) },
     }
 }
 

@@ -110,14 +110,14 @@ pub(super) fn render(
          the threads, from the scheduler's counts (`/proc/PID/task/*/schedstat`): on 2 cores shared with wrk \
          (and the workers), the long waits are where a request's long tail comes from.\n"
     );
-    let _ = writeln!(out, "| server | waited, ms per second | mean wait | p99 |");
+    let _ = writeln!(out, "| server | waited, ms per second | waited per time slice run | p99 |");
     let _ = writeln!(out, "|---|---|---|---|");
     for server in [BARE, NATIVE, PEER, IN_PROCESS, PROCESS] {
         let Some(l) = loads.iter().find(|l| l.server == server && l.connections == 16) else { continue };
         let _ = writeln!(
             out,
             "| {server} | {:.0} | {:.0} µs | {:.3} ms |",
-            l.cpu_wait.ms_per_s, l.cpu_wait.mean_us, l.p99_ms
+            l.cpu_wait.ms_per_s, l.cpu_wait.per_slice_us, l.p99_ms
         );
     }
     let _ = writeln!(out, "\n### Resident memory over the load runs (server and its workers)\n");
@@ -333,12 +333,12 @@ fn render_round_three_targets(out: &mut String, micro: &[Micro], loads: &[Load])
     if let (Some(process), Some(in_process)) = (load(PROCESS, 16), load(IN_PROCESS, 16)) {
         let _ = writeln!(
             out,
-            "| (what sets the p99: the server's threads waiting for a CPU, process {:.0} ms per second in waits of \
-             {:.0} µs on average, in-process {:.0} ms per second in waits of {:.0} µs; see \"Waiting for a CPU\") | - | - |",
+            "| (what sets the p99: the server's threads waiting for a CPU, process {:.0} ms per second, {:.0} µs per \
+             time slice run, in-process {:.0} ms per second, {:.0} µs per time slice; see \"Waiting for a CPU\") | - | - |",
             process.cpu_wait.ms_per_s,
-            process.cpu_wait.mean_us,
+            process.cpu_wait.per_slice_us,
             in_process.cpu_wait.ms_per_s,
-            in_process.cpu_wait.mean_us
+            in_process.cpu_wait.per_slice_us
         );
     }
     let in_process = mean(micro, "hello", "in_process_runner");

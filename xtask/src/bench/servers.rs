@@ -144,7 +144,7 @@ impl RunningServer {
         figures.cpu_us_per_request = ticks as f64 * 10_000.0 / requests.max(1) as f64;
         figures.cpu_wait = CpuWait {
             ms_per_s: waits.waited_ns as f64 / 1e6 / seconds,
-            mean_us: waits.waited_ns as f64 / 1e3 / waits.slices.max(1) as f64,
+            per_slice_us: waits.waited_ns as f64 / 1e3 / waits.slices.max(1) as f64,
         };
         Ok((figures, requests))
     }
@@ -260,7 +260,7 @@ mod tests {
         // Thread 3 ended; thread 4 started.
         let after = counts(&[("1", 400, 13), ("2", 50, 5), ("4", 30, 2)]);
         assert_eq!(Waits::since(&after, &before), Waits { waited_ns: 330, slices: 5 });
-        // This process's own threads have counts (the kernel keeps schedstat on since 5.x).
+        // This process's own threads have counts (`CONFIG_SCHED_INFO`, on in Debian's kernels).
         let own = fs::read_to_string(format!("/proc/{}/task/{}/schedstat", std::process::id(), std::process::id()));
         assert!(own.ok().and_then(|line| Waits::parse(&line)).is_some());
     }
