@@ -52,7 +52,10 @@ use self::{
     first_requests::first_requests,
     report::{render, render_v2, write_report},
     servers::{build_servers, host_command, server_command},
-    streams::{build_native_c_sha256, native_c_sha256, native_rust_sha256, runtime_sha256, stream_sha256},
+    streams::{
+        build_native_c_sha256, host_label, native_c_sha256, native_rust_sha256, runtime_label, runtime_sha256,
+        stream_sha256,
+    },
 };
 pub(crate) use self::{
     servers::{RunningServer, build_host, host_server, native_server, target_dir},
@@ -311,7 +314,7 @@ impl Bench {
             for (server, r) in running.iter().filter(|(s, _)| [IN_PROCESS, PROCESS].contains(s)) {
                 let seconds = stream_sha256(r, STREAM_MIB)?.seconds;
                 let mib_per_sec = STREAM_MIB as f64 / seconds;
-                stream_rounds.push(Throughput { runner: format!("host, {server}"), mib_per_sec });
+                stream_rounds.push(Throughput { runner: host_label(server), mib_per_sec });
                 stream_rounds.push(runtime_sha256(sh, server)?);
             }
             stream_rounds.push(native_c_sha256(sh, &native_c)?);

@@ -10,6 +10,7 @@ use super::{
     MICRO_FUNCTIONS, Memory, NATIVE, PEER, PEER_MICRO, PROCESS, REQUEST_PATH, ROUNDS, STREAM_MIB, StreamMemory,
     Throughput,
     criterion::{Micro, mean},
+    host_label, runtime_label,
 };
 
 pub(super) fn human_time(ns: f64) -> String {
@@ -438,7 +439,7 @@ pub(super) fn render_v2(
     let share =
         |runner: &str| streams.iter().find(|s| s.runner == runner).map_or(f64::NAN, |s| s.mib_per_sec) / native_c;
     for server in [IN_PROCESS, PROCESS] {
-        let (host, runtime) = (format!("host, {server}"), format!("runtime alone, {server} (no HTTP)"));
+        let (host, runtime) = (host_label(server), runtime_label(server));
         let (share, ceiling) = (share(&host), share(&runtime));
         let _ = writeln!(
             out,

@@ -108,6 +108,16 @@ pub(super) fn native_c_sha256(sh: &Shell, binary: &Path) -> anyhow::Result<Throu
     timed_sha256("native C (same source, -O2)", &cmd!(sh, "{binary} {mib}").read()?)
 }
 
+/// The stream table's name for the stream through the server running plugins in `isolation`.
+pub(super) fn host_label(isolation: &str) -> String {
+    format!("host, {isolation}")
+}
+
+/// The stream table's name for the stream through the runtime alone in `isolation`.
+pub(super) fn runtime_label(isolation: &str) -> String {
+    format!("runtime alone, {isolation} (no HTTP)")
+}
+
 /// One run of the stream through the host's runtime alone, without HTTP
 /// (`host/examples/stream_sha256.rs`), in `isolation` (`in-process` or `process`): the ceiling
 /// for the stream through the server.
@@ -115,10 +125,7 @@ pub(super) fn runtime_sha256(sh: &Shell, isolation: &str) -> anyhow::Result<Thro
     let (binary, plugins) =
         (target_dir(sh).join("release/examples/stream_sha256"), sh.current_dir().join(crate::PLUGIN_OUT_DIR));
     let mib = STREAM_MIB.to_string();
-    timed_sha256(
-        &format!("runtime alone, {isolation} (no HTTP)"),
-        &cmd!(sh, "{binary} {plugins} {isolation} {mib}").read()?,
-    )
+    timed_sha256(&runtime_label(isolation), &cmd!(sh, "{binary} {plugins} {isolation} {mib}").read()?)
 }
 
 /// The throughput in a benchmark's line `{"bytes": N, "seconds": S, "digest": "<hex>"}`, after
